@@ -1,0 +1,141 @@
+/* rpc.h - the RPC runtime: gRPC C core servers and clients for protobuf-c.
+ *
+ * A service is a `const` table of methods (full gRPC path, request/response
+ * descriptors, handler). The runtime owns everything gRPC: completion queues,
+ * byte buffers, metadata, status. Handlers see decoded protobuf-c messages,
+ * allocate from the call's arena and return 0 or a dbld status code; the code
+ * and message go back to the client as the gRPC status. Unknown methods get
+ * UNIMPLEMENTED; request bytes that do not decode get INVALID_ARGUMENT.
+ *
+ * Threading: `workers` threads each take new calls from their own completion
+ * queue and run unary handlers to completion. A server-streaming call is
+ * handed to a thread of its own, so long-lived streams (Subscribe, Watch) never
+ * starve unary calls. Every server also serves grpc.health.v1.Health.
+ */
+#ifndef DBLD_RPC_H
+#define DBLD_RPC_H
+
+#include "dbld/arena.h"
+#include "dbld/status.h"
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+
+typedef struct dbld_call dbld_call;
+typedef struct dbld_server dbld_server;
+
+/* Unary handler: fill *resp (allocate it from dbld_call_arena(); leaving it
+ * NULL sends an empty response message). Return 0 or a code with st set. */
+typedef int (*dbld_unary_fn)(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                             dbld_status *st);
+/* Server-streaming handler: send with dbld_call_send() until done; the return
+ * value is the final status. */
+typedef int (*dbld_stream_fn)(dbld_call *call, const ProtobufCMessage *req, dbld_status *st);
+
+typedef struct dbld_method {
+    const char *path; /* "/databuild.v1.EventLog/Append" */
+    const ProtobufCMessageDescriptor *request;
+    const ProtobufCMessageDescriptor *response;
+    dbld_unary_fn unary;   /* exactly one of unary/stream is set */
+    dbld_stream_fn stream;
+} dbld_method;
+
+typedef struct dbld_service {
+    const char *name; /* full service name, "databuild.v1.EventLog" (used for health) */
+    const dbld_method *methods;
+    size_t n_methods;
+} dbld_service;
+
+/* ---- inside a handler ---- */
+
+/* Borrowed; freed when the call ends. */
+dbld_arena *dbld_call_arena(dbld_call *call);
+/* The user pointer given to dbld_server_add() for this call's service. */
+void *dbld_call_user(dbld_call *call);
+const char *dbld_call_method(dbld_call *call);
+/* Milliseconds until the client's deadline (INT64_MAX when none; <= 0 when passed). */
+int64_t dbld_call_remaining_ms(dbld_call *call);
+/* 1 once the client cancelled, the deadline passed or the server is shutting down. */
+int dbld_call_cancelled(dbld_call *call);
+/* Stream one response message (streaming handlers only). Blocks until the
+ * message is handed to the transport. Returns 0, or CANCELLED when the client
+ * has gone away (the handler should then return). */
+int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st);
+/* Block up to timeout_ms or until the call is cancelled; returns 1 if cancelled.
+ * Useful for streaming handlers that poll. */
+int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms);
+
+/* ---- server ---- */
+
+typedef struct dbld_server_opts {
+    const char *service_name; /* for logs, e.g. "eventlog" */
+    const char *listen;       /* "127.0.0.1:0" picks a free port */
+    int workers;              /* default 4 */
+    int max_message_bytes;    /* default 16 MiB */
+    int shutdown_grace_ms;    /* default 5000 */
+} dbld_server_opts;
+
+/* Caller frees with dbld_server_destroy(). */
+int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_status *st);
+/* Register a service table before start. The table must outlive the server. */
+int dbld_server_add(dbld_server *srv, const dbld_service *svc, void *user);
+/* Bind and start the worker threads. Health starts NOT_SERVING for "" and
+ * every registered service. */
+int dbld_server_start(dbld_server *srv, dbld_status *st);
+/* The bound TCP port (after start). */
+int dbld_server_port(const dbld_server *srv);
+/* Set health for a service name ("" = the whole server). Wakes Watch streams. */
+void dbld_server_set_health(dbld_server *srv, const char *service, int serving);
+/* Set "" and every registered service at once. */
+void dbld_server_set_health_all(dbld_server *srv, int serving);
+/* Stop accepting, let in-flight calls finish for the grace period, then cancel
+ * what is left and join all threads. Idempotent. */
+void dbld_server_shutdown(dbld_server *srv);
+void dbld_server_destroy(dbld_server *srv);
+
+/* Block SIGTERM/SIGINT/SIGPIPE in the calling thread; call first thing in
+ * main(), before any thread starts, so every thread inherits the mask. */
+void dbld_signals_block(void);
+/* Wait for SIGTERM or SIGINT (blocked by dbld_signals_block()); returns the signal. */
+int dbld_signals_wait(void);
+
+/* ---- client ---- */
+
+typedef struct dbld_client dbld_client;
+
+#define DBLD_CALL_IDEMPOTENT 0x1 /* retry with backoff on UNAVAILABLE until the deadline */
+
+/* One shared channel per target ("host:port"); borrowed, lives until
+ * dbld_client_shutdown_all(). Thread-safe. Never NULL. */
+dbld_client *dbld_client_get(const char *target);
+void dbld_client_shutdown_all(void);
+
+/* Unary call. *resp is unpacked with alloc (NULL = default allocator: free
+ * with protobuf_c_message_free_unpacked). timeout_ms <= 0 means 30 s.
+ * The server's status code and message come back in st. */
+int dbld_client_unary(dbld_client *c, const char *path, const ProtobufCMessage *req,
+                      const ProtobufCMessageDescriptor *resp_desc, ProtobufCAllocator *alloc,
+                      ProtobufCMessage **resp, int64_t timeout_ms, int flags, dbld_status *st);
+
+/* Unary call with raw request bytes (tests: garbage input). *out is malloc'd. */
+int dbld_client_unary_raw(dbld_client *c, const char *path, const void *req, size_t req_len,
+                          void **out, size_t *out_len, int64_t timeout_ms, dbld_status *st);
+
+typedef struct dbld_stream dbld_stream;
+/* Start a server-streaming call; timeout_ms <= 0 means no deadline. */
+int dbld_client_stream_open(dbld_client *c, const char *path, const ProtobufCMessage *req,
+                            int64_t timeout_ms, dbld_stream **out, dbld_status *st);
+/* Next message: returns 0 with *msg set; at the end of the stream returns the
+ * final status code (OK at a clean end) with *msg NULL. wait_ms bounds the
+ * wait for this message (<= 0: no bound); on expiry returns DEADLINE_EXCEEDED
+ * and the stream stays usable. */
+int dbld_stream_next(dbld_stream *s, const ProtobufCMessageDescriptor *desc,
+                     ProtobufCAllocator *alloc, ProtobufCMessage **msg, int64_t wait_ms,
+                     dbld_status *st);
+/* Cancel (if still open) and free. */
+void dbld_stream_close(dbld_stream *s);
+
+/* grpc.health.v1 Check: returns 0 and *serving (1 SERVING, 0 otherwise). */
+int dbld_health_check(dbld_client *c, const char *service, int *serving, int64_t timeout_ms,
+                      dbld_status *st);
+
+#endif

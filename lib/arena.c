@@ -1,0 +1,147 @@
+/* arena.c - bump allocator in a chain of blocks; big requests get their own block. */
+#include "dbld/arena.h"
+#include "dbld/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK_SIZE (16 * 1024)
+#define ALIGN 16
+
+typedef struct block {
+    struct block *next;
+    size_t cap, used;
+    _Alignas(ALIGN) unsigned char data[];
+} block;
+
+struct dbld_arena {
+    block *head;
+    ProtobufCAllocator pb;
+};
+
+static void *pb_alloc(void *ud, size_t n) { return dbld_arena_alloc(ud, n); }
+static void pb_free(void *ud, void *p)
+{
+    (void)ud;
+    (void)p;
+}
+
+static block *block_new(size_t cap)
+{
+    block *b = dbld_xmalloc(sizeof *b + cap);
+    b->next = NULL;
+    b->cap = cap;
+    b->used = 0;
+    return b;
+}
+
+dbld_arena *dbld_arena_create(void)
+{
+    dbld_arena *a = dbld_xcalloc(1, sizeof *a);
+    a->head = block_new(BLOCK_SIZE);
+    a->pb.alloc = pb_alloc;
+    a->pb.free = pb_free;
+    a->pb.allocator_data = a;
+    return a;
+}
+
+void dbld_arena_reset(dbld_arena *a)
+{
+    block *b = a->head;
+    while (b->next) {
+        block *n = b->next;
+        free(b);
+        b = n;
+    }
+    /* b is the first block allocated (oldest, at the tail of the chain). */
+    b->used = 0;
+    a->head = b;
+}
+
+void dbld_arena_destroy(dbld_arena *a)
+{
+    if (!a)
+        return;
+    for (block *b = a->head; b;) {
+        block *n = b->next;
+        free(b);
+        b = n;
+    }
+    free(a);
+}
+
+void *dbld_arena_alloc(dbld_arena *a, size_t n)
+{
+    n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (n == 0)
+        n = ALIGN;
+    block *b = a->head;
+    if (b->cap - b->used < n) {
+        if (n > BLOCK_SIZE / 4) {
+            /* Large: own block, linked behind head so head keeps its free space. */
+            block *big = block_new(n);
+            big->used = n;
+            big->next = b->next;
+            b->next = big;
+            memset(big->data, 0, n);
+            return big->data;
+        }
+        block *nb = block_new(BLOCK_SIZE);
+        nb->next = b;
+        a->head = nb;
+        b = nb;
+    }
+    void *p = b->data + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+char *dbld_arena_strndup(dbld_arena *a, const char *s, size_t n)
+{
+    char *p = dbld_arena_alloc(a, n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *dbld_arena_strdup(dbld_arena *a, const char *s)
+{
+    return dbld_arena_strndup(a, s ? s : "", s ? strlen(s) : 0);
+}
+
+char *dbld_arena_printf(dbld_arena *a, const char *fmt, ...)
+{
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = dbld_arena_alloc(a, (size_t)(n < 0 ? 0 : n) + 1);
+    if (n > 0)
+        vsnprintf(p, (size_t)n + 1, fmt, ap2);
+    va_end(ap2);
+    return p;
+}
+
+ProtobufCAllocator *dbld_arena_allocator(dbld_arena *a) { return &a->pb; }
+
+void *dbld_arena_msg(dbld_arena *a, const ProtobufCMessageDescriptor *desc)
+{
+    ProtobufCMessage *m = dbld_arena_alloc(a, desc->sizeof_message);
+    protobuf_c_message_init(desc, m);
+    return m;
+}
+
+void *dbld_arena_push(dbld_arena *a, void *arr_ptr, size_t *n, size_t elem_size)
+{
+    void **arr = arr_ptr;
+    unsigned char *grown = dbld_arena_alloc(a, (*n + 1) * elem_size);
+    if (*n)
+        memcpy(grown, *arr, *n * elem_size);
+    *arr = grown;
+    (*n)++;
+    return grown + (*n - 1) * elem_size;
+}
