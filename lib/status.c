@@ -40,7 +40,15 @@ int dbld_status_prefix(dbld_status *st, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, st->msg, sizeof old);
-    snprintf(st->msg, sizeof st->msg, "%s: %s", prefix, old);
+    size_t n = strlen(prefix);
+    if (n > sizeof st->msg - 3)
+        n = sizeof st->msg - 3;
+    memcpy(st->msg, prefix, n);
+    memcpy(st->msg + n, ": ", 2);
+    size_t rest = sizeof st->msg - n - 3;
+    size_t ol = strnlen(old, rest);
+    memcpy(st->msg + n + 2, old, ol);
+    st->msg[n + 2 + ol] = '\0';
     return st->code;
 }
 
