@@ -1,0 +1,63 @@
+/* db.h - the PostgreSQL layer: connections, parameterized queries, a pool.
+ *
+ * The only module that includes libpq. All SQL is parameterized
+ * (PQexecParams); values travel as text parameters, never spliced into SQL.
+ * Errors are mapped to dbld status codes here: a lost or refused connection
+ * (SQLSTATE class 08, 57P01..57P03, or a bad PGconn) is UNAVAILABLE, a bad
+ * regular expression INVALID_ARGUMENT, a unique violation ALREADY_EXISTS,
+ * serialization failures ABORTED, everything else INTERNAL.
+ */
+#ifndef DBLD_DB_H
+#define DBLD_DB_H
+
+#include "dbld/arena.h"
+#include "dbld/status.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dbld_db dbld_db;   /* one connection */
+typedef struct dbld_res dbld_res; /* one result */
+
+/* Connect (connect_timeout 5 s unless the DSN says otherwise). Caller frees
+ * with dbld_db_close(). On failure *out is NULL and st says why (UNAVAILABLE). */
+int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st);
+void dbld_db_close(dbld_db *db);
+/* 1 while the connection is usable, 0 after it was lost (reconnect then). */
+int dbld_db_alive(dbld_db *db);
+
+/* Run one statement with text parameters (params[i] NULL = SQL NULL). On
+ * success *out (if out is non-NULL) holds the result: caller frees with
+ * dbld_res_free(). Multi-statement SQL is allowed only with n == 0. */
+int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,
+                 dbld_status *st);
+
+int dbld_res_rows(const dbld_res *r);
+/* Borrowed until dbld_res_free(); "" for NULL. */
+const char *dbld_res_get(const dbld_res *r, int row, int col);
+int dbld_res_null(const dbld_res *r, int row, int col);
+int64_t dbld_res_i64(const dbld_res *r, int row, int col);
+/* Command tag count ("INSERT 0 5" -> 5). */
+int64_t dbld_res_affected(const dbld_res *r);
+void dbld_res_free(dbld_res *r);
+
+/* A PostgreSQL array literal ({"a","b\"c",NULL}) for the given strings (NULL
+ * items become SQL NULLs), to pass as a text parameter and cast in SQL
+ * (`$1::text[]`, `$2::bigint[]`). Allocated in the arena. */
+char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n);
+/* Parse a text[] value as returned by PostgreSQL into arena strings. */
+int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size_t *n);
+/* Lower-case hex of bytes (for decode($1,'hex')); and back. */
+char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len);
+/* Decodes a bytea text value ("\x0a0b") into arena memory. */
+int dbld_bytea_decode(dbld_arena *a, const char *text, uint8_t **out, size_t *len);
+
+/* A fixed-size pool of connections to one DSN. Connections are made lazily
+ * and remade after they were lost. Thread-safe. */
+typedef struct dbld_pool dbld_pool;
+dbld_pool *dbld_pool_create(const char *dsn, int size);
+void dbld_pool_destroy(dbld_pool *p);
+/* Borrow a connection, waiting up to timeout_ms for one to be free. */
+int dbld_pool_acquire(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_status *st);
+void dbld_pool_release(dbld_pool *p, dbld_db *db);
+
+#endif

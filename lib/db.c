@@ -1,0 +1,325 @@
+/* db.c - libpq wrapper: connect, parameterized exec, error mapping, a pool.
+ *
+ * Every PGresult is owned by a dbld_res and cleared by dbld_res_free(), or
+ * cleared here on the error path. A connection that reports CONNECTION_BAD is
+ * marked dead; the pool replaces dead connections on the next acquire.
+ */
+#include "dbld/db.h"
+#include "dbld/util.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dbld_db {
+    PGconn *conn;
+};
+
+struct dbld_res {
+    PGresult *res;
+};
+
+static int code_for_sqlstate(const char *state)
+{
+    if (!state)
+        return DBLD_UNAVAILABLE; /* no SQLSTATE: the connection itself failed */
+    if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+        strcmp(state, "53300") == 0)
+        return DBLD_UNAVAILABLE;
+    if (strcmp(state, "2201B") == 0 || strncmp(state, "22", 2) == 0)
+        return DBLD_INVALID_ARGUMENT;
+    if (strcmp(state, "23505") == 0)
+        return DBLD_ALREADY_EXISTS;
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        return DBLD_ABORTED;
+    if (strcmp(state, "57014") == 0)
+        return DBLD_DEADLINE_EXCEEDED;
+    if (strcmp(state, "25006") == 0)
+        return DBLD_FAILED_PRECONDITION; /* read-only transaction */
+    return DBLD_INTERNAL;
+}
+
+static void trim_newline(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+}
+
+int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st)
+{
+    *out = NULL;
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {dsn, "5", "databuild", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1 /* expand dbname as a conninfo */);
+    if (!c)
+        return dbld_status_set(st, DBLD_UNAVAILABLE, "could not connect to database: out of memory");
+    if (PQstatus(c) != CONNECTION_OK) {
+        dbld_status_set(st, DBLD_UNAVAILABLE, "could not connect to database: %s",
+                        PQerrorMessage(c));
+        if (st)
+            trim_newline(st->msg);
+        PQfinish(c);
+        return DBLD_UNAVAILABLE;
+    }
+    *out = dbld_xcalloc(1, sizeof **out);
+    (*out)->conn = c;
+    return 0;
+}
+
+void dbld_db_close(dbld_db *db)
+{
+    if (!db)
+        return;
+    PQfinish(db->conn);
+    free(db);
+}
+
+int dbld_db_alive(dbld_db *db) { return db && PQstatus(db->conn) == CONNECTION_OK; }
+
+int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,
+                 dbld_status *st)
+{
+    if (out)
+        *out = NULL;
+    PGresult *r = n == 0 && !out ? PQexec(db->conn, sql)
+                                 : PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        if (out) {
+            *out = dbld_xmalloc(sizeof **out);
+            (*out)->res = r;
+        } else {
+            PQclear(r);
+        }
+        return 0;
+    }
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    int code = PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : code_for_sqlstate(state);
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!msg || !*msg)
+        msg = PQerrorMessage(db->conn);
+    dbld_status_set(st, code, "%s%s", code == DBLD_UNAVAILABLE ? "database unavailable: " : "",
+                    msg && *msg ? msg : "unknown database error");
+    if (st)
+        trim_newline(st->msg);
+    PQclear(r);
+    return code;
+}
+
+int dbld_res_rows(const dbld_res *r) { return r ? PQntuples(r->res) : 0; }
+
+const char *dbld_res_get(const dbld_res *r, int row, int col)
+{
+    return PQgetvalue(r->res, row, col);
+}
+
+int dbld_res_null(const dbld_res *r, int row, int col) { return PQgetisnull(r->res, row, col); }
+
+int64_t dbld_res_i64(const dbld_res *r, int row, int col)
+{
+    return strtoll(PQgetvalue(r->res, row, col), NULL, 10);
+}
+
+int64_t dbld_res_affected(const dbld_res *r) { return strtoll(PQcmdTuples(r->res), NULL, 10); }
+
+void dbld_res_free(dbld_res *r)
+{
+    if (!r)
+        return;
+    PQclear(r->res);
+    free(r);
+}
+
+/* ---- literals ---- */
+
+char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += 5 + (items[i] ? 2 * strlen(items[i]) : 0);
+    char *out = dbld_arena_alloc(a, len), *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        if (!items[i]) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *s = items[i]; *s; s++) {
+            if (*s == '"' || *s == '\\')
+                *p++ = '\\';
+            *p++ = *s;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size_t *n)
+{
+    *items = NULL;
+    *n = 0;
+    if (!lit || lit[0] != '{')
+        return -1;
+    size_t cap = 1;
+    for (const char *s = lit; *s; s++)
+        cap += *s == ',';
+    char **arr = dbld_arena_alloc(a, cap * sizeof *arr);
+    char *buf = dbld_arena_alloc(a, strlen(lit) + 1);
+    const char *s = lit + 1;
+    while (*s && *s != '}') {
+        char *w = buf;
+        if (*s == '"') {
+            for (s++; *s && *s != '"'; s++) {
+                if (*s == '\\' && s[1])
+                    s++;
+                *w++ = *s;
+            }
+            if (*s == '"')
+                s++;
+        } else {
+            while (*s && *s != ',' && *s != '}')
+                *w++ = *s++;
+        }
+        *w++ = '\0';
+        arr[(*n)++] = buf;
+        buf = w;
+        if (*s == ',')
+            s++;
+    }
+    *items = arr;
+    return 0;
+}
+
+char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *d = data;
+    char *out = dbld_arena_alloc(a, 2 * len + 1);
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * len] = '\0';
+    return out;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int dbld_bytea_decode(dbld_arena *a, const char *text, uint8_t **out, size_t *len)
+{
+    if (text[0] != '\\' || text[1] != 'x')
+        return -1;
+    size_t n = strlen(text + 2) / 2;
+    uint8_t *b = dbld_arena_alloc(a, n ? n : 1);
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(text[2 + 2 * i]), lo = hexval(text[3 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        b[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+/* ---- pool ---- */
+
+struct dbld_pool {
+    char *dsn;
+    int size;
+    dbld_db **free_conns; /* stack of idle connections (NULL = not yet made) */
+    int n_free;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+dbld_pool *dbld_pool_create(const char *dsn, int size)
+{
+    dbld_pool *p = dbld_xcalloc(1, sizeof *p);
+    p->dsn = dbld_xstrdup(dsn);
+    p->size = size < 1 ? 1 : size;
+    p->free_conns = dbld_xcalloc((size_t)p->size, sizeof *p->free_conns);
+    p->n_free = p->size; /* all slots idle; NULL entries connect lazily */
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    return p;
+}
+
+void dbld_pool_destroy(dbld_pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n_free; i++)
+        dbld_db_close(p->free_conns[i]);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->free_conns);
+    free(p->dsn);
+    free(p);
+}
+
+int dbld_pool_acquire(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_status *st)
+{
+    *out = NULL;
+    int64_t end = dbld_mono_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
+    pthread_mutex_lock(&p->mu);
+    while (p->n_free == 0) {
+        int64_t left = end - dbld_mono_ms();
+        if (left <= 0) {
+            pthread_mutex_unlock(&p->mu);
+            return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
+                                   "all %d database connections are busy", p->size);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    }
+    dbld_db *db = p->free_conns[--p->n_free];
+    pthread_mutex_unlock(&p->mu);
+    if (db && !dbld_db_alive(db)) {
+        dbld_db_close(db);
+        db = NULL;
+    }
+    if (!db && dbld_db_connect(p->dsn, &db, st) != 0) {
+        dbld_pool_release(p, NULL); /* give the slot back */
+        return st ? st->code : DBLD_UNAVAILABLE;
+    }
+    *out = db;
+    return 0;
+}
+
+void dbld_pool_release(dbld_pool *p, dbld_db *db)
+{
+    if (db && !dbld_db_alive(db)) {
+        dbld_db_close(db);
+        db = NULL;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->free_conns[p->n_free++] = db;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}

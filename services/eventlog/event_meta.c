@@ -1,0 +1,152 @@
+/* event_meta.c - validation and filter-column extraction for BuildEvents.
+ *
+ * The refs, labels and run ids extracted here are stored in array columns of
+ * the events table (GIN-indexed), which is what makes EventFilter queries
+ * cheap. Which fields count is listed once, in extract() below.
+ */
+#include "event_meta.h"
+#include "dbld/db.h"
+#include "dbld/util.h"
+
+#include <string.h>
+
+typedef struct strlist {
+    const char **items;
+    size_t n, cap;
+} strlist;
+
+static void add(dbld_arena *a, strlist *l, const char *s)
+{
+    if (!s || !*s)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i], s) == 0)
+            return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 8;
+        const char **grown = dbld_arena_alloc(a, cap * sizeof *grown);
+        if (l->n)
+            memcpy(grown, l->items, l->n * sizeof *grown);
+        l->items = grown;
+        l->cap = cap;
+    }
+    l->items[l->n++] = s;
+}
+
+static void add_ref(dbld_arena *a, strlist *l, const Databuild__V1__PartitionRef *r)
+{
+    if (r)
+        add(a, l, r->str);
+}
+
+static void add_refs(dbld_arena *a, strlist *l, Databuild__V1__PartitionRef **refs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        add_ref(a, l, refs[i]);
+}
+
+static void extract(dbld_arena *a, const Databuild__V1__BuildEvent *ev, strlist *refs,
+                    strlist *labels, strlist *runs)
+{
+    switch (ev->event_type_case) {
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT:
+        add_refs(a, refs, ev->build_request_event->requested_partitions,
+                 ev->build_request_event->n_requested_partitions);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT:
+        add_ref(a, refs, ev->partition_event->partition_ref);
+        add(a, runs, ev->partition_event->job_run_id);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT: {
+        const Databuild__V1__JobEvent *j = ev->job_event;
+        add_refs(a, refs, j->target_partitions, j->n_target_partitions);
+        add(a, runs, j->job_run_id);
+        if (j->job_label)
+            add(a, labels, j->job_label->label);
+        break;
+    }
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT:
+        add_ref(a, refs, ev->delegation_event->partition_ref);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_GRAPH_EVENT: {
+        const Databuild__V1__JobGraph *g = ev->job_graph_event->job_graph;
+        if (!g)
+            break;
+        add_refs(a, refs, g->outputs, g->n_outputs);
+        for (size_t i = 0; i < g->n_nodes; i++) {
+            const Databuild__V1__Task *t = g->nodes[i];
+            if (t->job)
+                add(a, labels, t->job->label);
+            if (t->config)
+                add_refs(a, refs, t->config->outputs, t->config->n_outputs);
+        }
+        break;
+    }
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT:
+        add_ref(a, refs, ev->partition_invalidation_event->partition_ref);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_RUN_CANCEL_EVENT:
+        add(a, runs, ev->job_run_cancel_event->job_run_id);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT:
+        add_refs(a, refs, ev->want_event->requested_partitions,
+                 ev->want_event->n_requested_partitions);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT:
+        add_refs(a, refs, ev->taint_event->refs, ev->taint_event->n_refs);
+        break;
+    default:
+        break;
+    }
+}
+
+static const char *const kind_names[] = {
+    "build_request_event",          "partition_event",      "job_event",
+    "delegation_event",             "job_graph_event",      "partition_invalidation_event",
+    "job_run_cancel_event",         "build_cancel_event",   "want_event",
+    "taint_event",
+};
+
+const char *el_kind_name(int kind)
+{
+    return kind >= 10 && kind <= 19 ? kind_names[kind - 10] : "unknown";
+}
+
+int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index, el_event *out,
+                     dbld_status *st)
+{
+    memset(out, 0, sizeof *out);
+    int kind = (int)ev->event_type_case;
+    if (kind < 10 || kind > 19)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                               "event %zu: event_type is not set (one of build_request_event, "
+                               "partition_event, job_event, ..., taint_event is required)",
+                               index);
+    if (!ev->event_id || !*ev->event_id) {
+        char id[37];
+        dbld_uuid_v4(id);
+        ev->event_id = dbld_arena_strdup(a, id);
+    } else if (!dbld_uuid_valid(ev->event_id)) {
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "event %zu: event_id \"%.100s\" is not a UUID",
+                               index, ev->event_id);
+    }
+    if (ev->timestamp == 0)
+        ev->timestamp = dbld_now_ns();
+    if (!ev->build_request_id)
+        ev->build_request_id = dbld_arena_strdup(a, "");
+    strlist refs = {0}, labels = {0}, runs = {0};
+    extract(a, ev, &refs, &labels, &runs);
+    out->ev = ev;
+    out->kind = kind;
+    out->refs = refs.items;
+    out->n_refs = refs.n;
+    out->labels = labels.items;
+    out->n_labels = labels.n;
+    out->runs = runs.items;
+    out->n_runs = runs.n;
+    size_t len = protobuf_c_message_get_packed_size(&ev->base);
+    uint8_t *buf = dbld_arena_alloc(a, len ? len : 1);
+    protobuf_c_message_pack(&ev->base, buf);
+    out->payload_hex = dbld_hex_encode(a, buf, len);
+    return 0;
+}

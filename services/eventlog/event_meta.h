@@ -1,0 +1,37 @@
+/* event_meta.h - what the event log needs to know about one BuildEvent:
+ * validation, defaults (event_id, timestamp), and the refs / job labels /
+ * job run ids an EventFilter matches on. */
+#ifndef EL_EVENT_META_H
+#define EL_EVENT_META_H
+
+#include "databuild.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/status.h"
+
+#include <stdint.h>
+
+/* One event on its way into the store. Everything lives in the call's arena. */
+typedef struct el_event {
+    Databuild__V1__BuildEvent *ev;
+    int kind;           /* BuildEvent oneof field number, 10..19 */
+    const char **refs;  /* partition refs the event touches */
+    size_t n_refs;
+    const char **labels; /* job labels */
+    size_t n_labels;
+    const char **runs;  /* job run ids */
+    size_t n_runs;
+    char *payload_hex;  /* serialized BuildEvent, hex */
+    /* results, filled by the store */
+    int64_t idx;
+    int duplicate;
+} el_event;
+
+/* Validate ev (index = position in the batch, for messages), fill a missing
+ * event_id / timestamp, extract filter columns and serialize. */
+int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index, el_event *out,
+                     dbld_status *st);
+
+/* "partition_event" etc. for a kind number; "unknown" otherwise. */
+const char *el_kind_name(int kind);
+
+#endif

@@ -1,0 +1,132 @@
+/* eventlog_rpc.c - the databuild.v1.EventLog service table and its handlers.
+ * Handlers validate and translate; el_store does the database work. */
+#include "eventlog_rpc.h"
+#include "databuild_ext.pb-c.h"
+#include "dbld/log.h"
+
+#include <inttypes.h>
+
+#define LIST_DEFAULT 500
+#define LIST_MAX 5000
+#define SUBSCRIBE_PAGE 500
+#define SUBSCRIBE_POLL_MS 500
+
+static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                  dbld_status *st)
+{
+    el_store *store = dbld_call_user(call);
+    dbld_arena *a = dbld_call_arena(call);
+    const Databuild__V1__AppendRequest *req = (const Databuild__V1__AppendRequest *)req_msg;
+    if (req->n_events == 0)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "append request has no events");
+    el_event *evs = dbld_arena_alloc(a, req->n_events * sizeof *evs);
+    for (size_t i = 0; i < req->n_events; i++) {
+        int rc = el_event_prepare(a, req->events[i], i, &evs[i], st);
+        if (rc)
+            return rc;
+    }
+    int rc = el_store_append(store, evs, req->n_events, dbld_call_remaining_ms(call), st);
+    if (rc)
+        return rc;
+    Databuild__V1__AppendResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__append_response__descriptor);
+    resp->n_events = req->n_events;
+    resp->events = dbld_arena_alloc(a, req->n_events * sizeof *resp->events);
+    for (size_t i = 0; i < req->n_events; i++) {
+        Databuild__V1__AppendedEvent *e =
+            dbld_arena_msg(a, &databuild__v1__appended_event__descriptor);
+        e->idx = evs[i].idx;
+        e->event_id = evs[i].ev->event_id;
+        e->duplicate = evs[i].duplicate;
+        resp->events[i] = e;
+    }
+    *resp_msg = &resp->base;
+    return 0;
+}
+
+static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                dbld_status *st)
+{
+    el_store *store = dbld_call_user(call);
+    dbld_arena *a = dbld_call_arena(call);
+    const Databuild__V1__ListEventsRequest *req = (const Databuild__V1__ListEventsRequest *)req_msg;
+    if (req->start_idx < 0)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
+                               req->start_idx);
+    int limit = req->limit == 0 ? LIST_DEFAULT : req->limit > LIST_MAX ? LIST_MAX : (int)req->limit;
+    int rc = el_store_check_patterns(store, req->filter, st);
+    if (rc)
+        return rc;
+    el_row *rows;
+    size_t n;
+    int has_more;
+    rc = el_store_list(store, req->filter, req->start_idx, limit, a, &rows, &n, &has_more, st);
+    if (rc)
+        return rc;
+    Databuild__V1__EventPage *page = dbld_arena_msg(a, &databuild__v1__event_page__descriptor);
+    page->n_events = n;
+    page->events = dbld_arena_alloc(a, (n + 1) * sizeof *page->events);
+    for (size_t i = 0; i < n; i++)
+        page->events[i] = rows[i].ev;
+    page->next_idx = n ? rows[n - 1].idx + 1 : req->start_idx;
+    page->has_more = has_more;
+    *resp_msg = &page->base;
+    return 0;
+}
+
+static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_status *st)
+{
+    el_store *store = dbld_call_user(call);
+    const Databuild__V1__SubscribeRequest *req = (const Databuild__V1__SubscribeRequest *)req_msg;
+    if (req->start_idx < 0)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
+                               req->start_idx);
+    int rc = el_store_check_patterns(store, req->filter, st);
+    if (rc)
+        return rc;
+    int64_t cursor = req->start_idx;
+    dbld_arena *a = dbld_arena_create(); /* per page, so a long stream does not grow */
+    while (!dbld_call_cancelled(call)) {
+        dbld_arena_reset(a);
+        el_row *rows;
+        size_t n;
+        int has_more;
+        rc = el_store_list(store, req->filter, cursor, SUBSCRIBE_PAGE, a, &rows, &n, &has_more, st);
+        if (rc == DBLD_UNAVAILABLE) { /* keep the stream; the database comes back */
+            dbld_call_wait_cancel(call, SUBSCRIBE_POLL_MS);
+            continue;
+        }
+        if (rc)
+            break;
+        for (size_t i = 0; i < n && !rc; i++) {
+            Databuild__V1__IndexedEvent ie = DATABUILD__V1__INDEXED_EVENT__INIT;
+            ie.idx = rows[i].idx;
+            ie.event = rows[i].ev;
+            rc = dbld_call_send(call, &ie.base, st);
+            cursor = rows[i].idx + 1;
+        }
+        if (rc)
+            break;
+        if (!has_more)
+            el_store_wait_commit(store, cursor - 1, SUBSCRIBE_POLL_MS);
+    }
+    dbld_arena_destroy(a);
+    if (!rc && dbld_call_cancelled(call))
+        rc = dbld_status_set(st, DBLD_CANCELLED, "subscription cancelled");
+    return rc;
+}
+
+static const dbld_method methods[] = {
+    {"/databuild.v1.EventLog/Append", &databuild__v1__append_request__descriptor,
+     &databuild__v1__append_response__descriptor, append, NULL},
+    {"/databuild.v1.EventLog/List", &databuild__v1__list_events_request__descriptor,
+     &databuild__v1__event_page__descriptor, list, NULL},
+    {"/databuild.v1.EventLog/Subscribe", &databuild__v1__subscribe_request__descriptor,
+     &databuild__v1__indexed_event__descriptor, NULL, subscribe},
+};
+
+const dbld_service el_eventlog_service = {
+    .name = "databuild.v1.EventLog",
+    .methods = methods,
+    .n_methods = sizeof methods / sizeof methods[0],
+};

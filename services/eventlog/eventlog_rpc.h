@@ -1,0 +1,7 @@
+/* eventlog_rpc.h - the EventLog service table; user data is the el_store. */
+#ifndef EL_EVENTLOG_RPC_H
+#define EL_EVENTLOG_RPC_H
+#include "dbld/rpc.h"
+#include "store.h"
+extern const dbld_service el_eventlog_service;
+#endif

@@ -1,0 +1,420 @@
+/* projections.c - fold a batch of events into per-key deltas, then apply each
+ * table's deltas with two set-based statements (ensure rows exist; update
+ * from unnest()). A delta field left NULL means "unchanged", so one batch
+ * costs a handful of round trips however many events it holds.
+ *
+ * Rules (later events win):
+ *   PartitionEvent        partitions: status, build_request_id, job_run_id, message,
+ *                         updated_ns; AVAILABLE clears tainted
+ *   TaintEvent            partitions.tainted = true for each ref; a taints row
+ *   PartitionInvalidation partitions.tainted = true, last_invalidated_ns
+ *   BuildRequestEvent     build_requests: status, message, requested partitions,
+ *                         comment and want_id when set, created/updated
+ *   JobEvent              job_runs: status, label, targets, message, build request
+ *   WantEvent             wants: one row per want_id (event_id when empty)
+ */
+#include "projections.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- a tiny string-keyed index over an array of deltas ---- */
+
+typedef struct keyidx {
+    const char **keys;
+    size_t *slots; /* position+1 in the delta array; 0 = empty */
+    size_t cap;
+} keyidx;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static void keyidx_init(dbld_arena *a, keyidx *k, size_t n)
+{
+    k->cap = 16;
+    while (k->cap < 2 * n + 2)
+        k->cap *= 2;
+    k->keys = dbld_arena_alloc(a, k->cap * sizeof *k->keys);
+    k->slots = dbld_arena_alloc(a, k->cap * sizeof *k->slots);
+}
+
+/* Position of key in the delta array; appends (count++) when new. */
+static size_t keyidx_get(keyidx *k, const char *key, size_t *count, int *is_new)
+{
+    size_t i = hash_str(key) & (k->cap - 1);
+    while (k->slots[i]) {
+        if (strcmp(k->keys[i], key) == 0) {
+            *is_new = 0;
+            return k->slots[i] - 1;
+        }
+        i = (i + 1) & (k->cap - 1);
+    }
+    k->keys[i] = key;
+    k->slots[i] = ++*count;
+    *is_new = 1;
+    return *count - 1;
+}
+
+static const char *i64s(dbld_arena *a, int64_t v) { return dbld_arena_printf(a, "%" PRId64, v); }
+
+/* ---- partitions ---- */
+
+typedef struct part_delta {
+    const char *ref, *status, *brid, *run, *msg, *updated, *invalidated, *tainted, *idx;
+} part_delta;
+
+typedef struct fold {
+    dbld_arena *a;
+    keyidx pk, bk, jk, wk;
+    part_delta *parts;
+    size_t n_parts;
+    struct br_delta {
+        const char *id, *status, *requested, *comment, *want, *msg, *created, *updated, *idx;
+    } *brs;
+    size_t n_brs;
+    struct jr_delta {
+        const char *id, *brid, *label, *status, *targets, *msg, *created, *updated, *idx;
+    } *jrs;
+    size_t n_jrs;
+    struct want_row {
+        const char *id, *refs, *source, *comment, *created, *brid, *idx;
+    } *wants;
+    size_t n_wants;
+    struct taint_row {
+        const char *id, *refs, *source, *comment, *created, *brid, *idx;
+    } *taints;
+    size_t n_taints;
+} fold;
+
+static part_delta *part_for(fold *f, const char *ref)
+{
+    int is_new;
+    size_t i = keyidx_get(&f->pk, ref, &f->n_parts, &is_new);
+    if (is_new) {
+        memset(&f->parts[i], 0, sizeof f->parts[i]);
+        f->parts[i].ref = ref;
+    }
+    return &f->parts[i];
+}
+
+static const char *refs_lit(dbld_arena *a, Databuild__V1__PartitionRef **refs, size_t n)
+{
+    const char **s = dbld_arena_alloc(a, (n + 1) * sizeof *s);
+    for (size_t i = 0; i < n; i++)
+        s[i] = refs[i] && refs[i]->str ? refs[i]->str : "";
+    return dbld_pg_text_array(a, s, n);
+}
+
+static const char *nonempty(const char *s) { return s && *s ? s : NULL; }
+
+static void fold_partition_event(fold *f, const el_event *e)
+{
+    const Databuild__V1__PartitionEvent *pe = e->ev->partition_event;
+    if (!pe->partition_ref || !*pe->partition_ref->str)
+        return;
+    part_delta *d = part_for(f, pe->partition_ref->str);
+    d->status = i64s(f->a, pe->status_code);
+    d->brid = e->ev->build_request_id;
+    d->run = pe->job_run_id;
+    d->msg = pe->message;
+    d->updated = i64s(f->a, e->ev->timestamp);
+    if (pe->status_code == DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE)
+        d->tainted = "false";
+    d->idx = i64s(f->a, e->idx);
+}
+
+static void fold_taint(fold *f, const el_event *e)
+{
+    const Databuild__V1__TaintEvent *t = e->ev->taint_event;
+    for (size_t i = 0; i < t->n_refs; i++) {
+        if (!t->refs[i] || !*t->refs[i]->str)
+            continue;
+        part_delta *d = part_for(f, t->refs[i]->str);
+        d->tainted = "true";
+        d->idx = i64s(f->a, e->idx);
+    }
+    struct taint_row *r = &f->taints[f->n_taints++];
+    r->id = e->ev->event_id;
+    r->refs = refs_lit(f->a, t->refs, t->n_refs);
+    r->source = i64s(f->a, t->source_type ? t->source_type->code : 0);
+    r->comment = t->comment;
+    r->created = i64s(f->a, t->created_at ? (int64_t)t->created_at : e->ev->timestamp);
+    r->brid = e->ev->build_request_id;
+    r->idx = i64s(f->a, e->idx);
+}
+
+static void fold_invalidation(fold *f, const el_event *e)
+{
+    const Databuild__V1__PartitionInvalidationEvent *pi = e->ev->partition_invalidation_event;
+    if (!pi->partition_ref || !*pi->partition_ref->str)
+        return;
+    part_delta *d = part_for(f, pi->partition_ref->str);
+    d->tainted = "true";
+    d->invalidated = i64s(f->a, e->ev->timestamp);
+    d->idx = i64s(f->a, e->idx);
+}
+
+static void fold_build_request(fold *f, const el_event *e)
+{
+    const Databuild__V1__BuildRequestEvent *b = e->ev->build_request_event;
+    const char *id = e->ev->build_request_id;
+    if (!*id)
+        return;
+    int is_new;
+    size_t i = keyidx_get(&f->bk, id, &f->n_brs, &is_new);
+    struct br_delta *d = &f->brs[i];
+    if (is_new) {
+        memset(d, 0, sizeof *d);
+        d->id = id;
+        d->created = i64s(f->a, e->ev->timestamp);
+    }
+    if (b->status)
+        d->status = i64s(f->a, b->status->code);
+    if (b->n_requested_partitions)
+        d->requested = refs_lit(f->a, b->requested_partitions, b->n_requested_partitions);
+    if (nonempty(b->comment))
+        d->comment = b->comment;
+    if (nonempty(b->want_id))
+        d->want = b->want_id;
+    d->msg = b->message;
+    d->updated = i64s(f->a, e->ev->timestamp);
+    d->idx = i64s(f->a, e->idx);
+}
+
+static void fold_job_event(fold *f, const el_event *e)
+{
+    const Databuild__V1__JobEvent *j = e->ev->job_event;
+    if (!nonempty(j->job_run_id))
+        return;
+    int is_new;
+    size_t i = keyidx_get(&f->jk, j->job_run_id, &f->n_jrs, &is_new);
+    struct jr_delta *d = &f->jrs[i];
+    if (is_new) {
+        memset(d, 0, sizeof *d);
+        d->id = j->job_run_id;
+        d->created = i64s(f->a, e->ev->timestamp);
+    }
+    if (nonempty(e->ev->build_request_id))
+        d->brid = e->ev->build_request_id;
+    if (j->job_label && nonempty(j->job_label->label))
+        d->label = j->job_label->label;
+    d->status = i64s(f->a, j->status_code);
+    if (j->n_target_partitions)
+        d->targets = refs_lit(f->a, j->target_partitions, j->n_target_partitions);
+    d->msg = j->message;
+    d->updated = i64s(f->a, e->ev->timestamp);
+    d->idx = i64s(f->a, e->idx);
+}
+
+static void fold_want(fold *f, const el_event *e)
+{
+    const Databuild__V1__WantEvent *w = e->ev->want_event;
+    const char *id = nonempty(w->want_id) ? w->want_id : e->ev->event_id;
+    int is_new;
+    size_t i = keyidx_get(&f->wk, id, &f->n_wants, &is_new);
+    struct want_row *r = &f->wants[i];
+    r->id = id;
+    r->refs = refs_lit(f->a, w->requested_partitions, w->n_requested_partitions);
+    r->source = i64s(f->a, w->source && w->source->source_type ? w->source->source_type->code : 0);
+    r->comment = w->comment;
+    r->created = i64s(f->a, e->ev->timestamp);
+    r->brid = e->ev->build_request_id;
+    r->idx = i64s(f->a, e->idx);
+}
+
+/* ---- applying deltas ---- */
+
+#define COL(arr, n, field) col_lit(a, (const char *)(arr), sizeof *(arr), offsetof(__typeof__(*(arr)), field), n)
+
+static const char *col_lit(dbld_arena *a, const char *base, size_t stride, size_t off, size_t n)
+{
+    const char **vals = dbld_arena_alloc(a, (n + 1) * sizeof *vals);
+    for (size_t i = 0; i < n; i++)
+        vals[i] = *(const char *const *)(base + i * stride + off);
+    return dbld_pg_text_array(a, vals, n);
+}
+
+static int run(dbld_db *db, const char *sql, int n, const char *const *p, dbld_status *st)
+{
+    return dbld_db_exec(db, sql, n, p, NULL, st);
+}
+
+static int apply_partitions(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+{
+    if (!f->n_parts)
+        return 0;
+    part_delta *d = f->parts;
+    size_t n = f->n_parts;
+    const char *p[] = {COL(d, n, ref),     COL(d, n, status),      COL(d, n, brid),
+                       COL(d, n, run),     COL(d, n, msg),         COL(d, n, updated),
+                       COL(d, n, invalidated), COL(d, n, tainted), COL(d, n, idx)};
+    int rc = run(db, "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+                 1, p, st);
+    if (rc)
+        return rc;
+    return run(db,
+               "UPDATE partitions p SET"
+               " status = coalesce(u.status, p.status),"
+               " build_request_id = coalesce(u.brid, p.build_request_id),"
+               " job_run_id = coalesce(u.run, p.job_run_id),"
+               " message = coalesce(u.msg, p.message),"
+               " updated_ns = coalesce(u.updated, p.updated_ns),"
+               " last_invalidated_ns = coalesce(u.inv, p.last_invalidated_ns),"
+               " tainted = coalesce(u.tainted, p.tainted),"
+               " last_idx = coalesce(u.idx, p.last_idx)"
+               " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],"
+               " $6::bigint[], $7::bigint[], $8::bool[], $9::bigint[])"
+               " AS u(ref, status, brid, run, msg, updated, inv, tainted, idx)"
+               " WHERE p.ref = u.ref",
+               9, p, st);
+}
+
+static int apply_build_requests(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+{
+    if (!f->n_brs)
+        return 0;
+    struct br_delta *d = f->brs;
+    size_t n = f->n_brs;
+    const char *p[] = {COL(d, n, id),  COL(d, n, status),  COL(d, n, requested),
+                       COL(d, n, comment), COL(d, n, want), COL(d, n, msg),
+                       COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
+    const char *ins[] = {p[0], p[6]};
+    int rc = run(db,
+                 "INSERT INTO build_requests (build_request_id, created_ns)"
+                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                 2, ins, st);
+    if (rc)
+        return rc;
+    return run(db,
+               "UPDATE build_requests b SET"
+               " status = coalesce(u.status, b.status),"
+               " requested_partitions = coalesce(u.requested::text[], b.requested_partitions),"
+               " comment = coalesce(u.comment, b.comment),"
+               " want_id = coalesce(u.want, b.want_id),"
+               " message = coalesce(u.msg, b.message),"
+               " updated_ns = coalesce(u.updated, b.updated_ns),"
+               " last_idx = coalesce(u.idx, b.last_idx)"
+               " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
+               " $7::bigint[], $8::bigint[], $9::bigint[])"
+               " AS u(id, status, requested, comment, want, msg, created, updated, idx)"
+               " WHERE b.build_request_id = u.id",
+               9, p, st);
+}
+
+static int apply_job_runs(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+{
+    if (!f->n_jrs)
+        return 0;
+    struct jr_delta *d = f->jrs;
+    size_t n = f->n_jrs;
+    const char *p[] = {COL(d, n, id),      COL(d, n, brid), COL(d, n, label),
+                       COL(d, n, status),  COL(d, n, targets), COL(d, n, msg),
+                       COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
+    const char *ins[] = {p[0], p[6]};
+    int rc = run(db,
+                 "INSERT INTO job_runs (job_run_id, created_ns)"
+                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                 2, ins, st);
+    if (rc)
+        return rc;
+    return run(db,
+               "UPDATE job_runs j SET"
+               " build_request_id = coalesce(u.brid, j.build_request_id),"
+               " job_label = coalesce(u.label, j.job_label),"
+               " status = coalesce(u.status, j.status),"
+               " target_partitions = coalesce(u.targets::text[], j.target_partitions),"
+               " message = coalesce(u.msg, j.message),"
+               " updated_ns = coalesce(u.updated, j.updated_ns),"
+               " last_idx = coalesce(u.idx, j.last_idx)"
+               " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],"
+               " $7::bigint[], $8::bigint[], $9::bigint[])"
+               " AS u(id, brid, label, status, targets, msg, created, updated, idx)"
+               " WHERE j.job_run_id = u.id",
+               9, p, st);
+}
+
+static int apply_wants(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+{
+    if (!f->n_wants)
+        return 0;
+    struct want_row *d = f->wants;
+    size_t n = f->n_wants;
+    const char *p[] = {COL(d, n, id),      COL(d, n, refs), COL(d, n, source), COL(d, n, comment),
+                       COL(d, n, created), COL(d, n, brid), COL(d, n, idx)};
+    return run(db,
+               "INSERT INTO wants AS w (want_id, refs, source_code, comment, created_ns,"
+               " build_request_id, last_idx)"
+               " SELECT u.id, u.refs::text[], u.source, u.comment, u.created, u.brid, u.idx"
+               " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[],"
+               " $6::text[], $7::bigint[]) AS u(id, refs, source, comment, created, brid, idx)"
+               " ON CONFLICT (want_id) DO UPDATE SET refs = EXCLUDED.refs,"
+               " source_code = EXCLUDED.source_code, comment = EXCLUDED.comment,"
+               " build_request_id = EXCLUDED.build_request_id, last_idx = EXCLUDED.last_idx",
+               7, p, st);
+}
+
+static int apply_taints(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+{
+    if (!f->n_taints)
+        return 0;
+    struct taint_row *d = f->taints;
+    size_t n = f->n_taints;
+    const char *p[] = {COL(d, n, id),      COL(d, n, refs), COL(d, n, source), COL(d, n, comment),
+                       COL(d, n, created), COL(d, n, brid), COL(d, n, idx)};
+    return run(db,
+               "INSERT INTO taints (event_id, refs, source_code, comment, created_ns,"
+               " build_request_id, idx)"
+               " SELECT u.id, u.refs::text[], u.source, u.comment, u.created, u.brid, u.idx"
+               " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[],"
+               " $6::text[], $7::bigint[]) AS u(id, refs, source, comment, created, brid, idx)"
+               " ON CONFLICT (event_id) DO NOTHING",
+               7, p, st);
+}
+
+int el_project(dbld_db *db, dbld_arena *a, el_event *const *evs, size_t n, dbld_status *st)
+{
+    fold f;
+    memset(&f, 0, sizeof f);
+    f.a = a;
+    size_t n_refs = 0;
+    for (size_t i = 0; i < n; i++)
+        n_refs += evs[i]->n_refs;
+    keyidx_init(a, &f.pk, n_refs);
+    keyidx_init(a, &f.bk, n);
+    keyidx_init(a, &f.jk, n);
+    keyidx_init(a, &f.wk, n);
+    f.parts = dbld_arena_alloc(a, (n_refs + 1) * sizeof *f.parts);
+    f.brs = dbld_arena_alloc(a, (n + 1) * sizeof *f.brs);
+    f.jrs = dbld_arena_alloc(a, (n + 1) * sizeof *f.jrs);
+    f.wants = dbld_arena_alloc(a, (n + 1) * sizeof *f.wants);
+    f.taints = dbld_arena_alloc(a, (n + 1) * sizeof *f.taints);
+    for (size_t i = 0; i < n; i++) {
+        const el_event *e = evs[i];
+        switch (e->ev->event_type_case) {
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT: fold_partition_event(&f, e); break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT: fold_taint(&f, e); break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT: fold_invalidation(&f, e); break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT: fold_build_request(&f, e); break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT: fold_job_event(&f, e); break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT: fold_want(&f, e); break;
+        default: break;
+        }
+    }
+    int rc = apply_partitions(db, a, &f, st);
+    if (!rc)
+        rc = apply_build_requests(db, a, &f, st);
+    if (!rc)
+        rc = apply_job_runs(db, a, &f, st);
+    if (!rc)
+        rc = apply_wants(db, a, &f, st);
+    if (!rc)
+        rc = apply_taints(db, a, &f, st);
+    return rc;
+}

@@ -1,0 +1,634 @@
+/* store.c - group-commit writer, reads, migrations and database health.
+ *
+ * Threads: RPC handlers call el_store_append(), which queues a `pending`
+ * and sleeps on its condition. The writer thread takes every queued request
+ * up to max_batch_events, writes them in ONE transaction and wakes the
+ * callers after COMMIT: durable throughput scales with concurrency instead of
+ * being bounded by one fsync per event. The monitor thread owns database
+ * health: it connects, applies migrations under a session advisory lock
+ * (safe with several replicas starting at once), pings every 500 ms and flips
+ * the server's health. Reads use a small connection pool.
+ */
+#include "store.h"
+#include "dbld/db.h"
+#include "dbld/log.h"
+#include "dbld/util.h"
+#include "migrations.h"
+#include "projections.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Advisory lock keys (arbitrary constants, 'DBLD' + purpose). */
+#define LOCK_MIGRATE 0x44424c4400000001LL
+#define LOCK_APPEND 0x44424c4400000002LL
+
+typedef struct pending {
+    el_event *evs;
+    size_t n;
+    int done;
+    dbld_status st;
+    struct pending *next;
+} pending;
+
+struct el_store {
+    el_store_opts opts;
+    char *dsn;
+    dbld_pool *pool;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;   /* writer: queue not empty / stop */
+    pthread_cond_t done_cv;   /* callers: their pending is done */
+    pthread_cond_t commit_cv; /* subscribers: something committed */
+    pthread_cond_t mon_cv;    /* monitor: wake early */
+    pending *head, *tail;
+    size_t queued_events;
+    int stop;
+    int db_up;
+    int migrated;
+    char last_err[512];
+    int64_t last_idx;
+    pthread_t writer, monitor;
+    int started;
+};
+
+/* ---- helpers ---- */
+
+static void abs_deadline(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void set_up(el_store *s, int up, const char *err)
+{
+    pthread_mutex_lock(&s->mu);
+    int changed = s->db_up != up;
+    s->db_up = up;
+    if (err)
+        snprintf(s->last_err, sizeof s->last_err, "%s", err);
+    pthread_mutex_unlock(&s->mu);
+    if (changed) {
+        if (up)
+            dbld_log(DBLD_LOG_INFO, "database available", (char *)NULL);
+        else
+            dbld_log(DBLD_LOG_WARN, "database unavailable", "error", err ? err : "", (char *)NULL);
+        if (s->opts.server)
+            dbld_server_set_health_all(s->opts.server, up);
+    }
+    if (!up)
+        pthread_cond_signal(&s->mon_cv);
+}
+
+static int unavailable(el_store *s, dbld_status *st)
+{
+    pthread_mutex_lock(&s->mu);
+    int up = s->db_up && s->migrated;
+    char err[512];
+    memcpy(err, s->last_err, sizeof err);
+    pthread_mutex_unlock(&s->mu);
+    if (up)
+        return 0;
+    return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable%s%s",
+                           err[0] ? ": " : "", err);
+}
+
+/* ---- migrations ---- */
+
+static int migrate(dbld_db *db, dbld_status *st)
+{
+    char lock[64];
+    snprintf(lock, sizeof lock, "%lld", LOCK_MIGRATE);
+    const char *p[] = {lock};
+    int rc = dbld_db_exec(db, "SELECT pg_advisory_lock($1::bigint)", 1, p, NULL, st);
+    if (rc)
+        return rc;
+    rc = dbld_db_exec(db,
+                      "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY,"
+                      " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                      0, NULL, NULL, st);
+    for (size_t i = 0; !rc && i < dbld_n_migrations; i++) {
+        const dbld_migration *m = &dbld_migrations[i];
+        char ver[16];
+        snprintf(ver, sizeof ver, "%d", m->version);
+        const char *vp[] = {ver, m->name};
+        dbld_res *r = NULL;
+        rc = dbld_db_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1::int", 1, vp,
+                          &r, st);
+        int have = !rc && dbld_res_rows(r) > 0;
+        dbld_res_free(r);
+        if (rc || have)
+            continue;
+        rc = dbld_db_exec(db, "BEGIN", 0, NULL, NULL, st);
+        if (!rc)
+            rc = dbld_db_exec(db, m->sql, 0, NULL, NULL, st);
+        if (!rc)
+            rc = dbld_db_exec(db, "INSERT INTO schema_migrations (version, name) VALUES ($1::int, $2)",
+                              2, vp, NULL, st);
+        if (!rc)
+            rc = dbld_db_exec(db, "COMMIT", 0, NULL, NULL, st);
+        if (rc) {
+            dbld_status_prefix(st, "migration %s failed", m->name);
+            dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+        } else {
+            dbld_log(DBLD_LOG_INFO, "applied migration", "name", m->name, (char *)NULL);
+        }
+    }
+    dbld_db_exec(db, "SELECT pg_advisory_unlock($1::bigint)", 1, p, NULL, NULL);
+    return rc;
+}
+
+/* ---- monitor thread ---- */
+
+static void *monitor_main(void *arg)
+{
+    el_store *s = arg;
+    dbld_db *db = NULL;
+    int64_t backoff = 100;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        dbld_status st;
+        dbld_status_clear(&st);
+        int ok = 0;
+        if (!db || !dbld_db_alive(db)) {
+            dbld_db_close(db);
+            db = NULL;
+            dbld_db_connect(s->dsn, &db, &st);
+        }
+        if (db && !s->migrated && migrate(db, &st) == 0) {
+            pthread_mutex_lock(&s->mu);
+            s->migrated = 1;
+            pthread_mutex_unlock(&s->mu);
+        }
+        if (db && s->migrated && dbld_db_exec(db, "SELECT 1", 0, NULL, NULL, &st) == 0)
+            ok = 1;
+        set_up(s, ok, ok ? NULL : st.msg);
+        int64_t wait = ok ? 500 : backoff;
+        backoff = ok ? 100 : (backoff * 2 > 2000 ? 2000 : backoff * 2);
+        struct timespec ts;
+        abs_deadline(&ts, wait);
+        pthread_mutex_lock(&s->mu);
+        if (!s->stop)
+            pthread_cond_timedwait(&s->mon_cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    dbld_db_close(db);
+    return NULL;
+}
+
+/* ---- writer thread ---- */
+
+typedef struct batch {
+    pending *reqs;
+    el_event **evs; /* distinct new-looking events, request order */
+    size_t n;
+} batch;
+
+/* Insert events; for ids that already existed, read their original idx. */
+static int insert_events(dbld_db *db, dbld_arena *a, el_event **evs, size_t n, el_event ***fresh,
+                         size_t *n_fresh, dbld_status *st)
+{
+    const char **ids = dbld_arena_alloc(a, (n + 1) * sizeof *ids);
+    const char **ts = dbld_arena_alloc(a, (n + 1) * sizeof *ts);
+    const char **br = dbld_arena_alloc(a, (n + 1) * sizeof *br);
+    const char **kd = dbld_arena_alloc(a, (n + 1) * sizeof *kd);
+    const char **rf = dbld_arena_alloc(a, (n + 1) * sizeof *rf);
+    const char **lb = dbld_arena_alloc(a, (n + 1) * sizeof *lb);
+    const char **rn = dbld_arena_alloc(a, (n + 1) * sizeof *rn);
+    const char **pl = dbld_arena_alloc(a, (n + 1) * sizeof *pl);
+    for (size_t i = 0; i < n; i++) {
+        el_event *e = evs[i];
+        ids[i] = e->ev->event_id;
+        ts[i] = dbld_arena_printf(a, "%" PRId64, e->ev->timestamp);
+        br[i] = e->ev->build_request_id;
+        kd[i] = dbld_arena_printf(a, "%d", e->kind);
+        rf[i] = dbld_pg_text_array(a, e->refs, e->n_refs);
+        lb[i] = dbld_pg_text_array(a, e->labels, e->n_labels);
+        rn[i] = dbld_pg_text_array(a, e->runs, e->n_runs);
+        pl[i] = e->payload_hex;
+    }
+    const char *p[] = {dbld_pg_text_array(a, ids, n), dbld_pg_text_array(a, ts, n),
+                       dbld_pg_text_array(a, br, n),  dbld_pg_text_array(a, kd, n),
+                       dbld_pg_text_array(a, rf, n),  dbld_pg_text_array(a, lb, n),
+                       dbld_pg_text_array(a, rn, n),  dbld_pg_text_array(a, pl, n)};
+    dbld_res *r = NULL;
+    int rc = dbld_db_exec(
+        db,
+        "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"
+        " job_run_ids, payload)"
+        " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], decode(u.p, 'hex')"
+        " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $6::text[],"
+        " $7::text[], $8::text[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"
+        " ORDER BY u.ord"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING idx, event_id",
+        8, p, &r, st);
+    if (rc)
+        return rc;
+    /* RETURNING order is not guaranteed: match rows back by event_id. */
+    int rows = dbld_res_rows(r);
+    *fresh = dbld_arena_alloc(a, (n + 1) * sizeof **fresh);
+    *n_fresh = 0;
+    for (size_t i = 0; i < n; i++)
+        evs[i]->idx = 0;
+    for (int row = 0; row < rows; row++) {
+        const char *id = dbld_res_get(r, row, 1);
+        for (size_t i = 0; i < n; i++) {
+            if (evs[i]->idx == 0 && strcmp(evs[i]->ev->event_id, id) == 0) {
+                evs[i]->idx = dbld_res_i64(r, row, 0);
+                evs[i]->duplicate = 0;
+                break;
+            }
+        }
+    }
+    dbld_res_free(r);
+    const char **dup_ids = dbld_arena_alloc(a, (n + 1) * sizeof *dup_ids);
+    size_t n_dup = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (evs[i]->idx)
+            (*fresh)[(*n_fresh)++] = evs[i];
+        else
+            dup_ids[n_dup++] = evs[i]->ev->event_id;
+    }
+    if (n_dup) {
+        const char *dp[] = {dbld_pg_text_array(a, dup_ids, n_dup)};
+        rc = dbld_db_exec(db, "SELECT idx, event_id FROM events WHERE event_id = ANY($1::text[])",
+                          1, dp, &r, st);
+        if (rc)
+            return rc;
+        for (int row = 0; row < dbld_res_rows(r); row++)
+            for (size_t i = 0; i < n; i++)
+                if (evs[i]->idx == 0 && strcmp(evs[i]->ev->event_id, dbld_res_get(r, row, 1)) == 0) {
+                    evs[i]->idx = dbld_res_i64(r, row, 0);
+                    evs[i]->duplicate = 1;
+                }
+        dbld_res_free(r);
+    }
+    /* Fresh events are in request order; sort by idx for the projection fold. */
+    for (size_t i = 1; i < *n_fresh; i++)
+        for (size_t j = i; j > 0 && (*fresh)[j - 1]->idx > (*fresh)[j]->idx; j--) {
+            el_event *t = (*fresh)[j];
+            (*fresh)[j] = (*fresh)[j - 1];
+            (*fresh)[j - 1] = t;
+        }
+    return 0;
+}
+
+/* One transaction for all events in evs (already de-duplicated by id). */
+static int write_tx(dbld_db *db, el_event **evs, size_t n, int64_t *max_idx, dbld_status *st)
+{
+    dbld_arena *a = dbld_arena_create();
+    char lock[32];
+    snprintf(lock, sizeof lock, "%lld", LOCK_APPEND);
+    const char *lp[] = {lock};
+    el_event **fresh = NULL;
+    size_t n_fresh = 0;
+    int rc = dbld_db_exec(db, "BEGIN", 0, NULL, NULL, st);
+    if (!rc)
+        rc = dbld_db_exec(db, "SELECT pg_advisory_xact_lock($1::bigint)", 1, lp, NULL, st);
+    if (!rc)
+        rc = insert_events(db, a, evs, n, &fresh, &n_fresh, st);
+    if (!rc && n_fresh)
+        rc = el_project(db, a, fresh, n_fresh, st);
+    if (!rc)
+        rc = dbld_db_exec(db, "COMMIT", 0, NULL, NULL, st);
+    if (rc && dbld_db_alive(db))
+        dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (evs[i]->idx > *max_idx)
+            *max_idx = evs[i]->idx;
+    dbld_arena_destroy(a);
+    return rc;
+}
+
+/* Collect the batch's events, mapping repeated event_ids to their first copy. */
+static el_event **batch_events(dbld_arena *a, pending *reqs, size_t *n_out)
+{
+    size_t total = 0;
+    for (pending *p = reqs; p; p = p->next)
+        total += p->n;
+    el_event **out = dbld_arena_alloc(a, (total + 1) * sizeof *out);
+    size_t n = 0;
+    for (pending *p = reqs; p; p = p->next)
+        for (size_t i = 0; i < p->n; i++) {
+            el_event *e = &p->evs[i];
+            e->idx = 0;
+            e->duplicate = 0;
+            int seen = 0;
+            for (size_t j = 0; j < n && !seen; j++) /* batches are small; O(n^2) is fine */
+                seen = strcmp(out[j]->ev->event_id, e->ev->event_id) == 0;
+            if (!seen)
+                out[n++] = e;
+        }
+    *n_out = n;
+    return out;
+}
+
+/* After a successful write, give in-batch repeats the idx of their first copy. */
+static void resolve_repeats(pending *reqs, el_event **uniq, size_t n)
+{
+    for (pending *p = reqs; p; p = p->next)
+        for (size_t i = 0; i < p->n; i++) {
+            el_event *e = &p->evs[i];
+            if (e->idx)
+                continue;
+            for (size_t j = 0; j < n; j++)
+                if (strcmp(uniq[j]->ev->event_id, e->ev->event_id) == 0) {
+                    e->idx = uniq[j]->idx;
+                    e->duplicate = 1;
+                    break;
+                }
+        }
+}
+
+static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st)
+{
+    if (!*db || !dbld_db_alive(*db)) {
+        dbld_db_close(*db);
+        *db = NULL;
+        int rc = unavailable(s, st);
+        if (rc)
+            return rc;
+        if (dbld_db_connect(s->dsn, db, st) != 0) {
+            set_up(s, 0, st->msg);
+            return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s",
+                                   st->msg);
+        }
+    }
+    dbld_arena *a = dbld_arena_create();
+    size_t n = 0;
+    el_event **uniq = batch_events(a, reqs, &n);
+    int64_t max_idx = 0;
+    int rc = write_tx(*db, uniq, n, &max_idx, st);
+    if (!rc) {
+        resolve_repeats(reqs, uniq, n);
+        pthread_mutex_lock(&s->mu);
+        if (max_idx > s->last_idx)
+            s->last_idx = max_idx;
+        pthread_cond_broadcast(&s->commit_cv);
+        pthread_mutex_unlock(&s->mu);
+    } else if (rc == DBLD_UNAVAILABLE) {
+        set_up(s, 0, st->msg);
+    }
+    dbld_arena_destroy(a);
+    return rc;
+}
+
+static void finish(el_store *s, pending *reqs, const dbld_status *st)
+{
+    pthread_mutex_lock(&s->mu);
+    for (pending *p = reqs; p; p = p->next) {
+        p->st = *st;
+        p->done = 1;
+    }
+    pthread_cond_broadcast(&s->done_cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void process(el_store *s, dbld_db **db, pending *reqs)
+{
+    dbld_status st;
+    dbld_status_clear(&st);
+    int rc = write_batch(s, db, reqs, &st);
+    if (rc && rc != DBLD_UNAVAILABLE && reqs->next) {
+        /* Not a database outage: one request's data may be at fault. Retry
+         * each request alone so the others are not failed with it. */
+        dbld_log(DBLD_LOG_WARN, "group commit failed, retrying requests one by one", "error",
+                 st.msg, (char *)NULL);
+        while (reqs) {
+            pending *next = reqs->next;
+            reqs->next = NULL;
+            dbld_status one;
+            dbld_status_clear(&one);
+            write_batch(s, db, reqs, &one);
+            finish(s, reqs, &one);
+            reqs = next;
+        }
+        return;
+    }
+    finish(s, reqs, &st);
+}
+
+static void *writer_main(void *arg)
+{
+    el_store *s = arg;
+    dbld_db *db = NULL;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->stop)
+            pthread_cond_wait(&s->work_cv, &s->mu);
+        if (!s->head && s->stop)
+            break;
+        /* Take whole requests up to the batch limit (always at least one). */
+        pending *first = s->head, *last = first;
+        size_t events = first->n;
+        while (last->next && events + last->next->n <= (size_t)s->opts.max_batch_events) {
+            last = last->next;
+            events += last->n;
+        }
+        s->head = last->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->queued_events -= events;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+        process(s, &db, first);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    dbld_db_close(db);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+el_store *el_store_create(const el_store_opts *opts)
+{
+    el_store *s = dbld_xcalloc(1, sizeof *s);
+    s->opts = *opts;
+    if (s->opts.max_batch_events < 1)
+        s->opts.max_batch_events = 5000;
+    s->dsn = dbld_xstrdup(opts->dsn);
+    s->pool = dbld_pool_create(opts->dsn, opts->pool_size);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work_cv, NULL);
+    pthread_cond_init(&s->done_cv, NULL);
+    pthread_cond_init(&s->commit_cv, NULL);
+    pthread_cond_init(&s->mon_cv, NULL);
+    snprintf(s->last_err, sizeof s->last_err, "not connected yet");
+    return s;
+}
+
+void el_store_start(el_store *s)
+{
+    pthread_create(&s->monitor, NULL, monitor_main, s);
+    pthread_create(&s->writer, NULL, writer_main, s);
+    s->started = 1;
+}
+
+void el_store_destroy(el_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->work_cv);
+    pthread_cond_broadcast(&s->mon_cv);
+    pthread_cond_broadcast(&s->commit_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->started) {
+        pthread_join(s->writer, NULL); /* drains the queue first */
+        pthread_join(s->monitor, NULL);
+    }
+    dbld_pool_destroy(s->pool);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->work_cv);
+    pthread_cond_destroy(&s->done_cv);
+    pthread_cond_destroy(&s->commit_cv);
+    pthread_cond_destroy(&s->mon_cv);
+    free(s->dsn);
+    free(s);
+}
+
+int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, dbld_status *st)
+{
+    (void)timeout_ms; /* once queued, a request always gets its outcome (see below) */
+    int rc = unavailable(s, st);
+    if (rc)
+        return rc;
+    pending p = {.evs = evs, .n = n};
+    pthread_mutex_lock(&s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return dbld_status_set(st, DBLD_UNAVAILABLE, "event log is shutting down");
+    }
+    if (s->tail)
+        s->tail->next = &p;
+    else
+        s->head = &p;
+    s->tail = &p;
+    s->queued_events += n;
+    pthread_cond_signal(&s->work_cv);
+    /* Wait for the outcome even past the client's deadline: `p` lives on this
+     * stack and the writer owns it until done. A late answer is harmless. */
+    while (!p.done)
+        pthread_cond_wait(&s->done_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    if (st)
+        *st = p.st;
+    return p.st.code;
+}
+
+void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms)
+{
+    struct timespec ts;
+    abs_deadline(&ts, timeout_ms);
+    pthread_mutex_lock(&s->mu);
+    if (s->last_idx <= after_idx && !s->stop)
+        pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static const char *filter_lit(dbld_arena *a, char **items, size_t n)
+{
+    return n ? dbld_pg_text_array(a, (const char *const *)items, n) : NULL;
+}
+
+int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter,
+                            dbld_status *st)
+{
+    if (!filter || !filter->n_partition_patterns)
+        return 0;
+    int rc = unavailable(s, st);
+    if (rc)
+        return rc;
+    dbld_db *db;
+    rc = dbld_pool_acquire(s->pool, 5000, &db, st);
+    if (rc)
+        return rc;
+    for (size_t i = 0; !rc && i < filter->n_partition_patterns; i++) {
+        const char *p[] = {filter->partition_patterns[i]};
+        rc = dbld_db_exec(db, "SELECT '' ~ $1", 1, p, NULL, st);
+        if (rc == DBLD_INVALID_ARGUMENT)
+            dbld_status_prefix(st, "invalid partition pattern \"%.200s\"",
+                               filter->partition_patterns[i]);
+    }
+    dbld_pool_release(s->pool, db);
+    if (rc == DBLD_UNAVAILABLE)
+        set_up(s, 0, st->msg);
+    return rc;
+}
+
+int el_store_list(el_store *s, const Databuild__V1__EventFilter *f, int64_t start_idx, int limit,
+                  dbld_arena *a, el_row **rows, size_t *n, int *has_more, dbld_status *st)
+{
+    *rows = NULL;
+    *n = 0;
+    *has_more = 0;
+    int rc = unavailable(s, st);
+    if (rc)
+        return rc;
+    Databuild__V1__EventFilter empty = DATABUILD__V1__EVENT_FILTER__INIT;
+    if (!f)
+        f = &empty;
+    const char *p[] = {
+        dbld_arena_printf(a, "%" PRId64, start_idx),
+        filter_lit(a, f->partition_refs, f->n_partition_refs),
+        filter_lit(a, f->partition_patterns, f->n_partition_patterns),
+        filter_lit(a, f->job_labels, f->n_job_labels),
+        filter_lit(a, f->job_run_ids, f->n_job_run_ids),
+        filter_lit(a, f->build_request_ids, f->n_build_request_ids),
+        dbld_arena_printf(a, "%d", limit + 1),
+    };
+    dbld_db *db;
+    rc = dbld_pool_acquire(s->pool, 5000, &db, st);
+    if (rc)
+        return rc;
+    dbld_res *r = NULL;
+    rc = dbld_db_exec(
+        db,
+        "SELECT idx, payload FROM events WHERE idx >= $1::bigint"
+        " AND ($2::text[] IS NULL OR partition_refs && $2::text[])"
+        " AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"
+        "      unnest($3::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"
+        " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
+        " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
+        " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
+        " ORDER BY idx LIMIT $7::int",
+        7, p, &r, st);
+    dbld_pool_release(s->pool, db);
+    if (rc) {
+        if (rc == DBLD_UNAVAILABLE)
+            set_up(s, 0, st->msg);
+        return rc;
+    }
+    int total = dbld_res_rows(r);
+    int take = total > limit ? limit : total;
+    *has_more = total > limit;
+    el_row *out = dbld_arena_alloc(a, ((size_t)take + 1) * sizeof *out);
+    for (int i = 0; i < take; i++) {
+        uint8_t *buf;
+        size_t len;
+        out[i].idx = dbld_res_i64(r, i, 0);
+        if (dbld_bytea_decode(a, dbld_res_get(r, i, 1), &buf, &len) != 0 ||
+            !(out[i].ev = (Databuild__V1__BuildEvent *)protobuf_c_message_unpack(
+                  &databuild__v1__build_event__descriptor, dbld_arena_allocator(a), len, buf))) {
+            rc = dbld_status_set(st, DBLD_DATA_LOSS, "stored event %" PRId64 " does not decode",
+                                 out[i].idx);
+            break;
+        }
+    }
+    dbld_res_free(r);
+    if (rc)
+        return rc;
+    *rows = out;
+    *n = (size_t)take;
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* store.h - the event log's PostgreSQL store: migrations, the group-commit
+ * writer, reads, and database health.
+ *
+ * Appends from all RPC threads go into one queue; a single writer thread
+ * drains it into one transaction per batch (group commit) and wakes each
+ * caller after COMMIT. Writers of every replica take a transaction-scoped
+ * advisory lock, so idx order equals commit order across replicas. A monitor
+ * thread pings the database, applies migrations once reachable, and flips the
+ * server's health; while the database is down appends and reads fail fast
+ * with UNAVAILABLE.
+ */
+#ifndef EL_STORE_H
+#define EL_STORE_H
+
+#include "databuild.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/rpc.h"
+#include "dbld/status.h"
+#include "event_meta.h"
+
+#include <stdint.h>
+
+typedef struct el_store el_store;
+
+typedef struct el_store_opts {
+    const char *dsn;
+    int max_batch_events; /* events per transaction */
+    int pool_size;        /* reader connections */
+    dbld_server *server;  /* health is reported here (may be NULL) */
+} el_store_opts;
+
+/* Caller frees with el_store_destroy(). Nothing runs until el_store_start(). */
+el_store *el_store_create(const el_store_opts *opts);
+/* Start the monitor (connect, migrate, health) and writer threads. */
+void el_store_start(el_store *s);
+void el_store_destroy(el_store *s);
+
+/* Durably append n prepared events; fills idx/duplicate. Blocks until the
+ * batch holding them has committed (or failed). */
+int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, dbld_status *st);
+
+/* One stored event. */
+typedef struct el_row {
+    int64_t idx;
+    Databuild__V1__BuildEvent *ev; /* in the arena */
+} el_row;
+
+/* Events matching filter with idx >= start_idx, in idx order, at most limit;
+ * *has_more tells whether more match. Rows come from the arena. */
+int el_store_list(el_store *s, const Databuild__V1__EventFilter *filter, int64_t start_idx,
+                  int limit, dbld_arena *a, el_row **rows, size_t *n, int *has_more,
+                  dbld_status *st);
+
+/* Wait until an event with idx > after_idx may have committed (woken by this
+ * replica's writer; other replicas' commits are seen by polling), or timeout. */
+void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms);
+
+/* Validate partition patterns against PostgreSQL's regex engine. */
+int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter,
+                            dbld_status *st);
+
+#endif
