@@ -1,0 +1,62 @@
+/* rpc_internal.h - private glue shared by rpc_server.c, rpc_client.c and health.c.
+ *
+ * Nothing here is public API: gRPC core types never leave the RPC runtime. The
+ * health state lives in its own small struct so health.c can implement
+ * grpc.health.v1.Health as an ordinary dbld_service table (the server
+ * registers it with the health state as the service's user pointer).
+ */
+#ifndef DBLD_RPC_INTERNAL_H
+#define DBLD_RPC_INTERNAL_H
+
+#include "dbld/rpc.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdint.h>
+
+/* ---- health state (health.c) ---- */
+
+typedef struct dbld__health_entry {
+    char *name; /* malloc'd; "" = the whole server */
+    int status; /* a grpc.health.v1 ServingStatus value */
+} dbld__health_entry;
+
+typedef struct dbld__health {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* broadcast on every change and on close */
+    dbld__health_entry *v;
+    size_t n, cap;
+    uint64_t gen; /* bumped on every change */
+    int closed;   /* server shutting down: Watch streams end */
+} dbld__health;
+
+void dbld__health_init(dbld__health *h);
+void dbld__health_free(dbld__health *h);
+/* Set (adding the name when new) and wake watchers. */
+void dbld__health_set(dbld__health *h, const char *name, int status);
+/* Set every known name. */
+void dbld__health_set_all(dbld__health *h, int status);
+/* Current status of name, or -1 when the name is unknown. */
+int dbld__health_get(dbld__health *h, const char *name);
+/* Make Watch streams end after sending their last update. */
+void dbld__health_close(dbld__health *h);
+
+/* grpc.health.v1.Health (Check, Watch); user pointer = dbld__health. */
+extern const dbld_service dbld__health_service;
+
+/* ---- shared helpers (rpc_client.c) ---- */
+
+/* Serialize a message into a new byte buffer; caller destroys it. */
+grpc_byte_buffer *dbld__pack(const ProtobufCMessage *msg);
+/* Copy a byte buffer into one contiguous slice; caller unrefs it. */
+grpc_slice dbld__flatten(grpc_byte_buffer *bb);
+/* Map any integer to a valid status code (outside 0..16 -> UNKNOWN). */
+int dbld__code(int code);
+/* Monotonic deadline ms from now; ms < 0 -> infinite. */
+gpr_timespec dbld__deadline(int64_t ms);
+/* An integer channel argument (key is a static string). */
+grpc_arg dbld__int_arg(const char *key, int value);
+
+#endif

@@ -1,0 +1,730 @@
+/* test_rpc.c - the RPC runtime end to end: a real in-process server on
+ * 127.0.0.1 and the real client, with a small test.Echo service whose
+ * request and response are databuild.v1.PartitionRef. Each test starts its
+ * own server; channels are torn down once at the end. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "dbld/log.h"
+#include "dbld/rpc.h"
+#include "dbld/util.h"
+#include "databuild.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define REF_DESC (&databuild__v1__partition_ref__descriptor)
+#define HC_RESP_DESC (&grpc__health__v1__health_check_response__descriptor)
+
+/* ---- what handlers observed ---- */
+
+static atomic_int g_entered;        /* a slow handler started */
+static atomic_int g_done;           /* a slow/stream handler finished */
+static atomic_int g_saw_cancel;     /* ... and saw its call cancelled */
+static atomic_llong g_remaining_ms; /* remaining_ms when it noticed */
+
+static void reset_observed(void)
+{
+    atomic_store(&g_entered, 0);
+    atomic_store(&g_done, 0);
+    atomic_store(&g_saw_cancel, 0);
+    atomic_store(&g_remaining_ms, 0);
+}
+
+/* Poll until flag is set or timeout_ms passed; returns the flag. */
+static int wait_flag(atomic_int *flag, int64_t timeout_ms)
+{
+    int64_t end = dbld_mono_ms() + timeout_ms;
+    while (!atomic_load(flag) && dbld_mono_ms() < end)
+        dbld_sleep_ms(5);
+    return atomic_load(flag);
+}
+
+static Databuild__V1__PartitionRef *new_ref(dbld_call *call, const char *s)
+{
+    Databuild__V1__PartitionRef *r = dbld_arena_msg(dbld_call_arena(call), REF_DESC);
+    r->str = dbld_arena_strdup(dbld_call_arena(call), s);
+    return r;
+}
+
+/* ---- test.Echo handlers ---- */
+
+static int echo(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                dbld_status *st)
+{
+    (void)st;
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    *resp = &new_ref(call, in->str)->base;
+    return 0;
+}
+
+static int failing(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                   dbld_status *st)
+{
+    (void)call;
+    (void)resp;
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    return dbld_status_set(st, DBLD_NOT_FOUND, "no partition %s", in->str);
+}
+
+static int bad_code(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                    dbld_status *st)
+{
+    (void)call;
+    (void)req;
+    (void)resp;
+    dbld_status_set(st, 99, "weird");
+    return 99;
+}
+
+static int bad_resp(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                    dbld_status *st)
+{
+    (void)req;
+    (void)st;
+    *resp = dbld_arena_msg(dbld_call_arena(call), HC_RESP_DESC); /* wrong type */
+    return 0;
+}
+
+static int empty(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                 dbld_status *st)
+{
+    (void)call;
+    (void)req;
+    (void)resp;
+    (void)st;
+    return 0;
+}
+
+/* Waits for cancellation (up to 5 s) and records what it saw. */
+static int slow(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                dbld_status *st)
+{
+    (void)req;
+    (void)resp;
+    atomic_store(&g_entered, 1);
+    int cancelled = dbld_call_wait_cancel(call, 5000);
+    atomic_store(&g_remaining_ms, dbld_call_remaining_ms(call));
+    atomic_store(&g_saw_cancel, cancelled);
+    atomic_store(&g_done, 1);
+    return cancelled ? dbld_status_set(st, DBLD_CANCELLED, "gave up") : 0;
+}
+
+/* Sleeps str milliseconds, ignoring cancellation, then echoes. */
+static int sleepy(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                  dbld_status *st)
+{
+    atomic_store(&g_entered, 1);
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    dbld_sleep_ms(atoll(in->str));
+    atomic_store(&g_done, 1);
+    return echo(call, req, resp, st);
+}
+
+/* Streams str (a count) messages "0".."n-1". */
+static int count(dbld_call *call, const ProtobufCMessage *req, dbld_status *st)
+{
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    int n = atoi(in->str);
+    for (int i = 0; i < n; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", i);
+        int rc = dbld_call_send(call, &new_ref(call, buf)->base, st);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Streams a message every str ms until the call is cancelled. */
+static int forever(dbld_call *call, const ProtobufCMessage *req, dbld_status *st)
+{
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    int interval = atoi(in->str);
+    int rc = 0;
+    for (int i = 0; rc == 0; i++) {
+        if (dbld_call_wait_cancel(call, interval)) {
+            rc = dbld_status_set(st, DBLD_CANCELLED, "cancelled");
+            break;
+        }
+        char buf[16];
+        snprintf(buf, sizeof buf, "%d", i);
+        rc = dbld_call_send(call, &new_ref(call, buf)->base, st);
+    }
+    atomic_store(&g_saw_cancel, 1);
+    atomic_store(&g_done, 1);
+    return rc;
+}
+
+static const dbld_method echo_methods[] = {
+    {"/test.Echo/Echo", REF_DESC, REF_DESC, echo, NULL},
+    {"/test.Echo/Fail", REF_DESC, REF_DESC, failing, NULL},
+    {"/test.Echo/BadCode", REF_DESC, REF_DESC, bad_code, NULL},
+    {"/test.Echo/BadResp", REF_DESC, REF_DESC, bad_resp, NULL},
+    {"/test.Echo/Empty", REF_DESC, REF_DESC, empty, NULL},
+    {"/test.Echo/Slow", REF_DESC, REF_DESC, slow, NULL},
+    {"/test.Echo/Sleep", REF_DESC, REF_DESC, sleepy, NULL},
+    {"/test.Echo/Count", REF_DESC, REF_DESC, NULL, count},
+    {"/test.Echo/Forever", REF_DESC, REF_DESC, NULL, forever},
+};
+static const dbld_service echo_service = {"test.Echo", echo_methods,
+                                          sizeof echo_methods / sizeof echo_methods[0]};
+
+/* ---- helpers ---- */
+
+typedef struct fixture {
+    dbld_server *srv;
+    dbld_client *client;
+    char target[64];
+} fixture;
+
+static dbld_server *start_server(const char *listen, int max_msg, int grace_ms)
+{
+    dbld_server_opts opts = {.service_name = "test",
+                             .listen = listen,
+                             .workers = 4,
+                             .max_message_bytes = max_msg,
+                             .shutdown_grace_ms = grace_ms};
+    dbld_server *srv = NULL;
+    dbld_status st;
+    assert_int_equal(dbld_server_create(&opts, &srv, &st), 0);
+    assert_int_equal(dbld_server_add(srv, &echo_service, NULL), 0);
+    int rc = dbld_server_start(srv, &st);
+    if (rc) fail_msg("start: %s", st.msg);
+    return srv;
+}
+
+static void fixture_start(fixture *f, int max_msg, int grace_ms)
+{
+    reset_observed();
+    f->srv = start_server("127.0.0.1:0", max_msg, grace_ms);
+    assert_true(dbld_server_port(f->srv) > 0);
+    snprintf(f->target, sizeof f->target, "127.0.0.1:%d", dbld_server_port(f->srv));
+    f->client = dbld_client_get(f->target);
+    assert_non_null(f->client);
+}
+
+static void fixture_stop(fixture *f)
+{
+    dbld_server_shutdown(f->srv);
+    dbld_server_shutdown(f->srv); /* idempotent */
+    dbld_server_destroy(f->srv);
+}
+
+static int call_ref(dbld_client *c, const char *path, const char *s, int64_t timeout_ms, int flags,
+                    char *out, size_t out_len, dbld_status *st)
+{
+    Databuild__V1__PartitionRef req = DATABUILD__V1__PARTITION_REF__INIT;
+    req.str = (char *)s;
+    ProtobufCMessage *resp = NULL;
+    int rc = dbld_client_unary(c, path, &req.base, REF_DESC, NULL, &resp, timeout_ms, flags, st);
+    if (rc == 0) {
+        assert_non_null(resp);
+        if (out) snprintf(out, out_len, "%s", ((Databuild__V1__PartitionRef *)resp)->str);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    } else {
+        assert_null(resp);
+    }
+    return rc;
+}
+
+static dbld_stream *open_ref_stream(fixture *f, const char *path, const char *s)
+{
+    Databuild__V1__PartitionRef req = DATABUILD__V1__PARTITION_REF__INIT;
+    req.str = (char *)s;
+    dbld_stream *stream = NULL;
+    dbld_status st;
+    assert_int_equal(dbld_client_stream_open(f->client, path, &req.base, 0, &stream, &st), 0);
+    return stream;
+}
+
+/* Next PartitionRef of a stream into out; returns dbld_stream_next's code. */
+static int next_ref(dbld_stream *s, char *out, size_t out_len, int64_t wait_ms, dbld_status *st)
+{
+    ProtobufCMessage *m = NULL;
+    int rc = dbld_stream_next(s, REF_DESC, NULL, &m, wait_ms, st);
+    if (m) {
+        snprintf(out, out_len, "%s", ((Databuild__V1__PartitionRef *)m)->str);
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    return rc;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* ---- unary ---- */
+
+static void test_unary_echo(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_status st;
+    char out[64];
+    assert_int_equal(call_ref(f.client, "/test.Echo/Echo", "p/a=1", 2000, 0, out, sizeof out, &st),
+                     0);
+    assert_string_equal(out, "p/a=1");
+    assert_int_equal(st.code, DBLD_OK);
+    /* same target, same channel */
+    assert_ptr_equal(dbld_client_get(f.target), f.client);
+    /* NULL response -> empty message */
+    assert_int_equal(call_ref(f.client, "/test.Echo/Empty", "x", 2000, 0, out, sizeof out, &st), 0);
+    assert_string_equal(out, "");
+    fixture_stop(&f);
+}
+
+static void test_handler_errors(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_status st;
+    assert_int_equal(call_ref(f.client, "/test.Echo/Fail", "p/b", 2000, 0, NULL, 0, &st),
+                     DBLD_NOT_FOUND);
+    assert_int_equal(st.code, DBLD_NOT_FOUND);
+    assert_string_equal(st.msg, "no partition p/b");
+    assert_int_equal(call_ref(f.client, "/test.Echo/BadCode", "", 2000, 0, NULL, 0, &st),
+                     DBLD_UNKNOWN);
+    assert_int_equal(call_ref(f.client, "/test.Echo/BadResp", "", 2000, 0, NULL, 0, &st),
+                     DBLD_INTERNAL);
+    fixture_stop(&f);
+}
+
+static void test_unknown_method(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_status st;
+    assert_int_equal(call_ref(f.client, "/test.Echo/Nope", "", 2000, 0, NULL, 0, &st),
+                     DBLD_UNIMPLEMENTED);
+    assert_string_equal(st.msg, "unknown method /test.Echo/Nope");
+    fixture_stop(&f);
+}
+
+static void test_garbage_request(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_status st;
+    static const unsigned char garbage[] = {0x0a, 0x64, 'a', 'b'}; /* field 1, len 100, 2 bytes */
+    void *out = (void *)1;
+    size_t out_len = 7;
+    int rc = dbld_client_unary_raw(f.client, "/test.Echo/Echo", garbage, sizeof garbage, &out,
+                                   &out_len, 2000, &st);
+    assert_int_equal(rc, DBLD_INVALID_ARGUMENT);
+    assert_string_equal(st.msg,
+                        "could not decode databuild.v1.PartitionRef request for /test.Echo/Echo");
+    assert_null(out);
+    assert_int_equal(out_len, 0);
+    /* raw bytes that do decode come back as they went */
+    static const unsigned char good[] = {0x0a, 0x02, 'h', 'i'};
+    rc = dbld_client_unary_raw(f.client, "/test.Echo/Echo", good, sizeof good, &out, &out_len, 2000,
+                               &st);
+    assert_int_equal(rc, 0);
+    assert_int_equal(out_len, sizeof good);
+    assert_memory_equal(out, good, sizeof good);
+    free(out);
+    fixture_stop(&f);
+}
+
+static void test_message_too_large(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 1024, 0);
+    dbld_status st;
+    char *big = malloc(4096);
+    memset(big, 'x', 4095);
+    big[4095] = '\0';
+    assert_int_equal(call_ref(f.client, "/test.Echo/Echo", big, 2000, 0, NULL, 0, &st),
+                     DBLD_RESOURCE_EXHAUSTED);
+    free(big);
+    fixture_stop(&f);
+}
+
+/* ---- streams ---- */
+
+static void test_stream_all_in_order(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_stream *s = open_ref_stream(&f, "/test.Echo/Count", "50");
+    dbld_status st;
+    char out[32], want[32];
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(next_ref(s, out, sizeof out, 2000, &st), 0);
+        snprintf(want, sizeof want, "%d", i);
+        assert_string_equal(out, want);
+    }
+    ProtobufCMessage *m = (void *)1;
+    assert_int_equal(dbld_stream_next(s, REF_DESC, NULL, &m, 2000, &st), DBLD_OK);
+    assert_null(m);
+    /* the end is sticky */
+    assert_int_equal(dbld_stream_next(s, REF_DESC, NULL, &m, 2000, &st), DBLD_OK);
+    assert_null(m);
+    dbld_stream_close(s);
+    /* streaming an unknown method ends with UNIMPLEMENTED */
+    s = open_ref_stream(&f, "/test.Echo/Nope", "1");
+    assert_int_equal(dbld_stream_next(s, REF_DESC, NULL, &m, 2000, &st), DBLD_UNIMPLEMENTED);
+    assert_null(m);
+    dbld_stream_close(s);
+    fixture_stop(&f);
+}
+
+static void test_stream_cancel(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_stream *s = open_ref_stream(&f, "/test.Echo/Forever", "10");
+    dbld_status st;
+    char out[32];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(next_ref(s, out, sizeof out, 2000, &st), 0);
+    assert_string_equal(out, "2");
+    dbld_stream_close(s);
+    assert_true(wait_flag(&g_done, 3000));
+    assert_true(atomic_load(&g_saw_cancel));
+    fixture_stop(&f);
+}
+
+static void test_stream_wait_expiry(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_stream *s = open_ref_stream(&f, "/test.Echo/Forever", "400");
+    dbld_status st;
+    char out[32] = "";
+    assert_int_equal(next_ref(s, out, sizeof out, 50, &st), DBLD_DEADLINE_EXCEEDED);
+    /* the receive stays pending: the stream is still usable */
+    assert_int_equal(next_ref(s, out, sizeof out, 3000, &st), 0);
+    assert_string_equal(out, "0");
+    dbld_stream_close(s);
+    fixture_stop(&f);
+}
+
+/* ---- deadlines ---- */
+
+static void test_deadline(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_status st;
+    int64_t t0 = dbld_mono_ms();
+    assert_int_equal(call_ref(f.client, "/test.Echo/Slow", "", 200, 0, NULL, 0, &st),
+                     DBLD_DEADLINE_EXCEEDED);
+    assert_true(dbld_mono_ms() - t0 < 2000);
+    assert_true(wait_flag(&g_done, 3000));
+    assert_true(atomic_load(&g_saw_cancel));
+    assert_true(atomic_load(&g_remaining_ms) <= 50);
+    fixture_stop(&f);
+}
+
+/* ---- health ---- */
+
+static void test_health_check(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_status st;
+    int serving = -1;
+    assert_int_equal(dbld_health_check(f.client, "", &serving, 2000, &st), 0);
+    assert_int_equal(serving, 0);
+    assert_int_equal(dbld_health_check(f.client, "test.Echo", &serving, 2000, &st), 0);
+    assert_int_equal(serving, 0);
+    dbld_server_set_health_all(f.srv, 1);
+    assert_int_equal(dbld_health_check(f.client, "", &serving, 2000, &st), 0);
+    assert_int_equal(serving, 1);
+    assert_int_equal(dbld_health_check(f.client, "test.Echo", &serving, 2000, &st), 0);
+    assert_int_equal(serving, 1);
+    dbld_server_set_health(f.srv, "test.Echo", 0);
+    assert_int_equal(dbld_health_check(f.client, "test.Echo", &serving, 2000, &st), 0);
+    assert_int_equal(serving, 0);
+    assert_int_equal(dbld_health_check(f.client, "no.Such", &serving, 2000, &st), DBLD_NOT_FOUND);
+    fixture_stop(&f);
+}
+
+static int next_health(dbld_stream *s, int *status, dbld_status *st)
+{
+    ProtobufCMessage *m = NULL;
+    int rc = dbld_stream_next(s, HC_RESP_DESC, NULL, &m, 3000, st);
+    if (m) {
+        *status = ((Grpc__Health__V1__HealthCheckResponse *)m)->status;
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    return rc;
+}
+
+static dbld_stream *open_watch(fixture *f, const char *service)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)service;
+    dbld_stream *s = NULL;
+    dbld_status st;
+    assert_int_equal(
+        dbld_client_stream_open(f->client, "/grpc.health.v1.Health/Watch", &req.base, 0, &s, &st),
+        0);
+    return s;
+}
+
+static void test_health_watch(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_status st;
+    int status = -1;
+    dbld_stream *w = open_watch(&f, "test.Echo");
+    assert_int_equal(next_health(w, &status, &st), 0);
+    assert_int_equal(status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+    dbld_server_set_health(f.srv, "test.Echo", 1);
+    assert_int_equal(next_health(w, &status, &st), 0);
+    assert_int_equal(status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    dbld_stream_close(w);
+
+    /* unknown names are watched too; shutdown sends NOT_SERVING, then ends the stream */
+    dbld_stream *u = open_watch(&f, "later.Service");
+    assert_int_equal(next_health(u, &status, &st), 0);
+    assert_int_equal(status,
+                     GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN);
+    dbld_server_set_health(f.srv, "later.Service", 1);
+    assert_int_equal(next_health(u, &status, &st), 0);
+    assert_int_equal(status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    int64_t t0 = dbld_mono_ms();
+    dbld_server_shutdown(f.srv);
+    assert_true(dbld_mono_ms() - t0 < 3000);
+    assert_int_equal(next_health(u, &status, &st), 0);
+    assert_int_equal(status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
+    assert_int_equal(next_health(u, &status, &st), DBLD_UNAVAILABLE);
+    dbld_stream_close(u);
+    fixture_stop(&f);
+}
+
+/* ---- availability and retries ---- */
+
+typedef struct late_start {
+    int port;
+    int delay_ms;
+    dbld_server *srv;
+} late_start;
+
+static void *start_late(void *arg)
+{
+    late_start *ls = arg;
+    dbld_sleep_ms(ls->delay_ms);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", ls->port);
+    ls->srv = start_server(listen, 0, 0);
+    return NULL;
+}
+
+static void test_idempotent_retry(void **state)
+{
+    (void)state;
+    late_start ls = {.port = free_port(), .delay_ms = 700};
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", ls.port);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, start_late, &ls), 0);
+    dbld_status st;
+    char out[32];
+    int64_t t0 = dbld_mono_ms();
+    int rc = call_ref(dbld_client_get(target), "/test.Echo/Echo", "again", 10000,
+                      DBLD_CALL_IDEMPOTENT, out, sizeof out, &st);
+    int64_t took = dbld_mono_ms() - t0;
+    pthread_join(t, NULL);
+    if (rc) fail_msg("retry failed: %s", st.msg);
+    assert_string_equal(out, "again");
+    assert_true(took >= 500 && took < 6000);
+    dbld_server_destroy(ls.srv);
+}
+
+static void test_dead_port_unavailable(void **state)
+{
+    (void)state;
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", free_port());
+    dbld_status st;
+    int64_t t0 = dbld_mono_ms();
+    assert_int_equal(
+        call_ref(dbld_client_get(target), "/test.Echo/Echo", "x", 5000, 0, NULL, 0, &st),
+        DBLD_UNAVAILABLE);
+    assert_true(dbld_mono_ms() - t0 < 2000);
+    assert_true(strlen(st.msg) > 0);
+}
+
+/* ---- shutdown ---- */
+
+typedef struct bg_call {
+    dbld_client *client;
+    const char *path, *arg;
+    int rc;
+    dbld_status st;
+} bg_call;
+
+static void *run_bg_call(void *arg)
+{
+    bg_call *b = arg;
+    b->rc = call_ref(b->client, b->path, b->arg, 20000, 0, NULL, 0, &b->st);
+    return NULL;
+}
+
+static void test_shutdown_grace(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 5000);
+    bg_call b = {.client = f.client, .path = "/test.Echo/Sleep", .arg = "800"};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_bg_call, &b), 0);
+    assert_true(wait_flag(&g_entered, 3000));
+    int64_t t0 = dbld_mono_ms();
+    dbld_server_shutdown(f.srv);
+    int64_t took = dbld_mono_ms() - t0;
+    pthread_join(t, NULL);
+    assert_int_equal(b.rc, 0);
+    assert_true(took < 4000);
+    /* after shutdown nothing answers */
+    dbld_status st;
+    assert_int_equal(call_ref(f.client, "/test.Echo/Echo", "x", 2000, 0, NULL, 0, &st),
+                     DBLD_UNAVAILABLE);
+    fixture_stop(&f);
+}
+
+static void test_shutdown_cancels_after_grace(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 300);
+    bg_call b = {.client = f.client, .path = "/test.Echo/Slow", .arg = ""};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_bg_call, &b), 0);
+    assert_true(wait_flag(&g_entered, 3000));
+    int64_t t0 = dbld_mono_ms();
+    dbld_server_shutdown(f.srv);
+    int64_t took = dbld_mono_ms() - t0;
+    pthread_join(t, NULL);
+    assert_true(took < 2500);
+    assert_true(atomic_load(&g_saw_cancel));
+    assert_int_not_equal(b.rc, 0);
+    fixture_stop(&f);
+}
+
+/* ---- load ---- */
+
+#define LOAD_THREADS 16
+#define LOAD_CALLS 200
+
+typedef struct load_arg {
+    dbld_client *client;
+    int id, ok;
+} load_arg;
+
+static void *load_main(void *arg)
+{
+    load_arg *a = arg;
+    for (int i = 0; i < LOAD_CALLS; i++) {
+        char want[32], out[32] = "";
+        dbld_status st;
+        snprintf(want, sizeof want, "%d/%d", a->id, i);
+        if (call_ref(a->client, "/test.Echo/Echo", want, 10000, 0, out, sizeof out, &st) == 0 &&
+            strcmp(out, want) == 0)
+            a->ok++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_unary(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    pthread_t t[LOAD_THREADS];
+    load_arg a[LOAD_THREADS];
+    for (int i = 0; i < LOAD_THREADS; i++) {
+        a[i] = (load_arg){f.client, i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, load_main, &a[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < LOAD_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    assert_int_equal(ok, LOAD_THREADS * LOAD_CALLS);
+    fixture_stop(&f);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    dbld_status st;
+    dbld_server *srv = NULL;
+    assert_int_equal(dbld_server_create(NULL, &srv, &st), DBLD_INVALID_ARGUMENT);
+    dbld_server_opts opts = {.listen = "127.0.0.1:0"};
+    assert_int_equal(dbld_server_create(&opts, &srv, &st), 0);
+    static const dbld_method both[] = {{"/x.Y/Z", REF_DESC, REF_DESC, echo, count}};
+    static const dbld_service bad = {"x.Y", both, 1};
+    assert_int_equal(dbld_server_add(srv, &bad, NULL), DBLD_INVALID_ARGUMENT);
+    assert_int_equal(dbld_server_add(srv, NULL, NULL), DBLD_INVALID_ARGUMENT);
+    dbld_server_destroy(srv); /* never started */
+    assert_int_equal(dbld_client_unary(NULL, "/a/b", NULL, REF_DESC, NULL, NULL, 0, 0, &st),
+                     DBLD_INVALID_ARGUMENT);
+}
+
+static int teardown_all(void **state)
+{
+    (void)state;
+    dbld_client_shutdown_all();
+    return 0;
+}
+
+int main(void)
+{
+    dbld_log_init("test_rpc", DBLD_LOG_ERROR);
+    dbld_signals_block();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary_echo),
+        cmocka_unit_test(test_handler_errors),
+        cmocka_unit_test(test_unknown_method),
+        cmocka_unit_test(test_garbage_request),
+        cmocka_unit_test(test_message_too_large),
+        cmocka_unit_test(test_stream_all_in_order),
+        cmocka_unit_test(test_stream_cancel),
+        cmocka_unit_test(test_stream_wait_expiry),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_health_check),
+        cmocka_unit_test(test_health_watch),
+        cmocka_unit_test(test_idempotent_retry),
+        cmocka_unit_test(test_dead_port_unavailable),
+        cmocka_unit_test(test_shutdown_grace),
+        cmocka_unit_test(test_shutdown_cancels_after_grace),
+        cmocka_unit_test(test_concurrent_unary),
+        cmocka_unit_test(test_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, teardown_all);
+}
