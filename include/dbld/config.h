@@ -52,28 +52,65 @@ typedef struct dbld_config {
     } query;
 } dbld_config;
 
-/* Fill *cfg with defaults (every pointer NULL-or-owned). */
+/* Fill *cfg with defaults (every pointer NULL-or-owned; free with dbld_config_free()):
+ * listen 127.0.0.1:7101 (eventlog), :7102 (job), :7103 (graph), :7104 (query);
+ * peers = those listen addresses; postgres_dsn "" (libpq defaults: PGHOST, ...);
+ * query.postgres_dsn = shared.postgres_dsn; log_level "info"; source NULL. */
 void dbld_config_defaults(dbld_config *cfg);
 
-/* Parse YAML text; `name` is used in error messages. On success *cfg owns its
- * strings (free with dbld_config_free()). On error *cfg is left freed/defaulted
- * and st holds "name:line:col: key.path: problem". */
+/* Parse YAML text; `name` is used in error messages and copied to cfg->source.
+ * Every section and key is optional; empty text gives the defaults. A peer left
+ * unset defaults to that service's listen address *as set in the file*, and
+ * query.postgres_dsn to shared.postgres_dsn. shared.peers.job takes a list or a
+ * single address. YAML aliases (*x) are rejected; one document only.
+ * On success *cfg owns its strings (free with dbld_config_free()). On error
+ * returns DBLD_INVALID_ARGUMENT, *cfg is zeroed (nothing to free; freeing it is
+ * a harmless no-op) and st holds "name:line:col: key.path: problem", 1-based,
+ * pointing at the offending value (or key, for unknown/duplicate keys). */
 int dbld_config_parse(const char *text, size_t len, const char *name, dbld_config *cfg,
                       dbld_status *st);
-/* Read and parse a file. */
+/* Read and parse a file (path is the `name` in messages). If it can't be read:
+ * "could not read config file \"path\": <strerror>" with DBLD_NOT_FOUND when it
+ * does not exist, DBLD_INVALID_ARGUMENT otherwise (permissions, a directory,
+ * larger than 16 MiB); *cfg is zeroed then. */
 int dbld_config_load(const char *path, dbld_config *cfg, dbld_status *st);
 
 /* Apply environment overrides: DATABUILD_POSTGRES_DSN, DATABUILD_QUERY_POSTGRES_DSN,
- * DATABUILD_<SVC>_LISTEN (SVC = EVENTLOG|JOB|GRAPH|QUERY) and
- * DATABUILD_<SVC>_ADDR (peer address; for JOB a comma-separated list). */
+ * DATABUILD_<SVC>_LISTEN (SVC = EVENTLOG|JOB|GRAPH|QUERY),
+ * DATABUILD_<SVC>_ADDR (peer address; for JOB a comma-separated list) and
+ * DATABUILD_LOG_LEVEL. Empty variables count as unset. A peer address (or the
+ * query DSN) still equal to the value it defaults from follows a _LISTEN (or
+ * DATABUILD_POSTGRES_DSN) override; an explicit _ADDR / _QUERY_POSTGRES_DSN wins.
+ * Invalid values (bad address or log level) are skipped here; use
+ * dbld_config_apply_env_checked() to get an error instead. */
 void dbld_config_apply_env(dbld_config *cfg);
+/* Like dbld_config_apply_env() but first validates every variable; on a bad one
+ * returns DBLD_INVALID_ARGUMENT ("DATABUILD_JOB_LISTEN: invalid address ...")
+ * and changes nothing. */
+int dbld_config_apply_env_checked(dbld_config *cfg, dbld_status *st);
 
+/* Free everything and zero *cfg. Safe on a defaulted, zeroed or already freed struct. */
 void dbld_config_free(dbld_config *cfg);
 
-/* Common start-up for a service main(): parses `--config FILE` (required) and
- * `--help` from argv, loads the file, applies env, and initialises logging for
- * `service`. Returns 0 on success; on error prints one line to stderr and
- * returns 2 (the process should exit with it). */
+/* Return values of dbld_config_from_args(). */
+#define DBLD_CONFIG_RUN 0   /* config loaded: carry on */
+#define DBLD_CONFIG_HELP 1  /* --help printed to stdout: exit with status 0 */
+#define DBLD_CONFIG_ERROR 2 /* one line printed to stderr: exit with status 2 */
+/* The process exit status for a non-RUN result. */
+#define DBLD_CONFIG_EXIT_STATUS(rc) ((rc) == DBLD_CONFIG_HELP ? 0 : (rc))
+
+/* Common start-up for a service main(): parses `--config FILE` / `--config=FILE`
+ * (required) and `-h`/`--help` from argv, loads the file, applies the environment
+ * (checked), and initialises logging for `service` ("eventlog", ...) at
+ * shared.log_level. Any result but DBLD_CONFIG_RUN means "stop now":
+ *
+ *     int rc = dbld_config_from_args(argc, argv, "eventlog", &cfg);
+ *     if (rc != DBLD_CONFIG_RUN)
+ *         return DBLD_CONFIG_EXIT_STATUS(rc);
+ *
+ * Errors print exactly one line, "databuild-<service>: <message>", to stderr
+ * (e.g. "databuild-job: missing --config FILE"); *cfg is then zeroed. On RUN the
+ * caller owns *cfg (dbld_config_free()). */
 int dbld_config_from_args(int argc, char **argv, const char *service, dbld_config *cfg);
 
 #endif

@@ -1,0 +1,449 @@
+/* config.c - the suite's YAML file: schema tables, derived defaults, env overrides, main() helper.
+ *
+ * The layout of databuild.yaml is the set of static tables below, one per
+ * section; config_schema.c turns them into parsing, validation, defaults and
+ * freeing. A few defaults depend on other values (a peer address defaults to
+ * that service's listen address, query.postgres_dsn to shared.postgres_dsn);
+ * those fields default to NULL in the tables and are filled in by
+ * resolve_derived() once the file has been read. To add a section or key: add a
+ * field to dbld_config, a line to a table, and the key to examples/databuild.yaml.
+ */
+#include "dbld/config.h"
+
+#include "config_schema.h"
+#include "dbld/log.h"
+#include "dbld/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_FILE_BYTES (16 * 1024 * 1024)
+
+/* ---- value checks ---- */
+
+static int check_addr(const char *s, char *why, size_t n)
+{
+    const char *colon = strrchr(s, ':');
+    int ok = colon && colon > s;
+    if (ok && s[0] == '[') /* [v6]:port */
+        ok = colon - s > 2 && colon[-1] == ']' &&
+             memchr(s + 1, ']', (size_t)(colon - s - 2)) == NULL;
+    else if (ok)
+        ok = memchr(s, ':', (size_t)(colon - s)) == NULL;
+    for (const char *p = s; ok && p < colon; p++)
+        ok = (unsigned char)*p > ' ' && *p != '/';
+    if (ok) {
+        const char *port = colon + 1;
+        size_t digits = strspn(port, "0123456789");
+        ok = digits >= 1 && digits <= 5 && port[digits] == '\0' && atol(port) <= 65535;
+    }
+    if (!ok) snprintf(why, n, "invalid address \"%s\" (expected host:port with port 0..65535)", s);
+    return !ok;
+}
+
+static int check_log_level(const char *s, char *why, size_t n)
+{
+    dbld_log_level lvl;
+    if (dbld_log_level_parse(s, &lvl) == 0) return 0;
+    snprintf(why, n, "invalid log level \"%s\" (expected one of: debug, info, warn, error)", s);
+    return 1;
+}
+
+/* ---- the schema ---- */
+
+#define OFF(sec, m) (offsetof(dbld_config, sec.m) - offsetof(dbld_config, sec))
+
+#define STRING_KEY(sec, key, field, def, chk)                                                      \
+    {                                                                                              \
+        .name = key, .type = DBLD__CFG_STRING, .offset = OFF(sec, field), .def_str = def,          \
+        .check = chk                                                                               \
+    }
+#define INT_KEY(sec, key, field, lo, hi, def)                                                      \
+    {                                                                                              \
+        .name = key, .type = DBLD__CFG_INT, .offset = OFF(sec, field), .min = lo, .max = hi,       \
+        .def_int = def                                                                             \
+    }
+
+/* Keys every service section has (dbld_server_config). */
+#define SERVER_KEYS(sec, listen_default)                                                           \
+    STRING_KEY(sec, "listen", server.listen, listen_default, check_addr),                          \
+        INT_KEY(sec, "workers", server.workers, 1, 256, 4),                                        \
+        INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
+        INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000)
+
+static const dbld__cfg_key peers_keys[] = {
+    STRING_KEY(shared.peers, "eventlog", eventlog, NULL, check_addr),
+    {.name = "job",
+     .type = DBLD__CFG_STRLIST,
+     .offset = OFF(shared.peers, job),
+     .count_offset = OFF(shared.peers, n_job),
+     .min = 1,
+     .check = check_addr},
+    STRING_KEY(shared.peers, "graph", graph, NULL, check_addr),
+    STRING_KEY(shared.peers, "query", query, NULL, check_addr),
+    {0},
+};
+
+static const dbld__cfg_key shared_keys[] = {
+    STRING_KEY(shared, "postgres_dsn", postgres_dsn, "", NULL),
+    STRING_KEY(shared, "log_level", log_level, "info", check_log_level),
+    {.name = "peers", .type = DBLD__CFG_SECTION, .offset = OFF(shared, peers), .sub = peers_keys},
+    {0},
+};
+
+static const dbld__cfg_key eventlog_keys[] = {
+    SERVER_KEYS(eventlog, "127.0.0.1:7101"),
+    INT_KEY(eventlog, "group_commit_max_events", group_commit_max_events, 1, 100000, 5000),
+    INT_KEY(eventlog, "db_pool_size", db_pool_size, 1, 64, 4),
+    {0},
+};
+
+static const dbld__cfg_key job_keys[] = {
+    SERVER_KEYS(job, "127.0.0.1:7102"),
+    INT_KEY(job, "max_concurrent_runs", max_concurrent_runs, 1, 1024, 4),
+    {0},
+};
+
+static const dbld__cfg_key graph_keys[] = {
+    SERVER_KEYS(graph, "127.0.0.1:7103"),
+    {0},
+};
+
+static const dbld__cfg_key query_keys[] = {
+    SERVER_KEYS(query, "127.0.0.1:7104"),
+    STRING_KEY(query, "postgres_dsn", postgres_dsn, NULL, NULL),
+    {0},
+};
+
+#define SECTION(key, sec, keys)                                                                    \
+    {                                                                                              \
+        .name = key, .type = DBLD__CFG_SECTION, .offset = offsetof(dbld_config, sec), .sub = keys  \
+    }
+
+static const dbld__cfg_key root_keys[] = {
+    SECTION("shared", shared, shared_keys), SECTION("eventlog", eventlog, eventlog_keys),
+    SECTION("job", job, job_keys),          SECTION("graph", graph, graph_keys),
+    SECTION("query", query, query_keys),    {0},
+};
+
+/* ---- defaults, parse, free ---- */
+
+static void set_str(char **field, const char *value)
+{
+    char *copy = dbld_xstrdup(value);
+    free(*field);
+    *field = copy;
+}
+
+static void set_job_peers(dbld_config *cfg, char **list, size_t n)
+{
+    for (size_t i = 0; i < cfg->shared.peers.n_job; i++)
+        free(cfg->shared.peers.job[i]);
+    free(cfg->shared.peers.job);
+    cfg->shared.peers.job = list;
+    cfg->shared.peers.n_job = n;
+}
+
+static void set_job_peer(dbld_config *cfg, const char *addr)
+{
+    char **list = dbld_xcalloc(1, sizeof *list);
+    list[0] = dbld_xstrdup(addr);
+    set_job_peers(cfg, list, 1);
+}
+
+/* Defaults that depend on other values; fields the file left NULL/empty. */
+static void resolve_derived(dbld_config *cfg)
+{
+    if (!cfg->shared.peers.eventlog)
+        set_str(&cfg->shared.peers.eventlog, cfg->eventlog.server.listen);
+    if (cfg->shared.peers.n_job == 0) set_job_peer(cfg, cfg->job.server.listen);
+    if (!cfg->shared.peers.graph) set_str(&cfg->shared.peers.graph, cfg->graph.server.listen);
+    if (!cfg->shared.peers.query) set_str(&cfg->shared.peers.query, cfg->query.server.listen);
+    if (!cfg->query.postgres_dsn) set_str(&cfg->query.postgres_dsn, cfg->shared.postgres_dsn);
+}
+
+void dbld_config_defaults(dbld_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    dbld__cfg_defaults(root_keys, cfg);
+    resolve_derived(cfg);
+}
+
+void dbld_config_free(dbld_config *cfg)
+{
+    if (!cfg) return;
+    dbld__cfg_free(root_keys, cfg);
+    free(cfg->source);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+int dbld_config_parse(const char *text, size_t len, const char *name, dbld_config *cfg,
+                      dbld_status *st)
+{
+    memset(cfg, 0, sizeof *cfg);
+    dbld__cfg_defaults(root_keys, cfg);
+    cfg->source = dbld_xstrdup(name ? name : "<config>");
+    int rc = dbld__cfg_parse(text, len, cfg->source, root_keys, cfg, st);
+    if (rc) {
+        dbld_config_free(cfg);
+        return rc;
+    }
+    resolve_derived(cfg);
+    return 0;
+}
+
+/* Read the whole file into a NUL-terminated heap buffer. */
+static int read_file(const char *path, char **out, size_t *len, dbld_status *st)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    int err = 0;
+    if (fd < 0)
+        err = errno;
+    else if (fstat(fd, &sb) != 0)
+        err = errno;
+    else if (S_ISDIR(sb.st_mode))
+        err = EISDIR;
+    else if (sb.st_size > MAX_FILE_BYTES)
+        err = EFBIG;
+    if (err) {
+        if (fd >= 0) close(fd);
+        return dbld_status_set(st, err == ENOENT ? DBLD_NOT_FOUND : DBLD_INVALID_ARGUMENT,
+                               "could not read config file \"%s\": %s", path, strerror(err));
+    }
+    size_t cap = (size_t)sb.st_size + 1, n = 0;
+    char *buf = dbld_xmalloc(cap + 1);
+    for (;;) {
+        if (n == cap) { /* the file grew (or st_size was 0 for a pipe) */
+            if (cap > MAX_FILE_BYTES) {
+                err = EFBIG;
+                break;
+            }
+            cap *= 2;
+            buf = dbld_xrealloc(buf, cap + 1);
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) err = errno;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (err) {
+        free(buf);
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "could not read config file \"%s\": %s",
+                               path, strerror(err));
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int dbld_config_load(const char *path, dbld_config *cfg, dbld_status *st)
+{
+    char *text;
+    size_t len;
+    memset(cfg, 0, sizeof *cfg);
+    int rc = read_file(path, &text, &len, st);
+    if (rc) return rc;
+    rc = dbld_config_parse(text, len, path, cfg, st);
+    free(text);
+    return rc;
+}
+
+/* ---- environment ---- */
+
+/* Parse a comma-separated address list ("a:1, b:2"). Returns the count, or 0 with a problem
+ * in why if an item is empty or invalid. The caller frees *out and its items. */
+static size_t split_addrs(const char *value, char ***out, char *why, size_t why_len)
+{
+    char **list = dbld_xcalloc(strlen(value) / 2 + 2, sizeof *list);
+    size_t n = 0;
+    for (const char *p = value;; p++) {
+        size_t len = strcspn(p, ",");
+        while (len && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        char *item = dbld_xmalloc(len + 1);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        list[n++] = item;
+        if (!len) {
+            snprintf(why, why_len,
+                     "invalid address list \"%s\" (expected host:port[,host:port...])", value);
+            break;
+        }
+        if (check_addr(item, why, why_len)) break;
+        p += strcspn(p, ",");
+        if (!*p) {
+            *out = list;
+            return n;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+    return 0;
+}
+
+static int check_addr_list(const char *value, char *why, size_t n)
+{
+    char **list;
+    size_t count = split_addrs(value, &list, why, n);
+    for (size_t i = 0; i < count; i++)
+        free(list[i]);
+    if (count) free(list);
+    return count == 0;
+}
+
+/* Every variable with a check; the DSNs are free-form. */
+static const struct {
+    const char *var;
+    dbld__cfg_check_fn check;
+} env_checks[] = {
+    {"DATABUILD_LOG_LEVEL", check_log_level}, {"DATABUILD_EVENTLOG_LISTEN", check_addr},
+    {"DATABUILD_JOB_LISTEN", check_addr},     {"DATABUILD_GRAPH_LISTEN", check_addr},
+    {"DATABUILD_QUERY_LISTEN", check_addr},   {"DATABUILD_EVENTLOG_ADDR", check_addr},
+    {"DATABUILD_JOB_ADDR", check_addr_list},  {"DATABUILD_GRAPH_ADDR", check_addr},
+    {"DATABUILD_QUERY_ADDR", check_addr},
+};
+
+/* The variable's value if set, non-empty and valid, else NULL. */
+static const char *env_ok(const char *var)
+{
+    char why[512];
+    const char *v = getenv(var);
+    if (!v || !v[0]) return NULL;
+    for (size_t i = 0; i < sizeof env_checks / sizeof env_checks[0]; i++) {
+        if (strcmp(env_checks[i].var, var) == 0 && env_checks[i].check(v, why, sizeof why))
+            return NULL;
+    }
+    return v;
+}
+
+static int same(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+/* Override a listen address; a peer still equal to the old one (its default) follows. */
+static void env_listen(const char *var, char **listen, char **peer)
+{
+    const char *v = env_ok(var);
+    if (!v) return;
+    if (peer && same(*peer, *listen)) set_str(peer, v);
+    set_str(listen, v);
+}
+
+int dbld_config_apply_env_checked(dbld_config *cfg, dbld_status *st)
+{
+    char why[512];
+    for (size_t i = 0; i < sizeof env_checks / sizeof env_checks[0]; i++) {
+        const char *v = getenv(env_checks[i].var);
+        if (v && v[0] && env_checks[i].check(v, why, sizeof why))
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "%s: %s", env_checks[i].var, why);
+    }
+    dbld_config_apply_env(cfg);
+    return 0;
+}
+
+void dbld_config_apply_env(dbld_config *c)
+{
+    const char *v;
+    if ((v = env_ok("DATABUILD_POSTGRES_DSN"))) {
+        if (!c->query.postgres_dsn || same(c->query.postgres_dsn, c->shared.postgres_dsn))
+            set_str(&c->query.postgres_dsn, v);
+        set_str(&c->shared.postgres_dsn, v);
+    }
+    if ((v = env_ok("DATABUILD_QUERY_POSTGRES_DSN"))) set_str(&c->query.postgres_dsn, v);
+    if ((v = env_ok("DATABUILD_LOG_LEVEL"))) set_str(&c->shared.log_level, v);
+
+    env_listen("DATABUILD_EVENTLOG_LISTEN", &c->eventlog.server.listen, &c->shared.peers.eventlog);
+    if ((v = env_ok("DATABUILD_JOB_LISTEN")) && c->shared.peers.n_job == 1 &&
+        same(c->shared.peers.job[0], c->job.server.listen))
+        set_job_peer(c, v);
+    env_listen("DATABUILD_JOB_LISTEN", &c->job.server.listen, NULL);
+    env_listen("DATABUILD_GRAPH_LISTEN", &c->graph.server.listen, &c->shared.peers.graph);
+    env_listen("DATABUILD_QUERY_LISTEN", &c->query.server.listen, &c->shared.peers.query);
+
+    if ((v = env_ok("DATABUILD_EVENTLOG_ADDR"))) set_str(&c->shared.peers.eventlog, v);
+    if ((v = env_ok("DATABUILD_JOB_ADDR"))) {
+        char **list, why[512];
+        size_t n = split_addrs(v, &list, why, sizeof why);
+        if (n) set_job_peers(c, list, n);
+    }
+    if ((v = env_ok("DATABUILD_GRAPH_ADDR"))) set_str(&c->shared.peers.graph, v);
+    if ((v = env_ok("DATABUILD_QUERY_ADDR"))) set_str(&c->shared.peers.query, v);
+}
+
+/* ---- main() helper ---- */
+
+static void usage(FILE *f, const char *prog)
+{
+    fprintf(f,
+            "usage: %s --config FILE\n"
+            "\n"
+            "options:\n"
+            "  --config FILE, --config=FILE  the suite's YAML config file (required)\n"
+            "  -h, --help                    print this help and exit\n"
+            "\n"
+            "environment (overrides the file):\n"
+            "  DATABUILD_POSTGRES_DSN        shared.postgres_dsn\n"
+            "  DATABUILD_QUERY_POSTGRES_DSN  query.postgres_dsn\n"
+            "  DATABUILD_<SVC>_LISTEN        <svc>.listen (SVC: EVENTLOG, JOB, GRAPH, QUERY)\n"
+            "  DATABUILD_<SVC>_ADDR          shared.peers.<svc> (JOB: comma-separated list)\n"
+            "  DATABUILD_LOG_LEVEL           shared.log_level (debug, info, warn, error)\n",
+            prog);
+}
+
+int dbld_config_from_args(int argc, char **argv, const char *service, dbld_config *cfg)
+{
+    char prog[96];
+    const char *svc = service ? service : "databuild";
+    snprintf(prog, sizeof prog, "%s%s", strncmp(svc, "databuild", 9) == 0 ? "" : "databuild-", svc);
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout, prog);
+            fflush(stdout);
+            return DBLD_CONFIG_HELP;
+        }
+    }
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--config") == 0 && i + 1 < argc) {
+            path = argv[++i];
+        } else if (strcmp(arg, "--config") == 0) {
+            fprintf(stderr, "%s: option --config needs a FILE argument\n", prog);
+            return DBLD_CONFIG_ERROR;
+        } else if (strncmp(arg, "--config=", 9) == 0) {
+            path = arg + 9;
+        } else {
+            fprintf(stderr, "%s: %s \"%s\" (try --help)\n", prog,
+                    arg[0] == '-' ? "unknown option" : "unexpected argument", arg);
+            return DBLD_CONFIG_ERROR;
+        }
+    }
+    if (!path || !path[0]) {
+        fprintf(stderr, "%s: missing --config FILE\n", prog);
+        return DBLD_CONFIG_ERROR;
+    }
+    dbld_status st;
+    if (dbld_config_load(path, cfg, &st) || dbld_config_apply_env_checked(cfg, &st)) {
+        dbld_config_free(cfg);
+        fprintf(stderr, "%s: %s\n", prog, st.msg);
+        return DBLD_CONFIG_ERROR;
+    }
+    dbld_log_level lvl = DBLD_LOG_INFO;
+    dbld_log_level_parse(cfg->shared.log_level, &lvl);
+    dbld_log_init(svc, lvl);
+    return DBLD_CONFIG_RUN;
+}
