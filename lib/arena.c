@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #define BLOCK_SIZE (16 * 1024)
@@ -18,6 +19,7 @@ typedef struct block {
 
 struct dbld_arena {
     block *head;
+    block *first; /* the arena's own block, kept across resets */
     ProtobufCAllocator pb;
 };
 
@@ -40,7 +42,7 @@ static block *block_new(size_t cap)
 dbld_arena *dbld_arena_create(void)
 {
     dbld_arena *a = dbld_xcalloc(1, sizeof *a);
-    a->head = block_new(BLOCK_SIZE);
+    a->head = a->first = block_new(BLOCK_SIZE);
     a->pb.alloc = pb_alloc;
     a->pb.free = pb_free;
     a->pb.allocator_data = a;
@@ -49,15 +51,15 @@ dbld_arena *dbld_arena_create(void)
 
 void dbld_arena_reset(dbld_arena *a)
 {
-    block *b = a->head;
-    while (b->next) {
+    for (block *b = a->head; b;) {
         block *n = b->next;
-        free(b);
+        if (b != a->first)
+            free(b);
         b = n;
     }
-    /* b is the first block allocated (oldest, at the tail of the chain). */
-    b->used = 0;
-    a->head = b;
+    a->first->used = 0;
+    a->first->next = NULL;
+    a->head = a->first;
 }
 
 void dbld_arena_destroy(dbld_arena *a)
@@ -74,6 +76,10 @@ void dbld_arena_destroy(dbld_arena *a)
 
 void *dbld_arena_alloc(dbld_arena *a, size_t n)
 {
+    if (n > SIZE_MAX / 2) {
+        fputs("databuild: arena allocation too large\n", stderr);
+        abort();
+    }
     n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     if (n == 0)
         n = ALIGN;
@@ -138,6 +144,10 @@ void *dbld_arena_msg(dbld_arena *a, const ProtobufCMessageDescriptor *desc)
 void *dbld_arena_push(dbld_arena *a, void *arr_ptr, size_t *n, size_t elem_size)
 {
     void **arr = arr_ptr;
+    if (elem_size && *n + 1 > SIZE_MAX / 2 / elem_size) {
+        fputs("databuild: arena array too large\n", stderr);
+        abort();
+    }
     unsigned char *grown = dbld_arena_alloc(a, (*n + 1) * elem_size);
     if (*n)
         memcpy(grown, *arr, *n * elem_size);
