@@ -247,8 +247,8 @@ static int read_file(const char *path, char **out, size_t *len, dbld_status *st)
 
 int dbld_config_load(const char *path, dbld_config *cfg, dbld_status *st)
 {
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     memset(cfg, 0, sizeof *cfg);
     int rc = read_file(path, &text, &len, st);
     if (rc) return rc;

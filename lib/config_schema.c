@@ -417,7 +417,7 @@ static int set_strlist(walker *w, const dbld__cfg_key *k, const node *n, const c
     char **out = dbld_xcalloc(m ? m : 1, sizeof *out);
     for (size_t i = 0; i < m; i++) {
         if (n->kind == N_SEQ)
-            snprintf(item_path, sizeof item_path, "%s[%zu]", path, i);
+            snprintf(item_path, sizeof item_path, "%.200s[%zu]", path, i);
         else
             snprintf(item_path, sizeof item_path, "%s", path);
         if ((rc = get_string(w, k, items[i], item_path, &out[i]))) {
@@ -455,7 +455,7 @@ static int set_list(walker *w, const dbld__cfg_key *k, const node *n, const char
         void *elem = (char *)*arr + i * k->elem_size;
         dbld__cfg_defaults(k->sub, elem);
         *count = i + 1;
-        snprintf(item_path, sizeof item_path, "%s[%zu]", path, i);
+        snprintf(item_path, sizeof item_path, "%.200s[%zu]", path, i);
         const node *item = n->kids[i];
         if (item->kind != N_MAP) {
             if ((rc = no_alias(w, item, item_path))) return rc;
