@@ -70,9 +70,9 @@ static int check_log_level(const char *s, char *why, size_t n)
     }
 
 /* Keys every service section has (dbld_server_config). */
-#define SERVER_KEYS(sec, listen_default)                                                           \
+#define SERVER_KEYS(sec, listen_default, workers_default)                                          \
     STRING_KEY(sec, "listen", server.listen, listen_default, check_addr),                          \
-        INT_KEY(sec, "workers", server.workers, 1, 256, 4),                                        \
+        INT_KEY(sec, "workers", server.workers, 1, 256, workers_default),                                        \
         INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
         INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000)
 
@@ -97,25 +97,27 @@ static const dbld__cfg_key shared_keys[] = {
 };
 
 static const dbld__cfg_key eventlog_keys[] = {
-    SERVER_KEYS(eventlog, "127.0.0.1:7101"),
+    /* 64 workers: an Append handler waits for its group commit, so the worker
+     * count bounds how many appends can share one transaction. */
+    SERVER_KEYS(eventlog, "127.0.0.1:7101", 64),
     INT_KEY(eventlog, "group_commit_max_events", group_commit_max_events, 1, 100000, 5000),
     INT_KEY(eventlog, "db_pool_size", db_pool_size, 1, 64, 4),
     {0},
 };
 
 static const dbld__cfg_key job_keys[] = {
-    SERVER_KEYS(job, "127.0.0.1:7102"),
+    SERVER_KEYS(job, "127.0.0.1:7102", 4),
     INT_KEY(job, "max_concurrent_runs", max_concurrent_runs, 1, 1024, 4),
     {0},
 };
 
 static const dbld__cfg_key graph_keys[] = {
-    SERVER_KEYS(graph, "127.0.0.1:7103"),
+    SERVER_KEYS(graph, "127.0.0.1:7103", 4),
     {0},
 };
 
 static const dbld__cfg_key query_keys[] = {
-    SERVER_KEYS(query, "127.0.0.1:7104"),
+    SERVER_KEYS(query, "127.0.0.1:7104", 4),
     STRING_KEY(query, "postgres_dsn", postgres_dsn, NULL, NULL),
     {0},
 };
