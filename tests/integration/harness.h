@@ -276,6 +276,42 @@ int h_stream_next(dbld_stream *st, dbld_arena *a, Databuild__V1__IndexedEvent **
                   int64_t wait_ms, dbld_status *status);
 
 /* ------------------------------------------------------------------------ */
+/* acknowledged appends and the invariants they must satisfy                */
+
+/* Thread-safe record of every Append response a test received. */
+typedef struct h_ack {
+    char event_id[64];
+    int64_t idx;
+    int64_t sent_ms, acked_ms; /* dbld_mono_ms() before the call / after the ack */
+    int batch;                 /* batch number (one per Append call) */
+    int pos;                   /* position within its batch */
+    int duplicate;
+} h_ack;
+typedef struct h_acklog h_acklog;
+
+h_acklog *h_acklog_new(void);
+/* Record one successful Append (resp->events[i] for request position i). */
+void h_acklog_add(h_acklog *l, const Databuild__V1__AppendResponse *resp, int64_t sent_ms,
+                  int64_t acked_ms);
+/* Snapshot of the non-duplicate acks sorted by idx; *n set. Caller frees. */
+h_ack *h_acklog_sorted(h_acklog *l, size_t *n);
+size_t h_acklog_count(h_acklog *l);
+/* 1 if event_id was acked (and *idx set). */
+int h_acklog_find(h_acklog *l, const char *event_id, int64_t *idx);
+
+#define H_VERIFY_EXACT 0x1   /* the log holds exactly the acked events (else: at least) */
+#define H_VERIFY_BATCHES 0x2 /* each batch occupies adjacent positions in the log, in order */
+#define H_VERIFY_IDX 0x4     /* Subscribe from 0 returns every acked (idx, event_id) */
+/* Checks, failing the test at file:line:
+ *  - every acked event_id has one idx, idx values are unique;
+ *  - commit order: if X was acked before Y was sent, idx(X) < idx(Y);
+ *  - List over everything (paged) contains each acked event exactly once, in
+ *    idx order (H_VERIFY_EXACT: and nothing else), plus the flags above.
+ * Returns the number of events List returned. */
+#define h_acklog_verify(l, s, flags) h_acklog_verify_(__FILE__, __LINE__, l, s, flags)
+size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, int flags);
+
+/* ------------------------------------------------------------------------ */
 /* BuildEvent builders (all memory from the arena)                           */
 
 /* NULL-terminated string lists: H_STRS("a", "b"). */
