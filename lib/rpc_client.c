@@ -115,7 +115,7 @@ static grpc_channel *channel_new(const char *target)
         dbld__int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, MAX_MSG),
         dbld__int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, MAX_MSG),
         dbld__int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100),
-        dbld__int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000), /* also the connect timeout floor */
+        dbld__int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000), /* the connect timeout floor */
         dbld__int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, BACKOFF_MAX_MS),
     };
     grpc_channel_args ca = {sizeof args / sizeof args[0], args};

@@ -247,6 +247,7 @@ static void run_unary(dbld_call *c)
     dbld_status st;
     dbld_status_clear(&st);
     int code = dbld__code(c->m->unary(c, c->req, &resp, &st));
+    st.msg[sizeof st.msg - 1] = '\0';
     if (code == DBLD_OK && !resp)
         resp = dbld_arena_msg(c->arena, c->m->response);
     else if (code == DBLD_OK &&
@@ -265,6 +266,7 @@ static void *stream_main(void *arg)
     dbld_status st;
     dbld_status_clear(&st);
     int code = dbld__code(c->m->stream(c, c->req, &st));
+    st.msg[sizeof st.msg - 1] = '\0';
     log_result(c, code, st.msg);
     finish(c, code, code == DBLD_OK ? "" : st.msg, NULL);
     call_end(c);
@@ -418,10 +420,10 @@ int dbld_call_cancelled(dbld_call *call)
 
 int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
 {
-    int64_t end = dbld_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t start = dbld_mono_ms();
     for (;;) {
         if (dbld_call_cancelled(call)) return 1;
-        int64_t left = end - dbld_mono_ms();
+        int64_t left = timeout_ms - (dbld_mono_ms() - start); /* no overflow for INT64_MAX */
         if (left <= 0) return 0;
         poll_close(call, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
     }

@@ -45,7 +45,9 @@ typedef struct dbld_service {
     size_t n_methods;
 } dbld_service;
 
-/* ---- inside a handler ---- */
+/* ---- inside a handler ----
+ * These take the handler's own call and are meant for the thread running
+ * the handler (a call is not shared between threads). */
 
 /* Borrowed; freed when the call ends. */
 dbld_arena *dbld_call_arena(dbld_call *call);
@@ -54,7 +56,9 @@ void *dbld_call_user(dbld_call *call);
 const char *dbld_call_method(dbld_call *call);
 /* Milliseconds until the client's deadline (INT64_MAX when none; <= 0 when passed). */
 int64_t dbld_call_remaining_ms(dbld_call *call);
-/* 1 once the client cancelled, the deadline passed or the server is shutting down. */
+/* 1 once the client cancelled, the deadline passed or the server is shutting
+ * down. Shutdown counts for streaming calls as soon as it begins; unary calls
+ * are given the grace period and only count as cancelled once it is over. */
 int dbld_call_cancelled(dbld_call *call);
 /* Stream one response message (streaming handlers only). Blocks until the
  * message is handed to the transport. Returns 0, or CANCELLED when the client
@@ -88,7 +92,9 @@ void dbld_server_set_health(dbld_server *srv, const char *service, int serving);
 /* Set "" and every registered service at once. */
 void dbld_server_set_health_all(dbld_server *srv, int serving);
 /* Stop accepting, let in-flight calls finish for the grace period, then cancel
- * what is left and join all threads. Idempotent. */
+ * what is left and join all threads. Idempotent; blocks until done, so it must
+ * not be called from a handler. Health goes NOT_SERVING first and Watch
+ * streams get that update before they end (with UNAVAILABLE). */
 void dbld_server_shutdown(dbld_server *srv);
 void dbld_server_destroy(dbld_server *srv);
 
@@ -124,10 +130,15 @@ typedef struct dbld_stream dbld_stream;
 /* Start a server-streaming call; timeout_ms <= 0 means no deadline. */
 int dbld_client_stream_open(dbld_client *c, const char *path, const ProtobufCMessage *req,
                             int64_t timeout_ms, dbld_stream **out, dbld_status *st);
-/* Next message: returns 0 with *msg set; at the end of the stream returns the
- * final status code (OK at a clean end) with *msg NULL. wait_ms bounds the
+/* Next message. Returns 0 with *msg set (unpacked with alloc, as for
+ * dbld_client_unary). At the end of the stream *msg is NULL and the return
+ * value is the final status code with st holding it: a clean end returns 0
+ * with *msg NULL, so test *msg, not the return value, to tell a message from
+ * the end; every later call returns the same final status. wait_ms bounds the
  * wait for this message (<= 0: no bound); on expiry returns DEADLINE_EXCEEDED
- * and the stream stays usable. */
+ * with *msg NULL and the stream stays usable (the receive stays pending). A
+ * message that does not decode with desc returns INTERNAL with *msg NULL and
+ * the stream stays usable. A stream is used by one thread at a time. */
 int dbld_stream_next(dbld_stream *s, const ProtobufCMessageDescriptor *desc,
                      ProtobufCAllocator *alloc, ProtobufCMessage **msg, int64_t wait_ms,
                      dbld_status *st);
