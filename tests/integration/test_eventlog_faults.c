@@ -1,0 +1,405 @@
+/* test_eventlog_faults.c - the event log when things go wrong: kill -9
+ * between and during appends, PostgreSQL stopped and restarted under a
+ * running service, the database down at start-up, garbage request bytes,
+ * unknown methods, SIGTERM with calls in flight, config errors.
+ *
+ * Invariant throughout: nothing acknowledged is ever lost (checked with the
+ * ack log, harness_check.c).
+ */
+#include "harness.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define CALL_DEADLINE_MS 5000
+
+static Databuild__V1__BuildEvent *ev(dbld_arena *a, const char *tag, int i)
+{
+    return h_event_partition(a, "br-faults", dbld_arena_printf(a, "f/%s/p=%d", tag, i),
+                             DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-f");
+}
+
+/* Append n events in batches of `batch`, recording acks. */
+static void append_acked(h_service *el, h_acklog *log, const char *tag, int n, int batch)
+{
+    dbld_arena *a = dbld_arena_create();
+    for (int i = 0; i < n; i += batch) {
+        Databuild__V1__BuildEvent *evs[64];
+        int k = n - i < batch ? n - i : batch;
+        for (int j = 0; j < k; j++)
+            evs[j] = ev(a, tag, i + j);
+        int64_t sent = dbld_mono_ms();
+        Databuild__V1__AppendResponse *r = h_append_ok(el, a, evs, (size_t)k);
+        h_acklog_add(log, r, sent, dbld_mono_ms());
+        dbld_arena_reset(a);
+    }
+    dbld_arena_destroy(a);
+}
+
+/* ----------------------------------------------------------------- kill -9 */
+
+DBLD_TEST(kill9_between_appends)
+{
+    char dsn[1024];
+    h_db_create("kill9", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    h_acklog *log = h_acklog_new();
+    append_acked(el, log, "a", 300, 10);
+    h_service_kill(el);
+    h_service_restart(el);
+    size_t n = h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES | H_VERIFY_IDX);
+    CHECK_EQ_INT(n, 300);
+    /* and the log continues after the restart */
+    append_acked(el, log, "b", 30, 3);
+    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES | H_VERIFY_IDX);
+    h_service_stop(el);
+}
+
+typedef struct appender {
+    h_service *el;
+    h_acklog *log;
+    int id;
+    atomic_int *stop;
+    /* events whose Append failed: outcome unknown, to be retried */
+    Databuild__V1__BuildEvent **unknown;
+    size_t n_unknown;
+    dbld_arena *a; /* owns unknown */
+    int other_error;
+    char msg[512];
+} appender;
+
+static void *appender_main(void *arg)
+{
+    appender *w = arg;
+    dbld_arena *scratch = dbld_arena_create();
+    w->a = dbld_arena_create();
+    w->unknown = dbld_arena_alloc(w->a, 64 * sizeof *w->unknown);
+    for (int c = 0; !atomic_load(w->stop); c++) {
+        size_t n = (size_t)(c % 5) + 1;
+        Databuild__V1__BuildEvent *evs[5];
+        for (size_t i = 0; i < n; i++)
+            evs[i] = ev(w->a, dbld_arena_printf(w->a, "w%d", w->id), c * 10 + (int)i);
+        Databuild__V1__AppendResponse *r;
+        dbld_status st = {0};
+        int64_t sent = dbld_mono_ms();
+        int rc = h_append(w->el, scratch, evs, n, &r, CALL_DEADLINE_MS, &st);
+        if (rc == DBLD_OK) {
+            h_acklog_add(w->log, r, sent, dbld_mono_ms());
+        } else {
+            /* the process died under us: the outcome of this batch is unknown */
+            for (size_t i = 0; i < n; i++)
+                w->unknown[w->n_unknown++] = evs[i];
+            if (rc != DBLD_UNAVAILABLE && rc != DBLD_CANCELLED && rc != DBLD_DEADLINE_EXCEEDED &&
+                rc != DBLD_INTERNAL && rc != DBLD_UNKNOWN) {
+                w->other_error = 1;
+                snprintf(w->msg, sizeof w->msg, "appender %d: %s: %s", w->id, dbld_code_name(rc),
+                         st.msg);
+            }
+            break;
+        }
+        dbld_arena_reset(scratch);
+    }
+    dbld_arena_destroy(scratch);
+    return NULL;
+}
+
+DBLD_TEST(kill9_during_appends)
+{
+    char dsn[1024];
+    h_db_create("kill9live", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    h_acklog *log = h_acklog_new();
+    atomic_int stop = 0;
+    enum { W = 8 };
+    appender w[W];
+    pthread_t th[W];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < W; i++) {
+        w[i].el = el;
+        w[i].log = log;
+        w[i].id = i;
+        w[i].stop = &stop;
+        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0)
+            H_FAIL("pthread_create");
+    }
+    CHECK_MSG(H_POLL_UNTIL(30000, h_acklog_count(log) >= 600), "only %zu events acked in 30 s",
+              h_acklog_count(log));
+    h_service_kill(el); /* while the appenders are mid-call */
+    for (int i = 0; i < W; i++)
+        pthread_join(th[i], NULL);
+    atomic_store(&stop, 1);
+    size_t in_flight = 0;
+    for (int i = 0; i < W; i++) {
+        CHECK_MSG(!w[i].other_error, "%s", w[i].msg);
+        in_flight += w[i].n_unknown;
+    }
+    h_note("%zu events acked before kill -9, %zu in flight", h_acklog_count(log), in_flight);
+    CHECK_CMP_INT(in_flight, >, 0); /* the kill did hit calls in flight */
+
+    h_service_restart(el);
+    /* every acked event survived, with its idx */
+    h_acklog_verify(log, el, H_VERIFY_BATCHES | H_VERIFY_IDX);
+    /* retrying the in-flight ones is safe: each ends up stored exactly once */
+    dbld_arena *a = dbld_arena_create();
+    for (int i = 0; i < W; i++) {
+        if (!w[i].n_unknown)
+            continue;
+        int64_t sent = dbld_mono_ms();
+        Databuild__V1__AppendResponse *r = h_append_ok(el, a, w[i].unknown, w[i].n_unknown);
+        h_acklog_add(log, r, sent, dbld_mono_ms());
+    }
+    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_IDX);
+    h_service_stop(el);
+}
+
+/* ------------------------------------------------------- PostgreSQL faults */
+
+DBLD_TEST(postgres_stop_and_restart)
+{
+    h_pg *pg = h_pg_cluster_start();
+    char dsn[1024];
+    h_db_create_at(pg->dsn, "pgrestart", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    h_acklog *log = h_acklog_new();
+    append_acked(el, log, "before", 50, 5);
+
+    h_pg_stop(pg);
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__BuildEvent *e = ev(a, "during", 0);
+    Databuild__V1__AppendResponse *r;
+    Databuild__V1__EventPage *page;
+    dbld_status st = {0};
+    int64_t t0 = dbld_mono_ms();
+    int rc = h_append(el, a, &e, 1, &r, CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_UNAVAILABLE);
+    CHECK_MSG(st.msg[0] != 0, "UNAVAILABLE without a message");
+    h_note("Append with PostgreSQL down: %s after %lld ms: %s", dbld_code_name(rc),
+           (long long)(dbld_mono_ms() - t0), st.msg);
+    rc = h_list(el, a, NULL, 0, 0, &page, CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_UNAVAILABLE);
+    CHECK_MSG(st.msg[0] != 0, "UNAVAILABLE without a message");
+    CHECK_MSG(h_service_wait_health(el, "", 0, 10000), "health not NOT_SERVING 10 s after PostgreSQL stopped");
+    CHECK_MSG(h_service_wait_health(el, "databuild.v1.EventLog", 0, 5000),
+              "databuild.v1.EventLog health not NOT_SERVING while PostgreSQL is down");
+    CHECK(h_service_alive(el));
+
+    h_pg_start(pg);
+    t0 = dbld_mono_ms();
+    /* Append (retrying the same event: idempotent) until it succeeds */
+    int64_t sent = 0;
+    rc = -1;
+    while (dbld_mono_ms() - t0 < 20000) {
+        sent = dbld_mono_ms();
+        rc = h_append(el, a, &e, 1, &r, CALL_DEADLINE_MS, &st);
+        if (rc == DBLD_OK)
+            break;
+        CHECK_MSG(rc == DBLD_UNAVAILABLE, "Append while PostgreSQL restarts: %s: %s",
+                  dbld_code_name(rc), st.msg);
+        dbld_sleep_ms(100);
+    }
+    CHECK_MSG(rc == DBLD_OK, "Append still failing 20 s after PostgreSQL restarted: %s: %s",
+              dbld_code_name(rc), st.msg);
+    h_acklog_add(log, r, sent, dbld_mono_ms());
+    h_note("Append recovered %lld ms after PostgreSQL restarted", (long long)(dbld_mono_ms() - t0));
+    CHECK_MSG(h_service_wait_health(el, "", 1, 20000), "health not SERVING after PostgreSQL restarted");
+    append_acked(el, log, "after", 20, 4);
+    h_acklog_verify(log, el, H_VERIFY_BATCHES | H_VERIFY_IDX);
+    h_service_stop(el);
+    h_pg_destroy(pg);
+}
+
+DBLD_TEST(database_down_at_start)
+{
+    h_pg *pg = h_pg_cluster_start();
+    char dsn[1024];
+    h_db_create_at(pg->dsn, "downatstart", dsn, sizeof dsn);
+    h_pg_stop(pg);
+
+    h_service *el = h_service_spawn("eventlog", dsn, NULL);
+    /* the process serves health (NOT_SERVING) instead of exiting */
+    CHECK_MSG(h_service_wait_health(el, "", 0, 20000), "no NOT_SERVING health answer within 20 s");
+    CHECK_MSG(h_service_wait_health(el, "databuild.v1.EventLog", 0, 5000),
+              "databuild.v1.EventLog not NOT_SERVING while the database is down");
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__BuildEvent *e = ev(a, "x", 0);
+    Databuild__V1__AppendResponse *r;
+    dbld_status st = {0};
+    int rc = h_append(el, a, &e, 1, &r, CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_UNAVAILABLE);
+    int serving = 1;
+    CHECK_OK(h_service_health(el, "", &serving, &st), st);
+    CHECK(!serving);
+    CHECK(h_service_alive(el));
+
+    h_pg_start(pg);
+    CHECK_MSG(h_service_wait_health(el, "", 1, 30000), "not SERVING 30 s after the database came up");
+    CHECK_MSG(h_service_wait_health(el, "databuild.v1.EventLog", 1, 5000),
+              "databuild.v1.EventLog not SERVING");
+    h_acklog *log = h_acklog_new();
+    append_acked(el, log, "up", 10, 2);
+    h_acklog_verify(log, el, H_VERIFY_EXACT);
+    h_service_stop(el);
+    h_pg_destroy(pg);
+}
+
+/* --------------------------------------------------------- bad requests */
+
+DBLD_TEST(garbage_and_unknown_methods)
+{
+    char dsn[1024];
+    h_db_create("garbage", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    void *out = NULL;
+    size_t out_len = 0;
+    dbld_status st = {0};
+
+    int rc = dbld_client_unary_raw(el->client, H_APPEND_PATH, "\xff\xff\xff", 3, &out, &out_len,
+                                   CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
+    free(out);
+    out = NULL;
+    rc = dbld_client_unary_raw(el->client, H_LIST_PATH, "\xff\xff\xff", 3, &out, &out_len,
+                               CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
+    free(out);
+    out = NULL;
+
+    /* a valid request cut short */
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__BuildEvent *e = ev(a, "g", 0);
+    Databuild__V1__AppendRequest req = DATABUILD__V1__APPEND_REQUEST__INIT;
+    req.n_events = 1;
+    req.events = &e;
+    size_t len;
+    uint8_t *bytes = h_pack(a, &req.base, &len);
+    rc = dbld_client_unary_raw(el->client, H_APPEND_PATH, bytes, len - 3, &out, &out_len,
+                               CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
+    free(out);
+    out = NULL;
+    /* an empty body is an empty AppendRequest: no events */
+    rc = dbld_client_unary_raw(el->client, H_APPEND_PATH, "", 0, &out, &out_len, CALL_DEADLINE_MS,
+                               &st);
+    CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
+    free(out);
+    out = NULL;
+
+    rc = dbld_client_unary_raw(el->client, "/databuild.v1.EventLog/Nope", bytes, len, &out,
+                               &out_len, CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_UNIMPLEMENTED);
+    free(out);
+    out = NULL;
+    rc = dbld_client_unary_raw(el->client, "/no.such.Service/Append", bytes, len, &out, &out_len,
+                               CALL_DEADLINE_MS, &st);
+    CHECK_CODE(rc, st, DBLD_UNIMPLEMENTED);
+    free(out);
+    out = NULL;
+
+    /* nothing was written, and the service keeps working */
+    CHECK(h_service_alive(el));
+    int serving = 0;
+    CHECK_OK(h_service_health(el, "", &serving, &st), st);
+    CHECK(serving);
+    h_event_list all = h_list_all(el, a, NULL, 0);
+    CHECK_EQ_INT(all.n, 0);
+    /* the uncut request works */
+    rc = dbld_client_unary_raw(el->client, H_APPEND_PATH, bytes, len, &out, &out_len,
+                               CALL_DEADLINE_MS, &st);
+    CHECK_OK(rc, st);
+    Databuild__V1__AppendResponse *resp =
+        databuild__v1__append_response__unpack(NULL, out_len, out);
+    CHECK(resp != NULL);
+    CHECK_EQ_INT(resp->n_events, 1);
+    CHECK_EQ_STR(resp->events[0]->event_id, e->event_id);
+    databuild__v1__append_response__free_unpacked(resp, NULL);
+    free(out);
+    all = h_list_all(el, a, NULL, 0);
+    CHECK_EQ_INT(all.n, 1);
+    h_service_stop(el);
+}
+
+DBLD_TEST(health_names)
+{
+    char dsn[1024];
+    h_db_create("health", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    int serving = 0;
+    dbld_status st = {0};
+    CHECK_OK(h_service_health(el, "", &serving, &st), st);
+    CHECK(serving);
+    CHECK_OK(h_service_health(el, "databuild.v1.EventLog", &serving, &st), st);
+    CHECK(serving);
+    /* grpc.health.v1: an unknown service name is NOT_FOUND */
+    int rc = h_service_health(el, "no.such.Service", &serving, &st);
+    CHECK_CODE(rc, st, DBLD_NOT_FOUND);
+    h_service_stop(el);
+}
+
+/* ---------------------------------------------------------------- SIGTERM */
+
+DBLD_TEST(sigterm_exits_zero)
+{
+    char dsn[1024];
+    h_db_create("sigterm", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    h_acklog *log = h_acklog_new();
+    append_acked(el, log, "idle", 5, 5);
+    int64_t t0 = dbld_mono_ms();
+    h_service_stop(el); /* idle */
+    h_note("idle SIGTERM -> exit in %lld ms", (long long)(dbld_mono_ms() - t0));
+
+    /* with a Subscribe stream open and appends in flight */
+    h_service_restart(el);
+    dbld_stream *sub = h_subscribe(el, NULL, 0);
+    atomic_int stop = 0;
+    enum { W = 4 };
+    appender w[W];
+    pthread_t th[W];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < W; i++) {
+        w[i].el = el;
+        w[i].log = log;
+        w[i].id = i;
+        w[i].stop = &stop;
+        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0)
+            H_FAIL("pthread_create");
+    }
+    size_t before = h_acklog_count(log);
+    CHECK_MSG(H_POLL_UNTIL(30000, h_acklog_count(log) >= before + 100), "appends are not progressing");
+    t0 = dbld_mono_ms();
+    int status = h_service_signal_wait(el, SIGTERM, 20000);
+    h_note("busy SIGTERM -> exit %d in %lld ms", status, (long long)(dbld_mono_ms() - t0));
+    CHECK_EQ_INT(status, 0);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < W; i++)
+        pthread_join(th[i], NULL);
+    dbld_stream_close(sub);
+    /* whatever was acked before the exit is stored */
+    h_service_restart(el);
+    h_acklog_verify(log, el, H_VERIFY_BATCHES | H_VERIFY_IDX);
+    h_service_stop(el);
+}
+
+/* ----------------------------------------------------------- config errors */
+
+DBLD_TEST(config_error_refuses_to_start)
+{
+    char dsn[1024];
+    h_db_create("badconfig", dsn, sizeof dsn);
+    h_service_opts o = {.extra_section = "  no_such_key: 1"};
+    h_service *el = h_service_spawn("eventlog", dsn, &o);
+    CHECK_MSG(H_POLL_UNTIL(10000, !h_service_alive(el)), "started despite an unknown config key");
+    CHECK_MSG(el->exit_status != 0, "exited 0 on a config error");
+    char *log = h_read_file(el->log_path, NULL);
+    CHECK_CONTAINS(log, "no_such_key");
+    CHECK_CONTAINS(log, ".yaml:"); /* file:line:column */
+    free(log);
+}
+
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY(kill9_between_appends), DBLD_TEST_ENTRY(kill9_during_appends),
+               DBLD_TEST_ENTRY(postgres_stop_and_restart), DBLD_TEST_ENTRY(database_down_at_start),
+               DBLD_TEST_ENTRY(garbage_and_unknown_methods), DBLD_TEST_ENTRY(health_names),
+               DBLD_TEST_ENTRY(sigterm_exits_zero), DBLD_TEST_ENTRY(config_error_refuses_to_start))
