@@ -12,8 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_PREPARED 32
+
 struct dbld_db {
     PGconn *conn;
+    const char *prepared[MAX_PREPARED]; /* names prepared on this connection (static strings) */
+    int n_prepared;
 };
 
 struct dbld_res {
@@ -48,6 +52,12 @@ static void trim_newline(char *s)
         s[--n] = '\0';
 }
 
+static void ignore_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
 int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st)
 {
     *out = NULL;
@@ -64,6 +74,7 @@ int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st)
         PQfinish(c);
         return DBLD_UNAVAILABLE;
     }
+    PQsetNoticeProcessor(c, ignore_notice, NULL); /* libpq would print them on stderr */
     *out = dbld_xcalloc(1, sizeof **out);
     (*out)->conn = c;
     return 0;
@@ -78,6 +89,98 @@ void dbld_db_close(dbld_db *db)
 }
 
 int dbld_db_alive(dbld_db *db) { return db && PQstatus(db->conn) == CONNECTION_OK; }
+
+static int fail_result(dbld_db *db, PGresult *r, dbld_status *st)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    int code = PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : code_for_sqlstate(state);
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!msg || !*msg)
+        msg = PQerrorMessage(db->conn);
+    dbld_status_set(st, code, "%s%s", code == DBLD_UNAVAILABLE ? "database unavailable: " : "",
+                    msg && *msg ? msg : "unknown database error");
+    if (st)
+        trim_newline(st->msg);
+    return code;
+}
+
+static int is_prepared(const dbld_db *db, const char *name)
+{
+    for (int i = 0; i < db->n_prepared; i++)
+        if (strcmp(db->prepared[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Queue one statement (and its PREPARE when needed); returns how many
+ * results the server will send for it (1 or 2), or -1. */
+static int send_stmt(dbld_db *db, const dbld_stmt *s)
+{
+    if (!s->name)
+        return PQsendQueryParams(db->conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0) ? 1 : -1;
+    int extra = 0;
+    if (!is_prepared(db, s->name)) {
+        if (!PQsendPrepare(db->conn, s->name, s->sql, s->n, NULL))
+            return -1;
+        extra = 1;
+    }
+    return PQsendQueryPrepared(db->conn, s->name, s->n, s->params, NULL, NULL, 0) ? 1 + extra : -1;
+}
+
+int dbld_db_pipeline(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
+{
+    for (size_t i = 0; i < n; i++)
+        if (stmts[i].out)
+            *stmts[i].out = NULL;
+    if (!PQenterPipelineMode(db->conn))
+        return fail_result(db, NULL, st);
+    int *expect = dbld_xcalloc(n ? n : 1, sizeof *expect);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        if ((expect[i] = send_stmt(db, &stmts[i])) < 0)
+            rc = fail_result(db, NULL, st);
+    if (!rc && !PQpipelineSync(db->conn))
+        rc = fail_result(db, NULL, st);
+    if (rc) { /* nothing usable was sent; the connection state is unknown */
+        free(expect);
+        PQexitPipelineMode(db->conn);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < expect[i]; k++) {
+            int is_exec = k == expect[i] - 1;
+            PGresult *r = PQgetResult(db->conn);
+            ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+            if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+                if (!is_exec && db->n_prepared < MAX_PREPARED)
+                    db->prepared[db->n_prepared++] = stmts[i].name;
+                if (is_exec && stmts[i].out) {
+                    *stmts[i].out = dbld_xmalloc(sizeof **stmts[i].out);
+                    (*stmts[i].out)->res = r;
+                    r = NULL;
+                }
+            } else if (!rc && s != PGRES_PIPELINE_ABORTED) {
+                rc = fail_result(db, r, st);
+            } else if (!rc) {
+                rc = dbld_status_set(st, DBLD_INTERNAL, "pipeline aborted");
+            }
+            PQclear(r);
+            if (PQstatus(db->conn) != CONNECTION_OK) {
+                free(expect);
+                return rc ? rc : fail_result(db, NULL, st);
+            }
+            PGresult *end = PQgetResult(db->conn); /* NULL separates commands */
+            PQclear(end);
+        }
+    }
+    /* The sync point. */
+    PGresult *r = PQgetResult(db->conn);
+    PQclear(r);
+    free(expect);
+    if (!PQexitPipelineMode(db->conn) && !rc)
+        rc = fail_result(db, NULL, st);
+    return rc;
+}
 
 int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,
                  dbld_status *st)
@@ -96,15 +199,7 @@ int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params,
         }
         return 0;
     }
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    int code = PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : code_for_sqlstate(state);
-    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!msg || !*msg)
-        msg = PQerrorMessage(db->conn);
-    dbld_status_set(st, code, "%s%s", code == DBLD_UNAVAILABLE ? "database unavailable: " : "",
-                    msg && *msg ? msg : "unknown database error");
-    if (st)
-        trim_newline(st->msg);
+    int code = fail_result(db, r, st);
     PQclear(r);
     return code;
 }

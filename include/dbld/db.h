@@ -31,6 +31,22 @@ int dbld_db_alive(dbld_db *db);
 int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,
                  dbld_status *st);
 
+/* One statement of a pipeline. With a name, the statement is prepared on
+ * first use on each connection and executed as prepared afterwards. */
+typedef struct dbld_stmt {
+    const char *name; /* NULL: run unprepared */
+    const char *sql;
+    int n;
+    const char *const *params;
+    dbld_res **out; /* NULL: discard the result */
+} dbld_stmt;
+
+/* Send the statements in one round trip (libpq pipeline mode) and collect
+ * their results in order. The first failing statement aborts the rest (the
+ * server skips them); its error is returned. Results already stored in
+ * stmts[i].out stay owned by the caller even on error. */
+int dbld_db_pipeline(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st);
+
 int dbld_res_rows(const dbld_res *r);
 /* Borrowed until dbld_res_free(); "" for NULL. */
 const char *dbld_res_get(const dbld_res *r, int row, int col);

@@ -241,12 +241,23 @@ static const char *col_lit(dbld_arena *a, const char *base, size_t stride, size_
     return dbld_pg_text_array(a, vals, n);
 }
 
-static int run(dbld_db *db, const char *sql, int n, const char *const *p, dbld_status *st)
+/* Statements are collected, not run: the writer sends them in one pipeline
+ * together with COMMIT. Parameter arrays are copied into the arena. */
+typedef struct stmts {
+    dbld_arena *a;
+    dbld_stmt *list;
+    size_t n;
+} stmts;
+
+static int run(stmts *out, const char *name, const char *sql, int n, const char *const *p)
 {
-    return dbld_db_exec(db, sql, n, p, NULL, st);
+    const char **params = dbld_arena_alloc(out->a, (size_t)n * sizeof *params);
+    memcpy(params, p, (size_t)n * sizeof *params);
+    out->list[out->n++] = (dbld_stmt){.name = name, .sql = sql, .n = n, .params = params};
+    return 0;
 }
 
-static int apply_partitions(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+static int apply_partitions(stmts *db, dbld_arena *a, fold *f)
 {
     if (!f->n_parts)
         return 0;
@@ -255,12 +266,10 @@ static int apply_partitions(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st
     const char *p[] = {COL(d, n, ref),     COL(d, n, status),      COL(d, n, brid),
                        COL(d, n, run),     COL(d, n, msg),         COL(d, n, updated),
                        COL(d, n, invalidated), COL(d, n, tainted), COL(d, n, idx)};
-    int rc = run(db, "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
-                 1, p, st);
+    int rc = run(db, "el_part_ins", "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", 1, p);
     if (rc)
         return rc;
-    return run(db,
-               "UPDATE partitions p SET"
+    return run(db, "el_part_upd", "UPDATE partitions p SET"
                " status = coalesce(u.status, p.status),"
                " build_request_id = coalesce(u.brid, p.build_request_id),"
                " job_run_id = coalesce(u.run, p.job_run_id),"
@@ -272,11 +281,10 @@ static int apply_partitions(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st
                " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],"
                " $6::bigint[], $7::bigint[], $8::bool[], $9::bigint[])"
                " AS u(ref, status, brid, run, msg, updated, inv, tainted, idx)"
-               " WHERE p.ref = u.ref",
-               9, p, st);
+               " WHERE p.ref = u.ref", 9, p);
 }
 
-static int apply_build_requests(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+static int apply_build_requests(stmts *db, dbld_arena *a, fold *f)
 {
     if (!f->n_brs)
         return 0;
@@ -286,14 +294,11 @@ static int apply_build_requests(dbld_db *db, dbld_arena *a, fold *f, dbld_status
                        COL(d, n, comment), COL(d, n, want), COL(d, n, msg),
                        COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
     const char *ins[] = {p[0], p[6]};
-    int rc = run(db,
-                 "INSERT INTO build_requests (build_request_id, created_ns)"
-                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
-                 2, ins, st);
+    int rc = run(db, "el_br_ins", "INSERT INTO build_requests (build_request_id, created_ns)"
+                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING", 2, ins);
     if (rc)
         return rc;
-    return run(db,
-               "UPDATE build_requests b SET"
+    return run(db, "el_br_upd", "UPDATE build_requests b SET"
                " status = coalesce(u.status, b.status),"
                " requested_partitions = coalesce(u.requested::text[], b.requested_partitions),"
                " comment = coalesce(u.comment, b.comment),"
@@ -304,11 +309,10 @@ static int apply_build_requests(dbld_db *db, dbld_arena *a, fold *f, dbld_status
                " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
                " $7::bigint[], $8::bigint[], $9::bigint[])"
                " AS u(id, status, requested, comment, want, msg, created, updated, idx)"
-               " WHERE b.build_request_id = u.id",
-               9, p, st);
+               " WHERE b.build_request_id = u.id", 9, p);
 }
 
-static int apply_job_runs(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+static int apply_job_runs(stmts *db, dbld_arena *a, fold *f)
 {
     if (!f->n_jrs)
         return 0;
@@ -318,14 +322,11 @@ static int apply_job_runs(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
                        COL(d, n, status),  COL(d, n, targets), COL(d, n, msg),
                        COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
     const char *ins[] = {p[0], p[6]};
-    int rc = run(db,
-                 "INSERT INTO job_runs (job_run_id, created_ns)"
-                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
-                 2, ins, st);
+    int rc = run(db, "el_jr_ins", "INSERT INTO job_runs (job_run_id, created_ns)"
+                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING", 2, ins);
     if (rc)
         return rc;
-    return run(db,
-               "UPDATE job_runs j SET"
+    return run(db, "el_jr_upd", "UPDATE job_runs j SET"
                " build_request_id = coalesce(u.brid, j.build_request_id),"
                " job_label = coalesce(u.label, j.job_label),"
                " status = coalesce(u.status, j.status),"
@@ -336,11 +337,10 @@ static int apply_job_runs(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
                " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],"
                " $7::bigint[], $8::bigint[], $9::bigint[])"
                " AS u(id, brid, label, status, targets, msg, created, updated, idx)"
-               " WHERE j.job_run_id = u.id",
-               9, p, st);
+               " WHERE j.job_run_id = u.id", 9, p);
 }
 
-static int apply_wants(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+static int apply_wants(stmts *db, dbld_arena *a, fold *f)
 {
     if (!f->n_wants)
         return 0;
@@ -348,19 +348,17 @@ static int apply_wants(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
     size_t n = f->n_wants;
     const char *p[] = {COL(d, n, id),      COL(d, n, refs), COL(d, n, source), COL(d, n, comment),
                        COL(d, n, created), COL(d, n, brid), COL(d, n, idx)};
-    return run(db,
-               "INSERT INTO wants AS w (want_id, refs, source_code, comment, created_ns,"
+    return run(db, "el_wants", "INSERT INTO wants AS w (want_id, refs, source_code, comment, created_ns,"
                " build_request_id, last_idx)"
                " SELECT u.id, u.refs::text[], u.source, u.comment, u.created, u.brid, u.idx"
                " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[],"
                " $6::text[], $7::bigint[]) AS u(id, refs, source, comment, created, brid, idx)"
                " ON CONFLICT (want_id) DO UPDATE SET refs = EXCLUDED.refs,"
                " source_code = EXCLUDED.source_code, comment = EXCLUDED.comment,"
-               " build_request_id = EXCLUDED.build_request_id, last_idx = EXCLUDED.last_idx",
-               7, p, st);
+               " build_request_id = EXCLUDED.build_request_id, last_idx = EXCLUDED.last_idx", 7, p);
 }
 
-static int apply_taints(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
+static int apply_taints(stmts *db, dbld_arena *a, fold *f)
 {
     if (!f->n_taints)
         return 0;
@@ -368,17 +366,15 @@ static int apply_taints(dbld_db *db, dbld_arena *a, fold *f, dbld_status *st)
     size_t n = f->n_taints;
     const char *p[] = {COL(d, n, id),      COL(d, n, refs), COL(d, n, source), COL(d, n, comment),
                        COL(d, n, created), COL(d, n, brid), COL(d, n, idx)};
-    return run(db,
-               "INSERT INTO taints (event_id, refs, source_code, comment, created_ns,"
+    return run(db, "el_taints", "INSERT INTO taints (event_id, refs, source_code, comment, created_ns,"
                " build_request_id, idx)"
                " SELECT u.id, u.refs::text[], u.source, u.comment, u.created, u.brid, u.idx"
                " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[],"
                " $6::text[], $7::bigint[]) AS u(id, refs, source, comment, created, brid, idx)"
-               " ON CONFLICT (event_id) DO NOTHING",
-               7, p, st);
+               " ON CONFLICT (event_id) DO NOTHING", 7, p);
 }
 
-int el_project(dbld_db *db, dbld_arena *a, el_event *const *evs, size_t n, dbld_status *st)
+size_t el_project(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
 {
     fold f;
     memset(&f, 0, sizeof f);
@@ -407,14 +403,11 @@ int el_project(dbld_db *db, dbld_arena *a, el_event *const *evs, size_t n, dbld_
         default: break;
         }
     }
-    int rc = apply_partitions(db, a, &f, st);
-    if (!rc)
-        rc = apply_build_requests(db, a, &f, st);
-    if (!rc)
-        rc = apply_job_runs(db, a, &f, st);
-    if (!rc)
-        rc = apply_wants(db, a, &f, st);
-    if (!rc)
-        rc = apply_taints(db, a, &f, st);
-    return rc;
+    stmts list = {.a = a, .list = out, .n = 0};
+    apply_partitions(&list, a, &f);
+    apply_build_requests(&list, a, &f);
+    apply_job_runs(&list, a, &f);
+    apply_wants(&list, a, &f);
+    apply_taints(&list, a, &f);
+    return list.n;
 }

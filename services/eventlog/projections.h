@@ -7,8 +7,11 @@
 #include "dbld/db.h"
 #include "event_meta.h"
 
-/* Fold the newly inserted events (idx order) and upsert the projection rows.
- * Must run inside the writer's transaction. */
-int el_project(dbld_db *db, dbld_arena *a, el_event *const *evs, size_t n, dbld_status *st);
+#define EL_PROJECT_MAX_STMTS 8
+
+/* Fold the newly inserted events (idx order) into the statements that update
+ * the projection rows (at most EL_PROJECT_MAX_STMTS, written to out; returns
+ * how many). The writer runs them in its transaction, before COMMIT. */
+size_t el_project(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out);
 
 #endif

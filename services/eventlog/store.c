@@ -30,6 +30,7 @@ typedef struct pending {
     el_event *evs;
     size_t n;
     int done;
+    pthread_cond_t cv; /* signalled when done (one per request: no thundering herd) */
     dbld_status st;
     struct pending *next;
 } pending;
@@ -40,7 +41,6 @@ struct el_store {
     dbld_pool *pool;
     pthread_mutex_t mu;
     pthread_cond_t work_cv;   /* writer: queue not empty / stop */
-    pthread_cond_t done_cv;   /* callers: their pending is done */
     pthread_cond_t commit_cv; /* subscribers: something committed */
     pthread_cond_t mon_cv;    /* monitor: wake early */
     pending *head, *tail;
@@ -192,113 +192,124 @@ typedef struct batch {
     size_t n;
 } batch;
 
-/* Insert events; for ids that already existed, read their original idx. */
-static int insert_events(dbld_db *db, dbld_arena *a, el_event **evs, size_t n, el_event ***fresh,
-                         size_t *n_fresh, dbld_status *st)
+#define INSERT_SQL                                                                                \
+    "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"    \
+    " job_run_ids, payload)"                                                                      \
+    " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], decode(u.p, 'hex')"      \
+    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $6::text[],"  \
+    " $7::text[], $8::text[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"                  \
+    " ORDER BY u.ord"                                                                             \
+    " ON CONFLICT (event_id) DO NOTHING RETURNING idx, event_id"
+
+/* The eight array parameters of INSERT_SQL for evs. */
+static const char **insert_params(dbld_arena *a, el_event **evs, size_t n)
 {
-    const char **ids = dbld_arena_alloc(a, (n + 1) * sizeof *ids);
-    const char **ts = dbld_arena_alloc(a, (n + 1) * sizeof *ts);
-    const char **br = dbld_arena_alloc(a, (n + 1) * sizeof *br);
-    const char **kd = dbld_arena_alloc(a, (n + 1) * sizeof *kd);
-    const char **rf = dbld_arena_alloc(a, (n + 1) * sizeof *rf);
-    const char **lb = dbld_arena_alloc(a, (n + 1) * sizeof *lb);
-    const char **rn = dbld_arena_alloc(a, (n + 1) * sizeof *rn);
-    const char **pl = dbld_arena_alloc(a, (n + 1) * sizeof *pl);
+    const char **col[8];
+    for (int c = 0; c < 8; c++)
+        col[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
     for (size_t i = 0; i < n; i++) {
         el_event *e = evs[i];
-        ids[i] = e->ev->event_id;
-        ts[i] = dbld_arena_printf(a, "%" PRId64, e->ev->timestamp);
-        br[i] = e->ev->build_request_id;
-        kd[i] = dbld_arena_printf(a, "%d", e->kind);
-        rf[i] = dbld_pg_text_array(a, e->refs, e->n_refs);
-        lb[i] = dbld_pg_text_array(a, e->labels, e->n_labels);
-        rn[i] = dbld_pg_text_array(a, e->runs, e->n_runs);
-        pl[i] = e->payload_hex;
+        col[0][i] = e->ev->event_id;
+        col[1][i] = dbld_arena_printf(a, "%" PRId64, e->ev->timestamp);
+        col[2][i] = e->ev->build_request_id;
+        col[3][i] = dbld_arena_printf(a, "%d", e->kind);
+        col[4][i] = dbld_pg_text_array(a, e->refs, e->n_refs);
+        col[5][i] = dbld_pg_text_array(a, e->labels, e->n_labels);
+        col[6][i] = dbld_pg_text_array(a, e->runs, e->n_runs);
+        col[7][i] = e->payload_hex;
     }
-    const char *p[] = {dbld_pg_text_array(a, ids, n), dbld_pg_text_array(a, ts, n),
-                       dbld_pg_text_array(a, br, n),  dbld_pg_text_array(a, kd, n),
-                       dbld_pg_text_array(a, rf, n),  dbld_pg_text_array(a, lb, n),
-                       dbld_pg_text_array(a, rn, n),  dbld_pg_text_array(a, pl, n)};
-    dbld_res *r = NULL;
-    int rc = dbld_db_exec(
-        db,
-        "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"
-        " job_run_ids, payload)"
-        " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], decode(u.p, 'hex')"
-        " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $6::text[],"
-        " $7::text[], $8::text[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"
-        " ORDER BY u.ord"
-        " ON CONFLICT (event_id) DO NOTHING RETURNING idx, event_id",
-        8, p, &r, st);
-    if (rc)
-        return rc;
-    /* RETURNING order is not guaranteed: match rows back by event_id. */
-    int rows = dbld_res_rows(r);
-    *fresh = dbld_arena_alloc(a, (n + 1) * sizeof **fresh);
-    *n_fresh = 0;
-    for (size_t i = 0; i < n; i++)
-        evs[i]->idx = 0;
-    for (int row = 0; row < rows; row++) {
+    const char **p = dbld_arena_alloc(a, 8 * sizeof *p);
+    for (int c = 0; c < 8; c++)
+        p[c] = dbld_pg_text_array(a, col[c], n);
+    return p;
+}
+
+/* Give each event the idx from rows of (idx, event_id); duplicate marks them. */
+static void assign_idx(const dbld_res *r, el_event **evs, size_t n, int duplicate)
+{
+    for (int row = 0; row < dbld_res_rows(r); row++) {
         const char *id = dbld_res_get(r, row, 1);
         for (size_t i = 0; i < n; i++) {
             if (evs[i]->idx == 0 && strcmp(evs[i]->ev->event_id, id) == 0) {
                 evs[i]->idx = dbld_res_i64(r, row, 0);
-                evs[i]->duplicate = 0;
+                evs[i]->duplicate = duplicate;
                 break;
             }
         }
     }
-    dbld_res_free(r);
-    const char **dup_ids = dbld_arena_alloc(a, (n + 1) * sizeof *dup_ids);
-    size_t n_dup = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (evs[i]->idx)
-            (*fresh)[(*n_fresh)++] = evs[i];
-        else
-            dup_ids[n_dup++] = evs[i]->ev->event_id;
-    }
-    if (n_dup) {
-        const char *dp[] = {dbld_pg_text_array(a, dup_ids, n_dup)};
-        rc = dbld_db_exec(db, "SELECT idx, event_id FROM events WHERE event_id = ANY($1::text[])",
-                          1, dp, &r, st);
-        if (rc)
-            return rc;
-        for (int row = 0; row < dbld_res_rows(r); row++)
-            for (size_t i = 0; i < n; i++)
-                if (evs[i]->idx == 0 && strcmp(evs[i]->ev->event_id, dbld_res_get(r, row, 1)) == 0) {
-                    evs[i]->idx = dbld_res_i64(r, row, 0);
-                    evs[i]->duplicate = 1;
-                }
-        dbld_res_free(r);
-    }
-    /* Fresh events are in request order; sort by idx for the projection fold. */
-    for (size_t i = 1; i < *n_fresh; i++)
-        for (size_t j = i; j > 0 && (*fresh)[j - 1]->idx > (*fresh)[j]->idx; j--) {
-            el_event *t = (*fresh)[j];
-            (*fresh)[j] = (*fresh)[j - 1];
-            (*fresh)[j - 1] = t;
-        }
-    return 0;
 }
 
-/* One transaction for all events in evs (already de-duplicated by id). */
+/* Ids the INSERT skipped already existed: read their original idx. */
+static int resolve_existing(dbld_db *db, dbld_arena *a, el_event **evs, size_t n, dbld_status *st)
+{
+    const char **ids = dbld_arena_alloc(a, (n + 1) * sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!evs[i]->idx)
+            ids[k++] = evs[i]->ev->event_id;
+    if (!k)
+        return 0;
+    const char *p[] = {dbld_pg_text_array(a, ids, k)};
+    dbld_res *r = NULL;
+    int rc = dbld_db_exec(db, "SELECT idx, event_id FROM events WHERE event_id = ANY($1::text[])",
+                          1, p, &r, st);
+    if (!rc)
+        assign_idx(r, evs, n, 1);
+    dbld_res_free(r);
+    return rc;
+}
+
+/* The events this transaction inserted, in idx order (for the projection fold). */
+static el_event **fresh_events(dbld_arena *a, el_event **evs, size_t n, size_t *n_fresh)
+{
+    el_event **fresh = dbld_arena_alloc(a, (n + 1) * sizeof *fresh);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!evs[i]->duplicate)
+            fresh[k++] = evs[i];
+    for (size_t i = 1; i < k; i++) /* insertion sort: input is nearly sorted */
+        for (size_t j = i; j > 0 && fresh[j - 1]->idx > fresh[j]->idx; j--) {
+            el_event *t = fresh[j];
+            fresh[j] = fresh[j - 1];
+            fresh[j - 1] = t;
+        }
+    *n_fresh = k;
+    return fresh;
+}
+
+/* One transaction for all events in evs (already de-duplicated by id), in
+ * two round trips: [BEGIN, lock, INSERT] then [projection updates, COMMIT]. */
 static int write_tx(dbld_db *db, el_event **evs, size_t n, int64_t *max_idx, dbld_status *st)
 {
     dbld_arena *a = dbld_arena_create();
     char lock[32];
     snprintf(lock, sizeof lock, "%lld", LOCK_APPEND);
     const char *lp[] = {lock};
-    el_event **fresh = NULL;
-    size_t n_fresh = 0;
-    int rc = dbld_db_exec(db, "BEGIN", 0, NULL, NULL, st);
-    if (!rc)
-        rc = dbld_db_exec(db, "SELECT pg_advisory_xact_lock($1::bigint)", 1, lp, NULL, st);
-    if (!rc)
-        rc = insert_events(db, a, evs, n, &fresh, &n_fresh, st);
-    if (!rc && n_fresh)
-        rc = el_project(db, a, fresh, n_fresh, st);
-    if (!rc)
-        rc = dbld_db_exec(db, "COMMIT", 0, NULL, NULL, st);
+    dbld_res *ins = NULL;
+    for (size_t i = 0; i < n; i++) {
+        evs[i]->idx = 0;
+        evs[i]->duplicate = 0;
+    }
+    dbld_stmt first[] = {
+        {.sql = "BEGIN"},
+        {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
+        {.name = "el_insert", .sql = INSERT_SQL, .n = 8, .params = insert_params(a, evs, n),
+         .out = &ins},
+    };
+    int rc = dbld_db_pipeline(db, first, 3, st);
+    if (!rc) {
+        assign_idx(ins, evs, n, 0);
+        rc = resolve_existing(db, a, evs, n, st);
+    }
+    dbld_res_free(ins);
+    if (!rc) {
+        size_t n_fresh;
+        el_event **fresh = fresh_events(a, evs, n, &n_fresh);
+        dbld_stmt second[EL_PROJECT_MAX_STMTS + 1];
+        size_t k = n_fresh ? el_project(a, fresh, n_fresh, second) : 0;
+        second[k++] = (dbld_stmt){.sql = "COMMIT"};
+        rc = dbld_db_pipeline(db, second, k, st);
+    }
     if (rc && dbld_db_alive(db))
         dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
     for (size_t i = 0; !rc && i < n; i++)
@@ -384,11 +395,13 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
 static void finish(el_store *s, pending *reqs, const dbld_status *st)
 {
     pthread_mutex_lock(&s->mu);
-    for (pending *p = reqs; p; p = p->next) {
-        p->st = *st;
-        p->done = 1;
+    while (reqs) {
+        pending *next = reqs->next; /* read before done: the caller may free reqs at once */
+        reqs->st = *st;
+        reqs->done = 1;
+        pthread_cond_signal(&reqs->cv);
+        reqs = next;
     }
-    pthread_cond_broadcast(&s->done_cv);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -459,7 +472,6 @@ el_store *el_store_create(const el_store_opts *opts)
     s->pool = dbld_pool_create(opts->dsn, opts->pool_size);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
-    pthread_cond_init(&s->done_cv, NULL);
     pthread_cond_init(&s->commit_cv, NULL);
     pthread_cond_init(&s->mon_cv, NULL);
     snprintf(s->last_err, sizeof s->last_err, "not connected yet");
@@ -490,7 +502,6 @@ void el_store_destroy(el_store *s)
     dbld_pool_destroy(s->pool);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
-    pthread_cond_destroy(&s->done_cv);
     pthread_cond_destroy(&s->commit_cv);
     pthread_cond_destroy(&s->mon_cv);
     free(s->dsn);
@@ -504,9 +515,11 @@ int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, db
     if (rc)
         return rc;
     pending p = {.evs = evs, .n = n};
+    pthread_cond_init(&p.cv, NULL);
     pthread_mutex_lock(&s->mu);
     if (s->stop) {
         pthread_mutex_unlock(&s->mu);
+        pthread_cond_destroy(&p.cv);
         return dbld_status_set(st, DBLD_UNAVAILABLE, "event log is shutting down");
     }
     if (s->tail)
@@ -519,8 +532,9 @@ int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, db
     /* Wait for the outcome even past the client's deadline: `p` lives on this
      * stack and the writer owns it until done. A late answer is harmless. */
     while (!p.done)
-        pthread_cond_wait(&s->done_cv, &s->mu);
+        pthread_cond_wait(&p.cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&p.cv);
     if (st)
         *st = p.st;
     return p.st.code;
