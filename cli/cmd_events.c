@@ -202,7 +202,6 @@ static void summarize(sbuf *b, const Databuild__V1__BuildEvent *ev)
     }
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT: {
         const Databuild__V1__TaintEvent *e = ev->taint_event;
-        sb_printf(b, "taint ");
         sb_refs(b, e->refs, e->n_refs);
         sb_message(b, ": ", e->comment);
         break;
