@@ -15,6 +15,7 @@
 #include "dbld/util.h"
 
 #include <errno.h>
+#include <regex.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,36 @@ static int check_log_level(const char *s, char *why, size_t n)
     dbld_log_level lvl;
     if (dbld_log_level_parse(s, &lvl) == 0) return 0;
     snprintf(why, n, "invalid log level \"%s\" (expected one of: debug, info, warn, error)", s);
+    return 1;
+}
+
+static int check_regex(const char *s, char *why, size_t n)
+{
+    regex_t re;
+    int rc = regcomp(&re, s, REG_EXTENDED | REG_NOSUB);
+    if (rc == 0) {
+        regfree(&re);
+        return 0;
+    }
+    char err[128];
+    regerror(rc, &re, err, sizeof err);
+    snprintf(why, n, "invalid regular expression \"%s\": %s", s, err);
+    return 1;
+}
+
+static int check_env(const char *s, char *why, size_t n)
+{
+    const char *eq = strchr(s, '=');
+    if (eq && eq > s) return 0;
+    snprintf(why, n, "invalid environment entry \"%s\" (expected KEY=VALUE)", s);
+    return 1;
+}
+
+static int check_exit_code(const char *s, char *why, size_t n)
+{
+    size_t d = strspn(s, "0123456789");
+    if (d >= 1 && d <= 3 && s[d] == '\0' && atoi(s) <= 255) return 0;
+    snprintf(why, n, "invalid exit code \"%s\" (expected 1..255)", s);
     return 1;
 }
 
@@ -108,11 +139,52 @@ static const dbld__cfg_key eventlog_keys[] = {
 static const dbld__cfg_key job_keys[] = {
     SERVER_KEYS(job, "127.0.0.1:7102", 4),
     INT_KEY(job, "max_concurrent_runs", max_concurrent_runs, 1, 1024, 4),
+    INT_KEY(job, "kill_grace_ms", kill_grace_ms, 0, 600000, 5000),
+    INT_KEY(job, "heartbeat_ms", heartbeat_ms, 10, 3600000, 10000),
+    {0},
+};
+
+#define RKEY(key, field, lo, hi, def)                                                              \
+    {                                                                                              \
+        .name = key, .type = DBLD__CFG_INT, .offset = offsetof(dbld_retry_config, field),          \
+        .min = lo, .max = hi, .def_int = def                                                       \
+    }
+static const dbld__cfg_key retry_keys[] = {
+    RKEY("single_quota", single_quota, 0, 1000000, -1),
+    RKEY("global_quota", global_quota, 0, 1000000, 1000),
+    RKEY("failure_weight", failure_weight, 0, 1000000, 1),
+    RKEY("transient_failure_weight", transient_failure_weight, 0, 1000000, 1),
+    RKEY("timeout_weight", timeout_weight, 0, 1000000, 1),
+    {0},
+};
+
+#define JOFF(field) offsetof(dbld_job_def, field)
+static const dbld__cfg_key graph_job_keys[] = {
+    {.name = "label", .type = DBLD__CFG_STRING, .offset = JOFF(label), .flags = DBLD__CFG_REQUIRED},
+    {.name = "command", .type = DBLD__CFG_STRLIST, .offset = JOFF(command),
+     .count_offset = JOFF(n_command), .min = 1, .flags = DBLD__CFG_REQUIRED},
+    {.name = "outputs", .type = DBLD__CFG_STRLIST, .offset = JOFF(outputs),
+     .count_offset = JOFF(n_outputs), .min = 1, .check = check_regex, .flags = DBLD__CFG_REQUIRED},
+    {.name = "timeout_ms", .type = DBLD__CFG_INT, .offset = JOFF(timeout_ms), .min = 0,
+     .max = 7 * 24 * 3600 * 1000, .def_int = 3600000},
+    {.name = "env", .type = DBLD__CFG_STRLIST, .offset = JOFF(env), .count_offset = JOFF(n_env),
+     .check = check_env},
+    {.name = "working_dir", .type = DBLD__CFG_STRING, .offset = JOFF(working_dir)},
+    {.name = "transient_exit_codes", .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(transient_exit_codes), .count_offset = JOFF(n_transient_exit_codes),
+     .check = check_exit_code},
+    {.name = "retry", .type = DBLD__CFG_SECTION, .offset = JOFF(retry), .sub = retry_keys},
     {0},
 };
 
 static const dbld__cfg_key graph_keys[] = {
     SERVER_KEYS(graph, "127.0.0.1:7103", 4),
+    STRING_KEY(graph, "label", label, "//databuild:graph", NULL),
+    INT_KEY(graph, "max_parallel", max_parallel, 1, 4096, 8),
+    {.name = "external", .type = DBLD__CFG_STRLIST, .offset = OFF(graph, external),
+     .count_offset = OFF(graph, n_external), .check = check_regex},
+    {.name = "jobs", .type = DBLD__CFG_LIST, .offset = OFF(graph, jobs),
+     .count_offset = OFF(graph, n_jobs), .sub = graph_job_keys, .elem_size = sizeof(dbld_job_def)},
     {0},
 };
 
@@ -184,6 +256,32 @@ void dbld_config_free(dbld_config *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* Cross-job rules the per-key schema cannot express: labels are unique and no
+ * output pattern is given to two jobs (a ref matching the patterns of two jobs
+ * is also rejected at lookup time, naming both). */
+static int validate_graph(const dbld_config *cfg, dbld_status *st)
+{
+    const dbld_job_def *jobs = cfg->graph.jobs;
+    for (size_t i = 0; i < cfg->graph.n_jobs; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(jobs[i].label, jobs[j].label) == 0)
+                return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                       "%s: graph.jobs[%zu].label: duplicate job label \"%s\" "
+                                       "(also graph.jobs[%zu])",
+                                       cfg->source, i, jobs[i].label, j);
+            for (size_t a = 0; a < jobs[i].n_outputs; a++)
+                for (size_t b = 0; b < jobs[j].n_outputs; b++)
+                    if (strcmp(jobs[i].outputs[a], jobs[j].outputs[b]) == 0)
+                        return dbld_status_set(
+                            st, DBLD_INVALID_ARGUMENT,
+                            "%s: graph.jobs[%zu].outputs[%zu]: pattern \"%s\" overlaps job "
+                            "\"%s\" (graph.jobs[%zu])",
+                            cfg->source, i, a, jobs[i].outputs[a], jobs[j].label, j);
+        }
+    }
+    return 0;
+}
+
 int dbld_config_parse(const char *text, size_t len, const char *name, dbld_config *cfg,
                       dbld_status *st)
 {
@@ -196,7 +294,9 @@ int dbld_config_parse(const char *text, size_t len, const char *name, dbld_confi
         return rc;
     }
     resolve_derived(cfg);
-    return 0;
+    rc = validate_graph(cfg, st);
+    if (rc) dbld_config_free(cfg);
+    return rc;
 }
 
 /* Read the whole file into a NUL-terminated heap buffer. */

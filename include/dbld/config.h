@@ -21,6 +21,32 @@ typedef struct dbld_server_config {
     int shutdown_grace_ms; /* in-flight calls get this long on SIGTERM (default 5000) */
 } dbld_server_config;
 
+/* LUCI-style retry quota of one job (see luci_cv_tryjob_storage.proto's
+ * RetryConfig). single_quota < 0 means retries are not configured. */
+typedef struct dbld_retry_config {
+    int single_quota;             /* max quota one task may use (-1: no retry config) */
+    int global_quota;             /* max quota all tasks of one build may use */
+    int failure_weight;           /* quota used by a permanent failure */
+    int transient_failure_weight; /* ... by a transient failure (spawn, lost job service) */
+    int timeout_weight;           /* ... by a timeout */
+} dbld_retry_config;
+
+/* One job of the graph (graph.jobs[] in the YAML file). */
+typedef struct dbld_job_def {
+    char *label;          /* unique job label, e.g. "//reviews:ingest" */
+    char **command;       /* argv: run as `command... config REF...` / `command... exec ARGS...` */
+    size_t n_command;
+    char **outputs;       /* POSIX extended regexes; a ref belongs to the first job one matches in full */
+    size_t n_outputs;
+    int timeout_ms;       /* per exec; 0 = none (default 3600000) */
+    char **env;           /* extra environment, "KEY=VALUE" */
+    size_t n_env;
+    char *working_dir;    /* NULL: the job service's working directory */
+    char **transient_exit_codes; /* exit codes that count as transient failures ("75") */
+    size_t n_transient_exit_codes;
+    dbld_retry_config retry;
+} dbld_job_def;
+
 typedef struct dbld_config {
     char *source; /* file name the config came from (for messages) */
     struct {
@@ -42,9 +68,17 @@ typedef struct dbld_config {
     struct {
         dbld_server_config server;
         int max_concurrent_runs; /* default 4 */
+        int kill_grace_ms;       /* SIGTERM -> SIGKILL delay on timeout/cancel (default 5000) */
+        int heartbeat_ms;        /* wrapper heartbeat period while a job runs (default 10000) */
     } job;
     struct {
         dbld_server_config server;
+        char *label;          /* graph label (default "//databuild:graph") */
+        int max_parallel;     /* tasks running at once per build (default 8) */
+        char **external;      /* regexes of refs produced outside this graph */
+        size_t n_external;
+        dbld_job_def *jobs;
+        size_t n_jobs;
     } graph;
     struct {
         dbld_server_config server;

@@ -332,11 +332,12 @@ static void test_error_unknown_key(void **state)
                  "expected one of: eventlog, job, graph, query)");
     expect_error("graph: {listen: a:1, colour: blue}\n",
                  "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
-                 "workers, max_message_bytes, shutdown_grace_ms)");
+                 "workers, max_message_bytes, shutdown_grace_ms, label, max_parallel, external, "
+                 "jobs)");
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "
                  "of: listen, workers, max_message_bytes, shutdown_grace_ms, "
-                 "max_concurrent_runs)");
+                 "max_concurrent_runs, kill_grace_ms, heartbeat_ms)");
     expect_error("? [a]\n: b\n", "databuild.yaml:1:3: keys must be strings, got a sequence");
 }
 
@@ -429,7 +430,78 @@ static void test_error_duplicate_and_alias(void **state)
                  "databuild.yaml:2:6: job: YAML aliases are not supported (*b)");
     expect_error("eventlog: &b {workers: 2}\njob:\n  <<: *b\n",
                  "databuild.yaml:3:3: job: unknown key \"<<\" (expected one of: listen, workers, "
-                 "max_message_bytes, shutdown_grace_ms, max_concurrent_runs)");
+                 "max_message_bytes, shutdown_grace_ms, max_concurrent_runs, kill_grace_ms, "
+                 "heartbeat_ms)");
+}
+
+/* ---- graph.jobs ---- */
+
+static void test_graph_jobs(void **state)
+{
+    (void)state;
+    const char *yaml = "graph:\n"
+                       "  max_parallel: 3\n"
+                       "  external: ['raw/.*']\n"
+                       "  jobs:\n"
+                       "    - label: ingest\n"
+                       "      command: [python3, jobs/ingest.py]\n"
+                       "      outputs: ['reviews/date=[0-9-]+']\n"
+                       "      env: [DATA_DIR=/data]\n"
+                       "      transient_exit_codes: ['75']\n"
+                       "      retry: {single_quota: 2, failure_weight: 2}\n"
+                       "    - label: report\n"
+                       "      command: jobs/report\n"
+                       "      outputs: ['report/week=.*']\n"
+                       "      timeout_ms: 1000\n";
+    dbld_config cfg;
+    dbld_status st;
+    int rc = dbld_config_parse(yaml, strlen(yaml), "databuild.yaml", &cfg, &st);
+    if (rc) print_error("%s\n", st.msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(cfg.graph.max_parallel, 3);
+    assert_int_equal(cfg.graph.n_external, 1);
+    assert_int_equal(cfg.graph.n_jobs, 2);
+    const dbld_job_def *j = &cfg.graph.jobs[0];
+    assert_string_equal(j->label, "ingest");
+    assert_int_equal(j->n_command, 2);
+    assert_string_equal(j->command[1], "jobs/ingest.py");
+    assert_string_equal(j->outputs[0], "reviews/date=[0-9-]+");
+    assert_string_equal(j->env[0], "DATA_DIR=/data");
+    assert_string_equal(j->transient_exit_codes[0], "75");
+    assert_int_equal(j->timeout_ms, 3600000);
+    assert_int_equal(j->retry.single_quota, 2);
+    assert_int_equal(j->retry.failure_weight, 2);
+    assert_int_equal(j->retry.timeout_weight, 1);
+    /* no retry section: retries are not configured */
+    assert_int_equal(cfg.graph.jobs[1].retry.single_quota, -1);
+    assert_int_equal(cfg.graph.jobs[1].timeout_ms, 1000);
+    assert_int_equal(cfg.graph.jobs[1].n_command, 1);
+    dbld_config_free(&cfg);
+}
+
+static void test_graph_job_errors(void **state)
+{
+    (void)state;
+    expect_error("graph:\n  jobs:\n    - label: a\n      command: [x]\n      outputs: ['a/(']\n",
+                 "databuild.yaml:5:17: graph.jobs[0].outputs[0]: invalid regular expression "
+                 "\"a/(\": Unmatched ( or \\(");
+    expect_error("graph:\n  jobs:\n    - label: a\n      outputs: ['a/.*']\n",
+                 "databuild.yaml:3:7: graph.jobs[0]: missing required key \"command\"");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/.*']}\n"
+                 "    - {label: a, command: [y], outputs: ['b/.*']}\n",
+                 "databuild.yaml: graph.jobs[1].label: duplicate job label \"a\" (also "
+                 "graph.jobs[0])");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/.*']}\n"
+                 "    - {label: b, command: [y], outputs: ['a/.*']}\n",
+                 "databuild.yaml: graph.jobs[1].outputs[0]: pattern \"a/.*\" overlaps job \"a\" "
+                 "(graph.jobs[0])");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], env: [NOEQ]}\n",
+                 "databuild.yaml:3:54: graph.jobs[0].env[0]: invalid environment entry \"NOEQ\" "
+                 "(expected KEY=VALUE)");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], retry: "
+                 "{single_quota: -2}}\n",
+                 "databuild.yaml:3:70: graph.jobs[0].retry.single_quota: -2 is out of range "
+                 "(expected 0..1000000)");
 }
 
 /* ---- files ---- */
@@ -875,6 +947,8 @@ int main(void)
         cmocka_unit_test(test_from_args),
         cmocka_unit_test(test_from_args_help_and_ok),
         cmocka_unit_test(test_schema_list_of_mappings),
+        cmocka_unit_test(test_graph_jobs),
+        cmocka_unit_test(test_graph_job_errors),
     };
     return cmocka_run_group_tests(tests, clear_env, NULL);
 }
