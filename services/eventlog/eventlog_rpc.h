@@ -4,4 +4,6 @@
 #include "dbld/rpc.h"
 #include "store.h"
 extern const dbld_service el_eventlog_service;
+extern const dbld_service el_claims_service;  /* databuild.v1.PartitionClaims */
+extern const dbld_service el_joblogs_service; /* databuild.v1.JobLogs */
 #endif

@@ -29,6 +29,8 @@
 typedef struct pending {
     el_event *evs;
     size_t n;
+    el_claim *claim;     /* set for a claim: processed alone, in its own transaction */
+    dbld_arena *arena;   /* the claimant's arena, for result strings */
     int done;
     pthread_cond_t cv; /* signalled when done (one per request: no thundering herd) */
     dbld_status st;
@@ -359,20 +361,29 @@ static void resolve_repeats(pending *reqs, el_event **uniq, size_t n)
         }
 }
 
+/* Make sure the writer's connection is usable. */
+static int writer_connect(el_store *s, dbld_db **db, dbld_status *st)
+{
+    if (*db && dbld_db_alive(*db))
+        return 0;
+    dbld_db_close(*db);
+    *db = NULL;
+    int rc = unavailable(s, st);
+    if (rc)
+        return rc;
+    if (dbld_db_connect(s->dsn, db, st) != 0) {
+        set_up(s, 0, st->msg);
+        return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s",
+                               st->msg);
+    }
+    return 0;
+}
+
 static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st)
 {
-    if (!*db || !dbld_db_alive(*db)) {
-        dbld_db_close(*db);
-        *db = NULL;
-        int rc = unavailable(s, st);
-        if (rc)
-            return rc;
-        if (dbld_db_connect(s->dsn, db, st) != 0) {
-            set_up(s, 0, st->msg);
-            return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s",
-                                   st->msg);
-        }
-    }
+    int crc = writer_connect(s, db, st);
+    if (crc)
+        return crc;
     dbld_arena *a = dbld_arena_create();
     size_t n = 0;
     el_event **uniq = batch_events(a, reqs, &n);
@@ -389,6 +400,157 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
         set_up(s, 0, st->msg);
     }
     dbld_arena_destroy(a);
+    return rc;
+}
+
+/* ---- claims ---- */
+
+static int is_terminal_build(int status)
+{
+    return status == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_COMPLETED ||
+           status == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED ||
+           status == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_CANCELLED ||
+           status == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PRECONDITION_FAILED;
+}
+
+static int is_terminal_job(int status)
+{
+    return status == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED ||
+           status == DATABUILD__V1__JOB_STATUS__JOB_FAILED ||
+           status == DATABUILD__V1__JOB_STATUS__JOB_CANCELLED ||
+           status == DATABUILD__V1__JOB_STATUS__JOB_SKIPPED;
+}
+
+/* Decide the outcome from the locked state; 0 or an error. */
+static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *refs_lit,
+                        dbld_status *st)
+{
+    const char *p[] = {refs_lit};
+    dbld_res *r = NULL;
+    int rc = dbld_db_exec(db,
+                          "SELECT count(*) FROM partitions WHERE ref = ANY($1::text[])"
+                          " AND status = 4 AND NOT tainted",
+                          1, p, &r, st);
+    if (rc)
+        return rc;
+    int64_t available = dbld_res_i64(r, 0, 0);
+    dbld_res_free(r);
+    if (available == (int64_t)c->n_refs) {
+        c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE;
+        return 0;
+    }
+    rc = dbld_db_exec(db,
+                      "SELECT c.ref, c.build_request_id, c.job_run_id, coalesce(b.status, 0),"
+                      " coalesce(j.status, 0) FROM claims c"
+                      " LEFT JOIN build_requests b ON b.build_request_id = c.build_request_id"
+                      " LEFT JOIN job_runs j ON j.job_run_id = c.job_run_id"
+                      " WHERE c.ref = ANY($1::text[]) ORDER BY c.ref",
+                      1, p, &r, st);
+    if (rc)
+        return rc;
+    c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED;
+    for (int i = 0; i < dbld_res_rows(r); i++) {
+        const char *holder = dbld_res_get(r, i, 1);
+        if (strcmp(holder, c->build_request_id) == 0)
+            continue; /* our own build (e.g. a retry): take it over */
+        if (is_terminal_build((int)dbld_res_i64(r, i, 3)) || is_terminal_job((int)dbld_res_i64(r, i, 4)))
+            continue; /* stale claim */
+        c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD;
+        c->held_ref = dbld_arena_strdup(a, dbld_res_get(r, i, 0));
+        c->holder_build_request_id = dbld_arena_strdup(a, holder);
+        c->holder_job_run_id = dbld_arena_strdup(a, dbld_res_get(r, i, 2));
+        break;
+    }
+    dbld_res_free(r);
+    return 0;
+}
+
+/* Record the claim rows and append the claimant's events (still in the transaction). */
+static int claim_grant(dbld_db *db, dbld_arena *a, el_claim *c, const char *refs_lit,
+                       dbld_stmt *tail, size_t *n_tail, dbld_status *st)
+{
+    const char *p[] = {refs_lit, c->build_request_id, c->job_run_id,
+                       dbld_arena_printf(a, "%" PRId64, dbld_now_ns())};
+    int rc = dbld_db_exec(db,
+                          "INSERT INTO claims (ref, build_request_id, job_run_id, claimed_ns)"
+                          " SELECT unnest($1::text[]), $2, $3, $4::bigint"
+                          " ON CONFLICT (ref) DO UPDATE SET build_request_id = EXCLUDED.build_request_id,"
+                          " job_run_id = EXCLUDED.job_run_id, claimed_ns = EXCLUDED.claimed_ns",
+                          4, p, NULL, st);
+    if (rc || !c->n_events)
+        return rc;
+    el_event **evs = dbld_arena_alloc(a, c->n_events * sizeof *evs);
+    for (size_t i = 0; i < c->n_events; i++) {
+        evs[i] = &c->events[i];
+        evs[i]->idx = 0;
+        evs[i]->duplicate = 0;
+    }
+    dbld_res *ins = NULL;
+    dbld_stmt one = {.name = "el_insert", .sql = INSERT_SQL, .n = 8,
+                     .params = insert_params(a, evs, c->n_events), .out = &ins};
+    rc = dbld_db_pipeline(db, &one, 1, st);
+    if (!rc) {
+        assign_idx(ins, evs, c->n_events, 0);
+        rc = resolve_existing(db, a, evs, c->n_events, st);
+    }
+    dbld_res_free(ins);
+    if (!rc) {
+        size_t n_fresh;
+        el_event **fresh = fresh_events(a, evs, c->n_events, &n_fresh);
+        *n_tail = n_fresh ? el_project(a, fresh, n_fresh, tail) : 0;
+    }
+    return rc;
+}
+
+static int claim_tx(dbld_db *db, el_claim *c, dbld_arena *out_arena, int64_t *max_idx,
+                    dbld_status *st)
+{
+    dbld_arena *a = dbld_arena_create();
+    char lock[32];
+    snprintf(lock, sizeof lock, "%lld", LOCK_APPEND);
+    const char *lp[] = {lock};
+    const char *refs_lit = dbld_pg_text_array(a, (const char *const *)c->refs, c->n_refs);
+    dbld_stmt first[] = {
+        {.sql = "BEGIN"},
+        {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
+    };
+    int rc = dbld_db_pipeline(db, first, 2, st);
+    if (!rc)
+        rc = claim_decide(db, out_arena, c, refs_lit, st);
+    dbld_stmt tail[EL_PROJECT_MAX_STMTS + 1];
+    size_t n_tail = 0;
+    if (!rc && c->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)
+        rc = claim_grant(db, a, c, refs_lit, tail, &n_tail, st);
+    if (!rc) {
+        tail[n_tail++] = (dbld_stmt){.sql = "COMMIT"};
+        rc = dbld_db_pipeline(db, tail, n_tail, st);
+    }
+    if (rc && dbld_db_alive(db))
+        dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+    for (size_t i = 0; !rc && c->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED &&
+                       i < c->n_events; i++)
+        if (c->events[i].idx > *max_idx)
+            *max_idx = c->events[i].idx;
+    dbld_arena_destroy(a);
+    return rc;
+}
+
+static int claim_batch(el_store *s, dbld_db **db, pending *req, dbld_status *st)
+{
+    int rc = writer_connect(s, db, st);
+    if (rc)
+        return rc;
+    int64_t max_idx = 0;
+    rc = claim_tx(*db, req->claim, req->arena, &max_idx, st);
+    if (!rc && max_idx) {
+        pthread_mutex_lock(&s->mu);
+        if (max_idx > s->last_idx)
+            s->last_idx = max_idx;
+        pthread_cond_broadcast(&s->commit_cv);
+        pthread_mutex_unlock(&s->mu);
+    } else if (rc == DBLD_UNAVAILABLE) {
+        set_up(s, 0, st->msg);
+    }
     return rc;
 }
 
@@ -409,6 +571,11 @@ static void process(el_store *s, dbld_db **db, pending *reqs)
 {
     dbld_status st;
     dbld_status_clear(&st);
+    if (reqs->claim) {
+        claim_batch(s, db, reqs, &st);
+        finish(s, reqs, &st);
+        return;
+    }
     int rc = write_batch(s, db, reqs, &st);
     if (rc && rc != DBLD_UNAVAILABLE && reqs->next) {
         /* Not a database outage: one request's data may be at fault. Retry
@@ -442,7 +609,8 @@ static void *writer_main(void *arg)
         /* Take whole requests up to the batch limit (always at least one). */
         pending *first = s->head, *last = first;
         size_t events = first->n;
-        while (last->next && events + last->next->n <= (size_t)s->opts.max_batch_events) {
+        while (!first->claim && last->next && !last->next->claim &&
+               events + last->next->n <= (size_t)s->opts.max_batch_events) {
             last = last->next;
             events += last->n;
         }
@@ -508,13 +676,13 @@ void el_store_destroy(el_store *s)
     free(s);
 }
 
-int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, dbld_status *st)
+/* Queue p for the writer and wait for its outcome. */
+static int submit(el_store *s, pending *pp, dbld_status *st)
 {
-    (void)timeout_ms; /* once queued, a request always gets its outcome (see below) */
     int rc = unavailable(s, st);
     if (rc)
         return rc;
-    pending p = {.evs = evs, .n = n};
+    pending p = *pp;
     pthread_cond_init(&p.cv, NULL);
     pthread_mutex_lock(&s->mu);
     if (s->stop) {
@@ -527,7 +695,7 @@ int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, db
     else
         s->head = &p;
     s->tail = &p;
-    s->queued_events += n;
+    s->queued_events += p.n;
     pthread_cond_signal(&s->work_cv);
     /* Wait for the outcome even past the client's deadline: `p` lives on this
      * stack and the writer owns it until done. A late answer is harmless. */
@@ -538,6 +706,68 @@ int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, db
     if (st)
         *st = p.st;
     return p.st.code;
+}
+
+int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, dbld_status *st)
+{
+    (void)timeout_ms; /* once queued, a request always gets its outcome (see submit()) */
+    pending p = {.evs = evs, .n = n};
+    return submit(s, &p, st);
+}
+
+int el_store_claim(el_store *s, el_claim *c, dbld_arena *a, dbld_status *st)
+{
+    pending p = {.claim = c, .arena = a, .n = c->n_events};
+    return submit(s, &p, st);
+}
+
+int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st)
+{
+    int rc = unavailable(s, st);
+    if (rc)
+        return rc;
+    dbld_db *db;
+    rc = dbld_pool_acquire(s->pool, 5000, &db, st);
+    if (rc)
+        return rc;
+    rc = fn(db, arg, st);
+    dbld_pool_release(s->pool, db);
+    if (rc == DBLD_UNAVAILABLE)
+        set_up(s, 0, st->msg);
+    return rc;
+}
+
+typedef struct release_args {
+    const char *brid, *run, *refs;
+    uint32_t released;
+} release_args;
+
+static int release_fn(dbld_db *db, void *arg, dbld_status *st)
+{
+    release_args *ra = arg;
+    const char *p[] = {ra->brid, ra->run, ra->refs};
+    dbld_res *r = NULL;
+    int rc = dbld_db_exec(db,
+                          "DELETE FROM claims WHERE build_request_id = $1"
+                          " AND ($2 = '' OR job_run_id = $2)"
+                          " AND ($3::text[] IS NULL OR ref = ANY($3::text[]))",
+                          3, p, &r, st);
+    if (!rc)
+        ra->released = (uint32_t)dbld_res_affected(r);
+    dbld_res_free(r);
+    return rc;
+}
+
+int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id,
+                     char **refs, size_t n, uint32_t *released, dbld_status *st)
+{
+    dbld_arena *a = dbld_arena_create();
+    release_args ra = {.brid = build_request_id, .run = job_run_id ? job_run_id : "",
+                       .refs = n ? dbld_pg_text_array(a, (const char *const *)refs, n) : NULL};
+    int rc = el_store_with_db(s, release_fn, &ra, st);
+    dbld_arena_destroy(a);
+    *released = ra.released;
+    return rc;
 }
 
 void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms)

@@ -13,7 +13,9 @@
 #define EL_STORE_H
 
 #include "databuild.pb-c.h"
+#include "databuild_ext.pb-c.h"
 #include "dbld/arena.h"
+#include "dbld/db.h"
 #include "dbld/rpc.h"
 #include "dbld/status.h"
 #include "event_meta.h"
@@ -54,6 +56,30 @@ int el_store_list(el_store *s, const Databuild__V1__EventFilter *filter, int64_t
 /* Wait until an event with idx > after_idx may have committed (woken by this
  * replica's writer; other replicas' commits are seen by polling), or timeout. */
 void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms);
+
+/* A claim on all outputs of one task (see PartitionClaims in databuild_ext.proto). */
+typedef struct el_claim {
+    const char *build_request_id;
+    const char *job_run_id;
+    char **refs;
+    size_t n_refs;
+    el_event *events; /* appended in the same transaction when granted */
+    size_t n_events;
+    /* results (strings in the arena given to el_store_claim) */
+    int outcome; /* Databuild__V1__ClaimOutcome */
+    const char *held_ref, *holder_build_request_id, *holder_job_run_id;
+} el_claim;
+
+/* Decide and record a claim atomically, serialized with all appends. */
+int el_store_claim(el_store *s, el_claim *c, dbld_arena *a, dbld_status *st);
+/* Drop claims of (build_request_id, job_run_id or any when empty) on refs (all when n == 0). */
+int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id,
+                     char **refs, size_t n, uint32_t *released, dbld_status *st);
+
+/* Run fn with a pooled connection (fails fast with UNAVAILABLE while the
+ * database is down; marks it down when fn reports UNAVAILABLE). */
+typedef int (*el_db_fn)(dbld_db *db, void *arg, dbld_status *st);
+int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st);
 
 /* Validate partition patterns against PostgreSQL's regex engine. */
 int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter,
