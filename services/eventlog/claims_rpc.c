@@ -73,6 +73,8 @@ static const dbld_method methods[] = {
      &databuild__v1__claim_response__descriptor, claim, NULL},
     {"/databuild.v1.PartitionClaims/Release", &databuild__v1__release_request__descriptor,
      &databuild__v1__release_response__descriptor, release, NULL},
+    {"/databuild.v1.PartitionClaims/Status", &databuild__v1__partition_status_request__descriptor,
+     &databuild__v1__partition_status_response__descriptor, el_partition_status, NULL},
 };
 
 const dbld_service el_claims_service = {

@@ -6,4 +6,8 @@
 extern const dbld_service el_eventlog_service;
 extern const dbld_service el_claims_service;  /* databuild.v1.PartitionClaims */
 extern const dbld_service el_joblogs_service; /* databuild.v1.JobLogs */
+extern const dbld_service el_leases_service;  /* databuild.v1.BuildLeases */
+/* PartitionClaims/Status handler (leases_rpc.c). */
+int el_partition_status(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                        dbld_status *st);
 #endif

@@ -441,9 +441,10 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
     }
     rc = dbld_db_exec(db,
                       "SELECT c.ref, c.build_request_id, c.job_run_id, coalesce(b.status, 0),"
-                      " coalesce(j.status, 0) FROM claims c"
+                      " coalesce(j.status, 0), coalesce(l.expires_ns, 0) FROM claims c"
                       " LEFT JOIN build_requests b ON b.build_request_id = c.build_request_id"
                       " LEFT JOIN job_runs j ON j.job_run_id = c.job_run_id"
+                      " LEFT JOIN build_leases l ON l.build_request_id = c.build_request_id"
                       " WHERE c.ref = ANY($1::text[]) ORDER BY c.ref",
                       1, p, &r, st);
     if (rc)
@@ -453,8 +454,10 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
         const char *holder = dbld_res_get(r, i, 1);
         if (strcmp(holder, c->build_request_id) == 0)
             continue; /* our own build (e.g. a retry): take it over */
-        if (is_terminal_build((int)dbld_res_i64(r, i, 3)) || is_terminal_job((int)dbld_res_i64(r, i, 4)))
-            continue; /* stale claim */
+        int64_t lease = dbld_res_i64(r, i, 5);
+        if (is_terminal_build((int)dbld_res_i64(r, i, 3)) ||
+            is_terminal_job((int)dbld_res_i64(r, i, 4)) || (lease > 0 && lease < dbld_now_ns()))
+            continue; /* stale: the holder finished, or its coordinator died */
         c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD;
         c->held_ref = dbld_arena_strdup(a, dbld_res_get(r, i, 0));
         c->holder_build_request_id = dbld_arena_strdup(a, holder);
