@@ -86,7 +86,20 @@ void h_fail(const char *file, int line, const char *fmt, ...)
 
 /* ------------------------------------------------------------- processes */
 
-int h_free_port(void)
+/* Ports handed out by this process, so two calls never return the same one. */
+static int given_ports[256];
+static int n_given, next_slot;
+static pthread_mutex_t port_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int port_given(int port)
+{
+    for (int i = 0; i < n_given; i++)
+        if (given_ports[i] == port)
+            return 1;
+    return 0;
+}
+
+static int free_port_once(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -99,6 +112,20 @@ int h_free_port(void)
         H_FAIL("bind 127.0.0.1:0: %s", strerror(errno));
     close(fd);
     return ntohs(sa.sin_port);
+}
+
+int h_free_port(void)
+{
+    pthread_mutex_lock(&port_mu);
+    int port = free_port_once();
+    for (int i = 0; i < 100 && port_given(port); i++)
+        port = free_port_once();
+    given_ports[next_slot] = port;
+    next_slot = (next_slot + 1) % 256;
+    if (n_given < 256)
+        n_given++;
+    pthread_mutex_unlock(&port_mu);
+    return port;
 }
 
 static int pg_uid(uid_t *uid, gid_t *gid);

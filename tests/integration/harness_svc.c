@@ -153,14 +153,14 @@ int h_service_health(h_service *s, const char *service, int *serving, dbld_statu
     return dbld_health_check(s->client, service, serving, 2000, st);
 }
 
-int h_service_wait_health(h_service *s, const char *service, int serving, int64_t timeout_ms)
+/* 1: the wanted state; 0: timeout; -1: the process exited. */
+static int wait_health(h_service *s, const char *service, int serving, int64_t timeout_ms)
 {
     int64_t deadline = dbld_mono_ms() + timeout_ms;
     int listening = 0;
     for (;;) {
         if (!h_service_alive(s))
-            H_FAIL("%s exited with status %d (waiting for health %s=%s)", s->name, s->exit_status,
-                   service, serving ? "SERVING" : "NOT_SERVING");
+            return -1;
         if (!listening)
             listening = tcp_open(s->port);
         if (listening) {
@@ -175,6 +175,22 @@ int h_service_wait_health(h_service *s, const char *service, int serving, int64_
     }
 }
 
+int h_service_wait_health(h_service *s, const char *service, int serving, int64_t timeout_ms)
+{
+    int rc = wait_health(s, service, serving, timeout_ms);
+    if (rc < 0)
+        H_FAIL("%s exited with status %d (waiting for health %s=%s)", s->name, s->exit_status,
+               service, serving ? "SERVING" : "NOT_SERVING");
+    return rc;
+}
+
+static void pick_port(h_service *s)
+{
+    s->port = h_free_port();
+    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
+    s->client = dbld_client_get(s->addr);
+}
+
 h_service *h_service_spawn(const char *kind, const char *dsn, const h_service_opts *opts)
 {
     h_service_opts dflt = {0};
@@ -183,12 +199,10 @@ h_service *h_service_spawn(const char *kind, const char *dsn, const h_service_op
     snprintf(s->kind, sizeof s->kind, "%s", kind);
     snprintf(s->name, sizeof s->name, "%s-%d", kind, ++svc_counter);
     snprintf(s->dsn, sizeof s->dsn, "%s", dsn ? dsn : "");
-    s->port = h_free_port();
-    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
+    pick_port(s);
     snprintf(s->config_path, sizeof s->config_path, "%s/%s.yaml", h_test_dir(), s->name);
     snprintf(s->log_path, sizeof s->log_path, "%s/%s.log", h_test_dir(), s->name);
     write_config(s, o);
-    s->client = dbld_client_get(s->addr);
     spawn(s);
     return s;
 }
@@ -196,9 +210,23 @@ h_service *h_service_spawn(const char *kind, const char *dsn, const h_service_op
 h_service *h_service_start(const char *kind, const char *dsn, const h_service_opts *opts)
 {
     h_service *s = h_service_spawn(kind, dsn, opts);
-    if (!h_service_wait_health(s, "", 1, H_START_TIMEOUT_MS))
-        H_FAIL("%s (%s) not SERVING within %d ms", s->name, s->addr, H_START_TIMEOUT_MS);
-    return s;
+    for (int attempt = 1;; attempt++) {
+        int rc = wait_health(s, "", 1, H_START_TIMEOUT_MS);
+        if (rc > 0)
+            return s;
+        if (rc == 0)
+            H_FAIL("%s (%s) not SERVING within %d ms", s->name, s->addr, H_START_TIMEOUT_MS);
+        /* exited: retry on another port only if this one was taken meanwhile */
+        char *log = h_read_file(s->log_path, NULL);
+        int port_taken = log && (strstr(log, "could not listen") || strstr(log, "in use"));
+        free(log);
+        if (!port_taken || attempt == 3)
+            H_FAIL("%s exited with status %d before becoming SERVING", s->name, s->exit_status);
+        h_note("%s: port %d was taken, retrying on another", s->name, s->port);
+        pick_port(s);
+        write_config(s, opts ? opts : &(h_service_opts){0});
+        spawn(s);
+    }
 }
 
 void h_service_respawn(h_service *s)

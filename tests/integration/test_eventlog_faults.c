@@ -137,7 +137,7 @@ DBLD_TEST(kill9_during_appends)
         in_flight += w[i].n_unknown;
     }
     h_note("%zu events acked before kill -9, %zu in flight", h_acklog_count(log), in_flight);
-    CHECK_CMP_INT(in_flight, >, 0); /* the kill did hit calls in flight */
+    CHECK_CMP_INT(in_flight, >, 0); /* every appender saw the crash */
 
     h_service_restart(el);
     /* every acked event survived, with its idx */
