@@ -1,0 +1,103 @@
+/* proc.h - child processes for job binaries: argv only, never a shell.
+ *
+ * A child runs in its own process group (pgid = its pid) with stdin on
+ * /dev/null, stdout and stderr on non-blocking pipes, a default signal
+ * disposition and an empty signal mask, and no other inherited descriptor.
+ * Its environment is the parent's with extra "KEY=VALUE" entries applied on
+ * top (an extra entry replaces an inherited one of the same key).
+ *
+ * Design decision: the group leader is never reaped before the handle is
+ * destroyed. Exit is observed with waitid(WNOWAIT), so the zombie keeps the
+ * pid - and with it the process group id - reserved: signalling the group can
+ * never hit an unrelated process that got the recycled id. dbld_proc_destroy()
+ * SIGKILLs whatever is left of the group (a grandchild that outlived the
+ * leader) and only then reaps.
+ *
+ * A failed exec (missing binary, not executable, bad working directory) is a
+ * spawn error with the errno text, never a child exiting with 127.
+ *
+ * Threading: one thread owns a handle; dbld_proc_wake() and dbld_proc_kill()
+ * may also be called from other threads while the owner is blocked in
+ * dbld_proc_read() (but not concurrently with dbld_proc_destroy()).
+ */
+#ifndef DBLD_PROC_H
+#define DBLD_PROC_H
+
+#include "dbld/status.h"
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct dbld_proc dbld_proc;
+
+typedef struct dbld_proc_opts {
+    const char *const *argv; /* NULL-terminated; argv[0] is looked up in PATH unless it has a '/' */
+    const char *const *env;  /* extra "KEY=VALUE" entries, applied in order; may be NULL */
+    size_t n_env;
+    const char *cwd;         /* working directory; NULL: the parent's */
+} dbld_proc_opts;
+
+/* Start a child. On success *out is the handle (caller destroys it with
+ * dbld_proc_destroy()). Failures return DBLD_NOT_FOUND (binary or working
+ * directory missing), DBLD_PERMISSION_DENIED or DBLD_INTERNAL, with a
+ * message such as `could not execute "x": No such file or directory`. */
+int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st);
+
+/* The child's pid, which is also its process group id. */
+pid_t dbld_proc_pid(const dbld_proc *p);
+
+#define DBLD_PROC_STDOUT 1
+#define DBLD_PROC_STDERR 2
+/* Longest line handed to a callback; longer lines arrive in pieces of this size. */
+#define DBLD_PROC_LINE_MAX 65536
+
+/* One line of output without its '\n', NUL-terminated (line[len] == 0);
+ * borrowed for the duration of the call. stream is DBLD_PROC_STDOUT/STDERR. */
+typedef void (*dbld_proc_line_fn)(void *user, int stream, const char *line, size_t len);
+
+/* Wait up to timeout_ms (< 0: no limit, 0: just look) for output, the child's
+ * exit or a dbld_proc_wake(), then deliver every complete line that is
+ * available. At end of file a partial last line is delivered too. Returns the
+ * number of output streams still open (0 once both reached end of file), or
+ * -1 with errno on a poll/read error. */
+int dbld_proc_read(dbld_proc *p, int timeout_ms, dbld_proc_line_fn fn, void *user);
+
+/* Make a dbld_proc_read() blocked in another thread return early.
+ * Async-signal-safe and thread-safe. */
+void dbld_proc_wake(dbld_proc *p);
+
+/* How a child ended. */
+typedef struct dbld_proc_exit {
+    int exited; /* 1: exited normally with `code` */
+    int code;   /* exit code (0..255) when exited */
+    int signal; /* the signal that killed it when !exited */
+} dbld_proc_exit;
+
+/* Wait up to timeout_ms (< 0: no limit, 0: just look) for the leader to
+ * exit, without reaping it. Returns 0 and fills *ex once it has exited,
+ * DBLD_DEADLINE_EXCEEDED while it still runs. Output is not read meanwhile:
+ * a child blocked on a full pipe does not exit; use dbld_proc_read() in a
+ * loop for children that write much. */
+int dbld_proc_wait(dbld_proc *p, int timeout_ms, dbld_proc_exit *ex);
+
+/* 1 once the leader has exited (fills *ex when non-NULL), else 0. Never blocks. */
+int dbld_proc_exited(dbld_proc *p, dbld_proc_exit *ex);
+
+/* Send sig to the whole process group. Returns 0, or -1 when the group is
+ * already gone. */
+int dbld_proc_kill(dbld_proc *p, int sig);
+
+/* SIGTERM the group, give the leader grace_ms to exit (delivering output to
+ * fn if non-NULL, else discarding it), then SIGKILL the group. Returns 0 and
+ * fills *ex (may be NULL) with how the leader ended. */
+int dbld_proc_terminate(dbld_proc *p, int grace_ms, dbld_proc_line_fn fn, void *user,
+                        dbld_proc_exit *ex);
+
+/* Kill what is left of the process group (SIGKILL), reap the leader, close
+ * the pipes and free. Blocks until the leader is gone (it is SIGKILLed if it
+ * still runs). NULL is a no-op. */
+void dbld_proc_destroy(dbld_proc *p);
+
+/* "exit code 3", "killed by signal 9 (Killed)" into buf; returns buf. */
+const char *dbld_proc_exit_str(const dbld_proc_exit *ex, char *buf, size_t cap);
+
+#endif

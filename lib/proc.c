@@ -1,0 +1,427 @@
+/* proc.c - child processes: posix_spawnp into a new process group, output
+ * read line by line from non-blocking pipes with poll(2).
+ *
+ * posix_spawnp (glibc >= 2.24) reports a failed exec as its return value, so
+ * "binary missing" is an error of the spawn call itself. closefrom(3) in the
+ * child closes every descriptor but 0-2 even if some library opened one
+ * without O_CLOEXEC. Exit is watched through a pidfd when the kernel has
+ * them (poll wakes when the leader exits) and by polling waitid otherwise.
+ * See proc.h for why the leader stays unreaped until destroy.
+ */
+#define _GNU_SOURCE /* pipe2, posix_spawn_*_np, sigabbrev_np */
+#include "dbld/proc.h"
+#include "dbld/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define READ_BUDGET (256 * 1024) /* bytes per stream per dbld_proc_read() call */
+#define NOPIDFD_POLL_MS 20       /* exit polling interval without a pidfd */
+
+typedef struct stream {
+    int fd; /* -1 once at end of file */
+    size_t len;
+    char buf[DBLD_PROC_LINE_MAX + 2]; /* one byte of look-ahead, one for the NUL */
+} stream;
+
+struct dbld_proc {
+    pid_t pid;
+    int pidfd;   /* -1 if the kernel has no pidfd_open */
+    int wake[2]; /* self-pipe for dbld_proc_wake() */
+    int exited;  /* exit observed (leader is a zombie until reaped) */
+    int reaped;
+    dbld_proc_exit ex;
+    stream out, err;
+};
+
+/* ---- spawn ---- */
+
+static size_t key_len(const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    return eq ? (size_t)(eq - kv) : strlen(kv);
+}
+
+static int same_key(const char *a, const char *b)
+{
+    size_t n = key_len(a);
+    return n == key_len(b) && strncmp(a, b, n) == 0;
+}
+
+/* environ with the extra entries applied on top; the array is malloc'd, the
+ * strings are borrowed. */
+static char **build_env(const char *const *extra, size_t n_extra)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = dbld_xcalloc(n + n_extra + 1, sizeof *envp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int overridden = 0;
+        for (size_t j = 0; j < n_extra && !overridden; j++)
+            overridden = same_key(environ[i], extra[j]);
+        if (!overridden)
+            envp[k++] = environ[i];
+    }
+    for (size_t j = 0; j < n_extra; j++) {
+        int later = 0; /* a later extra entry with the same key wins */
+        for (size_t l = j + 1; l < n_extra && !later; l++)
+            later = same_key(extra[j], extra[l]);
+        if (!later)
+            envp[k++] = (char *)extra[j];
+    }
+    return envp;
+}
+
+static int errno_code(int err)
+{
+    switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+        return DBLD_NOT_FOUND;
+    case EACCES:
+    case EPERM:
+        return DBLD_PERMISSION_DENIED;
+    default:
+        return DBLD_INTERNAL;
+    }
+}
+
+static int check_cwd(const char *cwd, dbld_status *st)
+{
+    struct stat sb;
+    if (stat(cwd, &sb) != 0)
+        return dbld_status_set(st, errno_code(errno), "working directory \"%s\": %s", cwd,
+                               strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return dbld_status_set(st, DBLD_NOT_FOUND, "working directory \"%s\": %s", cwd,
+                               strerror(ENOTDIR));
+    return 0;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Spawn with the child's ends of the pipes in place; returns 0 or an errno. */
+static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&fa);
+    if (rc)
+        return rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc) {
+        posix_spawn_file_actions_destroy(&fa);
+        return rc;
+    }
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
+    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
+    if (!rc) rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    if (!rc && o->cwd) rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
+    if (!rc) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                                      POSIX_SPAWN_SETSIGDEF);
+    if (!rc) rc = posix_spawnattr_setpgroup(&attr, 0);
+    if (!rc) rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (!rc) rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (!rc) {
+        char **envp = build_env(o->env, o->env ? o->n_env : 0);
+        rc = posix_spawnp(pid, o->argv[0], &fa, &attr, (char *const *)o->argv, envp);
+        free(envp);
+    }
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+}
+
+int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st)
+{
+    *out = NULL;
+    if (!o || !o->argv || !o->argv[0] || !o->argv[0][0])
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no command to run");
+    if (o->cwd && check_cwd(o->cwd, st))
+        return st ? st->code : DBLD_NOT_FOUND;
+    dbld_proc *p = dbld_xcalloc(1, sizeof *p);
+    int po[2] = {-1, -1}, pe[2] = {-1, -1};
+    p->wake[0] = p->wake[1] = p->pidfd = -1;
+    if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC) || pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) ||
+        set_nonblock(po[0]) || set_nonblock(pe[0])) {
+        int e = errno;
+        dbld_status_set(st, DBLD_INTERNAL, "could not create pipes: %s", strerror(e));
+        goto fail;
+    }
+    int rc = do_spawn(o, po[1], pe[1], &p->pid);
+    if (rc) {
+        dbld_status_set(st, errno_code(rc), "could not execute \"%s\": %s", o->argv[0],
+                        strerror(rc));
+        goto fail;
+    }
+    close_fd(&po[1]);
+    close_fd(&pe[1]);
+    p->out.fd = po[0];
+    p->err.fd = pe[0];
+#ifdef SYS_pidfd_open
+    p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+    if (p->pidfd >= 0)
+        fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
+#endif
+    *out = p;
+    return 0;
+fail:
+    close_fd(&po[0]);
+    close_fd(&po[1]);
+    close_fd(&pe[0]);
+    close_fd(&pe[1]);
+    close_fd(&p->wake[0]);
+    close_fd(&p->wake[1]);
+    free(p);
+    return st ? st->code : DBLD_INTERNAL;
+}
+
+pid_t dbld_proc_pid(const dbld_proc *p)
+{
+    return p->pid;
+}
+
+/* ---- output ---- */
+
+static void emit(int which, char *line, size_t len, dbld_proc_line_fn fn, void *user)
+{
+    line[len] = 0;
+    if (fn)
+        fn(user, which, line, len);
+}
+
+/* Hand out the complete lines in s->buf (the newest `fresh` bytes are not
+ * yet scanned) and keep the partial rest at the front. */
+static void split_lines(stream *s, int which, size_t fresh, dbld_proc_line_fn fn, void *user)
+{
+    size_t start = 0, scan = s->len - fresh;
+    char *nl;
+    while ((nl = memchr(s->buf + scan, '\n', s->len - scan)) != NULL) {
+        size_t end = (size_t)(nl - s->buf);
+        emit(which, s->buf + start, end - start, fn, user);
+        start = scan = end + 1;
+    }
+    if (start > 0) {
+        memmove(s->buf, s->buf + start, s->len - start);
+        s->len -= start;
+    }
+    if (s->len == DBLD_PROC_LINE_MAX + 1) { /* longer than the limit: hand out a piece */
+        char keep = s->buf[DBLD_PROC_LINE_MAX];
+        emit(which, s->buf, DBLD_PROC_LINE_MAX, fn, user);
+        s->buf[0] = keep;
+        s->len = 1;
+    }
+}
+
+/* Read what is there (up to the budget); returns -1 on a read error. */
+static int drain(stream *s, int which, dbld_proc_line_fn fn, void *user)
+{
+    size_t budget = READ_BUDGET;
+    while (s->fd >= 0 && budget > 0) {
+        ssize_t n = read(s->fd, s->buf + s->len, DBLD_PROC_LINE_MAX + 1 - s->len);
+        if (n > 0) {
+            s->len += (size_t)n;
+            budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+            split_lines(s, which, (size_t)n, fn, user);
+        } else if (n == 0) {
+            if (s->len > 0)
+                emit(which, s->buf, s->len, fn, user);
+            s->len = 0;
+            close_fd(&s->fd);
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else {
+            int e = errno;
+            close_fd(&s->fd);
+            errno = e;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int dbld_proc_read(dbld_proc *p, int timeout_ms, dbld_proc_line_fn fn, void *user)
+{
+    struct pollfd pf[4];
+    int n = 0, i_out = -1, i_err = -1, i_wake;
+    if (p->out.fd >= 0) {
+        i_out = n;
+        pf[n++] = (struct pollfd){.fd = p->out.fd, .events = POLLIN};
+    }
+    if (p->err.fd >= 0) {
+        i_err = n;
+        pf[n++] = (struct pollfd){.fd = p->err.fd, .events = POLLIN};
+    }
+    i_wake = n;
+    pf[n++] = (struct pollfd){.fd = p->wake[0], .events = POLLIN};
+    if (!p->exited && p->pidfd >= 0)
+        pf[n++] = (struct pollfd){.fd = p->pidfd, .events = POLLIN};
+    else if (!p->exited && (timeout_ms < 0 || timeout_ms > NOPIDFD_POLL_MS))
+        timeout_ms = NOPIDFD_POLL_MS; /* no pidfd: look at the exit now and then */
+    int r;
+    do
+        r = poll(pf, (nfds_t)n, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -1;
+    if (pf[i_wake].revents) {
+        char b[64];
+        while (read(p->wake[0], b, sizeof b) > 0) {
+        }
+    }
+    int rc = 0;
+    if (i_out >= 0 && pf[i_out].revents && drain(&p->out, DBLD_PROC_STDOUT, fn, user))
+        rc = -1;
+    if (i_err >= 0 && pf[i_err].revents && drain(&p->err, DBLD_PROC_STDERR, fn, user))
+        rc = -1;
+    if (rc)
+        return -1;
+    return (p->out.fd >= 0) + (p->err.fd >= 0);
+}
+
+void dbld_proc_wake(dbld_proc *p)
+{
+    char c = 1;
+    ssize_t r = write(p->wake[1], &c, 1); /* full pipe: a wake is pending anyway */
+    (void)r;
+}
+
+/* ---- exit ---- */
+
+int dbld_proc_exited(dbld_proc *p, dbld_proc_exit *ex)
+{
+    if (!p->exited) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int r;
+        do
+            r = waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) { /* ECHILD: someone else reaped it (SIGCHLD ignored?) */
+            p->exited = p->reaped = 1;
+            p->ex = (dbld_proc_exit){.exited = 1, .code = -1};
+        } else if (si.si_pid == p->pid) {
+            p->exited = 1;
+            if (si.si_code == CLD_EXITED)
+                p->ex = (dbld_proc_exit){.exited = 1, .code = si.si_status};
+            else
+                p->ex = (dbld_proc_exit){.exited = 0, .signal = si.si_status};
+        }
+    }
+    if (p->exited && ex)
+        *ex = p->ex;
+    return p->exited;
+}
+
+int dbld_proc_wait(dbld_proc *p, int timeout_ms, dbld_proc_exit *ex)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : dbld_mono_ms() + timeout_ms;
+    for (;;) {
+        if (dbld_proc_exited(p, ex))
+            return 0;
+        int64_t left = deadline == INT64_MAX ? -1 : deadline - dbld_mono_ms();
+        if (deadline != INT64_MAX && left <= 0)
+            return DBLD_DEADLINE_EXCEEDED;
+        if (p->pidfd >= 0) {
+            struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+            int ms = left < 0 || left > 1000000 ? 1000000 : (int)left;
+            if (poll(&pf, 1, ms) < 0 && errno != EINTR)
+                dbld_sleep_ms(1);
+        } else {
+            dbld_sleep_ms(left < 0 || left > NOPIDFD_POLL_MS ? NOPIDFD_POLL_MS : left);
+        }
+    }
+}
+
+int dbld_proc_kill(dbld_proc *p, int sig)
+{
+    if (p->reaped)
+        return -1;
+    return kill(-p->pid, sig) == 0 ? 0 : -1;
+}
+
+int dbld_proc_terminate(dbld_proc *p, int grace_ms, dbld_proc_line_fn fn, void *user,
+                        dbld_proc_exit *ex)
+{
+    dbld_proc_kill(p, SIGTERM);
+    int64_t deadline = dbld_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
+    while (!dbld_proc_exited(p, NULL)) {
+        int64_t left = deadline - dbld_mono_ms();
+        if (left <= 0)
+            break;
+        if (dbld_proc_read(p, left > 50 ? 50 : (int)left, fn, user) == 0 && !p->exited)
+            dbld_proc_wait(p, left > 50 ? 50 : (int)left, NULL);
+    }
+    dbld_proc_kill(p, SIGKILL);
+    while (!dbld_proc_exited(p, NULL))
+        if (dbld_proc_read(p, 50, fn, user) == 0)
+            dbld_proc_wait(p, 50, NULL);
+    if (ex)
+        *ex = p->ex;
+    return 0;
+}
+
+void dbld_proc_destroy(dbld_proc *p)
+{
+    if (!p)
+        return;
+    if (!p->reaped) {
+        if (!dbld_proc_exited(p, NULL)) {
+            dbld_proc_kill(p, SIGKILL);
+            dbld_proc_wait(p, -1, NULL);
+        }
+        dbld_proc_kill(p, SIGKILL); /* stragglers of the group; the zombie holds the pgid */
+        int status;
+        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        p->reaped = 1;
+    }
+    close_fd(&p->out.fd);
+    close_fd(&p->err.fd);
+    close_fd(&p->wake[0]);
+    close_fd(&p->wake[1]);
+    close_fd(&p->pidfd);
+    free(p);
+}
+
+const char *dbld_proc_exit_str(const dbld_proc_exit *ex, char *buf, size_t cap)
+{
+    if (ex->exited) {
+        snprintf(buf, cap, "exit code %d", ex->code);
+    } else {
+        const char *abbrev = sigabbrev_np(ex->signal);
+        snprintf(buf, cap, "killed by signal %d (SIG%s)", ex->signal, abbrev ? abbrev : "?");
+    }
+    return buf;
+}
