@@ -28,8 +28,16 @@
 #define PAGE_SIZE 1000
 #define CATCH_UP_WAIT_MS 30000 /* max wait for one already-stored event on the second pass */
 
-enum { OPT_FOLLOW, OPT_REF, OPT_PATTERN, OPT_JOB_LABEL, OPT_JOB_RUN_ID, OPT_BUILD_REQUEST_ID,
-       OPT_FROM, OPT_LIMIT };
+enum {
+    OPT_FOLLOW,
+    OPT_REF,
+    OPT_PATTERN,
+    OPT_JOB_LABEL,
+    OPT_JOB_RUN_ID,
+    OPT_BUILD_REQUEST_ID,
+    OPT_FROM,
+    OPT_LIMIT
+};
 
 typedef struct strlist {
     char **items;
@@ -53,14 +61,28 @@ static int on_opt(cli_ctx *ctx, int id, const char *v, void *user)
 {
     events_args *a = user;
     switch (id) {
-    case OPT_FOLLOW: a->follow = 1; return 0;
-    case OPT_REF: strlist_add(&a->refs, v); return 0;
-    case OPT_PATTERN: strlist_add(&a->patterns, v); return 0;
-    case OPT_JOB_LABEL: strlist_add(&a->labels, v); return 0;
-    case OPT_JOB_RUN_ID: strlist_add(&a->runs, v); return 0;
-    case OPT_BUILD_REQUEST_ID: strlist_add(&a->builds, v); return 0;
-    case OPT_FROM: return cli_parse_i64(ctx, "from", v, &a->from);
-    case OPT_LIMIT: return cli_parse_i64(ctx, "limit", v, &a->limit);
+    case OPT_FOLLOW:
+        a->follow = 1;
+        return 0;
+    case OPT_REF:
+        strlist_add(&a->refs, v);
+        return 0;
+    case OPT_PATTERN:
+        strlist_add(&a->patterns, v);
+        return 0;
+    case OPT_JOB_LABEL:
+        strlist_add(&a->labels, v);
+        return 0;
+    case OPT_JOB_RUN_ID:
+        strlist_add(&a->runs, v);
+        return 0;
+    case OPT_BUILD_REQUEST_ID:
+        strlist_add(&a->builds, v);
+        return 0;
+    case OPT_FROM:
+        return cli_parse_i64(ctx, "from", v, &a->from);
+    case OPT_LIMIT:
+        return cli_parse_i64(ctx, "limit", v, &a->limit);
     default:
         return cli_fail(ctx, CLI_USAGE, "events: unexpected argument \"%s\" (see --help)", v);
     }
@@ -75,14 +97,12 @@ typedef struct sbuf {
 
 static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf *b, const char *fmt, ...)
 {
-    if (b->n >= sizeof b->buf - 1)
-        return;
+    if (b->n >= sizeof b->buf - 1) return;
     va_list ap;
     va_start(ap, fmt);
     int w = vsnprintf(b->buf + b->n, sizeof b->buf - b->n, fmt, ap);
     va_end(ap);
-    if (w > 0)
-        b->n += (size_t)w < sizeof b->buf - b->n ? (size_t)w : sizeof b->buf - 1 - b->n;
+    if (w > 0) b->n += (size_t)w < sizeof b->buf - b->n ? (size_t)w : sizeof b->buf - 1 - b->n;
 }
 
 /* Enum value name without its prefix: PARTITION_AVAILABLE -> AVAILABLE. */
@@ -102,10 +122,8 @@ static void sb_refs(sbuf *b, Databuild__V1__PartitionRef **refs, size_t n)
 {
     for (size_t i = 0; i < n && i < 3; i++)
         sb_printf(b, "%s%s", i ? ", " : "", refs[i] && refs[i]->str ? refs[i]->str : "?");
-    if (n > 3)
-        sb_printf(b, " (+%zu more)", n - 3);
-    if (n == 0)
-        sb_printf(b, "(no partitions)");
+    if (n > 3) sb_printf(b, " (+%zu more)", n - 3);
+    if (n == 0) sb_printf(b, "(no partitions)");
 }
 
 static const char *ref_str(const Databuild__V1__PartitionRef *r)
@@ -115,8 +133,7 @@ static const char *ref_str(const Databuild__V1__PartitionRef *r)
 
 static void sb_message(sbuf *b, const char *label, const char *msg)
 {
-    if (msg && msg[0])
-        sb_printf(b, "%s%s", label, msg);
+    if (msg && msg[0]) sb_printf(b, "%s%s", label, msg);
 }
 
 /* One line of text saying what the event is about. */
@@ -216,11 +233,9 @@ static const char *kind_name(const Databuild__V1__BuildEvent *ev, char *out, siz
 {
     const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(
         &databuild__v1__build_event__descriptor, (unsigned)ev->event_type_case);
-    if (!f)
-        return "-";
+    if (!f) return "-";
     size_t n = strlen(f->name);
-    if (n > 6 && strcmp(f->name + n - 6, "_event") == 0)
-        n -= 6;
+    if (n > 6 && strcmp(f->name + n - 6, "_event") == 0) n -= 6;
     snprintf(out, len, "%.*s", (int)n, f->name);
     return out;
 }
@@ -284,11 +299,12 @@ static int count_matching(cli_ctx *ctx, dbld_client *c, const char *addr,
         }
         const Databuild__V1__EventPage *page = (const Databuild__V1__EventPage *)resp;
         *count += page ? (int64_t)page->n_events : 0;
-        if (!page || !page->has_more || (a->limit && *count >= a->limit))
-            break;
+        if (!page || !page->has_more || (a->limit && *count >= a->limit)) break;
         if (page->next_idx <= req.start_idx) {
-            rc = cli_fail(ctx, CLI_FAIL, "list events (%s): server returned next_idx %" PRId64
-                          " after start %" PRId64, addr, page->next_idx, req.start_idx);
+            rc = cli_fail(ctx, CLI_FAIL,
+                          "list events (%s): server returned next_idx %" PRId64
+                          " after start %" PRId64,
+                          addr, page->next_idx, req.start_idx);
             break;
         }
         req.start_idx = page->next_idx;
@@ -326,10 +342,8 @@ static int stream_events(cli_ctx *ctx, dbld_client *c, const char *addr,
             break;
         }
         const Databuild__V1__IndexedEvent *ie = (const Databuild__V1__IndexedEvent *)msg;
-        if (ie->event)
-            print_event(ctx, ie->idx, ie->event);
-        if (max == 0)
-            fflush(stdout); /* following: show each event as it arrives */
+        if (ie->event) print_event(ctx, ie->idx, ie->event);
+        if (max == 0) fflush(stdout); /* following: show each event as it arrives */
     }
     dbld_arena_destroy(arena);
     dbld_stream_close(s);
@@ -339,15 +353,18 @@ static int stream_events(cli_ctx *ctx, dbld_client *c, const char *addr,
 int cmd_events(cli_ctx *ctx, int argc, char **argv)
 {
     static const cli_opt opts[] = {
-        {"follow", 0, OPT_FOLLOW},       {"ref", 1, OPT_REF},
-        {"pattern", 1, OPT_PATTERN},     {"job-label", 1, OPT_JOB_LABEL},
-        {"job-run-id", 1, OPT_JOB_RUN_ID}, {"build-request-id", 1, OPT_BUILD_REQUEST_ID},
-        {"from", 1, OPT_FROM},           {"limit", 1, OPT_LIMIT},
+        {"follow", 0, OPT_FOLLOW},
+        {"ref", 1, OPT_REF},
+        {"pattern", 1, OPT_PATTERN},
+        {"job-label", 1, OPT_JOB_LABEL},
+        {"job-run-id", 1, OPT_JOB_RUN_ID},
+        {"build-request-id", 1, OPT_BUILD_REQUEST_ID},
+        {"from", 1, OPT_FROM},
+        {"limit", 1, OPT_LIMIT},
     };
     events_args a = {0};
     int rc = cli_parse(ctx, argc, argv, opts, sizeof opts / sizeof opts[0], on_opt, &a);
-    if (rc == 0)
-        rc = cli_config(ctx);
+    if (rc == 0) rc = cli_config(ctx);
     if (rc == 0) {
         Databuild__V1__EventFilter filter = DATABUILD__V1__EVENT_FILTER__INIT;
         filter.partition_refs = a.refs.items, filter.n_partition_refs = a.refs.n;

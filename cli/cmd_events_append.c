@@ -57,12 +57,10 @@ static char *read_input(cli_ctx *ctx, const char *path, size_t *len)
     size_t r;
     while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
         n += r;
-        if (n == cap)
-            buf = dbld_xrealloc(buf, cap *= 2);
+        if (n == cap) buf = dbld_xrealloc(buf, cap *= 2);
     }
     int err = ferror(f);
-    if (f != stdin)
-        fclose(f);
+    if (f != stdin) fclose(f);
     if (err) {
         free(buf);
         cli_fail(ctx, CLI_FAIL, "could not read %s", path);
@@ -81,8 +79,7 @@ typedef struct batch {
 static int add_event(cli_ctx *ctx, dbld_arena *arena, batch *b, json_t *obj, size_t index)
 {
     json_t *inner = json_object_get(obj, "event");
-    if (json_is_object(obj) && json_is_object(inner))
-        obj = inner;
+    if (json_is_object(obj) && json_is_object(inner)) obj = inner;
     if (!json_is_object(obj))
         return cli_fail(ctx, CLI_USAGE, "event %zu: expected a JSON object", index);
     ProtobufCMessage *msg = NULL;
@@ -111,11 +108,10 @@ static int parse_events(cli_ctx *ctx, dbld_arena *arena, const char *text, size_
     while (off < len) {
         while (off < len && strchr(" \t\r\n", text[off]))
             off++;
-        if (off == len)
-            break;
+        if (off == len) break;
         json_error_t err;
-        json_t *v = json_loadb(text + off, len - off, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY,
-                               &err);
+        json_t *v =
+            json_loadb(text + off, len - off, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &err);
         if (!v)
             return cli_fail(ctx, CLI_USAGE, "invalid JSON at byte %zu: %s",
                             off + (size_t)(err.position > 0 ? err.position : 0), err.text);
@@ -126,18 +122,15 @@ static int parse_events(cli_ctx *ctx, dbld_arena *arena, const char *text, size_
             json_t *item;
             json_array_foreach(v, i, item)
             {
-                if ((rc = add_event(ctx, arena, b, item, b->n)) != 0)
-                    break;
+                if ((rc = add_event(ctx, arena, b, item, b->n)) != 0) break;
             }
         } else {
             rc = add_event(ctx, arena, b, v, b->n);
         }
         json_decref(v);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
     }
-    if (b->n == 0)
-        return cli_fail(ctx, CLI_USAGE, "events append: no events in the input");
+    if (b->n == 0) return cli_fail(ctx, CLI_USAGE, "events append: no events in the input");
     return 0;
 }
 
@@ -165,7 +158,8 @@ static int send_batches(cli_ctx *ctx, const batch *b)
         ProtobufCMessage *resp = NULL;
         dbld_status st;
         dbld_arena_reset(arena);
-        if (dbld_client_unary(c, PATH_APPEND, &req.base, &databuild__v1__append_response__descriptor,
+        if (dbld_client_unary(c, PATH_APPEND, &req.base,
+                              &databuild__v1__append_response__descriptor,
                               dbld_arena_allocator(arena), &resp, ctx->timeout_ms,
                               DBLD_CALL_IDEMPOTENT, &st) != 0) {
             rc = cli_rpc_fail(ctx, "append", addr, &st);
@@ -191,17 +185,14 @@ int cmd_events_append(cli_ctx *ctx, int argc, char **argv)
     int rc = cli_parse(ctx, argc, argv, opts, 1, on_opt, &a);
     if (rc == 0 && !a.file && !a.text)
         rc = cli_fail(ctx, CLI_USAGE, "events append: no input (give JSON, --json-file F or -)");
-    if (rc == 0)
-        rc = cli_config(ctx);
-    if (rc != 0)
-        return rc;
+    if (rc == 0) rc = cli_config(ctx);
+    if (rc != 0) return rc;
 
     size_t len = 0;
     char *owned = NULL;
     const char *text = a.text;
     if (a.file) {
-        if (!(owned = read_input(ctx, a.file, &len)))
-            return CLI_FAIL;
+        if (!(owned = read_input(ctx, a.file, &len))) return CLI_FAIL;
         text = owned;
     } else {
         len = strlen(text);
@@ -209,8 +200,7 @@ int cmd_events_append(cli_ctx *ctx, int argc, char **argv)
     dbld_arena *arena = dbld_arena_create();
     batch b = {0};
     rc = parse_events(ctx, arena, text, len, &b);
-    if (rc == 0)
-        rc = send_batches(ctx, &b);
+    if (rc == 0) rc = send_batches(ctx, &b);
     free(b.events);
     dbld_arena_destroy(arena);
     free(owned);

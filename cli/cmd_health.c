@@ -31,8 +31,7 @@ static int on_opt(cli_ctx *ctx, int id, const char *value, void *user)
 
 static const char *row_status(const health_row *r)
 {
-    if (r->code != 0)
-        return dbld_code_name(r->code);
+    if (r->code != 0) return dbld_code_name(r->code);
     return r->serving ? "SERVING" : "NOT_SERVING";
 }
 
@@ -42,8 +41,7 @@ static void print_rows(const cli_ctx *ctx, const health_row *rows, size_t n)
         for (size_t i = 0; i < n; i++) {
             json_t *o = json_pack("{s:s,s:s,s:s}", "service", rows[i].service, "address",
                                   rows[i].addr, "status", row_status(&rows[i]));
-            if (rows[i].detail[0])
-                json_object_set_new(o, "detail", json_string(rows[i].detail));
+            if (rows[i].detail[0]) json_object_set_new(o, "detail", json_string(rows[i].detail));
             char *text = json_dumps(o, JSON_COMPACT);
             printf("%s\n", text);
             free(text);
@@ -53,16 +51,13 @@ static void print_rows(const cli_ctx *ctx, const health_row *rows, size_t n)
     }
     int wsvc = (int)strlen("SERVICE"), waddr = (int)strlen("ADDRESS");
     for (size_t i = 0; i < n; i++) {
-        if ((int)strlen(rows[i].service) > wsvc)
-            wsvc = (int)strlen(rows[i].service);
-        if ((int)strlen(rows[i].addr) > waddr)
-            waddr = (int)strlen(rows[i].addr);
+        if ((int)strlen(rows[i].service) > wsvc) wsvc = (int)strlen(rows[i].service);
+        if ((int)strlen(rows[i].addr) > waddr) waddr = (int)strlen(rows[i].addr);
     }
     printf("%-*s  %-*s  %s\n", wsvc, "SERVICE", waddr, "ADDRESS", "STATUS");
     for (size_t i = 0; i < n; i++) {
         printf("%-*s  %-*s  %s", wsvc, rows[i].service, waddr, rows[i].addr, row_status(&rows[i]));
-        if (rows[i].detail[0])
-            printf("  (%s)", rows[i].detail);
+        if (rows[i].detail[0]) printf("  (%s)", rows[i].detail);
         printf("\n");
     }
 }
@@ -72,10 +67,8 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
     static const cli_opt opts[] = {{"service", 1, OPT_SERVICE}};
     const char *health_service = "";
     int rc = cli_parse(ctx, argc, argv, opts, 1, on_opt, &health_service);
-    if (rc != 0)
-        return rc;
-    if ((rc = cli_config(ctx)) != 0)
-        return rc;
+    if (rc != 0) return rc;
+    if ((rc = cli_config(ctx)) != 0) return rc;
 
     /* Targets: every --server, else the suite's peers (all job endpoints). */
     size_t cap = ctx->n_servers + 3 + ctx->cfg.shared.peers.n_job + 1;
@@ -102,10 +95,8 @@ int cmd_health(cli_ctx *ctx, int argc, char **argv)
         health_row *r = &rows[i];
         r->code = dbld_health_check(dbld_client_get(r->addr), health_service, &r->serving,
                                     ctx->timeout_ms, &st);
-        if (r->code != 0)
-            snprintf(r->detail, sizeof r->detail, "%.200s", st.msg);
-        if (r->code != 0 || !r->serving)
-            bad++;
+        if (r->code != 0) snprintf(r->detail, sizeof r->detail, "%.200s", st.msg);
+        if (r->code != 0 || !r->serving) bad++;
     }
     print_rows(ctx, rows, n);
     free(rows);

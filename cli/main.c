@@ -20,7 +20,7 @@
 #define GLOBAL_USAGE                                                                               \
     "global options (accepted anywhere):\n"                                                        \
     "  --config FILE   suite config; the CLI uses its shared.peers addresses\n"                    \
-    "                  (default: built-in defaults 127.0.0.1:7101..7104, then env overrides)\n"   \
+    "                  (default: built-in defaults 127.0.0.1:7101..7104, then env overrides)\n"    \
     "  --server ADDR   call this host:port instead of the configured peer\n"                       \
     "  --json          machine-readable output (one JSON object per line)\n"                       \
     "  --timeout MS    deadline of each unary call (default 10000)\n"                              \
@@ -39,7 +39,8 @@ static const cli_command commands[] = {
      cmd_health},
     {"events", "list or follow build events from the event log",
      "[--follow] [--ref R]... [--pattern P]... [--job-label L]...\n"
-     "                       [--job-run-id ID]... [--build-request-id ID]... [--from IDX] [--limit N]\n"
+     "                       [--job-run-id ID]... [--build-request-id ID]... [--from IDX] [--limit "
+     "N]\n"
      "\n"
      "Prints one line per event: idx, time (UTC), build request id, kind, summary.\n"
      "Filters of different kinds are ANDed, repeated values of one kind ORed.\n"
@@ -132,10 +133,8 @@ static int apply_global(cli_ctx *ctx, const char *name, const char *value)
         ctx->servers = dbld_xrealloc(ctx->servers, (ctx->n_servers + 1) * sizeof *ctx->servers);
         ctx->servers[ctx->n_servers++] = value;
     } else if (!strcmp(name, "timeout")) {
-        if (cli_parse_i64(ctx, name, value, &ctx->timeout_ms) != 0)
-            return CLI_USAGE;
-        if (ctx->timeout_ms == 0)
-            return cli_fail(ctx, CLI_USAGE, "--timeout: must be positive");
+        if (cli_parse_i64(ctx, name, value, &ctx->timeout_ms) != 0) return CLI_USAGE;
+        if (ctx->timeout_ms == 0) return cli_fail(ctx, CLI_USAGE, "--timeout: must be positive");
     } else if (!strcmp(name, "json")) {
         ctx->json = 1;
     } else if (!strcmp(name, "help")) {
@@ -152,8 +151,7 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const cli_opt *opts, size_t n
         const char *arg = argv[i];
         int rc;
         if (only_positional || arg[0] != '-' || !strcmp(arg, "-")) {
-            if ((rc = fn(ctx, -1, arg, user)) != 0)
-                return rc;
+            if ((rc = fn(ctx, -1, arg, user)) != 0) return rc;
             continue;
         }
         if (!strcmp(arg, "--")) {
@@ -164,8 +162,7 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const cli_opt *opts, size_t n
             ctx->help = 1;
             continue;
         }
-        if (arg[1] != '-')
-            return cli_fail(ctx, CLI_USAGE, "unknown option %s (see --help)", arg);
+        if (arg[1] != '-') return cli_fail(ctx, CLI_USAGE, "unknown option %s (see --help)", arg);
 
         /* --name or --name=value */
         char name[64];
@@ -178,8 +175,7 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const cli_opt *opts, size_t n
 
         const cli_opt *o = NULL;
         for (size_t k = 0; k < n_opts && !o; k++)
-            if (!strcmp(opts[k].name, name))
-                o = &opts[k];
+            if (!strcmp(opts[k].name, name)) o = &opts[k];
         int global = !o && is_global(name);
         if (!o && !global)
             return cli_fail(ctx, CLI_USAGE, "unknown option --%s (see --help)", name);
@@ -197,8 +193,7 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const cli_opt *opts, size_t n
             return cli_fail(ctx, CLI_USAGE, "option --%s takes no value", name);
         }
         rc = o ? fn(ctx, o->id, value, user) : apply_global(ctx, name, value);
-        if (rc != 0)
-            return rc;
+        if (rc != 0) return rc;
     }
     return 0;
 }
@@ -207,17 +202,14 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const cli_opt *opts, size_t n
 
 int cli_config(cli_ctx *ctx)
 {
-    if (ctx->cfg_loaded)
-        return 0;
+    if (ctx->cfg_loaded) return 0;
     if (ctx->config_path) {
-        if (dbld_config_load(ctx->config_path, &ctx->cfg, &ctx->st) != 0)
-            return CLI_FAIL;
+        if (dbld_config_load(ctx->config_path, &ctx->cfg, &ctx->st) != 0) return CLI_FAIL;
     } else {
         dbld_config_defaults(&ctx->cfg);
     }
     ctx->cfg_loaded = 1;
-    if (dbld_config_apply_env_checked(&ctx->cfg, &ctx->st) != 0)
-        return CLI_FAIL;
+    if (dbld_config_apply_env_checked(&ctx->cfg, &ctx->st) != 0) return CLI_FAIL;
     return 0;
 }
 
@@ -230,8 +222,7 @@ const char *cli_peer(cli_ctx *ctx, const char *service)
                     {"job", "127.0.0.1:7102"},
                     {"graph", "127.0.0.1:7103"},
                     {"query", "127.0.0.1:7104"}};
-    if (ctx->n_servers > 0)
-        return ctx->servers[0];
+    if (ctx->n_servers > 0) return ctx->servers[0];
     const char *addr = NULL;
     const dbld_config *c = &ctx->cfg;
     if (!strcmp(service, "eventlog"))
@@ -243,8 +234,7 @@ const char *cli_peer(cli_ctx *ctx, const char *service)
     else if (!strcmp(service, "query"))
         addr = c->shared.peers.query;
     for (size_t i = 0; !addr && i < sizeof defaults / sizeof defaults[0]; i++)
-        if (!strcmp(service, defaults[i].name))
-            addr = defaults[i].fallback;
+        if (!strcmp(service, defaults[i].name)) addr = defaults[i].fallback;
     return addr;
 }
 
@@ -260,8 +250,7 @@ static const cli_command *find_command(int argc, char **argv, int *used)
         int words = 0;
         while (*p && words < argc) {
             size_t len = strcspn(p, " ");
-            if (strlen(argv[words]) != len || strncmp(argv[words], p, len) != 0)
-                break;
+            if (strlen(argv[words]) != len || strncmp(argv[words], p, len) != 0) break;
             words++;
             p += len;
             p += (*p == ' ');
@@ -278,8 +267,7 @@ static const cli_command *find_command(int argc, char **argv, int *used)
 static int help_requested(int argc, char **argv)
 {
     for (int i = 0; i < argc && strcmp(argv[i], "--"); i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-            return 1;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
     return 0;
 }
 
@@ -338,12 +326,10 @@ int main(int argc, char **argv)
     }
 
     int rc = cmd->run(&ctx, argc - i, argv + i);
-    if (rc != CLI_OK && ctx.st.msg[0])
-        fprintf(stderr, "databuild: %s\n", ctx.st.msg);
+    if (rc != CLI_OK && ctx.st.msg[0]) fprintf(stderr, "databuild: %s\n", ctx.st.msg);
     fflush(stdout);
     dbld_client_shutdown_all();
-    if (ctx.cfg_loaded)
-        dbld_config_free(&ctx.cfg);
+    if (ctx.cfg_loaded) dbld_config_free(&ctx.cfg);
     free(ctx.servers);
     return rc;
 }

@@ -17,8 +17,7 @@ int main(int argc, char **argv)
 
     dbld_config cfg;
     int rc = dbld_config_from_args(argc, argv, "job", &cfg);
-    if (rc != DBLD_CONFIG_RUN)
-        return DBLD_CONFIG_EXIT_STATUS(rc);
+    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
 
     const dbld_server_config *sc = &cfg.job.server;
     dbld_server_opts opts = {
@@ -32,8 +31,7 @@ int main(int argc, char **argv)
     dbld_server *srv = NULL;
     if (dbld_server_create(&opts, &srv, &st) != 0 || dbld_server_start(srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, NULL);
-        if (srv)
-            dbld_server_destroy(srv);
+        if (srv) dbld_server_destroy(srv);
         dbld_config_free(&cfg);
         return 1;
     }
