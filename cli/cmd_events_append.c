@@ -136,10 +136,13 @@ static int parse_events(cli_ctx *ctx, dbld_arena *arena, const char *text, size_
 
 static void print_appended(const cli_ctx *ctx, const Databuild__V1__AppendedEvent *e)
 {
-    if (ctx->json) {
-        char *text = dbld_json_encode(&e->base, 0);
-        printf("%s\n", text ? text : "{}");
+    if (ctx->json) { /* idx as a number, as in `databuild events --json` */
+        json_t *o = json_pack("{s:I,s:s,s:b}", "idx", (json_int_t)e->idx, "eventId", e->event_id,
+                              "duplicate", (int)e->duplicate);
+        char *text = json_dumps(o, JSON_COMPACT);
+        printf("%s\n", text);
         free(text);
+        json_decref(o);
     } else {
         printf("%" PRId64 " %s%s\n", e->idx, e->event_id, e->duplicate ? " duplicate" : "");
     }
