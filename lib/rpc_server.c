@@ -80,6 +80,7 @@ struct dbld_server {
     int state;                   /* SRV_*, under shutdown_mu */
     atomic_int draining;         /* shutdown began: streams count as cancelled */
     atomic_int hard_cancel;      /* grace expired: everything counts as cancelled */
+    atomic_int inflight;         /* calls dispatched and not yet ended */
     pthread_mutex_t shutdown_mu; /* serializes start/shutdown */
     pthread_mutex_t mu;          /* streams */
     stream_thread *streams;
@@ -184,6 +185,7 @@ static void finish(dbld_call *c, int code, const char *msg, const ProtobufCMessa
 /* Wait for the call to be fully closed, then free it. */
 static void call_end(dbld_call *c)
 {
+    atomic_fetch_sub(&c->srv->inflight, 1);
     if (c->close_pending)
         grpc_completion_queue_pluck(c->cq, TAG_CLOSE, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     c->close_pending = 0;
@@ -314,6 +316,7 @@ static void start_stream(dbld_call *c)
 
 static void dispatch(dbld_call *c)
 {
+    atomic_fetch_add(&c->srv->inflight, 1);
     c->arena = dbld_arena_create();
     c->path = dbld_arena_strndup(c->arena, (const char *)GRPC_SLICE_START_PTR(c->details.method),
                                  GRPC_SLICE_LENGTH(c->details.method));
@@ -617,8 +620,23 @@ static void drain_calls(dbld_server *srv)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_server_shutdown_and_notify(srv->server, cq, TAG_SHUTDOWN);
-    grpc_event ev =
-        grpc_completion_queue_pluck(cq, TAG_SHUTDOWN, dbld__deadline(srv->grace_ms), NULL);
+    /* gRPC core only reports shutdown once every client connection is gone,
+     * so an idle client would hold us for the whole grace period. Once our
+     * own calls are done, disconnect whoever is left. */
+    int64_t end = dbld_mono_ms() + srv->grace_ms;
+    grpc_event ev;
+    for (;;) {
+        int64_t left = end - dbld_mono_ms();
+        ev = grpc_completion_queue_pluck(cq, TAG_SHUTDOWN, dbld__deadline(left < 20 ? left : 20),
+                                         NULL);
+        if (ev.type != GRPC_QUEUE_TIMEOUT || left <= 20)
+            break;
+        if (atomic_load(&srv->inflight) == 0) {
+            grpc_server_cancel_all_calls(srv->server);
+            ev = grpc_completion_queue_pluck(cq, TAG_SHUTDOWN, dbld__deadline(left), NULL);
+            break;
+        }
+    }
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
         dbld_log(DBLD_LOG_WARN, "grace period over, cancelling calls", "server", srv->name,
                  (const char *)NULL);
