@@ -212,11 +212,11 @@ pid_t dbld_proc_pid(const dbld_proc *p)
 
 /* ---- output ---- */
 
-static void emit(int which, char *line, size_t len, dbld_proc_line_fn fn, void *user)
+static void emit(int which, char *line, size_t len, int more, dbld_proc_line_fn fn, void *user)
 {
     line[len] = 0;
     if (fn)
-        fn(user, which, line, len);
+        fn(user, which, line, len, more);
 }
 
 /* Hand out the complete lines in s->buf (the newest `fresh` bytes are not
@@ -227,7 +227,7 @@ static void split_lines(stream *s, int which, size_t fresh, dbld_proc_line_fn fn
     char *nl;
     while ((nl = memchr(s->buf + scan, '\n', s->len - scan)) != NULL) {
         size_t end = (size_t)(nl - s->buf);
-        emit(which, s->buf + start, end - start, fn, user);
+        emit(which, s->buf + start, end - start, 0, fn, user);
         start = scan = end + 1;
     }
     if (start > 0) {
@@ -236,7 +236,7 @@ static void split_lines(stream *s, int which, size_t fresh, dbld_proc_line_fn fn
     }
     if (s->len == DBLD_PROC_LINE_MAX + 1) { /* longer than the limit: hand out a piece */
         char keep = s->buf[DBLD_PROC_LINE_MAX];
-        emit(which, s->buf, DBLD_PROC_LINE_MAX, fn, user);
+        emit(which, s->buf, DBLD_PROC_LINE_MAX, 1, fn, user);
         s->buf[0] = keep;
         s->len = 1;
     }
@@ -254,7 +254,7 @@ static int drain(stream *s, int which, dbld_proc_line_fn fn, void *user)
             split_lines(s, which, (size_t)n, fn, user);
         } else if (n == 0) {
             if (s->len > 0)
-                emit(which, s->buf, s->len, fn, user);
+                emit(which, s->buf, s->len, 0, fn, user);
             s->len = 0;
             close_fd(&s->fd);
         } else if (errno == EINTR) {

@@ -51,8 +51,11 @@ pid_t dbld_proc_pid(const dbld_proc *p);
 #define DBLD_PROC_LINE_MAX 65536
 
 /* One line of output without its '\n', NUL-terminated (line[len] == 0);
- * borrowed for the duration of the call. stream is DBLD_PROC_STDOUT/STDERR. */
-typedef void (*dbld_proc_line_fn)(void *user, int stream, const char *line, size_t len);
+ * borrowed for the duration of the call. stream is DBLD_PROC_STDOUT/STDERR.
+ * more is 1 when the line was longer than DBLD_PROC_LINE_MAX and this is a
+ * piece of it that the next call for the stream continues (so a reader that
+ * wants the exact bytes appends '\n' only when more is 0). */
+typedef void (*dbld_proc_line_fn)(void *user, int stream, const char *line, size_t len, int more);
 
 /* Wait up to timeout_ms (< 0: no limit, 0: just look) for output, the child's
  * exit or a dbld_proc_wake(), then deliver every complete line that is

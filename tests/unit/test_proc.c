@@ -31,11 +31,18 @@ typedef struct collected {
     size_t n;
     size_t n_out, n_err;
     size_t bytes;
+    size_t n_more;
+    int more[64]; /* the `more` flag of the first 64 lines */
 } collected;
 
-static void collect(void *user, int stream, const char *line, size_t len)
+static void collect(void *user, int stream, const char *line, size_t len, int more)
 {
     collected *c = user;
+    assert_true(!more || len == DBLD_PROC_LINE_MAX); /* only full pieces continue */
+    if (more)
+        c->n_more++;
+    if (c->n < 64)
+        c->more[c->n] = more;
     assert_int_equal(strlen(line), len); /* NUL-terminated, no embedded newline */
     assert_null(memchr(line, '\n', len));
     if (stream == DBLD_PROC_STDOUT)
@@ -408,6 +415,8 @@ static void test_huge_output(void **state)
     assert_int_equal(strlen(c.lines[2]) - 2, DBLD_PROC_LINE_MAX);
     assert_int_equal(strlen(c.lines[3]) - 2, 200000 - 3 * DBLD_PROC_LINE_MAX);
     assert_string_equal(c.lines[4], "1:end");
+    assert_int_equal(c.n_more, 3);
+    assert_true(c.more[0] && c.more[1] && c.more[2] && !c.more[3] && !c.more[4]);
     collected_free(&c);
 
     /* A line of exactly the limit is one line (no empty piece after it);
@@ -421,6 +430,7 @@ static void test_huge_output(void **state)
     assert_int_equal(strlen(c.lines[0]) - 2, DBLD_PROC_LINE_MAX);
     assert_int_equal(strlen(c.lines[1]) - 2, DBLD_PROC_LINE_MAX);
     assert_string_equal(c.lines[2], "1:z");
+    assert_true(!c.more[0] && c.more[1] && !c.more[2]);
     collected_free(&c);
 }
 

@@ -1,0 +1,183 @@
+/* job_rpc.c - request validation and translation for the job service's RPCs;
+ * the engine (runner.c) does the work. */
+#include "job_rpc.h"
+#include "databuild_ext.pb-c.h"
+#include "dbld/util.h"
+#include "runner.h"
+
+#include <string.h>
+
+static int ctx_cancelled(void *arg)
+{
+    return dbld_call_cancelled(arg);
+}
+
+static int64_t ctx_remaining(void *arg)
+{
+    return dbld_call_remaining_ms(arg);
+}
+
+static jr_ctx call_ctx(dbld_call *call)
+{
+    return (jr_ctx){.cancelled = ctx_cancelled, .remaining_ms = ctx_remaining, .arg = call};
+}
+
+static const char **ref_strs(dbld_arena *a, Databuild__V1__PartitionRef *const *refs, size_t n)
+{
+    const char **s = dbld_arena_alloc(a, (n + 1) * sizeof *s);
+    for (size_t i = 0; i < n; i++)
+        s[i] = refs[i] && refs[i]->str ? refs[i]->str : "";
+    return s;
+}
+
+/* Resolve the job of the requested outputs and configure them. */
+static int configure_outputs(dbld_call *call, Databuild__V1__PartitionRef *const *outputs, size_t n,
+                             const job_entry **job,
+                             Databuild__V1__JobConfigureResponse **resp, dbld_status *st)
+{
+    jr_engine *e = dbld_call_user(call);
+    dbld_arena *a = dbld_call_arena(call);
+    const char **refs = ref_strs(a, outputs, n);
+    int rc = job_resolve(jr_jobs(e), refs, n, job, st);
+    if (rc)
+        return rc;
+    jr_ctx ctx = call_ctx(call);
+    return jr_configure(e, &ctx, *job, refs, n, a, resp, st);
+}
+
+static int configure(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                     dbld_status *st)
+{
+    const Databuild__V1__JobConfigureRequest *req =
+        (const Databuild__V1__JobConfigureRequest *)req_msg;
+    const job_entry *job;
+    Databuild__V1__JobConfigureResponse *resp;
+    int rc = configure_outputs(call, req->outputs, req->n_outputs, &job, &resp, st);
+    if (rc)
+        return rc;
+    *resp_msg = &resp->base;
+    return 0;
+}
+
+/* The status code a failed run maps to when the caller only gets a status. */
+static int run_failure_code(const Databuild__V1__RunJobResponse *r)
+{
+    if (r->status == DATABUILD__V1__JOB_STATUS__JOB_CANCELLED)
+        return DBLD_CANCELLED;
+    switch (r->failure_kind) {
+    case DATABUILD__V1__FAILURE_KIND__FAILURE_TIMEOUT:
+        return DBLD_DEADLINE_EXCEEDED;
+    case DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT:
+        return DBLD_UNAVAILABLE;
+    default:
+        return DBLD_FAILED_PRECONDITION;
+    }
+}
+
+/* Seed Execute: configure, then run each config in turn as its own job run. */
+static int execute(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                   dbld_status *st)
+{
+    jr_engine *e = dbld_call_user(call);
+    dbld_arena *a = dbld_call_arena(call);
+    const Databuild__V1__JobExecuteRequest *req = (const Databuild__V1__JobExecuteRequest *)req_msg;
+    const job_entry *job;
+    Databuild__V1__JobConfigureResponse *cr;
+    int rc = configure_outputs(call, req->outputs, req->n_outputs, &job, &cr, st);
+    if (rc)
+        return rc;
+    Databuild__V1__JobExecuteResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__job_execute_response__descriptor);
+    resp->manifests = dbld_arena_alloc(a, (cr->n_configs + 1) * sizeof *resp->manifests);
+    Databuild__V1__JobLabel *label = dbld_arena_msg(a, &databuild__v1__job_label__descriptor);
+    label->label = job->def->label;
+    jr_ctx ctx = call_ctx(call);
+    for (size_t i = 0; i < cr->n_configs; i++) {
+        Databuild__V1__Task *task = dbld_arena_msg(a, &databuild__v1__task__descriptor);
+        task->job = label;
+        task->config = cr->configs[i];
+        char run_id[37];
+        dbld_uuid_v4(run_id);
+        Databuild__V1__RunJobResponse *r;
+        rc = jr_run(e, &ctx, job, dbld_arena_strdup(a, run_id), "", task, a, &r, st);
+        if (rc)
+            return rc;
+        if (r->status != DATABUILD__V1__JOB_STATUS__JOB_COMPLETED)
+            return dbld_status_set(st, run_failure_code(r), "%s", r->message);
+        resp->manifests[resp->n_manifests++] = r->manifest;
+    }
+    *resp_msg = &resp->base;
+    return 0;
+}
+
+static int run(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+               dbld_status *st)
+{
+    jr_engine *e = dbld_call_user(call);
+    const Databuild__V1__RunJobRequest *req = (const Databuild__V1__RunJobRequest *)req_msg;
+    if (!req->job_run_id || !*req->job_run_id)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "job_run_id is required");
+    if (!req->task || !req->task->job || !req->task->job->label || !*req->task->job->label)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "task.job.label is required");
+    if (!req->task->config || req->task->config->n_outputs == 0)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                               "task.config must name at least one output");
+    const job_entry *job = job_find(jr_jobs(e), req->task->job->label);
+    if (!job)
+        return dbld_status_set(st, DBLD_NOT_FOUND, "unknown job label \"%s\"",
+                               req->task->job->label);
+    jr_ctx ctx = call_ctx(call);
+    Databuild__V1__RunJobResponse *resp;
+    int rc = jr_run(e, &ctx, job, req->job_run_id, req->build_request_id, req->task,
+                    dbld_call_arena(call), &resp, st);
+    if (rc)
+        return rc;
+    *resp_msg = &resp->base;
+    return 0;
+}
+
+static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                  dbld_status *st)
+{
+    jr_engine *e = dbld_call_user(call);
+    const Databuild__V1__CancelJobRunRequest *req =
+        (const Databuild__V1__CancelJobRunRequest *)req_msg;
+    if (!req->job_run_id || !*req->job_run_id)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "job_run_id is required");
+    Databuild__V1__CancelJobRunResponse *resp =
+        dbld_arena_msg(dbld_call_arena(call), &databuild__v1__cancel_job_run_response__descriptor);
+    resp->found = jr_cancel(e, req->job_run_id, req->reason);
+    *resp_msg = &resp->base;
+    return 0;
+}
+
+static const dbld_method configure_methods[] = {
+    {"/databuild.v1.JobConfigure/Configure", &databuild__v1__job_configure_request__descriptor,
+     &databuild__v1__job_configure_response__descriptor, configure, NULL},
+};
+static const dbld_method execute_methods[] = {
+    {"/databuild.v1.JobExecute/Execute", &databuild__v1__job_execute_request__descriptor,
+     &databuild__v1__job_execute_response__descriptor, execute, NULL},
+};
+static const dbld_method runner_methods[] = {
+    {"/databuild.v1.JobRunner/Run", &databuild__v1__run_job_request__descriptor,
+     &databuild__v1__run_job_response__descriptor, run, NULL},
+    {"/databuild.v1.JobRunner/Cancel", &databuild__v1__cancel_job_run_request__descriptor,
+     &databuild__v1__cancel_job_run_response__descriptor, cancel, NULL},
+};
+
+const dbld_service job_configure_service = {
+    .name = "databuild.v1.JobConfigure",
+    .methods = configure_methods,
+    .n_methods = 1,
+};
+const dbld_service job_execute_service = {
+    .name = "databuild.v1.JobExecute",
+    .methods = execute_methods,
+    .n_methods = 1,
+};
+const dbld_service job_runner_service = {
+    .name = "databuild.v1.JobRunner",
+    .methods = runner_methods,
+    .n_methods = 2,
+};

@@ -1,0 +1,514 @@
+/* joblog.c - JobLogEntry stream of one job run, batched to the event log
+ * (see joblog.h). Entries are packed on the run thread, so the queue holds
+ * plain byte strings the flusher can send while the run thread keeps adding. */
+#include "joblog.h"
+#include "databuild_ext.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/json.h"
+#include "dbld/log.h"
+#include "dbld/proc.h"
+#include "dbld/rpc.h"
+#include "dbld/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define APPEND_PATH "/databuild.v1.JobLogs/Append"
+#define SEND_TIMEOUT_MS 1000   /* one flush attempt while the job runs */
+#define MAX_QUEUED 200000      /* entries kept while the event log is unreachable */
+#define WARN_EVERY_MS 30000
+#define CLOSE_FAILING_MS 1000  /* final flush when the last send already failed */    /* repeat the "could not store" warning at most this often */
+
+typedef struct packed {
+    uint8_t *buf;
+    size_t len;
+} packed;
+
+struct jl_sink {
+    char *target, *run_id, *label;
+    dbld_arena *keep;    /* outputs, ids: live as long as the sink */
+    dbld_arena *scratch; /* one entry at a time (run thread only) */
+    Databuild__V1__PartitionRef **outputs;
+    size_t n_outputs;
+    int flush_ms, batch_max;
+    uint64_t seq;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* flusher waits here */
+    int failing;       /* the last send failed */
+    packed *q;         /* queue: q[head..tail) */
+    size_t head, tail, cap;
+    size_t dropped;
+    int closing;
+    int64_t close_deadline; /* mono ms */
+    pthread_t flusher;
+    int has_flusher;
+};
+
+/* ---- UTF-8 ---- */
+
+static size_t utf8_seq_len(const unsigned char *p, size_t left)
+{
+    unsigned char c = p[0];
+    if (c >= 0x01 && c <= 0x7F)
+        return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 0;
+    if (left < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+const char *jl_utf8_clean(const char *s, size_t len, char **owned)
+{
+    *owned = NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, k;
+    while (i < len && (k = utf8_seq_len(p + i, len - i)) > 0)
+        i += k;
+    if (i == len)
+        return s;
+    char *out = dbld_xmalloc(len * 3 + 1), *o = out;
+    memcpy(o, s, i);
+    o += i;
+    while (i < len) {
+        k = utf8_seq_len(p + i, len - i);
+        if (k) {
+            memcpy(o, p + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        }
+    }
+    *o = 0;
+    *owned = out;
+    return out;
+}
+
+/* ---- queue and flusher ---- */
+
+/* Take up to max entries from the head (they stay queued until popped). */
+static size_t peek_batch(jl_sink *s, packed *out, size_t max)
+{
+    size_t n = s->tail - s->head;
+    if (n > max)
+        n = max;
+    memcpy(out, s->q + s->head, n * sizeof *out);
+    return n;
+}
+
+static void pop_batch(jl_sink *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(s->q[s->head + i].buf);
+    s->head += n;
+    if (s->head == s->tail)
+        s->head = s->tail = 0;
+}
+
+static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms, dbld_status *st)
+{
+    dbld_arena *a = dbld_arena_create();
+    ProtobufCAllocator *al = dbld_arena_allocator(a);
+    Databuild__V1__AppendJobLogsRequest *req =
+        dbld_arena_msg(a, &databuild__v1__append_job_logs_request__descriptor);
+    req->entries = dbld_arena_alloc(a, n * sizeof *req->entries);
+    for (size_t i = 0; i < n; i++) {
+        req->entries[i] = (Databuild__V1__JobLogEntry *)protobuf_c_message_unpack(
+            &databuild__v1__job_log_entry__descriptor, al, b[i].len, b[i].buf);
+        if (!req->entries[i]) { /* cannot happen: we packed it */
+            dbld_arena_destroy(a);
+            return dbld_status_set(st, DBLD_INTERNAL, "queued log entry does not decode");
+        }
+    }
+    req->n_entries = n;
+    ProtobufCMessage *resp = NULL;
+    int rc = dbld_client_unary(dbld_client_get(s->target), APPEND_PATH, &req->base,
+                               &databuild__v1__append_job_logs_response__descriptor, al, &resp,
+                               timeout_ms, DBLD_CALL_IDEMPOTENT, st);
+    dbld_arena_destroy(a);
+    return rc;
+}
+
+static struct timespec abs_time(int64_t ms_from_now)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms_from_now / 1000;
+    ts.tv_nsec += (ms_from_now % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+static void *flusher_main(void *arg)
+{
+    jl_sink *s = arg;
+    packed *batch = dbld_xmalloc((size_t)s->batch_max * sizeof *batch);
+    int64_t last_warn = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        /* Wait for a full batch, the flush period or close; after a failed
+         * send always wait the period before trying again. */
+        if (!s->closing && (s->failing || (size_t)(s->tail - s->head) < (size_t)s->batch_max)) {
+            struct timespec ts = abs_time(s->flush_ms);
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
+        if (s->head == s->tail) {
+            if (s->closing)
+                break;
+            continue;
+        }
+        int64_t timeout = SEND_TIMEOUT_MS;
+        if (s->closing) {
+            timeout = s->close_deadline - dbld_mono_ms();
+            if (timeout <= 0)
+                break;
+        }
+        size_t n = peek_batch(s, batch, (size_t)s->batch_max);
+        pthread_mutex_unlock(&s->mu);
+        dbld_status st;
+        int rc = send_batch(s, batch, n, timeout, &st);
+        pthread_mutex_lock(&s->mu);
+        if (rc == 0) {
+            pop_batch(s, n);
+            if (s->failing)
+                dbld_log(DBLD_LOG_INFO, "job logs stored again", "job_run_id", s->run_id, NULL);
+            s->failing = 0;
+            continue;
+        }
+        int64_t now = dbld_mono_ms();
+        if (!s->failing || now - last_warn >= WARN_EVERY_MS) {
+            char queued[32];
+            snprintf(queued, sizeof queued, "%zu", s->tail - s->head);
+            dbld_log(DBLD_LOG_WARN, "could not store job logs; will retry", "job_run_id",
+                     s->run_id, "eventlog", s->target, "error", st.msg, "queued", queued, NULL);
+            last_warn = now;
+        }
+        s->failing = 1;
+        if (s->closing) { /* back off a little before the next attempt */
+            if (s->close_deadline > now + CLOSE_FAILING_MS)
+                s->close_deadline = now + CLOSE_FAILING_MS;
+            int64_t left = s->close_deadline - dbld_mono_ms();
+            if (left <= 0)
+                break;
+            struct timespec ts = abs_time(left < 100 ? left : 100);
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(batch);
+    return NULL;
+}
+
+jl_sink *jl_open(const jl_opts *o)
+{
+    jl_sink *s = dbld_xcalloc(1, sizeof *s);
+    s->keep = dbld_arena_create();
+    s->scratch = dbld_arena_create();
+    s->target = o->target && *o->target ? dbld_xstrdup(o->target) : NULL;
+    s->run_id = dbld_xstrdup(o->job_run_id ? o->job_run_id : "");
+    s->label = dbld_xstrdup(o->job_label ? o->job_label : "");
+    s->flush_ms = o->flush_ms > 0 ? o->flush_ms : 200;
+    s->batch_max = o->batch_max > 0 ? o->batch_max : 500;
+    s->n_outputs = o->n_outputs;
+    s->outputs = dbld_arena_alloc(s->keep, (o->n_outputs + 1) * sizeof *s->outputs);
+    for (size_t i = 0; i < o->n_outputs; i++) {
+        Databuild__V1__PartitionRef *r = dbld_arena_msg(s->keep, &databuild__v1__partition_ref__descriptor);
+        r->str = dbld_arena_strdup(s->keep, o->outputs[i]);
+        s->outputs[i] = r;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (s->target && pthread_create(&s->flusher, NULL, flusher_main, s) == 0)
+        s->has_flusher = 1;
+    return s;
+}
+
+/* Stamp, pack and queue e (allocated from scratch); resets scratch. */
+static void enqueue(jl_sink *s, Databuild__V1__JobLogEntry *e)
+{
+    char ts[32];
+    snprintf(ts, sizeof ts, "%" PRId64, dbld_now_ns());
+    e->timestamp = ts;
+    e->job_id = s->run_id;
+    e->outputs = s->outputs;
+    e->n_outputs = s->n_outputs;
+    e->sequence_number = ++s->seq;
+    packed p;
+    p.len = protobuf_c_message_get_packed_size(&e->base);
+    p.buf = dbld_xmalloc(p.len ? p.len : 1);
+    protobuf_c_message_pack(&e->base, p.buf);
+    dbld_arena_reset(s->scratch);
+    if (!s->has_flusher) {
+        free(p.buf);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->tail - s->head >= MAX_QUEUED) {
+        s->dropped++;
+        free(p.buf);
+    } else {
+        if (s->tail == s->cap) {
+            if (s->head > 0) { /* compact before growing */
+                memmove(s->q, s->q + s->head, (s->tail - s->head) * sizeof *s->q);
+                s->tail -= s->head;
+                s->head = 0;
+            }
+            if (s->tail == s->cap) {
+                s->cap = s->cap ? s->cap * 2 : 256;
+                s->q = dbld_xrealloc(s->q, s->cap * sizeof *s->q);
+            }
+        }
+        s->q[s->tail++] = p;
+        if (s->tail - s->head >= (size_t)s->batch_max)
+            pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static Databuild__V1__JobLogEntry *new_entry(jl_sink *s)
+{
+    return dbld_arena_msg(s->scratch, &databuild__v1__job_log_entry__descriptor);
+}
+
+/* ---- lines ---- */
+
+static int parse_level(const char *v, Databuild__V1__LogMessage__LogLevel *out)
+{
+    static const struct {
+        const char *name;
+        Databuild__V1__LogMessage__LogLevel level;
+    } map[] = {
+        {"trace", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__DEBUG},
+        {"debug", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__DEBUG},
+        {"info", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__INFO},
+        {"notice", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__INFO},
+        {"warn", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__WARN},
+        {"warning", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__WARN},
+        {"error", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR},
+        {"err", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR},
+        {"fatal", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR},
+        {"critical", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR},
+        {"crit", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR},
+        {"panic", DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcasecmp(v, map[i].name) == 0) {
+            *out = map[i].level;
+            return 1;
+        }
+    return 0;
+}
+
+static void add_field(dbld_arena *a, Databuild__V1__LogMessage *m, const char *k, const char *v)
+{
+    Databuild__V1__LogMessage__FieldsEntry **f =
+        dbld_arena_push(a, &m->fields, &m->n_fields, sizeof *m->fields);
+    *f = dbld_arena_msg(a, &databuild__v1__log_message__fields_entry__descriptor);
+    (*f)->key = dbld_arena_strdup(a, k);
+    (*f)->value = dbld_arena_strdup(a, v);
+}
+
+static int has_field(const Databuild__V1__LogMessage *m, const char *k)
+{
+    for (size_t i = 0; i < m->n_fields; i++)
+        if (strcmp(m->fields[i]->key, k) == 0)
+            return 1;
+    return 0;
+}
+
+/* A stdout JSON object with "name" and "value" that is a MetricPoint. */
+static int try_metric(jl_sink *s, json_t *obj)
+{
+    json_t *name = json_object_get(obj, "name"), *value = json_object_get(obj, "value");
+    if (!json_is_string(name) || !(json_is_number(value) || json_is_string(value)))
+        return 0;
+    ProtobufCMessage *m = NULL;
+    dbld_status st;
+    if (dbld_json_to_message(obj, &databuild__v1__metric_point__descriptor,
+                             dbld_arena_allocator(s->scratch), &m, &st) != 0)
+        return 0;
+    Databuild__V1__JobLogEntry *e = new_entry(s);
+    e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_METRIC;
+    e->metric = (Databuild__V1__MetricPoint *)m;
+    enqueue(s, e);
+    return 1;
+}
+
+/* A JSON object with a "level": a structured log line. */
+static int try_structured(jl_sink *s, json_t *obj, const char *line, const char *stream_name,
+                          Databuild__V1__LogMessage__LogLevel deflt)
+{
+    json_t *lv = json_object_get(obj, "level");
+    if (!json_is_string(lv))
+        return 0;
+    dbld_arena *a = s->scratch;
+    Databuild__V1__LogMessage *m = dbld_arena_msg(a, &databuild__v1__log_message__descriptor);
+    m->level = deflt;
+    parse_level(json_string_value(lv), &m->level);
+    const char *msg_key = json_is_string(json_object_get(obj, "msg"))       ? "msg"
+                          : json_is_string(json_object_get(obj, "message")) ? "message"
+                                                                            : NULL;
+    m->message = dbld_arena_strdup(a, msg_key ? json_string_value(json_object_get(obj, msg_key))
+                                              : line);
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        if (strcmp(k, "level") == 0 || (msg_key && strcmp(k, msg_key) == 0))
+            continue;
+        if (json_is_string(v)) {
+            add_field(a, m, k, json_string_value(v));
+        } else {
+            char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            add_field(a, m, k, text ? text : "");
+            free(text);
+        }
+    }
+    if (!has_field(m, "stream"))
+        add_field(a, m, "stream", stream_name);
+    Databuild__V1__JobLogEntry *e = new_entry(s);
+    e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
+    e->log = m;
+    enqueue(s, e);
+    return 1;
+}
+
+void jl_line(jl_sink *s, int stream, const char *raw, size_t len)
+{
+    char *owned;
+    const char *line = jl_utf8_clean(raw, len, &owned);
+    len = strlen(line);
+    int out = stream == DBLD_PROC_STDOUT;
+    const char *stream_name = out ? "stdout" : "stderr";
+    Databuild__V1__LogMessage__LogLevel deflt =
+        out ? DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__INFO : DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__WARN;
+    size_t sp = strspn(line, " \t");
+    if (line[sp] == '{') {
+        json_t *j = json_loadb(line, len, 0, NULL);
+        int done = 0;
+        if (json_is_object(j))
+            done = (out && try_metric(s, j)) || try_structured(s, j, line, stream_name, deflt);
+        json_decref(j);
+        if (done) {
+            free(owned);
+            return;
+        }
+    }
+    dbld_arena *a = s->scratch;
+    Databuild__V1__LogMessage *m = dbld_arena_msg(a, &databuild__v1__log_message__descriptor);
+    m->level = deflt;
+    m->message = dbld_arena_strndup(a, line, len);
+    add_field(a, m, "stream", stream_name);
+    Databuild__V1__JobLogEntry *e = new_entry(s);
+    e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
+    e->log = m;
+    enqueue(s, e);
+    free(owned);
+}
+
+void jl_event(jl_sink *s, const char *event_type, const char *job_status, int exit_code,
+              const char *const *meta)
+{
+    dbld_arena *a = s->scratch;
+    Databuild__V1__WrapperJobEvent *ev =
+        dbld_arena_msg(a, &databuild__v1__wrapper_job_event__descriptor);
+    ev->event_type = dbld_arena_strdup(a, event_type);
+    ev->job_status = dbld_arena_strdup(a, job_status ? job_status : "");
+    ev->exit_code = exit_code;
+    ev->job_label = s->label;
+    for (size_t i = 0; meta && meta[i] && meta[i + 1]; i += 2) {
+        Databuild__V1__WrapperJobEvent__MetadataEntry **m =
+            dbld_arena_push(a, &ev->metadata, &ev->n_metadata, sizeof *ev->metadata);
+        *m = dbld_arena_msg(a, &databuild__v1__wrapper_job_event__metadata_entry__descriptor);
+        char *owned;
+        (*m)->key = dbld_arena_strdup(a, meta[i]);
+        (*m)->value = dbld_arena_strdup(a, jl_utf8_clean(meta[i + 1], strlen(meta[i + 1]), &owned));
+        free(owned);
+    }
+    Databuild__V1__JobLogEntry *e = new_entry(s);
+    e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_JOB_EVENT;
+    e->job_event = ev;
+    enqueue(s, e);
+}
+
+void jl_manifest(jl_sink *s, const Databuild__V1__PartitionManifest *m)
+{
+    Databuild__V1__JobLogEntry *e = new_entry(s);
+    e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_MANIFEST;
+    e->manifest = (Databuild__V1__PartitionManifest *)m;
+    enqueue(s, e);
+}
+
+uint64_t jl_count(const jl_sink *s)
+{
+    return s->seq;
+}
+
+size_t jl_close(jl_sink *s, int64_t timeout_ms)
+{
+    if (!s)
+        return 0;
+    size_t lost = 0;
+    if (s->has_flusher) {
+        pthread_mutex_lock(&s->mu);
+        s->closing = 1;
+        /* An event log that is already failing gets one short last chance,
+         * so a run does not wait out the whole timeout for it. */
+        if (s->failing && timeout_ms > CLOSE_FAILING_MS)
+            timeout_ms = CLOSE_FAILING_MS;
+        s->close_deadline = dbld_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->flusher, NULL);
+        lost = s->tail - s->head + s->dropped;
+        pop_batch(s, s->tail - s->head);
+        if (lost) {
+            char n[32];
+            snprintf(n, sizeof n, "%zu", lost);
+            dbld_log(DBLD_LOG_WARN, "job log entries not stored", "job_run_id", s->run_id,
+                     "entries", n, NULL);
+        }
+    }
+    free(s->q);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    dbld_arena_destroy(s->keep);
+    dbld_arena_destroy(s->scratch);
+    free(s->target);
+    free(s->run_id);
+    free(s->label);
+    free(s);
+    return lost;
+}

@@ -1,0 +1,65 @@
+/* joblog.h - the job wrapper's log protocol: one job run's JobLogEntry
+ * stream, shipped to the event log's databuild.v1.JobLogs/Append.
+ *
+ * The run thread turns output lines and wrapper events into entries
+ * (sequence numbers from 1, unix-ns timestamps); each entry is packed at once
+ * and queued. A flusher thread per sink sends the queue in batches (every
+ * flush_ms, or as soon as batch_max entries wait, and at close). A failed send
+ * never blocks or fails the job run: it logs a warning and the same entries
+ * are sent again on the next flush (the event log stores (job_run_id,
+ * sequence_number) once, so a resend after a lost reply is harmless).
+ *
+ * Line classification:
+ *  - a stdout line that is a JSON object with "name" and "value" that decodes
+ *    as a MetricPoint becomes a `metric` entry;
+ *  - a JSON object with a string "level" (debug/info/warn/warning/error/...)
+ *    becomes a LogMessage at that level, its "msg"/"message" the message and
+ *    its other members the fields;
+ *  - anything else is a LogMessage with the line as message, level INFO for
+ *    stdout and WARN for stderr, and field stream=stdout|stderr.
+ * Invalid UTF-8 and NUL bytes are replaced with U+FFFD (protobuf strings
+ * must be UTF-8).
+ */
+#ifndef JOB_JOBLOG_H
+#define JOB_JOBLOG_H
+
+#include "databuild.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct jl_sink jl_sink;
+
+typedef struct jl_opts {
+    const char *target;     /* eventlog host:port; NULL or "" keeps nothing */
+    const char *job_run_id; /* JobLogEntry.job_id */
+    const char *job_label;  /* WrapperJobEvent.job_label */
+    const char *const *outputs;
+    size_t n_outputs;
+    int flush_ms;  /* default 200 */
+    int batch_max; /* default 500 */
+} jl_opts;
+
+/* Caller closes with jl_close(). Strings are copied. */
+jl_sink *jl_open(const jl_opts *o);
+
+/* One output line (stream: DBLD_PROC_STDOUT/STDERR). */
+void jl_line(jl_sink *s, int stream, const char *line, size_t len);
+/* A WrapperJobEvent; meta is NULL-terminated key/value pairs (may be NULL). */
+void jl_event(jl_sink *s, const char *event_type, const char *job_status, int exit_code,
+              const char *const *meta);
+void jl_manifest(jl_sink *s, const Databuild__V1__PartitionManifest *m);
+
+/* Entries created so far (the last sequence number). */
+uint64_t jl_count(const jl_sink *s);
+
+/* Send what is still queued, retrying until timeout_ms has passed, then stop
+ * the flusher and free. Returns the number of entries that could not be
+ * stored (0 when all were). */
+size_t jl_close(jl_sink *s, int64_t timeout_ms);
+
+/* Replace invalid UTF-8 and NUL bytes with U+FFFD. Returns s itself when it
+ * is clean, else a malloc'd copy stored in *owned (caller frees). */
+const char *jl_utf8_clean(const char *s, size_t len, char **owned);
+
+#endif

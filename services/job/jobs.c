@@ -1,0 +1,123 @@
+/* jobs.c - graph.jobs compiled for lookups (see jobs.h). */
+#include "jobs.h"
+#include "dbld/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int job_table_init(job_table *t, const dbld_config *cfg, dbld_status *st)
+{
+    memset(t, 0, sizeof *t);
+    t->jobs = dbld_xcalloc(cfg->graph.n_jobs + 1, sizeof *t->jobs);
+    for (size_t i = 0; i < cfg->graph.n_jobs; i++) {
+        job_entry *j = &t->jobs[i];
+        j->def = &cfg->graph.jobs[i];
+        j->re = dbld_xcalloc(j->def->n_outputs + 1, sizeof *j->re);
+        t->n = i + 1;
+        for (size_t k = 0; k < j->def->n_outputs; k++) {
+            const char *pat = j->def->outputs[k];
+            size_t len = strlen(pat) + 5;
+            char *anchored = dbld_xmalloc(len);
+            snprintf(anchored, len, "^(%s)$", pat);
+            int rc = regcomp(&j->re[k], anchored, REG_EXTENDED | REG_NOSUB);
+            free(anchored);
+            if (rc) {
+                char err[128];
+                regerror(rc, &j->re[k], err, sizeof err);
+                job_table_free(t);
+                return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                       "job \"%s\": invalid output pattern \"%s\": %s",
+                                       cfg->graph.jobs[i].label, pat, err);
+            }
+            j->n_re = k + 1;
+        }
+    }
+    return 0;
+}
+
+void job_table_free(job_table *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        for (size_t k = 0; k < t->jobs[i].n_re; k++)
+            regfree(&t->jobs[i].re[k]);
+        free(t->jobs[i].re);
+    }
+    free(t->jobs);
+    memset(t, 0, sizeof *t);
+}
+
+const job_entry *job_find(const job_table *t, const char *label)
+{
+    for (size_t i = 0; label && i < t->n; i++)
+        if (strcmp(t->jobs[i].def->label, label) == 0)
+            return &t->jobs[i];
+    return NULL;
+}
+
+const job_entry *job_for_ref(const job_table *t, const char *ref)
+{
+    for (size_t i = 0; i < t->n; i++)
+        for (size_t k = 0; k < t->jobs[i].n_re; k++)
+            if (regexec(&t->jobs[i].re[k], ref, 0, NULL, 0) == 0)
+                return &t->jobs[i];
+    return NULL;
+}
+
+int job_resolve(const job_table *t, const char *const *refs, size_t n, const job_entry **out,
+                dbld_status *st)
+{
+    *out = NULL;
+    if (n == 0)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no output refs given");
+    const job_entry **owner = dbld_xcalloc(n, sizeof *owner);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!refs[i] || !*refs[i])
+            rc = dbld_status_set(st, DBLD_INVALID_ARGUMENT, "output ref %zu is empty", i);
+        else if (!(owner[i] = job_for_ref(t, refs[i])))
+            rc = dbld_status_set(st, DBLD_NOT_FOUND, "no job produces ref \"%s\"", refs[i]);
+    }
+    size_t other = 0;
+    for (size_t i = 1; i < n && !rc && !other; i++)
+        if (owner[i] != owner[0])
+            other = i;
+    if (!rc && other) {
+        /* Name every ref with its job, as far as the message reaches. */
+        char list[DBLD_STATUS_MSG_MAX];
+        size_t len = 0;
+        for (size_t i = 0; i < n && len < sizeof list; i++)
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s\"%s\" -> %s",
+                                    i ? ", " : "", refs[i], owner[i]->def->label);
+        rc = dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                             "refs belong to more than one job (%s, %s): %s; "
+                             "configure each job's refs separately",
+                             owner[0]->def->label, owner[other]->def->label, list);
+    }
+    if (!rc)
+        *out = owner[0];
+    free(owner);
+    return rc;
+}
+
+int job_exit_is_transient(const job_entry *j, int code)
+{
+    for (size_t i = 0; i < j->def->n_transient_exit_codes; i++)
+        if (atoi(j->def->transient_exit_codes[i]) == code)
+            return 1;
+    return 0;
+}
+
+char *job_refs_str(dbld_arena *a, const char *const *refs, size_t n, size_t max)
+{
+    size_t cap = 64, len = 0;
+    size_t shown = n < max ? n : max;
+    for (size_t i = 0; i < shown; i++)
+        cap += strlen(refs[i]) + 2;
+    char *s = dbld_arena_alloc(a, cap);
+    for (size_t i = 0; i < shown; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "", refs[i]);
+    if (n > shown)
+        snprintf(s + len, cap - len, " and %zu more", n - shown);
+    return s;
+}

@@ -1,0 +1,50 @@
+/* jobs.h - the graph's jobs as the job service sees them: graph.jobs from the
+ * YAML file with the output patterns compiled, label lookup and ref -> job
+ * resolution.
+ *
+ * A ref belongs to the first job (in file order) one of whose patterns
+ * matches it in full; patterns are POSIX extended regexes anchored as
+ * ^(pattern)$.
+ */
+#ifndef JOB_JOBS_H
+#define JOB_JOBS_H
+
+#include "dbld/arena.h"
+#include "dbld/config.h"
+#include "dbld/status.h"
+
+#include <regex.h>
+
+typedef struct job_entry {
+    const dbld_job_def *def; /* borrowed from the config */
+    regex_t *re;             /* one per def->outputs[i] */
+    size_t n_re;
+} job_entry;
+
+typedef struct job_table {
+    job_entry *jobs;
+    size_t n;
+} job_table;
+
+/* Compile every job's patterns. The config must outlive the table. Returns 0,
+ * or INVALID_ARGUMENT naming the job and pattern. Free with job_table_free(). */
+int job_table_init(job_table *t, const dbld_config *cfg, dbld_status *st);
+void job_table_free(job_table *t);
+
+/* The job with this label, or NULL. */
+const job_entry *job_find(const job_table *t, const char *label);
+/* The job producing ref (first full match), or NULL. */
+const job_entry *job_for_ref(const job_table *t, const char *ref);
+
+/* The one job producing every ref. NOT_FOUND names a ref no job produces;
+ * INVALID_ARGUMENT names the refs and jobs when they belong to several. */
+int job_resolve(const job_table *t, const char *const *refs, size_t n, const job_entry **out,
+                dbld_status *st);
+
+/* 1 if exit code `code` is one of the job's transient_exit_codes. */
+int job_exit_is_transient(const job_entry *j, int code);
+
+/* "a/x, b/x" (at most `max` refs, then "and N more") in the arena. */
+char *job_refs_str(dbld_arena *a, const char *const *refs, size_t n, size_t max);
+
+#endif

@@ -1,0 +1,68 @@
+/* runner.h - the job service's engine: runs job binaries for configure and
+ * exec, with concurrency slots, timeouts, cancellation and the wrapper log.
+ *
+ * Exec processes are limited to job.max_concurrent_runs at once; further runs
+ * queue (FIFO) for a slot until the caller's deadline. Every run is known by
+ * its job_run_id while it waits or runs, so Cancel can reach it. Timeout and
+ * cancel SIGTERM the run's process group and SIGKILL it after
+ * job.kill_grace_ms. Shutdown stops every run the same way (with a shorter
+ * grace) and reports it as a transient failure, so a coordinator retries it
+ * elsewhere.
+ *
+ * Callers pass their RPC call as a jr_ctx: a run whose caller went away (client
+ * cancelled, deadline passed) is stopped too.
+ */
+#ifndef JOB_RUNNER_H
+#define JOB_RUNNER_H
+
+#include "databuild.pb-c.h"
+#include "databuild_ext.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/config.h"
+#include "dbld/status.h"
+#include "jobs.h"
+
+#include <stdint.h>
+
+typedef struct jr_engine jr_engine;
+
+/* The caller's deadline and cancellation (both may be NULL). */
+typedef struct jr_ctx {
+    int (*cancelled)(void *arg);        /* 1 once the caller is gone */
+    int64_t (*remaining_ms)(void *arg); /* ms to the caller's deadline (INT64_MAX: none) */
+    void *arg;
+} jr_ctx;
+
+/* cfg must outlive the engine. Caller frees with jr_engine_destroy(). */
+jr_engine *jr_engine_create(const dbld_config *cfg, dbld_status *st);
+/* Begin shutdown: stop every waiting and running job (SIGTERM, SIGKILL after
+ * kill_ms) and refuse new runs with UNAVAILABLE. Returns at once. */
+void jr_engine_shutdown(jr_engine *e, int kill_ms);
+/* After every call has returned. */
+void jr_engine_destroy(jr_engine *e);
+
+const job_table *jr_jobs(const jr_engine *e);
+
+/* `command... config REF...`: the parsed JobConfigureResponse (in arena a).
+ * Errors name the job, the refs and the cause with the stderr tail:
+ * INTERNAL (could not start), FAILED_PRECONDITION (non-zero exit, invalid
+ * JSON, a ref no config produces), DEADLINE_EXCEEDED (timeout), CANCELLED,
+ * UNAVAILABLE (shutting down). */
+int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *const *refs,
+                 size_t n, dbld_arena *a, Databuild__V1__JobConfigureResponse **out,
+                 dbld_status *st);
+
+/* Run one configured task as job run job_run_id: `command... exec ARGS...`.
+ * Returns 0 with *out (in arena a) for every outcome of the job itself
+ * (COMPLETED, FAILED with a failure kind, CANCELLED); an error only when the
+ * run did not take place: ALREADY_EXISTS (that job_run_id is active),
+ * DEADLINE_EXCEEDED (no slot before the caller's deadline), CANCELLED (the
+ * caller went away while waiting), UNAVAILABLE (shutting down). */
+int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *job_run_id,
+           const char *build_request_id, const Databuild__V1__Task *task, dbld_arena *a,
+           Databuild__V1__RunJobResponse **out, dbld_status *st);
+
+/* Cancel the active run job_run_id (waiting or running). Returns 1 if found. */
+int jr_cancel(jr_engine *e, const char *job_run_id, const char *reason);
+
+#endif
