@@ -1,16 +1,62 @@
-/* graph service: graph lookup, analysis and the build coordinator.
+/* main.c - databuild-graph: graph lookup, analysis and the build coordinator.
  *
- * For now it serves only grpc.health.v1.Health (SERVING once started), so the
- * suite's process layout, config section and container entrypoint exist from
- * the start; later issues add GraphLookup, analyze/build/submit/cancel and the
- * background processes.
+ * Serves the seed's GraphLookup and the GraphBuilder extension (Analyze,
+ * Build, Submit, Cancel) plus grpc.health.v1.Health, which stays NOT_SERVING
+ * until the event log answers and orphaned builds were adopted. On SIGTERM it
+ * stops accepting calls, gives in-flight ones the grace period and exits 0
+ * without ending its builds: their leases lapse and the next instance (or a
+ * live replica) resumes them from the event log.
+ *
+ * Tuning for tests (environment, milliseconds): DBLD_GRAPH_LEASE_TTL_MS
+ * (default 15000; renewals every TTL/5) and DBLD_GRAPH_ORPHAN_POLL_MS
+ * (default 10000).
  */
+#include "coordinator.h"
+#include "graph_rpc.h"
+#include "leases.h"
+
 #include "dbld/config.h"
 #include "dbld/log.h"
 #include "dbld/rpc.h"
+#include "dbld/util.h"
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int64_t env_ms(const char *name, int64_t dflt, int64_t min)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    return *end || x < min ? dflt : (int64_t)x;
+}
+
+static void service_init(gs_service *s, dbld_config *cfg, gs_lookup *lookup)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->lookup = lookup;
+    s->eventlog = cfg->shared.peers.eventlog;
+    char rnd[37];
+    dbld_uuid_v4(rnd);
+    rnd[8] = 0;
+    snprintf(s->owner, sizeof s->owner, "graph@%s/pid%d/%s", cfg->graph.server.listen, (int)getpid(), rnd);
+    s->lease_ttl_ms = env_ms("DBLD_GRAPH_LEASE_TTL_MS", 15000, 500);
+    s->renew_every_ms = s->lease_ttl_ms / 5;
+    s->orphan_poll_ms = env_ms("DBLD_GRAPH_ORPHAN_POLL_MS", 10000, 100);
+    atomic_init(&s->ready, 0);
+    atomic_init(&s->stopping, 0);
+    atomic_init(&s->configure_calls, 0);
+    pthread_mutex_init(&s->ep_mu, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->ep_inflight = dbld_xcalloc(cfg->shared.peers.n_job + 1, sizeof *s->ep_inflight);
+}
 
 int main(int argc, char **argv)
 {
@@ -18,7 +64,18 @@ int main(int argc, char **argv)
 
     dbld_config cfg;
     int rc = dbld_config_from_args(argc, argv, "graph", &cfg);
-    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
+    if (rc != DBLD_CONFIG_RUN)
+        return DBLD_CONFIG_EXIT_STATUS(rc);
+
+    dbld_status st;
+    gs_lookup *lookup = NULL;
+    if (gs_lookup_create(&cfg, &lookup, &st) != 0) {
+        fprintf(stderr, "databuild-graph: %s: %s\n", cfg.source ? cfg.source : "config", st.msg);
+        dbld_config_free(&cfg);
+        return 2;
+    }
+    static gs_service svc;
+    service_init(&svc, &cfg, lookup);
 
     const dbld_server_config *sc = &cfg.graph.server;
     dbld_server_opts opts = {
@@ -28,25 +85,39 @@ int main(int argc, char **argv)
         .max_message_bytes = sc->max_message_bytes,
         .shutdown_grace_ms = sc->shutdown_grace_ms,
     };
-    dbld_status st;
     dbld_server *srv = NULL;
-    if (dbld_server_create(&opts, &srv, &st) != 0 || dbld_server_start(srv, &st) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, NULL);
-        if (srv) dbld_server_destroy(srv);
-        dbld_config_free(&cfg);
+    if (dbld_server_create(&opts, &srv, &st) != 0) {
+        dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, (char *)NULL);
         return 1;
     }
-    /* No dependencies yet: serving as soon as the port is bound. */
-    dbld_server_set_health_all(srv, 1);
-
-    char port[16];
+    svc.srv = srv;
+    dbld_server_add(srv, &gs_lookup_service, &svc);
+    dbld_server_add(srv, &gs_builder_service, &svc);
+    if (dbld_server_start(srv, &st) != 0) {
+        dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, (char *)NULL);
+        dbld_server_destroy(srv);
+        return 1;
+    }
+    char port[16], jobs[16];
     snprintf(port, sizeof port, "%d", dbld_server_port(srv));
-    dbld_log(DBLD_LOG_INFO, "started", "listen", sc->listen, "port", port, NULL);
+    snprintf(jobs, sizeof jobs, "%zu", cfg.graph.n_jobs);
+    dbld_log(DBLD_LOG_INFO, "started", "listen", sc->listen, "port", port, "jobs", jobs, "owner",
+             svc.owner, "eventlog", svc.eventlog, (char *)NULL);
+    if (gs_background_start(&svc) != 0) {
+        dbld_log(DBLD_LOG_ERROR, "could not start the background thread", (char *)NULL);
+        return 1;
+    }
 
     int sig = dbld_signals_wait();
-    dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
+    dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", (char *)NULL);
+    atomic_store(&svc.stopping, 1); /* no new work: tasks stop before their next step */
     dbld_server_shutdown(srv);
-    dbld_server_destroy(srv);
-    dbld_config_free(&cfg);
-    return 0;
+    gs_background_stop(&svc);
+    char calls[24];
+    snprintf(calls, sizeof calls, "%ld", (long)atomic_load(&svc.configure_calls));
+    dbld_log(DBLD_LOG_INFO, "stopped (builds in progress will be resumed from their leases)",
+             "configure_calls", calls, (char *)NULL);
+    /* Builds still running keep threads in blocking calls: leave without
+     * tearing them down. Their leases lapse and they become orphans. */
+    _exit(0);
 }

@@ -1,0 +1,97 @@
+/* graph.h - the graph service's shared state and its calls to other services.
+ *
+ * One gs_service per process: the configuration, the compiled lookup, this
+ * instance's lease owner id, the job service endpoints (with in-flight run
+ * counts for spreading work), and the registry of builds this instance
+ * coordinates. Calls to the event log (append, claims, status, leases, list)
+ * and to the job services (configure, run, cancel) live in remote.c; every
+ * event log call is idempotent and retried on UNAVAILABLE.
+ */
+#ifndef GRAPH_GRAPH_H
+#define GRAPH_GRAPH_H
+
+#include "events.h"
+#include "lookup.h"
+
+#include "databuild.pb-c.h"
+#include "databuild_ext.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/config.h"
+#include "dbld/rpc.h"
+#include "dbld/status.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct gs_build gs_build;
+
+#define GS_RECENT_MAX 256
+
+typedef struct gs_recent {
+    char id[37];
+    int status; /* terminal BuildRequestStatusCode */
+} gs_recent;
+
+typedef struct gs_service {
+    dbld_config *cfg;
+    gs_lookup *lookup;
+    dbld_server *srv;
+    const char *eventlog; /* address */
+    char owner[256];      /* lease owner: listen address, pid, random suffix */
+    int64_t lease_ttl_ms;
+    int64_t renew_every_ms;
+    int64_t orphan_poll_ms;
+    atomic_int ready;     /* the event log answered and startup adoption ran */
+    atomic_int stopping;
+    atomic_long configure_calls; /* every Configure call this process made */
+
+    pthread_mutex_t ep_mu;
+    int *ep_inflight; /* runs in flight per job endpoint */
+    unsigned ep_rr;
+
+    pthread_mutex_t mu; /* builds, recent */
+    pthread_cond_t cv;
+    gs_build *builds; /* active builds (registry list) */
+    gs_recent recent[GS_RECENT_MAX];
+    size_t n_recent;
+
+    pthread_t bg;
+    int bg_started;
+} gs_service;
+
+/* ---- event log (remote.c) ---- */
+
+/* Append events in order (chunks of 1000), retrying UNAVAILABLE for up to a minute. */
+int gs_el_append(gs_service *s, gs_event *const *evs, size_t n, dbld_arena *a, dbld_status *st);
+int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
+                 Databuild__V1__PartitionState ***out, dbld_status *st);
+int gs_el_claim(gs_service *s, const char *br, const char *run, Databuild__V1__PartitionRef **refs,
+                size_t n, gs_event **evs, size_t n_evs, dbld_arena *a,
+                Databuild__V1__ClaimResponse **out, dbld_status *st);
+int gs_el_release(gs_service *s, const char *br, dbld_status *st);
+int gs_el_renew(gs_service *s, char **ids, size_t n, dbld_arena *a,
+                Databuild__V1__RenewLeasesResponse **out, dbld_status *st);
+int gs_el_orphans(gs_service *s, dbld_arena *a, Databuild__V1__OrphansResponse **out,
+                  dbld_status *st);
+/* One page of events matching filter from start_idx. */
+int gs_el_list(gs_service *s, const Databuild__V1__EventFilter *f, int64_t start_idx, dbld_arena *a,
+               Databuild__V1__EventPage **page, dbld_status *st);
+
+/* ---- job services (remote.c) ---- */
+
+/* Configure `job` for refs on some job endpoint (another one on UNAVAILABLE). */
+int gs_job_configure(gs_service *s, size_t job, const char *const *refs, size_t n, dbld_arena *a,
+                     Databuild__V1__JobConfigureResponse **out, dbld_status *st);
+/* Pick the endpoint with the fewest runs in flight (round-robin among equals),
+ * avoiding `avoid` (-1: none) when another exists; counts the run in flight. */
+int gs_ep_acquire(gs_service *s, int avoid);
+void gs_ep_release(gs_service *s, int ep);
+const char *gs_ep_addr(gs_service *s, int ep);
+int gs_job_run(gs_service *s, int ep, const char *run, const char *br,
+               Databuild__V1__Task *task, int64_t timeout_ms, dbld_arena *a,
+               Databuild__V1__RunJobResponse **out, dbld_status *st);
+int gs_job_cancel(gs_service *s, int ep, const char *run, const char *reason, int *found,
+                  dbld_status *st);
+
+#endif

@@ -1,0 +1,33 @@
+/* retry.h - LUCI-style retry quotas (luci_cv_tryjob_storage.proto RetryConfig).
+ *
+ * After a failed attempt the weight of its kind is added to the task's used
+ * quota and to the build's total; another attempt is allowed only while
+ * used <= single_quota and total <= global_quota. A job without a retry
+ * config (single_quota < 0) is never retried. Pure arithmetic: the caller
+ * holds whatever lock protects the counters.
+ */
+#ifndef GRAPH_RETRY_H
+#define GRAPH_RETRY_H
+
+#include "dbld/config.h"
+
+typedef enum {
+    GS_FAIL_PERMANENT = 1, /* FailureKind numbers */
+    GS_FAIL_TRANSIENT = 2,
+    GS_FAIL_TIMEOUT = 3,
+} gs_fail_kind;
+
+/* Hard stop against zero weights: no task gets more attempts than this. */
+#define GS_RETRY_MAX_ATTEMPTS 100
+
+/* Account one failed attempt (attempts = attempts made so far, including the
+ * failed one) and decide. Returns 1 to retry; 0 with *reason set to a static
+ * string ("retry is not enabled in the config", "insufficient quota",
+ * "insufficient global quota", "too many attempts"). */
+int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int attempts, int *task_used,
+                    int *build_used, const char **reason);
+
+/* "FAILURE_PERMANENT" etc. */
+const char *gs_fail_kind_name(gs_fail_kind kind);
+
+#endif
