@@ -273,6 +273,8 @@ static int drain(stream *s, int which, dbld_proc_line_fn fn, void *user)
 
 int dbld_proc_read(dbld_proc *p, int timeout_ms, dbld_proc_line_fn fn, void *user)
 {
+    if (p->out.fd < 0 && p->err.fd < 0 && p->exited)
+        return 0; /* nothing left to wait for */
     struct pollfd pf[4];
     int n = 0, i_out = -1, i_err = -1, i_wake;
     if (p->out.fd >= 0) {

@@ -61,7 +61,8 @@ typedef void (*dbld_proc_line_fn)(void *user, int stream, const char *line, size
  * exit or a dbld_proc_wake(), then deliver every complete line that is
  * available. At end of file a partial last line is delivered too. Returns the
  * number of output streams still open (0 once both reached end of file), or
- * -1 with errno on a poll/read error. */
+ * -1 with errno on a poll/read error. Once both streams are closed and the
+ * exit has been observed, it returns 0 at once. */
 int dbld_proc_read(dbld_proc *p, int timeout_ms, dbld_proc_line_fn fn, void *user);
 
 /* Make a dbld_proc_read() blocked in another thread return early.

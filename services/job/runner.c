@@ -460,8 +460,8 @@ static void supervise(sup *s)
     /* Whatever is left of the group goes, then read the last of the output. */
     dbld_proc_kill(s->p, SIGKILL);
     int64_t drain_until = dbld_mono_ms() + DRAIN_MS;
-    while (dbld_mono_ms() < drain_until && dbld_proc_read(s->p, 50, s->on_line, s->user) > 0) {
-    }
+    while (open > 0 && dbld_mono_ms() < drain_until)
+        open = dbld_proc_read(s->p, 50, s->on_line, s->user);
     dbld_proc_exited(s->p, &s->ex);
 }
 

@@ -85,6 +85,14 @@ static fixture setup_with(const char *hint, const fixture_opts *o)
     return f;
 }
 
+/* Stop the job service gracefully: CHECKs exit status 0 (so a sanitizer
+ * build also checks it for leaks). */
+static void teardown(fixture *f)
+{
+    h_service_stop(f->job);
+    dbld_arena_destroy(f->a);
+}
+
 static fixture setup(const char *hint)
 {
     fixture_opts o = {0};
@@ -309,6 +317,7 @@ DBLD_TEST(configure_ok)
     size_t tl = 17;
     CHECK(len > tl && memcmp(argv + len - tl, tail, tl) == 0);
     free(argv);
+    teardown(&f);
 }
 
 DBLD_TEST(configure_garbage_json)
@@ -321,6 +330,7 @@ DBLD_TEST(configure_garbage_json)
     CHECK_CONTAINS(st.msg, "garbage/x");
     CHECK_CONTAINS(st.msg, "invalid JSON"); /* the JSON error itself */
     CHECK_CONTAINS(st.msg, "this is not json");
+    teardown(&f);
 }
 
 DBLD_TEST(configure_nonzero_exit)
@@ -334,6 +344,7 @@ DBLD_TEST(configure_nonzero_exit)
     CHECK_CONTAINS(st.msg, "cfgfail/x, cfgfail/y");
     CHECK_CONTAINS(st.msg, "stderr tail:\nconfig problem 1\nconfig problem 2\nconfig problem 3\n"
                            "cannot configure: upstream table missing");
+    teardown(&f);
 }
 
 DBLD_TEST(configure_errors)
@@ -363,6 +374,7 @@ DBLD_TEST(configure_errors)
     CHECK_CODE(configure(&f, H_STRS("partial/a", "partial/b"), &r, &st), st,
                DBLD_FAILED_PRECONDITION);
     CHECK_CONTAINS(st.msg, "no config for ref \"partial/b\"");
+    teardown(&f);
 }
 
 /* ================================================================== Execute */
@@ -392,6 +404,7 @@ DBLD_TEST(execute_ok)
                                  &st),
                st, DBLD_FAILED_PRECONDITION);
     CHECK_CONTAINS(st.msg, "exit code 3");
+    teardown(&f);
 }
 
 /* ====================================================================== Run */
@@ -420,6 +433,7 @@ DBLD_TEST(run_success_manifest)
     CHECK_CMP_INT(m->end_time, <=, after);
     CHECK(m->task != NULL);
     CHECK(h_msg_equal(&m->task->base, &t->base));
+    teardown(&f);
 }
 
 DBLD_TEST(run_failures)
@@ -464,6 +478,7 @@ DBLD_TEST(run_failures)
                         CALL_MS, &r, &st),
                st, DBLD_INVALID_ARGUMENT);
     CHECK_CONTAINS(st.msg, "job_run_id");
+    teardown(&f);
 }
 
 static void timeout_case(fixture *f, const char *pidname, const char *const *args, int64_t min_ms)
@@ -499,6 +514,7 @@ DBLD_TEST(run_timeout_kills_group)
     timeout_case(&f, "pids1", H_NOSTRS, 500);
     /* A job (and grandchild) ignoring SIGTERM is SIGKILLed after kill_grace_ms. */
     timeout_case(&f, "pids2", H_STRS("ignore-term"), 700 + 300);
+    teardown(&f);
 }
 
 DBLD_TEST(cancel_mid_run)
@@ -529,6 +545,7 @@ DBLD_TEST(cancel_mid_run)
     CHECK(!found);
     CHECK_OK(cancel_call(&f, "no-such-run", &found, &st), st);
     CHECK(!found);
+    teardown(&f);
 }
 
 static void read_stamps(const char *path, int64_t *start, int64_t *end)
@@ -572,6 +589,7 @@ DBLD_TEST(concurrency_limit)
     /* The slot is free again afterwards. */
     r = run_ok(&f, new_run_id(f.a), task(f.a, "//test:ok", "ok/s4", H_STRS("exit", "0")));
     CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
+    teardown(&f);
 }
 
 DBLD_TEST(shell_characters_pass_untouched)
@@ -615,6 +633,7 @@ DBLD_TEST(shell_characters_pass_untouched)
     CHECK(len > want_len && memcmp(argv + len - want_len, want, want_len) == 0);
     free(argv);
     CHECK_EQ_STR(r->manifest->outputs[0]->str, weird);
+    teardown(&f);
 }
 
 DBLD_TEST(run_environment)
@@ -634,6 +653,7 @@ DBLD_TEST(run_environment)
     CHECK_CONTAINS(env, "\nDATABUILD_BUILD_REQUEST_ID=br-test\n");
     CHECK_CONTAINS(env, "\nDATABUILD_JOB_LABEL=//test:ok\n");
     free(env);
+    teardown(&f);
 }
 
 /* ===================================================================== logs */
@@ -768,6 +788,7 @@ DBLD_TEST(job_logs_stored)
     CHECK_EQ_INT(h_rows_i64(rows, 0, 1), 1);
     CHECK_EQ_INT(h_rows_i64(rows, 0, 3), 3000);
     h_rows_free(rows);
+    teardown(&f);
 }
 
 /* A dead event log does not fail or hang the job run. */
@@ -788,6 +809,7 @@ DBLD_TEST(eventlog_down_run_still_works)
     CHECK_CONTAINS(log, "could not store job logs");
     free(log);
     dbld_arena_destroy(a);
+    teardown(&f);
 }
 
 /* SIGTERM with a job running: the job's process group dies, exit 0. */
