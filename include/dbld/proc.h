@@ -16,6 +16,9 @@
  * A failed exec (missing binary, not executable, bad working directory) is a
  * spawn error with the errno text, never a child exiting with 127.
  *
+ * The process must not set SIGCHLD to SIG_IGN (children would be reaped
+ * by the kernel and their exit status lost).
+ *
  * Threading: one thread owns a handle; dbld_proc_wake() and dbld_proc_kill()
  * may also be called from other threads while the owner is blocked in
  * dbld_proc_read() (but not concurrently with dbld_proc_destroy()).

@@ -693,7 +693,7 @@ DBLD_TEST(job_logs_stored)
     size_t n = lr->n_entries;
     CHECK_CMP_INT(n, >=, 9);
     int n_info = 0, n_warn = 0, n_error = 0, n_metric = 0, n_hb = 0, n_launch = 0, n_exit = 0,
-        n_manifest = 0;
+        n_manifest = 0, n_bad = 0;
     int64_t prev_ts = 0;
     for (size_t i = 0; i < n; i++) {
         Databuild__V1__JobLogEntry *e = lr->entries[i];
@@ -717,6 +717,10 @@ DBLD_TEST(job_logs_stored)
                 CHECK_EQ_INT(e->log->level, DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__WARN);
                 CHECK_EQ_STR(field(e->log, "stream"), "stderr");
                 n_warn++;
+            } else if (strncmp(e->log->message, "bad ", 4) == 0) {
+                /* invalid UTF-8 arrives as U+FFFD replacement characters */
+                CHECK_EQ_STR(e->log->message, "bad \xEF\xBF\xBD\xEF\xBF\xBD bytes");
+                n_bad++;
             } else if (strcmp(e->log->message, "structured") == 0) {
                 CHECK_EQ_INT(e->log->level, DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR);
                 CHECK_EQ_STR(field(e->log, "k"), "v");
@@ -763,6 +767,7 @@ DBLD_TEST(job_logs_stored)
     CHECK_EQ_INT(n_warn, 1);
     CHECK_EQ_INT(n_error, 1);
     CHECK_EQ_INT(n_metric, 1);
+    CHECK_EQ_INT(n_bad, 1);
     CHECK_EQ_INT(n_launch, 1);
     CHECK_EQ_INT(n_exit, 1);
     CHECK_EQ_INT(n_manifest, 1);

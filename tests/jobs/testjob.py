@@ -71,6 +71,8 @@ def execute(args):
         print(json.dumps({"name": "rows", "value": 42, "labels": {"table": "t"}, "unit": "rows"}),
               flush=True)
         print("JOB_REF=%s" % os.environ.get("JOB_REF", ""), flush=True)
+        sys.stdout.buffer.write(b"bad \xff\xfe bytes\n")  # not UTF-8
+        sys.stdout.buffer.flush()
         time.sleep(float(os.environ.get("OK_SLEEP", "0.35")))
         print("done", flush=True)
         return 0
