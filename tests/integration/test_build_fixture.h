@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BF_UNUSED __attribute__((unused))
 #define GRAPH_JOB DBLD_SOURCE_DIR "/tests/jobs/graph_job.py"

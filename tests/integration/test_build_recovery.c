@@ -1,0 +1,272 @@
+/* test_build_recovery.c - concurrency and crashes: two builds (and two graph
+ * replicas) asking for one partition at once produce exactly one job run and a
+ * delegation; a graph service killed with SIGKILL (or stopped with SIGTERM)
+ * mid-build and restarted resumes the build from the event log; a live replica
+ * adopts the builds of a dead one; a job service killed mid-run is a transient
+ * failure retried on the other job service.
+ */
+#include "test_build_fixture.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+
+#define JOBS                                                                                       \
+    "    - label: \"//r:shared\"\n      command: %CMD%\n      outputs: [\"shared/.*\"]\n"          \
+    "    - label: \"//r:chain\"\n      command: %CMD%\n      outputs: [\"chain/.*\"]\n"            \
+    "    - label: \"//r:link\"\n      command: %CMD%\n      outputs: [\"link/.*\"]\n"              \
+    "    - label: \"//r:js\"\n      command: %CMD%\n      outputs: [\"js/.*\"]\n"                  \
+    "      retry: {single_quota: 2, transient_failure_weight: 1}\n"
+
+#define RULES                                                                                      \
+    "[{\"match\": \"shared/.*\", \"sleep\": 1.5},"                                                  \
+    " {\"match\": \"chain/(.*)\", \"inputs\": [\"link/\\\\1\"]},"                                   \
+    " {\"match\": \"link/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"link\"},"              \
+    " {\"match\": \"js/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"js\"}]"
+
+#define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
+#define PS(x) DATABUILD__V1__PARTITION_STATUS__PARTITION_##x
+#define JS(x) DATABUILD__V1__JOB_STATUS__JOB_##x
+
+static void setup(bf *f, const char *hint, int n_job)
+{
+    bf_opts o = {.jobs = JOBS, .rules = RULES, .n_job = n_job};
+    bf_setup(f, hint, &o);
+}
+
+/* RUNNING job events for ref across every build. */
+static int running_runs(bf *f, const char *ref)
+{
+    h_event_list l = bf_all_events(f);
+    int n = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        const Databuild__V1__BuildEvent *e = l.events[i];
+        n += e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT &&
+             e->job_event->status_code == JS(RUNNING) &&
+             bf_has_ref(e->job_event->target_partitions, e->job_event->n_target_partitions, ref);
+    }
+    return n;
+}
+
+/* The delegation events of a build for ref: their count; *to = target build. */
+static int delegations(bf *f, const char *id, const char *ref, const char **to)
+{
+    h_event_list l = bf_events(f, id);
+    int n = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        const Databuild__V1__BuildEvent *e = l.events[i];
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT &&
+            strcmp(e->delegation_event->partition_ref->str, ref) == 0) {
+            n++;
+            *to = e->delegation_event->delegated_to_build_request_id;
+        }
+    }
+    return n;
+}
+
+static void check_one_run_and_delegation(bf *f, const char *id1, const char *id2, const char *ref)
+{
+    CHECK_EQ_INT(bf_wait(f, id1, 60000)->status->code, BR(COMPLETED));
+    CHECK_EQ_INT(bf_wait(f, id2, 60000)->status->code, BR(COMPLETED));
+    CHECK_EQ_INT(bf_execs(f, ref), 1);
+    CHECK_EQ_INT(running_runs(f, ref), 1);
+    const char *to1 = NULL, *to2 = NULL;
+    int d1 = delegations(f, id1, ref, &to1), d2 = delegations(f, id2, ref, &to2);
+    CHECK_MSG(d1 + d2 == 1, "delegations: %d + %d", d1, d2);
+    const char *delegator = d1 ? id1 : id2, *builder = d1 ? id2 : id1;
+    CHECK_EQ_STR(d1 ? to1 : to2, builder);
+    CHECK_EQ_STR(bf_part_seq(f, delegator, ref), "REQUESTED ANALYZED DELEGATED");
+    CHECK_EQ_STR(bf_runs_seq(f, delegator, ref), "SKIPPED");
+    CHECK_CONTAINS(bf_job_messages(f, delegator, ref, JS(SKIPPED)), builder);
+    CHECK_EQ_STR(bf_runs_seq(f, builder, ref), "SCHEDULED RUNNING COMPLETED");
+    CHECK_EQ_INT(bf_part_status(f, ref), PS(AVAILABLE));
+}
+
+typedef struct submitter {
+    bf *f;
+    h_service *g;
+    const char *ref;
+    char id[37];
+    int rc;
+    dbld_status st;
+} submitter;
+
+static void *submit_thread(void *arg)
+{
+    submitter *s = arg;
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__SubmitBuildRequest req = DATABUILD__V1__SUBMIT_BUILD_REQUEST__INIT;
+    req.outputs = bf_prefs(a, (const char *const[]){s->ref, NULL}, &req.n_outputs);
+    Databuild__V1__SubmitBuildResponse *r = NULL;
+    s->rc = dbld_client_unary(s->g->client, "/databuild.v1.GraphBuilder/Submit", &req.base,
+                              &databuild__v1__submit_build_response__descriptor,
+                              dbld_arena_allocator(a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, &s->st);
+    if (s->rc == 0)
+        snprintf(s->id, sizeof s->id, "%s", r->build_request_id);
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+/* Submit ref to both graph services at the same moment. */
+static void submit_both(bf *f, h_service *g1, h_service *g2, const char *ref, char *id1, char *id2)
+{
+    submitter s[2] = {{.f = f, .g = g1, .ref = ref}, {.f = f, .g = g2, .ref = ref}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, submit_thread, &s[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    CHECK_OK(s[0].rc, s[0].st);
+    CHECK_OK(s[1].rc, s[1].st);
+    memcpy(id1, s[0].id, 37);
+    memcpy(id2, s[1].id, 37);
+}
+
+DBLD_TEST(concurrent_builds_one_job_run)
+{
+    bf f;
+    setup(&f, "concurrent", 1);
+    char id1[37], id2[37];
+    submit_both(&f, f.graph, f.graph, "shared/1", id1, id2);
+    check_one_run_and_delegation(&f, id1, id2, "shared/1");
+}
+
+DBLD_TEST(two_replicas_one_job_run)
+{
+    bf f;
+    setup(&f, "replicas", 1);
+    h_service *g2 = bf_graph_new(&f, 2);
+    h_service_restart(g2);
+    char id1[37], id2[37];
+    submit_both(&f, f.graph, g2, "shared/2", id1, id2);
+    check_one_run_and_delegation(&f, id1, id2, "shared/2");
+}
+
+/* Gone, or a zombie nobody reaps yet. */
+static int pid_gone(int pid)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return 1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    char *text = h_read_file(path, NULL);
+    if (!text)
+        return 1;
+    char *close = strrchr(text, ')');
+    int zombie = close && close[1] == ' ' && close[2] == 'Z';
+    free(text);
+    return zombie;
+}
+
+static int read_pids(bf *f, const char *tag, int *pid, int *child)
+{
+    char *text = bf_state_file(f, dbld_arena_printf(f->a, "pid-%s", tag));
+    int ok = text && sscanf(text, "%d %d", pid, child) == 2;
+    free(text);
+    return ok;
+}
+
+/* No partition of the build is left BUILDING and the build is not EXECUTING. */
+static void check_settled(bf *f, const char *id, const char *const *refs)
+{
+    Databuild__V1__BuildRequestEvent *end = bf_build_last(f, id);
+    CHECK(bf_terminal(end->status->code));
+    for (size_t i = 0; refs[i]; i++)
+        CHECK_MSG(bf_part_status(f, refs[i]) != PS(BUILDING), "%s is still BUILDING", refs[i]);
+}
+
+static void crash_and_resume(int sig)
+{
+    bf f;
+    setup(&f, sig == SIGKILL ? "kill9" : "sigterm", 1);
+    char *id = bf_submit(&f, H_STRS("chain/1"));
+    int pid = 0, child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "link", &pid, &child)));
+    int rc = h_service_signal_wait(f.graph, sig, 20000);
+    if (sig == SIGTERM)
+        CHECK_EQ_INT(rc, 0);
+    /* the job service stops the run whose caller went away */
+    CHECK(H_POLL_UNTIL(10000, pid_gone(pid) && pid_gone(child)));
+    unlink(dbld_arena_printf(f.a, "%s/pid-link", f.state));
+    h_service_restart(f.graph);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    check_settled(&f, id, H_STRS("chain/1", "link/1"));
+    CHECK_EQ_INT(bf_part_status(&f, "chain/1"), PS(AVAILABLE));
+    CHECK_CONTAINS(bf_job_messages(&f, id, "link/1", JS(FAILED)), "graph service restarted");
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "link/1"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "chain/1"), "SCHEDULED RUNNING COMPLETED");
+    char *seq = bf_build_seq(&f, id);
+    CHECK_CONTAINS(seq, "EXECUTING PLANNING ANALYSIS_COMPLETED EXECUTING COMPLETED");
+    CHECK_EQ_INT(bf_execs(&f, "link/1"), 2);
+    bf_check_ids(&f, id);
+}
+
+DBLD_TEST(graph_killed_mid_build_resumes) { crash_and_resume(SIGKILL); }
+
+DBLD_TEST(graph_sigterm_mid_build_resumes) { crash_and_resume(SIGTERM); }
+
+DBLD_TEST(live_replica_adopts_orphans)
+{
+    bf f;
+    setup(&f, "adopt", 1);
+    h_service *g2 = bf_graph_new(&f, 2);
+    h_service_restart(g2);
+    char *id = bf_submit(&f, H_STRS("chain/2"));
+    int pid = 0, child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "link", &pid, &child)));
+    h_service_kill(f.graph);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    check_settled(&f, id, H_STRS("chain/2", "link/2"));
+    /* graph-2 resumed it */
+    h_event_list l = bf_events(&f, id);
+    int resumed_by_2 = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        const Databuild__V1__BuildEvent *e = l.events[i];
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT &&
+            strstr(e->build_request_event->message, "resumed by") &&
+            strstr(e->build_request_event->message, g2->addr))
+            resumed_by_2 = 1;
+    }
+    CHECK(resumed_by_2);
+}
+
+DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
+{
+    bf f;
+    setup(&f, "jobkill", 2);
+    char *id = bf_submit(&f, H_STRS("js/1"));
+    int pid = 0, child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "js", &pid, &child)));
+    char *ppid_text = bf_state_file(&f, "ppid-js");
+    CHECK(ppid_text);
+    int ppid = atoi(ppid_text);
+    free(ppid_text);
+    h_service *victim = f.job[0]->pid == ppid ? f.job[0] : f.job[1];
+    h_service *survivor = victim == f.job[0] ? f.job[1] : f.job[0];
+    CHECK_EQ_INT(victim->pid, ppid);
+    unlink(dbld_arena_printf(f.a, "%s/pid-js", f.state));
+    h_service_kill(victim);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
+    kill(pid, SIGKILL); /* the orphaned first attempt */
+    kill(child, SIGKILL);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "js/1"), "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
+    char *msg = bf_job_messages(&f, id, "js/1", JS(FAILED));
+    CHECK_CONTAINS(msg, "FAILURE_TRANSIENT");
+    CHECK_CONTAINS(msg, "retrying as");
+    CHECK_CONTAINS(bf_job_messages(&f, id, "js/1", JS(RUNNING)), survivor->addr);
+    ppid_text = bf_state_file(&f, "ppid-js");
+    CHECK(ppid_text);
+    CHECK_EQ_INT(atoi(ppid_text), survivor->pid);
+    free(ppid_text);
+    check_settled(&f, id, H_STRS("js/1"));
+}
+
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_builds_one_job_run), DBLD_TEST_ENTRY(two_replicas_one_job_run),
+               DBLD_TEST_ENTRY(graph_killed_mid_build_resumes),
+               DBLD_TEST_ENTRY(graph_sigterm_mid_build_resumes),
+               DBLD_TEST_ENTRY(live_replica_adopts_orphans),
+               DBLD_TEST_ENTRY(job_service_killed_mid_run_retried_elsewhere))
