@@ -440,7 +440,8 @@ static void supervise(sup *s)
         int64_t wait = TICK_MS;
         if (!exited) {
             wait = min64(wait, next_hb - now);
-            wait = min64(wait, timeout_at - now);
+            if (s->term == T_NONE) /* once stopping, the timeout no longer matters */
+                wait = min64(wait, timeout_at - now);
             if (!killed)
                 wait = min64(wait, kill_at - now);
         } else {
