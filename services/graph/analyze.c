@@ -109,7 +109,7 @@ typedef struct an {
 
 static const char *label_of(const an *s, size_t job) { return gs_lookup_job(s->env->lookup, job)->label; }
 
-static int fail(an *s, gs_analyze_error kind, dbld_status *st, int code, const char *fmt, const char *x,
+static int an_fail(an *s, gs_analyze_error kind, dbld_status *st, int code, const char *fmt, const char *x,
                 const char *y)
 {
     s->err = kind;
@@ -129,13 +129,13 @@ static int add_config(an *s, group *g, Databuild__V1__JobConfig *cfg, dbld_statu
 {
     const char *label = label_of(s, g->job);
     if (cfg->n_outputs == 0)
-        return fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
+        return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
                     "job %s returned a config without outputs%s", label, "");
     size_t mapped = 0, first = 0, same = 1;
     for (size_t i = 0; i < cfg->n_outputs; i++) {
         const char *ref = cfg->outputs[i] && cfg->outputs[i]->str ? cfg->outputs[i]->str : "";
         if (!*ref)
-            return fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
+            return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
                         "job %s returned a config with an empty output%s", label, "");
         size_t t;
         if (gs_strmap_get(&s->produced, ref, &t)) {
@@ -152,7 +152,7 @@ static int add_config(an *s, group *g, Databuild__V1__JobConfig *cfg, dbld_statu
     if (mapped)
         for (size_t i = 0; i < cfg->n_outputs; i++)
             if (gs_strmap_get(&s->produced, cfg->outputs[i]->str, NULL))
-                return fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
+                return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
                             "job %s configured partition \"%s\" in two different tasks", label,
                             cfg->outputs[i]->str);
     for (size_t i = 0; i < cfg->n_outputs; i++) {
@@ -167,7 +167,7 @@ static int add_config(an *s, group *g, Databuild__V1__JobConfig *cfg, dbld_statu
         }
     }
     if (s->tasks.n >= MAX_TASKS)
-        return fail(s, GS_AERR_CONFIGURE, st, DBLD_RESOURCE_EXHAUSTED,
+        return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_RESOURCE_EXHAUSTED,
                     "graph has more than %s tasks%s", "2000000", "");
     Databuild__V1__Task *task = dbld_arena_msg(s->p->a, &databuild__v1__task__descriptor);
     task->job = dbld_arena_msg(s->p->a, &databuild__v1__job_label__descriptor);
@@ -198,7 +198,7 @@ static int process_group(an *s, group *g, dbld_status *st)
     }
     for (size_t i = 0; i < g->refs.n; i++)
         if (!gs_strmap_get(&s->produced, g->refs.items[i], NULL))
-            return fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
+            return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
                         "job %s did not configure partition \"%s\"", label, g->refs.items[i]);
     return 0;
 }
@@ -214,7 +214,7 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
             const Databuild__V1__DataDep *d = cfg->inputs[i];
             const char *ref = d && d->partition_ref && d->partition_ref->str ? d->partition_ref->str : "";
             if (!*ref) {
-                rc = fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
+                rc = an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
                           "job %s returned an empty input for \"%s\"",
                           ((Databuild__V1__Task *)s->tasks.items[t])->job->label,
                           cfg->outputs[0]->str);
@@ -252,7 +252,7 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
         }
         for (size_t i = 0; !rc && i < unknown.n; i++)
             if (!avail[i])
-                rc = fail(s, GS_AERR_PRECONDITION, st, DBLD_FAILED_PRECONDITION,
+                rc = an_fail(s, GS_AERR_PRECONDITION, st, DBLD_FAILED_PRECONDITION,
                           "partition \"%s\" (needed by \"%s\") is not produced by any job and is "
                           "not available",
                           unknown.items[i], needed_by.items[i]);
@@ -373,11 +373,17 @@ static int finish(an *s, const char *const *refs, size_t n, dbld_status *st)
     p->graph->label = dbld_arena_msg(a, &databuild__v1__graph_label__descriptor);
     p->graph->label->label = dbld_arena_strdup(a, s->env->graph_label ? s->env->graph_label : "");
     p->graph->outputs = dbld_arena_alloc(a, (n + 1) * sizeof *p->graph->outputs);
+    gs_strmap seen;
+    gs_strmap_init(&seen);
     for (size_t i = 0; i < n; i++) {
+        if (gs_strmap_get(&seen, refs[i], NULL))
+            continue; /* a ref requested twice is one output */
+        gs_strmap_put(&seen, refs[i], 0);
         Databuild__V1__PartitionRef *r = dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
         r->str = dbld_arena_strdup(a, refs[i]);
         p->graph->outputs[p->graph->n_outputs++] = r;
     }
+    gs_strmap_free(&seen);
     p->graph->n_nodes = p->n_tasks;
     p->graph->nodes = dbld_arena_alloc(a, (p->n_tasks + 1) * sizeof *p->graph->nodes);
     p->job = dbld_arena_alloc(a, (p->n_tasks + 1) * sizeof *p->job);
@@ -399,10 +405,10 @@ static int finish(an *s, const char *const *refs, size_t n, dbld_status *st)
 static int start(an *s, const char *const *refs, size_t n, vec *f_refs, vec *f_jobs, dbld_status *st)
 {
     if (n == 0)
-        return fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "no partitions requested%s%s", "", "");
+        return an_fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "no partitions requested%s%s", "", "");
     for (size_t i = 0; i < n; i++) {
         if (!refs[i] || !*refs[i])
-            return fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "empty partition ref%s%s", "", "");
+            return an_fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "empty partition ref%s%s", "", "");
         if (gs_strmap_get(&s->pending, refs[i], NULL))
             continue;
         size_t job;
@@ -412,7 +418,7 @@ static int start(an *s, const char *const *refs, size_t n, vec *f_refs, vec *f_j
             return rc;
         }
         if (job == GS_LOOKUP_NONE)
-            return fail(s, GS_AERR_LOOKUP, st, DBLD_NOT_FOUND, "no job produces partition \"%s\"%s",
+            return an_fail(s, GS_AERR_LOOKUP, st, DBLD_NOT_FOUND, "no job produces partition \"%s\"%s",
                         refs[i], "");
         gs_strmap_put(&s->pending, refs[i], 0);
         vec_push(f_refs, (void *)refs[i]);
@@ -436,7 +442,7 @@ int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_
     int rc = start(&s, refs, n, &f_refs, &f_jobs, st);
     while (!rc && f_refs.n) {
         if (++s.p->rounds > MAX_ROUNDS) {
-            rc = fail(&s, GS_AERR_CONFIGURE, st, DBLD_RESOURCE_EXHAUSTED,
+            rc = an_fail(&s, GS_AERR_CONFIGURE, st, DBLD_RESOURCE_EXHAUSTED,
                       "analysis did not converge after %s rounds%s", "100000", "");
             break;
         }

@@ -20,6 +20,7 @@
 #include "coordinator.h"
 
 #include "retry.h"
+#include "strmap.h"
 
 #include "dbld/log.h"
 #include "dbld/util.h"
@@ -1145,8 +1146,15 @@ static gs_build *build_new(gs_service *s, const char *id, const char *const *ref
     b->svc = s;
     snprintf(b->id, sizeof b->id, "%s", id);
     b->refs = dbld_xcalloc(n + 1, sizeof *b->refs);
-    for (size_t i = 0; i < n; i++)
+    gs_strmap seen;
+    gs_strmap_init(&seen);
+    for (size_t i = 0; i < n; i++) {
+        if (gs_strmap_get(&seen, refs[i], NULL))
+            continue; /* a ref requested twice is requested once */
+        gs_strmap_put(&seen, refs[i], 0);
         b->refs[b->n_refs++] = dbld_xstrdup(refs[i]);
+    }
+    gs_strmap_free(&seen);
     b->comment = dbld_xstrdup(comment ? comment : "");
     b->want_id = dbld_xstrdup(want_id ? want_id : "");
     b->status = BR(RECEIVED);
@@ -1198,6 +1206,8 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
         return rc;
     }
     gs_build *b = build_new(s, id, refs, n, comment, want_id);
+    refs = (const char *const *)b->refs; /* deduplicated */
+    n = b->n_refs;
     registry_add(s, b); /* before RECEIVED: the orphan poller must never see it unregistered */
     int *avail = dbld_arena_alloc(a, (n + 1) * sizeof *avail);
     available_now(s, refs, n, avail);
