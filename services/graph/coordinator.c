@@ -746,7 +746,10 @@ static int deps_ok(gs_build *b, const gs_task *t)
 static void cancel_runs(gs_build *b)
 {
     gs_service *s = b->svc;
-    for (size_t i = 0; i < b->n_tasks; i++) {
+    pthread_mutex_lock(&b->mu);
+    size_t n_tasks = b->n_tasks;
+    pthread_mutex_unlock(&b->mu);
+    for (size_t i = 0; i < n_tasks; i++) {
         gs_task *t = &b->tasks[i];
         pthread_mutex_lock(&b->mu);
         int ep = t->ep, todo = ep >= 0 && !t->cancel_found;
@@ -1198,7 +1201,7 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
     dbld_arena *a = dbld_arena_create();
     char *ids[] = {id};
     Databuild__V1__RenewLeasesResponse *lr = NULL;
-    int rc = gs_el_renew(s, ids, 1, a, &lr, st);
+    int rc = gs_el_renew(s, ids, 1, 0, a, &lr, st);
     if (!rc && lr->n_lost)
         rc = dbld_status_set(st, DBLD_INTERNAL, "could not take the lease on new build %s", id);
     if (rc) {

@@ -70,7 +70,8 @@ int gs_el_claim(gs_service *s, const char *br, const char *run, Databuild__V1__P
                 size_t n, gs_event **evs, size_t n_evs, dbld_arena *a,
                 Databuild__V1__ClaimResponse **out, dbld_status *st);
 int gs_el_release(gs_service *s, const char *br, dbld_status *st);
-int gs_el_renew(gs_service *s, char **ids, size_t n, dbld_arena *a,
+/* Take or renew leases for ttl_ms (<= 0: the configured TTL). */
+int gs_el_renew(gs_service *s, char **ids, size_t n, int64_t ttl_ms, dbld_arena *a,
                 Databuild__V1__RenewLeasesResponse **out, dbld_status *st);
 int gs_el_orphans(gs_service *s, dbld_arena *a, Databuild__V1__OrphansResponse **out,
                   dbld_status *st);

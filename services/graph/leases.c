@@ -38,7 +38,7 @@ static void renew_all(gs_service *s, int64_t *last_ok)
     dbld_arena *a = dbld_arena_create();
     Databuild__V1__RenewLeasesResponse *r = NULL;
     dbld_status st;
-    if (gs_el_renew(s, ids, n, a, &r, &st) == 0) {
+    if (gs_el_renew(s, ids, n, 0, a, &r, &st) == 0) {
         *last_ok = dbld_mono_ms();
         for (size_t i = 0; i < r->n_lost; i++)
             gs_build_abandon(s, r->lost[i], "lease lost to another graph service instance");
@@ -70,7 +70,7 @@ static int adopt_orphans(gs_service *s)
             continue;
         char *ids[] = {ob->build_request_id};
         Databuild__V1__RenewLeasesResponse *lr = NULL;
-        if (gs_el_renew(s, ids, 1, a, &lr, &st) != 0 || lr->n_lost)
+        if (gs_el_renew(s, ids, 1, 0, a, &lr, &st) != 0 || lr->n_lost)
             continue; /* another instance was faster */
         gs_build_resume(s, ob);
     }
@@ -142,4 +142,22 @@ void gs_background_stop(gs_service *s)
     if (s->bg_started)
         pthread_join(s->bg, NULL);
     s->bg_started = 0;
+}
+
+void gs_leases_hand_over(gs_service *s)
+{
+    size_t n;
+    char **ids = gs_build_active_ids(s, &n);
+    if (n) {
+        dbld_arena *a = dbld_arena_create();
+        Databuild__V1__RenewLeasesResponse *r = NULL;
+        dbld_status st;
+        /* A 1 ms lease has lapsed by the time anyone looks: the builds are
+         * orphans at once and the next instance adopts them at start-up. */
+        if (gs_el_renew(s, ids, n, 1, a, &r, &st) != 0)
+            dbld_log(DBLD_LOG_WARN, "could not hand over build leases (they lapse by themselves)",
+                     "error", st.msg, (char *)NULL);
+        dbld_arena_destroy(a);
+    }
+    free_ids(ids, n);
 }

@@ -9,5 +9,7 @@
 int gs_background_start(gs_service *s);
 /* Set stopping and join the thread. */
 void gs_background_stop(gs_service *s);
+/* Let the leases of every active build lapse now (graceful shutdown). */
+void gs_leases_hand_over(gs_service *s);
 
 #endif

@@ -113,6 +113,7 @@ int main(int argc, char **argv)
     atomic_store(&svc.stopping, 1); /* no new work: tasks stop before their next step */
     dbld_server_shutdown(srv);
     gs_background_stop(&svc);
+    gs_leases_hand_over(&svc);
     char calls[24];
     snprintf(calls, sizeof calls, "%ld", (long)atomic_load(&svc.configure_calls));
     dbld_log(DBLD_LOG_INFO, "stopped (builds in progress will be resumed from their leases)",

@@ -95,14 +95,14 @@ int gs_el_release(gs_service *s, const char *br, dbld_status *st)
     return rc;
 }
 
-int gs_el_renew(gs_service *s, char **ids, size_t n, dbld_arena *a,
+int gs_el_renew(gs_service *s, char **ids, size_t n, int64_t ttl_ms, dbld_arena *a,
                 Databuild__V1__RenewLeasesResponse **out, dbld_status *st)
 {
     Databuild__V1__RenewLeasesRequest req = DATABUILD__V1__RENEW_LEASES_REQUEST__INIT;
     req.owner = s->owner;
     req.build_request_ids = ids;
     req.n_build_request_ids = n;
-    req.ttl_ms = (uint32_t)s->lease_ttl_ms;
+    req.ttl_ms = (uint32_t)(ttl_ms > 0 ? ttl_ms : s->lease_ttl_ms);
     /* Short timeout: a renewal that cannot get through in a fraction of the
      * TTL is better retried on the next tick. */
     int rc = dbld_client_unary(dbld_client_get(s->eventlog), "/databuild.v1.BuildLeases/Renew",
