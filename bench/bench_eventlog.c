@@ -5,6 +5,8 @@
  * the given duration. Prints one line per configuration:
  *   eventlog callers=64 batch=1 events=123456 seconds=10.00 events_per_s=12345.6 p50_ms=.. p99_ms=..
  * Usage: bench_eventlog --target HOST:PORT [--seconds S] [--callers N,N..] [--batch B,B..]
+ * --batch 0 measures grpc.health.v1 Check calls instead: the unary RPC
+ * ceiling of the machine, with no database work at all.
  */
 #include "databuild.pb-c.h"
 #include "databuild_ext.pb-c.h"
@@ -20,7 +22,7 @@
 
 typedef struct worker {
     const char *target;
-    int batch;
+    int batch; /* 0: health checks only (the RPC ceiling of this machine) */
     int64_t end_ms;
     int64_t events;
     int64_t errors;
@@ -62,16 +64,19 @@ static void *run(void *arg)
         ProtobufCMessage *resp = NULL;
         dbld_status st;
         int64_t t0 = dbld_now_ns();
-        int rc = dbld_client_unary(c, "/databuild.v1.EventLog/Append", &req.base,
-                                   &databuild__v1__append_response__descriptor,
-                                   dbld_arena_allocator(a), &resp, 30000, 0, &st);
+        int serving = 0;
+        int rc = w->batch == 0
+                     ? dbld_health_check(c, "", &serving, 30000, &st)
+                     : dbld_client_unary(c, "/databuild.v1.EventLog/Append", &req.base,
+                                         &databuild__v1__append_response__descriptor,
+                                         dbld_arena_allocator(a), &resp, 30000, 0, &st);
         double ms = (double)(dbld_now_ns() - t0) / 1e6;
         if (rc) {
             if (!w->errors++)
                 snprintf(w->first_error, sizeof w->first_error, "%s: %s", dbld_code_name(rc), st.msg);
             continue;
         }
-        w->events += w->batch;
+        w->events += w->batch ? w->batch : 1;
         if (w->n_lat == w->cap_lat) {
             w->cap_lat = w->cap_lat ? 2 * w->cap_lat : 1024;
             w->lat = dbld_xrealloc(w->lat, w->cap_lat * sizeof *w->lat);
@@ -115,9 +120,9 @@ static void one(const char *target, int callers, int batch, double seconds)
         k += w[i].n_lat;
     }
     qsort(all, n_lat, sizeof *all, cmp_double);
-    printf("eventlog callers=%d batch=%d events=%lld seconds=%.2f events_per_s=%.1f p50_ms=%.2f "
+    printf("%s callers=%d batch=%d events=%lld seconds=%.2f events_per_s=%.1f p50_ms=%.2f "
            "p99_ms=%.2f errors=%lld\n",
-           callers, batch, (long long)events, elapsed, (double)events / elapsed,
+           batch ? "eventlog" : "health_check", callers, batch, (long long)events, elapsed, (double)events / elapsed,
            n_lat ? all[n_lat / 2] : 0.0, n_lat ? all[(size_t)((double)n_lat * 0.99)] : 0.0,
            (long long)errors);
     for (int i = 0; i < callers; i++) {

@@ -61,6 +61,10 @@ SELECT gen_random_uuid()::text, 1, '0f8fad5b-d9cb-469f-a165-70867728950e', 11,
 FROM generate_series(1, 100) g;
 SQL
 
+echo "== RPC ceiling: grpc.health.v1 Check on the same server (no database work) =="
+"$build/bench_eventlog" --target "127.0.0.1:$port" --seconds "$secs" \
+    --callers "$(echo $callers | tr ' ' ',')" --batch 0 | tee "$work/ceiling.txt"
+
 echo "== event log Append (durable: acked after COMMIT, fsync on) =="
 "$build/bench_eventlog" --target "127.0.0.1:$port" --seconds "$secs" \
     --callers "$(echo $callers | tr ' ' ',')" --batch 1,100 | tee "$work/el.txt"
