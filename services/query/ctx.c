@@ -1,0 +1,195 @@
+/* ctx.c - the query service's process context: connection pool, the graph's
+ * output/external regexes (for PutWants validation and want summaries) and
+ * the database monitor that drives health.
+ *
+ * Health is NOT_SERVING until a probe of the projection tables succeeds on a
+ * dedicated connection (so a busy pool never reads as a dead database), and
+ * goes back to NOT_SERVING when a probe or any query reports the database
+ * unavailable; the monitor then retries with backoff.
+ */
+#include "query.h"
+
+#include "dbld/log.h"
+#include "dbld/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROBE_SQL "SELECT 1 FROM partitions LIMIT 0"
+#define MONITOR_OK_MS 1000
+
+static int compile_anchored(regex_t *re, const char *src, dbld_status *st)
+{
+    size_t len = strlen(src);
+    char *anchored = dbld_xmalloc(len + 5);
+    memcpy(anchored, "^(", 2);
+    memcpy(anchored + 2, src, len);
+    memcpy(anchored + 2 + len, ")$", 3);
+    int rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB);
+    free(anchored);
+    if (rc != 0) {
+        char err[128];
+        regerror(rc, re, err, sizeof err);
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "invalid pattern \"%s\": %s", src, err);
+    }
+    return 0;
+}
+
+int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_status *st)
+{
+    q_ctx *q = dbld_xcalloc(1, sizeof *q);
+    q->cfg = cfg;
+    q->srv = srv;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    int workers = cfg->query.server.workers > 0 ? cfg->query.server.workers : 4;
+    q->pool = dbld_pool_create(cfg->query.postgres_dsn ? cfg->query.postgres_dsn : "", workers + 1);
+    size_t n = 0;
+    for (size_t j = 0; j < cfg->graph.n_jobs; j++)
+        n += cfg->graph.jobs[j].n_outputs;
+    q->outs = dbld_xcalloc(n + 1, sizeof *q->outs);
+    q->out_job = dbld_xcalloc(n + 1, sizeof *q->out_job);
+    q->ext = dbld_xcalloc(cfg->graph.n_external + 1, sizeof *q->ext);
+    for (size_t j = 0; j < cfg->graph.n_jobs; j++) {
+        const dbld_job_def *jd = &cfg->graph.jobs[j];
+        for (size_t k = 0; k < jd->n_outputs; k++) {
+            if (compile_anchored(&q->outs[q->n_outs], jd->outputs[k], st) != 0) {
+                dbld_status_prefix(st, "graph.jobs[%zu] (%s)", j, jd->label);
+                q_ctx_destroy(q);
+                return st->code;
+            }
+            q->out_job[q->n_outs++] = j;
+        }
+    }
+    for (size_t k = 0; k < cfg->graph.n_external; k++) {
+        if (compile_anchored(&q->ext[q->n_ext], cfg->graph.external[k], st) != 0) {
+            dbld_status_prefix(st, "graph.external[%zu]", k);
+            q_ctx_destroy(q);
+            return st->code;
+        }
+        q->n_ext++;
+    }
+    *out = q;
+    return 0;
+}
+
+int q_ref_kind(const q_ctx *q, const char *ref, size_t *job)
+{
+    for (size_t i = 0; i < q->n_outs; i++) {
+        if (regexec(&q->outs[i], ref, 0, NULL, 0) == 0) {
+            if (job)
+                *job = q->out_job[i];
+            return 1;
+        }
+    }
+    for (size_t i = 0; i < q->n_ext; i++)
+        if (regexec(&q->ext[i], ref, 0, NULL, 0) == 0)
+            return 2;
+    return 0;
+}
+
+static void set_up(q_ctx *q, int up, const char *why)
+{
+    pthread_mutex_lock(&q->mu);
+    int changed = q->db_up != up;
+    q->db_up = up;
+    pthread_mutex_unlock(&q->mu);
+    if (!changed)
+        return;
+    dbld_server_set_health_all(q->srv, up);
+    if (up)
+        dbld_log(DBLD_LOG_INFO, "database reachable: serving", (char *)NULL);
+    else
+        dbld_log(DBLD_LOG_WARN, "database unavailable: not serving", "error", why, (char *)NULL);
+}
+
+void q_ctx_db_down(q_ctx *q, const char *why)
+{
+    set_up(q, 0, why);
+    pthread_mutex_lock(&q->mu);
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static int probe(q_ctx *q, dbld_db **db, dbld_status *st)
+{
+    if (*db && !dbld_db_alive(*db)) {
+        dbld_db_close(*db);
+        *db = NULL;
+    }
+    if (!*db) {
+        int rc = dbld_db_connect(q->cfg->query.postgres_dsn ? q->cfg->query.postgres_dsn : "", db,
+                                 st);
+        if (rc)
+            return rc;
+        rc = dbld_db_exec(*db, "SET default_transaction_read_only = on", 0, NULL, NULL, st);
+        if (rc)
+            return rc;
+    }
+    int rc = dbld_db_exec(*db, PROBE_SQL, 0, NULL, NULL, st);
+    if (rc && rc != DBLD_UNAVAILABLE)
+        dbld_status_prefix(st, "projection tables not readable (has the event log migrated?)");
+    return rc;
+}
+
+static void *monitor_main(void *arg)
+{
+    q_ctx *q = arg;
+    dbld_db *db = NULL;
+    int64_t backoff = 100;
+    pthread_mutex_lock(&q->mu);
+    while (!q->stop) {
+        pthread_mutex_unlock(&q->mu);
+        dbld_status st;
+        dbld_status_clear(&st);
+        int ok = probe(q, &db, &st) == 0;
+        set_up(q, ok, st.msg);
+        int64_t wait = ok ? MONITOR_OK_MS : backoff;
+        backoff = ok ? 100 : (backoff * 2 > 2000 ? 2000 : backoff * 2);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&q->mu);
+        if (!q->stop)
+            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    }
+    pthread_mutex_unlock(&q->mu);
+    dbld_db_close(db);
+    return NULL;
+}
+
+void q_ctx_start(q_ctx *q)
+{
+    if (pthread_create(&q->monitor, NULL, monitor_main, q) == 0)
+        q->started = 1;
+}
+
+void q_ctx_destroy(q_ctx *q)
+{
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->mu);
+    q->stop = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    if (q->started)
+        pthread_join(q->monitor, NULL);
+    dbld_pool_destroy(q->pool);
+    for (size_t i = 0; i < q->n_outs; i++)
+        regfree(&q->outs[i]);
+    for (size_t i = 0; i < q->n_ext; i++)
+        regfree(&q->ext[i]);
+    free(q->outs);
+    free(q->out_job);
+    free(q->ext);
+    free(q->ro);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}

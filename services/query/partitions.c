@@ -1,0 +1,124 @@
+/* partitions.c - ListPartitions and GetPartitionsSummary, from the
+ * partitions projection (+ the events' GIN-indexed ref column for history).
+ *
+ * ListPartitions: sorted by ref; last_partition is an exclusive cursor (pass
+ * the last ref of the previous page); pages of Q_PAGE; ref_pattern is a
+ * PostgreSQL regular expression matched against the whole ref (anchored at
+ * both ends, like EventFilter.partition_patterns), validated first so that
+ * an invalid one is INVALID_ARGUMENT naming it; partition_status values are
+ * ORed. To keep a page one cheap index range scan, a list entry's
+ * past_build_request holds only the build request that last touched the
+ * partition; GetPartitionsSummary gives the history: the build requests of
+ * every event mentioning the ref, most recent first, at most Q_PAST_BUILDS.
+ *
+ * Both statements here are what bench/run_query.sh gives pgbench as "the
+ * equivalent SQL"; keep them in step.
+ */
+#include "query.h"
+
+#include <string.h>
+
+#define SUMMARY_SQL                                                                                \
+    "SELECT p.status, p.updated_ns, p.last_invalidated_ns,"                                        \
+    " ARRAY(SELECT e.build_request_id FROM events e WHERE e.partition_refs @> ARRAY[p.ref]"        \
+    "       AND e.build_request_id <> '' GROUP BY e.build_request_id"                              \
+    "       ORDER BY max(e.idx) DESC LIMIT 100)"                                                   \
+    " FROM partitions p WHERE p.ref = $1"
+
+#define LIST_SQL                                                                                   \
+    "SELECT p.ref, p.status, p.updated_ns, p.last_invalidated_ns, p.build_request_id"              \
+    " FROM partitions p WHERE p.ref > $1"                                                          \
+    " AND ($2::text IS NULL OR p.ref ~ ('^(?:' || $2::text || ')$'))"                              \
+    " AND ($3::int[] IS NULL OR p.status = ANY($3::int[]))"                                        \
+    " ORDER BY p.ref LIMIT 100"
+_Static_assert(Q_PAGE == 100, "LIST_SQL's LIMIT is the page size");
+
+static Databuild__V1__PartitionSummaryV2 *summary(dbld_arena *a, const char *ref, int status,
+                                                  int64_t updated, int64_t invalidated)
+{
+    Databuild__V1__PartitionSummaryV2 *s =
+        dbld_arena_msg(a, &databuild__v1__partition_summary_v2__descriptor);
+    s->partition_ref = q_ref(a, ref);
+    s->status = dbld_arena_msg(a, &databuild__v1__partition_status_v2__descriptor);
+    s->status->code = status;
+    s->status->name = (char *)q_enum_name(&databuild__v1__partition_status__descriptor, status);
+    s->last_updated = updated > 0 ? (uint64_t)updated : 0;
+    s->last_invalidated_at = invalidated > 0 ? (uint64_t)invalidated : 0;
+    return s;
+}
+
+int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                             dbld_status *st)
+{
+    const Databuild__V1__PartitionSummaryRequest *req =
+        (const Databuild__V1__PartitionSummaryRequest *)req_msg;
+    if (!req->ref || !*req->ref->str)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "ref is required");
+    dbld_arena *a = r->a;
+    const char *p[] = {req->ref->str};
+    dbld_res *res = NULL;
+    int rc = q_exec_prepared(r, "q_part_summary", SUMMARY_SQL, 1, p, &res, st);
+    if (rc)
+        return rc;
+    if (dbld_res_rows(res) == 0) {
+        dbld_res_free(res);
+        return dbld_status_set(st, DBLD_NOT_FOUND, "no partition \"%.200s\"", req->ref->str);
+    }
+    Databuild__V1__PartitionSummaryV2 *s =
+        summary(a, req->ref->str, (int)dbld_res_i64(res, 0, 0), dbld_res_i64(res, 0, 1),
+                dbld_res_i64(res, 0, 2));
+    s->past_build_request = q_parse_array(a, dbld_res_get(res, 0, 3), &s->n_past_build_request);
+    dbld_res_free(res);
+    Databuild__V1__PartitionSummaryResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__partition_summary_response__descriptor);
+    resp->partition = s;
+    *resp_msg = &resp->base;
+    return 0;
+}
+
+int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                      dbld_status *st)
+{
+    const Databuild__V1__ListPartitionsRequest *req =
+        (const Databuild__V1__ListPartitionsRequest *)req_msg;
+    dbld_arena *a = r->a;
+    const char *pattern = *req->ref_pattern ? req->ref_pattern : NULL;
+    char **codes = dbld_arena_alloc(a, (req->n_partition_status + 1) * sizeof *codes);
+    for (size_t i = 0; i < req->n_partition_status; i++)
+        codes[i] = (char *)q_i64(a, req->partition_status[i]);
+    const char *p[] = {req->last_partition, pattern,
+                       q_text_array(a, codes, req->n_partition_status)};
+    const char *vp[] = {pattern};
+    dbld_res *res = NULL;
+    /* validation and the page in one round trip; a bad pattern fails the first */
+    dbld_stmt stmts[] = {
+        {.sql = "SELECT '' ~ $1", .n = 1, .params = vp},
+        {.sql = LIST_SQL, .n = 3, .params = p, .out = &res},
+    };
+    int rc = pattern ? q_pipeline(r, stmts, 2, st) : q_pipeline(r, stmts + 1, 1, st);
+    if (rc) {
+        dbld_res_free(res);
+        if (rc == DBLD_INVALID_ARGUMENT && pattern)
+            dbld_status_prefix(st, "invalid ref_pattern \"%.200s\"", pattern);
+        return rc;
+    }
+    int n = dbld_res_rows(res);
+    Databuild__V1__ListPartitionsResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__list_partitions_response__descriptor);
+    resp->refs = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *resp->refs);
+    for (int i = 0; i < n; i++) {
+        Databuild__V1__PartitionSummaryV2 *s =
+            summary(a, dbld_arena_strdup(a, dbld_res_get(res, i, 0)), (int)dbld_res_i64(res, i, 1),
+                    dbld_res_i64(res, i, 2), dbld_res_i64(res, i, 3));
+        const char *last = dbld_res_get(res, i, 4);
+        if (*last) {
+            s->past_build_request = dbld_arena_alloc(a, sizeof *s->past_build_request);
+            s->past_build_request[0] = dbld_arena_strdup(a, last);
+            s->n_past_build_request = 1;
+        }
+        resp->refs[resp->n_refs++] = s;
+    }
+    dbld_res_free(res);
+    *resp_msg = &resp->base;
+    return 0;
+}

@@ -1,0 +1,245 @@
+/* query.h - the query service's shared context and helpers.
+ *
+ * The query service answers databuild.v1.DataBuildService (and the QueryOps
+ * extension) from the event log's projection tables, read directly from
+ * PostgreSQL over a read-only session; it writes only by appending events
+ * through the event log service. One file per RPC group (events, builds,
+ * partitions, jobs, job runs, wants, taints, ops); this header holds what
+ * they share: the per-process context (q_ctx), the per-call context (q_req,
+ * which borrows one pooled connection lazily), SQL helpers, the keyset pager
+ * and small message builders. Design notes: README.md beside this file.
+ */
+#ifndef Q_QUERY_H
+#define Q_QUERY_H
+
+#include "databuild.pb-c.h"
+#include "databuild_ext.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/config.h"
+#include "dbld/db.h"
+#include "dbld/rpc.h"
+#include "dbld/status.h"
+
+#include <pthread.h>
+#include <regex.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Page sizes of the list RPCs. The seed's list requests carry no limit, so
+ * every list page has this many items (more only to finish a run of equal
+ * timestamps, see q_page()). Job logs take a limit: default and cap below. */
+#define Q_PAGE 100
+#define Q_LOGS_DEFAULT 1000
+#define Q_LOGS_MAX 10000
+#define Q_BATCH_MAX 100     /* keys in one Batched request */
+#define Q_PAST_BUILDS 100   /* past_build_request entries of a partition summary */
+#define Q_RECENT_BUILDS 10  /* JobSummary.recent_builds */
+
+/* ---- per-process context ---- */
+
+typedef struct q_ctx {
+    const dbld_config *cfg;
+    dbld_server *srv;
+    dbld_pool *pool;
+    pthread_mutex_t mu;
+    /* pooled connections already switched to read-only (see q_db()) */
+    const dbld_db **ro;
+    size_t n_ro, cap_ro;
+    /* anchored regexes of graph.jobs[].outputs (job index in out_job) and graph.external */
+    regex_t *outs;
+    size_t *out_job;
+    size_t n_outs;
+    regex_t *ext;
+    size_t n_ext;
+    /* database monitor (health) */
+    pthread_t monitor;
+    pthread_cond_t cv;
+    int stop, db_up, started;
+} q_ctx;
+
+/* Caller frees with q_ctx_destroy(). Compiles the graph's regexes (a bad one
+ * is an error naming it). */
+int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_status *st);
+/* Start the monitor thread: health SERVING once the schema answers. */
+void q_ctx_start(q_ctx *q);
+void q_ctx_destroy(q_ctx *q);
+/* A query failed with UNAVAILABLE: go NOT_SERVING and let the monitor recheck. */
+void q_ctx_db_down(q_ctx *q, const char *why);
+
+/* Ref classification against the graph config: 1 producible by a job
+ * (*job = index into cfg->graph.jobs), 2 external, 0 neither. */
+int q_ref_kind(const q_ctx *q, const char *ref, size_t *job);
+
+/* ---- per-call context ---- */
+
+typedef struct q_req {
+    q_ctx *q;
+    dbld_arena *a;
+    dbld_db *db;        /* borrowed from the pool on first q_db(), returned by q_req_done() */
+    int64_t timeout_ms; /* what is left of the client's deadline (capped) */
+} q_req;
+
+typedef int (*q_fn)(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                    dbld_status *st);
+
+/* Run fn for a call: set up the q_req, return its connection afterwards. */
+int q_run(dbld_call *call, q_fn fn, const ProtobufCMessage *req, ProtobufCMessage **resp,
+          dbld_status *st);
+void q_req_done(q_req *r);
+
+/* The call's connection (acquired on first use, read-only session). */
+int q_db(q_req *r, dbld_db **db, dbld_status *st);
+/* One statement with text params; *out (may be NULL) freed by the caller
+ * with dbld_res_free(). UNAVAILABLE marks the database down. */
+int q_exec(q_req *r, const char *sql, int n, const char *const *params, dbld_res **out,
+           dbld_status *st);
+/* The same as a named prepared statement (hot paths only: a connection
+ * prepares at most a few dozen names). name must be a static string. */
+int q_exec_prepared(q_req *r, const char *name, const char *sql, int n,
+                    const char *const *params, dbld_res **out, dbld_status *st);
+/* Several statements in one round trip (see dbld_db_pipeline()). */
+int q_pipeline(q_req *r, dbld_stmt *stmts, size_t n, dbld_status *st);
+/* Validate a regular expression with PostgreSQL's engine: INVALID_ARGUMENT
+ * "invalid <what> \"pat\": <reason>" when it does not compile. */
+int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *st);
+
+/* ---- keyset paging over a timestamp column ----
+ *
+ * Lists page by a timestamp cursor that is EXCLUSIVE: the next page is asked
+ * for with the previous page's last timestamp. Timestamps are not unique, so
+ * a page never ends inside a run of equal timestamps: when item `limit` and
+ * item `limit+1` share one, the page is extended to the end of that run.
+ * Thus paging never loses or repeats an item.
+ *
+ * sql has exactly one "%s" at the end of its WHERE clause (after at least
+ * one condition, joined with AND); the pager puts the cursor condition,
+ * ORDER BY and LIMIT there, with its parameters after the caller's n. */
+typedef struct q_pager {
+    const char *sql;
+    int n;
+    const char *const *params;
+    const char *ts_col;  /* e.g. "b.created_ns" */
+    const char *key_col; /* unique tie-breaker, e.g. "b.build_request_id" */
+    int ts_field;        /* result column holding ts_col */
+    int desc;            /* 1: newest first (cursor is an upper bound) */
+    int64_t cursor;      /* exclusive bound; 0 = none */
+    int64_t other;       /* exclusive bound on the other side; 0 = none */
+    int limit;
+} q_pager;
+/* On success *out holds the page's rows in order (*rows of them, all to be
+ * used) and *has_more whether more items lie beyond. Caller frees *out. */
+int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more,
+           dbld_status *st);
+
+/* ---- values ---- */
+
+const char *q_i64(dbld_arena *a, int64_t v);
+/* NULL (SQL NULL, "no filter") when n == 0, else a text[] literal. */
+const char *q_text_array(dbld_arena *a, char *const *items, size_t n);
+/* Parse a text[] result value. */
+char **q_parse_array(dbld_arena *a, const char *lit, size_t *n);
+/* A serialized BuildEvent from a bytea column; NULL if it does not decode. */
+Databuild__V1__BuildEvent *q_decode_event(dbld_arena *a, const char *bytea_text);
+/* "PARTITION_AVAILABLE" etc.; "" for values outside the enum. */
+const char *q_enum_name(const ProtobufCEnumDescriptor *d, int value);
+
+/* ---- message builders (arena) ---- */
+
+Databuild__V1__PartitionRef *q_ref(dbld_arena *a, const char *s);
+Databuild__V1__PartitionRef **q_refs(dbld_arena *a, char *const *strs, size_t n);
+Databuild__V1__BuildRequestStatus *q_build_status(dbld_arena *a, int code);
+Databuild__V1__SourceType *q_source_type(dbld_arena *a, int code);
+
+/* ---- a small string -> index map (arena, grows) ---- */
+
+typedef struct q_strmap {
+    dbld_arena *a;
+    const char **keys;
+    size_t *vals;
+    size_t cap, n;
+} q_strmap;
+void q_strmap_init(q_strmap *m, dbld_arena *a);
+/* Index of key, or (size_t)-1. */
+size_t q_strmap_get(const q_strmap *m, const char *key);
+/* Index of key; inserted with value *n (then ++*n) when absent. *added set. */
+size_t q_strmap_add(q_strmap *m, const char *key, size_t *n, int *added);
+
+/* ---- what the build fold computes (builds.c, used by mermaid.c) ---- */
+
+typedef struct q_fold_run {
+    const char *id;
+    const char *label;
+    char **targets;
+    size_t n_targets;
+    int status;       /* JobStatus */
+    int64_t last_idx; /* idx of its latest JobEvent */
+} q_fold_run;
+
+typedef struct q_build_fold {
+    Databuild__V1__JobGraph *graph; /* from the latest JobGraphEvent; NULL if none */
+    q_strmap parts;                 /* ref -> index into part_refs/part_status */
+    const char **part_refs;
+    int *part_status;               /* PartitionStatus within this build */
+    size_t n_parts, cap_parts;
+    q_strmap runs_by_id;
+    q_fold_run *runs;
+    size_t n_runs, cap_runs;
+} q_build_fold;
+
+/* Read every event of a build and fold it (partition status within the
+ * build, job runs, job graph). NOT_FOUND when the build has no events. */
+int q_build_fold_load(q_req *r, const char *build_id, q_build_fold *f, dbld_status *st);
+/* Mermaid flowchart text of a folded build (arena). */
+int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out, dbld_status *st);
+
+/* ---- RPC bodies (also used by Batched) ---- */
+
+int q_get_build_events(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                       dbld_status *st);
+int q_batched(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_list_build_requests(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                          dbld_status *st);
+int q_get_build_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                        dbld_status *st);
+int q_get_build_mermaid(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                        dbld_status *st);
+int q_list_partitions(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                      dbld_status *st);
+int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                             dbld_status *st);
+int q_list_jobs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_get_job_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                      dbld_status *st);
+int q_list_job_runs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                    dbld_status *st);
+int q_get_job_run_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                          dbld_status *st);
+int q_list_wants(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_get_want_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                       dbld_status *st);
+int q_put_wants(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_list_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                  dbld_status *st);
+int q_get_taint_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                        dbld_status *st);
+int q_put_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_get_job_logs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                   dbld_status *st);
+int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                   dbld_status *st);
+
+/* Build summaries for rows of
+ *   SELECT build_request_id, status, requested_partitions, comment, want_id,
+ *          created_ns, updated_ns FROM build_requests ...
+ * (job counts and lifecycle times are read here). *out: n summaries. */
+#define Q_BUILD_COLS                                                                               \
+    "b.build_request_id, b.status, b.requested_partitions, b.comment, b.want_id, b.created_ns,"   \
+    " b.updated_ns"
+int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
+                      dbld_status *st);
+
+/* The service tables (service.c). */
+extern const dbld_service q_databuild_service;
+extern const dbld_service q_ops_service;
+
+#endif

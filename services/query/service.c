@@ -1,0 +1,77 @@
+/* service.c - the method tables: databuild.v1.DataBuildService (the seed's
+ * 17 RPCs) and databuild.v1.QueryOps (databuild_ext.proto). Every handler is
+ * q_run() around the RPC body, which gets a q_req (arena + lazily borrowed
+ * read-only connection). */
+#include "query.h"
+
+#define HANDLER(fn)                                                                                \
+    static int h_##fn(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,       \
+                      dbld_status *st)                                                             \
+    {                                                                                              \
+        return q_run(call, q_##fn, req, resp, st);                                                 \
+    }
+
+HANDLER(get_build_events)
+HANDLER(batched)
+HANDLER(list_build_requests)
+HANDLER(get_build_summary)
+HANDLER(get_build_mermaid)
+HANDLER(list_partitions)
+HANDLER(get_partitions_summary)
+HANDLER(list_jobs)
+HANDLER(get_job_summary)
+HANDLER(list_job_runs)
+HANDLER(get_job_run_summary)
+HANDLER(list_wants)
+HANDLER(get_want_summary)
+HANDLER(put_wants)
+HANDLER(list_taints)
+HANDLER(get_taint_summary)
+HANDLER(put_taints)
+HANDLER(get_job_logs)
+HANDLER(cancel_build)
+
+#define SVC "/databuild.v1.DataBuildService/"
+#define M(name, req, resp, fn)                                                                     \
+    {SVC name, &databuild__v1__##req##__descriptor, &databuild__v1__##resp##__descriptor, h_##fn,  \
+     NULL}
+
+static const dbld_method methods[] = {
+    M("GetBuildEvents", list_build_events_request, list_build_events_response, get_build_events),
+    M("Batched", batched_request, batched_response, batched),
+    M("ListBuildRequests", list_builds_request, list_builds_response, list_build_requests),
+    M("GetBuildSummary", build_summary_request, build_summary_response, get_build_summary),
+    M("GetBuildMermaid", build_summary_request, build_mermaid_response, get_build_mermaid),
+    M("ListPartitions", list_partitions_request, list_partitions_response, list_partitions),
+    M("GetPartitionsSummary", partition_summary_request, partition_summary_response,
+      get_partitions_summary),
+    M("ListJobs", list_jobs_request, list_jobs_response, list_jobs),
+    M("GetJobSummary", job_summary_request, job_summary_response, get_job_summary),
+    M("ListJobRuns", list_job_runs_request, list_job_runs_response, list_job_runs),
+    M("GetJobRunSummary", job_run_summary_request, job_run_summary_response, get_job_run_summary),
+    M("ListWants", list_wants_request, list_wants_response, list_wants),
+    M("GetWantSummary", want_summary_request, want_summary_response, get_want_summary),
+    M("PutWants", put_wants_request, put_wants_response, put_wants),
+    M("ListTaints", list_taints_request, list_taints_response, list_taints),
+    M("GetTaintSummary", taint_summary_request, taint_summary_response, get_taint_summary),
+    M("PutTaints", put_taints_request, put_taints_response, put_taints),
+};
+
+const dbld_service q_databuild_service = {
+    .name = "databuild.v1.DataBuildService",
+    .methods = methods,
+    .n_methods = sizeof methods / sizeof methods[0],
+};
+
+static const dbld_method ops_methods[] = {
+    {"/databuild.v1.QueryOps/GetJobLogs", &databuild__v1__job_logs_request__descriptor,
+     &databuild__v1__job_logs_response__descriptor, h_get_job_logs, NULL},
+    {"/databuild.v1.QueryOps/CancelBuild", &databuild__v1__cancel_build_request__descriptor,
+     &databuild__v1__cancel_build_response__descriptor, h_cancel_build, NULL},
+};
+
+const dbld_service q_ops_service = {
+    .name = "databuild.v1.QueryOps",
+    .methods = ops_methods,
+    .n_methods = sizeof ops_methods / sizeof ops_methods[0],
+};
