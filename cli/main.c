@@ -6,6 +6,7 @@
  * Every failure ends as one line on stderr, `databuild: <message>`.
  */
 #include "cli.h"
+#include "cmd_build.h"
 
 #include "dbld/log.h"
 #include "dbld/rpc.h"
@@ -67,6 +68,8 @@ static const cli_command commands[] = {
      "options:\n"
      "  --json-file F   read the events from file F (\"-\" = stdin)\n",
      cmd_events_append},
+    {"build", "build partitions and follow the build live", CMD_BUILD_USAGE, cmd_build},
+    {"analyze", "print the job graph that would build partitions", CMD_ANALYZE_USAGE, cmd_analyze},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
