@@ -42,6 +42,7 @@ typedef struct gs_service {
     int64_t lease_ttl_ms;
     int64_t renew_every_ms;
     int64_t orphan_poll_ms;
+    int64_t el_timeout_ms; /* event log calls retry UNAVAILABLE this long */
     atomic_int ready;     /* the event log answered and startup adoption ran */
     atomic_int stopping;
     atomic_long configure_calls; /* every Configure call this process made */
@@ -62,7 +63,7 @@ typedef struct gs_service {
 
 /* ---- event log (remote.c) ---- */
 
-/* Append events in order (chunks of 1000), retrying UNAVAILABLE for up to a minute. */
+/* Append events in order (chunks of 1000), retrying UNAVAILABLE for el_timeout_ms. */
 int gs_el_append(gs_service *s, gs_event *const *evs, size_t n, dbld_arena *a, dbld_status *st);
 int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
                  Databuild__V1__PartitionState ***out, dbld_status *st);

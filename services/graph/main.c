@@ -49,6 +49,7 @@ static void service_init(gs_service *s, dbld_config *cfg, gs_lookup *lookup)
     s->lease_ttl_ms = env_ms("DBLD_GRAPH_LEASE_TTL_MS", 15000, 500);
     s->renew_every_ms = s->lease_ttl_ms / 5;
     s->orphan_poll_ms = env_ms("DBLD_GRAPH_ORPHAN_POLL_MS", 10000, 100);
+    s->el_timeout_ms = s->lease_ttl_ms > 10000 ? s->lease_ttl_ms : 10000;
     atomic_init(&s->ready, 0);
     atomic_init(&s->stopping, 0);
     atomic_init(&s->configure_calls, 0);

@@ -2,8 +2,11 @@
  *
  * Event log calls are all idempotent (appends carry fixed event ids, a
  * repeated claim by the same job run is granted again with the same events),
- * so they are retried on UNAVAILABLE for up to EL_TIMEOUT_MS: a restarting
- * event log or PostgreSQL pauses a build instead of failing it. Job service
+ * so they are retried on UNAVAILABLE for up to el_timeout_ms (the lease TTL,
+ * at least 10 s): a restarting event log or PostgreSQL pauses a build instead
+ * of failing it, and an outage longer than the lease abandons the build (it is
+ * resumed once the event log is back). Renew and Orphans use a third of the
+ * TTL, so the lease thread keeps its rhythm. Job service
  * Configure is idempotent too and moves to the next endpoint when one is
  * unavailable; Run is not retried here (a lost Run is a failed attempt that the
  * coordinator's retry quota decides about).
@@ -15,7 +18,6 @@
 
 #include <string.h>
 
-#define EL_TIMEOUT_MS 60000
 #define APPEND_CHUNK 1000
 #define STATUS_CHUNK 5000
 #define CONFIGURE_TIMEOUT_MS 600000
@@ -25,7 +27,7 @@ static int el_call(gs_service *s, const char *path, const ProtobufCMessage *req,
                    dbld_status *st)
 {
     int rc = dbld_client_unary(dbld_client_get(s->eventlog), path, req, desc,
-                               dbld_arena_allocator(a), (ProtobufCMessage **)out, EL_TIMEOUT_MS,
+                               dbld_arena_allocator(a), (ProtobufCMessage **)out, s->el_timeout_ms,
                                DBLD_CALL_IDEMPOTENT, st);
     if (rc)
         dbld_status_prefix(st, "event log %s", strrchr(path, '/') + 1);
@@ -36,7 +38,7 @@ int gs_el_append(gs_service *s, gs_event *const *evs, size_t n, dbld_arena *a, d
 {
     for (size_t off = 0; off < n; off += APPEND_CHUNK) {
         size_t k = n - off < APPEND_CHUNK ? n - off : APPEND_CHUNK;
-        int rc = dbld_eventlog_append(s->eventlog, evs + off, k, a, NULL, EL_TIMEOUT_MS, st);
+        int rc = dbld_eventlog_append(s->eventlog, evs + off, k, a, NULL, s->el_timeout_ms, st);
         if (rc)
             return rc;
     }
@@ -119,8 +121,14 @@ int gs_el_orphans(gs_service *s, dbld_arena *a, Databuild__V1__OrphansResponse *
 {
     Databuild__V1__OrphansRequest req = DATABUILD__V1__ORPHANS_REQUEST__INIT;
     req.owner = s->owner;
-    return el_call(s, "/databuild.v1.BuildLeases/Orphans", &req.base,
-                   &databuild__v1__orphans_response__descriptor, a, out, st);
+    /* Short, like Renew: the same thread renews the leases. */
+    int rc = dbld_client_unary(dbld_client_get(s->eventlog), "/databuild.v1.BuildLeases/Orphans",
+                               &req.base, &databuild__v1__orphans_response__descriptor,
+                               dbld_arena_allocator(a), (ProtobufCMessage **)out,
+                               s->lease_ttl_ms / 3, DBLD_CALL_IDEMPOTENT, st);
+    if (rc)
+        dbld_status_prefix(st, "event log Orphans");
+    return rc;
 }
 
 int gs_el_list(gs_service *s, const Databuild__V1__EventFilter *f, int64_t start_idx, dbld_arena *a,
@@ -175,7 +183,7 @@ int gs_job_configure(gs_service *s, size_t job, const char *const *refs, size_t 
     int rc = DBLD_UNAVAILABLE;
     atomic_fetch_add(&s->configure_calls, 1);
     /* Every endpoint once, then (if all were unavailable) keep trying for a while. */
-    int64_t deadline = dbld_mono_ms() + EL_TIMEOUT_MS;
+    int64_t deadline = dbld_mono_ms() + 60000;
     for (size_t k = 0;; k++) {
         const char *addr = gs_ep_addr(s, (int)((size_t)ep + k) % (int)n_ep);
         rc = dbld_client_unary(dbld_client_get(addr), "/databuild.v1.JobConfigure/Configure",

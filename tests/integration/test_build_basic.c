@@ -282,6 +282,33 @@ DBLD_TEST(cancel_unknown_build)
     CHECK_CONTAINS(st.msg, "already ended");
 }
 
+DBLD_TEST(health_waits_for_the_event_log)
+{
+    bf f;
+    setup(&f, "health");
+    h_service_stop(f.el);
+    h_service_kill(f.graph);
+    h_service_respawn(f.graph);
+    /* up (the port answers) but NOT_SERVING, and Submit says UNAVAILABLE */
+    int serving = 1, rc;
+    dbld_status st = {0};
+    CHECK(H_POLL_UNTIL(20000, (rc = h_service_health(f.graph, "", &serving, &st)) == DBLD_OK));
+    int64_t until = dbld_mono_ms() + 1000;
+    while (dbld_mono_ms() < until) {
+        CHECK_OK(h_service_health(f.graph, "", &serving, &st), st);
+        CHECK_EQ_INT(serving, 0);
+        dbld_sleep_ms(100);
+    }
+    char id[37];
+    CHECK_CODE(bf_submit_to(&f, f.graph, H_STRS("c/1"), "", id, &st), st, DBLD_UNAVAILABLE);
+    h_service_restart(f.el);
+    CHECK(h_service_wait_health(f.graph, "", 1, 20000));
+    CHECK(h_service_wait_health(f.graph, "databuild.v1.GraphBuilder", 1, 1000));
+    char *bid = bf_submit(&f, H_STRS("c/1"));
+    CHECK_EQ_INT(bf_wait(&f, bid, 60000)->status->code, BR(COMPLETED));
+    (void)rc;
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(submit_returns_at_once),
                DBLD_TEST_ENTRY(lookup_groups_by_job),
                DBLD_TEST_ENTRY(analyze_batches_configure_per_job_per_round),
@@ -289,4 +316,4 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(subm
                DBLD_TEST_ENTRY(precondition_failed_names_the_input),
                DBLD_TEST_ENTRY(second_build_skips),
                DBLD_TEST_ENTRY(shell_and_quote_characters_pass_through),
-               DBLD_TEST_ENTRY(cancel_unknown_build))
+               DBLD_TEST_ENTRY(cancel_unknown_build), DBLD_TEST_ENTRY(health_waits_for_the_event_log))

@@ -265,8 +265,38 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     check_settled(&f, id, H_STRS("js/1"));
 }
 
+/* The event log goes away for a while mid-run. */
+static void event_log_outage(int64_t outage_ms, const char *ref, const char *link)
+{
+    bf f;
+    setup(&f, outage_ms > 3000 ? "outagelong" : "outageshort", 1);
+    char *id = bf_submit(&f, (const char *const[]){ref, NULL});
+    int pid = 0, child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "link", &pid, &child)));
+    h_service_kill(f.el);
+    dbld_sleep_ms(outage_ms);
+    h_service_restart(f.el);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 90000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    check_settled(&f, id, (const char *const[]){ref, link, NULL});
+    CHECK_EQ_INT(bf_part_status(&f, ref), PS(AVAILABLE));
+    if (outage_ms < 3000) { /* shorter than the lease: the build just waits */
+        CHECK_EQ_STR(bf_runs_seq(&f, id, link), "SCHEDULED RUNNING COMPLETED");
+        CHECK_EQ_INT(bf_execs(&f, link), 1);
+    } else { /* the lease lapsed: abandoned, then resumed */
+        CHECK_CONTAINS(bf_build_seq(&f, id), "EXECUTING PLANNING");
+    }
+    bf_check_ids(&f, id);
+}
+
+DBLD_TEST(event_log_outage_shorter_than_lease) { event_log_outage(1000, "chain/5", "link/5"); }
+
+DBLD_TEST(event_log_outage_longer_than_lease) { event_log_outage(5000, "chain/6", "link/6"); }
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_builds_one_job_run), DBLD_TEST_ENTRY(two_replicas_one_job_run),
                DBLD_TEST_ENTRY(graph_killed_mid_build_resumes),
                DBLD_TEST_ENTRY(graph_sigterm_mid_build_resumes),
                DBLD_TEST_ENTRY(live_replica_adopts_orphans),
-               DBLD_TEST_ENTRY(job_service_killed_mid_run_retried_elsewhere))
+               DBLD_TEST_ENTRY(job_service_killed_mid_run_retried_elsewhere),
+               DBLD_TEST_ENTRY(event_log_outage_shorter_than_lease),
+               DBLD_TEST_ENTRY(event_log_outage_longer_than_lease))
