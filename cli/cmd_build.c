@@ -178,6 +178,14 @@ static void print_json_line(json_t *o)
     json_decref(o);
 }
 
+/* cli_rpc_fail with the message on one line (job stderr tails hold newlines). */
+static int rpc_fail(cli_ctx *ctx, const char *what, const char *addr, dbld_status *st)
+{
+    for (char *p = st->msg; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = (p[1] && p[1] != '\n') ? '|' : ' ';
+    return cli_rpc_fail(ctx, what, addr, st);
+}
+
 static int64_t default_timeout(const cli_ctx *ctx, int64_t fallback)
 {
     /* --timeout given (anything but the 10 s default) wins */
@@ -293,7 +301,8 @@ static void progress_prefix(const follow *f, char *buf, size_t len)
         snprintf(buf, len, "[%s]", f->status ? br_name(f->status) : "SUBMITTED");
         return;
     }
-    snprintf(buf, len, "[%zu/%zu/%zu of %zu]", f->n[T_DONE] + f->n[T_SKIPPED], n_running(f),
+    int w = snprintf(NULL, 0, "%zu", f->n_tasks);
+    snprintf(buf, len, "[%*zu/%*zu/%*zu of %zu]", w, f->n[T_DONE] + f->n[T_SKIPPED], w, n_running(f), w,
              f->n[T_FAILED], f->n_tasks);
 }
 
@@ -328,6 +337,21 @@ static void __attribute__((format(printf, 2, 3))) say(follow *f, const char *fmt
     vprintf(fmt, ap);
     va_end(ap);
     putchar('\n');
+    if (!f->tty) fflush(stdout);
+    draw(f, 1);
+}
+
+/* A job's message under its line: each line indented (stderr tails span lines). */
+static void say_message(follow *f, const char *msg)
+{
+    if (f->ctx->json || !msg || !msg[0]) return;
+    clear_line(f);
+    for (const char *p = msg; *p;) {
+        size_t n = strcspn(p, "\n");
+        printf("      %.*s\n", (int)n, p);
+        p += n;
+        if (*p) p++;
+    }
     if (!f->tty) fflush(stdout);
     draw(f, 1);
 }
@@ -422,11 +446,13 @@ static void on_job(follow *f, const Databuild__V1__BuildEvent *ev)
             f->retries++;
             if (t) set_state(f, t, T_RETRYING);
             progress_prefix(f, pre, sizeof pre);
-            say(f, "%s retry   %s  (%s: %s)", pre, outs, label, msg);
+            say(f, "%s retry   %s  (%s)", pre, outs, label);
+            say_message(f, msg);
         } else {
             if (t) set_state(f, t, T_FAILED);
             progress_prefix(f, pre, sizeof pre);
-            say(f, "%s FAILED  %s  (%s: %s)", pre, outs, label, msg ? msg : "failed");
+            say(f, "%s FAILED  %s  (%s)", pre, outs, label);
+            say_message(f, msg);
         }
         break;
     case JS(CANCELLED):
@@ -524,7 +550,7 @@ static int submit(follow *f, const char *comment)
     if (dbld_client_unary(dbld_client_get(f->graph_addr), PATH_SUBMIT, &req.base,
                           &databuild__v1__submit_build_response__descriptor, dbld_arena_allocator(a),
                           &resp, ctx->timeout_ms, 0, &st) != 0) {
-        rc = cli_rpc_fail(ctx, "submit build", f->graph_addr, &st);
+        rc = rpc_fail(ctx, "submit build", f->graph_addr, &st);
     } else {
         const Databuild__V1__SubmitBuildResponse *r = (const Databuild__V1__SubmitBuildResponse *)resp;
         if (!r || !r->build_request_id || !r->build_request_id[0])
@@ -607,7 +633,7 @@ static int follow_build(follow *f)
                 s = NULL;
                 if (!broken_since) broken_since = dbld_mono_ms();
                 if (dbld_mono_ms() - broken_since > RESUBSCRIBE_FOR_MS) {
-                    rc = cli_rpc_fail(ctx, "subscribe", f->el_addr, &st);
+                    rc = rpc_fail(ctx, "subscribe", f->el_addr, &st);
                     break;
                 }
                 dbld_sleep_ms(500);
@@ -629,7 +655,7 @@ static int follow_build(follow *f)
             if (!broken_since) broken_since = dbld_mono_ms();
             if (dbld_mono_ms() - broken_since > RESUBSCRIBE_FOR_MS) {
                 if (code == 0) dbld_status_set(&st, DBLD_UNAVAILABLE, "stream ended by the server");
-                rc = cli_rpc_fail(ctx, "subscribe", f->el_addr, &st);
+                rc = rpc_fail(ctx, "subscribe", f->el_addr, &st);
                 break;
             }
             dbld_sleep_ms(500);
@@ -700,7 +726,11 @@ static int print_result(follow *f, int64_t elapsed_ms, int have_status)
     for (size_t i = 0; i < f->refs.n; i++) {
         req_part *p = &f->parts[i];
         printf("  %-*s  %s", w, p->ref, p->status ? ps_name(p->status) : "UNKNOWN");
-        if (p->status != PS(AVAILABLE) && p->ev_msg) printf("  (%s)", p->ev_msg);
+        if (p->status != PS(AVAILABLE) && p->ev_msg) {
+            printf("  (");
+            for (const char *m = p->ev_msg; *m; m++) fputs(*m == '\n' ? " | " : (char[2]){*m, 0}, stdout);
+            printf(")");
+        }
         printf("\n");
     }
     return all_ok;
@@ -948,7 +978,7 @@ int cmd_analyze(cli_ctx *ctx, int argc, char **argv)
     if (dbld_client_unary(dbld_client_get(addr), PATH_ANALYZE, &req.base,
                           &databuild__v1__graph_analyze_response__descriptor, dbld_arena_allocator(a),
                           &resp, default_timeout(ctx, ANALYZE_DEFAULT_MS), 0, &st) != 0) {
-        rc = cli_rpc_fail(ctx, "analyze", addr, &st);
+        rc = rpc_fail(ctx, "analyze", addr, &st);
     } else if (ctx->json) {
         char *text = dbld_json_encode(resp, 0);
         printf("%s\n", text);
