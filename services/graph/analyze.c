@@ -66,8 +66,7 @@ static void *round_worker(void *arg)
     round_ctx *rc = arg;
     for (;;) {
         size_t i = atomic_fetch_add(&rc->next, 1);
-        if (i >= rc->n_groups)
-            return NULL;
+        if (i >= rc->n_groups) return NULL;
         configure_group(rc->env, &rc->groups[i]);
     }
 }
@@ -77,8 +76,7 @@ static void run_round(const gs_analyze_env *env, group *groups, size_t n)
     round_ctx rc = {.env = env, .groups = groups, .n_groups = n};
     atomic_init(&rc.next, 0);
     size_t n_threads = (size_t)(env->parallel > 0 ? env->parallel : 8);
-    if (n_threads > n)
-        n_threads = n;
+    if (n_threads > n) n_threads = n;
     if (n_threads <= 1) {
         round_worker(&rc);
         return;
@@ -86,8 +84,7 @@ static void run_round(const gs_analyze_env *env, group *groups, size_t n)
     pthread_t *th = dbld_xcalloc(n_threads, sizeof *th);
     size_t started = 0;
     for (; started < n_threads; started++)
-        if (pthread_create(&th[started], NULL, round_worker, &rc) != 0)
-            break;
+        if (pthread_create(&th[started], NULL, round_worker, &rc) != 0) break;
     round_worker(&rc); /* also works, and covers a failed pthread_create */
     for (size_t i = 0; i < started; i++)
         pthread_join(th[i], NULL);
@@ -107,10 +104,13 @@ typedef struct an {
     gs_analyze_error err;
 } an;
 
-static const char *label_of(const an *s, size_t job) { return gs_lookup_job(s->env->lookup, job)->label; }
+static const char *label_of(const an *s, size_t job)
+{
+    return gs_lookup_job(s->env->lookup, job)->label;
+}
 
-static int an_fail(an *s, gs_analyze_error kind, dbld_status *st, int code, const char *fmt, const char *x,
-                const char *y)
+static int an_fail(an *s, gs_analyze_error kind, dbld_status *st, int code, const char *fmt,
+                   const char *x, const char *y)
 {
     s->err = kind;
     return dbld_status_set(st, code, fmt, x, y);
@@ -130,13 +130,13 @@ static int add_config(an *s, group *g, Databuild__V1__JobConfig *cfg, dbld_statu
     const char *label = label_of(s, g->job);
     if (cfg->n_outputs == 0)
         return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
-                    "job %s returned a config without outputs%s", label, "");
+                       "job %s returned a config without outputs%s", label, "");
     size_t mapped = 0, first = 0, same = 1;
     for (size_t i = 0; i < cfg->n_outputs; i++) {
         const char *ref = cfg->outputs[i] && cfg->outputs[i]->str ? cfg->outputs[i]->str : "";
         if (!*ref)
             return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
-                        "job %s returned a config with an empty output%s", label, "");
+                           "job %s returned a config with an empty output%s", label, "");
         size_t t;
         if (gs_strmap_get(&s->produced, ref, &t)) {
             if (mapped == 0)
@@ -153,8 +153,8 @@ static int add_config(an *s, group *g, Databuild__V1__JobConfig *cfg, dbld_statu
         for (size_t i = 0; i < cfg->n_outputs; i++)
             if (gs_strmap_get(&s->produced, cfg->outputs[i]->str, NULL))
                 return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
-                            "job %s configured partition \"%s\" in two different tasks", label,
-                            cfg->outputs[i]->str);
+                               "job %s configured partition \"%s\" in two different tasks", label,
+                               cfg->outputs[i]->str);
     for (size_t i = 0; i < cfg->n_outputs; i++) {
         size_t job;
         dbld_status lst;
@@ -168,7 +168,7 @@ static int add_config(an *s, group *g, Databuild__V1__JobConfig *cfg, dbld_statu
     }
     if (s->tasks.n >= MAX_TASKS)
         return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_RESOURCE_EXHAUSTED,
-                    "graph has more than %s tasks%s", "2000000", "");
+                       "graph has more than %s tasks%s", "2000000", "");
     Databuild__V1__Task *task = dbld_arena_msg(s->p->a, &databuild__v1__task__descriptor);
     task->job = dbld_arena_msg(s->p->a, &databuild__v1__job_label__descriptor);
     task->job->label = (char *)label;
@@ -190,16 +190,14 @@ static int process_group(an *s, group *g, dbld_status *st)
         return dbld_status_prefix(st, "configure %s", label);
     }
     for (size_t i = 0; i < g->resp->n_configs; i++) {
-        if (!g->resp->configs[i])
-            continue;
+        if (!g->resp->configs[i]) continue;
         int rc = add_config(s, g, g->resp->configs[i], st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     for (size_t i = 0; i < g->refs.n; i++)
         if (!gs_strmap_get(&s->produced, g->refs.items[i], NULL))
             return an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
-                        "job %s did not configure partition \"%s\"", label, g->refs.items[i]);
+                           "job %s did not configure partition \"%s\"", label, g->refs.items[i]);
     return 0;
 }
 
@@ -212,12 +210,13 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
         const Databuild__V1__JobConfig *cfg = ((Databuild__V1__Task *)s->tasks.items[t])->config;
         for (size_t i = 0; i < cfg->n_inputs && !rc; i++) {
             const Databuild__V1__DataDep *d = cfg->inputs[i];
-            const char *ref = d && d->partition_ref && d->partition_ref->str ? d->partition_ref->str : "";
+            const char *ref =
+                d && d->partition_ref && d->partition_ref->str ? d->partition_ref->str : "";
             if (!*ref) {
                 rc = an_fail(s, GS_AERR_CONFIGURE, st, DBLD_FAILED_PRECONDITION,
-                          "job %s returned an empty input for \"%s\"",
-                          ((Databuild__V1__Task *)s->tasks.items[t])->job->label,
-                          cfg->outputs[0]->str);
+                             "job %s returned an empty input for \"%s\"",
+                             ((Databuild__V1__Task *)s->tasks.items[t])->job->label,
+                             cfg->outputs[0]->str);
                 break;
             }
             if (gs_strmap_get(&s->produced, ref, NULL) || gs_strmap_get(&s->pending, ref, NULL) ||
@@ -245,17 +244,19 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
     }
     if (!rc && unknown.n) {
         int *avail = dbld_xcalloc(unknown.n, sizeof *avail);
-        rc = s->env->available(s->env->user, (const char *const *)unknown.items, unknown.n, avail, st);
+        rc = s->env->available(s->env->user, (const char *const *)unknown.items, unknown.n, avail,
+                               st);
         if (rc) {
             s->err = GS_AERR_AVAILABILITY;
             dbld_status_prefix(st, "could not check external partitions");
         }
         for (size_t i = 0; !rc && i < unknown.n; i++)
             if (!avail[i])
-                rc = an_fail(s, GS_AERR_PRECONDITION, st, DBLD_FAILED_PRECONDITION,
-                          "partition \"%s\" (needed by \"%s\") is not produced by any job and is "
-                          "not available",
-                          unknown.items[i], needed_by.items[i]);
+                rc =
+                    an_fail(s, GS_AERR_PRECONDITION, st, DBLD_FAILED_PRECONDITION,
+                            "partition \"%s\" (needed by \"%s\") is not produced by any job and is "
+                            "not available",
+                            unknown.items[i], needed_by.items[i]);
         free(avail);
     }
     free(unknown.items);
@@ -300,8 +301,7 @@ static void build_deps(an *s, edge **edges, size_t *n_edges)
         p->deps[t] = dbld_arena_alloc(p->a, (cfg->n_inputs + 1) * sizeof *p->deps[t]);
         for (size_t i = 0; i < cfg->n_inputs; i++) {
             size_t u;
-            if (!gs_strmap_get(&s->produced, cfg->inputs[i]->partition_ref->str, &u))
-                continue;
+            if (!gs_strmap_get(&s->produced, cfg->inputs[i]->partition_ref->str, &u)) continue;
             edges[t][n_edges[t]++] = (edge){u, cfg->inputs[i]->partition_ref->str};
             if (seen[u] != t + 1) {
                 seen[u] = t + 1;
@@ -320,8 +320,7 @@ static int find_cycle(an *s, edge **edges, size_t *n_edges, dbld_status *st)
     size_t *stack = dbld_xcalloc(n + 1, sizeof *stack), *pos = dbld_xcalloc(n + 1, sizeof *pos);
     int rc = 0;
     for (size_t root = 0; root < n && !rc; root++) {
-        if (color[root])
-            continue;
+        if (color[root]) continue;
         size_t depth = 0;
         stack[depth] = root;
         pos[depth] = 0;
@@ -376,10 +375,10 @@ static int finish(an *s, const char *const *refs, size_t n, dbld_status *st)
     gs_strmap seen;
     gs_strmap_init(&seen);
     for (size_t i = 0; i < n; i++) {
-        if (gs_strmap_get(&seen, refs[i], NULL))
-            continue; /* a ref requested twice is one output */
+        if (gs_strmap_get(&seen, refs[i], NULL)) continue; /* a ref requested twice is one output */
         gs_strmap_put(&seen, refs[i], 0);
-        Databuild__V1__PartitionRef *r = dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
+        Databuild__V1__PartitionRef *r =
+            dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
         r->str = dbld_arena_strdup(a, refs[i]);
         p->graph->outputs[p->graph->n_outputs++] = r;
     }
@@ -402,15 +401,17 @@ static int finish(an *s, const char *const *refs, size_t n, dbld_status *st)
     return rc;
 }
 
-static int start(an *s, const char *const *refs, size_t n, vec *f_refs, vec *f_jobs, dbld_status *st)
+static int start(an *s, const char *const *refs, size_t n, vec *f_refs, vec *f_jobs,
+                 dbld_status *st)
 {
     if (n == 0)
-        return an_fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "no partitions requested%s%s", "", "");
+        return an_fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "no partitions requested%s%s",
+                       "", "");
     for (size_t i = 0; i < n; i++) {
         if (!refs[i] || !*refs[i])
-            return an_fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "empty partition ref%s%s", "", "");
-        if (gs_strmap_get(&s->pending, refs[i], NULL))
-            continue;
+            return an_fail(s, GS_AERR_LOOKUP, st, DBLD_INVALID_ARGUMENT, "empty partition ref%s%s",
+                           "", "");
+        if (gs_strmap_get(&s->pending, refs[i], NULL)) continue;
         size_t job;
         int rc = gs_lookup_ref(s->env->lookup, refs[i], &job, st);
         if (rc) {
@@ -418,8 +419,8 @@ static int start(an *s, const char *const *refs, size_t n, vec *f_refs, vec *f_j
             return rc;
         }
         if (job == GS_LOOKUP_NONE)
-            return an_fail(s, GS_AERR_LOOKUP, st, DBLD_NOT_FOUND, "no job produces partition \"%s\"%s",
-                        refs[i], "");
+            return an_fail(s, GS_AERR_LOOKUP, st, DBLD_NOT_FOUND,
+                           "no job produces partition \"%s\"%s", refs[i], "");
         gs_strmap_put(&s->pending, refs[i], 0);
         vec_push(f_refs, (void *)refs[i]);
         vec_push(f_jobs, (void *)(uintptr_t)job);
@@ -443,7 +444,7 @@ int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_
     while (!rc && f_refs.n) {
         if (++s.p->rounds > MAX_ROUNDS) {
             rc = an_fail(&s, GS_AERR_CONFIGURE, st, DBLD_RESOURCE_EXHAUSTED,
-                      "analysis did not converge after %s rounds%s", "100000", "");
+                         "analysis did not converge after %s rounds%s", "100000", "");
             break;
         }
         size_t n_groups, first_new = s.tasks.n;
@@ -451,18 +452,15 @@ int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_
         run_round(env, groups, n_groups);
         s.p->configure_calls += (int)n_groups;
         for (size_t g = 0; g < n_groups; g++) {
-            if (!rc)
-                rc = process_group(&s, &groups[g], st);
+            if (!rc) rc = process_group(&s, &groups[g], st);
             keep_arena(s.p, groups[g].a);
             free(groups[g].refs.items);
         }
         free(groups);
         f_refs.n = f_jobs.n = 0;
-        if (!rc)
-            rc = next_frontier(&s, first_new, s.tasks.n, &f_refs, &f_jobs, st);
+        if (!rc) rc = next_frontier(&s, first_new, s.tasks.n, &f_refs, &f_jobs, st);
     }
-    if (!rc)
-        rc = finish(&s, refs, n, st);
+    if (!rc) rc = finish(&s, refs, n, st);
     free(f_refs.items);
     free(f_jobs.items);
     free(s.tasks.items);
@@ -470,10 +468,8 @@ int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_
     gs_strmap_free(&s.produced);
     gs_strmap_free(&s.pending);
     gs_strmap_free(&s.external);
-    if (err)
-        *err = rc ? s.err : GS_AERR_NONE;
-    if (calls_out)
-        *calls_out = s.p->configure_calls;
+    if (err) *err = rc ? s.err : GS_AERR_NONE;
+    if (calls_out) *calls_out = s.p->configure_calls;
     if (rc) {
         gs_plan_free(s.p);
         *out = NULL;
@@ -485,8 +481,7 @@ int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_
 
 void gs_plan_free(gs_plan *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     while (p->extra) {
         gs_plan_arena *next = p->extra->next;
         dbld_arena_destroy(p->extra->a);

@@ -64,7 +64,7 @@ typedef struct gs_plan {
     size_t *n_deps;
     int configure_calls;
     int rounds;
-    size_t n_external; /* distinct external inputs */
+    size_t n_external;    /* distinct external inputs */
     gs_plan_arena *extra; /* arenas of configure results */
 } gs_plan;
 

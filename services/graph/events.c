@@ -40,10 +40,12 @@ Databuild__V1__PartitionRef **gs_refs(dbld_arena *a, const char *const *refs, si
 gs_event *gs_ev_build_request(dbld_arena *a, const char *br, int code, const char *message)
 {
     gs_event *e = base(a, br);
-    Databuild__V1__BuildRequestEvent *b = dbld_arena_msg(a, &databuild__v1__build_request_event__descriptor);
+    Databuild__V1__BuildRequestEvent *b =
+        dbld_arena_msg(a, &databuild__v1__build_request_event__descriptor);
     b->status = dbld_arena_msg(a, &databuild__v1__build_request_status__descriptor);
     b->status->code = (Databuild__V1__BuildRequestStatusCode)code;
-    b->status->name = (char *)enum_name(&databuild__v1__build_request_status_code__descriptor, code);
+    b->status->name =
+        (char *)enum_name(&databuild__v1__build_request_status_code__descriptor, code);
     b->message = (char *)(message ? message : "");
     e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT;
     e->build_request_event = b;
@@ -54,7 +56,8 @@ gs_event *gs_ev_partition(dbld_arena *a, const char *br, const char *ref, int st
                           const char *job_run_id, const char *message)
 {
     gs_event *e = base(a, br);
-    Databuild__V1__PartitionEvent *p = dbld_arena_msg(a, &databuild__v1__partition_event__descriptor);
+    Databuild__V1__PartitionEvent *p =
+        dbld_arena_msg(a, &databuild__v1__partition_event__descriptor);
     p->partition_ref = ref_msg(a, ref);
     p->status_code = (Databuild__V1__PartitionStatus)status;
     p->status_name = (char *)enum_name(&databuild__v1__partition_status__descriptor, status);
@@ -89,7 +92,8 @@ gs_event *gs_ev_delegation(dbld_arena *a, const char *br, const char *ref, const
                            const char *message)
 {
     gs_event *e = base(a, br);
-    Databuild__V1__DelegationEvent *d = dbld_arena_msg(a, &databuild__v1__delegation_event__descriptor);
+    Databuild__V1__DelegationEvent *d =
+        dbld_arena_msg(a, &databuild__v1__delegation_event__descriptor);
     d->partition_ref = ref_msg(a, ref);
     d->delegated_to_build_request_id = (char *)to;
     d->message = (char *)(message ? message : "");
@@ -102,7 +106,8 @@ gs_event *gs_ev_job_graph(dbld_arena *a, const char *br, Databuild__V1__JobGraph
                           const char *message)
 {
     gs_event *e = base(a, br);
-    Databuild__V1__JobGraphEvent *j = dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
+    Databuild__V1__JobGraphEvent *j =
+        dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
     j->job_graph = g;
     j->message = (char *)(message ? message : "");
     e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_GRAPH_EVENT;
@@ -113,7 +118,8 @@ gs_event *gs_ev_job_graph(dbld_arena *a, const char *br, Databuild__V1__JobGraph
 gs_event *gs_ev_build_cancel(dbld_arena *a, const char *br, const char *reason)
 {
     gs_event *e = base(a, br);
-    Databuild__V1__BuildCancelEvent *c = dbld_arena_msg(a, &databuild__v1__build_cancel_event__descriptor);
+    Databuild__V1__BuildCancelEvent *c =
+        dbld_arena_msg(a, &databuild__v1__build_cancel_event__descriptor);
     c->reason = (char *)(reason ? reason : "");
     e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT;
     e->build_cancel_event = c;
@@ -125,8 +131,7 @@ void gs_evlist_add(dbld_arena *a, gs_evlist *l, gs_event *e)
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         gs_event **grown = dbld_arena_alloc(a, cap * sizeof *grown);
-        if (l->n)
-            memcpy(grown, l->evs, l->n * sizeof *grown);
+        if (l->n) memcpy(grown, l->evs, l->n * sizeof *grown);
         l->evs = grown;
         l->cap = cap;
     }

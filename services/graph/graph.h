@@ -43,7 +43,7 @@ typedef struct gs_service {
     int64_t renew_every_ms;
     int64_t orphan_poll_ms;
     int64_t el_timeout_ms; /* event log calls retry UNAVAILABLE this long */
-    atomic_int ready;     /* the event log answered and startup adoption ran */
+    atomic_int ready;      /* the event log answered and startup adoption ran */
     atomic_int stopping;
     atomic_long configure_calls; /* every Configure call this process made */
 
@@ -90,9 +90,9 @@ int gs_job_configure(gs_service *s, size_t job, const char *const *refs, size_t 
 int gs_ep_acquire(gs_service *s, int avoid);
 void gs_ep_release(gs_service *s, int ep);
 const char *gs_ep_addr(gs_service *s, int ep);
-int gs_job_run(gs_service *s, int ep, const char *run, const char *br,
-               Databuild__V1__Task *task, int64_t timeout_ms, dbld_arena *a,
-               Databuild__V1__RunJobResponse **out, dbld_status *st);
+int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild__V1__Task *task,
+               int64_t timeout_ms, dbld_arena *a, Databuild__V1__RunJobResponse **out,
+               dbld_status *st);
 int gs_job_cancel(gs_service *s, int ep, const char *run, const char *reason, int *found,
                   dbld_status *st);
 

@@ -28,13 +28,13 @@ static int lookup(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
                   dbld_status *st)
 {
     gs_service *s = dbld_call_user(call);
-    const Databuild__V1__GraphLookupRequest *req = (const Databuild__V1__GraphLookupRequest *)req_msg;
+    const Databuild__V1__GraphLookupRequest *req =
+        (const Databuild__V1__GraphLookupRequest *)req_msg;
     dbld_arena *a = dbld_call_arena(call);
     Databuild__V1__GraphLookupResponse *r = NULL;
     int rc = gs_lookup_group(s->lookup, refs_of(a, req->outputs, req->n_outputs), req->n_outputs, a,
                              &r, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp = &r->base;
     return 0;
 }
@@ -43,7 +43,8 @@ static int analyze(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
                    dbld_status *st)
 {
     gs_service *s = dbld_call_user(call);
-    const Databuild__V1__GraphAnalyzeRequest *req = (const Databuild__V1__GraphAnalyzeRequest *)req_msg;
+    const Databuild__V1__GraphAnalyzeRequest *req =
+        (const Databuild__V1__GraphAnalyzeRequest *)req_msg;
     dbld_arena *a = dbld_call_arena(call);
     gs_analyze_env env;
     gs_analyze_env_init(s, &env);
@@ -55,8 +56,7 @@ static int analyze(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     snprintf(n_calls, sizeof n_calls, "%d", calls);
     dbld_log(DBLD_LOG_INFO, rc ? "analyze failed" : "analyzed", "configure_calls", n_calls, "error",
              rc ? st->msg : NULL, (char *)NULL);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     size_t len = protobuf_c_message_get_packed_size(&p->graph->base);
     uint8_t *buf = dbld_arena_alloc(a, len + 1);
     protobuf_c_message_pack(&p->graph->base, buf);
@@ -65,8 +65,7 @@ static int analyze(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
         dbld_arena_msg(a, &databuild__v1__graph_analyze_response__descriptor);
     r->graph = (Databuild__V1__JobGraph *)protobuf_c_message_unpack(
         &databuild__v1__job_graph__descriptor, dbld_arena_allocator(a), len, buf);
-    if (!r->graph)
-        return dbld_status_set(st, DBLD_INTERNAL, "could not copy the job graph");
+    if (!r->graph) return dbld_status_set(st, DBLD_INTERNAL, "could not copy the job graph");
     *resp = &r->base;
     return 0;
 }
@@ -81,13 +80,11 @@ static int build(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
     gs_build *b = NULL;
     int rc = gs_build_submit(s, refs_of(a, req->outputs, req->n_outputs), req->n_outputs, "", "",
                              id, &b, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__GraphBuildResponse *r = NULL;
     rc = gs_build_wait(b, call, a, &r, st);
     gs_build_unref(b);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp = &r->base;
     return 0;
 }
@@ -96,13 +93,13 @@ static int submit(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
                   dbld_status *st)
 {
     gs_service *s = dbld_call_user(call);
-    const Databuild__V1__SubmitBuildRequest *req = (const Databuild__V1__SubmitBuildRequest *)req_msg;
+    const Databuild__V1__SubmitBuildRequest *req =
+        (const Databuild__V1__SubmitBuildRequest *)req_msg;
     dbld_arena *a = dbld_call_arena(call);
     char id[37];
     int rc = gs_build_submit(s, refs_of(a, req->outputs, req->n_outputs), req->n_outputs,
                              req->comment, req->want_id, id, NULL, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__SubmitBuildResponse *r =
         dbld_arena_msg(a, &databuild__v1__submit_build_response__descriptor);
     r->build_request_id = dbld_arena_strdup(a, id);
@@ -114,18 +111,17 @@ static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
                   dbld_status *st)
 {
     gs_service *s = dbld_call_user(call);
-    const Databuild__V1__CancelBuildRequest *req = (const Databuild__V1__CancelBuildRequest *)req_msg;
+    const Databuild__V1__CancelBuildRequest *req =
+        (const Databuild__V1__CancelBuildRequest *)req_msg;
     if (!*req->build_request_id)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "cancel: build_request_id is required");
     int64_t wait = dbld_call_remaining_ms(call) - 1000;
-    if (wait > CANCEL_WAIT_MS)
-        wait = CANCEL_WAIT_MS;
-    if (wait < 0)
-        wait = 0;
+    if (wait > CANCEL_WAIT_MS) wait = CANCEL_WAIT_MS;
+    if (wait < 0) wait = 0;
     int rc = gs_build_cancel(s, req->build_request_id, req->reason, wait, st);
-    if (rc)
-        return rc;
-    *resp = dbld_arena_msg(dbld_call_arena(call), &databuild__v1__cancel_build_response__descriptor);
+    if (rc) return rc;
+    *resp =
+        dbld_arena_msg(dbld_call_arena(call), &databuild__v1__cancel_build_response__descriptor);
     return 0;
 }
 

@@ -66,8 +66,7 @@ static int adopt_orphans(gs_service *s)
     }
     for (size_t i = 0; i < r->n_builds && !atomic_load(&s->stopping); i++) {
         const Databuild__V1__OrphanBuild *ob = r->builds[i];
-        if (gs_build_active(s, ob->build_request_id))
-            continue;
+        if (gs_build_active(s, ob->build_request_id)) continue;
         char *ids[] = {ob->build_request_id};
         Databuild__V1__RenewLeasesResponse *lr = NULL;
         if (gs_el_renew(s, ids, 1, 0, a, &lr, &st) != 0 || lr->n_lost)
@@ -84,8 +83,7 @@ static int nap(gs_service *s, int64_t ms)
     int64_t end = dbld_mono_ms() + ms;
     while (!atomic_load(&s->stopping)) {
         int64_t left = end - dbld_mono_ms();
-        if (left <= 0)
-            return 0;
+        if (left <= 0) return 0;
         dbld_sleep_ms(left < 100 ? left : 100);
     }
     return 1;
@@ -98,14 +96,11 @@ static void *bg_main(void *arg)
     for (;;) {
         int serving = 0;
         dbld_status st;
-        if (dbld_health_check(el, "", &serving, 1000, &st) == 0 && serving)
-            break;
-        if (nap(s, 200))
-            return NULL;
+        if (dbld_health_check(el, "", &serving, 1000, &st) == 0 && serving) break;
+        if (nap(s, 200)) return NULL;
     }
     while (adopt_orphans(s) != 0)
-        if (nap(s, 500))
-            return NULL;
+        if (nap(s, 500)) return NULL;
     atomic_store(&s->ready, 1);
     dbld_server_set_health_all(s->srv, 1);
     dbld_log(DBLD_LOG_INFO, "serving", "owner", s->owner, (char *)NULL);
@@ -130,8 +125,7 @@ static void *bg_main(void *arg)
 
 int gs_background_start(gs_service *s)
 {
-    if (pthread_create(&s->bg, NULL, bg_main, s) != 0)
-        return -1;
+    if (pthread_create(&s->bg, NULL, bg_main, s) != 0) return -1;
     s->bg_started = 1;
     return 0;
 }
@@ -139,8 +133,7 @@ int gs_background_start(gs_service *s)
 void gs_background_stop(gs_service *s)
 {
     atomic_store(&s->stopping, 1);
-    if (s->bg_started)
-        pthread_join(s->bg, NULL);
+    if (s->bg_started) pthread_join(s->bg, NULL);
     s->bg_started = 0;
 }
 

@@ -72,8 +72,7 @@ int gs_lookup_create(const dbld_config *cfg, gs_lookup **out, dbld_status *st)
 
 void gs_lookup_destroy(gs_lookup *l)
 {
-    if (!l)
-        return;
+    if (!l) return;
     for (size_t i = 0; i < l->n_pats; i++)
         regfree(&l->pats[i].re);
     for (size_t i = 0; i < l->n_ext; i++)
@@ -83,7 +82,10 @@ void gs_lookup_destroy(gs_lookup *l)
     free(l);
 }
 
-size_t gs_lookup_n_jobs(const gs_lookup *l) { return l->cfg->graph.n_jobs; }
+size_t gs_lookup_n_jobs(const gs_lookup *l)
+{
+    return l->cfg->graph.n_jobs;
+}
 
 const dbld_job_def *gs_lookup_job(const gs_lookup *l, size_t job)
 {
@@ -95,13 +97,13 @@ int gs_lookup_ref(const gs_lookup *l, const char *ref, size_t *job, dbld_status 
     *job = GS_LOOKUP_NONE;
     for (size_t i = 0; i < l->n_pats; i++) {
         const pattern *p = &l->pats[i];
-        if (p->job == *job || regexec(&p->re, ref, 0, NULL, 0) != 0)
-            continue;
+        if (p->job == *job || regexec(&p->re, ref, 0, NULL, 0) != 0) continue;
         if (*job != GS_LOOKUP_NONE) {
             const char *a = l->cfg->graph.jobs[*job].label, *b = l->cfg->graph.jobs[p->job].label;
             *job = GS_LOOKUP_NONE;
             return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
-                                   "partition \"%s\" is produced by two jobs: %s and %s", ref, a, b);
+                                   "partition \"%s\" is produced by two jobs: %s and %s", ref, a,
+                                   b);
         }
         *job = p->job;
     }
@@ -111,8 +113,7 @@ int gs_lookup_ref(const gs_lookup *l, const char *ref, size_t *job, dbld_status 
 int gs_lookup_external(const gs_lookup *l, const char *ref)
 {
     for (size_t i = 0; i < l->n_ext; i++)
-        if (regexec(&l->ext[i].re, ref, 0, NULL, 0) == 0)
-            return 1;
+        if (regexec(&l->ext[i].re, ref, 0, NULL, 0) == 0) return 1;
     return 0;
 }
 
@@ -127,8 +128,7 @@ int gs_lookup_group(const gs_lookup *l, const char *const *refs, size_t n, dbld_
     for (size_t i = 0; i < n; i++) {
         size_t job;
         int rc = gs_lookup_ref(l, refs[i], &job, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         if (job == GS_LOOKUP_NONE)
             return dbld_status_set(st, DBLD_NOT_FOUND, "no job produces partition \"%s\"", refs[i]);
         Databuild__V1__TaskRef *tr = by_job[job];
@@ -139,7 +139,8 @@ int gs_lookup_group(const gs_lookup *l, const char *const *refs, size_t n, dbld_
             tr->outputs = dbld_arena_alloc(a, (n + 1) * sizeof *tr->outputs);
             resp->task_refs[resp->n_task_refs++] = tr;
         }
-        Databuild__V1__PartitionRef *r = dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
+        Databuild__V1__PartitionRef *r =
+            dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
         r->str = (char *)refs[i];
         tr->outputs[tr->n_outputs++] = r;
     }

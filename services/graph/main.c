@@ -29,8 +29,7 @@
 static int64_t env_ms(const char *name, int64_t dflt, int64_t min)
 {
     const char *v = getenv(name);
-    if (!v || !*v)
-        return dflt;
+    if (!v || !*v) return dflt;
     char *end;
     long long x = strtoll(v, &end, 10);
     return *end || x < min ? dflt : (int64_t)x;
@@ -45,7 +44,8 @@ static void service_init(gs_service *s, dbld_config *cfg, gs_lookup *lookup)
     char rnd[37];
     dbld_uuid_v4(rnd);
     rnd[8] = 0;
-    snprintf(s->owner, sizeof s->owner, "graph@%s/pid%d/%s", cfg->graph.server.listen, (int)getpid(), rnd);
+    snprintf(s->owner, sizeof s->owner, "graph@%s/pid%d/%s", cfg->graph.server.listen,
+             (int)getpid(), rnd);
     s->lease_ttl_ms = env_ms("DBLD_GRAPH_LEASE_TTL_MS", 15000, 500);
     s->renew_every_ms = s->lease_ttl_ms / 5;
     s->orphan_poll_ms = env_ms("DBLD_GRAPH_ORPHAN_POLL_MS", 10000, 100);
@@ -65,8 +65,7 @@ int main(int argc, char **argv)
 
     dbld_config cfg;
     int rc = dbld_config_from_args(argc, argv, "graph", &cfg);
-    if (rc != DBLD_CONFIG_RUN)
-        return DBLD_CONFIG_EXIT_STATUS(rc);
+    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
 
     dbld_status st;
     gs_lookup *lookup = NULL;
@@ -110,7 +109,8 @@ int main(int argc, char **argv)
     }
 
     int sig = dbld_signals_wait();
-    dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", (char *)NULL);
+    dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
+             (char *)NULL);
     atomic_store(&svc.stopping, 1); /* no new work: tasks stop before their next step */
     dbld_server_shutdown(srv);
     gs_background_stop(&svc);

@@ -26,11 +26,10 @@ static int el_call(gs_service *s, const char *path, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *desc, dbld_arena *a, void *out,
                    dbld_status *st)
 {
-    int rc = dbld_client_unary(dbld_client_get(s->eventlog), path, req, desc,
-                               dbld_arena_allocator(a), (ProtobufCMessage **)out, s->el_timeout_ms,
-                               DBLD_CALL_IDEMPOTENT, st);
-    if (rc)
-        dbld_status_prefix(st, "event log %s", strrchr(path, '/') + 1);
+    int rc =
+        dbld_client_unary(dbld_client_get(s->eventlog), path, req, desc, dbld_arena_allocator(a),
+                          (ProtobufCMessage **)out, s->el_timeout_ms, DBLD_CALL_IDEMPOTENT, st);
+    if (rc) dbld_status_prefix(st, "event log %s", strrchr(path, '/') + 1);
     return rc;
 }
 
@@ -39,8 +38,7 @@ int gs_el_append(gs_service *s, gs_event *const *evs, size_t n, dbld_arena *a, d
     for (size_t off = 0; off < n; off += APPEND_CHUNK) {
         size_t k = n - off < APPEND_CHUNK ? n - off : APPEND_CHUNK;
         int rc = dbld_eventlog_append(s->eventlog, evs + off, k, a, NULL, s->el_timeout_ms, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return 0;
 }
@@ -57,8 +55,7 @@ int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a
         Databuild__V1__PartitionStatusResponse *resp = NULL;
         int rc = el_call(s, "/databuild.v1.PartitionClaims/Status", &req.base,
                          &databuild__v1__partition_status_response__descriptor, a, &resp, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         if (resp->n_partitions != k)
             return dbld_status_set(st, DBLD_INTERNAL, "event log Status answered %zu of %zu refs",
                                    resp->n_partitions, k);
@@ -111,8 +108,7 @@ int gs_el_renew(gs_service *s, char **ids, size_t n, int64_t ttl_ms, dbld_arena 
                                &req.base, &databuild__v1__renew_leases_response__descriptor,
                                dbld_arena_allocator(a), (ProtobufCMessage **)out,
                                s->lease_ttl_ms / 3, DBLD_CALL_IDEMPOTENT, st);
-    if (rc)
-        dbld_status_prefix(st, "event log Renew");
+    if (rc) dbld_status_prefix(st, "event log Renew");
     return rc;
 }
 
@@ -126,8 +122,7 @@ int gs_el_orphans(gs_service *s, dbld_arena *a, Databuild__V1__OrphansResponse *
                                &req.base, &databuild__v1__orphans_response__descriptor,
                                dbld_arena_allocator(a), (ProtobufCMessage **)out,
                                s->lease_ttl_ms / 3, DBLD_CALL_IDEMPOTENT, st);
-    if (rc)
-        dbld_status_prefix(st, "event log Orphans");
+    if (rc) dbld_status_prefix(st, "event log Orphans");
     return rc;
 }
 
@@ -138,13 +133,16 @@ int gs_el_list(gs_service *s, const Databuild__V1__EventFilter *f, int64_t start
     req.filter = (Databuild__V1__EventFilter *)f;
     req.start_idx = start_idx;
     req.limit = 5000;
-    return el_call(s, "/databuild.v1.EventLog/List", &req.base, &databuild__v1__event_page__descriptor,
-                   a, page, st);
+    return el_call(s, "/databuild.v1.EventLog/List", &req.base,
+                   &databuild__v1__event_page__descriptor, a, page, st);
 }
 
 /* ---- job services ---- */
 
-const char *gs_ep_addr(gs_service *s, int ep) { return s->cfg->shared.peers.job[ep]; }
+const char *gs_ep_addr(gs_service *s, int ep)
+{
+    return s->cfg->shared.peers.job[ep];
+}
 
 int gs_ep_acquire(gs_service *s, int avoid)
 {
@@ -154,10 +152,8 @@ int gs_ep_acquire(gs_service *s, int avoid)
     int best = -1;
     for (size_t k = 0; k < n; k++) {
         int ep = (int)((start + k) % n);
-        if (ep == avoid && n > 1)
-            continue;
-        if (best < 0 || s->ep_inflight[ep] < s->ep_inflight[best])
-            best = ep;
+        if (ep == avoid && n > 1) continue;
+        if (best < 0 || s->ep_inflight[ep] < s->ep_inflight[best]) best = ep;
     }
     s->ep_inflight[best]++;
     pthread_mutex_unlock(&s->ep_mu);
@@ -190,18 +186,16 @@ int gs_job_configure(gs_service *s, size_t job, const char *const *refs, size_t 
                                &req.base, &databuild__v1__job_configure_response__descriptor,
                                dbld_arena_allocator(a), (ProtobufCMessage **)out,
                                CONFIGURE_TIMEOUT_MS, 0, st);
-        if (rc != DBLD_UNAVAILABLE || dbld_mono_ms() >= deadline)
-            break;
-        if (k + 1 >= n_ep)
-            dbld_sleep_ms(200);
+        if (rc != DBLD_UNAVAILABLE || dbld_mono_ms() >= deadline) break;
+        if (k + 1 >= n_ep) dbld_sleep_ms(200);
     }
     (void)job;
     return rc;
 }
 
-int gs_job_run(gs_service *s, int ep, const char *run, const char *br,
-               Databuild__V1__Task *task, int64_t timeout_ms, dbld_arena *a,
-               Databuild__V1__RunJobResponse **out, dbld_status *st)
+int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild__V1__Task *task,
+               int64_t timeout_ms, dbld_arena *a, Databuild__V1__RunJobResponse **out,
+               dbld_status *st)
 {
     Databuild__V1__RunJobRequest req = DATABUILD__V1__RUN_JOB_REQUEST__INIT;
     req.job_run_id = (char *)run;

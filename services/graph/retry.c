@@ -4,9 +4,12 @@
 static int weight_of(const dbld_retry_config *rc, gs_fail_kind kind)
 {
     switch (kind) {
-    case GS_FAIL_TRANSIENT: return rc->transient_failure_weight;
-    case GS_FAIL_TIMEOUT: return rc->timeout_weight;
-    default: return rc->failure_weight;
+    case GS_FAIL_TRANSIENT:
+        return rc->transient_failure_weight;
+    case GS_FAIL_TIMEOUT:
+        return rc->timeout_weight;
+    default:
+        return rc->failure_weight;
     }
 }
 
@@ -39,8 +42,11 @@ int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int attempts
 const char *gs_fail_kind_name(gs_fail_kind kind)
 {
     switch (kind) {
-    case GS_FAIL_TRANSIENT: return "FAILURE_TRANSIENT";
-    case GS_FAIL_TIMEOUT: return "FAILURE_TIMEOUT";
-    default: return "FAILURE_PERMANENT";
+    case GS_FAIL_TRANSIENT:
+        return "FAILURE_TRANSIENT";
+    case GS_FAIL_TIMEOUT:
+        return "FAILURE_TIMEOUT";
+    default:
+        return "FAILURE_PERMANENT";
     }
 }

@@ -15,7 +15,10 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-void gs_strmap_init(gs_strmap *m) { memset(m, 0, sizeof *m); }
+void gs_strmap_init(gs_strmap *m)
+{
+    memset(m, 0, sizeof *m);
+}
 
 void gs_strmap_free(gs_strmap *m)
 {
@@ -38,8 +41,7 @@ static void grow(gs_strmap *m)
     const char **keys = dbld_xcalloc(cap, sizeof *keys);
     size_t *vals = dbld_xcalloc(cap, sizeof *vals);
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i])
-            continue;
+        if (!m->keys[i]) continue;
         size_t j = slot_of(keys, cap, m->keys[i]);
         keys[j] = m->keys[i];
         vals[j] = m->vals[i];
@@ -53,20 +55,16 @@ static void grow(gs_strmap *m)
 
 int gs_strmap_get(const gs_strmap *m, const char *key, size_t *val)
 {
-    if (!m->cap)
-        return 0;
+    if (!m->cap) return 0;
     size_t i = slot_of(m->keys, m->cap, key);
-    if (!m->keys[i])
-        return 0;
-    if (val)
-        *val = m->vals[i];
+    if (!m->keys[i]) return 0;
+    if (val) *val = m->vals[i];
     return 1;
 }
 
 void gs_strmap_put(gs_strmap *m, const char *key, size_t val)
 {
-    if (2 * (m->n + 1) > m->cap)
-        grow(m);
+    if (2 * (m->n + 1) > m->cap) grow(m);
     size_t i = slot_of(m->keys, m->cap, key);
     if (!m->keys[i]) {
         m->keys[i] = key;

@@ -19,13 +19,13 @@
     "    - label: \"//t:amb2\"\n      command: %CMD%\n      outputs: [\"amb/1.*\"]\n"
 
 #define RULES                                                                                      \
-    "[{\"match\": \"a/(.*)\", \"inputs\": [\"b/\\\\1\", \"c/\\\\1\"]},"                             \
-    " {\"match\": \"b/(.*)\", \"inputs\": [\"c/\\\\1\"]},"                                          \
-    " {\"match\": \"cy/(.*)\", \"inputs\": [\"cz/\\\\1\"]},"                                        \
-    " {\"match\": \"cz/(.*)\", \"inputs\": [\"cy/\\\\1\"]},"                                        \
-    " {\"match\": \"p/missing/(.*)\", \"inputs\": [\"nobody/\\\\1\"]},"                             \
-    " {\"match\": \"p/ext/(.*)\", \"inputs\": [\"ext/\\\\1\"]},"                                    \
-    " {\"match\": \"p/avail/(.*)\", \"inputs\": [\"avail/\\\\1\"]},"                                \
+    "[{\"match\": \"a/(.*)\", \"inputs\": [\"b/\\\\1\", \"c/\\\\1\"]},"                            \
+    " {\"match\": \"b/(.*)\", \"inputs\": [\"c/\\\\1\"]},"                                         \
+    " {\"match\": \"cy/(.*)\", \"inputs\": [\"cz/\\\\1\"]},"                                       \
+    " {\"match\": \"cz/(.*)\", \"inputs\": [\"cy/\\\\1\"]},"                                       \
+    " {\"match\": \"p/missing/(.*)\", \"inputs\": [\"nobody/\\\\1\"]},"                            \
+    " {\"match\": \"p/ext/(.*)\", \"inputs\": [\"ext/\\\\1\"]},"                                   \
+    " {\"match\": \"p/avail/(.*)\", \"inputs\": [\"avail/\\\\1\"]},"                               \
     " {\"match\": \"q/.*\", \"tag\": \"q\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
@@ -84,8 +84,7 @@ DBLD_TEST(happy_path_event_sequences)
     int scheduled_with_config = 0, completed_with_manifest = 0;
     for (size_t i = 0; i < l.n; i++) {
         const Databuild__V1__BuildEvent *e = l.events[i];
-        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
-            continue;
+        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
         if (e->job_event->status_code == DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED &&
             e->job_event->config && e->job_event->config->n_outputs == 1 && e->job_event->job_label)
             scheduled_with_config++;
@@ -156,8 +155,7 @@ DBLD_TEST(analyze_batches_configure_per_job_per_round)
     for (size_t i = 0; i < r->graph->n_nodes; i++) {
         Databuild__V1__Task *t = r->graph->nodes[i];
         CHECK_EQ_INT(t->config->n_outputs, 1);
-        if (t->config->outputs[0]->str[0] == 'a')
-            CHECK_EQ_INT(t->config->n_inputs, 2);
+        if (t->config->outputs[0]->str[0] == 'a') CHECK_EQ_INT(t->config->n_inputs, 2);
     }
     /* nothing was executed and no build was recorded */
     CHECK_EQ_INT(bf_lines(&f, "exec.log"), 0);
@@ -214,9 +212,8 @@ DBLD_TEST(precondition_failed_names_the_input)
     CHECK_OK(bf_build(&f, H_STRS("p/ext/1"), NULL, &st), st);
     /* an input that is AVAILABLE in the event log is accepted too */
     CHECK_CODE(bf_analyze(&f, H_STRS("p/avail/1"), NULL, &st), st, DBLD_FAILED_PRECONDITION);
-    Databuild__V1__BuildEvent *ev[] = {h_event_partition(f.a, "", "avail/1",
-                                                         DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE,
-                                                         "")};
+    Databuild__V1__BuildEvent *ev[] = {h_event_partition(
+        f.a, "", "avail/1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "")};
     h_append_ok(f.el, f.a, ev, 1);
     CHECK_OK(bf_build(&f, H_STRS("p/avail/1"), NULL, &st), st);
     CHECK_EQ_INT(bf_execs(&f, "p/avail/1"), 1);
@@ -252,10 +249,12 @@ DBLD_TEST(shell_and_quote_characters_pass_through)
 {
     bf f;
     setup(&f, "quote");
-    const char *ref = "q/it's \"quoted\" $(touch /tmp/dbld-pwned) `id` ; echo hi | cat & \\ *?[x] {a,b} ~ #x";
+    const char *ref =
+        "q/it's \"quoted\" $(touch /tmp/dbld-pwned) `id` ; echo hi | cat & \\ *?[x] {a,b} ~ #x";
     char *id = bf_submit(&f, H_STRS(ref));
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
-    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
     char *out = bf_state_file(&f, "out-q");
     CHECK_EQ_STR(out, ref);
     free(out);
@@ -316,4 +315,5 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(subm
                DBLD_TEST_ENTRY(precondition_failed_names_the_input),
                DBLD_TEST_ENTRY(second_build_skips),
                DBLD_TEST_ENTRY(shell_and_quote_characters_pass_through),
-               DBLD_TEST_ENTRY(cancel_unknown_build), DBLD_TEST_ENTRY(health_waits_for_the_event_log))
+               DBLD_TEST_ENTRY(cancel_unknown_build),
+               DBLD_TEST_ENTRY(health_waits_for_the_event_log))

@@ -23,19 +23,19 @@
     "      retry: {single_quota: 10, global_quota: 1, failure_weight: 1}\n"                        \
     "    - label: \"//f:noretry\"\n      command: %CMD%\n      outputs: [\"noretry/.*\"]\n"        \
     "    - label: \"//f:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
-    "      timeout_ms: 1000\n"                                                                      \
+    "      timeout_ms: 1000\n"                                                                     \
     "    - label: \"//f:hang\"\n      command: %CMD%\n      outputs: [\"hang/.*\"]\n"
 
 #define RULES                                                                                      \
-    "[{\"match\": \"perm/.*\", \"exit\": 3},"                                                       \
-    " {\"match\": \"down/(.*)\", \"inputs\": [\"perm/\\\\1\"]},"                                    \
-    " {\"match\": \"top/(.*)\", \"inputs\": [\"down/\\\\1\", \"ind/\\\\1\"]},"                      \
-    " {\"match\": \"ind/.*\", \"sleep\": 0.3},"                                                     \
-    " {\"match\": \"trans/.*\", \"fail_times\": 1, \"fail_exit\": 75},"                             \
-    " {\"match\": \"quota/.*\", \"exit\": 3},"                                                      \
-    " {\"match\": \"global/.*\", \"exit\": 3},"                                                     \
-    " {\"match\": \"noretry/.*\", \"exit\": 3},"                                                    \
-    " {\"match\": \"slow/.*\", \"sleep\": 30},"                                                     \
+    "[{\"match\": \"perm/.*\", \"exit\": 3},"                                                      \
+    " {\"match\": \"down/(.*)\", \"inputs\": [\"perm/\\\\1\"]},"                                   \
+    " {\"match\": \"top/(.*)\", \"inputs\": [\"down/\\\\1\", \"ind/\\\\1\"]},"                     \
+    " {\"match\": \"ind/.*\", \"sleep\": 0.3},"                                                    \
+    " {\"match\": \"trans/.*\", \"fail_times\": 1, \"fail_exit\": 75},"                            \
+    " {\"match\": \"quota/.*\", \"exit\": 3},"                                                     \
+    " {\"match\": \"global/.*\", \"exit\": 3},"                                                    \
+    " {\"match\": \"noretry/.*\", \"exit\": 3},"                                                   \
+    " {\"match\": \"slow/.*\", \"sleep\": 30},"                                                    \
     " {\"match\": \"hang/(.*)\", \"sleep\": 60, \"pidfile\": true, \"tag\": \"hang\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
@@ -61,8 +61,7 @@ static const char *nth_run(bf *f, const char *id, const char *ref, size_t nth)
         size_t k = 0;
         while (k < n && strcmp(seen[k], e->job_event->job_run_id) != 0)
             k++;
-        if (k == n && n < 16)
-            seen[n++] = e->job_event->job_run_id;
+        if (k == n && n < 16) seen[n++] = e->job_event->job_run_id;
     }
     return nth < n ? seen[nth] : "";
 }
@@ -106,8 +105,10 @@ DBLD_TEST(transient_failure_retried_then_succeeds)
     setup(&f, "trans");
     char *id = bf_submit(&f, H_STRS("trans/1"));
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
-    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
-    CHECK_EQ_STR(bf_runs_seq(&f, id, "trans/1"), "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "trans/1"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
     char *msg = bf_job_messages(&f, id, "trans/1", JS(FAILED));
     CHECK_CONTAINS(msg, "FAILURE_TRANSIENT");
     const char *second = nth_run(&f, id, "trans/1", 1);
@@ -125,7 +126,8 @@ DBLD_TEST(quota_exhausted_denies_retry)
     char *id = bf_submit(&f, H_STRS("quota/1"));
     CHECK_EQ_INT(bf_wait(&f, id, 60000)->status->code, BR(FAILED));
     /* single_quota 1, weight 1: the first failure (used 1) is retried, the second (used 2) not */
-    CHECK_EQ_STR(bf_runs_seq(&f, id, "quota/1"), "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING FAILED");
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "quota/1"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING FAILED");
     char *msg = bf_job_messages(&f, id, "quota/1", JS(FAILED));
     CHECK_CONTAINS(msg, "retrying as");
     CHECK_CONTAINS(msg, "retry denied: insufficient quota");
@@ -139,7 +141,8 @@ DBLD_TEST(global_quota_exhausted)
     setup(&f, "global");
     char *id = bf_submit(&f, H_STRS("global/1"));
     CHECK_EQ_INT(bf_wait(&f, id, 60000)->status->code, BR(FAILED));
-    CHECK_EQ_STR(bf_runs_seq(&f, id, "global/1"), "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING FAILED");
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "global/1"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING FAILED");
     CHECK_CONTAINS(bf_job_messages(&f, id, "global/1", JS(FAILED)),
                    "retry denied: insufficient global quota");
 }
@@ -174,13 +177,11 @@ DBLD_TEST(timeout_fails_the_run)
 /* Gone, or a zombie nobody reaps yet. */
 static int pid_gone(int pid)
 {
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return 1;
+    if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     char *text = h_read_file(path, NULL);
-    if (!text)
-        return 1;
+    if (!text) return 1;
     char *close = strrchr(text, ')');
     int zombie = close && close[1] == ' ' && close[2] == 'Z';
     free(text);
@@ -206,7 +207,8 @@ DBLD_TEST(cancel_mid_run_kills_process_group)
     CHECK_CONTAINS(end->message, "test says stop");
     CHECK(H_POLL_UNTIL(10000, pid_gone(pid) && pid_gone(child)));
     CHECK_EQ_STR(bf_runs_seq(&f, id, "hang/1"), "SCHEDULED RUNNING CANCELLED");
-    CHECK_EQ_INT(bf_count_kind(&f, id, DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT), 1);
+    CHECK_EQ_INT(bf_count_kind(&f, id, DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT),
+                 1);
     CHECK_EQ_INT(bf_part_status(&f, "hang/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);
     CHECK_EQ_STR(bf_part_seq(&f, id, "hang/1"), "REQUESTED ANALYZED BUILDING FAILED");
     char *seq = bf_build_seq(&f, id);
@@ -218,6 +220,7 @@ DBLD_TEST(cancel_mid_run_kills_process_group)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(permanent_failure_cancels_downstream_only),
                DBLD_TEST_ENTRY(transient_failure_retried_then_succeeds),
-               DBLD_TEST_ENTRY(quota_exhausted_denies_retry), DBLD_TEST_ENTRY(global_quota_exhausted),
-               DBLD_TEST_ENTRY(no_retry_config_denies), DBLD_TEST_ENTRY(timeout_fails_the_run),
+               DBLD_TEST_ENTRY(quota_exhausted_denies_retry),
+               DBLD_TEST_ENTRY(global_quota_exhausted), DBLD_TEST_ENTRY(no_retry_config_denies),
+               DBLD_TEST_ENTRY(timeout_fails_the_run),
                DBLD_TEST_ENTRY(cancel_mid_run_kills_process_group))

@@ -165,11 +165,11 @@ static BF_UNUSED int bf_submit_to(bf *f, h_service *g, const char *const *refs, 
     req.comment = (char *)(comment ? comment : "");
     req.want_id = "";
     Databuild__V1__SubmitBuildResponse *r = NULL;
-    int rc = dbld_client_unary(g->client, "/databuild.v1.GraphBuilder/Submit", &req.base,
-                               &databuild__v1__submit_build_response__descriptor,
-                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, st);
-    if (rc == 0)
-        snprintf(id_out, 37, "%s", r->build_request_id);
+    int rc =
+        dbld_client_unary(g->client, "/databuild.v1.GraphBuilder/Submit", &req.base,
+                          &databuild__v1__submit_build_response__descriptor,
+                          dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, st);
+    if (rc == 0) snprintf(id_out, 37, "%s", r->build_request_id);
     return rc;
 }
 
@@ -181,8 +181,8 @@ static BF_UNUSED char *bf_submit(bf *f, const char *const *refs)
     return id;
 }
 
-static BF_UNUSED int bf_build(bf *f, const char *const *refs, Databuild__V1__GraphBuildResponse **out,
-                              dbld_status *st)
+static BF_UNUSED int bf_build(bf *f, const char *const *refs,
+                              Databuild__V1__GraphBuildResponse **out, dbld_status *st)
 {
     Databuild__V1__GraphBuildRequest req = DATABUILD__V1__GRAPH_BUILD_REQUEST__INIT;
     req.outputs = bf_prefs(f->a, refs, &req.n_outputs);
@@ -190,36 +190,35 @@ static BF_UNUSED int bf_build(bf *f, const char *const *refs, Databuild__V1__Gra
     int rc = dbld_client_unary(f->graph->client, "/databuild.v1.GraphBuilder/Build", &req.base,
                                &databuild__v1__graph_build_response__descriptor,
                                dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, 120000, 0, st);
-    if (out)
-        *out = r;
+    if (out) *out = r;
     return rc;
 }
 
-static BF_UNUSED int bf_analyze(bf *f, const char *const *refs, Databuild__V1__GraphAnalyzeResponse **out,
-                                dbld_status *st)
+static BF_UNUSED int bf_analyze(bf *f, const char *const *refs,
+                                Databuild__V1__GraphAnalyzeResponse **out, dbld_status *st)
 {
     Databuild__V1__GraphAnalyzeRequest req = DATABUILD__V1__GRAPH_ANALYZE_REQUEST__INIT;
     req.outputs = bf_prefs(f->a, refs, &req.n_outputs);
     Databuild__V1__GraphAnalyzeResponse *r = NULL;
-    int rc = dbld_client_unary(f->graph->client, "/databuild.v1.GraphBuilder/Analyze", &req.base,
-                               &databuild__v1__graph_analyze_response__descriptor,
-                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, st);
-    if (out)
-        *out = r;
+    int rc =
+        dbld_client_unary(f->graph->client, "/databuild.v1.GraphBuilder/Analyze", &req.base,
+                          &databuild__v1__graph_analyze_response__descriptor,
+                          dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, st);
+    if (out) *out = r;
     return rc;
 }
 
-static BF_UNUSED int bf_lookup(bf *f, const char *const *refs, Databuild__V1__GraphLookupResponse **out,
-                               dbld_status *st)
+static BF_UNUSED int bf_lookup(bf *f, const char *const *refs,
+                               Databuild__V1__GraphLookupResponse **out, dbld_status *st)
 {
     Databuild__V1__GraphLookupRequest req = DATABUILD__V1__GRAPH_LOOKUP_REQUEST__INIT;
     req.outputs = bf_prefs(f->a, refs, &req.n_outputs);
     Databuild__V1__GraphLookupResponse *r = NULL;
-    int rc = dbld_client_unary(f->graph->client, "/databuild.v1.GraphLookup/Lookup", &req.base,
-                               &databuild__v1__graph_lookup_response__descriptor,
-                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, st);
-    if (out)
-        *out = r;
+    int rc =
+        dbld_client_unary(f->graph->client, "/databuild.v1.GraphLookup/Lookup", &req.base,
+                          &databuild__v1__graph_lookup_response__descriptor,
+                          dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, st);
+    if (out) *out = r;
     return rc;
 }
 
@@ -231,7 +230,8 @@ static BF_UNUSED int bf_cancel(bf *f, const char *id, const char *reason, dbld_s
     Databuild__V1__CancelBuildResponse *r = NULL;
     return dbld_client_unary(f->graph->client, "/databuild.v1.GraphBuilder/Cancel", &req.base,
                              &databuild__v1__cancel_build_response__descriptor,
-                             dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, st);
+                             dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0,
+                             st);
 }
 
 /* ---- reading the event log back ---- */
@@ -250,8 +250,7 @@ static BF_UNUSED const char *bf_short(const char *name)
 {
     static const char *const prefixes[] = {"BUILD_REQUEST_", "PARTITION_", "JOB_"};
     for (size_t i = 0; i < 3; i++)
-        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0)
-            return name + strlen(prefixes[i]);
+        if (strncmp(name, prefixes[i], strlen(prefixes[i])) == 0) return name + strlen(prefixes[i]);
     return name;
 }
 
@@ -272,7 +271,8 @@ static BF_UNUSED char *bf_build_seq(bf *f, const char *id)
     h_event_list l = bf_events(f, id);
     char *s = "";
     for (size_t i = 0; i < l.n; i++)
-        if (l.events[i]->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT)
+        if (l.events[i]->event_type_case ==
+            DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT)
             bf_cat(f->a, &s, " ",
                    bf_enum(&databuild__v1__build_request_status_code__descriptor,
                            l.events[i]->build_request_event->status->code));
@@ -285,7 +285,8 @@ static BF_UNUSED Databuild__V1__BuildRequestEvent *bf_build_last(bf *f, const ch
     h_event_list l = bf_events(f, id);
     Databuild__V1__BuildRequestEvent *last = NULL;
     for (size_t i = 0; i < l.n; i++)
-        if (l.events[i]->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT)
+        if (l.events[i]->event_type_case ==
+            DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT)
             last = l.events[i]->build_request_event;
     return last;
 }
@@ -299,7 +300,8 @@ static BF_UNUSED int bf_terminal(int code)
 }
 
 /* Wait for a terminal BuildRequestEvent; returns it (fails the test on timeout). */
-static BF_UNUSED Databuild__V1__BuildRequestEvent *bf_wait(bf *f, const char *id, int64_t timeout_ms)
+static BF_UNUSED Databuild__V1__BuildRequestEvent *bf_wait(bf *f, const char *id,
+                                                           int64_t timeout_ms)
 {
     Databuild__V1__BuildRequestEvent *last = NULL;
     if (!H_POLL_UNTIL(timeout_ms, (last = bf_build_last(f, id)) && bf_terminal(last->status->code)))
@@ -327,8 +329,7 @@ static BF_UNUSED char *bf_part_seq(bf *f, const char *id, const char *ref)
 static BF_UNUSED int bf_has_ref(Databuild__V1__PartitionRef **refs, size_t n, const char *ref)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(refs[i]->str, ref) == 0)
-            return 1;
+        if (strcmp(refs[i]->str, ref) == 0) return 1;
     return 0;
 }
 
@@ -342,21 +343,19 @@ static BF_UNUSED char *bf_runs_seq(bf *f, const char *id, const char *ref)
     size_t n = 0;
     for (size_t i = 0; i < l.n; i++) {
         const Databuild__V1__BuildEvent *e = l.events[i];
-        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
-            continue;
+        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
         const Databuild__V1__JobEvent *j = e->job_event;
-        if (!bf_has_ref(j->target_partitions, j->n_target_partitions, ref))
-            continue;
+        if (!bf_has_ref(j->target_partitions, j->n_target_partitions, ref)) continue;
         size_t k = 0;
         while (k < n && strcmp(runs[k], j->job_run_id) != 0)
             k++;
         if (k == n) {
-            if (n == 64)
-                H_FAIL("too many job runs");
+            if (n == 64) H_FAIL("too many job runs");
             runs[n] = j->job_run_id;
             seqs[n++] = "";
         }
-        bf_cat(f->a, &seqs[k], " ", bf_enum(&databuild__v1__job_status__descriptor, j->status_code));
+        bf_cat(f->a, &seqs[k], " ",
+               bf_enum(&databuild__v1__job_status__descriptor, j->status_code));
     }
     char *s = "";
     for (size_t k = 0; k < n; k++)
@@ -371,8 +370,7 @@ static BF_UNUSED char *bf_job_messages(bf *f, const char *id, const char *ref, i
     char *s = "";
     for (size_t i = 0; i < l.n; i++) {
         const Databuild__V1__BuildEvent *e = l.events[i];
-        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
-            continue;
+        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
         const Databuild__V1__JobEvent *j = e->job_event;
         if (j->status_code == (Databuild__V1__JobStatus)status &&
             bf_has_ref(j->target_partitions, j->n_target_partitions, ref))
@@ -423,7 +421,8 @@ static BF_UNUSED int bf_part_status(bf *f, const char *ref)
     dbld_status st = {0};
     CHECK_OK(dbld_client_unary(f->el->client, "/databuild.v1.PartitionClaims/Status", &req.base,
                                &databuild__v1__partition_status_response__descriptor,
-                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, &st),
+                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0,
+                               &st),
              st);
     CHECK_EQ_INT(r->n_partitions, 1);
     return r->partitions[0]->status;

@@ -19,9 +19,9 @@
     "      retry: {single_quota: 2, transient_failure_weight: 1}\n"
 
 #define RULES                                                                                      \
-    "[{\"match\": \"shared/.*\", \"sleep\": 1.5},"                                                  \
-    " {\"match\": \"chain/(.*)\", \"inputs\": [\"link/\\\\1\"]},"                                   \
-    " {\"match\": \"link/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"link\"},"              \
+    "[{\"match\": \"shared/.*\", \"sleep\": 1.5},"                                                 \
+    " {\"match\": \"chain/(.*)\", \"inputs\": [\"link/\\\\1\"]},"                                  \
+    " {\"match\": \"link/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"link\"},"             \
     " {\"match\": \"js/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"js\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
@@ -98,11 +98,11 @@ static void *submit_thread(void *arg)
     Databuild__V1__SubmitBuildRequest req = DATABUILD__V1__SUBMIT_BUILD_REQUEST__INIT;
     req.outputs = bf_prefs(a, (const char *const[]){s->ref, NULL}, &req.n_outputs);
     Databuild__V1__SubmitBuildResponse *r = NULL;
-    s->rc = dbld_client_unary(s->g->client, "/databuild.v1.GraphBuilder/Submit", &req.base,
-                              &databuild__v1__submit_build_response__descriptor,
-                              dbld_arena_allocator(a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, &s->st);
-    if (s->rc == 0)
-        snprintf(s->id, sizeof s->id, "%s", r->build_request_id);
+    s->rc =
+        dbld_client_unary(s->g->client, "/databuild.v1.GraphBuilder/Submit", &req.base,
+                          &databuild__v1__submit_build_response__descriptor,
+                          dbld_arena_allocator(a), (ProtobufCMessage **)&r, BF_CALL_MS, 0, &s->st);
+    if (s->rc == 0) snprintf(s->id, sizeof s->id, "%s", r->build_request_id);
     dbld_arena_destroy(a);
     return NULL;
 }
@@ -145,13 +145,11 @@ DBLD_TEST(two_replicas_one_job_run)
 /* Gone, or a zombie nobody reaps yet. */
 static int pid_gone(int pid)
 {
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return 1;
+    if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     char *text = h_read_file(path, NULL);
-    if (!text)
-        return 1;
+    if (!text) return 1;
     char *close = strrchr(text, ')');
     int zombie = close && close[1] == ' ' && close[2] == 'Z';
     free(text);
@@ -183,14 +181,14 @@ static void crash_and_resume(int sig)
     int pid = 0, child = 0;
     CHECK(H_POLL_UNTIL(20000, read_pids(&f, "link", &pid, &child)));
     int rc = h_service_signal_wait(f.graph, sig, 20000);
-    if (sig == SIGTERM)
-        CHECK_EQ_INT(rc, 0);
+    if (sig == SIGTERM) CHECK_EQ_INT(rc, 0);
     /* the job service stops the run whose caller went away */
     CHECK(H_POLL_UNTIL(10000, pid_gone(pid) && pid_gone(child)));
     unlink(dbld_arena_printf(f.a, "%s/pid-link", f.state));
     h_service_restart(f.graph);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
-    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
     check_settled(&f, id, H_STRS("chain/1", "link/1"));
     CHECK_EQ_INT(bf_part_status(&f, "chain/1"), PS(AVAILABLE));
     CHECK_CONTAINS(bf_job_messages(&f, id, "link/1", JS(FAILED)), "graph service restarted");
@@ -203,9 +201,15 @@ static void crash_and_resume(int sig)
     bf_check_ids(&f, id);
 }
 
-DBLD_TEST(graph_killed_mid_build_resumes) { crash_and_resume(SIGKILL); }
+DBLD_TEST(graph_killed_mid_build_resumes)
+{
+    crash_and_resume(SIGKILL);
+}
 
-DBLD_TEST(graph_sigterm_mid_build_resumes) { crash_and_resume(SIGTERM); }
+DBLD_TEST(graph_sigterm_mid_build_resumes)
+{
+    crash_and_resume(SIGTERM);
+}
 
 DBLD_TEST(live_replica_adopts_orphans)
 {
@@ -218,7 +222,8 @@ DBLD_TEST(live_replica_adopts_orphans)
     CHECK(H_POLL_UNTIL(20000, read_pids(&f, "link", &pid, &child)));
     h_service_kill(f.graph);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
-    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
     check_settled(&f, id, H_STRS("chain/2", "link/2"));
     /* graph-2 resumed it */
     h_event_list l = bf_events(&f, id);
@@ -252,8 +257,10 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
     kill(pid, SIGKILL); /* the orphaned first attempt */
     kill(child, SIGKILL);
-    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
-    CHECK_EQ_STR(bf_runs_seq(&f, id, "js/1"), "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "js/1"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
     char *msg = bf_job_messages(&f, id, "js/1", JS(FAILED));
     CHECK_CONTAINS(msg, "FAILURE_TRANSIENT");
     CHECK_CONTAINS(msg, "retrying as");
@@ -277,7 +284,8 @@ static void event_log_outage(int64_t outage_ms, const char *ref, const char *lin
     dbld_sleep_ms(outage_ms);
     h_service_restart(f.el);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 90000);
-    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name, end->message);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
     check_settled(&f, id, (const char *const[]){ref, link, NULL});
     CHECK_EQ_INT(bf_part_status(&f, ref), PS(AVAILABLE));
     if (outage_ms < 3000) { /* shorter than the lease: the build just waits */
@@ -289,11 +297,18 @@ static void event_log_outage(int64_t outage_ms, const char *ref, const char *lin
     bf_check_ids(&f, id);
 }
 
-DBLD_TEST(event_log_outage_shorter_than_lease) { event_log_outage(1000, "chain/5", "link/5"); }
+DBLD_TEST(event_log_outage_shorter_than_lease)
+{
+    event_log_outage(1000, "chain/5", "link/5");
+}
 
-DBLD_TEST(event_log_outage_longer_than_lease) { event_log_outage(5000, "chain/6", "link/6"); }
+DBLD_TEST(event_log_outage_longer_than_lease)
+{
+    event_log_outage(5000, "chain/6", "link/6");
+}
 
-DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_builds_one_job_run), DBLD_TEST_ENTRY(two_replicas_one_job_run),
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_builds_one_job_run),
+               DBLD_TEST_ENTRY(two_replicas_one_job_run),
                DBLD_TEST_ENTRY(graph_killed_mid_build_resumes),
                DBLD_TEST_ENTRY(graph_sigterm_mid_build_resumes),
                DBLD_TEST_ENTRY(live_replica_adopts_orphans),

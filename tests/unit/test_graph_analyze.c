@@ -20,20 +20,21 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *yaml =
-    "graph:\n"
-    "  label: \"//g\"\n"
-    "  external: [\"raw/.*\"]\n"
-    "  jobs:\n"
-    "    - {label: \"//a\", command: [x], outputs: [\"a/.*\"]}\n"
-    "    - {label: \"//b\", command: [x], outputs: [\"b/.*\"]}\n"
-    "    - {label: \"//c\", command: [x], outputs: [\"c/.*\"]}\n"
-    "    - {label: \"//m\", command: [x], outputs: [\"m/.*\"]}\n"
-    "    - {label: \"//cyc\", command: [x], outputs: [\"x/.*\", \"y/.*\", \"s/.*\", \"t[123]/.*\"]}\n"
-    "    - {label: \"//need\", command: [x], outputs: [\"need/.*\"]}\n"
-    "    - {label: \"//odd\", command: [x], outputs: [\"partial/.*\", \"fail/.*\", \"steal/.*\", \"empty/.*\"]}\n"
-    "    - {label: \"//big\", command: [x], outputs: [\"big/.*\"]}\n"
-    "    - {label: \"//src\", command: [x], outputs: [\"src/.*\"]}\n";
+static const char *yaml = "graph:\n"
+                          "  label: \"//g\"\n"
+                          "  external: [\"raw/.*\"]\n"
+                          "  jobs:\n"
+                          "    - {label: \"//a\", command: [x], outputs: [\"a/.*\"]}\n"
+                          "    - {label: \"//b\", command: [x], outputs: [\"b/.*\"]}\n"
+                          "    - {label: \"//c\", command: [x], outputs: [\"c/.*\"]}\n"
+                          "    - {label: \"//m\", command: [x], outputs: [\"m/.*\"]}\n"
+                          "    - {label: \"//cyc\", command: [x], outputs: [\"x/.*\", \"y/.*\", "
+                          "\"s/.*\", \"t[123]/.*\"]}\n"
+                          "    - {label: \"//need\", command: [x], outputs: [\"need/.*\"]}\n"
+                          "    - {label: \"//odd\", command: [x], outputs: [\"partial/.*\", "
+                          "\"fail/.*\", \"steal/.*\", \"empty/.*\"]}\n"
+                          "    - {label: \"//big\", command: [x], outputs: [\"big/.*\"]}\n"
+                          "    - {label: \"//src\", command: [x], outputs: [\"src/.*\"]}\n";
 
 typedef struct fx {
     dbld_config cfg;
@@ -51,8 +52,7 @@ static void add_input(dbld_arena *a, Databuild__V1__JobConfig *c, const char *re
     d->partition_ref = dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
     d->partition_ref->str = dbld_arena_strdup(a, ref);
     Databuild__V1__DataDep **grown = dbld_arena_alloc(a, (c->n_inputs + 1) * sizeof *grown);
-    if (c->n_inputs)
-        memcpy(grown, c->inputs, c->n_inputs * sizeof *grown);
+    if (c->n_inputs) memcpy(grown, c->inputs, c->n_inputs * sizeof *grown);
     grown[c->n_inputs++] = d;
     c->inputs = grown;
 }
@@ -83,7 +83,8 @@ static int fake_configure(void *user, size_t job, const char *const *refs, size_
     if (f->n_calls < 64)
         snprintf(f->calls[f->n_calls++], 256, "%s:%zu", f->cfg.graph.jobs[job].label, n);
     pthread_mutex_unlock(&f->mu);
-    Databuild__V1__JobConfigureResponse *r = dbld_arena_msg(a, &databuild__v1__job_configure_response__descriptor);
+    Databuild__V1__JobConfigureResponse *r =
+        dbld_arena_msg(a, &databuild__v1__job_configure_response__descriptor);
     r->configs = dbld_arena_alloc(a, (2 * n + 1) * sizeof *r->configs);
     for (size_t i = 0; i < n; i++) {
         const char *ref = refs[i], *slash = strchr(ref, '/');
@@ -92,8 +93,7 @@ static int fake_configure(void *user, size_t job, const char *const *refs, size_
         snprintf(pre, sizeof pre, "%.*s", (int)(slash - ref), ref);
         if (strcmp(pre, "fail") == 0)
             return dbld_status_set(st, DBLD_FAILED_PRECONDITION, "job exited 3: boom");
-        if (strcmp(pre, "partial") == 0)
-            continue;
+        if (strcmp(pre, "partial") == 0) continue;
         Databuild__V1__JobConfig *c;
         if (strcmp(pre, "m") == 0) {
             c = config(a, (const char *const[]){"m/1", "m/2"}, 2);
@@ -114,7 +114,8 @@ static int fake_configure(void *user, size_t job, const char *const *refs, size_
         } else if (strcmp(pre, "s") == 0) {
             add_input(a, c, ref);
         } else if (strcmp(pre, "t1") == 0 || strcmp(pre, "t2") == 0 || strcmp(pre, "t3") == 0) {
-            add_input(a, c, dbld_arena_printf(a, "t%d/%s", pre[1] == '3' ? 1 : pre[1] - '0' + 1, k));
+            add_input(a, c,
+                      dbld_arena_printf(a, "t%d/%s", pre[1] == '3' ? 1 : pre[1] - '0' + 1, k));
         } else if (strcmp(pre, "need") == 0) {
             add_input(a, c, dbld_arena_printf(a, "raw/%s", k));
             add_input(a, c, dbld_arena_printf(a, "avail/%s", k));
@@ -130,7 +131,8 @@ static int fake_configure(void *user, size_t job, const char *const *refs, size_
 }
 
 /* avail/N is available unless N is "missing" */
-static int fake_available(void *user, const char *const *refs, size_t n, int *avail, dbld_status *st)
+static int fake_available(void *user, const char *const *refs, size_t n, int *avail,
+                          dbld_status *st)
 {
     (void)user;
     (void)st;
@@ -146,8 +148,12 @@ static int setup(void **state)
     assert_int_equal(dbld_config_parse(yaml, strlen(yaml), "t.yaml", &f->cfg, &st), 0);
     assert_int_equal(gs_lookup_create(&f->cfg, &f->l, &st), 0);
     pthread_mutex_init(&f->mu, NULL);
-    f->env = (gs_analyze_env){.lookup = f->l, .graph_label = "//g", .configure = fake_configure,
-                              .available = fake_available, .user = f, .parallel = 4};
+    f->env = (gs_analyze_env){.lookup = f->l,
+                              .graph_label = "//g",
+                              .configure = fake_configure,
+                              .available = fake_available,
+                              .user = f,
+                              .parallel = 4};
     *state = f;
     return 0;
 }
@@ -165,8 +171,7 @@ static int teardown(void **state)
 static int has_call(fx *f, const char *call)
 {
     for (int i = 0; i < f->n_calls; i++)
-        if (strcmp(f->calls[i], call) == 0)
-            return 1;
+        if (strcmp(f->calls[i], call) == 0) return 1;
     return 0;
 }
 
@@ -174,8 +179,7 @@ static size_t task_of(gs_plan *p, const char *ref)
 {
     for (size_t t = 0; t < p->n_tasks; t++)
         for (size_t i = 0; i < p->graph->nodes[t]->config->n_outputs; i++)
-            if (strcmp(p->graph->nodes[t]->config->outputs[i]->str, ref) == 0)
-                return t;
+            if (strcmp(p->graph->nodes[t]->config->outputs[i]->str, ref) == 0) return t;
     fail_msg("no task for %s", ref);
     return 0;
 }
@@ -240,7 +244,8 @@ static void expect_error(fx *f, const char *ref, int code, gs_analyze_error kind
 static void test_cycles(void **state)
 {
     fx *f = *state;
-    expect_error(f, "x/1", DBLD_FAILED_PRECONDITION, GS_AERR_CYCLE, "dependency cycle: x/1 -> y/1 -> x/1");
+    expect_error(f, "x/1", DBLD_FAILED_PRECONDITION, GS_AERR_CYCLE,
+                 "dependency cycle: x/1 -> y/1 -> x/1");
     expect_error(f, "s/1", DBLD_FAILED_PRECONDITION, GS_AERR_CYCLE, "dependency cycle: s/1 -> s/1");
     expect_error(f, "t1/9", DBLD_FAILED_PRECONDITION, GS_AERR_CYCLE,
                  "dependency cycle: t1/9 -> t2/9 -> t3/9 -> t1/9");
@@ -256,20 +261,23 @@ static void test_external_and_available(void **state)
     assert_int_equal(p->n_tasks, 1);
     assert_int_equal(p->n_external, 2);
     gs_plan_free(p);
-    expect_error(f, "need/missing", DBLD_FAILED_PRECONDITION, GS_AERR_PRECONDITION,
-                 "partition \"avail/missing\" (needed by \"need/missing\") is not produced by any job "
-                 "and is not available");
+    expect_error(
+        f, "need/missing", DBLD_FAILED_PRECONDITION, GS_AERR_PRECONDITION,
+        "partition \"avail/missing\" (needed by \"need/missing\") is not produced by any job "
+        "and is not available");
 }
 
 static void test_configure_problems(void **state)
 {
     fx *f = *state;
-    expect_error(f, "fail/1", DBLD_FAILED_PRECONDITION, GS_AERR_CONFIGURE, "configure //odd: job exited 3: boom");
+    expect_error(f, "fail/1", DBLD_FAILED_PRECONDITION, GS_AERR_CONFIGURE,
+                 "configure //odd: job exited 3: boom");
     expect_error(f, "partial/1", DBLD_FAILED_PRECONDITION, GS_AERR_CONFIGURE,
                  "job //odd did not configure partition \"partial/1\"");
     expect_error(f, "steal/1", DBLD_FAILED_PRECONDITION, GS_AERR_CONFIGURE,
                  "job //odd configured output \"b/1\" which job //b produces");
-    expect_error(f, "nobody/1", DBLD_NOT_FOUND, GS_AERR_LOOKUP, "no job produces partition \"nobody/1\"");
+    expect_error(f, "nobody/1", DBLD_NOT_FOUND, GS_AERR_LOOKUP,
+                 "no job produces partition \"nobody/1\"");
 }
 
 static void test_big_graph(void **state)

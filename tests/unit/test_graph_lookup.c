@@ -12,13 +12,14 @@
 
 #include <string.h>
 
-static const char *yaml = "graph:\n"
-                          "  external: [\"raw/.*\", \"s3://[a-z]+/x\"]\n"
-                          "  jobs:\n"
-                          "    - {label: \"//a\", command: [x], outputs: [\"a/[0-9]\", \"aa/.*\"]}\n"
-                          "    - {label: \"//b\", command: [x], outputs: [\"b/.*|bb/[0-9]+\"]}\n"
-                          "    - {label: \"//c\", command: [x], outputs: [\"c/(x|y)\"]}\n"
-                          "    - {label: \"//d\", command: [x], outputs: [\"c/.*\"]}\n";
+static const char *yaml =
+    "graph:\n"
+    "  external: [\"raw/.*\", \"s3://[a-z]+/x\"]\n"
+    "  jobs:\n"
+    "    - {label: \"//a\", command: [x], outputs: [\"a/[0-9]\", \"aa/.*\"]}\n"
+    "    - {label: \"//b\", command: [x], outputs: [\"b/.*|bb/[0-9]+\"]}\n"
+    "    - {label: \"//c\", command: [x], outputs: [\"c/(x|y)\"]}\n"
+    "    - {label: \"//d\", command: [x], outputs: [\"c/.*\"]}\n";
 
 typedef struct fx {
     dbld_config cfg;

@@ -32,8 +32,10 @@ static void test_single_quota_boundary(void **state)
     dbld_retry_config c = cfg(2, 1000, 1, 1, 1);
     int used = 0, total = 0;
     const char *why;
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 1, &used, &total, &why), 1); /* 1 <= 2 */
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 2, &used, &total, &why), 1); /* 2 <= 2 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 1, &used, &total, &why),
+                     1); /* 1 <= 2 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 2, &used, &total, &why),
+                     1); /* 2 <= 2 */
     assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 3, &used, &total, &why), 0); /* 3 > 2 */
     assert_string_equal(why, "insufficient quota");
     assert_int_equal(used, 3);
@@ -91,8 +93,10 @@ static void test_zero_weight_is_bounded(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_not_enabled),        cmocka_unit_test(test_single_quota_boundary),
-        cmocka_unit_test(test_weights_by_kind),    cmocka_unit_test(test_global_quota_shared),
+        cmocka_unit_test(test_not_enabled),
+        cmocka_unit_test(test_single_quota_boundary),
+        cmocka_unit_test(test_weights_by_kind),
+        cmocka_unit_test(test_global_quota_shared),
         cmocka_unit_test(test_zero_weight_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

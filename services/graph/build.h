@@ -1,0 +1,81 @@
+/* build.h - internals shared by coordinator.c (a build's lifecycle) and
+ * task.c (one task's attempts): the build and task structs and the helpers
+ * both use. Not an API: nothing outside the coordinator includes it.
+ */
+#ifndef GRAPH_BUILD_H
+#define GRAPH_BUILD_H
+
+#include "coordinator.h"
+
+#include <pthread.h>
+
+#define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
+#define PS(x) DATABUILD__V1__PARTITION_STATUS__PARTITION_##x
+#define JS(x) DATABUILD__V1__JOB_STATUS__JOB_##x
+
+typedef enum { T_WAITING, T_ACTIVE, T_OK, T_FAILED, T_CANCELLED } tstate;
+
+typedef struct gs_task {
+    gs_build *b;
+    size_t idx;
+    Databuild__V1__Task *task;
+    const dbld_job_def *job;
+    tstate state;
+    int used_quota;
+    int attempts;
+    int ep;                  /* job endpoint of the Run in flight, -1 when none */
+    int cancel_found;        /* the job service confirmed our cancel */
+    char run_id[37];         /* job run in flight (for cancel) */
+    unsigned char *analyzed; /* per output: this build appended ANALYZED for it */
+    void *manifest;          /* packed PartitionManifest of the completed run */
+    size_t manifest_len;
+    char *why; /* malloc'd: why it failed / was cancelled */
+} gs_task;
+
+struct gs_build {
+    gs_service *svc;
+    char id[37];
+    char **refs;
+    size_t n_refs;
+    char *comment, *want_id;
+    int resumed;
+    char *prev_owner;
+    int refcount; /* under svc->mu */
+    gs_build *next;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int status;    /* last BuildRequestStatusCode appended */
+    int done;      /* ended (terminal event appended) or abandoned */
+    int abandoned; /* stopped without a terminal event */
+    int cancel;
+    char *cancel_reason;
+    int result_code;
+    char *result_msg;
+    gs_plan *plan;
+    gs_task *tasks;
+    size_t n_tasks;
+    int running;
+    int global_used;
+    int dirty; /* a task changed state: rescan */
+};
+
+/* gsb_append_cancelled(): which outputs get PartitionEvent FAILED. */
+#define OUT_ANALYZED 0 /* the outputs this build marked ANALYZED */
+#define OUT_ALL 1      /* every output (this build's claim was granted: BUILDING) */
+#define OUT_NONE 2     /* none (delegated: another build is building them) */
+
+/* Mark the build abandoned: nothing more is appended (b->mu not held). */
+void gsb_abandon(gs_build *b, const dbld_status *st);
+/* 1 once abandoned or the service is stopping. */
+int gsb_stopped(gs_build *b);
+/* Append the list (then empty it); on failure abandon and return non-zero. */
+int gsb_append(gs_build *b, dbld_arena *a, gs_evlist *l);
+int gsb_append1(gs_build *b, dbld_arena *a, gs_event *e);
+void gsb_new_id(char out[37]);
+/* JobEvent CANCELLED for run plus PartitionEvent FAILED per `owned`. */
+void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned, const char *msg);
+/* Start t's thread (detached); it ends with t->state final and b->running - 1. */
+void gsb_task_launch(gs_task *t);
+
+#endif
