@@ -1,0 +1,401 @@
+/* bench_query.c - load generator and closed-loop client for the query service.
+ *
+ *   bench_query load --target EVENTLOG --events N --partitions P [--threads T]
+ *       Appends realistic builds through the event log's Append (so every
+ *       projection is maintained exactly as in production): each build
+ *       requests 50 partitions (bench/p=NNNNNN, consecutive, wrapping at P),
+ *       runs 10 jobs of 5 partitions - RECEIVED, PLANNING, JobGraphEvent,
+ *       EXECUTING, per run SCHEDULED/RUNNING/COMPLETED (every 20th run
+ *       FAILED), per partition BUILDING then AVAILABLE/FAILED, COMPLETED or
+ *       FAILED: 135 events per build, until N events are written.
+ *
+ *   bench_query run --target QUERY --rpc summary|list --partitions P
+ *                   [--seconds S] [--clients 1,16,64]
+ *       C client threads call the RPC in a closed loop (next call after the
+ *       answer) with a random partition: GetPartitionsSummary(ref), or a
+ *       ListPartitions page (ref_pattern "bench/p=[0-9]+", status AVAILABLE,
+ *       last_partition = the random ref). One line per client count:
+ *       query rpc=summary clients=16 calls=.. seconds=.. qps=.. p50_ms=.. p99_ms=.. errors=..
+ */
+#include "databuild.pb-c.h"
+#include "databuild_ext.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/eventlog_client.h"
+#include "dbld/rpc.h"
+#include "dbld/util.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1735689600000000000LL /* 2025-01-01 */
+#define PARTS_PER_BUILD 50
+#define PARTS_PER_RUN 5
+#define EVENTS_PER_BUILD 135
+#define LIST_PATTERN "bench/p=[0-9]+"
+
+static const char *ref_name(dbld_arena *a, long p) { return dbld_arena_printf(a, "bench/p=%06ld", p); }
+
+/* ------------------------------------------------------------------ load */
+
+typedef struct loader {
+    const char *target;
+    long partitions;
+    atomic_long *next_build;
+    long builds;
+    long written;
+    char error[256];
+} loader;
+
+static Databuild__V1__PartitionRef *pref(dbld_arena *a, const char *s)
+{
+    Databuild__V1__PartitionRef *r = dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
+    r->str = (char *)s;
+    return r;
+}
+
+static Databuild__V1__BuildEvent *ev(dbld_arena *a, const char *br, int64_t ts)
+{
+    Databuild__V1__BuildEvent *e = dbld_arena_msg(a, &databuild__v1__build_event__descriptor);
+    e->build_request_id = (char *)br;
+    e->timestamp = ts;
+    return e;
+}
+
+static Databuild__V1__BuildEvent *br_event(dbld_arena *a, const char *br, int64_t ts, int code,
+                                           Databuild__V1__PartitionRef **refs, size_t n)
+{
+    Databuild__V1__BuildEvent *e = ev(a, br, ts);
+    Databuild__V1__BuildRequestEvent *b = dbld_arena_msg(a, &databuild__v1__build_request_event__descriptor);
+    b->status = dbld_arena_msg(a, &databuild__v1__build_request_status__descriptor);
+    b->status->code = code;
+    b->requested_partitions = refs;
+    b->n_requested_partitions = n;
+    e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT;
+    e->build_request_event = b;
+    return e;
+}
+
+static Databuild__V1__BuildEvent *job_event(dbld_arena *a, const char *br, int64_t ts,
+                                            const char *run, const char *label, int code,
+                                            Databuild__V1__PartitionRef **refs, size_t n)
+{
+    Databuild__V1__BuildEvent *e = ev(a, br, ts);
+    Databuild__V1__JobEvent *j = dbld_arena_msg(a, &databuild__v1__job_event__descriptor);
+    j->job_run_id = (char *)run;
+    j->job_label = dbld_arena_msg(a, &databuild__v1__job_label__descriptor);
+    j->job_label->label = (char *)label;
+    j->status_code = code;
+    j->target_partitions = refs;
+    j->n_target_partitions = n;
+    e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT;
+    e->job_event = j;
+    return e;
+}
+
+static Databuild__V1__BuildEvent *part_event(dbld_arena *a, const char *br, int64_t ts,
+                                             Databuild__V1__PartitionRef *ref, int code,
+                                             const char *run)
+{
+    Databuild__V1__BuildEvent *e = ev(a, br, ts);
+    Databuild__V1__PartitionEvent *p = dbld_arena_msg(a, &databuild__v1__partition_event__descriptor);
+    p->partition_ref = ref;
+    p->status_code = code;
+    p->job_run_id = (char *)run;
+    e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT;
+    e->partition_event = p;
+    return e;
+}
+
+/* The 135 events of build number b into out; returns the count. */
+static size_t build_events(dbld_arena *a, long b, long partitions, Databuild__V1__BuildEvent **out)
+{
+    size_t n = 0;
+    char id[37];
+    dbld_uuid_v4(id);
+    const char *br = dbld_arena_strdup(a, id);
+    int64_t ts = T0 + (int64_t)b * 1000000000LL; /* one build per second, events 1 ns apart */
+    Databuild__V1__PartitionRef **refs = dbld_arena_alloc(a, PARTS_PER_BUILD * sizeof *refs);
+    for (int i = 0; i < PARTS_PER_BUILD; i++)
+        refs[i] = pref(a, ref_name(a, (b * PARTS_PER_BUILD + i) % partitions));
+    int failed = 0;
+    out[n++] = br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, refs, PARTS_PER_BUILD);
+    out[n++] = br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PLANNING, refs, PARTS_PER_BUILD);
+    Databuild__V1__BuildEvent *g = ev(a, br, ts++);
+    Databuild__V1__JobGraphEvent *ge = dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
+    ge->job_graph = dbld_arena_msg(a, &databuild__v1__job_graph__descriptor);
+    ge->job_graph->outputs = refs;
+    ge->job_graph->n_outputs = PARTS_PER_BUILD;
+    int n_runs = PARTS_PER_BUILD / PARTS_PER_RUN;
+    ge->job_graph->nodes = dbld_arena_alloc(a, (size_t)n_runs * sizeof *ge->job_graph->nodes);
+    for (int r = 0; r < n_runs; r++) {
+        Databuild__V1__Task *t = dbld_arena_msg(a, &databuild__v1__task__descriptor);
+        t->job = dbld_arena_msg(a, &databuild__v1__job_label__descriptor);
+        t->job->label = r % 2 ? "//bench:agg" : "//bench:ingest";
+        t->config = dbld_arena_msg(a, &databuild__v1__job_config__descriptor);
+        t->config->outputs = refs + r * PARTS_PER_RUN;
+        t->config->n_outputs = PARTS_PER_RUN;
+        ge->job_graph->nodes[ge->job_graph->n_nodes++] = t;
+    }
+    g->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_GRAPH_EVENT;
+    g->job_graph_event = ge;
+    out[n++] = g;
+    out[n++] = br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING, refs, PARTS_PER_BUILD);
+    for (int r = 0; r < n_runs; r++) {
+        dbld_uuid_v4(id);
+        const char *run = dbld_arena_strdup(a, id);
+        const char *label = r % 2 ? "//bench:agg" : "//bench:ingest";
+        Databuild__V1__PartitionRef **rr = refs + r * PARTS_PER_RUN;
+        int fail = (b * n_runs + r) % 20 == 19;
+        failed |= fail;
+        out[n++] = job_event(a, br, ts++, run, label, DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, rr, PARTS_PER_RUN);
+        for (int k = 0; k < PARTS_PER_RUN; k++)
+            out[n++] = part_event(a, br, ts++, rr[k], DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, run);
+        out[n++] = job_event(a, br, ts++, run, label, DATABUILD__V1__JOB_STATUS__JOB_RUNNING, rr, PARTS_PER_RUN);
+        out[n++] = job_event(a, br, ts++, run, label,
+                             fail ? DATABUILD__V1__JOB_STATUS__JOB_FAILED : DATABUILD__V1__JOB_STATUS__JOB_COMPLETED,
+                             rr, PARTS_PER_RUN);
+        for (int k = 0; k < PARTS_PER_RUN; k++)
+            out[n++] = part_event(a, br, ts++, rr[k],
+                                  fail ? DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED
+                                       : DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE,
+                                  run);
+    }
+    out[n++] = br_event(a, br, ts++,
+                        failed ? DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED
+                               : DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_COMPLETED,
+                        refs, PARTS_PER_BUILD);
+    return n;
+}
+
+#define BUILDS_PER_APPEND 37 /* ~5000 events: one group commit */
+
+static void *load_main(void *arg)
+{
+    loader *l = arg;
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__BuildEvent **evs =
+        dbld_xcalloc(BUILDS_PER_APPEND * EVENTS_PER_BUILD, sizeof *evs);
+    for (;;) {
+        long first = atomic_fetch_add(l->next_build, BUILDS_PER_APPEND);
+        if (first >= l->builds)
+            break;
+        long last = first + BUILDS_PER_APPEND < l->builds ? first + BUILDS_PER_APPEND : l->builds;
+        dbld_arena_reset(a);
+        size_t n = 0;
+        for (long b = first; b < last; b++)
+            n += build_events(a, b, l->partitions, evs + n);
+        dbld_status st;
+        if (dbld_eventlog_append(l->target, evs, n, a, NULL, 120000, &st) != 0) {
+            snprintf(l->error, sizeof l->error, "%s: %s", dbld_code_name(st.code), st.msg);
+            break;
+        }
+        l->written += (long)n;
+    }
+    free(evs);
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+static int load(const char *target, long events, long partitions, int threads)
+{
+    long builds = (events + EVENTS_PER_BUILD - 1) / EVENTS_PER_BUILD;
+    if (builds * PARTS_PER_BUILD < partitions)
+        builds = (partitions + PARTS_PER_BUILD - 1) / PARTS_PER_BUILD; /* touch every partition */
+    atomic_long next = 0;
+    loader *ls = dbld_xcalloc((size_t)threads, sizeof *ls);
+    pthread_t *th = dbld_xcalloc((size_t)threads, sizeof *th);
+    int64_t t0 = dbld_mono_ms();
+    for (int i = 0; i < threads; i++) {
+        ls[i] = (loader){.target = target, .partitions = partitions, .next_build = &next, .builds = builds};
+        pthread_create(&th[i], NULL, load_main, &ls[i]);
+    }
+    long written = 0;
+    int rc = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        written += ls[i].written;
+        if (ls[i].error[0]) {
+            fprintf(stderr, "bench_query: load failed: %s\n", ls[i].error);
+            rc = 1;
+        }
+    }
+    double secs = (double)(dbld_mono_ms() - t0) / 1000.0;
+    printf("load builds=%ld events=%ld partitions=%ld seconds=%.1f events_per_s=%.0f\n", builds,
+           written, partitions, secs, (double)written / secs);
+    free(ls);
+    free(th);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- run */
+
+typedef struct client {
+    const char *target;
+    int list;
+    long partitions;
+    int64_t end_ms;
+    unsigned seed;
+    double *lat;
+    size_t n_lat, cap_lat;
+    long errors;
+    char error[256];
+} client;
+
+static void *client_main(void *arg)
+{
+    client *c = arg;
+    dbld_client *cl = dbld_client_get(c->target);
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__PartitionStatus avail[] = {DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE};
+    while (dbld_mono_ms() < c->end_ms) {
+        dbld_arena_reset(a);
+        long p = (long)(rand_r(&c->seed) % (unsigned)c->partitions);
+        const char *ref = ref_name(a, p);
+        ProtobufCMessage *resp = NULL;
+        dbld_status st;
+        int64_t t0 = dbld_now_ns();
+        int rc;
+        if (c->list) {
+            Databuild__V1__ListPartitionsRequest req = DATABUILD__V1__LIST_PARTITIONS_REQUEST__INIT;
+            req.ref_pattern = LIST_PATTERN;
+            req.partition_status = avail;
+            req.n_partition_status = 1;
+            req.last_partition = (char *)ref;
+            rc = dbld_client_unary(cl, "/databuild.v1.DataBuildService/ListPartitions", &req.base,
+                                   &databuild__v1__list_partitions_response__descriptor,
+                                   dbld_arena_allocator(a), &resp, 10000, 0, &st);
+        } else {
+            Databuild__V1__PartitionSummaryRequest req = DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
+            req.ref = pref(a, ref);
+            rc = dbld_client_unary(cl, "/databuild.v1.DataBuildService/GetPartitionsSummary",
+                                   &req.base, &databuild__v1__partition_summary_response__descriptor,
+                                   dbld_arena_allocator(a), &resp, 10000, 0, &st);
+        }
+        double ms = (double)(dbld_now_ns() - t0) / 1e6;
+        if (rc) {
+            if (!c->errors++)
+                snprintf(c->error, sizeof c->error, "%s: %s", dbld_code_name(rc), st.msg);
+            continue;
+        }
+        if (c->n_lat == c->cap_lat) {
+            c->cap_lat = c->cap_lat ? 2 * c->cap_lat : 4096;
+            c->lat = dbld_xrealloc(c->lat, c->cap_lat * sizeof *c->lat);
+        }
+        c->lat[c->n_lat++] = ms;
+    }
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static void run_one(const char *target, int list, long partitions, int clients, double seconds)
+{
+    client *cs = dbld_xcalloc((size_t)clients, sizeof *cs);
+    pthread_t *th = dbld_xcalloc((size_t)clients, sizeof *th);
+    int64_t start = dbld_mono_ms();
+    for (int i = 0; i < clients; i++) {
+        cs[i] = (client){.target = target, .list = list, .partitions = partitions,
+                         .end_ms = start + (int64_t)(seconds * 1000), .seed = 7919u * (unsigned)i + 1};
+        pthread_create(&th[i], NULL, client_main, &cs[i]);
+    }
+    size_t n = 0;
+    long errors = 0;
+    for (int i = 0; i < clients; i++) {
+        pthread_join(th[i], NULL);
+        n += cs[i].n_lat;
+        errors += cs[i].errors;
+    }
+    double elapsed = (double)(dbld_mono_ms() - start) / 1000.0;
+    double *all = dbld_xcalloc(n + 1, sizeof *all);
+    size_t k = 0;
+    for (int i = 0; i < clients; i++) {
+        memcpy(all + k, cs[i].lat, cs[i].n_lat * sizeof *all);
+        k += cs[i].n_lat;
+        if (cs[i].errors && errors) {
+            fprintf(stderr, "bench_query: first error: %s\n", cs[i].error);
+            errors = -errors; /* print once */
+        }
+        free(cs[i].lat);
+    }
+    qsort(all, n, sizeof *all, cmp_double);
+    printf("query rpc=%s clients=%d calls=%zu seconds=%.2f qps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld\n",
+           list ? "list" : "summary", clients, n, elapsed, (double)n / elapsed,
+           n ? all[n / 2] : 0.0, n ? all[(size_t)((double)n * 0.99)] : 0.0,
+           errors < 0 ? -errors : errors);
+    fflush(stdout);
+    free(all);
+    free(cs);
+    free(th);
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    char *copy = dbld_xstrdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+        out[n++] = atoi(t);
+    free(copy);
+    return n;
+}
+
+static int usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_query load --target EVENTLOG --events N --partitions P [--threads T]\n"
+            "       bench_query run --target QUERY --rpc summary|list --partitions P"
+            " [--seconds S] [--clients 1,16,64]\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage();
+    const char *mode = argv[1], *target = NULL, *rpc = "summary";
+    long events = 1000000, partitions = 100000;
+    int threads = 4, clients[8] = {1, 16, 64}, n_clients = 3;
+    double seconds = 10;
+    for (int i = 2; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return usage();
+        if (!strcmp(argv[i], "--target"))
+            target = v;
+        else if (!strcmp(argv[i], "--events"))
+            events = atol(v);
+        else if (!strcmp(argv[i], "--partitions"))
+            partitions = atol(v);
+        else if (!strcmp(argv[i], "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(argv[i], "--rpc"))
+            rpc = v;
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atof(v);
+        else if (!strcmp(argv[i], "--clients"))
+            n_clients = parse_list(v, clients, 8);
+        else
+            return usage();
+        i++;
+    }
+    if (!target || partitions < 1 || threads < 1)
+        return usage();
+    int rc = 0;
+    if (!strcmp(mode, "load"))
+        rc = load(target, events, partitions, threads);
+    else if (!strcmp(mode, "run"))
+        for (int i = 0; i < n_clients; i++)
+            run_one(target, !strcmp(rpc, "list"), partitions, clients[i], seconds);
+    else
+        rc = usage();
+    dbld_client_shutdown_all();
+    return rc;
+}
