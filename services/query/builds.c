@@ -93,7 +93,8 @@ static void apply_lifecycle(dbld_arena *a, Databuild__V1__BuildSummary *s, const
         return;
     }
     Databuild__V1__BuildEvent *ev = q_decode_event(a, dbld_res_get(res, row, 3));
-    if (!ev || !ev->build_request_event || !ev->build_request_event->status)
+    if (!ev || ev->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT ||
+        !ev->build_request_event->status)
         return;
     int code = ev->build_request_event->status->code;
     if (!s->started_at && is_started(code))

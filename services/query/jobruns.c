@@ -104,9 +104,11 @@ static int run_summaries(q_req *r, const dbld_res *rows, int n,
         Databuild__V1__BuildEvent *ev = q_decode_event(a, dbld_res_get(res, i, 1));
         if (!ev)
             continue;
-        const char *id = ev->job_event ? ev->job_event->job_run_id
-                         : ev->job_run_cancel_event ? ev->job_run_cancel_event->job_run_id
-                                                    : NULL;
+        const char *id = NULL; /* event_type is a oneof: read only the member that is set */
+        if (ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
+            id = ev->job_event->job_run_id;
+        else if (ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_RUN_CANCEL_EVENT)
+            id = ev->job_run_cancel_event->job_run_id;
         size_t k = id ? q_strmap_get(&by_id, id) : (size_t)-1;
         if (k != (size_t)-1)
             apply_event(sums[k], ev, dbld_res_i64(res, i, 0));

@@ -116,7 +116,7 @@ static want_row want_from_row(dbld_arena *a, const dbld_res *res, int i)
     pw->created_at = w.created > 0 ? (uint64_t)w.created : 0;
     Databuild__V1__BuildEvent *ev =
         dbld_res_null(res, i, 5) ? NULL : q_decode_event(a, dbld_res_get(res, i, 5));
-    if (ev && ev->want_event) {
+    if (ev && ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT) {
         const ProtobufCMessage *m = &ev->want_event->base;
         pw->data_timestamp = varint_field(m, TERM_DATA_TS);
         pw->ttl_seconds = varint_field(m, TERM_TTL);

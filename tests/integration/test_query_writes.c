@@ -124,8 +124,9 @@ DBLD_TEST(wants_round_trip)
     Databuild__V1__ListBuildEventsResponse *evs =
         QF_OK(&f, "GetBuildEvents", &er, Databuild__V1__ListBuildEventsResponse,
               databuild__v1__list_build_events_response__descriptor);
+    CHECK_EQ_INT(evs->events[evs->n_events - 1]->event_type_case,
+                 DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT);
     Databuild__V1__WantEvent *we = evs->events[evs->n_events - 1]->want_event;
-    CHECK(we != NULL);
     CHECK_EQ_STR(we->want_id, put->wants[0]->want_id);
     CHECK_EQ_STR(we->comment, "please keep built");
     CHECK_EQ_INT(we->source->source_type->code, DATABUILD__V1__SOURCE_TYPE_CODE__DASHBOARD_MANUAL);
@@ -265,6 +266,9 @@ DBLD_TEST(taints_round_trip)
               databuild__v1__list_build_events_response__descriptor);
     CHECK_EQ_INT(evs->n_events, 2);
     CHECK_EQ_STR(evs->events[0]->event_id, t1->taint_id);
+    CHECK_EQ_INT(evs->events[0]->event_type_case, DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT);
+    CHECK_EQ_INT(evs->events[1]->event_type_case,
+                 DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT);
     CHECK_EQ_STR(evs->events[0]->taint_event->comment, "bad upstream data");
     CHECK_EQ_STR(evs->events[1]->partition_invalidation_event->reason, "bad upstream data");
 
