@@ -37,7 +37,10 @@
 #define EVENTS_PER_BUILD 135
 #define LIST_PATTERN "bench/p=[0-9]+"
 
-static const char *ref_name(dbld_arena *a, long p) { return dbld_arena_printf(a, "bench/p=%06ld", p); }
+static const char *ref_name(dbld_arena *a, long p)
+{
+    return dbld_arena_printf(a, "bench/p=%06ld", p);
+}
 
 /* ------------------------------------------------------------------ load */
 
@@ -69,7 +72,8 @@ static Databuild__V1__BuildEvent *br_event(dbld_arena *a, const char *br, int64_
                                            Databuild__V1__PartitionRef **refs, size_t n)
 {
     Databuild__V1__BuildEvent *e = ev(a, br, ts);
-    Databuild__V1__BuildRequestEvent *b = dbld_arena_msg(a, &databuild__v1__build_request_event__descriptor);
+    Databuild__V1__BuildRequestEvent *b =
+        dbld_arena_msg(a, &databuild__v1__build_request_event__descriptor);
     b->status = dbld_arena_msg(a, &databuild__v1__build_request_status__descriptor);
     b->status->code = code;
     b->requested_partitions = refs;
@@ -101,7 +105,8 @@ static Databuild__V1__BuildEvent *part_event(dbld_arena *a, const char *br, int6
                                              const char *run)
 {
     Databuild__V1__BuildEvent *e = ev(a, br, ts);
-    Databuild__V1__PartitionEvent *p = dbld_arena_msg(a, &databuild__v1__partition_event__descriptor);
+    Databuild__V1__PartitionEvent *p =
+        dbld_arena_msg(a, &databuild__v1__partition_event__descriptor);
     p->partition_ref = ref;
     p->status_code = code;
     p->job_run_id = (char *)run;
@@ -122,10 +127,15 @@ static size_t build_events(dbld_arena *a, long b, long partitions, Databuild__V1
     for (int i = 0; i < PARTS_PER_BUILD; i++)
         refs[i] = pref(a, ref_name(a, (b * PARTS_PER_BUILD + i) % partitions));
     int failed = 0;
-    out[n++] = br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, refs, PARTS_PER_BUILD);
-    out[n++] = br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PLANNING, refs, PARTS_PER_BUILD);
+    out[n++] =
+        br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+                 refs, PARTS_PER_BUILD);
+    out[n++] =
+        br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PLANNING,
+                 refs, PARTS_PER_BUILD);
     Databuild__V1__BuildEvent *g = ev(a, br, ts++);
-    Databuild__V1__JobGraphEvent *ge = dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
+    Databuild__V1__JobGraphEvent *ge =
+        dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
     ge->job_graph = dbld_arena_msg(a, &databuild__v1__job_graph__descriptor);
     ge->job_graph->outputs = refs;
     ge->job_graph->n_outputs = PARTS_PER_BUILD;
@@ -143,7 +153,9 @@ static size_t build_events(dbld_arena *a, long b, long partitions, Databuild__V1
     g->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_GRAPH_EVENT;
     g->job_graph_event = ge;
     out[n++] = g;
-    out[n++] = br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING, refs, PARTS_PER_BUILD);
+    out[n++] =
+        br_event(a, br, ts++, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING,
+                 refs, PARTS_PER_BUILD);
     for (int r = 0; r < n_runs; r++) {
         dbld_uuid_v4(id);
         const char *run = dbld_arena_strdup(a, id);
@@ -151,12 +163,16 @@ static size_t build_events(dbld_arena *a, long b, long partitions, Databuild__V1
         Databuild__V1__PartitionRef **rr = refs + r * PARTS_PER_RUN;
         int fail = (b * n_runs + r) % 20 == 19;
         failed |= fail;
-        out[n++] = job_event(a, br, ts++, run, label, DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, rr, PARTS_PER_RUN);
+        out[n++] = job_event(a, br, ts++, run, label, DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, rr,
+                             PARTS_PER_RUN);
         for (int k = 0; k < PARTS_PER_RUN; k++)
-            out[n++] = part_event(a, br, ts++, rr[k], DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, run);
-        out[n++] = job_event(a, br, ts++, run, label, DATABUILD__V1__JOB_STATUS__JOB_RUNNING, rr, PARTS_PER_RUN);
+            out[n++] = part_event(a, br, ts++, rr[k],
+                                  DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, run);
+        out[n++] = job_event(a, br, ts++, run, label, DATABUILD__V1__JOB_STATUS__JOB_RUNNING, rr,
+                             PARTS_PER_RUN);
         out[n++] = job_event(a, br, ts++, run, label,
-                             fail ? DATABUILD__V1__JOB_STATUS__JOB_FAILED : DATABUILD__V1__JOB_STATUS__JOB_COMPLETED,
+                             fail ? DATABUILD__V1__JOB_STATUS__JOB_FAILED
+                                  : DATABUILD__V1__JOB_STATUS__JOB_COMPLETED,
                              rr, PARTS_PER_RUN);
         for (int k = 0; k < PARTS_PER_RUN; k++)
             out[n++] = part_event(a, br, ts++, rr[k],
@@ -181,8 +197,7 @@ static void *load_main(void *arg)
         dbld_xcalloc(BUILDS_PER_APPEND * EVENTS_PER_BUILD, sizeof *evs);
     for (;;) {
         long first = atomic_fetch_add(l->next_build, BUILDS_PER_APPEND);
-        if (first >= l->builds)
-            break;
+        if (first >= l->builds) break;
         long last = first + BUILDS_PER_APPEND < l->builds ? first + BUILDS_PER_APPEND : l->builds;
         dbld_arena_reset(a);
         size_t n = 0;
@@ -210,7 +225,8 @@ static int load(const char *target, long events, long partitions, int threads)
     pthread_t *th = dbld_xcalloc((size_t)threads, sizeof *th);
     int64_t t0 = dbld_mono_ms();
     for (int i = 0; i < threads; i++) {
-        ls[i] = (loader){.target = target, .partitions = partitions, .next_build = &next, .builds = builds};
+        ls[i] = (loader){
+            .target = target, .partitions = partitions, .next_build = &next, .builds = builds};
         pthread_create(&th[i], NULL, load_main, &ls[i]);
     }
     long written = 0;
@@ -269,11 +285,13 @@ static void *client_main(void *arg)
                                    &databuild__v1__list_partitions_response__descriptor,
                                    dbld_arena_allocator(a), &resp, 10000, 0, &st);
         } else {
-            Databuild__V1__PartitionSummaryRequest req = DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
+            Databuild__V1__PartitionSummaryRequest req =
+                DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
             req.ref = pref(a, ref);
-            rc = dbld_client_unary(cl, "/databuild.v1.DataBuildService/GetPartitionsSummary",
-                                   &req.base, &databuild__v1__partition_summary_response__descriptor,
-                                   dbld_arena_allocator(a), &resp, 10000, 0, &st);
+            rc =
+                dbld_client_unary(cl, "/databuild.v1.DataBuildService/GetPartitionsSummary",
+                                  &req.base, &databuild__v1__partition_summary_response__descriptor,
+                                  dbld_arena_allocator(a), &resp, 10000, 0, &st);
         }
         double ms = (double)(dbld_now_ns() - t0) / 1e6;
         if (rc) {
@@ -303,8 +321,11 @@ static void run_one(const char *target, int list, long partitions, int clients, 
     pthread_t *th = dbld_xcalloc((size_t)clients, sizeof *th);
     int64_t start = dbld_mono_ms();
     for (int i = 0; i < clients; i++) {
-        cs[i] = (client){.target = target, .list = list, .partitions = partitions,
-                         .end_ms = start + (int64_t)(seconds * 1000), .seed = 7919u * (unsigned)i + 1};
+        cs[i] = (client){.target = target,
+                         .list = list,
+                         .partitions = partitions,
+                         .end_ms = start + (int64_t)(seconds * 1000),
+                         .seed = 7919u * (unsigned)i + 1};
         pthread_create(&th[i], NULL, client_main, &cs[i]);
     }
     size_t n = 0;
@@ -327,7 +348,8 @@ static void run_one(const char *target, int list, long partitions, int clients, 
         free(cs[i].lat);
     }
     qsort(all, n, sizeof *all, cmp_double);
-    printf("query rpc=%s clients=%d calls=%zu seconds=%.2f qps=%.1f p50_ms=%.3f p99_ms=%.3f errors=%ld\n",
+    printf("query rpc=%s clients=%d calls=%zu seconds=%.2f qps=%.1f p50_ms=%.3f p99_ms=%.3f "
+           "errors=%ld\n",
            list ? "list" : "summary", clients, n, elapsed, (double)n / elapsed,
            n ? all[n / 2] : 0.0, n ? all[(size_t)((double)n * 0.99)] : 0.0,
            errors < 0 ? -errors : errors);
@@ -358,16 +380,14 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2)
-        return usage();
+    if (argc < 2) return usage();
     const char *mode = argv[1], *target = NULL, *rpc = "summary";
     long events = 1000000, partitions = 100000;
     int threads = 4, clients[8] = {1, 16, 64}, n_clients = 3;
     double seconds = 10;
     for (int i = 2; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
-            return usage();
+        if (!v) return usage();
         if (!strcmp(argv[i], "--target"))
             target = v;
         else if (!strcmp(argv[i], "--events"))
@@ -386,8 +406,7 @@ int main(int argc, char **argv)
             return usage();
         i++;
     }
-    if (!target || partitions < 1 || threads < 1)
-        return usage();
+    if (!target || partitions < 1 || threads < 1) return usage();
     int rc = 0;
     if (!strcmp(mode, "load"))
         rc = load(target, events, partitions, threads);

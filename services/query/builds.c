@@ -97,10 +97,8 @@ static void apply_lifecycle(dbld_arena *a, Databuild__V1__BuildSummary *s, const
         !ev->build_request_event->status)
         return;
     int code = ev->build_request_event->status->code;
-    if (!s->started_at && is_started(code))
-        s->started_at = ts;
-    if (!s->completed_at && is_terminal(code))
-        s->completed_at = ts;
+    if (!s->started_at && is_started(code)) s->started_at = ts;
+    if (!s->completed_at && is_terminal(code)) s->completed_at = ts;
 }
 
 int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
@@ -113,7 +111,8 @@ int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__Buil
     q_strmap_init(&by_id, a);
     size_t count = 0;
     for (int i = 0; i < n; i++) {
-        Databuild__V1__BuildSummary *s = dbld_arena_msg(a, &databuild__v1__build_summary__descriptor);
+        Databuild__V1__BuildSummary *s =
+            dbld_arena_msg(a, &databuild__v1__build_summary__descriptor);
         s->build_request_id = dbld_arena_strdup(a, dbld_res_get(rows, i, 0));
         int code = (int)dbld_res_i64(rows, i, 1);
         s->status = q_build_status(a, code);
@@ -128,8 +127,7 @@ int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__Buil
         q_strmap_add(&by_id, s->build_request_id, &count, &added);
     }
     *out = sums;
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     const char *p[] = {dbld_pg_text_array(a, (const char *const *)ids, (size_t)n)};
     dbld_res *counts = NULL, *life = NULL;
     dbld_stmt stmts[] = {
@@ -139,13 +137,11 @@ int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__Buil
     int rc = q_pipeline(r, stmts, 2, st);
     for (int i = 0; !rc && i < dbld_res_rows(counts); i++) {
         size_t k = q_strmap_get(&by_id, dbld_res_get(counts, i, 0));
-        if (k != (size_t)-1)
-            apply_counts(sums[k], counts, i);
+        if (k != (size_t)-1) apply_counts(sums[k], counts, i);
     }
     for (int i = 0; !rc && i < dbld_res_rows(life); i++) {
         size_t k = q_strmap_get(&by_id, dbld_res_get(life, i, 0));
-        if (k != (size_t)-1)
-            apply_lifecycle(a, sums[k], life, i);
+        if (k != (size_t)-1) apply_lifecycle(a, sums[k], life, i);
     }
     dbld_res_free(counts);
     dbld_res_free(life);
@@ -162,8 +158,7 @@ static int parse_build_status(const char *s, int *code)
     char *end = NULL;
     long v = strtol(s, &end, 10);
     if (*s && end && !*end) {
-        if (!protobuf_c_enum_descriptor_get_value(d, (int)v))
-            return -1;
+        if (!protobuf_c_enum_descriptor_get_value(d, (int)v)) return -1;
         *code = (int)v;
         return 0;
     }
@@ -186,9 +181,10 @@ int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
     for (size_t i = 0; i < req->n_build_status; i++) {
         int code;
         if (parse_build_status(req->build_status[i], &code) != 0)
-            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
-                                   "unknown build_status \"%.100s\" (want e.g. BUILD_REQUEST_COMPLETED)",
-                                   req->build_status[i]);
+            return dbld_status_set(
+                st, DBLD_INVALID_ARGUMENT,
+                "unknown build_status \"%.100s\" (want e.g. BUILD_REQUEST_COMPLETED)",
+                req->build_status[i]);
         codes[i] = (char *)q_i64(a, code);
     }
     const char *p[] = {
@@ -199,16 +195,20 @@ int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
         q_text_array(a, req->triggering_want_ids, req->n_triggering_want_ids),
         *req->comment_contains ? req->comment_contains : NULL,
     };
-    q_pager pg = {.sql = LIST_SQL, .n = 6, .params = p, .ts_col = "b.created_ns",
-                  .key_col = "b.build_request_id", .ts_field = 5, .desc = 1,
+    q_pager pg = {.sql = LIST_SQL,
+                  .n = 6,
+                  .params = p,
+                  .ts_col = "b.created_ns",
+                  .key_col = "b.build_request_id",
+                  .ts_field = 5,
+                  .desc = 1,
                   .cursor = req->started_until > (uint64_t)INT64_MAX ? INT64_MAX
                                                                      : (int64_t)req->started_until,
                   .limit = Q_PAGE};
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__ListBuildsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_builds_response__descriptor);
     rc = q_build_summaries(r, res, n, &resp->builds, st);
@@ -216,8 +216,7 @@ int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
     resp->min_started = n ? (uint64_t)dbld_res_i64(res, n - 1, 5) : 0;
     resp->has_more = more;
     dbld_res_free(res);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp_msg = &resp->base;
     return 0;
 }
@@ -225,15 +224,13 @@ int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
 /* The build_requests row of id (NOT_FOUND when there is none). *res freed by caller. */
 static int load_build(q_req *r, const char *id, dbld_res **res, dbld_status *st)
 {
-    if (!*id)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "build_id is required");
+    if (!*id) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "build_id is required");
     const char *p[] = {id};
     int rc = q_exec_prepared(r, "q_build_row",
                              "SELECT " Q_BUILD_COLS
                              " FROM build_requests b WHERE b.build_request_id = $1",
                              1, p, res, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (dbld_res_rows(*res) == 0) {
         dbld_res_free(*res);
         *res = NULL;
@@ -270,8 +267,7 @@ static size_t part(q_build_fold *f, dbld_arena *a, const char *ref)
 
 static void mention(q_build_fold *f, dbld_arena *a, const char *ref, int status, int only_upgrade)
 {
-    if (!ref || !*ref)
-        return;
+    if (!ref || !*ref) return;
     size_t i = part(f, a, ref);
     int cur = f->part_status[i];
     if (!only_upgrade || cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_UNKNOWN ||
@@ -281,8 +277,7 @@ static void mention(q_build_fold *f, dbld_arena *a, const char *ref, int status,
 
 static void fold_job(q_build_fold *f, dbld_arena *a, const Databuild__V1__JobEvent *j, int64_t idx)
 {
-    if (!j->job_run_id || !*j->job_run_id)
-        return;
+    if (!j->job_run_id || !*j->job_run_id) return;
     int added;
     size_t before = f->n_runs;
     size_t i = q_strmap_add(&f->runs_by_id, j->job_run_id, &f->n_runs, &added);
@@ -290,8 +285,7 @@ static void fold_job(q_build_fold *f, dbld_arena *a, const Databuild__V1__JobEve
         if (before == f->cap_runs) {
             size_t cap = f->cap_runs ? 2 * f->cap_runs : 16;
             q_fold_run *runs = dbld_arena_alloc(a, cap * sizeof *runs);
-            if (before)
-                memcpy(runs, f->runs, before * sizeof *runs);
+            if (before) memcpy(runs, f->runs, before * sizeof *runs);
             f->runs = runs;
             f->cap_runs = cap;
         }
@@ -318,16 +312,15 @@ static void fold_job(q_build_fold *f, dbld_arena *a, const Databuild__V1__JobEve
 
 static void fold_graph(q_build_fold *f, dbld_arena *a, Databuild__V1__JobGraph *g)
 {
-    if (!g)
-        return;
+    if (!g) return;
     f->graph = g;
     for (size_t i = 0; i < g->n_outputs; i++)
         if (g->outputs[i])
-            mention(f, a, g->outputs[i]->str, DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED, 1);
+            mention(f, a, g->outputs[i]->str, DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED,
+                    1);
     for (size_t i = 0; i < g->n_nodes; i++) {
         const Databuild__V1__Task *t = g->nodes[i];
-        if (!t || !t->config)
-            continue;
+        if (!t || !t->config) continue;
         for (size_t k = 0; k < t->config->n_outputs; k++)
             if (t->config->outputs[k])
                 mention(f, a, t->config->outputs[k]->str,
@@ -352,8 +345,7 @@ static void fold_event(q_build_fold *f, dbld_arena *a, const Databuild__V1__Buil
         break;
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT: {
         const Databuild__V1__PartitionEvent *pe = ev->partition_event;
-        if (pe->partition_ref)
-            mention(f, a, pe->partition_ref->str, pe->status_code, 0);
+        if (pe->partition_ref) mention(f, a, pe->partition_ref->str, pe->status_code, 0);
         break;
     }
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT:
@@ -381,8 +373,7 @@ int q_build_fold_load(q_req *r, const char *build_id, q_build_fold *f, dbld_stat
                              "SELECT idx, payload FROM events WHERE build_request_id = $1"
                              " AND kind IN (10, 11, 12, 13, 14) ORDER BY idx",
                              1, p, &res, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int n = dbld_res_rows(res);
     for (int i = 0; i < n && !rc; i++) {
         Databuild__V1__BuildEvent *ev = q_decode_event(a, dbld_res_get(res, i, 1));
@@ -394,7 +385,8 @@ int q_build_fold_load(q_req *r, const char *build_id, q_build_fold *f, dbld_stat
     }
     dbld_res_free(res);
     if (!rc && n == 0)
-        rc = dbld_status_set(st, DBLD_NOT_FOUND, "no events for build request \"%.200s\"", build_id);
+        rc =
+            dbld_status_set(st, DBLD_NOT_FOUND, "no events for build request \"%.200s\"", build_id);
     return rc;
 }
 
@@ -406,19 +398,16 @@ int q_get_build_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMess
     dbld_arena *a = r->a;
     dbld_res *row = NULL;
     int rc = load_build(r, req->build_id, &row, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__BuildSummary **sums = NULL;
     rc = q_build_summaries(r, row, 1, &sums, st);
     dbld_res_free(row);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     q_build_fold f;
     rc = q_build_fold_load(r, req->build_id, &f, st);
     if (rc == DBLD_NOT_FOUND) /* a row without events: nothing to fold */
         rc = 0;
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__BuildSummaryResponse *resp =
         dbld_arena_msg(a, &databuild__v1__build_summary_response__descriptor);
     resp->build_id = req->build_id;
@@ -444,20 +433,16 @@ int q_get_build_mermaid(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMess
     dbld_res *row = NULL;
     int rc = load_build(r, req->build_id, &row, st);
     dbld_res_free(row);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     q_build_fold f;
     rc = q_build_fold_load(r, req->build_id, &f, st);
-    if (rc == DBLD_NOT_FOUND)
-        rc = 0;
-    if (rc)
-        return rc;
+    if (rc == DBLD_NOT_FOUND) rc = 0;
+    if (rc) return rc;
     Databuild__V1__BuildMermaidResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__build_mermaid_response__descriptor);
     resp->build_id = req->build_id;
     rc = q_mermaid(r, req->build_id, &f, &resp->mermaid, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp_msg = &resp->base;
     return 0;
 }

@@ -78,14 +78,12 @@ int q_ref_kind(const q_ctx *q, const char *ref, size_t *job)
 {
     for (size_t i = 0; i < q->n_outs; i++) {
         if (regexec(&q->outs[i], ref, 0, NULL, 0) == 0) {
-            if (job)
-                *job = q->out_job[i];
+            if (job) *job = q->out_job[i];
             return 1;
         }
     }
     for (size_t i = 0; i < q->n_ext; i++)
-        if (regexec(&q->ext[i], ref, 0, NULL, 0) == 0)
-            return 2;
+        if (regexec(&q->ext[i], ref, 0, NULL, 0) == 0) return 2;
     return 0;
 }
 
@@ -95,8 +93,7 @@ static void set_up(q_ctx *q, int up, const char *why)
     int changed = q->db_up != up;
     q->db_up = up;
     pthread_mutex_unlock(&q->mu);
-    if (!changed)
-        return;
+    if (!changed) return;
     dbld_server_set_health_all(q->srv, up);
     if (up)
         dbld_log(DBLD_LOG_INFO, "database reachable: serving", (char *)NULL);
@@ -119,13 +116,11 @@ static int probe(q_ctx *q, dbld_db **db, dbld_status *st)
         *db = NULL;
     }
     if (!*db) {
-        int rc = dbld_db_connect(q->cfg->query.postgres_dsn ? q->cfg->query.postgres_dsn : "", db,
-                                 st);
-        if (rc)
-            return rc;
+        int rc =
+            dbld_db_connect(q->cfg->query.postgres_dsn ? q->cfg->query.postgres_dsn : "", db, st);
+        if (rc) return rc;
         rc = dbld_db_exec(*db, "SET default_transaction_read_only = on", 0, NULL, NULL, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     int rc = dbld_db_exec(*db, PROBE_SQL, 0, NULL, NULL, st);
     if (rc && rc != DBLD_UNAVAILABLE)
@@ -156,8 +151,7 @@ static void *monitor_main(void *arg)
             ts.tv_nsec -= 1000000000L;
         }
         pthread_mutex_lock(&q->mu);
-        if (!q->stop)
-            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        if (!q->stop) pthread_cond_timedwait(&q->cv, &q->mu, &ts);
     }
     pthread_mutex_unlock(&q->mu);
     dbld_db_close(db);
@@ -166,20 +160,17 @@ static void *monitor_main(void *arg)
 
 void q_ctx_start(q_ctx *q)
 {
-    if (pthread_create(&q->monitor, NULL, monitor_main, q) == 0)
-        q->started = 1;
+    if (pthread_create(&q->monitor, NULL, monitor_main, q) == 0) q->started = 1;
 }
 
 void q_ctx_destroy(q_ctx *q)
 {
-    if (!q)
-        return;
+    if (!q) return;
     pthread_mutex_lock(&q->mu);
     q->stop = 1;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
-    if (q->started)
-        pthread_join(q->monitor, NULL);
+    if (q->started) pthread_join(q->monitor, NULL);
     dbld_pool_destroy(q->pool);
     for (size_t i = 0; i < q->n_outs; i++)
         regfree(&q->outs[i]);

@@ -33,13 +33,16 @@
     "SELECT idx, ts_ns, payload FROM events WHERE"                                                 \
     " ($1::text[] IS NULL OR partition_refs && $1::text[])"                                        \
     " AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"                \
-    "      unnest($2::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"                          \
+    "      unnest($2::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"                           \
     " AND ($3::text[] IS NULL OR job_labels && $3::text[])"                                        \
     " AND ($4::text[] IS NULL OR job_run_ids && $4::text[])"                                       \
     " AND ($5::text[] IS NULL OR build_request_id = ANY($5::text[]))"                              \
     " AND %s"
 
-static int64_t clamp_u64(uint64_t v) { return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v; }
+static int64_t clamp_u64(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
 
 int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                        dbld_status *st)
@@ -51,12 +54,12 @@ int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
     int64_t min = clamp_u64(req->min_timestamp_ns), max = clamp_u64(req->max_timestamp_ns);
     if (min && max && min >= max)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
-                               "min_timestamp_ns (%" PRId64 ") must be below max_timestamp_ns (%" PRId64 ")",
+                               "min_timestamp_ns (%" PRId64
+                               ") must be below max_timestamp_ns (%" PRId64 ")",
                                min, max);
     for (size_t i = 0; i < f->n_partition_patterns; i++) {
         int rc = q_check_regex(r, f->partition_patterns[i], "partition pattern", st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     dbld_arena *a = r->a;
     const char *p[] = {
@@ -66,8 +69,13 @@ int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
         q_text_array(a, f->job_run_ids, f->n_job_run_ids),
         q_text_array(a, f->build_request_ids, f->n_build_request_ids),
     };
-    q_pager pg = {.sql = EVENTS_SQL, .n = 5, .params = p, .ts_col = "ts_ns", .key_col = "idx",
-                  .ts_field = 1, .limit = Q_PAGE};
+    q_pager pg = {.sql = EVENTS_SQL,
+                  .n = 5,
+                  .params = p,
+                  .ts_col = "ts_ns",
+                  .key_col = "idx",
+                  .ts_field = 1,
+                  .limit = Q_PAGE};
     if (min) {
         pg.desc = 0;
         pg.cursor = min;
@@ -79,8 +87,7 @@ int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__ListBuildEventsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_build_events_response__descriptor);
     resp->events = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *resp->events);
@@ -93,8 +100,7 @@ int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
         resp->events[resp->n_events++] = ev;
     }
     dbld_res_free(res);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     resp->has_more = more;
     *resp_msg = &resp->base;
     return 0;
@@ -113,13 +119,11 @@ template_request(dbld_arena *a, const Databuild__V1__ListBuildEventsResponse *tm
     f->build_request_ids = dbld_arena_alloc(a, (tmpl->n_events + 2) * sizeof *f->build_request_ids);
     for (size_t i = 0; i < tmpl->n_events; i++) {
         const char *id = tmpl->events[i] ? tmpl->events[i]->build_request_id : NULL;
-        if (!id || !*id)
-            continue;
+        if (!id || !*id) continue;
         int dup = 0;
         for (size_t k = 0; k < f->n_build_request_ids && !dup; k++)
             dup = strcmp(f->build_request_ids[k], id) == 0;
-        if (!dup)
-            f->build_request_ids[f->n_build_request_ids++] = (char *)id;
+        if (!dup) f->build_request_ids[f->n_build_request_ids++] = (char *)id;
     }
     if (!f->n_build_request_ids && also && *also->build_id)
         f->build_request_ids[f->n_build_request_ids++] = also->build_id;
@@ -140,8 +144,7 @@ static int answer_one(q_req *r, const Databuild__V1__RequestContainer *c,
     int rc;
     if (c->build_request_status) {
         rc = q_get_build_summary(r, &c->build_request_status->base, &m, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         rc_msg->build_request_status = (Databuild__V1__BuildSummaryResponse *)m;
     }
     if (c->list_build_events) {
@@ -149,8 +152,7 @@ static int answer_one(q_req *r, const Databuild__V1__RequestContainer *c,
         Databuild__V1__ListBuildEventsRequest *req =
             template_request(r->a, c->list_build_events, c->build_request_status);
         rc = q_get_build_events(r, &req->base, &m, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         rc_msg->list_build_events = (Databuild__V1__ListBuildEventsResponse *)m;
     }
     *out = rc_msg;
@@ -163,8 +165,8 @@ int q_batched(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp
     const Databuild__V1__BatchedRequest *req = (const Databuild__V1__BatchedRequest *)req_msg;
     if (req->n_requests > Q_BATCH_MAX)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
-                               "too many requests in one batch: %zu (at most %d)",
-                               req->n_requests, Q_BATCH_MAX);
+                               "too many requests in one batch: %zu (at most %d)", req->n_requests,
+                               Q_BATCH_MAX);
     dbld_arena *a = r->a;
     Databuild__V1__BatchedResponse *resp =
         dbld_arena_msg(a, &databuild__v1__batched_response__descriptor);

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #define RUN_COLS                                                                                   \
-    "j.job_run_id, j.job_label, j.build_request_id, j.status, j.target_partitions, j.message,"    \
+    "j.job_run_id, j.job_label, j.build_request_id, j.status, j.target_partitions, j.message,"     \
     " j.created_ns"
 
 #define LIST_SQL                                                                                   \
@@ -42,23 +42,19 @@ static void apply_event(Databuild__V1__JobRunSummary *s, const Databuild__V1__Bu
         s->cancelled = 1;
         return;
     }
-    if (ev->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
-        return;
+    if (ev->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) return;
     switch (ev->job_event->status_code) {
     case DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED:
-        if (!s->scheduled_at)
-            s->scheduled_at = ts;
+        if (!s->scheduled_at) s->scheduled_at = ts;
         break;
     case DATABUILD__V1__JOB_STATUS__JOB_RUNNING:
-        if (!s->started_at)
-            s->started_at = ts;
+        if (!s->started_at) s->started_at = ts;
         break;
     case DATABUILD__V1__JOB_STATUS__JOB_COMPLETED:
     case DATABUILD__V1__JOB_STATUS__JOB_FAILED:
     case DATABUILD__V1__JOB_STATUS__JOB_CANCELLED:
     case DATABUILD__V1__JOB_STATUS__JOB_SKIPPED:
-        if (!s->completed_at)
-            s->completed_at = ts;
+        if (!s->completed_at) s->completed_at = ts;
         break;
     default:
         break;
@@ -66,8 +62,8 @@ static void apply_event(Databuild__V1__JobRunSummary *s, const Databuild__V1__Bu
 }
 
 /* Summaries for n rows of "SELECT RUN_COLS ...". */
-static int run_summaries(q_req *r, const dbld_res *rows, int n,
-                         Databuild__V1__JobRunSummary ***out, dbld_status *st)
+static int run_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__JobRunSummary ***out,
+                         dbld_status *st)
 {
     dbld_arena *a = r->a;
     Databuild__V1__JobRunSummary **sums = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *sums);
@@ -84,7 +80,8 @@ static int run_summaries(q_req *r, const dbld_res *rows, int n,
         s->job_label = dbld_arena_strdup(a, dbld_res_get(rows, i, 1));
         s->build_request_id = dbld_arena_strdup(a, dbld_res_get(rows, i, 2));
         s->status_code = (int)dbld_res_i64(rows, i, 3);
-        s->status_name = (char *)q_enum_name(&databuild__v1__job_status__descriptor, s->status_code);
+        s->status_name =
+            (char *)q_enum_name(&databuild__v1__job_status__descriptor, s->status_code);
         char **targets = q_parse_array(a, dbld_res_get(rows, i, 4), &s->n_target_partitions);
         s->target_partitions = q_refs(a, targets, s->n_target_partitions);
         s->message = dbld_arena_strdup(a, dbld_res_get(rows, i, 5));
@@ -95,29 +92,25 @@ static int run_summaries(q_req *r, const dbld_res *rows, int n,
         q_strmap_add(&by_id, s->job_run_id, &count, &added);
     }
     *out = sums;
-    if (!n)
-        return 0;
+    if (!n) return 0;
     const char *p[] = {dbld_pg_text_array(a, (const char *const *)ids, (size_t)n)};
     dbld_res *res = NULL;
     int rc = q_exec_prepared(r, "q_run_times", TIMES_SQL, 1, p, &res, st);
     for (int i = 0; !rc && i < dbld_res_rows(res); i++) {
         Databuild__V1__BuildEvent *ev = q_decode_event(a, dbld_res_get(res, i, 1));
-        if (!ev)
-            continue;
+        if (!ev) continue;
         const char *id = NULL; /* event_type is a oneof: read only the member that is set */
         if (ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
             id = ev->job_event->job_run_id;
         else if (ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_RUN_CANCEL_EVENT)
             id = ev->job_run_cancel_event->job_run_id;
         size_t k = id ? q_strmap_get(&by_id, id) : (size_t)-1;
-        if (k != (size_t)-1)
-            apply_event(sums[k], ev, dbld_res_i64(res, i, 0));
+        if (k != (size_t)-1) apply_event(sums[k], ev, dbld_res_i64(res, i, 0));
     }
     dbld_res_free(res);
     for (int i = 0; i < n; i++) {
         Databuild__V1__JobRunSummary *s = sums[i];
-        if (!s->scheduled_at)
-            s->scheduled_at = first[i];
+        if (!s->scheduled_at) s->scheduled_at = first[i];
         if (s->completed_at) {
             int64_t from = s->started_at ? s->started_at : s->scheduled_at;
             s->duration_ms = s->completed_at > from ? (s->completed_at - from) / 1000000 : 0;
@@ -138,24 +131,27 @@ int q_list_job_runs(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage 
         q_text_array(a, req->build_reqeust_ids, req->n_build_reqeust_ids),
         q_text_array(a, req->built_partition_refs, req->n_built_partition_refs),
     };
-    q_pager pg = {.sql = LIST_SQL, .n = 4, .params = p, .ts_col = "j.created_ns",
-                  .key_col = "j.job_run_id", .ts_field = 6, .desc = 1,
+    q_pager pg = {.sql = LIST_SQL,
+                  .n = 4,
+                  .params = p,
+                  .ts_col = "j.created_ns",
+                  .key_col = "j.job_run_id",
+                  .ts_field = 6,
+                  .desc = 1,
                   .cursor = req->started_until > (uint64_t)INT64_MAX ? INT64_MAX
                                                                      : (int64_t)req->started_until,
                   .limit = Q_PAGE};
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__ListJobRunsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_job_runs_response__descriptor);
     rc = run_summaries(r, res, n, &resp->job_runs, st);
     resp->n_job_runs = (size_t)n;
     resp->min_start_at = n ? (uint64_t)dbld_res_i64(res, n - 1, 6) : 0;
     dbld_res_free(res);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp_msg = &resp->base;
     return 0;
 }
@@ -169,10 +165,10 @@ int q_get_job_run_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "job_run_id is required");
     const char *p[] = {req->job_run_id};
     dbld_res *res = NULL;
-    int rc = q_exec_prepared(r, "q_run_row", "SELECT " RUN_COLS " FROM job_runs j WHERE j.job_run_id = $1",
-                             1, p, &res, st);
-    if (rc)
-        return rc;
+    int rc = q_exec_prepared(r, "q_run_row",
+                             "SELECT " RUN_COLS " FROM job_runs j WHERE j.job_run_id = $1", 1, p,
+                             &res, st);
+    if (rc) return rc;
     if (dbld_res_rows(res) == 0) {
         dbld_res_free(res);
         return dbld_status_set(st, DBLD_NOT_FOUND, "no job run \"%.200s\"", req->job_run_id);
@@ -180,8 +176,7 @@ int q_get_job_run_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
     Databuild__V1__JobRunSummary **sums;
     rc = run_summaries(r, res, 1, &sums, st);
     dbld_res_free(res);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__JobRunSummaryResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__job_run_summary_response__descriptor);
     resp->job_run = sums[0];

@@ -31,7 +31,7 @@
     "       ORDER BY created_ns DESC LIMIT 100) s"                                                 \
     "       GROUP BY s.build_request_id ORDER BY max(s.created_ns) DESC LIMIT 10)"                 \
     " FROM unnest($1::text[]) AS l(label)"                                                         \
-    " LEFT JOIN LATERAL (SELECT status, created_ns FROM job_runs WHERE job_label = l.label"       \
+    " LEFT JOIN LATERAL (SELECT status, created_ns FROM job_runs WHERE job_label = l.label"        \
     "       AND status <> 6 ORDER BY created_ns DESC LIMIT 1) last ON true"
 _Static_assert(Q_RECENT_BUILDS == 10, "LAST_SQL's LIMIT 10 is Q_RECENT_BUILDS");
 
@@ -39,8 +39,8 @@ static Databuild__V1__JobSummary *new_summary(dbld_arena *a, const char *label)
 {
     Databuild__V1__JobSummary *s = dbld_arena_msg(a, &databuild__v1__job_summary__descriptor);
     s->job_label = (char *)label;
-    s->last_run_status_name =
-        (char *)q_enum_name(&databuild__v1__job_status__descriptor, DATABUILD__V1__JOB_STATUS__JOB_UNKNOWN);
+    s->last_run_status_name = (char *)q_enum_name(&databuild__v1__job_status__descriptor,
+                                                  DATABUILD__V1__JOB_STATUS__JOB_UNKNOWN);
     return s;
 }
 
@@ -61,8 +61,7 @@ static int summaries(q_req *r, const char *label, Databuild__V1__JobSummary ***o
     const char *p[] = {label};
     dbld_res *stats = NULL;
     int rc = q_exec(r, STATS_SQL, 1, p, &stats, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int n_stats = dbld_res_rows(stats);
     *found = n_stats > 0;
     size_t cap = (label ? 1 : cfg->graph.n_jobs) + (size_t)n_stats + 1;
@@ -77,16 +76,14 @@ static int summaries(q_req *r, const char *label, Databuild__V1__JobSummary ***o
     } else {
         for (size_t j = 0; j < cfg->graph.n_jobs; j++) {
             q_strmap_add(&idx, cfg->graph.jobs[j].label, &n, &added);
-            if (added)
-                sums[n - 1] = new_summary(a, cfg->graph.jobs[j].label);
+            if (added) sums[n - 1] = new_summary(a, cfg->graph.jobs[j].label);
         }
     }
     size_t n_config = n;
     for (int i = 0; i < n_stats; i++) {
         const char *l = dbld_arena_strdup(a, dbld_res_get(stats, i, 0));
         size_t k = q_strmap_add(&idx, l, &n, &added);
-        if (added)
-            sums[k] = new_summary(a, l);
+        if (added) sums[k] = new_summary(a, l);
         Databuild__V1__JobSummary *s = sums[k];
         s->total_runs = (uint32_t)dbld_res_i64(stats, i, 1);
         s->successful_runs = (uint32_t)dbld_res_i64(stats, i, 2);
@@ -96,8 +93,7 @@ static int summaries(q_req *r, const char *label, Databuild__V1__JobSummary ***o
     }
     dbld_res_free(stats);
     /* labels only seen in job_runs: after the config's, sorted */
-    if (n > n_config)
-        qsort(sums + n_config, n - n_config, sizeof *sums, cmp_label);
+    if (n > n_config) qsort(sums + n_config, n - n_config, sizeof *sums, cmp_label);
     char **labels = dbld_arena_alloc(a, (n + 1) * sizeof *labels);
     q_strmap pos;
     q_strmap_init(&pos, a);
@@ -111,8 +107,7 @@ static int summaries(q_req *r, const char *label, Databuild__V1__JobSummary ***o
     rc = n ? q_exec(r, LAST_SQL, 1, lp, &last, st) : 0;
     for (int i = 0; !rc && i < dbld_res_rows(last); i++) {
         size_t k = q_strmap_get(&pos, dbld_res_get(last, i, 0));
-        if (k == (size_t)-1)
-            continue;
+        if (k == (size_t)-1) continue;
         Databuild__V1__JobSummary *s = sums[k];
         s->last_run_status_code = (int)dbld_res_i64(last, i, 1);
         s->last_run_status_name =
@@ -134,8 +129,7 @@ int q_list_jobs(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **re
         dbld_arena_msg(r->a, &databuild__v1__list_jobs_response__descriptor);
     int found;
     int rc = summaries(r, NULL, &resp->jobs, &resp->n_jobs, &found, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp_msg = &resp->base;
     return 0;
 }
@@ -153,10 +147,10 @@ int q_get_job_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessag
     size_t n;
     int found;
     int rc = summaries(r, req->job_label, &sums, &n, &found, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (!found && !in_config)
-        return dbld_status_set(st, DBLD_NOT_FOUND, "no job \"%.200s\" (not in the graph and never run)",
+        return dbld_status_set(st, DBLD_NOT_FOUND,
+                               "no job \"%.200s\" (not in the graph and never run)",
                                req->job_label);
     Databuild__V1__JobSummaryResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__job_summary_response__descriptor);

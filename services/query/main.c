@@ -19,8 +19,7 @@ int main(int argc, char **argv)
 
     dbld_config cfg;
     int rc = dbld_config_from_args(argc, argv, "query", &cfg);
-    if (rc != DBLD_CONFIG_RUN)
-        return DBLD_CONFIG_EXIT_STATUS(rc);
+    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
 
     const dbld_server_config *sc = &cfg.query.server;
     dbld_server_opts opts = {

@@ -36,8 +36,7 @@ static void sb_put(sbuf *b, const char *s, size_t n)
         while (cap < b->len + n + 1)
             cap *= 2;
         char *grown = dbld_arena_alloc(b->a, cap);
-        if (b->len)
-            memcpy(grown, b->s, b->len);
+        if (b->len) memcpy(grown, b->s, b->len);
         b->s = grown;
         b->cap = cap;
     }
@@ -54,8 +53,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return;
+    if (n < 0) return;
     if ((size_t)n < sizeof tmp) {
         sb_put(b, tmp, (size_t)n);
         return;
@@ -75,12 +73,24 @@ static void sb_label(sbuf *b, const char *s)
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         switch (c) {
-        case '"': sb_put(b, "#quot;", 6); break;
-        case '#': sb_put(b, "#35;", 4); break;
-        case '<': sb_put(b, "#lt;", 4); break;
-        case '>': sb_put(b, "#gt;", 4); break;
-        case '&': sb_put(b, "#amp;", 5); break;
-        case '`': sb_put(b, "#96;", 4); break;
+        case '"':
+            sb_put(b, "#quot;", 6);
+            break;
+        case '#':
+            sb_put(b, "#35;", 4);
+            break;
+        case '<':
+            sb_put(b, "#lt;", 4);
+            break;
+        case '>':
+            sb_put(b, "#gt;", 4);
+            break;
+        case '&':
+            sb_put(b, "#amp;", 5);
+            break;
+        case '`':
+            sb_put(b, "#96;", 4);
+            break;
         default:
             if (c < 0x20 || c == 0x7f)
                 sb_put(b, " ", 1);
@@ -97,10 +107,8 @@ static const char *status_word(dbld_arena *a, const ProtobufCEnumDescriptor *d, 
 {
     const char *name = q_enum_name(d, v);
     size_t pl = strlen(prefix);
-    if (!*name)
-        return "unknown";
-    if (strncmp(name, prefix, pl) == 0)
-        name += pl;
+    if (!*name) return "unknown";
+    if (strncmp(name, prefix, pl) == 0) name += pl;
     char *w = dbld_arena_strdup(a, name);
     for (char *c = w; *c; c++)
         *c = (char)tolower((unsigned char)*c);
@@ -166,14 +174,13 @@ static const q_fold_run *task_run(const q_build_fold *f, const Databuild__V1__Ta
     const char *label = t->job && t->job->label ? t->job->label : "";
     for (size_t i = 0; i < f->n_runs; i++) {
         const q_fold_run *run = &f->runs[i];
-        if (strcmp(run->label, label) != 0)
-            continue;
+        if (strcmp(run->label, label) != 0) continue;
         int overlap = !t->config || t->config->n_outputs == 0;
         for (size_t k = 0; t->config && k < t->config->n_outputs && !overlap; k++)
             for (size_t m = 0; m < run->n_targets && !overlap; m++)
-                overlap = t->config->outputs[k] && strcmp(t->config->outputs[k]->str, run->targets[m]) == 0;
-        if (overlap && (!best || run->last_idx > best->last_idx))
-            best = run;
+                overlap = t->config->outputs[k] &&
+                          strcmp(t->config->outputs[k]->str, run->targets[m]) == 0;
+        if (overlap && (!best || run->last_idx > best->last_idx)) best = run;
     }
     return best;
 }
@@ -185,23 +192,19 @@ static int fill_current(q_req *r, graph_nodes *g, dbld_status *st)
     char **missing = dbld_arena_alloc(r->a, (g->n + 1) * sizeof *missing);
     size_t n = 0;
     for (size_t i = 0; i < g->n; i++)
-        if (g->status[i] < 0)
-            missing[n++] = (char *)g->refs[i];
-    if (!n)
-        return 0;
+        if (g->status[i] < 0) missing[n++] = (char *)g->refs[i];
+    if (!n) return 0;
     const char *p[] = {q_text_array(r->a, missing, n)};
     dbld_res *res = NULL;
-    int rc = q_exec(r, "SELECT ref, status FROM partitions WHERE ref = ANY($1::text[])", 1, p,
-                    &res, st);
+    int rc =
+        q_exec(r, "SELECT ref, status FROM partitions WHERE ref = ANY($1::text[])", 1, p, &res, st);
     for (int i = 0; !rc && i < dbld_res_rows(res); i++) {
         size_t k = q_strmap_get(&g->ids, dbld_res_get(res, i, 0));
-        if (k != (size_t)-1)
-            g->status[k] = (int)dbld_res_i64(res, i, 1);
+        if (k != (size_t)-1) g->status[k] = (int)dbld_res_i64(res, i, 1);
     }
     dbld_res_free(res);
     for (size_t i = 0; i < g->n; i++)
-        if (g->status[i] < 0)
-            g->status[i] = DATABUILD__V1__PARTITION_STATUS__PARTITION_UNKNOWN;
+        if (g->status[i] < 0) g->status[i] = DATABUILD__V1__PARTITION_STATUS__PARTITION_UNKNOWN;
     return rc;
 }
 
@@ -212,13 +215,11 @@ static void emit_classes(sbuf *b, dbld_arena *a, const char *const *node_cls, co
     for (size_t c = 0; c < N_CLASSES; c++) {
         int first = 1;
         for (size_t i = 0; i < n; i++) {
-            if (strcmp(node_cls[i], class_defs[c].cls) != 0)
-                continue;
+            if (strcmp(node_cls[i], class_defs[c].cls) != 0) continue;
             sb_printf(b, first ? "  class %s%zu" : ",%s%zu", prefix, i);
             first = 0;
         }
-        if (!first)
-            sb_printf(b, " %s\n", class_defs[c].cls);
+        if (!first) sb_printf(b, " %s\n", class_defs[c].cls);
     }
     (void)a;
 }
@@ -237,16 +238,15 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
     /* partition nodes in a stable order: graph outputs, then per task inputs and outputs */
     if (jg) {
         for (size_t i = 0; i < jg->n_outputs; i++)
-            if (jg->outputs[i] && *jg->outputs[i]->str)
-                pnode(&g, a, jg->outputs[i]->str);
+            if (jg->outputs[i] && *jg->outputs[i]->str) pnode(&g, a, jg->outputs[i]->str);
         for (size_t t = 0; t < n_tasks; t++) {
             const Databuild__V1__JobConfig *c = jg->nodes[t] ? jg->nodes[t]->config : NULL;
             for (size_t k = 0; c && k < c->n_inputs; k++)
-                if (c->inputs[k] && c->inputs[k]->partition_ref && *c->inputs[k]->partition_ref->str)
+                if (c->inputs[k] && c->inputs[k]->partition_ref &&
+                    *c->inputs[k]->partition_ref->str)
                     pnode(&g, a, c->inputs[k]->partition_ref->str);
             for (size_t k = 0; c && k < c->n_outputs; k++)
-                if (c->outputs[k] && *c->outputs[k]->str)
-                    pnode(&g, a, c->outputs[k]->str);
+                if (c->outputs[k] && *c->outputs[k]->str) pnode(&g, a, c->outputs[k]->str);
         }
     } else {
         for (size_t i = 0; i < f->n_parts; i++)
@@ -254,12 +254,10 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
     }
     for (size_t i = 0; i < g.n; i++) {
         size_t k = q_strmap_get(&f->parts, g.refs[i]);
-        if (k != (size_t)-1)
-            g.status[i] = f->part_status[k];
+        if (k != (size_t)-1) g.status[i] = f->part_status[k];
     }
     int rc = fill_current(r, &g, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
 
     sb_printf(&b, "flowchart LR\n");
     for (size_t c = 0; c < N_CLASSES; c++)
@@ -282,9 +280,9 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
         sb_printf(&b, "  p%zu[(", i);
         sb_label(&b, g.refs[i]);
         sb_printf(&b, ")]\n");
-        part_cls[i] = dbld_arena_printf(
-            a, "partition_%s",
-            status_word(a, &databuild__v1__partition_status__descriptor, g.status[i], "PARTITION_"));
+        part_cls[i] = dbld_arena_printf(a, "partition_%s",
+                                        status_word(a, &databuild__v1__partition_status__descriptor,
+                                                    g.status[i], "PARTITION_"));
     }
     q_strmap edges;
     q_strmap_init(&edges, a);
@@ -297,17 +295,14 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
             size_t p = q_strmap_get(&g.ids, c->inputs[k]->partition_ref->str);
             int added;
             q_strmap_add(&edges, dbld_arena_printf(a, "p%zu>j%zu", p, t), &n_edges, &added);
-            if (added)
-                sb_printf(&b, "  p%zu --> j%zu\n", p, t);
+            if (added) sb_printf(&b, "  p%zu --> j%zu\n", p, t);
         }
         for (size_t k = 0; c && k < c->n_outputs; k++) {
-            if (!c->outputs[k] || !*c->outputs[k]->str)
-                continue;
+            if (!c->outputs[k] || !*c->outputs[k]->str) continue;
             size_t p = q_strmap_get(&g.ids, c->outputs[k]->str);
             int added;
             q_strmap_add(&edges, dbld_arena_printf(a, "j%zu>p%zu", t, p), &n_edges, &added);
-            if (added)
-                sb_printf(&b, "  j%zu --> p%zu\n", t, p);
+            if (added) sb_printf(&b, "  j%zu --> p%zu\n", t, p);
         }
     }
     emit_classes(&b, a, job_cls, "j", n_tasks);

@@ -35,19 +35,24 @@ int q_get_job_logs(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage *
     if (req->since_timestamp < 0)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "since_timestamp must be >= 0");
     int64_t since = req->since_timestamp;
-    if (since > 0 && since < 100000000000LL)
-        since *= 1000000000LL;
+    if (since > 0 && since < 100000000000LL) since *= 1000000000LL;
     int limit = req->limit == 0           ? Q_LOGS_DEFAULT
                 : req->limit > Q_LOGS_MAX ? Q_LOGS_MAX
                                           : (int)req->limit;
     const char *p[] = {req->job_run_id, q_i64(a, req->min_level)};
-    q_pager pg = {.sql = LOGS_SQL, .n = 2, .params = p, .ts_col = "ts_ns", .key_col = "seq",
-                  .ts_field = 1, .desc = 0, .cursor = since, .limit = limit};
+    q_pager pg = {.sql = LOGS_SQL,
+                  .n = 2,
+                  .params = p,
+                  .ts_col = "ts_ns",
+                  .key_col = "seq",
+                  .ts_field = 1,
+                  .desc = 0,
+                  .cursor = since,
+                  .limit = limit};
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (n == 0) {
         dbld_res *k = NULL;
         rc = q_exec(r,
@@ -74,13 +79,13 @@ int q_get_job_logs(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage *
             e = (Databuild__V1__JobLogEntry *)protobuf_c_message_unpack(
                 &databuild__v1__job_log_entry__descriptor, dbld_arena_allocator(a), len, buf);
         if (!e)
-            rc = dbld_status_set(st, DBLD_DATA_LOSS, "stored log entry %s of job run \"%.200s\" does not decode",
+            rc = dbld_status_set(st, DBLD_DATA_LOSS,
+                                 "stored log entry %s of job run \"%.200s\" does not decode",
                                  dbld_res_get(res, i, 0), req->job_run_id);
         resp->entries[resp->n_entries++] = e;
     }
     dbld_res_free(res);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     resp->has_more = more;
     *resp_msg = &resp->base;
     return 0;
@@ -89,15 +94,15 @@ int q_get_job_logs(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage *
 int q_cancel_build(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                    dbld_status *st)
 {
-    const Databuild__V1__CancelBuildRequest *req = (const Databuild__V1__CancelBuildRequest *)req_msg;
+    const Databuild__V1__CancelBuildRequest *req =
+        (const Databuild__V1__CancelBuildRequest *)req_msg;
     if (!*req->build_request_id)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "build_request_id is required");
     const char *p[] = {req->build_request_id};
     dbld_res *res = NULL;
-    int rc = q_exec(r, "SELECT status FROM build_requests WHERE build_request_id = $1", 1, p, &res,
-                    st);
-    if (rc)
-        return rc;
+    int rc =
+        q_exec(r, "SELECT status FROM build_requests WHERE build_request_id = $1", 1, p, &res, st);
+    if (rc) return rc;
     int found = dbld_res_rows(res) > 0;
     dbld_res_free(res);
     if (!found)
@@ -112,8 +117,7 @@ int q_cancel_build(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage *
     rc = dbld_client_unary(dbld_client_get(graph), "/databuild.v1.GraphBuilder/Cancel", req_msg,
                            &databuild__v1__cancel_build_response__descriptor,
                            dbld_arena_allocator(r->a), &out, r->timeout_ms, 0, st);
-    if (rc)
-        return dbld_status_prefix(st, "graph service at %s", graph);
+    if (rc) return dbld_status_prefix(st, "graph service at %s", graph);
     *resp_msg = out;
     return 0;
 }

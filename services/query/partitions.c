@@ -58,8 +58,7 @@ int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, Protobuf
     const char *p[] = {req->ref->str};
     dbld_res *res = NULL;
     int rc = q_exec_prepared(r, "q_part_summary", SUMMARY_SQL, 1, p, &res, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (dbld_res_rows(res) == 0) {
         dbld_res_free(res);
         return dbld_status_set(st, DBLD_NOT_FOUND, "no partition \"%.200s\"", req->ref->str);

@@ -17,15 +17,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#define SESSION_SQL                                                                                \
-    "SET default_transaction_read_only = on; SET statement_timeout = '60s'"
+#define SESSION_SQL "SET default_transaction_read_only = on; SET statement_timeout = '60s'"
 #define ACQUIRE_MAX_MS 5000
 
 static int ro_known(q_ctx *q, const dbld_db *db)
 {
     for (size_t i = 0; i < q->n_ro; i++)
-        if (q->ro[i] == db)
-            return 1;
+        if (q->ro[i] == db) return 1;
     return 0;
 }
 
@@ -60,7 +58,9 @@ int q_run(dbld_call *call, q_fn fn, const ProtobufCMessage *req, ProtobufCMessag
     int64_t left = dbld_call_remaining_ms(call);
     q_req r = {.q = dbld_call_user(call),
                .a = dbld_call_arena(call),
-               .timeout_ms = left > 30000 ? 30000 : left < 1 ? 1 : left};
+               .timeout_ms = left > 30000 ? 30000
+                             : left < 1   ? 1
+                                          : left};
     int rc = fn(&r, req, resp, st);
     q_req_done(&r);
     return rc;
@@ -68,10 +68,8 @@ int q_run(dbld_call *call, q_fn fn, const ProtobufCMessage *req, ProtobufCMessag
 
 void q_req_done(q_req *r)
 {
-    if (!r->db)
-        return;
-    if (!dbld_db_alive(r->db))
-        ro_forget(r->q, r->db);
+    if (!r->db) return;
+    if (!dbld_db_alive(r->db)) ro_forget(r->q, r->db);
     dbld_pool_release(r->q->pool, r->db);
     r->db = NULL;
 }
@@ -86,13 +84,12 @@ int q_db(q_req *r, dbld_db **db, dbld_status *st)
     int up = r->q->db_up;
     pthread_mutex_unlock(&r->q->mu);
     if (!up)
-        return dbld_status_set(st, DBLD_UNAVAILABLE, "database unavailable (query service is not serving)");
-    int rc = dbld_pool_acquire(r->q->pool,
-                               r->timeout_ms < ACQUIRE_MAX_MS ? r->timeout_ms : ACQUIRE_MAX_MS, db,
-                               st);
+        return dbld_status_set(st, DBLD_UNAVAILABLE,
+                               "database unavailable (query service is not serving)");
+    int rc = dbld_pool_acquire(
+        r->q->pool, r->timeout_ms < ACQUIRE_MAX_MS ? r->timeout_ms : ACQUIRE_MAX_MS, db, st);
     if (rc) {
-        if (rc == DBLD_UNAVAILABLE)
-            q_ctx_db_down(r->q, st->msg);
+        if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(r->q, st->msg);
         return rc;
     }
     pthread_mutex_lock(&r->q->mu);
@@ -103,8 +100,7 @@ int q_db(q_req *r, dbld_db **db, dbld_status *st)
         if (rc) {
             dbld_pool_release(r->q->pool, *db);
             *db = NULL;
-            if (rc == DBLD_UNAVAILABLE)
-                q_ctx_db_down(r->q, st->msg);
+            if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(r->q, st->msg);
             return rc;
         }
         ro_add(r->q, *db);
@@ -115,20 +111,17 @@ int q_db(q_req *r, dbld_db **db, dbld_status *st)
 
 static int after(q_req *r, int rc, dbld_status *st)
 {
-    if (rc == DBLD_UNAVAILABLE)
-        q_ctx_db_down(r->q, st->msg);
+    if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(r->q, st->msg);
     return rc;
 }
 
 int q_exec(q_req *r, const char *sql, int n, const char *const *params, dbld_res **out,
            dbld_status *st)
 {
-    if (out)
-        *out = NULL;
+    if (out) *out = NULL;
     dbld_db *db;
     int rc = q_db(r, &db, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     dbld_res *tmp = NULL;
     /* always ask for a result: dbld_db_exec uses the simple protocol otherwise */
     rc = dbld_db_exec(db, sql, n, params, &tmp, st);
@@ -139,8 +132,8 @@ int q_exec(q_req *r, const char *sql, int n, const char *const *params, dbld_res
     return after(r, rc, st);
 }
 
-int q_exec_prepared(q_req *r, const char *name, const char *sql, int n,
-                    const char *const *params, dbld_res **out, dbld_status *st)
+int q_exec_prepared(q_req *r, const char *name, const char *sql, int n, const char *const *params,
+                    dbld_res **out, dbld_status *st)
 {
     dbld_stmt s = {.name = name, .sql = sql, .n = n, .params = params, .out = out};
     return q_pipeline(r, &s, 1, st);
@@ -150,8 +143,7 @@ int q_pipeline(q_req *r, dbld_stmt *stmts, size_t n, dbld_status *st)
 {
     dbld_db *db;
     int rc = q_db(r, &db, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     return after(r, dbld_db_pipeline(db, stmts, n, st), st);
 }
 
@@ -159,8 +151,7 @@ int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *
 {
     const char *p[] = {pattern};
     int rc = q_exec(r, "SELECT '' ~ $1", 1, p, NULL, st);
-    if (rc == DBLD_INVALID_ARGUMENT)
-        dbld_status_prefix(st, "invalid %s \"%.200s\"", what, pattern);
+    if (rc == DBLD_INVALID_ARGUMENT) dbld_status_prefix(st, "invalid %s \"%.200s\"", what, pattern);
     return rc;
 }
 
@@ -171,16 +162,16 @@ static char *page_sql(dbld_arena *a, const q_pager *pg, const char *extra, int w
     const char *dir = pg->desc ? "DESC" : "ASC";
     int k = pg->n + 1, w = pg->n + 2, x = pg->n + 3;
     char *clause = dbld_arena_printf(
-        a, "($%d::bigint = 0 OR %s %s $%d::bigint) AND ($%d::bigint = 0 OR %s %s $%d::bigint)%s%s"
-           " ORDER BY %s %s, %s %s%s",
+        a,
+        "($%d::bigint = 0 OR %s %s $%d::bigint) AND ($%d::bigint = 0 OR %s %s $%d::bigint)%s%s"
+        " ORDER BY %s %s, %s %s%s",
         k, pg->ts_col, pg->desc ? "<" : ">", k, w, pg->ts_col, pg->desc ? ">" : "<", w,
         extra ? " AND " : "", extra ? extra : "", pg->ts_col, dir, pg->key_col, dir,
         with_limit ? dbld_arena_printf(a, " LIMIT $%d::int", x) : "");
     return dbld_arena_printf(a, pg->sql, clause);
 }
 
-int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more,
-           dbld_status *st)
+int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more, dbld_status *st)
 {
     *out = NULL;
     *rows = 0;
@@ -194,8 +185,7 @@ int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more
     p[pg->n + 2] = q_i64(a, pg->limit + 1);
     dbld_res *res = NULL;
     int rc = q_exec(r, page_sql(a, pg, NULL, 1), pg->n + 3, p, &res, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int n = dbld_res_rows(res);
     if (n <= pg->limit) {
         *out = res;
@@ -212,13 +202,12 @@ int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more
     /* The page would end inside a run of equal timestamps: take the whole run. */
     dbld_res_free(res);
     p[pg->n + 2] = q_i64(a, last);
-    char *upto = dbld_arena_printf(a, "%s %s $%d::bigint", pg->ts_col, pg->desc ? ">=" : "<=",
-                                   pg->n + 3);
+    char *upto =
+        dbld_arena_printf(a, "%s %s $%d::bigint", pg->ts_col, pg->desc ? ">=" : "<=", pg->n + 3);
     rc = q_exec(r, page_sql(a, pg, upto, 0), pg->n + 3, p, &res, st);
-    if (rc)
-        return rc;
-    char *beyond = dbld_arena_printf(a, "%s %s $%d::bigint", pg->ts_col, pg->desc ? "<" : ">",
-                                     pg->n + 3);
+    if (rc) return rc;
+    char *beyond =
+        dbld_arena_printf(a, "%s %s $%d::bigint", pg->ts_col, pg->desc ? "<" : ">", pg->n + 3);
     dbld_res *more = NULL;
     rc = q_exec(r, dbld_arena_printf(a, "%s LIMIT 1", page_sql(a, pg, beyond, 0)), pg->n + 3, p,
                 &more, st);

@@ -31,9 +31,9 @@
 #define Q_PAGE 100
 #define Q_LOGS_DEFAULT 1000
 #define Q_LOGS_MAX 10000
-#define Q_BATCH_MAX 100     /* keys in one Batched request */
-#define Q_PAST_BUILDS 100   /* past_build_request entries of a partition summary */
-#define Q_RECENT_BUILDS 10  /* JobSummary.recent_builds */
+#define Q_BATCH_MAX 100    /* keys in one Batched request */
+#define Q_PAST_BUILDS 100  /* past_build_request entries of a partition summary */
+#define Q_RECENT_BUILDS 10 /* JobSummary.recent_builds */
 
 /* ---- per-process context ---- */
 
@@ -95,8 +95,8 @@ int q_exec(q_req *r, const char *sql, int n, const char *const *params, dbld_res
            dbld_status *st);
 /* The same as a named prepared statement (hot paths only: a connection
  * prepares at most a few dozen names). name must be a static string. */
-int q_exec_prepared(q_req *r, const char *name, const char *sql, int n,
-                    const char *const *params, dbld_res **out, dbld_status *st);
+int q_exec_prepared(q_req *r, const char *name, const char *sql, int n, const char *const *params,
+                    dbld_res **out, dbld_status *st);
 /* Several statements in one round trip (see dbld_db_pipeline()). */
 int q_pipeline(q_req *r, dbld_stmt *stmts, size_t n, dbld_status *st);
 /* Validate a regular expression with PostgreSQL's engine: INVALID_ARGUMENT
@@ -128,8 +128,7 @@ typedef struct q_pager {
 } q_pager;
 /* On success *out holds the page's rows in order (*rows of them, all to be
  * used) and *has_more whether more items lie beyond. Caller frees *out. */
-int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more,
-           dbld_status *st);
+int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more, dbld_status *st);
 
 /* ---- values ---- */
 
@@ -179,7 +178,7 @@ typedef struct q_build_fold {
     Databuild__V1__JobGraph *graph; /* from the latest JobGraphEvent; NULL if none */
     q_strmap parts;                 /* ref -> index into part_refs/part_status */
     const char **part_refs;
-    int *part_status;               /* PartitionStatus within this build */
+    int *part_status; /* PartitionStatus within this build */
     size_t n_parts, cap_parts;
     q_strmap runs_by_id;
     q_fold_run *runs;
@@ -218,22 +217,19 @@ int q_list_wants(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
 int q_get_want_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                        dbld_status *st);
 int q_put_wants(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
-int q_list_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                  dbld_status *st);
+int q_list_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_get_taint_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         dbld_status *st);
 int q_put_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
-int q_get_job_logs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                   dbld_status *st);
-int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                   dbld_status *st);
+int q_get_job_logs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 
 /* Build summaries for rows of
  *   SELECT build_request_id, status, requested_partitions, comment, want_id,
  *          created_ns, updated_ns FROM build_requests ...
  * (job counts and lifecycle times are read here). *out: n summaries. */
 #define Q_BUILD_COLS                                                                               \
-    "b.build_request_id, b.status, b.requested_partitions, b.comment, b.want_id, b.created_ns,"   \
+    "b.build_request_id, b.status, b.requested_partitions, b.comment, b.want_id, b.created_ns,"    \
     " b.updated_ns"
 int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
                       dbld_status *st);

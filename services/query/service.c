@@ -33,8 +33,10 @@ HANDLER(cancel_build)
 
 #define SVC "/databuild.v1.DataBuildService/"
 #define M(name, req, resp, fn)                                                                     \
-    {SVC name, &databuild__v1__##req##__descriptor, &databuild__v1__##resp##__descriptor, h_##fn,  \
-     NULL}
+    {                                                                                              \
+        SVC name, &databuild__v1__##req##__descriptor, &databuild__v1__##resp##__descriptor,       \
+            h_##fn, NULL                                                                           \
+    }
 
 static const dbld_method methods[] = {
     M("GetBuildEvents", list_build_events_request, list_build_events_response, get_build_events),

@@ -41,8 +41,13 @@ int q_list_taints(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **
 {
     const Databuild__V1__ListTaintsRequest *req = (const Databuild__V1__ListTaintsRequest *)req_msg;
     dbld_arena *a = r->a;
-    q_pager pg = {.sql = LIST_SQL, .n = 0, .params = NULL, .ts_col = "t.created_ns",
-                  .key_col = "t.event_id", .ts_field = 4, .desc = 1,
+    q_pager pg = {.sql = LIST_SQL,
+                  .n = 0,
+                  .params = NULL,
+                  .ts_col = "t.created_ns",
+                  .key_col = "t.event_id",
+                  .ts_field = 4,
+                  .desc = 1,
                   .cursor = req->tainted_at_until > (uint64_t)INT64_MAX
                                 ? INT64_MAX
                                 : (int64_t)req->tainted_at_until,
@@ -50,8 +55,7 @@ int q_list_taints(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__ListTaintsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_taints_response__descriptor);
     resp->taints = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *resp->taints);
@@ -68,15 +72,13 @@ int q_get_taint_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMess
 {
     const Databuild__V1__TaintSummaryRequest *req =
         (const Databuild__V1__TaintSummaryRequest *)req_msg;
-    if (!*req->taint_id)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "taint_id is required");
+    if (!*req->taint_id) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "taint_id is required");
     const char *p[] = {req->taint_id};
     dbld_res *res = NULL;
     int rc = q_exec_prepared(r, "q_taint_row",
                              "SELECT " TAINT_COLS " FROM taints t WHERE t.event_id = $1", 1, p,
                              &res, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (dbld_res_rows(res) == 0) {
         dbld_res_free(res);
         return dbld_status_set(st, DBLD_NOT_FOUND, "no taint \"%.200s\"", req->taint_id);
@@ -109,8 +111,7 @@ int q_put_taints(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **r
     te->created_at = (uint64_t)now;
     te->source_type = q_source_type(a, req->source ? req->source->code
                                                    : DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST);
-    if (req->source && *req->source->name)
-        te->source_type->name = req->source->name;
+    if (req->source && *req->source->name) te->source_type->name = req->source->name;
     te->comment = req->comment;
     Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, (n + 1) * sizeof *evs);
     evs[0] = dbld_arena_msg(a, &databuild__v1__build_event__descriptor);

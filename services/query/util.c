@@ -5,7 +5,10 @@
 #include <inttypes.h>
 #include <string.h>
 
-const char *q_i64(dbld_arena *a, int64_t v) { return dbld_arena_printf(a, "%" PRId64, v); }
+const char *q_i64(dbld_arena *a, int64_t v)
+{
+    return dbld_arena_printf(a, "%" PRId64, v);
+}
 
 const char *q_text_array(dbld_arena *a, char *const *items, size_t n)
 {
@@ -15,8 +18,7 @@ const char *q_text_array(dbld_arena *a, char *const *items, size_t n)
 char **q_parse_array(dbld_arena *a, const char *lit, size_t *n)
 {
     char **items = NULL;
-    if (dbld_pg_parse_text_array(a, lit, &items, n) != 0)
-        *n = 0;
+    if (dbld_pg_parse_text_array(a, lit, &items, n) != 0) *n = 0;
     return items;
 }
 
@@ -24,8 +26,7 @@ Databuild__V1__BuildEvent *q_decode_event(dbld_arena *a, const char *bytea_text)
 {
     uint8_t *buf;
     size_t len;
-    if (dbld_bytea_decode(a, bytea_text, &buf, &len) != 0)
-        return NULL;
+    if (dbld_bytea_decode(a, bytea_text, &buf, &len) != 0) return NULL;
     return (Databuild__V1__BuildEvent *)protobuf_c_message_unpack(
         &databuild__v1__build_event__descriptor, dbld_arena_allocator(a), len, buf);
 }
@@ -86,13 +87,10 @@ void q_strmap_init(q_strmap *m, dbld_arena *a)
 
 size_t q_strmap_get(const q_strmap *m, const char *key)
 {
-    if (!m->cap)
-        return (size_t)-1;
+    if (!m->cap) return (size_t)-1;
     for (size_t i = hash_str(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        if (!m->keys[i])
-            return (size_t)-1;
-        if (strcmp(m->keys[i], key) == 0)
-            return m->vals[i];
+        if (!m->keys[i]) return (size_t)-1;
+        if (strcmp(m->keys[i], key) == 0) return m->vals[i];
     }
 }
 
@@ -117,8 +115,7 @@ size_t q_strmap_add(q_strmap *m, const char *key, size_t *n, int *added)
         const char **keys = dbld_arena_alloc(m->a, cap * sizeof *keys);
         size_t *vals = dbld_arena_alloc(m->a, cap * sizeof *vals);
         for (size_t i = 0; i < m->cap; i++)
-            if (m->keys[i])
-                put(keys, vals, cap, m->keys[i], m->vals[i]);
+            if (m->keys[i]) put(keys, vals, cap, m->keys[i], m->vals[i]);
         m->keys = keys;
         m->vals = vals;
         m->cap = cap;

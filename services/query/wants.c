@@ -35,23 +35,23 @@
 #define TERM_TTL 1002
 #define TERM_SLA 1003
 
-#define WANT_COLS                                                                                  \
-    "w.want_id, w.refs, w.source_code, w.comment, w.created_ns, e.payload"
+#define WANT_COLS "w.want_id, w.refs, w.source_code, w.comment, w.created_ns, e.payload"
 #define WANT_FROM " FROM wants w LEFT JOIN events e ON e.idx = w.last_idx"
 
 #define BATCH_SQL                                                                                  \
-    "SELECT " WANT_COLS WANT_FROM                                                                  \
-    " WHERE ($1::bigint = 0 OR w.created_ns < $1::bigint)"                                         \
+    "SELECT " WANT_COLS WANT_FROM " WHERE ($1::bigint = 0 OR w.created_ns < $1::bigint)"           \
     " AND ($2::bigint = 0 OR (w.created_ns, w.want_id) < ($2::bigint, $3::text))"                  \
     " ORDER BY w.created_ns DESC, w.want_id DESC LIMIT $4::int"
 #define BATCH 256
 
 #define PARTS_SQL                                                                                  \
-    "SELECT p.ref, p.status, p.updated_ns, coalesce(h.builds, 0), coalesce(h.invalidations, 0),"  \
-    " coalesce((SELECT j.build_request_id FROM job_runs j WHERE j.target_partitions @> ARRAY[p.ref]" \
+    "SELECT p.ref, p.status, p.updated_ns, coalesce(h.builds, 0), coalesce(h.invalidations, 0),"   \
+    " coalesce((SELECT j.build_request_id FROM job_runs j WHERE j.target_partitions @> "           \
+    "ARRAY[p.ref]"                                                                                 \
     "           AND j.status = 3 ORDER BY j.updated_ns DESC LIMIT 1), '')"                         \
     " FROM partitions p LEFT JOIN LATERAL (SELECT"                                                 \
-    "   count(DISTINCT e.build_request_id) FILTER (WHERE e.kind = 11 AND e.build_request_id <> '') AS builds," \
+    "   count(DISTINCT e.build_request_id) FILTER (WHERE e.kind = 11 AND e.build_request_id <> "   \
+    "'') AS builds,"                                                                               \
     "   count(*) FILTER (WHERE e.kind = 15) AS invalidations"                                      \
     "   FROM events e WHERE e.partition_refs @> ARRAY[p.ref]) h ON true"                           \
     " WHERE p.ref = ANY($1::text[])"
@@ -60,8 +60,7 @@
 
 static void add_varint_field(dbld_arena *a, ProtobufCMessage *m, uint32_t tag, uint64_t v)
 {
-    if (!v)
-        return;
+    if (!v) return;
     uint8_t *buf = dbld_arena_alloc(a, 10);
     size_t len = 0;
     do {
@@ -71,8 +70,7 @@ static void add_varint_field(dbld_arena *a, ProtobufCMessage *m, uint32_t tag, u
     } while (v);
     ProtobufCMessageUnknownField *grown =
         dbld_arena_alloc(a, (m->n_unknown_fields + 1) * sizeof *grown);
-    if (m->n_unknown_fields)
-        memcpy(grown, m->unknown_fields, m->n_unknown_fields * sizeof *grown);
+    if (m->n_unknown_fields) memcpy(grown, m->unknown_fields, m->n_unknown_fields * sizeof *grown);
     grown[m->n_unknown_fields] = (ProtobufCMessageUnknownField){
         .tag = tag, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT, .len = len, .data = buf};
     m->unknown_fields = grown;
@@ -84,8 +82,7 @@ static uint64_t varint_field(const ProtobufCMessage *m, uint32_t tag)
     uint64_t v = 0;
     for (unsigned i = 0; i < m->n_unknown_fields; i++) {
         const ProtobufCMessageUnknownField *f = &m->unknown_fields[i];
-        if (f->tag != tag || f->wire_type != PROTOBUF_C_WIRE_TYPE_VARINT)
-            continue;
+        if (f->tag != tag || f->wire_type != PROTOBUF_C_WIRE_TYPE_VARINT) continue;
         v = 0; /* the last occurrence wins, as protobuf says */
         for (size_t k = 0; k < f->len && k < 10; k++)
             v |= (uint64_t)(f->data[k] & 0x7f) << (7 * k);
@@ -108,7 +105,8 @@ static want_row want_from_row(dbld_arena *a, const dbld_res *res, int i)
     want_row w = {0};
     Databuild__V1__PartitionWantSummary *s =
         dbld_arena_msg(a, &databuild__v1__partition_want_summary__descriptor);
-    Databuild__V1__PartitionWant *pw = dbld_arena_msg(a, &databuild__v1__partition_want__descriptor);
+    Databuild__V1__PartitionWant *pw =
+        dbld_arena_msg(a, &databuild__v1__partition_want__descriptor);
     pw->want_id = dbld_arena_strdup(a, dbld_res_get(res, i, 0));
     w.refs = q_parse_array(a, dbld_res_get(res, i, 1), &w.n_refs);
     pw->ref = q_ref(a, w.n_refs ? w.refs[0] : "");
@@ -131,8 +129,7 @@ static want_row want_from_row(dbld_arena *a, const dbld_res *res, int i)
 static int wanted_at(const want_row *w, uint64_t t)
 {
     uint64_t ttl = w->sum->want->ttl_seconds;
-    if (!t || !ttl)
-        return 1;
+    if (!t || !ttl) return 1;
     return w->sum->want->created_at + ttl * 1000000000ULL > t;
 }
 
@@ -143,8 +140,7 @@ static int fill_partitions(q_req *r, want_row *ws, size_t n, dbld_status *st)
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += ws[i].n_refs;
-    if (!total)
-        return 0;
+    if (!total) return 0;
     char **all = dbld_arena_alloc(a, total * sizeof *all);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -153,8 +149,7 @@ static int fill_partitions(q_req *r, want_row *ws, size_t n, dbld_status *st)
     const char *p[] = {q_text_array(a, all, total)};
     dbld_res *res = NULL;
     int rc = q_exec(r, PARTS_SQL, 1, p, &res, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     q_strmap rows;
     q_strmap_init(&rows, a);
     size_t n_rows = 0;
@@ -184,7 +179,8 @@ static int fill_partitions(q_req *r, want_row *ws, size_t n, dbld_status *st)
                 dbld_arena_msg(a, &databuild__v1__partition_summary__descriptor);
             ps->partition_ref = q_ref(a, ref);
             ps->status_code = status;
-            ps->status_name = (char *)q_enum_name(&databuild__v1__partition_status__descriptor, status);
+            ps->status_name =
+                (char *)q_enum_name(&databuild__v1__partition_status__descriptor, status);
             if (row != (size_t)-1) {
                 ps->last_updated = dbld_res_i64(res, (int)row, 2);
                 ps->builds_count = (uint32_t)dbld_res_i64(res, (int)row, 3);
@@ -203,8 +199,8 @@ int q_list_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **r
 {
     const Databuild__V1__ListWantsRequest *req = (const Databuild__V1__ListWantsRequest *)req_msg;
     dbld_arena *a = r->a;
-    int64_t until = req->requested_until > (uint64_t)INT64_MAX ? INT64_MAX
-                                                               : (int64_t)req->requested_until;
+    int64_t until =
+        req->requested_until > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)req->requested_until;
     size_t cap = Q_PAGE + 1, n = 0;
     want_row *page = dbld_arena_alloc(a, cap * sizeof *page);
     const char *key_ts = "0", *key_id = "";
@@ -213,15 +209,13 @@ int q_list_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **r
         const char *p[] = {q_i64(a, until), key_ts, key_id, q_i64(a, BATCH)};
         dbld_res *res = NULL;
         rc = q_exec(r, BATCH_SQL, 4, p, &res, st);
-        if (rc)
-            break;
+        if (rc) break;
         int rows = dbld_res_rows(res);
         for (int i = 0; i < rows && !done; i++) {
             want_row w = want_from_row(a, res, i);
             key_ts = q_i64(a, w.created);
             key_id = w.sum->want->want_id;
-            if (!wanted_at(&w, req->ttl_until))
-                continue;
+            if (!wanted_at(&w, req->ttl_until)) continue;
             if (n >= Q_PAGE && w.created != page[n - 1].created) {
                 done = 1; /* more exist; the page ends at a timestamp change */
                 break;
@@ -234,14 +228,11 @@ int q_list_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **r
             }
             page[n++] = w;
         }
-        if (rows < BATCH)
-            done = 1;
+        if (rows < BATCH) done = 1;
         dbld_res_free(res);
     }
-    if (!rc)
-        rc = fill_partitions(r, page, n, st);
-    if (rc)
-        return rc;
+    if (!rc) rc = fill_partitions(r, page, n, st);
+    if (rc) return rc;
     Databuild__V1__ListWantsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_wants_response__descriptor);
     resp->wants = dbld_arena_alloc(a, (n + 1) * sizeof *resp->wants);
@@ -255,15 +246,14 @@ int q_list_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **r
 int q_get_want_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                        dbld_status *st)
 {
-    const Databuild__V1__WantSummaryRequest *req = (const Databuild__V1__WantSummaryRequest *)req_msg;
-    if (!*req->want_id)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "want_id is required");
+    const Databuild__V1__WantSummaryRequest *req =
+        (const Databuild__V1__WantSummaryRequest *)req_msg;
+    if (!*req->want_id) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "want_id is required");
     const char *p[] = {req->want_id};
     dbld_res *res = NULL;
     int rc = q_exec_prepared(r, "q_want_row", "SELECT " WANT_COLS WANT_FROM " WHERE w.want_id = $1",
                              1, p, &res, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (dbld_res_rows(res) == 0) {
         dbld_res_free(res);
         return dbld_status_set(st, DBLD_NOT_FOUND, "no want \"%.200s\"", req->want_id);
@@ -271,8 +261,7 @@ int q_get_want_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
     want_row w = want_from_row(r->a, res, 0);
     dbld_res_free(res);
     rc = fill_partitions(r, &w, 1, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__WantSummaryResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__want_summary_response__descriptor);
     resp->want = w.sum;
@@ -334,13 +323,14 @@ int q_put_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **re
         ev->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT;
         ev->want_event = we;
         evs[i] = ev;
-        Databuild__V1__CreatedWant *cw = dbld_arena_msg(a, &databuild__v1__created_want__descriptor);
+        Databuild__V1__CreatedWant *cw =
+            dbld_arena_msg(a, &databuild__v1__created_want__descriptor);
         cw->ref = we->requested_partitions[0];
         cw->want_id = we->want_id;
         resp->wants[resp->n_wants++] = cw;
     }
-    int rc = dbld_eventlog_append(r->q->cfg->shared.peers.eventlog, evs, n, a, NULL, r->timeout_ms,
-                                  st);
+    int rc =
+        dbld_eventlog_append(r->q->cfg->shared.peers.eventlog, evs, n, a, NULL, r->timeout_ms, st);
     if (rc)
         return dbld_status_prefix(st, "could not record wants in the event log at %s",
                                   r->q->cfg->shared.peers.eventlog);

@@ -34,8 +34,7 @@ typedef struct scen {
 static void keep(scen *s, qf_seq *q)
 {
     Databuild__V1__BuildEvent **g = dbld_arena_alloc(s->f.a, (s->n_all + q->n + 1) * sizeof *g);
-    if (s->n_all)
-        memcpy(g, s->all, s->n_all * sizeof *g);
+    if (s->n_all) memcpy(g, s->all, s->n_all * sizeof *g);
     memcpy(g + s->n_all, q->evs, q->n * sizeof *g);
     s->all = g;
     s->n_all += q->n;
@@ -67,26 +66,32 @@ static scen setup(const char *hint)
                 H_STRS("//jobs:ingest", "//jobs:agg"),
                 H_STRS("reviews/date=2026-01-01", "agg/date=2026-01-01"),
                 H_STRS("raw/date=2026-01-01", "reviews/date=2026-01-01"));
-    qf_run(&q, "build-1", "run-1", "//jobs:ingest", "reviews/date=2026-01-01", JOB(COMPLETED), s.run_t[1]);
+    qf_run(&q, "build-1", "run-1", "//jobs:ingest", "reviews/date=2026-01-01", JOB(COMPLETED),
+           s.run_t[1]);
     s.avail_0101 = q.ts;
     qf_run(&q, "build-1", "run-2", "//jobs:agg", "agg/date=2026-01-01", JOB(COMPLETED), s.run_t[2]);
-    s.done[1] = qf_br(&q, "build-1", BR(COMPLETED), H_STRS("agg/date=2026-01-01"), "nightly backfill", "want-1");
+    s.done[1] = qf_br(&q, "build-1", BR(COMPLETED), H_STRS("agg/date=2026-01-01"),
+                      "nightly backfill", "want-1");
 
     start_build(&s, &q, 2, H_STRS("agg/date=2026-01-02"), "Retry after outage", NULL,
                 H_STRS("//jobs:ingest", "//jobs:agg"),
                 H_STRS("reviews/date=2026-01-02", "agg/date=2026-01-02"),
                 H_STRS("raw/date=2026-01-02", "reviews/date=2026-01-02"));
-    qf_run(&q, "build-2", "run-3", "//jobs:ingest", "reviews/date=2026-01-02", JOB(COMPLETED), s.run_t[3]);
+    qf_run(&q, "build-2", "run-3", "//jobs:ingest", "reviews/date=2026-01-02", JOB(COMPLETED),
+           s.run_t[3]);
     qf_run(&q, "build-2", "run-4", "//jobs:agg", "agg/date=2026-01-02", JOB(FAILED), s.run_t[4]);
-    s.done[2] = qf_br(&q, "build-2", BR(FAILED), H_STRS("agg/date=2026-01-02"), "Retry after outage", NULL);
+    s.done[2] =
+        qf_br(&q, "build-2", BR(FAILED), H_STRS("agg/date=2026-01-02"), "Retry after outage", NULL);
 
     start_build(&s, &q, 3, H_STRS("reviews/date=2026-01-03"), "", NULL, H_STRS("//jobs:ingest"),
                 H_STRS("reviews/date=2026-01-03"), H_STRS("raw/date=2026-01-03"));
-    qf_run(&q, "build-3", "run-5", "//jobs:ingest", "reviews/date=2026-01-03", JOB(RUNNING), s.run_t[5]);
+    qf_run(&q, "build-3", "run-5", "//jobs:ingest", "reviews/date=2026-01-03", JOB(RUNNING),
+           s.run_t[5]);
 
     start_build(&s, &q, 4, H_STRS("reviews/date=2026-01-04"), "", NULL, H_STRS("//jobs:ingest"),
                 H_STRS("reviews/date=2026-01-04"), H_STRS("raw/date=2026-01-04"));
-    qf_run(&q, "build-4", "run-6", "//jobs:ingest", "reviews/date=2026-01-04", JOB(CANCELLED), s.run_t[6]);
+    qf_run(&q, "build-4", "run-6", "//jobs:ingest", "reviews/date=2026-01-04", JOB(CANCELLED),
+           s.run_t[6]);
     qf_add(&q, h_event_job_run_cancel(a, "build-4", "run-6", "user asked"));
     qf_add(&q, h_event_build_cancel(a, "build-4", "user asked"));
     s.done[4] = qf_br(&q, "build-4", BR(CANCELLED), H_STRS("reviews/date=2026-01-04"), "", NULL);
@@ -114,7 +119,8 @@ static scen setup(const char *hint)
 
 /* ---- helpers ---- */
 
-static Databuild__V1__ListBuildsResponse *list_builds(scen *s, Databuild__V1__ListBuildsRequest *req)
+static Databuild__V1__ListBuildsResponse *list_builds(scen *s,
+                                                      Databuild__V1__ListBuildsRequest *req)
 {
     return QF_OK(&s->f, "ListBuildRequests", req, Databuild__V1__ListBuildsResponse,
                  databuild__v1__list_builds_response__descriptor);
@@ -126,13 +132,13 @@ static void check_builds(const char *file, int line, const Databuild__V1__ListBu
 {
     char got[1024] = "";
     for (size_t i = 0; i < r->n_builds; i++)
-        snprintf(got + strlen(got), sizeof got - strlen(got), "%s ", r->builds[i]->build_request_id);
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s ",
+                 r->builds[i]->build_request_id);
     size_t k = 0;
     for (; want[k]; k++)
         if (k >= r->n_builds || strcmp(r->builds[k]->build_request_id, want[k]) != 0)
             h_fail(file, line, "builds: got [%s], want #%zu = %s", got, k, want[k]);
-    if (k != r->n_builds)
-        h_fail(file, line, "builds: got [%s], want %zu builds", got, k);
+    if (k != r->n_builds) h_fail(file, line, "builds: got [%s], want %zu builds", got, k);
 }
 
 static Databuild__V1__BuildSummaryResponse *summary(scen *s, const char *id)
@@ -146,8 +152,7 @@ static Databuild__V1__BuildSummaryResponse *summary(scen *s, const char *id)
 static int part_status(const Databuild__V1__BuildSummaryResponse *r, const char *ref)
 {
     for (size_t i = 0; i < r->n_partitions; i++)
-        if (strcmp(r->partitions[i]->ref->str, ref) == 0)
-            return r->partitions[i]->status;
+        if (strcmp(r->partitions[i]->ref->str, ref) == 0) return r->partitions[i]->status;
     return -1;
 }
 
@@ -177,25 +182,21 @@ static Databuild__V1__ListBuildEventsResponse *events(scen *s, Databuild__V1__Ev
 
 static int any_in(const char **have, size_t n, const char *const *want)
 {
-    if (!want)
-        return 1;
+    if (!want) return 1;
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; want[k]; k++)
-            if (strcmp(have[i], want[k]) == 0)
-                return 1;
+            if (strcmp(have[i], want[k]) == 0) return 1;
     return 0;
 }
 
 static int any_full_match(const char **refs, size_t n, const char *const *pats)
 {
-    if (!pats)
-        return 1;
+    if (!pats) return 1;
     for (size_t k = 0; pats[k]; k++) {
         regex_t re;
         char anch[512];
         snprintf(anch, sizeof anch, "^(%s)$", pats[k]);
-        if (regcomp(&re, anch, REG_EXTENDED | REG_NOSUB) != 0)
-            continue;
+        if (regcomp(&re, anch, REG_EXTENDED | REG_NOSUB) != 0) continue;
         for (size_t i = 0; i < n; i++)
             if (regexec(&re, refs[i], 0, NULL, 0) == 0) {
                 regfree(&re);
@@ -209,8 +210,8 @@ static int any_full_match(const char **refs, size_t n, const char *const *pats)
 /* The events of the scenario matching a filter, computed on the client side
  * (harness spec helpers), compared with GetBuildEvents' answer. */
 static void check_filter(scen *s, const char *const *refs, const char *const *pats,
-                         const char *const *labels, const char *const *runs,
-                         const char *const *brs, size_t want_at_least)
+                         const char *const *labels, const char *const *runs, const char *const *brs,
+                         size_t want_at_least)
 {
     dbld_arena *a = s->f.a;
     size_t want = 0;
@@ -430,10 +431,10 @@ DBLD_TEST(build_mermaid)
     char *m = mermaid(&s, "build-1");
     h_note("build-1:\n%s", m);
     CHECK(strncmp(m, "flowchart LR\n", 13) == 0);
-    const char *classes[] = {"job_pending", "job_scheduled", "job_running", "job_completed",
-                             "job_failed", "job_cancelled", "partition_requested",
-                             "partition_building", "partition_available", "partition_failed",
-                             "partition_delegated", NULL};
+    const char *classes[] = {"job_pending",         "job_scheduled",       "job_running",
+                             "job_completed",       "job_failed",          "job_cancelled",
+                             "partition_requested", "partition_building",  "partition_available",
+                             "partition_failed",    "partition_delegated", NULL};
     for (size_t i = 0; classes[i]; i++)
         CHECK_EQ_INT(qf_count(m, dbld_arena_printf(s.f.a, "classDef %s ", classes[i])), 1);
     CHECK_CONTAINS(m, "  j0[[\"//jobs:ingest\"]]\n");
@@ -495,8 +496,7 @@ static void check_refs(const char *file, int line, const Databuild__V1__ListPart
         if (k >= r->n_refs || strcmp(r->refs[k]->partition_ref->str, want[k]) != 0)
             h_fail(file, line, "partition #%zu: got %s, want %s", k,
                    k < r->n_refs ? r->refs[k]->partition_ref->str : "(end)", want[k]);
-    if (k != r->n_refs)
-        h_fail(file, line, "got %zu partitions, want %zu", r->n_refs, k);
+    if (k != r->n_refs) h_fail(file, line, "got %zu partitions, want %zu", r->n_refs, k);
 }
 
 DBLD_TEST(partitions)
@@ -544,9 +544,9 @@ DBLD_TEST(partitions)
     CHECK_EQ_INT(p->status->code, S_AVAILABLE);
     CHECK_EQ_INT(p->last_updated, s.avail_0101);
     CHECK_EQ_INT(p->last_invalidated_at, 0);
-    CHECK_MSG(qf_same_strs(p->past_build_request, p->n_past_build_request,
-                           H_STRS("build-5", "build-1")),
-              "past_build_request has %zu entries", p->n_past_build_request);
+    CHECK_MSG(
+        qf_same_strs(p->past_build_request, p->n_past_build_request, H_STRS("build-5", "build-1")),
+        "past_build_request has %zu entries", p->n_past_build_request);
 
     sr.ref->str = "reviews/date=2099-01-01";
     QF_ERR(&s.f, "GetPartitionsSummary", &sr, databuild__v1__partition_summary_response__descriptor,
@@ -562,14 +562,16 @@ DBLD_TEST(jobs)
 {
     scen s = setup("qjobs");
     Databuild__V1__ListJobsRequest req = DATABUILD__V1__LIST_JOBS_REQUEST__INIT;
-    Databuild__V1__ListJobsResponse *r = QF_OK(&s.f, "ListJobs", &req, Databuild__V1__ListJobsResponse,
-                                               databuild__v1__list_jobs_response__descriptor);
+    Databuild__V1__ListJobsResponse *r =
+        QF_OK(&s.f, "ListJobs", &req, Databuild__V1__ListJobsResponse,
+              databuild__v1__list_jobs_response__descriptor);
     CHECK_EQ_INT(r->n_jobs, 4); /* three configured (one never ran) + one seen only in runs */
     CHECK_EQ_STR(r->jobs[0]->job_label, "//jobs:ingest");
     CHECK_EQ_STR(r->jobs[1]->job_label, "//jobs:agg");
     CHECK_EQ_STR(r->jobs[2]->job_label, "//jobs:never");
     CHECK_EQ_STR(r->jobs[3]->job_label, "//jobs:legacy");
-    Databuild__V1__JobSummary *j = r->jobs[0]; /* run-1, 3 done; 5 running; 6 cancelled; 7 skipped */
+    Databuild__V1__JobSummary *j =
+        r->jobs[0]; /* run-1, 3 done; 5 running; 6 cancelled; 7 skipped */
     CHECK_EQ_INT(j->total_runs, 4);
     CHECK_EQ_INT(j->successful_runs, 2);
     CHECK_EQ_INT(j->failed_runs, 0);
@@ -614,7 +616,8 @@ DBLD_TEST(jobs)
            DBLD_INVALID_ARGUMENT, "job_label");
 }
 
-static Databuild__V1__ListJobRunsResponse *list_runs(scen *s, Databuild__V1__ListJobRunsRequest *req)
+static Databuild__V1__ListJobRunsResponse *list_runs(scen *s,
+                                                     Databuild__V1__ListJobRunsRequest *req)
 {
     return QF_OK(&s->f, "ListJobRuns", req, Databuild__V1__ListJobRunsResponse,
                  databuild__v1__list_job_runs_response__descriptor);
@@ -629,8 +632,7 @@ static void check_runs(const char *file, int line, const Databuild__V1__ListJobR
         if (k >= r->n_job_runs || strcmp(r->job_runs[k]->job_run_id, want[k]) != 0)
             h_fail(file, line, "run #%zu: got %s, want %s", k,
                    k < r->n_job_runs ? r->job_runs[k]->job_run_id : "(end)", want[k]);
-    if (k != r->n_job_runs)
-        h_fail(file, line, "got %zu runs, want %zu", r->n_job_runs, k);
+    if (k != r->n_job_runs) h_fail(file, line, "got %zu runs, want %zu", r->n_job_runs, k);
 }
 
 DBLD_TEST(job_runs)
@@ -687,14 +689,16 @@ DBLD_TEST(job_runs)
 
     one.job_run_id = "run-6";
     x = QF_OK(&s.f, "GetJobRunSummary", &one, Databuild__V1__JobRunSummaryResponse,
-              databuild__v1__job_run_summary_response__descriptor)->job_run;
+              databuild__v1__job_run_summary_response__descriptor)
+            ->job_run;
     CHECK(x->cancelled);
     CHECK_EQ_INT(x->status_code, JOB(CANCELLED));
     CHECK_EQ_INT(x->started_at, 0);
     CHECK_EQ_INT(x->duration_ms, (s.run_t[6][2] - s.run_t[6][0]) / 1000000);
     one.job_run_id = "run-5";
     x = QF_OK(&s.f, "GetJobRunSummary", &one, Databuild__V1__JobRunSummaryResponse,
-              databuild__v1__job_run_summary_response__descriptor)->job_run;
+              databuild__v1__job_run_summary_response__descriptor)
+            ->job_run;
     CHECK_EQ_INT(x->status_code, JOB(RUNNING));
     CHECK_EQ_INT(x->completed_at, 0);
     CHECK_EQ_INT(x->duration_ms, 0);

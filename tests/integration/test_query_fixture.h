@@ -52,13 +52,17 @@ static QF_UNUSED qf qf_start_with(const char *hint, const char *extra)
     qf f;
     h_db_create(hint, f.dsn, sizeof f.dsn);
     f.el = h_service_start("eventlog", f.dsn, NULL);
-    h_service_opts o = {.eventlog_addr = f.el->addr, .extra_section = extra ? extra : QF_GRAPH_YAML};
+    h_service_opts o = {.eventlog_addr = f.el->addr,
+                        .extra_section = extra ? extra : QF_GRAPH_YAML};
     f.q = h_service_start("query", f.dsn, &o);
     f.a = dbld_arena_create();
     return f;
 }
 
-static QF_UNUSED qf qf_start(const char *hint) { return qf_start_with(hint, NULL); }
+static QF_UNUSED qf qf_start(const char *hint)
+{
+    return qf_start_with(hint, NULL);
+}
 
 /* ---- calls ---- */
 
@@ -115,7 +119,8 @@ qf_graph_event(dbld_arena *a, const char *br, int64_t ts, const char *const *lab
                const char *const *outputs, const char *const *inputs, const char *const *goals)
 {
     Databuild__V1__BuildEvent *e = h_event_base(a, br, ts);
-    Databuild__V1__JobGraphEvent *ge = dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
+    Databuild__V1__JobGraphEvent *ge =
+        dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
     Databuild__V1__JobGraph *g = dbld_arena_msg(a, &databuild__v1__job_graph__descriptor);
     g->label = dbld_arena_msg(a, &databuild__v1__graph_label__descriptor);
     g->label->label = "//graph:test";
@@ -182,8 +187,7 @@ static QF_UNUSED int64_t qf_add(qf_seq *s, Databuild__V1__BuildEvent *e)
     if (s->n == s->cap) {
         s->cap = s->cap ? 2 * s->cap : 64;
         Databuild__V1__BuildEvent **g = dbld_arena_alloc(s->a, s->cap * sizeof *g);
-        if (s->n)
-            memcpy(g, s->evs, s->n * sizeof *g);
+        if (s->n) memcpy(g, s->evs, s->n * sizeof *g);
         s->evs = g;
     }
     s->ts += QF_SEC;
@@ -209,20 +213,23 @@ static QF_UNUSED int64_t qf_run(qf_seq *s, const char *br, const char *run, cons
                                 const char *ref, Databuild__V1__JobStatus final, int64_t *t)
 {
     dbld_arena *a = s->a;
-    int64_t t0 = qf_add(s, h_event_job(a, br, run, label, DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED,
-                                       H_STRS(ref)));
-    qf_add(s, h_event_partition(a, br, ref, DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, run));
+    int64_t t0 = qf_add(
+        s, h_event_job(a, br, run, label, DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, H_STRS(ref)));
+    qf_add(s,
+           h_event_partition(a, br, ref, DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, run));
     int64_t t1 = 0;
     if (final != DATABUILD__V1__JOB_STATUS__JOB_CANCELLED)
-        t1 = qf_add(s, h_event_job(a, br, run, label, DATABUILD__V1__JOB_STATUS__JOB_RUNNING,
-                                   H_STRS(ref)));
+        t1 = qf_add(
+            s, h_event_job(a, br, run, label, DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_STRS(ref)));
     int64_t t2 = t1;
     if (final != DATABUILD__V1__JOB_STATUS__JOB_RUNNING) {
         t2 = qf_add(s, h_event_job(a, br, run, label, final, H_STRS(ref)));
         if (final == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED)
-            qf_add(s, h_event_partition(a, br, ref, DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, run));
+            qf_add(s, h_event_partition(a, br, ref,
+                                        DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, run));
         else if (final == DATABUILD__V1__JOB_STATUS__JOB_FAILED)
-            qf_add(s, h_event_partition(a, br, ref, DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED, run));
+            qf_add(s, h_event_partition(a, br, ref,
+                                        DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED, run));
     }
     if (t) {
         t[0] = t0;
@@ -232,8 +239,9 @@ static QF_UNUSED int64_t qf_run(qf_seq *s, const char *br, const char *run, cons
     return t2;
 }
 
-static QF_UNUSED int64_t qf_br(qf_seq *s, const char *br, Databuild__V1__BuildRequestStatusCode code,
-                               const char *const *refs, const char *comment, const char *want)
+static QF_UNUSED int64_t qf_br(qf_seq *s, const char *br,
+                               Databuild__V1__BuildRequestStatusCode code, const char *const *refs,
+                               const char *comment, const char *want)
 {
     return qf_add(s, h_event_build_request(s->a, br, code, refs, comment, want));
 }
@@ -245,8 +253,7 @@ static QF_UNUSED int qf_same_strs(char *const *got, size_t n, const char *const 
 {
     size_t k = 0;
     for (; want[k]; k++)
-        if (k >= n || strcmp(got[k], want[k]) != 0)
-            return 0;
+        if (k >= n || strcmp(got[k], want[k]) != 0) return 0;
     return k == n;
 }
 

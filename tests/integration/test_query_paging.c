@@ -11,7 +11,10 @@
 #define JOB(x) DATABUILD__V1__JOB_STATUS__JOB_##x
 
 /* Item i's timestamp: runs of three equal ones. */
-static int64_t ts_of(int i) { return QF_T0 + (int64_t)(i / 3) * QF_SEC; }
+static int64_t ts_of(int i)
+{
+    return QF_T0 + (int64_t)(i / 3) * QF_SEC;
+}
 
 /* Track that ids are seen once each; ids are "<prefix>-<i>". */
 typedef struct seen {
@@ -29,15 +32,13 @@ static void see(seen *s, const char *id, int64_t ts, int desc)
     CHECK_MSG(!s->hit[i], "item %s returned twice (page %d)", id, s->pages);
     s->hit[i] = 1;
     s->n++;
-    if (s->n > 1)
-        CHECK_MSG(desc ? ts <= s->last_ts : ts >= s->last_ts, "item %s out of order", id);
+    if (s->n > 1) CHECK_MSG(desc ? ts <= s->last_ts : ts >= s->last_ts, "item %s out of order", id);
     s->last_ts = ts;
 }
 
 static void page_size(seen *s, size_t n)
 {
-    if ((int)n > s->biggest)
-        s->biggest = (int)n;
+    if ((int)n > s->biggest) s->biggest = (int)n;
 }
 
 /* Every item once; and some page was extended past 100 to finish a run. */
@@ -62,7 +63,8 @@ DBLD_TEST(events_and_builds)
     for (int i = 0; i < N_ITEMS; i++) {
         char *id = dbld_arena_printf(f.a, "build-%d", i);
         char *ref = dbld_arena_printf(f.a, "agg/date=2026-%02d-%02d", 1 + i / 28, 1 + i % 28);
-        evs[2 * i] = qf_at(h_event_build_request(f.a, id, BR(RECEIVED), H_STRS(ref), "", NULL), ts_of(i));
+        evs[2 * i] =
+            qf_at(h_event_build_request(f.a, id, BR(RECEIVED), H_STRS(ref), "", NULL), ts_of(i));
         evs[2 * i + 1] = qf_at(h_event_build_request(f.a, id, BR(COMPLETED), H_STRS(ref), "", NULL),
                                ts_of(i) + QF_SEC / 2);
     }
@@ -72,14 +74,14 @@ DBLD_TEST(events_and_builds)
     seen s = {0};
     Databuild__V1__ListBuildsRequest req = DATABUILD__V1__LIST_BUILDS_REQUEST__INIT;
     for (;;) {
-        Databuild__V1__ListBuildsResponse *r = QF_OK(&f, "ListBuildRequests", &req, Databuild__V1__ListBuildsResponse,
-                                                     databuild__v1__list_builds_response__descriptor);
+        Databuild__V1__ListBuildsResponse *r =
+            QF_OK(&f, "ListBuildRequests", &req, Databuild__V1__ListBuildsResponse,
+                  databuild__v1__list_builds_response__descriptor);
         s.pages++;
         page_size(&s, r->n_builds);
         for (size_t i = 0; i < r->n_builds; i++)
             see(&s, r->builds[i]->build_request_id, r->builds[i]->requested_at, 1);
-        if (!r->has_more)
-            break;
+        if (!r->has_more) break;
         CHECK_CMP_INT(r->n_builds, >=, 100);
         CHECK_EQ_INT(r->min_started, r->builds[r->n_builds - 1]->requested_at);
         req.started_until = r->min_started;
@@ -92,8 +94,7 @@ DBLD_TEST(events_and_builds)
         seen e = {0};
         Databuild__V1__ListBuildEventsRequest er = DATABUILD__V1__LIST_BUILD_EVENTS_REQUEST__INIT;
         er.filters = h_filter(f.a, NULL, H_STRS("agg/date=2026-.*"), NULL, NULL, NULL);
-        if (!desc)
-            er.min_timestamp_ns = 1;
+        if (!desc) er.min_timestamp_ns = 1;
         for (;;) {
             Databuild__V1__ListBuildEventsResponse *r =
                 QF_OK(&f, "GetBuildEvents", &er, Databuild__V1__ListBuildEventsResponse,
@@ -109,8 +110,7 @@ DBLD_TEST(events_and_builds)
                 if (ev->build_request_event->status->code == BR(RECEIVED))
                     see(&e, ev->build_request_id, ev->timestamp, desc);
             }
-            if (!r->has_more)
-                break;
+            if (!r->has_more) break;
             CHECK_CMP_INT(r->n_events, >=, 100);
             if (desc)
                 er.max_timestamp_ns = (uint64_t)r->events[0]->timestamp;
@@ -127,23 +127,26 @@ DBLD_TEST(partitions_and_runs)
     qf f = qf_start("qpgparts");
     Databuild__V1__BuildEvent **evs = dbld_arena_alloc(f.a, 2 * N_ITEMS * sizeof *evs);
     for (int i = 0; i < N_ITEMS; i++) {
-        char *ref = dbld_arena_printf(f.a, "reviews/date=2026-%02d-%02d/part-%d", 1 + i / 28, 1 + i % 28, i);
+        char *ref = dbld_arena_printf(f.a, "reviews/date=2026-%02d-%02d/part-%d", 1 + i / 28,
+                                      1 + i % 28, i);
         char *run = dbld_arena_printf(f.a, "run-%d", i);
         evs[2 * i] = qf_at(h_event_job(f.a, "build-x", run, i % 2 ? "//jobs:ingest" : "//jobs:agg",
                                        JOB(SCHEDULED), H_STRS(ref)),
                            ts_of(i));
-        evs[2 * i + 1] = qf_at(h_event_partition(f.a, "build-x", ref,
-                                                 i % 5 ? DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE
-                                                       : DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED,
-                                                 run),
-                               ts_of(i) + 1);
+        evs[2 * i + 1] =
+            qf_at(h_event_partition(f.a, "build-x", ref,
+                                    i % 5 ? DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE
+                                          : DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED,
+                                    run),
+                  ts_of(i) + 1);
     }
     append_chunked(&f, evs, 2 * N_ITEMS);
 
     /* ListPartitions: sorted by ref, last_partition cursor, status filter kept across pages */
     for (int filtered = 0; filtered <= 1; filtered++) {
         Databuild__V1__ListPartitionsRequest req = DATABUILD__V1__LIST_PARTITIONS_REQUEST__INIT;
-        Databuild__V1__PartitionStatus avail[] = {DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE};
+        Databuild__V1__PartitionStatus avail[] = {
+            DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE};
         if (filtered) {
             req.partition_status = avail;
             req.n_partition_status = 1;
@@ -156,15 +159,13 @@ DBLD_TEST(partitions_and_runs)
                 QF_OK(&f, "ListPartitions", &req, Databuild__V1__ListPartitionsResponse,
                       databuild__v1__list_partitions_response__descriptor);
             pages++;
-            if (r->n_refs == 0)
-                break;
+            if (r->n_refs == 0) break;
             CHECK_CMP_INT(r->n_refs, <=, 100);
             for (size_t i = 0; i < r->n_refs; i++) {
                 CHECK_MSG(strcmp(r->refs[i]->partition_ref->str, last) > 0, "%s after %s",
                           r->refs[i]->partition_ref->str, last);
                 snprintf(last, sizeof last, "%s", r->refs[i]->partition_ref->str);
-                if (filtered)
-                    CHECK_EQ_INT(r->refs[i]->status->code, avail[0]);
+                if (filtered) CHECK_EQ_INT(r->refs[i]->status->code, avail[0]);
                 n++;
             }
             req.last_partition = dbld_arena_strdup(f.a, last);
@@ -184,12 +185,12 @@ DBLD_TEST(partitions_and_runs)
             req.n_job_labels = 2;
         }
         for (;;) {
-            Databuild__V1__ListJobRunsResponse *r = QF_OK(&f, "ListJobRuns", &req, Databuild__V1__ListJobRunsResponse,
-                                                          databuild__v1__list_job_runs_response__descriptor);
+            Databuild__V1__ListJobRunsResponse *r =
+                QF_OK(&f, "ListJobRuns", &req, Databuild__V1__ListJobRunsResponse,
+                      databuild__v1__list_job_runs_response__descriptor);
             s.pages++;
             page_size(&s, r->n_job_runs);
-            if (r->n_job_runs == 0)
-                break;
+            if (r->n_job_runs == 0) break;
             for (size_t i = 0; i < r->n_job_runs; i++)
                 see(&s, r->job_runs[i]->job_run_id, r->job_runs[i]->scheduled_at, 1);
             CHECK_EQ_INT(r->min_start_at, r->job_runs[r->n_job_runs - 1]->scheduled_at);
@@ -209,9 +210,10 @@ DBLD_TEST(wants_and_taints)
         evs[2 * i] = qf_at(h_event_want(f.a, "", dbld_arena_printf(f.a, "want-%d", i), H_STRS(ref),
                                         DATABUILD__V1__SOURCE_TYPE_CODE__SCHEDULED, "w"),
                            ts_of(i));
-        evs[2 * i + 1] = qf_at(h_event_taint(f.a, "", H_STRS(ref), DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL,
-                                             dbld_arena_printf(f.a, "taint-%d", i)),
-                               ts_of(i));
+        evs[2 * i + 1] =
+            qf_at(h_event_taint(f.a, "", H_STRS(ref), DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL,
+                                dbld_arena_printf(f.a, "taint-%d", i)),
+                  ts_of(i));
         evs[2 * i + 1]->taint_event->created_at = (uint64_t)ts_of(i); /* runs of equal times */
     }
     append_chunked(&f, evs, 2 * N_ITEMS);
@@ -219,12 +221,12 @@ DBLD_TEST(wants_and_taints)
     seen w = {0};
     Databuild__V1__ListWantsRequest wr = DATABUILD__V1__LIST_WANTS_REQUEST__INIT;
     for (;;) {
-        Databuild__V1__ListWantsResponse *r = QF_OK(&f, "ListWants", &wr, Databuild__V1__ListWantsResponse,
-                                                    databuild__v1__list_wants_response__descriptor);
+        Databuild__V1__ListWantsResponse *r =
+            QF_OK(&f, "ListWants", &wr, Databuild__V1__ListWantsResponse,
+                  databuild__v1__list_wants_response__descriptor);
         w.pages++;
         page_size(&w, r->n_wants);
-        if (r->n_wants == 0)
-            break;
+        if (r->n_wants == 0) break;
         for (size_t i = 0; i < r->n_wants; i++) {
             see(&w, r->wants[i]->want->want_id, (int64_t)r->wants[i]->want->created_at, 1);
             CHECK_EQ_INT(r->wants[i]->n_partitions, 1);
@@ -238,12 +240,12 @@ DBLD_TEST(wants_and_taints)
     seen t = {0};
     Databuild__V1__ListTaintsRequest tr = DATABUILD__V1__LIST_TAINTS_REQUEST__INIT;
     for (;;) {
-        Databuild__V1__ListTaintsResponse *r = QF_OK(&f, "ListTaints", &tr, Databuild__V1__ListTaintsResponse,
-                                                     databuild__v1__list_taints_response__descriptor);
+        Databuild__V1__ListTaintsResponse *r =
+            QF_OK(&f, "ListTaints", &tr, Databuild__V1__ListTaintsResponse,
+                  databuild__v1__list_taints_response__descriptor);
         t.pages++;
         page_size(&t, r->n_taints);
-        if (r->n_taints == 0)
-            break;
+        if (r->n_taints == 0) break;
         for (size_t i = 0; i < r->n_taints; i++)
             see(&t, r->taints[i]->comment, (int64_t)r->taints[i]->tainted_at, 1);
         tr.tainted_at_until = r->min_tainted_at;

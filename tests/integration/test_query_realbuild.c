@@ -42,8 +42,8 @@ static qf setup(bf *b, const char *hint)
     f.a = b->a;
     h_service_opts qo = {
         .eventlog_addr = b->el->addr,
-        .extra_section = dbld_arena_printf(b->a, "graph:\n  listen: \"%s\"\n  external: [\"ext/.*\"]\n%s",
-                                           b->graph->addr, jobs),
+        .extra_section = dbld_arena_printf(
+            b->a, "graph:\n  listen: \"%s\"\n  external: [\"ext/.*\"]\n%s", b->graph->addr, jobs),
     };
     f.q = h_service_start("query", b->dsn, &qo);
     return f;
@@ -55,11 +55,11 @@ static const char *build(bf *b, qf *f, const char *const *refs, int want_ok)
     Databuild__V1__GraphBuildResponse *r = NULL;
     dbld_status st = {0};
     int rc = bf_build(b, refs, &r, &st);
-    if (want_ok)
-        CHECK_OK(rc, st);
+    if (want_ok) CHECK_OK(rc, st);
     Databuild__V1__ListBuildsRequest req = DATABUILD__V1__LIST_BUILDS_REQUEST__INIT;
-    Databuild__V1__ListBuildsResponse *l = QF_OK(f, "ListBuildRequests", &req, Databuild__V1__ListBuildsResponse,
-                                                 databuild__v1__list_builds_response__descriptor);
+    Databuild__V1__ListBuildsResponse *l =
+        QF_OK(f, "ListBuildRequests", &req, Databuild__V1__ListBuildsResponse,
+              databuild__v1__list_builds_response__descriptor);
     CHECK(l->n_builds > 0);
     return l->builds[0]->build_request_id;
 }
@@ -86,8 +86,7 @@ static const Databuild__V1__JobRunSummary *run_for(const Databuild__V1__ListJobR
                                                    const char *label)
 {
     for (size_t i = 0; i < r->n_job_runs; i++)
-        if (strcmp(r->job_runs[i]->job_label, label) == 0)
-            return r->job_runs[i];
+        if (strcmp(r->job_runs[i]->job_label, label) == 0) return r->job_runs[i];
     return NULL;
 }
 
@@ -117,7 +116,8 @@ DBLD_TEST(real_builds)
     CHECK(s->summary->requested_at > 0);
     CHECK(s->summary->started_at >= s->summary->requested_at);
     CHECK(s->summary->completed_at >= s->summary->started_at);
-    CHECK_EQ_INT(s->summary->duration_ms, (s->summary->completed_at - s->summary->requested_at) / 1000000);
+    CHECK_EQ_INT(s->summary->duration_ms,
+                 (s->summary->completed_at - s->summary->requested_at) / 1000000);
     CHECK_EQ_INT(s->n_partitions, 3);
     for (size_t i = 0; i < s->n_partitions; i++)
         CHECK_EQ_INT(s->partitions[i]->status, AVAILABLE);
@@ -126,7 +126,8 @@ DBLD_TEST(real_builds)
     Databuild__V1__BuildSummaryRequest mr = DATABUILD__V1__BUILD_SUMMARY_REQUEST__INIT;
     mr.build_id = (char *)id1;
     char *m = QF_OK(&f, "GetBuildMermaid", &mr, Databuild__V1__BuildMermaidResponse,
-                    databuild__v1__build_mermaid_response__descriptor)->mermaid;
+                    databuild__v1__build_mermaid_response__descriptor)
+                  ->mermaid;
     h_note("mermaid of a real build:\n%s", m);
     CHECK(strncmp(m, "flowchart LR\n", 13) == 0);
     CHECK_EQ_INT(qf_count(m, "[[\"//t:"), 3);
@@ -158,8 +159,9 @@ DBLD_TEST(real_builds)
     CHECK_MSG(saw_line, "no \"building c/1\" line among %zu log entries", logs->n_entries);
 
     Databuild__V1__ListJobsRequest jr = DATABUILD__V1__LIST_JOBS_REQUEST__INIT;
-    Databuild__V1__ListJobsResponse *jobs = QF_OK(&f, "ListJobs", &jr, Databuild__V1__ListJobsResponse,
-                                                  databuild__v1__list_jobs_response__descriptor);
+    Databuild__V1__ListJobsResponse *jobs =
+        QF_OK(&f, "ListJobs", &jr, Databuild__V1__ListJobsResponse,
+              databuild__v1__list_jobs_response__descriptor);
     CHECK_EQ_INT(jobs->n_jobs, 5);
     CHECK_EQ_STR(jobs->jobs[2]->job_label, "//t:c");
     CHECK_EQ_INT(jobs->jobs[2]->successful_runs, 1);
@@ -182,7 +184,8 @@ DBLD_TEST(real_builds)
 
     /* 3. a taint put through the query service makes the next build rebuild c/1 */
     Databuild__V1__PutTaintsRequest tr = DATABUILD__V1__PUT_TAINTS_REQUEST__INIT;
-    Databuild__V1__PartitionRef *tref = dbld_arena_msg(f.a, &databuild__v1__partition_ref__descriptor);
+    Databuild__V1__PartitionRef *tref =
+        dbld_arena_msg(f.a, &databuild__v1__partition_ref__descriptor);
     tref->str = "c/1";
     tr.refs = &tref;
     tr.n_refs = 1;
@@ -205,15 +208,17 @@ DBLD_TEST(real_builds)
     CHECK_CMP_INT(s->summary->failed_jobs, >=, 1);
     mr.build_id = (char *)id4;
     m = QF_OK(&f, "GetBuildMermaid", &mr, Databuild__V1__BuildMermaidResponse,
-              databuild__v1__build_mermaid_response__descriptor)->mermaid;
+              databuild__v1__build_mermaid_response__descriptor)
+            ->mermaid;
     CHECK_CONTAINS(m, "job_failed\n");
     CHECK_CONTAINS(m, "partition_failed\n");
     Databuild__V1__ListBuildsRequest lb = DATABUILD__V1__LIST_BUILDS_REQUEST__INIT;
     char *failed[] = {"FAILED"};
     lb.build_status = failed;
     lb.n_build_status = 1;
-    Databuild__V1__ListBuildsResponse *l = QF_OK(&f, "ListBuildRequests", &lb, Databuild__V1__ListBuildsResponse,
-                                                 databuild__v1__list_builds_response__descriptor);
+    Databuild__V1__ListBuildsResponse *l =
+        QF_OK(&f, "ListBuildRequests", &lb, Databuild__V1__ListBuildsResponse,
+              databuild__v1__list_builds_response__descriptor);
     CHECK_EQ_INT(l->n_builds, 1);
     CHECK_EQ_STR(l->builds[0]->build_request_id, id4);
 
@@ -239,9 +244,9 @@ DBLD_TEST(cancel_through_query)
     char *id = bf_submit(&b, H_STRS("s/1"));
     /* wait until the slow job runs */
     CHECK(H_POLL_UNTIL(30000, ({
-        Databuild__V1__ListJobRunsResponse *r = runs_of(&f, id);
-        r->n_job_runs > 0 && r->job_runs[0]->status_code == JOB(RUNNING);
-    })));
+                           Databuild__V1__ListJobRunsResponse *r = runs_of(&f, id);
+                           r->n_job_runs > 0 && r->job_runs[0]->status_code == JOB(RUNNING);
+                       })));
     Databuild__V1__CancelBuildRequest req = DATABUILD__V1__CANCEL_BUILD_REQUEST__INIT;
     req.build_request_id = id;
     req.reason = "operator said so";

@@ -56,8 +56,7 @@ static Databuild__V1__ListWantsResponse *list_wants(qf *f, uint64_t until, uint6
 static int has_want(const Databuild__V1__ListWantsResponse *r, const char *id)
 {
     for (size_t i = 0; i < r->n_wants; i++)
-        if (strcmp(r->wants[i]->want->want_id, id) == 0)
-            return 1;
+        if (strcmp(r->wants[i]->want->want_id, id) == 0) return 1;
     return 0;
 }
 
@@ -65,13 +64,16 @@ DBLD_TEST(wants_round_trip)
 {
     qf f = qf_start("qwants");
     built(&f, "build-w", "run-w", "agg/date=2026-01-01", QF_T0);
-    h_append_ok(f.el, f.a, (Databuild__V1__BuildEvent *[]){h_event_invalidation(f.a, "", "agg/date=2026-01-01", "x")}, 1);
+    h_append_ok(
+        f.el, f.a,
+        (Databuild__V1__BuildEvent *[]){h_event_invalidation(f.a, "", "agg/date=2026-01-01", "x")},
+        1);
     built(&f, "build-w2", "run-w2", "agg/date=2026-01-01", QF_T0 + 100 * QF_SEC);
 
     Databuild__V1__PutWantsRequest req = DATABUILD__V1__PUT_WANTS_REQUEST__INIT;
-    Databuild__V1__IndividualWantRequest *ws[3] = {
-        want_req(f.a, "agg/date=2026-01-01", 3600), want_req(f.a, "raw/date=2026-01-01", 0),
-        want_req(f.a, "reviews/date=2026-01-05", 1)};
+    Databuild__V1__IndividualWantRequest *ws[3] = {want_req(f.a, "agg/date=2026-01-01", 3600),
+                                                   want_req(f.a, "raw/date=2026-01-01", 0),
+                                                   want_req(f.a, "reviews/date=2026-01-05", 1)};
     ws[0]->date_timestamp = (uint64_t)QF_T0;
     ws[0]->sla_seconds = 600;
     req.wants = ws;
@@ -83,8 +85,9 @@ DBLD_TEST(wants_round_trip)
     req.source = &src;
     req.comment = "please keep built";
     int64_t before = dbld_now_ns();
-    Databuild__V1__PutWantsResponse *put = QF_OK(&f, "PutWants", &req, Databuild__V1__PutWantsResponse,
-                                                 databuild__v1__put_wants_response__descriptor);
+    Databuild__V1__PutWantsResponse *put =
+        QF_OK(&f, "PutWants", &req, Databuild__V1__PutWantsResponse,
+              databuild__v1__put_wants_response__descriptor);
     CHECK_EQ_INT(put->n_wants, 3);
     for (size_t i = 0; i < 3; i++) {
         CHECK_EQ_STR(put->wants[i]->ref->str, ws[i]->ref->str);
@@ -134,7 +137,8 @@ DBLD_TEST(wants_round_trip)
     CHECK_EQ_INT(we->base.n_unknown_fields, 3);
     size_t len;
     uint8_t *bytes = h_pack(f.a, &we->base, &len);
-    Databuild__V1__WantEventTerms *terms = databuild__v1__want_event_terms__unpack(NULL, len, bytes);
+    Databuild__V1__WantEventTerms *terms =
+        databuild__v1__want_event_terms__unpack(NULL, len, bytes);
     CHECK(terms != NULL);
     CHECK_EQ_INT(terms->ttl_seconds, 3600);
     CHECK_EQ_INT(terms->sla_seconds, 600);
@@ -150,8 +154,8 @@ DBLD_TEST(wants_round_trip)
     CHECK_EQ_INT(l->wants[0]->n_partitions + l->wants[0]->n_external_partitions, 1);
     l = list_wants(&f, 0, (uint64_t)(dbld_now_ns() + 10 * QF_SEC));
     CHECK_EQ_INT(l->n_wants, 2);
-    CHECK(has_want(l, put->wants[0]->want_id)); /* ttl 3600 s */
-    CHECK(has_want(l, put->wants[1]->want_id)); /* no ttl */
+    CHECK(has_want(l, put->wants[0]->want_id));  /* ttl 3600 s */
+    CHECK(has_want(l, put->wants[1]->want_id));  /* no ttl */
     CHECK(!has_want(l, put->wants[2]->want_id)); /* ttl 1 s */
     l = list_wants(&f, (uint64_t)before, 0);
     CHECK_EQ_INT(l->n_wants, 0);
@@ -207,14 +211,15 @@ DBLD_TEST(taints_round_trip)
     qf f = qf_start("qtaints");
     built(&f, "build-t", "run-t", "agg/date=2026-01-01", QF_T0);
     int64_t before = dbld_now_ns();
-    Databuild__V1__PutTaintsResponse *t1 =
-        put_taint(&f, H_STRS("agg/date=2026-01-01", "agg/date=2026-01-02"), -1, "bad upstream data");
+    Databuild__V1__PutTaintsResponse *t1 = put_taint(
+        &f, H_STRS("agg/date=2026-01-01", "agg/date=2026-01-02"), -1, "bad upstream data");
     CHECK(dbld_uuid_valid(t1->taint_id));
     Databuild__V1__TaintSummaryRequest sr = DATABUILD__V1__TAINT_SUMMARY_REQUEST__INIT;
     sr.taint_id = t1->taint_id;
     Databuild__V1__PartitionTaintSummary *t =
         QF_OK(&f, "GetTaintSummary", &sr, Databuild__V1__TaintSummaryResponse,
-              databuild__v1__taint_summary_response__descriptor)->taint;
+              databuild__v1__taint_summary_response__descriptor)
+            ->taint;
     CHECK_EQ_STR(t->taint_id, t1->taint_id);
     CHECK_EQ_INT(t->n_refs, 2);
     CHECK_EQ_STR(t->refs[1]->str, "agg/date=2026-01-02");
@@ -223,11 +228,12 @@ DBLD_TEST(taints_round_trip)
     CHECK_EQ_INT(t->source->code, DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST);
     CHECK_EQ_STR(t->source->name, "API_REQUEST");
 
-    Databuild__V1__PutTaintsResponse *t2 =
-        put_taint(&f, H_STRS("agg/date=2026-01-01"), DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL, "");
+    Databuild__V1__PutTaintsResponse *t2 = put_taint(
+        &f, H_STRS("agg/date=2026-01-01"), DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL, "");
     Databuild__V1__ListTaintsRequest lr = DATABUILD__V1__LIST_TAINTS_REQUEST__INIT;
-    Databuild__V1__ListTaintsResponse *l = QF_OK(&f, "ListTaints", &lr, Databuild__V1__ListTaintsResponse,
-                                                 databuild__v1__list_taints_response__descriptor);
+    Databuild__V1__ListTaintsResponse *l =
+        QF_OK(&f, "ListTaints", &lr, Databuild__V1__ListTaintsResponse,
+              databuild__v1__list_taints_response__descriptor);
     CHECK_EQ_INT(l->n_taints, 2);
     CHECK_EQ_STR(l->taints[0]->taint_id, t2->taint_id);
     CHECK_EQ_STR(l->taints[1]->taint_id, t1->taint_id);
@@ -245,7 +251,8 @@ DBLD_TEST(taints_round_trip)
     pr.ref->str = "agg/date=2026-01-01";
     Databuild__V1__PartitionSummaryV2 *ps =
         QF_OK(&f, "GetPartitionsSummary", &pr, Databuild__V1__PartitionSummaryResponse,
-              databuild__v1__partition_summary_response__descriptor)->partition;
+              databuild__v1__partition_summary_response__descriptor)
+            ->partition;
     CHECK_CMP_INT(ps->last_invalidated_at, >=, t->tainted_at);
     CHECK_EQ_INT(ps->status->code, DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
     Databuild__V1__PartitionStatusRequest stq = DATABUILD__V1__PARTITION_STATUS_REQUEST__INIT;
@@ -266,7 +273,8 @@ DBLD_TEST(taints_round_trip)
               databuild__v1__list_build_events_response__descriptor);
     CHECK_EQ_INT(evs->n_events, 2);
     CHECK_EQ_STR(evs->events[0]->event_id, t1->taint_id);
-    CHECK_EQ_INT(evs->events[0]->event_type_case, DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT);
+    CHECK_EQ_INT(evs->events[0]->event_type_case,
+                 DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT);
     CHECK_EQ_INT(evs->events[1]->event_type_case,
                  DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT);
     CHECK_EQ_STR(evs->events[0]->taint_event->comment, "bad upstream data");
@@ -285,25 +293,31 @@ DBLD_TEST(taints_round_trip)
 #define LOG_RUN "run-logs-1"
 #define N_LOGS 250
 
-static int64_t log_ts(int seq) { return QF_T0 + (int64_t)(seq / 2) * QF_SEC; } /* pairs share one */
+static int64_t log_ts(int seq)
+{
+    return QF_T0 + (int64_t)(seq / 2) * QF_SEC;
+} /* pairs share one */
 
 static void append_logs(qf *f)
 {
     Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
     req.entries = dbld_arena_alloc(f->a, N_LOGS * sizeof *req.entries);
     for (int seq = 1; seq <= N_LOGS; seq++) {
-        Databuild__V1__JobLogEntry *e = dbld_arena_msg(f->a, &databuild__v1__job_log_entry__descriptor);
+        Databuild__V1__JobLogEntry *e =
+            dbld_arena_msg(f->a, &databuild__v1__job_log_entry__descriptor);
         e->timestamp = dbld_arena_printf(f->a, "%lld", (long long)log_ts(seq));
         e->job_id = LOG_RUN;
         e->sequence_number = (uint64_t)seq;
         if (seq % 10 == 0) {
-            Databuild__V1__MetricPoint *m = dbld_arena_msg(f->a, &databuild__v1__metric_point__descriptor);
+            Databuild__V1__MetricPoint *m =
+                dbld_arena_msg(f->a, &databuild__v1__metric_point__descriptor);
             m->name = "rows";
             m->value = seq;
             e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_METRIC;
             e->metric = m;
         } else {
-            Databuild__V1__LogMessage *l = dbld_arena_msg(f->a, &databuild__v1__log_message__descriptor);
+            Databuild__V1__LogMessage *l =
+                dbld_arena_msg(f->a, &databuild__v1__log_message__descriptor);
             l->level = seq % 4;
             l->message = dbld_arena_printf(f->a, "line %d", seq);
             e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
@@ -331,7 +345,10 @@ static int get_logs(qf *f, const char *run, int64_t since, int min_level, uint32
                       &databuild__v1__job_logs_response__descriptor, f->a, out, st);
 }
 
-static int passes(int seq, int min_level) { return seq % 10 == 0 || seq % 4 >= min_level; }
+static int passes(int seq, int min_level)
+{
+    return seq % 10 == 0 || seq % 4 >= min_level;
+}
 
 DBLD_TEST(job_logs)
 {
@@ -358,8 +375,7 @@ DBLD_TEST(job_logs)
                 CHECK_EQ_INT(r->entries[i]->sequence_number, next);
                 next++;
             }
-            if (!r->has_more)
-                break;
+            if (!r->has_more) break;
             CHECK_CMP_INT(r->n_entries, >=, 40);
             since = strtoll(r->entries[r->n_entries - 1]->timestamp, NULL, 10);
             CHECK(pages < 100);
@@ -386,9 +402,8 @@ DBLD_TEST(job_logs)
 
 /* ---- Batched ---- */
 
-static Databuild__V1__BatchedRequest__RequestsEntry *entry(dbld_arena *a, const char *key,
-                                                           const char *summary_of,
-                                                           const char *events_of, int empty_tmpl)
+static Databuild__V1__BatchedRequest__RequestsEntry *
+entry(dbld_arena *a, const char *key, const char *summary_of, const char *events_of, int empty_tmpl)
 {
     Databuild__V1__BatchedRequest__RequestsEntry *e =
         dbld_arena_msg(a, &databuild__v1__batched_request__requests_entry__descriptor);
@@ -416,16 +431,14 @@ static const Databuild__V1__ResponseContainer *resp_for(const Databuild__V1__Bat
                                                         const char *key)
 {
     for (size_t i = 0; i < r->n_responses; i++)
-        if (strcmp(r->responses[i]->key, key) == 0)
-            return r->responses[i]->value;
+        if (strcmp(r->responses[i]->key, key) == 0) return r->responses[i]->value;
     return NULL;
 }
 
 static const char *err_for(const Databuild__V1__BatchedResponse *r, const char *key)
 {
     for (size_t i = 0; i < r->n_errors; i++)
-        if (strcmp(r->errors[i]->key, key) == 0)
-            return r->errors[i]->value->error_message;
+        if (strcmp(r->errors[i]->key, key) == 0) return r->errors[i]->value->error_message;
     return NULL;
 }
 
@@ -480,8 +493,8 @@ DBLD_TEST(batched)
         many[i] = entry(f.a, dbld_arena_printf(f.a, "k%d", i), "build-a", NULL, 0);
     req.requests = many;
     req.n_requests = 101;
-    QF_ERR(&f, "Batched", &req, databuild__v1__batched_response__descriptor,
-           DBLD_INVALID_ARGUMENT, "too many requests");
+    QF_ERR(&f, "Batched", &req, databuild__v1__batched_response__descriptor, DBLD_INVALID_ARGUMENT,
+           "too many requests");
 }
 
 /* ---- CancelBuild through a stand-in graph service ---- */
@@ -495,7 +508,8 @@ static int fake_cancel(dbld_call *call, const ProtobufCMessage *req_msg, Protobu
 {
     (void)call;
     (void)resp;
-    const Databuild__V1__CancelBuildRequest *req = (const Databuild__V1__CancelBuildRequest *)req_msg;
+    const Databuild__V1__CancelBuildRequest *req =
+        (const Databuild__V1__CancelBuildRequest *)req_msg;
     pthread_mutex_lock(&fake_mu);
     snprintf(fake_last, sizeof fake_last, "%s|%s", req->build_request_id, req->reason);
     fake_calls++;
@@ -524,7 +538,9 @@ static int cancel(qf *f, const char *id, dbld_status *st)
 
 DBLD_TEST(cancel_build)
 {
-    dbld_server_opts so = {.service_name = "fake-graph", .listen = "127.0.0.1:0", .workers = 2,
+    dbld_server_opts so = {.service_name = "fake-graph",
+                           .listen = "127.0.0.1:0",
+                           .workers = 2,
                            .shutdown_grace_ms = 100};
     dbld_server *srv = NULL;
     dbld_status st;
@@ -601,7 +617,8 @@ DBLD_TEST(read_only_role)
     char role[64];
     snprintf(role, sizeof role, "dbld_ro_%d_%s", (int)getpid(), h_unique(f.a, ""));
     h_rows_free(h_sql(f.dsn, dbld_arena_printf(f.a, "CREATE ROLE %s LOGIN", role)));
-    h_rows_free(h_sql(f.dsn, dbld_arena_printf(f.a, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s", role)));
+    h_rows_free(h_sql(
+        f.dsn, dbld_arena_printf(f.a, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s", role)));
     char *ro_dsn = dbld_arena_printf(f.a, "%s user=%s", f.dsn, role);
     h_service_opts o = {.eventlog_addr = f.el->addr, .extra_section = QF_GRAPH_YAML};
     h_service *q = h_service_start("query", ro_dsn, &o);
@@ -610,7 +627,8 @@ DBLD_TEST(read_only_role)
     Databuild__V1__BuildSummaryRequest br = DATABUILD__V1__BUILD_SUMMARY_REQUEST__INIT;
     br.build_id = "build-ro";
     CHECK_EQ_INT(QF_OK(&g, "GetBuildSummary", &br, Databuild__V1__BuildSummaryResponse,
-                       databuild__v1__build_summary_response__descriptor)->status,
+                       databuild__v1__build_summary_response__descriptor)
+                     ->status,
                  BR(COMPLETED));
     Databuild__V1__PutTaintsResponse *t = put_taint(&g, H_STRS("agg/date=2026-01-01"), -1, "ro");
     CHECK(dbld_uuid_valid(t->taint_id)); /* writes go through the event log */
