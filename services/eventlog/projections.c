@@ -17,6 +17,7 @@
 
 #include <inttypes.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,12 +115,26 @@ static const char *refs_lit(dbld_arena *a, Databuild__V1__PartitionRef **refs, s
 
 static const char *nonempty(const char *s) { return s && *s ? s : NULL; }
 
+/* REQUESTED, ANALYZED and DELEGATED describe one build request's view of a
+ * partition, not the partition itself: they never replace BUILDING or
+ * AVAILABLE (the SQL applies the same rule against the stored row). */
+static int is_intent(int status)
+{
+    return status == DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED ||
+           status == DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED ||
+           status == DATABUILD__V1__PARTITION_STATUS__PARTITION_DELEGATED;
+}
+
 static void fold_partition_event(fold *f, const el_event *e)
 {
     const Databuild__V1__PartitionEvent *pe = e->ev->partition_event;
     if (!pe->partition_ref || !*pe->partition_ref->str)
         return;
     part_delta *d = part_for(f, pe->partition_ref->str);
+    int cur = d->status ? atoi(d->status) : -1;
+    if (is_intent(pe->status_code) && (cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING ||
+                                       cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE))
+        return; /* one build's intent does not override another's BUILDING / AVAILABLE */
     d->status = i64s(f->a, pe->status_code);
     d->brid = e->ev->build_request_id;
     d->run = pe->job_run_id;
@@ -269,12 +284,14 @@ static int apply_partitions(stmts *db, dbld_arena *a, fold *f)
     int rc = run(db, "el_part_ins", "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", 1, p);
     if (rc)
         return rc;
+#define KEEP "(u.status IN (1, 2, 6) AND p.status IN (3, 4))" /* see is_intent() */
     return run(db, "el_part_upd", "UPDATE partitions p SET"
-               " status = coalesce(u.status, p.status),"
-               " build_request_id = coalesce(u.brid, p.build_request_id),"
-               " job_run_id = coalesce(u.run, p.job_run_id),"
-               " message = coalesce(u.msg, p.message),"
-               " updated_ns = coalesce(u.updated, p.updated_ns),"
+               " status = CASE WHEN " KEEP " THEN p.status ELSE coalesce(u.status, p.status) END,"
+               " build_request_id = CASE WHEN " KEEP " THEN p.build_request_id"
+               "   ELSE coalesce(u.brid, p.build_request_id) END,"
+               " job_run_id = CASE WHEN " KEEP " THEN p.job_run_id ELSE coalesce(u.run, p.job_run_id) END,"
+               " message = CASE WHEN " KEEP " THEN p.message ELSE coalesce(u.msg, p.message) END,"
+               " updated_ns = CASE WHEN " KEEP " THEN p.updated_ns ELSE coalesce(u.updated, p.updated_ns) END,"
                " last_invalidated_ns = coalesce(u.inv, p.last_invalidated_ns),"
                " tainted = coalesce(u.tainted, p.tainted),"
                " last_idx = coalesce(u.idx, p.last_idx)"

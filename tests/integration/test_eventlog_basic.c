@@ -726,8 +726,52 @@ DBLD_TEST(projections)
     h_service_stop(f.el);
 }
 
+/* REQUESTED / ANALYZED / DELEGATED are one build's view: they must not turn
+ * another build's BUILDING or AVAILABLE partition back into "to be built". */
+DBLD_TEST(projection_intent_does_not_override)
+{
+    fixture f = setup("proj_intent");
+    dbld_arena *a = f.a;
+    Databuild__V1__BuildEvent *e[8];
+    e[0] = h_event_partition(a, "br-a", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-a");
+    e[1] = h_event_partition(a, "br-a", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-a");
+    h_append_ok(f.el, a, e, 2);
+    /* Another build's intent, in its own batch and mixed into one batch. */
+    e[0] = h_event_partition(a, "br-b", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED, "");
+    h_append_ok(f.el, a, e, 1);
+    e[0] = h_event_partition(a, "br-b", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED, "");
+    e[1] = h_event_partition(a, "br-b", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_DELEGATED, "");
+    e[2] = h_event_partition(a, "br-b", "pi/y", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-y");
+    e[3] = h_event_partition(a, "br-c", "pi/y", DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED, "");
+    h_append_ok(f.el, a, e, 4);
+    const char *sql = "SELECT status, build_request_id, job_run_id FROM partitions WHERE ref = $1";
+    h_rows *r = one_row(f.dsn, sql, "pi/x");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
+    CHECK_EQ_STR(h_rows_get(r, 0, 1), "br-a");
+    CHECK_EQ_STR(h_rows_get(r, 0, 2), "run-a");
+    h_rows_free(r);
+    r = one_row(f.dsn, sql, "pi/y");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING);
+    CHECK_EQ_STR(h_rows_get(r, 0, 1), "br-b");
+    h_rows_free(r);
+    /* A hard status still applies: a FAILED rebuild replaces AVAILABLE. */
+    e[0] = h_event_partition(a, "br-d", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED, "run-d");
+    h_append_ok(f.el, a, e, 1);
+    r = one_row(f.dsn, sql, "pi/x");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);
+    CHECK_EQ_STR(h_rows_get(r, 0, 1), "br-d");
+    h_rows_free(r);
+    /* And an intent applies to a FAILED partition. */
+    e[0] = h_event_partition(a, "br-e", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED, "");
+    h_append_ok(f.el, a, e, 1);
+    r = one_row(f.dsn, sql, "pi/x");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED);
+    h_rows_free(r);
+    h_service_stop(f.el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(round_trip_all_kinds), DBLD_TEST_ENTRY(append_validation),
                DBLD_TEST_ENTRY(idempotent_reappend), DBLD_TEST_ENTRY(batch_idx_in_request_order),
                DBLD_TEST_ENTRY(list_filters), DBLD_TEST_ENTRY(list_invalid_pattern),
                DBLD_TEST_ENTRY(list_paging), DBLD_TEST_ENTRY(list_limit_default_and_cap),
-               DBLD_TEST_ENTRY(projections))
+               DBLD_TEST_ENTRY(projections), DBLD_TEST_ENTRY(projection_intent_does_not_override))
