@@ -639,7 +639,9 @@ static void test_shutdown_cancels_after_grace(void **state)
     dbld_server_shutdown(f.srv);
     int64_t took = dbld_mono_ms() - t0;
     pthread_join(t, NULL);
-    assert_true(took < 2500);
+    /* The handler would wait 5 s if the grace (300 ms) were not enforced; the
+     * margin up to 4 s is for loaded CI machines (tests run in parallel). */
+    assert_true(took < 4000);
     assert_true(atomic_load(&g_saw_cancel));
     assert_int_not_equal(b.rc, 0);
     fixture_stop(&f);
