@@ -479,11 +479,30 @@ static void on_partition(follow *f, const Databuild__V1__PartitionEvent *e)
         if (k >= 0 && f->tasks[k].st != T_DELEGATED) {
             set_state(f, &f->tasks[k], T_DELEGATED);
             f->delegations++;
-            char pre[96];
-            progress_prefix(f, pre, sizeof pre);
-            say(f, "%s waiting %s  (%s)", pre, ref, e->message && e->message[0] ? e->message : "delegated");
         }
     }
+}
+
+/* Another build is producing this partition: ours waits for its outcome. */
+static void on_delegation(follow *f, const Databuild__V1__DelegationEvent *e)
+{
+    const char *ref = ref_str(e->partition_ref);
+    int k = smap_get(&f->by_ref, ref);
+    if (k >= 0 && f->tasks[k].st != T_DELEGATED) {
+        set_state(f, &f->tasks[k], T_DELEGATED);
+        f->delegations++;
+    }
+    if (k >= 0) {
+        const Databuild__V1__JobConfig *c = f->tasks[k].task->config;
+        if (c && c->n_outputs && strcmp(ref_str(c->outputs[0]), ref) != 0) return; /* once per task */
+    }
+    char pre[96];
+    progress_prefix(f, pre, sizeof pre);
+    if (!f->quiet && !f->tty)
+        say(f, "%s waiting %s  (being built by build %s)", pre, ref,
+            e->delegated_to_build_request_id && e->delegated_to_build_request_id[0]
+                ? e->delegated_to_build_request_id
+                : "?");
 }
 
 static void on_build_request(follow *f, const Databuild__V1__BuildRequestEvent *e)
@@ -523,6 +542,9 @@ static void on_event(follow *f, int64_t idx, const Databuild__V1__BuildEvent *ev
         break;
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT:
         on_build_request(f, ev->build_request_event);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT:
+        on_delegation(f, ev->delegation_event);
         break;
     default:
         break;
