@@ -740,7 +740,14 @@ static int print_result(follow *f, int64_t elapsed_ms, int have_status)
     if (f->retries) printf(", %zu retr%s", f->retries, f->retries == 1 ? "y" : "ies");
     if (f->delegations) printf(", %zu delegated", f->delegations);
     printf("\n");
-    if (f->message && f->message[0] && f->status != BR(COMPLETED)) printf("  %s\n", f->message);
+    if (f->message && f->message[0] && f->status != BR(COMPLETED)) {
+        for (const char *m = f->message; *m;) {
+            size_t n = strcspn(m, "\n");
+            printf("  %.*s\n", (int)n, m);
+            m += n;
+            if (*m) m++;
+        }
+    }
     int w = 9;
     for (size_t i = 0; i < f->refs.n; i++)
         if ((int)strlen(f->refs.items[i]) > w) w = (int)strlen(f->refs.items[i]);
