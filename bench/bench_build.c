@@ -167,14 +167,18 @@ static int mode_raw(const opts *o)
     pthread_t *th = dbld_xcalloc((size_t)p, sizeof *th);
     int64_t t0 = dbld_now_ns();
     double cpu0 = cpu_ms();
-    for (int i = 0; i < p; i++) pthread_create(&th[i], NULL, raw_worker, &c);
-    for (int i = 0; i < p; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < p; i++)
+        pthread_create(&th[i], NULL, raw_worker, &c);
+    for (int i = 0; i < p; i++)
+        pthread_join(th[i], NULL);
     double secs = (double)(dbld_now_ns() - t0) / 1e9;
     double cpu = cpu_ms() - cpu0;
     printf("raw parallel=%d jobs=%zu spawns=%zu failures=%ld seconds=%.3f jobs_per_s=%.1f "
            "cpu_ms_per_job=%.2f\n",
-           p, c.n, 2 * c.n, (long)atomic_load(&c.failures), secs, (double)c.n / secs, cpu / (double)c.n);
-    for (size_t i = 0; i < c.n; i++) free(c.refs[i]);
+           p, c.n, 2 * c.n, (long)atomic_load(&c.failures), secs, (double)c.n / secs,
+           cpu / (double)c.n);
+    for (size_t i = 0; i < c.n; i++)
+        free(c.refs[i]);
     free(c.refs);
     free(th);
     return atomic_load(&c.failures) ? 1 : 0;
@@ -193,13 +197,15 @@ static int mode_config(const opts *o)
         char **argv = dbld_xcalloc(to - from + 3, sizeof *argv);
         argv[0] = (char *)o->job;
         argv[1] = "config";
-        for (size_t i = from; i < to; i++) argv[2 + i - from] = refs[i];
+        for (size_t i = from; i < to; i++)
+            argv[2 + i - from] = refs[i];
         if (run_process(argv) != 0) bad = 1;
         free(argv);
     }
     double secs = (double)(dbld_now_ns() - t0) / 1e9;
     printf("config spawns=3 refs=%zu seconds=%.3f\n", n, secs);
-    for (size_t i = 0; i < n; i++) free(refs[i]);
+    for (size_t i = 0; i < n; i++)
+        free(refs[i]);
     free(refs);
     return bad;
 }
@@ -220,26 +226,29 @@ static int call_graph(const opts *o, int analyze)
     dbld_status st;
     size_t expect = 1 + (size_t)o->w + (size_t)o->w * (size_t)o->h;
     int64_t t0 = dbld_now_ns();
-    int rc = analyze ? dbld_client_unary(dbld_client_get(o->graph), "/databuild.v1.GraphBuilder/Analyze",
-                                         &areq.base, &databuild__v1__graph_analyze_response__descriptor,
-                                         dbld_arena_allocator(a), &resp, 3600000, 0, &st)
-                     : dbld_client_unary(dbld_client_get(o->graph), "/databuild.v1.GraphBuilder/Build",
-                                         &breq.base, &databuild__v1__graph_build_response__descriptor,
-                                         dbld_arena_allocator(a), &resp, 3600000, 0, &st);
+    int rc =
+        analyze ? dbld_client_unary(dbld_client_get(o->graph), "/databuild.v1.GraphBuilder/Analyze",
+                                    &areq.base, &databuild__v1__graph_analyze_response__descriptor,
+                                    dbld_arena_allocator(a), &resp, 3600000, 0, &st)
+                : dbld_client_unary(dbld_client_get(o->graph), "/databuild.v1.GraphBuilder/Build",
+                                    &breq.base, &databuild__v1__graph_build_response__descriptor,
+                                    dbld_arena_allocator(a), &resp, 3600000, 0, &st);
     double secs = (double)(dbld_now_ns() - t0) / 1e9;
     if (rc != 0) {
         fprintf(stderr, "bench_build: %s %s: %s: %s\n", analyze ? "analyze" : "build", ref.str,
                 dbld_code_name(rc), st.msg);
     } else if (analyze) {
-        const Databuild__V1__GraphAnalyzeResponse *r = (const Databuild__V1__GraphAnalyzeResponse *)resp;
+        const Databuild__V1__GraphAnalyzeResponse *r =
+            (const Databuild__V1__GraphAnalyzeResponse *)resp;
         size_t n = r && r->graph ? r->graph->n_nodes : 0;
         printf("analyze tasks=%zu expected=%zu seconds=%.3f\n", n, expect, secs);
         if (n != expect) rc = 1;
     } else {
-        const Databuild__V1__GraphBuildResponse *r = (const Databuild__V1__GraphBuildResponse *)resp;
+        const Databuild__V1__GraphBuildResponse *r =
+            (const Databuild__V1__GraphBuildResponse *)resp;
         size_t n = r ? r->n_manifests : 0;
-        printf("service parallel=%d jobs=%zu expected=%zu seconds=%.3f jobs_per_s=%.1f\n", o->parallel, n,
-               expect, secs, (double)n / secs);
+        printf("service parallel=%d jobs=%zu expected=%zu seconds=%.3f jobs_per_s=%.1f\n",
+               o->parallel, n, expect, secs, (double)n / secs);
         if (n != expect) rc = 1;
     }
     free(ref.str);

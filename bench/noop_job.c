@@ -20,10 +20,14 @@
 #include <string.h>
 #include <unistd.h>
 
-static void put_ref(const char *ref) { printf("{\"partition_ref\":{\"str\":\"%s\"},\"dep_type_code\":1}", ref); }
+static void put_ref(const char *ref)
+{
+    printf("{\"partition_ref\":{\"str\":\"%s\"},\"dep_type_code\":1}", ref);
+}
 
 /* "noop/TAG/<kind>/WxH..." -> pointer to kind, W, H, and the rest after WxH. */
-static int parse(const char *ref, const char **kind, size_t *tag_len, int *w, int *h, const char **rest)
+static int parse(const char *ref, const char **kind, size_t *tag_len, int *w, int *h,
+                 const char **rest)
 {
     if (strncmp(ref, "noop/", 5) != 0) return -1;
     const char *tag = ref + 5, *slash = strchr(tag, '/');

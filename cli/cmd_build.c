@@ -73,7 +73,8 @@ typedef struct smap {
 static uint64_t str_hash(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return h;
 }
 
@@ -225,7 +226,16 @@ static void install_signals(void)
 
 /* ------------------------------------------------------------ build: state */
 
-typedef enum { T_PENDING, T_RUNNING, T_RETRYING, T_DELEGATED, T_DONE, T_SKIPPED, T_FAILED, T_CANCELLED } tstate;
+typedef enum {
+    T_PENDING,
+    T_RUNNING,
+    T_RETRYING,
+    T_DELEGATED,
+    T_DONE,
+    T_SKIPPED,
+    T_FAILED,
+    T_CANCELLED
+} tstate;
 
 typedef struct btask {
     const Databuild__V1__Task *task; /* in f->ga */
@@ -263,7 +273,7 @@ typedef struct follow {
     int64_t last_idx;
     int64_t t0_ms;
     int64_t last_draw_ms;
-    int line_shown; /* a progress line is on screen (TTY) */
+    int line_shown;    /* a progress line is on screen (TTY) */
     char current[512]; /* most recently started task, for the TTY line */
 } follow;
 
@@ -302,8 +312,8 @@ static void progress_prefix(const follow *f, char *buf, size_t len)
         return;
     }
     int w = snprintf(NULL, 0, "%zu", f->n_tasks);
-    snprintf(buf, len, "[%*zu/%*zu/%*zu of %zu]", w, f->n[T_DONE] + f->n[T_SKIPPED], w, n_running(f), w,
-             f->n[T_FAILED], f->n_tasks);
+    snprintf(buf, len, "[%*zu/%*zu/%*zu of %zu]", w, f->n[T_DONE] + f->n[T_SKIPPED], w,
+             n_running(f), w, f->n[T_FAILED], f->n_tasks);
 }
 
 static void draw(follow *f, int force)
@@ -315,7 +325,8 @@ static void draw(follow *f, int force)
     char pre[96], line[1024];
     progress_prefix(f, pre, sizeof pre);
     int n = snprintf(line, sizeof line, "%s %5.1fs", pre, (double)(now - f->t0_ms) / 1000.0);
-    if (f->n[T_CANCELLED]) n += snprintf(line + n, sizeof line - (size_t)n, " (%zu cancelled)", f->n[T_CANCELLED]);
+    if (f->n[T_CANCELLED])
+        n += snprintf(line + n, sizeof line - (size_t)n, " (%zu cancelled)", f->n[T_CANCELLED]);
     if (f->current[0] && n_running(f))
         snprintf(line + n, sizeof line - (size_t)n, "  %s", f->current);
     else if (!f->n_tasks && f->status == BR(PLANNING))
@@ -361,7 +372,8 @@ static void outputs_text(const Databuild__V1__JobEvent *e, char *buf, size_t len
     size_t n = 0;
     buf[0] = 0;
     for (size_t i = 0; i < e->n_target_partitions && i < 2 && n < len; i++)
-        n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", ref_str(e->target_partitions[i]));
+        n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "",
+                              ref_str(e->target_partitions[i]));
     if (e->n_target_partitions > 2 && n < len)
         snprintf(buf + n, len - n, " (+%zu more)", e->n_target_partitions - 2);
 }
@@ -430,7 +442,9 @@ static void on_job(follow *f, const Databuild__V1__BuildEvent *ev)
         snprintf(f->current, sizeof f->current, "%s %s", label, outs);
         break;
     case JS(COMPLETED): {
-        double secs = t && t->run_ns && ev->timestamp > t->run_ns ? (double)(ev->timestamp - t->run_ns) / 1e9 : 0;
+        double secs = t && t->run_ns && ev->timestamp > t->run_ns
+                          ? (double)(ev->timestamp - t->run_ns) / 1e9
+                          : 0;
         if (t) set_state(f, t, T_DONE);
         progress_prefix(f, pre, sizeof pre);
         if (!f->quiet && !f->tty) say(f, "%s built   %s  (%s, %.2fs)", pre, outs, label, secs);
@@ -439,7 +453,8 @@ static void on_job(follow *f, const Databuild__V1__BuildEvent *ev)
     case JS(SKIPPED):
         if (t) set_state(f, t, T_SKIPPED);
         progress_prefix(f, pre, sizeof pre);
-        if (!f->quiet && !f->tty) say(f, "%s skipped %s  (%s: %s)", pre, outs, label, msg ? msg : "available");
+        if (!f->quiet && !f->tty)
+            say(f, "%s skipped %s  (%s: %s)", pre, outs, label, msg ? msg : "available");
         break;
     case JS(FAILED):
         if (msg && strstr(msg, "; retrying as ")) {
@@ -458,7 +473,8 @@ static void on_job(follow *f, const Databuild__V1__BuildEvent *ev)
     case JS(CANCELLED):
         if (t) set_state(f, t, T_CANCELLED);
         progress_prefix(f, pre, sizeof pre);
-        if (!f->quiet && !f->tty) say(f, "%s cancelled %s  (%s: %s)", pre, outs, label, msg ? msg : "cancelled");
+        if (!f->quiet && !f->tty)
+            say(f, "%s cancelled %s  (%s: %s)", pre, outs, label, msg ? msg : "cancelled");
         break;
     default:
         break;
@@ -494,7 +510,8 @@ static void on_delegation(follow *f, const Databuild__V1__DelegationEvent *e)
     }
     if (k >= 0) {
         const Databuild__V1__JobConfig *c = f->tasks[k].task->config;
-        if (c && c->n_outputs && strcmp(ref_str(c->outputs[0]), ref) != 0) return; /* once per task */
+        if (c && c->n_outputs && strcmp(ref_str(c->outputs[0]), ref) != 0)
+            return; /* once per task */
     }
     char pre[96];
     progress_prefix(f, pre, sizeof pre);
@@ -570,13 +587,15 @@ static int submit(follow *f, const char *comment)
     dbld_status st;
     int rc = CLI_OK;
     if (dbld_client_unary(dbld_client_get(f->graph_addr), PATH_SUBMIT, &req.base,
-                          &databuild__v1__submit_build_response__descriptor, dbld_arena_allocator(a),
-                          &resp, ctx->timeout_ms, 0, &st) != 0) {
+                          &databuild__v1__submit_build_response__descriptor,
+                          dbld_arena_allocator(a), &resp, ctx->timeout_ms, 0, &st) != 0) {
         rc = rpc_fail(ctx, "submit build", f->graph_addr, &st);
     } else {
-        const Databuild__V1__SubmitBuildResponse *r = (const Databuild__V1__SubmitBuildResponse *)resp;
+        const Databuild__V1__SubmitBuildResponse *r =
+            (const Databuild__V1__SubmitBuildResponse *)resp;
         if (!r || !r->build_request_id || !r->build_request_id[0])
-            rc = cli_fail(ctx, CLI_FAIL, "submit build (%s): no build_request_id in the reply", f->graph_addr);
+            rc = cli_fail(ctx, CLI_FAIL, "submit build (%s): no build_request_id in the reply",
+                          f->graph_addr);
         else
             snprintf(f->id, sizeof f->id, "%s", r->build_request_id);
     }
@@ -594,8 +613,9 @@ static void cancel_build(follow *f)
     ProtobufCMessage *resp = NULL;
     dbld_status st;
     if (dbld_client_unary(dbld_client_get(f->graph_addr), PATH_CANCEL, &req.base,
-                          &databuild__v1__cancel_build_response__descriptor, dbld_arena_allocator(a),
-                          &resp, CANCEL_TIMEOUT_MS, DBLD_CALL_IDEMPOTENT, &st) != 0)
+                          &databuild__v1__cancel_build_response__descriptor,
+                          dbld_arena_allocator(a), &resp, CANCEL_TIMEOUT_MS, DBLD_CALL_IDEMPOTENT,
+                          &st) != 0)
         say(f, "cancel (%s): %s: %s", f->graph_addr, dbld_code_name(st.code), st.msg);
     dbld_arena_destroy(a);
 }
@@ -613,8 +633,10 @@ static int fetch_status(follow *f)
     if (dbld_client_unary(dbld_client_get(f->el_addr), PATH_STATUS, &req.base,
                           &databuild__v1__partition_status_response__descriptor,
                           dbld_arena_allocator(a), &resp, f->ctx->timeout_ms, DBLD_CALL_IDEMPOTENT,
-                          &st) == 0 && resp) {
-        const Databuild__V1__PartitionStatusResponse *r = (const Databuild__V1__PartitionStatusResponse *)resp;
+                          &st) == 0 &&
+        resp) {
+        const Databuild__V1__PartitionStatusResponse *r =
+            (const Databuild__V1__PartitionStatusResponse *)resp;
         for (size_t i = 0; i < r->n_partitions; i++) {
             int k = smap_get(&f->part_idx, r->partitions[i]->ref);
             if (k >= 0) f->parts[k].status = (int)r->partitions[i]->status;
@@ -691,8 +713,10 @@ static int follow_build(follow *f)
     dbld_arena_destroy(a);
     clear_line(f);
     if (rc != CLI_OK && !ctx->json)
-        fprintf(stderr, "databuild: the build continues; follow it with: databuild events --follow "
-                        "--build-request-id %s\n", f->id);
+        fprintf(stderr,
+                "databuild: the build continues; follow it with: databuild events --follow "
+                "--build-request-id %s\n",
+                f->id);
     return rc;
 }
 
@@ -706,7 +730,8 @@ static int print_result(follow *f, int64_t elapsed_ms, int have_status)
         int s = have_status && p->status >= 0 ? p->status : p->ev_status;
         if (!have_status && !s) { /* a skipped task leaves no partition event */
             int k = smap_get(&f->by_ref, p->ref);
-            if (k >= 0 && (f->tasks[k].st == T_SKIPPED || f->tasks[k].st == T_DONE)) s = PS(AVAILABLE);
+            if (k >= 0 && (f->tasks[k].st == T_SKIPPED || f->tasks[k].st == T_DONE))
+                s = PS(AVAILABLE);
         }
         p->status = s;
         if (s != PS(AVAILABLE)) all_ok = 0;
@@ -714,19 +739,22 @@ static int print_result(follow *f, int64_t elapsed_ms, int have_status)
     if (f->ctx->json) {
         json_t *parts = json_array();
         for (size_t i = 0; i < f->refs.n; i++) {
-            json_t *o = json_pack("{s:s,s:s}", "ref", f->parts[i].ref, "status",
-                                  enum_str(&databuild__v1__partition_status__descriptor, f->parts[i].status, NULL));
+            json_t *o = json_pack(
+                "{s:s,s:s}", "ref", f->parts[i].ref, "status",
+                enum_str(&databuild__v1__partition_status__descriptor, f->parts[i].status, NULL));
             if (f->parts[i].status != PS(AVAILABLE) && f->parts[i].ev_msg)
                 json_object_set_new(o, "message", json_string(f->parts[i].ev_msg));
             json_array_append_new(parts, o);
         }
-        json_t *r = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "buildRequestId", f->id,
-                              "status", f->status ? enum_str(&databuild__v1__build_request_status_code__descriptor, f->status, NULL) : "UNKNOWN",
-                              "message", f->message ? f->message : "", "elapsedMs", (json_int_t)elapsed_ms,
-                              "tasks", (json_int_t)f->n_tasks, "built", (json_int_t)f->n[T_DONE],
-                              "skipped", (json_int_t)f->n[T_SKIPPED], "failed", (json_int_t)f->n[T_FAILED],
-                              "cancelled", (json_int_t)f->n[T_CANCELLED], "retries", (json_int_t)f->retries,
-                              "partitions", parts);
+        json_t *r = json_pack(
+            "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "buildRequestId", f->id, "status",
+            f->status
+                ? enum_str(&databuild__v1__build_request_status_code__descriptor, f->status, NULL)
+                : "UNKNOWN",
+            "message", f->message ? f->message : "", "elapsedMs", (json_int_t)elapsed_ms, "tasks",
+            (json_int_t)f->n_tasks, "built", (json_int_t)f->n[T_DONE], "skipped",
+            (json_int_t)f->n[T_SKIPPED], "failed", (json_int_t)f->n[T_FAILED], "cancelled",
+            (json_int_t)f->n[T_CANCELLED], "retries", (json_int_t)f->retries, "partitions", parts);
         json_t *o = json_object();
         json_object_set_new(o, "result", r);
         print_json_line(o);
@@ -736,7 +764,8 @@ static int print_result(follow *f, int64_t elapsed_ms, int have_status)
            (double)elapsed_ms / 1000.0);
     if (f->n_tasks)
         printf(": %zu task%s, %zu built, %zu skipped, %zu failed, %zu cancelled", f->n_tasks,
-               f->n_tasks == 1 ? "" : "s", f->n[T_DONE], f->n[T_SKIPPED], f->n[T_FAILED], f->n[T_CANCELLED]);
+               f->n_tasks == 1 ? "" : "s", f->n[T_DONE], f->n[T_SKIPPED], f->n[T_FAILED],
+               f->n[T_CANCELLED]);
     if (f->retries) printf(", %zu retr%s", f->retries, f->retries == 1 ? "y" : "ies");
     if (f->delegations) printf(", %zu delegated", f->delegations);
     printf("\n");
@@ -757,7 +786,8 @@ static int print_result(follow *f, int64_t elapsed_ms, int have_status)
         printf("  %-*s  %s", w, p->ref, p->status ? ps_name(p->status) : "UNKNOWN");
         if (p->status != PS(AVAILABLE) && p->ev_msg) {
             printf("  (");
-            for (const char *m = p->ev_msg; *m; m++) fputs(*m == '\n' ? " | " : (char[2]){*m, 0}, stdout);
+            for (const char *m = p->ev_msg; *m; m++)
+                fputs(*m == '\n' ? " | " : (char[2]){*m, 0}, stdout);
             printf(")");
         }
         printf("\n");
@@ -813,7 +843,8 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
     };
     build_args args = {0};
     int rc = cli_parse(ctx, argc, argv, opts, sizeof opts / sizeof opts[0], on_opt, &args);
-    if (rc == 0 && args.refs.n == 0) rc = cli_fail(ctx, CLI_USAGE, "build: no partition refs given (see --help)");
+    if (rc == 0 && args.refs.n == 0)
+        rc = cli_fail(ctx, CLI_USAGE, "build: no partition refs given (see --help)");
     if (rc == 0) rc = cli_config(ctx);
     if (rc != 0) {
         free(args.refs.items);
@@ -846,8 +877,8 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
         }
     } else if (rc == 0) {
         if (!ctx->json)
-            say(&f, "build %s: %zu partition%s requested (graph %s, events from %s)", f.id, f.refs.n,
-                f.refs.n == 1 ? "" : "s", f.graph_addr, f.el_addr);
+            say(&f, "build %s: %zu partition%s requested (graph %s, events from %s)", f.id,
+                f.refs.n, f.refs.n == 1 ? "" : "s", f.graph_addr, f.el_addr);
         if (!ctx->json && f.tty) say(&f, "progress: [done/running/failed of total tasks]");
         rc = follow_build(&f);
         int64_t elapsed = dbld_mono_ms() - f.t0_ms;
@@ -860,9 +891,11 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
                     cli_fail(ctx, rc, "interrupted; build %s did not confirm the cancel yet", f.id);
             } else if (!ok) {
                 size_t bad = 0;
-                for (size_t i = 0; i < f.refs.n; i++) bad += f.parts[i].status != PS(AVAILABLE);
-                rc = cli_fail(ctx, CLI_FAIL, "build %s %s: %zu of %zu requested partition%s not available",
-                              f.id, f.status ? br_name(f.status) : "ended", bad, f.refs.n,
+                for (size_t i = 0; i < f.refs.n; i++)
+                    bad += f.parts[i].status != PS(AVAILABLE);
+                rc = cli_fail(ctx, CLI_FAIL,
+                              "build %s %s: %zu of %zu requested partition%s not available", f.id,
+                              f.status ? br_name(f.status) : "ended", bad, f.refs.n,
                               f.refs.n == 1 ? "" : "s");
             }
         } else if (g_signal) {
@@ -870,7 +903,8 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
         }
     }
     fflush(stdout);
-    for (size_t i = 0; i < f.refs.n; i++) free(f.parts[i].ev_msg);
+    for (size_t i = 0; i < f.refs.n; i++)
+        free(f.parts[i].ev_msg);
     free(f.parts);
     free(f.tasks);
     free(f.message);
@@ -885,9 +919,9 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
 
 typedef struct agraph {
     const Databuild__V1__JobGraph *g;
-    smap by_ref;   /* output ref -> node */
-    int *level;    /* per node */
-    int *order;    /* nodes sorted by level, label, first output */
+    smap by_ref;          /* output ref -> node */
+    int *level;           /* per node */
+    int *order;           /* nodes sorted by level, label, first output */
     unsigned char *shown; /* tree: node printed already */
 } agraph;
 
@@ -949,13 +983,14 @@ static void print_table(agraph *ag)
             const char *out = r < n_out ? ref_str(c->outputs[r]) : "";
             const char *in = r < n_in ? ref_str(c->inputs[r]->partition_ref) : (r == 0 ? "-" : "");
             int ext = r < n_in && smap_get(&ag->by_ref, in) < 0;
-            printf("%-5s  %-*s  %-*s  %s%s\n", lv, wl, r == 0 ? label_of(g->nodes[i]) : "", wo, out, in,
-                   ext ? " *" : "");
+            printf("%-5s  %-*s  %-*s  %s%s\n", lv, wl, r == 0 ? label_of(g->nodes[i]) : "", wo, out,
+                   in, ext ? " *" : "");
         }
     }
 }
 
-static void print_tree_ref(agraph *ag, const char *ref, char *prefix, size_t plen, int last, int root)
+static void print_tree_ref(agraph *ag, const char *ref, char *prefix, size_t plen, int last,
+                           int root)
 {
     int i = smap_get(&ag->by_ref, ref);
     printf("%s%s%s", prefix, root ? "" : (last ? "`-- " : "|-- "), ref);
@@ -976,7 +1011,8 @@ static void print_tree_ref(agraph *ag, const char *ref, char *prefix, size_t ple
         memcpy(prefix + n, last ? "    " : "|   ", 5);
     }
     for (size_t k = 0; c && k < c->n_inputs; k++)
-        print_tree_ref(ag, ref_str(c->inputs[k]->partition_ref), prefix, plen, k + 1 == c->n_inputs, 0);
+        print_tree_ref(ag, ref_str(c->inputs[k]->partition_ref), prefix, plen, k + 1 == c->n_inputs,
+                       0);
     prefix[n] = 0;
 }
 
@@ -1005,8 +1041,9 @@ int cmd_analyze(cli_ctx *ctx, int argc, char **argv)
     dbld_status st;
     int64_t t0 = dbld_mono_ms();
     if (dbld_client_unary(dbld_client_get(addr), PATH_ANALYZE, &req.base,
-                          &databuild__v1__graph_analyze_response__descriptor, dbld_arena_allocator(a),
-                          &resp, default_timeout(ctx, ANALYZE_DEFAULT_MS), 0, &st) != 0) {
+                          &databuild__v1__graph_analyze_response__descriptor,
+                          dbld_arena_allocator(a), &resp, default_timeout(ctx, ANALYZE_DEFAULT_MS),
+                          0, &st) != 0) {
         rc = rpc_fail(ctx, "analyze", addr, &st);
     } else if (ctx->json) {
         char *text = dbld_json_encode(resp, 0);
@@ -1014,7 +1051,8 @@ int cmd_analyze(cli_ctx *ctx, int argc, char **argv)
         free(text);
     } else {
         int64_t ms = dbld_mono_ms() - t0;
-        const Databuild__V1__GraphAnalyzeResponse *r = (const Databuild__V1__GraphAnalyzeResponse *)resp;
+        const Databuild__V1__GraphAnalyzeResponse *r =
+            (const Databuild__V1__GraphAnalyzeResponse *)resp;
         static const Databuild__V1__JobGraph empty = DATABUILD__V1__JOB_GRAPH__INIT;
         agraph ag = {.g = r->graph ? r->graph : &empty};
         const Databuild__V1__JobGraph *g = ag.g;
@@ -1026,7 +1064,8 @@ int cmd_analyze(cli_ctx *ctx, int argc, char **argv)
             ag.level[i] = -1;
             ag.order[i] = (int)i;
             const Databuild__V1__JobConfig *c = g->nodes[i]->config;
-            for (size_t k = 0; c && k < c->n_outputs; k++) smap_put(&ag.by_ref, ref_str(c->outputs[k]), (int)i);
+            for (size_t k = 0; c && k < c->n_outputs; k++)
+                smap_put(&ag.by_ref, ref_str(c->outputs[k]), (int)i);
         }
         smap ext = {0};
         for (size_t i = 0; i < n; i++) {
@@ -1043,13 +1082,15 @@ int cmd_analyze(cli_ctx *ctx, int argc, char **argv)
         int max_level = 0;
         for (size_t i = 0; i < n; i++)
             if (ag.level[i] > max_level) max_level = ag.level[i];
-        printf("graph %s: %zu task%s in %d level%s", g->label && g->label->label[0] ? g->label->label : "-", n,
-               n == 1 ? "" : "s", n ? max_level + 1 : 0, max_level == 0 ? "" : "s");
+        printf("graph %s: %zu task%s in %d level%s",
+               g->label && g->label->label[0] ? g->label->label : "-", n, n == 1 ? "" : "s",
+               n ? max_level + 1 : 0, max_level == 0 ? "" : "s");
         if (n_ext) printf(", %zu external input%s (*)", n_ext, n_ext == 1 ? "" : "s");
         printf(" (analyzed in %.2fs)\n\n", (double)ms / 1000.0);
         if (args.tree) {
             char prefix[4096] = "";
-            for (size_t i = 0; i < args.refs.n; i++) print_tree_ref(&ag, args.refs.items[i], prefix, sizeof prefix, 1, 1);
+            for (size_t i = 0; i < args.refs.n; i++)
+                print_tree_ref(&ag, args.refs.items[i], prefix, sizeof prefix, 1, 1);
         } else {
             g_sort_ctx = &ag;
             qsort(ag.order, n, sizeof *ag.order, cmp_nodes);

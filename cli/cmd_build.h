@@ -12,7 +12,7 @@
     "progress line [done/running/failed of total tasks], updated in place on a\n"                  \
     "terminal, one line per finished job otherwise. Ends with every requested\n"                   \
     "partition and its status and the elapsed time. Exits 0 only if every\n"                       \
-    "requested partition is AVAILABLE, 1 otherwise, 130 after Ctrl-C (which asks\n"               \
+    "requested partition is AVAILABLE, 1 otherwise, 130 after Ctrl-C (which asks\n"                \
     "the graph service to cancel the build first).\n"                                              \
     "With --json, prints each event as {\"idx\":N,\"event\":{...}} and ends with\n"                \
     "{\"result\":{...}}.\n"                                                                        \
