@@ -32,12 +32,29 @@
 #define EVENTS_SQL                                                                                 \
     "SELECT idx, ts_ns, payload FROM events WHERE"                                                 \
     " ($1::text[] IS NULL OR partition_refs && $1::text[])"                                        \
-    " AND ($2::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"                \
-    "      unnest($2::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"                           \
+    " AND ($2::text[] IS NULL OR (array_to_string(partition_refs, E'\\n') ~ ANY($6::text[])"       \
+    "      AND EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"                                  \
+    "      unnest($2::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$'))))"                          \
     " AND ($3::text[] IS NULL OR job_labels && $3::text[])"                                        \
     " AND ($4::text[] IS NULL OR job_run_ids && $4::text[])"                                       \
     " AND ($5::text[] IS NULL OR build_request_id = ANY($5::text[]))"                              \
     " AND %s"
+
+/* Pattern prefilter: a ref matching `pat` in full is a whole line of the
+ * event's refs joined with newlines, so "(?w)^(?:pat)$" (^ and $ at line
+ * ends, `.` still matching newlines) matches the joined string whenever the
+ * exact per-ref test can. One regex run per event instead of one per ref
+ * (events of a build carry up to hundreds of refs) makes pattern scans of a
+ * large log several times cheaper; the exact test then weeds out matches
+ * that span refs. */
+static const char *prefilters(dbld_arena *a, char *const *pats, size_t n)
+{
+    if (!n) return NULL;
+    char **out = dbld_arena_alloc(a, n * sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        out[i] = dbld_arena_printf(a, "(?w)^(?:%s)$", pats[i]);
+    return q_text_array(a, out, n);
+}
 
 static int64_t clamp_u64(uint64_t v)
 {
@@ -68,9 +85,10 @@ int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
         q_text_array(a, f->job_labels, f->n_job_labels),
         q_text_array(a, f->job_run_ids, f->n_job_run_ids),
         q_text_array(a, f->build_request_ids, f->n_build_request_ids),
+        prefilters(a, f->partition_patterns, f->n_partition_patterns),
     };
     q_pager pg = {.sql = EVENTS_SQL,
-                  .n = 5,
+                  .n = 6,
                   .params = p,
                   .ts_col = "ts_ns",
                   .key_col = "idx",
@@ -87,6 +105,8 @@ int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);
+    if (rc == DBLD_INVALID_ARGUMENT && f->n_partition_patterns) /* valid alone, not anchored */
+        dbld_status_prefix(st, "invalid partition pattern in %s", p[1]);
     if (rc) return rc;
     Databuild__V1__ListBuildEventsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_build_events_response__descriptor);

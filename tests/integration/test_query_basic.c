@@ -270,6 +270,18 @@ DBLD_TEST(build_events)
     for (size_t i = 1; i < b->n_events; i++)
         CHECK_CMP_INT(b->events[i]->timestamp, >, b->events[i - 1]->timestamp);
 
+    /* a ref with a newline still matches a pattern whose `.` spans it (the
+     * joined-refs prefilter must never reject a true match) */
+    Databuild__V1__BuildEvent *nl[] = {
+        h_event_partition(s.f.a, "build-nl", "multi\nline/x",
+                          DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "")};
+    h_append_ok(s.f.el, s.f.a, nl, 1);
+    CHECK_EQ_INT(
+        events(&s, h_filter(s.f.a, NULL, H_STRS("multi.line/x"), NULL, NULL, NULL), 0, 0)->n_events,
+        1);
+    CHECK_EQ_INT(
+        events(&s, h_filter(s.f.a, NULL, H_STRS("line/x"), NULL, NULL, NULL), 0, 0)->n_events, 0);
+
     /* errors */
     Databuild__V1__ListBuildEventsRequest req = DATABUILD__V1__LIST_BUILD_EVENTS_REQUEST__INIT;
     req.filters = h_filter(s.f.a, NULL, H_STRS("reviews/.*", "("), NULL, NULL, NULL);
@@ -278,6 +290,9 @@ DBLD_TEST(build_events)
     req.filters = h_filter(s.f.a, NULL, H_STRS("a)(b"), NULL, NULL, NULL);
     QF_ERR(&s.f, "GetBuildEvents", &req, databuild__v1__list_build_events_response__descriptor,
            DBLD_INVALID_ARGUMENT, "a)(b");
+    req.filters = h_filter(s.f.a, NULL, H_STRS("(?i)agg/.*"), NULL, NULL, NULL);
+    QF_ERR(&s.f, "GetBuildEvents", &req, databuild__v1__list_build_events_response__descriptor,
+           DBLD_INVALID_ARGUMENT, "(?i)agg/.*"); /* valid alone, not once anchored */
     req.filters = NULL;
     req.min_timestamp_ns = 10;
     req.max_timestamp_ns = 10;
