@@ -440,7 +440,7 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
     if (!msg || msg->descriptor != call->m->response || !protobuf_c_message_check(msg))
         return dbld_status_set(st, DBLD_INTERNAL, "invalid %s message for %s",
                                call->m->response->name, call->path);
-    if (call_gone(call)) /* not draining: a stream may still send its last words */
+    if (call->cancelled || atomic_load(&call->srv->hard_cancel))
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     grpc_op ops[2];
     size_t n = 0;
