@@ -44,7 +44,9 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     int workers = cfg->query.server.workers > 0 ? cfg->query.server.workers : 4;
-    q->pool = dbld_pool_create(cfg->query.postgres_dsn ? cfg->query.postgres_dsn : "", workers + 1);
+    q->pool_size = workers + 1;
+    q->pool =
+        dbld_pool_create(cfg->query.postgres_dsn ? cfg->query.postgres_dsn : "", q->pool_size);
     size_t n = 0;
     for (size_t j = 0; j < cfg->graph.n_jobs; j++)
         n += cfg->graph.jobs[j].n_outputs;

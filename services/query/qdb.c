@@ -115,21 +115,37 @@ static int after(q_req *r, int rc, dbld_status *st)
     return rc;
 }
 
+/* A read that failed because its pooled connection was lost (PostgreSQL
+ * restarted or dropped it while it sat idle) is retried on another one:
+ * reads are safe to repeat. A lost connection is discarded by the pool, and
+ * a fresh connect that fails ends the retries in q_db(), so this loops at
+ * most once per pooled connection. */
+static int lost(q_req *r, int rc, dbld_db *db, int *attempts)
+{
+    if (rc != DBLD_UNAVAILABLE || dbld_db_alive(db) || ++*attempts > r->q->pool_size) return 0;
+    q_req_done(r);
+    return 1;
+}
+
 int q_exec(q_req *r, const char *sql, int n, const char *const *params, dbld_res **out,
            dbld_status *st)
 {
     if (out) *out = NULL;
-    dbld_db *db;
-    int rc = q_db(r, &db, st);
-    if (rc) return rc;
-    dbld_res *tmp = NULL;
-    /* always ask for a result: dbld_db_exec uses the simple protocol otherwise */
-    rc = dbld_db_exec(db, sql, n, params, &tmp, st);
-    if (out)
-        *out = tmp;
-    else
-        dbld_res_free(tmp);
-    return after(r, rc, st);
+    int attempts = 0, rc;
+    for (;;) {
+        dbld_db *db;
+        rc = q_db(r, &db, st);
+        if (rc) return rc;
+        dbld_res *tmp = NULL;
+        /* always ask for a result: dbld_db_exec uses the simple protocol otherwise */
+        rc = dbld_db_exec(db, sql, n, params, &tmp, st);
+        if (lost(r, rc, db, &attempts)) continue;
+        if (out)
+            *out = tmp;
+        else
+            dbld_res_free(tmp);
+        return after(r, rc, st);
+    }
 }
 
 int q_exec_prepared(q_req *r, const char *name, const char *sql, int n, const char *const *params,
@@ -141,10 +157,20 @@ int q_exec_prepared(q_req *r, const char *name, const char *sql, int n, const ch
 
 int q_pipeline(q_req *r, dbld_stmt *stmts, size_t n, dbld_status *st)
 {
-    dbld_db *db;
-    int rc = q_db(r, &db, st);
-    if (rc) return rc;
-    return after(r, dbld_db_pipeline(db, stmts, n, st), st);
+    int attempts = 0, rc;
+    for (;;) {
+        dbld_db *db;
+        rc = q_db(r, &db, st);
+        if (rc) return rc;
+        rc = dbld_db_pipeline(db, stmts, n, st);
+        if (!lost(r, rc, db, &attempts)) return after(r, rc, st);
+        for (size_t i = 0; i < n; i++) { /* results of the lost attempt */
+            if (stmts[i].out) {
+                dbld_res_free(*stmts[i].out);
+                *stmts[i].out = NULL;
+            }
+        }
+    }
 }
 
 int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *st)

@@ -41,6 +41,7 @@ typedef struct q_ctx {
     const dbld_config *cfg;
     dbld_server *srv;
     dbld_pool *pool;
+    int pool_size;
     pthread_mutex_t mu;
     /* pooled connections already switched to read-only (see q_db()) */
     const dbld_db **ro;
