@@ -14,7 +14,8 @@
  *       C client threads call the RPC in a closed loop (next call after the
  *       answer) with a random partition: GetPartitionsSummary(ref), or a
  *       ListPartitions page (ref_pattern "bench/p=[0-9]+", status AVAILABLE,
- *       last_partition = the random ref). One line per client count:
+ *       last_partition = the random ref); --rpc health calls grpc.health.v1
+ *       Check (no database: the RPC runtime's own floor). One line per client count:
  *       query rpc=summary clients=16 calls=.. seconds=.. qps=.. p50_ms=.. p99_ms=.. errors=..
  */
 #include "databuild.pb-c.h"
@@ -251,7 +252,7 @@ static int load(const char *target, long events, long partitions, int threads)
 
 typedef struct client {
     const char *target;
-    int list;
+    int kind; /* 0 summary, 1 list, 2 health (the RPC runtime's floor: no database) */
     long partitions;
     int64_t end_ms;
     unsigned seed;
@@ -275,7 +276,10 @@ static void *client_main(void *arg)
         dbld_status st;
         int64_t t0 = dbld_now_ns();
         int rc;
-        if (c->list) {
+        if (c->kind == 2) {
+            int serving = 0;
+            rc = dbld_health_check(cl, "", &serving, 10000, &st);
+        } else if (c->kind == 1) {
             Databuild__V1__ListPartitionsRequest req = DATABUILD__V1__LIST_PARTITIONS_REQUEST__INIT;
             req.ref_pattern = LIST_PATTERN;
             req.partition_status = avail;
@@ -315,14 +319,16 @@ static int cmp_double(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-static void run_one(const char *target, int list, long partitions, int clients, double seconds)
+static const char *const kind_names[] = {"summary", "list", "health"};
+
+static void run_one(const char *target, int kind, long partitions, int clients, double seconds)
 {
     client *cs = dbld_xcalloc((size_t)clients, sizeof *cs);
     pthread_t *th = dbld_xcalloc((size_t)clients, sizeof *th);
     int64_t start = dbld_mono_ms();
     for (int i = 0; i < clients; i++) {
         cs[i] = (client){.target = target,
-                         .list = list,
+                         .kind = kind,
                          .partitions = partitions,
                          .end_ms = start + (int64_t)(seconds * 1000),
                          .seed = 7919u * (unsigned)i + 1};
@@ -350,9 +356,8 @@ static void run_one(const char *target, int list, long partitions, int clients, 
     qsort(all, n, sizeof *all, cmp_double);
     printf("query rpc=%s clients=%d calls=%zu seconds=%.2f qps=%.1f p50_ms=%.3f p99_ms=%.3f "
            "errors=%ld\n",
-           list ? "list" : "summary", clients, n, elapsed, (double)n / elapsed,
-           n ? all[n / 2] : 0.0, n ? all[(size_t)((double)n * 0.99)] : 0.0,
-           errors < 0 ? -errors : errors);
+           kind_names[kind], clients, n, elapsed, (double)n / elapsed, n ? all[n / 2] : 0.0,
+           n ? all[(size_t)((double)n * 0.99)] : 0.0, errors < 0 ? -errors : errors);
     fflush(stdout);
     free(all);
     free(cs);
@@ -373,7 +378,7 @@ static int usage(void)
 {
     fprintf(stderr,
             "usage: bench_query load --target EVENTLOG --events N --partitions P [--threads T]\n"
-            "       bench_query run --target QUERY --rpc summary|list --partitions P"
+            "       bench_query run --target QUERY --rpc summary|list|health --partitions P"
             " [--seconds S] [--clients 1,16,64]\n");
     return 2;
 }
@@ -412,7 +417,11 @@ int main(int argc, char **argv)
         rc = load(target, events, partitions, threads);
     else if (!strcmp(mode, "run"))
         for (int i = 0; i < n_clients; i++)
-            run_one(target, !strcmp(rpc, "list"), partitions, clients[i], seconds);
+            run_one(target,
+                    !strcmp(rpc, "list")     ? 1
+                    : !strcmp(rpc, "health") ? 2
+                                             : 0,
+                    partitions, clients[i], seconds);
     else
         rc = usage();
     dbld_client_shutdown_all();

@@ -17,7 +17,9 @@
 #      of regex check + unnamed statement), same client count, same duration.
 #      Each pair runs back to back; a warm-up pass precedes the measurements.
 #   4. Prints QPS, p50/p99 for both, the ratio, the targets (>= 0.7x the raw
-#      rate, p99 <= 5 ms at 64 clients) and the services' idle RSS again.
+#      rate, p99 <= 5 ms at 64 clients), the RPC runtime's floor (health
+#      Check: no database) at the same client counts, and the services' idle
+#      RSS again.
 #
 # Needs: DBLD_TEST_PG (superuser conninfo, set by `./dev bench query`),
 #        DBLD_BUILD_DIR (default ./build), pgbench, psql.
@@ -176,6 +178,11 @@ while read -r rpc c q q50 q99 pq p50 p99; do
         if (c == 64) t = t sprintf(", p99 %s", q99 <= 5 ? "met" : "MISSED")
         printf "%-8s %7s %10.1f %8.3f %8.3f %10.1f %8.3f %8.3f %6.2fx  %s\n", rpc, c, q, q50, q99, pq, p50, p99, r, t }'
 done <"$work/results.txt"
+
+echo
+echo "== reference: the RPC runtime's floor (grpc.health.v1 Check on the query service, no database) =="
+"$build/bench_query" run --target "127.0.0.1:${port[query]}" --rpc health --partitions "$partitions" \
+    --seconds "$(( secs < 5 ? secs : 5 ))" --clients "$(tr ' ' ',' <<<"$clients")"
 
 sleep 2
 echo
