@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "cmd_build.h"
+#include "cmd_query.h"
 
 #include "dbld/log.h"
 #include "dbld/rpc.h"
@@ -70,6 +71,32 @@ static const cli_command commands[] = {
      cmd_events_append},
     {"build", "build partitions and follow the build live", CMD_BUILD_USAGE, cmd_build},
     {"analyze", "print the job graph that would build partitions", CMD_ANALYZE_USAGE, cmd_analyze},
+    {"builds", "build requests: list, show, mermaid, cancel", CMD_BUILDS_USAGE, cmd_builds},
+    {"builds list", "list build requests, newest first", CMD_BUILDS_LIST_USAGE, cmd_builds_list},
+    {"builds show", "a build's summary and partitions", CMD_BUILDS_SHOW_USAGE, cmd_builds_show},
+    {"builds mermaid", "a build's job graph as mermaid", CMD_BUILDS_MERMAID_USAGE,
+     cmd_builds_mermaid},
+    {"builds cancel", "cancel a running build", CMD_BUILDS_CANCEL_USAGE, cmd_builds_cancel},
+    {"partitions", "partitions: list, show", CMD_PARTITIONS_USAGE, cmd_partitions},
+    {"partitions list", "list partitions by ref", CMD_PARTITIONS_LIST_USAGE, cmd_partitions_list},
+    {"partitions show", "status and history of partitions", CMD_PARTITIONS_SHOW_USAGE,
+     cmd_partitions_show},
+    {"jobs", "jobs of the graph: list, show", CMD_JOBS_USAGE, cmd_jobs},
+    {"jobs list", "every job with its run counts", CMD_JOBS_LIST_USAGE, cmd_jobs_list},
+    {"jobs show", "one job's summary", CMD_JOBS_SHOW_USAGE, cmd_jobs_show},
+    {"runs", "job runs: list, show", CMD_RUNS_USAGE, cmd_runs},
+    {"runs list", "list job runs, newest first", CMD_RUNS_LIST_USAGE, cmd_runs_list},
+    {"runs show", "one job run", CMD_RUNS_SHOW_USAGE, cmd_runs_show},
+    {"logs", "a job run's log (or --follow it)", CMD_LOGS_USAGE, cmd_logs},
+    {"wants", "wants: list, show, put", CMD_WANTS_USAGE, cmd_wants},
+    {"wants list", "list wants, newest first", CMD_WANTS_LIST_USAGE, cmd_wants_list},
+    {"wants show", "one want and its partitions", CMD_WANTS_SHOW_USAGE, cmd_wants_show},
+    {"wants put", "register wants for partitions", CMD_WANTS_PUT_USAGE, cmd_wants_put},
+    {"taints", "taints: list, show, put", CMD_TAINTS_USAGE, cmd_taints},
+    {"taints list", "list taints, newest first", CMD_TAINTS_LIST_USAGE, cmd_taints_list},
+    {"taints show", "one taint", CMD_TAINTS_SHOW_USAGE, cmd_taints_show},
+    {"taints put", "taint partitions (rebuilt when next needed)", CMD_TAINTS_PUT_USAGE,
+     cmd_taints_put},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -94,7 +121,7 @@ static void print_top_usage(FILE *f)
 {
     fprintf(f, "usage: databuild [global options] <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-15s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n" GLOBAL_USAGE "\nRun `databuild <command> --help` for a command's options.\n");
 }
 

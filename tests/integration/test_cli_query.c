@@ -1,0 +1,869 @@
+/* test_cli_query.c - the query subcommands of the `databuild` CLI against a
+ * real event log and query service (and, for `builds cancel`, a real graph
+ * and job service running tests/jobs/graph_job.py).
+ *
+ * The built binary is run with fork/execv and its stdout, stderr and exit
+ * code are checked: table output holds the expected rows, --json lines parse
+ * as proto3 JSON, --all with a small --limit returns every item exactly once
+ * (also across items sharing a cursor timestamp), errors are one line with
+ * the gRPC code name and exit 1, usage errors exit 2, --help exits 0 for
+ * every command.
+ */
+#include "test_build_fixture.h"
+#include "test_query_fixture.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
+#define JOB(x) DATABUILD__V1__JOB_STATUS__JOB_##x
+#define PS(x) DATABUILD__V1__PARTITION_STATUS__PARTITION_##x
+
+/* ------------------------------------------------------------------------ */
+/* running the CLI                                                           */
+
+typedef struct cli_out {
+    int code;  /* exit code (128+signal when killed) */
+    char *out; /* stdout, malloc'd */
+    char *err; /* stderr, malloc'd */
+} cli_out;
+
+static const char *cli_bin(void)
+{
+    static char path[1024];
+    const char *dir = getenv("DBLD_BIN_DIR");
+    snprintf(path, sizeof path, "%s/databuild", dir && *dir ? dir : DBLD_BIN_DIR);
+    return path;
+}
+
+/* Start the CLI with args (NULL-terminated), stdout/stderr to files. */
+static pid_t cli_spawn(const char *const *args, const char *out_path, const char *err_path)
+{
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = cli_bin();
+    for (size_t i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) H_FAIL("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || out < 0 || err < 0) _exit(127);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_code(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) H_FAIL("waitpid: %s", strerror(errno));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static cli_out cli_runv(const char *const *args)
+{
+    static int seq;
+    char out_path[700], err_path[700];
+    seq++;
+    snprintf(out_path, sizeof out_path, "%s/cli-%d.out", h_test_dir(), seq);
+    snprintf(err_path, sizeof err_path, "%s/cli-%d.err", h_test_dir(), seq);
+    cli_out r;
+    r.code = wait_code(cli_spawn(args, out_path, err_path));
+    r.out = h_read_file(out_path, NULL);
+    r.err = h_read_file(err_path, NULL);
+    if (!r.out) r.out = dbld_xstrdup("");
+    if (!r.err) r.err = dbld_xstrdup("");
+    return r;
+}
+
+/* cli(&r, "--server", addr, "builds", "list") */
+#define CLI(...) cli_runv((const char *const[]){__VA_ARGS__, NULL})
+
+/* The CLI succeeded (exit 0). */
+#define CHECK_CLI_OK(r)                                                                            \
+    CHECK_MSG((r).code == 0, "exit %d, stderr: %s, stdout: %s", (r).code, (r).err, (r).out)
+
+/* The CLI failed with exit code `want` and exactly one stderr line
+ * "databuild: ..." containing each of the needles (NULL-terminated). */
+static void check_fail_(const char *file, int line, cli_out r, int want, const char *const *needles)
+{
+    if (r.code != want)
+        h_fail(file, line, "want exit %d, got %d; stderr: %s; stdout: %s", want, r.code, r.err,
+               r.out);
+    size_t len = strlen(r.err);
+    if (len == 0 || r.err[len - 1] != '\n' || strchr(r.err, '\n') != r.err + len - 1)
+        h_fail(file, line, "stderr is not one line: \"%s\"", r.err);
+    if (strncmp(r.err, "databuild: ", 11) != 0)
+        h_fail(file, line, "stderr does not start with \"databuild: \": \"%s\"", r.err);
+    for (size_t i = 0; needles[i]; i++)
+        if (!strstr(r.err, needles[i]))
+            h_fail(file, line, "stderr lacks \"%s\": \"%s\"", needles[i], r.err);
+}
+#define CHECK_FAIL(r, code, ...)                                                                   \
+    check_fail_(__FILE__, __LINE__, r, code, (const char *const[]){__VA_ARGS__, NULL})
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* The line of text containing needle (malloc'd), or NULL. */
+static char *line_with(const char *text, const char *needle)
+{
+    const char *p = strstr(text, needle);
+    if (!p) return NULL;
+    const char *b = p, *e = p;
+    while (b > text && b[-1] != '\n')
+        b--;
+    while (*e && *e != '\n')
+        e++;
+    char *l = dbld_xmalloc((size_t)(e - b) + 1);
+    memcpy(l, b, (size_t)(e - b));
+    l[e - b] = 0;
+    return l;
+}
+
+/* Each stdout line parsed as a JSON object; the string at `path` (a.b.c) of
+ * each, in order, into the arena. */
+static size_t json_field(dbld_arena *a, const char *text, const char *path, char ***out)
+{
+    size_t n = 0, cap = 16;
+    char **vals = dbld_arena_alloc(a, cap * sizeof *vals);
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0) {
+            json_error_t err;
+            json_t *o = json_loadb(p, len, 0, &err);
+            CHECK_MSG(o && json_is_object(o), "not a JSON object: \"%.*s\": %s", (int)len, p,
+                      err.text);
+            json_t *v = o;
+            char key[128];
+            for (const char *k = path; v && *k;) {
+                size_t kl = strcspn(k, ".");
+                snprintf(key, sizeof key, "%.*s", (int)kl, k);
+                v = json_object_get(v, key);
+                k += kl + (k[kl] == '.');
+            }
+            if (n == cap) {
+                char **g = dbld_arena_alloc(a, 2 * cap * sizeof *g);
+                memcpy(g, vals, n * sizeof *g);
+                vals = g;
+                cap *= 2;
+            }
+            vals[n++] = dbld_arena_strdup(a, v && json_is_string(v) ? json_string_value(v)
+                                                                    : (v ? "<non-string>" : ""));
+            json_decref(o);
+        }
+        p += len + (e ? 1 : 0);
+    }
+    *out = vals;
+    return n;
+}
+
+/* got (n strings) holds each of want exactly once and nothing else. */
+static void check_same_set_(const char *file, int line, char **got, size_t n,
+                            const char *const *want, size_t n_want)
+{
+    if (n != n_want) h_fail(file, line, "want %zu items, got %zu", n_want, n);
+    for (size_t i = 0; i < n_want; i++) {
+        int seen = 0;
+        for (size_t k = 0; k < n; k++)
+            seen += strcmp(got[k], want[i]) == 0;
+        if (seen != 1) h_fail(file, line, "\"%s\" seen %d times", want[i], seen);
+    }
+}
+#define CHECK_SAME_SET(got, n, want, n_want)                                                       \
+    check_same_set_(__FILE__, __LINE__, got, n, (const char *const *)(want), n_want)
+
+/* ------------------------------------------------------------------------ */
+/* scenario                                                                  */
+
+#define N_BUILDS 6
+#define N_DATES 6
+
+typedef struct scenario {
+    const char *builds[N_BUILDS]; /* oldest first */
+    const char *runs[2 * N_BUILDS];
+    size_t n_runs;
+    const char *refs[2 * N_DATES]; /* every partition, sorted */
+    size_t n_refs;
+} scenario;
+
+static const char *date_ref(dbld_arena *a, const char *prefix, int i)
+{
+    return dbld_arena_printf(a, "%s/date=2026-01-0%d", prefix, i + 1);
+}
+
+/* Six builds, each one ingest run (reviews/date=...); builds 2 and 3 share
+ * their requested time, and their runs their scheduled time. Build 4 fails;
+ * build 5 also runs //jobs:agg (agg/date=...). */
+static scenario populate(qf *f)
+{
+    scenario sc;
+    memset(&sc, 0, sizeof sc);
+    qf_seq s;
+    qf_seq_init(&s, f->a, QF_T0);
+    int64_t t_br2 = 0, t_run2 = 0;
+    for (int i = 0; i < N_BUILDS; i++) {
+        const char *br = dbld_arena_printf(f->a, "br-%d", i);
+        const char *ref = date_ref(f->a, "reviews", i);
+        sc.builds[i] = br;
+        int64_t t =
+            qf_br(&s, br, BR(RECEIVED), H_STRS(ref), dbld_arena_printf(f->a, "nightly %d", i), "");
+        if (i == 2) t_br2 = t;
+        if (i == 3) s.evs[s.n - 1]->timestamp = t_br2; /* requested with build 2 */
+        const char *run = dbld_arena_printf(f->a, "run-%d", i);
+        sc.runs[sc.n_runs++] = run;
+        int64_t tr[3];
+        qf_run(&s, br, run, "//jobs:ingest", ref, i == 4 ? JOB(FAILED) : JOB(COMPLETED), tr);
+        if (i == 2) t_run2 = tr[0];
+        if (i == 3) {
+            /* run 3 is scheduled at the same time as run 2 */
+            size_t k = s.n;
+            while (k > 0 && !(s.evs[k - 1]->event_type_case ==
+                                  DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT &&
+                              s.evs[k - 1]->job_event->status_code == JOB(SCHEDULED)))
+                k--;
+            CHECK(k > 0);
+            s.evs[k - 1]->timestamp = t_run2;
+        }
+        if (i == 5) {
+            const char *agg = date_ref(f->a, "agg", i);
+            const char *run2 = "run-agg";
+            sc.runs[sc.n_runs++] = run2;
+            qf_run(&s, br, run2, "//jobs:agg", agg, JOB(COMPLETED), NULL);
+        }
+        qf_br(&s, br, i == 4 ? BR(FAILED) : BR(COMPLETED), H_STRS(ref), NULL, "");
+    }
+    qf_flush(f, &s);
+    for (int i = 0; i < N_DATES; i++)
+        sc.refs[sc.n_refs++] = date_ref(f->a, "reviews", i);
+    /* agg/... sorts before reviews/... */
+    memmove(sc.refs + 1, sc.refs, sc.n_refs * sizeof *sc.refs);
+    sc.refs[0] = date_ref(f->a, "agg", 5);
+    sc.n_refs++;
+    return sc;
+}
+
+/* n log entries of run: pairs share a timestamp; every 10th is a metric;
+ * levels cycle DEBUG..ERROR. */
+static void append_logs(qf *f, const char *run, int first_seq, int n)
+{
+    Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
+    req.entries = dbld_arena_alloc(f->a, (size_t)n * sizeof *req.entries);
+    for (int seq = first_seq; seq < first_seq + n; seq++) {
+        Databuild__V1__JobLogEntry *e =
+            dbld_arena_msg(f->a, &databuild__v1__job_log_entry__descriptor);
+        e->timestamp = dbld_arena_printf(f->a, "%lld", (long long)(QF_T0 + (seq / 2) * QF_SEC));
+        e->job_id = (char *)run;
+        e->sequence_number = (uint64_t)seq;
+        if (seq % 10 == 0) {
+            Databuild__V1__MetricPoint *m =
+                dbld_arena_msg(f->a, &databuild__v1__metric_point__descriptor);
+            m->name = "rows";
+            m->value = seq;
+            e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_METRIC;
+            e->metric = m;
+        } else {
+            Databuild__V1__LogMessage *l =
+                dbld_arena_msg(f->a, &databuild__v1__log_message__descriptor);
+            l->level = seq % 4;
+            l->message = dbld_arena_printf(f->a, "line %d", seq);
+            e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
+            e->log = l;
+        }
+        req.entries[req.n_entries++] = e;
+    }
+    Databuild__V1__AppendJobLogsResponse *resp = NULL;
+    dbld_status st;
+    CHECK_OK(qf_call_at(f->el, "/databuild.v1.JobLogs/Append", &req,
+                        &databuild__v1__append_job_logs_response__descriptor, f->a, &resp, &st),
+             st);
+    CHECK_EQ_INT(resp->stored, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* tests                                                                     */
+
+DBLD_TEST(help_and_usage)
+{
+    /* no services needed: help and command-line errors never call anything */
+    dbld_arena *a = dbld_arena_create();
+    static const char *const cmds[][3] = {
+        {"builds"},
+        {"builds", "list"},
+        {"builds", "show"},
+        {"builds", "mermaid"},
+        {"builds", "cancel"},
+        {"partitions"},
+        {"partitions", "list"},
+        {"partitions", "show"},
+        {"jobs"},
+        {"jobs", "list"},
+        {"jobs", "show"},
+        {"runs"},
+        {"runs", "list"},
+        {"runs", "show"},
+        {"logs"},
+        {"wants"},
+        {"wants", "list"},
+        {"wants", "show"},
+        {"wants", "put"},
+        {"taints"},
+        {"taints", "list"},
+        {"taints", "show"},
+        {"taints", "put"},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *name = dbld_arena_printf(a, "%s%s%s", cmds[i][0], cmds[i][1] ? " " : "",
+                                             cmds[i][1] ? cmds[i][1] : "");
+        cli_out r = cmds[i][1] ? CLI(cmds[i][0], cmds[i][1], "--help") : CLI(cmds[i][0], "--help");
+        CHECK_MSG(r.code == 0, "%s --help: exit %d: %s", name, r.code, r.err);
+        CHECK_CONTAINS(r.out, dbld_arena_printf(a, "usage: databuild %s ", name));
+        CHECK_CONTAINS(r.out, "--server ADDR");
+        /* -h before the command works too */
+        r = cmds[i][1] ? CLI("-h", cmds[i][0], cmds[i][1]) : CLI("-h", cmds[i][0]);
+        CHECK_EQ_INT(r.code, 0);
+    }
+    CHECK_CONTAINS(CLI("--help").out, "partitions list");
+
+    /* missing arguments and bad values: usage error, exit 2, one line */
+    CHECK_FAIL(CLI("builds", "show"), 2, "missing build request id");
+    CHECK_FAIL(CLI("builds", "mermaid"), 2, "missing build request id");
+    CHECK_FAIL(CLI("builds", "cancel"), 2, "missing build request id");
+    CHECK_FAIL(CLI("builds", "show", "a", "b"), 2, "unexpected argument \"b\"");
+    CHECK_FAIL(CLI("partitions", "show"), 2, "missing partition ref");
+    CHECK_FAIL(CLI("jobs", "show"), 2, "missing job label");
+    CHECK_FAIL(CLI("runs", "show"), 2, "missing job run id");
+    CHECK_FAIL(CLI("logs"), 2, "missing job run id");
+    CHECK_FAIL(CLI("wants", "show"), 2, "missing want id");
+    CHECK_FAIL(CLI("wants", "put"), 2, "missing partition ref");
+    CHECK_FAIL(CLI("taints", "show"), 2, "missing taint id");
+    CHECK_FAIL(CLI("taints", "put", "a/1"), 2, "--comment TEXT is required");
+    CHECK_FAIL(CLI("builds"), 2, "expected a subcommand");
+    CHECK_FAIL(CLI("builds", "frobnicate"), 2, "unknown subcommand \"frobnicate\"");
+    CHECK_FAIL(CLI("builds", "list", "--limit", "x"), 2, "--limit");
+    CHECK_FAIL(CLI("builds", "list", "--status", "bogus"), 2, "unknown build status \"bogus\"");
+    CHECK_FAIL(CLI("partitions", "list", "--status", "nope"), 2,
+               "unknown partition status \"nope\"");
+    CHECK_FAIL(CLI("logs", "r", "--level", "loud"), 2, "--level");
+    CHECK_FAIL(CLI("runs", "list", "--frob"), 2, "unknown option --frob");
+}
+
+DBLD_TEST(builds)
+{
+    qf f = qf_start("clibuilds");
+    scenario sc = populate(&f);
+    const char *srv = f.q->addr;
+
+    /* table: a header and one row per build, newest first */
+    cli_out r = CLI("--server", srv, "builds", "list");
+    CHECK_CLI_OK(r);
+    h_note("builds list:\n%s", r.out);
+    CHECK(strncmp(r.out, "BUILD_REQUEST_ID  STATUS", 24) == 0);
+    CHECK_CONTAINS(r.out, "REQUESTED");
+    CHECK_CONTAINS(r.out, "DURATION");
+    CHECK_EQ_INT(count_lines(r.out), 1 + N_BUILDS);
+    char *l = line_with(r.out, "br-4 ");
+    CHECK(l != NULL);
+    CHECK_CONTAINS(l, "  FAILED  ");
+    CHECK_CONTAINS(l, "reviews/date=2026-01-05");
+    CHECK_CONTAINS(l, "nightly 4");
+    CHECK_CONTAINS(l, "2026-01-01T00:");
+    CHECK_CONTAINS(l, "0/1/1"); /* done/failed/total */
+    l = line_with(r.out, "br-0 ");
+    CHECK_CONTAINS(l, "  COMPLETED  ");
+    CHECK_CONTAINS(l, "1/0/1");
+    CHECK(strstr(r.out, "br-5") < strstr(r.out, "br-0")); /* newest first */
+
+    /* --json: one BuildSummary per line */
+    r = CLI("--server", srv, "builds", "list", "--json");
+    CHECK_CLI_OK(r);
+    char **ids;
+    size_t n = json_field(f.a, r.out, "buildRequestId", &ids);
+    CHECK_SAME_SET(ids, n, sc.builds, N_BUILDS);
+    char **codes;
+    json_field(f.a, r.out, "status.code", &codes);
+    CHECK_EQ_STR(codes[1], "BUILD_REQUEST_FAILED"); /* br-4, second newest */
+
+    /* paging: --all --limit 2 returns each build once, also br-2/br-3 which
+     * share their requested time */
+    r = CLI("--server", srv, "builds", "list", "--all", "--limit", "2", "--json");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "buildRequestId", &ids);
+    CHECK_SAME_SET(ids, n, sc.builds, N_BUILDS);
+    r = CLI("--server", srv, "builds", "list", "--all", "--limit", "1");
+    CHECK_CLI_OK(r);
+    CHECK_EQ_INT(count_lines(r.out), 1 + N_BUILDS);
+    /* one page of 2: the newest two and a hint with the cursor */
+    r = CLI("--server", srv, "builds", "list", "--limit", "2", "--json");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "buildRequestId", &ids);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_STR(ids[0], "br-5");
+    CHECK_EQ_STR(ids[1], "br-4");
+    CHECK_CONTAINS(r.err, "more build requests follow: --all, or --until ");
+    /* ... and the cursor continues where the page ended */
+    char *until = strstr(r.err, "--until ") + 8;
+    until[strcspn(until, ")")] = 0;
+    r = CLI("--server", srv, "builds", "list", "--limit", "1", "--json", "--until", until);
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "buildRequestId", &ids);
+    /* br-3 and br-2 share a requested time: a page of 1 holds both */
+    CHECK_SAME_SET(ids, n, ((const char *[]){"br-3", "br-2"}), 2);
+
+    /* filters */
+    r = CLI("--server", srv, "builds", "list", "--status", "failed", "--json");
+    n = json_field(f.a, r.out, "buildRequestId", &ids);
+    CHECK_SAME_SET(ids, n, ((const char *[]){"br-4"}), 1);
+    r = CLI("--server", srv, "builds", "list", "--status", "BUILD_REQUEST_FAILED", "--status", "4",
+            "--json");
+    n = json_field(f.a, r.out, "buildRequestId", &ids);
+    CHECK_SAME_SET(ids, n, ((const char *[]){"br-4", "br-0", "br-1", "br-2", "br-3", "br-5"}), 6);
+    r = CLI("--server", srv, "builds", "list", "--partition", "reviews/date=2026-01-02", "--json");
+    n = json_field(f.a, r.out, "buildRequestId", &ids);
+    CHECK_SAME_SET(ids, n, ((const char *[]){"br-1"}), 1);
+    r = CLI("--server", srv, "builds", "list", "--job", "//jobs:agg", "--json");
+    n = json_field(f.a, r.out, "buildRequestId", &ids);
+    CHECK_SAME_SET(ids, n, ((const char *[]){"br-5"}), 1);
+    r = CLI("--server", srv, "builds", "list", "--comment", "NIGHTLY 3");
+    CHECK_EQ_INT(count_lines(r.out), 2);
+    CHECK_CONTAINS(r.out, "br-3");
+
+    /* show */
+    r = CLI("--server", srv, "builds", "show", "br-5");
+    CHECK_CLI_OK(r);
+    h_note("builds show:\n%s", r.out);
+    CHECK_CONTAINS(r.out, "build request:    br-5\n");
+    CHECK_CONTAINS(r.out, "status:           COMPLETED\n");
+    CHECK_CONTAINS(r.out, "jobs:             2 total, 2 completed, 0 failed, 0 cancelled\n");
+    CHECK_CONTAINS(r.out, "comment:          nightly 5\n");
+    CHECK_CONTAINS(r.out, "PARTITION");
+    l = line_with(r.out, "agg/date=2026-01-06");
+    CHECK(l != NULL);
+    CHECK_CONTAINS(l, "AVAILABLE");
+    r = CLI("--server", srv, "--json", "builds", "show", "br-4");
+    CHECK_CLI_OK(r);
+    json_field(f.a, r.out, "status", &codes);
+    CHECK_EQ_STR(codes[0], "BUILD_REQUEST_FAILED");
+    CHECK_FAIL(CLI("--server", srv, "builds", "show", "no-such-build"), 1, "NOT_FOUND",
+               "no-such-build");
+
+    /* mermaid (the build has no job graph event: its partitions alone) */
+    r = CLI("--server", srv, "builds", "mermaid", "br-5");
+    CHECK_CLI_OK(r);
+    CHECK(strncmp(r.out, "flowchart LR\n", 13) == 0);
+    CHECK_CONTAINS(r.out, "reviews/date=2026-01-06");
+    r = CLI("--server", srv, "builds", "mermaid", "br-5", "--json");
+    CHECK_CLI_OK(r);
+    char **m;
+    json_field(f.a, r.out, "mermaid", &m);
+    CHECK(strncmp(m[0], "flowchart LR\n", 13) == 0);
+    CHECK_FAIL(CLI("--server", srv, "builds", "mermaid", "nope-7"), 1, "NOT_FOUND", "nope-7");
+
+    /* cancel of an unknown build: NOT_FOUND from the query service itself */
+    CHECK_FAIL(CLI("--server", srv, "builds", "cancel", "nope-8", "--reason", "x"), 1, "NOT_FOUND",
+               "nope-8");
+
+    /* --config: the query peer from the file */
+    char *cfg = dbld_arena_printf(f.a, "%s/cli.yaml", h_test_dir());
+    h_write_file(cfg, dbld_arena_printf(f.a, "shared:\n  peers:\n    query: \"%s\"\n", srv));
+    r = CLI("--config", cfg, "builds", "list", "--status", "failed");
+    CHECK_CLI_OK(r);
+    CHECK_CONTAINS(r.out, "br-4");
+    /* nothing listening: UNAVAILABLE, one line naming the address */
+    char *dead = dbld_arena_printf(f.a, "127.0.0.1:%d", h_free_port());
+    CHECK_FAIL(CLI("--server", dead, "--timeout", "2000", "builds", "list"), 1, dead);
+}
+
+DBLD_TEST(partitions_jobs_runs)
+{
+    qf f = qf_start("clipartitions");
+    scenario sc = populate(&f);
+    const char *srv = f.q->addr;
+
+    /* partitions list: sorted by ref */
+    cli_out r = CLI("--server", srv, "partitions", "list");
+    CHECK_CLI_OK(r);
+    h_note("partitions list:\n%s", r.out);
+    CHECK(strncmp(r.out, "REF", 3) == 0);
+    CHECK_CONTAINS(r.out, "STATUS");
+    CHECK_CONTAINS(r.out, "LAST_BUILD");
+    CHECK_EQ_INT(count_lines(r.out), 1 + (int)sc.n_refs);
+    char *l = line_with(r.out, "reviews/date=2026-01-05");
+    CHECK_CONTAINS(l, "  FAILED  ");
+    CHECK_CONTAINS(l, "br-4");
+    l = line_with(r.out, "reviews/date=2026-01-01");
+    CHECK_CONTAINS(l, "  AVAILABLE  ");
+    CHECK(strstr(r.out, "agg/") < strstr(r.out, "reviews/date=2026-01-01"));
+
+    char **refs;
+    r = CLI("--server", srv, "partitions", "list", "--json", "--all", "--limit", "2");
+    CHECK_CLI_OK(r);
+    size_t n = json_field(f.a, r.out, "partitionRef.str", &refs);
+    CHECK_SAME_SET(refs, n, sc.refs, sc.n_refs);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_STR(refs[i], sc.refs[i]); /* in ref order */
+    r = CLI("--server", srv, "partitions", "list", "--limit", "3");
+    CHECK_EQ_INT(count_lines(r.out), 4);
+    CHECK_CONTAINS(r.err, "more partitions follow: --all, or --after reviews/date=2026-01-02");
+    r = CLI("--server", srv, "partitions", "list", "--after", "reviews/date=2026-01-04", "--json");
+    n = json_field(f.a, r.out, "partitionRef.str", &refs);
+    CHECK_SAME_SET(refs, n, sc.refs + 5, 2);
+
+    /* status filter: name, PARTITION_ name, number agree */
+    static const char *const forms[] = {"failed", "PARTITION_FAILED", "5"};
+    for (size_t i = 0; i < 3; i++) {
+        r = CLI("--server", srv, "partitions", "list", "--status", forms[i], "--json");
+        CHECK_CLI_OK(r);
+        n = json_field(f.a, r.out, "partitionRef.str", &refs);
+        CHECK_SAME_SET(refs, n, ((const char *[]){"reviews/date=2026-01-05"}), 1);
+    }
+    r = CLI("--server", srv, "partitions", "list", "--status", "available", "--pattern",
+            "reviews/.*", "--all", "--limit", "2", "--json");
+    n = json_field(f.a, r.out, "partitionRef.str", &refs);
+    CHECK_EQ_INT(n, N_DATES - 1);
+    CHECK_FAIL(CLI("--server", srv, "partitions", "list", "--pattern", "reviews/(oops"), 1,
+               "INVALID_ARGUMENT", "reviews/(oops");
+
+    /* partitions show */
+    r = CLI("--server", srv, "partitions", "show", "reviews/date=2026-01-05",
+            "agg/date=2026-01-06");
+    CHECK_CLI_OK(r);
+    h_note("partitions show:\n%s", r.out);
+    CHECK_CONTAINS(r.out, "partition:        reviews/date=2026-01-05\nstatus:           FAILED\n");
+    CHECK_CONTAINS(r.out, "partition:        agg/date=2026-01-06\nstatus:           AVAILABLE\n");
+    CHECK_CONTAINS(r.out, "br-5");
+    r = CLI("--server", srv, "partitions", "show", "agg/date=2026-01-06", "--json");
+    char **st;
+    json_field(f.a, r.out, "partition.status.code", &st);
+    CHECK_EQ_STR(st[0], "PARTITION_AVAILABLE");
+    r = CLI("--server", srv, "partitions", "show", "agg/date=2026-01-06", "nope/x=1");
+    CHECK_FAIL(r, 1, "NOT_FOUND", "nope/x=1");
+    CHECK_CONTAINS(r.out, "agg/date=2026-01-06"); /* the known one is still shown */
+
+    /* jobs */
+    r = CLI("--server", srv, "jobs", "list");
+    CHECK_CLI_OK(r);
+    h_note("jobs list:\n%s", r.out);
+    CHECK(strncmp(r.out, "JOB", 3) == 0);
+    CHECK_EQ_INT(count_lines(r.out), 4);
+    l = line_with(r.out, "//jobs:ingest");
+    CHECK_CONTAINS(l, "  6  "); /* runs */
+    CHECK_CONTAINS(l, "  5  "); /* ok */
+    CHECK_CONTAINS(l, "COMPLETED");
+    l = line_with(r.out, "//jobs:never");
+    CHECK_CONTAINS(l, "  0  ");
+    r = CLI("--server", srv, "jobs", "list", "--json");
+    char **labels;
+    n = json_field(f.a, r.out, "jobLabel", &labels);
+    CHECK_SAME_SET(labels, n, ((const char *[]){"//jobs:ingest", "//jobs:agg", "//jobs:never"}), 3);
+    r = CLI("--server", srv, "jobs", "show", "//jobs:ingest");
+    CHECK_CLI_OK(r);
+    CHECK_CONTAINS(r.out, "job:              //jobs:ingest\n");
+    CHECK_CONTAINS(r.out, "runs:             6 (5 completed, 1 failed, 0 cancelled)\n");
+    r = CLI("--server", srv, "jobs", "show", "//jobs:agg", "--json");
+    json_field(f.a, r.out, "job.jobLabel", &labels);
+    CHECK_EQ_STR(labels[0], "//jobs:agg");
+    CHECK_FAIL(CLI("--server", srv, "jobs", "show", "//jobs:nope"), 1, "NOT_FOUND", "//jobs:nope");
+
+    /* runs */
+    r = CLI("--server", srv, "runs", "list");
+    CHECK_CLI_OK(r);
+    h_note("runs list:\n%s", r.out);
+    CHECK(strncmp(r.out, "JOB_RUN_ID", 10) == 0);
+    CHECK_EQ_INT(count_lines(r.out), 1 + (int)sc.n_runs);
+    l = line_with(r.out, "run-4 ");
+    CHECK_CONTAINS(l, "//jobs:ingest");
+    CHECK_CONTAINS(l, "FAILED");
+    CHECK_CONTAINS(l, "br-4");
+    CHECK_CONTAINS(l, "reviews/date=2026-01-05");
+    char **ids;
+    r = CLI("--server", srv, "runs", "list", "--all", "--limit", "2", "--json");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "jobRunId", &ids);
+    CHECK_SAME_SET(ids, n, sc.runs, sc.n_runs);
+    r = CLI("--server", srv, "runs", "list", "--all", "--limit", "1", "--json");
+    n = json_field(f.a, r.out, "jobRunId", &ids);
+    CHECK_SAME_SET(ids, n, sc.runs, sc.n_runs);
+    r = CLI("--server", srv, "runs", "list", "--job", "//jobs:agg", "--build", "br-1", "--json");
+    n = json_field(f.a, r.out, "jobRunId", &ids);
+    CHECK_SAME_SET(ids, n, ((const char *[]){"run-agg", "run-1"}), 2);
+    r = CLI("--server", srv, "runs", "show", "run-4");
+    CHECK_CLI_OK(r);
+    h_note("runs show:\n%s", r.out);
+    CHECK_CONTAINS(r.out, "job run:          run-4\n");
+    CHECK_CONTAINS(r.out, "status:           FAILED\n");
+    CHECK_CONTAINS(r.out, "build request:    br-4\n");
+    CHECK_CONTAINS(r.out, "duration:         ");
+    r = CLI("--server", srv, "runs", "show", "run-1", "--json");
+    json_field(f.a, r.out, "jobRun.statusCode", &st);
+    CHECK_EQ_STR(st[0], "JOB_COMPLETED");
+    CHECK_FAIL(CLI("--server", srv, "runs", "show", "run-nope"), 1, "NOT_FOUND", "run-nope");
+}
+
+DBLD_TEST(wants_taints)
+{
+    qf f = qf_start("cliwants");
+    populate(&f);
+    const char *srv = f.q->addr;
+
+    /* wants put: one want per ref, in order */
+    cli_out r =
+        CLI("--server", srv, "wants", "put", "reviews/date=2026-01-01", "reviews/date=2026-01-09",
+            "raw/date=2026-01-01", "--comment", "backfill", "--ttl", "3600", "--sla", "7200");
+    CHECK_CLI_OK(r);
+    h_note("wants put:\n%s", r.out);
+    CHECK(strncmp(r.out, "REF", 3) == 0);
+    CHECK_EQ_INT(count_lines(r.out), 4);
+    r = CLI("--server", srv, "wants", "put", "agg/date=2026-01-06", "agg/date=2026-01-07",
+            "--json");
+    CHECK_CLI_OK(r);
+    char **wref;
+    size_t n = json_field(f.a, r.out, "wants", &wref); /* an array: not a string */
+    CHECK_EQ_INT(n, 1);
+    json_t *o = json_loads(r.out, 0, NULL);
+    CHECK(json_array_size(json_object_get(o, "wants")) == 2);
+    const char *agg_want = json_string_value(
+        json_object_get(json_array_get(json_object_get(o, "wants"), 0), "wantId"));
+    CHECK(agg_want && dbld_uuid_valid(agg_want));
+    CHECK_FAIL(CLI("--server", srv, "wants", "put", "bogus/x=1"), 1, "INVALID_ARGUMENT",
+               "bogus/x=1");
+
+    /* wants list: five, newest first; --all --limit 2 returns each once */
+    r = CLI("--server", srv, "wants", "list");
+    CHECK_CLI_OK(r);
+    h_note("wants list:\n%s", r.out);
+    CHECK(strncmp(r.out, "WANT_ID", 7) == 0);
+    CHECK_EQ_INT(count_lines(r.out), 6);
+    char *l = line_with(r.out, "reviews/date=2026-01-01");
+    CHECK_CONTAINS(l, "AVAILABLE");
+    CHECK_CONTAINS(l, "1h00m");
+    CHECK_CONTAINS(l, "2h00m");
+    CHECK_CONTAINS(l, "backfill");
+    char **all;
+    r = CLI("--server", srv, "wants", "list", "--json");
+    size_t n_all = json_field(f.a, r.out, "want.wantId", &all);
+    CHECK_EQ_INT(n_all, 5);
+    char **ids;
+    r = CLI("--server", srv, "wants", "list", "--json", "--all", "--limit", "2");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "want.wantId", &ids);
+    CHECK_SAME_SET(ids, n, all, n_all);
+    r = CLI("--server", srv, "wants", "list", "--json", "--all", "--limit", "1");
+    n = json_field(f.a, r.out, "want.wantId", &ids);
+    CHECK_SAME_SET(ids, n, all, n_all);
+    r = CLI("--server", srv, "wants", "list", "--live", "--json");
+    CHECK_CLI_OK(r);
+    CHECK_EQ_INT(count_lines(r.out), 5);
+
+    r = CLI("--server", srv, "wants", "show", agg_want);
+    CHECK_CLI_OK(r);
+    h_note("wants show:\n%s", r.out);
+    CHECK_CONTAINS(r.out, "partition:        agg/date=2026-01-06\n");
+    CHECK_CONTAINS(r.out, "status:           AVAILABLE\n");
+    l = line_with(r.out, "agg/date=2026-01-06  ");
+    CHECK(l != NULL);
+    CHECK_CONTAINS(l, "br-5");
+    r = CLI("--server", srv, "wants", "show", agg_want, "--json");
+    char **ref;
+    json_field(f.a, r.out, "want.want.ref.str", &ref);
+    CHECK_EQ_STR(ref[0], "agg/date=2026-01-06");
+    CHECK_FAIL(CLI("--server", srv, "wants", "show", "want-nope"), 1, "NOT_FOUND", "want-nope");
+
+    /* taints: five puts */
+    const char *taint_ids[5];
+    for (int i = 0; i < 5; i++) {
+        r = CLI("--server", srv, "taints", "put", date_ref(f.a, "reviews", i), "--comment",
+                dbld_arena_printf(f.a, "bad data %d", i));
+        CHECK_CLI_OK(r);
+        r.out[strcspn(r.out, "\n")] = 0;
+        CHECK_MSG(dbld_uuid_valid(r.out), "taint id \"%s\"", r.out);
+        taint_ids[i] = dbld_arena_strdup(f.a, r.out);
+    }
+    r = CLI("--server", srv, "taints", "list");
+    CHECK_CLI_OK(r);
+    h_note("taints list:\n%s", r.out);
+    CHECK(strncmp(r.out, "TAINT_ID", 8) == 0);
+    CHECK_EQ_INT(count_lines(r.out), 6);
+    l = line_with(r.out, taint_ids[3]);
+    CHECK_CONTAINS(l, "CLI_MANUAL");
+    CHECK_CONTAINS(l, "reviews/date=2026-01-04");
+    CHECK_CONTAINS(l, "bad data 3");
+    r = CLI("--server", srv, "taints", "list", "--json", "--all", "--limit", "2");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "taintId", &ids);
+    CHECK_SAME_SET(ids, n, taint_ids, 5);
+    r = CLI("--server", srv, "taints", "show", taint_ids[0]);
+    CHECK_CLI_OK(r);
+    CHECK_CONTAINS(r.out, "comment:          bad data 0\n");
+    CHECK_CONTAINS(r.out, "refs:             1: reviews/date=2026-01-01\n");
+    r = CLI("--server", srv, "taints", "show", taint_ids[0], "--json");
+    char **c;
+    json_field(f.a, r.out, "taint.comment", &c);
+    CHECK_EQ_STR(c[0], "bad data 0");
+    CHECK_FAIL(CLI("--server", srv, "taints", "show", "taint-nope"), 1, "NOT_FOUND", "taint-nope");
+    /* the taint shows on the partition */
+    r = CLI("--server", srv, "partitions", "show", "reviews/date=2026-01-01");
+    l = line_with(r.out, "last invalidated:");
+    CHECK(l != NULL && strstr(l, "T") != NULL);
+}
+
+DBLD_TEST(logs)
+{
+    qf f = qf_start("clilogs");
+    populate(&f);
+    const char *srv = f.q->addr;
+    /* 1200 entries: more than one GetJobLogs page (1000), pairs share a timestamp */
+    append_logs(&f, "run-1", 1, 1200);
+
+    cli_out r = CLI("--server", srv, "logs", "run-1");
+    CHECK_CLI_OK(r);
+    CHECK_EQ_INT(count_lines(r.out), 1200);
+    static const char first[] = "2026-01-01T00:00:00.000Z  INFO      line 1\n";
+    CHECK_MSG(strncmp(r.out, first, strlen(first)) == 0, "first line: %.80s", r.out);
+    char *l = line_with(r.out, "rows=");
+    CHECK(l != NULL);
+    CHECK_CONTAINS(l, "METRIC    rows=10");
+    CHECK_CONTAINS(r.out, "ERROR     line 1199\n");
+
+    char **seqs;
+    r = CLI("--server", srv, "logs", "run-1", "--json");
+    CHECK_CLI_OK(r);
+    size_t n = json_field(f.a, r.out, "sequenceNumber", &seqs);
+    CHECK_EQ_INT(n, 1200);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_INT(atoll(seqs[i]), (long long)i + 1); /* each once, in order */
+
+    r = CLI("--server", srv, "logs", "run-1", "--limit", "3");
+    CHECK_CLI_OK(r);
+    CHECK_EQ_INT(count_lines(r.out), 3);
+    r = CLI("--server", srv, "logs", "run-1", "--level", "warn", "--limit", "20");
+    CHECK_CLI_OK(r);
+    CHECK(strstr(r.out, " INFO ") == NULL && strstr(r.out, " DEBUG ") == NULL);
+    CHECK_CONTAINS(r.out, "WARN      line 2\n");
+    CHECK_CONTAINS(r.out, "METRIC");
+    CHECK_FAIL(CLI("--server", srv, "logs", "run-nope"), 1, "NOT_FOUND", "run-nope");
+}
+
+DBLD_TEST(logs_follow)
+{
+    qf f = qf_start("clifollow");
+    /* a running job run */
+    qf_seq s;
+    qf_seq_init(&s, f.a, QF_T0);
+    qf_br(&s, "br-f", BR(RECEIVED), H_STRS("reviews/date=2026-02-01"), NULL, "");
+    qf_run(&s, "br-f", "run-f", "//jobs:ingest", "reviews/date=2026-02-01", JOB(RUNNING), NULL);
+    qf_flush(&f, &s);
+    append_logs(&f, "run-f", 1, 3);
+
+    char out_path[700], err_path[700];
+    snprintf(out_path, sizeof out_path, "%s/follow.out", h_test_dir());
+    snprintf(err_path, sizeof err_path, "%s/follow.err", h_test_dir());
+    pid_t pid =
+        cli_spawn(H_STRS("--server", f.q->addr, "logs", "run-f", "--follow"), out_path, err_path);
+    CHECK(H_POLL_UNTIL(10000, ({
+                           char *t = h_read_file(out_path, NULL);
+                           int ok = t && count_lines(t) == 3;
+                           free(t);
+                           ok;
+                       })));
+    /* still following */
+    int status;
+    CHECK_EQ_INT(waitpid(pid, &status, WNOHANG), 0);
+    append_logs(&f, "run-f", 4, 2);
+    CHECK(H_POLL_UNTIL(10000, ({
+                           char *t = h_read_file(out_path, NULL);
+                           int ok = t && count_lines(t) == 5;
+                           free(t);
+                           ok;
+                       })));
+    CHECK_EQ_INT(waitpid(pid, &status, WNOHANG), 0);
+    /* the run finishes: the last entries are printed and the CLI exits 0 */
+    append_logs(&f, "run-f", 6, 1);
+    qf_add(&s, h_event_job(f.a, "br-f", "run-f", "//jobs:ingest", JOB(COMPLETED),
+                           H_STRS("reviews/date=2026-02-01")));
+    qf_flush(&f, &s);
+    int64_t deadline = dbld_mono_ms() + 10000;
+    pid_t w;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && dbld_mono_ms() < deadline)
+        dbld_sleep_ms(20);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        H_FAIL("logs --follow did not exit after the run finished");
+    }
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *t = h_read_file(out_path, NULL);
+    CHECK_EQ_INT(count_lines(t), 6);
+    CHECK_CONTAINS(t, "line 6\n");
+    free(t);
+}
+
+/* builds cancel through the query service to a real graph service. */
+#define JOBS_YAML "    - label: \"//t:s\"\n      command: %CMD%\n      outputs: [\"s/.*\"]\n"
+#define RULES "[{\"match\": \"s/(.*)\", \"sleep\": 60}]"
+
+DBLD_TEST(cancel_real_build)
+{
+    bf b;
+    bf_opts o = {.jobs = JOBS_YAML, .rules = RULES};
+    bf_setup(&b, "clicancel", &o);
+    const char *jobs = strstr(b.graph_yaml, "  jobs:\n");
+    CHECK(jobs != NULL);
+    h_service_opts qo = {
+        .eventlog_addr = b.el->addr,
+        .extra_section =
+            dbld_arena_printf(b.a, "graph:\n  listen: \"%s\"\n%s", b.graph->addr, jobs),
+    };
+    h_service *q = h_service_start("query", b.dsn, &qo);
+    char *id = bf_submit(&b, H_STRS("s/1"));
+
+    /* wait for the slow run, through the CLI */
+    CHECK(H_POLL_UNTIL(30000, ({
+                           cli_out r = CLI("--server", q->addr, "runs", "list", "--build", id);
+                           int ok = r.code == 0 && strstr(r.out, "RUNNING") != NULL;
+                           free(r.out);
+                           free(r.err);
+                           ok;
+                       })));
+    cli_out r = CLI("--server", q->addr, "builds", "cancel", id, "--reason", "operator said so");
+    CHECK_CLI_OK(r);
+    CHECK_CONTAINS(r.out, id);
+    bf_wait(&b, id, 30000);
+    r = CLI("--server", q->addr, "builds", "show", id);
+    CHECK_CLI_OK(r);
+    h_note("cancelled build:\n%s", r.out);
+    CHECK_CONTAINS(r.out, "status:           CANCELLED\n");
+    CHECK_CONTAINS(r.out, "cancelled:        yes\n");
+    r = CLI("--server", q->addr, "builds", "list", "--status", "cancelled");
+    CHECK_CONTAINS(r.out, id);
+    r = CLI("--server", q->addr, "runs", "list", "--build", id);
+    CHECK_CONTAINS(r.out, "CANCELLED");
+    r = CLI("--server", q->addr, "builds", "mermaid", id);
+    CHECK_CLI_OK(r);
+    CHECK_CONTAINS(r.out, "  class j0 job_cancelled\n");
+}
+
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY(help_and_usage), DBLD_TEST_ENTRY_T(builds, 180),
+               DBLD_TEST_ENTRY_T(partitions_jobs_runs, 180), DBLD_TEST_ENTRY_T(wants_taints, 180),
+               DBLD_TEST_ENTRY_T(logs, 180), DBLD_TEST_ENTRY_T(logs_follow, 120),
+               DBLD_TEST_ENTRY_T(cancel_real_build, 180))
