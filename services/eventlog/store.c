@@ -376,7 +376,11 @@ static int writer_connect(el_store *s, dbld_db **db, dbld_status *st)
         return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s",
                                st->msg);
     }
-    return 0;
+    /* The writer's statements are prepared once per connection. A generic
+     * plan chosen while the tables were tiny (seq scan + hash join of the
+     * projections) would stay cached as they grow: plan every execution with
+     * its real array sizes instead. */
+    return dbld_db_exec(*db, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, st);
 }
 
 static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st)
