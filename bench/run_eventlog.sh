@@ -33,7 +33,6 @@ shared:
   log_level: warn
 eventlog:
   listen: "127.0.0.1:$port"
-  workers: 4
   group_commit_max_events: 5000
 YAML
 "$build/databuild-eventlog" --config "$work/databuild.yaml" 2>"$work/eventlog.log" &
