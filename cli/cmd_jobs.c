@@ -29,21 +29,6 @@ static int no_args(cli_ctx *ctx, int id, const char *v, void *user)
                     (const char *)user, v);
 }
 
-typedef struct one_label {
-    const char *label;
-} one_label;
-
-static int on_label(cli_ctx *ctx, int id, const char *v, void *user)
-{
-    (void)id;
-    one_label *o = user;
-    if (o->label)
-        return cli_fail(ctx, CLI_USAGE,
-                        "jobs show: unexpected argument \"%s\" (one job label; see --help)", v);
-    o->label = v;
-    return 0;
-}
-
 int cmd_jobs_list(cli_ctx *ctx, int argc, char **argv)
 {
     int rc = cli_parse(ctx, argc, argv, NULL, 0, no_args, "jobs list");
@@ -92,15 +77,12 @@ int cmd_jobs_list(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_jobs_show(cli_ctx *ctx, int argc, char **argv)
 {
-    one_label o = {0};
-    int rc = cli_parse(ctx, argc, argv, NULL, 0, on_label, &o);
-    if (rc == 0 && (!o.label || !*o.label))
-        rc = cli_fail(ctx, CLI_USAGE, "jobs show: missing job label (see --help)");
-    if (rc == 0) rc = cli_config(ctx);
+    const char *label = NULL;
+    int rc = cli_parse_one(ctx, argc, argv, "jobs show", "job label", &label);
     if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
     Databuild__V1__JobSummaryRequest req = DATABUILD__V1__JOB_SUMMARY_REQUEST__INIT;
-    req.job_label = (char *)o.label;
+    req.job_label = (char *)label;
     Databuild__V1__JobSummaryResponse *resp;
     rc = cli_query_call(ctx, CLI_SVC "GetJobSummary", &req.base,
                         &databuild__v1__job_summary_response__descriptor, ar, &resp, "job summary");

@@ -152,32 +152,14 @@ int cmd_runs_list(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- show ---- */
 
-typedef struct one_id {
-    const char *id;
-} one_id;
-
-static int on_id(cli_ctx *ctx, int id, const char *v, void *user)
-{
-    (void)id;
-    one_id *o = user;
-    if (o->id)
-        return cli_fail(ctx, CLI_USAGE,
-                        "runs show: unexpected argument \"%s\" (one job run id; see --help)", v);
-    o->id = v;
-    return 0;
-}
-
 int cmd_runs_show(cli_ctx *ctx, int argc, char **argv)
 {
-    one_id o = {0};
-    int rc = cli_parse(ctx, argc, argv, NULL, 0, on_id, &o);
-    if (rc == 0 && (!o.id || !*o.id))
-        rc = cli_fail(ctx, CLI_USAGE, "runs show: missing job run id (see --help)");
-    if (rc == 0) rc = cli_config(ctx);
+    const char *id = NULL;
+    int rc = cli_parse_one(ctx, argc, argv, "runs show", "job run id", &id);
     if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
     Databuild__V1__JobRunSummaryRequest req = DATABUILD__V1__JOB_RUN_SUMMARY_REQUEST__INIT;
-    req.job_run_id = (char *)o.id;
+    req.job_run_id = (char *)id;
     Databuild__V1__JobRunSummaryResponse *resp;
     rc = cli_query_call(ctx, CLI_SVC "GetJobRunSummary", &req.base,
                         &databuild__v1__job_run_summary_response__descriptor, ar, &resp,

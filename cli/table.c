@@ -375,3 +375,30 @@ int cli_list_pages(cli_ctx *ctx, const cli_paging *pg, const cli_lister *l)
     dbld_arena_destroy(a);
     return rc;
 }
+
+typedef struct one_arg {
+    const char *cmd, *what, *value;
+} one_arg;
+
+static int on_one_arg(cli_ctx *ctx, int id, const char *v, void *user)
+{
+    (void)id;
+    one_arg *o = user;
+    if (o->value)
+        return cli_fail(ctx, CLI_USAGE, "%s: unexpected argument \"%s\" (one %s; see --help)",
+                        o->cmd, v, o->what);
+    o->value = v;
+    return 0;
+}
+
+int cli_parse_one(cli_ctx *ctx, int argc, char **argv, const char *cmd, const char *what,
+                  const char **out)
+{
+    one_arg o = {.cmd = cmd, .what = what};
+    int rc = cli_parse(ctx, argc, argv, NULL, 0, on_one_arg, &o);
+    if (rc) return rc;
+    if (!o.value || !*o.value)
+        return cli_fail(ctx, CLI_USAGE, "%s: missing %s (see --help)", cmd, what);
+    *out = o.value;
+    return cli_config(ctx);
+}

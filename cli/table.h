@@ -70,6 +70,12 @@ void cli_json_line(const ProtobufCMessage *msg);
 /* Unary call of `path` on the query service (the config's shared.peers.query,
  * or --server); the response is unpacked into arena a. On failure ctx->st is
  * "<what> (<addr>): <CODE>: <message>" on one line and CLI_FAIL returned. */
+/* Parse a command taking exactly one positional argument and no options of
+ * its own (e.g. `runs show ID`), then load the config. `cmd` ("runs show")
+ * and `what` ("job run id") name them in usage errors. */
+int cli_parse_one(cli_ctx *ctx, int argc, char **argv, const char *cmd, const char *what,
+                  const char **out);
+
 int cli_query_call(cli_ctx *ctx, const char *path, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *resp_desc, dbld_arena *a, void *resp_out,
                    const char *what);
