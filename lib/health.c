@@ -176,7 +176,7 @@ static int watch(dbld_call *call, const ProtobufCMessage *req, dbld_status *st)
 
 static const dbld_method health_methods[] = {
     {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor,
-     &grpc__health__v1__health_check_response__descriptor, check, NULL},
+     &grpc__health__v1__health_check_response__descriptor, check, NULL, DBLD_METHOD_NONBLOCKING},
     {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor,
      &grpc__health__v1__health_check_response__descriptor, NULL, watch},
 };

@@ -1,27 +1,34 @@
 /* rpc_server.c - dbld_server: protobuf-c services on the gRPC C core server.
  *
  * Calls are taken with grpc_server_request_call (generic, by path), so the
- * runtime needs no registration with gRPC: `workers` threads each own a NEXT
- * completion queue registered with the server and keep at most one request
- * outstanding on it, issued only while the worker is idle, so gRPC hands each
- * new call to an idle worker. Every requested call is bound to a PLUCK
- * completion queue of its own, which makes a call a self-contained object
- * that any thread can drive with blocking batches (start + pluck): unary
- * handlers run on the worker, streaming handlers on a thread of their own
- * (tracked, joined lazily and at shutdown).
+ * runtime needs no registration with gRPC. Everything is asynchronous on ONE
+ * completion queue (NEXT) drained by `pollers` threads; each completion's tag
+ * names the call and the step (op_tag). A unary call costs three steps:
  *
- * Each call starts a RECV_CLOSE_ON_SERVER op first; polling that tag is how
- * dbld_call_cancelled() learns that the client went away. The request is
- * decoded into the call's arena and the handler's result goes back as
- * initial metadata + message (only on OK) + status in one batch. Handler
- * output is validated (status code range, response type, required fields)
- * before it reaches gRPC, so a buggy handler yields a status, not a crash.
+ *   NEW     the call arrived: post a replacement request, start the
+ *           RECV_CLOSE_ON_SERVER op (how cancellation is learned) and the
+ *           RECV_MESSAGE op;
+ *   RECV    decode the request into the call's arena and run the handler:
+ *           inline on the poller for DBLD_METHOD_NONBLOCKING methods, else on
+ *           the worker pool (a mutex+condvar queue); a handler returning
+ *           DBLD_ASYNC answers later through dbld_call_complete();
+ *   FINISH  initial metadata + message (only on OK) + status went out in one
+ *           batch; the call's last reference may go.
+ *
+ * A call is reference counted: one reference for its main flow (dropped when
+ * FINISH completes), one while the close op is pending, one while a handler
+ * runs (so a handler that hands the call to another thread cannot have it
+ * freed under it). Streaming handlers run on a thread of their own (tracked,
+ * joined lazily and at shutdown) and send with blocking sends: the poller
+ * signals the call's condition variable when a send completes. Handler output
+ * is validated (status code range, response type, required fields) before it
+ * reaches gRPC, so a buggy handler yields a status, not a crash.
  *
  * Shutdown: health goes NOT_SERVING and streams see themselves cancelled;
  * grpc_server_shutdown_and_notify stops new calls and its tag fires when
  * in-flight calls are done. After shutdown_grace_ms we cancel what is left,
- * then join stream threads and workers, destroy the server and drain and
- * destroy the completion queues.
+ * wait for every call to end, stop the workers and stream threads, shut the
+ * queue down (the pollers drain it and exit) and destroy the server.
  */
 #include "rpc_internal.h"
 
@@ -35,33 +42,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define DEFAULT_WORKERS 4
 #define MAX_WORKERS 256
+#define DEFAULT_POLLERS 2
+#define MAX_POLLERS 16
+#define REQUESTS_PER_POLLER 16 /* request_call posted ahead, per poller */
 #define DEFAULT_MAX_MSG (16 * 1024 * 1024)
 #define DEFAULT_GRACE_MS 5000
 #define CANCEL_POLL_MS 50
 
-#define TAG_BATCH ((void *)1)
-#define TAG_CLOSE ((void *)2)
 #define TAG_SHUTDOWN ((void *)3)
 
 #define HEALTH_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 #define HEALTH_NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
 
 enum { SRV_NEW, SRV_RUNNING, SRV_STOPPED };
+enum { OP_NEW, OP_RECV, OP_CLOSE, OP_FINISH, OP_SEND };
 
 typedef struct reg {
     const dbld_service *svc;
     void *user;
 } reg;
-
-typedef struct worker {
-    dbld_server *srv;
-    grpc_completion_queue *cq; /* NEXT, registered with the server */
-    pthread_t tid;
-    int started;
-} worker;
 
 typedef struct stream_thread {
     pthread_t tid;
@@ -69,38 +72,61 @@ typedef struct stream_thread {
     struct stream_thread *next;
 } stream_thread;
 
+typedef struct op_tag {
+    dbld_call *c;
+    int kind; /* OP_* */
+} op_tag;
+
 struct dbld_server {
     char *name, *listen;
-    int n_workers, max_msg, grace_ms;
+    int n_workers, n_pollers, max_msg, grace_ms;
     reg *regs;
     size_t n_regs, cap_regs;
     grpc_server *server;
-    worker *workers;
+    grpc_completion_queue *cq; /* NEXT; every call and request lives here */
+    pthread_t *pollers, *workers;
+    int pollers_started, workers_started;
     int port;
     int state;                   /* SRV_*, under shutdown_mu */
+    atomic_int accepting;        /* post replacement requests for new calls */
     atomic_int draining;         /* shutdown began: streams count as cancelled */
     atomic_int hard_cancel;      /* grace expired: everything counts as cancelled */
-    atomic_int inflight;         /* calls dispatched and not yet ended */
+    atomic_int inflight;         /* calls accepted and not yet finished */
     pthread_mutex_t shutdown_mu; /* serializes start/shutdown */
     pthread_mutex_t mu;          /* streams */
     stream_thread *streams;
+    pthread_mutex_t qmu; /* worker queue */
+    pthread_cond_t qcv;
+    dbld_call *qhead, *qtail;
+    int qstop;
     dbld__health health;
 };
 
 struct dbld_call {
     dbld_server *srv;
     grpc_call *call;
-    grpc_completion_queue *cq; /* PLUCK, bound to the call */
     grpc_call_details details;
     grpc_metadata_array md;
+    op_tag t_new, t_recv, t_close, t_finish, t_send;
+    atomic_int refs;
+    atomic_int completed; /* the status was handed to gRPC */
+    atomic_int closed;    /* the close op completed */
+    int close_cancelled;  /* written by gRPC */
     dbld_arena *arena;
     const dbld_method *m;
     void *user;
     const char *path;      /* in the arena */
     gpr_timespec deadline; /* GPR_CLOCK_MONOTONIC */
     const ProtobufCMessage *req;
-    int close_pending, close_cancelled, cancelled, sent_initial;
+    grpc_byte_buffer *recv_bb;
+    grpc_byte_buffer *send_bb; /* the final message, alive until FINISH */
+    grpc_slice status_details;
+    int has_details, sent_initial, cancelled;
+    pthread_mutex_t mu; /* send_done / closed wakeups for blocking waiters */
+    pthread_cond_t cv;
+    int send_done, send_ok;
     stream_thread *thread;
+    dbld_call *qnext;
 };
 
 /* ---- calls ---- */
@@ -109,87 +135,41 @@ static dbld_call *call_new(dbld_server *srv)
 {
     dbld_call *c = dbld_xcalloc(1, sizeof *c);
     c->srv = srv;
-    c->cq = grpc_completion_queue_create_for_pluck(NULL);
+    c->t_new = (op_tag){c, OP_NEW};
+    c->t_recv = (op_tag){c, OP_RECV};
+    c->t_close = (op_tag){c, OP_CLOSE};
+    c->t_finish = (op_tag){c, OP_FINISH};
+    c->t_send = (op_tag){c, OP_SEND};
+    atomic_init(&c->refs, 1);
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
     return c;
 }
 
 static void call_free(dbld_call *c)
 {
     if (c->call) grpc_call_unref(c->call);
-    grpc_completion_queue_shutdown(c->cq);
-    grpc_completion_queue_pluck(c->cq, NULL, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    grpc_completion_queue_destroy(c->cq);
     grpc_call_details_destroy(&c->details);
     grpc_metadata_array_destroy(&c->md);
+    if (c->recv_bb) grpc_byte_buffer_destroy(c->recv_bb);
+    if (c->send_bb) grpc_byte_buffer_destroy(c->send_bb);
+    if (c->has_details) grpc_slice_unref(c->status_details);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
     dbld_arena_destroy(c->arena);
     free(c);
 }
 
-/* Start ops and wait for them; returns the batch's success flag. */
-static int run_batch(dbld_call *c, const grpc_op *ops, size_t n)
+static void call_ref(dbld_call *c)
 {
-    if (grpc_call_start_batch(c->call, ops, n, TAG_BATCH, NULL) != GRPC_CALL_OK) return 0;
-    grpc_event ev =
-        grpc_completion_queue_pluck(c->cq, TAG_BATCH, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    return ev.type == GRPC_OP_COMPLETE && ev.success;
+    atomic_fetch_add(&c->refs, 1);
 }
 
-static void start_close_op(dbld_call *c)
+static void call_unref(dbld_call *c)
 {
-    grpc_op op = {0};
-    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-    c->close_pending = grpc_call_start_batch(c->call, &op, 1, TAG_CLOSE, NULL) == GRPC_CALL_OK;
-}
-
-/* Wait up to ms (0: just look) for the close op; it completing before our
- * status went out means the call is over for us. */
-static void poll_close(dbld_call *c, int64_t ms)
-{
-    if (!c->close_pending) {
-        dbld_sleep_ms(ms);
-        return;
-    }
-    grpc_event ev =
-        grpc_completion_queue_pluck(c->cq, TAG_CLOSE, dbld__deadline(ms > 0 ? ms : 0), NULL);
-    if (ev.type == GRPC_OP_COMPLETE) {
-        c->close_pending = 0;
-        c->cancelled = 1;
-    }
-}
-
-/* Send initial metadata (once), an optional response and the status. */
-static void finish(dbld_call *c, int code, const char *msg, const ProtobufCMessage *resp)
-{
-    grpc_op ops[3];
-    size_t n = 0;
-    memset(ops, 0, sizeof ops);
-    if (!c->sent_initial) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    grpc_byte_buffer *bb = resp ? dbld__pack(resp) : NULL;
-    if (bb) {
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = bb;
-    }
-    grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
-    ops[n++].data.send_status_from_server.status_details = &details;
-    run_batch(c, ops, n);
-    c->sent_initial = 1;
-    grpc_slice_unref(details);
-    if (bb) grpc_byte_buffer_destroy(bb);
-}
-
-/* Wait for the call to be fully closed, then free it. */
-static void call_end(dbld_call *c)
-{
-    atomic_fetch_sub(&c->srv->inflight, 1);
-    if (c->close_pending)
-        grpc_completion_queue_pluck(c->cq, TAG_CLOSE, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    c->close_pending = 0;
-    call_free(c);
+    if (atomic_fetch_sub(&c->refs, 1) == 1) call_free(c);
 }
 
 static void log_result(dbld_call *c, int code, const char *msg)
@@ -197,6 +177,66 @@ static void log_result(dbld_call *c, int code, const char *msg)
     if (code == DBLD_OK) return;
     dbld_log(code == DBLD_INTERNAL ? DBLD_LOG_WARN : DBLD_LOG_DEBUG, "call failed", "method",
              c->path, "code", dbld_code_name(code), "error", msg, (const char *)NULL);
+}
+
+/* The main flow of the call is over. */
+static void call_done(dbld_call *c)
+{
+    atomic_fetch_sub(&c->srv->inflight, 1);
+    call_unref(c);
+}
+
+/* Send initial metadata (once), an optional response and the status, all in
+ * one batch that completes as OP_FINISH. At most once per call. The call may
+ * be freed as soon as the batch is started: the caller must hold a reference
+ * if it touches the call afterwards. */
+static void finish(dbld_call *c, int code, const char *msg, const ProtobufCMessage *resp)
+{
+    if (atomic_exchange(&c->completed, 1)) {
+        dbld_log(DBLD_LOG_WARN, "call answered twice; second answer dropped", "method", c->path,
+                 (const char *)NULL);
+        return;
+    }
+    log_result(c, code, msg);
+    grpc_op ops[3];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    if (!c->sent_initial) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    c->sent_initial = 1;
+    if (resp) {
+        c->send_bb = dbld__pack(resp);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->send_bb;
+    }
+    c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+    c->has_details = 1;
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+    ops[n++].data.send_status_from_server.status_details = &c->status_details;
+    if (grpc_call_start_batch(c->call, ops, n, &c->t_finish, NULL) != GRPC_CALL_OK) call_done(c);
+}
+
+/* Validate a unary handler's result and send it. */
+static void finish_unary(dbld_call *c, int code, const char *msg, ProtobufCMessage *resp)
+{
+    dbld_status st;
+    dbld_status_clear(&st);
+    code = dbld__code(code);
+    if (code == DBLD_OK && !resp)
+        resp = dbld_arena_msg(c->arena, c->m->response);
+    else if (code == DBLD_OK &&
+             (resp->descriptor != c->m->response || !protobuf_c_message_check(resp))) {
+        code = dbld_status_set(&st, DBLD_INTERNAL, "handler returned an invalid %s response",
+                               c->m->response->name);
+        msg = st.msg;
+    }
+    finish(c, code, code == DBLD_OK ? "" : msg, code == DBLD_OK ? resp : NULL);
+}
+
+void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMessage *resp)
+{
+    if (!call || !call->m || !call->m->unary) return;
+    finish_unary(call, code, msg ? msg : "", resp);
 }
 
 /* ---- dispatch ---- */
@@ -221,43 +261,18 @@ static void find_method(dbld_call *c)
     }
 }
 
-/* Receive and decode the request into the arena; returns 0 or a code. */
-static int recv_request(dbld_call *c, dbld_status *st)
-{
-    grpc_byte_buffer *bb = NULL;
-    grpc_op op = {0};
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &bb;
-    if (!run_batch(c, &op, 1) || !bb) {
-        if (bb) grpc_byte_buffer_destroy(bb);
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no request message for %s", c->path);
-    }
-    grpc_slice s = dbld__flatten(bb);
-    grpc_byte_buffer_destroy(bb);
-    c->req = protobuf_c_message_unpack(c->m->request, dbld_arena_allocator(c->arena),
-                                       GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-    grpc_slice_unref(s);
-    if (!c->req)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "could not decode %s request for %s",
-                               c->m->request->name, c->path);
-    return 0;
-}
-
 static void run_unary(dbld_call *c)
 {
     ProtobufCMessage *resp = NULL;
     dbld_status st;
     dbld_status_clear(&st);
-    int code = dbld__code(c->m->unary(c, c->req, &resp, &st));
-    st.msg[sizeof st.msg - 1] = '\0';
-    if (code == DBLD_OK && !resp)
-        resp = dbld_arena_msg(c->arena, c->m->response);
-    else if (code == DBLD_OK &&
-             (resp->descriptor != c->m->response || !protobuf_c_message_check(resp)))
-        code = dbld_status_set(&st, DBLD_INTERNAL, "handler returned an invalid %s response",
-                               c->m->response->name);
-    log_result(c, code, st.msg);
-    finish(c, code, code == DBLD_OK ? "" : st.msg, code == DBLD_OK ? resp : NULL);
+    call_ref(c); /* the handler may hand the call on; keep it alive until we are done */
+    int code = c->m->unary(c, c->req, &resp, &st);
+    if (code != DBLD_ASYNC) {
+        st.msg[sizeof st.msg - 1] = '\0';
+        finish_unary(c, code, st.msg, resp);
+    }
+    call_unref(c);
 }
 
 static void *stream_main(void *arg)
@@ -269,9 +284,8 @@ static void *stream_main(void *arg)
     dbld_status_clear(&st);
     int code = dbld__code(c->m->stream(c, c->req, &st));
     st.msg[sizeof st.msg - 1] = '\0';
-    log_result(c, code, st.msg);
     finish(c, code, code == DBLD_OK ? "" : st.msg, NULL);
-    call_end(c);
+    call_unref(c); /* the stream thread's reference */
     pthread_mutex_lock(&srv->mu);
     t->done = 1;
     pthread_mutex_unlock(&srv->mu);
@@ -298,15 +312,15 @@ static void start_stream(dbld_call *c)
     dbld_server *srv = c->srv;
     stream_thread *t = dbld_xcalloc(1, sizeof *t);
     c->thread = t;
+    call_ref(c);
     pthread_mutex_lock(&srv->mu);
     reap_streams(srv);
     if (pthread_create(&t->tid, NULL, stream_main, c) != 0) {
         pthread_mutex_unlock(&srv->mu);
         free(t);
-        dbld_log(DBLD_LOG_WARN, "could not start stream thread", "method", c->path,
-                 (const char *)NULL);
+        c->thread = NULL;
+        call_unref(c);
         finish(c, DBLD_UNAVAILABLE, "could not start stream thread", NULL);
-        call_end(c);
         return;
     }
     t->next = srv->streams;
@@ -314,64 +328,144 @@ static void start_stream(dbld_call *c)
     pthread_mutex_unlock(&srv->mu);
 }
 
-static void dispatch(dbld_call *c)
+static void enqueue(dbld_server *srv, dbld_call *c)
 {
-    atomic_fetch_add(&c->srv->inflight, 1);
-    c->arena = dbld_arena_create();
-    c->path = dbld_arena_strndup(c->arena, (const char *)GRPC_SLICE_START_PTR(c->details.method),
-                                 GRPC_SLICE_LENGTH(c->details.method));
-    c->deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
-    start_close_op(c);
-    find_method(c);
-    dbld_status st;
-    dbld_status_clear(&st);
-    if (!c->m)
-        dbld_status_set(&st, DBLD_UNIMPLEMENTED, "unknown method %s", c->path);
+    pthread_mutex_lock(&srv->qmu);
+    c->qnext = NULL;
+    if (srv->qtail)
+        srv->qtail->qnext = c;
     else
-        recv_request(c, &st);
-    if (st.code != DBLD_OK) {
-        log_result(c, st.code, st.msg);
-        finish(c, st.code, st.msg, NULL);
-        call_end(c);
-    } else if (c->m->unary) {
-        run_unary(c);
-        call_end(c);
-    } else {
-        start_stream(c);
-    }
-}
-
-/* ---- workers ---- */
-
-/* Ask gRPC for the next call on this worker's queue; 0 or -1. */
-static int request_call(worker *w)
-{
-    dbld_call *c = call_new(w->srv);
-    if (grpc_server_request_call(w->srv->server, &c->call, &c->details, &c->md, c->cq, w->cq, c) !=
-        GRPC_CALL_OK) {
-        call_free(c);
-        return -1;
-    }
-    return 0;
+        srv->qhead = c;
+    srv->qtail = c;
+    pthread_cond_signal(&srv->qcv);
+    pthread_mutex_unlock(&srv->qmu);
 }
 
 static void *worker_main(void *arg)
 {
-    worker *w = arg;
-    int requesting = request_call(w) == 0;
+    dbld_server *srv = arg;
+    pthread_mutex_lock(&srv->qmu);
+    for (;;) {
+        while (!srv->qhead && !srv->qstop)
+            pthread_cond_wait(&srv->qcv, &srv->qmu);
+        dbld_call *c = srv->qhead;
+        if (!c) break;
+        srv->qhead = c->qnext;
+        if (!srv->qhead) srv->qtail = NULL;
+        pthread_mutex_unlock(&srv->qmu);
+        run_unary(c);
+        pthread_mutex_lock(&srv->qmu);
+    }
+    pthread_mutex_unlock(&srv->qmu);
+    return NULL;
+}
+
+/* Post one request for a new call. */
+static void request_call(dbld_server *srv)
+{
+    dbld_call *c = call_new(srv);
+    if (grpc_server_request_call(srv->server, &c->call, &c->details, &c->md, srv->cq, srv->cq,
+                                 &c->t_new) != GRPC_CALL_OK)
+        call_free(c);
+}
+
+static void on_new(dbld_call *c, int success)
+{
+    dbld_server *srv = c->srv;
+    if (!success) { /* the server is shutting down */
+        call_free(c);
+        return;
+    }
+    if (atomic_load(&srv->accepting)) request_call(srv);
+    atomic_fetch_add(&srv->inflight, 1);
+    c->arena = dbld_arena_create();
+    c->path = dbld_arena_strndup(c->arena, (const char *)GRPC_SLICE_START_PTR(c->details.method),
+                                 GRPC_SLICE_LENGTH(c->details.method));
+    c->deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
+    grpc_op op = {0};
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    call_ref(c);
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
+        atomic_store(&c->closed, 1);
+        call_unref(c);
+    }
+    find_method(c);
+    if (!c->m) {
+        dbld_status st;
+        dbld_status_set(&st, DBLD_UNIMPLEMENTED, "unknown method %s", c->path);
+        finish(c, st.code, st.msg, NULL);
+        return;
+    }
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_bb;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) != GRPC_CALL_OK)
+        finish(c, DBLD_INTERNAL, "could not receive the request", NULL);
+}
+
+static void on_recv(dbld_call *c, int success)
+{
+    dbld_status st;
+    dbld_status_clear(&st);
+    if (!success || !c->recv_bb) {
+        dbld_status_set(&st, DBLD_INVALID_ARGUMENT, "no request message for %s", c->path);
+        finish(c, st.code, st.msg, NULL);
+        return;
+    }
+    grpc_slice s = dbld__flatten(c->recv_bb);
+    grpc_byte_buffer_destroy(c->recv_bb);
+    c->recv_bb = NULL;
+    c->req = protobuf_c_message_unpack(c->m->request, dbld_arena_allocator(c->arena),
+                                       GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    if (!c->req) {
+        dbld_status_set(&st, DBLD_INVALID_ARGUMENT, "could not decode %s request for %s",
+                        c->m->request->name, c->path);
+        finish(c, st.code, st.msg, NULL);
+    } else if (c->m->stream) {
+        start_stream(c);
+    } else if (c->m->flags & DBLD_METHOD_NONBLOCKING) {
+        run_unary(c);
+    } else {
+        enqueue(c->srv, c);
+    }
+}
+
+static void on_close(dbld_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    atomic_store(&c->closed, 1);
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    call_unref(c);
+}
+
+static void on_send(dbld_call *c, int success)
+{
+    pthread_mutex_lock(&c->mu);
+    c->send_done = 1;
+    c->send_ok = success;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void *poller_main(void *arg)
+{
+    dbld_server *srv = arg;
     for (;;) {
         grpc_event ev =
-            grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+            grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
         if (ev.type != GRPC_OP_COMPLETE) continue;
-        dbld_call *c = ev.tag;
-        if (!ev.success) { /* the server is shutting down: stop asking */
-            call_free(c);
-            requesting = 0;
-            continue;
+        op_tag *t = ev.tag;
+        switch (t->kind) {
+        case OP_NEW: on_new(t->c, ev.success); break;
+        case OP_RECV: on_recv(t->c, ev.success); break;
+        case OP_CLOSE: on_close(t->c); break;
+        case OP_FINISH: call_done(t->c); break;
+        case OP_SEND: on_send(t->c, ev.success); break;
         }
-        dispatch(c);
-        if (requesting) requesting = request_call(w) == 0;
     }
     return NULL;
 }
@@ -401,24 +495,26 @@ int64_t dbld_call_remaining_ms(dbld_call *call)
            (call->deadline.tv_nsec - now.tv_nsec) / 1000000;
 }
 
-/* The client went away, the deadline passed or the grace period is over. */
-static int call_gone(dbld_call *call)
-{
-    if (call->cancelled) return 1;
-    if (atomic_load(&call->srv->hard_cancel) || dbld_call_remaining_ms(call) <= 0) {
-        call->cancelled = 1;
-        return 1;
-    }
-    poll_close(call, 0);
-    return call->cancelled;
-}
-
 int dbld_call_cancelled(dbld_call *call)
 {
     if (!call) return 1;
     /* Streams end as soon as shutdown begins; unary calls get the grace period. */
     if (call->m->stream && atomic_load(&call->srv->draining)) return 1;
-    return call_gone(call);
+    /* The close op completing before our status went out means the client
+     * went away; a passed deadline or the end of the grace period count too. */
+    return call->cancelled || atomic_load(&call->closed) ||
+           atomic_load(&call->srv->hard_cancel) || dbld_call_remaining_ms(call) <= 0;
+}
+
+static void abs_time(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
 }
 
 int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
@@ -428,7 +524,11 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
         if (dbld_call_cancelled(call)) return 1;
         int64_t left = timeout_ms - (dbld_mono_ms() - start); /* no overflow for INT64_MAX */
         if (left <= 0) return 0;
-        poll_close(call, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
+        struct timespec ts;
+        abs_time(&ts, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
+        pthread_mutex_lock(&call->mu);
+        if (!atomic_load(&call->closed)) pthread_cond_timedwait(&call->cv, &call->mu, &ts);
+        pthread_mutex_unlock(&call->mu);
     }
 }
 
@@ -440,7 +540,7 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
     if (!msg || msg->descriptor != call->m->response || !protobuf_c_message_check(msg))
         return dbld_status_set(st, DBLD_INTERNAL, "invalid %s message for %s",
                                call->m->response->name, call->path);
-    if (call->cancelled || atomic_load(&call->srv->hard_cancel))
+    if (call->cancelled || atomic_load(&call->closed) || atomic_load(&call->srv->hard_cancel))
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     grpc_op ops[2];
     size_t n = 0;
@@ -449,7 +549,17 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
     grpc_byte_buffer *bb = dbld__pack(msg);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = bb;
-    int ok = run_batch(call, ops, n);
+    pthread_mutex_lock(&call->mu);
+    call->send_done = 0;
+    pthread_mutex_unlock(&call->mu);
+    int ok = 0;
+    if (grpc_call_start_batch(call->call, ops, n, &call->t_send, NULL) == GRPC_CALL_OK) {
+        pthread_mutex_lock(&call->mu);
+        while (!call->send_done)
+            pthread_cond_wait(&call->cv, &call->mu);
+        ok = call->send_ok;
+        pthread_mutex_unlock(&call->mu);
+    }
     call->sent_initial = 1;
     grpc_byte_buffer_destroy(bb);
     if (!ok) {
@@ -469,11 +579,15 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     srv->listen = dbld_xstrdup(opts->listen && *opts->listen ? opts->listen : "127.0.0.1:0");
     srv->n_workers = opts->workers > 0 ? opts->workers : DEFAULT_WORKERS;
     if (srv->n_workers > MAX_WORKERS) srv->n_workers = MAX_WORKERS;
+    srv->n_pollers = opts->pollers > 0 ? opts->pollers : DEFAULT_POLLERS;
+    if (srv->n_pollers > MAX_POLLERS) srv->n_pollers = MAX_POLLERS;
     srv->max_msg = opts->max_message_bytes > 0 ? opts->max_message_bytes : DEFAULT_MAX_MSG;
     srv->grace_ms = opts->shutdown_grace_ms > 0 ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
     srv->state = SRV_NEW;
     pthread_mutex_init(&srv->shutdown_mu, NULL);
     pthread_mutex_init(&srv->mu, NULL);
+    pthread_mutex_init(&srv->qmu, NULL);
+    pthread_cond_init(&srv->qcv, NULL);
     dbld__health_init(&srv->health);
     dbld__health_set(&srv->health, "", HEALTH_NOT_SERVING);
     grpc_init();
@@ -527,7 +641,7 @@ static void destroy_next_cq(grpc_completion_queue *cq)
     grpc_completion_queue_destroy(cq);
 }
 
-/* Create the grpc_server and its queues and bind; 0 or a code. */
+/* Create the grpc_server and its queue and bind; 0 or a code. */
 static int bind_server(dbld_server *srv, dbld_status *st)
 {
     grpc_arg args[] = {
@@ -537,22 +651,16 @@ static int bind_server(dbld_server *srv, dbld_status *st)
     };
     grpc_channel_args ca = {sizeof args / sizeof args[0], args};
     srv->server = grpc_server_create(&ca, NULL);
-    srv->workers = dbld_xcalloc((size_t)srv->n_workers, sizeof *srv->workers);
-    for (int i = 0; i < srv->n_workers; i++) {
-        srv->workers[i].srv = srv;
-        srv->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
-        grpc_server_register_completion_queue(srv->server, srv->workers[i].cq, NULL);
-    }
+    srv->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
     grpc_server_credentials_release(creds);
     if (srv->port > 0) return 0;
     grpc_server_destroy(srv->server);
     srv->server = NULL;
-    for (int i = 0; i < srv->n_workers; i++)
-        destroy_next_cq(srv->workers[i].cq);
-    free(srv->workers);
-    srv->workers = NULL;
+    destroy_next_cq(srv->cq);
+    srv->cq = NULL;
     return dbld_status_set(st, DBLD_UNAVAILABLE, "could not listen on %s", srv->listen);
 }
 
@@ -569,6 +677,19 @@ static void log_listening(dbld_server *srv)
 
 static void do_shutdown(dbld_server *srv);
 
+static int start_threads(dbld_server *srv)
+{
+    srv->pollers = dbld_xcalloc((size_t)srv->n_pollers, sizeof *srv->pollers);
+    srv->workers = dbld_xcalloc((size_t)srv->n_workers, sizeof *srv->workers);
+    for (; srv->pollers_started < srv->n_pollers; srv->pollers_started++)
+        if (pthread_create(&srv->pollers[srv->pollers_started], NULL, poller_main, srv) != 0)
+            return -1;
+    for (; srv->workers_started < srv->n_workers; srv->workers_started++)
+        if (pthread_create(&srv->workers[srv->workers_started], NULL, worker_main, srv) != 0)
+            return -1;
+    return 0;
+}
+
 int dbld_server_start(dbld_server *srv, dbld_status *st)
 {
     if (!srv) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no server");
@@ -582,14 +703,13 @@ int dbld_server_start(dbld_server *srv, dbld_status *st)
     }
     grpc_server_start(srv->server);
     srv->state = SRV_RUNNING;
-    for (int i = 0; i < srv->n_workers && !rc; i++) {
-        rc = pthread_create(&srv->workers[i].tid, NULL, worker_main, &srv->workers[i]);
-        srv->workers[i].started = rc == 0;
-    }
-    if (rc) {
+    atomic_store(&srv->accepting, 1);
+    for (int i = 0; i < srv->n_pollers * REQUESTS_PER_POLLER; i++)
+        request_call(srv);
+    if (start_threads(srv) != 0) {
         do_shutdown(srv);
         pthread_mutex_unlock(&srv->shutdown_mu);
-        return dbld_status_set(st, DBLD_UNAVAILABLE, "could not start worker threads");
+        return dbld_status_set(st, DBLD_UNAVAILABLE, "could not start server threads");
     }
     pthread_mutex_unlock(&srv->shutdown_mu);
     log_listening(srv);
@@ -667,20 +787,37 @@ static void join_streams(dbld_server *srv)
 static void do_shutdown(dbld_server *srv)
 {
     dbld__health_set_all(&srv->health, HEALTH_NOT_SERVING);
+    atomic_store(&srv->accepting, 0);
     atomic_store(&srv->draining, 1);
     dbld__health_close(&srv->health);
     drain_calls(srv);
-    for (int i = 0; i < srv->n_workers; i++)
-        grpc_completion_queue_shutdown(srv->workers[i].cq);
-    for (int i = 0; i < srv->n_workers; i++)
-        if (srv->workers[i].started) pthread_join(srv->workers[i].tid, NULL);
+    /* Calls still answering asynchronously (a handler that returned
+     * DBLD_ASYNC) are cancelled by now; wait for their answers to go out. */
+    for (int i = 0; atomic_load(&srv->inflight) > 0; i++) {
+        if (i == 0) atomic_store(&srv->hard_cancel, 1);
+        dbld_sleep_ms(5);
+    }
+    pthread_mutex_lock(&srv->qmu);
+    srv->qstop = 1;
+    pthread_cond_broadcast(&srv->qcv);
+    pthread_mutex_unlock(&srv->qmu);
+    for (int i = 0; i < srv->workers_started; i++)
+        pthread_join(srv->workers[i], NULL);
     join_streams(srv);
+    grpc_completion_queue_shutdown(srv->cq);
+    for (int i = 0; i < srv->pollers_started; i++)
+        pthread_join(srv->pollers[i], NULL);
+    if (!srv->pollers_started) /* nobody drained it */
+        while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL)
+                   .type != GRPC_QUEUE_SHUTDOWN)
+            ;
     grpc_server_destroy(srv->server);
     srv->server = NULL;
-    for (int i = 0; i < srv->n_workers; i++)
-        destroy_next_cq(srv->workers[i].cq);
+    grpc_completion_queue_destroy(srv->cq);
+    srv->cq = NULL;
+    free(srv->pollers);
     free(srv->workers);
-    srv->workers = NULL;
+    srv->pollers = srv->workers = NULL;
     srv->state = SRV_STOPPED;
     dbld_log(DBLD_LOG_INFO, "server stopped", "server", srv->name, (const char *)NULL);
 }
@@ -702,6 +839,8 @@ void dbld_server_destroy(dbld_server *srv)
     dbld__health_free(&srv->health);
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->shutdown_mu);
+    pthread_mutex_destroy(&srv->qmu);
+    pthread_cond_destroy(&srv->qcv);
     free(srv->regs);
     free(srv->name);
     free(srv->listen);

@@ -7,10 +7,15 @@
  * and message go back to the client as the gRPC status. Unknown methods get
  * UNIMPLEMENTED; request bytes that do not decode get INVALID_ARGUMENT.
  *
- * Threading: `workers` threads each take new calls from their own completion
- * queue and run unary handlers to completion. A server-streaming call is
- * handed to a thread of its own, so long-lived streams (Subscribe, Watch) never
- * starve unary calls. Every server also serves grpc.health.v1.Health.
+ * Threading: a few poller threads drive every call asynchronously on one
+ * completion queue (accept, receive, send status); they never block. Unary
+ * handlers run on a pool of `workers` threads, except methods flagged
+ * DBLD_METHOD_NONBLOCKING, which run inline on the poller (no hand-off). A
+ * handler may also answer later: it returns DBLD_ASYNC and some other thread
+ * calls dbld_call_complete() exactly once, so a call that waits (for a group
+ * commit, say) holds no thread. A server-streaming call is handed to a thread
+ * of its own, so long-lived streams (Subscribe, Watch) never starve unary
+ * calls. Every server also serves grpc.health.v1.Health.
  */
 #ifndef DBLD_RPC_H
 #define DBLD_RPC_H
@@ -31,12 +36,22 @@ typedef int (*dbld_unary_fn)(dbld_call *call, const ProtobufCMessage *req, Proto
  * value is the final status. */
 typedef int (*dbld_stream_fn)(dbld_call *call, const ProtobufCMessage *req, dbld_status *st);
 
+/* A unary handler returns this after arranging for dbld_call_complete() to be
+ * called exactly once (from any thread). Until then the call stays open and
+ * its arena stays valid; the handler must not touch the call after handing
+ * it off. */
+#define DBLD_ASYNC 1000
+
+/* dbld_method.flags */
+#define DBLD_METHOD_NONBLOCKING 0x1 /* handler never blocks: run it on the poller thread */
+
 typedef struct dbld_method {
     const char *path; /* "/databuild.v1.EventLog/Append" */
     const ProtobufCMessageDescriptor *request;
     const ProtobufCMessageDescriptor *response;
     dbld_unary_fn unary;   /* exactly one of unary/stream is set */
     dbld_stream_fn stream;
+    int flags; /* DBLD_METHOD_* */
 } dbld_method;
 
 typedef struct dbld_service {
@@ -67,13 +82,18 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
 /* Block up to timeout_ms or until the call is cancelled; returns 1 if cancelled.
  * Useful for streaming handlers that poll. */
 int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms);
+/* Answer a call whose handler returned DBLD_ASYNC: code 0 sends resp (from
+ * the call's arena; NULL sends an empty message), any other code sends the
+ * status with msg. Callable from any thread, exactly once per call. */
+void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMessage *resp);
 
 /* ---- server ---- */
 
 typedef struct dbld_server_opts {
     const char *service_name; /* for logs, e.g. "eventlog" */
     const char *listen;       /* "127.0.0.1:0" picks a free port */
-    int workers;              /* default 4 */
+    int workers;              /* threads running blocking unary handlers; default 4 */
+    int pollers;              /* threads driving the completion queue; default 2 */
     int max_message_bytes;    /* default 16 MiB */
     int shutdown_grace_ms;    /* default 5000 */
 } dbld_server_opts;

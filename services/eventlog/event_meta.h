@@ -24,6 +24,7 @@ typedef struct el_event {
     /* results, filled by the store */
     int64_t idx;
     int duplicate;
+    struct el_event *first; /* a repeat of an earlier event_id in the same batch */
 } el_event;
 
 /* Validate ev (index = position in the batch, for messages), fill a missing

@@ -11,9 +11,43 @@
 #define SUBSCRIBE_PAGE 500
 #define SUBSCRIBE_POLL_MS 500
 
+typedef struct append_ctx {
+    dbld_call *call;
+    el_event *evs;
+    size_t n;
+} append_ctx;
+
+/* The writer committed (or failed) the batch holding this call's events. */
+static void append_done(void *arg, const dbld_status *st)
+{
+    append_ctx *ctx = arg;
+    if (st->code) {
+        dbld_call_complete(ctx->call, st->code, st->msg, NULL);
+        return;
+    }
+    dbld_arena *a = dbld_call_arena(ctx->call);
+    Databuild__V1__AppendResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__append_response__descriptor);
+    resp->n_events = ctx->n;
+    resp->events = dbld_arena_alloc(a, ctx->n * sizeof *resp->events);
+    for (size_t i = 0; i < ctx->n; i++) {
+        Databuild__V1__AppendedEvent *e =
+            dbld_arena_msg(a, &databuild__v1__appended_event__descriptor);
+        e->idx = ctx->evs[i].idx;
+        e->event_id = ctx->evs[i].ev->event_id;
+        e->duplicate = ctx->evs[i].duplicate;
+        resp->events[i] = e;
+    }
+    dbld_call_complete(ctx->call, 0, NULL, &resp->base);
+}
+
+/* Runs on a poller thread (DBLD_METHOD_NONBLOCKING): validate, queue for the
+ * group-commit writer and answer from append_done, holding no thread while
+ * the batch commits. */
 static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                   dbld_status *st)
 {
+    (void)resp_msg;
     el_store *store = dbld_call_user(call);
     dbld_arena *a = dbld_call_arena(call);
     const Databuild__V1__AppendRequest *req = (const Databuild__V1__AppendRequest *)req_msg;
@@ -25,23 +59,11 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
         if (rc)
             return rc;
     }
-    int rc = el_store_append(store, evs, req->n_events, dbld_call_remaining_ms(call), st);
-    if (rc)
-        return rc;
-    Databuild__V1__AppendResponse *resp =
-        dbld_arena_msg(a, &databuild__v1__append_response__descriptor);
-    resp->n_events = req->n_events;
-    resp->events = dbld_arena_alloc(a, req->n_events * sizeof *resp->events);
-    for (size_t i = 0; i < req->n_events; i++) {
-        Databuild__V1__AppendedEvent *e =
-            dbld_arena_msg(a, &databuild__v1__appended_event__descriptor);
-        e->idx = evs[i].idx;
-        e->event_id = evs[i].ev->event_id;
-        e->duplicate = evs[i].duplicate;
-        resp->events[i] = e;
-    }
-    *resp_msg = &resp->base;
-    return 0;
+    append_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
+    *ctx = (append_ctx){call, evs, req->n_events};
+    /* After a successful queueing the call belongs to the writer: touch nothing. */
+    int rc = el_store_append_async(store, evs, req->n_events, a, append_done, ctx, st);
+    return rc ? rc : DBLD_ASYNC;
 }
 
 static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
@@ -118,7 +140,8 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
 
 static const dbld_method methods[] = {
     {"/databuild.v1.EventLog/Append", &databuild__v1__append_request__descriptor,
-     &databuild__v1__append_response__descriptor, append, NULL},
+     &databuild__v1__append_response__descriptor, append, NULL,
+     DBLD_METHOD_NONBLOCKING},
     {"/databuild.v1.EventLog/List", &databuild__v1__list_events_request__descriptor,
      &databuild__v1__event_page__descriptor, list, NULL},
     {"/databuild.v1.EventLog/Subscribe", &databuild__v1__subscribe_request__descriptor,

@@ -33,6 +33,8 @@ typedef struct pending {
     dbld_arena *arena;   /* the claimant's arena, for result strings */
     int done;
     pthread_cond_t cv; /* signalled when done (one per request: no thundering herd) */
+    el_append_cb cb;   /* set: asynchronous request, cb reports the outcome instead */
+    void *cb_arg;
     dbld_status st;
     struct pending *next;
 } pending;
@@ -321,43 +323,59 @@ static int write_tx(dbld_db *db, el_event **evs, size_t n, int64_t *max_idx, dbl
     return rc;
 }
 
-/* Collect the batch's events, mapping repeated event_ids to their first copy. */
+static uint64_t hash_str(const char *p)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+/* Collect the batch's events, marking repeated event_ids (a client retrying
+ * inside one batch) with their first copy. A hash set keeps this linear:
+ * batches reach thousands of events. */
 static el_event **batch_events(dbld_arena *a, pending *reqs, size_t *n_out)
 {
     size_t total = 0;
     for (pending *p = reqs; p; p = p->next)
         total += p->n;
     el_event **out = dbld_arena_alloc(a, (total + 1) * sizeof *out);
+    size_t cap = 16;
+    while (cap < 2 * total)
+        cap *= 2;
+    el_event **set = dbld_arena_alloc(a, cap * sizeof *set);
+    memset(set, 0, cap * sizeof *set);
     size_t n = 0;
     for (pending *p = reqs; p; p = p->next)
         for (size_t i = 0; i < p->n; i++) {
             el_event *e = &p->evs[i];
             e->idx = 0;
             e->duplicate = 0;
-            int seen = 0;
-            for (size_t j = 0; j < n && !seen; j++) /* batches are small; O(n^2) is fine */
-                seen = strcmp(out[j]->ev->event_id, e->ev->event_id) == 0;
-            if (!seen)
+            e->first = NULL;
+            size_t slot = (size_t)hash_str(e->ev->event_id) & (cap - 1);
+            while (set[slot] && strcmp(set[slot]->ev->event_id, e->ev->event_id) != 0)
+                slot = (slot + 1) & (cap - 1);
+            if (set[slot]) {
+                e->first = set[slot];
+            } else {
+                set[slot] = e;
                 out[n++] = e;
+            }
         }
     *n_out = n;
     return out;
 }
 
 /* After a successful write, give in-batch repeats the idx of their first copy. */
-static void resolve_repeats(pending *reqs, el_event **uniq, size_t n)
+static void resolve_repeats(pending *reqs)
 {
     for (pending *p = reqs; p; p = p->next)
         for (size_t i = 0; i < p->n; i++) {
             el_event *e = &p->evs[i];
-            if (e->idx)
-                continue;
-            for (size_t j = 0; j < n; j++)
-                if (strcmp(uniq[j]->ev->event_id, e->ev->event_id) == 0) {
-                    e->idx = uniq[j]->idx;
-                    e->duplicate = 1;
-                    break;
-                }
+            if (e->first) {
+                e->idx = e->first->idx;
+                e->duplicate = 1;
+            }
         }
 }
 
@@ -394,7 +412,7 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
     int64_t max_idx = 0;
     int rc = write_tx(*db, uniq, n, &max_idx, st);
     if (!rc) {
-        resolve_repeats(reqs, uniq, n);
+        resolve_repeats(reqs);
         pthread_mutex_lock(&s->mu);
         if (max_idx > s->last_idx)
             s->last_idx = max_idx;
@@ -563,15 +581,27 @@ static int claim_batch(el_store *s, dbld_db **db, pending *req, dbld_status *st)
 
 static void finish(el_store *s, pending *reqs, const dbld_status *st)
 {
+    pending *async = NULL;
     pthread_mutex_lock(&s->mu);
     while (reqs) {
         pending *next = reqs->next; /* read before done: the caller may free reqs at once */
-        reqs->st = *st;
-        reqs->done = 1;
-        pthread_cond_signal(&reqs->cv);
+        if (reqs->cb) {
+            reqs->next = async;
+            async = reqs;
+        } else {
+            reqs->st = *st;
+            reqs->done = 1;
+            pthread_cond_signal(&reqs->cv);
+        }
         reqs = next;
     }
     pthread_mutex_unlock(&s->mu);
+    /* Outside the lock: a callback answers its RPC (and may free its pending). */
+    while (async) {
+        pending *next = async->next;
+        async->cb(async->cb_arg, st);
+        async = next;
+    }
 }
 
 static void process(el_store *s, dbld_db **db, pending *reqs)
@@ -720,6 +750,34 @@ int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, db
     (void)timeout_ms; /* once queued, a request always gets its outcome (see submit()) */
     pending p = {.evs = evs, .n = n};
     return submit(s, &p, st);
+}
+
+int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, el_append_cb cb,
+                          void *arg, dbld_status *st)
+{
+    int rc = unavailable(s, st);
+    if (rc)
+        return rc;
+    pending *p = dbld_arena_alloc(a, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->evs = evs;
+    p->n = n;
+    p->cb = cb;
+    p->cb_arg = arg;
+    pthread_mutex_lock(&s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return dbld_status_set(st, DBLD_UNAVAILABLE, "event log is shutting down");
+    }
+    if (s->tail)
+        s->tail->next = p;
+    else
+        s->head = p;
+    s->tail = p;
+    s->queued_events += n;
+    pthread_cond_signal(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
 }
 
 int el_store_claim(el_store *s, el_claim *c, dbld_arena *a, dbld_status *st)

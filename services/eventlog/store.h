@@ -41,6 +41,15 @@ void el_store_destroy(el_store *s);
  * batch holding them has committed (or failed). */
 int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, dbld_status *st);
 
+/* Asynchronous append: queue n prepared events and return at once (0, or a
+ * code when the database is known to be down). cb(arg, st) then runs exactly
+ * once on the writer thread after the batch holding them committed (st->code
+ * 0, idx/duplicate filled) or failed. evs and the bookkeeping allocated from
+ * a must stay valid until cb runs. */
+typedef void (*el_append_cb)(void *arg, const dbld_status *st);
+int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, el_append_cb cb,
+                          void *arg, dbld_status *st);
+
 /* One stored event. */
 typedef struct el_row {
     int64_t idx;
