@@ -383,14 +383,7 @@ int dbld_pool_acquire(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_stat
             return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
                                    "all %d database connections are busy", p->size);
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += left / 1000;
-        ts.tv_nsec += (left % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = dbld_abs_time(CLOCK_REALTIME, left);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     }
     dbld_db *db = p->free_conns[--p->n_free];

@@ -506,17 +506,6 @@ int dbld_call_cancelled(dbld_call *call)
            atomic_load(&call->srv->hard_cancel) || dbld_call_remaining_ms(call) <= 0;
 }
 
-static void abs_time(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
 {
     int64_t start = dbld_mono_ms();
@@ -524,8 +513,8 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
         if (dbld_call_cancelled(call)) return 1;
         int64_t left = timeout_ms - (dbld_mono_ms() - start); /* no overflow for INT64_MAX */
         if (left <= 0) return 0;
-        struct timespec ts;
-        abs_time(&ts, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
+        struct timespec ts =
+            dbld_abs_time(CLOCK_REALTIME, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
         pthread_mutex_lock(&call->mu);
         if (!atomic_load(&call->closed)) pthread_cond_timedwait(&call->cv, &call->mu, &ts);
         pthread_mutex_unlock(&call->mu);

@@ -91,3 +91,16 @@ char *dbld_xstrdup(const char *s)
     char *p = strdup(s ? s : "");
     return p ? p : oom();
 }
+
+struct timespec dbld_abs_time(clockid_t clk, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}

@@ -4,12 +4,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Wall-clock time in nanoseconds since the Unix epoch. */
 int64_t dbld_now_ns(void);
 /* Monotonic clock in milliseconds (for timeouts and backoff). */
 int64_t dbld_mono_ms(void);
 void dbld_sleep_ms(int64_t ms);
+/* Absolute time ms from now on clock clk (CLOCK_REALTIME for default
+ * condition variables, CLOCK_MONOTONIC for ones set up with that clock). */
+struct timespec dbld_abs_time(clockid_t clk, int64_t ms);
 
 /* Random version-4 UUID in canonical lower-case form into out[37]. */
 void dbld_uuid_v4(char out[37]);

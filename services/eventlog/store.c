@@ -60,16 +60,6 @@ struct el_store {
 
 /* ---- helpers ---- */
 
-static void abs_deadline(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 static void set_up(el_store *s, int up, const char *err)
 {
@@ -177,8 +167,7 @@ static void *monitor_main(void *arg)
         set_up(s, ok, ok ? NULL : st.msg);
         int64_t wait = ok ? 500 : backoff;
         backoff = ok ? 100 : (backoff * 2 > 2000 ? 2000 : backoff * 2);
-        struct timespec ts;
-        abs_deadline(&ts, wait);
+        struct timespec ts = dbld_abs_time(CLOCK_REALTIME, wait);
         pthread_mutex_lock(&s->mu);
         if (!s->stop)
             pthread_cond_timedwait(&s->mon_cv, &s->mu, &ts);
@@ -837,8 +826,7 @@ int el_store_release(el_store *s, const char *build_request_id, const char *job_
 
 void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms)
 {
-    struct timespec ts;
-    abs_deadline(&ts, timeout_ms);
+    struct timespec ts = dbld_abs_time(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&s->mu);
     if (s->last_idx <= after_idx && !s->stop)
         pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts);

@@ -154,18 +154,6 @@ static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms,
     return rc;
 }
 
-static struct timespec abs_time(int64_t ms_from_now)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms_from_now / 1000;
-    ts.tv_nsec += (ms_from_now % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    return ts;
-}
 
 static void *flusher_main(void *arg)
 {
@@ -177,7 +165,7 @@ static void *flusher_main(void *arg)
         /* Wait for a full batch, the flush period or close; after a failed
          * send always wait the period before trying again. */
         if (!s->closing && (s->failing || (size_t)(s->tail - s->head) < (size_t)s->batch_max)) {
-            struct timespec ts = abs_time(s->flush_ms);
+            struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, s->flush_ms);
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
         if (s->head == s->tail) {
@@ -218,7 +206,7 @@ static void *flusher_main(void *arg)
             int64_t left = s->close_deadline - dbld_mono_ms();
             if (left <= 0)
                 break;
-            struct timespec ts = abs_time(left < 100 ? left : 100);
+            struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, left < 100 ? left : 100);
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
     }

@@ -193,18 +193,6 @@ static int caller_gone(const jr_ctx *ctx)
 
 #define SLOT_CANCELLED (-1) /* Cancel arrived while waiting */
 
-static struct timespec abs_time(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
-    return ts;
-}
 
 static void dequeue_locked(jr_engine *e, active *a)
 {
@@ -260,7 +248,7 @@ static int acquire_slot(jr_engine *e, const jr_ctx *ctx, active *a, dbld_status 
         else if (gone)
             rc = dbld_status_set(st, DBLD_CANCELLED, "the caller went away while waiting for a slot");
         else {
-            struct timespec ts = abs_time(left < TICK_MS ? left : TICK_MS);
+            struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, left < TICK_MS ? left : TICK_MS);
             pthread_cond_timedwait(&a->cv, &e->mu, &ts);
         }
     }

@@ -144,14 +144,7 @@ static void *monitor_main(void *arg)
         set_up(q, ok, st.msg);
         int64_t wait = ok ? MONITOR_OK_MS : backoff;
         backoff = ok ? 100 : (backoff * 2 > 2000 ? 2000 : backoff * 2);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = dbld_abs_time(CLOCK_REALTIME, wait);
         pthread_mutex_lock(&q->mu);
         if (!q->stop) pthread_cond_timedwait(&q->cv, &q->mu, &ts);
     }
