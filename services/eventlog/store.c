@@ -29,7 +29,7 @@
 typedef struct pending {
     el_event *evs;
     size_t n;
-    el_claim *claim;     /* set for a claim: processed alone, in its own transaction */
+    el_claim *claim;     /* set for a claim: decided in the batch's transaction */
     dbld_arena *arena;   /* the claimant's arena, for result strings */
     int done;
     pthread_cond_t cv; /* signalled when done (one per request: no thundering herd) */
@@ -179,12 +179,6 @@ static void *monitor_main(void *arg)
 
 /* ---- writer thread ---- */
 
-typedef struct batch {
-    pending *reqs;
-    el_event **evs; /* distinct new-looking events, request order */
-    size_t n;
-} batch;
-
 #define INSERT_SQL                                                                                \
     "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"    \
     " job_run_ids, payload)"                                                                      \
@@ -270,102 +264,12 @@ static el_event **fresh_events(dbld_arena *a, el_event **evs, size_t n, size_t *
     return fresh;
 }
 
-/* One transaction for all events in evs (already de-duplicated by id), in
- * two round trips: [BEGIN, lock, INSERT] then [projection updates, COMMIT]. */
-static int write_tx(dbld_db *db, el_event **evs, size_t n, int64_t *max_idx, dbld_status *st)
-{
-    dbld_arena *a = dbld_arena_create();
-    char lock[32];
-    snprintf(lock, sizeof lock, "%lld", LOCK_APPEND);
-    const char *lp[] = {lock};
-    dbld_res *ins = NULL;
-    for (size_t i = 0; i < n; i++) {
-        evs[i]->idx = 0;
-        evs[i]->duplicate = 0;
-    }
-    dbld_stmt first[] = {
-        {.sql = "BEGIN"},
-        {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
-        {.name = "el_insert", .sql = INSERT_SQL, .n = 8, .params = insert_params(a, evs, n),
-         .out = &ins},
-    };
-    int rc = dbld_db_pipeline(db, first, 3, st);
-    if (!rc) {
-        assign_idx(ins, evs, n, 0);
-        rc = resolve_existing(db, a, evs, n, st);
-    }
-    dbld_res_free(ins);
-    if (!rc) {
-        size_t n_fresh;
-        el_event **fresh = fresh_events(a, evs, n, &n_fresh);
-        dbld_stmt second[EL_PROJECT_MAX_STMTS + 1];
-        size_t k = n_fresh ? el_project(a, fresh, n_fresh, second) : 0;
-        second[k++] = (dbld_stmt){.sql = "COMMIT"};
-        rc = dbld_db_pipeline(db, second, k, st);
-    }
-    if (rc && dbld_db_alive(db))
-        dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
-    for (size_t i = 0; !rc && i < n; i++)
-        if (evs[i]->idx > *max_idx)
-            *max_idx = evs[i]->idx;
-    dbld_arena_destroy(a);
-    return rc;
-}
-
 static uint64_t hash_str(const char *p)
 {
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     return h;
-}
-
-/* Collect the batch's events, marking repeated event_ids (a client retrying
- * inside one batch) with their first copy. A hash set keeps this linear:
- * batches reach thousands of events. */
-static el_event **batch_events(dbld_arena *a, pending *reqs, size_t *n_out)
-{
-    size_t total = 0;
-    for (pending *p = reqs; p; p = p->next)
-        total += p->n;
-    el_event **out = dbld_arena_alloc(a, (total + 1) * sizeof *out);
-    size_t cap = 16;
-    while (cap < 2 * total)
-        cap *= 2;
-    el_event **set = dbld_arena_alloc(a, cap * sizeof *set);
-    memset(set, 0, cap * sizeof *set);
-    size_t n = 0;
-    for (pending *p = reqs; p; p = p->next)
-        for (size_t i = 0; i < p->n; i++) {
-            el_event *e = &p->evs[i];
-            e->idx = 0;
-            e->duplicate = 0;
-            e->first = NULL;
-            size_t slot = (size_t)hash_str(e->ev->event_id) & (cap - 1);
-            while (set[slot] && strcmp(set[slot]->ev->event_id, e->ev->event_id) != 0)
-                slot = (slot + 1) & (cap - 1);
-            if (set[slot]) {
-                e->first = set[slot];
-            } else {
-                set[slot] = e;
-                out[n++] = e;
-            }
-        }
-    *n_out = n;
-    return out;
-}
-
-/* After a successful write, give in-batch repeats the idx of their first copy. */
-static void resolve_repeats(pending *reqs)
-{
-    for (pending *p = reqs; p; p = p->next)
-        for (size_t i = 0; i < p->n; i++) {
-            el_event *e = &p->evs[i];
-            if (e->first) {
-                e->idx = e->first->idx;
-                e->duplicate = 1;
-            }
-        }
 }
 
 /* Make sure the writer's connection is usable. */
@@ -388,30 +292,6 @@ static int writer_connect(el_store *s, dbld_db **db, dbld_status *st)
      * projections) would stay cached as they grow: plan every execution with
      * its real array sizes instead. */
     return dbld_db_exec(*db, "SET plan_cache_mode = force_custom_plan", 0, NULL, NULL, st);
-}
-
-static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st)
-{
-    int crc = writer_connect(s, db, st);
-    if (crc)
-        return crc;
-    dbld_arena *a = dbld_arena_create();
-    size_t n = 0;
-    el_event **uniq = batch_events(a, reqs, &n);
-    int64_t max_idx = 0;
-    int rc = write_tx(*db, uniq, n, &max_idx, st);
-    if (!rc) {
-        resolve_repeats(reqs);
-        pthread_mutex_lock(&s->mu);
-        if (max_idx > s->last_idx)
-            s->last_idx = max_idx;
-        pthread_cond_broadcast(&s->commit_cv);
-        pthread_mutex_unlock(&s->mu);
-    } else if (rc == DBLD_UNAVAILABLE) {
-        set_up(s, 0, st->msg);
-    }
-    dbld_arena_destroy(a);
-    return rc;
 }
 
 /* ---- claims ---- */
@@ -479,84 +359,301 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
     return 0;
 }
 
-/* Record the claim rows and append the claimant's events (still in the transaction). */
-static int claim_grant(dbld_db *db, dbld_arena *a, el_claim *c, const char *refs_lit,
-                       dbld_stmt *tail, size_t *n_tail, dbld_status *st)
+/* ---- batches: claims and appends in one transaction ---- */
+
+static int granted(const pending *p)
 {
-    const char *p[] = {refs_lit, c->build_request_id, c->job_run_id,
-                       dbld_arena_printf(a, "%" PRId64, dbld_now_ns())};
-    int rc = dbld_db_exec(db,
-                          "INSERT INTO claims (ref, build_request_id, job_run_id, claimed_ns)"
-                          " SELECT unnest($1::text[]), $2, $3, $4::bigint"
-                          " ON CONFLICT (ref) DO UPDATE SET build_request_id = EXCLUDED.build_request_id,"
-                          " job_run_id = EXCLUDED.job_run_id, claimed_ns = EXCLUDED.claimed_ns",
-                          4, p, NULL, st);
-    if (rc || !c->n_events)
-        return rc;
-    el_event **evs = dbld_arena_alloc(a, c->n_events * sizeof *evs);
-    for (size_t i = 0; i < c->n_events; i++) {
-        evs[i] = &c->events[i];
-        evs[i]->idx = 0;
-        evs[i]->duplicate = 0;
-    }
-    dbld_res *ins = NULL;
-    dbld_stmt one = {.name = "el_insert", .sql = INSERT_SQL, .n = 8,
-                     .params = insert_params(a, evs, c->n_events), .out = &ins};
-    rc = dbld_db_pipeline(db, &one, 1, st);
-    if (!rc) {
-        assign_idx(ins, evs, c->n_events, 0);
-        rc = resolve_existing(db, a, evs, c->n_events, st);
-    }
-    dbld_res_free(ins);
-    if (!rc) {
-        size_t n_fresh;
-        el_event **fresh = fresh_events(a, evs, c->n_events, &n_fresh);
-        *n_tail = n_fresh ? el_project(a, fresh, n_fresh, tail) : 0;
-    }
-    return rc;
+    return p->claim && p->claim->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED;
 }
 
-static int claim_tx(dbld_db *db, el_claim *c, dbld_arena *out_arena, int64_t *max_idx,
+/* The events request p writes: an append's, or a granted claim's. */
+static el_event *req_events(const pending *p, size_t *n)
+{
+    if (!p->claim) {
+        *n = p->n;
+        return p->evs;
+    }
+    *n = granted(p) ? p->claim->n_events : 0;
+    return p->claim->events;
+}
+
+/* Collect the events of reqs, marking repeated event_ids (a client retrying
+ * inside one batch) with their first copy. A hash set keeps this linear:
+ * batches reach thousands of events. */
+static el_event **batch_events(dbld_arena *a, pending **reqs, size_t n_reqs, size_t *n_out)
+{
+    size_t total = 0, k;
+    for (size_t r = 0; r < n_reqs; r++) {
+        req_events(reqs[r], &k);
+        total += k;
+    }
+    el_event **out = dbld_arena_alloc(a, (total + 1) * sizeof *out);
+    size_t cap = 16;
+    while (cap < 2 * total)
+        cap *= 2;
+    el_event **set = dbld_arena_alloc(a, cap * sizeof *set);
+    memset(set, 0, cap * sizeof *set);
+    size_t n = 0;
+    for (size_t r = 0; r < n_reqs; r++) {
+        el_event *evs = req_events(reqs[r], &k);
+        for (size_t i = 0; i < k; i++) {
+            el_event *e = &evs[i];
+            e->idx = 0;
+            e->duplicate = 0;
+            e->first = NULL;
+            size_t slot = (size_t)hash_str(e->ev->event_id) & (cap - 1);
+            while (set[slot] && strcmp(set[slot]->ev->event_id, e->ev->event_id) != 0)
+                slot = (slot + 1) & (cap - 1);
+            if (set[slot]) {
+                e->first = set[slot];
+            } else {
+                set[slot] = e;
+                out[n++] = e;
+            }
+        }
+    }
+    *n_out = n;
+    return out;
+}
+
+/* After a successful write, give in-batch repeats the idx of their first copy. */
+static void resolve_repeats(pending **reqs, size_t n_reqs)
+{
+    for (size_t r = 0; r < n_reqs; r++) {
+        size_t k;
+        el_event *evs = req_events(reqs[r], &k);
+        for (size_t i = 0; i < k; i++)
+            if (evs[i].first) {
+                evs[i].idx = evs[i].first->idx;
+                evs[i].duplicate = 1;
+            }
+    }
+}
+
+/* The claim rows of the granted claims in reqs as one statement in *out;
+ * 0 when there are none. Their refs are disjoint (see batch_tx()). */
+static size_t claim_rows(dbld_arena *a, pending **reqs, size_t n_reqs, dbld_stmt *out)
+{
+    size_t total = 0;
+    for (size_t r = 0; r < n_reqs; r++)
+        if (granted(reqs[r]))
+            total += reqs[r]->claim->n_refs;
+    if (!total)
+        return 0;
+    const char **col[4];
+    for (int c = 0; c < 4; c++)
+        col[c] = dbld_arena_alloc(a, total * sizeof *col[c]);
+    size_t k = 0;
+    for (size_t r = 0; r < n_reqs; r++) {
+        if (!granted(reqs[r]))
+            continue;
+        const el_claim *c = reqs[r]->claim;
+        const char *now = dbld_arena_printf(a, "%" PRId64, dbld_now_ns());
+        for (size_t i = 0; i < c->n_refs; i++, k++) {
+            col[0][k] = c->refs[i];
+            col[1][k] = c->build_request_id;
+            col[2][k] = c->job_run_id;
+            col[3][k] = now;
+        }
+    }
+    const char **p = dbld_arena_alloc(a, 4 * sizeof *p);
+    for (int c = 0; c < 4; c++)
+        p[c] = dbld_pg_text_array(a, col[c], total);
+    *out = (dbld_stmt){
+        .name = "el_claim_rows",
+        .sql = "INSERT INTO claims (ref, build_request_id, job_run_id, claimed_ns)"
+               " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])"
+               " ON CONFLICT (ref) DO UPDATE SET build_request_id = EXCLUDED.build_request_id,"
+               " job_run_id = EXCLUDED.job_run_id, claimed_ns = EXCLUDED.claimed_ns",
+        .n = 4,
+        .params = p};
+    return 1;
+}
+
+/* Write reqs inside the open transaction: the granted claims' rows, all
+ * events (in reqs order) and their projections, in two round trips: [pre...,
+ * claim rows, INSERT] then [projection updates, COMMIT when commit is set]. */
+static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n_pre,
+                      pending **reqs, size_t n_reqs, int commit, int64_t *max_idx,
+                      dbld_status *st)
+{
+    size_t n = 0;
+    el_event **evs = batch_events(a, reqs, n_reqs, &n);
+    dbld_stmt first[4];
+    memcpy(first, pre, n_pre * sizeof *first);
+    size_t k = n_pre + claim_rows(a, reqs, n_reqs, &first[n_pre]);
+    dbld_res *ins = NULL;
+    if (n)
+        first[k++] = (dbld_stmt){.name = "el_insert", .sql = INSERT_SQL, .n = 8,
+                                 .params = insert_params(a, evs, n), .out = &ins};
+    int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
+    if (!rc && n) {
+        assign_idx(ins, evs, n, 0);
+        rc = resolve_existing(db, a, evs, n, st);
+    }
+    dbld_res_free(ins);
+    if (rc)
+        return rc;
+    size_t n_fresh;
+    el_event **fresh = fresh_events(a, evs, n, &n_fresh);
+    dbld_stmt second[EL_PROJECT_MAX_STMTS + 1];
+    size_t m = n_fresh ? el_project(a, fresh, n_fresh, second) : 0;
+    if (commit)
+        second[m++] = (dbld_stmt){.sql = "COMMIT"};
+    rc = m ? dbld_db_pipeline(db, second, m, st) : 0;
+    if (rc)
+        return rc;
+    resolve_repeats(reqs, n_reqs);
+    for (size_t i = 0; i < n; i++)
+        if (evs[i]->idx > *max_idx)
+            *max_idx = evs[i]->idx;
+    return 0;
+}
+
+/* A set of strings (open addressing, fixed capacity for at most n keys). */
+typedef struct strset {
+    const char **slot;
+    size_t cap;
+} strset;
+
+static void strset_init(dbld_arena *a, strset *s, size_t n)
+{
+    s->cap = 16;
+    while (s->cap < 2 * n)
+        s->cap *= 2;
+    s->slot = dbld_arena_alloc(a, s->cap * sizeof *s->slot);
+    memset(s->slot, 0, s->cap * sizeof *s->slot);
+}
+
+/* The slot holding key, or the empty one where it belongs. */
+static const char **strset_find(const strset *s, const char *key)
+{
+    size_t i = (size_t)hash_str(key) & (s->cap - 1);
+    while (s->slot[i] && strcmp(s->slot[i], key) != 0)
+        i = (i + 1) & (s->cap - 1);
+    return &s->slot[i];
+}
+
+static void strset_add(strset *s, const char *key) { *strset_find(s, key) = key; }
+
+/* The partitions a granted claim changes: its claim rows and its events' refs. */
+static void add_touched(strset *touched, const el_claim *c)
+{
+    for (size_t i = 0; i < c->n_refs; i++)
+        strset_add(touched, c->refs[i]);
+    for (size_t i = 0; i < c->n_events; i++)
+        for (size_t r = 0; r < c->events[i].n_refs; r++)
+            strset_add(touched, c->events[i].refs[r]);
+}
+
+#define CLAIM_PEEK_SQL                                                                            \
+    "SELECT (SELECT count(*) FROM partitions WHERE ref = ANY($1::text[])"                         \
+    " AND status = 4 AND NOT tainted),"                                                           \
+    " EXISTS (SELECT 1 FROM claims WHERE ref = ANY($1::text[]) AND build_request_id <> $2)"
+
+/* One transaction for reqs: the claims (which come first) decided one after
+ * another, then every event written together.
+ *
+ * The first round trip opens the transaction, takes the lock and peeks at
+ * each claim's partitions as they are at the lock: how many are available,
+ * and whether another build holds a claim row on one of them. That answers
+ * most claims at once (all available: AVAILABLE; no other holder: GRANTED).
+ * A claim is decided with claim_decide() instead - after the grants before it
+ * are written into the transaction - when another build holds one of its
+ * partitions, or when an earlier grant of this batch touched one of them (its
+ * claim rows or its events' partitions: the peek is stale there). Either way
+ * each outcome is the one deciding the claims one by one would give, and the
+ * grants written together have disjoint refs. */
+static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, int64_t *max_idx,
                     dbld_status *st)
 {
-    dbld_arena *a = dbld_arena_create();
-    char lock[32];
-    snprintf(lock, sizeof lock, "%lld", LOCK_APPEND);
-    const char *lp[] = {lock};
-    const char *refs_lit = dbld_pg_text_array(a, (const char *const *)c->refs, c->n_refs);
-    dbld_stmt first[] = {
+    size_t n_claims = 0, n_touch = 0;
+    while (n_claims < n_reqs && reqs[n_claims]->claim) {
+        const el_claim *c = reqs[n_claims++]->claim;
+        n_touch += c->n_refs;
+        for (size_t i = 0; i < c->n_events; i++)
+            n_touch += c->events[i].n_refs;
+    }
+    const char **lp = dbld_arena_alloc(a, sizeof *lp);
+    lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
+    dbld_stmt open[] = {
         {.sql = "BEGIN"},
         {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
     };
-    int rc = dbld_db_pipeline(db, first, 2, st);
-    if (!rc)
-        rc = claim_decide(db, out_arena, c, refs_lit, st);
-    dbld_stmt tail[EL_PROJECT_MAX_STMTS + 1];
-    size_t n_tail = 0;
-    if (!rc && c->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)
-        rc = claim_grant(db, a, c, refs_lit, tail, &n_tail, st);
-    if (!rc) {
-        tail[n_tail++] = (dbld_stmt){.sql = "COMMIT"};
-        rc = dbld_db_pipeline(db, tail, n_tail, st);
+    if (!n_claims) {
+        int rc = write_reqs(db, a, open, 2, reqs, n_reqs, 1, max_idx, st);
+        if (rc && dbld_db_alive(db))
+            dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+        return rc;
     }
+    const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
+    dbld_res **peek = dbld_arena_alloc(a, n_claims * sizeof *peek);
+    dbld_stmt *first = dbld_arena_alloc(a, (2 + n_claims) * sizeof *first);
+    memcpy(first, open, sizeof open);
+    for (size_t i = 0; i < n_claims; i++) {
+        const el_claim *c = reqs[i]->claim;
+        lits[i] = dbld_pg_text_array(a, (const char *const *)c->refs, c->n_refs);
+        const char **p = dbld_arena_alloc(a, 2 * sizeof *p);
+        p[0] = lits[i];
+        p[1] = c->build_request_id;
+        peek[i] = NULL;
+        first[2 + i] = (dbld_stmt){.name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 2,
+                                   .params = p, .out = &peek[i]};
+    }
+    int rc = dbld_db_pipeline(db, first, 2 + n_claims, st);
+    strset touched;
+    strset_init(a, &touched, n_touch);
+    size_t from = 0; /* reqs[from..i) are decided but not written yet */
+    for (size_t i = 0; !rc && i < n_claims; i++) {
+        el_claim *c = reqs[i]->claim;
+        int stale = 0;
+        for (size_t r = 0; r < c->n_refs && !stale; r++)
+            stale = *strset_find(&touched, c->refs[r]) != NULL;
+        int held_elsewhere = strcmp(dbld_res_get(peek[i], 0, 1), "t") == 0;
+        if (!stale && dbld_res_i64(peek[i], 0, 0) == (int64_t)c->n_refs) {
+            c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE;
+        } else if (!stale && !held_elsewhere) {
+            c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED;
+        } else {
+            if (from < i)
+                rc = write_reqs(db, a, NULL, 0, reqs + from, i - from, 0, max_idx, st);
+            from = i;
+            if (!rc)
+                rc = claim_decide(db, reqs[i]->arena, c, lits[i], st);
+        }
+        if (!rc && granted(reqs[i]))
+            add_touched(&touched, c);
+    }
+    for (size_t i = 0; i < n_claims; i++)
+        dbld_res_free(peek[i]);
+    if (!rc)
+        rc = write_reqs(db, a, NULL, 0, reqs + from, n_reqs - from, 1, max_idx, st);
     if (rc && dbld_db_alive(db))
         dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
-    for (size_t i = 0; !rc && c->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED &&
-                       i < c->n_events; i++)
-        if (c->events[i].idx > *max_idx)
-            *max_idx = c->events[i].idx;
-    dbld_arena_destroy(a);
     return rc;
 }
 
-static int claim_batch(el_store *s, dbld_db **db, pending *req, dbld_status *st)
+/* Write the requests of one batch (claims and appends) in one transaction. */
+static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st)
 {
     int rc = writer_connect(s, db, st);
     if (rc)
         return rc;
+    dbld_arena *a = dbld_arena_create();
+    size_t n = 0;
+    for (pending *p = reqs; p; p = p->next)
+        n++;
+    /* Claims first (each decided before any of the batch's appends), then
+     * appends, each group in queue order. */
+    pending **arr = dbld_arena_alloc(a, n * sizeof *arr);
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (pending *p = reqs; p; p = p->next)
+            if ((p->claim == NULL) == pass)
+                arr[k++] = p;
     int64_t max_idx = 0;
-    rc = claim_tx(*db, req->claim, req->arena, &max_idx, st);
-    if (!rc && max_idx) {
+    rc = batch_tx(*db, a, arr, n, &max_idx, st);
+    if (!rc) {
         pthread_mutex_lock(&s->mu);
         if (max_idx > s->last_idx)
             s->last_idx = max_idx;
@@ -565,6 +662,7 @@ static int claim_batch(el_store *s, dbld_db **db, pending *req, dbld_status *st)
     } else if (rc == DBLD_UNAVAILABLE) {
         set_up(s, 0, st->msg);
     }
+    dbld_arena_destroy(a);
     return rc;
 }
 
@@ -597,11 +695,6 @@ static void process(el_store *s, dbld_db **db, pending *reqs)
 {
     dbld_status st;
     dbld_status_clear(&st);
-    if (reqs->claim) {
-        claim_batch(s, db, reqs, &st);
-        finish(s, reqs, &st);
-        return;
-    }
     int rc = write_batch(s, db, reqs, &st);
     if (rc && rc != DBLD_UNAVAILABLE && reqs->next) {
         /* Not a database outage: one request's data may be at fault. Retry
@@ -635,8 +728,7 @@ static void *writer_main(void *arg)
         /* Take whole requests up to the batch limit (always at least one). */
         pending *first = s->head, *last = first;
         size_t events = first->n;
-        while (!first->claim && last->next && !last->next->claim &&
-               events + last->next->n <= (size_t)s->opts.max_batch_events) {
+        while (last->next && events + last->next->n <= (size_t)s->opts.max_batch_events) {
             last = last->next;
             events += last->n;
         }

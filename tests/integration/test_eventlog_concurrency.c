@@ -70,14 +70,20 @@ static void *append_worker(void *arg)
     return NULL;
 }
 
-static void run_workers(worker *w, int n)
+/* Run fn on each of the n items (size bytes each) in threads of their own. */
+static void run_threads(void *(*fn)(void *), void *items, size_t size, int n)
 {
     pthread_t th[64];
     for (int i = 0; i < n; i++)
-        if (pthread_create(&th[i], NULL, append_worker, &w[i]) != 0)
+        if (pthread_create(&th[i], NULL, fn, (char *)items + (size_t)i * size) != 0)
             H_FAIL("pthread_create");
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
+}
+
+static void run_workers(worker *w, int n)
+{
+    run_threads(append_worker, w, sizeof *w, n);
     for (int i = 0; i < n; i++)
         CHECK_MSG(!w[i].failed, "%s", w[i].error);
 }
@@ -230,5 +236,160 @@ DBLD_TEST(two_replicas)
     }
 }
 
+/* Claims from many callers at once, decided in shared transactions: each
+ * group of partitions is claimed by 12 builds (two overlapping shapes:
+ * {a, b} and {b, c}); exactly one claim per group is GRANTED and the others
+ * are HELD by it, as if decided one after another. Then, with the even groups
+ * AVAILABLE, every claim there answers AVAILABLE; in the odd groups the
+ * holder's build takes its claim over and everyone else stays HELD. */
+enum { CLAIM_GROUPS = 30, CLAIMERS = 12 };
+
+typedef struct claimer {
+    h_service *el;
+    int id, round;
+    int outcome[CLAIM_GROUPS];
+    char holder_br[CLAIM_GROUPS][64], holder_run[CLAIM_GROUPS][64];
+    int64_t idx[CLAIM_GROUPS][2];
+    char event_id[CLAIM_GROUPS][2][64];
+    int failed;
+    char error[512];
+} claimer;
+
+static void *claim_worker(void *arg)
+{
+    claimer *c = arg;
+    dbld_arena *a = dbld_arena_create();
+    for (int j = 0; j < CLAIM_GROUPS && !c->failed; j++) {
+        int k = (j + (c->id % 3) * 10) % CLAIM_GROUPS; /* four claimers in step */
+        dbld_arena_reset(a);
+        const char *br = dbld_arena_printf(a, "br-c%d", c->id);
+        const char *run = dbld_arena_printf(a, "run-c%d-g%d-r%d", c->id, k, c->round);
+        char *refs[2];
+        refs[0] = dbld_arena_printf(a, "claims/g%d/%s", k, c->id % 2 ? "b" : "a");
+        refs[1] = dbld_arena_printf(a, "claims/g%d/%s", k, c->id % 2 ? "c" : "b");
+        Databuild__V1__BuildEvent *evs[2];
+        for (int i = 0; i < 2; i++)
+            evs[i] = h_event_partition(a, br, refs[i],
+                                       DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, run);
+        Databuild__V1__ClaimRequest req = DATABUILD__V1__CLAIM_REQUEST__INIT;
+        req.build_request_id = (char *)br;
+        req.job_run_id = (char *)run;
+        req.refs = refs;
+        req.n_refs = 2;
+        req.events_if_granted = evs;
+        req.n_events_if_granted = 2;
+        Databuild__V1__ClaimResponse *resp = NULL;
+        dbld_status st = {0};
+        int rc = dbld_client_unary(c->el->client, "/databuild.v1.PartitionClaims/Claim", &req.base,
+                                   &databuild__v1__claim_response__descriptor,
+                                   dbld_arena_allocator(a), (ProtobufCMessage **)&resp, 30000, 0,
+                                   &st);
+        if (rc != DBLD_OK) {
+            c->failed = 1;
+            snprintf(c->error, sizeof c->error, "claimer %d group %d: %s: %s", c->id, k,
+                     dbld_code_name(rc), st.msg);
+            break;
+        }
+        c->outcome[k] = resp->outcome;
+        snprintf(c->holder_br[k], sizeof c->holder_br[k], "%s", resp->holder_build_request_id);
+        snprintf(c->holder_run[k], sizeof c->holder_run[k], "%s", resp->holder_job_run_id);
+        for (int i = 0; i < 2; i++) {
+            c->idx[k][i] = i < (int)resp->n_event_idx ? resp->event_idx[i] : 0;
+            snprintf(c->event_id[k][i], sizeof c->event_id[k][i], "%s", evs[i]->event_id);
+        }
+    }
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+static void run_claimers(claimer *c, h_service *el, int round)
+{
+    for (int i = 0; i < CLAIMERS; i++) {
+        memset(&c[i], 0, sizeof c[i]);
+        c[i].el = el;
+        c[i].id = i;
+        c[i].round = round;
+    }
+    run_threads(claim_worker, c, sizeof *c, CLAIMERS);
+    for (int i = 0; i < CLAIMERS; i++)
+        CHECK_MSG(!c[i].failed, "%s", c[i].error);
+}
+
+DBLD_TEST(concurrent_claims)
+{
+    char dsn[1024];
+    h_db_create("claims", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    static claimer c[CLAIMERS];
+    run_claimers(c, el, 0);
+    int holder[CLAIM_GROUPS];
+    for (int k = 0; k < CLAIM_GROUPS; k++) {
+        int granted = 0;
+        holder[k] = -1;
+        for (int i = 0; i < CLAIMERS; i++)
+            if (c[i].outcome[k] == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED) {
+                granted++;
+                holder[k] = i;
+            }
+        CHECK_MSG(granted == 1, "group %d: %d claims granted", k, granted);
+        if (holder[k] < 0)
+            continue;
+        char br[64], run[64];
+        snprintf(br, sizeof br, "br-c%d", holder[k]);
+        snprintf(run, sizeof run, "run-c%d-g%d-r0", holder[k], k);
+        for (int i = 0; i < CLAIMERS; i++) {
+            if (i == holder[k])
+                continue;
+            CHECK_MSG(c[i].outcome[k] == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD,
+                      "group %d claimer %d: outcome %d", k, i, c[i].outcome[k]);
+            CHECK_EQ_STR(c[i].holder_br[k], br);
+            CHECK_EQ_STR(c[i].holder_run[k], run);
+        }
+    }
+    /* the granted claims' events are in the log once, at the answered idx */
+    h_event_list all = h_list_all(el, a, NULL, 0);
+    CHECK_EQ_INT(all.n, 2 * CLAIM_GROUPS);
+    for (int k = 0; k < CLAIM_GROUPS; k++)
+        for (int e = 0; holder[k] >= 0 && e < 2; e++) {
+            const claimer *h = &c[holder[k]];
+            int found = 0;
+            for (size_t x = 0; x < all.n; x++)
+                found += strcmp(all.events[x]->event_id, h->event_id[k][e]) == 0;
+            CHECK_MSG(found == 1, "group %d event %d listed %d times", k, e, found);
+            Databuild__V1__EventPage *page = NULL;
+            dbld_status st = {0};
+            CHECK_OK(h_list(el, a, NULL, h->idx[k][e], 1, &page, 30000, &st), st);
+            CHECK_MSG(page->n_events == 1 && h->idx[k][e] > 0 &&
+                          strcmp(page->events[0]->event_id, h->event_id[k][e]) == 0,
+                      "group %d event %d: idx %lld holds another event", k, e,
+                      (long long)h->idx[k][e]);
+        }
+    /* even groups become AVAILABLE */
+    for (int k = 0; k < CLAIM_GROUPS; k += 2) {
+        Databuild__V1__BuildEvent *evs[3];
+        for (int r = 0; r < 3; r++)
+            evs[r] = h_event_partition(a, "br-done", dbld_arena_printf(a, "claims/g%d/%c", k, 'a' + r),
+                                       DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-done");
+        h_append_ok(el, a, evs, 3);
+    }
+    run_claimers(c, el, 1);
+    for (int k = 0; k < CLAIM_GROUPS; k++)
+        for (int i = 0; i < CLAIMERS; i++) {
+            int want = k % 2 == 0      ? DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE
+                       : i == holder[k] ? DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED
+                                        : DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD;
+            CHECK_MSG(c[i].outcome[k] == want, "round 1 group %d claimer %d: outcome %d, want %d", k,
+                      i, c[i].outcome[k], want);
+            if (want == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD && holder[k] >= 0) {
+                char br[64];
+                snprintf(br, sizeof br, "br-c%d", holder[k]);
+                CHECK_EQ_STR(c[i].holder_br[k], br);
+            }
+        }
+    dbld_arena_destroy(a);
+    h_service_stop(el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_appenders), DBLD_TEST_ENTRY(same_event_from_many_callers),
-               DBLD_TEST_ENTRY_T(two_replicas, 240))
+               DBLD_TEST_ENTRY(concurrent_claims), DBLD_TEST_ENTRY_T(two_replicas, 240))
