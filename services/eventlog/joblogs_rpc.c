@@ -21,28 +21,6 @@ static int64_t entry_ts(const char *s)
     return v < 100000000000LL ? v * 1000000000LL : v;
 }
 
-typedef struct append_args {
-    const char *p[6];
-    uint32_t stored;
-} append_args;
-
-static int append_fn(dbld_db *db, void *arg, dbld_status *st)
-{
-    append_args *aa = arg;
-    dbld_res *r = NULL;
-    int rc = dbld_db_exec(db,
-                          "INSERT INTO job_logs (job_run_id, seq, ts_ns, content, level, entry)"
-                          " SELECT u.r, u.s, u.t, u.c, u.l, decode(u.e, 'hex') FROM unnest("
-                          "$1::text[], $2::bigint[], $3::bigint[], $4::smallint[], $5::int[],"
-                          " $6::text[]) AS u(r, s, t, c, l, e)"
-                          " ON CONFLICT (job_run_id, seq) DO NOTHING",
-                          6, aa->p, &r, st);
-    if (!rc)
-        aa->stored = (uint32_t)dbld_res_affected(r);
-    dbld_res_free(r);
-    return rc;
-}
-
 static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                   dbld_status *st)
 {
@@ -51,9 +29,10 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     const Databuild__V1__AppendJobLogsRequest *req =
         (const Databuild__V1__AppendJobLogsRequest *)req_msg;
     size_t n = req->n_entries;
+    el_joblogs logs = {.n = n};
     const char **col[6];
     for (int c = 0; c < 6; c++)
-        col[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
+        col[c] = logs.cols[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
     for (size_t i = 0; i < n; i++) {
         Databuild__V1__JobLogEntry *e = req->entries[i];
         if (!*e->job_id)
@@ -75,15 +54,12 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
             e->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG && e->log ? (int)e->log->level : -1);
         col[5][i] = dbld_hex_encode(a, buf, len);
     }
-    append_args aa = {.stored = 0};
-    for (int c = 0; c < 6; c++)
-        aa.p[c] = dbld_pg_text_array(a, col[c], n);
-    int rc = n ? el_store_with_db(store, append_fn, &aa, st) : 0;
+    int rc = n ? el_store_joblogs(store, &logs, st) : 0;
     if (rc)
         return rc;
     Databuild__V1__AppendJobLogsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__append_job_logs_response__descriptor);
-    resp->stored = aa.stored;
+    resp->stored = logs.stored;
     *resp_msg = &resp->base;
     return 0;
 }

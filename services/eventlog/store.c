@@ -30,6 +30,7 @@ typedef struct pending {
     el_event *evs;
     size_t n;
     el_claim *claim;     /* set for a claim: decided in the batch's transaction */
+    el_joblogs *logs;    /* set for job log entries */
     dbld_arena *arena;   /* the claimant's arena, for result strings */
     int done;
     pthread_cond_t cv; /* signalled when done (one per request: no thundering herd) */
@@ -359,6 +360,44 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
     return 0;
 }
 
+/* A set of strings (open addressing, fixed capacity for at most n keys),
+ * each with a value. */
+typedef struct strset {
+    const char **slot;
+    void **val;
+    size_t cap;
+} strset;
+
+static void strset_init(dbld_arena *a, strset *s, size_t n)
+{
+    s->cap = 16;
+    while (s->cap < 2 * n)
+        s->cap *= 2;
+    s->slot = dbld_arena_alloc(a, s->cap * sizeof *s->slot);
+    memset(s->slot, 0, s->cap * sizeof *s->slot);
+    s->val = dbld_arena_alloc(a, s->cap * sizeof *s->val);
+}
+
+/* The slot of key: s->slot[i] is NULL when key is not in the set yet. */
+static size_t strset_find(const strset *s, const char *key)
+{
+    size_t i = (size_t)hash_str(key) & (s->cap - 1);
+    while (s->slot[i] && strcmp(s->slot[i], key) != 0)
+        i = (i + 1) & (s->cap - 1);
+    return i;
+}
+
+/* Add key with val unless present; 1 when it was added. */
+static int strset_add(strset *s, const char *key, void *val)
+{
+    size_t i = strset_find(s, key);
+    if (s->slot[i])
+        return 0;
+    s->slot[i] = key;
+    s->val[i] = val;
+    return 1;
+}
+
 /* ---- batches: claims and appends in one transaction ---- */
 
 static int granted(const pending *p)
@@ -369,12 +408,12 @@ static int granted(const pending *p)
 /* The events request p writes: an append's, or a granted claim's. */
 static el_event *req_events(const pending *p, size_t *n)
 {
-    if (!p->claim) {
-        *n = p->n;
-        return p->evs;
+    if (p->claim) {
+        *n = granted(p) ? p->claim->n_events : 0;
+        return p->claim->events;
     }
-    *n = granted(p) ? p->claim->n_events : 0;
-    return p->claim->events;
+    *n = p->logs ? 0 : p->n;
+    return p->evs;
 }
 
 /* Collect the events of reqs, marking repeated event_ids (a client retrying
@@ -470,23 +509,88 @@ static size_t claim_rows(dbld_arena *a, pending **reqs, size_t n_reqs, dbld_stmt
     return 1;
 }
 
+#define JOBLOG_COLS 6
+
+/* The job log entries of reqs as one statement in *out (0 when there are
+ * none). An entry repeated in the batch is sent once, for its first request:
+ * the rows the INSERT returns are credited to that request (credit_joblogs). */
+static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *keys,
+                          dbld_stmt *out, dbld_res **res)
+{
+    size_t total = 0;
+    for (size_t r = 0; r < n_reqs; r++)
+        if (reqs[r]->logs)
+            total += reqs[r]->logs->n;
+    if (!total)
+        return 0;
+    strset_init(a, keys, total);
+    const char **col[JOBLOG_COLS];
+    for (int c = 0; c < JOBLOG_COLS; c++)
+        col[c] = dbld_arena_alloc(a, total * sizeof *col[c]);
+    size_t k = 0;
+    for (size_t r = 0; r < n_reqs; r++) {
+        el_joblogs *l = reqs[r]->logs;
+        for (size_t i = 0; l && i < l->n; i++) {
+            l->stored = 0;
+            const char *key = dbld_arena_printf(a, "%s\n%s", l->cols[0][i], l->cols[1][i]);
+            if (!strset_add(keys, key, l))
+                continue;
+            for (int c = 0; c < JOBLOG_COLS; c++)
+                col[c][k] = l->cols[c][i];
+            k++;
+        }
+    }
+    const char **p = dbld_arena_alloc(a, JOBLOG_COLS * sizeof *p);
+    for (int c = 0; c < JOBLOG_COLS; c++)
+        p[c] = dbld_pg_text_array(a, col[c], k);
+    *out = (dbld_stmt){
+        .name = "el_joblogs",
+        .sql = "INSERT INTO job_logs (job_run_id, seq, ts_ns, content, level, entry)"
+               " SELECT u.r, u.s, u.t, u.c, u.l, decode(u.e, 'hex') FROM unnest("
+               "$1::text[], $2::bigint[], $3::bigint[], $4::smallint[], $5::int[],"
+               " $6::text[]) AS u(r, s, t, c, l, e)"
+               " ON CONFLICT (job_run_id, seq) DO NOTHING RETURNING job_run_id, seq",
+        .n = JOBLOG_COLS,
+        .params = p,
+        .out = res};
+    return 1;
+}
+
+/* Count the stored rows (job_run_id, seq) for the requests they came from. */
+static void credit_joblogs(dbld_arena *a, const dbld_res *r, const strset *keys)
+{
+    for (int row = 0; row < dbld_res_rows(r); row++) {
+        const char *key =
+            dbld_arena_printf(a, "%s\n%s", dbld_res_get(r, row, 0), dbld_res_get(r, row, 1));
+        size_t i = strset_find(keys, key);
+        if (keys->slot[i])
+            ((el_joblogs *)keys->val[i])->stored++;
+    }
+}
+
 /* Write reqs inside the open transaction: the granted claims' rows, all
- * events (in reqs order) and their projections, in two round trips: [pre...,
- * claim rows, INSERT] then [projection updates, COMMIT when commit is set]. */
+ * events (in reqs order) and their projections, and the job log entries, in
+ * two round trips: [pre..., claim rows, INSERT events, INSERT job logs] then
+ * [projection updates, COMMIT when commit is set]. */
 static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n_pre,
                       pending **reqs, size_t n_reqs, int commit, int64_t *max_idx,
                       dbld_status *st)
 {
     size_t n = 0;
     el_event **evs = batch_events(a, reqs, n_reqs, &n);
-    dbld_stmt first[4];
+    dbld_stmt first[5];
     memcpy(first, pre, n_pre * sizeof *first);
     size_t k = n_pre + claim_rows(a, reqs, n_reqs, &first[n_pre]);
-    dbld_res *ins = NULL;
+    dbld_res *ins = NULL, *logs = NULL;
     if (n)
         first[k++] = (dbld_stmt){.name = "el_insert", .sql = INSERT_SQL, .n = 8,
                                  .params = insert_params(a, evs, n), .out = &ins};
+    strset keys;
+    k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
+    if (!rc && logs)
+        credit_joblogs(a, logs, &keys);
+    dbld_res_free(logs);
     if (!rc && n) {
         assign_idx(ins, evs, n, 0);
         rc = resolve_existing(db, a, evs, n, st);
@@ -510,40 +614,14 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
     return 0;
 }
 
-/* A set of strings (open addressing, fixed capacity for at most n keys). */
-typedef struct strset {
-    const char **slot;
-    size_t cap;
-} strset;
-
-static void strset_init(dbld_arena *a, strset *s, size_t n)
-{
-    s->cap = 16;
-    while (s->cap < 2 * n)
-        s->cap *= 2;
-    s->slot = dbld_arena_alloc(a, s->cap * sizeof *s->slot);
-    memset(s->slot, 0, s->cap * sizeof *s->slot);
-}
-
-/* The slot holding key, or the empty one where it belongs. */
-static const char **strset_find(const strset *s, const char *key)
-{
-    size_t i = (size_t)hash_str(key) & (s->cap - 1);
-    while (s->slot[i] && strcmp(s->slot[i], key) != 0)
-        i = (i + 1) & (s->cap - 1);
-    return &s->slot[i];
-}
-
-static void strset_add(strset *s, const char *key) { *strset_find(s, key) = key; }
-
 /* The partitions a granted claim changes: its claim rows and its events' refs. */
 static void add_touched(strset *touched, const el_claim *c)
 {
     for (size_t i = 0; i < c->n_refs; i++)
-        strset_add(touched, c->refs[i]);
+        strset_add(touched, c->refs[i], NULL);
     for (size_t i = 0; i < c->n_events; i++)
         for (size_t r = 0; r < c->events[i].n_refs; r++)
-            strset_add(touched, c->events[i].refs[r]);
+            strset_add(touched, c->events[i].refs[r], NULL);
 }
 
 #define CLAIM_PEEK_SQL                                                                            \
@@ -608,7 +686,7 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
         el_claim *c = reqs[i]->claim;
         int stale = 0;
         for (size_t r = 0; r < c->n_refs && !stale; r++)
-            stale = *strset_find(&touched, c->refs[r]) != NULL;
+            stale = touched.slot[strset_find(&touched, c->refs[r])] != NULL;
         int held_elsewhere = strcmp(dbld_res_get(peek[i], 0, 1), "t") == 0;
         if (!stale && dbld_res_i64(peek[i], 0, 0) == (int64_t)c->n_refs) {
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE;
@@ -644,12 +722,12 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
     for (pending *p = reqs; p; p = p->next)
         n++;
     /* Claims first (each decided before any of the batch's appends), then
-     * appends, each group in queue order. */
+     * appends, then job logs, each group in queue order. */
     pending **arr = dbld_arena_alloc(a, n * sizeof *arr);
     size_t k = 0;
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < 3; pass++)
         for (pending *p = reqs; p; p = p->next)
-            if ((p->claim == NULL) == pass)
+            if ((p->claim ? 0 : p->logs ? 2 : 1) == pass)
                 arr[k++] = p;
     int64_t max_idx = 0;
     rc = batch_tx(*db, a, arr, n, &max_idx, st);
@@ -864,6 +942,12 @@ int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, e
 int el_store_claim(el_store *s, el_claim *c, dbld_arena *a, dbld_status *st)
 {
     pending p = {.claim = c, .arena = a, .n = c->n_events};
+    return submit(s, &p, st);
+}
+
+int el_store_joblogs(el_store *s, el_joblogs *logs, dbld_status *st)
+{
+    pending p = {.logs = logs, .n = logs->n};
     return submit(s, &p, st);
 }
 

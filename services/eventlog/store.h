@@ -85,6 +85,18 @@ int el_store_claim(el_store *s, el_claim *c, dbld_arena *a, dbld_status *st);
 int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id,
                      char **refs, size_t n, uint32_t *released, dbld_status *st);
 
+/* Job log entries (JobLogs/Append) as text columns: job_run_id, seq,
+ * ts_ns, content, level, entry (serialized JobLogEntry, hex). */
+typedef struct el_joblogs {
+    const char **cols[6];
+    size_t n;
+    uint32_t stored; /* result: entries not stored before */
+} el_joblogs;
+
+/* Store job log entries durably (idempotent on (job_run_id, seq)), in the
+ * writer's next group commit. */
+int el_store_joblogs(el_store *s, el_joblogs *logs, dbld_status *st);
+
 /* Run fn with a pooled connection (fails fast with UNAVAILABLE while the
  * database is down; marks it down when fn reports UNAVAILABLE). */
 typedef int (*el_db_fn)(dbld_db *db, void *arg, dbld_status *st);

@@ -391,5 +391,93 @@ DBLD_TEST(concurrent_claims)
     h_service_stop(el);
 }
 
+/* JobLogs/Append from many callers at once, group-committed together: 8
+ * callers send overlapping windows of one run's 40 entries (and one repeats
+ * an entry inside its request); every entry is stored once, the callers'
+ * `stored` counts add up to 40, and a repeat of it all stores nothing. */
+enum { LOG_ENTRIES = 40, LOG_CALLERS = 8 };
+
+typedef struct log_caller {
+    h_service *el;
+    int id, calls;
+    uint32_t stored;
+    int failed;
+    char error[512];
+} log_caller;
+
+static void *log_worker(void *arg)
+{
+    log_caller *c = arg;
+    dbld_arena *a = dbld_arena_create();
+    for (int call = 0; call < c->calls && !c->failed; call++) {
+        dbld_arena_reset(a);
+        Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
+        req.entries = dbld_arena_alloc(a, 12 * sizeof *req.entries);
+        int from = (c->id * 5 + call * 9) % LOG_ENTRIES;
+        for (int k = 0; k < 11; k++) {
+            int seq = k == 10 ? from + 1 : (from + k) % LOG_ENTRIES + 1; /* k == 10: a repeat */
+            Databuild__V1__JobLogEntry *e = dbld_arena_msg(a, &databuild__v1__job_log_entry__descriptor);
+            Databuild__V1__LogMessage *l = dbld_arena_msg(a, &databuild__v1__log_message__descriptor);
+            e->timestamp = dbld_arena_printf(a, "%d", 1700000000 + seq);
+            e->job_id = "logs-run";
+            e->sequence_number = (uint64_t)seq;
+            l->message = dbld_arena_printf(a, "line %d", seq);
+            e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
+            e->log = l;
+            req.entries[req.n_entries++] = e;
+        }
+        Databuild__V1__AppendJobLogsResponse *resp = NULL;
+        dbld_status st = {0};
+        int rc = dbld_client_unary(c->el->client, "/databuild.v1.JobLogs/Append", &req.base,
+                                   &databuild__v1__append_job_logs_response__descriptor,
+                                   dbld_arena_allocator(a), (ProtobufCMessage **)&resp, 30000, 0,
+                                   &st);
+        if (rc != DBLD_OK) {
+            c->failed = 1;
+            snprintf(c->error, sizeof c->error, "log caller %d: %s: %s", c->id, dbld_code_name(rc),
+                     st.msg);
+            break;
+        }
+        c->stored += resp->stored;
+    }
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+static uint32_t run_log_callers(h_service *el)
+{
+    log_caller c[LOG_CALLERS];
+    memset(c, 0, sizeof c);
+    for (int i = 0; i < LOG_CALLERS; i++) {
+        c[i].el = el;
+        c[i].id = i;
+        c[i].calls = 6;
+    }
+    run_threads(log_worker, c, sizeof *c, LOG_CALLERS);
+    uint32_t stored = 0;
+    for (int i = 0; i < LOG_CALLERS; i++) {
+        CHECK_MSG(!c[i].failed, "%s", c[i].error);
+        stored += c[i].stored;
+    }
+    return stored;
+}
+
+DBLD_TEST(concurrent_job_logs)
+{
+    char dsn[1024];
+    h_db_create("joblogs", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    CHECK_EQ_INT(run_log_callers(el), LOG_ENTRIES);
+    CHECK_EQ_INT(run_log_callers(el), 0);
+    h_rows *r = h_sql(dsn, "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM job_logs");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), LOG_ENTRIES);
+    CHECK_EQ_INT(h_rows_i64(r, 0, 1), LOG_ENTRIES);
+    CHECK_EQ_INT(h_rows_i64(r, 0, 2), 1);
+    CHECK_EQ_INT(h_rows_i64(r, 0, 3), LOG_ENTRIES);
+    h_rows_free(r);
+    h_service_stop(el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_appenders), DBLD_TEST_ENTRY(same_event_from_many_callers),
-               DBLD_TEST_ENTRY(concurrent_claims), DBLD_TEST_ENTRY_T(two_replicas, 240))
+               DBLD_TEST_ENTRY(concurrent_claims), DBLD_TEST_ENTRY(concurrent_job_logs),
+               DBLD_TEST_ENTRY_T(two_replicas, 240))
