@@ -187,6 +187,14 @@ static int wait_delegation(gs_task *t, dbld_arena *a)
     }
 }
 
+/* JobEvent RUNNING of the task's attempt number `attempt` on ep. */
+static gs_event *running_event(gs_task *t, dbld_arena *a, const char *run, int ep, int attempt)
+{
+    gs_build *b = t->b;
+    return gs_ev_job(a, b->id, run, t->job->label, t->task->config, JS(RUNNING),
+                     dbld_arena_printf(a, "attempt %d on %s", attempt, gs_ep_addr(b->svc, ep)));
+}
+
 static void *task_main(void *arg)
 {
     gs_task *t = arg;
@@ -210,7 +218,9 @@ static void *task_main(void *arg)
             task_end(t, T_CANCELLED, "build cancelled");
             break;
         }
-        /* claim, with SCHEDULED + BUILDING appended atomically when granted */
+        /* claim, with SCHEDULED + BUILDING appended atomically when granted;
+         * outside a delegation also RUNNING on the job service picked now
+         * (after a delegation the grant may still turn into SKIPPED). */
         gs_evlist l = {0};
         Databuild__V1__BuildEvent *sched = gs_ev_job(a, b->id, run, label, cfg, JS(SCHEDULED), "");
         sched->job_event->config = (Databuild__V1__JobConfig *)cfg;
@@ -218,10 +228,22 @@ static void *task_main(void *arg)
         for (size_t i = 0; i < cfg->n_outputs; i++)
             gs_evlist_add(a, &l,
                           gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(BUILDING), run, ""));
+        int ep = -1;
+        if (!*delegated_to) {
+            ep = gs_ep_acquire(s, avoid_ep);
+            pthread_mutex_lock(&b->mu);
+            int attempt = t->attempts + 1; /* counted once granted, below */
+            pthread_mutex_unlock(&b->mu);
+            gs_evlist_add(a, &l, running_event(t, a, run, ep, attempt));
+        }
         Databuild__V1__ClaimResponse *cr = NULL;
         dbld_status st;
-        if (gs_el_claim(s, b->id, run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr, &st) !=
-            0) {
+        int crc = gs_el_claim(s, b->id, run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr, &st);
+        if (ep >= 0 && (crc != 0 || cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)) {
+            gs_ep_release(s, ep);
+            ep = -1;
+        }
+        if (crc != 0) {
             gsb_abandon(b, &st);
             task_end(t, T_CANCELLED, "abandoned");
             break;
@@ -263,7 +285,7 @@ static void *task_main(void *arg)
             gsb_abandon(b, &st);
             continue;
         }
-        /* GRANTED: our SCHEDULED + BUILDING events are in the log. */
+        /* GRANTED: our SCHEDULED + BUILDING (+ RUNNING when ep >= 0) events are in the log. */
         if (*delegated_to && holder_built(t, a, holder_run)) {
             l.n = 0;
             gs_evlist_add(
@@ -278,8 +300,10 @@ static void *task_main(void *arg)
             task_end(t, gsb_append(b, a, &l) == 0 ? T_OK : T_CANCELLED, NULL);
             break;
         }
+        int running = ep >= 0; /* RUNNING came with the grant */
+        if (!running)
+            ep = gs_ep_acquire(s, avoid_ep);
         delegated_to[0] = 0;
-        int ep = gs_ep_acquire(s, avoid_ep);
         pthread_mutex_lock(&b->mu);
         int cancel = b->cancel;
         if (!cancel) {
@@ -296,10 +320,7 @@ static void *task_main(void *arg)
             break;
         }
         Databuild__V1__RunJobResponse *rr = NULL;
-        int rc = gsb_append1(
-            b, a,
-            gs_ev_job(a, b->id, run, label, cfg, JS(RUNNING),
-                      dbld_arena_printf(a, "attempt %d on %s", t->attempts, gs_ep_addr(s, ep))));
+        int rc = running ? 0 : gsb_append1(b, a, running_event(t, a, run, ep, t->attempts));
         if (rc == 0) {
             int64_t timeout =
                 t->job->timeout_ms > 0 ? t->job->timeout_ms + RUN_MARGIN_MS : NO_TIMEOUT_MS;
