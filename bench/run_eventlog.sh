@@ -2,6 +2,9 @@
 # bench/run_eventlog.sh - durable Append throughput of the event log versus
 # pgbench inserting equivalent rows into an identical table (same columns,
 # same indexes, same payload size) in the same PostgreSQL, in the same run.
+# Callers are outstanding calls driven from two client threads (bench_eventlog
+# --driver async), as pgbench drives its clients from -j 2 threads; one extra
+# line shows 64 blocking caller threads for comparison.
 #
 # Needs: DBLD_TEST_PG (superuser conninfo, set by `./dev bench eventlog`),
 #        DBLD_BUILD_DIR (default ./build). Optional: BENCH_SECONDS (default 10),
@@ -67,6 +70,9 @@ echo "== RPC ceiling: grpc.health.v1 Check on the same server (no database work)
 echo "== event log Append (durable: acked after COMMIT, fsync on) =="
 "$build/bench_eventlog" --target "127.0.0.1:$port" --seconds "$secs" \
     --callers "$(echo $callers | tr ' ' ',')" --batch 1,100 | tee "$work/el.txt"
+echo "== the same, 64 single-event callers as 64 blocking client threads (--driver threads) =="
+"$build/bench_eventlog" --target "127.0.0.1:$port" --seconds "$secs" \
+    --callers 64 --batch 1 --driver threads | tee "$work/el_threads.txt"
 
 echo "== pgbench, same server, same table shape =="
 : >"$work/pg.txt"

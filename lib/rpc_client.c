@@ -181,15 +181,7 @@ static int set_status(dbld_status *st, grpc_status_code status, grpc_slice detai
 
 /* ---- unary ---- */
 
-typedef struct unary_ctx {
-    grpc_metadata_array init_md, trail_md;
-    grpc_byte_buffer *send, *recv;
-    grpc_status_code status;
-    grpc_slice details;
-    const char *error;
-} unary_ctx;
-
-static void unary_ops(unary_ctx *u, grpc_op ops[6])
+void dbld__unary_ops(dbld__unary *u, grpc_op ops[6])
 {
     memset(ops, 0, 6 * sizeof *ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -221,7 +213,7 @@ static grpc_call *call_create(dbld_client *c, const char *path, grpc_completion_
 static int unary_once(dbld_client *c, const char *path, grpc_slice payload, gpr_timespec deadline,
                       grpc_slice *reply, dbld_status *st)
 {
-    unary_ctx u;
+    dbld__unary u;
     memset(&u, 0, sizeof u);
     grpc_metadata_array_init(&u.init_md);
     grpc_metadata_array_init(&u.trail_md);
@@ -230,7 +222,7 @@ static int unary_once(dbld_client *c, const char *path, grpc_slice payload, gpr_
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_call *call = call_create(c, path, cq, deadline);
     grpc_op ops[6];
-    unary_ops(&u, ops);
+    dbld__unary_ops(&u, ops);
     int code;
     if (grpc_call_start_batch(call, ops, 6, TAG_CALL, NULL) == GRPC_CALL_OK) {
         pluck(cq, TAG_CALL, gpr_inf_future(GPR_CLOCK_MONOTONIC));

@@ -48,6 +48,19 @@ extern const dbld_service dbld__health_service;
 
 /* ---- shared helpers (rpc_client.c) ---- */
 
+/* The buffers of one unary client call: send is the request, the rest are
+ * filled when the batch completes. */
+typedef struct dbld__unary {
+    grpc_metadata_array init_md, trail_md;
+    grpc_byte_buffer *send, *recv;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error;
+} dbld__unary;
+
+/* The six ops of a unary call (send all, receive all) in one batch. */
+void dbld__unary_ops(dbld__unary *u, grpc_op ops[6]);
+
 /* Serialize a message into a new byte buffer; caller destroys it. */
 grpc_byte_buffer *dbld__pack(const ProtobufCMessage *msg);
 /* Copy a byte buffer into one contiguous slice; caller unrefs it. */
