@@ -167,6 +167,71 @@ static int forever(dbld_call *call, const ProtobufCMessage *req, dbld_status *st
     return rc;
 }
 
+/* ---- asynchronous completion: a completer thread answers later ---- */
+
+typedef struct later_item {
+    dbld_call *call;
+    ProtobufCMessage *resp; /* NULL: answer NOT_FOUND */
+    int64_t due_ms;
+    struct later_item *next;
+} later_item;
+
+static pthread_mutex_t g_later_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_later_cv = PTHREAD_COND_INITIALIZER;
+static later_item *g_later;
+static int g_later_stop;
+static atomic_int g_completed; /* answers handed back by the completer */
+
+static void *completer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g_later_mu);
+    for (;;) {
+        while (!g_later && !g_later_stop)
+            pthread_cond_wait(&g_later_cv, &g_later_mu);
+        if (!g_later) break;
+        later_item *it = g_later;
+        g_later = it->next;
+        pthread_mutex_unlock(&g_later_mu);
+        int64_t wait = it->due_ms - dbld_mono_ms();
+        if (wait > 0) dbld_sleep_ms(wait);
+        if (it->resp) {
+            dbld_call_complete(it->call, 0, NULL, it->resp);
+        } else {
+            dbld_call_complete(it->call, DBLD_NOT_FOUND, "nothing later", NULL);
+            dbld_call_complete(it->call, 0, NULL, NULL); /* a second answer is dropped */
+        }
+        atomic_fetch_add(&g_completed, 1);
+        free(it);
+        pthread_mutex_lock(&g_later_mu);
+    }
+    pthread_mutex_unlock(&g_later_mu);
+    return NULL;
+}
+
+/* Nonblocking: hands the call to the completer, which answers after str ms
+ * (str "fail" answers NOT_FOUND at once). The arena stays the call's. */
+static int later(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                 dbld_status *st)
+{
+    (void)resp;
+    (void)st;
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    later_item *it = calloc(1, sizeof *it);
+    it->call = call;
+    int fail = strcmp(in->str, "fail") == 0;
+    it->resp = fail ? NULL : &new_ref(call, in->str)->base;
+    it->due_ms = dbld_mono_ms() + (fail ? 0 : atoll(in->str));
+    pthread_mutex_lock(&g_later_mu);
+    later_item **tail = &g_later;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = it;
+    pthread_cond_signal(&g_later_cv);
+    pthread_mutex_unlock(&g_later_mu);
+    return DBLD_ASYNC;
+}
+
 static const dbld_method echo_methods[] = {
     {"/test.Echo/Echo", REF_DESC, REF_DESC, echo, NULL},
     {"/test.Echo/Fail", REF_DESC, REF_DESC, failing, NULL},
@@ -177,6 +242,8 @@ static const dbld_method echo_methods[] = {
     {"/test.Echo/Sleep", REF_DESC, REF_DESC, sleepy, NULL},
     {"/test.Echo/Count", REF_DESC, REF_DESC, NULL, count},
     {"/test.Echo/Forever", REF_DESC, REF_DESC, NULL, forever},
+    {"/test.Echo/Later", REF_DESC, REF_DESC, later, NULL, DBLD_METHOD_NONBLOCKING},
+    {"/test.Echo/Quick", REF_DESC, REF_DESC, echo, NULL, DBLD_METHOD_NONBLOCKING},
 };
 static const dbld_service echo_service = {"test.Echo", echo_methods,
                                           sizeof echo_methods / sizeof echo_methods[0]};
@@ -647,15 +714,133 @@ static void test_shutdown_cancels_after_grace(void **state)
     fixture_stop(&f);
 }
 
-/* ---- load ---- */
-
-#define LOAD_THREADS 16
-#define LOAD_CALLS 200
+/* ---- asynchronous completion and inline handlers ---- */
 
 typedef struct load_arg {
     dbld_client *client;
     int id, ok;
 } load_arg;
+
+static pthread_t start_completer(void)
+{
+    g_later_stop = 0;
+    atomic_store(&g_completed, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, completer_main, NULL), 0);
+    return t;
+}
+
+static void stop_completer(pthread_t t)
+{
+    pthread_mutex_lock(&g_later_mu);
+    g_later_stop = 1;
+    pthread_cond_broadcast(&g_later_cv);
+    pthread_mutex_unlock(&g_later_mu);
+    pthread_join(t, NULL);
+}
+
+static void test_async_completion(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    pthread_t comp = start_completer();
+    dbld_status st;
+    char out[64];
+    int64_t t0 = dbld_mono_ms();
+    assert_int_equal(call_ref(f.client, "/test.Echo/Later", "150", 5000, 0, out, sizeof out, &st),
+                     0);
+    assert_string_equal(out, "150"); /* built in the call's arena by the handler */
+    assert_true(dbld_mono_ms() - t0 >= 140);
+    /* an error answer; the completer's second answer to the same call is dropped */
+    assert_int_equal(call_ref(f.client, "/test.Echo/Later", "fail", 5000, 0, NULL, 0, &st),
+                     DBLD_NOT_FOUND);
+    assert_string_equal(st.msg, "nothing later");
+    /* the server is fine afterwards */
+    assert_int_equal(call_ref(f.client, "/test.Echo/Echo", "x", 2000, 0, out, sizeof out, &st), 0);
+    fixture_stop(&f);
+    stop_completer(comp);
+}
+
+/* With every worker busy, a DBLD_METHOD_NONBLOCKING method still answers at
+ * once (it runs on the poller) while a blocking one waits for a worker. */
+static void test_nonblocking_runs_inline(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0); /* 4 workers */
+    bg_call b[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        b[i] = (bg_call){.client = f.client, .path = "/test.Echo/Sleep", .arg = "1500"};
+        assert_int_equal(pthread_create(&t[i], NULL, run_bg_call, &b[i]), 0);
+    }
+    assert_true(wait_flag(&g_entered, 3000));
+    dbld_sleep_ms(100); /* let all four reach their workers */
+    dbld_status st;
+    char out[32];
+    int64_t t0 = dbld_mono_ms();
+    assert_int_equal(call_ref(f.client, "/test.Echo/Quick", "q", 5000, 0, out, sizeof out, &st), 0);
+    int64_t quick = dbld_mono_ms() - t0;
+    assert_string_equal(out, "q");
+    t0 = dbld_mono_ms();
+    assert_int_equal(call_ref(f.client, "/test.Echo/Echo", "e", 5000, 0, out, sizeof out, &st), 0);
+    int64_t queued = dbld_mono_ms() - t0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(b[i].rc, 0);
+    }
+    assert_true(quick < 700);   /* not behind the 1.5 s sleepers */
+    assert_true(queued >= 500); /* behind them */
+    fixture_stop(&f);
+}
+
+/* Shutdown waits for calls still to be answered asynchronously. */
+static void test_shutdown_waits_for_async(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 5000);
+    pthread_t comp = start_completer();
+    bg_call b = {.client = f.client, .path = "/test.Echo/Later", .arg = "400"};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_bg_call, &b), 0);
+    int64_t end = dbld_mono_ms() + 3000;
+    for (;;) { /* wait until the call is with the completer */
+        pthread_mutex_lock(&g_later_mu);
+        int queued = g_later != NULL;
+        pthread_mutex_unlock(&g_later_mu);
+        if (queued || dbld_mono_ms() > end) break;
+        dbld_sleep_ms(2);
+    }
+    dbld_server_shutdown(f.srv);
+    assert_int_equal(atomic_load(&g_completed), 1); /* answered before shutdown returned */
+    pthread_join(t, NULL);
+    assert_int_equal(b.rc, 0);
+    fixture_stop(&f);
+    stop_completer(comp);
+}
+
+#define ASYNC_THREADS 8
+#define ASYNC_CALLS 150
+
+static void *async_load_main(void *arg)
+{
+    load_arg *a = arg;
+    for (int i = 0; i < ASYNC_CALLS; i++) {
+        char out[32] = "";
+        dbld_status st;
+        if (call_ref(a->client, "/test.Echo/Later", "0", 10000, 0, out, sizeof out, &st) == 0 &&
+            strcmp(out, "0") == 0)
+            a->ok++;
+    }
+    return NULL;
+}
+
+/* ---- load ---- */
+
+#define LOAD_THREADS 16
+#define LOAD_CALLS 200
 
 static void *load_main(void *arg)
 {
@@ -689,6 +874,28 @@ static void test_concurrent_unary(void **state)
     }
     assert_int_equal(ok, LOAD_THREADS * LOAD_CALLS);
     fixture_stop(&f);
+}
+
+static void test_concurrent_async(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    pthread_t comp = start_completer();
+    pthread_t t[ASYNC_THREADS];
+    load_arg a[ASYNC_THREADS];
+    for (int i = 0; i < ASYNC_THREADS; i++) {
+        a[i] = (load_arg){f.client, i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, async_load_main, &a[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < ASYNC_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    assert_int_equal(ok, ASYNC_THREADS * ASYNC_CALLS);
+    fixture_stop(&f);
+    stop_completer(comp);
 }
 
 static void test_bad_arguments(void **state)
@@ -743,6 +950,10 @@ int main(void)
         cmocka_unit_test(test_shutdown_grace),
         cmocka_unit_test(test_shutdown_cancels_after_grace),
         cmocka_unit_test(test_concurrent_unary),
+        cmocka_unit_test(test_async_completion),
+        cmocka_unit_test(test_nonblocking_runs_inline),
+        cmocka_unit_test(test_shutdown_waits_for_async),
+        cmocka_unit_test(test_concurrent_async),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_signals),
     };
