@@ -856,23 +856,30 @@ static void *load_main(void *arg)
     return NULL;
 }
 
+/* n threads each running fn; returns the sum of their ok counts. */
+static int run_load(dbld_client *c, void *(*fn)(void *), int n)
+{
+    pthread_t t[LOAD_THREADS];
+    load_arg a[LOAD_THREADS];
+    assert_true(n <= LOAD_THREADS);
+    for (int i = 0; i < n; i++) {
+        a[i] = (load_arg){c, i, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, fn, &a[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    return ok;
+}
+
 static void test_concurrent_unary(void **state)
 {
     (void)state;
     fixture f;
     fixture_start(&f, 0, 0);
-    pthread_t t[LOAD_THREADS];
-    load_arg a[LOAD_THREADS];
-    for (int i = 0; i < LOAD_THREADS; i++) {
-        a[i] = (load_arg){f.client, i, 0};
-        assert_int_equal(pthread_create(&t[i], NULL, load_main, &a[i]), 0);
-    }
-    int ok = 0;
-    for (int i = 0; i < LOAD_THREADS; i++) {
-        pthread_join(t[i], NULL);
-        ok += a[i].ok;
-    }
-    assert_int_equal(ok, LOAD_THREADS * LOAD_CALLS);
+    assert_int_equal(run_load(f.client, load_main, LOAD_THREADS), LOAD_THREADS * LOAD_CALLS);
     fixture_stop(&f);
 }
 
@@ -882,18 +889,8 @@ static void test_concurrent_async(void **state)
     fixture f;
     fixture_start(&f, 0, 0);
     pthread_t comp = start_completer();
-    pthread_t t[ASYNC_THREADS];
-    load_arg a[ASYNC_THREADS];
-    for (int i = 0; i < ASYNC_THREADS; i++) {
-        a[i] = (load_arg){f.client, i, 0};
-        assert_int_equal(pthread_create(&t[i], NULL, async_load_main, &a[i]), 0);
-    }
-    int ok = 0;
-    for (int i = 0; i < ASYNC_THREADS; i++) {
-        pthread_join(t[i], NULL);
-        ok += a[i].ok;
-    }
-    assert_int_equal(ok, ASYNC_THREADS * ASYNC_CALLS);
+    assert_int_equal(run_load(f.client, async_load_main, ASYNC_THREADS),
+                     ASYNC_THREADS * ASYNC_CALLS);
     fixture_stop(&f);
     stop_completer(comp);
 }
