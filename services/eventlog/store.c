@@ -585,7 +585,8 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
     size_t n = 0;
     el_event **evs = batch_events(a, reqs, n_reqs, &n);
     dbld_stmt first[5];
-    memcpy(first, pre, n_pre * sizeof *first);
+    if (n_pre)
+        memcpy(first, pre, n_pre * sizeof *first);
     size_t k = n_pre + claim_rows(a, reqs, n_reqs, &first[n_pre]);
     dbld_res *ins = NULL, *logs = NULL;
     if (n)
