@@ -128,10 +128,9 @@ static const dbld__cfg_key shared_keys[] = {
 };
 
 static const dbld__cfg_key eventlog_keys[] = {
-    /* Appends hold no worker while they wait for their group commit; claims
-     * and job logs do, so the worker count bounds how many of those can share
-     * one transaction. */
-    SERVER_KEYS(eventlog, "127.0.0.1:7101", 32),
+    /* Appends, claims and job logs hold no worker while they wait for their
+     * group commit; workers serve the reads (List, Status, leases). */
+    SERVER_KEYS(eventlog, "127.0.0.1:7101", 8),
     INT_KEY(eventlog, "group_commit_max_events", group_commit_max_events, 1, 100000, 5000),
     INT_KEY(eventlog, "db_pool_size", db_pool_size, 1, 64, 4),
     {0},

@@ -11,21 +11,25 @@
 #define SUBSCRIBE_PAGE 500
 #define SUBSCRIBE_POLL_MS 500
 
+void el_async_done(void *arg, const dbld_status *st)
+{
+    el_async *as = arg;
+    if (st->code)
+        dbld_call_complete(as->call, st->code, st->msg, NULL);
+    else
+        dbld_call_complete(as->call, 0, NULL, as->respond(as, dbld_call_arena(as->call)));
+}
+
 typedef struct append_ctx {
-    dbld_call *call;
+    el_async as; /* first */
     el_event *evs;
     size_t n;
 } append_ctx;
 
-/* The writer committed (or failed) the batch holding this call's events. */
-static void append_done(void *arg, const dbld_status *st)
+/* The batch holding this call's events committed. */
+static ProtobufCMessage *append_respond(el_async *as, dbld_arena *a)
 {
-    append_ctx *ctx = arg;
-    if (st->code) {
-        dbld_call_complete(ctx->call, st->code, st->msg, NULL);
-        return;
-    }
-    dbld_arena *a = dbld_call_arena(ctx->call);
+    append_ctx *ctx = (append_ctx *)as;
     Databuild__V1__AppendResponse *resp =
         dbld_arena_msg(a, &databuild__v1__append_response__descriptor);
     resp->n_events = ctx->n;
@@ -38,11 +42,11 @@ static void append_done(void *arg, const dbld_status *st)
         e->duplicate = ctx->evs[i].duplicate;
         resp->events[i] = e;
     }
-    dbld_call_complete(ctx->call, 0, NULL, &resp->base);
+    return &resp->base;
 }
 
 /* Runs on a poller thread (DBLD_METHOD_NONBLOCKING): validate, queue for the
- * group-commit writer and answer from append_done, holding no thread while
+ * group-commit writer and answer from append_respond, holding no thread while
  * the batch commits. */
 static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                   dbld_status *st)
@@ -60,9 +64,9 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
             return rc;
     }
     append_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
-    *ctx = (append_ctx){call, evs, req->n_events};
+    *ctx = (append_ctx){{call, append_respond}, evs, req->n_events};
     /* After a successful queueing the call belongs to the writer: touch nothing. */
-    int rc = el_store_append_async(store, evs, req->n_events, a, append_done, ctx, st);
+    int rc = el_store_append_async(store, evs, req->n_events, a, el_async_done, ctx, st);
     return rc ? rc : DBLD_ASYNC;
 }
 

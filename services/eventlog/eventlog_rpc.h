@@ -7,6 +7,15 @@ extern const dbld_service el_eventlog_service;
 extern const dbld_service el_claims_service;  /* databuild.v1.PartitionClaims */
 extern const dbld_service el_joblogs_service; /* databuild.v1.JobLogs */
 extern const dbld_service el_leases_service;  /* databuild.v1.BuildLeases */
+/* A call waiting for the writer (DBLD_ASYNC handlers): embed first in the
+ * handler's context and pass el_async_done as the store's callback. On
+ * failure the call gets the writer's status; on success respond() builds the
+ * answer in the call's arena. */
+typedef struct el_async {
+    dbld_call *call;
+    ProtobufCMessage *(*respond)(struct el_async *self, dbld_arena *a);
+} el_async;
+void el_async_done(void *arg, const dbld_status *st);
 /* PartitionClaims/Status handler (leases_rpc.c). */
 int el_partition_status(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         dbld_status *st);

@@ -21,6 +21,21 @@ static int64_t entry_ts(const char *s)
     return v < 100000000000LL ? v * 1000000000LL : v;
 }
 
+typedef struct append_ctx {
+    el_async as; /* first */
+    el_joblogs logs;
+} append_ctx;
+
+static ProtobufCMessage *append_respond(el_async *as, dbld_arena *a)
+{
+    Databuild__V1__AppendJobLogsResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__append_job_logs_response__descriptor);
+    resp->stored = ((append_ctx *)as)->logs.stored;
+    return &resp->base;
+}
+
+/* Nonblocking: validate, queue for the writer's group commit, answer from
+ * append_respond. */
 static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                   dbld_status *st)
 {
@@ -29,10 +44,11 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     const Databuild__V1__AppendJobLogsRequest *req =
         (const Databuild__V1__AppendJobLogsRequest *)req_msg;
     size_t n = req->n_entries;
-    el_joblogs logs = {.n = n};
+    append_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
+    *ctx = (append_ctx){.as = {call, append_respond}, .logs = {.n = n}};
     const char **col[6];
     for (int c = 0; c < 6; c++)
-        col[c] = logs.cols[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
+        col[c] = ctx->logs.cols[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
     for (size_t i = 0; i < n; i++) {
         Databuild__V1__JobLogEntry *e = req->entries[i];
         if (!*e->job_id)
@@ -54,14 +70,13 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
             e->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG && e->log ? (int)e->log->level : -1);
         col[5][i] = dbld_hex_encode(a, buf, len);
     }
-    int rc = n ? el_store_joblogs(store, &logs, st) : 0;
-    if (rc)
-        return rc;
-    Databuild__V1__AppendJobLogsResponse *resp =
-        dbld_arena_msg(a, &databuild__v1__append_job_logs_response__descriptor);
-    resp->stored = logs.stored;
-    *resp_msg = &resp->base;
-    return 0;
+    if (n == 0) {
+        *resp_msg = dbld_arena_msg(a, &databuild__v1__append_job_logs_response__descriptor);
+        return 0;
+    }
+    /* Once queued the call belongs to the writer: touch nothing after. */
+    int rc = el_store_joblogs_async(store, &ctx->logs, a, el_async_done, ctx, st);
+    return rc ? rc : DBLD_ASYNC;
 }
 
 typedef struct list_args {
@@ -142,7 +157,8 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
 
 static const dbld_method methods[] = {
     {"/databuild.v1.JobLogs/Append", &databuild__v1__append_job_logs_request__descriptor,
-     &databuild__v1__append_job_logs_response__descriptor, append, NULL},
+     &databuild__v1__append_job_logs_response__descriptor, append, NULL,
+     DBLD_METHOD_NONBLOCKING},
     {"/databuild.v1.JobLogs/List", &databuild__v1__job_logs_request__descriptor,
      &databuild__v1__job_logs_response__descriptor, list, NULL},
 };

@@ -31,12 +31,9 @@ typedef struct pending {
     size_t n;
     el_claim *claim;     /* set for a claim: decided in the batch's transaction */
     el_joblogs *logs;    /* set for job log entries */
-    dbld_arena *arena;   /* the claimant's arena, for result strings */
-    int done;
-    pthread_cond_t cv; /* signalled when done (one per request: no thundering herd) */
-    el_append_cb cb;   /* set: asynchronous request, cb reports the outcome instead */
+    dbld_arena *arena;   /* the requester's arena (the RPC's): this struct, result strings */
+    el_append_cb cb;     /* reports the outcome (answers the RPC) */
     void *cb_arg;
-    dbld_status st;
     struct pending *next;
 } pending;
 
@@ -755,28 +752,15 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
     return rc;
 }
 
+/* Report the outcome to each request. A callback answers its RPC, after which
+ * the pending (in the RPC's arena) may be gone: read next first. */
 static void finish(el_store *s, pending *reqs, const dbld_status *st)
 {
-    pending *async = NULL;
-    pthread_mutex_lock(&s->mu);
+    (void)s;
     while (reqs) {
-        pending *next = reqs->next; /* read before done: the caller may free reqs at once */
-        if (reqs->cb) {
-            reqs->next = async;
-            async = reqs;
-        } else {
-            reqs->st = *st;
-            reqs->done = 1;
-            pthread_cond_signal(&reqs->cv);
-        }
+        pending *next = reqs->next;
+        reqs->cb(reqs->cb_arg, st);
         reqs = next;
-    }
-    pthread_mutex_unlock(&s->mu);
-    /* Outside the lock: a callback answers its RPC (and may free its pending). */
-    while (async) {
-        pending *next = async->next;
-        async->cb(async->cb_arg, st);
-        async = next;
     }
 }
 
@@ -883,57 +867,12 @@ void el_store_destroy(el_store *s)
     free(s);
 }
 
-/* Queue p for the writer and wait for its outcome. */
-static int submit(el_store *s, pending *pp, dbld_status *st)
+/* Queue p (in the requester's arena) for the writer; its callback reports the outcome. */
+static int submit_async(el_store *s, pending *p, dbld_status *st)
 {
     int rc = unavailable(s, st);
     if (rc)
         return rc;
-    pending p = *pp;
-    pthread_cond_init(&p.cv, NULL);
-    pthread_mutex_lock(&s->mu);
-    if (s->stop) {
-        pthread_mutex_unlock(&s->mu);
-        pthread_cond_destroy(&p.cv);
-        return dbld_status_set(st, DBLD_UNAVAILABLE, "event log is shutting down");
-    }
-    if (s->tail)
-        s->tail->next = &p;
-    else
-        s->head = &p;
-    s->tail = &p;
-    s->queued_events += p.n;
-    pthread_cond_signal(&s->work_cv);
-    /* Wait for the outcome even past the client's deadline: `p` lives on this
-     * stack and the writer owns it until done. A late answer is harmless. */
-    while (!p.done)
-        pthread_cond_wait(&p.cv, &s->mu);
-    pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&p.cv);
-    if (st)
-        *st = p.st;
-    return p.st.code;
-}
-
-int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, dbld_status *st)
-{
-    (void)timeout_ms; /* once queued, a request always gets its outcome (see submit()) */
-    pending p = {.evs = evs, .n = n};
-    return submit(s, &p, st);
-}
-
-int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, el_append_cb cb,
-                          void *arg, dbld_status *st)
-{
-    int rc = unavailable(s, st);
-    if (rc)
-        return rc;
-    pending *p = dbld_arena_alloc(a, sizeof *p);
-    memset(p, 0, sizeof *p);
-    p->evs = evs;
-    p->n = n;
-    p->cb = cb;
-    p->cb_arg = arg;
     pthread_mutex_lock(&s->mu);
     if (s->stop) {
         pthread_mutex_unlock(&s->mu);
@@ -944,22 +883,47 @@ int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, e
     else
         s->head = p;
     s->tail = p;
-    s->queued_events += n;
+    s->queued_events += p->n;
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
 
-int el_store_claim(el_store *s, el_claim *c, dbld_arena *a, dbld_status *st)
+static pending *new_async(dbld_arena *a, el_append_cb cb, void *arg)
 {
-    pending p = {.claim = c, .arena = a, .n = c->n_events};
-    return submit(s, &p, st);
+    pending *p = dbld_arena_alloc(a, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->cb = cb;
+    p->cb_arg = arg;
+    return p;
 }
 
-int el_store_joblogs(el_store *s, el_joblogs *logs, dbld_status *st)
+int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, el_append_cb cb,
+                          void *arg, dbld_status *st)
 {
-    pending p = {.logs = logs, .n = logs->n};
-    return submit(s, &p, st);
+    pending *p = new_async(a, cb, arg);
+    p->evs = evs;
+    p->n = n;
+    return submit_async(s, p, st);
+}
+
+int el_store_claim_async(el_store *s, el_claim *c, dbld_arena *a, el_append_cb cb, void *arg,
+                         dbld_status *st)
+{
+    pending *p = new_async(a, cb, arg);
+    p->claim = c;
+    p->arena = a;
+    p->n = c->n_events;
+    return submit_async(s, p, st);
+}
+
+int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_append_cb cb,
+                           void *arg, dbld_status *st)
+{
+    pending *p = new_async(a, cb, arg);
+    p->logs = logs;
+    p->n = logs->n;
+    return submit_async(s, p, st);
 }
 
 int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st)

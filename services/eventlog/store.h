@@ -37,11 +37,9 @@ el_store *el_store_create(const el_store_opts *opts);
 void el_store_start(el_store *s);
 void el_store_destroy(el_store *s);
 
-/* Durably append n prepared events; fills idx/duplicate. Blocks until the
- * batch holding them has committed (or failed). */
-int el_store_append(el_store *s, el_event *evs, size_t n, int64_t timeout_ms, dbld_status *st);
-
-/* Asynchronous append: queue n prepared events and return at once (0, or a
+/* Requests to the writer are asynchronous: no RPC thread waits for a commit.
+ *
+ * Append: queue n prepared events and return at once (0, or a
  * code when the database is known to be down). cb(arg, st) then runs exactly
  * once on the writer thread after the batch holding them committed (st->code
  * 0, idx/duplicate filled) or failed. evs and the bookkeeping allocated from
@@ -74,13 +72,15 @@ typedef struct el_claim {
     size_t n_refs;
     el_event *events; /* appended in the same transaction when granted */
     size_t n_events;
-    /* results (strings in the arena given to el_store_claim) */
+    /* results (strings in the arena given to el_store_claim_async) */
     int outcome; /* Databuild__V1__ClaimOutcome */
     const char *held_ref, *holder_build_request_id, *holder_job_run_id;
 } el_claim;
 
-/* Decide and record a claim atomically, serialized with all appends. */
-int el_store_claim(el_store *s, el_claim *c, dbld_arena *a, dbld_status *st);
+/* Decide and record a claim atomically, serialized with all appends; cb as
+ * for el_store_append_async (c and its result strings live in a). */
+int el_store_claim_async(el_store *s, el_claim *c, dbld_arena *a, el_append_cb cb, void *arg,
+                         dbld_status *st);
 /* Drop claims of (build_request_id, job_run_id or any when empty) on refs (all when n == 0). */
 int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id,
                      char **refs, size_t n, uint32_t *released, dbld_status *st);
@@ -94,8 +94,9 @@ typedef struct el_joblogs {
 } el_joblogs;
 
 /* Store job log entries durably (idempotent on (job_run_id, seq)), in the
- * writer's next group commit. */
-int el_store_joblogs(el_store *s, el_joblogs *logs, dbld_status *st);
+ * writer's next group commit; cb as for el_store_append_async. */
+int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_append_cb cb,
+                           void *arg, dbld_status *st);
 
 /* Run fn with a pooled connection (fails fast with UNAVAILABLE while the
  * database is down; marks it down when fn reports UNAVAILABLE). */

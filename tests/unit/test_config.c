@@ -61,8 +61,8 @@ static void expect_error(const char *yaml, const char *want)
 static void assert_server(const dbld_server_config *s, const char *listen)
 {
     assert_string_equal(s->listen, listen);
-    /* the eventlog has 32 workers (claims and job logs wait for their group commit) */
-    assert_int_equal(s->workers, strcmp(listen, "127.0.0.1:7101") == 0 ? 32 : 4);
+    /* the eventlog has 8 workers for its reads */
+    assert_int_equal(s->workers, strcmp(listen, "127.0.0.1:7101") == 0 ? 8 : 4);
     assert_int_equal(s->max_message_bytes, 16 * 1024 * 1024);
     assert_int_equal(s->shutdown_grace_ms, 5000);
 }
