@@ -1,10 +1,11 @@
 /* store.c - group-commit writer, reads, migrations and database health.
  *
- * Threads: RPC handlers call el_store_append(), which queues a `pending`
- * and sleeps on its condition. The writer thread takes every queued request
- * up to max_batch_events, writes them in ONE transaction and wakes the
- * callers after COMMIT: durable throughput scales with concurrency instead of
- * being bounded by one fsync per event. The monitor thread owns database
+ * Threads: RPC handlers (appends, claims, job logs) queue a `pending` in
+ * their call's arena and return; no thread waits. The writer thread takes
+ * every queued request up to max_batch_events, writes them in ONE
+ * transaction and, after COMMIT, runs each request's callback, which answers
+ * its RPC: durable throughput scales with concurrency instead of being
+ * bounded by one fsync per event. The monitor thread owns database
  * health: it connects, applies migrations under a session advisory lock
  * (safe with several replicas starting at once), pings every 500 ms and flips
  * the server's health. Reads use a small connection pool.

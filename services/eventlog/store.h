@@ -1,9 +1,9 @@
 /* store.h - the event log's PostgreSQL store: migrations, the group-commit
  * writer, reads, and database health.
  *
- * Appends from all RPC threads go into one queue; a single writer thread
- * drains it into one transaction per batch (group commit) and wakes each
- * caller after COMMIT. Writers of every replica take a transaction-scoped
+ * Appends, claims and job logs from all RPC threads go into one queue; a
+ * single writer thread drains it into one transaction per batch (group
+ * commit) and answers each request by callback after COMMIT. Writers of every replica take a transaction-scoped
  * advisory lock, so idx order equals commit order across replicas. A monitor
  * thread pings the database, applies migrations once reachable, and flips the
  * server's health; while the database is down appends and reads fail fast
