@@ -10,13 +10,17 @@
  *       FAILED: 135 events per build, until N events are written.
  *
  *   bench_query run --target QUERY --rpc summary|list --partitions P
- *                   [--seconds S] [--clients 1,16,64]
- *       C client threads call the RPC in a closed loop (next call after the
+ *                   [--seconds S] [--clients 1,16,64] [--driver async|threads]
+ *       C clients call the RPC in a closed loop (next call after the
  *       answer) with a random partition: GetPartitionsSummary(ref), or a
  *       ListPartitions page (ref_pattern "bench/p=[0-9]+", status AVAILABLE,
  *       last_partition = the random ref); --rpc health calls grpc.health.v1
- *       Check (no database: the RPC runtime's own floor). One line per client count:
- *       query rpc=summary clients=16 calls=.. seconds=.. qps=.. p50_ms=.. p99_ms=.. errors=..
+ *       Check (no database: the RPC runtime's own floor). The clients are
+ *       outstanding calls driven by two threads (--driver async, the
+ *       default, like pgbench -c C -j 2) or one blocking thread each
+ *       (--driver threads); see driver.h. One line per client count:
+ *       query rpc=summary clients=16 driver=async calls=.. seconds=.. qps=..
+ *             p50_ms=.. p99_ms=.. errors=..
  */
 #include "databuild.pb-c.h"
 #include "databuild_ext.pb-c.h"
@@ -24,6 +28,8 @@
 #include "dbld/eventlog_client.h"
 #include "dbld/rpc.h"
 #include "dbld/util.h"
+#include "driver.h"
+#include "grpc/health/v1/health.pb-c.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -250,128 +256,66 @@ static int load(const char *target, long events, long partitions, int threads)
 
 /* ------------------------------------------------------------------- run */
 
-typedef struct client {
-    const char *target;
+typedef struct run_cfg {
     int kind; /* 0 summary, 1 list, 2 health (the RPC runtime's floor: no database) */
     long partitions;
-    int64_t end_ms;
-    unsigned seed;
-    double *lat;
-    size_t n_lat, cap_lat;
-    long errors;
-    char error[256];
-} client;
-
-static void *client_main(void *arg)
-{
-    client *c = arg;
-    dbld_client *cl = dbld_client_get(c->target);
-    dbld_arena *a = dbld_arena_create();
-    Databuild__V1__PartitionStatus avail[] = {DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE};
-    while (dbld_mono_ms() < c->end_ms) {
-        dbld_arena_reset(a);
-        long p = (long)(rand_r(&c->seed) % (unsigned)c->partitions);
-        const char *ref = ref_name(a, p);
-        ProtobufCMessage *resp = NULL;
-        dbld_status st;
-        int64_t t0 = dbld_now_ns();
-        int rc;
-        if (c->kind == 2) {
-            int serving = 0;
-            rc = dbld_health_check(cl, "", &serving, 10000, &st);
-        } else if (c->kind == 1) {
-            Databuild__V1__ListPartitionsRequest req = DATABUILD__V1__LIST_PARTITIONS_REQUEST__INIT;
-            req.ref_pattern = LIST_PATTERN;
-            req.partition_status = avail;
-            req.n_partition_status = 1;
-            req.last_partition = (char *)ref;
-            rc = dbld_client_unary(cl, "/databuild.v1.DataBuildService/ListPartitions", &req.base,
-                                   &databuild__v1__list_partitions_response__descriptor,
-                                   dbld_arena_allocator(a), &resp, 10000, 0, &st);
-        } else {
-            Databuild__V1__PartitionSummaryRequest req =
-                DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
-            req.ref = pref(a, ref);
-            rc =
-                dbld_client_unary(cl, "/databuild.v1.DataBuildService/GetPartitionsSummary",
-                                  &req.base, &databuild__v1__partition_summary_response__descriptor,
-                                  dbld_arena_allocator(a), &resp, 10000, 0, &st);
-        }
-        double ms = (double)(dbld_now_ns() - t0) / 1e6;
-        if (rc) {
-            if (!c->errors++)
-                snprintf(c->error, sizeof c->error, "%s: %s", dbld_code_name(rc), st.msg);
-            continue;
-        }
-        if (c->n_lat == c->cap_lat) {
-            c->cap_lat = c->cap_lat ? 2 * c->cap_lat : 4096;
-            c->lat = dbld_xrealloc(c->lat, c->cap_lat * sizeof *c->lat);
-        }
-        c->lat[c->n_lat++] = ms;
-    }
-    dbld_arena_destroy(a);
-    return NULL;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return a < b ? -1 : a > b;
-}
+} run_cfg;
 
 static const char *const kind_names[] = {"summary", "list", "health"};
+static const char *const kind_methods[] = {"/databuild.v1.DataBuildService/GetPartitionsSummary",
+                                           "/databuild.v1.DataBuildService/ListPartitions",
+                                           "/grpc.health.v1.Health/Check"};
 
-static void run_one(const char *target, int kind, long partitions, int clients, double seconds)
+/* bench_req_fn: the next call's request, about a random partition. */
+static ProtobufCMessage *next_request(void *user, dbld_arena *a, uint64_t *state)
 {
-    client *cs = dbld_xcalloc((size_t)clients, sizeof *cs);
-    pthread_t *th = dbld_xcalloc((size_t)clients, sizeof *th);
-    int64_t start = dbld_mono_ms();
-    for (int i = 0; i < clients; i++) {
-        cs[i] = (client){.target = target,
-                         .kind = kind,
-                         .partitions = partitions,
-                         .end_ms = start + (int64_t)(seconds * 1000),
-                         .seed = 7919u * (unsigned)i + 1};
-        pthread_create(&th[i], NULL, client_main, &cs[i]);
+    static Databuild__V1__PartitionStatus avail[] = {
+        DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE};
+    const run_cfg *cfg = user;
+    const char *ref = ref_name(a, (long)(bench_rand(state) % (uint64_t)cfg->partitions));
+    if (cfg->kind == 2)
+        return dbld_arena_msg(a, &grpc__health__v1__health_check_request__descriptor);
+    if (cfg->kind == 1) {
+        Databuild__V1__ListPartitionsRequest *req =
+            dbld_arena_msg(a, &databuild__v1__list_partitions_request__descriptor);
+        req->ref_pattern = LIST_PATTERN;
+        req->partition_status = avail;
+        req->n_partition_status = 1;
+        req->last_partition = (char *)ref;
+        return &req->base;
     }
-    size_t n = 0;
-    long errors = 0;
-    for (int i = 0; i < clients; i++) {
-        pthread_join(th[i], NULL);
-        n += cs[i].n_lat;
-        errors += cs[i].errors;
-    }
-    double elapsed = (double)(dbld_mono_ms() - start) / 1000.0;
-    double *all = dbld_xcalloc(n + 1, sizeof *all);
-    size_t k = 0;
-    for (int i = 0; i < clients; i++) {
-        memcpy(all + k, cs[i].lat, cs[i].n_lat * sizeof *all);
-        k += cs[i].n_lat;
-        if (cs[i].errors && errors) {
-            fprintf(stderr, "bench_query: first error: %s\n", cs[i].error);
-            errors = -errors; /* print once */
-        }
-        free(cs[i].lat);
-    }
-    qsort(all, n, sizeof *all, cmp_double);
-    printf("query rpc=%s clients=%d calls=%zu seconds=%.2f qps=%.1f p50_ms=%.3f p99_ms=%.3f "
-           "errors=%ld\n",
-           kind_names[kind], clients, n, elapsed, (double)n / elapsed, n ? all[n / 2] : 0.0,
-           n ? all[(size_t)((double)n * 0.99)] : 0.0, errors < 0 ? -errors : errors);
-    fflush(stdout);
-    free(all);
-    free(cs);
-    free(th);
+    Databuild__V1__PartitionSummaryRequest *req =
+        dbld_arena_msg(a, &databuild__v1__partition_summary_request__descriptor);
+    req->ref = pref(a, ref);
+    return &req->base;
 }
 
-static int parse_list(const char *s, int *out, int max)
+static void run_one(const char *target, int kind, long partitions, int clients, double seconds,
+                    int async)
 {
-    int n = 0;
-    char *copy = dbld_xstrdup(s), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
-        out[n++] = atoi(t);
-    free(copy);
-    return n;
+    static const ProtobufCMessageDescriptor *const answers[] = {
+        &databuild__v1__partition_summary_response__descriptor,
+        &databuild__v1__list_partitions_response__descriptor,
+        &grpc__health__v1__health_check_response__descriptor};
+    run_cfg cfg = {.kind = kind, .partitions = partitions};
+    bench_load l = {.target = target,
+                    .method = kind_methods[kind],
+                    .answer = answers[kind],
+                    .next = next_request,
+                    .user = &cfg,
+                    .callers = clients,
+                    .seconds = seconds,
+                    .timeout_ms = 10000,
+                    .async = async};
+    bench_result r;
+    bench_run(&l, "bench_query", &r);
+    printf("query rpc=%s clients=%d driver=%s calls=%lld seconds=%.2f qps=%.1f p50_ms=%.3f "
+           "p99_ms=%.3f errors=%lld\n",
+           kind_names[kind], clients, async ? "async" : "threads", (long long)r.calls, r.seconds,
+           (double)r.calls / r.seconds, bench_quantile(&r, 0.5), bench_quantile(&r, 0.99),
+           (long long)r.errors);
+    fflush(stdout);
+    bench_result_free(&r);
 }
 
 static int usage(void)
@@ -379,7 +323,7 @@ static int usage(void)
     fprintf(stderr,
             "usage: bench_query load --target EVENTLOG --events N --partitions P [--threads T]\n"
             "       bench_query run --target QUERY --rpc summary|list|health --partitions P"
-            " [--seconds S] [--clients 1,16,64]\n");
+            " [--seconds S] [--clients 1,16,64] [--driver async|threads]\n");
     return 2;
 }
 
@@ -388,7 +332,7 @@ int main(int argc, char **argv)
     if (argc < 2) return usage();
     const char *mode = argv[1], *target = NULL, *rpc = "summary";
     long events = 1000000, partitions = 100000;
-    int threads = 4, clients[8] = {1, 16, 64}, n_clients = 3;
+    int threads = 4, clients[8] = {1, 16, 64}, n_clients = 3, async = 1;
     double seconds = 10;
     for (int i = 2; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -406,7 +350,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--seconds"))
             seconds = atof(v);
         else if (!strcmp(argv[i], "--clients"))
-            n_clients = parse_list(v, clients, 8);
+            n_clients = bench_parse_list(v, clients, 8);
+        else if (!strcmp(argv[i], "--driver") && bench_parse_driver(v) >= 0)
+            async = bench_parse_driver(v);
         else
             return usage();
         i++;
@@ -421,7 +367,7 @@ int main(int argc, char **argv)
                     !strcmp(rpc, "list")     ? 1
                     : !strcmp(rpc, "health") ? 2
                                              : 0,
-                    partitions, clients[i], seconds);
+                    partitions, clients[i], seconds, async);
     else
         rc = usage();
     dbld_client_shutdown_all();

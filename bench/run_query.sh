@@ -10,7 +10,9 @@
 #      cores). No direct SQL is used for loading. Then VACUUM ANALYZE.
 #   3. For GetPartitionsSummary and a ListPartitions page (ref_pattern +
 #      status filter + last_partition cursor), at 1, 16 and 64 concurrent
-#      clients: the RPC in a closed loop (bench_query run), then pgbench with
+#      clients: the RPC in a closed loop (bench_query run; its async driver,
+#      N outstanding calls from two threads like pgbench -c N -j 2; plus one
+#      run of its threads driver at 64 clients for comparison), then pgbench with
 #      a custom script of exactly the SQL the service runs for that RPC
 #      (services/query/partitions.c: the summary statement as a prepared
 #      statement like the service's, the list page as the service's pipeline
@@ -165,6 +167,11 @@ for rpc in summary list; do
         q99=$(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$line")
         echo "$rpc $c $q $q50 $q99 $pq $p50 $p99" >>"$work/results.txt"
     done
+    # for comparison: blocking client threads (one per client) instead of the async driver
+    line=$("$build/bench_query" run --target "127.0.0.1:${port[query]}" --rpc "$rpc" \
+           --partitions "$partitions" --seconds "$secs" --clients 64 --driver threads)
+    echo "$line"
+    echo "$line" >>"$work/threads.txt"
 done
 
 echo
@@ -178,6 +185,9 @@ while read -r rpc c q q50 q99 pq p50 p99; do
         if (c == 64) t = t sprintf(", p99 %s", q99 <= 5 ? "met" : "MISSED")
         printf "%-8s %7s %10.1f %8.3f %8.3f %10.1f %8.3f %8.3f %6.2fx  %s\n", rpc, c, q, q50, q99, pq, p50, p99, r, t }'
 done <"$work/results.txt"
+
+echo "threads driver (one blocking client thread per client, 64 clients):"
+sed -E 's/^query rpc=([a-z]+) clients=([0-9]+) .*qps=([0-9.]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+).*/  \1 qps=\3 p50_ms=\4 p99_ms=\5/' "$work/threads.txt"
 
 echo
 echo "== reference: the RPC runtime's floor (grpc.health.v1 Check on the query service, no database) =="

@@ -18,6 +18,11 @@ struct dbld_db {
     PGconn *conn;
     const char *prepared[MAX_PREPARED]; /* names prepared on this connection (static strings) */
     int n_prepared;
+    /* a pipeline sent with dbld_db_pipeline_send(): results per statement, and
+     * the results read so far by dbld_db_pipeline_recv() (NULLs included) */
+    int *expect;
+    PGresult **got;
+    size_t n_got, cap_got, next_got;
 };
 
 struct dbld_res {
@@ -80,10 +85,21 @@ int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st)
     return 0;
 }
 
+static void drop_got(dbld_db *db)
+{
+    for (size_t i = db->next_got; i < db->n_got; i++)
+        PQclear(db->got[i]);
+    db->n_got = db->next_got = 0;
+    free(db->expect);
+    db->expect = NULL;
+}
+
 void dbld_db_close(dbld_db *db)
 {
     if (!db)
         return;
+    drop_got(db);
+    free(db->got);
     PQfinish(db->conn);
     free(db);
 }
@@ -127,29 +143,47 @@ static int send_stmt(dbld_db *db, const dbld_stmt *s)
     return PQsendQueryPrepared(db->conn, s->name, s->n, s->params, NULL, NULL, 0) ? 1 + extra : -1;
 }
 
-int dbld_db_pipeline(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
+/* Enter pipeline mode and queue the statements and the sync point; on
+ * success db->expect holds how many results each statement yields. */
+static int pipeline_send(dbld_db *db, const dbld_stmt *stmts, size_t n, dbld_status *st)
 {
     for (size_t i = 0; i < n; i++)
         if (stmts[i].out)
             *stmts[i].out = NULL;
+    drop_got(db);
     if (!PQenterPipelineMode(db->conn))
         return fail_result(db, NULL, st);
-    int *expect = dbld_xcalloc(n ? n : 1, sizeof *expect);
+    db->expect = dbld_xcalloc(n ? n : 1, sizeof *db->expect);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++)
-        if ((expect[i] = send_stmt(db, &stmts[i])) < 0)
+        if ((db->expect[i] = send_stmt(db, &stmts[i])) < 0)
             rc = fail_result(db, NULL, st);
     if (!rc && !PQpipelineSync(db->conn))
         rc = fail_result(db, NULL, st);
     if (rc) { /* nothing usable was sent; the connection state is unknown */
-        free(expect);
+        drop_got(db);
         PQexitPipelineMode(db->conn);
-        return rc;
     }
+    return rc;
+}
+
+/* The next result of the pipeline: read ahead by dbld_db_pipeline_recv(),
+ * else waited for. */
+static PGresult *next_result(dbld_db *db)
+{
+    if (db->next_got < db->n_got)
+        return db->got[db->next_got++];
+    return PQgetResult(db->conn);
+}
+
+/* Collect the results of the statements sent by pipeline_send(). */
+static int pipeline_collect(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
+{
+    int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        for (int k = 0; k < expect[i]; k++) {
-            int is_exec = k == expect[i] - 1;
-            PGresult *r = PQgetResult(db->conn);
+        for (int k = 0; k < db->expect[i]; k++) {
+            int is_exec = k == db->expect[i] - 1;
+            PGresult *r = next_result(db);
             ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
             if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
                 if (!is_exec && db->n_prepared < MAX_PREPARED)
@@ -166,20 +200,55 @@ int dbld_db_pipeline(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
             }
             PQclear(r);
             if (PQstatus(db->conn) != CONNECTION_OK) {
-                free(expect);
+                drop_got(db);
                 return rc ? rc : fail_result(db, NULL, st);
             }
-            PGresult *end = PQgetResult(db->conn); /* NULL separates commands */
+            PGresult *end = next_result(db); /* NULL separates commands */
             PQclear(end);
         }
     }
     /* The sync point. */
-    PGresult *r = PQgetResult(db->conn);
+    PGresult *r = next_result(db);
     PQclear(r);
-    free(expect);
+    drop_got(db);
     if (!PQexitPipelineMode(db->conn) && !rc)
         rc = fail_result(db, NULL, st);
     return rc;
+}
+
+int dbld_db_pipeline(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
+{
+    int rc = pipeline_send(db, stmts, n, st);
+    return rc ? rc : pipeline_collect(db, stmts, n, st);
+}
+
+int dbld_db_socket(dbld_db *db) { return PQsocket(db->conn); }
+
+int dbld_db_pipeline_send(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
+{
+    return pipeline_send(db, stmts, n, st);
+}
+
+int dbld_db_pipeline_recv(dbld_db *db, dbld_stmt *stmts, size_t n, int *rc, dbld_status *st)
+{
+    if (!PQconsumeInput(db->conn)) {
+        *rc = fail_result(db, NULL, st);
+        drop_got(db);
+        return 1;
+    }
+    while (!PQisBusy(db->conn)) {
+        PGresult *r = PQgetResult(db->conn);
+        if (db->n_got == db->cap_got) {
+            db->cap_got = db->cap_got ? 2 * db->cap_got : 8;
+            db->got = dbld_xrealloc(db->got, db->cap_got * sizeof *db->got);
+        }
+        db->got[db->n_got++] = r;
+        if (r && PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            *rc = pipeline_collect(db, stmts, n, st);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,

@@ -47,6 +47,15 @@ typedef struct dbld_stmt {
  * stmts[i].out stay owned by the caller even on error. */
 int dbld_db_pipeline(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st);
 
+/* The same without waiting, for event loops: dbld_db_pipeline_send() sends
+ * (0, or an error and nothing is pending); then, each time the connection's
+ * socket is readable, dbld_db_pipeline_recv() with the same statements reads
+ * what has arrived and returns 0 (wait again) or 1 (done: *rc and st are
+ * what dbld_db_pipeline() would have returned, stmts[i].out filled). */
+int dbld_db_socket(dbld_db *db);
+int dbld_db_pipeline_send(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st);
+int dbld_db_pipeline_recv(dbld_db *db, dbld_stmt *stmts, size_t n, int *rc, dbld_status *st);
+
 int dbld_res_rows(const dbld_res *r);
 /* Borrowed until dbld_res_free(); "" for NULL. */
 const char *dbld_res_get(const dbld_res *r, int row, int col);

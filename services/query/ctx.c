@@ -47,6 +47,11 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
     q->pool_size = workers + 1;
     q->pool =
         dbld_pool_create(cfg->query.postgres_dsn ? cfg->query.postgres_dsn : "", q->pool_size);
+    q->rx = q_reactor_create(q, workers);
+    if (!q->rx) {
+        q_ctx_destroy(q);
+        return dbld_status_set(st, DBLD_INTERNAL, "could not start the query reactor");
+    }
     size_t n = 0;
     for (size_t j = 0; j < cfg->graph.n_jobs; j++)
         n += cfg->graph.jobs[j].n_outputs;
@@ -166,6 +171,7 @@ void q_ctx_destroy(q_ctx *q)
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
     if (q->started) pthread_join(q->monitor, NULL);
+    q_reactor_destroy(q->rx);
     dbld_pool_destroy(q->pool);
     for (size_t i = 0; i < q->n_outs; i++)
         regfree(&q->outs[i]);

@@ -47,22 +47,20 @@ static Databuild__V1__PartitionSummaryV2 *summary(dbld_arena *a, const char *ref
     return s;
 }
 
-int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
-                             dbld_status *st)
+static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg,
+                          dbld_status *st)
 {
-    const Databuild__V1__PartitionSummaryRequest *req =
-        (const Databuild__V1__PartitionSummaryRequest *)req_msg;
-    if (!req->ref || !*req->ref->str)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "ref is required");
-    dbld_arena *a = r->a;
-    const char *p[] = {req->ref->str};
-    dbld_res *res = NULL;
-    int rc = q_exec_prepared(r, "q_part_summary", SUMMARY_SQL, 1, p, &res, st);
-    if (rc) return rc;
+    const Databuild__V1__PartitionSummaryRequest *req = j->req;
+    dbld_res *res = j->res[0];
+    if (rc) {
+        dbld_res_free(res);
+        return rc;
+    }
     if (dbld_res_rows(res) == 0) {
         dbld_res_free(res);
         return dbld_status_set(st, DBLD_NOT_FOUND, "no partition \"%.200s\"", req->ref->str);
     }
+    dbld_arena *a = r->a;
     Databuild__V1__PartitionSummaryV2 *s =
         summary(a, req->ref->str, (int)dbld_res_i64(res, 0, 0), dbld_res_i64(res, 0, 1),
                 dbld_res_i64(res, 0, 2));
@@ -75,32 +73,34 @@ int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, Protobuf
     return 0;
 }
 
-int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
-                      dbld_status *st)
+int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_status *st)
 {
-    const Databuild__V1__ListPartitionsRequest *req =
-        (const Databuild__V1__ListPartitionsRequest *)req_msg;
-    dbld_arena *a = r->a;
-    const char *pattern = *req->ref_pattern ? req->ref_pattern : NULL;
-    char **codes = dbld_arena_alloc(a, (req->n_partition_status + 1) * sizeof *codes);
-    for (size_t i = 0; i < req->n_partition_status; i++)
-        codes[i] = (char *)q_i64(a, req->partition_status[i]);
-    const char *p[] = {req->last_partition, pattern,
-                       q_text_array(a, codes, req->n_partition_status)};
-    const char *vp[] = {pattern};
-    dbld_res *res = NULL;
-    /* validation and the page in one round trip; a bad pattern fails the first */
-    dbld_stmt stmts[] = {
-        {.sql = "SELECT '' ~ $1", .n = 1, .params = vp},
-        {.sql = LIST_SQL, .n = 3, .params = p, .out = &res},
-    };
-    int rc = pattern ? q_pipeline(r, stmts, 2, st) : q_pipeline(r, stmts + 1, 1, st);
+    const Databuild__V1__PartitionSummaryRequest *req =
+        (const Databuild__V1__PartitionSummaryRequest *)req_msg;
+    if (!req->ref || !*req->ref->str)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "ref is required");
+    const char **p = dbld_arena_alloc(r->a, sizeof *p);
+    p[0] = req->ref->str;
+    j->stmts[0] = (dbld_stmt){
+        .name = "q_part_summary", .sql = SUMMARY_SQL, .n = 1, .params = p, .out = &j->res[0]};
+    j->n = 1;
+    j->req = req;
+    j->finish = summary_finish;
+    return 0;
+}
+
+static int list_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, dbld_status *st)
+{
+    const Databuild__V1__ListPartitionsRequest *req = j->req;
+    dbld_res *res = j->res[1];
+    dbld_res_free(j->res[0]);
     if (rc) {
         dbld_res_free(res);
-        if (rc == DBLD_INVALID_ARGUMENT && pattern)
-            dbld_status_prefix(st, "invalid ref_pattern \"%.200s\"", pattern);
+        if (rc == DBLD_INVALID_ARGUMENT && *req->ref_pattern)
+            dbld_status_prefix(st, "invalid ref_pattern \"%.200s\"", req->ref_pattern);
         return rc;
     }
+    dbld_arena *a = r->a;
     int n = dbld_res_rows(res);
     Databuild__V1__ListPartitionsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_partitions_response__descriptor);
@@ -119,5 +119,31 @@ int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessag
     }
     dbld_res_free(res);
     *resp_msg = &resp->base;
+    return 0;
+}
+
+int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_status *st)
+{
+    (void)st;
+    const Databuild__V1__ListPartitionsRequest *req =
+        (const Databuild__V1__ListPartitionsRequest *)req_msg;
+    dbld_arena *a = r->a;
+    const char *pattern = *req->ref_pattern ? req->ref_pattern : NULL;
+    char **codes = dbld_arena_alloc(a, (req->n_partition_status + 1) * sizeof *codes);
+    for (size_t i = 0; i < req->n_partition_status; i++)
+        codes[i] = (char *)q_i64(a, req->partition_status[i]);
+    const char **p = dbld_arena_alloc(a, 4 * sizeof *p);
+    p[0] = req->last_partition;
+    p[1] = pattern;
+    p[2] = q_text_array(a, codes, req->n_partition_status);
+    p[3] = pattern;
+    /* validation and the page in one round trip; a bad pattern fails the first */
+    size_t k = 0;
+    if (pattern)
+        j->stmts[k++] = (dbld_stmt){.sql = "SELECT '' ~ $1", .n = 1, .params = p + 3};
+    j->stmts[k++] = (dbld_stmt){.sql = LIST_SQL, .n = 3, .params = p, .out = &j->res[1]};
+    j->n = k;
+    j->req = req;
+    j->finish = list_finish;
     return 0;
 }

@@ -52,6 +52,7 @@ typedef struct q_ctx {
     size_t n_outs;
     regex_t *ext;
     size_t n_ext;
+    struct q_reactor *rx; /* q_job_submit()'s connections and thread */
     /* database monitor (health) */
     pthread_t monitor;
     pthread_cond_t cv;
@@ -103,6 +104,41 @@ int q_pipeline(q_req *r, dbld_stmt *stmts, size_t n, dbld_status *st);
 /* Validate a regular expression with PostgreSQL's engine: INVALID_ARGUMENT
  * "invalid <what> \"pat\": <reason>" when it does not compile. */
 int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *st);
+
+/* ---- one pipeline per call, without a worker thread (qasync.c) ----
+ *
+ * An RPC that is one pipeline of at most Q_JOB_STMTS statements is split in
+ * two: its start function checks the request and fills a q_job's statements
+ * (from the call's arena), its finish function turns the pipeline's outcome
+ * (rc, st and the statements' results, which it frees) into the response.
+ * q_job_submit() runs them without a thread waiting: the statements are sent
+ * on an idle connection of a small set the service keeps for this (or queued
+ * until one is idle) and a reactor thread, which waits on all their sockets,
+ * finishes the call. Handlers using it are DBLD_METHOD_NONBLOCKING. */
+#define Q_JOB_STMTS 2
+typedef struct q_job q_job;
+typedef int (*q_job_finish_fn)(q_req *r, q_job *j, int rc, ProtobufCMessage **resp,
+                               dbld_status *st);
+struct q_job {
+    dbld_stmt stmts[Q_JOB_STMTS];
+    size_t n;
+    dbld_res *res[Q_JOB_STMTS]; /* where the statements' results go (stmts[i].out) */
+    const void *req;            /* the request, for finish */
+    q_job_finish_fn finish;
+    /* q_job_submit()'s */
+    dbld_call *call;
+    q_req r;
+    int attempts;
+    q_job *next;
+};
+typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
+/* For a handler: returns DBLD_ASYNC, or a status when start fails. */
+int q_job_submit(dbld_call *call, q_job_start_fn start, const ProtobufCMessage *req,
+                 dbld_status *st);
+/* The reactor and its connections (n of them), made by q_ctx_create(). */
+typedef struct q_reactor q_reactor;
+q_reactor *q_reactor_create(q_ctx *q, int n);
+void q_reactor_destroy(q_reactor *rx);
 
 /* ---- keyset paging over a timestamp column ----
  *
@@ -203,10 +239,8 @@ int q_get_build_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage 
                         dbld_status *st);
 int q_get_build_mermaid(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         dbld_status *st);
-int q_list_partitions(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                      dbld_status *st);
-int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
-                             dbld_status *st);
+int q_list_partitions(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
+int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
 int q_list_jobs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_get_job_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                       dbld_status *st);

@@ -16,8 +16,6 @@ HANDLER(batched)
 HANDLER(list_build_requests)
 HANDLER(get_build_summary)
 HANDLER(get_build_mermaid)
-HANDLER(list_partitions)
-HANDLER(get_partitions_summary)
 HANDLER(list_jobs)
 HANDLER(get_job_summary)
 HANDLER(list_job_runs)
@@ -31,12 +29,25 @@ HANDLER(put_taints)
 HANDLER(get_job_logs)
 HANDLER(cancel_build)
 
+/* One pipeline each: answered by the reactor, no worker thread waits (q_job). */
+#define JOB_HANDLER(fn)                                                                            \
+    static int h_##fn(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,       \
+                      dbld_status *st)                                                             \
+    {                                                                                              \
+        (void)resp;                                                                                \
+        return q_job_submit(call, q_##fn, req, st);                                                \
+    }
+
+JOB_HANDLER(list_partitions)
+JOB_HANDLER(get_partitions_summary)
+
 #define SVC "/databuild.v1.DataBuildService/"
-#define M(name, req, resp, fn)                                                                     \
+#define M_FLAGS(name, req, resp, fn, flags)                                                         \
     {                                                                                              \
         SVC name, &databuild__v1__##req##__descriptor, &databuild__v1__##resp##__descriptor,       \
-            h_##fn, NULL                                                                           \
+            h_##fn, NULL, flags                                                                    \
     }
+#define M(name, req, resp, fn) M_FLAGS(name, req, resp, fn, 0)
 
 static const dbld_method methods[] = {
     M("GetBuildEvents", list_build_events_request, list_build_events_response, get_build_events),
@@ -44,9 +55,10 @@ static const dbld_method methods[] = {
     M("ListBuildRequests", list_builds_request, list_builds_response, list_build_requests),
     M("GetBuildSummary", build_summary_request, build_summary_response, get_build_summary),
     M("GetBuildMermaid", build_summary_request, build_mermaid_response, get_build_mermaid),
-    M("ListPartitions", list_partitions_request, list_partitions_response, list_partitions),
-    M("GetPartitionsSummary", partition_summary_request, partition_summary_response,
-      get_partitions_summary),
+    M_FLAGS("ListPartitions", list_partitions_request, list_partitions_response, list_partitions,
+            DBLD_METHOD_NONBLOCKING),
+    M_FLAGS("GetPartitionsSummary", partition_summary_request, partition_summary_response,
+            get_partitions_summary, DBLD_METHOD_NONBLOCKING),
     M("ListJobs", list_jobs_request, list_jobs_response, list_jobs),
     M("GetJobSummary", job_summary_request, job_summary_response, get_job_summary),
     M("ListJobRuns", list_job_runs_request, list_job_runs_response, list_job_runs),
