@@ -75,20 +75,22 @@ int cmd_jobs_list(cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+static const cli_show SHOW = {
+    .cmd = "jobs show",
+    .what = "job label",
+    .method = CLI_SVC "GetJobSummary",
+    .call_what = "job summary",
+    .req = &databuild__v1__job_summary_request__descriptor,
+    .resp = &databuild__v1__job_summary_response__descriptor,
+    .id_field = "job_label",
+};
+
 int cmd_jobs_show(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *label = NULL;
-    int rc = cli_parse_one(ctx, argc, argv, "jobs show", "job label", &label);
-    if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
-    Databuild__V1__JobSummaryRequest req = DATABUILD__V1__JOB_SUMMARY_REQUEST__INIT;
-    req.job_label = (char *)label;
     Databuild__V1__JobSummaryResponse *resp;
-    rc = cli_query_call(ctx, CLI_SVC "GetJobSummary", &req.base,
-                        &databuild__v1__job_summary_response__descriptor, ar, &resp, "job summary");
-    if (rc == 0 && ctx->json) {
-        cli_json_line(&resp->base);
-    } else if (rc == 0 && resp->job) {
+    int rc = cli_show_call(ctx, argc, argv, &SHOW, ar, &resp);
+    if (rc == 0 && resp && resp->job) {
         const Databuild__V1__JobSummary *j = resp->job;
         char t[40], st[16], builds[4096];
         cli_kv(stdout, "job", j->job_label);

@@ -152,21 +152,22 @@ int cmd_runs_list(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- show ---- */
 
+static const cli_show SHOW = {
+    .cmd = "runs show",
+    .what = "job run id",
+    .method = CLI_SVC "GetJobRunSummary",
+    .call_what = "job run summary",
+    .req = &databuild__v1__job_run_summary_request__descriptor,
+    .resp = &databuild__v1__job_run_summary_response__descriptor,
+    .id_field = "job_run_id",
+};
+
 int cmd_runs_show(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *id = NULL;
-    int rc = cli_parse_one(ctx, argc, argv, "runs show", "job run id", &id);
-    if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
-    Databuild__V1__JobRunSummaryRequest req = DATABUILD__V1__JOB_RUN_SUMMARY_REQUEST__INIT;
-    req.job_run_id = (char *)id;
     Databuild__V1__JobRunSummaryResponse *resp;
-    rc = cli_query_call(ctx, CLI_SVC "GetJobRunSummary", &req.base,
-                        &databuild__v1__job_run_summary_response__descriptor, ar, &resp,
-                        "job run summary");
-    if (rc == 0 && ctx->json) {
-        cli_json_line(&resp->base);
-    } else if (rc == 0 && resp->job_run) {
+    int rc = cli_show_call(ctx, argc, argv, &SHOW, ar, &resp);
+    if (rc == 0 && resp && resp->job_run) {
         const Databuild__V1__JobRunSummary *r = resp->job_run;
         char st[16], t[40], targets[4096];
         cli_kv(stdout, "job run", r->job_run_id);

@@ -125,21 +125,22 @@ int cmd_taints_list(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- show ---- */
 
+static const cli_show SHOW = {
+    .cmd = "taints show",
+    .what = "taint id",
+    .method = CLI_SVC "GetTaintSummary",
+    .call_what = "taint summary",
+    .req = &databuild__v1__taint_summary_request__descriptor,
+    .resp = &databuild__v1__taint_summary_response__descriptor,
+    .id_field = "taint_id",
+};
+
 int cmd_taints_show(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *id = NULL;
-    int rc = cli_parse_one(ctx, argc, argv, "taints show", "taint id", &id);
-    if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
-    Databuild__V1__TaintSummaryRequest req = DATABUILD__V1__TAINT_SUMMARY_REQUEST__INIT;
-    req.taint_id = (char *)id;
     Databuild__V1__TaintSummaryResponse *resp;
-    rc = cli_query_call(ctx, CLI_SVC "GetTaintSummary", &req.base,
-                        &databuild__v1__taint_summary_response__descriptor, ar, &resp,
-                        "taint summary");
-    if (rc == 0 && ctx->json) {
-        cli_json_line(&resp->base);
-    } else if (rc == 0 && resp->taint) {
+    int rc = cli_show_call(ctx, argc, argv, &SHOW, ar, &resp);
+    if (rc == 0 && resp && resp->taint) {
         const Databuild__V1__PartitionTaintSummary *t = resp->taint;
         char when[40], src[24], refs[8192];
         cli_kv(stdout, "taint", t->taint_id);

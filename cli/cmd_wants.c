@@ -157,21 +157,22 @@ int cmd_wants_list(cli_ctx *ctx, int argc, char **argv)
 
 /* ---- show ---- */
 
+static const cli_show SHOW = {
+    .cmd = "wants show",
+    .what = "want id",
+    .method = CLI_SVC "GetWantSummary",
+    .call_what = "want summary",
+    .req = &databuild__v1__want_summary_request__descriptor,
+    .resp = &databuild__v1__want_summary_response__descriptor,
+    .id_field = "want_id",
+};
+
 int cmd_wants_show(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *id = NULL;
-    int rc = cli_parse_one(ctx, argc, argv, "wants show", "want id", &id);
-    if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
-    Databuild__V1__WantSummaryRequest req = DATABUILD__V1__WANT_SUMMARY_REQUEST__INIT;
-    req.want_id = (char *)id;
     Databuild__V1__WantSummaryResponse *resp;
-    rc = cli_query_call(ctx, CLI_SVC "GetWantSummary", &req.base,
-                        &databuild__v1__want_summary_response__descriptor, ar, &resp,
-                        "want summary");
-    if (rc == 0 && ctx->json) {
-        cli_json_line(&resp->base);
-    } else if (rc == 0 && resp->want) {
+    int rc = cli_show_call(ctx, argc, argv, &SHOW, ar, &resp);
+    if (rc == 0 && resp && resp->want) {
         const Databuild__V1__PartitionWantSummary *w = resp->want;
         const Databuild__V1__PartitionWant *pw = w->want;
         char t[40], st[16], deps[2048];

@@ -391,8 +391,10 @@ static int on_one_arg(cli_ctx *ctx, int id, const char *v, void *user)
     return 0;
 }
 
-int cli_parse_one(cli_ctx *ctx, int argc, char **argv, const char *cmd, const char *what,
-                  const char **out)
+/* Parse a command taking exactly one positional argument and no options of
+ * its own, then load the config. */
+static int parse_one(cli_ctx *ctx, int argc, char **argv, const char *cmd, const char *what,
+                     const char **out)
 {
     one_arg o = {.cmd = cmd, .what = what};
     int rc = cli_parse(ctx, argc, argv, NULL, 0, on_one_arg, &o);
@@ -401,4 +403,28 @@ int cli_parse_one(cli_ctx *ctx, int argc, char **argv, const char *cmd, const ch
         return cli_fail(ctx, CLI_USAGE, "%s: missing %s (see --help)", cmd, what);
     *out = o.value;
     return cli_config(ctx);
+}
+
+int cli_show_call(cli_ctx *ctx, int argc, char **argv, const cli_show *show, dbld_arena *a,
+                  void *resp_out)
+{
+    *(ProtobufCMessage **)resp_out = NULL;
+    const char *id = NULL;
+    int rc = parse_one(ctx, argc, argv, show->cmd, show->what, &id);
+    if (rc) return rc;
+    ProtobufCMessage *req = dbld_arena_msg(a, show->req);
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(show->req, show->id_field);
+    if (!f || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
+        return cli_fail(ctx, CLI_FAIL, "%s: %s has no string field %s", show->cmd,
+                        show->req->name, show->id_field);
+    *(const char **)((char *)req + f->offset) = id;
+    ProtobufCMessage *resp = NULL;
+    rc = cli_query_call(ctx, show->method, req, show->resp, a, &resp, show->call_what);
+    if (rc == 0 && ctx->json) {
+        cli_json_line(resp);
+        resp = NULL;
+    }
+    *(ProtobufCMessage **)resp_out = resp;
+    return rc;
 }

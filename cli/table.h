@@ -70,15 +70,25 @@ void cli_json_line(const ProtobufCMessage *msg);
 /* Unary call of `path` on the query service (the config's shared.peers.query,
  * or --server); the response is unpacked into arena a. On failure ctx->st is
  * "<what> (<addr>): <CODE>: <message>" on one line and CLI_FAIL returned. */
-/* Parse a command taking exactly one positional argument and no options of
- * its own (e.g. `runs show ID`), then load the config. `cmd` ("runs show")
- * and `what` ("job run id") name them in usage errors. */
-int cli_parse_one(cli_ctx *ctx, int argc, char **argv, const char *cmd, const char *what,
-                  const char **out);
-
 int cli_query_call(cli_ctx *ctx, const char *path, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *resp_desc, dbld_arena *a, void *resp_out,
                    const char *what);
+
+/* A `X show ID` command: one positional argument that goes into one string
+ * field of a Get*Summary request. */
+typedef struct cli_show {
+    const char *cmd, *what;  /* "runs show", "job run id" (usage errors) */
+    const char *method;      /* CLI_SVC "GetJobRunSummary" */
+    const char *call_what;   /* "job run summary" (call errors) */
+    const ProtobufCMessageDescriptor *req, *resp;
+    const char *id_field;    /* "job_run_id": the request field the argument fills */
+} cli_show;
+
+/* Parse, load the config and call. With --json the response is printed here
+ * and *resp_out is NULL; otherwise *resp_out is the response (in arena a)
+ * for the caller to print. */
+int cli_show_call(cli_ctx *ctx, int argc, char **argv, const cli_show *show, dbld_arena *a,
+                  void *resp_out);
 
 /* ---- command lines ---- */
 
