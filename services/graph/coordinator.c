@@ -314,12 +314,12 @@ static void cancel_runs(gs_build *b)
     for (size_t i = 0; i < n_tasks; i++) {
         gs_task *t = &b->tasks[i];
         pthread_mutex_lock(&b->mu);
-        int ep = t->ep, todo = ep >= 0 && !t->cancel_found;
+        int ep = t->ep, running = ep >= 0 && !t->cancel_found;
         char run[37];
         memcpy(run, t->run_id, sizeof run);
         char *reason = dbld_xstrdup(b->cancel_reason ? b->cancel_reason : "build cancelled");
         pthread_mutex_unlock(&b->mu);
-        if (todo) {
+        if (running) { /* on a job service and not yet cancelled there */
             int found = 0;
             dbld_status st;
             gs_job_cancel(s, ep, run, reason, &found, &st);
