@@ -32,6 +32,13 @@ typedef struct gs_task {
     char *why; /* malloc'd: why it failed / was cancelled */
 } gs_task;
 
+/* A job run of this build from before a resume (recover() reads them from
+ * the event log): its task's first output and how it ended. */
+typedef struct gs_prior_run {
+    char *ref;  /* malloc'd */
+    int kind;   /* gs_fail_kind of a recorded failure; 0 when none */
+} gs_prior_run;
+
 struct gs_build {
     gs_service *svc;
     char id[37];
@@ -57,6 +64,8 @@ struct gs_build {
     size_t n_tasks;
     int running;
     int global_used;
+    gs_prior_run *prior; /* resumed: earlier attempts, charged again by plan() */
+    size_t n_prior;
     int dirty; /* a task changed state: rescan */
 };
 

@@ -20,6 +20,7 @@
  */
 #include "build.h"
 
+#include "retry.h"
 #include "strmap.h"
 
 #include "dbld/log.h"
@@ -53,6 +54,9 @@ static void build_free(gs_build *b)
         free(b->tasks[i].analyzed);
     }
     free(b->tasks);
+    for (size_t i = 0; i < b->n_prior; i++)
+        free(b->prior[i].ref);
+    free(b->prior);
     gs_plan_free(b->plan);
     for (size_t i = 0; i < b->n_refs; i++)
         free(b->refs[i]);
@@ -464,6 +468,34 @@ static void set_status(gs_build *b, int code)
 
 /* Analyze and append the graph. 0 to execute; otherwise the build has ended
  * (or was abandoned). */
+/* A resumed build goes on from where it was: each task counts the attempts
+ * it already made, and the failures they recorded (their JobEvent FAILED
+ * messages name the kind) are charged again to the task's and the build's
+ * used quota, so a restart does not hand out a fresh quota. A run that
+ * ended because its coordinator died carries no kind and costs nothing. */
+static void charge_prior(gs_build *b, gs_task *tasks, size_t n_tasks)
+{
+    for (size_t r = 0; r < b->n_prior; r++) {
+        for (size_t i = 0; i < n_tasks; i++) {
+            const Databuild__V1__JobConfig *cfg = tasks[i].task->config;
+            if (cfg->n_outputs == 0 || strcmp(cfg->outputs[0]->str, b->prior[r].ref) != 0) continue;
+            tasks[i].attempts++;
+            if (b->prior[r].kind && tasks[i].job->retry.single_quota >= 0) {
+                int w = gs_retry_weight(&tasks[i].job->retry, (gs_fail_kind)b->prior[r].kind);
+                tasks[i].used_quota += w;
+                b->global_used += w;
+            }
+            break;
+        }
+    }
+    if (b->n_prior) {
+        char used[32];
+        snprintf(used, sizeof used, "%d", b->global_used);
+        dbld_log(DBLD_LOG_INFO, "earlier attempts charged to the retry quotas", "build_request_id",
+                 b->id, "global_used", used, (char *)NULL);
+    }
+}
+
 static int plan(gs_build *b)
 {
     gs_service *s = b->svc;
@@ -523,6 +555,7 @@ static int plan(gs_build *b)
         tasks[i].analyzed = dbld_xcalloc(tasks[i].task->config->n_outputs + 1, 1);
         n_out += tasks[i].task->config->n_outputs;
     }
+    charge_prior(b, tasks, p->n_tasks);
     const char **outs = dbld_arena_alloc(a, (n_out + 1) * sizeof *outs);
     int *avail = dbld_arena_alloc(a, (n_out + 1) * sizeof *avail);
     size_t k = 0;
@@ -569,6 +602,7 @@ static int plan(gs_build *b)
 typedef struct dangling {
     char *run, *label;
     int status;
+    int kind; /* gs_fail_kind its FAILED event recorded */
     Databuild__V1__JobConfig targets; /* outputs only */
 } dangling;
 
@@ -618,6 +652,10 @@ static int recover(gs_build *b)
                 n_runs++;
             }
             runs[r].status = j->status_code;
+            int attempt;
+            gs_fail_kind kind;
+            if (j->status_code == JS(FAILED) && gs_retry_parse_failure(j->message, &attempt, &kind))
+                runs[r].kind = (int)kind;
             if (j->job_label) runs[r].label = j->job_label->label;
             if (j->n_target_partitions) {
                 runs[r].targets.outputs = j->target_partitions;
@@ -626,6 +664,18 @@ static int recover(gs_build *b)
         }
         if (!page->has_more) break;
         start = page->next_idx;
+    }
+    /* attempts made: runs granted a claim that did not complete (plan()
+     * charges them to the quotas; a COMPLETED run's outputs are skipped) */
+    for (size_t r = 0; !rc && r < n_runs; r++) {
+        int st = runs[r].status;
+        if ((st != JS(SCHEDULED) && st != JS(RUNNING) && st != JS(FAILED)) ||
+            runs[r].targets.n_outputs == 0)
+            continue;
+        b->prior = dbld_xrealloc(b->prior, (b->n_prior + 1) * sizeof *b->prior);
+        b->prior[b->n_prior].ref = dbld_xstrdup(runs[r].targets.outputs[0]->str);
+        b->prior[b->n_prior].kind = runs[r].kind;
+        b->n_prior++;
     }
     for (size_t r = 0; !rc && r < n_runs; r++) {
         if (runs[r].status != JS(SCHEDULED) && runs[r].status != JS(RUNNING)) continue;

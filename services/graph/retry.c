@@ -1,7 +1,10 @@
 /* retry.c - retry quota decisions (see retry.h). */
 #include "retry.h"
 
-static int weight_of(const dbld_retry_config *rc, gs_fail_kind kind)
+#include <stdio.h>
+#include <string.h>
+
+int gs_retry_weight(const dbld_retry_config *rc, gs_fail_kind kind)
 {
     switch (kind) {
     case GS_FAIL_TRANSIENT:
@@ -20,7 +23,7 @@ int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int attempts
         *reason = "retry is not enabled in the config";
         return 0;
     }
-    int w = weight_of(rc, kind);
+    int w = gs_retry_weight(rc, kind);
     *task_used += w;
     *build_used += w;
     if (*task_used > rc->single_quota) {
@@ -49,4 +52,20 @@ const char *gs_fail_kind_name(gs_fail_kind kind)
     default:
         return "FAILURE_PERMANENT";
     }
+}
+
+int gs_retry_parse_failure(const char *msg, int *attempt, gs_fail_kind *kind)
+{
+    int n = 0, end = 0;
+    char name[32];
+    if (!msg || sscanf(msg, "attempt %d: %31[A-Z_]:%n", &n, name, &end) != 2 || end == 0 || n < 1)
+        return 0;
+    static const gs_fail_kind kinds[] = {GS_FAIL_PERMANENT, GS_FAIL_TRANSIENT, GS_FAIL_TIMEOUT};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(name, gs_fail_kind_name(kinds[i])) == 0) {
+            *attempt = n;
+            *kind = kinds[i];
+            return 1;
+        }
+    return 0;
 }

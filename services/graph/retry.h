@@ -27,6 +27,15 @@ typedef enum {
 int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int attempts, int *task_used,
                     int *build_used, const char **reason);
 
+/* The weight a failure of this kind adds to the used quotas. */
+int gs_retry_weight(const dbld_retry_config *rc, gs_fail_kind kind);
+
+/* Read back what a JobEvent FAILED message written by task.c says
+ * ("attempt N: FAILURE_KIND: ..."): 1 with *attempt and *kind set, 0 for any
+ * other message (e.g. a run failed because its coordinator restarted). A
+ * resumed build uses it to charge its earlier failures to the quotas again. */
+int gs_retry_parse_failure(const char *msg, int *attempt, gs_fail_kind *kind);
+
 /* "FAILURE_PERMANENT" etc. */
 const char *gs_fail_kind_name(gs_fail_kind kind);
 

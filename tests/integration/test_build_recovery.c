@@ -16,13 +16,16 @@
     "    - label: \"//r:chain\"\n      command: %CMD%\n      outputs: [\"chain/.*\"]\n"            \
     "    - label: \"//r:link\"\n      command: %CMD%\n      outputs: [\"link/.*\"]\n"              \
     "    - label: \"//r:js\"\n      command: %CMD%\n      outputs: [\"js/.*\"]\n"                  \
-    "      retry: {single_quota: 2, transient_failure_weight: 1}\n"
+    "      retry: {single_quota: 2, transient_failure_weight: 1}\n"                          \
+    "    - label: \"//r:rq\"\n      command: %CMD%\n      outputs: [\"rq/.*\"]\n"                  \
+    "      retry: {single_quota: 1, failure_weight: 1}\n"
 
 #define RULES                                                                                      \
     "[{\"match\": \"shared/.*\", \"sleep\": 1.5},"                                                 \
     " {\"match\": \"chain/(.*)\", \"inputs\": [\"link/\\\\1\"]},"                                  \
     " {\"match\": \"link/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"link\"},"             \
-    " {\"match\": \"js/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"js\"}]"
+    " {\"match\": \"js/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"js\"},"            \
+    " {\"match\": \"rq/.*\", \"sleep\": 2, \"fail_times\": 99, \"tag\": \"rq\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
 #define PS(x) DATABUILD__V1__PARTITION_STATUS__PARTITION_##x
@@ -211,6 +214,35 @@ DBLD_TEST(graph_sigterm_mid_build_resumes)
     crash_and_resume(SIGTERM);
 }
 
+/* A restart does not refill the retry quota: rq/1 fails every time and may
+ * be retried once (single_quota 1, failure_weight 1). Attempt 1 fails and is
+ * retried; the graph service dies during attempt 2; the resumed build runs
+ * attempt 3 (attempt 2 died with its coordinator: no kind, no charge), whose
+ * failure brings the used quota to 2 > 1: denied. A quota that started
+ * afresh would have allowed a fourth run. */
+DBLD_TEST(resumed_build_keeps_its_retry_quota)
+{
+    bf f;
+    setup(&f, "quota", 1);
+    char *id = bf_submit(&f, H_STRS("rq/1"));
+    CHECK(H_POLL_UNTIL(30000, bf_execs(&f, "rq/1") == 2));
+    h_service_kill(f.graph);
+    h_service_restart(f.graph);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&f, "rq/1"), 3);
+    char *failed = bf_job_messages(&f, id, "rq/1", JS(FAILED));
+    CHECK_CONTAINS(failed, "attempt 1: FAILURE_PERMANENT");
+    CHECK_CONTAINS(failed, "graph service restarted");
+    CHECK_CONTAINS(failed, "attempt 3: FAILURE_PERMANENT");
+    CHECK_CONTAINS(failed, "retry denied: insufficient quota");
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "rq/1"), "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING FAILED"
+                                              " | SCHEDULED RUNNING FAILED");
+    CHECK_EQ_INT(bf_part_status(&f, "rq/1"), PS(FAILED));
+    check_settled(&f, id, H_STRS("rq/1"));
+}
+
 DBLD_TEST(live_replica_adopts_orphans)
 {
     bf f;
@@ -311,6 +343,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_builds_one_job_run),
                DBLD_TEST_ENTRY(two_replicas_one_job_run),
                DBLD_TEST_ENTRY(graph_killed_mid_build_resumes),
                DBLD_TEST_ENTRY(graph_sigterm_mid_build_resumes),
+               DBLD_TEST_ENTRY(resumed_build_keeps_its_retry_quota),
                DBLD_TEST_ENTRY(live_replica_adopts_orphans),
                DBLD_TEST_ENTRY(job_service_killed_mid_run_retried_elsewhere),
                DBLD_TEST_ENTRY(event_log_outage_shorter_than_lease),
