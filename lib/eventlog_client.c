@@ -6,6 +6,14 @@
 int dbld_eventlog_append(const char *target, Databuild__V1__BuildEvent *const *events, size_t n,
                          dbld_arena *a, int64_t *idx_out, int64_t timeout_ms, dbld_status *st)
 {
+    return dbld_eventlog_append_fenced(target, NULL, NULL, events, n, a, idx_out, timeout_ms, st);
+}
+
+int dbld_eventlog_append_fenced(const char *target, const char *build_request_id,
+                                const char *owner, Databuild__V1__BuildEvent *const *events,
+                                size_t n, dbld_arena *a, int64_t *idx_out, int64_t timeout_ms,
+                                dbld_status *st)
+{
     for (size_t i = 0; i < n; i++) {
         if (!events[i]->event_id || !*events[i]->event_id) {
             char id[37];
@@ -16,6 +24,12 @@ int dbld_eventlog_append(const char *target, Databuild__V1__BuildEvent *const *e
     Databuild__V1__AppendRequest req = DATABUILD__V1__APPEND_REQUEST__INIT;
     req.n_events = n;
     req.events = (Databuild__V1__BuildEvent **)events;
+    Databuild__V1__LeaseFence fence = DATABUILD__V1__LEASE_FENCE__INIT;
+    if (build_request_id) {
+        fence.build_request_id = (char *)build_request_id;
+        fence.owner = (char *)owner;
+        req.fence = &fence;
+    }
     ProtobufCMessage *resp = NULL;
     int rc = dbld_client_unary(dbld_client_get(target), "/databuild.v1.EventLog/Append", &req.base,
                                &databuild__v1__append_response__descriptor,

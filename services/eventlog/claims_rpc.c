@@ -51,7 +51,8 @@ static int claim(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
                              .job_run_id = req->job_run_id,
                              .refs = req->refs,
                              .n_refs = req->n_refs,
-                             .n_events = req->n_events_if_granted}};
+                             .n_events = req->n_events_if_granted,
+                             .lease_owner = req->lease_owner}};
     el_claim *c = &ctx->c;
     c->events = dbld_arena_alloc(a, (c->n_events + 1) * sizeof *c->events);
     for (size_t i = 0; i < c->n_events; i++) {

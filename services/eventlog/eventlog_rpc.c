@@ -63,10 +63,18 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
         if (rc)
             return rc;
     }
+    el_fence fence = {0};
+    if (req->fence) {
+        if (!*req->fence->build_request_id || !*req->fence->owner)
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "append: fence needs both build_request_id and owner");
+        fence = (el_fence){req->fence->build_request_id, req->fence->owner};
+    }
     append_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
     *ctx = (append_ctx){{call, append_respond}, evs, req->n_events};
     /* After a successful queueing the call belongs to the writer: touch nothing. */
-    int rc = el_store_append_async(store, evs, req->n_events, a, el_async_done, ctx, st);
+    int rc = el_store_append_async(store, evs, req->n_events, req->fence ? &fence : NULL, a,
+                                   el_async_done, ctx, st);
     return rc ? rc : DBLD_ASYNC;
 }
 

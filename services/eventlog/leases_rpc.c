@@ -67,7 +67,7 @@ static int renew_fn(dbld_db *db, void *arg, dbld_status *st)
 {
     return query_fn(db, arg, st,
                     "INSERT INTO build_leases AS l (build_request_id, owner, expires_ns)"
-                    " SELECT unnest($1::text[]), $2, $3::bigint"
+                    " SELECT u, $2, $3::bigint FROM unnest($1::text[]) u ORDER BY u"
                     " ON CONFLICT (build_request_id) DO UPDATE"
                     " SET owner = EXCLUDED.owner, expires_ns = EXCLUDED.expires_ns"
                     " WHERE l.owner = EXCLUDED.owner OR l.expires_ns < $4::bigint"

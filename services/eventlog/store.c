@@ -33,6 +33,8 @@ typedef struct pending {
     el_claim *claim;     /* set for a claim: decided in the batch's transaction */
     el_joblogs *logs;    /* set for job log entries */
     dbld_arena *arena;   /* the requester's arena (the RPC's): this struct, result strings */
+    el_fence fence;      /* fence.build_request_id NULL: not fenced */
+    const char *refused; /* set by check_fences(): why the fence refused it (in arena) */
     el_append_cb cb;     /* reports the outcome (answers the RPC) */
     void *cb_arg;
     struct pending *next;
@@ -638,6 +640,69 @@ static void add_touched(strset *touched, const el_claim *c)
     " (SELECT coalesce(bool_or(build_request_id <> $2), false) FROM claims"                       \
     " WHERE ref = ANY($1::text[]))"
 
+/* Fenced requests (AppendRequest.fence, ClaimRequest.lease_owner): when
+ * there are any, open the transaction (open: BEGIN + the writer's lock), read
+ * their leases' rows FOR SHARE (in key order, as Renew takes them: a lease
+ * cannot change hands until this transaction ends) and take out the requests
+ * whose lease has another owner or none, marking them refused. Returns -1
+ * when it opened the transaction (*n_reqs = what is left, order kept), 0 when
+ * nothing is fenced (nothing sent), or an error code. */
+static int check_fences(dbld_db *db, dbld_arena *a, const dbld_stmt *open, pending **reqs,
+                        size_t *n_reqs, dbld_status *st)
+{
+    size_t n_fenced = 0;
+    for (size_t i = 0; i < *n_reqs; i++) {
+        reqs[i]->refused = NULL;
+        n_fenced += reqs[i]->fence.build_request_id != NULL;
+    }
+    if (!n_fenced)
+        return 0;
+    const char **ids = dbld_arena_alloc(a, n_fenced * sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < *n_reqs; i++)
+        if (reqs[i]->fence.build_request_id)
+            ids[k++] = reqs[i]->fence.build_request_id;
+    const char **p = dbld_arena_alloc(a, sizeof *p);
+    p[0] = dbld_pg_text_array(a, ids, k);
+    dbld_res *leases = NULL;
+    dbld_stmt stmts[3] = {open[0], open[1],
+                          {.name = "el_fence",
+                           .sql = "SELECT build_request_id, owner FROM build_leases"
+                                  " WHERE build_request_id = ANY($1::text[])"
+                                  " ORDER BY build_request_id FOR SHARE",
+                           .n = 1,
+                           .params = p,
+                           .out = &leases}};
+    int rc = dbld_db_pipeline(db, stmts, 3, st);
+    if (rc) {
+        dbld_res_free(leases);
+        return rc;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < *n_reqs; i++) {
+        pending *q = reqs[i];
+        if (q->fence.build_request_id) {
+            const char *owner = NULL;
+            for (int row = 0; row < dbld_res_rows(leases) && !owner; row++)
+                if (strcmp(dbld_res_get(leases, row, 0), q->fence.build_request_id) == 0)
+                    owner = dbld_res_get(leases, row, 1);
+            if (!owner)
+                q->refused = dbld_arena_printf(q->arena, "lease fence: build %s has no lease",
+                                               q->fence.build_request_id);
+            else if (strcmp(owner, q->fence.owner) != 0)
+                q->refused = dbld_arena_printf(
+                    q->arena, "lease fence: build %s is coordinated by %s, not by %s",
+                    q->fence.build_request_id, owner, q->fence.owner);
+            if (q->refused)
+                continue;
+        }
+        reqs[kept++] = q;
+    }
+    dbld_res_free(leases);
+    *n_reqs = kept;
+    return -1;
+}
+
 /* One transaction for reqs: the claims (which come first) decided one after
  * another, then every event written together.
  *
@@ -654,6 +719,25 @@ static void add_touched(strset *touched, const el_claim *c)
 static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, int64_t *max_idx,
                     dbld_status *st)
 {
+    const char **lp = dbld_arena_alloc(a, sizeof *lp);
+    lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
+    dbld_stmt open[] = {
+        {.sql = "BEGIN"},
+        {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
+    };
+    size_t n_open = 2;
+    int rc = check_fences(db, a, open, reqs, &n_reqs, st);
+    if (rc < 0) { /* the fences were checked in an open transaction */
+        n_open = 0;
+        rc = 0;
+        if (n_reqs == 0) /* all refused */
+            rc = dbld_db_exec(db, "COMMIT", 0, NULL, NULL, st);
+    }
+    if (rc || n_reqs == 0) {
+        if (rc && dbld_db_alive(db))
+            dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+        return rc;
+    }
     size_t n_claims = 0, n_touch = 0;
     while (n_claims < n_reqs && reqs[n_claims]->claim) {
         const el_claim *c = reqs[n_claims++]->claim;
@@ -661,14 +745,8 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
         for (size_t i = 0; i < c->n_events; i++)
             n_touch += c->events[i].n_refs;
     }
-    const char **lp = dbld_arena_alloc(a, sizeof *lp);
-    lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
-    dbld_stmt open[] = {
-        {.sql = "BEGIN"},
-        {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
-    };
     if (!n_claims) {
-        int rc = write_reqs(db, a, open, 2, reqs, n_reqs, 1, max_idx, st);
+        rc = write_reqs(db, a, open, n_open, reqs, n_reqs, 1, max_idx, st);
         if (rc && dbld_db_alive(db))
             dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
         return rc;
@@ -676,7 +754,7 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
     const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
     dbld_res **peek = dbld_arena_alloc(a, n_claims * sizeof *peek);
     dbld_stmt *first = dbld_arena_alloc(a, (2 + n_claims) * sizeof *first);
-    memcpy(first, open, sizeof open);
+    memcpy(first, open, n_open * sizeof *first);
     for (size_t i = 0; i < n_claims; i++) {
         const el_claim *c = reqs[i]->claim;
         lits[i] = dbld_pg_text_array(a, (const char *const *)c->refs, c->n_refs);
@@ -684,10 +762,10 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
         p[0] = lits[i];
         p[1] = c->build_request_id;
         peek[i] = NULL;
-        first[2 + i] = (dbld_stmt){.name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 2,
-                                   .params = p, .out = &peek[i]};
+        first[n_open + i] = (dbld_stmt){.name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 2,
+                                        .params = p, .out = &peek[i]};
     }
-    int rc = dbld_db_pipeline(db, first, 2 + n_claims, st);
+    rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
     strset touched;
     strset_init(a, &touched, n_touch);
     size_t from = 0; /* reqs[from..i) are decided but not written yet */
@@ -760,7 +838,13 @@ static void finish(el_store *s, pending *reqs, const dbld_status *st)
     (void)s;
     while (reqs) {
         pending *next = reqs->next;
-        reqs->cb(reqs->cb_arg, st);
+        if (!st->code && reqs->refused) {
+            dbld_status r;
+            dbld_status_set(&r, DBLD_FAILED_PRECONDITION, "%s", reqs->refused);
+            reqs->cb(reqs->cb_arg, &r);
+        } else {
+            reqs->cb(reqs->cb_arg, st);
+        }
         reqs = next;
     }
 }
@@ -896,13 +980,16 @@ static pending *new_async(dbld_arena *a, el_append_cb cb, void *arg)
     memset(p, 0, sizeof *p);
     p->cb = cb;
     p->cb_arg = arg;
+    p->arena = a;
     return p;
 }
 
-int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, el_append_cb cb,
-                          void *arg, dbld_status *st)
+int el_store_append_async(el_store *s, el_event *evs, size_t n, const el_fence *fence,
+                          dbld_arena *a, el_append_cb cb, void *arg, dbld_status *st)
 {
     pending *p = new_async(a, cb, arg);
+    if (fence)
+        p->fence = *fence;
     p->evs = evs;
     p->n = n;
     return submit_async(s, p, st);
@@ -913,7 +1000,8 @@ int el_store_claim_async(el_store *s, el_claim *c, dbld_arena *a, el_append_cb c
 {
     pending *p = new_async(a, cb, arg);
     p->claim = c;
-    p->arena = a;
+    if (c->lease_owner && *c->lease_owner)
+        p->fence = (el_fence){c->build_request_id, c->lease_owner};
     p->n = c->n_events;
     return submit_async(s, p, st);
 }

@@ -45,8 +45,18 @@ void el_store_destroy(el_store *s);
  * 0, idx/duplicate filled) or failed. evs and the bookkeeping allocated from
  * a must stay valid until cb runs. */
 typedef void (*el_append_cb)(void *arg, const dbld_status *st);
-int el_store_append_async(el_store *s, el_event *evs, size_t n, dbld_arena *a, el_append_cb cb,
-                          void *arg, dbld_status *st);
+
+/* A lease fence (AppendRequest.fence): the request is written only if
+ * build_request_id's lease row has this owner, checked in the writing
+ * transaction with the row locked until commit; else cb gets
+ * FAILED_PRECONDITION and nothing of it is written. */
+typedef struct el_fence {
+    const char *build_request_id, *owner;
+} el_fence;
+
+/* fence may be NULL (no fence). */
+int el_store_append_async(el_store *s, el_event *evs, size_t n, const el_fence *fence,
+                          dbld_arena *a, el_append_cb cb, void *arg, dbld_status *st);
 
 /* One stored event. */
 typedef struct el_row {
@@ -72,6 +82,7 @@ typedef struct el_claim {
     size_t n_refs;
     el_event *events; /* appended in the same transaction when granted */
     size_t n_events;
+    const char *lease_owner; /* non-empty: fenced on build_request_id's lease (see el_fence) */
     /* results (strings in the arena given to el_store_claim_async) */
     int outcome; /* Databuild__V1__ClaimOutcome */
     const char *held_ref, *holder_build_request_id, *holder_job_run_id;

@@ -76,6 +76,10 @@ struct gs_build {
 
 /* Mark the build abandoned: nothing more is appended (b->mu not held). */
 void gsb_abandon(gs_build *b, const dbld_status *st);
+/* A call to the event log failed: abandon; when the lease fence refused it
+ * (FAILED_PRECONDITION: the build has another owner now) also cancel the
+ * build's runs in flight. */
+void gsb_fail(gs_build *b, const dbld_status *st);
 /* 1 once abandoned or the service is stopping. */
 int gsb_stopped(gs_build *b);
 /* Append the list (then empty it); on failure abandon and return non-zero. */

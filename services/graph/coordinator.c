@@ -167,6 +167,15 @@ void gsb_abandon(gs_build *b, const dbld_status *st)
                  "build_request_id", b->id, "error", st ? st->msg : "lease lost", (char *)NULL);
 }
 
+static void cancel_runs(gs_build *b);
+
+void gsb_fail(gs_build *b, const dbld_status *st)
+{
+    gsb_abandon(b, st);
+    /* fenced out: another instance took the build over and re-runs them */
+    if (st->code == DBLD_FAILED_PRECONDITION) cancel_runs(b);
+}
+
 int gsb_stopped(gs_build *b)
 {
     pthread_mutex_lock(&b->mu);
@@ -181,8 +190,8 @@ int gsb_append(gs_build *b, dbld_arena *a, gs_evlist *l)
     if (!l->n) return 0;
     if (gsb_stopped(b)) return DBLD_ABORTED;
     dbld_status st;
-    int rc = gs_el_append(b->svc, l->evs, l->n, a, &st);
-    if (rc) gsb_abandon(b, &st);
+    int rc = gs_el_append(b->svc, b->id, l->evs, l->n, a, &st);
+    if (rc) gsb_fail(b, &st);
     l->n = 0;
     return rc;
 }
@@ -826,7 +835,7 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
     gs_evlist_add(a, &l, rcv);
     for (size_t i = 0; i < n; i++)
         if (!avail[i]) gs_evlist_add(a, &l, gs_ev_partition(a, id, refs[i], PS(REQUESTED), "", ""));
-    rc = gs_el_append(s, l.evs, l.n, a, st);
+    rc = gs_el_append(s, id, l.evs, l.n, a, st);
     dbld_arena_destroy(a);
     if (rc) {
         pthread_mutex_lock(&b->mu);
@@ -956,7 +965,7 @@ int gs_build_cancel(gs_service *s, const char *id, const char *reason, int64_t w
     if (!already) {
         dbld_arena *a = dbld_arena_create();
         const char *why = reason && *reason ? reason : "cancelled by request";
-        int rc = gs_el_append(s, (gs_event *[]){gs_ev_build_cancel(a, id, why)}, 1, a, st);
+        int rc = gs_el_append(s, id, (gs_event *[]){gs_ev_build_cancel(a, id, why)}, 1, a, st);
         dbld_arena_destroy(a);
         if (rc) {
             gs_build_unref(b);

@@ -64,7 +64,10 @@ typedef struct gs_service {
 /* ---- event log (remote.c) ---- */
 
 /* Append events in order (chunks of 1000), retrying UNAVAILABLE for el_timeout_ms. */
-int gs_el_append(gs_service *s, gs_event *const *evs, size_t n, dbld_arena *a, dbld_status *st);
+/* Append a build's events, fenced on its lease being held by s->owner
+ * (FAILED_PRECONDITION when another instance took the build over). */
+int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                 dbld_arena *a, dbld_status *st);
 int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
                  Databuild__V1__PartitionState ***out, dbld_status *st);
 int gs_el_claim(gs_service *s, const char *br, const char *run, Databuild__V1__PartitionRef **refs,

@@ -10,6 +10,9 @@
  * Configure is idempotent too and moves to the next endpoint when one is
  * unavailable; Run is not retried here (a lost Run is a failed attempt that the
  * coordinator's retry quota decides about).
+ *
+ * Appends and claims for a build are fenced on its lease (owner s->owner): a
+ * FAILED_PRECONDITION answer means another instance took the build over.
  */
 #include "graph.h"
 
@@ -33,11 +36,13 @@ static int el_call(gs_service *s, const char *path, const ProtobufCMessage *req,
     return rc;
 }
 
-int gs_el_append(gs_service *s, gs_event *const *evs, size_t n, dbld_arena *a, dbld_status *st)
+int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                 dbld_arena *a, dbld_status *st)
 {
     for (size_t off = 0; off < n; off += APPEND_CHUNK) {
         size_t k = n - off < APPEND_CHUNK ? n - off : APPEND_CHUNK;
-        int rc = dbld_eventlog_append(s->eventlog, evs + off, k, a, NULL, s->el_timeout_ms, st);
+        int rc = dbld_eventlog_append_fenced(s->eventlog, build_request_id, s->owner, evs + off, k,
+                                             a, NULL, s->el_timeout_ms, st);
         if (rc) return rc;
     }
     return 0;
@@ -78,6 +83,7 @@ int gs_el_claim(gs_service *s, const char *br, const char *run, Databuild__V1__P
     req.n_refs = n;
     req.events_if_granted = evs;
     req.n_events_if_granted = n_evs;
+    req.lease_owner = s->owner;
     return el_call(s, "/databuild.v1.PartitionClaims/Claim", &req.base,
                    &databuild__v1__claim_response__descriptor, a, out, st);
 }

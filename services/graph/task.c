@@ -244,7 +244,7 @@ static void *task_main(void *arg)
             ep = -1;
         }
         if (crc != 0) {
-            gsb_abandon(b, &st);
+            gsb_fail(b, &st);
             task_end(t, T_CANCELLED, "abandoned");
             break;
         }

@@ -243,15 +243,55 @@ DBLD_TEST(resumed_build_keeps_its_retry_quota)
     check_settled(&f, id, H_STRS("rq/1"));
 }
 
+/* Two graph replicas; REF submitted to the first; returns once its link job
+ * runs (*pid: that job process). */
+static char *submit_with_replica(bf *f, const char *hint, const char *ref, h_service **g2,
+                                 int *pid)
+{
+    setup(f, hint, 1);
+    *g2 = bf_graph_new(f, 2);
+    h_service_restart(*g2);
+    char *id = bf_submit(f, (const char *const[]){ref, NULL});
+    int child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(f, "link", pid, &child)));
+    return id;
+}
+
+/* A coordinator frozen past its lease (SIGSTOP here; a VM pause or a long
+ * stall in production) while a live replica adopted its build cannot write
+ * into that build when it wakes: its appends are fenced on the lease. Its job
+ * run finished while it was frozen; that run's COMPLETED must not land after
+ * the new owner failed the run and started another. */
+DBLD_TEST(frozen_coordinator_is_fenced_out)
+{
+    bf f;
+    h_service *g2;
+    int pid = 0;
+    char *id = submit_with_replica(&f, "frozen", "chain/7", &g2, &pid);
+    CHECK_EQ_INT(kill(f.graph->pid, SIGSTOP), 0);
+    /* g2 adopts the build and fails the frozen owner's run */
+    CHECK(H_POLL_UNTIL(30000, strstr(bf_job_messages(&f, id, "link/7", JS(FAILED)),
+                                     "graph service restarted") != NULL));
+    /* the first run's process ends while its coordinator is still frozen */
+    CHECK(H_POLL_UNTIL(20000, pid_gone(pid)));
+    CHECK_EQ_INT(kill(f.graph->pid, SIGCONT), 0);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    dbld_sleep_ms(500); /* give the woken coordinator time to try */
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "link/7"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
+    check_settled(&f, id, H_STRS("chain/7", "link/7"));
+    CHECK_EQ_INT(bf_part_status(&f, "chain/7"), PS(AVAILABLE));
+    CHECK(h_service_alive(f.graph));
+}
+
 DBLD_TEST(live_replica_adopts_orphans)
 {
     bf f;
-    setup(&f, "adopt", 1);
-    h_service *g2 = bf_graph_new(&f, 2);
-    h_service_restart(g2);
-    char *id = bf_submit(&f, H_STRS("chain/2"));
-    int pid = 0, child = 0;
-    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "link", &pid, &child)));
+    h_service *g2;
+    int pid = 0;
+    char *id = submit_with_replica(&f, "adopt", "chain/2", &g2, &pid);
     h_service_kill(f.graph);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
     CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
@@ -345,6 +385,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_builds_one_job_run),
                DBLD_TEST_ENTRY(graph_sigterm_mid_build_resumes),
                DBLD_TEST_ENTRY(resumed_build_keeps_its_retry_quota),
                DBLD_TEST_ENTRY(live_replica_adopts_orphans),
+               DBLD_TEST_ENTRY(frozen_coordinator_is_fenced_out),
                DBLD_TEST_ENTRY(job_service_killed_mid_run_retried_elsewhere),
                DBLD_TEST_ENTRY(event_log_outage_shorter_than_lease),
                DBLD_TEST_ENTRY(event_log_outage_longer_than_lease))

@@ -478,6 +478,189 @@ DBLD_TEST(concurrent_job_logs)
     h_service_stop(el);
 }
 
+
+/* ---- lease fences ---- */
+
+static int fenced_append(h_service *el, dbld_arena *a, const char *br, const char *owner,
+                         Databuild__V1__BuildEvent *ev, dbld_status *st)
+{
+    Databuild__V1__AppendRequest req = DATABUILD__V1__APPEND_REQUEST__INIT;
+    req.events = &ev;
+    req.n_events = 1;
+    Databuild__V1__LeaseFence f = DATABUILD__V1__LEASE_FENCE__INIT;
+    f.build_request_id = (char *)br;
+    f.owner = (char *)owner;
+    if (br)
+        req.fence = &f;
+    ProtobufCMessage *resp = NULL;
+    dbld_status_clear(st);
+    return dbld_client_unary(el->client, H_APPEND_PATH, &req.base,
+                             &databuild__v1__append_response__descriptor, dbld_arena_allocator(a),
+                             &resp, 30000, 0, st);
+}
+
+/* BuildLeases/Renew of one build; returns 1 when the owner holds it after. */
+static int renew_lease(h_service *el, dbld_arena *a, const char *owner, const char *br,
+                       uint32_t ttl_ms)
+{
+    Databuild__V1__RenewLeasesRequest req = DATABUILD__V1__RENEW_LEASES_REQUEST__INIT;
+    req.owner = (char *)owner;
+    req.build_request_ids = (char *[]){(char *)br};
+    req.n_build_request_ids = 1;
+    req.ttl_ms = ttl_ms;
+    Databuild__V1__RenewLeasesResponse *resp = NULL;
+    dbld_status st = {0};
+    int rc = dbld_client_unary(el->client, "/databuild.v1.BuildLeases/Renew", &req.base,
+                               &databuild__v1__renew_leases_response__descriptor,
+                               dbld_arena_allocator(a), (ProtobufCMessage **)&resp, 30000, 0, &st);
+    CHECK_OK(rc, st);
+    return resp->n_lost == 0;
+}
+
+static size_t count_events(h_service *el, dbld_arena *a, const char *br)
+{
+    Databuild__V1__EventFilter f = DATABUILD__V1__EVENT_FILTER__INIT;
+    f.build_request_ids = (char *[]){(char *)br};
+    f.n_build_request_ids = 1;
+    return h_list_all(el, a, &f, 0).n;
+}
+
+typedef struct fencer {
+    h_service *el;
+    int id;
+    int ok_fenced, ok_free, refused, other;
+    char error[512];
+} fencer;
+
+#define FENCE_ROUNDS 30
+
+/* Refused, accepted fenced and unfenced appends at once: they share group
+ * commits, and a refusal must not fail (or let through) anything else. */
+static void *fence_worker(void *arg)
+{
+    fencer *f = arg;
+    dbld_arena *a = dbld_arena_create();
+    for (int i = 0; i < FENCE_ROUNDS; i++) {
+        dbld_arena_reset(a);
+        dbld_status st;
+        int kind = (i + f->id) % 3;
+        const char *br = kind == 2 ? "br-fence-free" : "br-fence";
+        int rc = fenced_append(f->el, a, kind == 2 ? NULL : br,
+                               kind == 0 ? "graph-new" : "graph-old",
+                               h_event_build_cancel(a, br, kind == 1 ? "stale" : "fresh"), &st);
+        if (kind == 1 && rc == DBLD_FAILED_PRECONDITION)
+            f->refused++;
+        else if (kind == 0 && rc == DBLD_OK)
+            f->ok_fenced++;
+        else if (kind == 2 && rc == DBLD_OK)
+            f->ok_free++;
+        else if (!f->other++)
+            snprintf(f->error, sizeof f->error, "kind %d: %s: %s", kind, dbld_code_name(rc),
+                     st.msg);
+    }
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+DBLD_TEST(lease_fence)
+{
+    char dsn[1024];
+    h_db_create("fence", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    dbld_status st;
+    const char *br = "br-fence";
+
+    /* no lease yet: refused, nothing written */
+    int rc = fenced_append(el, a, br, "graph-old", h_event_build_cancel(a, br, "x"), &st);
+    CHECK_CODE(rc, st, DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg, "build br-fence has no lease");
+    /* a fence names both */
+    rc = fenced_append(el, a, br, "", h_event_build_cancel(a, br, "x"), &st);
+    CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
+    CHECK_EQ_INT(count_events(el, a, br), 0);
+
+    CHECK(renew_lease(el, a, "graph-old", br, 60000));
+    CHECK_OK(fenced_append(el, a, br, "graph-old", h_event_build_cancel(a, br, "1"), &st), st);
+    rc = fenced_append(el, a, br, "graph-other", h_event_build_cancel(a, br, "x"), &st);
+    CHECK_CODE(rc, st, DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg, "coordinated by graph-old, not by graph-other");
+    /* expired but not taken over: still the owner's */
+    CHECK(renew_lease(el, a, "graph-old", br, 1));
+    dbld_sleep_ms(20);
+    CHECK_OK(fenced_append(el, a, br, "graph-old", h_event_build_cancel(a, br, "2"), &st), st);
+    /* taken over: the old owner is fenced out, appends and claims alike */
+    CHECK(renew_lease(el, a, "graph-new", br, 60000));
+    CHECK(!renew_lease(el, a, "graph-old", br, 60000));
+    rc = fenced_append(el, a, br, "graph-old", h_event_build_cancel(a, br, "x"), &st);
+    CHECK_CODE(rc, st, DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg, "coordinated by graph-new, not by graph-old");
+    CHECK_EQ_INT(count_events(el, a, br), 2);
+
+    char *refs[] = {"fence/p1"};
+    Databuild__V1__BuildEvent *evs[] = {h_event_partition(
+        a, br, refs[0], DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-old")};
+    Databuild__V1__ClaimRequest cr = DATABUILD__V1__CLAIM_REQUEST__INIT;
+    cr.build_request_id = (char *)br;
+    cr.job_run_id = "run-old";
+    cr.refs = refs;
+    cr.n_refs = 1;
+    cr.events_if_granted = evs;
+    cr.n_events_if_granted = 1;
+    cr.lease_owner = "graph-old";
+    Databuild__V1__ClaimResponse *cresp = NULL;
+    rc = dbld_client_unary(el->client, "/databuild.v1.PartitionClaims/Claim", &cr.base,
+                           &databuild__v1__claim_response__descriptor, dbld_arena_allocator(a),
+                           (ProtobufCMessage **)&cresp, 30000, 0, &st);
+    CHECK_CODE(rc, st, DBLD_FAILED_PRECONDITION);
+    h_rows *r = h_sql(dsn, "SELECT count(*) FROM claims WHERE ref = 'fence/p1'");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), 0);
+    h_rows_free(r);
+    CHECK_EQ_INT(count_events(el, a, br), 2);
+    cr.lease_owner = "graph-new";
+    cr.job_run_id = "run-new";
+    evs[0] = h_event_partition(a, br, refs[0], DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING,
+                               "run-new");
+    rc = dbld_client_unary(el->client, "/databuild.v1.PartitionClaims/Claim", &cr.base,
+                           &databuild__v1__claim_response__descriptor, dbld_arena_allocator(a),
+                           (ProtobufCMessage **)&cresp, 30000, 0, &st);
+    CHECK_OK(rc, st);
+    CHECK_EQ_INT(cresp->outcome, DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED);
+    CHECK_EQ_INT(count_events(el, a, br), 3);
+
+    /* mixed, concurrent */
+    static fencer f[8];
+    for (int i = 0; i < 8; i++) {
+        memset(&f[i], 0, sizeof f[i]);
+        f[i].el = el;
+        f[i].id = i;
+    }
+    run_threads(fence_worker, f, sizeof *f, 8);
+    int ok_fenced = 0, ok_free = 0, refused = 0;
+    for (int i = 0; i < 8; i++) {
+        CHECK_MSG(f[i].other == 0, "fencer %d: %d unexpected answers, first %s", i, f[i].other,
+                  f[i].error);
+        ok_fenced += f[i].ok_fenced;
+        ok_free += f[i].ok_free;
+        refused += f[i].refused;
+    }
+    CHECK_EQ_INT(ok_fenced + ok_free + refused, 8 * FENCE_ROUNDS);
+    CHECK_EQ_INT(count_events(el, a, br), 3 + (size_t)ok_fenced);
+    CHECK_EQ_INT(count_events(el, a, "br-fence-free"), ok_free);
+    Databuild__V1__EventFilter ef = DATABUILD__V1__EVENT_FILTER__INIT;
+    ef.build_request_ids = (char *[]){(char *)br};
+    ef.n_build_request_ids = 1;
+    h_event_list all = h_list_all(el, a, &ef, 0);
+    for (size_t i = 0; i < all.n; i++)
+        if (all.events[i]->event_type_case ==
+            DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT)
+            CHECK_MSG(strcmp(all.events[i]->build_cancel_event->reason, "stale") != 0,
+                      "a fenced-out append landed");
+    dbld_arena_destroy(a);
+    h_service_stop(el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_appenders), DBLD_TEST_ENTRY(same_event_from_many_callers),
                DBLD_TEST_ENTRY(concurrent_claims), DBLD_TEST_ENTRY(concurrent_job_logs),
+               DBLD_TEST_ENTRY(lease_fence),
                DBLD_TEST_ENTRY_T(two_replicas, 240))
