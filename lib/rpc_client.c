@@ -117,6 +117,9 @@ static grpc_channel *channel_new(const char *target)
         dbld__int_arg(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100),
         dbld__int_arg(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000), /* the connect timeout floor */
         dbld__int_arg(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, BACKOFF_MAX_MS),
+        /* no bandwidth-delay probing: small messages on a LAN; every probe is
+         * a PING each way (a write and a wake-up on both ends) */
+        dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),
     };
     grpc_channel_args ca = {sizeof args / sizeof args[0], args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();

@@ -637,6 +637,7 @@ static int bind_server(dbld_server *srv, dbld_status *st)
         dbld__int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, srv->max_msg),
         dbld__int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, srv->max_msg),
         dbld__int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0), /* a taken port must fail to bind */
+        dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),     /* see channel_new() in rpc_client.c */
     };
     grpc_channel_args ca = {sizeof args / sizeof args[0], args};
     srv->server = grpc_server_create(&ca, NULL);
