@@ -46,6 +46,13 @@ void dbld__health_close(dbld__health *h);
 /* grpc.health.v1.Health (Check, Watch); user pointer = dbld__health. */
 extern const dbld_service dbld__health_service;
 
+/* grpc.reflection.v1 and v1alpha ServerReflection (reflection.c); user
+ * pointer = the dbld_server. */
+extern const dbld_service dbld__reflection_service;
+/* The names of the services srv serves (registered ones, then health and
+ * both reflection versions), at most cap; returns how many. */
+size_t dbld__server_service_names(dbld_server *srv, const char **out, size_t cap);
+
 /* ---- shared helpers (rpc_client.c) ---- */
 
 /* The buffers of one unary client call: send is the request, the rest are

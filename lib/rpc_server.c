@@ -59,7 +59,7 @@
 #define HEALTH_NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
 
 enum { SRV_NEW, SRV_RUNNING, SRV_STOPPED };
-enum { OP_NEW, OP_RECV, OP_CLOSE, OP_FINISH, OP_SEND };
+enum { OP_NEW, OP_RECV, OP_CLOSE, OP_FINISH, OP_SEND, OP_RECV_MORE };
 
 typedef struct reg {
     const dbld_service *svc;
@@ -107,7 +107,7 @@ struct dbld_call {
     grpc_call *call;
     grpc_call_details details;
     grpc_metadata_array md;
-    op_tag t_new, t_recv, t_close, t_finish, t_send;
+    op_tag t_new, t_recv, t_close, t_finish, t_send, t_recv_more;
     atomic_int refs;
     atomic_int completed; /* the status was handed to gRPC */
     atomic_int closed;    /* the close op completed */
@@ -125,6 +125,7 @@ struct dbld_call {
     pthread_mutex_t mu; /* send_done / closed wakeups for blocking waiters */
     pthread_cond_t cv;
     int send_done, send_ok;
+    int recv_done, recv_ok; /* dbld_call_recv() */
     stream_thread *thread;
     dbld_call *qnext;
 };
@@ -140,6 +141,7 @@ static dbld_call *call_new(dbld_server *srv)
     c->t_close = (op_tag){c, OP_CLOSE};
     c->t_finish = (op_tag){c, OP_FINISH};
     c->t_send = (op_tag){c, OP_SEND};
+    c->t_recv_more = (op_tag){c, OP_RECV_MORE};
     atomic_init(&c->refs, 1);
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
@@ -259,6 +261,22 @@ static void find_method(dbld_call *c)
         c->m = find_in(&dbld__health_service, c->path);
         c->user = &srv->health;
     }
+    if (!c->m) {
+        c->m = find_in(&dbld__reflection_service, c->path);
+        c->user = srv;
+    }
+}
+
+size_t dbld__server_service_names(dbld_server *srv, const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < srv->n_regs && n < cap; i++)
+        out[n++] = srv->regs[i].svc->name;
+    const char *builtin[] = {dbld__health_service.name, "grpc.reflection.v1.ServerReflection",
+                             "grpc.reflection.v1alpha.ServerReflection"};
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0] && n < cap; i++)
+        out[n++] = builtin[i];
+    return n;
 }
 
 static void run_unary(dbld_call *c)
@@ -450,6 +468,15 @@ static void on_send(dbld_call *c, int success)
     pthread_mutex_unlock(&c->mu);
 }
 
+static void on_recv_more(dbld_call *c, int success)
+{
+    pthread_mutex_lock(&c->mu);
+    c->recv_done = 1;
+    c->recv_ok = success;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *poller_main(void *arg)
 {
     dbld_server *srv = arg;
@@ -465,6 +492,7 @@ static void *poller_main(void *arg)
         case OP_CLOSE: on_close(t->c); break;
         case OP_FINISH: call_done(t->c); break;
         case OP_SEND: on_send(t->c, ev.success); break;
+        case OP_RECV_MORE: on_recv_more(t->c, ev.success); break;
         }
     }
     return NULL;
@@ -555,6 +583,47 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
         call->cancelled = 1;
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     }
+    return 0;
+}
+
+int dbld_call_recv(dbld_call *call, ProtobufCMessage **msg, dbld_status *st)
+{
+    *msg = NULL;
+    if (!call || !call->m || !call->m->stream)
+        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
+                               "dbld_call_recv outside a streaming call");
+    if (call->cancelled || atomic_load(&call->srv->hard_cancel))
+        return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
+    grpc_byte_buffer *bb = NULL;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &bb;
+    pthread_mutex_lock(&call->mu);
+    call->recv_done = 0;
+    pthread_mutex_unlock(&call->mu);
+    int ok = 0;
+    if (grpc_call_start_batch(call->call, &op, 1, &call->t_recv_more, NULL) == GRPC_CALL_OK) {
+        pthread_mutex_lock(&call->mu);
+        while (!call->recv_done)
+            pthread_cond_wait(&call->cv, &call->mu);
+        ok = call->recv_ok;
+        pthread_mutex_unlock(&call->mu);
+    }
+    if (!ok) {
+        if (bb) grpc_byte_buffer_destroy(bb);
+        call->cancelled = 1;
+        return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
+    }
+    if (!bb) return 0; /* the client half-closed: no more requests */
+    grpc_slice s = dbld__flatten(bb);
+    grpc_byte_buffer_destroy(bb);
+    *msg = protobuf_c_message_unpack(call->m->request, dbld_arena_allocator(call->arena),
+                                     GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    if (!*msg)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "could not decode %s request for %s",
+                               call->m->request->name, call->path);
     return 0;
 }
 

@@ -15,7 +15,10 @@
  * calls dbld_call_complete() exactly once, so a call that waits (for a group
  * commit, say) holds no thread. A server-streaming call is handed to a thread
  * of its own, so long-lived streams (Subscribe, Watch) never starve unary
- * calls. Every server also serves grpc.health.v1.Health.
+ * calls; a streaming handler whose clients stream too (bidirectional) reads
+ * their further messages with dbld_call_recv(). Every server also serves
+ * grpc.health.v1.Health and gRPC server reflection (v1 and v1alpha, from the
+ * descriptor set of proto/ embedded at build time: reflection.c).
  */
 #ifndef DBLD_RPC_H
 #define DBLD_RPC_H
@@ -79,6 +82,12 @@ int dbld_call_cancelled(dbld_call *call);
  * message is handed to the transport. Returns 0, or CANCELLED when the client
  * has gone away (the handler should then return). */
 int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st);
+/* Streaming handlers of a bidirectional method (the client streams too; the
+ * handler was given the first request): wait for the next request message,
+ * unpacked into the call's arena. Returns 0 with *msg set, 0 with *msg NULL
+ * once the client has closed its side, INVALID_ARGUMENT for undecodable
+ * bytes, CANCELLED when the call is gone. */
+int dbld_call_recv(dbld_call *call, ProtobufCMessage **msg, dbld_status *st);
 /* Block up to timeout_ms or until the call is cancelled; returns 1 if cancelled.
  * Useful for streaming handlers that poll. */
 int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms);
