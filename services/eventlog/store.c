@@ -574,17 +574,82 @@ static void credit_joblogs(dbld_arena *a, const dbld_res *r, const strset *keys)
     }
 }
 
+/* Fences (AppendRequest.fence, ClaimRequest.lease_owner) are checked
+ * optimistically, in the transaction's first round trip: one statement reads
+ * the fenced requests' lease rows FOR SHARE (in key order, as Renew takes
+ * them: a lease cannot change hands until this transaction ends). When every
+ * fence holds - always, but after a takeover - nothing more is paid. When one
+ * does not, the transaction is rolled back before anything else is decided,
+ * the refused requests are taken out (marked refused) and the rest is tried
+ * again. */
+#define EL_REFUSED (-2) /* batch_tx_once(): some fence did not hold; roll back, redo */
+
+/* The fence statement for reqs into *out (result into *res): 1, or 0 when
+ * no request is fenced. */
+static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, dbld_res **res)
+{
+    size_t n_fenced = 0;
+    for (size_t i = 0; i < n; i++)
+        n_fenced += reqs[i]->fence.build_request_id != NULL;
+    *res = NULL;
+    if (!n_fenced)
+        return 0;
+    const char **ids = dbld_arena_alloc(a, n_fenced * sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (reqs[i]->fence.build_request_id)
+            ids[k++] = reqs[i]->fence.build_request_id;
+    const char **p = dbld_arena_alloc(a, sizeof *p);
+    p[0] = dbld_pg_text_array(a, ids, k);
+    *out = (dbld_stmt){.name = "el_fence",
+                       .sql = "SELECT build_request_id, owner FROM build_leases"
+                              " WHERE build_request_id = ANY($1::text[])"
+                              " ORDER BY build_request_id FOR SHARE",
+                       .n = 1,
+                       .params = p,
+                       .out = res};
+    return 1;
+}
+
+/* Mark the requests whose fence does not hold (leases: fence_stmt's
+ * result, freed here); returns how many. */
+static size_t fence_verdict(dbld_res *leases, pending **reqs, size_t n)
+{
+    size_t refused = 0;
+    for (size_t i = 0; i < n; i++) {
+        pending *q = reqs[i];
+        if (!q->fence.build_request_id)
+            continue;
+        const char *owner = NULL;
+        for (int row = 0; row < dbld_res_rows(leases) && !owner; row++)
+            if (strcmp(dbld_res_get(leases, row, 0), q->fence.build_request_id) == 0)
+                owner = dbld_res_get(leases, row, 1);
+        if (!owner)
+            q->refused = dbld_arena_printf(q->arena, "lease fence: build %s has no lease",
+                                           q->fence.build_request_id);
+        else if (strcmp(owner, q->fence.owner) != 0)
+            q->refused =
+                dbld_arena_printf(q->arena, "lease fence: build %s is coordinated by %s, not by %s",
+                                  q->fence.build_request_id, owner, q->fence.owner);
+        refused += q->refused != NULL;
+    }
+    dbld_res_free(leases);
+    return refused;
+}
+
 /* Write reqs inside the open transaction: the granted claims' rows, all
  * events (in reqs order) and their projections, and the job log entries, in
  * two round trips: [pre..., claim rows, INSERT events, INSERT job logs] then
- * [projection updates, COMMIT when commit is set]. */
+ * [projection updates, COMMIT when commit is set]. When fence is set, pre
+ * holds the fence statement whose result lands there: if a fence does not
+ * hold, EL_REFUSED before anything else (the caller rolls back). */
 static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n_pre,
-                      pending **reqs, size_t n_reqs, int commit, int64_t *max_idx,
-                      dbld_status *st)
+                      dbld_res **fence, pending **reqs, size_t n_reqs, int commit,
+                      int64_t *max_idx, dbld_status *st)
 {
     size_t n = 0;
     el_event **evs = batch_events(a, reqs, n_reqs, &n);
-    dbld_stmt first[5];
+    dbld_stmt first[6];
     if (n_pre)
         memcpy(first, pre, n_pre * sizeof *first);
     size_t k = n_pre + claim_rows(a, reqs, n_reqs, &first[n_pre]);
@@ -595,6 +660,19 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
     strset keys;
     k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
+    if (fence && *fence) { /* pre held the fence statement */
+        dbld_res *leases = *fence;
+        *fence = NULL;
+        if (!rc && fence_verdict(leases, reqs, n_reqs))
+            rc = EL_REFUSED;
+        else if (rc)
+            dbld_res_free(leases);
+    }
+    if (rc == EL_REFUSED) {
+        dbld_res_free(logs);
+        dbld_res_free(ins);
+        return rc;
+    }
     if (!rc && logs)
         credit_joblogs(a, logs, &keys);
     dbld_res_free(logs);
@@ -640,69 +718,6 @@ static void add_touched(strset *touched, const el_claim *c)
     " (SELECT coalesce(bool_or(build_request_id <> $2), false) FROM claims"                       \
     " WHERE ref = ANY($1::text[]))"
 
-/* Fenced requests (AppendRequest.fence, ClaimRequest.lease_owner): when
- * there are any, open the transaction (open: BEGIN + the writer's lock), read
- * their leases' rows FOR SHARE (in key order, as Renew takes them: a lease
- * cannot change hands until this transaction ends) and take out the requests
- * whose lease has another owner or none, marking them refused. Returns -1
- * when it opened the transaction (*n_reqs = what is left, order kept), 0 when
- * nothing is fenced (nothing sent), or an error code. */
-static int check_fences(dbld_db *db, dbld_arena *a, const dbld_stmt *open, pending **reqs,
-                        size_t *n_reqs, dbld_status *st)
-{
-    size_t n_fenced = 0;
-    for (size_t i = 0; i < *n_reqs; i++) {
-        reqs[i]->refused = NULL;
-        n_fenced += reqs[i]->fence.build_request_id != NULL;
-    }
-    if (!n_fenced)
-        return 0;
-    const char **ids = dbld_arena_alloc(a, n_fenced * sizeof *ids);
-    size_t k = 0;
-    for (size_t i = 0; i < *n_reqs; i++)
-        if (reqs[i]->fence.build_request_id)
-            ids[k++] = reqs[i]->fence.build_request_id;
-    const char **p = dbld_arena_alloc(a, sizeof *p);
-    p[0] = dbld_pg_text_array(a, ids, k);
-    dbld_res *leases = NULL;
-    dbld_stmt stmts[3] = {open[0], open[1],
-                          {.name = "el_fence",
-                           .sql = "SELECT build_request_id, owner FROM build_leases"
-                                  " WHERE build_request_id = ANY($1::text[])"
-                                  " ORDER BY build_request_id FOR SHARE",
-                           .n = 1,
-                           .params = p,
-                           .out = &leases}};
-    int rc = dbld_db_pipeline(db, stmts, 3, st);
-    if (rc) {
-        dbld_res_free(leases);
-        return rc;
-    }
-    size_t kept = 0;
-    for (size_t i = 0; i < *n_reqs; i++) {
-        pending *q = reqs[i];
-        if (q->fence.build_request_id) {
-            const char *owner = NULL;
-            for (int row = 0; row < dbld_res_rows(leases) && !owner; row++)
-                if (strcmp(dbld_res_get(leases, row, 0), q->fence.build_request_id) == 0)
-                    owner = dbld_res_get(leases, row, 1);
-            if (!owner)
-                q->refused = dbld_arena_printf(q->arena, "lease fence: build %s has no lease",
-                                               q->fence.build_request_id);
-            else if (strcmp(owner, q->fence.owner) != 0)
-                q->refused = dbld_arena_printf(
-                    q->arena, "lease fence: build %s is coordinated by %s, not by %s",
-                    q->fence.build_request_id, owner, q->fence.owner);
-            if (q->refused)
-                continue;
-        }
-        reqs[kept++] = q;
-    }
-    dbld_res_free(leases);
-    *n_reqs = kept;
-    return -1;
-}
-
 /* One transaction for reqs: the claims (which come first) decided one after
  * another, then every event written together.
  *
@@ -716,28 +731,17 @@ static int check_fences(dbld_db *db, dbld_arena *a, const dbld_stmt *open, pendi
  * claim rows or its events' partitions: the peek is stale there). Either way
  * each outcome is the one deciding the claims one by one would give, and the
  * grants written together have disjoint refs. */
-static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, int64_t *max_idx,
-                    dbld_status *st)
+static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs,
+                         int64_t *max_idx, dbld_status *st)
 {
     const char **lp = dbld_arena_alloc(a, sizeof *lp);
     lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
-    dbld_stmt open[] = {
+    dbld_stmt open[3] = {
         {.sql = "BEGIN"},
         {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
     };
-    size_t n_open = 2;
-    int rc = check_fences(db, a, open, reqs, &n_reqs, st);
-    if (rc < 0) { /* the fences were checked in an open transaction */
-        n_open = 0;
-        rc = 0;
-        if (n_reqs == 0) /* all refused */
-            rc = dbld_db_exec(db, "COMMIT", 0, NULL, NULL, st);
-    }
-    if (rc || n_reqs == 0) {
-        if (rc && dbld_db_alive(db))
-            dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
-        return rc;
-    }
+    dbld_res *fence = NULL;
+    size_t n_open = 2 + fence_stmt(a, reqs, n_reqs, &open[2], &fence);
     size_t n_claims = 0, n_touch = 0;
     while (n_claims < n_reqs && reqs[n_claims]->claim) {
         const el_claim *c = reqs[n_claims++]->claim;
@@ -745,15 +749,12 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
         for (size_t i = 0; i < c->n_events; i++)
             n_touch += c->events[i].n_refs;
     }
-    if (!n_claims) {
-        rc = write_reqs(db, a, open, n_open, reqs, n_reqs, 1, max_idx, st);
-        if (rc && dbld_db_alive(db))
-            dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
-        return rc;
-    }
+    if (!n_claims)
+        return write_reqs(db, a, open, n_open, n_open > 2 ? &fence : NULL, reqs, n_reqs, 1,
+                          max_idx, st);
     const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
     dbld_res **peek = dbld_arena_alloc(a, n_claims * sizeof *peek);
-    dbld_stmt *first = dbld_arena_alloc(a, (2 + n_claims) * sizeof *first);
+    dbld_stmt *first = dbld_arena_alloc(a, (n_open + n_claims) * sizeof *first);
     memcpy(first, open, n_open * sizeof *first);
     for (size_t i = 0; i < n_claims; i++) {
         const el_claim *c = reqs[i]->claim;
@@ -765,7 +766,13 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
         first[n_open + i] = (dbld_stmt){.name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 2,
                                         .params = p, .out = &peek[i]};
     }
-    rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
+    int rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
+    if (fence) { /* fence_verdict() frees it */
+        if (!rc && fence_verdict(fence, reqs, n_reqs))
+            rc = EL_REFUSED;
+        else if (rc)
+            dbld_res_free(fence);
+    }
     strset touched;
     strset_init(a, &touched, n_touch);
     size_t from = 0; /* reqs[from..i) are decided but not written yet */
@@ -781,7 +788,7 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED;
         } else {
             if (from < i)
-                rc = write_reqs(db, a, NULL, 0, reqs + from, i - from, 0, max_idx, st);
+                rc = write_reqs(db, a, NULL, 0, NULL, reqs + from, i - from, 0, max_idx, st);
             from = i;
             if (!rc)
                 rc = claim_decide(db, reqs[i]->arena, c, lits[i], st);
@@ -792,10 +799,31 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
     for (size_t i = 0; i < n_claims; i++)
         dbld_res_free(peek[i]);
     if (!rc)
-        rc = write_reqs(db, a, NULL, 0, reqs + from, n_reqs - from, 1, max_idx, st);
-    if (rc && dbld_db_alive(db))
-        dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+        rc = write_reqs(db, a, NULL, 0, NULL, reqs + from, n_reqs - from, 1, max_idx, st);
     return rc;
+}
+
+/* batch_tx_once() until no fence refuses (each round takes at least one
+ * request out); rolls back what failed. */
+static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, int64_t *max_idx,
+                    dbld_status *st)
+{
+    for (size_t i = 0; i < n_reqs; i++)
+        reqs[i]->refused = NULL;
+    for (;;) {
+        int rc = batch_tx_once(db, a, reqs, n_reqs, max_idx, st);
+        if (rc && dbld_db_alive(db))
+            dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+        if (rc != EL_REFUSED)
+            return rc;
+        size_t kept = 0;
+        for (size_t i = 0; i < n_reqs; i++)
+            if (!reqs[i]->refused)
+                reqs[kept++] = reqs[i];
+        n_reqs = kept;
+        if (n_reqs == 0)
+            return 0;
+    }
 }
 
 /* Write the requests of one batch (claims and appends) in one transaction. */
