@@ -47,6 +47,7 @@ struct jl_sink {
     size_t dropped;
     int closing;
     int64_t close_deadline; /* mono ms */
+    int64_t opened_ms;      /* mono ms: jl_tick() starts the flusher flush_ms after */
     pthread_t flusher;
     int has_flusher;
 };
@@ -238,9 +239,24 @@ jl_sink *jl_open(const jl_opts *o)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (s->target && pthread_create(&s->flusher, NULL, flusher_main, s) == 0)
-        s->has_flusher = 1;
+    s->opened_ms = dbld_mono_ms();
     return s;
+}
+
+/* Start the flusher thread (run thread only); without it the queue is sent
+ * at close by the closing thread. */
+static void start_flusher(jl_sink *s)
+{
+    if (s->has_flusher || !s->target)
+        return;
+    if (pthread_create(&s->flusher, NULL, flusher_main, s) == 0)
+        s->has_flusher = 1;
+}
+
+void jl_tick(jl_sink *s)
+{
+    if (s && !s->has_flusher && s->tail > s->head && dbld_mono_ms() - s->opened_ms >= s->flush_ms)
+        start_flusher(s);
 }
 
 /* Stamp, pack and queue e (allocated from scratch); resets scratch. */
@@ -258,7 +274,7 @@ static void enqueue(jl_sink *s, Databuild__V1__JobLogEntry *e)
     p.buf = dbld_xmalloc(p.len ? p.len : 1);
     protobuf_c_message_pack(&e->base, p.buf);
     dbld_arena_reset(s->scratch);
-    if (!s->has_flusher) {
+    if (!s->target) {
         free(p.buf);
         return;
     }
@@ -282,7 +298,10 @@ static void enqueue(jl_sink *s, Databuild__V1__JobLogEntry *e)
         if (s->tail - s->head >= (size_t)s->batch_max)
             pthread_cond_signal(&s->cv);
     }
+    int full = s->tail - s->head >= (size_t)s->batch_max;
     pthread_mutex_unlock(&s->mu);
+    if (full)
+        start_flusher(s);
 }
 
 static Databuild__V1__JobLogEntry *new_entry(jl_sink *s)
@@ -469,7 +488,7 @@ size_t jl_close(jl_sink *s, int64_t timeout_ms)
     if (!s)
         return 0;
     size_t lost = 0;
-    if (s->has_flusher) {
+    if (s->target) {
         pthread_mutex_lock(&s->mu);
         s->closing = 1;
         /* An event log that is already failing gets one short last chance,
@@ -479,7 +498,10 @@ size_t jl_close(jl_sink *s, int64_t timeout_ms)
         s->close_deadline = dbld_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);
-        pthread_join(s->flusher, NULL);
+        if (s->has_flusher)
+            pthread_join(s->flusher, NULL);
+        else /* a short run: its whole log goes now, from this thread */
+            flusher_main(s);
         lost = s->tail - s->head + s->dropped;
         pop_batch(s, s->tail - s->head);
         if (lost) {

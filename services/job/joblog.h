@@ -4,7 +4,9 @@
  * The run thread turns output lines and wrapper events into entries
  * (sequence numbers from 1, unix-ns timestamps); each entry is packed at once
  * and queued. A flusher thread per sink sends the queue in batches (every
- * flush_ms, or as soon as batch_max entries wait, and at close). A failed send
+ * flush_ms, or as soon as batch_max entries wait, and at close); it is only
+ * started once the run has lasted flush_ms (jl_tick) or batch_max entries
+ * wait, so a short run costs no thread: jl_close sends its log. A failed send
  * never blocks or fails the job run: it logs a warning and the same entries
  * are sent again on the next flush (the event log stores (job_run_id,
  * sequence_number) once, so a resend after a lost reply is harmless).
@@ -49,6 +51,10 @@ void jl_line(jl_sink *s, int stream, const char *line, size_t len);
 void jl_event(jl_sink *s, const char *event_type, const char *job_status, int exit_code,
               const char *const *meta);
 void jl_manifest(jl_sink *s, const Databuild__V1__PartitionManifest *m);
+
+/* Call from the run loop at least every flush_ms: starts the flusher once
+ * the run has lasted flush_ms with entries queued. */
+void jl_tick(jl_sink *s);
 
 /* Entries created so far (the last sequence number). */
 uint64_t jl_count(const jl_sink *s);

@@ -351,6 +351,7 @@ typedef struct sup {
     dbld_proc_line_fn on_line;
     void *user;
     void (*heartbeat)(void *user, int64_t elapsed_ms); /* NULL: none */
+    void (*tick)(void *user);                          /* every loop turn; NULL: none */
     /* out */
     term_kind term;
     dbld_proc_exit ex;
@@ -425,6 +426,8 @@ static void supervise(sup *s)
             s->heartbeat(s->user, now - start);
             next_hb = now + hb_every;
         }
+        if (s->tick)
+            s->tick(s->user);
         int64_t wait = TICK_MS;
         if (!exited) {
             wait = min64(wait, next_hb - now);
@@ -690,6 +693,11 @@ static void exec_line(void *user, int stream, const char *line, size_t len, int 
         tail_push(&x->err, line, len);
 }
 
+static void exec_tick(void *user)
+{
+    jl_tick(((exec_out *)user)->sink);
+}
+
 static void exec_heartbeat(void *user, int64_t elapsed_ms)
 {
     exec_out *x = user;
@@ -782,7 +790,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     dbld_log(DBLD_LOG_DEBUG, "job run started", "job_run_id", run_id, "job", label, "pid", pid,
              NULL);
     sup s = {.e = e, .ctx = ctx, .a = act, .p = p, .timeout_ms = job->def->timeout_ms,
-             .on_line = exec_line, .user = &x, .heartbeat = exec_heartbeat};
+             .on_line = exec_line, .user = &x, .heartbeat = exec_heartbeat, .tick = exec_tick};
     supervise(&s);
     set_proc(e, act, NULL);
     dbld_proc_destroy(p);

@@ -658,18 +658,23 @@ DBLD_TEST(run_environment)
 
 /* ===================================================================== logs */
 
-static Databuild__V1__JobLogsResponse *list_logs(fixture *f, const char *run_id)
+static int logs_call(fixture *f, const char *run_id, Databuild__V1__JobLogsResponse **r,
+                     dbld_status *st)
 {
     Databuild__V1__JobLogsRequest req = DATABUILD__V1__JOB_LOGS_REQUEST__INIT;
     req.job_run_id = (char *)run_id;
     req.limit = 10000;
-    Databuild__V1__JobLogsResponse *r = NULL;
+    *r = NULL;
+    return dbld_client_unary(f->el->client, LOGS_LIST_PATH, &req.base,
+                             &databuild__v1__job_logs_response__descriptor,
+                             dbld_arena_allocator(f->a), (ProtobufCMessage **)r, CALL_MS, 0, st);
+}
+
+static Databuild__V1__JobLogsResponse *list_logs(fixture *f, const char *run_id)
+{
+    Databuild__V1__JobLogsResponse *r;
     dbld_status st;
-    CHECK_OK(dbld_client_unary(f->el->client, LOGS_LIST_PATH, &req.base,
-                               &databuild__v1__job_logs_response__descriptor,
-                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, CALL_MS, 0,
-                               &st),
-             st);
+    CHECK_OK(logs_call(f, run_id, &r, &st), st);
     return r;
 }
 
@@ -797,6 +802,42 @@ DBLD_TEST(job_logs_stored)
 }
 
 /* A dead event log does not fail or hang the job run. */
+/* 1 when the stored log of run_id has an entry whose message contains text. */
+static int log_has(fixture *f, const char *run_id, const char *text)
+{
+    Databuild__V1__JobLogsResponse *r;
+    dbld_status st;
+    if (logs_call(f, run_id, &r, &st) != 0)
+        return 0; /* NOT_FOUND until something is stored */
+    for (size_t i = 0; i < r->n_entries; i++)
+        if (r->entries[i]->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG &&
+            strstr(r->entries[i]->log->message, text))
+            return 1;
+    return 0;
+}
+
+/* A long run's log is stored while it runs (the flusher starts once the run
+ * has lasted flush_ms), not only when it ends. */
+DBLD_TEST(job_logs_stored_while_running)
+{
+    fixture f = setup("livelogs");
+    const char *pidfile = path_in_test_dir(f.a, "pids");
+    char *id = new_run_id(f.a);
+    bg_run *b = bg_start(f.job, id, "//test:ok", "ok/live", H_STRS("sleep", "30", pidfile));
+    pid_t pid, gc;
+    read_pids(pidfile, &pid, &gc);
+    CHECK_MSG(H_POLL_UNTIL(10000, log_has(&f, id, "sleeping 30")),
+              "the running job's output line was not stored within 10 s");
+    CHECK_EQ_INT(kill(pid, 0), 0); /* still running */
+    int found = 0;
+    dbld_status st;
+    CHECK_OK(cancel_call(&f, id, &found, &st), st);
+    bg_join(b);
+    CHECK_EQ_INT(b->resp->status, DATABUILD__V1__JOB_STATUS__JOB_CANCELLED);
+    check_gone(pid, gc);
+    teardown(&f);
+}
+
 DBLD_TEST(eventlog_down_run_still_works)
 {
     dbld_arena *a = dbld_arena_create();
@@ -844,5 +885,6 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_
                DBLD_TEST_ENTRY(run_failures), DBLD_TEST_ENTRY(run_timeout_kills_group),
                DBLD_TEST_ENTRY(cancel_mid_run), DBLD_TEST_ENTRY(concurrency_limit),
                DBLD_TEST_ENTRY(shell_characters_pass_untouched), DBLD_TEST_ENTRY(run_environment),
-               DBLD_TEST_ENTRY(job_logs_stored), DBLD_TEST_ENTRY(eventlog_down_run_still_works),
+               DBLD_TEST_ENTRY(job_logs_stored),
+               DBLD_TEST_ENTRY(job_logs_stored_while_running), DBLD_TEST_ENTRY(eventlog_down_run_still_works),
                DBLD_TEST_ENTRY(sigterm_stops_jobs))
