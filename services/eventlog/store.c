@@ -34,7 +34,7 @@ typedef struct pending {
     el_joblogs *logs;    /* set for job log entries */
     dbld_arena *arena;   /* the requester's arena (the RPC's): this struct, result strings */
     el_fence fence;      /* fence.build_request_id NULL: not fenced */
-    const char *refused; /* set by check_fences(): why the fence refused it (in arena) */
+    const char *refused; /* set by fence_verdict(): why the fence refused it (in arena) */
     el_append_cb cb;     /* reports the outcome (answers the RPC) */
     void *cb_arg;
     struct pending *next;
