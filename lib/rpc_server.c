@@ -19,8 +19,9 @@
  * FINISH completes), one while the close op is pending, one while a handler
  * runs (so a handler that hands the call to another thread cannot have it
  * freed under it). Streaming handlers run on a thread of their own (tracked,
- * joined lazily and at shutdown) and send with blocking sends: the poller
- * signals the call's condition variable when a send completes. Handler output
+ * joined lazily and at shutdown) and send (and, for bidirectional methods,
+ * receive further requests) one blocking batch at a time: the poller signals
+ * the call's condition variable when the batch completes (batch_wait). Handler output
  * is validated (status code range, response type, required fields) before it
  * reaches gRPC, so a buggy handler yields a status, not a crash.
  *
@@ -59,7 +60,7 @@
 #define HEALTH_NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
 
 enum { SRV_NEW, SRV_RUNNING, SRV_STOPPED };
-enum { OP_NEW, OP_RECV, OP_CLOSE, OP_FINISH, OP_SEND, OP_RECV_MORE };
+enum { OP_NEW, OP_RECV, OP_CLOSE, OP_FINISH, OP_WAIT };
 
 typedef struct reg {
     const dbld_service *svc;
@@ -107,7 +108,7 @@ struct dbld_call {
     grpc_call *call;
     grpc_call_details details;
     grpc_metadata_array md;
-    op_tag t_new, t_recv, t_close, t_finish, t_send, t_recv_more;
+    op_tag t_new, t_recv, t_close, t_finish, t_wait;
     atomic_int refs;
     atomic_int completed; /* the status was handed to gRPC */
     atomic_int closed;    /* the close op completed */
@@ -122,10 +123,9 @@ struct dbld_call {
     grpc_byte_buffer *send_bb; /* the final message, alive until FINISH */
     grpc_slice status_details;
     int has_details, sent_initial, cancelled;
-    pthread_mutex_t mu; /* send_done / closed wakeups for blocking waiters */
+    pthread_mutex_t mu; /* wait_done / closed wakeups for blocking waiters */
     pthread_cond_t cv;
-    int send_done, send_ok;
-    int recv_done, recv_ok; /* dbld_call_recv() */
+    int wait_done, wait_ok; /* the batch a streaming handler waits for (batch_wait) */
     stream_thread *thread;
     dbld_call *qnext;
 };
@@ -140,8 +140,7 @@ static dbld_call *call_new(dbld_server *srv)
     c->t_recv = (op_tag){c, OP_RECV};
     c->t_close = (op_tag){c, OP_CLOSE};
     c->t_finish = (op_tag){c, OP_FINISH};
-    c->t_send = (op_tag){c, OP_SEND};
-    c->t_recv_more = (op_tag){c, OP_RECV_MORE};
+    c->t_wait = (op_tag){c, OP_WAIT};
     atomic_init(&c->refs, 1);
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
@@ -459,20 +458,11 @@ static void on_close(dbld_call *c)
     call_unref(c);
 }
 
-static void on_send(dbld_call *c, int success)
+static void on_wait(dbld_call *c, int success)
 {
     pthread_mutex_lock(&c->mu);
-    c->send_done = 1;
-    c->send_ok = success;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-}
-
-static void on_recv_more(dbld_call *c, int success)
-{
-    pthread_mutex_lock(&c->mu);
-    c->recv_done = 1;
-    c->recv_ok = success;
+    c->wait_done = 1;
+    c->wait_ok = success;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
@@ -491,8 +481,7 @@ static void *poller_main(void *arg)
         case OP_RECV: on_recv(t->c, ev.success); break;
         case OP_CLOSE: on_close(t->c); break;
         case OP_FINISH: call_done(t->c); break;
-        case OP_SEND: on_send(t->c, ev.success); break;
-        case OP_RECV_MORE: on_recv_more(t->c, ev.success); break;
+        case OP_WAIT: on_wait(t->c, ev.success); break;
         }
     }
     return NULL;
@@ -549,6 +538,23 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
     }
 }
 
+/* Start ops and block until the poller reports them done (streaming
+ * handlers: one batch at a time per call, from the handler's thread).
+ * Returns gRPC's success flag. */
+static int batch_wait(dbld_call *call, const grpc_op *ops, size_t n)
+{
+    pthread_mutex_lock(&call->mu);
+    call->wait_done = 0;
+    pthread_mutex_unlock(&call->mu);
+    if (grpc_call_start_batch(call->call, ops, n, &call->t_wait, NULL) != GRPC_CALL_OK) return 0;
+    pthread_mutex_lock(&call->mu);
+    while (!call->wait_done)
+        pthread_cond_wait(&call->cv, &call->mu);
+    int ok = call->wait_ok;
+    pthread_mutex_unlock(&call->mu);
+    return ok;
+}
+
 int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st)
 {
     if (!call || !call->m || !call->m->stream)
@@ -566,17 +572,7 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
     grpc_byte_buffer *bb = dbld__pack(msg);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = bb;
-    pthread_mutex_lock(&call->mu);
-    call->send_done = 0;
-    pthread_mutex_unlock(&call->mu);
-    int ok = 0;
-    if (grpc_call_start_batch(call->call, ops, n, &call->t_send, NULL) == GRPC_CALL_OK) {
-        pthread_mutex_lock(&call->mu);
-        while (!call->send_done)
-            pthread_cond_wait(&call->cv, &call->mu);
-        ok = call->send_ok;
-        pthread_mutex_unlock(&call->mu);
-    }
+    int ok = batch_wait(call, ops, n);
     call->sent_initial = 1;
     grpc_byte_buffer_destroy(bb);
     if (!ok) {
@@ -599,18 +595,7 @@ int dbld_call_recv(dbld_call *call, ProtobufCMessage **msg, dbld_status *st)
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &bb;
-    pthread_mutex_lock(&call->mu);
-    call->recv_done = 0;
-    pthread_mutex_unlock(&call->mu);
-    int ok = 0;
-    if (grpc_call_start_batch(call->call, &op, 1, &call->t_recv_more, NULL) == GRPC_CALL_OK) {
-        pthread_mutex_lock(&call->mu);
-        while (!call->recv_done)
-            pthread_cond_wait(&call->cv, &call->mu);
-        ok = call->recv_ok;
-        pthread_mutex_unlock(&call->mu);
-    }
-    if (!ok) {
+    if (!batch_wait(call, &op, 1)) {
         if (bb) grpc_byte_buffer_destroy(bb);
         call->cancelled = 1;
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");

@@ -475,8 +475,6 @@ static void set_status(gs_build *b, int code)
     pthread_mutex_unlock(&b->mu);
 }
 
-/* Analyze and append the graph. 0 to execute; otherwise the build has ended
- * (or was abandoned). */
 /* A resumed build goes on from where it was: each task counts the attempts
  * it already made, and the failures they recorded (their JobEvent FAILED
  * messages name the kind) are charged again to the task's and the build's
@@ -505,6 +503,8 @@ static void charge_prior(gs_build *b, gs_task *tasks, size_t n_tasks)
     }
 }
 
+/* Analyze and append the graph. 0 to execute; otherwise the build has ended
+ * (or was abandoned). */
 static int plan(gs_build *b)
 {
     gs_service *s = b->svc;
