@@ -150,7 +150,10 @@ static const dbld__cfg_key job_keys[] = {
         .min = lo, .max = hi, .def_int = def                                                       \
     }
 static const dbld__cfg_key retry_keys[] = {
-    RKEY("single_quota", single_quota, 0, 1000000, -1),
+    /* a retry section says how much: single_quota is required there (0 is
+     * allowed: every failure then ends in "insufficient quota", as in LUCI) */
+    {.name = "single_quota", .type = DBLD__CFG_INT, .offset = offsetof(dbld_retry_config, single_quota),
+     .min = 0, .max = 1000000, .def_int = -1, .flags = DBLD__CFG_REQUIRED},
     RKEY("global_quota", global_quota, 0, 1000000, 1000),
     RKEY("failure_weight", failure_weight, 0, 1000000, 1),
     RKEY("transient_failure_weight", transient_failure_weight, 0, 1000000, 1),

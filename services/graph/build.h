@@ -26,6 +26,7 @@ typedef struct gs_task {
     int ep;                  /* job endpoint of the Run in flight, -1 when none */
     int cancel_found;        /* the job service confirmed our cancel */
     char run_id[37];         /* job run in flight (for cancel) */
+    char first_run[37];      /* planned job_run_id of the first attempt (on ANALYZED) */
     unsigned char *analyzed; /* per output: this build appended ANALYZED for it */
     void *manifest;          /* packed PartitionManifest of the completed run */
     size_t manifest_len;
@@ -38,6 +39,13 @@ typedef struct gs_prior_run {
     char *ref;  /* malloc'd */
     int kind;   /* gs_fail_kind of a recorded failure; 0 when none */
 } gs_prior_run;
+
+/* A resumed build's planned first attempt that never started: the job_run_id
+ * its PartitionEvent ANALYZED named, which the new plan keeps. */
+typedef struct gs_planned_run {
+    char *ref; /* malloc'd: the task's first output */
+    char run[37];
+} gs_planned_run;
 
 struct gs_build {
     gs_service *svc;
@@ -66,6 +74,8 @@ struct gs_build {
     int global_used;
     gs_prior_run *prior; /* resumed: earlier attempts, charged again by plan() */
     size_t n_prior;
+    gs_planned_run *planned; /* resumed: planned runs that never started */
+    size_t n_planned;
     int dirty; /* a task changed state: rescan */
 };
 

@@ -57,6 +57,9 @@ static void build_free(gs_build *b)
     for (size_t i = 0; i < b->n_prior; i++)
         free(b->prior[i].ref);
     free(b->prior);
+    for (size_t i = 0; i < b->n_planned; i++)
+        free(b->planned[i].ref);
+    free(b->planned);
     gs_plan_free(b->plan);
     for (size_t i = 0; i < b->n_refs; i++)
         free(b->refs[i]);
@@ -350,9 +353,7 @@ static void cancel_downstream(gs_build *b, gs_task *t, const gs_task *dep)
     dbld_arena *a = dbld_arena_create();
     const Databuild__V1__JobConfig *dcfg = dep->task->config;
     char *msg = dbld_arena_printf(a, "upstream %s failed", dcfg->outputs[0]->str);
-    char run[37];
-    gsb_new_id(run);
-    gsb_append_cancelled(t, a, run, OUT_ANALYZED, msg);
+    gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED, msg); /* never ran: its planned run */
     pthread_mutex_lock(&b->mu);
     t->state = T_CANCELLED;
     free(t->why);
@@ -439,9 +440,7 @@ static void conclude(gs_build *b)
         for (size_t i = 0; i < b->n_tasks; i++) {
             gs_task *t = &b->tasks[i];
             if (t->state != T_WAITING) continue;
-            char run[37];
-            gsb_new_id(run);
-            gsb_append_cancelled(t, a, run, OUT_ANALYZED, "build cancelled");
+            gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED, "build cancelled");
             t->state = T_CANCELLED;
             dbld_arena_reset(a);
         }
@@ -561,6 +560,12 @@ static int plan(gs_build *b)
         tasks[i].task = p->graph->nodes[i];
         tasks[i].job = gs_lookup_job(s->lookup, p->job[i]);
         tasks[i].ep = -1;
+        gsb_new_id(tasks[i].first_run);
+        const Databuild__V1__JobConfig *cfg = tasks[i].task->config;
+        for (size_t r = 0; r < b->n_planned; r++)
+            for (size_t o = 0; o < cfg->n_outputs; o++)
+                if (strcmp(b->planned[r].ref, cfg->outputs[o]->str) == 0)
+                    memcpy(tasks[i].first_run, b->planned[r].run, sizeof tasks[i].first_run);
         tasks[i].analyzed = dbld_xcalloc(tasks[i].task->config->n_outputs + 1, 1);
         n_out += tasks[i].task->config->n_outputs;
     }
@@ -594,7 +599,8 @@ static int plan(gs_build *b)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
             if (!avail[k]) {
                 tasks[i].analyzed[j] = 1;
-                gs_evlist_add(a, &l, gs_ev_partition(a, b->id, outs[k], PS(ANALYZED), "", ""));
+                gs_evlist_add(a, &l, gs_ev_partition(a, b->id, outs[k], PS(ANALYZED),
+                                                     tasks[i].first_run, ""));
             }
     gs_evlist_add(a, &l,
                   gs_ev_build_request(a, b->id, BR(EXECUTING),
@@ -627,6 +633,8 @@ static int recover(gs_build *b)
     f.n_build_request_ids = 1;
     dangling *runs = NULL;
     size_t n_runs = 0, cap = 0;
+    const Databuild__V1__PartitionEvent **analyzed = NULL; /* with a planned job run */
+    size_t n_analyzed = 0, acap = 0;
     int64_t start = 0;
     int rc = 0;
     for (;;) {
@@ -645,6 +653,15 @@ static int recover(gs_build *b)
                 free(b->cancel_reason);
                 b->cancel_reason = dbld_xstrdup(e->build_cancel_event->reason);
                 pthread_mutex_unlock(&b->mu);
+            }
+            if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT &&
+                e->partition_event->status_code == PS(ANALYZED) &&
+                dbld_uuid_valid(e->partition_event->job_run_id)) {
+                if (n_analyzed == acap) {
+                    acap = acap ? 2 * acap : 16;
+                    analyzed = dbld_xrealloc(analyzed, acap * sizeof *analyzed);
+                }
+                analyzed[n_analyzed++] = e->partition_event;
             }
             if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
             const Databuild__V1__JobEvent *j = e->job_event;
@@ -674,6 +691,20 @@ static int recover(gs_build *b)
         if (!page->has_more) break;
         start = page->next_idx;
     }
+    /* planned first attempts that never started keep their job_run_id (the
+     * ANALYZED events name it); plan() matches them by the task's outputs */
+    for (size_t i = 0; !rc && i < n_analyzed; i++) {
+        size_t r = 0;
+        while (r < n_runs && strcmp(runs[r].run, analyzed[i]->job_run_id) != 0)
+            r++;
+        if (r < n_runs) continue;
+        b->planned = dbld_xrealloc(b->planned, (b->n_planned + 1) * sizeof *b->planned);
+        b->planned[b->n_planned].ref = dbld_xstrdup(analyzed[i]->partition_ref->str);
+        snprintf(b->planned[b->n_planned].run, sizeof b->planned[b->n_planned].run, "%s",
+                 analyzed[i]->job_run_id);
+        b->n_planned++;
+    }
+    free(analyzed);
     /* attempts made: runs granted a claim that did not complete (plan()
      * charges them to the quotas; a COMPLETED run's outputs are skipped) */
     for (size_t r = 0; !rc && r < n_runs; r++) {

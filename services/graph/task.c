@@ -64,13 +64,14 @@ void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned,
 typedef struct outcome {
     int ok, cancelled;
     gs_fail_kind kind;
-    char msg[1500];
+    const char *msg; /* in the attempt's arena: whole, so a stderr tail keeps its last lines */
 } outcome;
 
-static void classify(gs_task *t, int rc, const dbld_status *st,
+static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
                      const Databuild__V1__RunJobResponse *r, int ep, outcome *o)
 {
     memset(o, 0, sizeof *o);
+    o->msg = "";
     const char *addr = gs_ep_addr(t->b->svc, ep);
     if (rc == 0) {
         if (r->status == JS(COMPLETED)) {
@@ -84,7 +85,7 @@ static void classify(gs_task *t, int rc, const dbld_status *st,
         o->kind = r->failure_kind >= 1 && r->failure_kind <= 3 ? (gs_fail_kind)r->failure_kind
                   : r->status == JS(CANCELLED)                 ? GS_FAIL_TRANSIENT
                                                                : GS_FAIL_PERMANENT;
-        snprintf(o->msg, sizeof o->msg, "%s", *r->message ? r->message : "job failed");
+        o->msg = *r->message ? dbld_arena_strdup(a, r->message) : "job failed";
         return;
     }
     if (task_cancelled(t)) {
@@ -97,17 +98,16 @@ static void classify(gs_task *t, int rc, const dbld_status *st,
     case DBLD_RESOURCE_EXHAUSTED:
     case DBLD_ABORTED:
         o->kind = GS_FAIL_TRANSIENT;
-        snprintf(o->msg, sizeof o->msg, "lost job service %s: %s", addr, st->msg);
+        o->msg = dbld_arena_printf(a, "lost job service %s: %s", addr, st->msg);
         break;
     case DBLD_DEADLINE_EXCEEDED:
         o->kind = GS_FAIL_TIMEOUT;
-        snprintf(o->msg, sizeof o->msg,
-                 "job service %s did not answer within the job's timeout: %s", addr, st->msg);
+        o->msg = dbld_arena_printf(a, "job service %s did not answer within the job's timeout: %s",
+                                   addr, st->msg);
         break;
     default:
         o->kind = GS_FAIL_PERMANENT;
-        snprintf(o->msg, sizeof o->msg, "job service %s: %s: %s", addr, dbld_code_name(rc),
-                 st->msg);
+        o->msg = dbld_arena_printf(a, "job service %s: %s: %s", addr, dbld_code_name(rc), st->msg);
     }
 }
 
@@ -204,7 +204,7 @@ static void *task_main(void *arg)
     const char *label = t->job->label;
     dbld_arena *a = dbld_arena_create();
     char run[37], delegated_to[64] = "", holder_run[64] = "";
-    gsb_new_id(run);
+    memcpy(run, t->first_run, sizeof run); /* planned: ANALYZED carries it */
     int avoid_ep = -1;
     for (;;) {
         dbld_arena_reset(a);
@@ -249,10 +249,22 @@ static void *task_main(void *arg)
             break;
         }
         if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE) {
-            char *msg = *delegated_to
-                            ? dbld_arena_printf(a, "outputs were built by build %s", delegated_to)
-                            : "outputs already available";
-            if (gsb_append1(b, a, gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED), msg)) == 0)
+            l.n = 0;
+            if (*delegated_to) {
+                /* the build we delegated to built them: our DELEGATED
+                 * partitions end AVAILABLE, naming the run that built them */
+                char *msg = dbld_arena_printf(a, "outputs were built by job run %s of build %s",
+                                              holder_run, delegated_to);
+                gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED), msg));
+                for (size_t i = 0; i < cfg->n_outputs; i++)
+                    gs_evlist_add(a, &l,
+                                  gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE),
+                                                  holder_run, "built by the delegated build"));
+            } else {
+                gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED),
+                                               "outputs already available"));
+            }
+            if (gsb_append(b, a, &l) == 0)
                 task_end(t, T_OK, NULL);
             else
                 task_end(t, T_CANCELLED, "abandoned");
@@ -332,7 +344,7 @@ static void *task_main(void *arg)
         gs_ep_release(s, ep);
         if (gsb_stopped(b)) continue; /* abandoned: no more events */
         outcome o;
-        classify(t, rc, &st, rr, ep, &o);
+        classify(t, a, rc, &st, rr, ep, &o);
         if (o.ok) {
             l.n = 0;
             Databuild__V1__BuildEvent *done =

@@ -400,12 +400,21 @@ static BF_UNUSED void bf_check_ids(bf *f, const char *id)
         if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
             CHECK(dbld_uuid_valid(e->job_event->job_run_id));
         if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT) {
-            int st = e->partition_event->status_code;
-            if (st != DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED &&
-                st != DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED)
-                CHECK_MSG(dbld_uuid_valid(e->partition_event->job_run_id),
-                          "partition event %s of %s without job_run_id",
-                          e->partition_event->status_name, e->partition_event->partition_ref->str);
+            const Databuild__V1__PartitionEvent *pe = e->partition_event;
+            /* REQUESTED comes with the request, before any job run exists;
+             * from ANALYZED on each names its job run (ANALYZED the planned
+             * first attempt, which a JobEvent of this build must then use) */
+            if (pe->status_code == DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED) continue;
+            CHECK_MSG(dbld_uuid_valid(pe->job_run_id), "partition event %s of %s without job_run_id",
+                      pe->status_name, pe->partition_ref->str);
+            if (pe->status_code != DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED) continue;
+            int used = 0;
+            for (size_t k = 0; k < l.n && !used; k++)
+                used = l.events[k]->event_type_case ==
+                           DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT &&
+                       strcmp(l.events[k]->job_event->job_run_id, pe->job_run_id) == 0;
+            CHECK_MSG(used, "ANALYZED %s names job run %s, which no JobEvent of the build has",
+                      pe->partition_ref->str, pe->job_run_id);
         }
     }
 }

@@ -78,7 +78,7 @@ static void check_one_run_and_delegation(bf *f, const char *id1, const char *id2
     CHECK_MSG(d1 + d2 == 1, "delegations: %d + %d", d1, d2);
     const char *delegator = d1 ? id1 : id2, *builder = d1 ? id2 : id1;
     CHECK_EQ_STR(d1 ? to1 : to2, builder);
-    CHECK_EQ_STR(bf_part_seq(f, delegator, ref), "REQUESTED ANALYZED DELEGATED");
+    CHECK_EQ_STR(bf_part_seq(f, delegator, ref), "REQUESTED ANALYZED DELEGATED AVAILABLE");
     CHECK_EQ_STR(bf_runs_seq(f, delegator, ref), "SKIPPED");
     CHECK_CONTAINS(bf_job_messages(f, delegator, ref, JS(SKIPPED)), builder);
     CHECK_EQ_STR(bf_runs_seq(f, builder, ref), "SCHEDULED RUNNING COMPLETED");

@@ -499,6 +499,9 @@ static void test_graph_job_errors(void **state)
                  "databuild.yaml:3:54: graph.jobs[0].env[0]: invalid environment entry \"NOEQ\" "
                  "(expected KEY=VALUE)");
     expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], retry: "
+                 "{failure_weight: 2}}\n",
+                 "databuild.yaml:3:55: graph.jobs[0].retry: missing required key \"single_quota\"");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], retry: "
                  "{single_quota: -2}}\n",
                  "databuild.yaml:3:70: graph.jobs[0].retry.single_quota: -2 is out of range "
                  "(expected 0..1000000)");
