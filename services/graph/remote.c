@@ -8,8 +8,8 @@
  * resumed once the event log is back). Renew and Orphans use a third of the
  * TTL, so the lease thread keeps its rhythm. Job service
  * Configure is idempotent too and moves to the next endpoint when one is
- * unavailable; Run is not retried here (a lost Run is a failed attempt that the
- * coordinator's retry quota decides about).
+ * unavailable; a run (JobRunner/RunStreamed) is not retried here (a lost run is
+ * a failed attempt that the coordinator's retry quota decides about).
  *
  * Appends and claims for a build are fenced on its lease (owner s->owner): a
  * FAILED_PRECONDITION answer means another instance took the build over.
@@ -200,16 +200,37 @@ int gs_job_configure(gs_service *s, size_t job, const char *const *refs, size_t 
 }
 
 int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild__V1__Task *task,
-               int64_t timeout_ms, dbld_arena *a, Databuild__V1__RunJobResponse **out,
-               dbld_status *st)
+               int64_t timeout_ms, gs_started_fn started, void *arg, dbld_arena *a,
+               Databuild__V1__RunJobResponse **out, dbld_status *st)
 {
     Databuild__V1__RunJobRequest req = DATABUILD__V1__RUN_JOB_REQUEST__INIT;
     req.job_run_id = (char *)run;
     req.build_request_id = (char *)br;
     req.task = task;
-    return dbld_client_unary(dbld_client_get(gs_ep_addr(s, ep)), "/databuild.v1.JobRunner/Run",
-                             &req.base, &databuild__v1__run_job_response__descriptor,
-                             dbld_arena_allocator(a), (ProtobufCMessage **)out, timeout_ms, 0, st);
+    dbld_stream *strm = NULL;
+    int rc = dbld_client_stream_open(dbld_client_get(gs_ep_addr(s, ep)),
+                                     "/databuild.v1.JobRunner/RunStreamed", &req.base, timeout_ms,
+                                     &strm, st);
+    if (rc) return rc;
+    for (;;) {
+        Databuild__V1__RunJobUpdate *u = NULL;
+        rc = dbld_stream_next(strm, &databuild__v1__run_job_update__descriptor,
+                              dbld_arena_allocator(a), (ProtobufCMessage **)&u, 0, st);
+        if (!u) {
+            if (rc == 0)
+                rc = dbld_status_set(st, DBLD_UNAVAILABLE,
+                                     "the job service ended the run without a result");
+            break;
+        }
+        if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_STARTED && u->started) {
+            if (started) started(arg, u->started);
+        } else if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT && u->result) {
+            *out = u->result;
+            break;
+        }
+    }
+    dbld_stream_close(strm);
+    return rc;
 }
 
 int gs_job_cancel(gs_service *s, int ep, const char *run, const char *reason, int *found,

@@ -3,8 +3,9 @@
  * Each task runs on a thread of its own. An attempt is a job run with its
  * own job_run_id: claim the outputs (SCHEDULED + BUILDING appended with the
  * grant), or SKIPPED when they are available, or a delegation to the build
- * holding them; then RUNNING, JobRunner/Run on the job service with the
- * fewest runs in flight, and COMPLETED or a classified failure that the
+ * holding them; then JobRunner/RunStreamed on the job service with the
+ * fewest runs in flight, RUNNING once that service has spawned the process
+ * (a run may wait there for a slot), and COMPLETED or a classified failure that the
  * job's retry quota (retry.c) turns into another attempt or a final FAILED.
  */
 #include "build.h"
@@ -187,12 +188,27 @@ static int wait_delegation(gs_task *t, dbld_arena *a)
     }
 }
 
-/* JobEvent RUNNING of the task's attempt number `attempt` on ep. */
-static gs_event *running_event(gs_task *t, dbld_arena *a, const char *run, int ep, int attempt)
+/* The job service spawned an attempt's process: JobEvent RUNNING. */
+typedef struct attempt_ctx {
+    gs_task *t;
+    dbld_arena *a;
+    const char *run;
+    int ep, attempt;
+} attempt_ctx;
+
+static void attempt_started(void *arg, const Databuild__V1__RunJobStarted *started)
 {
-    gs_build *b = t->b;
-    return gs_ev_job(a, b->id, run, t->job->label, t->task->config, JS(RUNNING),
-                     dbld_arena_printf(a, "attempt %d on %s", attempt, gs_ep_addr(b->svc, ep)));
+    attempt_ctx *c = arg;
+    gs_build *b = c->t->b;
+    char *msg = dbld_arena_printf(c->a, "attempt %d on %s (pid %lld", c->attempt,
+                                  gs_ep_addr(b->svc, c->ep), (long long)started->pid);
+    if (started->waited_ms > 0)
+        msg = dbld_arena_printf(c->a, "%s, after %lld ms waiting for a slot", msg,
+                                (long long)started->waited_ms);
+    msg = dbld_arena_printf(c->a, "%s)", msg);
+    /* a failure abandons the build (and, fenced out, cancels this run) */
+    (void)gsb_append1(b, c->a, gs_ev_job(c->a, b->id, c->run, c->t->job->label,
+                                         c->t->task->config, JS(RUNNING), msg));
 }
 
 static void *task_main(void *arg)
@@ -219,8 +235,7 @@ static void *task_main(void *arg)
             break;
         }
         /* claim, with SCHEDULED + BUILDING appended atomically when granted;
-         * outside a delegation also RUNNING on the job service picked now
-         * (after a delegation the grant may still turn into SKIPPED). */
+         * RUNNING follows once the job service has started the process */
         gs_evlist l = {0};
         Databuild__V1__BuildEvent *sched = gs_ev_job(a, b->id, run, label, cfg, JS(SCHEDULED), "");
         sched->job_event->config = (Databuild__V1__JobConfig *)cfg;
@@ -228,21 +243,9 @@ static void *task_main(void *arg)
         for (size_t i = 0; i < cfg->n_outputs; i++)
             gs_evlist_add(a, &l,
                           gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(BUILDING), run, ""));
-        int ep = -1;
-        if (!*delegated_to) {
-            ep = gs_ep_acquire(s, avoid_ep);
-            pthread_mutex_lock(&b->mu);
-            int attempt = t->attempts + 1; /* counted once granted, below */
-            pthread_mutex_unlock(&b->mu);
-            gs_evlist_add(a, &l, running_event(t, a, run, ep, attempt));
-        }
         Databuild__V1__ClaimResponse *cr = NULL;
         dbld_status st;
         int crc = gs_el_claim(s, b->id, run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr, &st);
-        if (ep >= 0 && (crc != 0 || cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)) {
-            gs_ep_release(s, ep);
-            ep = -1;
-        }
         if (crc != 0) {
             gsb_fail(b, &st);
             task_end(t, T_CANCELLED, "abandoned");
@@ -297,7 +300,7 @@ static void *task_main(void *arg)
             gsb_abandon(b, &st);
             continue;
         }
-        /* GRANTED: our SCHEDULED + BUILDING (+ RUNNING when ep >= 0) events are in the log. */
+        /* GRANTED: our SCHEDULED + BUILDING events are in the log. */
         if (*delegated_to && holder_built(t, a, holder_run)) {
             l.n = 0;
             gs_evlist_add(
@@ -312,9 +315,7 @@ static void *task_main(void *arg)
             task_end(t, gsb_append(b, a, &l) == 0 ? T_OK : T_CANCELLED, NULL);
             break;
         }
-        int running = ep >= 0; /* RUNNING came with the grant */
-        if (!running)
-            ep = gs_ep_acquire(s, avoid_ep);
+        int ep = gs_ep_acquire(s, avoid_ep);
         delegated_to[0] = 0;
         pthread_mutex_lock(&b->mu);
         int cancel = b->cancel;
@@ -332,12 +333,10 @@ static void *task_main(void *arg)
             break;
         }
         Databuild__V1__RunJobResponse *rr = NULL;
-        int rc = running ? 0 : gsb_append1(b, a, running_event(t, a, run, ep, t->attempts));
-        if (rc == 0) {
-            int64_t timeout =
-                t->job->timeout_ms > 0 ? t->job->timeout_ms + RUN_MARGIN_MS : NO_TIMEOUT_MS;
-            rc = gs_job_run(s, ep, run, b->id, t->task, timeout, a, &rr, &st);
-        }
+        int64_t timeout =
+            t->job->timeout_ms > 0 ? t->job->timeout_ms + RUN_MARGIN_MS : NO_TIMEOUT_MS;
+        attempt_ctx actx = {.t = t, .a = a, .run = run, .ep = ep, .attempt = t->attempts};
+        int rc = gs_job_run(s, ep, run, b->id, t->task, timeout, attempt_started, &actx, a, &rr, &st);
         pthread_mutex_lock(&b->mu);
         t->ep = -1;
         pthread_mutex_unlock(&b->mu);

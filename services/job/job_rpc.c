@@ -110,11 +110,11 @@ static int execute(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     return 0;
 }
 
-static int run(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
-               dbld_status *st)
+/* Validate a RunJobRequest and run it (Run and RunStreamed). */
+static int run_checked(dbld_call *call, const jr_ctx *ctx, const Databuild__V1__RunJobRequest *req,
+                       Databuild__V1__RunJobResponse **resp, dbld_status *st)
 {
     jr_engine *e = dbld_call_user(call);
-    const Databuild__V1__RunJobRequest *req = (const Databuild__V1__RunJobRequest *)req_msg;
     if (!req->job_run_id || !*req->job_run_id)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "job_run_id is required");
     if (!req->task || !req->task->job || !req->task->job->label || !*req->task->job->label)
@@ -126,14 +126,47 @@ static int run(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessag
     if (!job)
         return dbld_status_set(st, DBLD_NOT_FOUND, "unknown job label \"%s\"",
                                req->task->job->label);
+    return jr_run(e, ctx, job, req->job_run_id, req->build_request_id, req->task,
+                  dbld_call_arena(call), resp, st);
+}
+
+static int run(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+               dbld_status *st)
+{
     jr_ctx ctx = call_ctx(call);
     Databuild__V1__RunJobResponse *resp;
-    int rc = jr_run(e, &ctx, job, req->job_run_id, req->build_request_id, req->task,
-                    dbld_call_arena(call), &resp, st);
-    if (rc)
-        return rc;
+    int rc = run_checked(call, &ctx, (const Databuild__V1__RunJobRequest *)req_msg, &resp, st);
+    if (rc) return rc;
     *resp_msg = &resp->base;
     return 0;
+}
+
+/* RunStreamed: `started` as soon as the process is spawned, then `result`. */
+static void stream_started(void *arg, int pid, int64_t start_ns, int64_t waited_ms)
+{
+    dbld_call *call = arg;
+    Databuild__V1__RunJobStarted started = DATABUILD__V1__RUN_JOB_STARTED__INIT;
+    started.pid = pid;
+    started.start_time_ns = start_ns;
+    started.waited_ms = waited_ms;
+    Databuild__V1__RunJobUpdate u = DATABUILD__V1__RUN_JOB_UPDATE__INIT;
+    u.update_case = DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_STARTED;
+    u.started = &started;
+    dbld_status st;
+    (void)dbld_call_send(call, &u.base, &st); /* a caller gone away cancels the run anyway */
+}
+
+static int run_streamed(dbld_call *call, const ProtobufCMessage *req_msg, dbld_status *st)
+{
+    jr_ctx ctx = call_ctx(call);
+    ctx.started = stream_started;
+    Databuild__V1__RunJobResponse *resp;
+    int rc = run_checked(call, &ctx, (const Databuild__V1__RunJobRequest *)req_msg, &resp, st);
+    if (rc) return rc;
+    Databuild__V1__RunJobUpdate u = DATABUILD__V1__RUN_JOB_UPDATE__INIT;
+    u.update_case = DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT;
+    u.result = resp;
+    return dbld_call_send(call, &u.base, st);
 }
 
 static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
@@ -164,6 +197,8 @@ static const dbld_method runner_methods[] = {
      &databuild__v1__run_job_response__descriptor, run, NULL},
     {"/databuild.v1.JobRunner/Cancel", &databuild__v1__cancel_job_run_request__descriptor,
      &databuild__v1__cancel_job_run_response__descriptor, cancel, NULL},
+    {"/databuild.v1.JobRunner/RunStreamed", &databuild__v1__run_job_request__descriptor,
+     &databuild__v1__run_job_update__descriptor, NULL, run_streamed},
 };
 
 const dbld_service job_configure_service = {
@@ -179,5 +214,5 @@ const dbld_service job_execute_service = {
 const dbld_service job_runner_service = {
     .name = "databuild.v1.JobRunner",
     .methods = runner_methods,
-    .n_methods = 2,
+    .n_methods = sizeof runner_methods / sizeof runner_methods[0],
 };

@@ -740,7 +740,7 @@ static Databuild__V1__PartitionManifest *make_manifest(dbld_arena *a,
 /* Spawn, supervise and classify; fills r. */
 static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_entry *job,
                       const char *run_id, const char *br_id, const Databuild__V1__Task *task,
-                      dbld_arena *a, Databuild__V1__RunJobResponse *r)
+                      int64_t waited_ms, dbld_arena *a, Databuild__V1__RunJobResponse *r)
 {
     const Databuild__V1__JobConfig *c = task->config;
     const char *label = job->def->label;
@@ -789,6 +789,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
              (const char *const[]){"pid", pid, "command", argv[0], NULL});
     dbld_log(DBLD_LOG_DEBUG, "job run started", "job_run_id", run_id, "job", label, "pid", pid,
              NULL);
+    if (ctx && ctx->started) ctx->started(ctx->arg, (int)dbld_proc_pid(p), dbld_now_ns(), waited_ms);
     sup s = {.e = e, .ctx = ctx, .a = act, .p = p, .timeout_ms = job->def->timeout_ms,
              .on_line = exec_line, .user = &x, .heartbeat = exec_heartbeat, .tick = exec_tick};
     supervise(&s);
@@ -882,6 +883,7 @@ int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *jo
     if (rc)
         return rc;
     Databuild__V1__RunJobResponse *r = dbld_arena_msg(a, &databuild__v1__run_job_response__descriptor);
+    int64_t wait_from = dbld_mono_ms();
     rc = acquire_slot(e, ctx, &act, st);
     if (rc == SLOT_CANCELLED) {
         size_t n_refs;
@@ -893,7 +895,8 @@ int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *jo
                                        job_refs_str(a, refs, n_refs, REFS_IN_MESSAGE));
         rc = 0;
     } else if (rc == 0) {
-        exec_task(e, ctx, &act, job, job_run_id, build_request_id, task, a, r);
+        exec_task(e, ctx, &act, job, job_run_id, build_request_id, task,
+                  dbld_mono_ms() - wait_from, a, r);
         release_slot(e);
     }
     remove_active(e, &act);

@@ -30,6 +30,9 @@ typedef struct jr_engine jr_engine;
 typedef struct jr_ctx {
     int (*cancelled)(void *arg);        /* 1 once the caller is gone */
     int64_t (*remaining_ms)(void *arg); /* ms to the caller's deadline (INT64_MAX: none) */
+    /* exec runs only, may be NULL: the job process was spawned (pid), after
+     * waiting waited_ms for a slot; called on jr_run()'s thread */
+    void (*started)(void *arg, int pid, int64_t start_ns, int64_t waited_ms);
     void *arg;
 } jr_ctx;
 

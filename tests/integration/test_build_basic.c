@@ -29,6 +29,7 @@
     " {\"match\": \"q/.*\", \"tag\": \"q\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
+#define JS(x) DATABUILD__V1__JOB_STATUS__JOB_##x
 
 static void setup(bf *f, const char *hint)
 {
@@ -308,6 +309,49 @@ DBLD_TEST(health_waits_for_the_event_log)
     (void)rc;
 }
 
+/* JobEvent RUNNING means the job service has spawned the process: with one
+ * run slot, three ready tasks are SCHEDULED at once but RUNNING one at a
+ * time, the later ones after waiting for the slot. */
+DBLD_TEST(running_means_the_process_started)
+{
+    bf f;
+    bf_opts o = {.jobs = JOBS, .rules = "[{\"match\": \"c/.*\", \"sleep\": 0.3}]",
+                 .max_parallel = 4, .max_runs = 1};
+    bf_setup(&f, "slots", &o);
+    Databuild__V1__GraphBuildResponse *r = NULL;
+    dbld_status st = {0};
+    CHECK_OK(bf_build(&f, H_STRS("c/s1", "c/s2", "c/s3"), &r, &st), st);
+    h_event_list all = bf_all_events(&f);
+    CHECK(all.n > 0);
+    const char *id = all.events[0]->build_request_id;
+    h_event_list l = bf_events(&f, id);
+    int scheduled = 0, running = 0, max_running = 0, max_scheduled = 0, waited = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (l.events[i]->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)
+            continue;
+        const Databuild__V1__JobEvent *j = l.events[i]->job_event;
+        if (j->status_code == JS(SCHEDULED)) scheduled++;
+        if (j->status_code == JS(RUNNING)) {
+            running++;
+            if (strstr(j->message, "waiting for a slot")) waited++;
+            CHECK_CONTAINS(j->message, "pid ");
+        }
+        if (j->status_code == JS(COMPLETED)) {
+            running--;
+            scheduled--;
+        }
+        if (running > max_running) max_running = running;
+        if (scheduled > max_scheduled) max_scheduled = scheduled;
+    }
+    CHECK_EQ_INT(max_running, 1);
+    CHECK_MSG(max_scheduled > 1, "the tasks were scheduled together (%d)", max_scheduled);
+    CHECK_MSG(waited >= 1, "no RUNNING event says it waited for a slot");
+    for (int k = 1; k <= 3; k++)
+        CHECK_EQ_STR(bf_runs_seq(&f, id, dbld_arena_printf(f.a, "c/s%d", k)),
+                     "SCHEDULED RUNNING COMPLETED");
+    bf_check_ids(&f, id);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(submit_returns_at_once),
                DBLD_TEST_ENTRY(lookup_groups_by_job),
                DBLD_TEST_ENTRY(analyze_batches_configure_per_job_per_round),
@@ -316,4 +360,5 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(subm
                DBLD_TEST_ENTRY(second_build_skips),
                DBLD_TEST_ENTRY(shell_and_quote_characters_pass_through),
                DBLD_TEST_ENTRY(cancel_unknown_build),
-               DBLD_TEST_ENTRY(health_waits_for_the_event_log))
+               DBLD_TEST_ENTRY(health_waits_for_the_event_log),
+               DBLD_TEST_ENTRY(running_means_the_process_started))
