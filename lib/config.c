@@ -80,7 +80,7 @@ static int check_env(const char *s, char *why, size_t n)
 static int check_exit_code(const char *s, char *why, size_t n)
 {
     size_t d = strspn(s, "0123456789");
-    if (d >= 1 && d <= 3 && s[d] == '\0' && atoi(s) <= 255) return 0;
+    if (d >= 1 && d <= 3 && s[d] == '\0' && atoi(s) >= 1 && atoi(s) <= 255) return 0;
     snprintf(why, n, "invalid exit code \"%s\" (expected 1..255)", s);
     return 1;
 }
@@ -175,6 +175,9 @@ static const dbld__cfg_key graph_job_keys[] = {
     {.name = "working_dir", .type = DBLD__CFG_STRING, .offset = JOFF(working_dir)},
     {.name = "transient_exit_codes", .type = DBLD__CFG_STRLIST,
      .offset = JOFF(transient_exit_codes), .count_offset = JOFF(n_transient_exit_codes),
+     .check = check_exit_code},
+    {.name = "no_retry_exit_codes", .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(no_retry_exit_codes), .count_offset = JOFF(n_no_retry_exit_codes),
      .check = check_exit_code},
     {.name = "retry", .type = DBLD__CFG_SECTION, .offset = JOFF(retry), .sub = retry_keys},
     {0},

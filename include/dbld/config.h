@@ -44,6 +44,8 @@ typedef struct dbld_job_def {
     char *working_dir;    /* NULL: the job service's working directory */
     char **transient_exit_codes; /* exit codes that count as transient failures ("75") */
     size_t n_transient_exit_codes;
+    char **no_retry_exit_codes; /* exit codes by which the job denies a retry ("65") */
+    size_t n_no_retry_exit_codes;
     dbld_retry_config retry;
 } dbld_job_def;
 

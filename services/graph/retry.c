@@ -16,8 +16,8 @@ int gs_retry_weight(const dbld_retry_config *rc, gs_fail_kind kind)
     }
 }
 
-int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int attempts, int *task_used,
-                    int *build_used, const char **reason)
+int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int job_denied, int attempts,
+                    int *task_used, int *build_used, const char **reason)
 {
     if (rc->single_quota < 0) {
         *reason = "retry is not enabled in the config";
@@ -26,6 +26,10 @@ int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int attempts
     int w = gs_retry_weight(rc, kind);
     *task_used += w;
     *build_used += w;
+    if (job_denied) {
+        *reason = "the job denied retry";
+        return 0;
+    }
     if (*task_used > rc->single_quota) {
         *reason = "insufficient quota";
         return 0;

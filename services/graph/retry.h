@@ -21,11 +21,13 @@ typedef enum {
 #define GS_RETRY_MAX_ATTEMPTS 100
 
 /* Account one failed attempt (attempts = attempts made so far, including the
- * failed one) and decide. Returns 1 to retry; 0 with *reason set to a static
- * string ("retry is not enabled in the config", "insufficient quota",
- * "insufficient global quota", "too many attempts"). */
-int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int attempts, int *task_used,
-                    int *build_used, const char **reason);
+ * failed one; job_denied: the job itself asked not to be retried, by exiting
+ * with one of its no_retry_exit_codes) and decide. Returns 1 to retry; 0 with
+ * *reason set to a static string ("retry is not enabled in the config", "the
+ * job denied retry", "insufficient quota", "insufficient global quota", "too
+ * many attempts"). A denied failure is still charged to the quotas. */
+int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int job_denied, int attempts,
+                    int *task_used, int *build_used, const char **reason);
 
 /* The weight a failure of this kind adds to the used quotas. */
 int gs_retry_weight(const dbld_retry_config *rc, gs_fail_kind kind);

@@ -64,6 +64,7 @@ void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned,
 
 typedef struct outcome {
     int ok, cancelled;
+    int denied; /* the job denied retry (RunJobResponse.retry_denied) */
     gs_fail_kind kind;
     const char *msg; /* in the attempt's arena: whole, so a stderr tail keeps its last lines */
 } outcome;
@@ -86,6 +87,7 @@ static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
         o->kind = r->failure_kind >= 1 && r->failure_kind <= 3 ? (gs_fail_kind)r->failure_kind
                   : r->status == JS(CANCELLED)                 ? GS_FAIL_TRANSIENT
                                                                : GS_FAIL_PERMANENT;
+        o->denied = r->retry_denied;
         o->msg = *r->message ? dbld_arena_strdup(a, r->message) : "job failed";
         return;
     }
@@ -376,7 +378,7 @@ static void *task_main(void *arg)
         }
         const char *reason;
         pthread_mutex_lock(&b->mu);
-        int retry = gs_retry_decide(&t->job->retry, o.kind, t->attempts, &t->used_quota,
+        int retry = gs_retry_decide(&t->job->retry, o.kind, o.denied, t->attempts, &t->used_quota,
                                     &b->global_used, &reason);
         pthread_mutex_unlock(&b->mu);
         char next[37];

@@ -100,12 +100,22 @@ int job_resolve(const job_table *t, const char *const *refs, size_t n, const job
     return rc;
 }
 
-int job_exit_is_transient(const job_entry *j, int code)
+static int code_listed(char *const *codes, size_t n, int code)
 {
-    for (size_t i = 0; i < j->def->n_transient_exit_codes; i++)
-        if (atoi(j->def->transient_exit_codes[i]) == code)
+    for (size_t i = 0; i < n; i++)
+        if (atoi(codes[i]) == code)
             return 1;
     return 0;
+}
+
+int job_exit_is_transient(const job_entry *j, int code)
+{
+    return code_listed(j->def->transient_exit_codes, j->def->n_transient_exit_codes, code);
+}
+
+int job_exit_denies_retry(const job_entry *j, int code)
+{
+    return code_listed(j->def->no_retry_exit_codes, j->def->n_no_retry_exit_codes, code);
 }
 
 char *job_refs_str(dbld_arena *a, const char *const *refs, size_t n, size_t max)

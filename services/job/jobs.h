@@ -43,6 +43,9 @@ int job_resolve(const job_table *t, const char *const *refs, size_t n, const job
 
 /* 1 if exit code `code` is one of the job's transient_exit_codes. */
 int job_exit_is_transient(const job_entry *j, int code);
+/* 1 if exit code `code` is one of the job's no_retry_exit_codes (checked
+ * first: such a failure is permanent and the coordinator does not retry it). */
+int job_exit_denies_retry(const job_entry *j, int code);
 
 /* "a/x, b/x" (at most `max` refs, then "and N more") in the arena. */
 char *job_refs_str(dbld_arena *a, const char *const *refs, size_t n, size_t max);

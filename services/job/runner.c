@@ -829,6 +829,12 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
         if (s.ex.exited && s.ex.code == 0) {
             r->status = DATABUILD__V1__JOB_STATUS__JOB_COMPLETED;
             head = dbld_arena_printf(a, "job %s completed (refs: %s)", label, rs);
+        } else if (s.ex.exited && job_exit_denies_retry(job, s.ex.code)) {
+            r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
+            r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_PERMANENT;
+            r->retry_denied = 1;
+            head = dbld_arena_printf(a, "job %s failed with %s, an exit code that denies retry "
+                                        "(refs: %s)", label, exs, rs);
         } else if (s.ex.exited && job_exit_is_transient(job, s.ex.code)) {
             r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
             r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;

@@ -22,6 +22,9 @@
     "    - label: \"//f:global\"\n      command: %CMD%\n      outputs: [\"global/.*\"]\n"          \
     "      retry: {single_quota: 10, global_quota: 1, failure_weight: 1}\n"                        \
     "    - label: \"//f:noretry\"\n      command: %CMD%\n      outputs: [\"noretry/.*\"]\n"        \
+    "    - label: \"//f:deny\"\n      command: %CMD%\n      outputs: [\"deny/.*\"]\n"              \
+    "      no_retry_exit_codes: [\"65\"]\n"                                                        \
+    "      retry: {single_quota: 10, failure_weight: 1}\n"                                         \
     "    - label: \"//f:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
     "      timeout_ms: 1000\n"                                                                     \
     "    - label: \"//f:hang\"\n      command: %CMD%\n      outputs: [\"hang/.*\"]\n"
@@ -35,6 +38,7 @@
     " {\"match\": \"quota/.*\", \"exit\": 3},"                                                     \
     " {\"match\": \"global/.*\", \"exit\": 3},"                                                    \
     " {\"match\": \"noretry/.*\", \"exit\": 3},"                                                   \
+    " {\"match\": \"deny/.*\", \"exit\": 65},"                                                     \
     " {\"match\": \"slow/.*\", \"sleep\": 30},"                                                    \
     " {\"match\": \"hang/(.*)\", \"sleep\": 60, \"pidfile\": true, \"tag\": \"hang\"}]"
 
@@ -161,6 +165,20 @@ DBLD_TEST(no_retry_config_denies)
     CHECK_EQ_INT(bf_execs(&f, "noretry/1"), 1);
 }
 
+/* The job denies a retry by its exit code: one attempt, whatever the quota. */
+DBLD_TEST(job_denies_retry)
+{
+    bf f;
+    setup(&f, "deny");
+    char *id = bf_submit(&f, H_STRS("deny/1"));
+    CHECK_EQ_INT(bf_wait(&f, id, 60000)->status->code, BR(FAILED));
+    CHECK_EQ_STR(bf_runs_seq(&f, id, "deny/1"), "SCHEDULED RUNNING FAILED");
+    char *msg = bf_job_messages(&f, id, "deny/1", JS(FAILED));
+    CHECK_CONTAINS(msg, "an exit code that denies retry");
+    CHECK_CONTAINS(msg, "retry denied: the job denied retry");
+    CHECK_EQ_INT(bf_execs(&f, "deny/1"), 1);
+}
+
 DBLD_TEST(timeout_fails_the_run)
 {
     bf f;
@@ -222,5 +240,6 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(permanent_failure_cancels_downstream_only),
                DBLD_TEST_ENTRY(transient_failure_retried_then_succeeds),
                DBLD_TEST_ENTRY(quota_exhausted_denies_retry),
                DBLD_TEST_ENTRY(global_quota_exhausted), DBLD_TEST_ENTRY(no_retry_config_denies),
+               DBLD_TEST_ENTRY(job_denies_retry),
                DBLD_TEST_ENTRY(timeout_fails_the_run),
                DBLD_TEST_ENTRY(cancel_mid_run_kills_process_group))

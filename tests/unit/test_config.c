@@ -498,6 +498,10 @@ static void test_graph_job_errors(void **state)
     expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], env: [NOEQ]}\n",
                  "databuild.yaml:3:54: graph.jobs[0].env[0]: invalid environment entry \"NOEQ\" "
                  "(expected KEY=VALUE)");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], "
+                 "no_retry_exit_codes: ['0']}\n",
+                 "databuild.yaml:3:70: graph.jobs[0].no_retry_exit_codes[0]: invalid exit code "
+                 "\"0\" (expected 1..255)");
     expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], retry: "
                  "{failure_weight: 2}}\n",
                  "databuild.yaml:3:55: graph.jobs[0].retry: missing required key \"single_quota\"");

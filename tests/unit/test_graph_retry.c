@@ -21,7 +21,7 @@ static void test_not_enabled(void **state)
     dbld_retry_config c = cfg(-1, 1000, 1, 1, 1);
     int used = 0, total = 0;
     const char *why;
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 1, &used, &total, &why), 0);
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 0, 1, &used, &total, &why), 0);
     assert_string_equal(why, "retry is not enabled in the config");
     assert_int_equal(used, 0);
 }
@@ -32,11 +32,11 @@ static void test_single_quota_boundary(void **state)
     dbld_retry_config c = cfg(2, 1000, 1, 1, 1);
     int used = 0, total = 0;
     const char *why;
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 1, &used, &total, &why),
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 1, &used, &total, &why),
                      1); /* 1 <= 2 */
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 2, &used, &total, &why),
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &used, &total, &why),
                      1); /* 2 <= 2 */
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 3, &used, &total, &why), 0); /* 3 > 2 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 3, &used, &total, &why), 0); /* 3 > 2 */
     assert_string_equal(why, "insufficient quota");
     assert_int_equal(used, 3);
     assert_int_equal(total, 3);
@@ -48,19 +48,19 @@ static void test_weights_by_kind(void **state)
     dbld_retry_config c = cfg(10, 1000, 5, 1, 3);
     int used = 0, total = 0;
     const char *why;
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 1, &used, &total, &why), 1);
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 0, 1, &used, &total, &why), 1);
     assert_int_equal(used, 1);
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TIMEOUT, 2, &used, &total, &why), 1);
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TIMEOUT, 0, 2, &used, &total, &why), 1);
     assert_int_equal(used, 4);
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 3, &used, &total, &why), 1);
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 3, &used, &total, &why), 1);
     assert_int_equal(used, 9);
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 4, &used, &total, &why), 1); /* 10 */
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 5, &used, &total, &why), 0); /* 11 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 0, 4, &used, &total, &why), 1); /* 10 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_TRANSIENT, 0, 5, &used, &total, &why), 0); /* 11 */
     assert_string_equal(why, "insufficient quota");
     /* single_quota 0: the first failure with a non-zero weight is denied */
     dbld_retry_config z = cfg(0, 1000, 1, 1, 1);
     used = total = 0;
-    assert_int_equal(gs_retry_decide(&z, GS_FAIL_TIMEOUT, 1, &used, &total, &why), 0);
+    assert_int_equal(gs_retry_decide(&z, GS_FAIL_TIMEOUT, 0, 1, &used, &total, &why), 0);
     assert_string_equal(why, "insufficient quota");
 }
 
@@ -70,10 +70,10 @@ static void test_global_quota_shared(void **state)
     dbld_retry_config c = cfg(5, 3, 1, 1, 1);
     int a = 0, b = 0, total = 0;
     const char *why;
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 1, &a, &total, &why), 1);
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 1, &b, &total, &why), 1);
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 2, &a, &total, &why), 1); /* total 3 */
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 2, &b, &total, &why), 0); /* total 4 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 1, &a, &total, &why), 1);
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 1, &b, &total, &why), 1);
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &a, &total, &why), 1); /* total 3 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &b, &total, &why), 0); /* total 4 */
     assert_string_equal(why, "insufficient global quota");
 }
 
@@ -83,7 +83,7 @@ static void test_zero_weight_is_bounded(void **state)
     dbld_retry_config c = cfg(1, 1, 0, 0, 0);
     int used = 0, total = 0, attempts = 0;
     const char *why;
-    while (gs_retry_decide(&c, GS_FAIL_TRANSIENT, ++attempts, &used, &total, &why))
+    while (gs_retry_decide(&c, GS_FAIL_TRANSIENT, 0, ++attempts, &used, &total, &why))
         ;
     assert_int_equal(attempts, GS_RETRY_MAX_ATTEMPTS);
     assert_string_equal(why, "too many attempts");
