@@ -171,7 +171,7 @@
     "options:\n"                                                                                   \
     "  --job LABEL      runs of job LABEL\n"                                                       \
     "  --build ID       runs of build request ID\n"                                                \
-    "  --partition REF  runs that target partition REF\n"                                          \
+    "  --partition REF  COMPLETED runs that built partition REF\n"                                 \
     "  --run ID         the run with id ID\n" CMD_Q_PAGING("runs", "scheduled time")               \
         CMD_Q_UNTIL("scheduled time")
 

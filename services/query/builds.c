@@ -22,7 +22,10 @@
  *   triggering_want_ids the build's want_id
  *   comment_contains    case-insensitive substring of the comment
  * Newest first by requested time; started_until is an exclusive upper
- * bound: pass the previous page's min_started to get the next page.
+ * bound: pass the previous page's min_started to get the next page. The
+ * seed's "build start time" is read as the requested time (proto comment of
+ * ListBuildsRequest): every build request has one, queued ones too, and it
+ * never changes, unlike started_at (planning began).
  *
  * GetBuildSummary's partitions are every partition the build dealt with
  * (requested ones and its tasks' outputs), in first-mention order, with the

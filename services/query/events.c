@@ -10,6 +10,9 @@
  *     now), i.e. scroll backward: pass the first event's timestamp as the
  *     next max;
  *   - both set: the window (min, max), scrolled forward from min.
+ * The seed says one of the two "must be provided"; neither is read as
+ * max_timestamp_ns = now rather than refused (proto comment): Batched's
+ * template reading below and the first page of a backward scroll use it.
  * Bounds are exclusive and a page never splits a run of equal timestamps,
  * so paging loses and repeats nothing. Events come back in ascending
  * (timestamp, idx) order in every mode; has_more says whether more events

@@ -7,8 +7,11 @@
  * page ends the listing). The seed calls each of its filters "ORing", so
  * they are ORed with each other too: a run is listed when it matches any
  * non-empty filter (job_run_ids, job_labels, build_reqeust_ids - the seed's
- * spelling - or built_partition_refs, i.e. its target partitions); with no
- * filter, every run is.
+ * spelling - or built_partition_refs); with no filter, every run is.
+ * built_partition_refs are "partitions produced by these job runs": a run
+ * matches when it COMPLETED with one of them among its target partitions
+ * (as ListBuildRequests' built_partition); runs that failed, were cancelled,
+ * were skipped or are still running produced nothing.
  *
  * Times: scheduled_at = first SCHEDULED event (else the first event),
  * started_at = first RUNNING, completed_at = first COMPLETED / FAILED /
@@ -28,7 +31,8 @@
     "SELECT " RUN_COLS " FROM job_runs j WHERE"                                                    \
     " (($1::text[] IS NULL AND $2::text[] IS NULL AND $3::text[] IS NULL AND $4::text[] IS NULL)"  \
     "  OR j.job_run_id = ANY($1::text[]) OR j.job_label = ANY($2::text[])"                         \
-    "  OR j.build_request_id = ANY($3::text[]) OR j.target_partitions && $4::text[])"              \
+    "  OR j.build_request_id = ANY($3::text[])"                                                    \
+    "  OR (j.target_partitions && $4::text[] AND j.status = 3))"                                   \
     " AND %s"
 
 #define TIMES_SQL                                                                                  \

@@ -5,10 +5,20 @@
  * first by (timestamp, sequence number); since_timestamp is an exclusive
  * lower bound in Unix nanoseconds (a value below 1e11 is taken as seconds,
  * like the wrapper's timestamps), so the next page is asked for with the
- * last entry's timestamp; a page never splits a run of equal timestamps.
- * min_level filters log lines (LogMessage.level >= min_level); metrics,
- * wrapper events and manifests always pass. limit: default Q_LOGS_DEFAULT,
- * capped at Q_LOGS_MAX. An unknown job_run_id is NOT_FOUND.
+ * last entry's timestamp. min_level filters log lines (LogMessage.level >=
+ * min_level); metrics, wrapper events and manifests always pass. An unknown
+ * job_run_id is NOT_FOUND.
+ *
+ * limit (default Q_LOGS_DEFAULT, capped at Q_LOGS_MAX) is the seed's
+ * "maximum number of entries to return", and paging must still lose and
+ * repeat nothing with a timestamp as the only cursor. So a page never
+ * splits a run of equal timestamps: when the entry after the limit shares
+ * the timestamp of the page's last entries, the page ends before that run
+ * (the next page starts with it) - fewer than limit entries, has_more set.
+ * The one exception: a run of equal timestamps longer than limit on its own
+ * (limit 1 and two entries of one nanosecond, or a job stamping whole
+ * seconds) cannot be paged through with since_timestamp, so that run is
+ * returned whole as one page.
  *
  * CancelBuild checks that the build request exists, then forwards to the
  * graph service's GraphBuilder.Cancel (shared.peers.graph), which owns
@@ -48,7 +58,8 @@ int q_get_job_logs(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage *
                   .ts_field = 1,
                   .desc = 0,
                   .cursor = since,
-                  .limit = limit};
+                  .limit = limit,
+                  .hard_limit = 1};
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);

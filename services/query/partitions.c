@@ -24,6 +24,7 @@
     "       AND e.build_request_id <> '' GROUP BY e.build_request_id"                              \
     "       ORDER BY max(e.idx) DESC LIMIT 100)"                                                   \
     " FROM partitions p WHERE p.ref = $1"
+_Static_assert(Q_PAST_BUILDS == 100, "SUMMARY_SQL's LIMIT is Q_PAST_BUILDS");
 
 #define LIST_SQL                                                                                   \
     "SELECT p.ref, p.status, p.updated_ns, p.last_invalidated_ns, p.build_request_id"              \

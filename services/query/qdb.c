@@ -219,13 +219,23 @@ int q_page(q_req *r, const q_pager *pg, dbld_res **out, int *rows, int *has_more
         return 0;
     }
     int64_t last = dbld_res_i64(res, pg->limit - 1, pg->ts_field);
-    if (dbld_res_i64(res, pg->limit, pg->ts_field) != last) {
+    int cut = pg->limit; /* rows of the page */
+    if (pg->hard_limit) {
+        /* end the page before the run that item limit+1 continues */
+        int64_t next = dbld_res_i64(res, pg->limit, pg->ts_field);
+        while (cut > 0 && dbld_res_i64(res, cut - 1, pg->ts_field) == next)
+            cut--;
+    } else if (dbld_res_i64(res, pg->limit, pg->ts_field) == last) {
+        cut = 0;
+    }
+    if (cut > 0) {
         *out = res;
-        *rows = pg->limit;
+        *rows = cut;
         *has_more = 1;
         return 0;
     }
-    /* The page would end inside a run of equal timestamps: take the whole run. */
+    /* The page would end inside a run of equal timestamps (with hard_limit:
+     * the page is that run alone): take the whole run. */
     dbld_res_free(res);
     p[pg->n + 2] = q_i64(a, last);
     char *upto =

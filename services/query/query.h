@@ -145,7 +145,10 @@ void q_reactor_destroy(q_reactor *rx);
  * Lists page by a timestamp cursor that is EXCLUSIVE: the next page is asked
  * for with the previous page's last timestamp. Timestamps are not unique, so
  * a page never ends inside a run of equal timestamps: when item `limit` and
- * item `limit+1` share one, the page is extended to the end of that run.
+ * item `limit+1` share one, the page is extended to the end of that run -
+ * or, with hard_limit, ends before that run (which then opens the next
+ * page), so it holds at most `limit` items unless one run of equal
+ * timestamps alone is longer than `limit`: then that run is the page, whole.
  * Thus paging never loses or repeats an item.
  *
  * sql has exactly one "%s" at the end of its WHERE clause (after at least
@@ -162,6 +165,7 @@ typedef struct q_pager {
     int64_t cursor;      /* exclusive bound; 0 = none */
     int64_t other;       /* exclusive bound on the other side; 0 = none */
     int limit;
+    int hard_limit; /* 1: limit is a maximum but for one oversized run (see above) */
 } q_pager;
 /* On success *out holds the page's rows in order (*rows of them, all to be
  * used) and *has_more whether more items lie beyond. Caller frees *out. */

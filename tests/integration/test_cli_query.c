@@ -193,6 +193,21 @@ static void check_same_set_(const char *file, int line, char **got, size_t n,
 #define CHECK_SAME_SET(got, n, want, n_want)                                                       \
     check_same_set_(__FILE__, __LINE__, got, n, (const char *const *)(want), n_want)
 
+/* The CLI succeeded and its --json lines' `field` values are exactly the
+ * listed ones (in any order; none listed: no output at all). */
+static void check_ids_(const char *file, int line, dbld_arena *a, cli_out r, const char *field,
+                       const char *const *want)
+{
+    if (r.code != 0) h_fail(file, line, "exit %d, stderr: %s", r.code, r.err);
+    char **got;
+    size_t n = json_field(a, r.out, field, &got), n_want = 0;
+    while (want[n_want])
+        n_want++;
+    check_same_set_(file, line, got, n, want, n_want);
+}
+#define CHECK_IDS(a, r, field, ...)                                                                \
+    check_ids_(__FILE__, __LINE__, a, r, field, QF_LIST(__VA_ARGS__))
+
 /* ------------------------------------------------------------------------ */
 /* scenario                                                                  */
 
@@ -214,7 +229,8 @@ static const char *date_ref(dbld_arena *a, const char *prefix, int i)
 
 /* Six builds, each one ingest run (reviews/date=...); builds 2 and 3 share
  * their requested time, and their runs their scheduled time. Build 4 fails;
- * build 5 also runs //jobs:agg (agg/date=...). */
+ * build 5 also runs //jobs:agg (agg/date=...); build 1 was triggered by want
+ * "want-cli-1". */
 static scenario populate(qf *f)
 {
     scenario sc;
@@ -226,8 +242,9 @@ static scenario populate(qf *f)
         const char *br = dbld_arena_printf(f->a, "br-%d", i);
         const char *ref = date_ref(f->a, "reviews", i);
         sc.builds[i] = br;
-        int64_t t =
-            qf_br(&s, br, BR(RECEIVED), H_STRS(ref), dbld_arena_printf(f->a, "nightly %d", i), "");
+        const char *want = i == 1 ? "want-cli-1" : "";
+        int64_t t = qf_br(&s, br, BR(RECEIVED), H_STRS(ref),
+                          dbld_arena_printf(f->a, "nightly %d", i), want);
         if (i == 2) t_br2 = t;
         if (i == 3) s.evs[s.n - 1]->timestamp = t_br2; /* requested with build 2 */
         const char *run = dbld_arena_printf(f->a, "run-%d", i);
@@ -251,7 +268,7 @@ static scenario populate(qf *f)
             sc.runs[sc.n_runs++] = run2;
             qf_run(&s, br, run2, "//jobs:agg", agg, JOB(COMPLETED), NULL);
         }
-        qf_br(&s, br, i == 4 ? BR(FAILED) : BR(COMPLETED), H_STRS(ref), NULL, "");
+        qf_br(&s, br, i == 4 ? BR(FAILED) : BR(COMPLETED), H_STRS(ref), NULL, want);
     }
     qf_flush(f, &s);
     for (int i = 0; i < N_DATES; i++)
@@ -263,41 +280,15 @@ static scenario populate(qf *f)
     return sc;
 }
 
-/* n log entries of run: pairs share a timestamp; every 10th is a metric;
- * levels cycle DEBUG..ERROR. */
+static int64_t pair_ts(int seq)
+{
+    return QF_T0 + (seq / 2) * QF_SEC;
+} /* log entries in pairs sharing a timestamp */
+
+/* n log entries of run (qf_append_logs): pairs share a timestamp. */
 static void append_logs(qf *f, const char *run, int first_seq, int n)
 {
-    Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
-    req.entries = dbld_arena_alloc(f->a, (size_t)n * sizeof *req.entries);
-    for (int seq = first_seq; seq < first_seq + n; seq++) {
-        Databuild__V1__JobLogEntry *e =
-            dbld_arena_msg(f->a, &databuild__v1__job_log_entry__descriptor);
-        e->timestamp = dbld_arena_printf(f->a, "%lld", (long long)(QF_T0 + (seq / 2) * QF_SEC));
-        e->job_id = (char *)run;
-        e->sequence_number = (uint64_t)seq;
-        if (seq % 10 == 0) {
-            Databuild__V1__MetricPoint *m =
-                dbld_arena_msg(f->a, &databuild__v1__metric_point__descriptor);
-            m->name = "rows";
-            m->value = seq;
-            e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_METRIC;
-            e->metric = m;
-        } else {
-            Databuild__V1__LogMessage *l =
-                dbld_arena_msg(f->a, &databuild__v1__log_message__descriptor);
-            l->level = seq % 4;
-            l->message = dbld_arena_printf(f->a, "line %d", seq);
-            e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
-            e->log = l;
-        }
-        req.entries[req.n_entries++] = e;
-    }
-    Databuild__V1__AppendJobLogsResponse *resp = NULL;
-    dbld_status st;
-    CHECK_OK(qf_call_at(f->el, "/databuild.v1.JobLogs/Append", &req,
-                        &databuild__v1__append_job_logs_response__descriptor, f->a, &resp, &st),
-             st);
-    CHECK_EQ_INT(resp->stored, n);
+    qf_append_logs(f, run, first_seq, n, pair_ts);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -331,6 +322,11 @@ DBLD_TEST(help_and_usage)
         {"taints", "list"},
         {"taints", "show"},
         {"taints", "put"},
+        {"events"},
+        {"events", "append"},
+        {"build"},
+        {"analyze"},
+        {"health"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *name = dbld_arena_printf(a, "%s%s%s", cmds[i][0], cmds[i][1] ? " " : "",
@@ -344,6 +340,9 @@ DBLD_TEST(help_and_usage)
         CHECK_EQ_INT(r.code, 0);
     }
     CHECK_CONTAINS(CLI("--help").out, "partitions list");
+    /* events talks to the event log, and says so */
+    CHECK_CONTAINS(CLI("events", "--help").out, "Talks to the EVENT LOG service");
+    CHECK_CONTAINS(CLI("events", "append", "--help").out, "Talks to the event log service");
 
     /* missing arguments and bad values: usage error, exit 2, one line */
     CHECK_FAIL(CLI("builds", "show"), 2, "missing build request id");
@@ -447,6 +446,27 @@ DBLD_TEST(builds)
     r = CLI("--server", srv, "builds", "list", "--comment", "NIGHTLY 3");
     CHECK_EQ_INT(count_lines(r.out), 2);
     CHECK_CONTAINS(r.out, "br-3");
+    /* --built: a run of the build COMPLETED with that target (br-4's failed) */
+    const char *bid = "buildRequestId";
+    CHECK_IDS(f.a,
+              CLI("--server", srv, "builds", "list", "--built", "agg/date=2026-01-06", "--json"),
+              bid, "br-5");
+    CHECK_IDS(
+        f.a, CLI("--server", srv, "builds", "list", "--built", "reviews/date=2026-01-05", "--json"),
+        bid);
+    CHECK_IDS(f.a,
+              CLI("--server", srv, "builds", "list", "--built", "reviews/date=2026-01-02",
+                  "--built", "agg/date=2026-01-06", "--built", "reviews/date=2026-01-05", "--json"),
+              bid, "br-5", "br-1");
+    /* --want: the triggering want; ANDed with the other filters */
+    CHECK_IDS(f.a,
+              CLI("--server", srv, "builds", "list", "--want", "want-cli-1", "--want", "want-nope",
+                  "--json"),
+              bid, "br-1");
+    CHECK_IDS(f.a,
+              CLI("--server", srv, "builds", "list", "--want", "want-cli-1", "--built",
+                  "agg/date=2026-01-06", "--json"),
+              bid);
 
     /* show */
     r = CLI("--server", srv, "builds", "show", "br-5");
@@ -607,6 +627,23 @@ DBLD_TEST(partitions_jobs_runs)
     r = CLI("--server", srv, "runs", "list", "--job", "//jobs:agg", "--build", "br-1", "--json");
     n = json_field(f.a, r.out, "jobRunId", &ids);
     CHECK_SAME_SET(ids, n, ((const char *[]){"run-agg", "run-1"}), 2);
+    /* --partition: runs that built it (run-4 FAILED on reviews/date=2026-01-05);
+     * --run; all ORed */
+    const char *rid = "jobRunId";
+    CHECK_IDS(
+        f.a,
+        CLI("--server", srv, "runs", "list", "--partition", "reviews/date=2026-01-02", "--json"),
+        rid, "run-1");
+    CHECK_IDS(
+        f.a,
+        CLI("--server", srv, "runs", "list", "--partition", "reviews/date=2026-01-05", "--json"),
+        rid);
+    CHECK_IDS(f.a, CLI("--server", srv, "runs", "list", "--run", "run-3", "--json"), rid, "run-3");
+    CHECK_IDS(f.a,
+              CLI("--server", srv, "runs", "list", "--run", "run-3", "--run", "run-nope",
+                  "--partition", "agg/date=2026-01-06", "--partition", "reviews/date=2026-01-05",
+                  "--json"),
+              rid, "run-3", "run-agg");
     r = CLI("--server", srv, "runs", "show", "run-4");
     CHECK_CLI_OK(r);
     h_note("runs show:\n%s", r.out);
@@ -674,6 +711,34 @@ DBLD_TEST(wants_taints)
     r = CLI("--server", srv, "wants", "list", "--live", "--json");
     CHECK_CLI_OK(r);
     CHECK_EQ_INT(count_lines(r.out), 5);
+    /* two wants that expire after a second: listed, but not --live */
+    r = CLI("--server", srv, "wants", "put", "reviews/date=2026-01-02", "reviews/date=2026-01-03",
+            "--ttl", "1", "--json");
+    CHECK_CLI_OK(r);
+    o = json_loads(r.out, 0, NULL);
+    CHECK(o && json_array_size(json_object_get(o, "wants")) == 2);
+    const char *gone[2];
+    for (size_t i = 0; i < 2; i++)
+        gone[i] =
+            dbld_arena_strdup(f.a, json_string_value(json_object_get(
+                                       json_array_get(json_object_get(o, "wants"), i), "wantId")));
+    json_decref(o);
+    dbld_sleep_ms(1500);
+    r = CLI("--server", srv, "wants", "list", "--json");
+    n = json_field(f.a, r.out, "want.wantId", &ids);
+    CHECK_EQ_INT(n, 7);
+    r = CLI("--server", srv, "wants", "list", "--live", "--json");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "want.wantId", &ids);
+    CHECK_SAME_SET(ids, n, all, n_all);
+    r = CLI("--server", srv, "wants", "list", "--live", "--json", "--all", "--limit", "1");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "want.wantId", &ids);
+    CHECK_SAME_SET(ids, n, all, n_all);
+    r = CLI("--server", srv, "wants", "list", "--live");
+    CHECK_CLI_OK(r);
+    CHECK_EQ_INT(count_lines(r.out), 6);
+    CHECK(!strstr(r.out, gone[0]) && !strstr(r.out, gone[1]));
 
     r = CLI("--server", srv, "wants", "show", agg_want);
     CHECK_CLI_OK(r);
@@ -818,6 +883,119 @@ DBLD_TEST(logs_follow)
     free(t);
 }
 
+/* Wait until the file at path has at least n lines; its text (malloc'd) or NULL. */
+static char *wait_lines(const char *path, int n, int64_t ms)
+{
+    char *t = NULL;
+    int64_t deadline = dbld_mono_ms() + ms;
+    for (;;) {
+        t = h_read_file(path, NULL);
+        if ((t && count_lines(t) >= n) || dbld_mono_ms() >= deadline) return t;
+        free(t);
+        dbld_sleep_ms(20);
+    }
+}
+
+/* `databuild events` lists and follows the EVENT LOG (not the query
+ * service): filters, --json, --limit, and --follow printing an event
+ * appended while it runs. */
+DBLD_TEST(events)
+{
+    qf f = qf_start("clievents");
+    populate(&f);
+    const char *el = f.el->addr;
+
+    /* what the query service says br-4's events are */
+    Databuild__V1__ListBuildEventsRequest er = DATABUILD__V1__LIST_BUILD_EVENTS_REQUEST__INIT;
+    er.filters = h_filter(f.a, NULL, NULL, NULL, NULL, H_STRS("br-4"));
+    Databuild__V1__ListBuildEventsResponse *want =
+        QF_OK(&f, "GetBuildEvents", &er, Databuild__V1__ListBuildEventsResponse,
+              databuild__v1__list_build_events_response__descriptor);
+    CHECK_CMP_INT(want->n_events, >=, 5);
+
+    cli_out r = CLI("--server", el, "events", "--build-request-id", "br-4");
+    CHECK_CLI_OK(r);
+    h_note("events --build-request-id br-4:\n%s", r.out);
+    CHECK_EQ_INT(count_lines(r.out), (int)want->n_events);
+    char *l = line_with(r.out, "RECEIVED");
+    CHECK(l != NULL);
+    CHECK_CONTAINS(l, "br-4");
+    CHECK_CONTAINS(l, "build_request");
+    CHECK_CONTAINS(l, "reviews/date=2026-01-05");
+    l = line_with(r.out, "run run-4 -> FAILED");
+    CHECK(l != NULL);
+    CHECK_CONTAINS(l, "//jobs:ingest");
+
+    /* --json: {"idx":N,"event":{...}}, the same events in the same order */
+    r = CLI("--server", el, "events", "--build-request-id", "br-4", "--json");
+    CHECK_CLI_OK(r);
+    char **ids, **brs;
+    size_t n = json_field(f.a, r.out, "event.eventId", &ids);
+    CHECK_EQ_INT(n, want->n_events);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_STR(ids[i], want->events[i]->event_id);
+    json_t *o = json_loads(r.out, JSON_DISABLE_EOF_CHECK, NULL);
+    CHECK(o && json_integer_value(json_object_get(o, "idx")) > 0);
+    json_decref(o);
+
+    /* a ref filter ANDed with a label filter; --limit */
+    r = CLI("--server", el, "events", "--ref", "reviews/date=2026-01-05", "--job-label",
+            "//jobs:ingest", "--json");
+    CHECK_CLI_OK(r);
+    n = json_field(f.a, r.out, "event.jobEvent.jobRunId", &ids);
+    CHECK_EQ_INT(n, 3); /* run-4: SCHEDULED, RUNNING, FAILED */
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_STR(ids[i], "run-4");
+    r = CLI("--server", el, "events", "--pattern", "reviews/.*", "--limit", "4");
+    CHECK_CLI_OK(r);
+    CHECK_EQ_INT(count_lines(r.out), 4);
+    r = CLI("--server", el, "events", "--build-request-id", "br-nope");
+    CHECK_CLI_OK(r);
+    CHECK_EQ_STR(r.out, "");
+    /* the query service does not serve the event log */
+    CHECK_FAIL(CLI("--server", f.q->addr, "events"), 1, f.q->addr);
+
+    /* --follow: br-5's stored events, then one appended while it runs */
+    er.filters = h_filter(f.a, NULL, NULL, NULL, NULL, H_STRS("br-5"));
+    int stored = (int)QF_OK(&f, "GetBuildEvents", &er, Databuild__V1__ListBuildEventsResponse,
+                            databuild__v1__list_build_events_response__descriptor)
+                     ->n_events;
+    char out_path[700], err_path[700];
+    snprintf(out_path, sizeof out_path, "%s/events-follow.out", h_test_dir());
+    snprintf(err_path, sizeof err_path, "%s/events-follow.err", h_test_dir());
+    pid_t pid = cli_spawn(
+        H_STRS("--server", el, "events", "--follow", "--build-request-id", "br-5", "--json"),
+        out_path, err_path);
+    char *t = wait_lines(out_path, stored, 10000);
+    CHECK_MSG(t && count_lines(t) == stored, "followed %d lines, want %d: %s",
+              t ? count_lines(t) : -1, stored, t ? t : "");
+    free(t);
+    int status;
+    CHECK_EQ_INT(waitpid(pid, &status, WNOHANG), 0); /* still following */
+    r = CLI("--server", el, "events", "append",
+            "{\"buildRequestId\":\"br-5\",\"partitionEvent\":{\"partitionRef\":{\"str\":"
+            "\"agg/date=2026-01-06\"},\"statusCode\":\"PARTITION_AVAILABLE\",\"message\":"
+            "\"seen by follow\"}}");
+    CHECK_CLI_OK(r);
+    r = CLI("--server", el, "events", "append",
+            "{\"buildRequestId\":\"br-0\",\"buildCancelEvent\":{\"reason\":\"other build\"}}");
+    CHECK_CLI_OK(r);
+    t = wait_lines(out_path, stored + 1, 10000);
+    CHECK(t && count_lines(t) == stored + 1);
+    n = json_field(f.a, t, "event.partitionEvent.message", &ids);
+    CHECK_EQ_STR(ids[n - 1], "seen by follow");
+    json_field(f.a, t, "event.buildRequestId", &brs);
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ_STR(brs[i], "br-5"); /* br-0's event is filtered out */
+    free(t);
+    CHECK_EQ_INT(waitpid(pid, &status, WNOHANG), 0);
+    kill(pid, SIGTERM);
+    CHECK_EQ_INT(wait_code(pid), 128 + SIGTERM);
+    t = h_read_file(out_path, NULL);
+    CHECK_EQ_INT(count_lines(t), stored + 1);
+    free(t);
+}
+
 /* builds cancel through the query service to a real graph service. */
 #define JOBS_YAML "    - label: \"//t:s\"\n      command: %CMD%\n      outputs: [\"s/.*\"]\n"
 #define RULES "[{\"match\": \"s/(.*)\", \"sleep\": 60}]"
@@ -866,4 +1044,4 @@ DBLD_TEST(cancel_real_build)
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(help_and_usage), DBLD_TEST_ENTRY_T(builds, 180),
                DBLD_TEST_ENTRY_T(partitions_jobs_runs, 180), DBLD_TEST_ENTRY_T(wants_taints, 180),
                DBLD_TEST_ENTRY_T(logs, 180), DBLD_TEST_ENTRY_T(logs_follow, 120),
-               DBLD_TEST_ENTRY_T(cancel_real_build, 180))
+               DBLD_TEST_ENTRY_T(events, 120), DBLD_TEST_ENTRY_T(cancel_real_build, 180))

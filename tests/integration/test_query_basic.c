@@ -378,6 +378,35 @@ DBLD_TEST(list_build_requests)
     CHECK_BUILDS(list_builds(&s, &req));
 }
 
+/* The seed orders ListBuildRequests by "build start time", read as the
+ * requested time (proto comment): a build requested earlier but planned
+ * later still lists after (older than) one requested later, and a queued
+ * build that never started lists by its request too. */
+DBLD_TEST(list_build_requests_order)
+{
+    qf f = qf_start("qbuildorder");
+    qf_seq q;
+    qf_seq_init(&q, f.a, QF_T0);
+    int64_t req_a = qf_br(&q, "build-a", BR(RECEIVED), H_STRS("agg/date=2026-01-01"), "", NULL);
+    int64_t req_b = qf_br(&q, "build-b", BR(RECEIVED), H_STRS("agg/date=2026-01-02"), "", NULL);
+    qf_br(&q, "build-b", BR(PLANNING), H_STRS("agg/date=2026-01-02"), "", NULL);
+    int64_t plan_a = qf_br(&q, "build-a", BR(PLANNING), H_STRS("agg/date=2026-01-01"), "", NULL);
+    int64_t req_c = qf_br(&q, "build-c", BR(RECEIVED), H_STRS("agg/date=2026-01-03"), "", NULL);
+    qf_flush(&f, &q);
+    scen s = {.f = f};
+    Databuild__V1__ListBuildsRequest req = DATABUILD__V1__LIST_BUILDS_REQUEST__INIT;
+    Databuild__V1__ListBuildsResponse *r = list_builds(&s, &req);
+    CHECK_BUILDS(r, "build-c", "build-b", "build-a");
+    CHECK_EQ_INT(r->builds[2]->requested_at, req_a);
+    CHECK_EQ_INT(r->builds[2]->started_at, plan_a);
+    CHECK_EQ_INT(r->builds[0]->started_at, 0); /* queued */
+    CHECK_EQ_INT(r->min_started, req_a);
+    req.started_until = (uint64_t)req_b;
+    CHECK_BUILDS(list_builds(&s, &req), "build-a");
+    req.started_until = (uint64_t)req_c;
+    CHECK_BUILDS(list_builds(&s, &req), "build-b", "build-a");
+}
+
 DBLD_TEST(build_summary)
 {
     scen s = setup("qsummary");
@@ -438,6 +467,8 @@ DBLD_TEST(build_summary)
     req.build_id = "";
     QF_ERR(&s.f, "GetBuildSummary", &req, databuild__v1__build_summary_response__descriptor,
            DBLD_INVALID_ARGUMENT, "build_id");
+    QF_ERR(&s.f, "GetBuildMermaid", &req, databuild__v1__build_mermaid_response__descriptor,
+           DBLD_INVALID_ARGUMENT, "build_id is required");
 }
 
 DBLD_TEST(build_mermaid)
@@ -676,6 +707,23 @@ DBLD_TEST(job_runs)
     req.built_partition_refs = refs;
     req.n_built_partition_refs = 1;
     CHECK_RUNS(list_runs(&s, &req), "run-3");
+    /* "produced by": only COMPLETED runs. run-4 FAILED on agg/date=2026-01-02,
+     * run-5 is still RUNNING, run-6 was CANCELLED, run-7 SKIPPED (run-1 built
+     * reviews/date=2026-01-01) */
+    char *failed[] = {"agg/date=2026-01-02"};
+    req.built_partition_refs = failed;
+    CHECK_RUNS(list_runs(&s, &req));
+    char *unbuilt[] = {"reviews/date=2026-01-03", "reviews/date=2026-01-04"};
+    req.built_partition_refs = unbuilt;
+    req.n_built_partition_refs = 2;
+    CHECK_RUNS(list_runs(&s, &req));
+    char *skipped[] = {"reviews/date=2026-01-01", "agg/date=2026-01-02"};
+    req.built_partition_refs = skipped;
+    CHECK_RUNS(list_runs(&s, &req), "run-1");
+    req.job_run_ids = (char *[]){"run-4"}; /* still ORed with the other filters */
+    req.n_job_run_ids = 1;
+    CHECK_RUNS(list_runs(&s, &req), "run-4", "run-1");
+    req.n_job_run_ids = 0;
     req.n_built_partition_refs = 0;
     req.started_until = (uint64_t)s.run_t[4][0];
     r = list_runs(&s, &req);
@@ -727,5 +775,6 @@ DBLD_TEST(job_runs)
 }
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(build_events), DBLD_TEST_ENTRY(list_build_requests),
-               DBLD_TEST_ENTRY(build_summary), DBLD_TEST_ENTRY(build_mermaid),
-               DBLD_TEST_ENTRY(partitions), DBLD_TEST_ENTRY(jobs), DBLD_TEST_ENTRY(job_runs))
+               DBLD_TEST_ENTRY(list_build_requests_order), DBLD_TEST_ENTRY(build_summary),
+               DBLD_TEST_ENTRY(build_mermaid), DBLD_TEST_ENTRY(partitions), DBLD_TEST_ENTRY(jobs),
+               DBLD_TEST_ENTRY(job_runs))

@@ -246,6 +246,52 @@ static QF_UNUSED int64_t qf_br(qf_seq *s, const char *br,
     return qf_add(s, h_event_build_request(s->a, br, code, refs, comment, want));
 }
 
+/* ---- job logs ---- */
+
+/* n log entries of job run `run` (sequence numbers first..first+n-1, entry
+ * seq at timestamp ts(seq) in Unix ns) through the event log's JobLogs,
+ * in chunks; every 10th is a metric, the others log lines with levels
+ * cycling DEBUG..ERROR ("line <seq>"). CHECKs that all were stored. */
+static QF_UNUSED void qf_append_logs(qf *f, const char *run, int first, int n,
+                                     int64_t (*ts)(int seq))
+{
+    for (int done = 0; done < n;) {
+        int k = n - done < 2000 ? n - done : 2000;
+        Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
+        req.entries = dbld_arena_alloc(f->a, (size_t)k * sizeof *req.entries);
+        for (int seq = first + done; seq < first + done + k; seq++) {
+            Databuild__V1__JobLogEntry *e =
+                dbld_arena_msg(f->a, &databuild__v1__job_log_entry__descriptor);
+            e->timestamp = dbld_arena_printf(f->a, "%lld", (long long)ts(seq));
+            e->job_id = (char *)run;
+            e->sequence_number = (uint64_t)seq;
+            if (seq % 10 == 0) {
+                Databuild__V1__MetricPoint *m =
+                    dbld_arena_msg(f->a, &databuild__v1__metric_point__descriptor);
+                m->name = "rows";
+                m->value = seq;
+                e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_METRIC;
+                e->metric = m;
+            } else {
+                Databuild__V1__LogMessage *l =
+                    dbld_arena_msg(f->a, &databuild__v1__log_message__descriptor);
+                l->level = seq % 4;
+                l->message = dbld_arena_printf(f->a, "line %d", seq);
+                e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
+                e->log = l;
+            }
+            req.entries[req.n_entries++] = e;
+        }
+        Databuild__V1__AppendJobLogsResponse *resp = NULL;
+        dbld_status st;
+        CHECK_OK(qf_call_at(f->el, "/databuild.v1.JobLogs/Append", &req,
+                            &databuild__v1__append_job_logs_response__descriptor, f->a, &resp, &st),
+                 st);
+        CHECK_EQ_INT(resp->stored, k);
+        done += k;
+    }
+}
+
 /* ---- small checks ---- */
 
 /* 1 if the NULL-terminated list `want` equals the n strings got (in order). */

@@ -120,6 +120,26 @@ DBLD_TEST(events_and_builds)
         }
         seen_all(&e, 5);
     }
+
+    /* Neither min_timestamp_ns nor max_timestamp_ns (the seed says one must be
+     * given): read as max_timestamp_ns = now, i.e. the newest page, scrolling
+     * backward - what Batched's list_build_events template and a first
+     * backward page rely on. */
+    Databuild__V1__ListBuildEventsRequest er = DATABUILD__V1__LIST_BUILD_EVENTS_REQUEST__INIT;
+    Databuild__V1__ListBuildEventsResponse *none =
+        QF_OK(&f, "GetBuildEvents", &er, Databuild__V1__ListBuildEventsResponse,
+              databuild__v1__list_build_events_response__descriptor);
+    er.max_timestamp_ns = (uint64_t)(dbld_now_ns() + 3600 * QF_SEC);
+    Databuild__V1__ListBuildEventsResponse *now =
+        QF_OK(&f, "GetBuildEvents", &er, Databuild__V1__ListBuildEventsResponse,
+              databuild__v1__list_build_events_response__descriptor);
+    CHECK(none->has_more && now->has_more);
+    CHECK_EQ_INT(none->n_events, now->n_events);
+    CHECK_CMP_INT(none->n_events, >=, 100);
+    for (size_t k = 0; k < none->n_events; k++)
+        CHECK_EQ_STR(none->events[k]->event_id, now->events[k]->event_id);
+    CHECK_EQ_INT(none->events[none->n_events - 1]->timestamp,
+                 ts_of(N_ITEMS - 1) + QF_SEC / 2); /* the newest event */
 }
 
 DBLD_TEST(partitions_and_runs)

@@ -185,6 +185,83 @@ DBLD_TEST(wants_round_trip)
            DBLD_INVALID_ARGUMENT, "want_id");
 }
 
+/* A WantEvent appended straight to the event log at ts, with ttl_seconds
+ * carried as PutWants does (field 1002 of WantEventTerms, an unknown field
+ * of the seed's WantEvent). */
+static Databuild__V1__BuildEvent *want_at(dbld_arena *a, const char *id, int64_t ts, uint64_t ttl)
+{
+    Databuild__V1__BuildEvent *e =
+        h_event_want(a, "", id, H_STRS("agg/date=2026-01-01"),
+                     DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST, "paging");
+    e->timestamp = ts;
+    if (ttl) {
+        uint8_t *buf = dbld_arena_alloc(a, 10);
+        size_t len = 0;
+        for (uint64_t v = ttl; len == 0 || v; v >>= 7)
+            buf[len++] = (uint8_t)((v & 0x7f) | (v >> 7 ? 0x80 : 0));
+        ProtobufCMessageUnknownField *u = dbld_arena_alloc(a, sizeof *u);
+        *u = (ProtobufCMessageUnknownField){
+            .tag = 1002, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT, .len = len, .data = buf};
+        e->want_event->base.unknown_fields = u;
+        e->want_event->base.n_unknown_fields = 1;
+    }
+    return e;
+}
+
+#define N_PAGED_WANTS 260
+
+/* ListWants with ttl_until over several pages: the filter is applied before
+ * the page is cut, so every live want comes exactly once (also those sharing
+ * a created time across a page boundary) and no expired one at all. */
+DBLD_TEST(wants_ttl_paging)
+{
+    qf f = qf_start("qwantpages");
+    Databuild__V1__BuildEvent **evs = dbld_arena_alloc(f.a, N_PAGED_WANTS * sizeof *evs);
+    int live[N_PAGED_WANTS], n_live = 0;
+    for (int i = 0; i < N_PAGED_WANTS; i++) {
+        /* three wants per created time; every 5th expires 1 s after creation */
+        uint64_t ttl = i % 5 == 0 ? 1 : i % 5 == 1 ? 0 : 100000;
+        evs[i] =
+            want_at(f.a, dbld_arena_printf(f.a, "want-%03d", i), QF_T0 + (i / 3) * QF_SEC, ttl);
+        live[i] = i % 5 != 0;
+        n_live += live[i];
+    }
+    h_append_ok(f.el, f.a, evs, N_PAGED_WANTS);
+    uint64_t ttl_until = (uint64_t)(QF_T0 + 200 * QF_SEC);
+    int seen[N_PAGED_WANTS] = {0};
+    uint64_t until = 0, last_created = (uint64_t)INT64_MAX;
+    int pages = 0, total = 0;
+    for (;;) {
+        Databuild__V1__ListWantsResponse *r = list_wants(&f, until, ttl_until);
+        pages++;
+        CHECK(pages < 20);
+        if (r->n_wants == 0) break;
+        for (size_t k = 0; k < r->n_wants; k++) {
+            const Databuild__V1__PartitionWant *w = r->wants[k]->want;
+            int i = atoi(w->want_id + strlen("want-"));
+            CHECK(i >= 0 && i < N_PAGED_WANTS);
+            CHECK_MSG(live[i], "expired %s listed", w->want_id);
+            CHECK_MSG(seen[i] == 0, "%s listed twice", w->want_id);
+            seen[i]++;
+            total++;
+            CHECK_CMP_INT(w->created_at, <=, last_created); /* newest first */
+            last_created = w->created_at;
+        }
+        CHECK_EQ_INT(r->min_requested_at, r->wants[r->n_wants - 1]->want->created_at);
+        until = r->min_requested_at;
+    }
+    CHECK_EQ_INT(total, n_live);
+    CHECK_CMP_INT(pages, >=, 3); /* two full pages and the rest, then the empty one */
+    /* without the filter: every want, expired ones too */
+    until = 0;
+    total = 0;
+    for (Databuild__V1__ListWantsResponse *r; (r = list_wants(&f, until, 0))->n_wants;) {
+        total += (int)r->n_wants;
+        until = r->min_requested_at;
+    }
+    CHECK_EQ_INT(total, N_PAGED_WANTS);
+}
+
 static Databuild__V1__PutTaintsResponse *put_taint(qf *f, const char *const *refs, int source,
                                                    const char *comment)
 {
@@ -283,6 +360,26 @@ DBLD_TEST(taints_round_trip)
     Databuild__V1__PutTaintsRequest empty = DATABUILD__V1__PUT_TAINTS_REQUEST__INIT;
     QF_ERR(&f, "PutTaints", &empty, databuild__v1__put_taints_response__descriptor,
            DBLD_INVALID_ARGUMENT, "refs is required");
+    /* an empty ref among good ones: refused, nothing recorded */
+    Databuild__V1__PartitionRef good = DATABUILD__V1__PARTITION_REF__INIT, blank = good;
+    good.str = "agg/date=2026-01-01";
+    blank.str = "";
+    empty.refs = (Databuild__V1__PartitionRef *[]){&good, &blank};
+    empty.n_refs = 2;
+    QF_ERR(&f, "PutTaints", &empty, databuild__v1__put_taints_response__descriptor,
+           DBLD_INVALID_ARGUMENT, "refs[1] is empty");
+    empty.refs = (Databuild__V1__PartitionRef *[]){&blank};
+    empty.n_refs = 1;
+    QF_ERR(&f, "PutTaints", &empty, databuild__v1__put_taints_response__descriptor,
+           DBLD_INVALID_ARGUMENT, "refs[0] is empty");
+    lr.tainted_at_until = 0;
+    CHECK_EQ_INT(QF_OK(&f, "ListTaints", &lr, Databuild__V1__ListTaintsResponse,
+                       databuild__v1__list_taints_response__descriptor)
+                     ->n_taints,
+                 2);
+    sr.taint_id = "";
+    QF_ERR(&f, "GetTaintSummary", &sr, databuild__v1__taint_summary_response__descriptor,
+           DBLD_INVALID_ARGUMENT, "taint_id is required");
     sr.taint_id = "00000000-0000-4000-8000-000000000000";
     QF_ERR(&f, "GetTaintSummary", &sr, databuild__v1__taint_summary_response__descriptor,
            DBLD_NOT_FOUND, "00000000-0000-4000-8000-000000000000");
@@ -300,37 +397,7 @@ static int64_t log_ts(int seq)
 
 static void append_logs(qf *f)
 {
-    Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
-    req.entries = dbld_arena_alloc(f->a, N_LOGS * sizeof *req.entries);
-    for (int seq = 1; seq <= N_LOGS; seq++) {
-        Databuild__V1__JobLogEntry *e =
-            dbld_arena_msg(f->a, &databuild__v1__job_log_entry__descriptor);
-        e->timestamp = dbld_arena_printf(f->a, "%lld", (long long)log_ts(seq));
-        e->job_id = LOG_RUN;
-        e->sequence_number = (uint64_t)seq;
-        if (seq % 10 == 0) {
-            Databuild__V1__MetricPoint *m =
-                dbld_arena_msg(f->a, &databuild__v1__metric_point__descriptor);
-            m->name = "rows";
-            m->value = seq;
-            e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_METRIC;
-            e->metric = m;
-        } else {
-            Databuild__V1__LogMessage *l =
-                dbld_arena_msg(f->a, &databuild__v1__log_message__descriptor);
-            l->level = seq % 4;
-            l->message = dbld_arena_printf(f->a, "line %d", seq);
-            e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
-            e->log = l;
-        }
-        req.entries[req.n_entries++] = e;
-    }
-    Databuild__V1__AppendJobLogsResponse *resp = NULL;
-    dbld_status st;
-    CHECK_OK(qf_call_at(f->el, "/databuild.v1.JobLogs/Append", &req,
-                        &databuild__v1__append_job_logs_response__descriptor, f->a, &resp, &st),
-             st);
-    CHECK_EQ_INT(resp->stored, N_LOGS);
+    qf_append_logs(f, LOG_RUN, 1, N_LOGS, log_ts);
 }
 
 static int get_logs(qf *f, const char *run, int64_t since, int min_level, uint32_t limit,
@@ -376,7 +443,9 @@ DBLD_TEST(job_logs)
                 next++;
             }
             if (!r->has_more) break;
-            CHECK_CMP_INT(r->n_entries, >=, 40);
+            /* limit is a maximum: a page ends before a pair it cannot hold whole */
+            CHECK_CMP_INT(r->n_entries, >=, 39);
+            CHECK_CMP_INT(r->n_entries, <=, 40);
             since = strtoll(r->entries[r->n_entries - 1]->timestamp, NULL, 10);
             CHECK(pages < 100);
         }
@@ -398,6 +467,97 @@ DBLD_TEST(job_logs)
     CHECK_CONTAINS(st.msg, "job_run_id");
     CHECK_OK(get_logs(&f, LOG_RUN, 0, 0, 1000000, &r, &st), st); /* capped, not refused */
     CHECK_EQ_INT(r->n_entries, N_LOGS);
+
+    /* limit 2: entry 3 shares entry 2's timestamp, so the page is entry 1 alone */
+    CHECK_OK(get_logs(&f, LOG_RUN, 0, 0, 2, &r, &st), st);
+    CHECK_EQ_INT(r->n_entries, 1);
+    CHECK(r->has_more);
+    /* limit 1 through runs of two equal timestamps: a run longer than the
+     * limit on its own is the one case of a page above it (returned whole,
+     * the only lossless answer with a timestamp cursor) */
+    int64_t since = 0;
+    int next = 1, pages = 0;
+    do {
+        CHECK_OK(get_logs(&f, LOG_RUN, since, 0, 1, &r, &st), st);
+        CHECK(++pages <= N_LOGS);
+        CHECK_CMP_INT(r->n_entries, >=, 1);
+        CHECK_CMP_INT(r->n_entries, <=, 2);
+        if (r->n_entries == 2) CHECK_EQ_STR(r->entries[0]->timestamp, r->entries[1]->timestamp);
+        for (size_t i = 0; i < r->n_entries; i++)
+            CHECK_EQ_INT(r->entries[i]->sequence_number, next++);
+        since = strtoll(r->entries[r->n_entries - 1]->timestamp, NULL, 10);
+    } while (r->has_more);
+    CHECK_EQ_INT(next, N_LOGS + 1);
+    CHECK_EQ_INT(pages, N_LOGS / 2 + 1);
+}
+
+#define BIG_RUN "run-logs-big"
+#define N_BIG 10500
+
+static int64_t triple_ts(int seq)
+{
+    return QF_T0 + (int64_t)(seq / 3) * 1000000;
+} /* runs of three equal timestamps, 1 ms apart */
+
+static int64_t same_ts(int seq)
+{
+    return QF_T0 + (seq > 5 ? seq - 5 : 0) * QF_SEC;
+} /* entries 1..5 share one timestamp, the rest one each */
+
+/* Every entry of run exactly once, in order, paging with limit; returns the
+ * number of pages and CHECKs that none held more than max entries. */
+static int page_all(qf *f, const char *run, uint32_t limit, int n, size_t max)
+{
+    Databuild__V1__JobLogsResponse *r;
+    dbld_status st;
+    int64_t since = 0;
+    int next = 1, pages = 0;
+    do {
+        CHECK_OK(get_logs(f, run, since, 0, limit, &r, &st), st);
+        CHECK(++pages <= n);
+        CHECK_CMP_INT(r->n_entries, >=, 1);
+        CHECK_CMP_INT(r->n_entries, <=, max);
+        for (size_t i = 0; i < r->n_entries; i++)
+            CHECK_EQ_INT(r->entries[i]->sequence_number, next++);
+        since = strtoll(r->entries[r->n_entries - 1]->timestamp, NULL, 10);
+    } while (r->has_more);
+    CHECK_EQ_INT(next, n + 1);
+    return pages;
+}
+
+/* GetJobLogs' limit is a maximum (default 1000, capped at 10000) and paging
+ * through more entries than that loses and repeats nothing. */
+DBLD_TEST(job_logs_limit)
+{
+    qf f = qf_start("qloglimit");
+    qf_append_logs(&f, BIG_RUN, 1, N_BIG, triple_ts);
+    Databuild__V1__JobLogsResponse *r;
+    dbld_status st;
+    /* default limit 1000: entries 999..1001 share a timestamp, so the first
+     * page ends at 998 */
+    CHECK_OK(get_logs(&f, BIG_RUN, 0, 0, 0, &r, &st), st);
+    CHECK_EQ_INT(r->n_entries, 998);
+    CHECK(r->has_more);
+    CHECK_EQ_INT(r->entries[997]->sequence_number, 998);
+    CHECK_CMP_INT(page_all(&f, BIG_RUN, 0, N_BIG, 1000), >=, 11);
+    /* the cap: 10000 at most, whatever is asked for (here 9998: 9999..10001
+     * share a timestamp) */
+    CHECK_OK(get_logs(&f, BIG_RUN, 0, 0, 1000000, &r, &st), st);
+    CHECK_EQ_INT(r->n_entries, 9998);
+    CHECK(r->has_more);
+    CHECK_EQ_INT(page_all(&f, BIG_RUN, 1000000, N_BIG, 10000), 2);
+    CHECK_CMP_INT(page_all(&f, BIG_RUN, 7, N_BIG, 7), >=, N_BIG / 7);
+
+    /* one run of equal timestamps longer than the limit: returned whole */
+    qf_append_logs(&f, "run-logs-same", 1, 8, same_ts);
+    CHECK_OK(get_logs(&f, "run-logs-same", 0, 0, 2, &r, &st), st);
+    CHECK_EQ_INT(r->n_entries, 5);
+    CHECK(r->has_more);
+    CHECK_OK(get_logs(&f, "run-logs-same", (int64_t)QF_T0, 0, 2, &r, &st), st);
+    CHECK_EQ_INT(r->n_entries, 2);
+    CHECK_EQ_INT(r->entries[0]->sequence_number, 6);
+    CHECK(r->has_more);
+    CHECK_EQ_INT(page_all(&f, "run-logs-same", 2, 8, 5), 3);
 }
 
 /* ---- Batched ---- */
@@ -637,6 +797,8 @@ DBLD_TEST(read_only_role)
     h_rows_free(h_sql(f.dsn, dbld_arena_printf(f.a, "DROP ROLE %s", role)));
 }
 
-DBLD_TEST_MAIN(DBLD_TEST_ENTRY(wants_round_trip), DBLD_TEST_ENTRY(taints_round_trip),
-               DBLD_TEST_ENTRY(job_logs), DBLD_TEST_ENTRY(batched), DBLD_TEST_ENTRY(cancel_build),
-               DBLD_TEST_ENTRY(health_waits_for_schema), DBLD_TEST_ENTRY(read_only_role))
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY(wants_round_trip), DBLD_TEST_ENTRY(wants_ttl_paging),
+               DBLD_TEST_ENTRY(taints_round_trip), DBLD_TEST_ENTRY(job_logs),
+               DBLD_TEST_ENTRY(job_logs_limit), DBLD_TEST_ENTRY(batched),
+               DBLD_TEST_ENTRY(cancel_build), DBLD_TEST_ENTRY(health_waits_for_schema),
+               DBLD_TEST_ENTRY(read_only_role))
