@@ -36,18 +36,26 @@ int dbld_log_level_parse(const char *s, dbld_log_level *out)
     return -1;
 }
 
+/* A record is at most LOG_MAX bytes: a value that would not fit is cut (at a
+ * UTF-8 character boundary, never inside an escape) and ends in "...", the
+ * fields after it are dropped, and the record stays one valid JSON object. */
+#define LOG_MAX 8192
+#define LOG_RESERVE 16 /* for the closing `"`, "...", "}}" and the newline */
+
 typedef struct {
-    char buf[8192];
+    char buf[LOG_MAX];
     size_t n;
+    int full; /* a value was cut: write no more fields */
 } sbuf;
 
 static void put(sbuf *b, const char *s, size_t len)
 {
-    if (b->n + len >= sizeof b->buf - 8)
-        len = sizeof b->buf - 8 - b->n;
+    if (b->n + len > sizeof b->buf) len = sizeof b->buf - b->n;
     memcpy(b->buf + b->n, s, len);
     b->n += len;
 }
+
+static int room(const sbuf *b, size_t len) { return b->n + len + LOG_RESERVE <= sizeof b->buf; }
 
 static void put_str(sbuf *b, const char *s)
 {
@@ -58,20 +66,33 @@ static void put_str(sbuf *b, const char *s)
     put(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
+        const char *piece = esc;
+        size_t len = 2;
         switch (*p) {
-        case '"': put(b, "\\\"", 2); break;
-        case '\\': put(b, "\\\\", 2); break;
-        case '\n': put(b, "\\n", 2); break;
-        case '\r': put(b, "\\r", 2); break;
-        case '\t': put(b, "\\t", 2); break;
+        case '"': piece = "\\\""; break;
+        case '\\': piece = "\\\\"; break;
+        case '\n': piece = "\\n"; break;
+        case '\r': piece = "\\r"; break;
+        case '\t': piece = "\\t"; break;
         default:
             if (*p < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", *p);
-                put(b, esc, 6);
+                len = 6;
             } else {
-                put(b, (const char *)p, 1);
+                esc[0] = (char)*p;
+                len = 1;
             }
         }
+        if (!room(b, len)) {
+            if ((*p & 0xC0) == 0x80) /* inside a UTF-8 character: drop its first bytes */
+                while (b->n > 0 && ((unsigned char)b->buf[b->n - 1] & 0xC0) == 0x80)
+                    b->n--;
+            if (b->n > 0 && ((unsigned char)b->buf[b->n - 1] & 0xC0) == 0xC0) b->n--;
+            put(b, "...", 3);
+            b->full = 1;
+            break;
+        }
+        put(b, piece, len);
     }
     put(b, "\"", 1);
 }
@@ -80,6 +101,7 @@ static void emit(dbld_log_level level, const char *msg, va_list fields)
 {
     sbuf b;
     b.n = 0;
+    b.full = 0;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -94,7 +116,7 @@ static void emit(dbld_log_level level, const char *msg, va_list fields)
     put(&b, ",\"msg\":", 7);
     put_str(&b, msg);
     int first = 1;
-    for (;;) {
+    while (!b.full) {
         const char *k = va_arg(fields, const char *);
         if (!k)
             break;

@@ -14,8 +14,11 @@
 #include "dbld/status.h"
 #include "dbld/util.h"
 
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- status ---- */
 
@@ -345,6 +348,86 @@ static void test_log_level_parse(void **state)
     assert_int_equal(dbld_log_level_parse(NULL, &l), -1);
 }
 
+/* Log one record with stderr redirected to a file; returns it parsed. */
+static json_t *log_and_parse(const char *msg, const char *k1, const char *v1, const char *k2,
+                             const char *v2, size_t *line_len)
+{
+    char path[] = "/tmp/dbld-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    dbld_log(DBLD_LOG_ERROR, msg, k1, v1, k2, v2, (char *)NULL);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[20000];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(n > 0);
+    buf[n] = 0;
+    assert_int_equal(buf[n - 1], '\n');
+    assert_null(memchr(buf, '\n', (size_t)n - 1)); /* one line */
+    *line_len = (size_t)n;
+    json_error_t err;
+    json_t *j = json_loads(buf, 0, &err);
+    if (!j) print_error("not JSON (%s): %.200s\n", err.text, buf);
+    assert_non_null(j);
+    return j;
+}
+
+/* Every record is one valid JSON object: escapes, and a value too long for a
+ * record is cut at a character boundary (never inside an escape or a UTF-8
+ * sequence), marked "...", with the record still closed. */
+static void test_log_lines_are_json(void **state)
+{
+    (void)state;
+    dbld_log_init("unit", DBLD_LOG_INFO);
+    size_t len;
+    json_t *j = log_and_parse("quote \" backslash \\ nl \n tab \t ctl \x01 é", "k", "v\"",
+                              NULL, NULL, &len);
+    assert_string_equal(json_string_value(json_object_get(j, "service")), "unit");
+    assert_string_equal(json_string_value(json_object_get(j, "level")), "error");
+    assert_string_equal(json_string_value(json_object_get(j, "msg")),
+                        "quote \" backslash \\ nl \n tab \t ctl \x01 é");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "fields"), "k")),
+                        "v\"");
+    json_decref(j);
+    /* long values: every alignment of 2-byte characters, quotes and control bytes */
+    const char *units[] = {"é", "\"", "\x01", "€", "a"};
+    for (size_t u = 0; u < sizeof units / sizeof units[0]; u++)
+        for (size_t shift = 0; shift < 7; shift++) {
+            char *big = malloc(12001);
+            size_t n = 0;
+            for (size_t i = 0; i < shift; i++)
+                big[n++] = 'x';
+            while (n + strlen(units[u]) < 12000) {
+                memcpy(big + n, units[u], strlen(units[u]));
+                n += strlen(units[u]);
+            }
+            big[n] = 0;
+            j = log_and_parse("long", "big", big, "after", "dropped", &len);
+            assert_true(len <= 8192);
+            const char *got = json_string_value(json_object_get(json_object_get(j, "fields"), "big"));
+            assert_non_null(got);
+            size_t gl = strlen(got);
+            assert_true(gl > 3 && strcmp(got + gl - 3, "...") == 0);
+            assert_memory_equal(got, big, gl - 3); /* a prefix of the value */
+            assert_null(json_object_get(json_object_get(j, "fields"), "after"));
+            json_decref(j);
+            free(big);
+        }
+    /* a long msg too */
+    char *big = malloc(10001);
+    memset(big, 'm', 10000);
+    big[10000] = 0;
+    j = log_and_parse(big, "k", "v", NULL, NULL, &len);
+    assert_true(len <= 8192);
+    assert_null(json_object_get(j, "fields"));
+    json_decref(j);
+    free(big);
+}
+
 static void test_clocks_and_helpers(void **state)
 {
     (void)state;
@@ -375,7 +458,7 @@ int main(void)
         cmocka_unit_test(test_arena_reset),          cmocka_unit_test(test_arena_push),
         cmocka_unit_test(test_arena_protobuf),       cmocka_unit_test(test_uuid_format),
         cmocka_unit_test(test_uuid_valid),           cmocka_unit_test(test_uuid_unique),
-        cmocka_unit_test(test_log_level_parse),      cmocka_unit_test(test_clocks_and_helpers),
+        cmocka_unit_test(test_log_level_parse), cmocka_unit_test(test_log_lines_are_json),      cmocka_unit_test(test_clocks_and_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
