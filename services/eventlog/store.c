@@ -17,6 +17,7 @@
 #include "migrations.h"
 #include "projections.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1092,12 +1093,23 @@ int el_store_release(el_store *s, const char *build_request_id, const char *job_
     return rc;
 }
 
+int64_t el_store_last_idx(el_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int64_t idx = s->last_idx;
+    pthread_mutex_unlock(&s->mu);
+    return idx;
+}
+
+/* Commits that add no event past after_idx (job logs, claims refused, only
+ * duplicates) wake the waiters but do not end the wait. */
 void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms)
 {
     struct timespec ts = dbld_abs_time(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&s->mu);
-    if (s->last_idx <= after_idx && !s->stop)
-        pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts);
+    while (s->last_idx <= after_idx && !s->stop)
+        if (pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts) == ETIMEDOUT)
+            break;
     pthread_mutex_unlock(&s->mu);
 }
 
