@@ -6,6 +6,7 @@
  * Invariant throughout: nothing acknowledged is ever lost (checked with the
  * ack log, harness_check.c).
  */
+#include "dbld/eventlog_client.h"
 #include "harness.h"
 
 #include <pthread.h>
@@ -157,6 +158,46 @@ DBLD_TEST(kill9_during_appends)
 
 /* ------------------------------------------------------- PostgreSQL faults */
 
+/* One dbld_eventlog_append() (the client library call the services use) on
+ * a thread of its own. */
+typedef struct client_append {
+    const char *target;
+    Databuild__V1__BuildEvent *ev;
+    dbld_arena *a;
+    int64_t idx, sent_ms, acked_ms;
+    int rc;
+    dbld_status st;
+    atomic_int done;
+} client_append;
+
+static void *client_append_main(void *arg)
+{
+    client_append *c = arg;
+    c->sent_ms = dbld_mono_ms();
+    c->rc = dbld_eventlog_append(c->target, &c->ev, 1, c->a, &c->idx, 30000, &c->st);
+    c->acked_ms = dbld_mono_ms();
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+/* Record the client call's ack like an Append response. */
+static void acklog_add_client(h_acklog *log, const client_append *c)
+{
+    Databuild__V1__AppendedEvent e = DATABUILD__V1__APPENDED_EVENT__INIT;
+    e.idx = c->idx;
+    e.event_id = c->ev->event_id;
+    Databuild__V1__AppendedEvent *events[] = {&e};
+    Databuild__V1__AppendResponse r = DATABUILD__V1__APPEND_RESPONSE__INIT;
+    r.n_events = 1;
+    r.events = events;
+    h_acklog_add(log, &r, c->sent_ms, c->acked_ms);
+}
+
+/* PostgreSQL stopped under a running event log: Append and List answer
+ * UNAVAILABLE, health goes NOT_SERVING. A dbld_eventlog_append() issued
+ * meanwhile (event id left empty: the client fills it in before its first
+ * attempt) keeps retrying and succeeds once PostgreSQL is back, within its
+ * deadline; its event is stored exactly once. */
 DBLD_TEST(postgres_stop_and_restart)
 {
     h_pg *pg = h_pg_cluster_start();
@@ -186,6 +227,15 @@ DBLD_TEST(postgres_stop_and_restart)
               "databuild.v1.EventLog health not NOT_SERVING while PostgreSQL is down");
     CHECK(h_service_alive(el));
 
+    client_append ca = {.target = el->addr, .ev = ev(a, "client", 0), .a = dbld_arena_create()};
+    ca.ev->event_id = "";
+    pthread_t ct;
+    if (pthread_create(&ct, NULL, client_append_main, &ca) != 0)
+        H_FAIL("pthread_create");
+    CHECK_MSG(!H_POLL_UNTIL(1000, atomic_load(&ca.done)),
+              "dbld_eventlog_append returned while PostgreSQL is down: %s: %s",
+              dbld_code_name(ca.rc), ca.st.msg);
+
     h_pg_start(pg);
     t0 = dbld_mono_ms();
     /* Append (retrying the same event: idempotent) until it succeeds */
@@ -205,8 +255,17 @@ DBLD_TEST(postgres_stop_and_restart)
     h_acklog_add(log, r, sent, dbld_mono_ms());
     h_note("Append recovered %lld ms after PostgreSQL restarted", (long long)(dbld_mono_ms() - t0));
     CHECK_MSG(h_service_wait_health(el, "", 1, 20000), "health not SERVING after PostgreSQL restarted");
+    pthread_join(ct, NULL);
+    CHECK_OK(ca.rc, ca.st);
+    h_note("dbld_eventlog_append issued with PostgreSQL down: acked after %lld ms",
+           (long long)(ca.acked_ms - ca.sent_ms));
+    CHECK(dbld_uuid_valid(ca.ev->event_id));
+    CHECK_CMP_INT(ca.idx, >, 0);
+    acklog_add_client(log, &ca);
+    dbld_arena_destroy(ca.a);
     append_acked(el, log, "after", 20, 4);
-    h_acklog_verify(log, el, H_VERIFY_BATCHES | H_VERIFY_IDX);
+    /* exactly the acked events: the client's retries wrote nothing twice */
+    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES | H_VERIFY_IDX);
     h_service_stop(el);
     h_pg_destroy(pg);
 }
