@@ -39,11 +39,13 @@ void el_store_destroy(el_store *s);
 
 /* Requests to the writer are asynchronous: no RPC thread waits for a commit.
  *
- * Append: queue n prepared events and return at once (0, or a
- * code when the database is known to be down). cb(arg, st) then runs exactly
- * once on the writer thread after the batch holding them committed (st->code
- * 0, idx/duplicate filled) or failed. evs and the bookkeeping allocated from
- * a must stay valid until cb runs. */
+ * Append: queue n prepared events and return at once (0, or a code: the
+ * database is known to be down, or RESOURCE_EXHAUSTED when they would take
+ * the events queued for the writer past max(10 x max_batch_events, 10000);
+ * a request alone always fits; claims and job logs count alike). cb(arg, st)
+ * then runs exactly once on the writer thread after the batch holding them
+ * committed (st->code 0, idx/duplicate filled) or failed. evs and the
+ * bookkeeping allocated from a must stay valid until cb runs. */
 typedef void (*el_append_cb)(void *arg, const dbld_status *st);
 
 /* A lease fence (AppendRequest.fence): the request is written only if
