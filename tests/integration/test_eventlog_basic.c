@@ -227,6 +227,50 @@ DBLD_TEST(idempotent_reappend)
     h_service_stop(f.el);
 }
 
+/* An event_id is a UUID whatever the case of its hex digits: stored and
+ * answered in lower case, so the same id in upper, lower or mixed case
+ * (e.g. from clients that format UUIDs differently) is one event. */
+DBLD_TEST(idempotent_event_id_case)
+{
+    fixture f = setup("idcase");
+    const char *upper = "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9";
+    const char *lower = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+    Databuild__V1__BuildEvent *e = h_event_build_cancel(f.a, "br-case", "upper");
+    e->event_id = (char *)upper;
+    Databuild__V1__AppendResponse *r = h_append_ok(f.el, f.a, &e, 1);
+    int64_t idx = r->events[0]->idx;
+    CHECK(!r->events[0]->duplicate);
+    CHECK_EQ_STR(r->events[0]->event_id, lower);
+
+    const char *spellings[] = {lower, "0f1e2d3c-4B5A-4978-8695-a4b3c2d1E0F9"};
+    for (int i = 0; i < 2; i++) {
+        Databuild__V1__BuildEvent *again = h_event_build_cancel(f.a, "br-case", "again");
+        again->event_id = (char *)spellings[i];
+        r = h_append_ok(f.el, f.a, &again, 1);
+        CHECK_MSG(r->events[0]->duplicate && r->events[0]->idx == idx,
+                  "%s: stored again (idx %lld, first %lld)", spellings[i],
+                  (long long)r->events[0]->idx, (long long)idx);
+        CHECK_EQ_STR(r->events[0]->event_id, lower);
+    }
+    /* both spellings in one batch of a new id */
+    Databuild__V1__BuildEvent *b[2];
+    const char *ids[] = {"ABCDEF01-2345-4789-ABCD-EF0123456789", "abcdef01-2345-4789-abcd-ef0123456789"};
+    for (int i = 0; i < 2; i++) {
+        b[i] = h_event_build_cancel(f.a, "br-case", "batch");
+        b[i]->event_id = (char *)ids[i];
+    }
+    r = h_append_ok(f.el, f.a, b, 2);
+    CHECK(!r->events[0]->duplicate);
+    CHECK(r->events[1]->duplicate);
+    CHECK_EQ_INT(r->events[1]->idx, r->events[0]->idx);
+
+    h_event_list all = h_list_all(f.el, f.a, NULL, 0);
+    CHECK_EQ_INT(all.n, 2);
+    CHECK_EQ_STR(all.events[0]->event_id, lower);
+    CHECK_EQ_STR(all.events[1]->event_id, ids[1]);
+    h_service_stop(f.el);
+}
+
 /* -------------------------------------------------------- batch ordering */
 
 DBLD_TEST(batch_idx_in_request_order)
@@ -771,7 +815,8 @@ DBLD_TEST(projection_intent_does_not_override)
 }
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(round_trip_all_kinds), DBLD_TEST_ENTRY(append_validation),
-               DBLD_TEST_ENTRY(idempotent_reappend), DBLD_TEST_ENTRY(batch_idx_in_request_order),
+               DBLD_TEST_ENTRY(idempotent_reappend), DBLD_TEST_ENTRY(idempotent_event_id_case),
+               DBLD_TEST_ENTRY(batch_idx_in_request_order),
                DBLD_TEST_ENTRY(list_filters), DBLD_TEST_ENTRY(list_invalid_pattern),
                DBLD_TEST_ENTRY(list_paging), DBLD_TEST_ENTRY(list_limit_default_and_cap),
                DBLD_TEST_ENTRY(projections), DBLD_TEST_ENTRY(projection_intent_does_not_override))
