@@ -616,7 +616,8 @@ long long h_pg_xact_commits(const char *dsn)
             snprintf(dbname, sizeof dbname, "%s", o->val);
     PQconninfoFree(opts);
     char *server = h_dsn_with_db(dsn, "postgres");
-    h_rows *r = h_sql(server, "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", dbname);
+    h_rows *r =
+        h_sql(server, "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", dbname);
     free(server);
     if (h_rows_n(r) != 1)
         H_FAIL("no pg_stat_database row for database \"%s\"", dbname);

@@ -390,7 +390,8 @@ DBLD_TEST(many_streams_do_not_starve_unary)
 }
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(subscribe_past_then_live), DBLD_TEST_ENTRY(subscribe_start_idx),
-               DBLD_TEST_ENTRY(subscribe_filtered), DBLD_TEST_ENTRY(subscribe_filtered_does_not_spin),
+               DBLD_TEST_ENTRY(subscribe_filtered),
+               DBLD_TEST_ENTRY(subscribe_filtered_does_not_spin),
                DBLD_TEST_ENTRY(subscribe_while_appending),
                DBLD_TEST_ENTRY(subscribe_while_appending_two_replicas),
                DBLD_TEST_ENTRY(many_streams_do_not_starve_unary))
