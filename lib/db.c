@@ -29,7 +29,7 @@ struct dbld_res {
     PGresult *res;
 };
 
-static int code_for_sqlstate(const char *state)
+int dbld_db_code_for_sqlstate(const char *state)
 {
     if (!state)
         return DBLD_UNAVAILABLE; /* no SQLSTATE: the connection itself failed */
@@ -37,7 +37,7 @@ static int code_for_sqlstate(const char *state)
         strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
         strcmp(state, "53300") == 0)
         return DBLD_UNAVAILABLE;
-    if (strcmp(state, "2201B") == 0 || strncmp(state, "22", 2) == 0)
+    if (strncmp(state, "22", 2) == 0) /* data exceptions, 2201B a bad regular expression */
         return DBLD_INVALID_ARGUMENT;
     if (strcmp(state, "23505") == 0)
         return DBLD_ALREADY_EXISTS;
@@ -109,7 +109,8 @@ int dbld_db_alive(dbld_db *db) { return db && PQstatus(db->conn) == CONNECTION_O
 static int fail_result(dbld_db *db, PGresult *r, dbld_status *st)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    int code = PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : code_for_sqlstate(state);
+    int code =
+        PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : dbld_db_code_for_sqlstate(state);
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (!msg || !*msg)
         msg = PQerrorMessage(db->conn);
@@ -327,6 +328,31 @@ char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n)
     return out;
 }
 
+/* One element at *s (quoted, or bare up to the next ',' or '}') into w;
+ * returns the end of what was written, or NULL when the element is malformed. */
+static char *parse_element(const char **sp, char *w)
+{
+    const char *s = *sp;
+    if (*s == '"') {
+        for (s++; *s && *s != '"'; s++) {
+            if (*s == '\\' && s[1])
+                s++;
+            *w++ = *s;
+        }
+        if (*s++ != '"')
+            return NULL;
+    } else {
+        const char *start = s;
+        while (*s && *s != ',' && *s != '}' && *s != '{' && *s != '"' && *s != '\\')
+            *w++ = *s++;
+        if (s == start)
+            return NULL;
+    }
+    *sp = s;
+    *w++ = '\0';
+    return w;
+}
+
 int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size_t *n)
 {
     *items = NULL;
@@ -339,27 +365,21 @@ int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size
     char **arr = dbld_arena_alloc(a, cap * sizeof *arr);
     char *buf = dbld_arena_alloc(a, strlen(lit) + 1);
     const char *s = lit + 1;
-    while (*s && *s != '}') {
-        char *w = buf;
-        if (*s == '"') {
-            for (s++; *s && *s != '"'; s++) {
-                if (*s == '\\' && s[1])
-                    s++;
-                *w++ = *s;
-            }
-            if (*s == '"')
-                s++;
-        } else {
-            while (*s && *s != ',' && *s != '}')
-                *w++ = *s++;
-        }
-        *w++ = '\0';
-        arr[(*n)++] = buf;
-        buf = w;
+    size_t k = 0;
+    while (*s != '}') {
+        char *end = parse_element(&s, buf);
+        /* every element ends at ',' or '}': at most cap of them */
+        if (!end || (*s != ',' && *s != '}') || (*s == ',' && s[1] == '}'))
+            return -1;
+        arr[k++] = buf;
+        buf = end;
         if (*s == ',')
             s++;
     }
+    if (s[1] != '\0')
+        return -1;
     *items = arr;
+    *n = k;
     return 0;
 }
 

@@ -2,10 +2,7 @@
  *
  * The only module that includes libpq. All SQL is parameterized
  * (PQexecParams); values travel as text parameters, never spliced into SQL.
- * Errors are mapped to dbld status codes here: a lost or refused connection
- * (SQLSTATE class 08, 57P01..57P03, or a bad PGconn) is UNAVAILABLE, a bad
- * regular expression INVALID_ARGUMENT, a unique violation ALREADY_EXISTS,
- * serialization failures ABORTED, everything else INTERNAL.
+ * Errors are mapped to dbld status codes here (dbld_db_code_for_sqlstate()).
  */
 #ifndef DBLD_DB_H
 #define DBLD_DB_H
@@ -17,6 +14,16 @@
 
 typedef struct dbld_db dbld_db;   /* one connection */
 typedef struct dbld_res dbld_res; /* one result */
+
+/* The dbld code for an error's SQLSTATE: a lost or refused connection (NULL:
+ * no SQLSTATE, class 08, 57P01..57P03 shutdown, 53300 too many connections)
+ * is UNAVAILABLE; a data exception (class 22, e.g. 2201B a bad regular
+ * expression) INVALID_ARGUMENT; 23505 unique violation ALREADY_EXISTS;
+ * 40001 serialization failure and 40P01 deadlock ABORTED; 57014 statement
+ * timeout / cancel DEADLINE_EXCEEDED; 25006 read-only transaction
+ * FAILED_PRECONDITION; everything else INTERNAL. (A connection found bad
+ * after the error is UNAVAILABLE whatever the SQLSTATE.) */
+int dbld_db_code_for_sqlstate(const char *sqlstate);
 
 /* Connect (connect_timeout 5 s unless the DSN says otherwise). Caller frees
  * with dbld_db_close(). On failure *out is NULL and st says why (UNAVAILABLE). */
@@ -69,7 +76,10 @@ void dbld_res_free(dbld_res *r);
  * items become SQL NULLs), to pass as a text parameter and cast in SQL
  * (`$1::text[]`, `$2::bigint[]`). Allocated in the arena. */
 char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n);
-/* Parse a text[] value as returned by PostgreSQL into arena strings. */
+/* Parse a one-dimensional text[] value as PostgreSQL prints it ({a,"b c"})
+ * into arena strings; 0, or -1 (nothing returned) when lit is not such a
+ * literal. A SQL NULL element comes back as the string "NULL", like a quoted
+ * "NULL": callers put the items straight into messages and never see NULLs. */
 int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size_t *n);
 /* Lower-case hex of bytes (for decode($1,'hex')); and back. */
 char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len);

@@ -8,6 +8,7 @@
 #include "dbld/db.h"
 #include "dbld/util.h"
 
+#include <ctype.h>
 #include <string.h>
 
 typedef struct strlist {
@@ -129,6 +130,12 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
     } else if (!dbld_uuid_valid(ev->event_id)) {
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "event %zu: event_id \"%.100s\" is not a UUID",
                                index, ev->event_id);
+    } else {
+        /* One spelling per UUID: idempotency compares ids as text. */
+        char *id = dbld_arena_strdup(a, ev->event_id);
+        for (char *p = id; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        ev->event_id = id;
     }
     if (ev->timestamp == 0)
         ev->timestamp = dbld_now_ns();

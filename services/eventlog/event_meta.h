@@ -28,7 +28,9 @@ typedef struct el_event {
 } el_event;
 
 /* Validate ev (index = position in the batch, for messages), fill a missing
- * event_id / timestamp, extract filter columns and serialize. */
+ * event_id / timestamp, lower-case the event_id (the stored and answered
+ * spelling, so a UUID in either case is the same event), extract filter
+ * columns and serialize. */
 int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index, el_event *out,
                      dbld_status *st);
 

@@ -125,6 +125,7 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
         el_row *rows;
         size_t n;
         int has_more;
+        int64_t committed = el_store_last_idx(store); /* read before the query */
         rc = el_store_list(store, req->filter, cursor, SUBSCRIBE_PAGE, a, &rows, &n, &has_more, st);
         if (rc == DBLD_UNAVAILABLE) { /* keep the stream; the database comes back */
             dbld_call_wait_cancel(call, SUBSCRIBE_POLL_MS);
@@ -141,8 +142,14 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
         }
         if (rc)
             break;
-        if (!has_more)
-            el_store_wait_commit(store, cursor - 1, SUBSCRIBE_POLL_MS);
+        if (has_more)
+            continue;
+        /* The query saw every event up to `committed`, matching or not: move
+         * past them all, or a filter that skips the newest events would find
+         * the wait below already satisfied and query again at once. */
+        if (committed >= cursor)
+            cursor = committed + 1;
+        el_store_wait_commit(store, cursor - 1, SUBSCRIBE_POLL_MS);
     }
     dbld_arena_destroy(a);
     if (!rc && dbld_call_cancelled(call))

@@ -17,6 +17,7 @@
 #include "migrations.h"
 #include "projections.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +27,12 @@
 /* Advisory lock keys (arbitrary constants, 'DBLD' + purpose). */
 #define LOCK_MIGRATE 0x44424c4400000001LL
 #define LOCK_APPEND 0x44424c4400000002LL
+
+/* The writer's queue holds at most QUEUE_BATCHES full batches of events (and
+ * never fewer than QUEUE_MIN_EVENTS): when the database stalls, writes beyond
+ * that are refused with RESOURCE_EXHAUSTED instead of growing memory. */
+#define QUEUE_BATCHES 10
+#define QUEUE_MIN_EVENTS 10000
 
 typedef struct pending {
     el_event *evs;
@@ -49,7 +56,8 @@ struct el_store {
     pthread_cond_t commit_cv; /* subscribers: something committed */
     pthread_cond_t mon_cv;    /* monitor: wake early */
     pending *head, *tail;
-    size_t queued_events;
+    size_t queued_events; /* in the queue, not yet taken by the writer */
+    size_t max_queued;    /* refuse a request that would queue more (one alone always fits) */
     int stop;
     int db_up;
     int migrated;
@@ -940,6 +948,9 @@ el_store *el_store_create(const el_store_opts *opts)
     s->opts = *opts;
     if (s->opts.max_batch_events < 1)
         s->opts.max_batch_events = 5000;
+    s->max_queued = (size_t)s->opts.max_batch_events * QUEUE_BATCHES;
+    if (s->max_queued < QUEUE_MIN_EVENTS)
+        s->max_queued = QUEUE_MIN_EVENTS;
     s->dsn = dbld_xstrdup(opts->dsn);
     s->pool = dbld_pool_create(opts->dsn, opts->pool_size);
     pthread_mutex_init(&s->mu, NULL);
@@ -990,6 +1001,14 @@ static int submit_async(el_store *s, pending *p, dbld_status *st)
     if (s->stop) {
         pthread_mutex_unlock(&s->mu);
         return dbld_status_set(st, DBLD_UNAVAILABLE, "event log is shutting down");
+    }
+    if (s->queued_events && s->queued_events + p->n > s->max_queued) {
+        size_t queued = s->queued_events;
+        pthread_mutex_unlock(&s->mu);
+        return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
+                               "event log write queue is full: %zu events queued, %zu more"
+                               " would pass the cap of %zu; the database is not keeping up",
+                               queued, p->n, s->max_queued);
     }
     if (s->tail)
         s->tail->next = p;
@@ -1092,12 +1111,23 @@ int el_store_release(el_store *s, const char *build_request_id, const char *job_
     return rc;
 }
 
+int64_t el_store_last_idx(el_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int64_t idx = s->last_idx;
+    pthread_mutex_unlock(&s->mu);
+    return idx;
+}
+
+/* Commits that add no event past after_idx (job logs, claims refused, only
+ * duplicates) wake the waiters but do not end the wait. */
 void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms)
 {
     struct timespec ts = dbld_abs_time(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&s->mu);
-    if (s->last_idx <= after_idx && !s->stop)
-        pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts);
+    while (s->last_idx <= after_idx && !s->stop)
+        if (pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts) == ETIMEDOUT)
+            break;
     pthread_mutex_unlock(&s->mu);
 }
 

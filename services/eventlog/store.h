@@ -39,11 +39,13 @@ void el_store_destroy(el_store *s);
 
 /* Requests to the writer are asynchronous: no RPC thread waits for a commit.
  *
- * Append: queue n prepared events and return at once (0, or a
- * code when the database is known to be down). cb(arg, st) then runs exactly
- * once on the writer thread after the batch holding them committed (st->code
- * 0, idx/duplicate filled) or failed. evs and the bookkeeping allocated from
- * a must stay valid until cb runs. */
+ * Append: queue n prepared events and return at once (0, or a code: the
+ * database is known to be down, or RESOURCE_EXHAUSTED when they would take
+ * the events queued for the writer past max(10 x max_batch_events, 10000);
+ * a request alone always fits; claims and job logs count alike). cb(arg, st)
+ * then runs exactly once on the writer thread after the batch holding them
+ * committed (st->code 0, idx/duplicate filled) or failed. evs and the
+ * bookkeeping allocated from a must stay valid until cb runs. */
 typedef void (*el_append_cb)(void *arg, const dbld_status *st);
 
 /* A lease fence (AppendRequest.fence): the request is written only if
@@ -70,8 +72,14 @@ int el_store_list(el_store *s, const Databuild__V1__EventFilter *filter, int64_t
                   int limit, dbld_arena *a, el_row **rows, size_t *n, int *has_more,
                   dbld_status *st);
 
-/* Wait until an event with idx > after_idx may have committed (woken by this
- * replica's writer; other replicas' commits are seen by polling), or timeout. */
+/* The highest idx this replica's writer has committed (0 before its first
+ * commit). Every event with a smaller idx - from any replica - committed
+ * before it (idx order is commit order), so a query started after this call
+ * sees all events up to the returned idx. */
+int64_t el_store_last_idx(el_store *s);
+
+/* Wait until this replica's writer commits an event with idx > after_idx, or
+ * timeout (other replicas' commits are seen only by polling: the timeout). */
 void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms);
 
 /* A claim on all outputs of one task (see PartitionClaims in databuild_ext.proto). */

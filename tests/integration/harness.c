@@ -604,6 +604,28 @@ void h_rows_free(h_rows *r)
     free(r);
 }
 
+long long h_pg_xact_commits(const char *dsn)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &err);
+    if (!opts)
+        H_FAIL("bad conninfo \"%s\": %s", dsn, err ? err : "?");
+    char dbname[256] = "";
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val)
+            snprintf(dbname, sizeof dbname, "%s", o->val);
+    PQconninfoFree(opts);
+    char *server = h_dsn_with_db(dsn, "postgres");
+    h_rows *r =
+        h_sql(server, "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", dbname);
+    free(server);
+    if (h_rows_n(r) != 1)
+        H_FAIL("no pg_stat_database row for database \"%s\"", dbname);
+    long long n = h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    return n;
+}
+
 /* --------------------------------------------------------------- runner */
 
 /* Print the tail (max_bytes) of every *.log file directly in dir. */

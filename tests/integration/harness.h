@@ -189,6 +189,12 @@ const char *h_rows_get(const h_rows *r, int row, int col);
 long long h_rows_i64(const h_rows *r, int row, int col);
 void h_rows_free(h_rows *r);
 
+/* pg_stat_database.xact_commit of dsn's database, read from the cluster's
+ * "postgres" database (so the reading transaction is not counted). Backends
+ * report their counts at most once a second while busy and within 10 s once
+ * idle: compare counts taken far enough apart, or poll. */
+long long h_pg_xact_commits(const char *dsn);
+
 /* ------------------------------------------------------------------------ */
 /* services                                                                  */
 

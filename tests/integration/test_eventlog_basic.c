@@ -5,6 +5,7 @@
  *
  * Every test gets a fresh database and its own databuild-eventlog process.
  */
+#include "dbld/db.h"
 #include "harness.h"
 
 #include <regex.h>
@@ -227,6 +228,51 @@ DBLD_TEST(idempotent_reappend)
     h_service_stop(f.el);
 }
 
+/* An event_id is a UUID whatever the case of its hex digits: stored and
+ * answered in lower case, so the same id in upper, lower or mixed case
+ * (e.g. from clients that format UUIDs differently) is one event. */
+DBLD_TEST(idempotent_event_id_case)
+{
+    fixture f = setup("idcase");
+    const char *upper = "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9";
+    const char *lower = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+    Databuild__V1__BuildEvent *e = h_event_build_cancel(f.a, "br-case", "upper");
+    e->event_id = (char *)upper;
+    Databuild__V1__AppendResponse *r = h_append_ok(f.el, f.a, &e, 1);
+    int64_t idx = r->events[0]->idx;
+    CHECK(!r->events[0]->duplicate);
+    CHECK_EQ_STR(r->events[0]->event_id, lower);
+
+    const char *spellings[] = {lower, "0f1e2d3c-4B5A-4978-8695-a4b3c2d1E0F9"};
+    for (int i = 0; i < 2; i++) {
+        Databuild__V1__BuildEvent *again = h_event_build_cancel(f.a, "br-case", "again");
+        again->event_id = (char *)spellings[i];
+        r = h_append_ok(f.el, f.a, &again, 1);
+        CHECK_MSG(r->events[0]->duplicate && r->events[0]->idx == idx,
+                  "%s: stored again (idx %lld, first %lld)", spellings[i],
+                  (long long)r->events[0]->idx, (long long)idx);
+        CHECK_EQ_STR(r->events[0]->event_id, lower);
+    }
+    /* both spellings in one batch of a new id */
+    Databuild__V1__BuildEvent *b[2];
+    const char *ids[] = {"ABCDEF01-2345-4789-ABCD-EF0123456789",
+                         "abcdef01-2345-4789-abcd-ef0123456789"};
+    for (int i = 0; i < 2; i++) {
+        b[i] = h_event_build_cancel(f.a, "br-case", "batch");
+        b[i]->event_id = (char *)ids[i];
+    }
+    r = h_append_ok(f.el, f.a, b, 2);
+    CHECK(!r->events[0]->duplicate);
+    CHECK(r->events[1]->duplicate);
+    CHECK_EQ_INT(r->events[1]->idx, r->events[0]->idx);
+
+    h_event_list all = h_list_all(f.el, f.a, NULL, 0);
+    CHECK_EQ_INT(all.n, 2);
+    CHECK_EQ_STR(all.events[0]->event_id, lower);
+    CHECK_EQ_STR(all.events[1]->event_id, ids[1]);
+    h_service_stop(f.el);
+}
+
 /* -------------------------------------------------------- batch ordering */
 
 DBLD_TEST(batch_idx_in_request_order)
@@ -428,6 +474,57 @@ DBLD_TEST(list_filters)
             }
         }
     }
+    h_service_stop(f.el);
+}
+
+/* Refs that need quoting or escaping in the text[] parameters (the events'
+ * columns, the filter) survive the round trip through PostgreSQL: each ref
+ * filters exactly its own event, the string "NULL" is not SQL NULL, and the
+ * stored column parses back to the ref (tests/unit/test_db.c has the
+ * literals themselves). */
+DBLD_TEST(list_refs_with_special_characters)
+{
+    fixture f = setup("refchars");
+    static const char *const refs[] = {
+        "with space", "comma,inside", "{braces}", "quote\"inside", "back\\slash",
+        "\\\"both\\\"", "NULL", "null", " ", "trailing\\", "héllo/日付=2025-01-01 ✓",
+        "} , {", "a=1,b=2",
+    };
+    enum { N = sizeof refs / sizeof refs[0] };
+    Databuild__V1__BuildEvent *e[N];
+    for (int i = 0; i < N; i++)
+        e[i] = h_event_partition(f.a, "br-chars", refs[i],
+                                 DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-c");
+    Databuild__V1__AppendResponse *r = h_append_ok(f.el, f.a, e, N);
+    for (int i = 0; i < N; i++) {
+        Databuild__V1__EventFilter *by_ref = h_filter(f.a, H_STRS(refs[i]), NULL, NULL, NULL, NULL);
+        h_event_list got = h_list_all(f.el, f.a, by_ref, 0);
+        CHECK_MSG(got.n == 1 && strcmp(got.events[0]->event_id, e[i]->event_id) == 0,
+                  "filter by ref \"%s\": %zu events", refs[i], got.n);
+        CHECK_EQ_STR(got.events[0]->partition_event->partition_ref->str, refs[i]);
+        /* the stored column, as PostgreSQL prints it, parses back to the ref */
+        char idx[32];
+        snprintf(idx, sizeof idx, "%lld", (long long)r->events[i]->idx);
+        h_rows *rows = h_sql(f.dsn, "SELECT partition_refs FROM events WHERE idx = $1", idx);
+        char **items;
+        size_t n;
+        CHECK_EQ_INT(dbld_pg_parse_text_array(f.a, h_rows_get(rows, 0, 0), &items, &n), 0);
+        CHECK_MSG(n == 1 && strcmp(items[0], refs[i]) == 0, "stored %s for \"%s\"",
+                  h_rows_get(rows, 0, 0), refs[i]);
+        h_rows_free(rows);
+        rows = h_sql(f.dsn, "SELECT status FROM partitions WHERE ref = $1", refs[i]);
+        CHECK_EQ_INT(h_rows_n(rows), 1);
+        h_rows_free(rows);
+    }
+    /* several at once; "" matches nothing */
+    Databuild__V1__EventFilter *several =
+        h_filter(f.a, H_STRS("", "comma,inside", "NULL", "} , {"), NULL, NULL, NULL, NULL);
+    h_event_list got = h_list_all(f.el, f.a, several, 0);
+    Databuild__V1__BuildEvent *want[] = {e[1], e[6], e[11]};
+    CHECK_IDS(got, want, 3);
+    /* a filter on "NULL" as a build request id or job run id is a string too */
+    got = h_list_all(f.el, f.a, h_filter(f.a, NULL, NULL, NULL, H_STRS("NULL"), NULL), 0);
+    CHECK_EQ_INT(got.n, 0);
     h_service_stop(f.el);
 }
 
@@ -771,7 +868,9 @@ DBLD_TEST(projection_intent_does_not_override)
 }
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(round_trip_all_kinds), DBLD_TEST_ENTRY(append_validation),
-               DBLD_TEST_ENTRY(idempotent_reappend), DBLD_TEST_ENTRY(batch_idx_in_request_order),
-               DBLD_TEST_ENTRY(list_filters), DBLD_TEST_ENTRY(list_invalid_pattern),
+               DBLD_TEST_ENTRY(idempotent_reappend), DBLD_TEST_ENTRY(idempotent_event_id_case),
+               DBLD_TEST_ENTRY(batch_idx_in_request_order),
+               DBLD_TEST_ENTRY(list_filters), DBLD_TEST_ENTRY(list_refs_with_special_characters),
+               DBLD_TEST_ENTRY(list_invalid_pattern),
                DBLD_TEST_ENTRY(list_paging), DBLD_TEST_ENTRY(list_limit_default_and_cap),
                DBLD_TEST_ENTRY(projections), DBLD_TEST_ENTRY(projection_intent_does_not_override))

@@ -6,6 +6,8 @@
  * Invariant throughout: nothing acknowledged is ever lost (checked with the
  * ack log, harness_check.c).
  */
+#include "dbld/db.h"
+#include "dbld/eventlog_client.h"
 #include "harness.h"
 
 #include <pthread.h>
@@ -157,6 +159,66 @@ DBLD_TEST(kill9_during_appends)
 
 /* ------------------------------------------------------- PostgreSQL faults */
 
+/* One dbld_eventlog_append() (the client library call the services use:
+ * fills in missing event ids, retries UNAVAILABLE until its 30 s deadline)
+ * on a thread of its own. */
+typedef struct bg_append {
+    const char *target;
+    Databuild__V1__BuildEvent **evs;
+    size_t n;
+    dbld_arena *a; /* owns evs, idx and the filled-in event ids */
+    int64_t *idx;
+    int64_t sent_ms, acked_ms;
+    int rc;
+    dbld_status st;
+    atomic_int done;
+    pthread_t th;
+} bg_append;
+
+static void *bg_append_main(void *arg)
+{
+    bg_append *b = arg;
+    b->sent_ms = dbld_mono_ms();
+    b->rc = dbld_eventlog_append(b->target, b->evs, b->n, b->a, b->idx, 30000, &b->st);
+    b->acked_ms = dbld_mono_ms();
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+/* Start appending evs (n, in arena a, which b then owns) to el. */
+static void bg_append_start(bg_append *b, h_service *el, Databuild__V1__BuildEvent **evs, size_t n,
+                            dbld_arena *a)
+{
+    *b = (bg_append){.target = el->addr, .evs = evs, .n = n, .a = a,
+                     .idx = dbld_arena_alloc(a, n * sizeof *b->idx)};
+    if (pthread_create(&b->th, NULL, bg_append_main, b) != 0)
+        H_FAIL("pthread_create");
+}
+
+/* Join b; record its ack like an Append response when it succeeded. */
+static int bg_append_join(bg_append *b, h_acklog *log)
+{
+    pthread_join(b->th, NULL);
+    if (b->rc == DBLD_OK) {
+        Databuild__V1__AppendResponse *r =
+            dbld_arena_msg(b->a, &databuild__v1__append_response__descriptor);
+        r->n_events = b->n;
+        r->events = dbld_arena_alloc(b->a, b->n * sizeof *r->events);
+        for (size_t i = 0; i < b->n; i++) {
+            r->events[i] = dbld_arena_msg(b->a, &databuild__v1__appended_event__descriptor);
+            r->events[i]->idx = b->idx[i];
+            r->events[i]->event_id = b->evs[i]->event_id;
+        }
+        h_acklog_add(log, r, b->sent_ms, b->acked_ms);
+    }
+    return b->rc;
+}
+
+/* PostgreSQL stopped under a running event log: Append and List answer
+ * UNAVAILABLE, health goes NOT_SERVING. A dbld_eventlog_append() issued
+ * meanwhile (event id left empty: the client fills it in before its first
+ * attempt) keeps retrying and succeeds once PostgreSQL is back, within its
+ * deadline; its event is stored exactly once. */
 DBLD_TEST(postgres_stop_and_restart)
 {
     h_pg *pg = h_pg_cluster_start();
@@ -186,6 +248,16 @@ DBLD_TEST(postgres_stop_and_restart)
               "databuild.v1.EventLog health not NOT_SERVING while PostgreSQL is down");
     CHECK(h_service_alive(el));
 
+    dbld_arena *ca_arena = dbld_arena_create();
+    Databuild__V1__BuildEvent **ca_ev = dbld_arena_alloc(ca_arena, sizeof *ca_ev);
+    ca_ev[0] = ev(ca_arena, "client", 0);
+    ca_ev[0]->event_id = "";
+    bg_append ca;
+    bg_append_start(&ca, el, ca_ev, 1, ca_arena);
+    CHECK_MSG(!H_POLL_UNTIL(1000, atomic_load(&ca.done)),
+              "dbld_eventlog_append returned while PostgreSQL is down: %s: %s",
+              dbld_code_name(ca.rc), ca.st.msg);
+
     h_pg_start(pg);
     t0 = dbld_mono_ms();
     /* Append (retrying the same event: idempotent) until it succeeds */
@@ -205,10 +277,94 @@ DBLD_TEST(postgres_stop_and_restart)
     h_acklog_add(log, r, sent, dbld_mono_ms());
     h_note("Append recovered %lld ms after PostgreSQL restarted", (long long)(dbld_mono_ms() - t0));
     CHECK_MSG(h_service_wait_health(el, "", 1, 20000), "health not SERVING after PostgreSQL restarted");
+    CHECK_OK(bg_append_join(&ca, log), ca.st);
+    h_note("dbld_eventlog_append issued with PostgreSQL down: acked after %lld ms",
+           (long long)(ca.acked_ms - ca.sent_ms));
+    CHECK(dbld_uuid_valid(ca_ev[0]->event_id));
+    CHECK_CMP_INT(ca.idx[0], >, 0);
+    dbld_arena_destroy(ca_arena);
     append_acked(el, log, "after", 20, 4);
-    h_acklog_verify(log, el, H_VERIFY_BATCHES | H_VERIFY_IDX);
+    /* exactly the acked events: the client's retries wrote nothing twice */
+    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES | H_VERIFY_IDX);
     h_service_stop(el);
     h_pg_destroy(pg);
+}
+
+/* ------------------------------------------------------- a stalled writer */
+
+/* store.c's LOCK_APPEND: every writer transaction takes it first. Holding it
+ * from a test session stalls the writer like a database that stopped
+ * answering, while the health ping still succeeds. */
+#define WRITER_LOCK 0x44424c4400000002LL
+
+enum { FLOOD_CALLS = 16, FLOOD_EVENTS = 1000, QUEUE_CAP = 10000 };
+
+static int bg_done(bg_append *b, int n)
+{
+    int done = 0;
+    for (int i = 0; i < n; i++)
+        done += atomic_load(&b[i].done);
+    return done;
+}
+
+/* With the writer stalled, Appends queue up to the cap (10 x
+ * group_commit_max_events, at least 10,000 events) and the rest are refused
+ * at once with RESOURCE_EXHAUSTED naming the queue size and the cap. Once
+ * the writer moves again every accepted Append is acked and stored, and
+ * nothing of the refused ones. */
+DBLD_TEST(append_queue_cap)
+{
+    char dsn[1024];
+    h_db_create("queuecap", dsn, sizeof dsn);
+    h_service_opts o = {.group_commit_max_events = 100}; /* cap: the 10,000 minimum */
+    h_service *el = h_service_start("eventlog", dsn, &o);
+    dbld_arena *a = dbld_arena_create();
+    dbld_db *lock = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_db_connect(dsn, &lock, &st), st);
+    const char *key[] = {dbld_arena_printf(a, "%lld", WRITER_LOCK)};
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_lock($1::bigint)", 1, key, NULL, &st), st);
+
+    /* the writer takes one request and blocks; ten more fill the queue */
+    static bg_append f[FLOOD_CALLS];
+    for (int i = 0; i < FLOOD_CALLS; i++) {
+        dbld_arena *fa = dbld_arena_create();
+        Databuild__V1__BuildEvent **evs = dbld_arena_alloc(fa, FLOOD_EVENTS * sizeof *evs);
+        for (int k = 0; k < FLOOD_EVENTS; k++)
+            evs[k] = ev(fa, dbld_arena_printf(fa, "flood%d", i), k);
+        bg_append_start(&f[i], el, evs, FLOOD_EVENTS, fa);
+    }
+    int refused_min = FLOOD_CALLS - 1 - QUEUE_CAP / FLOOD_EVENTS;
+    CHECK_MSG(H_POLL_UNTIL(20000, bg_done(f, FLOOD_CALLS) >= refused_min),
+              "%d of %d Appends answered while the writer is stalled, want %d refused",
+              bg_done(f, FLOOD_CALLS), FLOOD_CALLS, refused_min);
+    for (int i = 0; i < FLOOD_CALLS; i++) /* nothing can be acked while the writer waits */
+        CHECK_MSG(!atomic_load(&f[i].done) || f[i].rc != DBLD_OK,
+                  "Append %d acked while the writer was stalled", i);
+    CHECK(h_service_alive(el));
+
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_unlock($1::bigint)", 1, key, NULL, &st), st);
+    dbld_db_close(lock);
+    h_acklog *log = h_acklog_new();
+    int accepted = 0;
+    for (int i = 0; i < FLOOD_CALLS; i++) {
+        if (bg_append_join(&f[i], log) == DBLD_OK) {
+            accepted++;
+            continue;
+        }
+        CHECK_CODE(f[i].rc, f[i].st, DBLD_RESOURCE_EXHAUSTED);
+        CHECK_CONTAINS(f[i].st.msg, "events queued");
+        CHECK_CONTAINS(f[i].st.msg, "cap of 10000");
+    }
+    h_note("%d of %d Appends of %d events accepted with the writer stalled", accepted,
+           FLOOD_CALLS, FLOOD_EVENTS);
+    CHECK_CMP_INT(accepted, >=, QUEUE_CAP / FLOOD_EVENTS);
+    CHECK_CMP_INT(accepted, <=, FLOOD_CALLS - refused_min);
+    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES);
+    for (int i = 0; i < FLOOD_CALLS; i++)
+        dbld_arena_destroy(f[i].a);
+    dbld_arena_destroy(a);
+    h_service_stop(el);
 }
 
 DBLD_TEST(database_down_at_start)
@@ -400,6 +556,7 @@ DBLD_TEST(config_error_refuses_to_start)
 }
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(kill9_between_appends), DBLD_TEST_ENTRY(kill9_during_appends),
-               DBLD_TEST_ENTRY(postgres_stop_and_restart), DBLD_TEST_ENTRY(database_down_at_start),
+               DBLD_TEST_ENTRY(postgres_stop_and_restart), DBLD_TEST_ENTRY(append_queue_cap),
+               DBLD_TEST_ENTRY(database_down_at_start),
                DBLD_TEST_ENTRY(garbage_and_unknown_methods), DBLD_TEST_ENTRY(health_names),
                DBLD_TEST_ENTRY(sigterm_exits_zero), DBLD_TEST_ENTRY(config_error_refuses_to_start))

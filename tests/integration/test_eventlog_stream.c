@@ -157,6 +157,42 @@ DBLD_TEST(subscribe_filtered)
     h_service_stop(el);
 }
 
+/* A filtered subscriber whose filter skips the newest events waits for the
+ * next commit instead of querying again at once: while it sits idle the
+ * event log runs about four transactions a second (its health ping and the
+ * stream's 500 ms poll), where a spinning stream ran thousands. Counted with
+ * pg_stat_database.xact_commit over 3 s (at least two stats reports of a
+ * busy backend). The matching event still arrives. */
+DBLD_TEST(subscribe_filtered_does_not_spin)
+{
+    char dsn[1024];
+    h_db_create("subspin", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    dbld_stream *st = h_subscribe(el, h_filter(a, H_STRS("wanted/y"), NULL, NULL, NULL, NULL), 0);
+    Databuild__V1__BuildEvent *other[3];
+    for (int i = 0; i < 3; i++)
+        other[i] = ev(a, "unrelated", i);
+    h_append_ok(el, a, other, 3);
+    EXPECT_QUIET(st, a); /* the stream has seen the unrelated events by now */
+    long long before = h_pg_xact_commits(dsn);
+    int64_t t0 = dbld_mono_ms();
+    EXPECT_QUIET(st, a);
+    EXPECT_QUIET(st, a);
+    long long commits = h_pg_xact_commits(dsn) - before;
+    h_note("%lld transactions in %lld ms with an idle filtered subscriber", commits,
+           (long long)(dbld_mono_ms() - t0));
+    CHECK_CMP_INT(commits, <, 60);
+    Databuild__V1__BuildEvent *wanted = h_event_partition(
+        a, "br", "wanted/y", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-y");
+    wanted->timestamp = 1767225600000000000LL;
+    Databuild__V1__AppendResponse *r = h_append_ok(el, a, &wanted, 1);
+    EXPECT_NEXT(st, a, wanted, r->events[0]->idx);
+    EXPECT_QUIET(st, a);
+    dbld_stream_close(st);
+    h_service_stop(el);
+}
+
 /* ------------------------------------------ subscriber vs concurrent appends */
 
 typedef struct reader {
@@ -354,6 +390,8 @@ DBLD_TEST(many_streams_do_not_starve_unary)
 }
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(subscribe_past_then_live), DBLD_TEST_ENTRY(subscribe_start_idx),
-               DBLD_TEST_ENTRY(subscribe_filtered), DBLD_TEST_ENTRY(subscribe_while_appending),
+               DBLD_TEST_ENTRY(subscribe_filtered),
+               DBLD_TEST_ENTRY(subscribe_filtered_does_not_spin),
+               DBLD_TEST_ENTRY(subscribe_while_appending),
                DBLD_TEST_ENTRY(subscribe_while_appending_two_replicas),
                DBLD_TEST_ENTRY(many_streams_do_not_starve_unary))
