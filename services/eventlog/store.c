@@ -30,7 +30,8 @@
 
 /* The writer's queue holds at most QUEUE_BATCHES full batches of events (and
  * never fewer than QUEUE_MIN_EVENTS): when the database stalls, writes beyond
- * that are refused with RESOURCE_EXHAUSTED instead of growing memory. */
+ * that are refused with UNAVAILABLE (retried with backoff by idempotent
+ * clients) instead of growing memory. */
 #define QUEUE_BATCHES 10
 #define QUEUE_MIN_EVENTS 10000
 
@@ -1005,7 +1006,9 @@ static int submit_async(el_store *s, pending *p, dbld_status *st)
     if (s->queued_events && s->queued_events + p->n > s->max_queued) {
         size_t queued = s->queued_events;
         pthread_mutex_unlock(&s->mu);
-        return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
+        /* UNAVAILABLE, not RESOURCE_EXHAUSTED: it passes once the database
+         * catches up, and idempotent clients retry it with backoff */
+        return dbld_status_set(st, DBLD_UNAVAILABLE,
                                "event log write queue is full: %zu events queued, %zu more"
                                " would pass the cap of %zu; the database is not keeping up",
                                queued, p->n, s->max_queued);
