@@ -5,9 +5,16 @@
  * caller into SIGTERM of the process group and SIGKILL after the grace
  * period. Other threads never touch a child directly: they set a flag under
  * the engine lock and wake the loop through dbld_proc_wake().
+ *
+ * A child is spawned, supervised and reaped on the thread of the call that
+ * needs it (an RPC worker, which lives as long as the process): the child's
+ * parent-death signal fires when that thread exits (lib/proc.h), so it must
+ * outlive the child. While it runs, its process group is recorded on disk
+ * (orphans.h) for the sweep of a job service started after we die.
  */
 #include "runner.h"
 #include "joblog.h"
+#include "orphans.h"
 #include "dbld/json.h"
 #include "dbld/log.h"
 #include "dbld/proc.h"
@@ -50,6 +57,7 @@ struct jr_engine {
     job_table jobs;
     int kill_grace_ms, heartbeat_ms;
     const char *eventlog;
+    orphan_reg *orphans; /* borrowed; NULL: groups are not recorded */
 
     pthread_mutex_t mu;
     int free_slots;
@@ -59,7 +67,7 @@ struct jr_engine {
     int shutdown_kill_ms;
 };
 
-jr_engine *jr_engine_create(const dbld_config *cfg, dbld_status *st)
+jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans, dbld_status *st)
 {
     jr_engine *e = dbld_xcalloc(1, sizeof *e);
     if (job_table_init(&e->jobs, cfg, st)) {
@@ -71,6 +79,7 @@ jr_engine *jr_engine_create(const dbld_config *cfg, dbld_status *st)
     e->kill_grace_ms = cfg->job.kill_grace_ms;
     e->heartbeat_ms = cfg->job.heartbeat_ms;
     e->eventlog = cfg->shared.peers.eventlog;
+    e->orphans = orphans;
     pthread_mutex_init(&e->mu, NULL);
     return e;
 }
@@ -164,6 +173,25 @@ static void set_proc(jr_engine *e, active *a, dbld_proc *p)
     pthread_mutex_lock(&e->mu);
     a->proc = p;
     pthread_mutex_unlock(&e->mu);
+}
+
+/* Spawn a child and record its process group (mark: an entry of its
+ * environment) until unspawn(). */
+static int spawn(jr_engine *e, const dbld_proc_opts *po, const char *mark, dbld_proc **p,
+                 uint64_t *entry, dbld_status *st)
+{
+    *entry = 0;
+    int rc = dbld_proc_spawn(po, p, st);
+    if (rc == 0)
+        *entry = orphan_reg_add(e->orphans, dbld_proc_pid(*p), mark);
+    return rc;
+}
+
+/* Kill what is left of the child's group, reap it, drop its record. */
+static void unspawn(jr_engine *e, dbld_proc *p, uint64_t entry)
+{
+    dbld_proc_destroy(p);
+    orphan_reg_remove(e->orphans, entry);
 }
 
 int jr_cancel(jr_engine *e, const char *job_run_id, const char *reason)
@@ -591,7 +619,7 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
         argv[nc + 1 + i] = refs[i];
     size_t n_env;
     const char **env = job_env(a, job, 1, &n_env);
-    env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
+    const char *mark = env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
 
     active act = {.id = NULL};
     int rc = add_active(e, &act, st);
@@ -599,8 +627,9 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
         return rc;
     dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
     dbld_proc *p = NULL;
+    uint64_t entry;
     dbld_status sst;
-    if (dbld_proc_spawn(&po, &p, &sst) != 0) {
+    if (spawn(e, &po, mark, &p, &entry, &sst) != 0) {
         remove_active(e, &act);
         return dbld_status_set(st, DBLD_INTERNAL, "job %s config could not be started: %s (refs: %s)",
                                label, sst.msg, rs);
@@ -611,7 +640,7 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
              .on_line = cfg_line, .user = &co};
     supervise(&s);
     set_proc(e, &act, NULL);
-    dbld_proc_destroy(p);
+    unspawn(e, p, entry);
     remove_active(e, &act);
 
     char *tl = tail_str(&co.err, a);
@@ -759,7 +788,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     for (size_t i = 0; i < c->n_env; i++)
         env[n_env++] = dbld_arena_printf(a, "%s=%s", c->env[i]->key, c->env[i]->value);
     env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
-    env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_RUN_ID=%s", run_id);
+    const char *mark = env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_RUN_ID=%s", run_id);
     env[n_env++] = dbld_arena_printf(a, "DATABUILD_BUILD_REQUEST_ID=%s", br_id ? br_id : "");
 
     jl_opts lo = {.target = e->eventlog, .job_run_id = run_id, .job_label = label,
@@ -768,8 +797,9 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     int64_t start_ns = dbld_now_ns();
     dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
     dbld_proc *p = NULL;
+    uint64_t entry;
     dbld_status sst;
-    if (dbld_proc_spawn(&po, &p, &sst) != 0) {
+    if (spawn(e, &po, mark, &p, &entry, &sst) != 0) {
         jl_event(x.sink, "task_launch_failed", job_status_name(DATABUILD__V1__JOB_STATUS__JOB_FAILED),
                  -1, (const char *const[]){"error", sst.msg, NULL});
         r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
@@ -793,7 +823,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
              .on_line = exec_line, .user = &x, .heartbeat = exec_heartbeat, .tick = exec_tick};
     supervise(&s);
     set_proc(e, act, NULL);
-    dbld_proc_destroy(p);
+    unspawn(e, p, entry);
     int64_t end_ns = dbld_now_ns();
 
     char exs[96];

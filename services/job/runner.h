@@ -21,6 +21,7 @@
 #include "dbld/config.h"
 #include "dbld/status.h"
 #include "jobs.h"
+#include "orphans.h"
 
 #include <stdint.h>
 
@@ -33,8 +34,9 @@ typedef struct jr_ctx {
     void *arg;
 } jr_ctx;
 
-/* cfg must outlive the engine. Caller frees with jr_engine_destroy(). */
-jr_engine *jr_engine_create(const dbld_config *cfg, dbld_status *st);
+/* cfg and orphans (may be NULL: children's process groups are not recorded)
+ * must outlive the engine. Caller frees with jr_engine_destroy(). */
+jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans, dbld_status *st);
 /* Begin shutdown: stop every waiting and running job (SIGTERM, SIGKILL after
  * kill_ms) and refuse new runs with UNAVAILABLE. Returns at once. */
 void jr_engine_shutdown(jr_engine *e, int kill_ms);
