@@ -1,25 +1,35 @@
-/* proc.c - child processes: posix_spawnp into a new process group, output
- * read line by line from non-blocking pipes with poll(2).
+/* proc.c - child processes: started in a new process group with
+ * clone(CLONE_VM | CLONE_VFORK) + execve, output read line by line from
+ * non-blocking pipes with poll(2).
  *
- * posix_spawnp (glibc >= 2.24) reports a failed exec as its return value, so
- * "binary missing" is an error of the spawn call itself. closefrom(3) in the
- * child closes every descriptor but 0-2 even if some library opened one
- * without O_CLOEXEC. Exit is watched through a pidfd when the kernel has
- * them (poll wakes when the leader exits) and by polling waitid otherwise.
- * See proc.h for why the leader stays unreaped until destroy.
+ * Why not posix_spawnp: the child must also set PR_SET_PDEATHSIG (SIGKILL
+ * when the thread that spawned it exits, e.g. a job service killed with
+ * SIGKILL), and posix_spawn has no attribute for that. So do_spawn() does
+ * what glibc's posix_spawnp does - clone sharing our memory, wait until the
+ * child has exec'd, signals blocked meanwhile, PATH searched without ever
+ * falling back to a shell - plus that one prctl. The child reports a failed
+ * step through shared memory, so "binary missing" is an error of the spawn
+ * call itself. closefrom(3) in the child closes every descriptor but 0-2
+ * even if some library opened one without O_CLOEXEC. Exit is watched
+ * through a pidfd when the kernel has them (poll wakes when the leader
+ * exits) and by polling waitid otherwise. See proc.h for why the leader
+ * stays unreaped until destroy.
  */
-#define _GNU_SOURCE /* pipe2, posix_spawn_*_np, sigabbrev_np */
+#define _GNU_SOURCE /* pipe2, clone, closefrom, sigabbrev_np */
 #include "dbld/proc.h"
 #include "dbld/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -29,6 +39,7 @@ extern char **environ;
 
 #define READ_BUDGET (256 * 1024) /* bytes per stream per dbld_proc_read() call */
 #define NOPIDFD_POLL_MS 20       /* exit polling interval without a pidfd */
+#define CHILD_STACK (64 * 1024)  /* the child's stack between clone and exec */
 
 typedef struct stream {
     int fd; /* -1 once at end of file */
@@ -125,39 +136,152 @@ static int set_nonblock(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-/* Spawn with the child's ends of the pipes in place; returns 0 or an errno. */
+/* What the child needs, prepared by the parent: the child shares the
+ * parent's memory until it execs, so it allocates nothing and only makes
+ * system calls. */
+typedef struct child_args {
+    const char *const *argv;
+    char *const *envp;
+    const char *path; /* PATH to search when argv[0] has no '/'; NULL: no search */
+    const char *cwd;
+    int out_w, err_w;
+    pid_t parent;     /* our pid: the child checks it still has this parent */
+    volatile int err; /* errno of the step that failed, set by the child */
+} child_args;
+
+/* fd `from` as `to`, without FD_CLOEXEC. */
+static int move_fd(int from, int to)
+{
+    if (from == to)
+        return fcntl(to, F_SETFD, 0);
+    return dup2(from, to) < 0 ? -1 : 0;
+}
+
+/* execve argv[0] along PATH as posix_spawnp does (never through a shell):
+ * EACCES from one directory is remembered and reported if nothing else
+ * runs; a directory that does not hold the file is skipped. Returns only
+ * on failure, with errno set. */
+static void exec_path(const child_args *c, char *buf, size_t cap)
+{
+    const char *file = c->argv[0];
+    if (!c->path) {
+        execve(file, (char *const *)c->argv, c->envp);
+        return;
+    }
+    size_t flen = strlen(file);
+    int eacces = 0;
+    for (const char *dir = c->path;;) {
+        const char *end = strchr(dir, ':');
+        size_t dlen = end ? (size_t)(end - dir) : strlen(dir);
+        if (dlen + 1 + flen + 1 > cap) {
+            errno = ENAMETOOLONG;
+        } else {
+            size_t n = 0;
+            if (dlen) { /* an empty entry is the working directory */
+                memcpy(buf, dir, dlen);
+                buf[dlen] = '/';
+                n = dlen + 1;
+            }
+            memcpy(buf + n, file, flen + 1);
+            execve(buf, (char *const *)c->argv, c->envp);
+        }
+        switch (errno) {
+        case EACCES:
+            eacces = 1;
+            break;
+        case ENOENT:
+        case ENOTDIR:
+        case ESTALE:
+        case ENODEV:
+        case ETIMEDOUT:
+        case ENAMETOOLONG:
+            break;
+        default:
+            return;
+        }
+        if (!end)
+            break;
+        dir = end + 1;
+    }
+    errno = eacces ? EACCES : ENOENT;
+}
+
+/* The child between clone and exec. Signals are blocked (the parent blocked
+ * them all before clone) until dispositions are back to default, so no
+ * handler of ours ever runs here. */
+static int child_main(void *arg)
+{
+    child_args *c = arg;
+    char buf[4096];
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL); /* fails harmlessly for libc's internal signals */
+    /* Die with the thread that spawned us: a job service killed with
+     * SIGKILL leaves no job behind. If that thread is already gone, the
+     * setting came too late: leave at once. */
+    if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        goto fail;
+    if (getppid() != c->parent)
+        _exit(127);
+    int in = open("/dev/null", O_RDONLY);
+    if (in < 0 || move_fd(in, 0) != 0)
+        goto fail;
+    if (in != 0)
+        close(in);
+    if (move_fd(c->out_w, 1) != 0 || move_fd(c->err_w, 2) != 0)
+        goto fail;
+    closefrom(3);
+    if (c->cwd && chdir(c->cwd) != 0)
+        goto fail;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    exec_path(c, buf, sizeof buf);
+fail:
+    c->err = errno ? errno : ECHILD;
+    _exit(127);
+}
+
+/* Start the child with the child's ends of the pipes in place; returns 0
+ * or an errno. clone(CLONE_VM | CLONE_VFORK) as posix_spawn does (no copy
+ * of our address space; we wait until the child has exec'd), but with a
+ * step posix_spawn has no attribute for: PR_SET_PDEATHSIG. */
 static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (rc)
-        return rc;
-    rc = posix_spawnattr_init(&attr);
-    if (rc) {
-        posix_spawn_file_actions_destroy(&fa);
-        return rc;
+    const char *path = NULL;
+    if (!strchr(o->argv[0], '/')) {
+        path = getenv("PATH");
+        if (!path || !*path)
+            path = "/bin:/usr/bin";
     }
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1);
-    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2);
-    if (!rc) rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-    if (!rc && o->cwd) rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
-    if (!rc) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                      POSIX_SPAWN_SETSIGDEF);
-    if (!rc) rc = posix_spawnattr_setpgroup(&attr, 0);
-    if (!rc) rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (!rc) rc = posix_spawnattr_setsigdefault(&attr, &all);
-    if (!rc) {
-        char **envp = build_env(o->env, o->env ? o->n_env : 0);
-        rc = posix_spawnp(pid, o->argv[0], &fa, &attr, (char *const *)o->argv, envp);
+    char **envp = build_env(o->env, o->env ? o->n_env : 0);
+    child_args c = {.argv = o->argv, .envp = envp, .path = path, .cwd = o->cwd,
+                    .out_w = out_w, .err_w = err_w, .parent = getpid()};
+    void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int e = errno;
         free(envp);
+        return e;
     }
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t p = clone(child_main, (char *)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+    int rc = p < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, CHILD_STACK);
+    free(envp);
+    if (rc == 0 && c.err) { /* the child could not exec: it has exited */
+        rc = c.err;
+        while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
+        }
+    }
+    if (rc == 0)
+        *pid = p;
     return rc;
 }
 

@@ -16,6 +16,12 @@
  * A failed exec (missing binary, not executable, bad working directory) is a
  * spawn error with the errno text, never a child exiting with 127.
  *
+ * A child dies with its spawner: it gets SIGKILL (PR_SET_PDEATHSIG) when the
+ * *thread* that called dbld_proc_spawn() exits - in particular when the
+ * process is killed with SIGKILL. So spawn from a thread that outlives the
+ * child (that destroys the handle before it exits). Its own children (a
+ * shell script's) stay in its process group but get no such signal.
+ *
  * The process must not set SIGCHLD to SIG_IGN (children would be reaped
  * by the kernel and their exit status lost).
  *

@@ -103,7 +103,7 @@ static int execute(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
         if (rc)
             return rc;
         if (r->status != DATABUILD__V1__JOB_STATUS__JOB_COMPLETED)
-            return dbld_status_set(st, run_failure_code(r), "%s", r->message);
+            return jr_run_status(r, run_failure_code(r), st);
         resp->manifests[resp->n_manifests++] = r->manifest;
     }
     *resp_msg = &resp->base;

@@ -6,15 +6,19 @@
  * event log on a best-effort basis). Job runs wait in RPC worker threads, so
  * there are at least max_concurrent_runs + 4 of them. SIGTERM stops every
  * running job (its process group) and exits 0 within the shutdown grace.
+ * Before serving, it kills the process groups a killed job service left
+ * behind (orphans.h; $DATABUILD_JOB_STATE_DIR).
  */
 #include "dbld/config.h"
 #include "dbld/log.h"
 #include "dbld/rpc.h"
 #include "job_rpc.h"
+#include "orphans.h"
 #include "runner.h"
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int main(int argc, char **argv)
 {
@@ -26,9 +30,17 @@ int main(int argc, char **argv)
         return DBLD_CONFIG_EXIT_STATUS(rc);
 
     dbld_status st;
-    jr_engine *engine = jr_engine_create(&cfg, &st);
+    orphan_reg *orphans = NULL;
+    if (orphan_reg_open(getenv("DATABUILD_JOB_STATE_DIR"), &orphans, &st) != 0) {
+        fprintf(stderr, "databuild-job: %s\n", st.msg);
+        dbld_config_free(&cfg);
+        return 2;
+    }
+    orphan_reg_sweep(orphans); /* before any job of ours runs */
+    jr_engine *engine = jr_engine_create(&cfg, orphans, &st);
     if (!engine) {
         fprintf(stderr, "databuild-job: %s\n", st.msg);
+        orphan_reg_close(orphans);
         dbld_config_free(&cfg);
         return 2;
     }
@@ -48,6 +60,7 @@ int main(int argc, char **argv)
     if (dbld_server_create(&opts, &srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, NULL);
         jr_engine_destroy(engine);
+        orphan_reg_close(orphans);
         dbld_config_free(&cfg);
         return 1;
     }
@@ -58,6 +71,7 @@ int main(int argc, char **argv)
         dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, NULL);
         dbld_server_destroy(srv);
         jr_engine_destroy(engine);
+        orphan_reg_close(orphans);
         dbld_config_free(&cfg);
         return 1;
     }
@@ -82,6 +96,7 @@ int main(int argc, char **argv)
     dbld_client_shutdown_all();
     dbld_server_destroy(srv);
     jr_engine_destroy(engine);
+    orphan_reg_close(orphans);
     dbld_config_free(&cfg);
     dbld_log(DBLD_LOG_INFO, "stopped", NULL);
     return 0;

@@ -5,9 +5,16 @@
  * caller into SIGTERM of the process group and SIGKILL after the grace
  * period. Other threads never touch a child directly: they set a flag under
  * the engine lock and wake the loop through dbld_proc_wake().
+ *
+ * A child is spawned, supervised and reaped on the thread of the call that
+ * needs it (an RPC worker, which lives as long as the process): the child's
+ * parent-death signal fires when that thread exits (lib/proc.h), so it must
+ * outlive the child. While it runs, its process group is recorded on disk
+ * (orphans.h) for the sweep of a job service started after we die.
  */
 #include "runner.h"
 #include "joblog.h"
+#include "orphans.h"
 #include "dbld/json.h"
 #include "dbld/log.h"
 #include "dbld/proc.h"
@@ -29,6 +36,7 @@
 #define CONFIG_STDOUT_MAX ((size_t)64 << 20)
 #define TAIL_LINES 20
 #define TAIL_BYTES 4096
+#define TAIL_SEP "; stderr tail:\n" /* between a failure message and the stderr tail */
 #define REFS_IN_MESSAGE 10
 
 /* ---- the engine ---- */
@@ -50,6 +58,7 @@ struct jr_engine {
     job_table jobs;
     int kill_grace_ms, heartbeat_ms;
     const char *eventlog;
+    orphan_reg *orphans; /* borrowed; NULL: groups are not recorded */
 
     pthread_mutex_t mu;
     int free_slots;
@@ -59,7 +68,7 @@ struct jr_engine {
     int shutdown_kill_ms;
 };
 
-jr_engine *jr_engine_create(const dbld_config *cfg, dbld_status *st)
+jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans, dbld_status *st)
 {
     jr_engine *e = dbld_xcalloc(1, sizeof *e);
     if (job_table_init(&e->jobs, cfg, st)) {
@@ -71,6 +80,7 @@ jr_engine *jr_engine_create(const dbld_config *cfg, dbld_status *st)
     e->kill_grace_ms = cfg->job.kill_grace_ms;
     e->heartbeat_ms = cfg->job.heartbeat_ms;
     e->eventlog = cfg->shared.peers.eventlog;
+    e->orphans = orphans;
     pthread_mutex_init(&e->mu, NULL);
     return e;
 }
@@ -164,6 +174,25 @@ static void set_proc(jr_engine *e, active *a, dbld_proc *p)
     pthread_mutex_lock(&e->mu);
     a->proc = p;
     pthread_mutex_unlock(&e->mu);
+}
+
+/* Spawn a child and record its process group (mark: an entry of its
+ * environment) until unspawn(). */
+static int spawn(jr_engine *e, const dbld_proc_opts *po, const char *mark, dbld_proc **p,
+                 uint64_t *entry, dbld_status *st)
+{
+    *entry = 0;
+    int rc = dbld_proc_spawn(po, p, st);
+    if (rc == 0)
+        *entry = orphan_reg_add(e->orphans, dbld_proc_pid(*p), mark);
+    return rc;
+}
+
+/* Kill what is left of the child's group, reap it, drop its record. */
+static void unspawn(jr_engine *e, dbld_proc *p, uint64_t entry)
+{
+    dbld_proc_destroy(p);
+    orphan_reg_remove(e->orphans, entry);
 }
 
 int jr_cancel(jr_engine *e, const char *job_run_id, const char *reason)
@@ -280,32 +309,68 @@ static void release_slot(jr_engine *e)
 
 /* ---- stderr tail ---- */
 
+/* The last TAIL_LINES lines of stderr, each cut to its last TAIL_BYTES.
+ * Whatever shortens a tail (here, status_with_tail(), jr_run_status()) cuts
+ * it from the front: the last lines say why a job failed. */
 typedef struct err_tail {
     char *line[TAIL_LINES];
     size_t next, n;
+    int open; /* the newest line came in pieces and is not complete yet */
 } err_tail;
 
-static void tail_push(err_tail *t, const char *line, size_t len)
+/* s + len - keep, moved forward to a UTF-8 character boundary (s when short). */
+static const char *last_bytes(const char *s, size_t len, size_t keep)
 {
-    if (len > TAIL_BYTES) { /* keep the end of a long line */
-        line += len - TAIL_BYTES;
-        len = TAIL_BYTES;
+    if (len <= keep)
+        return s;
+    const char *p = s + len - keep;
+    while (((unsigned char)*p & 0xC0) == 0x80)
+        p++;
+    return p;
+}
+
+/* One line of stderr, or a piece of a longer one (more: the next call
+ * continues it, see dbld_proc_line_fn): pieces are joined into one line. */
+static void tail_push(err_tail *t, const char *line, size_t len, int more)
+{
+    char *prev = NULL;
+    size_t plen = 0;
+    if (t->open) { /* continue the newest line */
+        t->next = (t->next + TAIL_LINES - 1) % TAIL_LINES;
+        t->n--;
+        prev = t->line[t->next];
+        t->line[t->next] = NULL;
+        plen = strlen(prev);
     }
+    const char *keep = last_bytes(line, len, TAIL_BYTES);
+    len -= (size_t)(keep - line);
+    if (plen + len > TAIL_BYTES) {
+        const char *pk = last_bytes(prev, plen, TAIL_BYTES - len);
+        plen -= (size_t)(pk - prev);
+        memmove(prev, pk, plen);
+    }
+    char *l = dbld_xmalloc(plen + len + 1);
+    if (plen)
+        memcpy(l, prev, plen);
+    memcpy(l + plen, keep, len);
+    l[plen + len] = 0;
+    free(prev);
     free(t->line[t->next]);
-    t->line[t->next] = memcpy(dbld_xmalloc(len + 1), line, len);
-    t->line[t->next][len] = 0;
+    t->line[t->next] = l;
     t->next = (t->next + 1) % TAIL_LINES;
     if (t->n < TAIL_LINES)
         t->n++;
+    t->open = more;
 }
 
-/* The last lines (at most TAIL_BYTES, cut at a UTF-8 boundary), in arena a. */
+/* The last lines (at most TAIL_BYTES of valid UTF-8, cut from the front at a
+ * character boundary), in arena a. */
 static char *tail_str(const err_tail *t, dbld_arena *a)
 {
     size_t total = 0;
     for (size_t i = 0; i < t->n; i++)
         total += strlen(t->line[i]) + 1;
-    char *s = dbld_arena_alloc(a, total + 1), *o = s;
+    char *s = dbld_xmalloc(total + 1), *o = s;
     size_t first = (t->next + TAIL_LINES - t->n) % TAIL_LINES;
     for (size_t i = 0; i < t->n; i++) {
         const char *l = t->line[(first + i) % TAIL_LINES];
@@ -316,17 +381,11 @@ static char *tail_str(const err_tail *t, dbld_arena *a)
             *o++ = '\n';
     }
     *o = 0;
-    size_t len = (size_t)(o - s);
-    char *start = s;
-    if (len > TAIL_BYTES) {
-        start = s + len - TAIL_BYTES;
-        while (((unsigned char)*start & 0xC0) == 0x80)
-            start++;
-    }
     char *owned;
-    const char *clean = jl_utf8_clean(start, strlen(start), &owned);
-    char *out = dbld_arena_strdup(a, clean);
+    const char *clean = jl_utf8_clean(s, (size_t)(o - s), &owned);
+    char *out = dbld_arena_strdup(a, last_bytes(clean, strlen(clean), TAIL_BYTES));
     free(owned);
+    free(s);
     return out;
 }
 
@@ -469,28 +528,43 @@ static const char **task_refs(dbld_arena *a, const Databuild__V1__JobConfig *c, 
 }
 
 /* "head (refs: ...)" plus "; stderr tail:\n..." fitted into a status: the
- * end of the tail is kept when the message is too long. */
+ * tail is cut from the front (its last lines stay); a head longer than half
+ * the status is cut at its end first, so the tail always has room. */
 static int status_with_tail(dbld_status *st, int code, const char *head, const char *tail)
 {
     if (!tail || !*tail)
         return dbld_status_set(st, code, "%s", head);
-    static const char sep[] = "; stderr tail:\n";
-    size_t used = strlen(head) + sizeof sep - 1;
-    size_t room = used < DBLD_STATUS_MSG_MAX - 1 ? DBLD_STATUS_MSG_MAX - 1 - used : 0;
-    size_t tl = strlen(tail);
-    const char *t = tail;
-    if (tl > room) {
-        t = tail + tl - room;
-        while (((unsigned char)*t & 0xC0) == 0x80)
-            t++;
+    size_t hl = strlen(head);
+    const char *dots = "";
+    if (hl > DBLD_STATUS_MSG_MAX / 2) {
+        hl = DBLD_STATUS_MSG_MAX / 2 - 3;
+        while (hl > 0 && ((unsigned char)head[hl] & 0xC0) == 0x80)
+            hl--;
+        dots = "...";
     }
-    return dbld_status_set(st, code, "%s%s%s", head, sep, t);
+    size_t used = hl + strlen(dots) + strlen(TAIL_SEP);
+    const char *t = last_bytes(tail, strlen(tail), DBLD_STATUS_MSG_MAX - 1 - used);
+    return dbld_status_set(st, code, "%.*s%s%s%s", (int)hl, head, dots, TAIL_SEP, t);
 }
 
 static char *with_tail(dbld_arena *a, const char *head, const char *tail)
 {
-    return tail && *tail ? dbld_arena_printf(a, "%s; stderr tail:\n%s", head, tail)
+    return tail && *tail ? dbld_arena_printf(a, "%s" TAIL_SEP "%s", head, tail)
                          : dbld_arena_strdup(a, head);
+}
+
+int jr_run_status(const Databuild__V1__RunJobResponse *r, int code, dbld_status *st)
+{
+    const char *msg = r->message ? r->message : "", *tail = r->stderr_tail;
+    size_t ml = strlen(msg), tl = tail ? strlen(tail) : 0, sl = strlen(TAIL_SEP);
+    if (!tl || ml < tl + sl || strcmp(msg + ml - tl, tail) != 0 ||
+        strncmp(msg + ml - tl - sl, TAIL_SEP, sl) != 0)
+        return dbld_status_set(st, code, "%s", msg); /* no tail in it */
+    char head[DBLD_STATUS_MSG_MAX]; /* longer heads are cut shorter anyway */
+    size_t hl = ml - tl - sl < sizeof head ? ml - tl - sl : sizeof head - 1;
+    memcpy(head, msg, hl);
+    head[hl] = 0;
+    return status_with_tail(st, code, head, tail);
 }
 
 static const char *job_status_name(Databuild__V1__JobStatus s)
@@ -520,7 +594,7 @@ static void cfg_line(void *user, int stream, const char *line, size_t len, int m
 {
     cfg_out *c = user;
     if (stream == DBLD_PROC_STDERR) {
-        tail_push(&c->err, line, len);
+        tail_push(&c->err, line, len, more);
         return;
     }
     if (c->too_big || c->len + len + 1 > CONFIG_STDOUT_MAX) {
@@ -591,7 +665,7 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
         argv[nc + 1 + i] = refs[i];
     size_t n_env;
     const char **env = job_env(a, job, 1, &n_env);
-    env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
+    const char *mark = env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
 
     active act = {.id = NULL};
     int rc = add_active(e, &act, st);
@@ -599,8 +673,9 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
         return rc;
     dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
     dbld_proc *p = NULL;
+    uint64_t entry;
     dbld_status sst;
-    if (dbld_proc_spawn(&po, &p, &sst) != 0) {
+    if (spawn(e, &po, mark, &p, &entry, &sst) != 0) {
         remove_active(e, &act);
         return dbld_status_set(st, DBLD_INTERNAL, "job %s config could not be started: %s (refs: %s)",
                                label, sst.msg, rs);
@@ -611,7 +686,7 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
              .on_line = cfg_line, .user = &co};
     supervise(&s);
     set_proc(e, &act, NULL);
-    dbld_proc_destroy(p);
+    unspawn(e, p, entry);
     remove_active(e, &act);
 
     char *tl = tail_str(&co.err, a);
@@ -686,11 +761,10 @@ typedef struct exec_out {
 
 static void exec_line(void *user, int stream, const char *line, size_t len, int more)
 {
-    (void)more;
     exec_out *x = user;
     jl_line(x->sink, stream, line, len);
     if (stream == DBLD_PROC_STDERR)
-        tail_push(&x->err, line, len);
+        tail_push(&x->err, line, len, more);
 }
 
 static void exec_tick(void *user)
@@ -759,7 +833,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     for (size_t i = 0; i < c->n_env; i++)
         env[n_env++] = dbld_arena_printf(a, "%s=%s", c->env[i]->key, c->env[i]->value);
     env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
-    env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_RUN_ID=%s", run_id);
+    const char *mark = env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_RUN_ID=%s", run_id);
     env[n_env++] = dbld_arena_printf(a, "DATABUILD_BUILD_REQUEST_ID=%s", br_id ? br_id : "");
 
     jl_opts lo = {.target = e->eventlog, .job_run_id = run_id, .job_label = label,
@@ -768,8 +842,9 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     int64_t start_ns = dbld_now_ns();
     dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
     dbld_proc *p = NULL;
+    uint64_t entry;
     dbld_status sst;
-    if (dbld_proc_spawn(&po, &p, &sst) != 0) {
+    if (spawn(e, &po, mark, &p, &entry, &sst) != 0) {
         jl_event(x.sink, "task_launch_failed", job_status_name(DATABUILD__V1__JOB_STATUS__JOB_FAILED),
                  -1, (const char *const[]){"error", sst.msg, NULL});
         r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
@@ -794,7 +869,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
              .on_line = exec_line, .user = &x, .heartbeat = exec_heartbeat, .tick = exec_tick};
     supervise(&s);
     set_proc(e, act, NULL);
-    dbld_proc_destroy(p);
+    unspawn(e, p, entry);
     int64_t end_ns = dbld_now_ns();
 
     char exs[96];

@@ -21,6 +21,7 @@
 #include "dbld/config.h"
 #include "dbld/status.h"
 #include "jobs.h"
+#include "orphans.h"
 
 #include <stdint.h>
 
@@ -36,8 +37,9 @@ typedef struct jr_ctx {
     void *arg;
 } jr_ctx;
 
-/* cfg must outlive the engine. Caller frees with jr_engine_destroy(). */
-jr_engine *jr_engine_create(const dbld_config *cfg, dbld_status *st);
+/* cfg and orphans (may be NULL: children's process groups are not recorded)
+ * must outlive the engine. Caller frees with jr_engine_destroy(). */
+jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans, dbld_status *st);
 /* Begin shutdown: stop every waiting and running job (SIGTERM, SIGKILL after
  * kill_ms) and refuse new runs with UNAVAILABLE. Returns at once. */
 void jr_engine_shutdown(jr_engine *e, int kill_ms);
@@ -64,6 +66,11 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
 int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *job_run_id,
            const char *build_request_id, const Databuild__V1__Task *task, dbld_arena *a,
            Databuild__V1__RunJobResponse **out, dbld_status *st);
+
+/* Set *st to code with the message of the failed run r (as jr_run() made
+ * it) fitted into a status: the stderr tail in it is cut from the front, so
+ * its last lines stay. Returns code. */
+int jr_run_status(const Databuild__V1__RunJobResponse *r, int code, dbld_status *st);
 
 /* Cancel the active run job_run_id (waiting or running). Returns 1 if found. */
 int jr_cancel(jr_engine *e, const char *job_run_id, const char *reason);

@@ -6,7 +6,8 @@
  * slept for: first a plain TCP connect to the port (so no gRPC channel sits
  * in reconnect backoff while the process boots), then grpc.health.v1 Check.
  * Services inherit the test process group, so the runner's kill of that group
- * ends them even when a test dies.
+ * ends them even when a test dies. A job service gets one environment
+ * variable, DATABUILD_JOB_STATE_DIR=<test dir>/<name>.state.
  */
 #define _GNU_SOURCE /* environ */
 #include "harness.h"
@@ -89,11 +90,18 @@ static void spawn(h_service *s)
     size_t n_env = 0;
     while (environ[n_env])
         n_env++;
-    char **envp = dbld_xcalloc(n_env + 1, sizeof *envp);
+    char **envp = dbld_xcalloc(n_env + 2, sizeof *envp);
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "DATABUILD_", 10) != 0)
             envp[k++] = environ[i];
+    /* A job service records its children's process groups in a directory of
+     * its own, kept across restarts (so a restart after SIGKILL sweeps them). */
+    char state_env[700];
+    snprintf(state_env, sizeof state_env, "DATABUILD_JOB_STATE_DIR=%s/%s.state", h_test_dir(),
+             s->name);
+    if (strcmp(s->kind, "job") == 0)
+        envp[k++] = state_env;
     char *argv[] = {bin, "--config", s->config_path, NULL};
     static const char exec_failed[] = "harness: exec of the service binary failed\n";
     pid_t pid = fork();

@@ -3,7 +3,8 @@
  * delegation; a graph service killed with SIGKILL (or stopped with SIGTERM)
  * mid-build and restarted resumes the build from the event log; a live replica
  * adopts the builds of a dead one; a job service killed mid-run is a transient
- * failure retried on the other job service.
+ * failure retried on the other job service, and leaves nothing running: its
+ * job dies with it, and the job's grandchild when the job service restarts.
  */
 #include "test_build_fixture.h"
 
@@ -326,9 +327,10 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     CHECK_EQ_INT(victim->pid, ppid);
     unlink(dbld_arena_printf(f.a, "%s/pid-js", f.state));
     h_service_kill(victim);
+    /* The first attempt dies with its job service (it would otherwise sleep
+     * on for over 2 s and then write js/1 alongside the retry). */
+    CHECK_MSG(H_POLL_UNTIL(1500, pid_gone(pid)), "the orphaned first attempt %d still runs", pid);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
-    kill(pid, SIGKILL); /* the orphaned first attempt */
-    kill(child, SIGKILL);
     CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
               end->message);
     CHECK_EQ_STR(bf_runs_seq(&f, id, "js/1"),
@@ -342,6 +344,16 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     CHECK_EQ_INT(atoi(ppid_text), survivor->pid);
     free(ppid_text);
     check_settled(&f, id, H_STRS("js/1"));
+    /* Its grandchild (same process group, no parent-death signal) is killed
+     * when the job service starts again. */
+    CHECK_MSG(!pid_gone(child), "grandchild %d already gone before the restart", child);
+    h_service_restart(victim);
+    CHECK_MSG(H_POLL_UNTIL(5000, pid_gone(child)), "grandchild %d of the first attempt still runs",
+              child);
+    char *log = h_read_file(victim->log_path, NULL);
+    CHECK(log != NULL);
+    CHECK_CONTAINS(log, "killed the process group of a job left by a dead job service");
+    free(log);
 }
 
 /* The event log goes away for a while mid-run. */

@@ -1,7 +1,8 @@
 /* test_job_service.c - databuild-job over gRPC with a real event log behind
  * it: Configure (ok, garbage JSON, non-zero exit, unknown/mixed refs, missing
  * binary), Execute, Run (success with manifest, permanent and transient
- * failures, timeout killing the process group, spawn failure), Cancel, the
+ * failures, a stderr tail far over 4 KiB keeping its last line, timeout
+ * killing the process group, spawn failure), Cancel, the
  * concurrency limit, refs with shell and quote characters, the environment,
  * the wrapper's job logs as stored by the event log, a dead event log, and
  * SIGTERM with a job running.
@@ -64,6 +65,9 @@ static const char *job_section(dbld_arena *a, const fixture_opts *o)
         "    - label: \"//test:partial\"\n"
         "      command: [python3, \"" TESTJOB "\", \"--config-mode=partial\"]\n"
         "      outputs: [\"partial/.*\"]\n"
+        "    - label: \"//test:noisy\"\n"
+        "      command: [python3, \"" TESTJOB "\", \"--config-mode=noisy\"]\n"
+        "      outputs: [\"noisy/.*\"]\n"
         "    - label: \"//test:missing\"\n"
         "      command: [\"/nonexistent/databuild-test-job\"]\n"
         "      outputs: [\"missing/.*\"]\n",
@@ -125,6 +129,16 @@ static int configure(fixture *f, const char *const *refs, Databuild__V1__JobConf
     req.outputs = prefs(f->a, refs, &req.n_outputs);
     return dbld_client_unary(f->job->client, CONFIGURE_PATH, &req.base,
                              &databuild__v1__job_configure_response__descriptor,
+                             dbld_arena_allocator(f->a), (ProtobufCMessage **)out, CALL_MS, 0, st);
+}
+
+static int execute(fixture *f, const char *const *refs, Databuild__V1__JobExecuteResponse **out,
+                   dbld_status *st)
+{
+    Databuild__V1__JobExecuteRequest req = DATABUILD__V1__JOB_EXECUTE_REQUEST__INIT;
+    req.outputs = prefs(f->a, refs, &req.n_outputs);
+    return dbld_client_unary(f->job->client, EXECUTE_PATH, &req.base,
+                             &databuild__v1__job_execute_response__descriptor,
                              dbld_arena_allocator(f->a), (ProtobufCMessage **)out, CALL_MS, 0, st);
 }
 
@@ -382,14 +396,9 @@ DBLD_TEST(configure_errors)
 DBLD_TEST(execute_ok)
 {
     fixture f = setup("execute");
-    Databuild__V1__JobExecuteRequest req = DATABUILD__V1__JOB_EXECUTE_REQUEST__INIT;
-    req.outputs = prefs(f.a, H_STRS("ok/e1", "ok/e2"), &req.n_outputs);
     Databuild__V1__JobExecuteResponse *r = NULL;
     dbld_status st;
-    CHECK_OK(dbld_client_unary(f.job->client, EXECUTE_PATH, &req.base,
-                               &databuild__v1__job_execute_response__descriptor,
-                               dbld_arena_allocator(f.a), (ProtobufCMessage **)&r, CALL_MS, 0, &st),
-             st);
+    CHECK_OK(execute(&f, H_STRS("ok/e1", "ok/e2"), &r, &st), st);
     CHECK_EQ_INT(r->n_manifests, 2);
     CHECK_EQ_STR(r->manifests[0]->outputs[0]->str, "ok/e1");
     CHECK_EQ_STR(r->manifests[1]->outputs[0]->str, "ok/e2");
@@ -397,12 +406,7 @@ DBLD_TEST(execute_ok)
     CHECK_EQ_STR(r->manifests[0]->task->job->label, "//test:ok");
 
     /* Execute of a failing configure is the configure error. */
-    req.outputs = prefs(f.a, H_STRS("cfgfail/x"), &req.n_outputs);
-    CHECK_CODE(dbld_client_unary(f.job->client, EXECUTE_PATH, &req.base,
-                                 &databuild__v1__job_execute_response__descriptor,
-                                 dbld_arena_allocator(f.a), (ProtobufCMessage **)&r, CALL_MS, 0,
-                                 &st),
-               st, DBLD_FAILED_PRECONDITION);
+    CHECK_CODE(execute(&f, H_STRS("cfgfail/x"), &r, &st), st, DBLD_FAILED_PRECONDITION);
     CHECK_CONTAINS(st.msg, "exit code 3");
     teardown(&f);
 }
@@ -478,6 +482,52 @@ DBLD_TEST(run_failures)
                         CALL_MS, &r, &st),
                st, DBLD_INVALID_ARGUMENT);
     CHECK_CONTAINS(st.msg, "job_run_id");
+    teardown(&f);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* A stderr tail far over 4 KiB is cut from the front: its last line stays,
+ * in the RunJob message and in Execute's status (1 KiB) alike. */
+DBLD_TEST(run_long_stderr_tail)
+{
+    fixture f = setup("longtail");
+    /* 40 lines of 300 bytes, then a short last line. */
+    Databuild__V1__RunJobResponse *r =
+        run_ok(&f, new_run_id(f.a),
+               task(f.a, "//test:ok", "ok/t1", H_STRS("noisy", "40", "300", "0", "3")));
+    CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CMP_INT(strlen(r->stderr_tail), <=, 4096);
+    CHECK_CMP_INT(strlen(r->stderr_tail), >, 4000);
+    CHECK_MSG(ends_with(r->message, "\n the last line"), "message ends: ...%s",
+              r->message + strlen(r->message) - 40);
+    CHECK_CONTAINS(r->message,
+                   "job //test:ok failed with exit code 3 (refs: ok/t1); stderr tail:\n");
+    CHECK_CONTAINS(r->message, "noise line 40 ");
+    CHECK(strstr(r->message, "noise line 1 ") == NULL);
+
+    /* The last line alone is over 64 KiB: it reaches us in two pieces, the
+     * second shorter than 4 KiB. Its end stays, as one line. */
+    r = run_ok(&f, new_run_id(f.a),
+               task(f.a, "//test:ok", "ok/t2", H_STRS("noisy", "40", "300", "66000", "3")));
+    CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_EQ_INT(strlen(r->stderr_tail), 4096);
+    CHECK(strchr(r->stderr_tail, '\n') == NULL);
+    CHECK(ends_with(r->stderr_tail, "zzz the last line"));
+    CHECK(ends_with(r->message, "zzz the last line"));
+
+    /* Execute answers with a status: the tail is cut to fit, from the front. */
+    Databuild__V1__JobExecuteResponse *er = NULL;
+    dbld_status st;
+    CHECK_CODE(execute(&f, H_STRS("noisy/x"), &er, &st), st, DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg,
+                   "job //test:noisy failed with exit code 3 (refs: noisy/x); stderr tail:\n");
+    CHECK_MSG(ends_with(st.msg, "zzz the last line"), "status ends: ...%s",
+              st.msg + strlen(st.msg) - 40);
     teardown(&f);
 }
 
@@ -882,7 +932,8 @@ DBLD_TEST(sigterm_stops_jobs)
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_json),
                DBLD_TEST_ENTRY(configure_nonzero_exit), DBLD_TEST_ENTRY(configure_errors),
                DBLD_TEST_ENTRY(execute_ok), DBLD_TEST_ENTRY(run_success_manifest),
-               DBLD_TEST_ENTRY(run_failures), DBLD_TEST_ENTRY(run_timeout_kills_group),
+               DBLD_TEST_ENTRY(run_failures), DBLD_TEST_ENTRY(run_long_stderr_tail),
+               DBLD_TEST_ENTRY(run_timeout_kills_group),
                DBLD_TEST_ENTRY(cancel_mid_run), DBLD_TEST_ENTRY(concurrency_limit),
                DBLD_TEST_ENTRY(shell_characters_pass_untouched), DBLD_TEST_ENTRY(run_environment),
                DBLD_TEST_ENTRY(job_logs_stored),

@@ -11,6 +11,7 @@ Config modes (chosen by the job's command in the YAML file):
   garbage   prints something that is not JSON, exits 0
   fail      prints a few stderr lines, exits 3
   partial   configures only the first ref
+  noisy     as ok, with args ["noisy", "40", "300", "66000", "3"]
 If $ARGV_DUMP is set, `config` writes its argv there (NUL-separated) first.
 
 Exec actions (the task's args):
@@ -22,6 +23,8 @@ Exec actions (the task's args):
   argv FILE ARG...       write the whole argv, NUL-separated, to FILE
   env FILE               write the environment (KEY=VALUE lines) to FILE
   lines N                print N numbered stdout lines
+  noisy N WIDTH LONG EXIT  N stderr lines "noise line <i>" padded to WIDTH bytes, then a last
+                         line of LONG bytes of "z" followed by " the last line", exit EXIT
 """
 import json
 import os
@@ -49,12 +52,13 @@ def configure(mode, refs):
         return 3
     if mode == "partial":
         refs = refs[:1]
+    args = ["noisy", "40", "300", "66000", "3"] if mode == "noisy" else None
     configs = []
     for r in refs:
         configs.append({
             "outputs": [{"str": r}],
             "inputs": [{"dep_type_code": 1, "partition_ref": {"str": "up/" + r}}],
-            "args": ["ok", r],
+            "args": args or ["ok", r],
             "env": {"JOB_REF": r},
         })
     print(json.dumps({"configs": configs}))
@@ -109,6 +113,13 @@ def execute(args):
             for k, v in sorted(os.environ.items()):
                 f.write("%s=%s\n" % (k, v))
         return 0
+    if action == "noisy":
+        n, width, long_len, code = (int(a) for a in args[1:5])
+        for i in range(1, n + 1):
+            print(("noise line %d " % i).ljust(width, "."), file=sys.stderr)
+        print("z" * long_len + " the last line", file=sys.stderr)
+        sys.stderr.flush()
+        return code
     if action == "lines":
         for i in range(1, int(args[1]) + 1):
             print("line %d" % i)

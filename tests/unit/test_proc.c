@@ -1,8 +1,8 @@
 /* test_proc.c - lib/proc: spawning argv (never a shell of ours: the tests
  * run `sh -c` only as the *child* to build interesting process trees), line
  * reading from both streams, exit codes and signals, killing a process group
- * including a grandchild, exec failures, environment, working directory and
- * large output. */
+ * including a grandchild, exec failures, environment, working directory,
+ * large output, and a child that dies with the process that spawned it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -466,6 +467,45 @@ static void test_wake_and_exit_wakes_read(void **state)
     dbld_proc_destroy(p);
 }
 
+/* A helper process spawns `sleep` from a thread of its own (as the job
+ * service does from an RPC worker) and is then killed with SIGKILL: the
+ * child must not outlive it (PR_SET_PDEATHSIG). */
+static void *spawn_sleep(void *arg)
+{
+    int fd = *(int *)arg;
+    dbld_proc *p = spawn_ok((const char *const[]){"sleep", "1000", NULL}, NULL, 0, NULL);
+    pid_t pid = dbld_proc_pid(p);
+    if (write(fd, &pid, sizeof pid) != (ssize_t)sizeof pid)
+        _exit(3);
+    for (;;)
+        pause(); /* the thread outlives the child, as a job service's worker does */
+    return NULL;
+}
+
+static void test_child_dies_with_parent(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t helper = fork();
+    assert_true(helper >= 0);
+    if (helper == 0) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, spawn_sleep, &fds[1]) != 0)
+            _exit(2);
+        for (;;)
+            pause();
+    }
+    pid_t child = 0;
+    assert_int_equal(read(fds[0], &child, sizeof child), (ssize_t)sizeof child);
+    close(fds[0]);
+    close(fds[1]);
+    assert_true(child > 0 && pid_alive(child));
+    assert_int_equal(kill(helper, SIGKILL), 0);
+    assert_int_equal(waitpid(helper, NULL, 0), helper);
+    assert_true(wait_dead(child, 5000));
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -482,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_stdin_and_fds),
         cmocka_unit_test(test_huge_output),
         cmocka_unit_test(test_wake_and_exit_wakes_read),
+        cmocka_unit_test(test_child_dies_with_parent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
