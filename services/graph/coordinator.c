@@ -589,8 +589,10 @@ static int plan(gs_build *b)
         return 1;
     }
     char *gmsg =
-        dbld_arena_printf(a, "%zu tasks, %d configure calls in %d rounds, %zu external inputs",
-                          p->n_tasks, p->configure_calls, p->rounds, p->n_external);
+        dbld_arena_printf(a, "%zu task%s, %d configure call%s in %d round%s, %zu external input%s",
+                          p->n_tasks, p->n_tasks == 1 ? "" : "s", p->configure_calls,
+                          p->configure_calls == 1 ? "" : "s", p->rounds, p->rounds == 1 ? "" : "s",
+                          p->n_external, p->n_external == 1 ? "" : "s");
     gs_evlist l = {0};
     gs_evlist_add(a, &l, gs_ev_job_graph(a, b->id, p->graph, gmsg));
     gs_evlist_add(a, &l, gs_ev_build_request(a, b->id, BR(ANALYSIS_COMPLETED), gmsg));
