@@ -12,6 +12,7 @@
 
 #include "config_schema.h"
 #include "dbld/log.h"
+#include "dbld/rxoverlap.h"
 #include "dbld/util.h"
 
 #include <errno.h>
@@ -55,17 +56,17 @@ static int check_log_level(const char *s, char *why, size_t n)
     return 1;
 }
 
+/* Compiled as the services compile it (anchored: "^(s)$", where `\1` would
+ * name the anchoring group), so what loads here also compiles there. */
 static int check_regex(const char *s, char *why, size_t n)
 {
     regex_t re;
-    int rc = regcomp(&re, s, REG_EXTENDED | REG_NOSUB);
-    if (rc == 0) {
+    dbld_status st;
+    if (dbld_rx_regcomp(&re, s, &st) == 0) {
         regfree(&re);
         return 0;
     }
-    char err[128];
-    regerror(rc, &re, err, sizeof err);
-    snprintf(why, n, "invalid regular expression \"%s\": %s", s, err);
+    snprintf(why, n, "%s", st.msg);
     return 1;
 }
 
@@ -262,30 +263,107 @@ void dbld_config_free(dbld_config *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
-/* Cross-job rules the per-key schema cannot express: labels are unique and no
- * output pattern is given to two jobs (a ref matching the patterns of two jobs
- * is also rejected at lookup time, naming both). */
-static int validate_graph(const dbld_config *cfg, dbld_status *st)
+/* ---- cross-job rules ---- */
+
+/* One output pattern of the graph, for the overlap check. */
+typedef struct out_pat {
+    size_t job, idx; /* graph.jobs[job].outputs[idx] */
+    dbld_rx *rx;
+} out_pat;
+
+static const char *out_path(const out_pat *p, char *buf, size_t n)
+{
+    snprintf(buf, n, "graph.jobs[%zu].outputs[%zu]", p->job, p->idx);
+    return buf;
+}
+
+/* Every output pattern as an automaton, in file order; *n_out of them on error. */
+static int compile_outputs(const dbld_config *cfg, const dbld__cfg_doc *doc, out_pat *pats,
+                           size_t *n_out, dbld_status *st)
 {
     const dbld_job_def *jobs = cfg->graph.jobs;
-    for (size_t i = 0; i < cfg->graph.n_jobs; i++) {
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(jobs[i].label, jobs[j].label) == 0)
-                return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
-                                       "%s: graph.jobs[%zu].label: duplicate job label \"%s\" "
-                                       "(also graph.jobs[%zu])",
-                                       cfg->source, i, jobs[i].label, j);
-            for (size_t a = 0; a < jobs[i].n_outputs; a++)
-                for (size_t b = 0; b < jobs[j].n_outputs; b++)
-                    if (strcmp(jobs[i].outputs[a], jobs[j].outputs[b]) == 0)
-                        return dbld_status_set(
-                            st, DBLD_INVALID_ARGUMENT,
-                            "%s: graph.jobs[%zu].outputs[%zu]: pattern \"%s\" overlaps job "
-                            "\"%s\" (graph.jobs[%zu])",
-                            cfg->source, i, a, jobs[i].outputs[a], jobs[j].label, j);
+    *n_out = 0;
+    for (size_t j = 0; j < cfg->graph.n_jobs; j++) {
+        for (size_t k = 0; k < jobs[j].n_outputs; k++) {
+            out_pat *p = &pats[*n_out];
+            dbld_status why;
+            *p = (out_pat){.job = j, .idx = k};
+            if (dbld_rx_compile(jobs[j].outputs[k], 0, &p->rx, &why) != 0) {
+                char path[96];
+                return dbld__cfg_error_at(doc, st, out_path(p, path, sizeof path),
+                                          "could not check pattern \"%s\" of job \"%s\" for "
+                                          "overlaps with other jobs: %s",
+                                          jobs[j].outputs[k], jobs[j].label, why.msg);
+            }
+            (*n_out)++;
         }
     }
     return 0;
+}
+
+/* p (the later pattern) against q: the error names both and a ref both match. */
+static int check_pair(const dbld_config *cfg, const dbld__cfg_doc *doc, const out_pat *p,
+                      const out_pat *q, dbld_status *st)
+{
+    const dbld_job_def *jp = &cfg->graph.jobs[p->job], *jq = &cfg->graph.jobs[q->job];
+    char path[96], *witness = NULL;
+    dbld_status why;
+    int rc = 0;
+    if (dbld_rx_overlap(p->rx, q->rx, 0, &witness, &why) != 0) {
+        rc = dbld__cfg_error_at(doc, st, out_path(p, path, sizeof path),
+                                "could not check whether pattern \"%s\" of job \"%s\" overlaps "
+                                "pattern \"%s\" of job \"%s\": %s",
+                                jp->outputs[p->idx], jp->label, jq->outputs[q->idx], jq->label,
+                                why.msg);
+    } else if (witness) {
+        char *w = dbld_rx_quote(witness, 64);
+        rc = dbld__cfg_error_at(doc, st, out_path(p, path, sizeof path),
+                                "pattern \"%s\" of job \"%s\" overlaps pattern \"%s\" of job "
+                                "\"%s\" (both match %s)",
+                                jp->outputs[p->idx], jp->label, jq->outputs[q->idx], jq->label, w);
+        free(w);
+    }
+    free(witness);
+    return rc;
+}
+
+/* No ref may match the output patterns of two jobs: every pair of patterns of
+ * different jobs is intersected as automata (rxoverlap.h). A pattern or pair
+ * that cannot be checked is an error too, saying why. One job: nothing to do. */
+static int check_overlaps(const dbld_config *cfg, const dbld__cfg_doc *doc, dbld_status *st)
+{
+    if (cfg->graph.n_jobs < 2) return 0;
+    size_t n = 0;
+    for (size_t j = 0; j < cfg->graph.n_jobs; j++)
+        n += cfg->graph.jobs[j].n_outputs;
+    out_pat *pats = dbld_xcalloc(n, sizeof *pats);
+    int rc = compile_outputs(cfg, doc, pats, &n, st);
+    for (size_t a = 0; a < n && !rc; a++)
+        for (size_t b = 0; b < a && !rc; b++)
+            if (pats[a].job != pats[b].job) rc = check_pair(cfg, doc, &pats[a], &pats[b], st);
+    for (size_t i = 0; i < n; i++)
+        dbld_rx_free(pats[i].rx);
+    free(pats);
+    return rc;
+}
+
+/* Rules the per-key schema cannot express: job labels are unique, and no ref
+ * matches the output patterns of two jobs. */
+static int check_graph(const void *base, const dbld__cfg_doc *doc, dbld_status *st)
+{
+    const dbld_config *cfg = base;
+    const dbld_job_def *jobs = cfg->graph.jobs;
+    for (size_t i = 0; i < cfg->graph.n_jobs; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(jobs[i].label, jobs[j].label) != 0) continue;
+            char path[64];
+            snprintf(path, sizeof path, "graph.jobs[%zu].label", i);
+            return dbld__cfg_error_at(doc, st, path,
+                                      "duplicate job label \"%s\" (also graph.jobs[%zu])",
+                                      jobs[i].label, j);
+        }
+    }
+    return check_overlaps(cfg, doc, st);
 }
 
 int dbld_config_parse(const char *text, size_t len, const char *name, dbld_config *cfg,
@@ -294,15 +372,13 @@ int dbld_config_parse(const char *text, size_t len, const char *name, dbld_confi
     memset(cfg, 0, sizeof *cfg);
     dbld__cfg_defaults(root_keys, cfg);
     cfg->source = dbld_xstrdup(name ? name : "<config>");
-    int rc = dbld__cfg_parse(text, len, cfg->source, root_keys, cfg, st);
+    int rc = dbld__cfg_parse(text, len, cfg->source, root_keys, cfg, check_graph, st);
     if (rc) {
         dbld_config_free(cfg);
         return rc;
     }
     resolve_derived(cfg);
-    rc = validate_graph(cfg, st);
-    if (rc) dbld_config_free(cfg);
-    return rc;
+    return 0;
 }
 
 /* Read the whole file into a NUL-terminated heap buffer. */

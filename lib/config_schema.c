@@ -605,8 +605,55 @@ void dbld__cfg_free(const dbld__cfg_key *schema, void *base)
     }
 }
 
+struct dbld__cfg_doc {
+    const char *name;
+    const node *root;
+};
+
+/* The value at a key path such as "graph.jobs[3].outputs[0]", or NULL. A lone
+ * scalar given for a list is its own item [0]. */
+static const node *resolve(const node *n, const char *path)
+{
+    while (n && *path) {
+        if (*path == '.') path++;
+        if (*path == '[') {
+            char *end;
+            unsigned long i = strtoul(path + 1, &end, 10);
+            if (*end != ']') return NULL;
+            path = end + 1;
+            if (n->kind == N_SEQ)
+                n = i < n->n ? n->kids[i] : NULL;
+            else if (n->kind != N_SCALAR || i != 0)
+                n = NULL;
+            continue;
+        }
+        size_t len = strcspn(path, ".[");
+        const node *found = NULL;
+        for (size_t k = 0; n->kind == N_MAP && k + 1 < n->n && !found; k += 2)
+            if (n->kids[k]->kind == N_SCALAR && strlen(n->kids[k]->text) == len &&
+                memcmp(n->kids[k]->text, path, len) == 0)
+                found = n->kids[k + 1];
+        n = found;
+        path += len;
+    }
+    return n;
+}
+
+int dbld__cfg_error_at(const dbld__cfg_doc *doc, dbld_status *st, const char *path, const char *fmt,
+                       ...)
+{
+    char problem[DBLD_STATUS_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(problem, sizeof problem, fmt, ap);
+    va_end(ap);
+    const node *n = resolve(doc->root, path);
+    if (n) return at_error(st, doc->name, n->line, n->col, path, "%s", problem);
+    return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "%s: %s: %s", doc->name, path, problem);
+}
+
 int dbld__cfg_parse(const char *text, size_t len, const char *name, const dbld__cfg_key *schema,
-                    void *base, dbld_status *st)
+                    void *base, dbld__cfg_check_all_fn check_all, dbld_status *st)
 {
     reader r = {.name = name ? name : "<config>",
                 .text = text ? text : "",
@@ -626,6 +673,10 @@ int dbld__cfg_parse(const char *text, size_t len, const char *name, const dbld__
     if (!rc && root) {
         walker w = {.name = r.name, .st = r.st};
         rc = walk_mapping(&w, schema, base, root, "");
+    }
+    if (!rc && check_all) {
+        dbld__cfg_doc doc = {.name = r.name, .root = root};
+        rc = check_all(base, &doc, r.st);
     }
     dbld_arena_destroy(r.arena);
     return rc;

@@ -55,12 +55,28 @@ typedef struct dbld__cfg_key {
  * zeroed, or freed with dbld__cfg_free()). Nested sections are defaulted too. */
 void dbld__cfg_defaults(const dbld__cfg_key *schema, void *base);
 
-/* Parse YAML text and apply it to a defaulted base. An empty stream or a null
- * document changes nothing. On error returns DBLD_INVALID_ARGUMENT (or
- * DBLD_RESOURCE_EXHAUSTED when libyaml runs out of memory) with st->msg set;
- * base may then be partly updated and still needs dbld__cfg_free(). */
+/* The parsed document, as seen by a dbld__cfg_check_all_fn: only good for
+ * placing errors with dbld__cfg_error_at(). Borrowed for the call. */
+typedef struct dbld__cfg_doc dbld__cfg_doc;
+
+/* A rule across keys (unique labels, ...), run once the whole document has
+ * been applied to base. Returns 0, or the dbld__cfg_error_at() result. */
+typedef int (*dbld__cfg_check_all_fn)(const void *base, const dbld__cfg_doc *doc, dbld_status *st);
+
+/* An error at key path `path` (e.g. "graph.jobs[3].outputs[0]", as in other
+ * errors): "name:line:col: path: problem" with the position of that value, or
+ * "name: path: problem" if the path names nothing in the document (a default).
+ * Returns DBLD_INVALID_ARGUMENT. */
+int dbld__cfg_error_at(const dbld__cfg_doc *doc, dbld_status *st, const char *path, const char *fmt,
+                       ...) __attribute__((format(printf, 4, 5)));
+
+/* Parse YAML text and apply it to a defaulted base, then run check_all (may be
+ * NULL). An empty stream or a null document changes nothing. On error returns
+ * DBLD_INVALID_ARGUMENT (or DBLD_RESOURCE_EXHAUSTED when libyaml runs out of
+ * memory) with st->msg set; base may then be partly updated and still needs
+ * dbld__cfg_free(). */
 int dbld__cfg_parse(const char *text, size_t len, const char *name, const dbld__cfg_key *schema,
-                    void *base, dbld_status *st);
+                    void *base, dbld__cfg_check_all_fn check_all, dbld_status *st);
 
 /* Free everything the table says base owns and zero those fields. */
 void dbld__cfg_free(const dbld__cfg_key *schema, void *base);

@@ -36,7 +36,7 @@ typedef struct dbld_job_def {
     char *label;          /* unique job label, e.g. "//reviews:ingest" */
     char **command;       /* argv: run as `command... config REF...` / `command... exec ARGS...` */
     size_t n_command;
-    char **outputs;       /* POSIX extended regexes; a ref belongs to the first job one matches in full */
+    char **outputs;       /* POSIX extended regexes, matched in full; no ref matches two jobs' */
     size_t n_outputs;
     int timeout_ms;       /* per exec; 0 = none (default 3600000) */
     char **env;           /* extra environment, "KEY=VALUE" */

@@ -1,18 +1,20 @@
-/* lookup.h - which job produces a partition ref.
+/* lookup.h - which job produces a partition ref, for the graph service.
  *
- * Every output pattern of every job (graph.jobs[].outputs) and every
- * graph.external pattern is compiled once, anchored as `^(?:pat)$` (POSIX
- * ERE has no (?:...), so `^(pat)$`), so a pattern must match the whole ref.
- * A ref belongs to the job one of whose patterns matches it; a ref matched by
- * two jobs is ambiguous (an error naming both), a ref matched by none is not
- * produced by the graph. Lookups only read compiled regexes, so one gs_lookup
- * serves every thread.
+ * A thin layer over dbld_outputs (include/dbld/outputs.h), which the job and
+ * query services use too: every graph.jobs[].outputs and graph.external
+ * pattern compiled once as `^(pat)$`, so a pattern must match the whole ref.
+ * A ref belongs to the job one of whose patterns matches it; config loading
+ * refuses overlapping patterns of two jobs, and a ref two jobs match anyway
+ * is an error naming both; a ref matched by none is not produced by the
+ * graph. Lookups only read compiled regexes, so one gs_lookup serves every
+ * thread.
  */
 #ifndef GRAPH_LOOKUP_H
 #define GRAPH_LOOKUP_H
 
 #include "dbld/arena.h"
 #include "dbld/config.h"
+#include "dbld/outputs.h"
 #include "dbld/status.h"
 #include "databuild.pb-c.h"
 
@@ -28,7 +30,7 @@ void gs_lookup_destroy(gs_lookup *l);
 size_t gs_lookup_n_jobs(const gs_lookup *l);
 const dbld_job_def *gs_lookup_job(const gs_lookup *l, size_t job);
 
-#define GS_LOOKUP_NONE ((size_t)-1)
+#define GS_LOOKUP_NONE DBLD_OUTPUTS_NONE
 /* The job index producing ref: 0 with *job set (GS_LOOKUP_NONE when no job
  * matches), or FAILED_PRECONDITION when two jobs match (message names both). */
 int gs_lookup_ref(const gs_lookup *l, const char *ref, size_t *job, dbld_status *st);

@@ -9,40 +9,18 @@
 int job_table_init(job_table *t, const dbld_config *cfg, dbld_status *st)
 {
     memset(t, 0, sizeof *t);
+    int rc = dbld_outputs_create(cfg, &t->outs, st);
+    if (rc) return rc;
     t->jobs = dbld_xcalloc(cfg->graph.n_jobs + 1, sizeof *t->jobs);
-    for (size_t i = 0; i < cfg->graph.n_jobs; i++) {
-        job_entry *j = &t->jobs[i];
-        j->def = &cfg->graph.jobs[i];
-        j->re = dbld_xcalloc(j->def->n_outputs + 1, sizeof *j->re);
-        t->n = i + 1;
-        for (size_t k = 0; k < j->def->n_outputs; k++) {
-            const char *pat = j->def->outputs[k];
-            size_t len = strlen(pat) + 5;
-            char *anchored = dbld_xmalloc(len);
-            snprintf(anchored, len, "^(%s)$", pat);
-            int rc = regcomp(&j->re[k], anchored, REG_EXTENDED | REG_NOSUB);
-            free(anchored);
-            if (rc) {
-                char err[128];
-                regerror(rc, &j->re[k], err, sizeof err);
-                job_table_free(t);
-                return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
-                                       "job \"%s\": invalid output pattern \"%s\": %s",
-                                       cfg->graph.jobs[i].label, pat, err);
-            }
-            j->n_re = k + 1;
-        }
-    }
+    for (size_t i = 0; i < cfg->graph.n_jobs; i++)
+        t->jobs[i].def = &cfg->graph.jobs[i];
+    t->n = cfg->graph.n_jobs;
     return 0;
 }
 
 void job_table_free(job_table *t)
 {
-    for (size_t i = 0; i < t->n; i++) {
-        for (size_t k = 0; k < t->jobs[i].n_re; k++)
-            regfree(&t->jobs[i].re[k]);
-        free(t->jobs[i].re);
-    }
+    dbld_outputs_destroy(t->outs);
     free(t->jobs);
     memset(t, 0, sizeof *t);
 }
@@ -55,15 +33,6 @@ const job_entry *job_find(const job_table *t, const char *label)
     return NULL;
 }
 
-const job_entry *job_for_ref(const job_table *t, const char *ref)
-{
-    for (size_t i = 0; i < t->n; i++)
-        for (size_t k = 0; k < t->jobs[i].n_re; k++)
-            if (regexec(&t->jobs[i].re[k], ref, 0, NULL, 0) == 0)
-                return &t->jobs[i];
-    return NULL;
-}
-
 int job_resolve(const job_table *t, const char *const *refs, size_t n, const job_entry **out,
                 dbld_status *st)
 {
@@ -73,10 +42,15 @@ int job_resolve(const job_table *t, const char *const *refs, size_t n, const job
     const job_entry **owner = dbld_xcalloc(n, sizeof *owner);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
+        size_t job = DBLD_OUTPUTS_NONE;
         if (!refs[i] || !*refs[i])
             rc = dbld_status_set(st, DBLD_INVALID_ARGUMENT, "output ref %zu is empty", i);
-        else if (!(owner[i] = job_for_ref(t, refs[i])))
+        else if ((rc = dbld_outputs_job(t->outs, refs[i], &job, st)) != 0)
+            break;
+        else if (job == DBLD_OUTPUTS_NONE)
             rc = dbld_status_set(st, DBLD_NOT_FOUND, "no job produces ref \"%s\"", refs[i]);
+        else
+            owner[i] = &t->jobs[job];
     }
     size_t other = 0;
     for (size_t i = 1; i < n && !rc && !other; i++)

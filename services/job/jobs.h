@@ -1,10 +1,11 @@
 /* jobs.h - the graph's jobs as the job service sees them: graph.jobs from the
- * YAML file with the output patterns compiled, label lookup and ref -> job
- * resolution.
+ * YAML file, label lookup and ref -> job resolution.
  *
- * A ref belongs to the first job (in file order) one of whose patterns
- * matches it in full; patterns are POSIX extended regexes anchored as
- * ^(pattern)$.
+ * Refs are resolved through dbld_outputs (include/dbld/outputs.h), as in the
+ * graph and query services: a ref belongs to the job one of whose patterns
+ * (POSIX extended regexes, anchored as ^(pattern)$) matches it in full. Config
+ * loading refuses overlapping patterns of two jobs; a ref two jobs match
+ * anyway is FAILED_PRECONDITION naming both.
  */
 #ifndef JOB_JOBS_H
 #define JOB_JOBS_H
@@ -13,17 +14,16 @@
 #include "dbld/config.h"
 #include "dbld/status.h"
 
-#include <regex.h>
+#include "dbld/outputs.h"
 
 typedef struct job_entry {
     const dbld_job_def *def; /* borrowed from the config */
-    regex_t *re;             /* one per def->outputs[i] */
-    size_t n_re;
 } job_entry;
 
 typedef struct job_table {
-    job_entry *jobs;
+    job_entry *jobs; /* in file order: jobs[i].def is cfg->graph.jobs[i] */
     size_t n;
+    dbld_outputs *outs;
 } job_table;
 
 /* Compile every job's patterns. The config must outlive the table. Returns 0,
@@ -33,11 +33,9 @@ void job_table_free(job_table *t);
 
 /* The job with this label, or NULL. */
 const job_entry *job_find(const job_table *t, const char *label);
-/* The job producing ref (first full match), or NULL. */
-const job_entry *job_for_ref(const job_table *t, const char *ref);
-
 /* The one job producing every ref. NOT_FOUND names a ref no job produces;
- * INVALID_ARGUMENT names the refs and jobs when they belong to several. */
+ * FAILED_PRECONDITION a ref two jobs produce; INVALID_ARGUMENT names the refs
+ * and jobs when they belong to several. */
 int job_resolve(const job_table *t, const char *const *refs, size_t n, const job_entry **out,
                 dbld_status *st);
 

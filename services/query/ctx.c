@@ -1,6 +1,6 @@
 /* ctx.c - the query service's process context: connection pool, the graph's
- * output/external regexes (for PutWants validation and want summaries) and
- * the database monitor that drives health.
+ * output/external regexes (dbld_outputs, for PutWants validation and want
+ * summaries) and the database monitor that drives health.
  *
  * Health is NOT_SERVING until a probe of the projection tables succeeds on a
  * dedicated connection (so a busy pool never reads as a dead database), and
@@ -19,23 +19,6 @@
 #define PROBE_SQL "SELECT 1 FROM partitions LIMIT 0"
 #define MONITOR_OK_MS 1000
 
-static int compile_anchored(regex_t *re, const char *src, dbld_status *st)
-{
-    size_t len = strlen(src);
-    char *anchored = dbld_xmalloc(len + 5);
-    memcpy(anchored, "^(", 2);
-    memcpy(anchored + 2, src, len);
-    memcpy(anchored + 2 + len, ")$", 3);
-    int rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB);
-    free(anchored);
-    if (rc != 0) {
-        char err[128];
-        regerror(rc, re, err, sizeof err);
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "invalid pattern \"%s\": %s", src, err);
-    }
-    return 0;
-}
-
 int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_status *st)
 {
     q_ctx *q = dbld_xcalloc(1, sizeof *q);
@@ -52,30 +35,9 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
         q_ctx_destroy(q);
         return dbld_status_set(st, DBLD_INTERNAL, "could not start the query reactor");
     }
-    size_t n = 0;
-    for (size_t j = 0; j < cfg->graph.n_jobs; j++)
-        n += cfg->graph.jobs[j].n_outputs;
-    q->outs = dbld_xcalloc(n + 1, sizeof *q->outs);
-    q->out_job = dbld_xcalloc(n + 1, sizeof *q->out_job);
-    q->ext = dbld_xcalloc(cfg->graph.n_external + 1, sizeof *q->ext);
-    for (size_t j = 0; j < cfg->graph.n_jobs; j++) {
-        const dbld_job_def *jd = &cfg->graph.jobs[j];
-        for (size_t k = 0; k < jd->n_outputs; k++) {
-            if (compile_anchored(&q->outs[q->n_outs], jd->outputs[k], st) != 0) {
-                dbld_status_prefix(st, "graph.jobs[%zu] (%s)", j, jd->label);
-                q_ctx_destroy(q);
-                return st->code;
-            }
-            q->out_job[q->n_outs++] = j;
-        }
-    }
-    for (size_t k = 0; k < cfg->graph.n_external; k++) {
-        if (compile_anchored(&q->ext[q->n_ext], cfg->graph.external[k], st) != 0) {
-            dbld_status_prefix(st, "graph.external[%zu]", k);
-            q_ctx_destroy(q);
-            return st->code;
-        }
-        q->n_ext++;
+    if (dbld_outputs_create(cfg, &q->outs, st) != 0) {
+        q_ctx_destroy(q);
+        return st->code;
     }
     *out = q;
     return 0;
@@ -83,15 +45,13 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
 
 int q_ref_kind(const q_ctx *q, const char *ref, size_t *job)
 {
-    for (size_t i = 0; i < q->n_outs; i++) {
-        if (regexec(&q->outs[i], ref, 0, NULL, 0) == 0) {
-            if (job) *job = q->out_job[i];
-            return 1;
-        }
+    size_t j;
+    /* a ref two jobs match (refused at config load) still is producible */
+    if (dbld_outputs_job(q->outs, ref, &j, NULL) != 0 || j != DBLD_OUTPUTS_NONE) {
+        if (job) *job = j;
+        return 1;
     }
-    for (size_t i = 0; i < q->n_ext; i++)
-        if (regexec(&q->ext[i], ref, 0, NULL, 0) == 0) return 2;
-    return 0;
+    return dbld_outputs_external(q->outs, ref) ? 2 : 0;
 }
 
 static void set_up(q_ctx *q, int up, const char *why)
@@ -173,13 +133,7 @@ void q_ctx_destroy(q_ctx *q)
     if (q->started) pthread_join(q->monitor, NULL);
     q_reactor_destroy(q->rx);
     dbld_pool_destroy(q->pool);
-    for (size_t i = 0; i < q->n_outs; i++)
-        regfree(&q->outs[i]);
-    for (size_t i = 0; i < q->n_ext; i++)
-        regfree(&q->ext[i]);
-    free(q->outs);
-    free(q->out_job);
-    free(q->ext);
+    dbld_outputs_destroy(q->outs);
     free(q->ro);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);

@@ -17,11 +17,11 @@
 #include "dbld/arena.h"
 #include "dbld/config.h"
 #include "dbld/db.h"
+#include "dbld/outputs.h"
 #include "dbld/rpc.h"
 #include "dbld/status.h"
 
 #include <pthread.h>
-#include <regex.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,12 +46,7 @@ typedef struct q_ctx {
     /* pooled connections already switched to read-only (see q_db()) */
     const dbld_db **ro;
     size_t n_ro, cap_ro;
-    /* anchored regexes of graph.jobs[].outputs (job index in out_job) and graph.external */
-    regex_t *outs;
-    size_t *out_job;
-    size_t n_outs;
-    regex_t *ext;
-    size_t n_ext;
+    dbld_outputs *outs; /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
     struct q_reactor *rx; /* q_job_submit()'s connections and thread */
     /* database monitor (health) */
     pthread_t monitor;

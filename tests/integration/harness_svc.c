@@ -215,6 +215,18 @@ h_service *h_service_spawn(const char *kind, const char *dsn, const h_service_op
     return s;
 }
 
+char *h_service_refused(const char *kind, const char *dsn, const h_service_opts *opts)
+{
+    h_service *s = h_service_spawn(kind, dsn, opts);
+    if (!H_POLL_UNTIL(10000, !h_service_alive(s))) {
+        h_service_kill(s);
+        H_FAIL("%s started with a config it should refuse (log: %s)", s->name, s->log_path);
+    }
+    if (s->exit_status != 2)
+        H_FAIL("%s exited with status %d, want 2 (log: %s)", s->name, s->exit_status, s->log_path);
+    return h_read_file(s->log_path, NULL);
+}
+
 h_service *h_service_start(const char *kind, const char *dsn, const h_service_opts *opts)
 {
     h_service *s = h_service_spawn(kind, dsn, opts);

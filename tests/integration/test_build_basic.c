@@ -14,9 +14,7 @@
     "    - label: \"//t:cy\"\n      command: %CMD%\n      outputs: [\"cy/.*\"]\n"                  \
     "    - label: \"//t:cz\"\n      command: %CMD%\n      outputs: [\"cz/.*\"]\n"                  \
     "    - label: \"//t:p\"\n      command: %CMD%\n      outputs: [\"p/.*\"]\n"                    \
-    "    - label: \"//t:q\"\n      command: %CMD%\n      outputs: [\"q/.*\"]\n"                    \
-    "    - label: \"//t:amb1\"\n      command: %CMD%\n      outputs: [\"amb/[0-9]+\"]\n"           \
-    "    - label: \"//t:amb2\"\n      command: %CMD%\n      outputs: [\"amb/1.*\"]\n"
+    "    - label: \"//t:q\"\n      command: %CMD%\n      outputs: [\"q/.*\"]\n"
 
 #define RULES                                                                                      \
     "[{\"match\": \"a/(.*)\", \"inputs\": [\"b/\\\\1\", \"c/\\\\1\"]},"                            \
@@ -127,12 +125,27 @@ DBLD_TEST(lookup_groups_by_job)
     CHECK_EQ_STR(r->task_refs[1]->job->label, "//t:b");
     CHECK_CODE(bf_lookup(&f, H_STRS("a/1", "nope/1"), &r, &st), st, DBLD_NOT_FOUND);
     CHECK_CONTAINS(st.msg, "nope/1");
-    /* a ref matched by two jobs: both are named */
-    CHECK_CODE(bf_lookup(&f, H_STRS("amb/12"), &r, &st), st, DBLD_FAILED_PRECONDITION);
-    CHECK_CONTAINS(st.msg, "//t:amb1");
-    CHECK_CONTAINS(st.msg, "//t:amb2");
-    CHECK_OK(bf_lookup(&f, H_STRS("amb/22"), &r, &st), st);
-    CHECK_EQ_STR(r->task_refs[0]->job->label, "//t:amb1");
+}
+
+/* Two jobs whose output patterns overlap: the graph service refuses to start
+ * and names both jobs, both patterns and a ref both match (the lookup that
+ * used to answer FAILED_PRECONDITION for such a ref never gets to run). */
+DBLD_TEST(overlapping_jobs_refused_at_startup)
+{
+    h_service_opts o = {
+        .eventlog_addr = "127.0.0.1:1",
+        .extra_section = "  jobs:\n"
+                         "    - {label: \"//t:amb1\", command: [\"/bin/true\"], outputs: "
+                         "[\"amb/[0-9]+\"]}\n"
+                         "    - {label: \"//t:other\", command: [\"/bin/true\"], outputs: "
+                         "[\"other/.*\"]}\n"
+                         "    - {label: \"//t:amb2\", command: [\"/bin/true\"], outputs: "
+                         "[\"amb/1.*\"]}\n"};
+    char *log = h_service_refused("graph", NULL, &o);
+    CHECK_CONTAINS(log, "graph.jobs[2].outputs[0]: pattern \"amb/1.*\" of job \"//t:amb2\" "
+                        "overlaps pattern \"amb/[0-9]+\" of job \"//t:amb1\" (both match "
+                        "\"amb/1\")");
+    free(log);
 }
 
 DBLD_TEST(analyze_batches_configure_per_job_per_round)
@@ -354,6 +367,7 @@ DBLD_TEST(running_means_the_process_started)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(submit_returns_at_once),
                DBLD_TEST_ENTRY(lookup_groups_by_job),
+               DBLD_TEST_ENTRY(overlapping_jobs_refused_at_startup),
                DBLD_TEST_ENTRY(analyze_batches_configure_per_job_per_round),
                DBLD_TEST_ENTRY(cycle_is_named), DBLD_TEST_ENTRY(unknown_ref_not_found),
                DBLD_TEST_ENTRY(precondition_failed_names_the_input),

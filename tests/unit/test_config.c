@@ -489,12 +489,12 @@ static void test_graph_job_errors(void **state)
                  "databuild.yaml:3:7: graph.jobs[0]: missing required key \"command\"");
     expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/.*']}\n"
                  "    - {label: a, command: [y], outputs: ['b/.*']}\n",
-                 "databuild.yaml: graph.jobs[1].label: duplicate job label \"a\" (also "
+                 "databuild.yaml:4:15: graph.jobs[1].label: duplicate job label \"a\" (also "
                  "graph.jobs[0])");
     expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/.*']}\n"
                  "    - {label: b, command: [y], outputs: ['a/.*']}\n",
-                 "databuild.yaml: graph.jobs[1].outputs[0]: pattern \"a/.*\" overlaps job \"a\" "
-                 "(graph.jobs[0])");
+                 "databuild.yaml:4:42: graph.jobs[1].outputs[0]: pattern \"a/.*\" of job \"b\" "
+                 "overlaps pattern \"a/.*\" of job \"a\" (both match \"a/\")");
     expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a'], env: [NOEQ]}\n",
                  "databuild.yaml:3:54: graph.jobs[0].env[0]: invalid environment entry \"NOEQ\" "
                  "(expected KEY=VALUE)");
@@ -509,6 +509,67 @@ static void test_graph_job_errors(void **state)
                  "{single_quota: -2}}\n",
                  "databuild.yaml:3:70: graph.jobs[0].retry.single_quota: -2 is out of range "
                  "(expected 0..1000000)");
+}
+
+/* Output patterns of two jobs must not overlap (lib/rxoverlap.c decides). */
+static void test_graph_overlaps(void **state)
+{
+    (void)state;
+    expect_error("graph:\n"
+                 "  jobs:\n"
+                 "    - {label: \"//x:a\", command: [x], outputs: ['amb/[0-9]+']}\n"
+                 "    - {label: \"//x:c\", command: [x], outputs: ['c/.*']}\n"
+                 "    - {label: \"//x:d\", command: [x], outputs: ['d/.*', 'amb/x']}\n"
+                 "    - label: \"//x:b\"\n"
+                 "      command: [x]\n"
+                 "      outputs:\n"
+                 "        - 'amb/1.*'\n",
+                 "databuild.yaml:9:11: graph.jobs[3].outputs[0]: pattern \"amb/1.*\" of job "
+                 "\"//x:b\" overlaps pattern \"amb/[0-9]+\" of job \"//x:a\" (both match "
+                 "\"amb/1\")");
+    /* the second pattern of a job; a witness with a quote in it is escaped */
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/[0-9]']}\n"
+                 "    - {label: b, command: [y], outputs: ['b/.*', 'a/[\"5-9]']}\n",
+                 "databuild.yaml:4:50: graph.jobs[1].outputs[1]: pattern \"a/[\"5-9]\" of job "
+                 "\"b\" overlaps pattern \"a/[0-9]\" of job \"a\" (both match \"a/5\")");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['q/\\\"']}\n"
+                 "    - {label: b, command: [y], outputs: ['q/[^a]']}\n",
+                 "databuild.yaml:4:42: graph.jobs[1].outputs[0]: pattern \"q/[^a]\" of job "
+                 "\"b\" overlaps pattern \"q/\\\"\" of job \"a\" (both match \"q/\\\"\")");
+    /* a pattern that cannot be modelled is an error, not a silent pass */
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/\\bx']}\n"
+                 "    - {label: b, command: [y], outputs: ['b/.*']}\n",
+                 "databuild.yaml:3:42: graph.jobs[0].outputs[0]: could not check pattern "
+                 "\"a/\\bx\" of job \"a\" for overlaps with other jobs: the assertion \\b is "
+                 "not supported");
+    /* patterns compile anchored, as the services compile them: \1 is the anchoring group */
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/(x)\\1']}\n",
+                 "databuild.yaml:3:42: graph.jobs[0].outputs[0]: invalid regular expression "
+                 "\"a/(x)\\1\": Invalid back reference");
+    expect_error("graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['a/[0-9]{100}{100}']}\n"
+                 "    - {label: b, command: [y], outputs: ['b/.*']}\n",
+                 "databuild.yaml:3:42: graph.jobs[0].outputs[0]: could not check pattern "
+                 "\"a/[0-9]{100}{100}\" of job \"a\" for overlaps with other jobs: the pattern "
+                 "needs more than 10000 automaton states");
+
+    /* disjoint patterns load; one job's own patterns may overlap; a single job is never checked */
+    const char *ok[] = {
+        "graph:\n  jobs:\n"
+        "    - {label: a, command: [x], outputs: ['a/[0-9]+', 'a/1.*']}\n"
+        "    - {label: b, command: [x], outputs: ['a/[a-z]+']}\n"
+        "    - {label: c, command: [x], outputs: ['d/date=[0-9]{4}']}\n"
+        "    - {label: d, command: [x], outputs: ['d/date=[0-9]{5}']}\n"
+        "    - {label: e, command: [x], outputs: ['e/(foo|bar)', 'e/ba[^r]']}\n",
+        "graph:\n  jobs:\n    - {label: a, command: [x], outputs: ['\\bx']}\n",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        dbld_config cfg;
+        dbld_status st;
+        int rc = parse(ok[i], &cfg, &st);
+        if (rc) print_error("%s\n", st.msg);
+        assert_int_equal(rc, 0);
+        dbld_config_free(&cfg);
+    }
 }
 
 /* ---- files ---- */
@@ -868,7 +929,7 @@ static int t_parse(const char *yaml, t_root *r, dbld_status *st)
 {
     memset(r, 0, sizeof *r);
     dbld__cfg_defaults(t_root_keys, r);
-    int rc = dbld__cfg_parse(yaml, strlen(yaml), "t.yaml", t_root_keys, r, st);
+    int rc = dbld__cfg_parse(yaml, strlen(yaml), "t.yaml", t_root_keys, r, NULL, st);
     if (rc) dbld__cfg_free(t_root_keys, r); /* partly filled: must still free cleanly */
     return rc;
 }
@@ -956,6 +1017,7 @@ int main(void)
         cmocka_unit_test(test_schema_list_of_mappings),
         cmocka_unit_test(test_graph_jobs),
         cmocka_unit_test(test_graph_job_errors),
+        cmocka_unit_test(test_graph_overlaps),
     };
     return cmocka_run_group_tests(tests, clear_env, NULL);
 }
