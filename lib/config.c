@@ -16,6 +16,7 @@
 #include "dbld/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <regex.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -587,12 +588,37 @@ static void usage(FILE *f, const char *prog)
             prog);
 }
 
+static void start_error(const char *msg, const char *path, const char *fmt, va_list ap)
+{
+    char text[DBLD_STATUS_MSG_MAX + 256];
+    vsnprintf(text, sizeof text, fmt, ap);
+    dbld_log(DBLD_LOG_ERROR, msg, "error", text, path ? "config" : NULL, path, (char *)NULL);
+}
+
+static void args_error(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void args_error(const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    start_error(path ? "configuration error" : "command-line error", path, fmt, ap);
+    va_end(ap);
+}
+
+void dbld_config_log_error(const dbld_config *cfg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    start_error("configuration error", cfg ? cfg->source : NULL, fmt, ap);
+    va_end(ap);
+}
+
 int dbld_config_from_args(int argc, char **argv, const char *service, dbld_config *cfg)
 {
     char prog[96];
     const char *svc = service ? service : "databuild";
     snprintf(prog, sizeof prog, "%s%s", strncmp(svc, "databuild", 9) == 0 ? "" : "databuild-", svc);
     memset(cfg, 0, sizeof *cfg);
+    dbld_log_init(svc, DBLD_LOG_INFO); /* errors below are JSON lines like the rest */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout, prog);
@@ -606,24 +632,24 @@ int dbld_config_from_args(int argc, char **argv, const char *service, dbld_confi
         if (strcmp(arg, "--config") == 0 && i + 1 < argc) {
             path = argv[++i];
         } else if (strcmp(arg, "--config") == 0) {
-            fprintf(stderr, "%s: option --config needs a FILE argument\n", prog);
+            args_error(NULL, "option --config needs a FILE argument");
             return DBLD_CONFIG_ERROR;
         } else if (strncmp(arg, "--config=", 9) == 0) {
             path = arg + 9;
         } else {
-            fprintf(stderr, "%s: %s \"%s\" (try --help)\n", prog,
-                    arg[0] == '-' ? "unknown option" : "unexpected argument", arg);
+            args_error(NULL, "%s \"%s\" (try %s --help)",
+                       arg[0] == '-' ? "unknown option" : "unexpected argument", arg, prog);
             return DBLD_CONFIG_ERROR;
         }
     }
     if (!path || !path[0]) {
-        fprintf(stderr, "%s: missing --config FILE\n", prog);
+        args_error(NULL, "missing --config FILE (try %s --help)", prog);
         return DBLD_CONFIG_ERROR;
     }
     dbld_status st;
     if (dbld_config_load(path, cfg, &st) || dbld_config_apply_env_checked(cfg, &st)) {
         dbld_config_free(cfg);
-        fprintf(stderr, "%s: %s\n", prog, st.msg);
+        args_error(path, "%s", st.msg);
         return DBLD_CONFIG_ERROR;
     }
     dbld_log_level lvl = DBLD_LOG_INFO;

@@ -131,7 +131,7 @@ void dbld_config_free(dbld_config *cfg);
 /* Return values of dbld_config_from_args(). */
 #define DBLD_CONFIG_RUN 0   /* config loaded: carry on */
 #define DBLD_CONFIG_HELP 1  /* --help printed to stdout: exit with status 0 */
-#define DBLD_CONFIG_ERROR 2 /* one line printed to stderr: exit with status 2 */
+#define DBLD_CONFIG_ERROR 2 /* one JSON line logged to stderr: exit with status 2 */
 /* The process exit status for a non-RUN result. */
 #define DBLD_CONFIG_EXIT_STATUS(rc) ((rc) == DBLD_CONFIG_HELP ? 0 : (rc))
 
@@ -144,9 +144,18 @@ void dbld_config_free(dbld_config *cfg);
  *     if (rc != DBLD_CONFIG_RUN)
  *         return DBLD_CONFIG_EXIT_STATUS(rc);
  *
- * Errors print exactly one line, "databuild-<service>: <message>", to stderr
- * (e.g. "databuild-job: missing --config FILE"); *cfg is then zeroed. On RUN the
- * caller owns *cfg (dbld_config_free()). */
+ * Errors write exactly one JSON log line to stderr, like every other record
+ * of the service: msg "command-line error" or "configuration error", fields
+ * "error" (e.g. "missing --config FILE", "databuild.yaml:2:12:
+ * eventlog.workers: expected an integer, got \"lots\"") and "config" (the
+ * file, when known); *cfg is then zeroed. On RUN the caller owns *cfg
+ * (dbld_config_free()). */
 int dbld_config_from_args(int argc, char **argv, const char *service, dbld_config *cfg);
+
+/* A start-up error that a service finds in its configuration after
+ * dbld_config_from_args() (e.g. a required key for this service, a graph
+ * that does not compile): the same JSON line, msg "configuration error". */
+void dbld_config_log_error(const dbld_config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -18,8 +18,8 @@ int main(int argc, char **argv)
     if (rc != DBLD_CONFIG_RUN)
         return DBLD_CONFIG_EXIT_STATUS(rc);
     if (!cfg.shared.postgres_dsn || !*cfg.shared.postgres_dsn) {
-        fprintf(stderr, "databuild-eventlog: %s: shared.postgres_dsn is required "
-                        "(or set DATABUILD_POSTGRES_DSN)\n", cfg.source ? cfg.source : "config");
+        dbld_config_log_error(&cfg, "shared.postgres_dsn is required (or set "
+                                    "DATABUILD_POSTGRES_DSN)");
         dbld_config_free(&cfg);
         return 2;
     }

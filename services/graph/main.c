@@ -70,7 +70,7 @@ int main(int argc, char **argv)
     dbld_status st;
     gs_lookup *lookup = NULL;
     if (gs_lookup_create(&cfg, &lookup, &st) != 0) {
-        fprintf(stderr, "databuild-graph: %s: %s\n", cfg.source ? cfg.source : "config", st.msg);
+        dbld_config_log_error(&cfg, "%s", st.msg);
         dbld_config_free(&cfg);
         return 2;
     }

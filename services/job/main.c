@@ -32,14 +32,14 @@ int main(int argc, char **argv)
     dbld_status st;
     orphan_reg *orphans = NULL;
     if (orphan_reg_open(getenv("DATABUILD_JOB_STATE_DIR"), &orphans, &st) != 0) {
-        fprintf(stderr, "databuild-job: %s\n", st.msg);
+        dbld_config_log_error(&cfg, "%s", st.msg);
         dbld_config_free(&cfg);
         return 2;
     }
     orphan_reg_sweep(orphans); /* before any job of ours runs */
     jr_engine *engine = jr_engine_create(&cfg, orphans, &st);
     if (!engine) {
-        fprintf(stderr, "databuild-job: %s\n", st.msg);
+        dbld_config_log_error(&cfg, "%s", st.msg);
         orphan_reg_close(orphans);
         dbld_config_free(&cfg);
         return 2;

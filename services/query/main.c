@@ -39,7 +39,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (q_ctx_create(&cfg, srv, &q, &st) != 0) {
-        fprintf(stderr, "databuild-query: %s: %s\n", cfg.source ? cfg.source : "config", st.msg);
+        dbld_config_log_error(&cfg, "%s", st.msg);
         dbld_server_destroy(srv);
         dbld_config_free(&cfg);
         return 2;

@@ -226,7 +226,9 @@ h_service *h_service_start(const char *kind, const char *dsn, const h_service_op
 /* The same without waiting for SERVING (returns once the process was spawned). */
 h_service *h_service_spawn(const char *kind, const char *dsn, const h_service_opts *opts);
 /* Spawn a service whose config must be refused: fails the test unless it exits
- * with status 2 (config error) within 10 s. Returns its log (caller frees). */
+ * with status 2 (config error) within 10 s, every line of its stderr is a JSON
+ * object and one at level error says why. Returns those errors as plain text,
+ * "msg: error" per line (caller frees). */
 char *h_service_refused(const char *kind, const char *dsn, const h_service_opts *opts);
 /* Restart a stopped/killed service with the same config and port; waits SERVING. */
 void h_service_restart(h_service *s);

@@ -12,6 +12,8 @@
 #define _GNU_SOURCE /* environ */
 #include "harness.h"
 
+#include <jansson.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -224,7 +226,28 @@ char *h_service_refused(const char *kind, const char *dsn, const h_service_opts 
     }
     if (s->exit_status != 2)
         H_FAIL("%s exited with status %d, want 2 (log: %s)", s->name, s->exit_status, s->log_path);
-    return h_read_file(s->log_path, NULL);
+    /* every line is a JSON log record; the error is in one at level error */
+    char *log = h_read_file(s->log_path, NULL);
+    size_t cap = strlen(log ? log : "") + 64, len = 0;
+    char *text = dbld_xcalloc(1, cap);
+    char *save = NULL;
+    for (char *line = strtok_r(log, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "### harness:", 12) == 0) continue; /* the harness's own lines */
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        if (!j || !json_is_object(j))
+            H_FAIL("%s: stderr line is not a JSON object (%s): %s", s->name, jerr.text, line);
+        const char *level = json_string_value(json_object_get(j, "level"));
+        const char *msg = json_string_value(json_object_get(j, "msg"));
+        const char *err = json_string_value(json_object_get(json_object_get(j, "fields"), "error"));
+        if (level && strcmp(level, "error") == 0)
+            len += (size_t)snprintf(text + len, cap - len, "%s: %s\n", msg ? msg : "",
+                                    err ? err : "");
+        json_decref(j);
+    }
+    free(log);
+    if (len == 0) H_FAIL("%s exited 2 without logging an error (log: %s)", s->name, s->log_path);
+    return text;
 }
 
 h_service *h_service_start(const char *kind, const char *dsn, const h_service_opts *opts)

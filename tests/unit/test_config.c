@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "../../lib/config_schema.h"
 #include "dbld/config.h"
 
@@ -780,57 +782,83 @@ static int run_args(int argc, char **argv, dbld_config *cfg, char **out, char **
     return rc;
 }
 
-static void expect_args_error(int argc, char **argv, const char *want_line)
+/* The start-up error is one JSON log line: service, level, msg (command-line
+ * or configuration error), fields.error = want_error, fields.config = the
+ * file when one was loaded. */
+static void expect_args_error(int argc, char **argv, const char *want_msg, const char *want_error,
+                              const char *want_config)
 {
     dbld_config cfg;
     char *out, *err;
     int rc = run_args(argc, argv, &cfg, &out, &err);
     assert_int_equal(rc, DBLD_CONFIG_ERROR);
     assert_int_equal(DBLD_CONFIG_EXIT_STATUS(rc), 2);
-    assert_string_equal(err, want_line);
+    size_t len = strlen(err);
+    assert_true(len > 0 && err[len - 1] == '\n');
+    assert_null(memchr(err, '\n', len - 1)); /* exactly one line */
+    json_error_t jerr;
+    json_t *j = json_loads(err, 0, &jerr);
+    if (!j) print_error("stderr is not one JSON object (%s): %s\n", jerr.text, err);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "service")), "eventlog");
+    assert_string_equal(json_string_value(json_object_get(j, "level")), "error");
+    assert_string_equal(json_string_value(json_object_get(j, "msg")), want_msg);
+    json_t *fields = json_object_get(j, "fields");
+    assert_string_equal(json_string_value(json_object_get(fields, "error")), want_error);
+    if (want_config)
+        assert_string_equal(json_string_value(json_object_get(fields, "config")), want_config);
+    else
+        assert_null(json_object_get(fields, "config"));
+    json_decref(j);
     assert_string_equal(out, "");
     assert_null(cfg.source);
     free(out);
     free(err);
 }
 
+#define CLI_ERR "command-line error"
+#define CFG_ERR "configuration error"
+
 static void test_from_args(void **state)
 {
     (void)state;
     char *missing_flag[] = {"databuild-eventlog", NULL};
-    expect_args_error(1, missing_flag, "databuild-eventlog: missing --config FILE\n");
+    expect_args_error(1, missing_flag, CLI_ERR,
+                      "missing --config FILE (try databuild-eventlog --help)", NULL);
 
     char *missing_file[] = {"databuild-eventlog", "--config", "/nonexistent/x.yaml", NULL};
-    expect_args_error(3, missing_file,
-                      "databuild-eventlog: could not read config file \"/nonexistent/x.yaml\": "
-                      "No such file or directory\n");
+    expect_args_error(3, missing_file, CFG_ERR,
+                      "could not read config file \"/nonexistent/x.yaml\": "
+                      "No such file or directory",
+                      "/nonexistent/x.yaml");
 
     char *no_value[] = {"databuild-eventlog", "--config", NULL};
-    expect_args_error(2, no_value, "databuild-eventlog: option --config needs a FILE argument\n");
+    expect_args_error(2, no_value, CLI_ERR, "option --config needs a FILE argument", NULL);
 
     char *unknown[] = {"databuild-eventlog", "--verbose", NULL};
-    expect_args_error(2, unknown,
-                      "databuild-eventlog: unknown option \"--verbose\" (try --help)\n");
+    expect_args_error(2, unknown, CLI_ERR,
+                      "unknown option \"--verbose\" (try databuild-eventlog --help)", NULL);
 
     char *stray[] = {"databuild-eventlog", "--config=" EXAMPLE, "extra", NULL};
-    expect_args_error(3, stray, "databuild-eventlog: unexpected argument \"extra\" (try --help)\n");
+    expect_args_error(3, stray, CLI_ERR,
+                      "unexpected argument \"extra\" (try databuild-eventlog --help)", NULL);
 
     char *path = write_temp("eventlog:\n  workers: lots\n");
     char flag[128], want[256];
     snprintf(flag, sizeof flag, "--config=%s", path);
     char *bad_yaml[] = {"databuild-eventlog", flag, NULL};
-    snprintf(want, sizeof want,
-             "databuild-eventlog: %s:2:12: eventlog.workers: expected an integer, got \"lots\"\n",
+    snprintf(want, sizeof want, "%s:2:12: eventlog.workers: expected an integer, got \"lots\"",
              path);
-    expect_args_error(2, bad_yaml, want);
+    expect_args_error(2, bad_yaml, CFG_ERR, want, path);
     unlink(path);
     free(path);
 
     setenv("DATABUILD_EVENTLOG_LISTEN", "bad", 1);
     char *env_bad[] = {"databuild-eventlog", "--config", EXAMPLE, NULL};
-    expect_args_error(3, env_bad,
-                      "databuild-eventlog: DATABUILD_EVENTLOG_LISTEN: invalid address \"bad\" "
-                      "(expected host:port with port 0..65535)\n");
+    expect_args_error(3, env_bad, CFG_ERR,
+                      "DATABUILD_EVENTLOG_LISTEN: invalid address \"bad\" "
+                      "(expected host:port with port 0..65535)",
+                      EXAMPLE);
     clear_env(NULL);
 }
 
