@@ -93,12 +93,15 @@ int gs_job_configure(gs_service *s, size_t job, const char *const *refs, size_t 
 int gs_ep_acquire(gs_service *s, int avoid);
 void gs_ep_release(gs_service *s, int ep);
 const char *gs_ep_addr(gs_service *s, int ep);
-/* JobRunner/RunStreamed on endpoint ep: started(arg, ...) once the job
- * service has spawned the process (not called when it could not), then
- * *out is the result. */
+/* JobRunner/RunStreamed on endpoint ep; *out is the result. When the job
+ * service reports the process spawned, *started_out is set, and
+ * started(arg, start) is called unless the result follows within defer_ms
+ * (a short run's caller then records the start together with the result:
+ * one event log write instead of two). Not called when the spawn failed. */
 typedef void (*gs_started_fn)(void *arg, const Databuild__V1__RunJobStarted *started);
 int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild__V1__Task *task,
-               int64_t timeout_ms, gs_started_fn started, void *arg, dbld_arena *a,
+               int64_t timeout_ms, int64_t defer_ms, gs_started_fn started, void *arg,
+               dbld_arena *a, Databuild__V1__RunJobStarted **started_out,
                Databuild__V1__RunJobResponse **out, dbld_status *st);
 int gs_job_cancel(gs_service *s, int ep, const char *run, const char *reason, int *found,
                   dbld_status *st);

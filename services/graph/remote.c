@@ -200,9 +200,11 @@ int gs_job_configure(gs_service *s, size_t job, const char *const *refs, size_t 
 }
 
 int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild__V1__Task *task,
-               int64_t timeout_ms, gs_started_fn started, void *arg, dbld_arena *a,
+               int64_t timeout_ms, int64_t defer_ms, gs_started_fn started, void *arg,
+               dbld_arena *a, Databuild__V1__RunJobStarted **started_out,
                Databuild__V1__RunJobResponse **out, dbld_status *st)
 {
+    *started_out = NULL;
     Databuild__V1__RunJobRequest req = DATABUILD__V1__RUN_JOB_REQUEST__INIT;
     req.job_run_id = (char *)run;
     req.build_request_id = (char *)br;
@@ -212,10 +214,17 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
                                      "/databuild.v1.JobRunner/RunStreamed", &req.base, timeout_ms,
                                      &strm, st);
     if (rc) return rc;
+    int pending = 0; /* started, not yet handed to started() */
     for (;;) {
         Databuild__V1__RunJobUpdate *u = NULL;
         rc = dbld_stream_next(strm, &databuild__v1__run_job_update__descriptor,
-                              dbld_arena_allocator(a), (ProtobufCMessage **)&u, 0, st);
+                              dbld_arena_allocator(a), (ProtobufCMessage **)&u,
+                              pending ? defer_ms : 0, st);
+        if (!u && pending && rc == DBLD_DEADLINE_EXCEEDED) { /* a longer run: say so now */
+            pending = 0;
+            if (started) started(arg, *started_out);
+            continue;
+        }
         if (!u) {
             if (rc == 0)
                 rc = dbld_status_set(st, DBLD_UNAVAILABLE,
@@ -223,12 +232,15 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
             break;
         }
         if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_STARTED && u->started) {
-            if (started) started(arg, u->started);
+            *started_out = u->started;
+            pending = defer_ms > 0;
+            if (!pending && started) started(arg, u->started);
         } else if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT && u->result) {
             *out = u->result;
             break;
         }
     }
+    if (pending && rc != 0 && started) started(arg, *started_out); /* no result: say it ran */
     dbld_stream_close(strm);
     return rc;
 }

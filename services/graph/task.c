@@ -190,17 +190,21 @@ static int wait_delegation(gs_task *t, dbld_arena *a)
     }
 }
 
-/* The job service spawned an attempt's process: JobEvent RUNNING. */
+/* JobEvent RUNNING of an attempt, stamped with the spawn time the job
+ * service reported. A run that ends within RUNNING_DEFER_MS of its start gets
+ * it in the same append as its result; a longer one as soon as that passes. */
+#define RUNNING_DEFER_MS 100
+
 typedef struct attempt_ctx {
     gs_task *t;
     dbld_arena *a;
     const char *run;
     int ep, attempt;
+    int recorded; /* RUNNING appended (or the append failed) */
 } attempt_ctx;
 
-static void attempt_started(void *arg, const Databuild__V1__RunJobStarted *started)
+static gs_event *running_event(attempt_ctx *c, const Databuild__V1__RunJobStarted *started)
 {
-    attempt_ctx *c = arg;
     gs_build *b = c->t->b;
     char *msg = dbld_arena_printf(c->a, "attempt %d on %s (pid %lld", c->attempt,
                                   gs_ep_addr(b->svc, c->ep), (long long)started->pid);
@@ -208,9 +212,26 @@ static void attempt_started(void *arg, const Databuild__V1__RunJobStarted *start
         msg = dbld_arena_printf(c->a, "%s, after %lld ms waiting for a slot", msg,
                                 (long long)started->waited_ms);
     msg = dbld_arena_printf(c->a, "%s)", msg);
+    gs_event *e =
+        gs_ev_job(c->a, b->id, c->run, c->t->job->label, c->t->task->config, JS(RUNNING), msg);
+    if (started->start_time_ns > 0) e->timestamp = started->start_time_ns;
+    return e;
+}
+
+static void attempt_started(void *arg, const Databuild__V1__RunJobStarted *started)
+{
+    attempt_ctx *c = arg;
+    c->recorded = 1;
     /* a failure abandons the build (and, fenced out, cancels this run) */
-    (void)gsb_append1(b, c->a, gs_ev_job(c->a, b->id, c->run, c->t->job->label,
-                                         c->t->task->config, JS(RUNNING), msg));
+    (void)gsb_append1(c->t->b, c->a, running_event(c, started));
+}
+
+/* The start of a short run goes in front of its result's events. */
+static void add_deferred_running(attempt_ctx *c, const Databuild__V1__RunJobStarted *started,
+                                 gs_evlist *l)
+{
+    if (started && !c->recorded) gs_evlist_add(c->a, l, running_event(c, started));
+    c->recorded = 1;
 }
 
 static void *task_main(void *arg)
@@ -338,7 +359,9 @@ static void *task_main(void *arg)
         int64_t timeout =
             t->job->timeout_ms > 0 ? t->job->timeout_ms + RUN_MARGIN_MS : NO_TIMEOUT_MS;
         attempt_ctx actx = {.t = t, .a = a, .run = run, .ep = ep, .attempt = t->attempts};
-        int rc = gs_job_run(s, ep, run, b->id, t->task, timeout, attempt_started, &actx, a, &rr, &st);
+        Databuild__V1__RunJobStarted *started = NULL;
+        int rc = gs_job_run(s, ep, run, b->id, t->task, timeout, RUNNING_DEFER_MS, attempt_started,
+                            &actx, a, &started, &rr, &st);
         pthread_mutex_lock(&b->mu);
         t->ep = -1;
         pthread_mutex_unlock(&b->mu);
@@ -348,6 +371,7 @@ static void *task_main(void *arg)
         classify(t, a, rc, &st, rr, ep, &o);
         if (o.ok) {
             l.n = 0;
+            add_deferred_running(&actx, started, &l);
             Databuild__V1__BuildEvent *done =
                 gs_ev_job(a, b->id, run, label, cfg, JS(COMPLETED), "");
             if (rr->manifest) {
@@ -372,6 +396,9 @@ static void *task_main(void *arg)
             break;
         }
         if (o.cancelled) {
+            l.n = 0;
+            add_deferred_running(&actx, started, &l);
+            if (l.n && gsb_append(b, a, &l) != 0) continue;
             gsb_append_cancelled(t, a, run, OUT_ALL, "build cancelled");
             task_end(t, T_CANCELLED, "build cancelled");
             break;
@@ -389,6 +416,7 @@ static void *task_main(void *arg)
                           : dbld_arena_printf(a, "attempt %d: %s: %s; retry denied: %s",
                                               t->attempts, kind, o.msg, reason);
         l.n = 0;
+        add_deferred_running(&actx, started, &l);
         gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, label, cfg, JS(FAILED), msg));
         char *pmsg = dbld_arena_printf(a, "job %s failed: %s: %s", label, kind, o.msg);
         if (!retry)
