@@ -416,8 +416,8 @@ int cli_show_call(cli_ctx *ctx, int argc, char **argv, const cli_show *show, dbl
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(show->req, show->id_field);
     if (!f || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
-        return cli_fail(ctx, CLI_FAIL, "%s: %s has no string field %s", show->cmd,
-                        show->req->name, show->id_field);
+        return cli_fail(ctx, CLI_FAIL, "%s: %s has no string field %s", show->cmd, show->req->name,
+                        show->id_field);
     *(const char **)((char *)req + f->offset) = id;
     ProtobufCMessage *resp = NULL;
     rc = cli_query_call(ctx, show->method, req, show->resp, a, &resp, show->call_what);

@@ -77,11 +77,11 @@ int cli_query_call(cli_ctx *ctx, const char *path, const ProtobufCMessage *req,
 /* A `X show ID` command: one positional argument that goes into one string
  * field of a Get*Summary request. */
 typedef struct cli_show {
-    const char *cmd, *what;  /* "runs show", "job run id" (usage errors) */
-    const char *method;      /* CLI_SVC "GetJobRunSummary" */
-    const char *call_what;   /* "job run summary" (call errors) */
+    const char *cmd, *what; /* "runs show", "job run id" (usage errors) */
+    const char *method;     /* CLI_SVC "GetJobRunSummary" */
+    const char *call_what;  /* "job run summary" (call errors) */
     const ProtobufCMessageDescriptor *req, *resp;
-    const char *id_field;    /* "job_run_id": the request field the argument fills */
+    const char *id_field; /* "job_run_id": the request field the argument fills */
 } cli_show;
 
 /* Parse, load the config and call. With --json the response is printed here

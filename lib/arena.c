@@ -23,7 +23,10 @@ struct dbld_arena {
     ProtobufCAllocator pb;
 };
 
-static void *pb_alloc(void *ud, size_t n) { return dbld_arena_alloc(ud, n); }
+static void *pb_alloc(void *ud, size_t n)
+{
+    return dbld_arena_alloc(ud, n);
+}
 static void pb_free(void *ud, void *p)
 {
     (void)ud;
@@ -53,8 +56,7 @@ void dbld_arena_reset(dbld_arena *a)
 {
     for (block *b = a->head; b;) {
         block *n = b->next;
-        if (b != a->first)
-            free(b);
+        if (b != a->first) free(b);
         b = n;
     }
     a->first->used = 0;
@@ -64,8 +66,7 @@ void dbld_arena_reset(dbld_arena *a)
 
 void dbld_arena_destroy(dbld_arena *a)
 {
-    if (!a)
-        return;
+    if (!a) return;
     for (block *b = a->head; b;) {
         block *n = b->next;
         free(b);
@@ -81,8 +82,7 @@ void *dbld_arena_alloc(dbld_arena *a, size_t n)
         abort();
     }
     n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    if (n == 0)
-        n = ALIGN;
+    if (n == 0) n = ALIGN;
     block *b = a->head;
     if (b->cap - b->used < n) {
         if (n > BLOCK_SIZE / 4) {
@@ -126,13 +126,15 @@ char *dbld_arena_printf(dbld_arena *a, const char *fmt, ...)
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     char *p = dbld_arena_alloc(a, (size_t)(n < 0 ? 0 : n) + 1);
-    if (n > 0)
-        vsnprintf(p, (size_t)n + 1, fmt, ap2);
+    if (n > 0) vsnprintf(p, (size_t)n + 1, fmt, ap2);
     va_end(ap2);
     return p;
 }
 
-ProtobufCAllocator *dbld_arena_allocator(dbld_arena *a) { return &a->pb; }
+ProtobufCAllocator *dbld_arena_allocator(dbld_arena *a)
+{
+    return &a->pb;
+}
 
 void *dbld_arena_msg(dbld_arena *a, const ProtobufCMessageDescriptor *desc)
 {
@@ -149,8 +151,7 @@ void *dbld_arena_push(dbld_arena *a, void *arr_ptr, size_t *n, size_t elem_size)
         abort();
     }
     unsigned char *grown = dbld_arena_alloc(a, (*n + 1) * elem_size);
-    if (*n)
-        memcpy(grown, *arr, *n * elem_size);
+    if (*n) memcpy(grown, *arr, *n * elem_size);
     *arr = grown;
     (*n)++;
     return grown + (*n - 1) * elem_size;

@@ -105,7 +105,7 @@ static int check_exit_code(const char *s, char *why, size_t n)
 /* Keys every service section has (dbld_server_config). */
 #define SERVER_KEYS(sec, listen_default, workers_default)                                          \
     STRING_KEY(sec, "listen", server.listen, listen_default, check_addr),                          \
-        INT_KEY(sec, "workers", server.workers, 1, 256, workers_default),                                        \
+        INT_KEY(sec, "workers", server.workers, 1, 256, workers_default),                          \
         INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
         INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000)
 
@@ -154,8 +154,13 @@ static const dbld__cfg_key job_keys[] = {
 static const dbld__cfg_key retry_keys[] = {
     /* a retry section says how much: single_quota is required there (0 is
      * allowed: every failure then ends in "insufficient quota", as in LUCI) */
-    {.name = "single_quota", .type = DBLD__CFG_INT, .offset = offsetof(dbld_retry_config, single_quota),
-     .min = 0, .max = 1000000, .def_int = -1, .flags = DBLD__CFG_REQUIRED},
+    {.name = "single_quota",
+     .type = DBLD__CFG_INT,
+     .offset = offsetof(dbld_retry_config, single_quota),
+     .min = 0,
+     .max = 1000000,
+     .def_int = -1,
+     .flags = DBLD__CFG_REQUIRED},
     RKEY("global_quota", global_quota, 0, 1000000, 1000),
     RKEY("failure_weight", failure_weight, 0, 1000000, 1),
     RKEY("transient_failure_weight", transient_failure_weight, 0, 1000000, 1),
@@ -166,20 +171,40 @@ static const dbld__cfg_key retry_keys[] = {
 #define JOFF(field) offsetof(dbld_job_def, field)
 static const dbld__cfg_key graph_job_keys[] = {
     {.name = "label", .type = DBLD__CFG_STRING, .offset = JOFF(label), .flags = DBLD__CFG_REQUIRED},
-    {.name = "command", .type = DBLD__CFG_STRLIST, .offset = JOFF(command),
-     .count_offset = JOFF(n_command), .min = 1, .flags = DBLD__CFG_REQUIRED},
-    {.name = "outputs", .type = DBLD__CFG_STRLIST, .offset = JOFF(outputs),
-     .count_offset = JOFF(n_outputs), .min = 1, .check = check_regex, .flags = DBLD__CFG_REQUIRED},
-    {.name = "timeout_ms", .type = DBLD__CFG_INT, .offset = JOFF(timeout_ms), .min = 0,
-     .max = 7 * 24 * 3600 * 1000, .def_int = 3600000},
-    {.name = "env", .type = DBLD__CFG_STRLIST, .offset = JOFF(env), .count_offset = JOFF(n_env),
+    {.name = "command",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(command),
+     .count_offset = JOFF(n_command),
+     .min = 1,
+     .flags = DBLD__CFG_REQUIRED},
+    {.name = "outputs",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(outputs),
+     .count_offset = JOFF(n_outputs),
+     .min = 1,
+     .check = check_regex,
+     .flags = DBLD__CFG_REQUIRED},
+    {.name = "timeout_ms",
+     .type = DBLD__CFG_INT,
+     .offset = JOFF(timeout_ms),
+     .min = 0,
+     .max = 7 * 24 * 3600 * 1000,
+     .def_int = 3600000},
+    {.name = "env",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(env),
+     .count_offset = JOFF(n_env),
      .check = check_env},
     {.name = "working_dir", .type = DBLD__CFG_STRING, .offset = JOFF(working_dir)},
-    {.name = "transient_exit_codes", .type = DBLD__CFG_STRLIST,
-     .offset = JOFF(transient_exit_codes), .count_offset = JOFF(n_transient_exit_codes),
+    {.name = "transient_exit_codes",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(transient_exit_codes),
+     .count_offset = JOFF(n_transient_exit_codes),
      .check = check_exit_code},
-    {.name = "no_retry_exit_codes", .type = DBLD__CFG_STRLIST,
-     .offset = JOFF(no_retry_exit_codes), .count_offset = JOFF(n_no_retry_exit_codes),
+    {.name = "no_retry_exit_codes",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(no_retry_exit_codes),
+     .count_offset = JOFF(n_no_retry_exit_codes),
      .check = check_exit_code},
     {.name = "retry", .type = DBLD__CFG_SECTION, .offset = JOFF(retry), .sub = retry_keys},
     {0},
@@ -189,10 +214,17 @@ static const dbld__cfg_key graph_keys[] = {
     SERVER_KEYS(graph, "127.0.0.1:7103", 4),
     STRING_KEY(graph, "label", label, "//databuild:graph", NULL),
     INT_KEY(graph, "max_parallel", max_parallel, 1, 4096, 8),
-    {.name = "external", .type = DBLD__CFG_STRLIST, .offset = OFF(graph, external),
-     .count_offset = OFF(graph, n_external), .check = check_regex},
-    {.name = "jobs", .type = DBLD__CFG_LIST, .offset = OFF(graph, jobs),
-     .count_offset = OFF(graph, n_jobs), .sub = graph_job_keys, .elem_size = sizeof(dbld_job_def)},
+    {.name = "external",
+     .type = DBLD__CFG_STRLIST,
+     .offset = OFF(graph, external),
+     .count_offset = OFF(graph, n_external),
+     .check = check_regex},
+    {.name = "jobs",
+     .type = DBLD__CFG_LIST,
+     .offset = OFF(graph, jobs),
+     .count_offset = OFF(graph, n_jobs),
+     .sub = graph_job_keys,
+     .elem_size = sizeof(dbld_job_def)},
     {0},
 };
 
@@ -595,7 +627,8 @@ static void start_error(const char *msg, const char *path, const char *fmt, va_l
     dbld_log(DBLD_LOG_ERROR, msg, "error", text, path ? "config" : NULL, path, (char *)NULL);
 }
 
-static void args_error(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void args_error(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void args_error(const char *path, const char *fmt, ...)
 {
     va_list ap;

@@ -31,22 +31,16 @@ struct dbld_res {
 
 int dbld_db_code_for_sqlstate(const char *state)
 {
-    if (!state)
-        return DBLD_UNAVAILABLE; /* no SQLSTATE: the connection itself failed */
+    if (!state) return DBLD_UNAVAILABLE; /* no SQLSTATE: the connection itself failed */
     if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
-        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
-        strcmp(state, "53300") == 0)
+        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 || strcmp(state, "53300") == 0)
         return DBLD_UNAVAILABLE;
     if (strncmp(state, "22", 2) == 0) /* data exceptions, 2201B a bad regular expression */
         return DBLD_INVALID_ARGUMENT;
-    if (strcmp(state, "23505") == 0)
-        return DBLD_ALREADY_EXISTS;
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
-        return DBLD_ABORTED;
-    if (strcmp(state, "57014") == 0)
-        return DBLD_DEADLINE_EXCEEDED;
-    if (strcmp(state, "25006") == 0)
-        return DBLD_FAILED_PRECONDITION; /* read-only transaction */
+    if (strcmp(state, "23505") == 0) return DBLD_ALREADY_EXISTS;
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) return DBLD_ABORTED;
+    if (strcmp(state, "57014") == 0) return DBLD_DEADLINE_EXCEEDED;
+    if (strcmp(state, "25006") == 0) return DBLD_FAILED_PRECONDITION; /* read-only transaction */
     return DBLD_INTERNAL;
 }
 
@@ -70,12 +64,12 @@ int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st)
     const char *vals[] = {dsn, "5", "databuild", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1 /* expand dbname as a conninfo */);
     if (!c)
-        return dbld_status_set(st, DBLD_UNAVAILABLE, "could not connect to database: out of memory");
+        return dbld_status_set(st, DBLD_UNAVAILABLE,
+                               "could not connect to database: out of memory");
     if (PQstatus(c) != CONNECTION_OK) {
         dbld_status_set(st, DBLD_UNAVAILABLE, "could not connect to database: %s",
                         PQerrorMessage(c));
-        if (st)
-            trim_newline(st->msg);
+        if (st) trim_newline(st->msg);
         PQfinish(c);
         return DBLD_UNAVAILABLE;
     }
@@ -96,15 +90,17 @@ static void drop_got(dbld_db *db)
 
 void dbld_db_close(dbld_db *db)
 {
-    if (!db)
-        return;
+    if (!db) return;
     drop_got(db);
     free(db->got);
     PQfinish(db->conn);
     free(db);
 }
 
-int dbld_db_alive(dbld_db *db) { return db && PQstatus(db->conn) == CONNECTION_OK; }
+int dbld_db_alive(dbld_db *db)
+{
+    return db && PQstatus(db->conn) == CONNECTION_OK;
+}
 
 static int fail_result(dbld_db *db, PGresult *r, dbld_status *st)
 {
@@ -112,20 +108,17 @@ static int fail_result(dbld_db *db, PGresult *r, dbld_status *st)
     int code =
         PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : dbld_db_code_for_sqlstate(state);
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    if (!msg || !*msg)
-        msg = PQerrorMessage(db->conn);
+    if (!msg || !*msg) msg = PQerrorMessage(db->conn);
     dbld_status_set(st, code, "%s%s", code == DBLD_UNAVAILABLE ? "database unavailable: " : "",
                     msg && *msg ? msg : "unknown database error");
-    if (st)
-        trim_newline(st->msg);
+    if (st) trim_newline(st->msg);
     return code;
 }
 
 static int is_prepared(const dbld_db *db, const char *name)
 {
     for (int i = 0; i < db->n_prepared; i++)
-        if (strcmp(db->prepared[i], name) == 0)
-            return 1;
+        if (strcmp(db->prepared[i], name) == 0) return 1;
     return 0;
 }
 
@@ -137,8 +130,7 @@ static int send_stmt(dbld_db *db, const dbld_stmt *s)
         return PQsendQueryParams(db->conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0) ? 1 : -1;
     int extra = 0;
     if (!is_prepared(db, s->name)) {
-        if (!PQsendPrepare(db->conn, s->name, s->sql, s->n, NULL))
-            return -1;
+        if (!PQsendPrepare(db->conn, s->name, s->sql, s->n, NULL)) return -1;
         extra = 1;
     }
     return PQsendQueryPrepared(db->conn, s->name, s->n, s->params, NULL, NULL, 0) ? 1 + extra : -1;
@@ -149,18 +141,14 @@ static int send_stmt(dbld_db *db, const dbld_stmt *s)
 static int pipeline_send(dbld_db *db, const dbld_stmt *stmts, size_t n, dbld_status *st)
 {
     for (size_t i = 0; i < n; i++)
-        if (stmts[i].out)
-            *stmts[i].out = NULL;
+        if (stmts[i].out) *stmts[i].out = NULL;
     drop_got(db);
-    if (!PQenterPipelineMode(db->conn))
-        return fail_result(db, NULL, st);
+    if (!PQenterPipelineMode(db->conn)) return fail_result(db, NULL, st);
     db->expect = dbld_xcalloc(n ? n : 1, sizeof *db->expect);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++)
-        if ((db->expect[i] = send_stmt(db, &stmts[i])) < 0)
-            rc = fail_result(db, NULL, st);
-    if (!rc && !PQpipelineSync(db->conn))
-        rc = fail_result(db, NULL, st);
+        if ((db->expect[i] = send_stmt(db, &stmts[i])) < 0) rc = fail_result(db, NULL, st);
+    if (!rc && !PQpipelineSync(db->conn)) rc = fail_result(db, NULL, st);
     if (rc) { /* nothing usable was sent; the connection state is unknown */
         drop_got(db);
         PQexitPipelineMode(db->conn);
@@ -172,8 +160,7 @@ static int pipeline_send(dbld_db *db, const dbld_stmt *stmts, size_t n, dbld_sta
  * else waited for. */
 static PGresult *next_result(dbld_db *db)
 {
-    if (db->next_got < db->n_got)
-        return db->got[db->next_got++];
+    if (db->next_got < db->n_got) return db->got[db->next_got++];
     return PQgetResult(db->conn);
 }
 
@@ -212,8 +199,7 @@ static int pipeline_collect(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status
     PGresult *r = next_result(db);
     PQclear(r);
     drop_got(db);
-    if (!PQexitPipelineMode(db->conn) && !rc)
-        rc = fail_result(db, NULL, st);
+    if (!PQexitPipelineMode(db->conn) && !rc) rc = fail_result(db, NULL, st);
     return rc;
 }
 
@@ -223,7 +209,10 @@ int dbld_db_pipeline(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
     return rc ? rc : pipeline_collect(db, stmts, n, st);
 }
 
-int dbld_db_socket(dbld_db *db) { return PQsocket(db->conn); }
+int dbld_db_socket(dbld_db *db)
+{
+    return PQsocket(db->conn);
+}
 
 int dbld_db_pipeline_send(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
 {
@@ -255,8 +244,7 @@ int dbld_db_pipeline_recv(dbld_db *db, dbld_stmt *stmts, size_t n, int *rc, dbld
 int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,
                  dbld_status *st)
 {
-    if (out)
-        *out = NULL;
+    if (out) *out = NULL;
     PGresult *r = n == 0 && !out ? PQexec(db->conn, sql)
                                  : PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
@@ -274,26 +262,34 @@ int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params,
     return code;
 }
 
-int dbld_res_rows(const dbld_res *r) { return r ? PQntuples(r->res) : 0; }
+int dbld_res_rows(const dbld_res *r)
+{
+    return r ? PQntuples(r->res) : 0;
+}
 
 const char *dbld_res_get(const dbld_res *r, int row, int col)
 {
     return PQgetvalue(r->res, row, col);
 }
 
-int dbld_res_null(const dbld_res *r, int row, int col) { return PQgetisnull(r->res, row, col); }
+int dbld_res_null(const dbld_res *r, int row, int col)
+{
+    return PQgetisnull(r->res, row, col);
+}
 
 int64_t dbld_res_i64(const dbld_res *r, int row, int col)
 {
     return strtoll(PQgetvalue(r->res, row, col), NULL, 10);
 }
 
-int64_t dbld_res_affected(const dbld_res *r) { return strtoll(PQcmdTuples(r->res), NULL, 10); }
+int64_t dbld_res_affected(const dbld_res *r)
+{
+    return strtoll(PQcmdTuples(r->res), NULL, 10);
+}
 
 void dbld_res_free(dbld_res *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     PQclear(r->res);
     free(r);
 }
@@ -308,8 +304,7 @@ char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n)
     char *out = dbld_arena_alloc(a, len), *p = out;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
-        if (i)
-            *p++ = ',';
+        if (i) *p++ = ',';
         if (!items[i]) {
             memcpy(p, "NULL", 4);
             p += 4;
@@ -317,8 +312,7 @@ char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n)
         }
         *p++ = '"';
         for (const char *s = items[i]; *s; s++) {
-            if (*s == '"' || *s == '\\')
-                *p++ = '\\';
+            if (*s == '"' || *s == '\\') *p++ = '\\';
             *p++ = *s;
         }
         *p++ = '"';
@@ -335,18 +329,15 @@ static char *parse_element(const char **sp, char *w)
     const char *s = *sp;
     if (*s == '"') {
         for (s++; *s && *s != '"'; s++) {
-            if (*s == '\\' && s[1])
-                s++;
+            if (*s == '\\' && s[1]) s++;
             *w++ = *s;
         }
-        if (*s++ != '"')
-            return NULL;
+        if (*s++ != '"') return NULL;
     } else {
         const char *start = s;
         while (*s && *s != ',' && *s != '}' && *s != '{' && *s != '"' && *s != '\\')
             *w++ = *s++;
-        if (s == start)
-            return NULL;
+        if (s == start) return NULL;
     }
     *sp = s;
     *w++ = '\0';
@@ -357,8 +348,7 @@ int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size
 {
     *items = NULL;
     *n = 0;
-    if (!lit || lit[0] != '{')
-        return -1;
+    if (!lit || lit[0] != '{') return -1;
     size_t cap = 1;
     for (const char *s = lit; *s; s++)
         cap += *s == ',';
@@ -369,15 +359,12 @@ int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size
     while (*s != '}') {
         char *end = parse_element(&s, buf);
         /* every element ends at ',' or '}': at most cap of them */
-        if (!end || (*s != ',' && *s != '}') || (*s == ',' && s[1] == '}'))
-            return -1;
+        if (!end || (*s != ',' && *s != '}') || (*s == ',' && s[1] == '}')) return -1;
         arr[k++] = buf;
         buf = end;
-        if (*s == ',')
-            s++;
+        if (*s == ',') s++;
     }
-    if (s[1] != '\0')
-        return -1;
+    if (s[1] != '\0') return -1;
     *items = arr;
     *n = k;
     return 0;
@@ -398,25 +385,20 @@ char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
 int dbld_bytea_decode(dbld_arena *a, const char *text, uint8_t **out, size_t *len)
 {
-    if (text[0] != '\\' || text[1] != 'x')
-        return -1;
+    if (text[0] != '\\' || text[1] != 'x') return -1;
     size_t n = strlen(text + 2) / 2;
     uint8_t *b = dbld_arena_alloc(a, n ? n : 1);
     for (size_t i = 0; i < n; i++) {
         int hi = hexval(text[2 + 2 * i]), lo = hexval(text[3 + 2 * i]);
-        if (hi < 0 || lo < 0)
-            return -1;
+        if (hi < 0 || lo < 0) return -1;
         b[i] = (uint8_t)(hi << 4 | lo);
     }
     *out = b;
@@ -449,8 +431,7 @@ dbld_pool *dbld_pool_create(const char *dsn, int size)
 
 void dbld_pool_destroy(dbld_pool *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     for (int i = 0; i < p->n_free; i++)
         dbld_db_close(p->free_conns[i]);
     pthread_mutex_destroy(&p->mu);

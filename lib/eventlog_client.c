@@ -9,10 +9,9 @@ int dbld_eventlog_append(const char *target, Databuild__V1__BuildEvent *const *e
     return dbld_eventlog_append_fenced(target, NULL, NULL, events, n, a, idx_out, timeout_ms, st);
 }
 
-int dbld_eventlog_append_fenced(const char *target, const char *build_request_id,
-                                const char *owner, Databuild__V1__BuildEvent *const *events,
-                                size_t n, dbld_arena *a, int64_t *idx_out, int64_t timeout_ms,
-                                dbld_status *st)
+int dbld_eventlog_append_fenced(const char *target, const char *build_request_id, const char *owner,
+                                Databuild__V1__BuildEvent *const *events, size_t n, dbld_arena *a,
+                                int64_t *idx_out, int64_t timeout_ms, dbld_status *st)
 {
     for (size_t i = 0; i < n; i++) {
         if (!events[i]->event_id || !*events[i]->event_id) {
@@ -32,11 +31,9 @@ int dbld_eventlog_append_fenced(const char *target, const char *build_request_id
     }
     ProtobufCMessage *resp = NULL;
     int rc = dbld_client_unary(dbld_client_get(target), "/databuild.v1.EventLog/Append", &req.base,
-                               &databuild__v1__append_response__descriptor,
-                               dbld_arena_allocator(a), &resp, timeout_ms, DBLD_CALL_IDEMPOTENT,
-                               st);
-    if (rc)
-        return rc;
+                               &databuild__v1__append_response__descriptor, dbld_arena_allocator(a),
+                               &resp, timeout_ms, DBLD_CALL_IDEMPOTENT, st);
+    if (rc) return rc;
     const Databuild__V1__AppendResponse *r = (const Databuild__V1__AppendResponse *)resp;
     if (r->n_events != n)
         return dbld_status_set(st, DBLD_INTERNAL,

@@ -59,11 +59,9 @@ static int ends_with(const char *s, const char *suffix)
 /* 1 if f is a map<k, v> field (see the file comment for the rule). */
 static int is_map_field(const ProtobufCFieldDescriptor *f)
 {
-    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
-        return 0;
+    if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE) return 0;
     const ProtobufCMessageDescriptor *e = f->descriptor;
-    if (!e || e->n_fields != 2 || !ends_with(e->short_name, "Entry"))
-        return 0;
+    if (!e || e->n_fields != 2 || !ends_with(e->short_name, "Entry")) return 0;
     if (e->fields[0].id != 1 || strcmp(e->fields[0].name, "key") != 0 ||
         e->fields[0].label == PROTOBUF_C_LABEL_REPEATED)
         return 0;
@@ -161,8 +159,7 @@ static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 static char *b64_encode(const uint8_t *data, size_t len)
 {
     char *out = malloc(4 * ((len + 2) / 3) + 1);
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     size_t o = 0, i = 0;
     for (; i + 2 < len; i += 3) {
         uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
@@ -184,16 +181,11 @@ static char *b64_encode(const uint8_t *data, size_t len)
 
 static int b64_value(char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
     return -1;
 }
 
@@ -201,13 +193,10 @@ static int b64_value(char c)
 static long b64_decoded_len(const char *s, size_t *len)
 {
     size_t n = *len;
-    if (n % 4 == 0 && n >= 2 && s[n - 1] == '=')
-        n -= s[n - 2] == '=' ? 2 : 1;
-    if (n % 4 == 1)
-        return -1;
+    if (n % 4 == 0 && n >= 2 && s[n - 1] == '=') n -= s[n - 2] == '=' ? 2 : 1;
+    if (n % 4 == 1) return -1;
     for (size_t i = 0; i < n; i++)
-        if (b64_value(s[i]) < 0)
-            return -1;
+        if (b64_value(s[i]) < 0) return -1;
     *len = n;
     return (long)(n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0));
 }
@@ -239,8 +228,7 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 {
     size_t len;
     uint32_t cp;
-    if (p[0] < 0x80)
-        return 1;
+    if (p[0] < 0x80) return 1;
     if (p[0] >= 0xc2 && p[0] <= 0xdf) {
         len = 2;
         cp = p[0] & 0x1f;
@@ -253,11 +241,9 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
     } else {
         return 0;
     }
-    if (len > n)
-        return 0;
+    if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
+        if ((p[i] & 0xc0) != 0x80) return 0;
         cp = cp << 6 | (p[i] & 0x3f);
     }
     if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
@@ -271,12 +257,10 @@ static size_t utf8_seq(const unsigned char *p, size_t n)
 static json_t *enc_string(const char *s)
 {
     json_t *j = json_string(s);
-    if (j)
-        return j;
+    if (j) return j;
     size_t n = strlen(s), o = 0;
     char *buf = malloc(3 * n + 1);
-    if (!buf)
-        return NULL;
+    if (!buf) return NULL;
     for (size_t i = 0; i < n;) {
         size_t len = utf8_seq((const unsigned char *)s + i, n - i);
         if (len == 0) {
@@ -296,10 +280,8 @@ static json_t *enc_string(const char *s)
 
 static json_t *enc_float(double v)
 {
-    if (isnan(v))
-        return json_string("NaN");
-    if (isinf(v))
-        return json_string(v > 0 ? "Infinity" : "-Infinity");
+    if (isnan(v)) return json_string("NaN");
+    if (isinf(v)) return json_string(v > 0 ? "Infinity" : "-Infinity");
     return json_real(v);
 }
 
@@ -403,8 +385,7 @@ static json_t *enc_map(const ProtobufCFieldDescriptor *f, ProtobufCMessage *cons
     json_t *obj = json_object();
     for (size_t i = 0; obj && i < n; i++) {
         const ProtobufCMessage *e = entries[i];
-        if (!e)
-            continue;
+        if (!e) continue;
         char buf[32];
         const char *key;
         enc_map_key(kf, CMEMBER(e, kf->offset), buf, sizeof buf, &key);
@@ -422,8 +403,7 @@ static json_t *enc_map(const ProtobufCFieldDescriptor *f, ProtobufCMessage *cons
 
 static json_t *enc_repeated(const ProtobufCFieldDescriptor *f, const void *arr, size_t n, int flags)
 {
-    if (is_map_field(f))
-        return enc_map(f, arr, n, flags);
+    if (is_map_field(f)) return enc_map(f, arr, n, flags);
     json_t *a = json_array();
     size_t es = elem_size(f->type);
     for (size_t i = 0; a && i < n; i++) {
@@ -505,8 +485,7 @@ static json_t *enc_message(const ProtobufCMessage *msg, int flags)
     json_t *obj = json_object();
     for (unsigned i = 0; obj && i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (!field_present(msg, f, flags))
-            continue;
+        if (!field_present(msg, f, flags)) continue;
         const void *p = CMEMBER(msg, f->offset);
         json_t *v;
         if (f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -529,16 +508,14 @@ static json_t *enc_message(const ProtobufCMessage *msg, int flags)
 
 json_t *dbld_json_from_message(const ProtobufCMessage *msg, int flags)
 {
-    if (!msg || !msg->descriptor)
-        return NULL;
+    if (!msg || !msg->descriptor) return NULL;
     return enc_message(msg, flags);
 }
 
 char *dbld_json_encode(const ProtobufCMessage *msg, int flags)
 {
     json_t *j = dbld_json_from_message(msg, flags);
-    if (!j)
-        return NULL;
+    if (!j) return NULL;
     size_t dump = (flags & DBLD_JSON_PRETTY) ? JSON_INDENT(2) : JSON_COMPACT;
     char *s = json_dumps(j, dump | JSON_PRESERVE_ORDER);
     json_decref(j);
@@ -567,10 +544,8 @@ static size_t path_push(dec_ctx *c, const char *fmt, ...)
         va_start(ap, fmt);
         int n = vsnprintf(c->path + c->plen, sizeof c->path - c->plen, fmt, ap);
         va_end(ap);
-        if (n > 0)
-            c->plen += (size_t)n;
-        if (c->plen > sizeof c->path - 1)
-            c->plen = sizeof c->path - 1;
+        if (n > 0) c->plen += (size_t)n;
+        if (c->plen > sizeof c->path - 1) c->plen = sizeof c->path - 1;
     }
     return old;
 }
@@ -586,7 +561,10 @@ static size_t path_push_field(dec_ctx *c, const char *name)
     return c->plen ? path_push(c, ".%s", name) : path_push(c, "%s", name);
 }
 
-static const char *where(const dec_ctx *c) { return c->plen ? c->path : "top level"; }
+static const char *where(const dec_ctx *c)
+{
+    return c->plen ? c->path : "top level";
+}
 
 static const char *json_kind(const json_t *j)
 {
@@ -667,11 +645,9 @@ static ProtobufCAllocator default_alloc = {sys_alloc, sys_free, NULL};
 static int parse_int_text(const char *s, int is_unsigned, int64_t *sv, uint64_t *uv)
 {
     const char *d = s[0] == '-' ? s + 1 : s;
-    if (!*d)
-        return -1;
+    if (!*d) return -1;
     for (const char *p = d; *p; p++)
-        if (!isdigit((unsigned char)*p))
-            return -1;
+        if (!isdigit((unsigned char)*p)) return -1;
     char *end;
     errno = 0;
     if (is_unsigned) {
@@ -699,8 +675,7 @@ static int dec_integer(dec_ctx *c, ProtobufCType t, const json_t *j, void *dst)
         sv = json_integer_value(j);
         snprintf(text, sizeof text, "%lld", (long long)sv);
         if (is_unsigned) {
-            if (sv < 0)
-                goto range;
+            if (sv < 0) goto range;
             uv = (uint64_t)sv;
         }
     } else if (json_is_real(j)) {
@@ -711,22 +686,18 @@ static int dec_integer(dec_ctx *c, ProtobufCType t, const json_t *j, void *dst)
         if (!big && (double)(int64_t)v != v)
             return value_err(c, "%s is not an integer (%s)", text, type_name(t));
         if (is_unsigned) {
-            if (v < 0 || v >= 18446744073709551616.0)
-                goto range;
+            if (v < 0 || v >= 18446744073709551616.0) goto range;
             uv = (uint64_t)v;
         } else {
-            if (v < -9223372036854775808.0 || v >= 9223372036854775808.0)
-                goto range;
+            if (v < -9223372036854775808.0 || v >= 9223372036854775808.0) goto range;
             sv = (int64_t)v;
         }
     } else if (json_is_string(j)) {
         const char *s = json_string_value(j);
         snprintf(text, sizeof text, "\"%.40s\"", s);
         int r = parse_int_text(s, is_unsigned, &sv, &uv);
-        if (r == -1)
-            return value_err(c, "%s is not a decimal %s", text, type_name(t));
-        if (r == -2)
-            goto range;
+        if (r == -1) return value_err(c, "%s is not a decimal %s", text, type_name(t));
+        if (r == -2) goto range;
     } else {
         return type_err(c, type_name(t), j);
     }
@@ -736,12 +707,10 @@ static int dec_integer(dec_ctx *c, ProtobufCType t, const json_t *j, void *dst)
         else
             *(int64_t *)dst = sv;
     } else if (is_unsigned) {
-        if (uv > UINT32_MAX)
-            goto range;
+        if (uv > UINT32_MAX) goto range;
         *(uint32_t *)dst = (uint32_t)uv;
     } else {
-        if (sv < INT32_MIN || sv > INT32_MAX)
-            goto range;
+        if (sv < INT32_MIN || sv > INT32_MAX) goto range;
         *(int32_t *)dst = (int32_t)sv;
     }
     return 0;
@@ -771,8 +740,7 @@ static int dec_floating(dec_ctx *c, ProtobufCType t, const json_t *j, void *dst)
                 v = strtod(s, &end);
                 ok = *end == '\0' && errno != ERANGE;
             }
-            if (!ok)
-                return value_err(c, "\"%.40s\" is not a %s", s, type_name(t));
+            if (!ok) return value_err(c, "\"%.40s\" is not a %s", s, type_name(t));
         }
     } else {
         return type_err(c, type_name(t), j);
@@ -792,16 +760,14 @@ static int dec_enum(dec_ctx *c, const ProtobufCEnumDescriptor *ed, const json_t 
     if (json_is_string(j)) {
         const char *s = json_string_value(j);
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name(ed, s);
-        if (!ev)
-            return value_err(c, "unknown %s value \"%s\"", ed->name, s);
+        if (!ev) return value_err(c, "unknown %s value \"%s\"", ed->name, s);
         *dst = ev->value;
         return 0;
     }
     if (json_is_integer(j) || json_is_real(j)) {
         int32_t v;
         int rc = dec_integer(c, PROTOBUF_C_TYPE_INT32, j, &v);
-        if (rc == 0)
-            *dst = v; /* proto3 enums are open: unknown numbers are kept */
+        if (rc == 0) *dst = v; /* proto3 enums are open: unknown numbers are kept */
         return rc;
     }
     char expected[300];
@@ -811,35 +777,28 @@ static int dec_enum(dec_ctx *c, const ProtobufCEnumDescriptor *ed, const json_t 
 
 static int dec_string(dec_ctx *c, const json_t *j, char **dst, int keep_default_empty)
 {
-    if (!json_is_string(j))
-        return type_err(c, "string", j);
+    if (!json_is_string(j)) return type_err(c, "string", j);
     const char *s = json_string_value(j);
     size_t n = json_string_length(j);
-    if (strlen(s) != n)
-        return value_err(c, "string contains a NUL character");
+    if (strlen(s) != n) return value_err(c, "string contains a NUL character");
     if (n == 0 && keep_default_empty)
         return 0; /* leave protobuf-c's shared empty-string default in place */
     char *p = dstrdup(c, s, n);
-    if (!p)
-        return DBLD_RESOURCE_EXHAUSTED;
+    if (!p) return DBLD_RESOURCE_EXHAUSTED;
     *dst = p;
     return 0;
 }
 
 static int dec_bytes(dec_ctx *c, const json_t *j, ProtobufCBinaryData *dst)
 {
-    if (!json_is_string(j))
-        return type_err(c, "base64 string", j);
+    if (!json_is_string(j)) return type_err(c, "base64 string", j);
     const char *s = json_string_value(j);
     size_t n = json_string_length(j);
     long out_len = b64_decoded_len(s, &n);
-    if (out_len < 0)
-        return value_err(c, "invalid base64 data");
-    if (out_len == 0)
-        return 0;
+    if (out_len < 0) return value_err(c, "invalid base64 data");
+    if (out_len == 0) return 0;
     uint8_t *p = dalloc(c, (size_t)out_len);
-    if (!p)
-        return DBLD_RESOURCE_EXHAUSTED;
+    if (!p) return DBLD_RESOURCE_EXHAUSTED;
     b64_decode(s, n, p);
     dst->data = p;
     dst->len = (size_t)out_len;
@@ -854,13 +813,10 @@ static int dec_fields(dec_ctx *c, const json_t *j, const ProtobufCMessageDescrip
 static int dec_message(dec_ctx *c, const json_t *j, const ProtobufCMessageDescriptor *d,
                        ProtobufCMessage **slot)
 {
-    if (!json_is_object(j))
-        return type_err(c, "object", j);
-    if (c->depth >= MAX_DEPTH)
-        return value_err(c, "messages nested more than %d deep", MAX_DEPTH);
+    if (!json_is_object(j)) return type_err(c, "object", j);
+    if (c->depth >= MAX_DEPTH) return value_err(c, "messages nested more than %d deep", MAX_DEPTH);
     ProtobufCMessage *m = dalloc(c, d->sizeof_message);
-    if (!m)
-        return DBLD_RESOURCE_EXHAUSTED;
+    if (!m) return DBLD_RESOURCE_EXHAUSTED;
     protobuf_c_message_init(d, m);
     *slot = m;
     c->depth++;
@@ -890,8 +846,7 @@ static int dec_value(dec_ctx *c, const ProtobufCFieldDescriptor *f, const json_t
     case PROTOBUF_C_TYPE_DOUBLE:
         return dec_floating(c, f->type, j, dst);
     case PROTOBUF_C_TYPE_BOOL:
-        if (!json_is_boolean(j))
-            return type_err(c, "boolean", j);
+        if (!json_is_boolean(j)) return type_err(c, "boolean", j);
         *(protobuf_c_boolean *)dst = json_is_true(j);
         return 0;
     case PROTOBUF_C_TYPE_ENUM:
@@ -913,11 +868,9 @@ static int dec_map_key(dec_ctx *c, const ProtobufCFieldDescriptor *kf, const cha
 {
     switch (kf->type) {
     case PROTOBUF_C_TYPE_STRING: {
-        if (!*key)
-            return 0;
+        if (!*key) return 0;
         char *p = dstrdup(c, key, strlen(key));
-        if (!p)
-            return DBLD_RESOURCE_EXHAUSTED;
+        if (!p) return DBLD_RESOURCE_EXHAUSTED;
         *(char **)dst = p;
         return 0;
     }
@@ -928,8 +881,7 @@ static int dec_map_key(dec_ctx *c, const ProtobufCFieldDescriptor *kf, const cha
         return 0;
     default: {
         json_t *s = json_string(key);
-        if (!s)
-            return dbld_status_set(c->st, DBLD_RESOURCE_EXHAUSTED, "out of memory");
+        if (!s) return dbld_status_set(c->st, DBLD_RESOURCE_EXHAUSTED, "out of memory");
         int rc = dec_integer(c, kf->type, s, dst);
         json_decref(s);
         return rc;
@@ -940,14 +892,11 @@ static int dec_map_key(dec_ctx *c, const ProtobufCFieldDescriptor *kf, const cha
 static int dec_map(dec_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *j, void *arr_slot,
                    size_t *count)
 {
-    if (!json_is_object(j))
-        return type_err(c, "object (map)", j);
+    if (!json_is_object(j)) return type_err(c, "object (map)", j);
     size_t n = json_object_size(j);
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     ProtobufCMessage **arr = dalloc(c, n * sizeof *arr);
-    if (!arr)
-        return DBLD_RESOURCE_EXHAUSTED;
+    if (!arr) return DBLD_RESOURCE_EXHAUSTED;
     memset(arr, 0, n * sizeof *arr);
     *(ProtobufCMessage ***)arr_slot = arr;
     const ProtobufCMessageDescriptor *ed = f->descriptor;
@@ -959,18 +908,14 @@ static int dec_map(dec_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
     {
         size_t old = path_push(c, "[\"%s\"]", key);
         ProtobufCMessage *e = dalloc(c, ed->sizeof_message);
-        if (!e)
-            return DBLD_RESOURCE_EXHAUSTED;
+        if (!e) return DBLD_RESOURCE_EXHAUSTED;
         protobuf_c_message_init(ed, e);
         arr[i] = e;
         *count = ++i;
         int rc = dec_map_key(c, kf, key, MEMBER(e, kf->offset));
-        if (rc == 0 && json_is_null(val))
-            rc = type_err(c, type_name(vf->type), val);
-        if (rc == 0)
-            rc = dec_value(c, vf, val, MEMBER(e, vf->offset), 1);
-        if (rc)
-            return rc;
+        if (rc == 0 && json_is_null(val)) rc = type_err(c, type_name(vf->type), val);
+        if (rc == 0) rc = dec_value(c, vf, val, MEMBER(e, vf->offset), 1);
+        if (rc) return rc;
         path_pop(c, old);
     }
     return 0;
@@ -979,22 +924,18 @@ static int dec_map(dec_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *
 static int dec_repeated(dec_ctx *c, const ProtobufCFieldDescriptor *f, const json_t *j,
                         void *arr_slot, size_t *count)
 {
-    if (json_is_null(j))
-        return 0;
-    if (is_map_field(f))
-        return dec_map(c, f, j, arr_slot, count);
+    if (json_is_null(j)) return 0;
+    if (is_map_field(f)) return dec_map(c, f, j, arr_slot, count);
     if (!json_is_array(j)) {
         char expected[64];
         snprintf(expected, sizeof expected, "array of %s", type_name(f->type));
         return type_err(c, expected, j);
     }
     size_t n = json_array_size(j);
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     size_t es = elem_size(f->type);
     char *arr = dalloc(c, n * es);
-    if (!arr)
-        return DBLD_RESOURCE_EXHAUSTED;
+    if (!arr) return DBLD_RESOURCE_EXHAUSTED;
     memset(arr, 0, n * es);
     *(void **)arr_slot = arr;
     for (size_t i = 0; i < n; i++) {
@@ -1005,8 +946,7 @@ static int dec_repeated(dec_ctx *c, const ProtobufCFieldDescriptor *f, const jso
         int rc = json_is_null(v) ? type_err(c, type_name(f->type), v)
                                  : dec_value(c, f, v, arr + i * es, 0);
         if (rc) {
-            if (f->type == PROTOBUF_C_TYPE_MESSAGE && !((void **)arr)[i])
-                *count = i;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE && !((void **)arr)[i]) *count = i;
             return rc;
         }
         path_pop(c, old);
@@ -1018,13 +958,11 @@ static const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescript
                                                   const char *key)
 {
     const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, key);
-    if (f)
-        return f;
+    if (f) return f;
     for (unsigned i = 0; i < d->n_fields; i++) {
         char name[NAME_MAX_LEN];
         json_name(d->fields[i].name, name, sizeof name);
-        if (strcmp(name, key) == 0)
-            return &d->fields[i];
+        if (strcmp(name, key) == 0) return &d->fields[i];
     }
     return NULL;
 }
@@ -1041,8 +979,7 @@ static int dec_field(dec_ctx *c, const ProtobufCMessageDescriptor *d,
     void *p = MEMBER(m, f->offset);
     if (f->label == PROTOBUF_C_LABEL_REPEATED)
         return dec_repeated(c, f, v, p, MEMBER(m, f->quantifier_offset));
-    if (json_is_null(v))
-        return 0; /* null means default / not set */
+    if (json_is_null(v)) return 0; /* null means default / not set */
     if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
         uint32_t *oneof_case = MEMBER(m, f->quantifier_offset);
         if (*oneof_case != 0 && *oneof_case != f->id)
@@ -1062,8 +999,7 @@ static int dec_fields(dec_ctx *c, const json_t *j, const ProtobufCMessageDescrip
     unsigned char seen_buf[64], *seen = seen_buf;
     if (d->n_fields > sizeof seen_buf) {
         seen = calloc(d->n_fields, 1);
-        if (!seen)
-            return dbld_status_set(c->st, DBLD_RESOURCE_EXHAUSTED, "out of memory");
+        if (!seen) return dbld_status_set(c->st, DBLD_RESOURCE_EXHAUSTED, "out of memory");
     } else {
         memset(seen_buf, 0, sizeof seen_buf);
     }
@@ -1090,12 +1026,10 @@ static int dec_fields(dec_ctx *c, const json_t *j, const ProtobufCMessageDescrip
         }
         seen[idx] = 1;
         rc = dec_field(c, d, f, val, m);
-        if (rc)
-            break;
+        if (rc) break;
         path_pop(c, old);
     }
-    if (seen != seen_buf)
-        free(seen);
+    if (seen != seen_buf) free(seen);
     return rc;
 }
 
@@ -1106,8 +1040,7 @@ int dbld_json_to_message(const json_t *json, const ProtobufCMessageDescriptor *d
     if (!json || !desc)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no JSON value or descriptor");
     dec_ctx *c = calloc(1, sizeof *c);
-    if (!c)
-        return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED, "out of memory");
+    if (!c) return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED, "out of memory");
     c->alloc = alloc ? alloc : &default_alloc;
     c->st = st;
     ProtobufCMessage *m = NULL;
@@ -1117,8 +1050,7 @@ int dbld_json_to_message(const json_t *json, const ProtobufCMessageDescriptor *d
         m = NULL;
     }
     free(c);
-    if (rc == 0)
-        *out = m;
+    if (rc == 0) *out = m;
     return rc;
 }
 

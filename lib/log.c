@@ -19,7 +19,10 @@ void dbld_log_init(const char *service, dbld_log_level min_level)
     g_min = min_level;
 }
 
-void dbld_log_set_level(dbld_log_level min_level) { g_min = min_level; }
+void dbld_log_set_level(dbld_log_level min_level)
+{
+    g_min = min_level;
+}
 
 int dbld_log_level_parse(const char *s, dbld_log_level *out)
 {
@@ -55,7 +58,10 @@ static void put(sbuf *b, const char *s, size_t len)
     b->n += len;
 }
 
-static int room(const sbuf *b, size_t len) { return b->n + len + LOG_RESERVE <= sizeof b->buf; }
+static int room(const sbuf *b, size_t len)
+{
+    return b->n + len + LOG_RESERVE <= sizeof b->buf;
+}
 
 static void put_str(sbuf *b, const char *s)
 {
@@ -69,11 +75,21 @@ static void put_str(sbuf *b, const char *s)
         const char *piece = esc;
         size_t len = 2;
         switch (*p) {
-        case '"': piece = "\\\""; break;
-        case '\\': piece = "\\\\"; break;
-        case '\n': piece = "\\n"; break;
-        case '\r': piece = "\\r"; break;
-        case '\t': piece = "\\t"; break;
+        case '"':
+            piece = "\\\"";
+            break;
+        case '\\':
+            piece = "\\\\";
+            break;
+        case '\n':
+            piece = "\\n";
+            break;
+        case '\r':
+            piece = "\\r";
+            break;
+        case '\t':
+            piece = "\\t";
+            break;
         default:
             if (*p < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", *p);
@@ -118,8 +134,7 @@ static void emit(dbld_log_level level, const char *msg, va_list fields)
     int first = 1;
     while (!b.full) {
         const char *k = va_arg(fields, const char *);
-        if (!k)
-            break;
+        if (!k) break;
         const char *v = va_arg(fields, const char *);
         put(&b, first ? ",\"fields\":{" : ",", first ? 11 : 1);
         first = 0;
@@ -127,8 +142,7 @@ static void emit(dbld_log_level level, const char *msg, va_list fields)
         put(&b, ":", 1);
         put_str(&b, v);
     }
-    if (!first)
-        put(&b, "}", 1);
+    if (!first) put(&b, "}", 1);
     put(&b, "}\n", 2);
     ssize_t w = write(STDERR_FILENO, b.buf, b.n);
     (void)w;
@@ -136,8 +150,7 @@ static void emit(dbld_log_level level, const char *msg, va_list fields)
 
 void dbld_log(dbld_log_level level, const char *msg, ...)
 {
-    if ((int)level < g_min)
-        return;
+    if ((int)level < g_min) return;
     va_list ap;
     va_start(ap, msg);
     emit(level, msg, ap);
@@ -154,8 +167,7 @@ static void emit_none(dbld_log_level level, const char *msg, ...)
 
 void dbld_logf(dbld_log_level level, const char *fmt, ...)
 {
-    if ((int)level < g_min)
-        return;
+    if ((int)level < g_min) return;
     char msg[4096];
     va_list ap;
     va_start(ap, fmt);

@@ -84,15 +84,13 @@ static char **build_env(const char *const *extra, size_t n_extra)
         int overridden = 0;
         for (size_t j = 0; j < n_extra && !overridden; j++)
             overridden = same_key(environ[i], extra[j]);
-        if (!overridden)
-            envp[k++] = environ[i];
+        if (!overridden) envp[k++] = environ[i];
     }
     for (size_t j = 0; j < n_extra; j++) {
         int later = 0; /* a later extra entry with the same key wins */
         for (size_t l = j + 1; l < n_extra && !later; l++)
             later = same_key(extra[j], extra[l]);
-        if (!later)
-            envp[k++] = (char *)extra[j];
+        if (!later) envp[k++] = (char *)extra[j];
     }
     return envp;
 }
@@ -125,8 +123,7 @@ static int check_cwd(const char *cwd, dbld_status *st)
 
 static void close_fd(int *fd)
 {
-    if (*fd >= 0)
-        close(*fd);
+    if (*fd >= 0) close(*fd);
     *fd = -1;
 }
 
@@ -152,8 +149,7 @@ typedef struct child_args {
 /* fd `from` as `to`, without FD_CLOEXEC. */
 static int move_fd(int from, int to)
 {
-    if (from == to)
-        return fcntl(to, F_SETFD, 0);
+    if (from == to) return fcntl(to, F_SETFD, 0);
     return dup2(from, to) < 0 ? -1 : 0;
 }
 
@@ -199,8 +195,7 @@ static void exec_path(const child_args *c, char *buf, size_t cap)
         default:
             return;
         }
-        if (!end)
-            break;
+        if (!end) break;
         dir = end + 1;
     }
     errno = eacces ? EACCES : ENOENT;
@@ -222,20 +217,14 @@ static int child_main(void *arg)
     /* Die with the thread that spawned us: a job service killed with
      * SIGKILL leaves no job behind. If that thread is already gone, the
      * setting came too late: leave at once. */
-    if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-        goto fail;
-    if (getppid() != c->parent)
-        _exit(127);
+    if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+    if (getppid() != c->parent) _exit(127);
     int in = open("/dev/null", O_RDONLY);
-    if (in < 0 || move_fd(in, 0) != 0)
-        goto fail;
-    if (in != 0)
-        close(in);
-    if (move_fd(c->out_w, 1) != 0 || move_fd(c->err_w, 2) != 0)
-        goto fail;
+    if (in < 0 || move_fd(in, 0) != 0) goto fail;
+    if (in != 0) close(in);
+    if (move_fd(c->out_w, 1) != 0 || move_fd(c->err_w, 2) != 0) goto fail;
     closefrom(3);
-    if (c->cwd && chdir(c->cwd) != 0)
-        goto fail;
+    if (c->cwd && chdir(c->cwd) != 0) goto fail;
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -254,12 +243,16 @@ static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
     const char *path = NULL;
     if (!strchr(o->argv[0], '/')) {
         path = getenv("PATH");
-        if (!path || !*path)
-            path = "/bin:/usr/bin";
+        if (!path || !*path) path = "/bin:/usr/bin";
     }
     char **envp = build_env(o->env, o->env ? o->n_env : 0);
-    child_args c = {.argv = o->argv, .envp = envp, .path = path, .cwd = o->cwd,
-                    .out_w = out_w, .err_w = err_w, .parent = getpid()};
+    child_args c = {.argv = o->argv,
+                    .envp = envp,
+                    .path = path,
+                    .cwd = o->cwd,
+                    .out_w = out_w,
+                    .err_w = err_w,
+                    .parent = getpid()};
     void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) {
@@ -280,8 +273,7 @@ static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
         while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
         }
     }
-    if (rc == 0)
-        *pid = p;
+    if (rc == 0) *pid = p;
     return rc;
 }
 
@@ -290,8 +282,7 @@ int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st)
     *out = NULL;
     if (!o || !o->argv || !o->argv[0] || !o->argv[0][0])
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no command to run");
-    if (o->cwd && check_cwd(o->cwd, st))
-        return st ? st->code : DBLD_NOT_FOUND;
+    if (o->cwd && check_cwd(o->cwd, st)) return st ? st->code : DBLD_NOT_FOUND;
     dbld_proc *p = dbld_xcalloc(1, sizeof *p);
     int po[2] = {-1, -1}, pe[2] = {-1, -1};
     p->wake[0] = p->wake[1] = p->pidfd = -1;
@@ -313,8 +304,7 @@ int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st)
     p->err.fd = pe[0];
 #ifdef SYS_pidfd_open
     p->pidfd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-    if (p->pidfd >= 0)
-        fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
+    if (p->pidfd >= 0) fcntl(p->pidfd, F_SETFD, FD_CLOEXEC);
 #endif
     *out = p;
     return 0;
@@ -339,8 +329,7 @@ pid_t dbld_proc_pid(const dbld_proc *p)
 static void emit(int which, char *line, size_t len, int more, dbld_proc_line_fn fn, void *user)
 {
     line[len] = 0;
-    if (fn)
-        fn(user, which, line, len, more);
+    if (fn) fn(user, which, line, len, more);
 }
 
 /* Hand out the complete lines in s->buf (the newest `fresh` bytes are not
@@ -377,8 +366,7 @@ static int drain(stream *s, int which, dbld_proc_line_fn fn, void *user)
             budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
             split_lines(s, which, (size_t)n, fn, user);
         } else if (n == 0) {
-            if (s->len > 0)
-                emit(which, s->buf, s->len, 0, fn, user);
+            if (s->len > 0) emit(which, s->buf, s->len, 0, fn, user);
             s->len = 0;
             close_fd(&s->fd);
         } else if (errno == EINTR) {
@@ -397,8 +385,7 @@ static int drain(stream *s, int which, dbld_proc_line_fn fn, void *user)
 
 int dbld_proc_read(dbld_proc *p, int timeout_ms, dbld_proc_line_fn fn, void *user)
 {
-    if (p->out.fd < 0 && p->err.fd < 0 && p->exited)
-        return 0; /* nothing left to wait for */
+    if (p->out.fd < 0 && p->err.fd < 0 && p->exited) return 0; /* nothing left to wait for */
     struct pollfd pf[4];
     int n = 0, i_out = -1, i_err = -1, i_wake;
     if (p->out.fd >= 0) {
@@ -419,20 +406,16 @@ int dbld_proc_read(dbld_proc *p, int timeout_ms, dbld_proc_line_fn fn, void *use
     do
         r = poll(pf, (nfds_t)n, timeout_ms);
     while (r < 0 && errno == EINTR);
-    if (r < 0)
-        return -1;
+    if (r < 0) return -1;
     if (pf[i_wake].revents) {
         char b[64];
         while (read(p->wake[0], b, sizeof b) > 0) {
         }
     }
     int rc = 0;
-    if (i_out >= 0 && pf[i_out].revents && drain(&p->out, DBLD_PROC_STDOUT, fn, user))
-        rc = -1;
-    if (i_err >= 0 && pf[i_err].revents && drain(&p->err, DBLD_PROC_STDERR, fn, user))
-        rc = -1;
-    if (rc)
-        return -1;
+    if (i_out >= 0 && pf[i_out].revents && drain(&p->out, DBLD_PROC_STDOUT, fn, user)) rc = -1;
+    if (i_err >= 0 && pf[i_err].revents && drain(&p->err, DBLD_PROC_STDERR, fn, user)) rc = -1;
+    if (rc) return -1;
     return (p->out.fd >= 0) + (p->err.fd >= 0);
 }
 
@@ -465,8 +448,7 @@ int dbld_proc_exited(dbld_proc *p, dbld_proc_exit *ex)
                 p->ex = (dbld_proc_exit){.exited = 0, .signal = si.si_status};
         }
     }
-    if (p->exited && ex)
-        *ex = p->ex;
+    if (p->exited && ex) *ex = p->ex;
     return p->exited;
 }
 
@@ -474,16 +456,13 @@ int dbld_proc_wait(dbld_proc *p, int timeout_ms, dbld_proc_exit *ex)
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : dbld_mono_ms() + timeout_ms;
     for (;;) {
-        if (dbld_proc_exited(p, ex))
-            return 0;
+        if (dbld_proc_exited(p, ex)) return 0;
         int64_t left = deadline == INT64_MAX ? -1 : deadline - dbld_mono_ms();
-        if (deadline != INT64_MAX && left <= 0)
-            return DBLD_DEADLINE_EXCEEDED;
+        if (deadline != INT64_MAX && left <= 0) return DBLD_DEADLINE_EXCEEDED;
         if (p->pidfd >= 0) {
             struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
             int ms = left < 0 || left > 1000000 ? 1000000 : (int)left;
-            if (poll(&pf, 1, ms) < 0 && errno != EINTR)
-                dbld_sleep_ms(1);
+            if (poll(&pf, 1, ms) < 0 && errno != EINTR) dbld_sleep_ms(1);
         } else {
             dbld_sleep_ms(left < 0 || left > NOPIDFD_POLL_MS ? NOPIDFD_POLL_MS : left);
         }
@@ -492,8 +471,7 @@ int dbld_proc_wait(dbld_proc *p, int timeout_ms, dbld_proc_exit *ex)
 
 int dbld_proc_kill(dbld_proc *p, int sig)
 {
-    if (p->reaped)
-        return -1;
+    if (p->reaped) return -1;
     return kill(-p->pid, sig) == 0 ? 0 : -1;
 }
 
@@ -504,24 +482,20 @@ int dbld_proc_terminate(dbld_proc *p, int grace_ms, dbld_proc_line_fn fn, void *
     int64_t deadline = dbld_mono_ms() + (grace_ms > 0 ? grace_ms : 0);
     while (!dbld_proc_exited(p, NULL)) {
         int64_t left = deadline - dbld_mono_ms();
-        if (left <= 0)
-            break;
+        if (left <= 0) break;
         if (dbld_proc_read(p, left > 50 ? 50 : (int)left, fn, user) == 0 && !p->exited)
             dbld_proc_wait(p, left > 50 ? 50 : (int)left, NULL);
     }
     dbld_proc_kill(p, SIGKILL);
     while (!dbld_proc_exited(p, NULL))
-        if (dbld_proc_read(p, 50, fn, user) == 0)
-            dbld_proc_wait(p, 50, NULL);
-    if (ex)
-        *ex = p->ex;
+        if (dbld_proc_read(p, 50, fn, user) == 0) dbld_proc_wait(p, 50, NULL);
+    if (ex) *ex = p->ex;
     return 0;
 }
 
 void dbld_proc_destroy(dbld_proc *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     if (!p->reaped) {
         if (!dbld_proc_exited(p, NULL)) {
             dbld_proc_kill(p, SIGKILL);

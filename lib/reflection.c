@@ -169,7 +169,8 @@ static void error_response(dbld_arena *a, Grpc__Reflection__V1__ServerReflection
     r->error_response = e;
 }
 
-static void answer(dbld_call *call, dbld_arena *a, const Grpc__Reflection__V1__ServerReflectionRequest *q,
+static void answer(dbld_call *call, dbld_arena *a,
+                   const Grpc__Reflection__V1__ServerReflectionRequest *q,
                    Grpc__Reflection__V1__ServerReflectionResponse *r)
 {
     r->valid_host = q->host;
@@ -207,23 +208,22 @@ static void answer(dbld_call *call, dbld_arena *a, const Grpc__Reflection__V1__S
     case REQ(FILE_CONTAINING_SYMBOL): {
         const sym *s = find_sym(q->file_containing_symbol);
         if (!s)
-            error_response(a, r, GRPC_NOT_FOUND,
-                           dbld_arena_printf(a, "no symbol named \"%.200s\"",
-                                             q->file_containing_symbol));
+            error_response(
+                a, r, GRPC_NOT_FOUND,
+                dbld_arena_printf(a, "no symbol named \"%.200s\"", q->file_containing_symbol));
         else
             file_response(a, r, s->file);
         return;
     }
     case REQ(FILE_CONTAINING_EXTENSION):
-        error_response(a, r, GRPC_NOT_FOUND,
-                       dbld_arena_printf(a, "no extension %d of \"%.200s\" (these protos declare "
-                                            "no extensions)",
-                                         q->file_containing_extension
-                                             ? q->file_containing_extension->extension_number
-                                             : 0,
-                                         q->file_containing_extension
-                                             ? q->file_containing_extension->containing_type
-                                             : ""));
+        error_response(
+            a, r, GRPC_NOT_FOUND,
+            dbld_arena_printf(
+                a,
+                "no extension %d of \"%.200s\" (these protos declare "
+                "no extensions)",
+                q->file_containing_extension ? q->file_containing_extension->extension_number : 0,
+                q->file_containing_extension ? q->file_containing_extension->containing_type : ""));
         return;
     case REQ(ALL_EXTENSION_NUMBERS_OF_TYPE): {
         const sym *s = find_sym(q->all_extension_numbers_of_type);
@@ -241,7 +241,8 @@ static void answer(dbld_call *call, dbld_arena *a, const Grpc__Reflection__V1__S
         return;
     }
     default:
-        error_response(a, r, GRPC_INVALID_ARGUMENT, "reflection request has no message_request set");
+        error_response(a, r, GRPC_INVALID_ARGUMENT,
+                       "reflection request has no message_request set");
         return;
     }
 }
@@ -278,7 +279,6 @@ static const dbld_method reflection_methods[] = {
      &grpc__reflection__v1__server_reflection_response__descriptor, NULL, reflection_info},
 };
 
-const dbld_service dbld__reflection_service = {"grpc.reflection.v1.ServerReflection",
-                                               reflection_methods,
-                                               sizeof reflection_methods /
-                                                   sizeof reflection_methods[0]};
+const dbld_service dbld__reflection_service = {
+    "grpc.reflection.v1.ServerReflection", reflection_methods,
+    sizeof reflection_methods / sizeof reflection_methods[0]};

@@ -477,11 +477,21 @@ static void *poller_main(void *arg)
         if (ev.type != GRPC_OP_COMPLETE) continue;
         op_tag *t = ev.tag;
         switch (t->kind) {
-        case OP_NEW: on_new(t->c, ev.success); break;
-        case OP_RECV: on_recv(t->c, ev.success); break;
-        case OP_CLOSE: on_close(t->c); break;
-        case OP_FINISH: call_done(t->c); break;
-        case OP_WAIT: on_wait(t->c, ev.success); break;
+        case OP_NEW:
+            on_new(t->c, ev.success);
+            break;
+        case OP_RECV:
+            on_recv(t->c, ev.success);
+            break;
+        case OP_CLOSE:
+            on_close(t->c);
+            break;
+        case OP_FINISH:
+            call_done(t->c);
+            break;
+        case OP_WAIT:
+            on_wait(t->c, ev.success);
+            break;
         }
     }
     return NULL;
@@ -519,8 +529,8 @@ int dbld_call_cancelled(dbld_call *call)
     if (call->m->stream && atomic_load(&call->srv->draining)) return 1;
     /* The close op completing before our status went out means the client
      * went away; a passed deadline or the end of the grace period count too. */
-    return call->cancelled || atomic_load(&call->closed) ||
-           atomic_load(&call->srv->hard_cancel) || dbld_call_remaining_ms(call) <= 0;
+    return call->cancelled || atomic_load(&call->closed) || atomic_load(&call->srv->hard_cancel) ||
+           dbld_call_remaining_ms(call) <= 0;
 }
 
 int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
@@ -691,7 +701,7 @@ static int bind_server(dbld_server *srv, dbld_status *st)
         dbld__int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, srv->max_msg),
         dbld__int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, srv->max_msg),
         dbld__int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0), /* a taken port must fail to bind */
-        dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),     /* see channel_new() in rpc_client.c */
+        dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0), /* see channel_new() in rpc_client.c */
     };
     grpc_channel_args ca = {sizeof args / sizeof args[0], args};
     srv->server = grpc_server_create(&ca, NULL);
@@ -793,8 +803,7 @@ static void drain_calls(dbld_server *srv)
         int64_t left = end - dbld_mono_ms();
         ev = grpc_completion_queue_pluck(cq, TAG_SHUTDOWN, dbld__deadline(left < 20 ? left : 20),
                                          NULL);
-        if (ev.type != GRPC_QUEUE_TIMEOUT || left <= 20)
-            break;
+        if (ev.type != GRPC_QUEUE_TIMEOUT || left <= 20) break;
         if (atomic_load(&srv->inflight) == 0) {
             grpc_server_cancel_all_calls(srv->server);
             ev = grpc_completion_queue_pluck(cq, TAG_SHUTDOWN, dbld__deadline(left), NULL);
@@ -852,8 +861,9 @@ static void do_shutdown(dbld_server *srv)
     for (int i = 0; i < srv->pollers_started; i++)
         pthread_join(srv->pollers[i], NULL);
     if (!srv->pollers_started) /* nobody drained it */
-        while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL)
-                   .type != GRPC_QUEUE_SHUTDOWN)
+        while (
+            grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+            GRPC_QUEUE_SHUTDOWN)
             ;
     grpc_server_destroy(srv->server);
     srv->server = NULL;

@@ -6,8 +6,7 @@
 
 void dbld_status_clear(dbld_status *st)
 {
-    if (!st)
-        return;
+    if (!st) return;
     st->code = DBLD_OK;
     st->msg[0] = '\0';
 }
@@ -32,8 +31,7 @@ int dbld_status_set(dbld_status *st, int code, const char *fmt, ...)
 
 int dbld_status_prefix(dbld_status *st, const char *fmt, ...)
 {
-    if (!st)
-        return DBLD_UNKNOWN;
+    if (!st) return DBLD_UNKNOWN;
     char prefix[DBLD_STATUS_MSG_MAX], old[DBLD_STATUS_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -41,8 +39,7 @@ int dbld_status_prefix(dbld_status *st, const char *fmt, ...)
     va_end(ap);
     memcpy(old, st->msg, sizeof old);
     size_t n = strlen(prefix);
-    if (n > sizeof st->msg - 3)
-        n = sizeof st->msg - 3;
+    if (n > sizeof st->msg - 3) n = sizeof st->msg - 3;
     memcpy(st->msg, prefix, n);
     memcpy(st->msg + n, ": ", 2);
     size_t rest = sizeof st->msg - n - 3;

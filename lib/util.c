@@ -24,8 +24,7 @@ int64_t dbld_mono_ms(void)
 
 void dbld_sleep_ms(int64_t ms)
 {
-    if (ms <= 0)
-        return;
+    if (ms <= 0) return;
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0)
         ;
@@ -37,8 +36,7 @@ void dbld_uuid_v4(char out[37])
     size_t got = 0;
     while (got < sizeof b) {
         ssize_t n = getrandom(b + got, sizeof b - got, 0);
-        if (n > 0)
-            got += (size_t)n;
+        if (n > 0) got += (size_t)n;
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -49,12 +47,10 @@ void dbld_uuid_v4(char out[37])
 
 int dbld_uuid_valid(const char *s)
 {
-    if (!s || strlen(s) != 36)
-        return 0;
+    if (!s || strlen(s) != 36) return 0;
     for (int i = 0; i < 36; i++) {
         if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return 0;
+            if (s[i] != '-') return 0;
         } else if (!isxdigit((unsigned char)s[i])) {
             return 0;
         }

@@ -33,15 +33,15 @@ typedef struct dbld_retry_config {
 
 /* One job of the graph (graph.jobs[] in the YAML file). */
 typedef struct dbld_job_def {
-    char *label;          /* unique job label, e.g. "//reviews:ingest" */
-    char **command;       /* argv: run as `command... config REF...` / `command... exec ARGS...` */
+    char *label;    /* unique job label, e.g. "//reviews:ingest" */
+    char **command; /* argv: run as `command... config REF...` / `command... exec ARGS...` */
     size_t n_command;
-    char **outputs;       /* POSIX extended regexes, matched in full; no ref matches two jobs' */
+    char **outputs; /* POSIX extended regexes, matched in full; no ref matches two jobs' */
     size_t n_outputs;
-    int timeout_ms;       /* per exec; 0 = none (default 3600000) */
-    char **env;           /* extra environment, "KEY=VALUE" */
+    int timeout_ms; /* per exec; 0 = none (default 3600000) */
+    char **env;     /* extra environment, "KEY=VALUE" */
     size_t n_env;
-    char *working_dir;    /* NULL: the job service's working directory */
+    char *working_dir;           /* NULL: the job service's working directory */
     char **transient_exit_codes; /* exit codes that count as transient failures ("75") */
     size_t n_transient_exit_codes;
     char **no_retry_exit_codes; /* exit codes by which the job denies a retry ("65") */
@@ -75,9 +75,9 @@ typedef struct dbld_config {
     } job;
     struct {
         dbld_server_config server;
-        char *label;          /* graph label (default "//databuild:graph") */
-        int max_parallel;     /* tasks running at once per build (default 8) */
-        char **external;      /* regexes of refs produced outside this graph */
+        char *label;      /* graph label (default "//databuild:graph") */
+        int max_parallel; /* tasks running at once per build (default 8) */
+        char **external;  /* regexes of refs produced outside this graph */
         size_t n_external;
         dbld_job_def *jobs;
         size_t n_jobs;

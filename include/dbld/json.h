@@ -14,7 +14,7 @@
 #include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 
-#define DBLD_JSON_PRETTY 0x1        /* indent 2 */
+#define DBLD_JSON_PRETTY 0x1         /* indent 2 */
 #define DBLD_JSON_ORIGINAL_NAMES 0x2 /* emit proto field names instead of lowerCamelCase */
 #define DBLD_JSON_EMIT_DEFAULTS 0x4  /* emit fields holding default values */
 

@@ -42,7 +42,7 @@ typedef struct dbld_proc_opts {
     const char *const *argv; /* NULL-terminated; argv[0] is looked up in PATH unless it has a '/' */
     const char *const *env;  /* extra "KEY=VALUE" entries, applied in order; may be NULL */
     size_t n_env;
-    const char *cwd;         /* working directory; NULL: the parent's */
+    const char *cwd; /* working directory; NULL: the parent's */
 } dbld_proc_opts;
 
 /* Start a child. On success *out is the handle (caller destroys it with

@@ -52,7 +52,7 @@ typedef struct dbld_method {
     const char *path; /* "/databuild.v1.EventLog/Append" */
     const ProtobufCMessageDescriptor *request;
     const ProtobufCMessageDescriptor *response;
-    dbld_unary_fn unary;   /* exactly one of unary/stream is set */
+    dbld_unary_fn unary; /* exactly one of unary/stream is set */
     dbld_stream_fn stream;
     int flags; /* DBLD_METHOD_* */
 } dbld_method;

@@ -12,7 +12,8 @@ typedef struct claim_ctx {
 static ProtobufCMessage *claim_respond(el_async *as, dbld_arena *a)
 {
     el_claim *c = &((claim_ctx *)as)->c;
-    Databuild__V1__ClaimResponse *resp = dbld_arena_msg(a, &databuild__v1__claim_response__descriptor);
+    Databuild__V1__ClaimResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__claim_response__descriptor);
     resp->outcome = (Databuild__V1__ClaimOutcome)c->outcome;
     if (c->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD) {
         resp->held_ref = (char *)c->held_ref;
@@ -40,8 +41,7 @@ static int claim(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "claim: build_request_id is required");
     if (!*req->job_run_id)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "claim: job_run_id is required");
-    if (req->n_refs == 0)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "claim: refs is empty");
+    if (req->n_refs == 0) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "claim: refs is empty");
     for (size_t i = 0; i < req->n_refs; i++)
         if (!*req->refs[i])
             return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "claim: ref %zu is empty", i);
@@ -57,8 +57,7 @@ static int claim(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
     c->events = dbld_arena_alloc(a, (c->n_events + 1) * sizeof *c->events);
     for (size_t i = 0; i < c->n_events; i++) {
         int rc = el_event_prepare(a, req->events_if_granted[i], i, &c->events[i], st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     /* Once queued the call belongs to the writer: touch nothing after. */
     int rc = el_store_claim_async(store, c, a, el_async_done, ctx, st);
@@ -75,8 +74,7 @@ static int release(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     uint32_t released = 0;
     int rc = el_store_release(store, req->build_request_id, req->job_run_id, req->refs, req->n_refs,
                               &released, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__ReleaseResponse *resp =
         dbld_arena_msg(dbld_call_arena(call), &databuild__v1__release_response__descriptor);
     resp->released = released;

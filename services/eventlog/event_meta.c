@@ -18,16 +18,13 @@ typedef struct strlist {
 
 static void add(dbld_arena *a, strlist *l, const char *s)
 {
-    if (!s || !*s)
-        return;
+    if (!s || !*s) return;
     for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->items[i], s) == 0)
-            return;
+        if (strcmp(l->items[i], s) == 0) return;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 8;
         const char **grown = dbld_arena_alloc(a, cap * sizeof *grown);
-        if (l->n)
-            memcpy(grown, l->items, l->n * sizeof *grown);
+        if (l->n) memcpy(grown, l->items, l->n * sizeof *grown);
         l->items = grown;
         l->cap = cap;
     }
@@ -36,8 +33,7 @@ static void add(dbld_arena *a, strlist *l, const char *s)
 
 static void add_ref(dbld_arena *a, strlist *l, const Databuild__V1__PartitionRef *r)
 {
-    if (r)
-        add(a, l, r->str);
+    if (r) add(a, l, r->str);
 }
 
 static void add_refs(dbld_arena *a, strlist *l, Databuild__V1__PartitionRef **refs, size_t n)
@@ -62,8 +58,7 @@ static void extract(dbld_arena *a, const Databuild__V1__BuildEvent *ev, strlist 
         const Databuild__V1__JobEvent *j = ev->job_event;
         add_refs(a, refs, j->target_partitions, j->n_target_partitions);
         add(a, runs, j->job_run_id);
-        if (j->job_label)
-            add(a, labels, j->job_label->label);
+        if (j->job_label) add(a, labels, j->job_label->label);
         break;
     }
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT:
@@ -71,15 +66,12 @@ static void extract(dbld_arena *a, const Databuild__V1__BuildEvent *ev, strlist 
         break;
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_GRAPH_EVENT: {
         const Databuild__V1__JobGraph *g = ev->job_graph_event->job_graph;
-        if (!g)
-            break;
+        if (!g) break;
         add_refs(a, refs, g->outputs, g->n_outputs);
         for (size_t i = 0; i < g->n_nodes; i++) {
             const Databuild__V1__Task *t = g->nodes[i];
-            if (t->job)
-                add(a, labels, t->job->label);
-            if (t->config)
-                add_refs(a, refs, t->config->outputs, t->config->n_outputs);
+            if (t->job) add(a, labels, t->job->label);
+            if (t->config) add_refs(a, refs, t->config->outputs, t->config->n_outputs);
         }
         break;
     }
@@ -102,9 +94,9 @@ static void extract(dbld_arena *a, const Databuild__V1__BuildEvent *ev, strlist 
 }
 
 static const char *const kind_names[] = {
-    "build_request_event",          "partition_event",      "job_event",
-    "delegation_event",             "job_graph_event",      "partition_invalidation_event",
-    "job_run_cancel_event",         "build_cancel_event",   "want_event",
+    "build_request_event",  "partition_event",    "job_event",
+    "delegation_event",     "job_graph_event",    "partition_invalidation_event",
+    "job_run_cancel_event", "build_cancel_event", "want_event",
     "taint_event",
 };
 
@@ -128,8 +120,8 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
         dbld_uuid_v4(id);
         ev->event_id = dbld_arena_strdup(a, id);
     } else if (!dbld_uuid_valid(ev->event_id)) {
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "event %zu: event_id \"%.100s\" is not a UUID",
-                               index, ev->event_id);
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                               "event %zu: event_id \"%.100s\" is not a UUID", index, ev->event_id);
     } else {
         /* One spelling per UUID: idempotency compares ids as text. */
         char *id = dbld_arena_strdup(a, ev->event_id);
@@ -137,10 +129,8 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
             *p = (char)tolower((unsigned char)*p);
         ev->event_id = id;
     }
-    if (ev->timestamp == 0)
-        ev->timestamp = dbld_now_ns();
-    if (!ev->build_request_id)
-        ev->build_request_id = dbld_arena_strdup(a, "");
+    if (ev->timestamp == 0) ev->timestamp = dbld_now_ns();
+    if (!ev->build_request_id) ev->build_request_id = dbld_arena_strdup(a, "");
     strlist refs = {0}, labels = {0}, runs = {0};
     extract(a, ev, &refs, &labels, &runs);
     out->ev = ev;

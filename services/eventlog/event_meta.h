@@ -13,14 +13,14 @@
 /* One event on its way into the store. Everything lives in the call's arena. */
 typedef struct el_event {
     Databuild__V1__BuildEvent *ev;
-    int kind;           /* BuildEvent oneof field number, 10..19 */
-    const char **refs;  /* partition refs the event touches */
+    int kind;          /* BuildEvent oneof field number, 10..19 */
+    const char **refs; /* partition refs the event touches */
     size_t n_refs;
     const char **labels; /* job labels */
     size_t n_labels;
-    const char **runs;  /* job run ids */
+    const char **runs; /* job run ids */
     size_t n_runs;
-    char *payload_hex;  /* serialized BuildEvent, hex */
+    char *payload_hex; /* serialized BuildEvent, hex */
     /* results, filled by the store */
     int64_t idx;
     int duplicate;

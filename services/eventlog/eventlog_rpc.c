@@ -60,8 +60,7 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     el_event *evs = dbld_arena_alloc(a, req->n_events * sizeof *evs);
     for (size_t i = 0; i < req->n_events; i++) {
         int rc = el_event_prepare(a, req->events[i], i, &evs[i], st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     el_fence fence = {0};
     if (req->fence) {
@@ -89,14 +88,12 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
                                req->start_idx);
     int limit = req->limit == 0 ? LIST_DEFAULT : req->limit > LIST_MAX ? LIST_MAX : (int)req->limit;
     int rc = el_store_check_patterns(store, req->filter, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     el_row *rows;
     size_t n;
     int has_more;
     rc = el_store_list(store, req->filter, req->start_idx, limit, a, &rows, &n, &has_more, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__EventPage *page = dbld_arena_msg(a, &databuild__v1__event_page__descriptor);
     page->n_events = n;
     page->events = dbld_arena_alloc(a, (n + 1) * sizeof *page->events);
@@ -116,8 +113,7 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
     int rc = el_store_check_patterns(store, req->filter, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int64_t cursor = req->start_idx;
     dbld_arena *a = dbld_arena_create(); /* per page, so a long stream does not grow */
     while (!dbld_call_cancelled(call)) {
@@ -131,8 +127,7 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
             dbld_call_wait_cancel(call, SUBSCRIBE_POLL_MS);
             continue;
         }
-        if (rc)
-            break;
+        if (rc) break;
         for (size_t i = 0; i < n && !rc; i++) {
             Databuild__V1__IndexedEvent ie = DATABUILD__V1__INDEXED_EVENT__INIT;
             ie.idx = rows[i].idx;
@@ -140,15 +135,12 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
             rc = dbld_call_send(call, &ie.base, st);
             cursor = rows[i].idx + 1;
         }
-        if (rc)
-            break;
-        if (has_more)
-            continue;
+        if (rc) break;
+        if (has_more) continue;
         /* The query saw every event up to `committed`, matching or not: move
          * past them all, or a filter that skips the newest events would find
          * the wait below already satisfied and query again at once. */
-        if (committed >= cursor)
-            cursor = committed + 1;
+        if (committed >= cursor) cursor = committed + 1;
         el_store_wait_commit(store, cursor - 1, SUBSCRIBE_POLL_MS);
     }
     dbld_arena_destroy(a);
@@ -159,8 +151,7 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
 
 static const dbld_method methods[] = {
     {"/databuild.v1.EventLog/Append", &databuild__v1__append_request__descriptor,
-     &databuild__v1__append_response__descriptor, append, NULL,
-     DBLD_METHOD_NONBLOCKING},
+     &databuild__v1__append_response__descriptor, append, NULL, DBLD_METHOD_NONBLOCKING},
     {"/databuild.v1.EventLog/List", &databuild__v1__list_events_request__descriptor,
      &databuild__v1__event_page__descriptor, list, NULL},
     {"/databuild.v1.EventLog/Subscribe", &databuild__v1__subscribe_request__descriptor,

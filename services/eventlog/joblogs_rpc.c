@@ -16,8 +16,7 @@ static int64_t entry_ts(const char *s)
 {
     char *end = NULL;
     long long v = s && *s ? strtoll(s, &end, 10) : 0;
-    if (!end || *end || v <= 0)
-        return dbld_now_ns();
+    if (!end || *end || v <= 0) return dbld_now_ns();
     return v < 100000000000LL ? v * 1000000000LL : v;
 }
 
@@ -65,9 +64,11 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
         col[1][i] = dbld_arena_printf(a, "%" PRIu64, e->sequence_number);
         col[2][i] = dbld_arena_printf(a, "%" PRId64, entry_ts(e->timestamp));
         col[3][i] = dbld_arena_printf(a, "%d", (int)e->content_case);
-        col[4][i] = dbld_arena_printf(
-            a, "%d",
-            e->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG && e->log ? (int)e->log->level : -1);
+        col[4][i] =
+            dbld_arena_printf(a, "%d",
+                              e->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG && e->log
+                                  ? (int)e->log->level
+                                  : -1);
         col[5][i] = dbld_hex_encode(a, buf, len);
     }
     if (n == 0) {
@@ -98,8 +99,7 @@ static int list_fn(dbld_db *db, void *arg, dbld_status *st)
                           "SELECT entry FROM job_logs WHERE job_run_id = $1 AND ts_ns > $2::bigint"
                           " AND (level < 0 OR level >= $3::int) ORDER BY seq LIMIT $4::int",
                           4, p, &r, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int rows = dbld_res_rows(r);
     if (rows == 0 && req->since_timestamp == 0) {
         /* Nothing at all: tell an unknown run from a run without logs yet. */
@@ -124,7 +124,8 @@ static int list_fn(dbld_db *db, void *arg, dbld_status *st)
         size_t len;
         if (dbld_bytea_decode(la->a, dbld_res_get(r, i, 0), &buf, &len) != 0 ||
             !(resp->entries[i] = (Databuild__V1__JobLogEntry *)protobuf_c_message_unpack(
-                  &databuild__v1__job_log_entry__descriptor, dbld_arena_allocator(la->a), len, buf)))
+                  &databuild__v1__job_log_entry__descriptor, dbld_arena_allocator(la->a), len,
+                  buf)))
             rc = dbld_status_set(st, DBLD_DATA_LOSS, "stored log entry does not decode");
         else
             resp->n_entries++;
@@ -143,22 +144,20 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
                                "min_level must be 0..3 (DEBUG..ERROR), got %d", req->min_level);
     list_args la = {.req = req,
-                    .limit = req->limit == 0 ? LOGS_DEFAULT
+                    .limit = req->limit == 0         ? LOGS_DEFAULT
                              : req->limit > LOGS_MAX ? LOGS_MAX
                                                      : (int)req->limit,
                     .a = dbld_call_arena(call)};
     la.resp = dbld_arena_msg(la.a, &databuild__v1__job_logs_response__descriptor);
     int rc = el_store_with_db(dbld_call_user(call), list_fn, &la, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp_msg = &la.resp->base;
     return 0;
 }
 
 static const dbld_method methods[] = {
     {"/databuild.v1.JobLogs/Append", &databuild__v1__append_job_logs_request__descriptor,
-     &databuild__v1__append_job_logs_response__descriptor, append, NULL,
-     DBLD_METHOD_NONBLOCKING},
+     &databuild__v1__append_job_logs_response__descriptor, append, NULL, DBLD_METHOD_NONBLOCKING},
     {"/databuild.v1.JobLogs/List", &databuild__v1__job_logs_request__descriptor,
      &databuild__v1__job_logs_response__descriptor, list, NULL},
 };

@@ -36,8 +36,7 @@ static int status(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     dbld_arena *a = dbld_call_arena(call);
     q_args q = {.a = a, .p = {dbld_pg_text_array(a, (const char *const *)req->refs, req->n_refs)}};
     int rc = el_store_with_db(dbld_call_user(call), status_fn, &q, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__PartitionStatusResponse *resp =
         dbld_arena_msg(a, &databuild__v1__partition_status_response__descriptor);
     resp->n_partitions = req->n_refs;
@@ -47,8 +46,7 @@ static int status(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
             dbld_arena_msg(a, &databuild__v1__partition_state__descriptor);
         ps->ref = req->refs[i];
         for (int row = 0; row < dbld_res_rows(q.res); row++) {
-            if (strcmp(dbld_res_get(q.res, row, 0), req->refs[i]) != 0)
-                continue;
+            if (strcmp(dbld_res_get(q.res, row, 0), req->refs[i]) != 0) continue;
             ps->status = (Databuild__V1__PartitionStatus)dbld_res_i64(q.res, row, 1);
             ps->tainted = dbld_res_get(q.res, row, 2)[0] == 't';
             ps->build_request_id = dbld_arena_strdup(a, dbld_res_get(q.res, row, 3));
@@ -78,10 +76,10 @@ static int renew_fn(dbld_db *db, void *arg, dbld_status *st)
 static int renew(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                  dbld_status *st)
 {
-    const Databuild__V1__RenewLeasesRequest *req = (const Databuild__V1__RenewLeasesRequest *)req_msg;
+    const Databuild__V1__RenewLeasesRequest *req =
+        (const Databuild__V1__RenewLeasesRequest *)req_msg;
     dbld_arena *a = dbld_call_arena(call);
-    if (!*req->owner)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "renew: owner is required");
+    if (!*req->owner) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "renew: owner is required");
     int64_t now = dbld_now_ns();
     int64_t ttl = req->ttl_ms ? req->ttl_ms : 15000;
     q_args q = {.a = a,
@@ -93,15 +91,13 @@ static int renew(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
         dbld_arena_msg(a, &databuild__v1__renew_leases_response__descriptor);
     if (req->n_build_request_ids) {
         int rc = el_store_with_db(dbld_call_user(call), renew_fn, &q, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         resp->lost = dbld_arena_alloc(a, req->n_build_request_ids * sizeof *resp->lost);
         for (size_t i = 0; i < req->n_build_request_ids; i++) {
             int got = 0;
             for (int row = 0; row < dbld_res_rows(q.res) && !got; row++)
                 got = strcmp(dbld_res_get(q.res, row, 0), req->build_request_ids[i]) == 0;
-            if (!got)
-                resp->lost[resp->n_lost++] = req->build_request_ids[i];
+            if (!got) resp->lost[resp->n_lost++] = req->build_request_ids[i];
         }
         dbld_res_free(q.res);
     }
@@ -130,8 +126,7 @@ static int orphans(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "orphans: owner is required");
     q_args q = {.a = a, .p = {req->owner, dbld_arena_printf(a, "%" PRId64, dbld_now_ns())}};
     int rc = el_store_with_db(dbld_call_user(call), orphans_fn, &q, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__OrphansResponse *resp =
         dbld_arena_msg(a, &databuild__v1__orphans_response__descriptor);
     int rows = dbld_res_rows(q.res);

@@ -15,8 +15,7 @@ int main(int argc, char **argv)
     dbld_signals_block();
     dbld_config cfg;
     int rc = dbld_config_from_args(argc, argv, "eventlog", &cfg);
-    if (rc != DBLD_CONFIG_RUN)
-        return DBLD_CONFIG_EXIT_STATUS(rc);
+    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
     if (!cfg.shared.postgres_dsn || !*cfg.shared.postgres_dsn) {
         dbld_config_log_error(&cfg, "shared.postgres_dsn is required (or set "
                                     "DATABUILD_POSTGRES_DSN)");

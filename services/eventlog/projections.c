@@ -63,7 +63,10 @@ static size_t keyidx_get(keyidx *k, const char *key, size_t *count, int *is_new)
     return *count - 1;
 }
 
-static const char *i64s(dbld_arena *a, int64_t v) { return dbld_arena_printf(a, "%" PRId64, v); }
+static const char *i64s(dbld_arena *a, int64_t v)
+{
+    return dbld_arena_printf(a, "%" PRId64, v);
+}
 
 /* ---- partitions ---- */
 
@@ -78,19 +81,19 @@ typedef struct fold {
     size_t n_parts;
     struct br_delta {
         const char *id, *status, *requested, *comment, *want, *msg, *created, *updated, *idx;
-    } *brs;
+    } * brs;
     size_t n_brs;
     struct jr_delta {
         const char *id, *brid, *label, *status, *targets, *msg, *created, *updated, *idx;
-    } *jrs;
+    } * jrs;
     size_t n_jrs;
     struct want_row {
         const char *id, *refs, *source, *comment, *created, *brid, *idx;
-    } *wants;
+    } * wants;
     size_t n_wants;
     struct taint_row {
         const char *id, *refs, *source, *comment, *created, *brid, *idx;
-    } *taints;
+    } * taints;
     size_t n_taints;
 } fold;
 
@@ -113,7 +116,10 @@ static const char *refs_lit(dbld_arena *a, Databuild__V1__PartitionRef **refs, s
     return dbld_pg_text_array(a, s, n);
 }
 
-static const char *nonempty(const char *s) { return s && *s ? s : NULL; }
+static const char *nonempty(const char *s)
+{
+    return s && *s ? s : NULL;
+}
 
 /* REQUESTED, ANALYZED and DELEGATED describe one build request's view of a
  * partition, not the partition itself: they never replace BUILDING or
@@ -128,8 +134,7 @@ static int is_intent(int status)
 static void fold_partition_event(fold *f, const el_event *e)
 {
     const Databuild__V1__PartitionEvent *pe = e->ev->partition_event;
-    if (!pe->partition_ref || !*pe->partition_ref->str)
-        return;
+    if (!pe->partition_ref || !*pe->partition_ref->str) return;
     part_delta *d = part_for(f, pe->partition_ref->str);
     int cur = d->status ? atoi(d->status) : -1;
     if (is_intent(pe->status_code) && (cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING ||
@@ -149,8 +154,7 @@ static void fold_taint(fold *f, const el_event *e)
 {
     const Databuild__V1__TaintEvent *t = e->ev->taint_event;
     for (size_t i = 0; i < t->n_refs; i++) {
-        if (!t->refs[i] || !*t->refs[i]->str)
-            continue;
+        if (!t->refs[i] || !*t->refs[i]->str) continue;
         part_delta *d = part_for(f, t->refs[i]->str);
         d->tainted = "true";
         d->idx = i64s(f->a, e->idx);
@@ -168,8 +172,7 @@ static void fold_taint(fold *f, const el_event *e)
 static void fold_invalidation(fold *f, const el_event *e)
 {
     const Databuild__V1__PartitionInvalidationEvent *pi = e->ev->partition_invalidation_event;
-    if (!pi->partition_ref || !*pi->partition_ref->str)
-        return;
+    if (!pi->partition_ref || !*pi->partition_ref->str) return;
     part_delta *d = part_for(f, pi->partition_ref->str);
     d->tainted = "true";
     d->invalidated = i64s(f->a, e->ev->timestamp);
@@ -180,8 +183,7 @@ static void fold_build_request(fold *f, const el_event *e)
 {
     const Databuild__V1__BuildRequestEvent *b = e->ev->build_request_event;
     const char *id = e->ev->build_request_id;
-    if (!*id)
-        return;
+    if (!*id) return;
     int is_new;
     size_t i = keyidx_get(&f->bk, id, &f->n_brs, &is_new);
     struct br_delta *d = &f->brs[i];
@@ -190,14 +192,11 @@ static void fold_build_request(fold *f, const el_event *e)
         d->id = id;
         d->created = i64s(f->a, e->ev->timestamp);
     }
-    if (b->status)
-        d->status = i64s(f->a, b->status->code);
+    if (b->status) d->status = i64s(f->a, b->status->code);
     if (b->n_requested_partitions)
         d->requested = refs_lit(f->a, b->requested_partitions, b->n_requested_partitions);
-    if (nonempty(b->comment))
-        d->comment = b->comment;
-    if (nonempty(b->want_id))
-        d->want = b->want_id;
+    if (nonempty(b->comment)) d->comment = b->comment;
+    if (nonempty(b->want_id)) d->want = b->want_id;
     d->msg = b->message;
     d->updated = i64s(f->a, e->ev->timestamp);
     d->idx = i64s(f->a, e->idx);
@@ -206,8 +205,7 @@ static void fold_build_request(fold *f, const el_event *e)
 static void fold_job_event(fold *f, const el_event *e)
 {
     const Databuild__V1__JobEvent *j = e->ev->job_event;
-    if (!nonempty(j->job_run_id))
-        return;
+    if (!nonempty(j->job_run_id)) return;
     int is_new;
     size_t i = keyidx_get(&f->jk, j->job_run_id, &f->n_jrs, &is_new);
     struct jr_delta *d = &f->jrs[i];
@@ -216,10 +214,8 @@ static void fold_job_event(fold *f, const el_event *e)
         d->id = j->job_run_id;
         d->created = i64s(f->a, e->ev->timestamp);
     }
-    if (nonempty(e->ev->build_request_id))
-        d->brid = e->ev->build_request_id;
-    if (j->job_label && nonempty(j->job_label->label))
-        d->label = j->job_label->label;
+    if (nonempty(e->ev->build_request_id)) d->brid = e->ev->build_request_id;
+    if (j->job_label && nonempty(j->job_label->label)) d->label = j->job_label->label;
     d->status = i64s(f->a, j->status_code);
     if (j->n_target_partitions)
         d->targets = refs_lit(f->a, j->target_partitions, j->n_target_partitions);
@@ -246,7 +242,8 @@ static void fold_want(fold *f, const el_event *e)
 
 /* ---- applying deltas ---- */
 
-#define COL(arr, n, field) col_lit(a, (const char *)(arr), sizeof *(arr), offsetof(__typeof__(*(arr)), field), n)
+#define COL(arr, n, field)                                                                         \
+    col_lit(a, (const char *)(arr), sizeof *(arr), offsetof(__typeof__(*(arr)), field), n)
 
 static const char *col_lit(dbld_arena *a, const char *base, size_t stride, size_t off, size_t n)
 {
@@ -274,48 +271,53 @@ static int run(stmts *out, const char *name, const char *sql, int n, const char 
 
 static int apply_partitions(stmts *db, dbld_arena *a, fold *f)
 {
-    if (!f->n_parts)
-        return 0;
+    if (!f->n_parts) return 0;
     part_delta *d = f->parts;
     size_t n = f->n_parts;
-    const char *p[] = {COL(d, n, ref),     COL(d, n, status),      COL(d, n, brid),
-                       COL(d, n, run),     COL(d, n, msg),         COL(d, n, updated),
+    const char *p[] = {COL(d, n, ref),         COL(d, n, status),  COL(d, n, brid),
+                       COL(d, n, run),         COL(d, n, msg),     COL(d, n, updated),
                        COL(d, n, invalidated), COL(d, n, tainted), COL(d, n, idx)};
-    int rc = run(db, "el_part_ins", "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", 1, p);
-    if (rc)
-        return rc;
+    int rc =
+        run(db, "el_part_ins",
+            "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", 1, p);
+    if (rc) return rc;
 #define KEEP "(u.status IN (1, 2, 6) AND p.status IN (3, 4))" /* see is_intent() */
-    return run(db, "el_part_upd", "UPDATE partitions p SET"
+    return run(db, "el_part_upd",
+               "UPDATE partitions p SET"
                " status = CASE WHEN " KEEP " THEN p.status ELSE coalesce(u.status, p.status) END,"
                " build_request_id = CASE WHEN " KEEP " THEN p.build_request_id"
                "   ELSE coalesce(u.brid, p.build_request_id) END,"
-               " job_run_id = CASE WHEN " KEEP " THEN p.job_run_id ELSE coalesce(u.run, p.job_run_id) END,"
+               " job_run_id = CASE WHEN " KEEP
+               " THEN p.job_run_id ELSE coalesce(u.run, p.job_run_id) END,"
                " message = CASE WHEN " KEEP " THEN p.message ELSE coalesce(u.msg, p.message) END,"
-               " updated_ns = CASE WHEN " KEEP " THEN p.updated_ns ELSE coalesce(u.updated, p.updated_ns) END,"
+               " updated_ns = CASE WHEN " KEEP
+               " THEN p.updated_ns ELSE coalesce(u.updated, p.updated_ns) END,"
                " last_invalidated_ns = coalesce(u.inv, p.last_invalidated_ns),"
                " tainted = coalesce(u.tainted, p.tainted),"
                " last_idx = coalesce(u.idx, p.last_idx)"
                " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],"
                " $6::bigint[], $7::bigint[], $8::bool[], $9::bigint[])"
                " AS u(ref, status, brid, run, msg, updated, inv, tainted, idx)"
-               " WHERE p.ref = u.ref", 9, p);
+               " WHERE p.ref = u.ref",
+               9, p);
 }
 
 static int apply_build_requests(stmts *db, dbld_arena *a, fold *f)
 {
-    if (!f->n_brs)
-        return 0;
+    if (!f->n_brs) return 0;
     struct br_delta *d = f->brs;
     size_t n = f->n_brs;
-    const char *p[] = {COL(d, n, id),  COL(d, n, status),  COL(d, n, requested),
-                       COL(d, n, comment), COL(d, n, want), COL(d, n, msg),
+    const char *p[] = {COL(d, n, id),      COL(d, n, status),  COL(d, n, requested),
+                       COL(d, n, comment), COL(d, n, want),    COL(d, n, msg),
                        COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
     const char *ins[] = {p[0], p[6]};
-    int rc = run(db, "el_br_ins", "INSERT INTO build_requests (build_request_id, created_ns)"
-                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING", 2, ins);
-    if (rc)
-        return rc;
-    return run(db, "el_br_upd", "UPDATE build_requests b SET"
+    int rc = run(db, "el_br_ins",
+                 "INSERT INTO build_requests (build_request_id, created_ns)"
+                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                 2, ins);
+    if (rc) return rc;
+    return run(db, "el_br_upd",
+               "UPDATE build_requests b SET"
                " status = coalesce(u.status, b.status),"
                " requested_partitions = coalesce(u.requested::text[], b.requested_partitions),"
                " comment = coalesce(u.comment, b.comment),"
@@ -326,24 +328,26 @@ static int apply_build_requests(stmts *db, dbld_arena *a, fold *f)
                " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
                " $7::bigint[], $8::bigint[], $9::bigint[])"
                " AS u(id, status, requested, comment, want, msg, created, updated, idx)"
-               " WHERE b.build_request_id = u.id", 9, p);
+               " WHERE b.build_request_id = u.id",
+               9, p);
 }
 
 static int apply_job_runs(stmts *db, dbld_arena *a, fold *f)
 {
-    if (!f->n_jrs)
-        return 0;
+    if (!f->n_jrs) return 0;
     struct jr_delta *d = f->jrs;
     size_t n = f->n_jrs;
-    const char *p[] = {COL(d, n, id),      COL(d, n, brid), COL(d, n, label),
+    const char *p[] = {COL(d, n, id),      COL(d, n, brid),    COL(d, n, label),
                        COL(d, n, status),  COL(d, n, targets), COL(d, n, msg),
                        COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
     const char *ins[] = {p[0], p[6]};
-    int rc = run(db, "el_jr_ins", "INSERT INTO job_runs (job_run_id, created_ns)"
-                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING", 2, ins);
-    if (rc)
-        return rc;
-    return run(db, "el_jr_upd", "UPDATE job_runs j SET"
+    int rc = run(db, "el_jr_ins",
+                 "INSERT INTO job_runs (job_run_id, created_ns)"
+                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                 2, ins);
+    if (rc) return rc;
+    return run(db, "el_jr_upd",
+               "UPDATE job_runs j SET"
                " build_request_id = coalesce(u.brid, j.build_request_id),"
                " job_label = coalesce(u.label, j.job_label),"
                " status = coalesce(u.status, j.status),"
@@ -354,41 +358,44 @@ static int apply_job_runs(stmts *db, dbld_arena *a, fold *f)
                " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],"
                " $7::bigint[], $8::bigint[], $9::bigint[])"
                " AS u(id, brid, label, status, targets, msg, created, updated, idx)"
-               " WHERE j.job_run_id = u.id", 9, p);
+               " WHERE j.job_run_id = u.id",
+               9, p);
 }
 
 static int apply_wants(stmts *db, dbld_arena *a, fold *f)
 {
-    if (!f->n_wants)
-        return 0;
+    if (!f->n_wants) return 0;
     struct want_row *d = f->wants;
     size_t n = f->n_wants;
     const char *p[] = {COL(d, n, id),      COL(d, n, refs), COL(d, n, source), COL(d, n, comment),
                        COL(d, n, created), COL(d, n, brid), COL(d, n, idx)};
-    return run(db, "el_wants", "INSERT INTO wants AS w (want_id, refs, source_code, comment, created_ns,"
+    return run(db, "el_wants",
+               "INSERT INTO wants AS w (want_id, refs, source_code, comment, created_ns,"
                " build_request_id, last_idx)"
                " SELECT u.id, u.refs::text[], u.source, u.comment, u.created, u.brid, u.idx"
                " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[],"
                " $6::text[], $7::bigint[]) AS u(id, refs, source, comment, created, brid, idx)"
                " ON CONFLICT (want_id) DO UPDATE SET refs = EXCLUDED.refs,"
                " source_code = EXCLUDED.source_code, comment = EXCLUDED.comment,"
-               " build_request_id = EXCLUDED.build_request_id, last_idx = EXCLUDED.last_idx", 7, p);
+               " build_request_id = EXCLUDED.build_request_id, last_idx = EXCLUDED.last_idx",
+               7, p);
 }
 
 static int apply_taints(stmts *db, dbld_arena *a, fold *f)
 {
-    if (!f->n_taints)
-        return 0;
+    if (!f->n_taints) return 0;
     struct taint_row *d = f->taints;
     size_t n = f->n_taints;
     const char *p[] = {COL(d, n, id),      COL(d, n, refs), COL(d, n, source), COL(d, n, comment),
                        COL(d, n, created), COL(d, n, brid), COL(d, n, idx)};
-    return run(db, "el_taints", "INSERT INTO taints (event_id, refs, source_code, comment, created_ns,"
+    return run(db, "el_taints",
+               "INSERT INTO taints (event_id, refs, source_code, comment, created_ns,"
                " build_request_id, idx)"
                " SELECT u.id, u.refs::text[], u.source, u.comment, u.created, u.brid, u.idx"
                " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[],"
                " $6::text[], $7::bigint[]) AS u(id, refs, source, comment, created, brid, idx)"
-               " ON CONFLICT (event_id) DO NOTHING", 7, p);
+               " ON CONFLICT (event_id) DO NOTHING",
+               7, p);
 }
 
 size_t el_project(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
@@ -411,13 +418,26 @@ size_t el_project(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
     for (size_t i = 0; i < n; i++) {
         const el_event *e = evs[i];
         switch (e->ev->event_type_case) {
-        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT: fold_partition_event(&f, e); break;
-        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT: fold_taint(&f, e); break;
-        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT: fold_invalidation(&f, e); break;
-        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT: fold_build_request(&f, e); break;
-        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT: fold_job_event(&f, e); break;
-        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT: fold_want(&f, e); break;
-        default: break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT:
+            fold_partition_event(&f, e);
+            break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT:
+            fold_taint(&f, e);
+            break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT:
+            fold_invalidation(&f, e);
+            break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT:
+            fold_build_request(&f, e);
+            break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT:
+            fold_job_event(&f, e);
+            break;
+        case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT:
+            fold_want(&f, e);
+            break;
+        default:
+            break;
         }
     }
     stmts list = {.a = a, .list = out, .n = 0};

@@ -70,25 +70,21 @@ struct el_store {
 
 /* ---- helpers ---- */
 
-
 static void set_up(el_store *s, int up, const char *err)
 {
     pthread_mutex_lock(&s->mu);
     int changed = s->db_up != up;
     s->db_up = up;
-    if (err)
-        snprintf(s->last_err, sizeof s->last_err, "%s", err);
+    if (err) snprintf(s->last_err, sizeof s->last_err, "%s", err);
     pthread_mutex_unlock(&s->mu);
     if (changed) {
         if (up)
             dbld_log(DBLD_LOG_INFO, "database available", (char *)NULL);
         else
             dbld_log(DBLD_LOG_WARN, "database unavailable", "error", err ? err : "", (char *)NULL);
-        if (s->opts.server)
-            dbld_server_set_health_all(s->opts.server, up);
+        if (s->opts.server) dbld_server_set_health_all(s->opts.server, up);
     }
-    if (!up)
-        pthread_cond_signal(&s->mon_cv);
+    if (!up) pthread_cond_signal(&s->mon_cv);
 }
 
 static int unavailable(el_store *s, dbld_status *st)
@@ -98,8 +94,7 @@ static int unavailable(el_store *s, dbld_status *st)
     char err[512];
     memcpy(err, s->last_err, sizeof err);
     pthread_mutex_unlock(&s->mu);
-    if (up)
-        return 0;
+    if (up) return 0;
     return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable%s%s",
                            err[0] ? ": " : "", err);
 }
@@ -112,8 +107,7 @@ static int migrate(dbld_db *db, dbld_status *st)
     snprintf(lock, sizeof lock, "%lld", LOCK_MIGRATE);
     const char *p[] = {lock};
     int rc = dbld_db_exec(db, "SELECT pg_advisory_lock($1::bigint)", 1, p, NULL, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = dbld_db_exec(db,
                       "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY,"
                       " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
@@ -124,20 +118,18 @@ static int migrate(dbld_db *db, dbld_status *st)
         snprintf(ver, sizeof ver, "%d", m->version);
         const char *vp[] = {ver, m->name};
         dbld_res *r = NULL;
-        rc = dbld_db_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1::int", 1, vp,
-                          &r, st);
+        rc = dbld_db_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1::int", 1, vp, &r,
+                          st);
         int have = !rc && dbld_res_rows(r) > 0;
         dbld_res_free(r);
-        if (rc || have)
-            continue;
+        if (rc || have) continue;
         rc = dbld_db_exec(db, "BEGIN", 0, NULL, NULL, st);
+        if (!rc) rc = dbld_db_exec(db, m->sql, 0, NULL, NULL, st);
         if (!rc)
-            rc = dbld_db_exec(db, m->sql, 0, NULL, NULL, st);
-        if (!rc)
-            rc = dbld_db_exec(db, "INSERT INTO schema_migrations (version, name) VALUES ($1::int, $2)",
+            rc = dbld_db_exec(db,
+                              "INSERT INTO schema_migrations (version, name) VALUES ($1::int, $2)",
                               2, vp, NULL, st);
-        if (!rc)
-            rc = dbld_db_exec(db, "COMMIT", 0, NULL, NULL, st);
+        if (!rc) rc = dbld_db_exec(db, "COMMIT", 0, NULL, NULL, st);
         if (rc) {
             dbld_status_prefix(st, "migration %s failed", m->name);
             dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
@@ -172,15 +164,13 @@ static void *monitor_main(void *arg)
             s->migrated = 1;
             pthread_mutex_unlock(&s->mu);
         }
-        if (db && s->migrated && dbld_db_exec(db, "SELECT 1", 0, NULL, NULL, &st) == 0)
-            ok = 1;
+        if (db && s->migrated && dbld_db_exec(db, "SELECT 1", 0, NULL, NULL, &st) == 0) ok = 1;
         set_up(s, ok, ok ? NULL : st.msg);
         int64_t wait = ok ? 500 : backoff;
         backoff = ok ? 100 : (backoff * 2 > 2000 ? 2000 : backoff * 2);
         struct timespec ts = dbld_abs_time(CLOCK_REALTIME, wait);
         pthread_mutex_lock(&s->mu);
-        if (!s->stop)
-            pthread_cond_timedwait(&s->mon_cv, &s->mu, &ts);
+        if (!s->stop) pthread_cond_timedwait(&s->mon_cv, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
     dbld_db_close(db);
@@ -189,13 +179,13 @@ static void *monitor_main(void *arg)
 
 /* ---- writer thread ---- */
 
-#define INSERT_SQL                                                                                \
-    "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"    \
-    " job_run_ids, payload)"                                                                      \
-    " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], decode(u.p, 'hex')"      \
-    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $6::text[],"  \
-    " $7::text[], $8::text[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"                  \
-    " ORDER BY u.ord"                                                                             \
+#define INSERT_SQL                                                                                 \
+    "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"     \
+    " job_run_ids, payload)"                                                                       \
+    " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], decode(u.p, 'hex')"        \
+    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $6::text[],"   \
+    " $7::text[], $8::text[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"                   \
+    " ORDER BY u.ord"                                                                              \
     " ON CONFLICT (event_id) DO NOTHING RETURNING idx, event_id"
 
 /* The eight array parameters of INSERT_SQL for evs. */
@@ -242,16 +232,13 @@ static int resolve_existing(dbld_db *db, dbld_arena *a, el_event **evs, size_t n
     const char **ids = dbld_arena_alloc(a, (n + 1) * sizeof *ids);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (!evs[i]->idx)
-            ids[k++] = evs[i]->ev->event_id;
-    if (!k)
-        return 0;
+        if (!evs[i]->idx) ids[k++] = evs[i]->ev->event_id;
+    if (!k) return 0;
     const char *p[] = {dbld_pg_text_array(a, ids, k)};
     dbld_res *r = NULL;
     int rc = dbld_db_exec(db, "SELECT idx, event_id FROM events WHERE event_id = ANY($1::text[])",
                           1, p, &r, st);
-    if (!rc)
-        assign_idx(r, evs, n, 1);
+    if (!rc) assign_idx(r, evs, n, 1);
     dbld_res_free(r);
     return rc;
 }
@@ -262,8 +249,7 @@ static el_event **fresh_events(dbld_arena *a, el_event **evs, size_t n, size_t *
     el_event **fresh = dbld_arena_alloc(a, (n + 1) * sizeof *fresh);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (!evs[i]->duplicate)
-            fresh[k++] = evs[i];
+        if (!evs[i]->duplicate) fresh[k++] = evs[i];
     for (size_t i = 1; i < k; i++) /* insertion sort: input is nearly sorted */
         for (size_t j = i; j > 0 && fresh[j - 1]->idx > fresh[j]->idx; j--) {
             el_event *t = fresh[j];
@@ -285,17 +271,14 @@ static uint64_t hash_str(const char *p)
 /* Make sure the writer's connection is usable. */
 static int writer_connect(el_store *s, dbld_db **db, dbld_status *st)
 {
-    if (*db && dbld_db_alive(*db))
-        return 0;
+    if (*db && dbld_db_alive(*db)) return 0;
     dbld_db_close(*db);
     *db = NULL;
     int rc = unavailable(s, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (dbld_db_connect(s->dsn, db, st) != 0) {
         set_up(s, 0, st->msg);
-        return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s",
-                               st->msg);
+        return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s", st->msg);
     }
     /* The writer's statements are prepared once per connection, and planning
      * them on every execution would cost about a third of the database's CPU
@@ -338,8 +321,7 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
                           "SELECT count(*) FROM partitions WHERE ref = ANY($1::text[])"
                           " AND status = 4 AND NOT tainted",
                           1, p, &r, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int64_t available = dbld_res_i64(r, 0, 0);
     dbld_res_free(r);
     if (available == (int64_t)c->n_refs) {
@@ -354,8 +336,7 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
                       " LEFT JOIN build_leases l ON l.build_request_id = c.build_request_id"
                       " WHERE c.ref = ANY($1::text[]) ORDER BY c.ref",
                       1, p, &r, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED;
     for (int i = 0; i < dbld_res_rows(r); i++) {
         const char *holder = dbld_res_get(r, i, 1);
@@ -406,8 +387,7 @@ static size_t strset_find(const strset *s, const char *key)
 static int strset_add(strset *s, const char *key, void *val)
 {
     size_t i = strset_find(s, key);
-    if (s->slot[i])
-        return 0;
+    if (s->slot[i]) return 0;
     s->slot[i] = key;
     s->val[i] = val;
     return 1;
@@ -490,17 +470,14 @@ static size_t claim_rows(dbld_arena *a, pending **reqs, size_t n_reqs, dbld_stmt
 {
     size_t total = 0;
     for (size_t r = 0; r < n_reqs; r++)
-        if (granted(reqs[r]))
-            total += reqs[r]->claim->n_refs;
-    if (!total)
-        return 0;
+        if (granted(reqs[r])) total += reqs[r]->claim->n_refs;
+    if (!total) return 0;
     const char **col[4];
     for (int c = 0; c < 4; c++)
         col[c] = dbld_arena_alloc(a, total * sizeof *col[c]);
     size_t k = 0;
     for (size_t r = 0; r < n_reqs; r++) {
-        if (!granted(reqs[r]))
-            continue;
+        if (!granted(reqs[r])) continue;
         const el_claim *c = reqs[r]->claim;
         const char *now = dbld_arena_printf(a, "%" PRId64, dbld_now_ns());
         for (size_t i = 0; i < c->n_refs; i++, k++) {
@@ -534,10 +511,8 @@ static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *
 {
     size_t total = 0;
     for (size_t r = 0; r < n_reqs; r++)
-        if (reqs[r]->logs)
-            total += reqs[r]->logs->n;
-    if (!total)
-        return 0;
+        if (reqs[r]->logs) total += reqs[r]->logs->n;
+    if (!total) return 0;
     strset_init(a, keys, total);
     const char **col[JOBLOG_COLS];
     for (int c = 0; c < JOBLOG_COLS; c++)
@@ -548,8 +523,7 @@ static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *
         for (size_t i = 0; l && i < l->n; i++) {
             l->stored = 0;
             const char *key = dbld_arena_printf(a, "%s\n%s", l->cols[0][i], l->cols[1][i]);
-            if (!strset_add(keys, key, l))
-                continue;
+            if (!strset_add(keys, key, l)) continue;
             for (int c = 0; c < JOBLOG_COLS; c++)
                 col[c][k] = l->cols[c][i];
             k++;
@@ -558,16 +532,15 @@ static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *
     const char **p = dbld_arena_alloc(a, JOBLOG_COLS * sizeof *p);
     for (int c = 0; c < JOBLOG_COLS; c++)
         p[c] = dbld_pg_text_array(a, col[c], k);
-    *out = (dbld_stmt){
-        .name = "el_joblogs",
-        .sql = "INSERT INTO job_logs (job_run_id, seq, ts_ns, content, level, entry)"
-               " SELECT u.r, u.s, u.t, u.c, u.l, decode(u.e, 'hex') FROM unnest("
-               "$1::text[], $2::bigint[], $3::bigint[], $4::smallint[], $5::int[],"
-               " $6::text[]) AS u(r, s, t, c, l, e)"
-               " ON CONFLICT (job_run_id, seq) DO NOTHING RETURNING job_run_id, seq",
-        .n = JOBLOG_COLS,
-        .params = p,
-        .out = res};
+    *out = (dbld_stmt){.name = "el_joblogs",
+                       .sql = "INSERT INTO job_logs (job_run_id, seq, ts_ns, content, level, entry)"
+                              " SELECT u.r, u.s, u.t, u.c, u.l, decode(u.e, 'hex') FROM unnest("
+                              "$1::text[], $2::bigint[], $3::bigint[], $4::smallint[], $5::int[],"
+                              " $6::text[]) AS u(r, s, t, c, l, e)"
+                              " ON CONFLICT (job_run_id, seq) DO NOTHING RETURNING job_run_id, seq",
+                       .n = JOBLOG_COLS,
+                       .params = p,
+                       .out = res};
     return 1;
 }
 
@@ -578,8 +551,7 @@ static void credit_joblogs(dbld_arena *a, const dbld_res *r, const strset *keys)
         const char *key =
             dbld_arena_printf(a, "%s\n%s", dbld_res_get(r, row, 0), dbld_res_get(r, row, 1));
         size_t i = strset_find(keys, key);
-        if (keys->slot[i])
-            ((el_joblogs *)keys->val[i])->stored++;
+        if (keys->slot[i]) ((el_joblogs *)keys->val[i])->stored++;
     }
 }
 
@@ -601,13 +573,11 @@ static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, d
     for (size_t i = 0; i < n; i++)
         n_fenced += reqs[i]->fence.build_request_id != NULL;
     *res = NULL;
-    if (!n_fenced)
-        return 0;
+    if (!n_fenced) return 0;
     const char **ids = dbld_arena_alloc(a, n_fenced * sizeof *ids);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (reqs[i]->fence.build_request_id)
-            ids[k++] = reqs[i]->fence.build_request_id;
+        if (reqs[i]->fence.build_request_id) ids[k++] = reqs[i]->fence.build_request_id;
     const char **p = dbld_arena_alloc(a, sizeof *p);
     p[0] = dbld_pg_text_array(a, ids, k);
     *out = (dbld_stmt){.name = "el_fence",
@@ -627,8 +597,7 @@ static size_t fence_verdict(dbld_res *leases, pending **reqs, size_t n)
     size_t refused = 0;
     for (size_t i = 0; i < n; i++) {
         pending *q = reqs[i];
-        if (!q->fence.build_request_id)
-            continue;
+        if (!q->fence.build_request_id) continue;
         const char *owner = NULL;
         for (int row = 0; row < dbld_res_rows(leases) && !owner; row++)
             if (strcmp(dbld_res_get(leases, row, 0), q->fence.build_request_id) == 0)
@@ -653,19 +622,21 @@ static size_t fence_verdict(dbld_res *leases, pending **reqs, size_t n)
  * holds the fence statement whose result lands there: if a fence does not
  * hold, EL_REFUSED before anything else (the caller rolls back). */
 static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n_pre,
-                      dbld_res **fence, pending **reqs, size_t n_reqs, int commit,
-                      int64_t *max_idx, dbld_status *st)
+                      dbld_res **fence, pending **reqs, size_t n_reqs, int commit, int64_t *max_idx,
+                      dbld_status *st)
 {
     size_t n = 0;
     el_event **evs = batch_events(a, reqs, n_reqs, &n);
     dbld_stmt first[6];
-    if (n_pre)
-        memcpy(first, pre, n_pre * sizeof *first);
+    if (n_pre) memcpy(first, pre, n_pre * sizeof *first);
     size_t k = n_pre + claim_rows(a, reqs, n_reqs, &first[n_pre]);
     dbld_res *ins = NULL, *logs = NULL;
     if (n)
-        first[k++] = (dbld_stmt){.name = "el_insert", .sql = INSERT_SQL, .n = 8,
-                                 .params = insert_params(a, evs, n), .out = &ins};
+        first[k++] = (dbld_stmt){.name = "el_insert",
+                                 .sql = INSERT_SQL,
+                                 .n = 8,
+                                 .params = insert_params(a, evs, n),
+                                 .out = &ins};
     strset keys;
     k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
@@ -682,29 +653,24 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
         dbld_res_free(ins);
         return rc;
     }
-    if (!rc && logs)
-        credit_joblogs(a, logs, &keys);
+    if (!rc && logs) credit_joblogs(a, logs, &keys);
     dbld_res_free(logs);
     if (!rc && n) {
         assign_idx(ins, evs, n, 0);
         rc = resolve_existing(db, a, evs, n, st);
     }
     dbld_res_free(ins);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     size_t n_fresh;
     el_event **fresh = fresh_events(a, evs, n, &n_fresh);
     dbld_stmt second[EL_PROJECT_MAX_STMTS + 1];
     size_t m = n_fresh ? el_project(a, fresh, n_fresh, second) : 0;
-    if (commit)
-        second[m++] = (dbld_stmt){.sql = "COMMIT"};
+    if (commit) second[m++] = (dbld_stmt){.sql = "COMMIT"};
     rc = m ? dbld_db_pipeline(db, second, m, st) : 0;
-    if (rc)
-        return rc;
+    if (rc) return rc;
     resolve_repeats(reqs, n_reqs);
     for (size_t i = 0; i < n; i++)
-        if (evs[i]->idx > *max_idx)
-            *max_idx = evs[i]->idx;
+        if (evs[i]->idx > *max_idx) *max_idx = evs[i]->idx;
     return 0;
 }
 
@@ -721,10 +687,10 @@ static void add_touched(strset *touched, const el_claim *c)
 /* Both lookups go by the primary key alone (the conditions on other columns
  * are aggregate filters): whatever the table sizes were when its generic plan
  * was made, only a key lookup serves ref = ANY($1). */
-#define CLAIM_PEEK_SQL                                                                            \
-    "SELECT (SELECT count(*) FILTER (WHERE status = 4 AND NOT tainted) FROM partitions"          \
-    " WHERE ref = ANY($1::text[])),"                                                              \
-    " (SELECT coalesce(bool_or(build_request_id <> $2), false) FROM claims"                       \
+#define CLAIM_PEEK_SQL                                                                             \
+    "SELECT (SELECT count(*) FILTER (WHERE status = 4 AND NOT tainted) FROM partitions"            \
+    " WHERE ref = ANY($1::text[])),"                                                               \
+    " (SELECT coalesce(bool_or(build_request_id <> $2), false) FROM claims"                        \
     " WHERE ref = ANY($1::text[]))"
 
 /* One transaction for reqs: the claims (which come first) decided one after
@@ -747,7 +713,10 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
     dbld_stmt open[3] = {
         {.sql = "BEGIN"},
-        {.name = "el_lock", .sql = "SELECT pg_advisory_xact_lock($1::bigint)", .n = 1, .params = lp},
+        {.name = "el_lock",
+         .sql = "SELECT pg_advisory_xact_lock($1::bigint)",
+         .n = 1,
+         .params = lp},
     };
     dbld_res *fence = NULL;
     size_t n_open = 2 + fence_stmt(a, reqs, n_reqs, &open[2], &fence);
@@ -759,8 +728,8 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
             n_touch += c->events[i].n_refs;
     }
     if (!n_claims)
-        return write_reqs(db, a, open, n_open, n_open > 2 ? &fence : NULL, reqs, n_reqs, 1,
-                          max_idx, st);
+        return write_reqs(db, a, open, n_open, n_open > 2 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
+                          st);
     const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
     dbld_res **peek = dbld_arena_alloc(a, n_claims * sizeof *peek);
     dbld_stmt *first = dbld_arena_alloc(a, (n_open + n_claims) * sizeof *first);
@@ -772,8 +741,8 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
         p[0] = lits[i];
         p[1] = c->build_request_id;
         peek[i] = NULL;
-        first[n_open + i] = (dbld_stmt){.name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 2,
-                                        .params = p, .out = &peek[i]};
+        first[n_open + i] = (dbld_stmt){
+            .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 2, .params = p, .out = &peek[i]};
     }
     int rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
     if (fence) { /* fence_verdict() frees it */
@@ -799,16 +768,13 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
             if (from < i)
                 rc = write_reqs(db, a, NULL, 0, NULL, reqs + from, i - from, 0, max_idx, st);
             from = i;
-            if (!rc)
-                rc = claim_decide(db, reqs[i]->arena, c, lits[i], st);
+            if (!rc) rc = claim_decide(db, reqs[i]->arena, c, lits[i], st);
         }
-        if (!rc && granted(reqs[i]))
-            add_touched(&touched, c);
+        if (!rc && granted(reqs[i])) add_touched(&touched, c);
     }
     for (size_t i = 0; i < n_claims; i++)
         dbld_res_free(peek[i]);
-    if (!rc)
-        rc = write_reqs(db, a, NULL, 0, NULL, reqs + from, n_reqs - from, 1, max_idx, st);
+    if (!rc) rc = write_reqs(db, a, NULL, 0, NULL, reqs + from, n_reqs - from, 1, max_idx, st);
     return rc;
 }
 
@@ -821,17 +787,13 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
         reqs[i]->refused = NULL;
     for (;;) {
         int rc = batch_tx_once(db, a, reqs, n_reqs, max_idx, st);
-        if (rc && dbld_db_alive(db))
-            dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
-        if (rc != EL_REFUSED)
-            return rc;
+        if (rc && dbld_db_alive(db)) dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
+        if (rc != EL_REFUSED) return rc;
         size_t kept = 0;
         for (size_t i = 0; i < n_reqs; i++)
-            if (!reqs[i]->refused)
-                reqs[kept++] = reqs[i];
+            if (!reqs[i]->refused) reqs[kept++] = reqs[i];
         n_reqs = kept;
-        if (n_reqs == 0)
-            return 0;
+        if (n_reqs == 0) return 0;
     }
 }
 
@@ -839,8 +801,7 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
 static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st)
 {
     int rc = writer_connect(s, db, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     dbld_arena *a = dbld_arena_create();
     size_t n = 0;
     for (pending *p = reqs; p; p = p->next)
@@ -851,14 +812,12 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
     size_t k = 0;
     for (int pass = 0; pass < 3; pass++)
         for (pending *p = reqs; p; p = p->next)
-            if ((p->claim ? 0 : p->logs ? 2 : 1) == pass)
-                arr[k++] = p;
+            if ((p->claim ? 0 : p->logs ? 2 : 1) == pass) arr[k++] = p;
     int64_t max_idx = 0;
     rc = batch_tx(*db, a, arr, n, &max_idx, st);
     if (!rc) {
         pthread_mutex_lock(&s->mu);
-        if (max_idx > s->last_idx)
-            s->last_idx = max_idx;
+        if (max_idx > s->last_idx) s->last_idx = max_idx;
         pthread_cond_broadcast(&s->commit_cv);
         pthread_mutex_unlock(&s->mu);
     } else if (rc == DBLD_UNAVAILABLE) {
@@ -918,8 +877,7 @@ static void *writer_main(void *arg)
     for (;;) {
         while (!s->head && !s->stop)
             pthread_cond_wait(&s->work_cv, &s->mu);
-        if (!s->head && s->stop)
-            break;
+        if (!s->head && s->stop) break;
         /* Take whole requests up to the batch limit (always at least one). */
         pending *first = s->head, *last = first;
         size_t events = first->n;
@@ -928,8 +886,7 @@ static void *writer_main(void *arg)
             events += last->n;
         }
         s->head = last->next;
-        if (!s->head)
-            s->tail = NULL;
+        if (!s->head) s->tail = NULL;
         s->queued_events -= events;
         last->next = NULL;
         pthread_mutex_unlock(&s->mu);
@@ -947,11 +904,9 @@ el_store *el_store_create(const el_store_opts *opts)
 {
     el_store *s = dbld_xcalloc(1, sizeof *s);
     s->opts = *opts;
-    if (s->opts.max_batch_events < 1)
-        s->opts.max_batch_events = 5000;
+    if (s->opts.max_batch_events < 1) s->opts.max_batch_events = 5000;
     s->max_queued = (size_t)s->opts.max_batch_events * QUEUE_BATCHES;
-    if (s->max_queued < QUEUE_MIN_EVENTS)
-        s->max_queued = QUEUE_MIN_EVENTS;
+    if (s->max_queued < QUEUE_MIN_EVENTS) s->max_queued = QUEUE_MIN_EVENTS;
     s->dsn = dbld_xstrdup(opts->dsn);
     s->pool = dbld_pool_create(opts->dsn, opts->pool_size);
     pthread_mutex_init(&s->mu, NULL);
@@ -971,8 +926,7 @@ void el_store_start(el_store *s)
 
 void el_store_destroy(el_store *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_broadcast(&s->work_cv);
@@ -996,8 +950,7 @@ void el_store_destroy(el_store *s)
 static int submit_async(el_store *s, pending *p, dbld_status *st)
 {
     int rc = unavailable(s, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     pthread_mutex_lock(&s->mu);
     if (s->stop) {
         pthread_mutex_unlock(&s->mu);
@@ -1038,8 +991,7 @@ int el_store_append_async(el_store *s, el_event *evs, size_t n, const el_fence *
                           dbld_arena *a, el_append_cb cb, void *arg, dbld_status *st)
 {
     pending *p = new_async(a, cb, arg);
-    if (fence)
-        p->fence = *fence;
+    if (fence) p->fence = *fence;
     p->evs = evs;
     p->n = n;
     return submit_async(s, p, st);
@@ -1056,8 +1008,8 @@ int el_store_claim_async(el_store *s, el_claim *c, dbld_arena *a, el_append_cb c
     return submit_async(s, p, st);
 }
 
-int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_append_cb cb,
-                           void *arg, dbld_status *st)
+int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_append_cb cb, void *arg,
+                           dbld_status *st)
 {
     pending *p = new_async(a, cb, arg);
     p->logs = logs;
@@ -1068,16 +1020,13 @@ int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_appe
 int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st)
 {
     int rc = unavailable(s, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     dbld_db *db;
     rc = dbld_pool_acquire(s->pool, 5000, &db, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = fn(db, arg, st);
     dbld_pool_release(s->pool, db);
-    if (rc == DBLD_UNAVAILABLE)
-        set_up(s, 0, st->msg);
+    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
     return rc;
 }
 
@@ -1096,17 +1045,17 @@ static int release_fn(dbld_db *db, void *arg, dbld_status *st)
                           " AND ($2 = '' OR job_run_id = $2)"
                           " AND ($3::text[] IS NULL OR ref = ANY($3::text[]))",
                           3, p, &r, st);
-    if (!rc)
-        ra->released = (uint32_t)dbld_res_affected(r);
+    if (!rc) ra->released = (uint32_t)dbld_res_affected(r);
     dbld_res_free(r);
     return rc;
 }
 
-int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id,
-                     char **refs, size_t n, uint32_t *released, dbld_status *st)
+int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id, char **refs,
+                     size_t n, uint32_t *released, dbld_status *st)
 {
     dbld_arena *a = dbld_arena_create();
-    release_args ra = {.brid = build_request_id, .run = job_run_id ? job_run_id : "",
+    release_args ra = {.brid = build_request_id,
+                       .run = job_run_id ? job_run_id : "",
                        .refs = n ? dbld_pg_text_array(a, (const char *const *)refs, n) : NULL};
     int rc = el_store_with_db(s, release_fn, &ra, st);
     dbld_arena_destroy(a);
@@ -1129,8 +1078,7 @@ void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms)
     struct timespec ts = dbld_abs_time(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&s->mu);
     while (s->last_idx <= after_idx && !s->stop)
-        if (pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts) == ETIMEDOUT)
-            break;
+        if (pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts) == ETIMEDOUT) break;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -1139,18 +1087,14 @@ static const char *filter_lit(dbld_arena *a, char **items, size_t n)
     return n ? dbld_pg_text_array(a, (const char *const *)items, n) : NULL;
 }
 
-int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter,
-                            dbld_status *st)
+int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter, dbld_status *st)
 {
-    if (!filter || !filter->n_partition_patterns)
-        return 0;
+    if (!filter || !filter->n_partition_patterns) return 0;
     int rc = unavailable(s, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     dbld_db *db;
     rc = dbld_pool_acquire(s->pool, 5000, &db, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     for (size_t i = 0; !rc && i < filter->n_partition_patterns; i++) {
         const char *p[] = {filter->partition_patterns[i]};
         rc = dbld_db_exec(db, "SELECT '' ~ $1", 1, p, NULL, st);
@@ -1159,8 +1103,7 @@ int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filte
                                filter->partition_patterns[i]);
     }
     dbld_pool_release(s->pool, db);
-    if (rc == DBLD_UNAVAILABLE)
-        set_up(s, 0, st->msg);
+    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
     return rc;
 }
 
@@ -1171,11 +1114,9 @@ int el_store_list(el_store *s, const Databuild__V1__EventFilter *f, int64_t star
     *n = 0;
     *has_more = 0;
     int rc = unavailable(s, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__EventFilter empty = DATABUILD__V1__EVENT_FILTER__INIT;
-    if (!f)
-        f = &empty;
+    if (!f) f = &empty;
     const char *p[] = {
         dbld_arena_printf(a, "%" PRId64, start_idx),
         filter_lit(a, f->partition_refs, f->n_partition_refs),
@@ -1187,24 +1128,22 @@ int el_store_list(el_store *s, const Databuild__V1__EventFilter *f, int64_t star
     };
     dbld_db *db;
     rc = dbld_pool_acquire(s->pool, 5000, &db, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     dbld_res *r = NULL;
-    rc = dbld_db_exec(
-        db,
-        "SELECT idx, payload FROM events WHERE idx >= $1::bigint"
-        " AND ($2::text[] IS NULL OR partition_refs && $2::text[])"
-        " AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"
-        "      unnest($3::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"
-        " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
-        " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
-        " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
-        " ORDER BY idx LIMIT $7::int",
-        7, p, &r, st);
+    rc =
+        dbld_db_exec(db,
+                     "SELECT idx, payload FROM events WHERE idx >= $1::bigint"
+                     " AND ($2::text[] IS NULL OR partition_refs && $2::text[])"
+                     " AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"
+                     "      unnest($3::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"
+                     " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
+                     " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
+                     " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
+                     " ORDER BY idx LIMIT $7::int",
+                     7, p, &r, st);
     dbld_pool_release(s->pool, db);
     if (rc) {
-        if (rc == DBLD_UNAVAILABLE)
-            set_up(s, 0, st->msg);
+        if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
         return rc;
     }
     int total = dbld_res_rows(r);
@@ -1224,8 +1163,7 @@ int el_store_list(el_store *s, const Databuild__V1__EventFilter *f, int64_t star
         }
     }
     dbld_res_free(r);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *rows = out;
     *n = (size_t)take;
     return 0;

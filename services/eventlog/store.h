@@ -3,8 +3,8 @@
  *
  * Appends, claims and job logs from all RPC threads go into one queue; a
  * single writer thread drains it into one transaction per batch (group
- * commit) and answers each request by callback after COMMIT. Writers of every replica take a transaction-scoped
- * advisory lock, so idx order equals commit order across replicas. A monitor
+ * commit) and answers each request by callback after COMMIT. Writers of every replica take a
+ * transaction-scoped advisory lock, so idx order equals commit order across replicas. A monitor
  * thread pings the database, applies migrations once reachable, and flips the
  * server's health; while the database is down appends and reads fail fast
  * with UNAVAILABLE.
@@ -101,8 +101,8 @@ typedef struct el_claim {
 int el_store_claim_async(el_store *s, el_claim *c, dbld_arena *a, el_append_cb cb, void *arg,
                          dbld_status *st);
 /* Drop claims of (build_request_id, job_run_id or any when empty) on refs (all when n == 0). */
-int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id,
-                     char **refs, size_t n, uint32_t *released, dbld_status *st);
+int el_store_release(el_store *s, const char *build_request_id, const char *job_run_id, char **refs,
+                     size_t n, uint32_t *released, dbld_status *st);
 
 /* Job log entries (JobLogs/Append) as text columns: job_run_id, seq,
  * ts_ns, content, level, entry (serialized JobLogEntry, hex). */
@@ -114,8 +114,8 @@ typedef struct el_joblogs {
 
 /* Store job log entries durably (idempotent on (job_run_id, seq)), in the
  * writer's next group commit; cb as for el_store_append_async. */
-int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_append_cb cb,
-                           void *arg, dbld_status *st);
+int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_append_cb cb, void *arg,
+                           dbld_status *st);
 
 /* Run fn with a pooled connection (fails fast with UNAVAILABLE while the
  * database is down; marks it down when fn reports UNAVAILABLE). */
@@ -123,7 +123,6 @@ typedef int (*el_db_fn)(dbld_db *db, void *arg, dbld_status *st);
 int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st);
 
 /* Validate partition patterns against PostgreSQL's regex engine. */
-int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter,
-                            dbld_status *st);
+int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter, dbld_status *st);
 
 #endif

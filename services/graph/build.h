@@ -36,8 +36,8 @@ typedef struct gs_task {
 /* A job run of this build from before a resume (recover() reads them from
  * the event log): its task's first output and how it ended. */
 typedef struct gs_prior_run {
-    char *ref;  /* malloc'd */
-    int kind;   /* gs_fail_kind of a recorded failure; 0 when none */
+    char *ref; /* malloc'd */
+    int kind;  /* gs_fail_kind of a recorded failure; 0 when none */
 } gs_prior_run;
 
 /* A resumed build's planned first attempt that never started: the job_run_id

@@ -588,11 +588,10 @@ static int plan(gs_build *b)
         finish(b, BR(CANCELLED), "cancelled", DBLD_CANCELLED);
         return 1;
     }
-    char *gmsg =
-        dbld_arena_printf(a, "%zu task%s, %d configure call%s in %d round%s, %zu external input%s",
-                          p->n_tasks, p->n_tasks == 1 ? "" : "s", p->configure_calls,
-                          p->configure_calls == 1 ? "" : "s", p->rounds, p->rounds == 1 ? "" : "s",
-                          p->n_external, p->n_external == 1 ? "" : "s");
+    char *gmsg = dbld_arena_printf(
+        a, "%zu task%s, %d configure call%s in %d round%s, %zu external input%s", p->n_tasks,
+        p->n_tasks == 1 ? "" : "s", p->configure_calls, p->configure_calls == 1 ? "" : "s",
+        p->rounds, p->rounds == 1 ? "" : "s", p->n_external, p->n_external == 1 ? "" : "s");
     gs_evlist l = {0};
     gs_evlist_add(a, &l, gs_ev_job_graph(a, b->id, p->graph, gmsg));
     gs_evlist_add(a, &l, gs_ev_build_request(a, b->id, BR(ANALYSIS_COMPLETED), gmsg));
@@ -601,8 +600,9 @@ static int plan(gs_build *b)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
             if (!avail[k]) {
                 tasks[i].analyzed[j] = 1;
-                gs_evlist_add(a, &l, gs_ev_partition(a, b->id, outs[k], PS(ANALYZED),
-                                                     tasks[i].first_run, ""));
+                gs_evlist_add(
+                    a, &l,
+                    gs_ev_partition(a, b->id, outs[k], PS(ANALYZED), tasks[i].first_run, ""));
             }
     gs_evlist_add(a, &l,
                   gs_ev_build_request(a, b->id, BR(EXECUTING),
@@ -619,7 +619,7 @@ static int plan(gs_build *b)
 typedef struct dangling {
     char *run, *label;
     int status;
-    int kind; /* gs_fail_kind its FAILED event recorded */
+    int kind;                         /* gs_fail_kind its FAILED event recorded */
     Databuild__V1__JobConfig targets; /* outputs only */
 } dangling;
 

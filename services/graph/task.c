@@ -287,8 +287,9 @@ static void *task_main(void *arg)
                                   gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE),
                                                   holder_run, "built by the delegated build"));
             } else {
-                gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED),
-                                               "outputs already available"));
+                gs_evlist_add(
+                    a, &l,
+                    gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED), "outputs already available"));
             }
             if (gsb_append(b, a, &l) == 0)
                 task_end(t, T_OK, NULL);

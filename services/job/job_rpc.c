@@ -32,15 +32,14 @@ static const char **ref_strs(dbld_arena *a, Databuild__V1__PartitionRef *const *
 
 /* Resolve the job of the requested outputs and configure them. */
 static int configure_outputs(dbld_call *call, Databuild__V1__PartitionRef *const *outputs, size_t n,
-                             const job_entry **job,
-                             Databuild__V1__JobConfigureResponse **resp, dbld_status *st)
+                             const job_entry **job, Databuild__V1__JobConfigureResponse **resp,
+                             dbld_status *st)
 {
     jr_engine *e = dbld_call_user(call);
     dbld_arena *a = dbld_call_arena(call);
     const char **refs = ref_strs(a, outputs, n);
     int rc = job_resolve(jr_jobs(e), refs, n, job, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     jr_ctx ctx = call_ctx(call);
     return jr_configure(e, &ctx, *job, refs, n, a, resp, st);
 }
@@ -53,8 +52,7 @@ static int configure(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufC
     const job_entry *job;
     Databuild__V1__JobConfigureResponse *resp;
     int rc = configure_outputs(call, req->outputs, req->n_outputs, &job, &resp, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *resp_msg = &resp->base;
     return 0;
 }
@@ -62,8 +60,7 @@ static int configure(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufC
 /* The status code a failed run maps to when the caller only gets a status. */
 static int run_failure_code(const Databuild__V1__RunJobResponse *r)
 {
-    if (r->status == DATABUILD__V1__JOB_STATUS__JOB_CANCELLED)
-        return DBLD_CANCELLED;
+    if (r->status == DATABUILD__V1__JOB_STATUS__JOB_CANCELLED) return DBLD_CANCELLED;
     switch (r->failure_kind) {
     case DATABUILD__V1__FAILURE_KIND__FAILURE_TIMEOUT:
         return DBLD_DEADLINE_EXCEEDED;
@@ -84,8 +81,7 @@ static int execute(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     const job_entry *job;
     Databuild__V1__JobConfigureResponse *cr;
     int rc = configure_outputs(call, req->outputs, req->n_outputs, &job, &cr, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     Databuild__V1__JobExecuteResponse *resp =
         dbld_arena_msg(a, &databuild__v1__job_execute_response__descriptor);
     resp->manifests = dbld_arena_alloc(a, (cr->n_configs + 1) * sizeof *resp->manifests);
@@ -100,8 +96,7 @@ static int execute(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
         dbld_uuid_v4(run_id);
         Databuild__V1__RunJobResponse *r;
         rc = jr_run(e, &ctx, job, dbld_arena_strdup(a, run_id), "", task, a, &r, st);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         if (r->status != DATABUILD__V1__JOB_STATUS__JOB_COMPLETED)
             return jr_run_status(r, run_failure_code(r), st);
         resp->manifests[resp->n_manifests++] = r->manifest;

@@ -20,10 +20,12 @@
 #include <time.h>
 
 #define APPEND_PATH "/databuild.v1.JobLogs/Append"
-#define SEND_TIMEOUT_MS 1000   /* one flush attempt while the job runs */
-#define MAX_QUEUED 200000      /* entries kept while the event log is unreachable */
+#define SEND_TIMEOUT_MS 1000 /* one flush attempt while the job runs */
+#define MAX_QUEUED 200000    /* entries kept while the event log is unreachable */
 #define WARN_EVERY_MS 30000
-#define CLOSE_FAILING_MS 1000  /* final flush when the last send already failed */    /* repeat the "could not store" warning at most this often */
+#define CLOSE_FAILING_MS                                                                           \
+    1000 /* final flush when the last send already failed */ /* repeat the "could not store"       \
+                                                                warning at most this often */
 
 typedef struct packed {
     uint8_t *buf;
@@ -57,8 +59,7 @@ struct jl_sink {
 static size_t utf8_seq_len(const unsigned char *p, size_t left)
 {
     unsigned char c = p[0];
-    if (c >= 0x01 && c <= 0x7F)
-        return 1;
+    if (c >= 0x01 && c <= 0x7F) return 1;
     size_t n;
     unsigned char lo = 0x80, hi = 0xBF;
     if (c >= 0xC2 && c <= 0xDF)
@@ -73,11 +74,9 @@ static size_t utf8_seq_len(const unsigned char *p, size_t left)
         if (c == 0xF4) hi = 0x8F;
     } else
         return 0;
-    if (left < n || p[1] < lo || p[1] > hi)
-        return 0;
+    if (left < n || p[1] < lo || p[1] > hi) return 0;
     for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
     return n;
 }
 
@@ -88,8 +87,7 @@ const char *jl_utf8_clean(const char *s, size_t len, char **owned)
     size_t i = 0, k;
     while (i < len && (k = utf8_seq_len(p + i, len - i)) > 0)
         i += k;
-    if (i == len)
-        return s;
+    if (i == len) return s;
     char *out = dbld_xmalloc(len * 3 + 1), *o = out;
     memcpy(o, s, i);
     o += i;
@@ -116,8 +114,7 @@ const char *jl_utf8_clean(const char *s, size_t len, char **owned)
 static size_t peek_batch(jl_sink *s, packed *out, size_t max)
 {
     size_t n = s->tail - s->head;
-    if (n > max)
-        n = max;
+    if (n > max) n = max;
     memcpy(out, s->q + s->head, n * sizeof *out);
     return n;
 }
@@ -127,8 +124,7 @@ static void pop_batch(jl_sink *s, size_t n)
     for (size_t i = 0; i < n; i++)
         free(s->q[s->head + i].buf);
     s->head += n;
-    if (s->head == s->tail)
-        s->head = s->tail = 0;
+    if (s->head == s->tail) s->head = s->tail = 0;
 }
 
 static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms, dbld_status *st)
@@ -155,7 +151,6 @@ static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms,
     return rc;
 }
 
-
 static void *flusher_main(void *arg)
 {
     jl_sink *s = arg;
@@ -170,15 +165,13 @@ static void *flusher_main(void *arg)
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
         if (s->head == s->tail) {
-            if (s->closing)
-                break;
+            if (s->closing) break;
             continue;
         }
         int64_t timeout = SEND_TIMEOUT_MS;
         if (s->closing) {
             timeout = s->close_deadline - dbld_mono_ms();
-            if (timeout <= 0)
-                break;
+            if (timeout <= 0) break;
         }
         size_t n = peek_batch(s, batch, (size_t)s->batch_max);
         pthread_mutex_unlock(&s->mu);
@@ -196,8 +189,8 @@ static void *flusher_main(void *arg)
         if (!s->failing || now - last_warn >= WARN_EVERY_MS) {
             char queued[32];
             snprintf(queued, sizeof queued, "%zu", s->tail - s->head);
-            dbld_log(DBLD_LOG_WARN, "could not store job logs; will retry", "job_run_id",
-                     s->run_id, "eventlog", s->target, "error", st.msg, "queued", queued, NULL);
+            dbld_log(DBLD_LOG_WARN, "could not store job logs; will retry", "job_run_id", s->run_id,
+                     "eventlog", s->target, "error", st.msg, "queued", queued, NULL);
             last_warn = now;
         }
         s->failing = 1;
@@ -205,8 +198,7 @@ static void *flusher_main(void *arg)
             if (s->close_deadline > now + CLOSE_FAILING_MS)
                 s->close_deadline = now + CLOSE_FAILING_MS;
             int64_t left = s->close_deadline - dbld_mono_ms();
-            if (left <= 0)
-                break;
+            if (left <= 0) break;
             struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, left < 100 ? left : 100);
             pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         }
@@ -229,7 +221,8 @@ jl_sink *jl_open(const jl_opts *o)
     s->n_outputs = o->n_outputs;
     s->outputs = dbld_arena_alloc(s->keep, (o->n_outputs + 1) * sizeof *s->outputs);
     for (size_t i = 0; i < o->n_outputs; i++) {
-        Databuild__V1__PartitionRef *r = dbld_arena_msg(s->keep, &databuild__v1__partition_ref__descriptor);
+        Databuild__V1__PartitionRef *r =
+            dbld_arena_msg(s->keep, &databuild__v1__partition_ref__descriptor);
         r->str = dbld_arena_strdup(s->keep, o->outputs[i]);
         s->outputs[i] = r;
     }
@@ -247,10 +240,8 @@ jl_sink *jl_open(const jl_opts *o)
  * at close by the closing thread. */
 static void start_flusher(jl_sink *s)
 {
-    if (s->has_flusher || !s->target)
-        return;
-    if (pthread_create(&s->flusher, NULL, flusher_main, s) == 0)
-        s->has_flusher = 1;
+    if (s->has_flusher || !s->target) return;
+    if (pthread_create(&s->flusher, NULL, flusher_main, s) == 0) s->has_flusher = 1;
 }
 
 void jl_tick(jl_sink *s)
@@ -295,13 +286,11 @@ static void enqueue(jl_sink *s, Databuild__V1__JobLogEntry *e)
             }
         }
         s->q[s->tail++] = p;
-        if (s->tail - s->head >= (size_t)s->batch_max)
-            pthread_cond_signal(&s->cv);
+        if (s->tail - s->head >= (size_t)s->batch_max) pthread_cond_signal(&s->cv);
     }
     int full = s->tail - s->head >= (size_t)s->batch_max;
     pthread_mutex_unlock(&s->mu);
-    if (full)
-        start_flusher(s);
+    if (full) start_flusher(s);
 }
 
 static Databuild__V1__JobLogEntry *new_entry(jl_sink *s)
@@ -350,8 +339,7 @@ static void add_field(dbld_arena *a, Databuild__V1__LogMessage *m, const char *k
 static int has_field(const Databuild__V1__LogMessage *m, const char *k)
 {
     for (size_t i = 0; i < m->n_fields; i++)
-        if (strcmp(m->fields[i]->key, k) == 0)
-            return 1;
+        if (strcmp(m->fields[i]->key, k) == 0) return 1;
     return 0;
 }
 
@@ -359,8 +347,7 @@ static int has_field(const Databuild__V1__LogMessage *m, const char *k)
 static int try_metric(jl_sink *s, json_t *obj)
 {
     json_t *name = json_object_get(obj, "name"), *value = json_object_get(obj, "value");
-    if (!json_is_string(name) || !(json_is_number(value) || json_is_string(value)))
-        return 0;
+    if (!json_is_string(name) || !(json_is_number(value) || json_is_string(value))) return 0;
     ProtobufCMessage *m = NULL;
     dbld_status st;
     if (dbld_json_to_message(obj, &databuild__v1__metric_point__descriptor,
@@ -378,8 +365,7 @@ static int try_structured(jl_sink *s, json_t *obj, const char *line, const char 
                           Databuild__V1__LogMessage__LogLevel deflt)
 {
     json_t *lv = json_object_get(obj, "level");
-    if (!json_is_string(lv))
-        return 0;
+    if (!json_is_string(lv)) return 0;
     dbld_arena *a = s->scratch;
     Databuild__V1__LogMessage *m = dbld_arena_msg(a, &databuild__v1__log_message__descriptor);
     m->level = deflt;
@@ -387,14 +373,13 @@ static int try_structured(jl_sink *s, json_t *obj, const char *line, const char 
     const char *msg_key = json_is_string(json_object_get(obj, "msg"))       ? "msg"
                           : json_is_string(json_object_get(obj, "message")) ? "message"
                                                                             : NULL;
-    m->message = dbld_arena_strdup(a, msg_key ? json_string_value(json_object_get(obj, msg_key))
-                                              : line);
+    m->message =
+        dbld_arena_strdup(a, msg_key ? json_string_value(json_object_get(obj, msg_key)) : line);
     const char *k;
     json_t *v;
     json_object_foreach(obj, k, v)
     {
-        if (strcmp(k, "level") == 0 || (msg_key && strcmp(k, msg_key) == 0))
-            continue;
+        if (strcmp(k, "level") == 0 || (msg_key && strcmp(k, msg_key) == 0)) continue;
         if (json_is_string(v)) {
             add_field(a, m, k, json_string_value(v));
         } else {
@@ -403,8 +388,7 @@ static int try_structured(jl_sink *s, json_t *obj, const char *line, const char 
             free(text);
         }
     }
-    if (!has_field(m, "stream"))
-        add_field(a, m, "stream", stream_name);
+    if (!has_field(m, "stream")) add_field(a, m, "stream", stream_name);
     Databuild__V1__JobLogEntry *e = new_entry(s);
     e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
     e->log = m;
@@ -419,8 +403,8 @@ void jl_line(jl_sink *s, int stream, const char *raw, size_t len)
     len = strlen(line);
     int out = stream == DBLD_PROC_STDOUT;
     const char *stream_name = out ? "stdout" : "stderr";
-    Databuild__V1__LogMessage__LogLevel deflt =
-        out ? DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__INFO : DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__WARN;
+    Databuild__V1__LogMessage__LogLevel deflt = out ? DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__INFO
+                                                    : DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__WARN;
     size_t sp = strspn(line, " \t");
     if (line[sp] == '{') {
         json_t *j = json_loadb(line, len, 0, NULL);
@@ -485,16 +469,14 @@ uint64_t jl_count(const jl_sink *s)
 
 size_t jl_close(jl_sink *s, int64_t timeout_ms)
 {
-    if (!s)
-        return 0;
+    if (!s) return 0;
     size_t lost = 0;
     if (s->target) {
         pthread_mutex_lock(&s->mu);
         s->closing = 1;
         /* An event log that is already failing gets one short last chance,
          * so a run does not wait out the whole timeout for it. */
-        if (s->failing && timeout_ms > CLOSE_FAILING_MS)
-            timeout_ms = CLOSE_FAILING_MS;
+        if (s->failing && timeout_ms > CLOSE_FAILING_MS) timeout_ms = CLOSE_FAILING_MS;
         s->close_deadline = dbld_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
         pthread_cond_signal(&s->cv);
         pthread_mutex_unlock(&s->mu);

@@ -28,8 +28,7 @@ void job_table_free(job_table *t)
 const job_entry *job_find(const job_table *t, const char *label)
 {
     for (size_t i = 0; label && i < t->n; i++)
-        if (strcmp(t->jobs[i].def->label, label) == 0)
-            return &t->jobs[i];
+        if (strcmp(t->jobs[i].def->label, label) == 0) return &t->jobs[i];
     return NULL;
 }
 
@@ -37,8 +36,7 @@ int job_resolve(const job_table *t, const char *const *refs, size_t n, const job
                 dbld_status *st)
 {
     *out = NULL;
-    if (n == 0)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no output refs given");
+    if (n == 0) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no output refs given");
     const job_entry **owner = dbld_xcalloc(n, sizeof *owner);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
@@ -54,22 +52,20 @@ int job_resolve(const job_table *t, const char *const *refs, size_t n, const job
     }
     size_t other = 0;
     for (size_t i = 1; i < n && !rc && !other; i++)
-        if (owner[i] != owner[0])
-            other = i;
+        if (owner[i] != owner[0]) other = i;
     if (!rc && other) {
         /* Name every ref with its job, as far as the message reaches. */
         char list[DBLD_STATUS_MSG_MAX];
         size_t len = 0;
         for (size_t i = 0; i < n && len < sizeof list; i++)
-            len += (size_t)snprintf(list + len, sizeof list - len, "%s\"%s\" -> %s",
-                                    i ? ", " : "", refs[i], owner[i]->def->label);
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s\"%s\" -> %s", i ? ", " : "",
+                                    refs[i], owner[i]->def->label);
         rc = dbld_status_set(st, DBLD_INVALID_ARGUMENT,
                              "refs belong to more than one job (%s, %s): %s; "
                              "configure each job's refs separately",
                              owner[0]->def->label, owner[other]->def->label, list);
     }
-    if (!rc)
-        *out = owner[0];
+    if (!rc) *out = owner[0];
     free(owner);
     return rc;
 }
@@ -77,8 +73,7 @@ int job_resolve(const job_table *t, const char *const *refs, size_t n, const job
 static int code_listed(char *const *codes, size_t n, int code)
 {
     for (size_t i = 0; i < n; i++)
-        if (atoi(codes[i]) == code)
-            return 1;
+        if (atoi(codes[i]) == code) return 1;
     return 0;
 }
 
@@ -101,7 +96,6 @@ char *job_refs_str(dbld_arena *a, const char *const *refs, size_t n, size_t max)
     char *s = dbld_arena_alloc(a, cap);
     for (size_t i = 0; i < shown; i++)
         len += (size_t)snprintf(s + len, cap - len, "%s%s", i ? ", " : "", refs[i]);
-    if (n > shown)
-        snprintf(s + len, cap - len, " and %zu more", n - shown);
+    if (n > shown) snprintf(s + len, cap - len, " and %zu more", n - shown);
     return s;
 }

@@ -26,8 +26,7 @@ int main(int argc, char **argv)
 
     dbld_config cfg;
     int rc = dbld_config_from_args(argc, argv, "job", &cfg);
-    if (rc != DBLD_CONFIG_RUN)
-        return DBLD_CONFIG_EXIT_STATUS(rc);
+    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
 
     dbld_status st;
     orphan_reg *orphans = NULL;
@@ -47,8 +46,7 @@ int main(int argc, char **argv)
 
     const dbld_server_config *sc = &cfg.job.server;
     int workers = sc->workers;
-    if (workers < cfg.job.max_concurrent_runs + 4)
-        workers = cfg.job.max_concurrent_runs + 4;
+    if (workers < cfg.job.max_concurrent_runs + 4) workers = cfg.job.max_concurrent_runs + 4;
     dbld_server_opts opts = {
         .service_name = "job",
         .listen = sc->listen,
@@ -89,8 +87,7 @@ int main(int argc, char **argv)
     /* Running jobs get at most half the grace to die, so their calls (and
      * final log flushes) still finish inside it. */
     int kill_ms = cfg.job.kill_grace_ms;
-    if (kill_ms > sc->shutdown_grace_ms / 2)
-        kill_ms = sc->shutdown_grace_ms / 2;
+    if (kill_ms > sc->shutdown_grace_ms / 2) kill_ms = sc->shutdown_grace_ms / 2;
     jr_engine_shutdown(engine, kill_ms);
     dbld_server_shutdown(srv);
     dbld_client_shutdown_all();

@@ -57,10 +57,8 @@ static size_t read_fd(int fd, char *buf, size_t cap)
     size_t n = 0;
     while (n < cap) {
         ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
         n += (size_t)r;
     }
     return n;
@@ -70,8 +68,7 @@ static size_t read_fd(int fd, char *buf, size_t cap)
 static ssize_t read_small(int dirfd, const char *path, char *buf, size_t cap)
 {
     int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     size_t n = read_fd(fd, buf, cap - 1);
     close(fd);
     buf[n] = 0;
@@ -83,21 +80,17 @@ static int proc_stat(pid_t pid, pstat *out)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (read_small(AT_FDCWD, path, buf, sizeof buf) <= 0)
-        return -1;
+    if (read_small(AT_FDCWD, path, buf, sizeof buf) <= 0) return -1;
     const char *p = strrchr(buf, ')'); /* the command name may hold anything */
-    if (!p)
-        return -1;
+    if (!p) return -1;
     /* after ")": state(3) ppid(4) pgrp(5) ... starttime(22) */
     char state;
     int ppid, pgrp;
-    if (sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
-        return -1;
+    if (sscanf(p + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) return -1;
     const char *f = p + 1; /* the space before field 3 */
     for (int field = 3; field < 22 && f; field++)
         f = strchr(f + 1, ' ');
-    if (!f || sscanf(f, " %llu", &out->start) != 1)
-        return -1;
+    if (!f || sscanf(f, " %llu", &out->start) != 1) return -1;
     out->state = state;
     out->pgrp = pgrp;
     return 0;
@@ -107,8 +100,7 @@ static int proc_stat(pid_t pid, pstat *out)
 static int same_process(pid_t pid, unsigned long long start, int zombie_ok)
 {
     pstat ps;
-    if (proc_stat(pid, &ps) != 0 || ps.start != start)
-        return 0;
+    if (proc_stat(pid, &ps) != 0 || ps.start != start) return 0;
     return zombie_ok || (ps.state != 'Z' && ps.state != 'X');
 }
 
@@ -118,8 +110,7 @@ static int environ_has(pid_t pid, const char *mark)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    if (fd < 0) return 0;
     size_t len = 0, cap = 64 * 1024;
     char *buf = dbld_xmalloc(cap + 1);
     while ((len += read_fd(fd, buf + len, cap - len)) == cap) {
@@ -139,13 +130,11 @@ static int environ_has(pid_t pid, const char *mark)
 static int group_has_mark(pid_t pgid, const char *mark)
 {
     DIR *d = opendir("/proc");
-    if (!d)
-        return 0;
+    if (!d) return 0;
     int found = 0;
     struct dirent *de;
     while (!found && (de = readdir(d)) != NULL) {
-        if (!isdigit((unsigned char)de->d_name[0]))
-            continue;
+        if (!isdigit((unsigned char)de->d_name[0])) continue;
         pid_t pid = (pid_t)atoi(de->d_name);
         pstat ps;
         found = proc_stat(pid, &ps) == 0 && ps.pgrp == pgid && ps.state != 'Z' &&
@@ -161,16 +150,13 @@ static void read_id(const char *path, char *out)
     ssize_t n = readlink(path, buf, sizeof buf - 1);
     if (n < 0) /* not a link: a file (the boot id) */
         n = read_small(AT_FDCWD, path, buf, sizeof buf);
-    if (n < 0)
-        n = 0;
+    if (n < 0) n = 0;
     buf[n] = 0;
     size_t k = 0;
     for (ssize_t i = 0; i < n && k + 1 < ID_MAX; i++)
-        if (isgraph((unsigned char)buf[i]))
-            out[k++] = buf[i];
+        if (isgraph((unsigned char)buf[i])) out[k++] = buf[i];
     out[k] = 0;
-    if (!k)
-        snprintf(out, ID_MAX, "-");
+    if (!k) snprintf(out, ID_MAX, "-");
 }
 
 /* ---- the directory ---- */
@@ -214,8 +200,7 @@ int orphan_reg_open(const char *dir, orphan_reg **out, dbld_status *st)
     int fd = -1;
     dbld_status dst;
     if (open_dir(dir, &fd, &dst) != 0) {
-        if (given)
-            return dbld_status_set(st, dst.code, "%s: %s", ENV_DIR, dst.msg);
+        if (given) return dbld_status_set(st, dst.code, "%s: %s", ENV_DIR, dst.msg);
         dbld_log(DBLD_LOG_WARN,
                  "job process groups are not recorded: a killed job service's leftovers will "
                  "not be cleaned up (set " ENV_DIR ")",
@@ -236,8 +221,7 @@ int orphan_reg_open(const char *dir, orphan_reg **out, dbld_status *st)
 
 void orphan_reg_close(orphan_reg *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     close(r->dirfd);
     free(r->dir);
     free(r);
@@ -252,8 +236,7 @@ static void entry_name(const orphan_reg *r, uint64_t id, char *buf, size_t cap)
 
 uint64_t orphan_reg_add(orphan_reg *r, pid_t pgid, const char *mark)
 {
-    if (!r)
-        return 0;
+    if (!r) return 0;
     uint64_t id = atomic_fetch_add(&r->seq, 1) + 1;
     char name[96], text[ENTRY_MAX];
     entry_name(r, id, name, sizeof name);
@@ -268,12 +251,9 @@ uint64_t orphan_reg_add(orphan_reg *r, pid_t pgid, const char *mark)
         ok = fd >= 0 && write(fd, text, (size_t)n) == n;
     }
     int e = errno;
-    if (fd >= 0)
-        close(fd);
-    if (ok)
-        return id;
-    if (fd >= 0)
-        unlinkat(r->dirfd, name, 0);
+    if (fd >= 0) close(fd);
+    if (ok) return id;
+    if (fd >= 0) unlinkat(r->dirfd, name, 0);
     if (!atomic_exchange(&r->warned, 1))
         dbld_log(DBLD_LOG_WARN, "could not record a job's process group", "dir", r->dir, "error",
                  n > 0 ? strerror(e) : "the process is gone", NULL);
@@ -282,8 +262,7 @@ uint64_t orphan_reg_add(orphan_reg *r, pid_t pgid, const char *mark)
 
 void orphan_reg_remove(orphan_reg *r, uint64_t id)
 {
-    if (!r || !id)
-        return;
+    if (!r || !id) return;
     char name[96];
     entry_name(r, id, name, sizeof name);
     unlinkat(r->dirfd, name, 0);
@@ -309,10 +288,8 @@ static int sweep_entry(orphan_reg *r, const char *name)
     int by_leader = same_process(pgid, start, 1);
     if (!by_leader && !(*mark && group_has_mark(pgid, mark)))
         return 0; /* the group is gone (its id may belong to someone else by now) */
-    if (kill(-pgid, SIGKILL) != 0)
-        return 0;
-    if (by_leader)
-        kill(pgid, SIGKILL); /* in case the leader left its group */
+    if (kill(-pgid, SIGKILL) != 0) return 0;
+    if (by_leader) kill(pgid, SIGKILL); /* in case the leader left its group */
     char g[24];
     snprintf(g, sizeof g, "%d", pgid);
     dbld_log(DBLD_LOG_WARN, "killed the process group of a job left by a dead job service", "pgid",
@@ -323,13 +300,11 @@ static int sweep_entry(orphan_reg *r, const char *name)
 
 int orphan_reg_sweep(orphan_reg *r)
 {
-    if (!r)
-        return 0;
+    if (!r) return 0;
     int dfd = dup(r->dirfd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
-        if (dfd >= 0)
-            close(dfd);
+        if (dfd >= 0) close(dfd);
         dbld_log(DBLD_LOG_WARN, "could not read the state directory", "dir", r->dir, "error",
                  strerror(errno), NULL);
         return 0;
@@ -343,9 +318,8 @@ int orphan_reg_sweep(orphan_reg *r)
         uint64_t seq;
         char end;
         if (sscanf(de->d_name, "%d.%llu.%" SCNu64 "%c", &owner, &owner_start, &seq, &end) != 3)
-            continue; /* ".", "..", or not ours */
-        if (same_process(owner, owner_start, 0))
-            continue; /* a live job service's (or our own) */
+            continue;                                      /* ".", "..", or not ours */
+        if (same_process(owner, owner_start, 0)) continue; /* a live job service's (or our own) */
         killed += sweep_entry(r, de->d_name);
         unlinkat(r->dirfd, de->d_name, 0);
     }

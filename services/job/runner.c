@@ -28,10 +28,10 @@
 #include <string.h>
 #include <time.h>
 
-#define TICK_MS 100          /* longest wait between looks at the caller and the flags */
-#define LINGER_MS 200        /* after the leader exits, how long its pipes may stay open */
-#define DRAIN_MS 1000        /* reading what is left after the final SIGKILL */
-#define LOG_CLOSE_MS 5000    /* final job log flush */
+#define TICK_MS 100       /* longest wait between looks at the caller and the flags */
+#define LINGER_MS 200     /* after the leader exits, how long its pipes may stay open */
+#define DRAIN_MS 1000     /* reading what is left after the final SIGKILL */
+#define LOG_CLOSE_MS 5000 /* final job log flush */
 #define LOG_CLOSE_SHUTDOWN_MS 1000
 #define CONFIG_STDOUT_MAX ((size_t)64 << 20)
 #define TAIL_LINES 20
@@ -43,14 +43,14 @@
 
 /* A child that configure or exec is running, or a run waiting for a slot. */
 typedef struct active {
-    const char *id;         /* job_run_id; NULL for configure (not cancellable by id) */
-    struct active *next;    /* e->active */
-    struct active *qnext;   /* e->qhead: waiting for a slot */
-    pthread_cond_t cv;      /* signalled on grant, cancel, shutdown */
+    const char *id;       /* job_run_id; NULL for configure (not cancellable by id) */
+    struct active *next;  /* e->active */
+    struct active *qnext; /* e->qhead: waiting for a slot */
+    pthread_cond_t cv;    /* signalled on grant, cancel, shutdown */
     int queued, granted;
     int cancel;
     char reason[256];
-    dbld_proc *proc;        /* while the child exists */
+    dbld_proc *proc; /* while the child exists */
 } active;
 
 struct jr_engine {
@@ -92,10 +92,8 @@ const job_table *jr_jobs(const jr_engine *e)
 
 static void wake_locked(active *a)
 {
-    if (a->proc)
-        dbld_proc_wake(a->proc);
-    if (a->queued)
-        pthread_cond_signal(&a->cv);
+    if (a->proc) dbld_proc_wake(a->proc);
+    if (a->queued) pthread_cond_signal(&a->cv);
 }
 
 void jr_engine_shutdown(jr_engine *e, int kill_ms)
@@ -110,8 +108,7 @@ void jr_engine_shutdown(jr_engine *e, int kill_ms)
 
 void jr_engine_destroy(jr_engine *e)
 {
-    if (!e)
-        return;
+    if (!e) return;
     job_table_free(&e->jobs);
     pthread_mutex_destroy(&e->mu);
     free(e);
@@ -128,8 +125,7 @@ static int shutting_down(jr_engine *e)
 static active *find_locked(jr_engine *e, const char *id)
 {
     for (active *a = e->active; a; a = a->next)
-        if (a->id && strcmp(a->id, id) == 0)
-            return a;
+        if (a->id && strcmp(a->id, id) == 0) return a;
     return NULL;
 }
 
@@ -152,8 +148,7 @@ static int add_active(jr_engine *e, active *a, dbld_status *st)
         e->active = a;
     }
     pthread_mutex_unlock(&e->mu);
-    if (rc)
-        pthread_cond_destroy(&a->cv);
+    if (rc) pthread_cond_destroy(&a->cv);
     return rc;
 }
 
@@ -183,8 +178,7 @@ static int spawn(jr_engine *e, const dbld_proc_opts *po, const char *mark, dbld_
 {
     *entry = 0;
     int rc = dbld_proc_spawn(po, p, st);
-    if (rc == 0)
-        *entry = orphan_reg_add(e->orphans, dbld_proc_pid(*p), mark);
+    if (rc == 0) *entry = orphan_reg_add(e->orphans, dbld_proc_pid(*p), mark);
     return rc;
 }
 
@@ -222,7 +216,6 @@ static int caller_gone(const jr_ctx *ctx)
 
 #define SLOT_CANCELLED (-1) /* Cancel arrived while waiting */
 
-
 static void dequeue_locked(jr_engine *e, active *a)
 {
     active *prev = NULL;
@@ -232,8 +225,7 @@ static void dequeue_locked(jr_engine *e, active *a)
                 prev->qnext = a->qnext;
             else
                 e->qhead = a->qnext;
-            if (e->qtail == a)
-                e->qtail = prev;
+            if (e->qtail == a) e->qtail = prev;
             break;
         }
     a->qnext = NULL;
@@ -262,20 +254,19 @@ static int acquire_slot(jr_engine *e, const jr_ctx *ctx, active *a, dbld_status 
             rc = SLOT_CANCELLED;
         else if (e->shutdown)
             rc = dbld_status_set(st, DBLD_UNAVAILABLE, "the job service is shutting down");
-        if (rc)
-            break;
+        if (rc) break;
         pthread_mutex_unlock(&e->mu);
         int gone = caller_gone(ctx);
         int64_t left = remaining(ctx);
         pthread_mutex_lock(&e->mu);
-        if (a->granted)
-            break;
+        if (a->granted) break;
         if (left <= 0) /* before `gone`: a passed deadline also counts as cancelled */
             rc = dbld_status_set(st, DBLD_DEADLINE_EXCEEDED,
                                  "deadline passed while waiting for one of %d run slots",
                                  e->cfg->job.max_concurrent_runs);
         else if (gone)
-            rc = dbld_status_set(st, DBLD_CANCELLED, "the caller went away while waiting for a slot");
+            rc = dbld_status_set(st, DBLD_CANCELLED,
+                                 "the caller went away while waiting for a slot");
         else {
             struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, left < TICK_MS ? left : TICK_MS);
             pthread_cond_timedwait(&a->cv, &e->mu, &ts);
@@ -295,8 +286,7 @@ static void release_slot(jr_engine *e)
     active *next = e->qhead;
     if (next) {
         e->qhead = next->qnext;
-        if (!e->qhead)
-            e->qtail = NULL;
+        if (!e->qhead) e->qtail = NULL;
         next->qnext = NULL;
         next->queued = 0;
         next->granted = 1;
@@ -321,8 +311,7 @@ typedef struct err_tail {
 /* s + len - keep, moved forward to a UTF-8 character boundary (s when short). */
 static const char *last_bytes(const char *s, size_t len, size_t keep)
 {
-    if (len <= keep)
-        return s;
+    if (len <= keep) return s;
     const char *p = s + len - keep;
     while (((unsigned char)*p & 0xC0) == 0x80)
         p++;
@@ -350,16 +339,14 @@ static void tail_push(err_tail *t, const char *line, size_t len, int more)
         memmove(prev, pk, plen);
     }
     char *l = dbld_xmalloc(plen + len + 1);
-    if (plen)
-        memcpy(l, prev, plen);
+    if (plen) memcpy(l, prev, plen);
     memcpy(l + plen, keep, len);
     l[plen + len] = 0;
     free(prev);
     free(t->line[t->next]);
     t->line[t->next] = l;
     t->next = (t->next + 1) % TAIL_LINES;
-    if (t->n < TAIL_LINES)
-        t->n++;
+    if (t->n < TAIL_LINES) t->n++;
     t->open = more;
 }
 
@@ -377,8 +364,7 @@ static char *tail_str(const err_tail *t, dbld_arena *a)
         size_t len = strlen(l);
         memcpy(o, l, len);
         o += len;
-        if (i + 1 < t->n)
-            *o++ = '\n';
+        if (i + 1 < t->n) *o++ = '\n';
     }
     *o = 0;
     char *owned;
@@ -429,10 +415,8 @@ static term_kind check_stop(sup *s, int64_t now, int64_t timeout_at)
         t = T_SHUTDOWN;
     }
     pthread_mutex_unlock(&e->mu);
-    if (t == T_NONE && now >= timeout_at)
-        t = T_TIMEOUT;
-    if (t == T_NONE && caller_gone(s->ctx))
-        t = T_CALLER;
+    if (t == T_NONE && now >= timeout_at) t = T_TIMEOUT;
+    if (t == T_NONE && caller_gone(s->ctx)) t = T_CALLER;
     return t;
 }
 
@@ -465,8 +449,7 @@ static void supervise(sup *s)
          * allows only the shorter shutdown grace. */
         if (!killed && s->term != T_NONE) {
             pthread_mutex_lock(&s->e->mu);
-            if (s->e->shutdown)
-                kill_at = min64(kill_at, now + s->e->shutdown_kill_ms);
+            if (s->e->shutdown) kill_at = min64(kill_at, now + s->e->shutdown_kill_ms);
             pthread_mutex_unlock(&s->e->mu);
         }
         if (!killed && now >= kill_at) {
@@ -474,8 +457,7 @@ static void supervise(sup *s)
             killed = 1;
         }
         if (exited) {
-            if (open == 0)
-                break;
+            if (open == 0) break;
             if (!exit_seen)
                 exit_seen = now;
             else if (now - exit_seen >= LINGER_MS)
@@ -485,20 +467,17 @@ static void supervise(sup *s)
             s->heartbeat(s->user, now - start);
             next_hb = now + hb_every;
         }
-        if (s->tick)
-            s->tick(s->user);
+        if (s->tick) s->tick(s->user);
         int64_t wait = TICK_MS;
         if (!exited) {
             wait = min64(wait, next_hb - now);
             if (s->term == T_NONE) /* once stopping, the timeout no longer matters */
                 wait = min64(wait, timeout_at - now);
-            if (!killed)
-                wait = min64(wait, kill_at - now);
+            if (!killed) wait = min64(wait, kill_at - now);
         } else {
             wait = min64(wait, LINGER_MS);
         }
-        if (wait < 0)
-            wait = 0;
+        if (wait < 0) wait = 0;
         open = dbld_proc_read(s->p, (int)wait, s->on_line, s->user);
         if (open < 0) { /* a read error on our own pipe: stop the child rather than spin */
             dbld_log(DBLD_LOG_ERROR, "reading job output failed; killing the job", NULL);
@@ -532,8 +511,7 @@ static const char **task_refs(dbld_arena *a, const Databuild__V1__JobConfig *c, 
  * the status is cut at its end first, so the tail always has room. */
 static int status_with_tail(dbld_status *st, int code, const char *head, const char *tail)
 {
-    if (!tail || !*tail)
-        return dbld_status_set(st, code, "%s", head);
+    if (!tail || !*tail) return dbld_status_set(st, code, "%s", head);
     size_t hl = strlen(head);
     const char *dots = "";
     if (hl > DBLD_STATUS_MSG_MAX / 2) {
@@ -560,7 +538,7 @@ int jr_run_status(const Databuild__V1__RunJobResponse *r, int code, dbld_status 
     if (!tl || ml < tl + sl || strcmp(msg + ml - tl, tail) != 0 ||
         strncmp(msg + ml - tl - sl, TAIL_SEP, sl) != 0)
         return dbld_status_set(st, code, "%s", msg); /* no tail in it */
-    char head[DBLD_STATUS_MSG_MAX]; /* longer heads are cut shorter anyway */
+    char head[DBLD_STATUS_MSG_MAX];                  /* longer heads are cut shorter anyway */
     size_t hl = ml - tl - sl < sizeof head ? ml - tl - sl : sizeof head - 1;
     memcpy(head, msg, hl);
     head[hl] = 0;
@@ -607,8 +585,7 @@ static void cfg_line(void *user, int stream, const char *line, size_t len, int m
     }
     memcpy(c->buf + c->len, line, len);
     c->len += len;
-    if (!more)
-        c->buf[c->len++] = '\n';
+    if (!more) c->buf[c->len++] = '\n';
     c->buf[c->len] = 0;
 }
 
@@ -643,8 +620,7 @@ static const char *uncovered_ref(const Databuild__V1__JobConfigureResponse *r,
             for (size_t k = 0; r->configs[c] && k < r->configs[c]->n_outputs && !found; k++)
                 found = r->configs[c]->outputs[k] && r->configs[c]->outputs[k]->str &&
                         strcmp(r->configs[c]->outputs[k]->str, refs[i]) == 0;
-        if (!found)
-            return refs[i];
+        if (!found) return refs[i];
     }
     return NULL;
 }
@@ -669,21 +645,26 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
 
     active act = {.id = NULL};
     int rc = add_active(e, &act, st);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
     dbld_proc *p = NULL;
     uint64_t entry;
     dbld_status sst;
     if (spawn(e, &po, mark, &p, &entry, &sst) != 0) {
         remove_active(e, &act);
-        return dbld_status_set(st, DBLD_INTERNAL, "job %s config could not be started: %s (refs: %s)",
-                               label, sst.msg, rs);
+        return dbld_status_set(st, DBLD_INTERNAL,
+                               "job %s config could not be started: %s (refs: %s)", label, sst.msg,
+                               rs);
     }
     set_proc(e, &act, p);
     cfg_out co = {0};
-    sup s = {.e = e, .ctx = ctx, .a = &act, .p = p, .timeout_ms = job->def->timeout_ms,
-             .on_line = cfg_line, .user = &co};
+    sup s = {.e = e,
+             .ctx = ctx,
+             .a = &act,
+             .p = p,
+             .timeout_ms = job->def->timeout_ms,
+             .on_line = cfg_line,
+             .user = &co};
     supervise(&s);
     set_proc(e, &act, NULL);
     unspawn(e, p, entry);
@@ -717,14 +698,14 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
     } else {
         ProtobufCMessage *m = NULL;
         dbld_status jst;
-        if (dbld_json_decode(co.buf ? co.buf : "", co.len, &databuild__v1__job_configure_response__descriptor,
+        if (dbld_json_decode(co.buf ? co.buf : "", co.len,
+                             &databuild__v1__job_configure_response__descriptor,
                              dbld_arena_allocator(a), &m, &jst) != 0) {
             char *owned;
             char snippet[81];
             snprintf(snippet, sizeof snippet, "%s", co.buf ? co.buf : "");
             for (char *c = snippet; *c; c++)
-                if (*c == '\n' || *c == '\r' || *c == '\t')
-                    *c = ' ';
+                if (*c == '\n' || *c == '\r' || *c == '\t') *c = ' ';
             const char *clean = jl_utf8_clean(snippet, strlen(snippet), &owned);
             rc = status_with_tail(
                 st, DBLD_FAILED_PRECONDITION,
@@ -763,8 +744,7 @@ static void exec_line(void *user, int stream, const char *line, size_t len, int 
 {
     exec_out *x = user;
     jl_line(x->sink, stream, line, len);
-    if (stream == DBLD_PROC_STDERR)
-        tail_push(&x->err, line, len, more);
+    if (stream == DBLD_PROC_STDERR) tail_push(&x->err, line, len, more);
 }
 
 static void exec_tick(void *user)
@@ -785,9 +765,8 @@ static int valid_env_key(const char *k)
     return k && *k && !strchr(k, '=');
 }
 
-static Databuild__V1__PartitionManifest *make_manifest(dbld_arena *a,
-                                                       const Databuild__V1__Task *task,
-                                                       int64_t start_ns, int64_t end_ns)
+static Databuild__V1__PartitionManifest *
+make_manifest(dbld_arena *a, const Databuild__V1__Task *task, int64_t start_ns, int64_t end_ns)
 {
     const Databuild__V1__JobConfig *c = task->config;
     Databuild__V1__PartitionManifest *m =
@@ -796,8 +775,7 @@ static Databuild__V1__PartitionManifest *make_manifest(dbld_arena *a,
     m->n_outputs = c->n_outputs;
     m->inputs = dbld_arena_alloc(a, (c->n_inputs + 1) * sizeof *m->inputs);
     for (size_t i = 0; i < c->n_inputs; i++) {
-        if (!c->inputs[i] || !c->inputs[i]->partition_ref)
-            continue;
+        if (!c->inputs[i] || !c->inputs[i]->partition_ref) continue;
         Databuild__V1__PartitionManifest *in =
             dbld_arena_msg(a, &databuild__v1__partition_manifest__descriptor);
         in->outputs = dbld_arena_alloc(a, sizeof *in->outputs);
@@ -836,8 +814,11 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     const char *mark = env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_RUN_ID=%s", run_id);
     env[n_env++] = dbld_arena_printf(a, "DATABUILD_BUILD_REQUEST_ID=%s", br_id ? br_id : "");
 
-    jl_opts lo = {.target = e->eventlog, .job_run_id = run_id, .job_label = label,
-                  .outputs = refs, .n_outputs = n_refs};
+    jl_opts lo = {.target = e->eventlog,
+                  .job_run_id = run_id,
+                  .job_label = label,
+                  .outputs = refs,
+                  .n_outputs = n_refs};
     exec_out x = {.sink = jl_open(&lo)};
     int64_t start_ns = dbld_now_ns();
     dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
@@ -845,13 +826,14 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     uint64_t entry;
     dbld_status sst;
     if (spawn(e, &po, mark, &p, &entry, &sst) != 0) {
-        jl_event(x.sink, "task_launch_failed", job_status_name(DATABUILD__V1__JOB_STATUS__JOB_FAILED),
-                 -1, (const char *const[]){"error", sst.msg, NULL});
+        jl_event(x.sink, "task_launch_failed",
+                 job_status_name(DATABUILD__V1__JOB_STATUS__JOB_FAILED), -1,
+                 (const char *const[]){"error", sst.msg, NULL});
         r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
         r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
         r->exit_code = -1;
-        r->message = dbld_arena_printf(a, "job %s could not be started: %s (refs: %s)", label,
-                                       sst.msg, rs);
+        r->message =
+            dbld_arena_printf(a, "job %s could not be started: %s (refs: %s)", label, sst.msg, rs);
         dbld_log(DBLD_LOG_WARN, "job run could not be started", "job_run_id", run_id, "job", label,
                  "error", sst.msg, NULL);
         jl_close(x.sink, shutting_down(e) ? LOG_CLOSE_SHUTDOWN_MS : LOG_CLOSE_MS);
@@ -864,9 +846,17 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
              (const char *const[]){"pid", pid, "command", argv[0], NULL});
     dbld_log(DBLD_LOG_DEBUG, "job run started", "job_run_id", run_id, "job", label, "pid", pid,
              NULL);
-    if (ctx && ctx->started) ctx->started(ctx->arg, (int)dbld_proc_pid(p), dbld_now_ns(), waited_ms);
-    sup s = {.e = e, .ctx = ctx, .a = act, .p = p, .timeout_ms = job->def->timeout_ms,
-             .on_line = exec_line, .user = &x, .heartbeat = exec_heartbeat, .tick = exec_tick};
+    if (ctx && ctx->started)
+        ctx->started(ctx->arg, (int)dbld_proc_pid(p), dbld_now_ns(), waited_ms);
+    sup s = {.e = e,
+             .ctx = ctx,
+             .a = act,
+             .p = p,
+             .timeout_ms = job->def->timeout_ms,
+             .on_line = exec_line,
+             .user = &x,
+             .heartbeat = exec_heartbeat,
+             .tick = exec_tick};
     supervise(&s);
     set_proc(e, act, NULL);
     unspawn(e, p, entry);
@@ -897,8 +887,8 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     case T_SHUTDOWN:
         r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
         r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
-        head = dbld_arena_printf(a, "job %s was stopped: the job service is shutting down (refs: %s)",
-                                 label, rs);
+        head = dbld_arena_printf(
+            a, "job %s was stopped: the job service is shutting down (refs: %s)", label, rs);
         break;
     default:
         if (s.ex.exited && s.ex.code == 0) {
@@ -908,8 +898,10 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
             r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
             r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_PERMANENT;
             r->retry_denied = 1;
-            head = dbld_arena_printf(a, "job %s failed with %s, an exit code that denies retry "
-                                        "(refs: %s)", label, exs, rs);
+            head = dbld_arena_printf(a,
+                                     "job %s failed with %s, an exit code that denies retry "
+                                     "(refs: %s)",
+                                     label, exs, rs);
         } else if (s.ex.exited && job_exit_is_transient(job, s.ex.code)) {
             r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
             r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
@@ -961,9 +953,9 @@ int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *jo
                                    c->env[i] && c->env[i]->key ? c->env[i]->key : "");
     active act = {.id = job_run_id};
     int rc = add_active(e, &act, st);
-    if (rc)
-        return rc;
-    Databuild__V1__RunJobResponse *r = dbld_arena_msg(a, &databuild__v1__run_job_response__descriptor);
+    if (rc) return rc;
+    Databuild__V1__RunJobResponse *r =
+        dbld_arena_msg(a, &databuild__v1__run_job_response__descriptor);
     int64_t wait_from = dbld_mono_ms();
     rc = acquire_slot(e, ctx, &act, st);
     if (rc == SLOT_CANCELLED) {
@@ -976,12 +968,11 @@ int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *jo
                                        job_refs_str(a, refs, n_refs, REFS_IN_MESSAGE));
         rc = 0;
     } else if (rc == 0) {
-        exec_task(e, ctx, &act, job, job_run_id, build_request_id, task,
-                  dbld_mono_ms() - wait_from, a, r);
+        exec_task(e, ctx, &act, job, job_run_id, build_request_id, task, dbld_mono_ms() - wait_from,
+                  a, r);
         release_slot(e);
     }
     remove_active(e, &act);
-    if (rc == 0)
-        *out = r;
+    if (rc == 0) *out = r;
     return rc;
 }

@@ -48,8 +48,7 @@ static Databuild__V1__PartitionSummaryV2 *summary(dbld_arena *a, const char *ref
     return s;
 }
 
-static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg,
-                          dbld_status *st)
+static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, dbld_status *st)
 {
     const Databuild__V1__PartitionSummaryRequest *req = j->req;
     dbld_res *res = j->res[0];
@@ -140,8 +139,7 @@ int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_
     p[3] = pattern;
     /* validation and the page in one round trip; a bad pattern fails the first */
     size_t k = 0;
-    if (pattern)
-        j->stmts[k++] = (dbld_stmt){.sql = "SELECT '' ~ $1", .n = 1, .params = p + 3};
+    if (pattern) j->stmts[k++] = (dbld_stmt){.sql = "SELECT '' ~ $1", .n = 1, .params = p + 3};
     j->stmts[k++] = (dbld_stmt){.sql = LIST_SQL, .n = 3, .params = p, .out = &j->res[1]};
     j->n = k;
     j->req = req;

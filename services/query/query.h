@@ -46,7 +46,7 @@ typedef struct q_ctx {
     /* pooled connections already switched to read-only (see q_db()) */
     const dbld_db **ro;
     size_t n_ro, cap_ro;
-    dbld_outputs *outs; /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
+    dbld_outputs *outs;   /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
     struct q_reactor *rx; /* q_job_submit()'s connections and thread */
     /* database monitor (health) */
     pthread_t monitor;

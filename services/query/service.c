@@ -42,7 +42,7 @@ JOB_HANDLER(list_partitions)
 JOB_HANDLER(get_partitions_summary)
 
 #define SVC "/databuild.v1.DataBuildService/"
-#define M_FLAGS(name, req, resp, fn, flags)                                                         \
+#define M_FLAGS(name, req, resp, fn, flags)                                                        \
     {                                                                                              \
         SVC name, &databuild__v1__##req##__descriptor, &databuild__v1__##resp##__descriptor,       \
             h_##fn, NULL, flags                                                                    \

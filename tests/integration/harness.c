@@ -54,8 +54,14 @@ static void runner_cleanup(void);
 
 /* ---------------------------------------------------------------- output */
 
-const char *h_test_name(void) { return H.name ? H.name : "setup"; }
-const char *h_test_dir(void) { return H.tdir[0] ? H.tdir : H.root; }
+const char *h_test_name(void)
+{
+    return H.name ? H.name : "setup";
+}
+const char *h_test_dir(void)
+{
+    return H.tdir[0] ? H.tdir : H.root;
+}
 
 void h_note(const char *fmt, ...)
 {
@@ -79,8 +85,7 @@ void h_fail(const char *file, int line, const char *fmt, ...)
     fprintf(stdout, "FAIL %s: %s:%d: %s\n", h_test_name(), base ? base + 1 : file, line, buf);
     fflush(stdout);
     fflush(stderr);
-    if (H.in_child)
-        _exit(1);
+    if (H.in_child) _exit(1);
     exit(1); /* runner context: atexit cleanup runs */
 }
 
@@ -94,16 +99,14 @@ static pthread_mutex_t port_mu = PTHREAD_MUTEX_INITIALIZER;
 static int port_given(int port)
 {
     for (int i = 0; i < n_given; i++)
-        if (given_ports[i] == port)
-            return 1;
+        if (given_ports[i] == port) return 1;
     return 0;
 }
 
 static int free_port_once(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        H_FAIL("socket: %s", strerror(errno));
+    if (fd < 0) H_FAIL("socket: %s", strerror(errno));
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
@@ -122,8 +125,7 @@ int h_free_port(void)
         port = free_port_once();
     given_ports[next_slot] = port;
     next_slot = (next_slot + 1) % 256;
-    if (n_given < 256)
-        n_given++;
+    if (n_given < 256) n_given++;
     pthread_mutex_unlock(&port_mu);
     return port;
 }
@@ -133,11 +135,9 @@ static int pg_uid(uid_t *uid, gid_t *gid);
 /* The unix user PostgreSQL runs as, or NULL when we are not root. */
 static const char *pg_runas(void)
 {
-    if (geteuid() != 0)
-        return NULL;
+    if (geteuid() != 0) return NULL;
     const char *u = getenv("DBLD_TEST_PG_RUNAS");
-    if (u && *u)
-        return u;
+    if (u && *u) return u;
     return "databuild";
 }
 
@@ -147,23 +147,19 @@ int h_run(const char *const *argv, const char *log, int as_pg_user)
     if (user) {
         uid_t uid;
         gid_t gid;
-        if (pg_uid(&uid, &gid) != 0)
-            H_FAIL("no unix user %s for PostgreSQL", user);
+        if (pg_uid(&uid, &gid) != 0) H_FAIL("no unix user %s for PostgreSQL", user);
     }
     pid_t pid = fork();
-    if (pid < 0)
-        H_FAIL("fork: %s", strerror(errno));
+    if (pid < 0) H_FAIL("fork: %s", strerror(errno));
     if (pid == 0) {
         int in = open("/dev/null", O_RDONLY);
-        int out = log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644)
-                      : open("/dev/null", O_WRONLY);
-        if (in < 0 || out < 0)
-            _exit(127);
+        int out =
+            log ? open(log, O_WRONLY | O_CREAT | O_APPEND, 0644) : open("/dev/null", O_WRONLY);
+        if (in < 0 || out < 0) _exit(127);
         dup2(in, 0);
         dup2(out, 1);
         dup2(out, 2);
-        if (chdir("/") != 0)
-            _exit(127);
+        if (chdir("/") != 0) _exit(127);
         const char *args[64];
         size_t n = 0;
         if (user) {
@@ -177,51 +173,43 @@ int h_run(const char *const *argv, const char *log, int as_pg_user)
         args[n] = NULL;
         execvp(args[0], (char *const *)args);
         static const char msg[] = "harness: exec failed\n";
-        if (write(2, msg, sizeof msg - 1) < 0)
-            _exit(127);
+        if (write(2, msg, sizeof msg - 1) < 0) _exit(127);
         _exit(127);
     }
     int status;
     while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            H_FAIL("waitpid: %s", strerror(errno));
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
+        if (errno != EINTR) H_FAIL("waitpid: %s", strerror(errno));
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + WTERMSIG(status);
 }
 
 char *h_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     size_t cap = 4096, n = 0;
     char *buf = dbld_xmalloc(cap);
     size_t got;
     while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += got;
-        if (cap - n - 1 == 0)
-            buf = dbld_xrealloc(buf, cap *= 2);
+        if (cap - n - 1 == 0) buf = dbld_xrealloc(buf, cap *= 2);
     }
     fclose(f);
     buf[n] = 0;
-    if (len)
-        *len = n;
+    if (len) *len = n;
     return buf;
 }
 
 void h_write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
-    if (!f || fputs(text, f) < 0 || fclose(f) != 0)
-        H_FAIL("write %s: %s", path, strerror(errno));
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) H_FAIL("write %s: %s", path, strerror(errno));
 }
 
 const char *h_bin_path(const char *kind, char *buf, size_t cap)
 {
     const char *dir = getenv("DBLD_BIN_DIR");
-    if (!dir || !*dir)
-        dir = DBLD_BIN_DIR;
+    if (!dir || !*dir) dir = DBLD_BIN_DIR;
     snprintf(buf, cap, "%s/databuild-%s", dir, kind);
     return buf;
 }
@@ -235,12 +223,14 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
-static void rm_rf(const char *path) { nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS); }
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS);
+}
 
 static void mkdir_or_fail(const char *path, mode_t mode)
 {
-    if (mkdir(path, mode) != 0 && errno != EEXIST)
-        H_FAIL("mkdir %s: %s", path, strerror(errno));
+    if (mkdir(path, mode) != 0 && errno != EEXIST) H_FAIL("mkdir %s: %s", path, strerror(errno));
     chmod(path, mode);
 }
 
@@ -249,8 +239,7 @@ static void mkdir_or_fail(const char *path, mode_t mode)
 static const char *pg_bin(void)
 {
     static char dir[512];
-    if (dir[0])
-        return dir;
+    if (dir[0]) return dir;
     const char *env = getenv("DBLD_TEST_PGBIN");
     if (env && *env) {
         snprintf(dir, sizeof dir, "%s", env);
@@ -269,8 +258,7 @@ static const char *pg_bin(void)
         }
         globfree(&g);
     }
-    if (best < 0)
-        H_FAIL("no PostgreSQL found: set DBLD_TEST_PGBIN or install postgresql");
+    if (best < 0) H_FAIL("no PostgreSQL found: set DBLD_TEST_PGBIN or install postgresql");
     return dir;
 }
 
@@ -291,12 +279,10 @@ static int pg_uid(uid_t *uid, gid_t *gid)
             _exit(127);
         }
         int status = 0;
-        if (pid > 0)
-            waitpid(pid, &status, 0);
+        if (pid > 0) waitpid(pid, &status, 0);
         pw = getpwnam(user);
     }
-    if (!pw)
-        return -1;
+    if (!pw) return -1;
     *uid = pw->pw_uid;
     *gid = pw->pw_gid;
     return 0;
@@ -324,8 +310,7 @@ static void pg_set_port(h_pg *c, int port)
     char conf[700];
     snprintf(conf, sizeof conf, "%s/postgresql.conf", c->data);
     FILE *f = fopen(conf, "a");
-    if (!f)
-        H_FAIL("open %s: %s", conf, strerror(errno));
+    if (!f) H_FAIL("open %s: %s", conf, strerror(errno));
     fprintf(f, "port = %d\n", port);
     fclose(f);
     c->port = port;
@@ -342,30 +327,25 @@ static h_pg *pg_cluster_create(const char *dir)
     snprintf(c->log, sizeof c->log, "%s/postgres.log", dir);
     uid_t uid;
     gid_t gid;
-    if (pg_uid(&uid, &gid) != 0)
-        H_FAIL("no unix user %s to run PostgreSQL as", pg_runas());
+    if (pg_uid(&uid, &gid) != 0) H_FAIL("no unix user %s to run PostgreSQL as", pg_runas());
     mkdir_or_fail(dir, 0755);
-    if (chown(dir, uid, gid) != 0)
-        H_FAIL("chown %s: %s", dir, strerror(errno));
+    if (chown(dir, uid, gid) != 0) H_FAIL("chown %s: %s", dir, strerror(errno));
     /* the server appends to the log as the PostgreSQL user */
     int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0 || fchown(fd, uid, gid) != 0)
-        H_FAIL("create %s: %s", c->log, strerror(errno));
+    if (fd < 0 || fchown(fd, uid, gid) != 0) H_FAIL("create %s: %s", c->log, strerror(errno));
     close(fd);
 
     char initdb[600];
     pg_tool(initdb, sizeof initdb, "initdb");
-    const char *argv[] = {initdb, "-A", "trust", "-U", "databuild", "-E", "UTF8", "--locale=C",
-                          "-N", "-D", c->data, NULL};
+    const char *argv[] = {initdb, "-A",         "trust", "-U", "databuild", "-E",
+                          "UTF8", "--locale=C", "-N",    "-D", c->data,     NULL};
     int rc = h_run(argv, c->log, 1);
-    if (rc != 0)
-        H_FAIL("initdb -D %s exited with %d (see %s)", c->data, rc, c->log);
+    if (rc != 0) H_FAIL("initdb -D %s exited with %d (see %s)", c->data, rc, c->log);
 
     char conf[700];
     snprintf(conf, sizeof conf, "%s/postgresql.conf", c->data);
     FILE *f = fopen(conf, "a");
-    if (!f)
-        H_FAIL("open %s: %s", conf, strerror(errno));
+    if (!f) H_FAIL("open %s: %s", conf, strerror(errno));
     fputs("\n# dbld test harness\n"
           "listen_addresses = '127.0.0.1'\n"
           "unix_socket_directories = ''\n"
@@ -377,10 +357,8 @@ static h_pg *pg_cluster_create(const char *dir)
     fclose(f);
     for (int attempt = 0;; attempt++) {
         pg_set_port(c, h_free_port());
-        if (pg_ctl(c, "start", NULL) == 0)
-            break;
-        if (attempt == 2)
-            H_FAIL("pg_ctl start -D %s failed (see %s)", c->data, c->log);
+        if (pg_ctl(c, "start", NULL) == 0) break;
+        if (attempt == 2) H_FAIL("pg_ctl start -D %s failed (see %s)", c->data, c->log);
     }
     c->running = 1;
     return c;
@@ -396,40 +374,37 @@ h_pg *h_pg_cluster_start(void)
 void h_pg_stop(h_pg *c)
 {
     int rc = pg_ctl(c, "stop", "fast");
-    if (rc != 0)
-        H_FAIL("pg_ctl stop -m fast -D %s exited with %d", c->data, rc);
+    if (rc != 0) H_FAIL("pg_ctl stop -m fast -D %s exited with %d", c->data, rc);
     c->running = 0;
 }
 
 void h_pg_start(h_pg *c)
 {
     int rc = pg_ctl(c, "start", NULL);
-    if (rc != 0)
-        H_FAIL("pg_ctl start -D %s (port %d) exited with %d", c->data, c->port, rc);
+    if (rc != 0) H_FAIL("pg_ctl start -D %s (port %d) exited with %d", c->data, c->port, rc);
     c->running = 1;
 }
 
 void h_pg_destroy(h_pg *c)
 {
-    if (!c)
-        return;
-    if (c->running)
-        pg_ctl(c, "stop", "immediate");
+    if (!c) return;
+    if (c->running) pg_ctl(c, "stop", "immediate");
     rm_rf(c->dir);
     free(c);
 }
 
-const char *h_pg_dsn_main(void) { return H.main_dsn; }
+const char *h_pg_dsn_main(void)
+{
+    return H.main_dsn;
+}
 
 static void conninfo_append(char *out, size_t cap, const char *key, const char *val)
 {
     size_t n = strlen(out);
-    if (n + strlen(key) + 2 * strlen(val) + 5 >= cap)
-        H_FAIL("conninfo too long");
+    if (n + strlen(key) + 2 * strlen(val) + 5 >= cap) H_FAIL("conninfo too long");
     n += (size_t)snprintf(out + n, cap - n, "%s%s='", n ? " " : "", key);
     for (const char *p = val; *p; p++) {
-        if (*p == '\'' || *p == '\\')
-            out[n++] = '\\';
+        if (*p == '\'' || *p == '\\') out[n++] = '\\';
         out[n++] = *p;
     }
     out[n++] = '\'';
@@ -440,8 +415,7 @@ char *h_dsn_with_db(const char *dsn, const char *dbname)
 {
     char *err = NULL;
     PQconninfoOption *opts = PQconninfoParse(dsn, &err);
-    if (!opts)
-        H_FAIL("bad conninfo \"%s\": %s", dsn, err ? err : "?");
+    if (!opts) H_FAIL("bad conninfo \"%s\": %s", dsn, err ? err : "?");
     size_t cap = strlen(dsn) * 2 + strlen(dbname) * 2 + 256;
     char *out = dbld_xcalloc(1, cap);
     for (PQconninfoOption *o = opts; o->keyword; o++)
@@ -467,8 +441,7 @@ static PGconn *pg_connect_or_fail(const char *file, int line, const char *dsn)
 static int valid_hint(const char *s)
 {
     for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-            return 0;
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_')) return 0;
     return 1;
 }
 
@@ -496,8 +469,7 @@ void h_db_create_at(const char *server_dsn, const char *hint, char *dsn_out, siz
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
         PQclear(r);
-        if (ok)
-            break;
+        if (ok) break;
         /* "source database template1 is being accessed by other users" is
          * transient when tests run in parallel */
         if (attempt < 20 && strstr(msg, "being accessed")) {
@@ -509,8 +481,7 @@ void h_db_create_at(const char *server_dsn, const char *hint, char *dsn_out, siz
     }
     PQfinish(conn);
     char *dsn = h_dsn_with_db(server_dsn, name);
-    if (strlen(dsn) >= cap)
-        H_FAIL("dsn buffer too small");
+    if (strlen(dsn) >= cap) H_FAIL("dsn buffer too small");
     snprintf(dsn_out, cap, "%s", dsn);
     free(dsn);
 }
@@ -529,9 +500,9 @@ static void drop_databases(const char *server_dsn, const char *prefix)
         return;
     }
     const char *params[] = {prefix};
-    PGresult *r = PQexecParams(conn,
-                               "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1",
-                               1, NULL, params, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(conn, "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1",
+                     1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK) {
         for (int i = 0; i < PQntuples(r); i++) {
             const char *name = PQgetvalue(r, i, 0);
@@ -579,7 +550,10 @@ h_rows *h_sql_(const char *file, int line, const char *dsn, const char *sql,
     return rows;
 }
 
-int h_rows_n(const h_rows *r) { return r->n; }
+int h_rows_n(const h_rows *r)
+{
+    return r->n;
+}
 
 const char *h_rows_get(const h_rows *r, int row, int col)
 {
@@ -596,8 +570,7 @@ long long h_rows_i64(const h_rows *r, int row, int col)
 
 void h_rows_free(h_rows *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     for (int i = 0; i < r->n * r->cols; i++)
         free(r->cells[i]);
     free(r->cells);
@@ -608,8 +581,7 @@ long long h_pg_xact_commits(const char *dsn)
 {
     char *err = NULL;
     PQconninfoOption *opts = PQconninfoParse(dsn, &err);
-    if (!opts)
-        H_FAIL("bad conninfo \"%s\": %s", dsn, err ? err : "?");
+    if (!opts) H_FAIL("bad conninfo \"%s\": %s", dsn, err ? err : "?");
     char dbname[256] = "";
     for (PQconninfoOption *o = opts; o->keyword; o++)
         if (strcmp(o->keyword, "dbname") == 0 && o->val)
@@ -619,8 +591,7 @@ long long h_pg_xact_commits(const char *dsn)
     h_rows *r =
         h_sql(server, "SELECT xact_commit FROM pg_stat_database WHERE datname = $1", dbname);
     free(server);
-    if (h_rows_n(r) != 1)
-        H_FAIL("no pg_stat_database row for database \"%s\"", dbname);
+    if (h_rows_n(r) != 1) H_FAIL("no pg_stat_database row for database \"%s\"", dbname);
     long long n = h_rows_i64(r, 0, 0);
     h_rows_free(r);
     return n;
@@ -632,33 +603,28 @@ long long h_pg_xact_commits(const char *dsn)
 static void print_logs(const char *dir)
 {
     DIR *d = opendir(dir);
-    if (!d)
-        return;
+    if (!d) return;
     struct dirent *de;
     while ((de = readdir(d))) {
         size_t l = strlen(de->d_name);
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-        if (de->d_name[0] == '.')
-            continue;
+        if (de->d_name[0] == '.') continue;
         struct stat sb;
         if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
             print_logs(path); /* cluster directories hold postgres.log */
             continue;
         }
-        if (l < 4 || strcmp(de->d_name + l - 4, ".log") != 0)
-            continue;
+        if (l < 4 || strcmp(de->d_name + l - 4, ".log") != 0) continue;
         size_t len;
         char *text = h_read_file(path, &len);
-        if (!text)
-            continue;
+        if (!text) continue;
         const size_t max_bytes = 12000;
         const char *start = text;
         if (len > max_bytes) {
             start = text + len - max_bytes;
             const char *nl = strchr(start, '\n');
-            if (nl)
-                start = nl + 1;
+            if (nl) start = nl + 1;
         }
         fprintf(stdout, "  --- %s%s ---\n", path, len > max_bytes ? " (tail)" : "");
         for (const char *p = start; *p;) {
@@ -676,20 +642,17 @@ static void print_logs(const char *dir)
 static void stop_clusters(const char *dir)
 {
     DIR *d = opendir(dir);
-    if (!d)
-        return;
+    if (!d) return;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (strncmp(de->d_name, "pg", 2) != 0)
-            continue;
+        if (strncmp(de->d_name, "pg", 2) != 0) continue;
         h_pg c = {0};
         snprintf(c.dir, sizeof c.dir, "%s/%s", dir, de->d_name);
         snprintf(c.data, sizeof c.data, "%s/data", c.dir);
         snprintf(c.log, sizeof c.log, "%s/postgres.log", c.dir);
         char pidfile[700];
         snprintf(pidfile, sizeof pidfile, "%s/postmaster.pid", c.data);
-        if (access(pidfile, F_OK) == 0)
-            pg_ctl(&c, "stop", "immediate");
+        if (access(pidfile, F_OK) == 0) pg_ctl(&c, "stop", "immediate");
         rm_rf(c.data);
     }
     closedir(d);
@@ -708,18 +671,15 @@ static void sweep_test(const char *tdir, int test_no)
 
 static void runner_cleanup(void)
 {
-    if (getpid() != H.runner_pid || H.in_child)
-        return;
-    if (H.no_fork && H.name)
-        sweep_test(H.tdir, H.test_no);
+    if (getpid() != H.runner_pid || H.in_child) return;
+    if (H.no_fork && H.name) sweep_test(H.tdir, H.test_no);
     if (H.own_pg) {
         h_pg_destroy(H.own_pg);
         H.own_pg = NULL;
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
     }
-    if (H.root[0] && !H.keep)
-        rm_rf(H.root);
+    if (H.root[0] && !H.keep) rm_rf(H.root);
 }
 
 static void on_signal(int sig)
@@ -732,8 +692,7 @@ static void on_signal(int sig)
 static int run_child(const h_test *t, int timeout_s)
 {
     pid_t pid = fork();
-    if (pid < 0)
-        H_FAIL("fork: %s", strerror(errno));
+    if (pid < 0) H_FAIL("fork: %s", strerror(errno));
     if (pid == 0) {
         setpgid(0, 0);
         H.in_child = 1;
@@ -751,10 +710,8 @@ static int run_child(const h_test *t, int timeout_s)
     int64_t deadline = dbld_mono_ms() + (int64_t)(timeout_s + 30) * 1000;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            break;
-        if (r < 0 && errno != EINTR)
-            H_FAIL("waitpid: %s", strerror(errno));
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) H_FAIL("waitpid: %s", strerror(errno));
         if (dbld_mono_ms() > deadline) { /* alarm() did not end it */
             kill(-pid, SIGKILL);
             waitpid(pid, &status, 0);
@@ -781,11 +738,9 @@ static int run_child(const h_test *t, int timeout_s)
 
 static int selected(const char *name, int argc, char **argv, int first)
 {
-    if (first >= argc)
-        return 1;
+    if (first >= argc) return 1;
     for (int i = first; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return 1;
+        if (strcmp(argv[i], name) == 0) return 1;
     return 0;
 }
 
@@ -815,8 +770,7 @@ int h_main(int argc, char **argv, const h_test *tests, size_t n)
     H.runner_pid = getpid();
     int timeout_s = H_DEFAULT_TIMEOUT_S;
     const char *env_to = getenv("DBLD_TEST_TIMEOUT");
-    if (env_to && atoi(env_to) > 0)
-        timeout_s = atoi(env_to);
+    if (env_to && atoi(env_to) > 0) timeout_s = atoi(env_to);
     int first = 1;
     for (; first < argc && argv[first][0] == '-'; first++) {
         if (strcmp(argv[first], "--list") == 0) {
@@ -847,8 +801,7 @@ int h_main(int argc, char **argv, const h_test *tests, size_t n)
 
     const char *tmp = getenv("TMPDIR");
     snprintf(H.root, sizeof H.root, "%s/dbld-it-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(H.root))
-        H_FAIL("mkdtemp %s: %s", H.root, strerror(errno));
+    if (!mkdtemp(H.root)) H_FAIL("mkdtemp %s: %s", H.root, strerror(errno));
     chmod(H.root, 0755); /* the PostgreSQL user must reach its clusters */
     atexit(runner_cleanup);
     signal(SIGINT, on_signal);
@@ -861,8 +814,7 @@ int h_main(int argc, char **argv, const h_test *tests, size_t n)
     int failed = 0, ran = 0;
     for (size_t i = 0; i < n; i++) {
         const h_test *t = &tests[i];
-        if (!selected(t->name, argc, argv, first))
-            continue;
+        if (!selected(t->name, argc, argv, first)) continue;
         H.name = t->name;
         H.test_no = (int)i;
         H.db_counter = 0;
@@ -888,14 +840,12 @@ int h_main(int argc, char **argv, const h_test *tests, size_t n)
             print_logs(H.tdir);
         }
         sweep_test(H.tdir, H.test_no);
-        if (rc == 0 && !H.keep)
-            rm_rf(H.tdir);
+        if (rc == 0 && !H.keep) rm_rf(H.tdir);
         H.name = NULL;
         H.tdir[0] = 0;
     }
     printf("# %d of %d tests passed\n", ran - failed, ran);
-    if (H.keep)
-        printf("# files kept in %s\n", H.root);
+    if (H.keep) printf("# files kept in %s\n", H.root);
     fflush(stdout);
     return failed ? 1 : 0;
 }

@@ -46,8 +46,14 @@ typedef struct h_test {
 } h_test;
 
 #define DBLD_TEST(name) static void h_test_##name(void)
-#define DBLD_TEST_ENTRY(name) {#name, h_test_##name, 0}
-#define DBLD_TEST_ENTRY_T(name, secs) {#name, h_test_##name, (secs)}
+#define DBLD_TEST_ENTRY(name)                                                                      \
+    {                                                                                              \
+#name, h_test_##name, 0                                                                    \
+    }
+#define DBLD_TEST_ENTRY_T(name, secs)                                                              \
+    {                                                                                              \
+#name, h_test_##name, (secs)                                                               \
+    }
 #define DBLD_TEST_MAIN(...)                                                                        \
     int main(int argc, char **argv)                                                                \
     {                                                                                              \
@@ -72,19 +78,16 @@ const char *h_test_dir(void);
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
-        if (!(cond))                                                                               \
-            h_fail(__FILE__, __LINE__, "CHECK(%s) failed", #cond);                                 \
+        if (!(cond)) h_fail(__FILE__, __LINE__, "CHECK(%s) failed", #cond);                        \
     } while (0)
 #define CHECK_MSG(cond, ...)                                                                       \
     do {                                                                                           \
-        if (!(cond))                                                                               \
-            h_fail(__FILE__, __LINE__, __VA_ARGS__);                                               \
+        if (!(cond)) h_fail(__FILE__, __LINE__, __VA_ARGS__);                                      \
     } while (0)
 #define CHECK_EQ_INT(a, b)                                                                         \
     do {                                                                                           \
         long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (a_ != b_)                                                                              \
-            h_fail(__FILE__, __LINE__, "%s == %s failed: %lld != %lld", #a, #b, a_, b_);           \
+        if (a_ != b_) h_fail(__FILE__, __LINE__, "%s == %s failed: %lld != %lld", #a, #b, a_, b_); \
     } while (0)
 #define CHECK_CMP_INT(a, op, b)                                                                    \
     do {                                                                                           \
@@ -96,7 +99,7 @@ const char *h_test_dir(void);
     do {                                                                                           \
         const char *a_ = (a), *b_ = (b);                                                           \
         if (!a_ || !b_ || strcmp(a_, b_) != 0)                                                     \
-            h_fail(__FILE__, __LINE__, "%s == %s failed: \"%s\" != \"%s\"", #a, #b,               \
+            h_fail(__FILE__, __LINE__, "%s == %s failed: \"%s\" != \"%s\"", #a, #b,                \
                    a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                        \
     } while (0)
 #define CHECK_CONTAINS(hay, needle)                                                                \
@@ -212,7 +215,7 @@ typedef struct h_service {
     char name[48]; /* kind-N, names the log file */
     char addr[64]; /* 127.0.0.1:port */
     int port;
-    pid_t pid;     /* 0 when not running */
+    pid_t pid;       /* 0 when not running */
     int exit_status; /* after stop/kill: 0..255 exit code, 128+sig when killed */
     char config_path[600];
     char log_path[600];
@@ -257,15 +260,13 @@ void h_service_stop(h_service *s);
 /* Raw calls: return the dbld code, st filled; *resp unpacked into the arena. */
 int h_append(h_service *s, dbld_arena *a, Databuild__V1__BuildEvent **evs, size_t n,
              Databuild__V1__AppendResponse **resp, int64_t timeout_ms, dbld_status *st);
-int h_list(h_service *s, dbld_arena *a, const Databuild__V1__EventFilter *filter,
-           int64_t start_idx, uint32_t limit, Databuild__V1__EventPage **page,
-           int64_t timeout_ms, dbld_status *st);
+int h_list(h_service *s, dbld_arena *a, const Databuild__V1__EventFilter *filter, int64_t start_idx,
+           uint32_t limit, Databuild__V1__EventPage **page, int64_t timeout_ms, dbld_status *st);
 
 /* Append and CHECK success and one response entry per event. */
 #define h_append_ok(s, a, evs, n) h_append_ok_(__FILE__, __LINE__, s, a, evs, n)
-Databuild__V1__AppendResponse *h_append_ok_(const char *file, int line, h_service *s,
-                                            dbld_arena *a, Databuild__V1__BuildEvent **evs,
-                                            size_t n);
+Databuild__V1__AppendResponse *h_append_ok_(const char *file, int line, h_service *s, dbld_arena *a,
+                                            Databuild__V1__BuildEvent **evs, size_t n);
 
 /* Every event matching filter from start_idx on, paging with limit
  * (0 = server default), CHECKing each page. events/n into the arena. */
@@ -279,8 +280,7 @@ h_event_list h_list_all_(const char *file, int line, h_service *s, dbld_arena *a
                          const Databuild__V1__EventFilter *filter, uint32_t limit);
 
 /* Open a Subscribe stream (no deadline). */
-dbld_stream *h_subscribe(h_service *s, const Databuild__V1__EventFilter *filter,
-                         int64_t start_idx);
+dbld_stream *h_subscribe(h_service *s, const Databuild__V1__EventFilter *filter, int64_t start_idx);
 /* Next IndexedEvent within wait_ms; returns the code (DEADLINE_EXCEEDED when
  * nothing arrived in time). */
 int h_stream_next(dbld_stream *st, dbld_arena *a, Databuild__V1__IndexedEvent **out,
@@ -331,8 +331,7 @@ size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, i
 
 /* An event with a fresh UUID, the given timestamp (0 = leave for the server)
  * and build_request_id; no payload (event_type not set). */
-Databuild__V1__BuildEvent *h_event_base(dbld_arena *a, const char *build_request_id,
-                                        int64_t ts_ns);
+Databuild__V1__BuildEvent *h_event_base(dbld_arena *a, const char *build_request_id, int64_t ts_ns);
 
 Databuild__V1__BuildEvent *h_event_build_request(dbld_arena *a, const char *br,
                                                  Databuild__V1__BuildRequestStatusCode code,
@@ -349,22 +348,18 @@ Databuild__V1__BuildEvent *h_event_delegation(dbld_arena *a, const char *br, con
 /* A graph whose outputs are `outputs` and with one node per label, node i
  * producing node_outputs[i] (a single ref). */
 Databuild__V1__BuildEvent *h_event_job_graph(dbld_arena *a, const char *br,
-                                             const char *const *outputs,
-                                             const char *const *labels,
+                                             const char *const *outputs, const char *const *labels,
                                              const char *const *node_outputs);
 Databuild__V1__BuildEvent *h_event_invalidation(dbld_arena *a, const char *br, const char *ref,
                                                 const char *reason);
 Databuild__V1__BuildEvent *h_event_job_run_cancel(dbld_arena *a, const char *br,
                                                   const char *job_run_id, const char *reason);
-Databuild__V1__BuildEvent *h_event_build_cancel(dbld_arena *a, const char *br,
-                                                const char *reason);
+Databuild__V1__BuildEvent *h_event_build_cancel(dbld_arena *a, const char *br, const char *reason);
 Databuild__V1__BuildEvent *h_event_want(dbld_arena *a, const char *br, const char *want_id,
                                         const char *const *refs,
-                                        Databuild__V1__SourceTypeCode source,
-                                        const char *comment);
+                                        Databuild__V1__SourceTypeCode source, const char *comment);
 Databuild__V1__BuildEvent *h_event_taint(dbld_arena *a, const char *br, const char *const *refs,
-                                         Databuild__V1__SourceTypeCode source,
-                                         const char *comment);
+                                         Databuild__V1__SourceTypeCode source, const char *comment);
 
 /* One fully populated event of each of the 10 kinds (oneof field numbers
  * 10..19 in order), every field set, for round-trip tests. */

@@ -57,8 +57,7 @@ size_t h_acklog_count(h_acklog *l)
 static int by_idx(const void *x, const void *y)
 {
     const h_ack *a = x, *b = y;
-    if (a->idx != b->idx)
-        return a->idx < b->idx ? -1 : 1;
+    if (a->idx != b->idx) return a->idx < b->idx ? -1 : 1;
     return strcmp(a->event_id, b->event_id);
 }
 
@@ -66,8 +65,7 @@ static int by_id(const void *x, const void *y)
 {
     const h_ack *a = x, *b = y;
     int c = strcmp(a->event_id, b->event_id);
-    if (c)
-        return c;
+    if (c) return c;
     return a->duplicate - b->duplicate; /* the original first */
 }
 
@@ -80,8 +78,7 @@ static h_ack *snapshot(h_acklog *l, size_t *n)
 {
     pthread_mutex_lock(&l->mu);
     h_ack *v = dbld_xmalloc((l->n + 1) * sizeof *v);
-    if (l->n)
-        memcpy(v, l->v, l->n * sizeof *v);
+    if (l->n) memcpy(v, l->v, l->n * sizeof *v);
     *n = l->n;
     pthread_mutex_unlock(&l->mu);
     return v;
@@ -95,8 +92,7 @@ h_ack *h_acklog_sorted(h_acklog *l, size_t *n)
     qsort(v, all, sizeof *v, by_id);
     size_t k = 0;
     for (size_t i = 0; i < all; i++)
-        if (k == 0 || strcmp(v[k - 1].event_id, v[i].event_id) != 0)
-            v[k++] = v[i];
+        if (k == 0 || strcmp(v[k - 1].event_id, v[i].event_id) != 0) v[k++] = v[i];
     qsort(v, k, sizeof *v, by_idx);
     *n = k;
     return v;
@@ -139,8 +135,7 @@ size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, i
     /* one idx per event_id, at most one non-duplicate ack per id, unique idx */
     qsort(v, all, sizeof *v, by_id);
     for (size_t i = 1; i < all; i++) {
-        if (strcmp(v[i - 1].event_id, v[i].event_id) != 0)
-            continue;
+        if (strcmp(v[i - 1].event_id, v[i].event_id) != 0) continue;
         if (v[i - 1].idx != v[i].idx)
             h_fail(file, line, "event %s acked with idx %lld and %lld", v[i].event_id,
                    (long long)v[i - 1].idx, (long long)v[i].idx);
@@ -157,15 +152,15 @@ size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, i
 
     /* commit order: acked before the other was sent => smaller idx */
     for (size_t y = 0; y < all; y++) {
-        if (v[y].duplicate)
-            continue;
+        if (v[y].duplicate) continue;
         for (size_t x = 0; x < all; x++)
             if (v[x].acked_ms < v[y].sent_ms && v[x].idx >= v[y].idx)
                 h_fail(file, line,
                        "commit order: %s (idx %lld) was acked %lld ms before %s was sent, but "
                        "that got idx %lld",
-                       v[x].event_id, (long long)v[x].idx, (long long)(v[y].sent_ms - v[x].acked_ms),
-                       v[y].event_id, (long long)v[y].idx);
+                       v[x].event_id, (long long)v[x].idx,
+                       (long long)(v[y].sent_ms - v[x].acked_ms), v[y].event_id,
+                       (long long)v[y].idx);
     }
 
     /* List everything */
@@ -177,8 +172,8 @@ size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, i
     qsort(listed, got.n, sizeof *listed, id_pos_cmp);
     for (size_t i = 1; i < got.n; i++)
         if (strcmp(listed[i - 1].id, listed[i].id) == 0)
-            h_fail(file, line, "List returned event %s twice (positions %zu and %zu)",
-                   listed[i].id, listed[i - 1].pos, listed[i].pos);
+            h_fail(file, line, "List returned event %s twice (positions %zu and %zu)", listed[i].id,
+                   listed[i - 1].pos, listed[i].pos);
     size_t prev_pos = 0;
     for (size_t i = 0; i < n_ids; i++) {
         const id_pos *p = id_find(listed, got.n, ids[i].event_id);
@@ -197,14 +192,12 @@ size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, i
         /* v is sorted by id; re-sort by (batch, pos) */
         h_ack *b = snapshot(l, &all);
         for (size_t i = 0; i < all; i++) {
-            if (b[i].duplicate)
-                continue;
+            if (b[i].duplicate) continue;
             /* the next non-duplicate member of the same batch */
             size_t j = i + 1;
             while (j < all && b[j].batch == b[i].batch && b[j].duplicate)
                 j++;
-            if (j >= all || b[j].batch != b[i].batch)
-                continue;
+            if (j >= all || b[j].batch != b[i].batch) continue;
             const id_pos *pi = id_find(listed, got.n, b[i].event_id);
             const id_pos *pj = id_find(listed, got.n, b[j].event_id);
             if (pi && pj && pj->pos != pi->pos + 1)
@@ -219,8 +212,7 @@ size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, i
 
     if (flags & H_VERIFY_IDX) {
         h_ack *byid = dbld_xmalloc((n_ids + 1) * sizeof *byid);
-        if (n_ids)
-            memcpy(byid, ids, n_ids * sizeof *byid);
+        if (n_ids) memcpy(byid, ids, n_ids * sizeof *byid);
         qsort(byid, n_ids, sizeof *byid, by_id);
         dbld_arena *sa = dbld_arena_create();
         dbld_stream *st = h_subscribe(s, NULL, 0);
@@ -250,8 +242,7 @@ size_t h_acklog_verify_(const char *file, int line, h_acklog *l, h_service *s, i
                 h_fail(file, line, "event %s was acked with idx %lld, Subscribe says %lld",
                        ie->event->event_id, (long long)acked->idx, (long long)ie->idx);
             k++;
-            if (k % 256 == 0)
-                dbld_arena_reset(sa);
+            if (k % 256 == 0) dbld_arena_reset(sa);
         }
         dbld_stream_close(st);
         dbld_arena_destroy(sa);

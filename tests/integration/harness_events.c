@@ -19,7 +19,8 @@ static size_t count(const char *const *strs)
 
 static Databuild__V1__PartitionRef *ref(dbld_arena *a, const char *s)
 {
-    Databuild__V1__PartitionRef *r = MSG(a, Databuild__V1__PartitionRef, databuild__v1__partition_ref);
+    Databuild__V1__PartitionRef *r =
+        MSG(a, Databuild__V1__PartitionRef, databuild__v1__partition_ref);
     r->str = dbld_arena_strdup(a, s);
     return r;
 }
@@ -144,18 +145,17 @@ Databuild__V1__BuildEvent *h_event_delegation(dbld_arena *a, const char *br, con
     return e;
 }
 
-static Databuild__V1__JobConfig *job_config(dbld_arena *a, const char *const *outputs,
-                                            int rich)
+static Databuild__V1__JobConfig *job_config(dbld_arena *a, const char *const *outputs, int rich)
 {
     Databuild__V1__JobConfig *c = MSG(a, Databuild__V1__JobConfig, databuild__v1__job_config);
     c->outputs = refs(a, outputs, &c->n_outputs);
-    if (!rich)
-        return c;
+    if (!rich) return c;
     c->n_inputs = 2;
     c->inputs = dbld_arena_alloc(a, 2 * sizeof *c->inputs);
     for (size_t i = 0; i < 2; i++) {
         Databuild__V1__DataDep *d = MSG(a, Databuild__V1__DataDep, databuild__v1__data_dep);
-        d->dep_type_code = i ? DATABUILD__V1__DEP_TYPE__MATERIALIZE : DATABUILD__V1__DEP_TYPE__QUERY;
+        d->dep_type_code =
+            i ? DATABUILD__V1__DEP_TYPE__MATERIALIZE : DATABUILD__V1__DEP_TYPE__QUERY;
         d->dep_type_name = dbld_arena_strdup(a, i ? "materialize" : "query");
         d->partition_ref = ref(a, i ? "raw/input=b" : "raw/input=a");
         c->inputs[i] = d;
@@ -175,8 +175,7 @@ static Databuild__V1__JobConfig *job_config(dbld_arena *a, const char *const *ou
 }
 
 Databuild__V1__BuildEvent *h_event_job_graph(dbld_arena *a, const char *br,
-                                             const char *const *outputs,
-                                             const char *const *labels,
+                                             const char *const *outputs, const char *const *labels,
                                              const char *const *node_outputs)
 {
     Databuild__V1__BuildEvent *e = h_event_base(a, br, 0);
@@ -206,9 +205,8 @@ Databuild__V1__BuildEvent *h_event_invalidation(dbld_arena *a, const char *br, c
                                                 const char *reason)
 {
     Databuild__V1__BuildEvent *e = h_event_base(a, br, 0);
-    Databuild__V1__PartitionInvalidationEvent *p =
-        MSG(a, Databuild__V1__PartitionInvalidationEvent,
-            databuild__v1__partition_invalidation_event);
+    Databuild__V1__PartitionInvalidationEvent *p = MSG(a, Databuild__V1__PartitionInvalidationEvent,
+                                                       databuild__v1__partition_invalidation_event);
     p->partition_ref = ref(a, r);
     p->reason = dbld_arena_strdup(a, reason ? reason : "");
     e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT;
@@ -229,8 +227,7 @@ Databuild__V1__BuildEvent *h_event_job_run_cancel(dbld_arena *a, const char *br,
     return e;
 }
 
-Databuild__V1__BuildEvent *h_event_build_cancel(dbld_arena *a, const char *br,
-                                                const char *reason)
+Databuild__V1__BuildEvent *h_event_build_cancel(dbld_arena *a, const char *br, const char *reason)
 {
     Databuild__V1__BuildEvent *e = h_event_base(a, br, 0);
     Databuild__V1__BuildCancelEvent *p =
@@ -242,8 +239,8 @@ Databuild__V1__BuildEvent *h_event_build_cancel(dbld_arena *a, const char *br,
 }
 
 Databuild__V1__BuildEvent *h_event_want(dbld_arena *a, const char *br, const char *want_id,
-                                        const char *const *rs,
-                                        Databuild__V1__SourceTypeCode src, const char *comment)
+                                        const char *const *rs, Databuild__V1__SourceTypeCode src,
+                                        const char *comment)
 {
     Databuild__V1__BuildEvent *e = h_event_base(a, br, 0);
     Databuild__V1__WantEvent *p = MSG(a, Databuild__V1__WantEvent, databuild__v1__want_event);
@@ -306,11 +303,13 @@ size_t h_events_all_kinds(dbld_arena *a, const char *br, Databuild__V1__BuildEve
     char *p1 = h_unique(a, "rt/p1=");
     char *p2 = h_unique(a, "rt/p2=");
     size_t n = 0;
-    out[n++] = h_event_build_request(a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING,
-                                     H_STRS(p1, p2), "nightly \xe2\x9c\x93", "want-1");
-    out[n++] = h_event_partition(a, br, p1, DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, run);
-    Databuild__V1__BuildEvent *job =
-        h_event_job(a, br, run, "//jobs:ingest", DATABUILD__V1__JOB_STATUS__JOB_COMPLETED, H_STRS(p1, p2));
+    out[n++] = h_event_build_request(
+        a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING, H_STRS(p1, p2),
+        "nightly \xe2\x9c\x93", "want-1");
+    out[n++] =
+        h_event_partition(a, br, p1, DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, run);
+    Databuild__V1__BuildEvent *job = h_event_job(
+        a, br, run, "//jobs:ingest", DATABUILD__V1__JOB_STATUS__JOB_COMPLETED, H_STRS(p1, p2));
     job->job_event->config = job_config(a, H_STRS(p1, p2), 1);
     job->job_event->n_manifests = 2;
     job->job_event->manifests = dbld_arena_alloc(a, 2 * sizeof(void *));
@@ -323,8 +322,8 @@ size_t h_events_all_kinds(dbld_arena *a, const char *br, Databuild__V1__BuildEve
     out[n++] = h_event_invalidation(a, br, p1, "bad data");
     out[n++] = h_event_job_run_cancel(a, br, run, "user asked");
     out[n++] = h_event_build_cancel(a, br, "superseded");
-    out[n++] = h_event_want(a, br, "want-1", H_STRS(p1, p2), DATABUILD__V1__SOURCE_TYPE_CODE__SCHEDULED,
-                            "keep fresh");
+    out[n++] = h_event_want(a, br, "want-1", H_STRS(p1, p2),
+                            DATABUILD__V1__SOURCE_TYPE_CODE__SCHEDULED, "keep fresh");
     out[n++] = h_event_taint(a, br, H_STRS(p1), DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST,
                              "taint comment");
     for (size_t i = 0; i < n; i++)
@@ -342,16 +341,13 @@ typedef struct strlist {
 
 static void sl_add(strlist *l, const char *s)
 {
-    if (!s || !*s)
-        return;
+    if (!s || !*s) return;
     for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->v[i], s) == 0)
-            return;
+        if (strcmp(l->v[i], s) == 0) return;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 8;
         const char **v = dbld_arena_alloc(l->a, cap * sizeof *v);
-        if (l->n)
-            memcpy(v, l->v, l->n * sizeof *v);
+        if (l->n) memcpy(v, l->v, l->n * sizeof *v);
         l->v = v;
         l->cap = cap;
     }
@@ -361,8 +357,7 @@ static void sl_add(strlist *l, const char *s)
 static void sl_refs(strlist *l, Databuild__V1__PartitionRef **r, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (r[i])
-            sl_add(l, r[i]->str);
+        if (r[i]) sl_add(l, r[i]->str);
 }
 
 size_t h_event_refs(dbld_arena *a, const Databuild__V1__BuildEvent *e, const char ***out)
@@ -370,8 +365,7 @@ size_t h_event_refs(dbld_arena *a, const Databuild__V1__BuildEvent *e, const cha
     strlist l = {.a = a};
     switch (e->event_type_case) {
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT:
-        if (e->partition_event->partition_ref)
-            sl_add(&l, e->partition_event->partition_ref->str);
+        if (e->partition_event->partition_ref) sl_add(&l, e->partition_event->partition_ref->str);
         break;
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT:
         sl_refs(&l, e->job_event->target_partitions, e->job_event->n_target_partitions);
@@ -381,8 +375,7 @@ size_t h_event_refs(dbld_arena *a, const Databuild__V1__BuildEvent *e, const cha
                 e->build_request_event->n_requested_partitions);
         break;
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT:
-        if (e->delegation_event->partition_ref)
-            sl_add(&l, e->delegation_event->partition_ref->str);
+        if (e->delegation_event->partition_ref) sl_add(&l, e->delegation_event->partition_ref->str);
         break;
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_GRAPH_EVENT: {
         Databuild__V1__JobGraph *g = e->job_graph_event->job_graph;
@@ -421,8 +414,7 @@ size_t h_event_labels(dbld_arena *a, const Databuild__V1__BuildEvent *e, const c
         e->job_graph_event->job_graph) {
         Databuild__V1__JobGraph *g = e->job_graph_event->job_graph;
         for (size_t i = 0; i < g->n_nodes; i++)
-            if (g->nodes[i]->job)
-                sl_add(&l, g->nodes[i]->job->label);
+            if (g->nodes[i]->job) sl_add(&l, g->nodes[i]->job->label);
     }
     *out = l.v;
     return l.n;
@@ -453,12 +445,10 @@ uint8_t *h_pack(dbld_arena *a, const ProtobufCMessage *m, size_t *len)
 
 int h_msg_equal(const ProtobufCMessage *x, const ProtobufCMessage *y)
 {
-    if (!x || !y)
-        return x == y;
+    if (!x || !y) return x == y;
     size_t lx = protobuf_c_message_get_packed_size(x);
     size_t ly = protobuf_c_message_get_packed_size(y);
-    if (lx != ly || x->descriptor != y->descriptor)
-        return 0;
+    if (lx != ly || x->descriptor != y->descriptor) return 0;
     uint8_t *bx = dbld_xmalloc(lx + 1), *by = dbld_xmalloc(ly + 1);
     protobuf_c_message_pack(x, bx);
     protobuf_c_message_pack(y, by);

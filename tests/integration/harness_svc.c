@@ -37,8 +37,7 @@ static void yaml_quote(char *buf, size_t cap, const char *s)
     size_t n = 0;
     buf[n++] = '"';
     for (; *s && n + 4 < cap; s++) {
-        if (*s == '"' || *s == '\\')
-            buf[n++] = '\\';
+        if (*s == '"' || *s == '\\') buf[n++] = '\\';
         buf[n++] = *s;
     }
     buf[n++] = '"';
@@ -71,8 +70,7 @@ static void write_config(h_service *s, const h_service_opts *o)
                       o->db_pool_size > 0 ? o->db_pool_size : 4);
     if (o->extra_section)
         n += snprintf(text + n, sizeof text - (size_t)n, "%s\n", o->extra_section);
-    if ((size_t)n >= sizeof text)
-        H_FAIL("config for %s too long", s->name);
+    if ((size_t)n >= sizeof text) H_FAIL("config for %s too long", s->name);
     h_write_file(s->config_path, text);
 }
 
@@ -83,8 +81,7 @@ static void spawn(h_service *s)
     if (access(bin, X_OK) != 0)
         H_FAIL("service binary %s: %s (build it first)", bin, strerror(errno));
     int log = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log < 0)
-        H_FAIL("open %s: %s", s->log_path, strerror(errno));
+    if (log < 0) H_FAIL("open %s: %s", s->log_path, strerror(errno));
     dprintf(log, "### harness: starting %s --config %s\n", bin, s->config_path);
     /* The config file is the whole truth: drop DATABUILD_* overrides the
      * caller's environment may carry. Built before fork: the child of a
@@ -95,24 +92,20 @@ static void spawn(h_service *s)
     char **envp = dbld_xcalloc(n_env + 2, sizeof *envp);
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
-        if (strncmp(environ[i], "DATABUILD_", 10) != 0)
-            envp[k++] = environ[i];
+        if (strncmp(environ[i], "DATABUILD_", 10) != 0) envp[k++] = environ[i];
     /* A job service records its children's process groups in a directory of
      * its own, kept across restarts (so a restart after SIGKILL sweeps them). */
     char state_env[700];
     snprintf(state_env, sizeof state_env, "DATABUILD_JOB_STATE_DIR=%s/%s.state", h_test_dir(),
              s->name);
-    if (strcmp(s->kind, "job") == 0)
-        envp[k++] = state_env;
+    if (strcmp(s->kind, "job") == 0) envp[k++] = state_env;
     char *argv[] = {bin, "--config", s->config_path, NULL};
     static const char exec_failed[] = "harness: exec of the service binary failed\n";
     pid_t pid = fork();
-    if (pid < 0)
-        H_FAIL("fork: %s", strerror(errno));
+    if (pid < 0) H_FAIL("fork: %s", strerror(errno));
     if (pid == 0) {
         int in = open("/dev/null", O_RDONLY);
-        if (in < 0)
-            _exit(127);
+        if (in < 0) _exit(127);
         dup2(in, 0);
         dup2(log, 1);
         dup2(log, 2);
@@ -121,8 +114,7 @@ static void spawn(h_service *s)
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         execve(bin, argv, envp);
-        if (write(2, exec_failed, sizeof exec_failed - 1) < 0)
-            _exit(127);
+        if (write(2, exec_failed, sizeof exec_failed - 1) < 0) _exit(127);
         _exit(127);
     }
     free(envp);
@@ -134,8 +126,7 @@ static void spawn(h_service *s)
 static int tcp_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;
+    if (fd < 0) return 0;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
@@ -145,12 +136,10 @@ static int tcp_open(int port)
 
 int h_service_alive(h_service *s)
 {
-    if (s->pid <= 0)
-        return 0;
+    if (s->pid <= 0) return 0;
     int status;
     pid_t r = waitpid(s->pid, &status, WNOHANG);
-    if (r == 0)
-        return 1;
+    if (r == 0) return 1;
     if (r == s->pid)
         s->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     s->pid = 0;
@@ -169,18 +158,14 @@ static int wait_health(h_service *s, const char *service, int serving, int64_t t
     int64_t deadline = dbld_mono_ms() + timeout_ms;
     int listening = 0;
     for (;;) {
-        if (!h_service_alive(s))
-            return -1;
-        if (!listening)
-            listening = tcp_open(s->port);
+        if (!h_service_alive(s)) return -1;
+        if (!listening) listening = tcp_open(s->port);
         if (listening) {
             int is = 0;
             dbld_status st;
-            if (h_service_health(s, service, &is, &st) == DBLD_OK && is == serving)
-                return 1;
+            if (h_service_health(s, service, &is, &st) == DBLD_OK && is == serving) return 1;
         }
-        if (dbld_mono_ms() >= deadline)
-            return 0;
+        if (dbld_mono_ms() >= deadline) return 0;
         dbld_sleep_ms(20);
     }
 }
@@ -241,8 +226,8 @@ char *h_service_refused(const char *kind, const char *dsn, const h_service_opts 
         const char *msg = json_string_value(json_object_get(j, "msg"));
         const char *err = json_string_value(json_object_get(json_object_get(j, "fields"), "error"));
         if (level && strcmp(level, "error") == 0)
-            len += (size_t)snprintf(text + len, cap - len, "%s: %s\n", msg ? msg : "",
-                                    err ? err : "");
+            len +=
+                (size_t)snprintf(text + len, cap - len, "%s: %s\n", msg ? msg : "", err ? err : "");
         json_decref(j);
     }
     free(log);
@@ -255,8 +240,7 @@ h_service *h_service_start(const char *kind, const char *dsn, const h_service_op
     h_service *s = h_service_spawn(kind, dsn, opts);
     for (int attempt = 1;; attempt++) {
         int rc = wait_health(s, "", 1, H_START_TIMEOUT_MS);
-        if (rc > 0)
-            return s;
+        if (rc > 0) return s;
         if (rc == 0)
             H_FAIL("%s (%s) not SERVING within %d ms", s->name, s->addr, H_START_TIMEOUT_MS);
         /* exited: retry on another port only if this one was taken meanwhile */
@@ -274,8 +258,7 @@ h_service *h_service_start(const char *kind, const char *dsn, const h_service_op
 
 void h_service_respawn(h_service *s)
 {
-    if (h_service_alive(s))
-        H_FAIL("%s is still running (pid %d)", s->name, (int)s->pid);
+    if (h_service_alive(s)) H_FAIL("%s is still running (pid %d)", s->name, (int)s->pid);
     spawn(s);
 }
 
@@ -289,13 +272,10 @@ void h_service_restart(h_service *s)
 
 int h_service_signal_wait(h_service *s, int sig, int64_t timeout_ms)
 {
-    if (s->pid <= 0)
-        H_FAIL("%s is not running", s->name);
+    if (s->pid <= 0) H_FAIL("%s is not running", s->name);
     pid_t pid = s->pid;
-    if (kill(pid, sig) != 0)
-        H_FAIL("kill(%d, %d): %s", (int)pid, sig, strerror(errno));
-    if (timeout_ms <= 0)
-        timeout_ms = 30000;
+    if (kill(pid, sig) != 0) H_FAIL("kill(%d, %d): %s", (int)pid, sig, strerror(errno));
+    if (timeout_ms <= 0) timeout_ms = 30000;
     if (!H_POLL_UNTIL(timeout_ms, !h_service_alive(s))) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -305,13 +285,15 @@ int h_service_signal_wait(h_service *s, int sig, int64_t timeout_ms)
     return s->exit_status;
 }
 
-void h_service_kill(h_service *s) { h_service_signal_wait(s, SIGKILL, 10000); }
+void h_service_kill(h_service *s)
+{
+    h_service_signal_wait(s, SIGKILL, 10000);
+}
 
 void h_service_stop(h_service *s)
 {
     int rc = h_service_signal_wait(s, SIGTERM, 30000);
-    if (rc != 0)
-        H_FAIL("%s exited with status %d after SIGTERM, want 0", s->name, rc);
+    if (rc != 0) H_FAIL("%s exited with status %d after SIGTERM, want 0", s->name, rc);
 }
 
 /* -------------------------------------------------------------- EventLog */
@@ -328,9 +310,8 @@ int h_append(h_service *s, dbld_arena *a, Databuild__V1__BuildEvent **evs, size_
                              (ProtobufCMessage **)resp, timeout_ms, 0, st);
 }
 
-int h_list(h_service *s, dbld_arena *a, const Databuild__V1__EventFilter *filter,
-           int64_t start_idx, uint32_t limit, Databuild__V1__EventPage **page,
-           int64_t timeout_ms, dbld_status *st)
+int h_list(h_service *s, dbld_arena *a, const Databuild__V1__EventFilter *filter, int64_t start_idx,
+           uint32_t limit, Databuild__V1__EventPage **page, int64_t timeout_ms, dbld_status *st)
 {
     Databuild__V1__ListEventsRequest req = DATABUILD__V1__LIST_EVENTS_REQUEST__INIT;
     req.filter = (Databuild__V1__EventFilter *)filter;
@@ -342,9 +323,8 @@ int h_list(h_service *s, dbld_arena *a, const Databuild__V1__EventFilter *filter
                              (ProtobufCMessage **)page, timeout_ms, 0, st);
 }
 
-Databuild__V1__AppendResponse *h_append_ok_(const char *file, int line, h_service *s,
-                                            dbld_arena *a, Databuild__V1__BuildEvent **evs,
-                                            size_t n)
+Databuild__V1__AppendResponse *h_append_ok_(const char *file, int line, h_service *s, dbld_arena *a,
+                                            Databuild__V1__BuildEvent **evs, size_t n)
 {
     Databuild__V1__AppendResponse *resp;
     dbld_status st = {0};
@@ -383,23 +363,19 @@ h_event_list h_list_all_(const char *file, int line, h_service *s, dbld_arena *a
             if (out.n == cap) {
                 cap = cap ? cap * 2 : 256;
                 Databuild__V1__BuildEvent **grown = dbld_arena_alloc(a, cap * sizeof *grown);
-                if (out.n)
-                    memcpy(grown, out.events, out.n * sizeof *grown);
+                if (out.n) memcpy(grown, out.events, out.n * sizeof *grown);
                 out.events = grown;
             }
             out.events[out.n++] = page->events[i];
         }
-        if (!page->has_more)
-            break;
+        if (!page->has_more) break;
         start = page->next_idx;
-        if (out.pages > 1000000)
-            h_fail(file, line, "List paging does not end");
+        if (out.pages > 1000000) h_fail(file, line, "List paging does not end");
     }
     return out;
 }
 
-dbld_stream *h_subscribe(h_service *s, const Databuild__V1__EventFilter *filter,
-                         int64_t start_idx)
+dbld_stream *h_subscribe(h_service *s, const Databuild__V1__EventFilter *filter, int64_t start_idx)
 {
     Databuild__V1__SubscribeRequest req = DATABUILD__V1__SUBSCRIBE_REQUEST__INIT;
     req.filter = (Databuild__V1__EventFilter *)filter;

@@ -132,15 +132,15 @@ DBLD_TEST(lookup_groups_by_job)
  * used to answer FAILED_PRECONDITION for such a ref never gets to run). */
 DBLD_TEST(overlapping_jobs_refused_at_startup)
 {
-    h_service_opts o = {
-        .eventlog_addr = "127.0.0.1:1",
-        .extra_section = "  jobs:\n"
-                         "    - {label: \"//t:amb1\", command: [\"/bin/true\"], outputs: "
-                         "[\"amb/[0-9]+\"]}\n"
-                         "    - {label: \"//t:other\", command: [\"/bin/true\"], outputs: "
-                         "[\"other/.*\"]}\n"
-                         "    - {label: \"//t:amb2\", command: [\"/bin/true\"], outputs: "
-                         "[\"amb/1.*\"]}\n"};
+    h_service_opts o = {.eventlog_addr = "127.0.0.1:1",
+                        .extra_section =
+                            "  jobs:\n"
+                            "    - {label: \"//t:amb1\", command: [\"/bin/true\"], outputs: "
+                            "[\"amb/[0-9]+\"]}\n"
+                            "    - {label: \"//t:other\", command: [\"/bin/true\"], outputs: "
+                            "[\"other/.*\"]}\n"
+                            "    - {label: \"//t:amb2\", command: [\"/bin/true\"], outputs: "
+                            "[\"amb/1.*\"]}\n"};
     char *log = h_service_refused("graph", NULL, &o);
     CHECK_CONTAINS(log, "graph.jobs[2].outputs[0]: pattern \"amb/1.*\" of job \"//t:amb2\" "
                         "overlaps pattern \"amb/[0-9]+\" of job \"//t:amb1\" (both match "
@@ -328,8 +328,10 @@ DBLD_TEST(health_waits_for_the_event_log)
 DBLD_TEST(running_means_the_process_started)
 {
     bf f;
-    bf_opts o = {.jobs = JOBS, .rules = "[{\"match\": \"c/.*\", \"sleep\": 0.3}]",
-                 .max_parallel = 4, .max_runs = 1};
+    bf_opts o = {.jobs = JOBS,
+                 .rules = "[{\"match\": \"c/.*\", \"sleep\": 0.3}]",
+                 .max_parallel = 4,
+                 .max_runs = 1};
     bf_setup(&f, "slots", &o);
     Databuild__V1__GraphBuildResponse *r = NULL;
     dbld_status st = {0};
@@ -365,14 +367,11 @@ DBLD_TEST(running_means_the_process_started)
     bf_check_ids(&f, id);
 }
 
-DBLD_TEST_MAIN(DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(submit_returns_at_once),
-               DBLD_TEST_ENTRY(lookup_groups_by_job),
-               DBLD_TEST_ENTRY(overlapping_jobs_refused_at_startup),
-               DBLD_TEST_ENTRY(analyze_batches_configure_per_job_per_round),
-               DBLD_TEST_ENTRY(cycle_is_named), DBLD_TEST_ENTRY(unknown_ref_not_found),
-               DBLD_TEST_ENTRY(precondition_failed_names_the_input),
-               DBLD_TEST_ENTRY(second_build_skips),
-               DBLD_TEST_ENTRY(shell_and_quote_characters_pass_through),
-               DBLD_TEST_ENTRY(cancel_unknown_build),
-               DBLD_TEST_ENTRY(health_waits_for_the_event_log),
-               DBLD_TEST_ENTRY(running_means_the_process_started))
+DBLD_TEST_MAIN(
+    DBLD_TEST_ENTRY(happy_path_event_sequences), DBLD_TEST_ENTRY(submit_returns_at_once),
+    DBLD_TEST_ENTRY(lookup_groups_by_job), DBLD_TEST_ENTRY(overlapping_jobs_refused_at_startup),
+    DBLD_TEST_ENTRY(analyze_batches_configure_per_job_per_round), DBLD_TEST_ENTRY(cycle_is_named),
+    DBLD_TEST_ENTRY(unknown_ref_not_found), DBLD_TEST_ENTRY(precondition_failed_names_the_input),
+    DBLD_TEST_ENTRY(second_build_skips), DBLD_TEST_ENTRY(shell_and_quote_characters_pass_through),
+    DBLD_TEST_ENTRY(cancel_unknown_build), DBLD_TEST_ENTRY(health_waits_for_the_event_log),
+    DBLD_TEST_ENTRY(running_means_the_process_started))

@@ -240,6 +240,5 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(permanent_failure_cancels_downstream_only),
                DBLD_TEST_ENTRY(transient_failure_retried_then_succeeds),
                DBLD_TEST_ENTRY(quota_exhausted_denies_retry),
                DBLD_TEST_ENTRY(global_quota_exhausted), DBLD_TEST_ENTRY(no_retry_config_denies),
-               DBLD_TEST_ENTRY(job_denies_retry),
-               DBLD_TEST_ENTRY(timeout_fails_the_run),
+               DBLD_TEST_ENTRY(job_denies_retry), DBLD_TEST_ENTRY(timeout_fails_the_run),
                DBLD_TEST_ENTRY(cancel_mid_run_kills_process_group))

@@ -405,8 +405,9 @@ static BF_UNUSED void bf_check_ids(bf *f, const char *id)
              * from ANALYZED on each names its job run (ANALYZED the planned
              * first attempt, which a JobEvent of this build must then use) */
             if (pe->status_code == DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED) continue;
-            CHECK_MSG(dbld_uuid_valid(pe->job_run_id), "partition event %s of %s without job_run_id",
-                      pe->status_name, pe->partition_ref->str);
+            CHECK_MSG(dbld_uuid_valid(pe->job_run_id),
+                      "partition event %s of %s without job_run_id", pe->status_name,
+                      pe->partition_ref->str);
             if (pe->status_code != DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED) continue;
             int used = 0;
             for (size_t k = 0; k < l.n && !used; k++)

@@ -17,7 +17,7 @@
     "    - label: \"//r:chain\"\n      command: %CMD%\n      outputs: [\"chain/.*\"]\n"            \
     "    - label: \"//r:link\"\n      command: %CMD%\n      outputs: [\"link/.*\"]\n"              \
     "    - label: \"//r:js\"\n      command: %CMD%\n      outputs: [\"js/.*\"]\n"                  \
-    "      retry: {single_quota: 2, transient_failure_weight: 1}\n"                          \
+    "      retry: {single_quota: 2, transient_failure_weight: 1}\n"                                \
     "    - label: \"//r:rq\"\n      command: %CMD%\n      outputs: [\"rq/.*\"]\n"                  \
     "      retry: {single_quota: 1, failure_weight: 1}\n"
 
@@ -25,7 +25,7 @@
     "[{\"match\": \"shared/.*\", \"sleep\": 1.5},"                                                 \
     " {\"match\": \"chain/(.*)\", \"inputs\": [\"link/\\\\1\"]},"                                  \
     " {\"match\": \"link/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"link\"},"             \
-    " {\"match\": \"js/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"js\"},"            \
+    " {\"match\": \"js/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"js\"},"                 \
     " {\"match\": \"rq/.*\", \"sleep\": 2, \"fail_times\": 99, \"tag\": \"rq\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
@@ -246,8 +246,7 @@ DBLD_TEST(resumed_build_keeps_its_retry_quota)
 
 /* Two graph replicas; REF submitted to the first; returns once its link job
  * runs (*pid: that job process). */
-static char *submit_with_replica(bf *f, const char *hint, const char *ref, h_service **g2,
-                                 int *pid)
+static char *submit_with_replica(bf *f, const char *hint, const char *ref, h_service **g2, int *pid)
 {
     setup(f, hint, 1);
     *g2 = bf_graph_new(f, 2);

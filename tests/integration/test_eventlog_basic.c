@@ -38,8 +38,7 @@ static void check_ids(const char *file, int line, h_event_list got,
         if (strcmp(got.events[i]->event_id, want[i]->event_id) != 0)
             h_fail(file, line, "event %zu: got %s, want %s", i, got.events[i]->event_id,
                    want[i]->event_id);
-    if (got.n != n)
-        h_fail(file, line, "got %zu events, want %zu", got.n, n);
+    if (got.n != n) h_fail(file, line, "got %zu events, want %zu", got.n, n);
 }
 
 /* ------------------------------------------------------------ round trip */
@@ -57,8 +56,7 @@ DBLD_TEST(round_trip_all_kinds)
     for (size_t i = 0; i < n; i++) {
         CHECK_EQ_STR(r->events[i]->event_id, evs[i]->event_id);
         CHECK(!r->events[i]->duplicate);
-        if (i > 0)
-            CHECK_CMP_INT(r->events[i]->idx, >, r->events[i - 1]->idx);
+        if (i > 0) CHECK_CMP_INT(r->events[i]->idx, >, r->events[i - 1]->idx);
     }
 
     /* everything, and by build request: byte-identical, in append order */
@@ -84,8 +82,8 @@ DBLD_TEST(round_trip_all_kinds)
     r = h_append_ok(f.el, f.a, filled, n);
     int64_t after = dbld_now_ns();
     for (size_t i = 0; i < n; i++) {
-        CHECK_MSG(dbld_uuid_valid(r->events[i]->event_id), "generated event_id \"%s\" is not a UUID",
-                  r->events[i]->event_id);
+        CHECK_MSG(dbld_uuid_valid(r->events[i]->event_id),
+                  "generated event_id \"%s\" is not a UUID", r->events[i]->event_id);
         for (size_t j = 0; j < i; j++)
             CHECK(strcmp(r->events[i]->event_id, r->events[j]->event_id) != 0);
         filled[i]->event_id = r->events[i]->event_id;
@@ -126,8 +124,8 @@ DBLD_TEST(append_validation)
     CHECK_CONTAINS(st.msg, "event_type");
 
     /* a non-UUID event_id, in the middle of a batch */
-    Databuild__V1__BuildEvent *ok2 = h_event_partition(f.a, "br-v", "v/p=1",
-                                                       DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "");
+    Databuild__V1__BuildEvent *ok2 = h_event_partition(
+        f.a, "br-v", "v/p=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "");
     Databuild__V1__BuildEvent *bad_id = h_event_build_cancel(f.a, "br-v", "bad id");
     bad_id->event_id = "not-a-uuid-42";
     Databuild__V1__BuildEvent *ok3 = h_event_build_cancel(f.a, "br-v", "ok3");
@@ -163,8 +161,8 @@ DBLD_TEST(append_validation)
 DBLD_TEST(idempotent_reappend)
 {
     fixture f = setup("idem");
-    Databuild__V1__BuildEvent *e1 = h_event_partition(f.a, "br-i", "i/p=1",
-                                                      DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-1");
+    Databuild__V1__BuildEvent *e1 = h_event_partition(
+        f.a, "br-i", "i/p=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-1");
     e1->timestamp = 1767225600000000000LL; /* fixed, so the stored bytes are known */
     Databuild__V1__AppendResponse *r = h_append_ok(f.el, f.a, &e1, 1);
     int64_t idx1 = r->events[0]->idx;
@@ -216,8 +214,8 @@ DBLD_TEST(idempotent_reappend)
     CHECK_MSG(got_len == orig_len && memcmp(got, orig, orig_len) == 0,
               "re-append with changed content overwrote the stored event");
     /* nor did the changed duplicate touch the projections */
-    h_rows *rows = h_sql(f.dsn, "SELECT status, job_run_id FROM partitions WHERE ref = $1",
-                         "i/p=changed");
+    h_rows *rows =
+        h_sql(f.dsn, "SELECT status, job_run_id FROM partitions WHERE ref = $1", "i/p=changed");
     CHECK_EQ_INT(h_rows_n(rows), 0);
     h_rows_free(rows);
     rows = h_sql(f.dsn, "SELECT status, job_run_id FROM partitions WHERE ref = $1", "i/p=1");
@@ -319,18 +317,24 @@ static dataset filter_dataset(dbld_arena *a)
                              H_STRS("data/a=1", "node/only=1"));
     e[3] = h_event_job(a, "brA", "r1", "//j:L1", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED,
                        H_STRS("data/a=1"));
-    e[4] = h_event_partition(a, "brA", "data/a=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "r1");
+    e[4] = h_event_partition(a, "brA", "data/a=1",
+                             DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "r1");
     e[5] = h_event_job(a, "brB", "r2", "//j:L3", DATABUILD__V1__JOB_STATUS__JOB_RUNNING,
                        H_STRS("data/c=1", "other/x"));
-    e[6] = h_event_partition(a, "brB", "data/c=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "r2");
+    e[6] = h_event_partition(a, "brB", "data/c=1",
+                             DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "r2");
     e[7] = h_event_delegation(a, "brC", "data/a=1", "brA");
     e[8] = h_event_invalidation(a, "brC", "data/b=1", "stale");
     e[9] = h_event_job_run_cancel(a, "brB", "r2", "stop");
     e[10] = h_event_build_cancel(a, "brC", "cancelled");
-    e[11] = h_event_want(a, "", "want-1", H_STRS("data/a=2"), DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL, "");
-    e[12] = h_event_taint(a, "brA", H_STRS("data/a=2", "other/x"), DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL, "");
-    e[13] = h_event_partition(a, "brA", "data/a=2", DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED, "");
-    e[14] = h_event_job(a, "brC", "r3", "//j:L1", DATABUILD__V1__JOB_STATUS__JOB_FAILED, H_STRS("data/b=1"));
+    e[11] = h_event_want(a, "", "want-1", H_STRS("data/a=2"),
+                         DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL, "");
+    e[12] = h_event_taint(a, "brA", H_STRS("data/a=2", "other/x"),
+                          DATABUILD__V1__SOURCE_TYPE_CODE__CLI_MANUAL, "");
+    e[13] = h_event_partition(a, "brA", "data/a=2",
+                              DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED, "");
+    e[14] = h_event_job(a, "brC", "r3", "//j:L1", DATABUILD__V1__JOB_STATUS__JOB_FAILED,
+                        H_STRS("data/b=1"));
     d.n = 15;
     return d;
 }
@@ -339,8 +343,7 @@ static int any_in(const char **have, size_t n_have, char **want, size_t n_want)
 {
     for (size_t i = 0; i < n_have; i++)
         for (size_t j = 0; j < n_want; j++)
-            if (strcmp(have[i], want[j]) == 0)
-                return 1;
+            if (strcmp(have[i], want[j]) == 0) return 1;
     return 0;
 }
 
@@ -361,25 +364,20 @@ static int full_match(const char *pattern, const char *s)
 static int oracle(dbld_arena *a, const Databuild__V1__EventFilter *f,
                   const Databuild__V1__BuildEvent *e)
 {
-    if (!f)
-        return 1;
+    if (!f) return 1;
     const char **refs, **labels, **runs;
     size_t nr = h_event_refs(a, e, &refs), nl = h_event_labels(a, e, &labels),
            nj = h_event_run_ids(a, e, &runs);
-    if (f->n_partition_refs && !any_in(refs, nr, f->partition_refs, f->n_partition_refs))
-        return 0;
+    if (f->n_partition_refs && !any_in(refs, nr, f->partition_refs, f->n_partition_refs)) return 0;
     if (f->n_partition_patterns) {
         int hit = 0;
         for (size_t i = 0; i < nr && !hit; i++)
             for (size_t j = 0; j < f->n_partition_patterns && !hit; j++)
                 hit = full_match(f->partition_patterns[j], refs[i]);
-        if (!hit)
-            return 0;
+        if (!hit) return 0;
     }
-    if (f->n_job_labels && !any_in(labels, nl, f->job_labels, f->n_job_labels))
-        return 0;
-    if (f->n_job_run_ids && !any_in(runs, nj, f->job_run_ids, f->n_job_run_ids))
-        return 0;
+    if (f->n_job_labels && !any_in(labels, nl, f->job_labels, f->n_job_labels)) return 0;
+    if (f->n_job_run_ids && !any_in(runs, nj, f->job_run_ids, f->n_job_run_ids)) return 0;
     const char *br[] = {e->build_request_id};
     if (f->n_build_request_ids && !any_in(br, 1, f->build_request_ids, f->n_build_request_ids))
         return 0;
@@ -392,8 +390,14 @@ typedef struct fcase {
     int want[16]; /* -1 terminated; want[0] == -2: oracle only */
 } fcase;
 
-#define W(...) {__VA_ARGS__, -1}
-#define ORACLE_ONLY {-2}
+#define W(...)                                                                                     \
+    {                                                                                              \
+        __VA_ARGS__, -1                                                                            \
+    }
+#define ORACLE_ONLY                                                                                \
+    {                                                                                              \
+        -2                                                                                         \
+    }
 
 DBLD_TEST(list_filters)
 {
@@ -410,29 +414,35 @@ DBLD_TEST(list_filters)
         {"ref a=1", h_filter(a, H_STRS("data/a=1"), NULL, NULL, NULL, NULL), W(0, 2, 3, 4, 7)},
         {"refs a=2|other/x", h_filter(a, H_STRS("data/a=2", "other/x"), NULL, NULL, NULL, NULL),
          W(5, 11, 12, 13)},
-        {"ref only in a graph node", h_filter(a, H_STRS("node/only=1"), NULL, NULL, NULL, NULL), W(2)},
+        {"ref only in a graph node", h_filter(a, H_STRS("node/only=1"), NULL, NULL, NULL, NULL),
+         W(2)},
         {"ref b=1", h_filter(a, H_STRS("data/b=1"), NULL, NULL, NULL, NULL), W(0, 8, 14)},
         {"pattern data/a=.*", h_filter(a, NULL, H_STRS("data/a=.*"), NULL, NULL, NULL),
          W(0, 2, 3, 4, 7, 11, 12, 13)},
         {"pattern is anchored (suffix)", h_filter(a, NULL, H_STRS("a=1"), NULL, NULL, NULL), W(-1)},
-        {"pattern is anchored (prefix)", h_filter(a, NULL, H_STRS("data/a"), NULL, NULL, NULL), W(-1)},
+        {"pattern is anchored (prefix)", h_filter(a, NULL, H_STRS("data/a"), NULL, NULL, NULL),
+         W(-1)},
         {"patterns ORed", h_filter(a, NULL, H_STRS("data/(b|c)=1", "other/.*"), NULL, NULL, NULL),
          W(0, 1, 5, 6, 8, 12, 14)},
         {"pattern class", h_filter(a, NULL, H_STRS("data/a=[12]"), NULL, NULL, NULL), ORACLE_ONLY},
         {"label L1", h_filter(a, NULL, NULL, H_STRS("//j:L1"), NULL, NULL), W(2, 3, 14)},
         {"label only in a graph node", h_filter(a, NULL, NULL, H_STRS("//j:L2"), NULL, NULL), W(2)},
-        {"labels L1|L3", h_filter(a, NULL, NULL, H_STRS("//j:L1", "//j:L3"), NULL, NULL), W(2, 3, 5, 14)},
+        {"labels L1|L3", h_filter(a, NULL, NULL, H_STRS("//j:L1", "//j:L3"), NULL, NULL),
+         W(2, 3, 5, 14)},
         {"run r2", h_filter(a, NULL, NULL, NULL, H_STRS("r2"), NULL), W(5, 6, 9)},
         {"runs r1|r3", h_filter(a, NULL, NULL, NULL, H_STRS("r1", "r3"), NULL), W(3, 4, 14)},
         {"build request brC", h_filter(a, NULL, NULL, NULL, NULL, H_STRS("brC")), W(7, 8, 10, 14)},
-        {"build requests brA|brB", h_filter(a, NULL, NULL, NULL, NULL, H_STRS("brA", "brB")), ORACLE_ONLY},
-        {"ref AND build request", h_filter(a, H_STRS("data/a=1"), NULL, NULL, NULL, H_STRS("brC")), W(7)},
+        {"build requests brA|brB", h_filter(a, NULL, NULL, NULL, NULL, H_STRS("brA", "brB")),
+         ORACLE_ONLY},
+        {"ref AND build request", h_filter(a, H_STRS("data/a=1"), NULL, NULL, NULL, H_STRS("brC")),
+         W(7)},
         {"label AND run", h_filter(a, NULL, NULL, H_STRS("//j:L1"), H_STRS("r3"), NULL), W(14)},
-        {"pattern AND build request", h_filter(a, NULL, H_STRS("data/.*"), NULL, NULL, H_STRS("brB")),
-         W(1, 5, 6)},
+        {"pattern AND build request",
+         h_filter(a, NULL, H_STRS("data/.*"), NULL, NULL, H_STRS("brB")), W(1, 5, 6)},
         {"ref AND label AND build request",
          h_filter(a, H_STRS("data/a=1"), NULL, H_STRS("//j:L1"), NULL, H_STRS("brA")), W(2, 3)},
-        {"ref AND pattern", h_filter(a, H_STRS("other/x"), H_STRS("data/c=.*"), NULL, NULL, NULL), W(5)},
+        {"ref AND pattern", h_filter(a, H_STRS("other/x"), H_STRS("data/c=.*"), NULL, NULL, NULL),
+         W(5)},
         {"unknown ref", h_filter(a, H_STRS("nope"), NULL, NULL, NULL, NULL), W(-1)},
         {"unknown run", h_filter(a, NULL, NULL, NULL, H_STRS("r9"), NULL), W(-1)},
         {"empty filter", h_filter(a, NULL, NULL, NULL, NULL, NULL), ORACLE_ONLY},
@@ -443,13 +453,13 @@ DBLD_TEST(list_filters)
         Databuild__V1__BuildEvent *want[32];
         size_t nw = 0;
         for (size_t i = 0; i < d.n; i++)
-            if (oracle(a, fc->f, d.ev[i]))
-                want[nw++] = d.ev[i];
+            if (oracle(a, fc->f, d.ev[i])) want[nw++] = d.ev[i];
         if (fc->want[0] != -2) { /* the oracle agrees with the hand-written answer */
             size_t k = 0;
             while (fc->want[k] >= 0)
                 k++;
-            CHECK_MSG(k == nw, "filter \"%s\": oracle finds %zu events, expected %zu", fc->name, nw, k);
+            CHECK_MSG(k == nw, "filter \"%s\": oracle finds %zu events, expected %zu", fc->name, nw,
+                      k);
             for (size_t i = 0; i < k; i++)
                 CHECK_MSG(want[i] == d.ev[fc->want[i]], "filter \"%s\": oracle disagrees at %zu",
                           fc->name, i);
@@ -486,9 +496,19 @@ DBLD_TEST(list_refs_with_special_characters)
 {
     fixture f = setup("refchars");
     static const char *const refs[] = {
-        "with space", "comma,inside", "{braces}", "quote\"inside", "back\\slash",
-        "\\\"both\\\"", "NULL", "null", " ", "trailing\\", "héllo/日付=2025-01-01 ✓",
-        "} , {", "a=1,b=2",
+        "with space",
+        "comma,inside",
+        "{braces}",
+        "quote\"inside",
+        "back\\slash",
+        "\\\"both\\\"",
+        "NULL",
+        "null",
+        " ",
+        "trailing\\",
+        "héllo/日付=2025-01-01 ✓",
+        "} , {",
+        "a=1,b=2",
     };
     enum { N = sizeof refs / sizeof refs[0] };
     Databuild__V1__BuildEvent *e[N];
@@ -531,16 +551,19 @@ DBLD_TEST(list_refs_with_special_characters)
 DBLD_TEST(list_invalid_pattern)
 {
     fixture f = setup("badregex");
-    Databuild__V1__BuildEvent *e = h_event_partition(f.a, "br", "x/y=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "");
+    Databuild__V1__BuildEvent *e = h_event_partition(
+        f.a, "br", "x/y=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "");
     h_append_ok(f.el, f.a, &e, 1);
     Databuild__V1__EventPage *page;
     dbld_status st = {0};
-    int rc = h_list(f.el, f.a, h_filter(f.a, NULL, H_STRS("x/.*", "data/(unclosed"), NULL, NULL, NULL),
-                    0, 0, &page, 10000, &st);
+    int rc =
+        h_list(f.el, f.a, h_filter(f.a, NULL, H_STRS("x/.*", "data/(unclosed"), NULL, NULL, NULL),
+               0, 0, &page, 10000, &st);
     CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
     CHECK_CONTAINS(st.msg, "data/(unclosed");
     /* a good pattern still works afterwards */
-    h_event_list got = h_list_all(f.el, f.a, h_filter(f.a, NULL, H_STRS("x/.*"), NULL, NULL, NULL), 0);
+    h_event_list got =
+        h_list_all(f.el, f.a, h_filter(f.a, NULL, H_STRS("x/.*"), NULL, NULL, NULL), 0);
     CHECK_EQ_INT(got.n, 1);
     h_service_stop(f.el);
 }
@@ -556,7 +579,8 @@ typedef struct acked {
 /* Append n events in batches of varying size (1..max_batch); returns them with their idx. */
 static acked append_many(fixture *f, size_t n, size_t max_batch, const char *br_every_third)
 {
-    acked r = {dbld_arena_alloc(f->a, n * sizeof *r.ev), dbld_arena_alloc(f->a, n * sizeof *r.idx), 0};
+    acked r = {dbld_arena_alloc(f->a, n * sizeof *r.ev), dbld_arena_alloc(f->a, n * sizeof *r.idx),
+               0};
     for (size_t i = 0; i < n; i++) {
         const char *br = (br_every_third && i % 3 == 0) ? br_every_third : "br-bulk";
         r.ev[i] = h_event_partition(f->a, br, dbld_arena_printf(f->a, "bulk/p=%zu", i),
@@ -588,8 +612,9 @@ static void check_paging(fixture *f, const Databuild__V1__EventFilter *filter, u
         CHECK_OK(h_list(f->el, f->a, filter, start, limit, &page, 30000, &st), st);
         pages++;
         size_t expect = n_want - k < eff ? n_want - k : eff;
-        CHECK_MSG(page->n_events == expect, "limit %u, start %lld: page %zu has %zu events, want %zu",
-                  limit, (long long)start, pages, page->n_events, expect);
+        CHECK_MSG(page->n_events == expect,
+                  "limit %u, start %lld: page %zu has %zu events, want %zu", limit,
+                  (long long)start, pages, page->n_events, expect);
         for (size_t i = 0; i < page->n_events; i++, k++)
             CHECK_MSG(strcmp(page->events[i]->event_id, want[k]->event_id) == 0,
                       "limit %u: event %zu is %s, want %s", limit, k, page->events[i]->event_id,
@@ -600,8 +625,7 @@ static void check_paging(fixture *f, const Databuild__V1__EventFilter *filter, u
         int more = k < n_want;
         CHECK_MSG(page->has_more == more, "limit %u, page %zu (%zu of %zu): has_more %d, want %d",
                   limit, pages, k, n_want, page->has_more, more);
-        if (!page->has_more)
-            break;
+        if (!page->has_more) break;
         start = page->next_idx;
         dbld_arena_reset(f->a); /* pages are big; want lives in the caller's arena */
     }
@@ -622,7 +646,8 @@ DBLD_TEST(list_paging)
     const uint32_t limits[] = {1, 7, 100, 0, 1234, 5000};
     for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++) {
         if (limits[l] == 1) { /* limit 1 over everything is slow: use the first 60 */
-            Databuild__V1__EventFilter *few = h_filter(keep, NULL, H_STRS("bulk/p=[0-5]?[0-9]"), NULL, NULL, NULL);
+            Databuild__V1__EventFilter *few =
+                h_filter(keep, NULL, H_STRS("bulk/p=[0-5]?[0-9]"), NULL, NULL, NULL);
             check_paging(&f, few, 1, 0, all.ev, all.idx, 60);
             continue;
         }
@@ -700,17 +725,24 @@ DBLD_TEST(projections)
     const char *br = "br-proj";
     Databuild__V1__BuildEvent *e[16];
     int n = 0;
-    e[n++] = h_event_build_request(a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+    e[n++] = h_event_build_request(a, br,
+                                   DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
                                    H_STRS("pj/p=1", "pj/p=2"), "first build", "want-9");
-    e[n++] = h_event_build_request(a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING,
-                                   H_STRS("pj/p=1", "pj/p=2"), "first build", "want-9");
-    e[n++] = h_event_job(a, br, "run-p", "//pj:job", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, H_STRS("pj/p=1"));
-    e[n++] = h_event_partition(a, br, "pj/p=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-p");
-    e[n++] = h_event_job(a, br, "run-p", "//pj:job", DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_STRS("pj/p=1"));
-    e[n++] = h_event_partition(a, br, "pj/p=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-p");
-    e[n++] = h_event_job(a, br, "run-p", "//pj:job", DATABUILD__V1__JOB_STATUS__JOB_COMPLETED, H_STRS("pj/p=1"));
-    e[n++] = h_event_want(a, br, "want-9", H_STRS("pj/p=1", "pj/p=2"), DATABUILD__V1__SOURCE_TYPE_CODE__SCHEDULED,
-                          "daily");
+    e[n++] = h_event_build_request(
+        a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING,
+        H_STRS("pj/p=1", "pj/p=2"), "first build", "want-9");
+    e[n++] = h_event_job(a, br, "run-p", "//pj:job", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED,
+                         H_STRS("pj/p=1"));
+    e[n++] = h_event_partition(a, br, "pj/p=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING,
+                               "run-p");
+    e[n++] = h_event_job(a, br, "run-p", "//pj:job", DATABUILD__V1__JOB_STATUS__JOB_RUNNING,
+                         H_STRS("pj/p=1"));
+    e[n++] = h_event_partition(a, br, "pj/p=1",
+                               DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-p");
+    e[n++] = h_event_job(a, br, "run-p", "//pj:job", DATABUILD__V1__JOB_STATUS__JOB_COMPLETED,
+                         H_STRS("pj/p=1"));
+    e[n++] = h_event_want(a, br, "want-9", H_STRS("pj/p=1", "pj/p=2"),
+                          DATABUILD__V1__SOURCE_TYPE_CODE__SCHEDULED, "daily");
     for (int i = 0; i < n; i++)
         e[i]->timestamp = T0 + i * 1000;
     e[1]->build_request_event->message = "executing now";
@@ -722,11 +754,14 @@ DBLD_TEST(projections)
     for (int i = 4; i < n; i++)
         idx[i] = r2->events[i - 4]->idx;
 
-    h_rows *r = one_row(f.dsn,
-                        "SELECT status, array_to_string(requested_partitions, ','), comment, want_id,"
-                        " message, created_ns, updated_ns, last_idx FROM build_requests"
-                        " WHERE build_request_id = $1", br);
-    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING);
+    h_rows *r =
+        one_row(f.dsn,
+                "SELECT status, array_to_string(requested_partitions, ','), comment, want_id,"
+                " message, created_ns, updated_ns, last_idx FROM build_requests"
+                " WHERE build_request_id = $1",
+                br);
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0),
+                 DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING);
     CHECK_EQ_STR(h_rows_get(r, 0, 1), "pj/p=1,pj/p=2");
     CHECK_EQ_STR(h_rows_get(r, 0, 2), "first build");
     CHECK_EQ_STR(h_rows_get(r, 0, 3), "want-9");
@@ -736,9 +771,11 @@ DBLD_TEST(projections)
     CHECK_EQ_INT(h_rows_i64(r, 0, 7), idx[1]);
     h_rows_free(r);
 
-    r = one_row(f.dsn,
-                "SELECT build_request_id, job_label, status, array_to_string(target_partitions, ','),"
-                " created_ns, updated_ns, last_idx FROM job_runs WHERE job_run_id = $1", "run-p");
+    r = one_row(
+        f.dsn,
+        "SELECT build_request_id, job_label, status, array_to_string(target_partitions, ','),"
+        " created_ns, updated_ns, last_idx FROM job_runs WHERE job_run_id = $1",
+        "run-p");
     CHECK_EQ_STR(h_rows_get(r, 0, 0), br);
     CHECK_EQ_STR(h_rows_get(r, 0, 1), "//pj:job");
     CHECK_EQ_INT(h_rows_i64(r, 0, 2), DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
@@ -748,8 +785,9 @@ DBLD_TEST(projections)
     CHECK_EQ_INT(h_rows_i64(r, 0, 6), idx[6]);
     h_rows_free(r);
 
-    const char *part_sql = "SELECT status, build_request_id, job_run_id, updated_ns, last_invalidated_ns,"
-                           " tainted, last_idx FROM partitions WHERE ref = $1";
+    const char *part_sql =
+        "SELECT status, build_request_id, job_run_id, updated_ns, last_invalidated_ns,"
+        " tainted, last_idx FROM partitions WHERE ref = $1";
     r = one_row(f.dsn, part_sql, "pj/p=1");
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
     CHECK_EQ_STR(h_rows_get(r, 0, 1), br);
@@ -759,9 +797,11 @@ DBLD_TEST(projections)
     CHECK_EQ_INT(h_rows_i64(r, 0, 6), idx[5]);
     h_rows_free(r);
 
-    r = one_row(f.dsn,
-                "SELECT array_to_string(refs, ','), source_code, comment, created_ns, build_request_id,"
-                " last_idx FROM wants WHERE want_id = $1", "want-9");
+    r = one_row(
+        f.dsn,
+        "SELECT array_to_string(refs, ','), source_code, comment, created_ns, build_request_id,"
+        " last_idx FROM wants WHERE want_id = $1",
+        "want-9");
     CHECK_EQ_STR(h_rows_get(r, 0, 0), "pj/p=1,pj/p=2");
     CHECK_EQ_INT(h_rows_i64(r, 0, 1), DATABUILD__V1__SOURCE_TYPE_CODE__SCHEDULED);
     CHECK_EQ_STR(h_rows_get(r, 0, 2), "daily");
@@ -771,8 +811,8 @@ DBLD_TEST(projections)
     h_rows_free(r);
 
     /* taint p=1, invalidate p=2 */
-    Databuild__V1__BuildEvent *t = h_event_taint(a, br, H_STRS("pj/p=1"), DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST,
-                                                 "bad upstream");
+    Databuild__V1__BuildEvent *t = h_event_taint(
+        a, br, H_STRS("pj/p=1"), DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST, "bad upstream");
     t->timestamp = T0 + 8000;
     Databuild__V1__BuildEvent *inv = h_event_invalidation(a, br, "pj/p=2", "late data");
     inv->timestamp = T0 + 9000;
@@ -781,7 +821,8 @@ DBLD_TEST(projections)
 
     r = one_row(f.dsn,
                 "SELECT array_to_string(refs, ','), source_code, comment, build_request_id, idx"
-                " FROM taints WHERE event_id = $1", t->event_id);
+                " FROM taints WHERE event_id = $1",
+                t->event_id);
     CHECK_EQ_STR(h_rows_get(r, 0, 0), "pj/p=1");
     CHECK_EQ_INT(h_rows_i64(r, 0, 1), DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST);
     CHECK_EQ_STR(h_rows_get(r, 0, 2), "bad upstream");
@@ -800,14 +841,16 @@ DBLD_TEST(projections)
     /* a duplicate of an old event changes nothing */
     Databuild__V1__AppendResponse *dup = h_append_ok(f.el, a, e, 1);
     CHECK(dup->events[0]->duplicate);
-    r = one_row(f.dsn, "SELECT status, last_idx FROM build_requests WHERE build_request_id = $1", br);
-    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING);
+    r = one_row(f.dsn, "SELECT status, last_idx FROM build_requests WHERE build_request_id = $1",
+                br);
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0),
+                 DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING);
     CHECK_EQ_INT(h_rows_i64(r, 0, 1), idx[1]);
     h_rows_free(r);
 
     /* rebuilt: AVAILABLE again clears the taint */
-    Databuild__V1__BuildEvent *again = h_event_partition(a, "br-proj-2", "pj/p=1",
-                                                         DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-q");
+    Databuild__V1__BuildEvent *again = h_event_partition(
+        a, "br-proj-2", "pj/p=1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-q");
     again->timestamp = T0 + 10000;
     Databuild__V1__AppendResponse *r4 = h_append_ok(f.el, a, &again, 1);
     r = one_row(f.dsn, part_sql, "pj/p=1");
@@ -830,16 +873,23 @@ DBLD_TEST(projection_intent_does_not_override)
     fixture f = setup("proj_intent");
     dbld_arena *a = f.a;
     Databuild__V1__BuildEvent *e[8];
-    e[0] = h_event_partition(a, "br-a", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-a");
-    e[1] = h_event_partition(a, "br-a", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-a");
+    e[0] = h_event_partition(a, "br-a", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING,
+                             "run-a");
+    e[1] = h_event_partition(a, "br-a", "pi/x",
+                             DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-a");
     h_append_ok(f.el, a, e, 2);
     /* Another build's intent, in its own batch and mixed into one batch. */
-    e[0] = h_event_partition(a, "br-b", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED, "");
+    e[0] = h_event_partition(a, "br-b", "pi/x",
+                             DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED, "");
     h_append_ok(f.el, a, e, 1);
-    e[0] = h_event_partition(a, "br-b", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED, "");
-    e[1] = h_event_partition(a, "br-b", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_DELEGATED, "");
-    e[2] = h_event_partition(a, "br-b", "pi/y", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-y");
-    e[3] = h_event_partition(a, "br-c", "pi/y", DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED, "");
+    e[0] = h_event_partition(a, "br-b", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED,
+                             "");
+    e[1] = h_event_partition(a, "br-b", "pi/x",
+                             DATABUILD__V1__PARTITION_STATUS__PARTITION_DELEGATED, "");
+    e[2] = h_event_partition(a, "br-b", "pi/y", DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING,
+                             "run-y");
+    e[3] = h_event_partition(a, "br-c", "pi/y", DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED,
+                             "");
     h_append_ok(f.el, a, e, 4);
     const char *sql = "SELECT status, build_request_id, job_run_id FROM partitions WHERE ref = $1";
     h_rows *r = one_row(f.dsn, sql, "pi/x");
@@ -852,14 +902,16 @@ DBLD_TEST(projection_intent_does_not_override)
     CHECK_EQ_STR(h_rows_get(r, 0, 1), "br-b");
     h_rows_free(r);
     /* A hard status still applies: a FAILED rebuild replaces AVAILABLE. */
-    e[0] = h_event_partition(a, "br-d", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED, "run-d");
+    e[0] = h_event_partition(a, "br-d", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED,
+                             "run-d");
     h_append_ok(f.el, a, e, 1);
     r = one_row(f.dsn, sql, "pi/x");
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);
     CHECK_EQ_STR(h_rows_get(r, 0, 1), "br-d");
     h_rows_free(r);
     /* And an intent applies to a FAILED partition. */
-    e[0] = h_event_partition(a, "br-e", "pi/x", DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED, "");
+    e[0] = h_event_partition(a, "br-e", "pi/x",
+                             DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED, "");
     h_append_ok(f.el, a, e, 1);
     r = one_row(f.dsn, sql, "pi/x");
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED);
@@ -869,8 +921,8 @@ DBLD_TEST(projection_intent_does_not_override)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(round_trip_all_kinds), DBLD_TEST_ENTRY(append_validation),
                DBLD_TEST_ENTRY(idempotent_reappend), DBLD_TEST_ENTRY(idempotent_event_id_case),
-               DBLD_TEST_ENTRY(batch_idx_in_request_order),
-               DBLD_TEST_ENTRY(list_filters), DBLD_TEST_ENTRY(list_refs_with_special_characters),
-               DBLD_TEST_ENTRY(list_invalid_pattern),
-               DBLD_TEST_ENTRY(list_paging), DBLD_TEST_ENTRY(list_limit_default_and_cap),
-               DBLD_TEST_ENTRY(projections), DBLD_TEST_ENTRY(projection_intent_does_not_override))
+               DBLD_TEST_ENTRY(batch_idx_in_request_order), DBLD_TEST_ENTRY(list_filters),
+               DBLD_TEST_ENTRY(list_refs_with_special_characters),
+               DBLD_TEST_ENTRY(list_invalid_pattern), DBLD_TEST_ENTRY(list_paging),
+               DBLD_TEST_ENTRY(list_limit_default_and_cap), DBLD_TEST_ENTRY(projections),
+               DBLD_TEST_ENTRY(projection_intent_does_not_override))

@@ -127,8 +127,8 @@ DBLD_TEST(concurrent_appenders)
     int64_t sent = dbld_mono_ms();
     h_acklog_add(log, h_append_ok(el, a, &last, 1), sent, dbld_mono_ms());
     long long commits = 0;
-    H_POLL_UNTIL(12000, (commits = h_pg_xact_commits(dsn) - commits0) >=
-                            CALLS / (SINGLE + BATCHERS));
+    H_POLL_UNTIL(12000,
+                 (commits = h_pg_xact_commits(dsn) - commits0) >= CALLS / (SINGLE + BATCHERS));
     h_note("%d Append calls, %lld transactions committed", CALLS + 1, commits);
     CHECK_CMP_INT(commits, >=, CALLS / (SINGLE + BATCHERS));
     CHECK_CMP_INT(commits, <, CALLS / 2);
@@ -164,7 +164,8 @@ static void *race_worker(void *arg)
         int rc = h_append(r->el, a, &r->evs[i], 1, &resp, 30000, &st);
         if (rc != DBLD_OK || resp->n_events != 1) {
             r->failed = 1;
-            snprintf(r->error, sizeof r->error, "racer %d: %s: %s", r->id, dbld_code_name(rc), st.msg);
+            snprintf(r->error, sizeof r->error, "racer %d: %s: %s", r->id, dbld_code_name(rc),
+                     st.msg);
             break;
         }
         r->idx[i] = resp->events[0]->idx;
@@ -190,8 +191,7 @@ DBLD_TEST(same_event_from_many_callers)
         r[c].el = el;
         r[c].evs = evs;
         r[c].id = c;
-        if (pthread_create(&th[c], NULL, race_worker, &r[c]) != 0)
-            H_FAIL("pthread_create");
+        if (pthread_create(&th[c], NULL, race_worker, &r[c]) != 0) H_FAIL("pthread_create");
     }
     for (int c = 0; c < RACE_CALLERS; c++)
         pthread_join(th[c], NULL);
@@ -200,19 +200,20 @@ DBLD_TEST(same_event_from_many_callers)
     for (int i = 0; i < RACE_IDS; i++) {
         int fresh = 0;
         for (int c = 0; c < RACE_CALLERS; c++) {
-            CHECK_MSG(r[c].idx[i] == r[0].idx[i], "event %d: caller %d got idx %lld, caller 0 got %lld",
-                      i, c, (long long)r[c].idx[i], (long long)r[0].idx[i]);
+            CHECK_MSG(r[c].idx[i] == r[0].idx[i],
+                      "event %d: caller %d got idx %lld, caller 0 got %lld", i, c,
+                      (long long)r[c].idx[i], (long long)r[0].idx[i]);
             fresh += !r[c].dup[i];
         }
-        CHECK_MSG(fresh == 1, "event %d: %d callers were told it was new (duplicate=false)", i, fresh);
+        CHECK_MSG(fresh == 1, "event %d: %d callers were told it was new (duplicate=false)", i,
+                  fresh);
     }
     h_event_list all = h_list_all(el, a, NULL, 0);
     CHECK_EQ_INT(all.n, RACE_IDS);
     int seen[RACE_IDS] = {0};
     for (size_t k = 0; k < all.n; k++)
         for (int i = 0; i < RACE_IDS; i++)
-            if (strcmp(all.events[k]->event_id, evs[i]->event_id) == 0)
-                seen[i]++;
+            if (strcmp(all.events[k]->event_id, evs[i]->event_id) == 0) seen[i]++;
     for (int i = 0; i < RACE_IDS; i++)
         CHECK_MSG(seen[i] == 1, "event %d listed %d times", i, seen[i]);
     h_service_stop(el);
@@ -235,7 +236,8 @@ DBLD_TEST(two_replicas)
                       "round %d: replica %s not SERVING within 20 s", round, rep[i]->name);
         for (int i = 0; i < 2; i++)
             CHECK_MSG(h_service_wait_health(rep[i], "databuild.v1.EventLog", 1, 5000),
-                      "round %d: replica %s: databuild.v1.EventLog not SERVING", round, rep[i]->name);
+                      "round %d: replica %s: databuild.v1.EventLog not SERVING", round,
+                      rep[i]->name);
         h_acklog *log = h_acklog_new();
         enum { W = 8 };
         worker w[W];
@@ -303,10 +305,10 @@ static void *claim_worker(void *arg)
         req.n_events_if_granted = 2;
         Databuild__V1__ClaimResponse *resp = NULL;
         dbld_status st = {0};
-        int rc = dbld_client_unary(c->el->client, "/databuild.v1.PartitionClaims/Claim", &req.base,
-                                   &databuild__v1__claim_response__descriptor,
-                                   dbld_arena_allocator(a), (ProtobufCMessage **)&resp, 30000, 0,
-                                   &st);
+        int rc =
+            dbld_client_unary(c->el->client, "/databuild.v1.PartitionClaims/Claim", &req.base,
+                              &databuild__v1__claim_response__descriptor, dbld_arena_allocator(a),
+                              (ProtobufCMessage **)&resp, 30000, 0, &st);
         if (rc != DBLD_OK) {
             c->failed = 1;
             snprintf(c->error, sizeof c->error, "claimer %d group %d: %s: %s", c->id, k,
@@ -356,14 +358,12 @@ DBLD_TEST(concurrent_claims)
                 holder[k] = i;
             }
         CHECK_MSG(granted == 1, "group %d: %d claims granted", k, granted);
-        if (holder[k] < 0)
-            continue;
+        if (holder[k] < 0) continue;
         char br[64], run[64];
         snprintf(br, sizeof br, "br-c%d", holder[k]);
         snprintf(run, sizeof run, "run-c%d-g%d-r0", holder[k], k);
         for (int i = 0; i < CLAIMERS; i++) {
-            if (i == holder[k])
-                continue;
+            if (i == holder[k]) continue;
             CHECK_MSG(c[i].outcome[k] == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD,
                       "group %d claimer %d: outcome %d", k, i, c[i].outcome[k]);
             CHECK_EQ_STR(c[i].holder_br[k], br);
@@ -392,18 +392,19 @@ DBLD_TEST(concurrent_claims)
     for (int k = 0; k < CLAIM_GROUPS; k += 2) {
         Databuild__V1__BuildEvent *evs[3];
         for (int r = 0; r < 3; r++)
-            evs[r] = h_event_partition(a, "br-done", dbld_arena_printf(a, "claims/g%d/%c", k, 'a' + r),
-                                       DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-done");
+            evs[r] =
+                h_event_partition(a, "br-done", dbld_arena_printf(a, "claims/g%d/%c", k, 'a' + r),
+                                  DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "run-done");
         h_append_ok(el, a, evs, 3);
     }
     run_claimers(c, el, 1);
     for (int k = 0; k < CLAIM_GROUPS; k++)
         for (int i = 0; i < CLAIMERS; i++) {
-            int want = k % 2 == 0      ? DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE
+            int want = k % 2 == 0       ? DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE
                        : i == holder[k] ? DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED
                                         : DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD;
-            CHECK_MSG(c[i].outcome[k] == want, "round 1 group %d claimer %d: outcome %d, want %d", k,
-                      i, c[i].outcome[k], want);
+            CHECK_MSG(c[i].outcome[k] == want, "round 1 group %d claimer %d: outcome %d, want %d",
+                      k, i, c[i].outcome[k], want);
             if (want == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD && holder[k] >= 0) {
                 char br[64];
                 snprintf(br, sizeof br, "br-c%d", holder[k]);
@@ -439,8 +440,10 @@ static void *log_worker(void *arg)
         int from = (c->id * 5 + call * 9) % LOG_ENTRIES;
         for (int k = 0; k < 11; k++) {
             int seq = k == 10 ? from + 1 : (from + k) % LOG_ENTRIES + 1; /* k == 10: a repeat */
-            Databuild__V1__JobLogEntry *e = dbld_arena_msg(a, &databuild__v1__job_log_entry__descriptor);
-            Databuild__V1__LogMessage *l = dbld_arena_msg(a, &databuild__v1__log_message__descriptor);
+            Databuild__V1__JobLogEntry *e =
+                dbld_arena_msg(a, &databuild__v1__job_log_entry__descriptor);
+            Databuild__V1__LogMessage *l =
+                dbld_arena_msg(a, &databuild__v1__log_message__descriptor);
             e->timestamp = dbld_arena_printf(a, "%d", 1700000000 + seq);
             e->job_id = "logs-run";
             e->sequence_number = (uint64_t)seq;
@@ -451,10 +454,10 @@ static void *log_worker(void *arg)
         }
         Databuild__V1__AppendJobLogsResponse *resp = NULL;
         dbld_status st = {0};
-        int rc = dbld_client_unary(c->el->client, "/databuild.v1.JobLogs/Append", &req.base,
-                                   &databuild__v1__append_job_logs_response__descriptor,
-                                   dbld_arena_allocator(a), (ProtobufCMessage **)&resp, 30000, 0,
-                                   &st);
+        int rc =
+            dbld_client_unary(c->el->client, "/databuild.v1.JobLogs/Append", &req.base,
+                              &databuild__v1__append_job_logs_response__descriptor,
+                              dbld_arena_allocator(a), (ProtobufCMessage **)&resp, 30000, 0, &st);
         if (rc != DBLD_OK) {
             c->failed = 1;
             snprintf(c->error, sizeof c->error, "log caller %d: %s: %s", c->id, dbld_code_name(rc),
@@ -492,7 +495,8 @@ DBLD_TEST(concurrent_job_logs)
     h_service *el = h_service_start("eventlog", dsn, NULL);
     CHECK_EQ_INT(run_log_callers(el), LOG_ENTRIES);
     CHECK_EQ_INT(run_log_callers(el), 0);
-    h_rows *r = h_sql(dsn, "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM job_logs");
+    h_rows *r =
+        h_sql(dsn, "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM job_logs");
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), LOG_ENTRIES);
     CHECK_EQ_INT(h_rows_i64(r, 0, 1), LOG_ENTRIES);
     CHECK_EQ_INT(h_rows_i64(r, 0, 2), 1);
@@ -500,7 +504,6 @@ DBLD_TEST(concurrent_job_logs)
     h_rows_free(r);
     h_service_stop(el);
 }
-
 
 /* ---- lease fences ---- */
 
@@ -513,8 +516,7 @@ static int fenced_append(h_service *el, dbld_arena *a, const char *br, const cha
     Databuild__V1__LeaseFence f = DATABUILD__V1__LEASE_FENCE__INIT;
     f.build_request_id = (char *)br;
     f.owner = (char *)owner;
-    if (br)
-        req.fence = &f;
+    if (br) req.fence = &f;
     ProtobufCMessage *resp = NULL;
     dbld_status_clear(st);
     return dbld_client_unary(el->client, H_APPEND_PATH, &req.base,
@@ -568,9 +570,9 @@ static void *fence_worker(void *arg)
         dbld_status st;
         int kind = (i + f->id) % 3;
         const char *br = kind == 2 ? "br-fence-free" : "br-fence";
-        int rc = fenced_append(f->el, a, kind == 2 ? NULL : br,
-                               kind == 0 ? "graph-new" : "graph-old",
-                               h_event_build_cancel(a, br, kind == 1 ? "stale" : "fresh"), &st);
+        int rc =
+            fenced_append(f->el, a, kind == 2 ? NULL : br, kind == 0 ? "graph-new" : "graph-old",
+                          h_event_build_cancel(a, br, kind == 1 ? "stale" : "fresh"), &st);
         if (kind == 1 && rc == DBLD_FAILED_PRECONDITION)
             f->refused++;
         else if (kind == 0 && rc == DBLD_OK)
@@ -685,5 +687,4 @@ DBLD_TEST(lease_fence)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_appenders), DBLD_TEST_ENTRY(same_event_from_many_callers),
                DBLD_TEST_ENTRY(concurrent_claims), DBLD_TEST_ENTRY(concurrent_job_logs),
-               DBLD_TEST_ENTRY(lease_fence),
-               DBLD_TEST_ENTRY_T(two_replicas, 240))
+               DBLD_TEST_ENTRY(lease_fence), DBLD_TEST_ENTRY_T(two_replicas, 240))

@@ -124,8 +124,7 @@ DBLD_TEST(kill9_during_appends)
         w[i].log = log;
         w[i].id = i;
         w[i].stop = &stop;
-        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0)
-            H_FAIL("pthread_create");
+        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0) H_FAIL("pthread_create");
     }
     CHECK_MSG(H_POLL_UNTIL(30000, h_acklog_count(log) >= 600), "only %zu events acked in 30 s",
               h_acklog_count(log));
@@ -147,8 +146,7 @@ DBLD_TEST(kill9_during_appends)
     /* retrying the in-flight ones is safe: each ends up stored exactly once */
     dbld_arena *a = dbld_arena_create();
     for (int i = 0; i < W; i++) {
-        if (!w[i].n_unknown)
-            continue;
+        if (!w[i].n_unknown) continue;
         int64_t sent = dbld_mono_ms();
         Databuild__V1__AppendResponse *r = h_append_ok(el, a, w[i].unknown, w[i].n_unknown);
         h_acklog_add(log, r, sent, dbld_mono_ms());
@@ -189,10 +187,12 @@ static void *bg_append_main(void *arg)
 static void bg_append_start(bg_append *b, h_service *el, Databuild__V1__BuildEvent **evs, size_t n,
                             dbld_arena *a)
 {
-    *b = (bg_append){.target = el->addr, .evs = evs, .n = n, .a = a,
+    *b = (bg_append){.target = el->addr,
+                     .evs = evs,
+                     .n = n,
+                     .a = a,
                      .idx = dbld_arena_alloc(a, n * sizeof *b->idx)};
-    if (pthread_create(&b->th, NULL, bg_append_main, b) != 0)
-        H_FAIL("pthread_create");
+    if (pthread_create(&b->th, NULL, bg_append_main, b) != 0) H_FAIL("pthread_create");
 }
 
 /* Join b; record its ack like an Append response when it succeeded. */
@@ -243,7 +243,8 @@ DBLD_TEST(postgres_stop_and_restart)
     rc = h_list(el, a, NULL, 0, 0, &page, CALL_DEADLINE_MS, &st);
     CHECK_CODE(rc, st, DBLD_UNAVAILABLE);
     CHECK_MSG(st.msg[0] != 0, "UNAVAILABLE without a message");
-    CHECK_MSG(h_service_wait_health(el, "", 0, 10000), "health not NOT_SERVING 10 s after PostgreSQL stopped");
+    CHECK_MSG(h_service_wait_health(el, "", 0, 10000),
+              "health not NOT_SERVING 10 s after PostgreSQL stopped");
     CHECK_MSG(h_service_wait_health(el, "databuild.v1.EventLog", 0, 5000),
               "databuild.v1.EventLog health not NOT_SERVING while PostgreSQL is down");
     CHECK(h_service_alive(el));
@@ -266,8 +267,7 @@ DBLD_TEST(postgres_stop_and_restart)
     while (dbld_mono_ms() - t0 < 20000) {
         sent = dbld_mono_ms();
         rc = h_append(el, a, &e, 1, &r, CALL_DEADLINE_MS, &st);
-        if (rc == DBLD_OK)
-            break;
+        if (rc == DBLD_OK) break;
         CHECK_MSG(rc == DBLD_UNAVAILABLE, "Append while PostgreSQL restarts: %s: %s",
                   dbld_code_name(rc), st.msg);
         dbld_sleep_ms(100);
@@ -276,7 +276,8 @@ DBLD_TEST(postgres_stop_and_restart)
               dbld_code_name(rc), st.msg);
     h_acklog_add(log, r, sent, dbld_mono_ms());
     h_note("Append recovered %lld ms after PostgreSQL restarted", (long long)(dbld_mono_ms() - t0));
-    CHECK_MSG(h_service_wait_health(el, "", 1, 20000), "health not SERVING after PostgreSQL restarted");
+    CHECK_MSG(h_service_wait_health(el, "", 1, 20000),
+              "health not SERVING after PostgreSQL restarted");
     CHECK_OK(bg_append_join(&ca, log), ca.st);
     h_note("dbld_eventlog_append issued with PostgreSQL down: acked after %lld ms",
            (long long)(ca.acked_ms - ca.sent_ms));
@@ -334,7 +335,7 @@ DBLD_TEST(append_queue_cap)
     Databuild__V1__AppendResponse *r = NULL;
     int rc = DBLD_OK;
     CHECK_MSG(H_POLL_UNTIL(20000, (rc = h_append(el, a, evs, FLOOD_EVENTS, &r, CALL_DEADLINE_MS,
-                                                  &st)) == DBLD_UNAVAILABLE),
+                                                 &st)) == DBLD_UNAVAILABLE),
               "a plain Append was not refused while the queue is full (rc %d)", rc);
     CHECK_CONTAINS(st.msg, "events queued");
     CHECK_CONTAINS(st.msg, "cap of 10000");
@@ -380,7 +381,8 @@ DBLD_TEST(database_down_at_start)
     CHECK(h_service_alive(el));
 
     h_pg_start(pg);
-    CHECK_MSG(h_service_wait_health(el, "", 1, 30000), "not SERVING 30 s after the database came up");
+    CHECK_MSG(h_service_wait_health(el, "", 1, 30000),
+              "not SERVING 30 s after the database came up");
     CHECK_MSG(h_service_wait_health(el, "databuild.v1.EventLog", 1, 5000),
               "databuild.v1.EventLog not SERVING");
     h_acklog *log = h_acklog_new();
@@ -509,11 +511,11 @@ DBLD_TEST(sigterm_exits_zero)
         w[i].log = log;
         w[i].id = i;
         w[i].stop = &stop;
-        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0)
-            H_FAIL("pthread_create");
+        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0) H_FAIL("pthread_create");
     }
     size_t before = h_acklog_count(log);
-    CHECK_MSG(H_POLL_UNTIL(30000, h_acklog_count(log) >= before + 100), "appends are not progressing");
+    CHECK_MSG(H_POLL_UNTIL(30000, h_acklog_count(log) >= before + 100),
+              "appends are not progressing");
     t0 = dbld_mono_ms();
     int status = h_service_signal_wait(el, SIGTERM, 20000);
     h_note("busy SIGTERM -> exit %d in %lld ms", status, (long long)(dbld_mono_ms() - t0));

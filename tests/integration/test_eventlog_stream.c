@@ -138,10 +138,11 @@ DBLD_TEST(subscribe_filtered)
         idx[i] = r->events[i]->idx;
 
     dbld_stream *by_br = h_subscribe(el, h_filter(a, NULL, NULL, NULL, NULL, H_STRS("brX")), 0);
-    dbld_stream *by_pat = h_subscribe(el, h_filter(a, NULL, H_STRS("s/brY/p=1[0-9]"), NULL, NULL, NULL), 0);
+    dbld_stream *by_pat =
+        h_subscribe(el, h_filter(a, NULL, H_STRS("s/brY/p=1[0-9]"), NULL, NULL, NULL), 0);
     for (int i = 0; i < 10; i += 2)
         EXPECT_NEXT(by_br, a, e[i], idx[i]);
-    EXPECT_QUIET(by_pat, a); /* no stored brY event >= 10 */
+    EXPECT_QUIET(by_pat, a);        /* no stored brY event >= 10 */
     for (int i = 10; i < 20; i++) { /* live, interleaved */
         r = h_append_ok(el, a, &e[i], 1);
         idx[i] = r->events[0]->idx;
@@ -215,8 +216,7 @@ static void *reader_main(void *arg)
         dbld_status st = {0};
         int rc = h_stream_next(r->st, a, &ie, 200, &st);
         if (rc == DBLD_DEADLINE_EXCEEDED) {
-            if (atomic_load(&r->stop))
-                break;
+            if (atomic_load(&r->stop)) break;
             continue;
         }
         if (rc != DBLD_OK) {
@@ -284,17 +284,16 @@ static void subscriber_vs_appenders(h_service **targets, int n_targets)
     memset(&rd, 0, sizeof rd);
     rd.st = h_subscribe(targets[0], NULL, 0);
     pthread_t rt;
-    if (pthread_create(&rt, NULL, reader_main, &rd) != 0)
-        H_FAIL("pthread_create");
+    if (pthread_create(&rt, NULL, reader_main, &rd) != 0) H_FAIL("pthread_create");
     h_acklog *log = h_acklog_new();
     enum { W = 8 };
     appender w[W];
     pthread_t th[W];
     memset(w, 0, sizeof w);
     for (int i = 0; i < W; i++) {
-        w[i] = (appender){.targets = targets, .n_targets = n_targets, .log = log, .id = i, .calls = 120};
-        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0)
-            H_FAIL("pthread_create");
+        w[i] = (appender){
+            .targets = targets, .n_targets = n_targets, .log = log, .id = i, .calls = 120};
+        if (pthread_create(&th[i], NULL, appender_main, &w[i]) != 0) H_FAIL("pthread_create");
     }
     for (int i = 0; i < W; i++)
         pthread_join(th[i], NULL);
@@ -312,7 +311,8 @@ static void subscriber_vs_appenders(h_service **targets, int n_targets)
         if (i > 0)
             CHECK_MSG(rd.idx[i] > rd.idx[i - 1], "stream idx %lld after %lld (position %zu)",
                       (long long)rd.idx[i], (long long)rd.idx[i - 1], i);
-        CHECK_MSG(i < n_acked, "stream delivered %zu events, only %zu were appended", rd.n, n_acked);
+        CHECK_MSG(i < n_acked, "stream delivered %zu events, only %zu were appended", rd.n,
+                  n_acked);
         CHECK_MSG(strcmp(rd.ids[i], acked[i].event_id) == 0 && rd.idx[i] == acked[i].idx,
                   "stream position %zu: (idx %lld, %s), acked order has (idx %lld, %s)", i,
                   (long long)rd.idx[i], rd.ids[i], (long long)acked[i].idx, acked[i].event_id);

@@ -33,9 +33,9 @@ typedef struct fixture {
 } fixture;
 
 typedef struct fixture_opts {
-    int max_runs;           /* default 4 */
-    int kill_grace_ms;      /* default 300 */
-    const char *eventlog;   /* override the event log address (a dead one) */
+    int max_runs;         /* default 4 */
+    int kill_grace_ms;    /* default 300 */
+    const char *eventlog; /* override the event log address (a dead one) */
 } fixture_opts;
 
 static const char *job_section(dbld_arena *a, const fixture_opts *o)
@@ -173,8 +173,8 @@ static Databuild__V1__Task *task(dbld_arena *a, const char *label, const char *r
 }
 
 static int run_call(h_service *job, dbld_arena *a, const char *run_id, const char *br,
-                    Databuild__V1__Task *t, int64_t timeout_ms,
-                    Databuild__V1__RunJobResponse **out, dbld_status *st)
+                    Databuild__V1__Task *t, int64_t timeout_ms, Databuild__V1__RunJobResponse **out,
+                    dbld_status *st)
 {
     Databuild__V1__RunJobRequest req = DATABUILD__V1__RUN_JOB_REQUEST__INIT;
     req.job_run_id = (char *)run_id;
@@ -185,8 +185,7 @@ static int run_call(h_service *job, dbld_arena *a, const char *run_id, const cha
                              (ProtobufCMessage **)out, timeout_ms, 0, st);
 }
 
-static Databuild__V1__RunJobResponse *run_ok(fixture *f, const char *run_id,
-                                             Databuild__V1__Task *t)
+static Databuild__V1__RunJobResponse *run_ok(fixture *f, const char *run_id, Databuild__V1__Task *t)
 {
     Databuild__V1__RunJobResponse *r = NULL;
     dbld_status st;
@@ -236,8 +235,7 @@ static bg_run *bg_start(h_service *job, const char *run_id, const char *label, c
     b->run_id = dbld_arena_strdup(b->a, run_id);
     b->task = task(b->a, label, ref, args);
     b->timeout_ms = CALL_MS;
-    if (pthread_create(&b->th, NULL, bg_main, b) != 0)
-        H_FAIL("pthread_create failed");
+    if (pthread_create(&b->th, NULL, bg_main, b) != 0) H_FAIL("pthread_create failed");
     return b;
 }
 
@@ -252,13 +250,11 @@ static void bg_join(bg_run *b)
  * init reaps it; it is gone for our purposes). */
 static int pid_alive(pid_t pid)
 {
-    if (kill(pid, 0) != 0)
-        return 0;
+    if (kill(pid, 0) != 0) return 0;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     char *stat = h_read_file(path, NULL);
-    if (!stat)
-        return 0;
+    if (!stat) return 0;
     const char *rp = strrchr(stat, ')');
     int zombie = rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
     free(stat);
@@ -478,8 +474,8 @@ DBLD_TEST(run_failures)
                         task(f.a, "//test:nope", "ok/x", H_STRS("ok")), CALL_MS, &r, &st),
                st, DBLD_NOT_FOUND);
     CHECK_CONTAINS(st.msg, "unknown job label \"//test:nope\"");
-    CHECK_CODE(run_call(f.job, f.a, "", "br", task(f.a, "//test:ok", "ok/x", H_STRS("ok")),
-                        CALL_MS, &r, &st),
+    CHECK_CODE(run_call(f.job, f.a, "", "br", task(f.a, "//test:ok", "ok/x", H_STRS("ok")), CALL_MS,
+                        &r, &st),
                st, DBLD_INVALID_ARGUMENT);
     CHECK_CONTAINS(st.msg, "job_run_id");
     teardown(&f);
@@ -696,9 +692,9 @@ DBLD_TEST(run_environment)
     CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
     char *env = h_read_file(dump, NULL);
     CHECK(env != NULL);
-    CHECK_CONTAINS(env, "\nJOB_REF=ok/env\n");  /* the config's env */
-    CHECK_CONTAINS(env, "\nFROM_YAML=yes\n");   /* the job's env from the YAML file */
-    CHECK_CONTAINS(env, "\nPATH=");             /* inherited */
+    CHECK_CONTAINS(env, "\nJOB_REF=ok/env\n"); /* the config's env */
+    CHECK_CONTAINS(env, "\nFROM_YAML=yes\n");  /* the job's env from the YAML file */
+    CHECK_CONTAINS(env, "\nPATH=");            /* inherited */
     CHECK_CONTAINS(env, dbld_arena_printf(f.a, "\nDATABUILD_JOB_RUN_ID=%s\n", id));
     CHECK_CONTAINS(env, "\nDATABUILD_BUILD_REQUEST_ID=br-test\n");
     CHECK_CONTAINS(env, "\nDATABUILD_JOB_LABEL=//test:ok\n");
@@ -731,8 +727,7 @@ static Databuild__V1__JobLogsResponse *list_logs(fixture *f, const char *run_id)
 static const char *field(Databuild__V1__LogMessage *m, const char *k)
 {
     for (size_t i = 0; i < m->n_fields; i++)
-        if (strcmp(m->fields[i]->key, k) == 0)
-            return m->fields[i]->value;
+        if (strcmp(m->fields[i]->key, k) == 0) return m->fields[i]->value;
     return NULL;
 }
 
@@ -829,21 +824,25 @@ DBLD_TEST(job_logs_stored)
     CHECK_CMP_INT(n_hb, >=, 2); /* heartbeat_ms 100, the job runs ~350 ms */
 
     /* The same, straight from the table. */
-    h_rows *rows = h_sql(f.dsn, "SELECT seq, content, level FROM job_logs WHERE job_run_id = $1 "
-                                "ORDER BY seq", id);
+    h_rows *rows = h_sql(f.dsn,
+                         "SELECT seq, content, level FROM job_logs WHERE job_run_id = $1 "
+                         "ORDER BY seq",
+                         id);
     CHECK_EQ_INT(h_rows_n(rows), n);
     for (int i = 0; i < h_rows_n(rows); i++)
         CHECK_EQ_INT(h_rows_i64(rows, i, 0), i + 1);
-    CHECK_EQ_INT(h_rows_i64(rows, 0, 1), 7);                    /* job_event */
-    CHECK_EQ_INT(h_rows_i64(rows, h_rows_n(rows) - 1, 1), 8);   /* manifest */
+    CHECK_EQ_INT(h_rows_i64(rows, 0, 1), 7);                  /* job_event */
+    CHECK_EQ_INT(h_rows_i64(rows, h_rows_n(rows) - 1, 1), 8); /* manifest */
     h_rows_free(rows);
 
     /* Many lines: batches, still 1..N without gaps. */
     char *id2 = new_run_id(f.a);
     r = run_ok(&f, id2, task(f.a, "//test:ok", "ok/many", H_STRS("lines", "3000")));
     CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
-    rows = h_sql(f.dsn, "SELECT count(*), min(seq), max(seq), count(*) FILTER (WHERE content = 5) "
-                        "FROM job_logs WHERE job_run_id = $1", id2);
+    rows = h_sql(f.dsn,
+                 "SELECT count(*), min(seq), max(seq), count(*) FILTER (WHERE content = 5) "
+                 "FROM job_logs WHERE job_run_id = $1",
+                 id2);
     CHECK_EQ_INT(h_rows_i64(rows, 0, 0), h_rows_i64(rows, 0, 2));
     CHECK_EQ_INT(h_rows_i64(rows, 0, 1), 1);
     CHECK_EQ_INT(h_rows_i64(rows, 0, 3), 3000);
@@ -857,8 +856,7 @@ static int log_has(fixture *f, const char *run_id, const char *text)
 {
     Databuild__V1__JobLogsResponse *r;
     dbld_status st;
-    if (logs_call(f, run_id, &r, &st) != 0)
-        return 0; /* NOT_FOUND until something is stored */
+    if (logs_call(f, run_id, &r, &st) != 0) return 0; /* NOT_FOUND until something is stored */
     for (size_t i = 0; i < r->n_entries; i++)
         if (r->entries[i]->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG &&
             strstr(r->entries[i]->log->message, text))
@@ -933,9 +931,8 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_
                DBLD_TEST_ENTRY(configure_nonzero_exit), DBLD_TEST_ENTRY(configure_errors),
                DBLD_TEST_ENTRY(execute_ok), DBLD_TEST_ENTRY(run_success_manifest),
                DBLD_TEST_ENTRY(run_failures), DBLD_TEST_ENTRY(run_long_stderr_tail),
-               DBLD_TEST_ENTRY(run_timeout_kills_group),
-               DBLD_TEST_ENTRY(cancel_mid_run), DBLD_TEST_ENTRY(concurrency_limit),
-               DBLD_TEST_ENTRY(shell_characters_pass_untouched), DBLD_TEST_ENTRY(run_environment),
-               DBLD_TEST_ENTRY(job_logs_stored),
-               DBLD_TEST_ENTRY(job_logs_stored_while_running), DBLD_TEST_ENTRY(eventlog_down_run_still_works),
-               DBLD_TEST_ENTRY(sigterm_stops_jobs))
+               DBLD_TEST_ENTRY(run_timeout_kills_group), DBLD_TEST_ENTRY(cancel_mid_run),
+               DBLD_TEST_ENTRY(concurrency_limit), DBLD_TEST_ENTRY(shell_characters_pass_untouched),
+               DBLD_TEST_ENTRY(run_environment), DBLD_TEST_ENTRY(job_logs_stored),
+               DBLD_TEST_ENTRY(job_logs_stored_while_running),
+               DBLD_TEST_ENTRY(eventlog_down_run_still_works), DBLD_TEST_ENTRY(sigterm_stops_jobs))

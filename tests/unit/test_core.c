@@ -384,8 +384,8 @@ static void test_log_lines_are_json(void **state)
     (void)state;
     dbld_log_init("unit", DBLD_LOG_INFO);
     size_t len;
-    json_t *j = log_and_parse("quote \" backslash \\ nl \n tab \t ctl \x01 é", "k", "v\"",
-                              NULL, NULL, &len);
+    json_t *j = log_and_parse("quote \" backslash \\ nl \n tab \t ctl \x01 é", "k", "v\"", NULL,
+                              NULL, &len);
     assert_string_equal(json_string_value(json_object_get(j, "service")), "unit");
     assert_string_equal(json_string_value(json_object_get(j, "level")), "error");
     assert_string_equal(json_string_value(json_object_get(j, "msg")),
@@ -408,7 +408,8 @@ static void test_log_lines_are_json(void **state)
             big[n] = 0;
             j = log_and_parse("long", "big", big, "after", "dropped", &len);
             assert_true(len <= 8192);
-            const char *got = json_string_value(json_object_get(json_object_get(j, "fields"), "big"));
+            const char *got =
+                json_string_value(json_object_get(json_object_get(j, "fields"), "big"));
             assert_non_null(got);
             size_t gl = strlen(got);
             assert_true(gl > 3 && strcmp(got + gl - 3, "...") == 0);
@@ -458,7 +459,8 @@ int main(void)
         cmocka_unit_test(test_arena_reset),          cmocka_unit_test(test_arena_push),
         cmocka_unit_test(test_arena_protobuf),       cmocka_unit_test(test_uuid_format),
         cmocka_unit_test(test_uuid_valid),           cmocka_unit_test(test_uuid_unique),
-        cmocka_unit_test(test_log_level_parse), cmocka_unit_test(test_log_lines_are_json),      cmocka_unit_test(test_clocks_and_helpers),
+        cmocka_unit_test(test_log_level_parse),      cmocka_unit_test(test_log_lines_are_json),
+        cmocka_unit_test(test_clocks_and_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

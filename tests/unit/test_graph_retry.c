@@ -36,7 +36,8 @@ static void test_single_quota_boundary(void **state)
                      1); /* 1 <= 2 */
     assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &used, &total, &why),
                      1); /* 2 <= 2 */
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 3, &used, &total, &why), 0); /* 3 > 2 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 3, &used, &total, &why),
+                     0); /* 3 > 2 */
     assert_string_equal(why, "insufficient quota");
     assert_int_equal(used, 3);
     assert_int_equal(total, 3);
@@ -72,8 +73,10 @@ static void test_global_quota_shared(void **state)
     const char *why;
     assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 1, &a, &total, &why), 1);
     assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 1, &b, &total, &why), 1);
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &a, &total, &why), 1); /* total 3 */
-    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &b, &total, &why), 0); /* total 4 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &a, &total, &why),
+                     1); /* total 3 */
+    assert_int_equal(gs_retry_decide(&c, GS_FAIL_PERMANENT, 0, 2, &b, &total, &why),
+                     0); /* total 4 */
     assert_string_equal(why, "insufficient global quota");
 }
 
@@ -96,10 +99,11 @@ static void test_parse_failure_message(void **state)
     (void)state;
     int n = 0;
     gs_fail_kind k = 0;
-    assert_int_equal(gs_retry_parse_failure("attempt 3: FAILURE_TIMEOUT: no answer in 5 s; retrying "
-                                            "as 1234",
-                                            &n, &k),
-                     1);
+    assert_int_equal(
+        gs_retry_parse_failure("attempt 3: FAILURE_TIMEOUT: no answer in 5 s; retrying "
+                               "as 1234",
+                               &n, &k),
+        1);
     assert_int_equal(n, 3);
     assert_int_equal(k, GS_FAIL_TIMEOUT);
     assert_int_equal(gs_retry_parse_failure("attempt 12: FAILURE_PERMANENT: job //a exited 3; "
@@ -109,8 +113,8 @@ static void test_parse_failure_message(void **state)
     assert_int_equal(n, 12);
     assert_int_equal(k, GS_FAIL_PERMANENT);
     n = 7;
-    assert_int_equal(gs_retry_parse_failure("graph service restarted: job run abandoned by x", &n, &k),
-                     0);
+    assert_int_equal(
+        gs_retry_parse_failure("graph service restarted: job run abandoned by x", &n, &k), 0);
     assert_int_equal(gs_retry_parse_failure("attempt 2: FAILURE_BOGUS: x", &n, &k), 0);
     assert_int_equal(gs_retry_parse_failure("attempt 0: FAILURE_TRANSIENT: x", &n, &k), 0);
     assert_int_equal(gs_retry_parse_failure("attempt 2: FAILURE_TRANSIENT no colon", &n, &k), 0);

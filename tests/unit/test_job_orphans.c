@@ -32,10 +32,8 @@ static int teardown(void **state)
     DIR *d = opendir(g_dir);
     struct dirent *de;
     while (d && (de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            unlinkat(dirfd(d), de->d_name, 0);
-    if (d)
-        closedir(d);
+        if (de->d_name[0] != '.') unlinkat(dirfd(d), de->d_name, 0);
+    if (d) closedir(d);
     rmdir(g_dir);
     return 0;
 }
@@ -94,18 +92,15 @@ static pid_t make_group(const char *env_entry, int leader_exits, pid_t *member)
             execve("/bin/sleep", argv, envp);
             _exit(127);
         }
-        if (write(fds[1], &m, sizeof m) != (ssize_t)sizeof m)
-            _exit(2);
-        if (leader_exits)
-            _exit(0);
+        if (write(fds[1], &m, sizeof m) != (ssize_t)sizeof m) _exit(2);
+        if (leader_exits) _exit(0);
         execl("/bin/sleep", "sleep", "1000", (char *)NULL);
         _exit(127);
     }
     assert_int_equal(read(fds[0], member, sizeof *member), (ssize_t)sizeof *member);
     close(fds[0]);
     close(fds[1]);
-    if (leader_exits)
-        assert_int_equal(waitpid(leader, NULL, 0), leader);
+    if (leader_exits) assert_int_equal(waitpid(leader, NULL, 0), leader);
     int64_t end = dbld_mono_ms() + 5000; /* until the member has exec'd */
     while (!environ_has(*member, env_entry) && dbld_mono_ms() < end)
         dbld_sleep_ms(5);
@@ -129,8 +124,7 @@ static void kill_group(pid_t leader, pid_t member, int reap_leader)
 {
     kill(-leader, SIGKILL);
     kill(member, SIGKILL);
-    if (reap_leader)
-        waitpid(leader, NULL, 0);
+    if (reap_leader) waitpid(leader, NULL, 0);
 }
 
 /* A dead owner's entry for a running group, with the leader's start time

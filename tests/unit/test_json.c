@@ -42,8 +42,7 @@ static void roundtrip_flags(const ProtobufCMessage *m, int flags)
     dbld_status st;
     dbld_status_clear(&st);
     int rc = dbld_json_decode(text, strlen(text), m->descriptor, NULL, &out, &st);
-    if (rc)
-        print_error("decode failed: %s\n%s\n", st.msg, text);
+    if (rc) print_error("decode failed: %s\n%s\n", st.msg, text);
     assert_int_equal(rc, 0);
     assert_non_null(out);
     assert_packed_equal(m, out);
@@ -83,8 +82,7 @@ static ProtobufCMessage *decode_ok(const char *text, const ProtobufCMessageDescr
     dbld_status_clear(&st);
     ProtobufCMessage *out = NULL;
     int rc = dbld_json_decode(text, strlen(text), d, NULL, &out, &st);
-    if (rc)
-        print_error("decode failed: %s\n", st.msg);
+    if (rc) print_error("decode failed: %s\n", st.msg);
     assert_int_equal(rc, 0);
     assert_non_null(out);
     return out;

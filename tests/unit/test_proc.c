@@ -40,10 +40,8 @@ static void collect(void *user, int stream, const char *line, size_t len, int mo
 {
     collected *c = user;
     assert_true(!more || len == DBLD_PROC_LINE_MAX); /* only full pieces continue */
-    if (more)
-        c->n_more++;
-    if (c->n < 64)
-        c->more[c->n] = more;
+    if (more) c->n_more++;
+    if (c->n < 64) c->more[c->n] = more;
     assert_int_equal(strlen(line), len); /* NUL-terminated, no embedded newline */
     assert_null(memchr(line, '\n', len));
     if (stream == DBLD_PROC_STDOUT)
@@ -52,8 +50,7 @@ static void collect(void *user, int stream, const char *line, size_t len, int mo
         c->n_err++;
     c->bytes += len;
     if (c->n < MAX_LINES && (c->n < 1000 || len > 100)) {
-        if (!c->lines)
-            c->lines = dbld_xcalloc(MAX_LINES, sizeof *c->lines);
+        if (!c->lines) c->lines = dbld_xcalloc(MAX_LINES, sizeof *c->lines);
         char *s = dbld_xmalloc(len + 3);
         s[0] = (char)('0' + stream);
         s[1] = ':';
@@ -79,8 +76,7 @@ static dbld_proc *spawn_ok(const char *const *argv, const char *const *env, size
     dbld_status st;
     dbld_status_clear(&st);
     int rc = dbld_proc_spawn(&o, &p, &st);
-    if (rc)
-        fail_msg("spawn %s: %s", argv[0], st.msg);
+    if (rc) fail_msg("spawn %s: %s", argv[0], st.msg);
     assert_non_null(p);
     return p;
 }
@@ -108,13 +104,11 @@ static dbld_proc_exit run_argv(const char *const *argv, collected *c)
  * init reaps it; that process is gone for our purposes). */
 static int pid_alive(pid_t pid)
 {
-    if (kill(pid, 0) != 0)
-        return 0;
+    if (kill(pid, 0) != 0) return 0;
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
+    if (!f) return 0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
@@ -138,8 +132,7 @@ static pid_t read_pid_line(dbld_proc *p, collected *c)
         dbld_proc_read(p, 100, collect, c);
     assert_true(c->n_out > 0);
     for (size_t i = 0; i < c->n; i++)
-        if (c->lines[i][0] == '1')
-            return (pid_t)atoi(c->lines[i] + 2);
+        if (c->lines[i][0] == '1') return (pid_t)atoi(c->lines[i] + 2);
     fail_msg("no stdout line");
     return 0;
 }
@@ -271,9 +264,8 @@ static void test_terminate_escalates(void **state)
 static void test_destroy_kills_stragglers(void **state)
 {
     (void)state;
-    dbld_proc *p =
-        spawn_ok((const char *const[]){"sh", "-c", "sleep 100 & echo $!; exit 4", NULL}, NULL, 0,
-                 NULL);
+    dbld_proc *p = spawn_ok((const char *const[]){"sh", "-c", "sleep 100 & echo $!; exit 4", NULL},
+                            NULL, 0, NULL);
     collected c = {0};
     pid_t grandchild = read_pid_line(p, &c);
     dbld_proc_exit ex;
@@ -475,8 +467,7 @@ static void *spawn_sleep(void *arg)
     int fd = *(int *)arg;
     dbld_proc *p = spawn_ok((const char *const[]){"sleep", "1000", NULL}, NULL, 0, NULL);
     pid_t pid = dbld_proc_pid(p);
-    if (write(fd, &pid, sizeof pid) != (ssize_t)sizeof pid)
-        _exit(3);
+    if (write(fd, &pid, sizeof pid) != (ssize_t)sizeof pid) _exit(3);
     for (;;)
         pause(); /* the thread outlives the child, as a job service's worker does */
     return NULL;
@@ -491,8 +482,7 @@ static void test_child_dies_with_parent(void **state)
     assert_true(helper >= 0);
     if (helper == 0) {
         pthread_t t;
-        if (pthread_create(&t, NULL, spawn_sleep, &fds[1]) != 0)
-            _exit(2);
+        if (pthread_create(&t, NULL, spawn_sleep, &fds[1]) != 0) _exit(2);
         for (;;)
             pause();
     }
