@@ -20,12 +20,10 @@
 #include <time.h>
 
 #define APPEND_PATH "/databuild.v1.JobLogs/Append"
-#define SEND_TIMEOUT_MS 1000 /* one flush attempt while the job runs */
-#define MAX_QUEUED 200000    /* entries kept while the event log is unreachable */
-#define WARN_EVERY_MS 30000
-#define CLOSE_FAILING_MS                                                                           \
-    1000 /* final flush when the last send already failed */ /* repeat the "could not store"       \
-                                                                warning at most this often */
+#define SEND_TIMEOUT_MS 1000  /* one flush attempt while the job runs */
+#define MAX_QUEUED 200000     /* entries kept while the event log is unreachable */
+#define WARN_EVERY_MS 30000   /* repeat the "could not store" warning at most this often */
+#define CLOSE_FAILING_MS 1000 /* final flush when the last send already failed */
 
 typedef struct packed {
     uint8_t *buf;
