@@ -168,6 +168,15 @@ static int read_pids(bf *f, const char *tag, int *pid, int *child)
     return ok;
 }
 
+/* Once a job's process is up, its JobEvent RUNNING follows within the
+ * graph service's deferral (100 ms, or with the result of a shorter run):
+ * the crash tests wait for it, so they crash a build whose run is on record
+ * as RUNNING. */
+static int link_running(bf *f, const char *id, const char *ref)
+{
+    return strstr(bf_runs_seq(f, id, ref), "RUNNING") != NULL;
+}
+
 /* No partition of the build is left BUILDING and the build is not EXECUTING. */
 static void check_settled(bf *f, const char *id, const char *const *refs)
 {
@@ -184,6 +193,7 @@ static void crash_and_resume(int sig)
     char *id = bf_submit(&f, H_STRS("chain/1"));
     int pid = 0, child = 0;
     CHECK(H_POLL_UNTIL(20000, read_pids(&f, "link", &pid, &child)));
+    CHECK(H_POLL_UNTIL(10000, link_running(&f, id, "link/1")));
     int rc = h_service_signal_wait(f.graph, sig, 20000);
     if (sig == SIGTERM) CHECK_EQ_INT(rc, 0);
     /* the job service stops the run whose caller went away */
@@ -245,7 +255,7 @@ DBLD_TEST(resumed_build_keeps_its_retry_quota)
 }
 
 /* Two graph replicas; REF submitted to the first; returns once its link job
- * runs (*pid: that job process). */
+ * runs (*pid: that job process) and is recorded RUNNING. */
 static char *submit_with_replica(bf *f, const char *hint, const char *ref, h_service **g2, int *pid)
 {
     setup(f, hint, 1);
@@ -254,6 +264,8 @@ static char *submit_with_replica(bf *f, const char *hint, const char *ref, h_ser
     char *id = bf_submit(f, (const char *const[]){ref, NULL});
     int child = 0;
     CHECK(H_POLL_UNTIL(20000, read_pids(f, "link", pid, &child)));
+    char *link = dbld_arena_printf(f->a, "link/%s", strchr(ref, '/') + 1);
+    CHECK(H_POLL_UNTIL(10000, link_running(f, id, link)));
     return id;
 }
 
