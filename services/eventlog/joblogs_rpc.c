@@ -6,6 +6,7 @@
 #include "dbld/util.h"
 
 #include <inttypes.h>
+#include <string.h>
 #include <stdlib.h>
 
 #define LOGS_DEFAULT 1000
@@ -87,6 +88,11 @@ typedef struct list_args {
     Databuild__V1__JobLogsResponse *resp;
 } list_args;
 
+/* A page in timestamp order; since_timestamp is the cursor, so a page may
+ * not end inside a run of equal timestamps (the next page, ts > since, would
+ * skip the rest of it): it ends before such a run, and only a run longer
+ * than the limit on its own comes whole (the query service's GetJobLogs
+ * pages the same way). */
 static int list_fn(dbld_db *db, void *arg, dbld_status *st)
 {
     list_args *la = arg;
@@ -96,8 +102,9 @@ static int list_fn(dbld_db *db, void *arg, dbld_status *st)
                        dbld_arena_printf(la->a, "%d", la->limit + 1)};
     dbld_res *r = NULL;
     int rc = dbld_db_exec(db,
-                          "SELECT entry FROM job_logs WHERE job_run_id = $1 AND ts_ns > $2::bigint"
-                          " AND (level < 0 OR level >= $3::int) ORDER BY seq LIMIT $4::int",
+                          "SELECT entry, ts_ns FROM job_logs WHERE job_run_id = $1"
+                          " AND ts_ns > $2::bigint AND (level < 0 OR level >= $3::int)"
+                          " ORDER BY ts_ns, seq LIMIT $4::int",
                           4, p, &r, st);
     if (rc) return rc;
     int rows = dbld_res_rows(r);
@@ -116,6 +123,24 @@ static int list_fn(dbld_db *db, void *arg, dbld_status *st)
         }
     }
     int take = rows > la->limit ? la->limit : rows;
+    if (rows > la->limit) {
+        while (take > 0 && strcmp(dbld_res_get(r, take - 1, 1), dbld_res_get(r, take, 1)) == 0)
+            take--;
+        if (take == 0) { /* one run of equal timestamps fills the page: all of it */
+            const char *q[] = {req->job_run_id, dbld_res_get(r, 0, 1),
+                               dbld_arena_printf(la->a, "%d", req->min_level)};
+            dbld_res *all = NULL;
+            rc = dbld_db_exec(db,
+                              "SELECT entry, ts_ns FROM job_logs WHERE job_run_id = $1"
+                              " AND ts_ns = $2::bigint AND (level < 0 OR level >= $3::int)"
+                              " ORDER BY seq",
+                              3, q, &all, st);
+            dbld_res_free(r);
+            if (rc) return rc;
+            r = all;
+            take = dbld_res_rows(r);
+        }
+    }
     Databuild__V1__JobLogsResponse *resp = la->resp;
     resp->has_more = rows > la->limit;
     resp->entries = dbld_arena_alloc(la->a, ((size_t)take + 1) * sizeof *resp->entries);

@@ -400,6 +400,10 @@ static void append_logs(qf *f)
     qf_append_logs(f, LOG_RUN, 1, N_LOGS, log_ts);
 }
 
+/* 1: get_logs() calls the event log's internal JobLogs/List, which pages
+ * the same way as the query service's GetJobLogs. */
+static int logs_from_eventlog;
+
 static int get_logs(qf *f, const char *run, int64_t since, int min_level, uint32_t limit,
                     Databuild__V1__JobLogsResponse **out, dbld_status *st)
 {
@@ -408,6 +412,9 @@ static int get_logs(qf *f, const char *run, int64_t since, int min_level, uint32
     req.since_timestamp = since;
     req.min_level = min_level;
     req.limit = limit;
+    if (logs_from_eventlog)
+        return qf_call_at(f->el, "/databuild.v1.JobLogs/List", &req,
+                          &databuild__v1__job_logs_response__descriptor, f->a, out, st);
     return qf_call_at(f->q, "/databuild.v1.QueryOps/GetJobLogs", &req,
                       &databuild__v1__job_logs_response__descriptor, f->a, out, st);
 }
@@ -525,39 +532,46 @@ static int page_all(qf *f, const char *run, uint32_t limit, int n, size_t max)
     return pages;
 }
 
-/* GetJobLogs' limit is a maximum (default 1000, capped at 10000) and paging
- * through more entries than that loses and repeats nothing. */
-DBLD_TEST(job_logs_limit)
+static void check_logs_limit(qf *f)
 {
-    qf f = qf_start("qloglimit");
-    qf_append_logs(&f, BIG_RUN, 1, N_BIG, triple_ts);
     Databuild__V1__JobLogsResponse *r;
     dbld_status st;
     /* default limit 1000: entries 999..1001 share a timestamp, so the first
      * page ends at 998 */
-    CHECK_OK(get_logs(&f, BIG_RUN, 0, 0, 0, &r, &st), st);
+    CHECK_OK(get_logs(f, BIG_RUN, 0, 0, 0, &r, &st), st);
     CHECK_EQ_INT(r->n_entries, 998);
     CHECK(r->has_more);
     CHECK_EQ_INT(r->entries[997]->sequence_number, 998);
-    CHECK_CMP_INT(page_all(&f, BIG_RUN, 0, N_BIG, 1000), >=, 11);
+    CHECK_CMP_INT(page_all(f, BIG_RUN, 0, N_BIG, 1000), >=, 11);
     /* the cap: 10000 at most, whatever is asked for (here 9998: 9999..10001
      * share a timestamp) */
-    CHECK_OK(get_logs(&f, BIG_RUN, 0, 0, 1000000, &r, &st), st);
+    CHECK_OK(get_logs(f, BIG_RUN, 0, 0, 1000000, &r, &st), st);
     CHECK_EQ_INT(r->n_entries, 9998);
     CHECK(r->has_more);
-    CHECK_EQ_INT(page_all(&f, BIG_RUN, 1000000, N_BIG, 10000), 2);
-    CHECK_CMP_INT(page_all(&f, BIG_RUN, 7, N_BIG, 7), >=, N_BIG / 7);
+    CHECK_EQ_INT(page_all(f, BIG_RUN, 1000000, N_BIG, 10000), 2);
+    CHECK_CMP_INT(page_all(f, BIG_RUN, 7, N_BIG, 7), >=, N_BIG / 7);
 
     /* one run of equal timestamps longer than the limit: returned whole */
-    qf_append_logs(&f, "run-logs-same", 1, 8, same_ts);
-    CHECK_OK(get_logs(&f, "run-logs-same", 0, 0, 2, &r, &st), st);
+    CHECK_OK(get_logs(f, "run-logs-same", 0, 0, 2, &r, &st), st);
     CHECK_EQ_INT(r->n_entries, 5);
     CHECK(r->has_more);
-    CHECK_OK(get_logs(&f, "run-logs-same", (int64_t)QF_T0, 0, 2, &r, &st), st);
+    CHECK_OK(get_logs(f, "run-logs-same", (int64_t)QF_T0, 0, 2, &r, &st), st);
     CHECK_EQ_INT(r->n_entries, 2);
     CHECK_EQ_INT(r->entries[0]->sequence_number, 6);
     CHECK(r->has_more);
-    CHECK_EQ_INT(page_all(&f, "run-logs-same", 2, 8, 5), 3);
+    CHECK_EQ_INT(page_all(f, "run-logs-same", 2, 8, 5), 3);
+}
+
+/* GetJobLogs' limit is a maximum (default 1000, capped at 10000) and paging
+ * through more entries than that loses and repeats nothing; the same for the
+ * event log's own JobLogs/List. */
+DBLD_TEST(job_logs_limit)
+{
+    qf f = qf_start("qloglimit");
+    qf_append_logs(&f, BIG_RUN, 1, N_BIG, triple_ts);
+    qf_append_logs(&f, "run-logs-same", 1, 8, same_ts);
+    for (logs_from_eventlog = 0; logs_from_eventlog <= 1; logs_from_eventlog++)
+        check_logs_limit(&f);
 }
 
 /* ---- Batched ---- */
