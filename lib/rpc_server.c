@@ -120,7 +120,8 @@ struct dbld_call {
     gpr_timespec deadline; /* GPR_CLOCK_MONOTONIC */
     const ProtobufCMessage *req;
     grpc_byte_buffer *recv_bb;
-    grpc_byte_buffer *send_bb; /* the final message, alive until FINISH */
+    grpc_byte_buffer *send_bb;        /* the final message, alive until FINISH */
+    const ProtobufCMessage *last_msg; /* dbld_call_send_last(): sent with the status */
     grpc_slice status_details;
     int has_details, sent_initial, cancelled;
     pthread_mutex_t mu; /* wait_done / closed wakeups for blocking waiters */
@@ -301,7 +302,7 @@ static void *stream_main(void *arg)
     dbld_status_clear(&st);
     int code = dbld__code(c->m->stream(c, c->req, &st));
     st.msg[sizeof st.msg - 1] = '\0';
-    finish(c, code, code == DBLD_OK ? "" : st.msg, NULL);
+    finish(c, code, code == DBLD_OK ? "" : st.msg, code == DBLD_OK ? c->last_msg : NULL);
     call_unref(c); /* the stream thread's reference */
     pthread_mutex_lock(&srv->mu);
     t->done = 1;
@@ -589,6 +590,20 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
         call->cancelled = 1;
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     }
+    return 0;
+}
+
+int dbld_call_send_last(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st)
+{
+    if (!call || !call->m || !call->m->stream)
+        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
+                               "dbld_call_send_last outside a streaming call");
+    if (!msg || msg->descriptor != call->m->response || !protobuf_c_message_check(msg))
+        return dbld_status_set(st, DBLD_INTERNAL, "invalid %s message for %s",
+                               call->m->response->name, call->path);
+    if (call->last_msg)
+        return dbld_status_set(st, DBLD_FAILED_PRECONDITION, "the last message was already given");
+    call->last_msg = msg;
     return 0;
 }
 

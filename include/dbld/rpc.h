@@ -82,6 +82,12 @@ int dbld_call_cancelled(dbld_call *call);
  * message is handed to the transport. Returns 0, or CANCELLED when the client
  * has gone away (the handler should then return). */
 int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st);
+/* The stream's last message, sent in one batch with the OK status once the
+ * handler returns 0 (not sent if it returns an error): saves a round trip
+ * through the transport per call. msg must live until the call ends
+ * (allocate it in the call's arena). Returns 0, or INTERNAL for a message of
+ * the wrong type. */
+int dbld_call_send_last(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st);
 /* Streaming handlers of a bidirectional method (the client streams too; the
  * handler was given the first request): wait for the next request message,
  * unpacked into the call's arena. Returns 0 with *msg set, 0 with *msg NULL

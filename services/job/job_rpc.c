@@ -158,10 +158,11 @@ static int run_streamed(dbld_call *call, const ProtobufCMessage *req_msg, dbld_s
     Databuild__V1__RunJobResponse *resp;
     int rc = run_checked(call, &ctx, (const Databuild__V1__RunJobRequest *)req_msg, &resp, st);
     if (rc) return rc;
-    Databuild__V1__RunJobUpdate u = DATABUILD__V1__RUN_JOB_UPDATE__INIT;
-    u.update_case = DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT;
-    u.result = resp;
-    return dbld_call_send(call, &u.base, st);
+    Databuild__V1__RunJobUpdate *u =
+        dbld_arena_msg(dbld_call_arena(call), &databuild__v1__run_job_update__descriptor);
+    u->update_case = DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT;
+    u->result = resp;
+    return dbld_call_send_last(call, &u->base, st); /* with the status: one batch */
 }
 
 static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,

@@ -134,6 +134,8 @@ static int sleepy(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage
 }
 
 /* Streams str (a count) messages "0".."n-1". */
+/* Streams "0".."n-1" for str "n"; "nL" then gives "end" as the last message
+ * (dbld_call_send_last), "nF" gives it and then fails (ABORTED). */
 static int count(dbld_call *call, const ProtobufCMessage *req, dbld_status *st)
 {
     const Databuild__V1__PartitionRef *in = (const void *)req;
@@ -143,6 +145,15 @@ static int count(dbld_call *call, const ProtobufCMessage *req, dbld_status *st)
         snprintf(buf, sizeof buf, "%d", i);
         int rc = dbld_call_send(call, &new_ref(call, buf)->base, st);
         if (rc) return rc;
+    }
+    const char *how = in->str + strspn(in->str, "0123456789");
+    if (*how == 'L' || *how == 'F') {
+        int rc = dbld_call_send_last(call, &new_ref(call, "end")->base, st);
+        if (rc) return rc;
+        if (dbld_call_send_last(call, &new_ref(call, "again")->base, st) !=
+            DBLD_FAILED_PRECONDITION)
+            return dbld_status_set(st, DBLD_INTERNAL, "a second last message was taken");
+        if (*how == 'F') return dbld_status_set(st, DBLD_ABORTED, "failed after the last message");
     }
     return 0;
 }
@@ -451,6 +462,24 @@ static void test_stream_all_in_order(void **state)
     /* the end is sticky */
     assert_int_equal(dbld_stream_next(s, REF_DESC, NULL, &m, 2000, &st), DBLD_OK);
     assert_null(m);
+    dbld_stream_close(s);
+    /* a last message goes out with the OK status; not with an error */
+    s = open_ref_stream(&f, "/test.Echo/Count", "2L");
+    assert_int_equal(next_ref(s, out, sizeof out, 2000, &st), 0);
+    assert_string_equal(out, "0");
+    assert_int_equal(next_ref(s, out, sizeof out, 2000, &st), 0);
+    assert_string_equal(out, "1");
+    assert_int_equal(next_ref(s, out, sizeof out, 2000, &st), 0);
+    assert_string_equal(out, "end");
+    assert_int_equal(dbld_stream_next(s, REF_DESC, NULL, &m, 2000, &st), DBLD_OK);
+    assert_null(m);
+    dbld_stream_close(s);
+    s = open_ref_stream(&f, "/test.Echo/Count", "1F");
+    assert_int_equal(next_ref(s, out, sizeof out, 2000, &st), 0);
+    assert_string_equal(out, "0");
+    assert_int_equal(dbld_stream_next(s, REF_DESC, NULL, &m, 2000, &st), DBLD_ABORTED);
+    assert_null(m);
+    assert_non_null(strstr(st.msg, "failed after the last message"));
     dbld_stream_close(s);
     /* streaming an unknown method ends with UNIMPLEMENTED */
     s = open_ref_stream(&f, "/test.Echo/Nope", "1");
