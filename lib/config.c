@@ -616,7 +616,11 @@ static void usage(FILE *f, const char *prog)
             "  DATABUILD_QUERY_POSTGRES_DSN  query.postgres_dsn\n"
             "  DATABUILD_<SVC>_LISTEN        <svc>.listen (SVC: EVENTLOG, JOB, GRAPH, QUERY)\n"
             "  DATABUILD_<SVC>_ADDR          shared.peers.<svc> (JOB: comma-separated list)\n"
-            "  DATABUILD_LOG_LEVEL           shared.log_level (debug, info, warn, error)\n",
+            "  DATABUILD_LOG_LEVEL           shared.log_level (debug, info, warn, error)\n"
+            "  DATABUILD_JOB_STATE_DIR       job service only: where it records its jobs'\n"
+            "                                process groups, to kill what a crashed\n"
+            "                                predecessor left (default\n"
+            "                                $TMPDIR/databuild-job-<uid>)\n",
             prog);
 }
 
