@@ -566,14 +566,22 @@ static int batch_wait(dbld_call *call, const grpc_op *ops, size_t n)
     return ok;
 }
 
-int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st)
+/* A message a streaming handler may send: 0, or the error naming `fn`. */
+static int check_stream_msg(dbld_call *call, const ProtobufCMessage *msg, const char *fn,
+                            dbld_status *st)
 {
     if (!call || !call->m || !call->m->stream)
-        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
-                               "dbld_call_send outside a streaming call");
+        return dbld_status_set(st, DBLD_FAILED_PRECONDITION, "%s outside a streaming call", fn);
     if (!msg || msg->descriptor != call->m->response || !protobuf_c_message_check(msg))
         return dbld_status_set(st, DBLD_INTERNAL, "invalid %s message for %s",
                                call->m->response->name, call->path);
+    return 0;
+}
+
+int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st)
+{
+    int rc = check_stream_msg(call, msg, "dbld_call_send", st);
+    if (rc) return rc;
     if (call->cancelled || atomic_load(&call->closed) || atomic_load(&call->srv->hard_cancel))
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     grpc_op ops[2];
@@ -595,12 +603,8 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
 
 int dbld_call_send_last(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st)
 {
-    if (!call || !call->m || !call->m->stream)
-        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
-                               "dbld_call_send_last outside a streaming call");
-    if (!msg || msg->descriptor != call->m->response || !protobuf_c_message_check(msg))
-        return dbld_status_set(st, DBLD_INTERNAL, "invalid %s message for %s",
-                               call->m->response->name, call->path);
+    int rc = check_stream_msg(call, msg, "dbld_call_send_last", st);
+    if (rc) return rc;
     if (call->last_msg)
         return dbld_status_set(st, DBLD_FAILED_PRECONDITION, "the last message was already given");
     call->last_msg = msg;

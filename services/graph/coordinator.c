@@ -481,19 +481,22 @@ static void set_status(gs_build *b, int code)
  * ended because its coordinator died carries no kind and costs nothing. */
 static void charge_prior(gs_build *b, gs_task *tasks, size_t n_tasks)
 {
+    gs_strmap first; /* a task's first output -> the task */
+    gs_strmap_init(&first);
+    for (size_t i = 0; b->n_prior && i < n_tasks; i++)
+        if (tasks[i].task->config->n_outputs)
+            gs_strmap_put(&first, tasks[i].task->config->outputs[0]->str, i);
     for (size_t r = 0; r < b->n_prior; r++) {
-        for (size_t i = 0; i < n_tasks; i++) {
-            const Databuild__V1__JobConfig *cfg = tasks[i].task->config;
-            if (cfg->n_outputs == 0 || strcmp(cfg->outputs[0]->str, b->prior[r].ref) != 0) continue;
-            tasks[i].attempts++;
-            if (b->prior[r].kind && tasks[i].job->retry.single_quota >= 0) {
-                int w = gs_retry_weight(&tasks[i].job->retry, (gs_fail_kind)b->prior[r].kind);
-                tasks[i].used_quota += w;
-                b->global_used += w;
-            }
-            break;
+        size_t i;
+        if (!gs_strmap_get(&first, b->prior[r].ref, &i)) continue;
+        tasks[i].attempts++;
+        if (b->prior[r].kind && tasks[i].job->retry.single_quota >= 0) {
+            int w = gs_retry_weight(&tasks[i].job->retry, (gs_fail_kind)b->prior[r].kind);
+            tasks[i].used_quota += w;
+            b->global_used += w;
         }
     }
+    gs_strmap_free(&first);
     if (b->n_prior) {
         char used[32];
         snprintf(used, sizeof used, "%d", b->global_used);
@@ -553,6 +556,10 @@ static int plan(gs_build *b)
     }
     /* tasks */
     gs_task *tasks = dbld_xcalloc(p->n_tasks + 1, sizeof *tasks);
+    gs_strmap planned; /* resumed: output ref -> its planned run (b->planned) */
+    gs_strmap_init(&planned);
+    for (size_t r = 0; r < b->n_planned; r++)
+        gs_strmap_put(&planned, b->planned[r].ref, r);
     size_t n_out = 0;
     for (size_t i = 0; i < p->n_tasks; i++) {
         tasks[i].b = b;
@@ -562,13 +569,14 @@ static int plan(gs_build *b)
         tasks[i].ep = -1;
         gsb_new_id(tasks[i].first_run);
         const Databuild__V1__JobConfig *cfg = tasks[i].task->config;
-        for (size_t r = 0; r < b->n_planned; r++)
-            for (size_t o = 0; o < cfg->n_outputs; o++)
-                if (strcmp(b->planned[r].ref, cfg->outputs[o]->str) == 0)
-                    memcpy(tasks[i].first_run, b->planned[r].run, sizeof tasks[i].first_run);
+        size_t r;
+        for (size_t o = 0; o < cfg->n_outputs; o++)
+            if (gs_strmap_get(&planned, cfg->outputs[o]->str, &r))
+                memcpy(tasks[i].first_run, b->planned[r].run, sizeof tasks[i].first_run);
         tasks[i].analyzed = dbld_xcalloc(tasks[i].task->config->n_outputs + 1, 1);
         n_out += tasks[i].task->config->n_outputs;
     }
+    gs_strmap_free(&planned);
     charge_prior(b, tasks, p->n_tasks);
     const char **outs = dbld_arena_alloc(a, (n_out + 1) * sizeof *outs);
     int *avail = dbld_arena_alloc(a, (n_out + 1) * sizeof *avail);
@@ -637,6 +645,8 @@ static int recover(gs_build *b)
     size_t n_runs = 0, cap = 0;
     const Databuild__V1__PartitionEvent **analyzed = NULL; /* with a planned job run */
     size_t n_analyzed = 0, acap = 0;
+    gs_strmap run_idx; /* job_run_id -> index in runs */
+    gs_strmap_init(&run_idx);
     int64_t start = 0;
     int rc = 0;
     for (;;) {
@@ -667,10 +677,9 @@ static int recover(gs_build *b)
             }
             if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
             const Databuild__V1__JobEvent *j = e->job_event;
-            size_t r = 0;
-            while (r < n_runs && strcmp(runs[r].run, j->job_run_id) != 0)
-                r++;
-            if (r == n_runs) {
+            size_t r = n_runs;
+            if (!gs_strmap_get(&run_idx, j->job_run_id, &r)) {
+                gs_strmap_put(&run_idx, j->job_run_id, n_runs);
                 if (n_runs == cap) {
                     cap = cap ? 2 * cap : 16;
                     runs = dbld_xrealloc(runs, cap * sizeof *runs);
@@ -696,10 +705,7 @@ static int recover(gs_build *b)
     /* planned first attempts that never started keep their job_run_id (the
      * ANALYZED events name it); plan() matches them by the task's outputs */
     for (size_t i = 0; !rc && i < n_analyzed; i++) {
-        size_t r = 0;
-        while (r < n_runs && strcmp(runs[r].run, analyzed[i]->job_run_id) != 0)
-            r++;
-        if (r < n_runs) continue;
+        if (gs_strmap_get(&run_idx, analyzed[i]->job_run_id, NULL)) continue;
         b->planned = dbld_xrealloc(b->planned, (b->n_planned + 1) * sizeof *b->planned);
         b->planned[b->n_planned].ref = dbld_xstrdup(analyzed[i]->partition_ref->str);
         snprintf(b->planned[b->n_planned].run, sizeof b->planned[b->n_planned].run, "%s",
@@ -707,6 +713,7 @@ static int recover(gs_build *b)
         b->n_planned++;
     }
     free(analyzed);
+    gs_strmap_free(&run_idx);
     /* attempts made: runs granted a claim that did not complete (plan()
      * charges them to the quotas; a COMPLETED run's outputs are skipped) */
     for (size_t r = 0; !rc && r < n_runs; r++) {
