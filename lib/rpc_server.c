@@ -8,7 +8,8 @@
  *   NEW     the call arrived: post a replacement request, start the
  *           RECV_CLOSE_ON_SERVER op (how cancellation is learned) and the
  *           RECV_MESSAGE op;
- *   RECV    decode the request into the call's arena and run the handler:
+ *   RECV    check the request's wire bytes (UTF-8, NUL, limits, enums:
+ *           rpc_validate.c), decode it into the call's arena and run the handler:
  *           inline on the poller for DBLD_METHOD_NONBLOCKING methods, else on
  *           the worker pool (a mutex+condvar queue); a handler returning
  *           DBLD_ASYNC answers later through dbld_call_complete();
@@ -422,6 +423,25 @@ static void on_new(dbld_call *c, int success)
         finish(c, DBLD_INTERNAL, "could not receive the request", NULL);
 }
 
+/* Validate (rpc_validate.c) and unpack a request into the call's arena;
+ * consumes bb. NULL with st set (INVALID_ARGUMENT) when it is refused. */
+static ProtobufCMessage *decode_request(dbld_call *c, grpc_byte_buffer *bb, dbld_status *st)
+{
+    grpc_slice s = dbld__flatten(bb);
+    grpc_byte_buffer_destroy(bb);
+    ProtobufCMessage *m = NULL;
+    if (dbld_wire_validate(c->m->request, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), st) == 0)
+        m = protobuf_c_message_unpack(c->m->request, dbld_arena_allocator(c->arena),
+                                      GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    else
+        dbld_status_prefix(st, "invalid %s", c->m->request->short_name);
+    if (!m && st->code == 0)
+        dbld_status_set(st, DBLD_INVALID_ARGUMENT, "could not decode %s request for %s",
+                        c->m->request->name, c->path);
+    grpc_slice_unref(s);
+    return m;
+}
+
 static void on_recv(dbld_call *c, int success)
 {
     dbld_status st;
@@ -431,15 +451,10 @@ static void on_recv(dbld_call *c, int success)
         finish(c, st.code, st.msg, NULL);
         return;
     }
-    grpc_slice s = dbld__flatten(c->recv_bb);
-    grpc_byte_buffer_destroy(c->recv_bb);
+    grpc_byte_buffer *bb = c->recv_bb;
     c->recv_bb = NULL;
-    c->req = protobuf_c_message_unpack(c->m->request, dbld_arena_allocator(c->arena),
-                                       GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-    grpc_slice_unref(s);
+    c->req = decode_request(c, bb, &st);
     if (!c->req) {
-        dbld_status_set(&st, DBLD_INVALID_ARGUMENT, "could not decode %s request for %s",
-                        c->m->request->name, c->path);
         finish(c, st.code, st.msg, NULL);
     } else if (c->m->stream) {
         start_stream(c);
@@ -630,15 +645,8 @@ int dbld_call_recv(dbld_call *call, ProtobufCMessage **msg, dbld_status *st)
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     }
     if (!bb) return 0; /* the client half-closed: no more requests */
-    grpc_slice s = dbld__flatten(bb);
-    grpc_byte_buffer_destroy(bb);
-    *msg = protobuf_c_message_unpack(call->m->request, dbld_arena_allocator(call->arena),
-                                     GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
-    grpc_slice_unref(s);
-    if (!*msg)
-        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "could not decode %s request for %s",
-                               call->m->request->name, call->path);
-    return 0;
+    *msg = decode_request(call, bb, st);
+    return *msg ? 0 : st->code;
 }
 
 /* ---- server lifecycle ---- */

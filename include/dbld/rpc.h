@@ -184,4 +184,29 @@ void dbld_stream_close(dbld_stream *s);
 int dbld_health_check(dbld_client *c, const char *service, int *serving, int64_t timeout_ms,
                       dbld_status *st);
 
+/* ---- request validation (rpc_validate.c) ----
+ * Every request is checked on the wire before it is unpacked (the runtime
+ * does it; handlers see only requests that passed): string fields must be
+ * valid UTF-8 without NUL bytes and within the limit of their kind, repeated
+ * fields within DBLD_LIMIT_LIST_ITEMS, enum values known, uint64 values at
+ * most INT64_MAX, nesting within DBLD_LIMIT_DEPTH. The limits are the
+ * README's "Limits". */
+#define DBLD_LIMIT_REF_BYTES 1024
+#define DBLD_LIMIT_PATTERN_BYTES 256
+#define DBLD_LIMIT_ID_BYTES 128
+#define DBLD_LIMIT_LABEL_BYTES 256
+#define DBLD_LIMIT_COMMENT_BYTES 4096
+#define DBLD_LIMIT_MESSAGE_BYTES (256 * 1024)
+#define DBLD_LIMIT_STRING_BYTES (16 * 1024)
+#define DBLD_LIMIT_LIST_ITEMS 100000
+#define DBLD_LIMIT_DEPTH 32
+
+/* 0, or INVALID_ARGUMENT with st naming the field path, the value and the
+ * limit. Malformed wire data passes (protobuf-c's unpack refuses it). */
+int dbld_wire_validate(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
+                       dbld_status *st);
+/* The byte limit of a string field by its name (and its message's short
+ * name, may be NULL); *kind (may be NULL) names the kind ("a partition ref"). */
+size_t dbld_string_limit(const char *msg_name, const char *field, const char **kind);
+
 #endif
