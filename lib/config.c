@@ -106,6 +106,8 @@ static int check_exit_code(const char *s, char *why, size_t n)
 #define SERVER_KEYS(sec, listen_default, workers_default)                                          \
     STRING_KEY(sec, "listen", server.listen, listen_default, check_addr),                          \
         INT_KEY(sec, "workers", server.workers, 1, 256, workers_default),                          \
+        INT_KEY(sec, "pollers", server.pollers, 1, 16, 2),                                         \
+        INT_KEY(sec, "max_queue", server.max_queue, 1, 1000000, 1024),                             \
         INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
         INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000)
 

@@ -49,6 +49,7 @@
 #define DEFAULT_WORKERS 4
 #define MAX_WORKERS 256
 #define DEFAULT_POLLERS 2
+#define DEFAULT_MAX_QUEUE 1024 /* unary calls waiting for a worker */
 #define MAX_POLLERS 16
 #define REQUESTS_PER_POLLER 16 /* request_call posted ahead, per poller */
 #define DEFAULT_MAX_MSG (16 * 1024 * 1024)
@@ -81,7 +82,7 @@ typedef struct op_tag {
 
 struct dbld_server {
     char *name, *listen;
-    int n_workers, n_pollers, max_msg, grace_ms;
+    int n_workers, n_pollers, max_msg, grace_ms, max_queue;
     reg *regs;
     size_t n_regs, cap_regs;
     grpc_server *server;
@@ -100,6 +101,7 @@ struct dbld_server {
     pthread_mutex_t qmu; /* worker queue */
     pthread_cond_t qcv;
     dbld_call *qhead, *qtail;
+    int qlen; /* calls in the queue, at most max_queue */
     int qstop;
     dbld__health health;
 };
@@ -130,6 +132,7 @@ struct dbld_call {
     int wait_done, wait_ok; /* the batch a streaming handler waits for (batch_wait) */
     stream_thread *thread;
     dbld_call *qnext;
+    int64_t queued_ms; /* mono ms when it entered the worker queue */
 };
 
 /* ---- calls ---- */
@@ -347,17 +350,48 @@ static void start_stream(dbld_call *c)
     pthread_mutex_unlock(&srv->mu);
 }
 
+/* Hand a unary call to the workers, or refuse it when max_queue calls are
+ * already waiting (the caller learns at once instead of timing out). */
 static void enqueue(dbld_server *srv, dbld_call *c)
 {
     pthread_mutex_lock(&srv->qmu);
+    if (srv->qlen >= srv->max_queue) {
+        int qlen = srv->qlen;
+        pthread_mutex_unlock(&srv->qmu);
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "server busy: %d calls are waiting for %d workers (max_queue %d); retry later",
+                 qlen, srv->n_workers, srv->max_queue);
+        finish(c, DBLD_RESOURCE_EXHAUSTED, msg, NULL);
+        return;
+    }
     c->qnext = NULL;
+    c->queued_ms = dbld_mono_ms();
     if (srv->qtail)
         srv->qtail->qnext = c;
     else
         srv->qhead = c;
     srv->qtail = c;
+    srv->qlen++;
     pthread_cond_signal(&srv->qcv);
     pthread_mutex_unlock(&srv->qmu);
+}
+
+/* A call whose caller has given up while it waited for a worker is answered
+ * without running its handler (nobody would read the answer, and under
+ * overload running it would only make the queue longer). */
+static void run_queued(dbld_call *c)
+{
+    char msg[160];
+    if (dbld_call_remaining_ms(c) <= 0) {
+        snprintf(msg, sizeof msg, "deadline passed after %lld ms waiting for a worker",
+                 (long long)(dbld_mono_ms() - c->queued_ms));
+        finish_unary(c, DBLD_DEADLINE_EXCEEDED, msg, NULL);
+    } else if (atomic_load(&c->closed)) {
+        finish_unary(c, DBLD_CANCELLED, "cancelled by the client while waiting for a worker", NULL);
+    } else {
+        run_unary(c);
+    }
 }
 
 static void *worker_main(void *arg)
@@ -371,8 +405,9 @@ static void *worker_main(void *arg)
         if (!c) break;
         srv->qhead = c->qnext;
         if (!srv->qhead) srv->qtail = NULL;
+        srv->qlen--;
         pthread_mutex_unlock(&srv->qmu);
-        run_unary(c);
+        run_queued(c);
         pthread_mutex_lock(&srv->qmu);
     }
     pthread_mutex_unlock(&srv->qmu);
@@ -660,6 +695,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     srv->n_workers = opts->workers > 0 ? opts->workers : DEFAULT_WORKERS;
     if (srv->n_workers > MAX_WORKERS) srv->n_workers = MAX_WORKERS;
     srv->n_pollers = opts->pollers > 0 ? opts->pollers : DEFAULT_POLLERS;
+    srv->max_queue = opts->max_queue > 0 ? opts->max_queue : DEFAULT_MAX_QUEUE;
     if (srv->n_pollers > MAX_POLLERS) srv->n_pollers = MAX_POLLERS;
     srv->max_msg = opts->max_message_bytes > 0 ? opts->max_message_bytes : DEFAULT_MAX_MSG;
     srv->grace_ms = opts->shutdown_grace_ms > 0 ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;

@@ -17,6 +17,8 @@
 typedef struct dbld_server_config {
     char *listen;          /* host:port to bind, e.g. "127.0.0.1:7101" */
     int workers;           /* RPC worker threads, 1..256 (default 4) */
+    int pollers;           /* completion-queue threads, 1..16 (default 2) */
+    int max_queue;         /* unary calls waiting for a worker, 1..1000000 (default 1024) */
     int max_message_bytes; /* max request/response size (default 16 MiB) */
     int shutdown_grace_ms; /* in-flight calls get this long on SIGTERM (default 5000) */
 } dbld_server_config;

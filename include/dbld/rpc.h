@@ -109,6 +109,9 @@ typedef struct dbld_server_opts {
     const char *listen;       /* "127.0.0.1:0" picks a free port */
     int workers;              /* threads running blocking unary handlers; default 4 */
     int pollers;              /* threads driving the completion queue; default 2 */
+    int max_queue;            /* unary calls waiting for a worker; default 1024. Over it a call
+                               * gets RESOURCE_EXHAUSTED; a call whose deadline passed or whose
+                               * client went away while it waited is answered without running */
     int max_message_bytes;    /* default 16 MiB */
     int shutdown_grace_ms;    /* default 5000 */
 } dbld_server_opts;

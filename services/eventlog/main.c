@@ -28,6 +28,8 @@ int main(int argc, char **argv)
         .service_name = "eventlog",
         .listen = cfg.eventlog.server.listen,
         .workers = cfg.eventlog.server.workers,
+        .pollers = cfg.eventlog.server.pollers,
+        .max_queue = cfg.eventlog.server.max_queue,
         .max_message_bytes = cfg.eventlog.server.max_message_bytes,
         .shutdown_grace_ms = cfg.eventlog.server.shutdown_grace_ms,
     };

@@ -82,6 +82,8 @@ int main(int argc, char **argv)
         .service_name = "graph",
         .listen = sc->listen,
         .workers = sc->workers,
+        .pollers = sc->pollers,
+        .max_queue = sc->max_queue,
         .max_message_bytes = sc->max_message_bytes,
         .shutdown_grace_ms = sc->shutdown_grace_ms,
     };

@@ -51,6 +51,8 @@ int main(int argc, char **argv)
         .service_name = "job",
         .listen = sc->listen,
         .workers = workers,
+        .pollers = sc->pollers,
+        .max_queue = sc->max_queue,
         .max_message_bytes = sc->max_message_bytes,
         .shutdown_grace_ms = sc->shutdown_grace_ms,
     };

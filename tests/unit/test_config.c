@@ -65,6 +65,8 @@ static void assert_server(const dbld_server_config *s, const char *listen)
     assert_string_equal(s->listen, listen);
     /* the eventlog has 8 workers for its reads */
     assert_int_equal(s->workers, strcmp(listen, "127.0.0.1:7101") == 0 ? 8 : 4);
+    assert_int_equal(s->pollers, 2);
+    assert_int_equal(s->max_queue, 1024);
     assert_int_equal(s->max_message_bytes, 16 * 1024 * 1024);
     assert_int_equal(s->shutdown_grace_ms, 5000);
 }
@@ -324,7 +326,8 @@ static void test_error_unknown_key(void **state)
     (void)state;
     expect_error("eventlog:\n  listen: 127.0.0.1:7101\n  wrkers: 4\n",
                  "databuild.yaml:3:3: eventlog: unknown key \"wrkers\" (did you mean \"workers\"? "
-                 "expected one of: listen, workers, max_message_bytes, shutdown_grace_ms, "
+                 "expected one of: listen, workers, pollers, max_queue, max_message_bytes, "
+                 "shutdown_grace_ms, "
                  "group_commit_max_events, db_pool_size)");
     expect_error("evntlog: {}\n",
                  "databuild.yaml:1:1: unknown key \"evntlog\" (did you mean \"eventlog\"? "
@@ -334,11 +337,12 @@ static void test_error_unknown_key(void **state)
                  "expected one of: eventlog, job, graph, query)");
     expect_error("graph: {listen: a:1, colour: blue}\n",
                  "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
-                 "workers, max_message_bytes, shutdown_grace_ms, label, max_parallel, external, "
+                 "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, label, "
+                 "max_parallel, external, "
                  "jobs)");
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "
-                 "of: listen, workers, max_message_bytes, shutdown_grace_ms, "
+                 "of: listen, workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, "
                  "max_concurrent_runs, kill_grace_ms, heartbeat_ms)");
     expect_error("? [a]\n: b\n", "databuild.yaml:1:3: keys must be strings, got a sequence");
 }
@@ -432,7 +436,8 @@ static void test_error_duplicate_and_alias(void **state)
                  "databuild.yaml:2:6: job: YAML aliases are not supported (*b)");
     expect_error("eventlog: &b {workers: 2}\njob:\n  <<: *b\n",
                  "databuild.yaml:3:3: job: unknown key \"<<\" (expected one of: listen, workers, "
-                 "max_message_bytes, shutdown_grace_ms, max_concurrent_runs, kill_grace_ms, "
+                 "pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_concurrent_runs, "
+                 "kill_grace_ms, "
                  "heartbeat_ms)");
 }
 

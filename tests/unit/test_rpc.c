@@ -133,6 +133,16 @@ static int sleepy(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage
     return echo(call, req, resp, st);
 }
 
+static atomic_int g_ran; /* handlers of /test.Echo/Counted that ran */
+
+/* Counts that it ran, then echoes. */
+static int counted(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                   dbld_status *st)
+{
+    atomic_fetch_add(&g_ran, 1);
+    return echo(call, req, resp, st);
+}
+
 /* Streams str (a count) messages "0".."n-1". */
 /* Streams "0".."n-1" for str "n"; "nL" then gives "end" as the last message
  * (dbld_call_send_last), "nF" gives it and then fails (ABORTED). */
@@ -250,6 +260,7 @@ static const dbld_method echo_methods[] = {
     {"/test.Echo/Empty", REF_DESC, REF_DESC, empty, NULL},
     {"/test.Echo/Slow", REF_DESC, REF_DESC, slow, NULL},
     {"/test.Echo/Sleep", REF_DESC, REF_DESC, sleepy, NULL},
+    {"/test.Echo/Counted", REF_DESC, REF_DESC, counted, NULL},
     {"/test.Echo/Count", REF_DESC, REF_DESC, NULL, count},
     {"/test.Echo/Forever", REF_DESC, REF_DESC, NULL, forever},
     {"/test.Echo/Later", REF_DESC, REF_DESC, later, NULL, DBLD_METHOD_NONBLOCKING},
@@ -266,13 +277,9 @@ typedef struct fixture {
     char target[64];
 } fixture;
 
-static dbld_server *start_server(const char *listen, int max_msg, int grace_ms)
+static dbld_server *start_server_opts(const dbld_server_opts *o)
 {
-    dbld_server_opts opts = {.service_name = "test",
-                             .listen = listen,
-                             .workers = 4,
-                             .max_message_bytes = max_msg,
-                             .shutdown_grace_ms = grace_ms};
+    dbld_server_opts opts = *o;
     dbld_server *srv = NULL;
     dbld_status st;
     assert_int_equal(dbld_server_create(&opts, &srv, &st), 0);
@@ -282,14 +289,40 @@ static dbld_server *start_server(const char *listen, int max_msg, int grace_ms)
     return srv;
 }
 
-static void fixture_start(fixture *f, int max_msg, int grace_ms)
+static dbld_server *start_server(const char *listen, int max_msg, int grace_ms)
 {
-    reset_observed();
-    f->srv = start_server("127.0.0.1:0", max_msg, grace_ms);
+    dbld_server_opts opts = {.service_name = "test",
+                             .listen = listen,
+                             .workers = 4,
+                             .max_message_bytes = max_msg,
+                             .shutdown_grace_ms = grace_ms};
+    return start_server_opts(&opts);
+}
+
+static void fixture_attach(fixture *f)
+{
     assert_true(dbld_server_port(f->srv) > 0);
     snprintf(f->target, sizeof f->target, "127.0.0.1:%d", dbld_server_port(f->srv));
     f->client = dbld_client_get(f->target);
     assert_non_null(f->client);
+}
+
+static void fixture_start(fixture *f, int max_msg, int grace_ms)
+{
+    reset_observed();
+    f->srv = start_server("127.0.0.1:0", max_msg, grace_ms);
+    fixture_attach(f);
+}
+
+/* One worker and a queue of two: easy to fill. */
+static void fixture_start_small(fixture *f)
+{
+    reset_observed();
+    atomic_store(&g_ran, 0);
+    dbld_server_opts opts = {
+        .service_name = "test", .listen = "127.0.0.1:0", .workers = 1, .max_queue = 2};
+    f->srv = start_server_opts(&opts);
+    fixture_attach(f);
 }
 
 static void fixture_stop(fixture *f)
@@ -540,6 +573,78 @@ static void test_deadline(void **state)
     fixture_stop(&f);
 }
 
+/* ---- the worker queue ---- */
+
+typedef struct bg_call {
+    dbld_client *client;
+    const char *path, *arg;
+    int rc;
+    pthread_t tid;
+    dbld_status st;
+} bg_call;
+
+static void *run_bg_call(void *arg)
+{
+    bg_call *b = arg;
+    b->rc = call_ref(b->client, b->path, b->arg, 20000, 0, NULL, 0, &b->st);
+    return NULL;
+}
+
+static void bg_start(bg_call *b, fixture *f, const char *path, const char *arg)
+{
+    *b = (bg_call){.client = f->client, .path = path, .arg = arg};
+    assert_int_equal(pthread_create(&b->tid, NULL, run_bg_call, b), 0);
+}
+
+/* The one worker sleeps; two calls wait; the next one is refused at once. */
+static void test_queue_cap(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start_small(&f);
+    bg_call busy, q[2];
+    bg_start(&busy, &f, "/test.Echo/Sleep", "1500");
+    assert_true(wait_flag(&g_entered, 3000));
+    bg_start(&q[0], &f, "/test.Echo/Counted", "a");
+    bg_start(&q[1], &f, "/test.Echo/Counted", "b");
+    dbld_sleep_ms(300); /* both are queued (the worker sleeps for 1.5 s) */
+    dbld_status st;
+    int64_t t0 = dbld_mono_ms();
+    assert_int_equal(call_ref(f.client, "/test.Echo/Counted", "c", 10000, 0, NULL, 0, &st),
+                     DBLD_RESOURCE_EXHAUSTED);
+    assert_true(dbld_mono_ms() - t0 < 1000); /* refused, not queued behind the sleeper */
+    assert_non_null(strstr(st.msg, "max_queue 2"));
+    /* methods that never block do not queue */
+    assert_int_equal(call_ref(f.client, "/test.Echo/Quick", "q", 5000, 0, NULL, 0, &st), 0);
+    pthread_join(busy.tid, NULL);
+    pthread_join(q[0].tid, NULL);
+    pthread_join(q[1].tid, NULL);
+    assert_int_equal(busy.rc, 0);
+    assert_int_equal(q[0].rc, 0);
+    assert_int_equal(q[1].rc, 0);
+    assert_int_equal(atomic_load(&g_ran), 2);
+    fixture_stop(&f);
+}
+
+/* A call whose deadline passes while it waits for a worker never runs. */
+static void test_expired_call_never_runs(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start_small(&f);
+    bg_call busy;
+    bg_start(&busy, &f, "/test.Echo/Sleep", "800");
+    assert_true(wait_flag(&g_entered, 3000));
+    dbld_status st;
+    assert_int_equal(call_ref(f.client, "/test.Echo/Counted", "late", 200, 0, NULL, 0, &st),
+                     DBLD_DEADLINE_EXCEEDED);
+    pthread_join(busy.tid, NULL);
+    /* the worker is free again: a call with time left runs, the expired one did not */
+    assert_int_equal(call_ref(f.client, "/test.Echo/Counted", "ok", 5000, 0, NULL, 0, &st), 0);
+    assert_int_equal(atomic_load(&g_ran), 1);
+    fixture_stop(&f);
+}
+
 /* ---- health ---- */
 
 static void test_health_check(void **state)
@@ -675,20 +780,6 @@ static void test_dead_port_unavailable(void **state)
 }
 
 /* ---- shutdown ---- */
-
-typedef struct bg_call {
-    dbld_client *client;
-    const char *path, *arg;
-    int rc;
-    dbld_status st;
-} bg_call;
-
-static void *run_bg_call(void *arg)
-{
-    bg_call *b = arg;
-    b->rc = call_ref(b->client, b->path, b->arg, 20000, 0, NULL, 0, &b->st);
-    return NULL;
-}
 
 static void test_shutdown_grace(void **state)
 {
@@ -968,6 +1059,8 @@ int main(void)
         cmocka_unit_test(test_stream_cancel),
         cmocka_unit_test(test_stream_wait_expiry),
         cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_queue_cap),
+        cmocka_unit_test(test_expired_call_never_runs),
         cmocka_unit_test(test_health_check),
         cmocka_unit_test(test_health_watch),
         cmocka_unit_test(test_idempotent_retry),
