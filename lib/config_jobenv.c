@@ -213,11 +213,12 @@ int dbld_jobenv_check_allow_entry(const char *entry, char *why, size_t cap)
     size_t plen;
     int prefix = is_prefix_pattern(entry, &plen);
     char stem[256];
-    if (plen >= sizeof stem) plen = sizeof stem - 1;
+    int too_long = plen >= sizeof stem;
+    if (too_long) plen = sizeof stem - 1;
     memcpy(stem, entry, plen);
     stem[plen] = 0;
     if (prefix && plen == 0) return 0; /* "*": any name the other rules let through */
-    if (!dbld_jobenv_valid_name(stem)) {
+    if (too_long || !dbld_jobenv_valid_name(stem)) {
         say(why, cap,
             "invalid env_allow entry \"%s\" (expected NAME, PREFIX* or *, with letters, digits "
             "and _)",

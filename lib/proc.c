@@ -233,16 +233,16 @@ static int child_main(void *arg)
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             sigaction(sig, &dfl, NULL); /* fails harmlessly for libc's internal signals */
-    /* Die with the thread that spawned us: a job service killed with
-     * SIGKILL leaves no job behind. If that thread is already gone, the
-     * setting came too late: leave at once. */
     if (setpgid(0, 0) != 0) goto fail;
     if (c->user) {
         c->stage = STAGE_USER;
         if (drop_to(c->user) != 0) goto fail;
         c->stage = STAGE_SETUP;
     }
-    /* After the credentials: changing them clears the parent-death signal. */
+    /* Die with the thread that spawned us: a job service killed with
+     * SIGKILL leaves no job behind. Set after the credentials (changing them
+     * clears it). If that thread is already gone, the setting came too
+     * late: leave at once. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
     if (getppid() != c->parent) _exit(127);
     int in = open("/dev/null", O_RDONLY);
