@@ -11,10 +11,12 @@
 #include "dbld/config.h"
 
 #include "config_schema.h"
+#include "dbld/jobenv.h"
 #include "dbld/log.h"
 #include "dbld/rxoverlap.h"
 #include "dbld/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <regex.h>
@@ -77,6 +79,23 @@ static int check_env(const char *s, char *why, size_t n)
     if (eq && eq > s) return 0;
     snprintf(why, n, "invalid environment entry \"%s\" (expected KEY=VALUE)", s);
     return 1;
+}
+
+static int check_env_allow(const char *s, char *why, size_t n)
+{
+    return dbld_jobenv_check_allow_entry(s, why, n);
+}
+
+/* A unix user name as useradd takes it; whether it exists is the job
+ * service's business (the graph service reads the same file elsewhere). */
+static int check_user(const char *s, char *why, size_t n)
+{
+    int ok = s[0] && s[0] != '-' && strlen(s) <= 32;
+    for (const char *p = s; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.' ||
+             (*p == '$' && !p[1]);
+    if (!ok) snprintf(why, n, "invalid user name \"%s\"", s);
+    return !ok;
 }
 
 static int check_exit_code(const char *s, char *why, size_t n)
@@ -145,6 +164,7 @@ static const dbld__cfg_key job_keys[] = {
     INT_KEY(job, "max_concurrent_runs", max_concurrent_runs, 1, 1024, 4),
     INT_KEY(job, "kill_grace_ms", kill_grace_ms, 0, 600000, 5000),
     INT_KEY(job, "heartbeat_ms", heartbeat_ms, 10, 3600000, 10000),
+    STRING_KEY(job, "run_as", run_as, NULL, check_user),
     {0},
 };
 
@@ -197,6 +217,12 @@ static const dbld__cfg_key graph_job_keys[] = {
      .offset = JOFF(env),
      .count_offset = JOFF(n_env),
      .check = check_env},
+    {.name = "env_allow",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(env_allow),
+     .count_offset = JOFF(n_env_allow),
+     .def_str = "*",
+     .check = check_env_allow},
     {.name = "working_dir", .type = DBLD__CFG_STRING, .offset = JOFF(working_dir)},
     {.name = "transient_exit_codes",
      .type = DBLD__CFG_STRLIST,

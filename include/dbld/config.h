@@ -43,6 +43,10 @@ typedef struct dbld_job_def {
     int timeout_ms; /* per exec; 0 = none (default 3600000) */
     char **env;     /* extra environment, "KEY=VALUE" */
     size_t n_env;
+    /* Names ("NAME", "PREFIX*", "*") the job's config step may set in its
+     * env, on top of the denylist (dbld/jobenv.h); default ["*"], [] = none. */
+    char **env_allow;
+    size_t n_env_allow;
     char *working_dir;           /* NULL: the job service's working directory */
     char **transient_exit_codes; /* exit codes that count as transient failures ("75") */
     size_t n_transient_exit_codes;
@@ -74,6 +78,7 @@ typedef struct dbld_config {
         int max_concurrent_runs; /* default 4 */
         int kill_grace_ms;       /* SIGTERM -> SIGKILL delay on timeout/cancel (default 5000) */
         int heartbeat_ms;        /* wrapper heartbeat period while a job runs (default 10000) */
+        char *run_as; /* unix user jobs run as when the job service is root; NULL: unset */
     } job;
     struct {
         dbld_server_config server;

@@ -343,7 +343,7 @@ static void test_error_unknown_key(void **state)
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "
                  "of: listen, workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, "
-                 "max_concurrent_runs, kill_grace_ms, heartbeat_ms)");
+                 "max_concurrent_runs, kill_grace_ms, heartbeat_ms, run_as)");
     expect_error("? [a]\n: b\n", "databuild.yaml:1:3: keys must be strings, got a sequence");
 }
 
@@ -438,7 +438,7 @@ static void test_error_duplicate_and_alias(void **state)
                  "databuild.yaml:3:3: job: unknown key \"<<\" (expected one of: listen, workers, "
                  "pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_concurrent_runs, "
                  "kill_grace_ms, "
-                 "heartbeat_ms)");
+                 "heartbeat_ms, run_as)");
 }
 
 /* ---- graph.jobs ---- */
