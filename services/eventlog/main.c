@@ -30,6 +30,7 @@ int main(int argc, char **argv)
         .workers = cfg.eventlog.server.workers,
         .max_message_bytes = cfg.eventlog.server.max_message_bytes,
         .shutdown_grace_ms = cfg.eventlog.server.shutdown_grace_ms,
+        .max_streams = cfg.eventlog.server.max_streams,
     };
     dbld_server *srv = NULL;
     if (dbld_server_create(&so, &srv, &st) != 0) {
