@@ -228,10 +228,12 @@ static int feeder_db(el_hub *h, dbld_status *st)
 
 /* Add the committed events with high < idx <= to from PostgreSQL (to =
  * INT64_MAX: all there are), at most EL_HUB_MAX_EVENTS of them. 0 when the
- * ring reached `to` (or, for INT64_MAX, holds all there were), else -1. */
+ * ring reached `to` (or, for INT64_MAX, holds all there were), else not 0
+ * (what was read stays in the ring). */
 static int fetch(el_hub *h, int64_t to)
 {
     dbld_status st;
+    dbld_status_clear(&st);
     if (feeder_db(h, &st) != 0) return -1;
     dbld_arena *a = dbld_arena_create();
     int rc = 0;
@@ -249,14 +251,17 @@ static int fetch(el_hub *h, int64_t to)
             if (e)
                 ring_push(h, e);
             else
-                rc = -1;
+                rc = dbld_status_set(&st, DBLD_DATA_LOSS, "event %s does not parse",
+                                     dbld_res_get(r, i, 0));
         }
         if (!rc && rows < FETCH_PAGE && to != INT64_MAX && to > h->high) h->high = to;
         pthread_rwlock_unlock(&h->rw);
         dbld_res_free(r);
         got += (size_t)rows;
         if (rows < FETCH_PAGE) break;
-        if (got >= EL_HUB_MAX_EVENTS) rc = -1; /* too far behind to be worth it */
+        if (got >= EL_HUB_MAX_EVENTS) /* streams that far behind read PostgreSQL themselves */
+            rc = dbld_status_set(&st, DBLD_RESOURCE_EXHAUSTED, "more than %d new events",
+                                 EL_HUB_MAX_EVENTS);
     }
     dbld_arena_destroy(a);
     if (rc)
@@ -280,18 +285,20 @@ static int start_at_end(el_hub *h)
     return 0;
 }
 
-/* One published batch into the ring. */
+/* One published batch into the ring: first what other replicas committed
+ * before it, then its own events. */
 static void apply(el_hub *h, pub *p)
 {
     pthread_rwlock_wrlock(&h->rw);
     if (!h->ready) ring_reset(h, p->prev_max);
     int64_t high = h->high;
     pthread_rwlock_unlock(&h->rw);
-    int gap = p->prev_max > high && fetch(h, p->prev_max) != 0;
+    int gap_read = !p->complete || p->prev_max <= high || fetch(h, p->prev_max) == 0;
     pthread_rwlock_wrlock(&h->rw);
-    if (gap || !p->complete) {
+    if (!p->complete) { /* its events were not copied */
         ring_reset(h, p->prev_max > p->max_idx ? p->prev_max : p->max_idx);
     } else {
+        if (!gap_read) ring_reset(h, p->prev_max);
         for (size_t i = 0; i < p->n; i++)
             if (p->evs[i]->idx > h->high) {
                 ring_push(h, p->evs[i]);
