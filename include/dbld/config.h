@@ -21,6 +21,7 @@ typedef struct dbld_server_config {
     int max_queue;         /* unary calls waiting for a worker, 1..1000000 (default 1024) */
     int max_message_bytes; /* max request/response size (default 16 MiB) */
     int shutdown_grace_ms; /* in-flight calls get this long on SIGTERM (default 5000) */
+    int max_streams;       /* streaming calls open at once, 1..65536 (default 256; job 1024) */
 } dbld_server_config;
 
 /* LUCI-style retry quota of one job (see luci_cv_tryjob_storage.proto's

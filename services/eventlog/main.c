@@ -32,6 +32,7 @@ int main(int argc, char **argv)
         .max_queue = cfg.eventlog.server.max_queue,
         .max_message_bytes = cfg.eventlog.server.max_message_bytes,
         .shutdown_grace_ms = cfg.eventlog.server.shutdown_grace_ms,
+        .max_streams = cfg.eventlog.server.max_streams,
     };
     dbld_server *srv = NULL;
     if (dbld_server_create(&so, &srv, &st) != 0) {

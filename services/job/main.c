@@ -108,6 +108,7 @@ int main(int argc, char **argv)
         .max_queue = sc->max_queue,
         .max_message_bytes = sc->max_message_bytes,
         .shutdown_grace_ms = sc->shutdown_grace_ms,
+        .max_streams = sc->max_streams,
     };
     dbld_server *srv = NULL;
     if (dbld_server_create(&opts, &srv, &st) != 0) {
