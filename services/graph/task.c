@@ -104,6 +104,7 @@ static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
     case DBLD_CANCELLED:
     case DBLD_RESOURCE_EXHAUSTED:
     case DBLD_ABORTED:
+    case DBLD_ALREADY_EXISTS: /* an earlier launch of the run still held there */
         o->kind = GS_FAIL_TRANSIENT;
         o->msg = dbld_arena_printf(a, "lost job service %s: %s", addr, st->msg);
         break;

@@ -386,6 +386,12 @@ static int n_runs(bf *f, const char *id, const char *ref)
     return n;
 }
 
+/* A relaunch of ref's run, after losing its job service before it started, is on record. */
+static int relaunching(bf *f, const char *id, const char *ref)
+{
+    return strstr(bf_job_messages(f, id, ref, JS(SCHEDULED)), "relaunching in") != NULL;
+}
+
 /* Issue 15, defect 3: the only job service is killed with SIGKILL mid-run
  * and is back 3 s later. Losing the executor is an infrastructure failure,
  * not an attempt of the job: nr/1 has no retry config at all (any failed
@@ -401,13 +407,12 @@ DBLD_TEST(job_service_restarted_mid_build_costs_no_attempt)
     char *id = bf_submit(&f, H_STRS("nr/1"));
     int pid = 0, child = 0;
     CHECK(H_POLL_UNTIL(20000, read_pids(&f, "nr", &pid, &child)));
-    CHECK(H_POLL_UNTIL(10000, link_running(&f, id, "nr/1")));
+    CHECK(H_POLL_UNTIL(30000, link_running(&f, id, "nr/1")));
     unlink(dbld_arena_printf(f.a, "%s/pid-nr", f.state));
     h_service *job = f.job[0];
     h_service_kill(job);
     /* relaunches fail while it is down, and say so */
-    CHECK(H_POLL_UNTIL(
-        10000, strstr(bf_job_messages(&f, id, "nr/1", JS(SCHEDULED)), "relaunching in") != NULL));
+    CHECK(H_POLL_UNTIL(30000, relaunching(&f, id, "nr/1")));
     dbld_sleep_ms(3000); /* the outage of the issue */
     h_service_restart(job);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
@@ -451,7 +456,7 @@ DBLD_TEST(job_service_gone_for_good_fails_after_relaunches)
     char *id = bf_submit(&f, H_STRS("nr/2"));
     int pid = 0, child = 0;
     CHECK(H_POLL_UNTIL(20000, read_pids(&f, "nr", &pid, &child)));
-    CHECK(H_POLL_UNTIL(10000, link_running(&f, id, "nr/2")));
+    CHECK(H_POLL_UNTIL(30000, link_running(&f, id, "nr/2")));
     h_service_kill(f.job[0]);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
     CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
@@ -475,10 +480,9 @@ DBLD_TEST(cancel_while_relaunching)
     char *id = bf_submit(&f, H_STRS("nr/3"));
     int pid = 0, child = 0;
     CHECK(H_POLL_UNTIL(20000, read_pids(&f, "nr", &pid, &child)));
-    CHECK(H_POLL_UNTIL(10000, link_running(&f, id, "nr/3")));
+    CHECK(H_POLL_UNTIL(30000, link_running(&f, id, "nr/3")));
     h_service_kill(f.job[0]);
-    CHECK(H_POLL_UNTIL(
-        10000, strstr(bf_job_messages(&f, id, "nr/3", JS(SCHEDULED)), "relaunching in") != NULL));
+    CHECK(H_POLL_UNTIL(30000, relaunching(&f, id, "nr/3")));
     dbld_status st = {0};
     CHECK_OK(bf_cancel(&f, id, "stop waiting", &st), st);
     Databuild__V1__BuildRequestEvent *end = bf_build_last(&f, id);
