@@ -5,9 +5,9 @@
  * gs_waiters_close() - and whoever takes it answers the call. The sweeper is
  * one thread that looks every SWEEP_MS for waiting calls that were cancelled
  * (the RPC runtime has no callback for that) and for Cancel waits that are
- * over. A waiter is freed once both the list's reference and the build's
- * end callback's reference are gone, so a build that ends while its call is
- * being answered elsewhere (or after shutdown) finds a live waiter.
+ * over; it sleeps while no call waits. A waiter is freed once both the list's reference and the
+ * build's end callback's reference are gone, so a build that ends while its call is being answered
+ * elsewhere (or after shutdown) finds a live waiter.
  */
 #include "waiters.h"
 
@@ -37,7 +37,7 @@ struct gs_waiter {
 
 struct gs_waiters {
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* CLOCK_MONOTONIC: wakes the sweeper at close */
+    pthread_cond_t cv; /* CLOCK_MONOTONIC: wakes the sweeper (first waiter, close) */
     gs_waiter *head;   /* armed, not yet taken */
     size_t n;          /* reserved and not yet taken or dropped (<= GS_WAITERS_MAX) */
     int closed;
@@ -141,6 +141,10 @@ static void *sweeper_main(void *arg)
     gs_waiters *ws = arg;
     pthread_mutex_lock(&ws->mu);
     while (!ws->closed) {
+        if (!ws->head) { /* idle: sleep until a waiter is armed (or close) */
+            pthread_cond_wait(&ws->cv, &ws->mu);
+            continue;
+        }
         struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, SWEEP_MS);
         pthread_cond_timedwait(&ws->cv, &ws->mu, &ts);
         if (ws->closed) break;
@@ -253,7 +257,10 @@ int gs_waiter_arm(gs_waiter *w, gs_build *b, int64_t wait_ms)
     } else {
         w->listed = 1;
         w->next = ws->head;
-        if (ws->head) ws->head->prev = w;
+        if (ws->head)
+            ws->head->prev = w;
+        else
+            pthread_cond_signal(&ws->cv); /* wake the idle sweeper */
         ws->head = w;
         w->refs++; /* the end callback's */
     }
