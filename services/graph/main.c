@@ -13,9 +13,9 @@
  * task relaunches a run whose job service was lost, see retry.h).
  */
 #include "coordinator.h"
-#include "retry.h"
 #include "graph_rpc.h"
 #include "leases.h"
+#include "retry.h"
 #include "waiters.h"
 
 #include "dbld/config.h"
