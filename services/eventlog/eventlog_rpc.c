@@ -87,12 +87,13 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
     int limit = req->limit == 0 ? LIST_DEFAULT : req->limit > LIST_MAX ? LIST_MAX : (int)req->limit;
-    int rc = el_store_check_patterns(store, req->filter, st);
+    int rc = el_store_check_patterns(store, call, req->filter, st);
     if (rc) return rc;
     el_row *rows;
     size_t n;
     int has_more;
-    rc = el_store_list(store, req->filter, req->start_idx, limit, a, &rows, &n, &has_more, st);
+    rc =
+        el_store_list(store, call, req->filter, req->start_idx, limit, a, &rows, &n, &has_more, st);
     if (rc) return rc;
     Databuild__V1__EventPage *page = dbld_arena_msg(a, &databuild__v1__event_page__descriptor);
     page->n_events = n;
@@ -112,7 +113,7 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
     if (req->start_idx < 0)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
-    int rc = el_store_check_patterns(store, req->filter, st);
+    int rc = el_store_check_patterns(store, call, req->filter, st);
     if (rc) return rc;
     int64_t cursor = req->start_idx;
     dbld_arena *a = dbld_arena_create(); /* per page, so a long stream does not grow */
@@ -122,7 +123,8 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
         size_t n;
         int has_more;
         int64_t committed = el_store_last_idx(store); /* read before the query */
-        rc = el_store_list(store, req->filter, cursor, SUBSCRIBE_PAGE, a, &rows, &n, &has_more, st);
+        rc = el_store_list(store, call, req->filter, cursor, SUBSCRIBE_PAGE, a, &rows, &n,
+                           &has_more, st);
         if (rc == DBLD_UNAVAILABLE) { /* keep the stream; the database comes back */
             dbld_call_wait_cancel(call, SUBSCRIBE_POLL_MS);
             continue;
