@@ -218,9 +218,11 @@ static int fail_result(dbld_db *db, PGresult *r, dbld_status *st)
     error_message(db, code, state, msg, st);
     /* the full text only here, in the server's log */
     const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
-    dbld_log(code == DBLD_INTERNAL ? DBLD_LOG_ERROR : DBLD_LOG_WARN, "database statement failed",
-             "sqlstate", state ? state : "", "error", msg, "detail", detail ? detail : "", "status",
-             dbld_code_name(code), (char *)NULL);
+    dbld_log_level level = code == DBLD_INTERNAL                               ? DBLD_LOG_ERROR
+                           : interrupted || (state && !strcmp(state, "2201B")) ? DBLD_LOG_INFO
+                                                                               : DBLD_LOG_WARN;
+    dbld_log(level, "database statement failed", "sqlstate", state ? state : "", "error", msg,
+             "detail", detail ? detail : "", "status", dbld_code_name(code), (char *)NULL);
     return code;
 }
 
@@ -657,8 +659,8 @@ static int acquire(dbld_pool *p, int keep, int64_t timeout_ms, dbld_db **out, db
             pthread_mutex_unlock(&p->mu);
             if (keep)
                 return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
-                                       "all %d database connections for reads are busy (%d more"
-                                       " are kept for the service's own work)",
+                                       "all %d database connections for reads are busy (and %d"
+                                       " kept for the service's own work)",
                                        p->opts.size - keep, keep);
             return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
                                    "all %d database connections are busy", p->opts.size);

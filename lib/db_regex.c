@@ -142,9 +142,12 @@ static int parse_atom(parser *ps, piece *out)
         out->min = out->max = 0;
     } else if (c == '\\' && ps->p + 1 < ps->end) {
         char e = *++ps->p;
-        if (e >= '1' && e <= '9') /* a back reference: any length */
-            *out = (piece){.min = 0, .max = LEN_INF};
-        else if (strchr("mMyYAZ", e)) /* constraint escapes */
+        if (e >= '1' && e <= '9') /* a back reference */
+            return refuse(ps,
+                          "back references (\\%c) are not accepted: PostgreSQL matches them"
+                          " by backtracking, which can take seconds per ref",
+                          e);
+        if (strchr("mMyYAZ", e)) /* constraint escapes */
             out->min = out->max = 0;
     }
     ps->p++;

@@ -34,7 +34,8 @@
 
 /* 0 when pattern is within the limits above; else INVALID_ARGUMENT with
  * "invalid <what> \"<pattern>\": <which limit, the value and the limit>"
- * (e.g. what = "partition pattern"). Also refuses unbalanced parentheses or
+ * (e.g. what = "partition pattern"). Also refuses back references (\1..\9:
+ * "(.*)(.*)(.*)(.*)\1" takes seconds per ref), unbalanced parentheses or
  * brackets, and basic-RE mode ((?b)), whose syntax this check does not read. */
 int dbld_regex_check(const char *pattern, const char *what, dbld_status *st);
 

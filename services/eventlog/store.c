@@ -38,8 +38,11 @@
 
 /* Reader connections kept from user reads (el_store_read_with_db()). */
 #define READS_RESERVED 1
-/* Longest wait for a reader connection. */
+/* Longest wait for a reader connection: the service's own calls, and user
+ * reads, which give up sooner: a waiting read holds an RPC worker, and the
+ * workers (8 by default, db_pool_size 4) must stay free for leases too. */
 #define ACQUIRE_MS 5000
+#define READ_ACQUIRE_MS 1000
 
 typedef struct pending {
     el_event *evs;
@@ -1054,8 +1057,8 @@ int el_store_read_with_db(el_store *s, dbld_call *call, el_db_fn fn, void *arg, 
     if (rc) return rc;
     int64_t left = dbld_call_remaining_ms(call);
     dbld_db *db;
-    rc = dbld_pool_acquire_user(s->pool, left < ACQUIRE_MS ? (left > 1 ? left : 1) : ACQUIRE_MS,
-                                &db, st);
+    rc = dbld_pool_acquire_user(
+        s->pool, left < READ_ACQUIRE_MS ? (left > 1 ? left : 1) : READ_ACQUIRE_MS, &db, st);
     if (rc) return rc;
     dbld_db_set_interrupt(db, dbld_call_interrupt, call);
     rc = fn(db, arg, st);
@@ -1154,24 +1157,47 @@ int el_store_check_patterns(el_store *s, dbld_call *call, const Databuild__V1__E
 }
 
 typedef struct list_args {
+    const Databuild__V1__EventFilter *filter;
     const char *const *params;
     dbld_res *res;
 } list_args;
 
+/* One round trip: PostgreSQL's syntax check of each pattern (so an error
+ * names the pattern), then the page. */
 static int list_fn(dbld_db *db, void *arg, dbld_status *st)
 {
     list_args *la = arg;
-    return dbld_db_exec(
-        db,
-        "SELECT idx, payload FROM events WHERE idx >= $1::bigint"
-        " AND ($2::text[] IS NULL OR partition_refs && $2::text[])"
-        " AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"
-        "      unnest($3::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"
-        " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
-        " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
-        " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
-        " ORDER BY idx LIMIT $7::int",
-        7, la->params, &la->res, st);
+    const Databuild__V1__EventFilter *f = la->filter;
+    size_t n = f->n_partition_patterns;
+    dbld_stmt *stmts = dbld_xcalloc(n + 1, sizeof *stmts);
+    const char **pats = dbld_xcalloc(n + 1, sizeof *pats);
+    for (size_t i = 0; i < n; i++) {
+        pats[i] = f->partition_patterns[i];
+        stmts[i] = (dbld_stmt){.sql = "SELECT '' ~ $1", .n = 1, .params = &pats[i]};
+    }
+    stmts[n] = (dbld_stmt){
+        .sql = "SELECT idx, payload FROM events WHERE idx >= $1::bigint"
+               " AND ($2::text[] IS NULL OR partition_refs && $2::text[])"
+               " AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"
+               "      unnest($3::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"
+               " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
+               " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
+               " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
+               " ORDER BY idx LIMIT $7::int",
+        .n = 7,
+        .params = la->params,
+        .out = &la->res};
+    int rc = dbld_db_pipeline(db, stmts, n + 1, st);
+    for (size_t i = 0; rc == DBLD_INVALID_ARGUMENT && i <= n; i++) {
+        if (!stmts[i].failed || strcmp(stmts[i].sqlstate, "2201B") != 0) continue;
+        if (i < n)
+            dbld_status_prefix(st, "invalid partition pattern \"%.200s\"", pats[i]);
+        else /* valid alone, not inside ^(?:...)$ */
+            dbld_status_prefix(st, "invalid partition pattern in %.400s", la->params[2]);
+    }
+    free(stmts);
+    free(pats);
+    return rc;
 }
 
 int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *f,
@@ -1183,6 +1209,10 @@ int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter
     *has_more = 0;
     Databuild__V1__EventFilter empty = DATABUILD__V1__EVENT_FILTER__INIT;
     if (!f) f = &empty;
+    for (size_t i = 0; i < f->n_partition_patterns; i++) {
+        int rc = dbld_regex_check(f->partition_patterns[i], "partition pattern", st);
+        if (rc) return rc;
+    }
     const char *p[] = {
         dbld_arena_printf(a, "%" PRId64, start_idx),
         filter_lit(a, f->partition_refs, f->n_partition_refs),
@@ -1192,10 +1222,12 @@ int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter
         filter_lit(a, f->build_request_ids, f->n_build_request_ids),
         dbld_arena_printf(a, "%d", limit + 1),
     };
-    list_args la = {.params = p};
+    list_args la = {.filter = f, .params = p};
     int rc = el_store_read_with_db(s, call, list_fn, &la, st);
     if (rc) {
-        dbld_status_prefix(st, "could not list events");
+        dbld_res_free(la.res);
+        if (rc != DBLD_INVALID_ARGUMENT || !strstr(st->msg, "invalid partition pattern"))
+            dbld_status_prefix(st, "could not list events");
         return rc;
     }
     dbld_res *r = la.res;

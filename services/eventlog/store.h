@@ -68,10 +68,12 @@ typedef struct el_row {
 } el_row;
 
 /* Events matching filter with idx >= start_idx, in idx order, at most limit;
- * *has_more tells whether more match. Rows come from the arena. A user read
+ * *has_more tells whether more match. Rows come from the arena. Patterns are
+ * checked first (dbld_regex_check(), then PostgreSQL's syntax in the same
+ * round trip as the page): INVALID_ARGUMENT naming the pattern. A user read
  * (el_store_read_with_db()) on behalf of call: it ends with CANCELLED /
- * DEADLINE_EXCEEDED when the call does; errors are "could not list events:
- * ...". */
+ * DEADLINE_EXCEEDED when the call does; other errors are "could not list
+ * events: ...". */
 int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *filter,
                   int64_t start_idx, int limit, dbld_arena *a, el_row **rows, size_t *n,
                   int *has_more, dbld_status *st);
