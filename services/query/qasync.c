@@ -107,7 +107,12 @@ static void enqueue(q_reactor *rx, q_job *j, int front)
 /* A job's connection was lost: try again on another (queued first) or give up. */
 static void retry_or_fail(q_reactor *rx, q_job *j, int rc, dbld_status *st)
 {
-    if (++j->attempts <= rx->n) {
+    int stop = dbld_call_interrupt(j->call); /* nobody waits for it any more */
+    if (stop) {
+        dbld_status_set(st, stop, "%s",
+                        stop == DBLD_CANCELLED ? "call cancelled" : "deadline exceeded");
+        finish_job(j, stop, st);
+    } else if (++j->attempts <= rx->n) {
         enqueue(rx, j, 1);
         wake(rx);
     } else {
