@@ -75,7 +75,9 @@ int dbld_db_cancel(dbld_db *db, int code);
 
 /* Run one statement with text parameters (params[i] NULL = SQL NULL). On
  * success *out (if out is non-NULL) holds the result: caller frees with
- * dbld_res_free(). Multi-statement SQL is allowed only with n == 0. */
+ * dbld_res_free(). Multi-statement SQL is allowed only with n == 0 and no
+ * out. Waits by polling the socket, so an interrupt (dbld_db_set_interrupt)
+ * can end it; so does dbld_db_pipeline(). */
 int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,
                  dbld_status *st);
 
