@@ -158,6 +158,7 @@ static const dbld__cfg_key eventlog_keys[] = {
     SERVER_KEYS(eventlog, "127.0.0.1:7101", 8, 256),
     INT_KEY(eventlog, "group_commit_max_events", group_commit_max_events, 1, 100000, 5000),
     INT_KEY(eventlog, "db_pool_size", db_pool_size, 1, 64, 4),
+    INT_KEY(eventlog, "statement_timeout_ms", statement_timeout_ms, 10, 3600000, 5000),
     {0},
 };
 
@@ -262,6 +263,7 @@ static const dbld__cfg_key graph_keys[] = {
 static const dbld__cfg_key query_keys[] = {
     SERVER_KEYS(query, "127.0.0.1:7104", 4, 256),
     STRING_KEY(query, "postgres_dsn", postgres_dsn, NULL, NULL),
+    INT_KEY(query, "statement_timeout_ms", statement_timeout_ms, 10, 3600000, 5000),
     {0},
 };
 

@@ -1,23 +1,47 @@
-/* db.c - libpq wrapper: connect, parameterized exec, error mapping, a pool.
+/* db.c - libpq wrapper: connect, parameterized exec, pipelines, error
+ * mapping, a pool.
  *
  * Every PGresult is owned by a dbld_res and cleared by dbld_res_free(), or
  * cleared here on the error path. A connection that reports CONNECTION_BAD is
  * marked dead; the pool replaces dead connections on the next acquire.
+ *
+ * Waiting: no call blocks inside libpq. Statements are sent, then
+ * wait_ready() polls the socket (PQconsumeInput / PQisBusy) in slices of
+ * DBLD_DB_POLL_MS while an interrupt function is set, and asks it each time
+ * whether the caller still wants the answer; when not, the server is told to
+ * cancel (PQcancel, through a cancel handle made at connect time) and the
+ * statement ends with the interrupt's code instead of running on unobserved.
  */
 #include "dbld/db.h"
+#include "dbld/log.h"
 #include "dbld/util.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_PREPARED 32
+/* A statement name this connection sent a PREPARE for. */
+typedef struct prepared {
+    const char *name;
+    int pending; /* 1: sent, its result not read yet; 0: confirmed */
+} prepared;
 
 struct dbld_db {
     PGconn *conn;
-    const char *prepared[MAX_PREPARED]; /* names prepared on this connection (static strings) */
-    int n_prepared;
+    PGcancel *cancel; /* made at connect: PQcancel() on it is thread-safe */
+    int statement_timeout_ms;
+    /* names prepared (or being prepared) on this connection; grows as needed */
+    prepared *prep;
+    size_t n_prep, cap_prep;
+    /* the current user's interrupt (dbld_db_set_interrupt) */
+    dbld_db_interrupt_fn interrupt;
+    void *interrupt_arg;
+    atomic_int cancel_code; /* non-zero once a cancel was sent: what the statement returns */
     /* a pipeline sent with dbld_db_pipeline_send(): results per statement, and
      * the results read so far by dbld_db_pipeline_recv() (NULLs included) */
     int *expect;
@@ -35,8 +59,10 @@ int dbld_db_code_for_sqlstate(const char *state)
     if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
         strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 || strcmp(state, "53300") == 0)
         return DBLD_UNAVAILABLE;
-    if (strncmp(state, "22", 2) == 0) /* data exceptions, 2201B a bad regular expression */
-        return DBLD_INVALID_ARGUMENT;
+    if (strncmp(state, "53", 2) == 0) return DBLD_RESOURCE_EXHAUSTED; /* disk full, memory */
+    /* data exceptions (2201B a bad regular expression, 22003 out of range) and
+     * limits a value exceeds (54000: an index row too large) */
+    if (strncmp(state, "22", 2) == 0 || strncmp(state, "54", 2) == 0) return DBLD_INVALID_ARGUMENT;
     if (strcmp(state, "23505") == 0) return DBLD_ALREADY_EXISTS;
     if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) return DBLD_ABORTED;
     if (strcmp(state, "57014") == 0) return DBLD_DEADLINE_EXCEEDED;
@@ -57,26 +83,54 @@ static void ignore_notice(void *arg, const char *msg)
     (void)msg;
 }
 
-int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st)
+static int connect_failed(PGconn *c, dbld_status *st)
+{
+    dbld_status_set(st, DBLD_UNAVAILABLE, "could not connect to database: %s",
+                    c ? PQerrorMessage(c) : "out of memory");
+    if (st) trim_newline(st->msg);
+    PQfinish(c);
+    return DBLD_UNAVAILABLE;
+}
+
+/* Apply opts to a new session (parameterized: set_config(), not SET). */
+static int apply_opts(dbld_db *db, const dbld_db_opts *o, dbld_status *st)
+{
+    char timeout[32];
+    snprintf(timeout, sizeof timeout, "%d",
+             o->statement_timeout_ms > 0 ? o->statement_timeout_ms : 0);
+    const char *p[] = {timeout, o->read_only ? "on" : "off"};
+    db->statement_timeout_ms = o->statement_timeout_ms > 0 ? o->statement_timeout_ms : 0;
+    return dbld_db_exec(db,
+                        "SELECT set_config('statement_timeout', $1, false),"
+                        " set_config('default_transaction_read_only', $2, false)",
+                        2, p, NULL, st);
+}
+
+int dbld_db_connect_opts(const char *dsn, const dbld_db_opts *opts, dbld_db **out, dbld_status *st)
 {
     *out = NULL;
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
     const char *vals[] = {dsn, "5", "databuild", NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1 /* expand dbname as a conninfo */);
-    if (!c)
-        return dbld_status_set(st, DBLD_UNAVAILABLE,
-                               "could not connect to database: out of memory");
-    if (PQstatus(c) != CONNECTION_OK) {
-        dbld_status_set(st, DBLD_UNAVAILABLE, "could not connect to database: %s",
-                        PQerrorMessage(c));
-        if (st) trim_newline(st->msg);
-        PQfinish(c);
-        return DBLD_UNAVAILABLE;
-    }
+    if (!c || PQstatus(c) != CONNECTION_OK) return connect_failed(c, st);
     PQsetNoticeProcessor(c, ignore_notice, NULL); /* libpq would print them on stderr */
-    *out = dbld_xcalloc(1, sizeof **out);
-    (*out)->conn = c;
+    dbld_db *db = dbld_xcalloc(1, sizeof *db);
+    db->conn = c;
+    db->cancel = PQgetCancel(c);
+    if (opts && (opts->statement_timeout_ms > 0 || opts->read_only)) {
+        int rc = apply_opts(db, opts, st);
+        if (rc) {
+            dbld_db_close(db);
+            return rc;
+        }
+    }
+    *out = db;
     return 0;
+}
+
+int dbld_db_connect(const char *dsn, dbld_db **out, dbld_status *st)
+{
+    return dbld_db_connect_opts(dsn, NULL, out, st);
 }
 
 static void drop_got(dbld_db *db)
@@ -93,55 +147,156 @@ void dbld_db_close(dbld_db *db)
     if (!db) return;
     drop_got(db);
     free(db->got);
+    free(db->prep);
+    if (db->cancel) PQfreeCancel(db->cancel);
     PQfinish(db->conn);
     free(db);
 }
 
 int dbld_db_alive(dbld_db *db)
 {
-    return db && PQstatus(db->conn) == CONNECTION_OK;
+    return db && PQstatus(db->conn) == CONNECTION_OK && !atomic_load(&db->cancel_code);
+}
+
+void dbld_db_set_interrupt(dbld_db *db, dbld_db_interrupt_fn fn, void *arg)
+{
+    db->interrupt = fn;
+    db->interrupt_arg = arg;
+}
+
+int dbld_db_cancel(dbld_db *db, int code)
+{
+    char err[256];
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&db->cancel_code, &expected, code))
+        return 0; /* already sent */
+    if (db->cancel && PQcancel(db->cancel, err, sizeof err)) return 0;
+    return DBLD_UNAVAILABLE;
+}
+
+/* ---- errors ---- */
+
+/* The message for a statement that ended with code / state (not a lost
+ * connection): never PostgreSQL's own text but for a bad regex. */
+static void error_message(const dbld_db *db, int code, const char *state, const char *primary,
+                          dbld_status *st)
+{
+    int interrupted = atomic_load(&db->cancel_code);
+    if (state && strcmp(state, "57014") == 0 && interrupted)
+        dbld_status_set(st, code, "database statement cancelled: %s",
+                        interrupted == DBLD_DEADLINE_EXCEEDED ? "the call's deadline passed"
+                                                              : "the call was cancelled");
+    else if (state && strcmp(state, "57014") == 0 && db->statement_timeout_ms)
+        dbld_status_set(st, code,
+                        "database statement cancelled after the statement timeout (%d ms)",
+                        db->statement_timeout_ms);
+    else if (state && strcmp(state, "57014") == 0)
+        dbld_status_set(st, code, "database statement cancelled by the server");
+    else if (state && strcmp(state, "2201B") == 0 && primary)
+        dbld_status_set(st, code, "%s", primary); /* "invalid regular expression: ..." */
+    else if (code == DBLD_INVALID_ARGUMENT)
+        dbld_status_set(st, code, "a value was rejected by the database (SQLSTATE %s)", state);
+    else
+        dbld_status_set(st, code, "database error (SQLSTATE %s)", state ? state : "none");
 }
 
 static int fail_result(dbld_db *db, PGresult *r, dbld_status *st)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    int code =
-        PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : dbld_db_code_for_sqlstate(state);
     const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     if (!msg || !*msg) msg = PQerrorMessage(db->conn);
-    dbld_status_set(st, code, "%s%s", code == DBLD_UNAVAILABLE ? "database unavailable: " : "",
-                    msg && *msg ? msg : "unknown database error");
-    if (st) trim_newline(st->msg);
+    if (!msg || !*msg) msg = "unknown database error";
+    int code =
+        PQstatus(db->conn) != CONNECTION_OK ? DBLD_UNAVAILABLE : dbld_db_code_for_sqlstate(state);
+    if (code == DBLD_UNAVAILABLE) {
+        dbld_status_set(st, code, "database unavailable: %s", msg);
+        if (st) trim_newline(st->msg);
+        return code;
+    }
+    int interrupted = atomic_load(&db->cancel_code);
+    if (interrupted && state && strcmp(state, "57014") == 0) code = interrupted;
+    error_message(db, code, state, msg, st);
+    /* the full text only here, in the server's log */
+    const char *detail = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    dbld_log_level level = code == DBLD_INTERNAL                               ? DBLD_LOG_ERROR
+                           : interrupted || (state && !strcmp(state, "2201B")) ? DBLD_LOG_INFO
+                                                                               : DBLD_LOG_WARN;
+    dbld_log(level, "database statement failed", "sqlstate", state ? state : "", "error", msg,
+             "detail", detail ? detail : "", "status", dbld_code_name(code), (char *)NULL);
     return code;
 }
 
-static int is_prepared(const dbld_db *db, const char *name)
+/* ---- waiting ---- */
+
+/* Wait until PQgetResult() will not block: poll the socket, feed libpq, and
+ * between slices ask the interrupt whether to cancel. -1 when the connection
+ * failed (PQgetResult then reports it without blocking). */
+static int wait_ready(dbld_db *db)
 {
-    for (int i = 0; i < db->n_prepared; i++)
-        if (strcmp(db->prepared[i], name) == 0) return 1;
+    int fd = PQsocket(db->conn);
+    if (fd < 0) return -1;
+    while (PQisBusy(db->conn)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, db->interrupt ? DBLD_DB_POLL_MS : -1);
+        if (r < 0 && errno != EINTR) return -1;
+        if (r > 0 && !PQconsumeInput(db->conn)) return -1;
+        if (db->interrupt && !atomic_load(&db->cancel_code)) {
+            int code = db->interrupt(db->interrupt_arg);
+            if (code) dbld_db_cancel(db, code);
+        }
+    }
     return 0;
 }
 
-/* 1 if a statement before stmts[i] in this pipeline has stmts[i]'s name:
- * it prepares the name (once per connection, even when a batch repeats a
- * statement before its first PREPARE has completed). */
-static int prepared_earlier(const dbld_stmt *stmts, size_t i)
+static PGresult *get_result(dbld_db *db)
 {
-    for (size_t j = 0; j < i; j++)
-        if (stmts[j].name && strcmp(stmts[j].name, stmts[i].name) == 0) return 1;
-    return 0;
+    wait_ready(db);
+    return PQgetResult(db->conn);
 }
 
-/* Queue stmts[i] (and its PREPARE when needed); returns how many results the
- * server will send for it (1 or 2), or -1. */
-static int send_stmt(dbld_db *db, const dbld_stmt *stmts, size_t i)
+/* ---- prepared statement names ---- */
+
+static prepared *find_prepared(dbld_db *db, const char *name)
 {
-    const dbld_stmt *s = &stmts[i];
+    for (size_t i = 0; i < db->n_prep; i++)
+        if (strcmp(db->prep[i].name, name) == 0) return &db->prep[i];
+    return NULL;
+}
+
+static void add_prepared(dbld_db *db, const char *name)
+{
+    if (db->n_prep == db->cap_prep) {
+        db->cap_prep = db->cap_prep ? 2 * db->cap_prep : 16;
+        db->prep = dbld_xrealloc(db->prep, db->cap_prep * sizeof *db->prep);
+    }
+    db->prep[db->n_prep++] = (prepared){.name = name, .pending = 1};
+}
+
+/* A PREPARE's result arrived: keep the name (ok) or forget it. */
+static void settle_prepared(dbld_db *db, const char *name, int ok)
+{
+    prepared *p = find_prepared(db, name);
+    if (!p) return;
+    if (ok) {
+        p->pending = 0;
+    } else {
+        *p = db->prep[--db->n_prep];
+    }
+}
+
+/* ---- pipelines ---- */
+
+/* Queue one statement (and its PREPARE when its name was never sent on this
+ * connection); returns how many results the server will send for it (1, or
+ * 2 with the PREPARE), or -1. */
+static int send_stmt(dbld_db *db, const dbld_stmt *s)
+{
     if (!s->name)
         return PQsendQueryParams(db->conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0) ? 1 : -1;
     int extra = 0;
-    if (!is_prepared(db, s->name) && !prepared_earlier(stmts, i)) {
+    if (!find_prepared(db, s->name)) {
         if (!PQsendPrepare(db->conn, s->name, s->sql, s->n, NULL)) return -1;
+        add_prepared(db, s->name); /* pending: later statements of this pipeline use it */
         extra = 1;
     }
     return PQsendQueryPrepared(db->conn, s->name, s->n, s->params, NULL, NULL, 0) ? 1 + extra : -1;
@@ -149,18 +304,23 @@ static int send_stmt(dbld_db *db, const dbld_stmt *stmts, size_t i)
 
 /* Enter pipeline mode and queue the statements and the sync point; on
  * success db->expect holds how many results each statement yields. */
-static int pipeline_send(dbld_db *db, const dbld_stmt *stmts, size_t n, dbld_status *st)
+static int pipeline_send(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status *st)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (stmts[i].out) *stmts[i].out = NULL;
+        stmts[i].failed = 0;
+        stmts[i].sqlstate[0] = '\0';
+    }
     drop_got(db);
     if (!PQenterPipelineMode(db->conn)) return fail_result(db, NULL, st);
     db->expect = dbld_xcalloc(n ? n : 1, sizeof *db->expect);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++)
-        if ((db->expect[i] = send_stmt(db, stmts, i)) < 0) rc = fail_result(db, NULL, st);
+        if ((db->expect[i] = send_stmt(db, &stmts[i])) < 0) rc = fail_result(db, NULL, st);
     if (!rc && !PQpipelineSync(db->conn)) rc = fail_result(db, NULL, st);
     if (rc) { /* nothing usable was sent; the connection state is unknown */
+        for (size_t i = 0; i < n; i++)
+            if (db->expect[i] == 2) settle_prepared(db, stmts[i].name, 0);
         drop_got(db);
         PQexitPipelineMode(db->conn);
     }
@@ -172,7 +332,7 @@ static int pipeline_send(dbld_db *db, const dbld_stmt *stmts, size_t n, dbld_sta
 static PGresult *next_result(dbld_db *db)
 {
     if (db->next_got < db->n_got) return db->got[db->next_got++];
-    return PQgetResult(db->conn);
+    return get_result(db);
 }
 
 /* Collect the results of the statements sent by pipeline_send(). */
@@ -184,9 +344,9 @@ static int pipeline_collect(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status
             int is_exec = k == db->expect[i] - 1;
             PGresult *r = next_result(db);
             ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-            if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
-                if (!is_exec && db->n_prepared < MAX_PREPARED)
-                    db->prepared[db->n_prepared++] = stmts[i].name;
+            int ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+            if (!is_exec) settle_prepared(db, stmts[i].name, ok);
+            if (ok) {
                 if (is_exec && stmts[i].out) {
                     *stmts[i].out = dbld_xmalloc(sizeof **stmts[i].out);
                     (*stmts[i].out)->res = r;
@@ -194,8 +354,12 @@ static int pipeline_collect(dbld_db *db, dbld_stmt *stmts, size_t n, dbld_status
                 }
             } else if (!rc && s != PGRES_PIPELINE_ABORTED) {
                 rc = fail_result(db, r, st);
+                stmts[i].failed = 1;
+                const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+                snprintf(stmts[i].sqlstate, sizeof stmts[i].sqlstate, "%s", state ? state : "");
             } else if (!rc) {
                 rc = dbld_status_set(st, DBLD_INTERNAL, "pipeline aborted");
+                stmts[i].failed = 1;
             }
             PQclear(r);
             if (PQstatus(db->conn) != CONNECTION_OK) {
@@ -252,25 +416,43 @@ int dbld_db_pipeline_recv(dbld_db *db, dbld_stmt *stmts, size_t n, int *rc, dbld
     return 0;
 }
 
+/* ---- one statement ---- */
+
 int dbld_db_exec(dbld_db *db, const char *sql, int n, const char *const *params, dbld_res **out,
                  dbld_status *st)
 {
     if (out) *out = NULL;
-    PGresult *r = n == 0 && !out ? PQexec(db->conn, sql)
-                                 : PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
-        if (out) {
-            *out = dbld_xmalloc(sizeof **out);
-            (*out)->res = r;
+    /* the simple protocol (several statements allowed) only without params or a result */
+    int sent = n == 0 && !out ? PQsendQuery(db->conn, sql)
+                              : PQsendQueryParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (!sent) return fail_result(db, NULL, st);
+    /* Read every result: the first error wins, else the last result counts. */
+    PGresult *last = NULL, *err = NULL, *r;
+    while ((r = get_result(db))) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+            PQclear(last);
+            last = r;
+        } else if (!err) {
+            err = r;
         } else {
             PQclear(r);
         }
-        return 0;
+        if (PQstatus(db->conn) != CONNECTION_OK) break;
     }
-    int code = fail_result(db, r, st);
-    PQclear(r);
-    return code;
+    if (err || !last) {
+        PQclear(last);
+        int code = fail_result(db, err, st);
+        PQclear(err);
+        return code;
+    }
+    if (out) {
+        *out = dbld_xmalloc(sizeof **out);
+        (*out)->res = last;
+    } else {
+        PQclear(last);
+    }
+    return 0;
 }
 
 int dbld_res_rows(const dbld_res *r)
@@ -421,23 +603,36 @@ int dbld_bytea_decode(dbld_arena *a, const char *text, uint8_t **out, size_t *le
 
 struct dbld_pool {
     char *dsn;
-    int size;
+    dbld_pool_opts opts;
     dbld_db **free_conns; /* stack of idle connections (NULL = not yet made) */
     int n_free;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 };
 
-dbld_pool *dbld_pool_create(const char *dsn, int size)
+dbld_pool *dbld_pool_create_opts(const char *dsn, const dbld_pool_opts *opts)
 {
     dbld_pool *p = dbld_xcalloc(1, sizeof *p);
     p->dsn = dbld_xstrdup(dsn);
-    p->size = size < 1 ? 1 : size;
-    p->free_conns = dbld_xcalloc((size_t)p->size, sizeof *p->free_conns);
-    p->n_free = p->size; /* all slots idle; NULL entries connect lazily */
+    p->opts = *opts;
+    if (p->opts.size < 1) p->opts.size = 1;
+    if (p->opts.reserved > p->opts.size - 1) p->opts.reserved = p->opts.size - 1;
+    if (p->opts.reserved < 0) p->opts.reserved = 0;
+    p->free_conns = dbld_xcalloc((size_t)p->opts.size, sizeof *p->free_conns);
+    p->n_free = p->opts.size; /* all slots idle; NULL entries connect lazily */
     pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
     return p;
+}
+
+dbld_pool *dbld_pool_create(const char *dsn, int size)
+{
+    dbld_pool_opts o = {.size = size};
+    return dbld_pool_create_opts(dsn, &o);
 }
 
 void dbld_pool_destroy(dbld_pool *p)
@@ -452,19 +647,25 @@ void dbld_pool_destroy(dbld_pool *p)
     free(p);
 }
 
-int dbld_pool_acquire(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_status *st)
+/* Take a slot once more than `keep` are free; connect it if needed. */
+static int acquire(dbld_pool *p, int keep, int64_t timeout_ms, dbld_db **out, dbld_status *st)
 {
     *out = NULL;
     int64_t end = dbld_mono_ms() + (timeout_ms > 0 ? timeout_ms : 5000);
     pthread_mutex_lock(&p->mu);
-    while (p->n_free == 0) {
+    while (p->n_free <= keep) {
         int64_t left = end - dbld_mono_ms();
         if (left <= 0) {
             pthread_mutex_unlock(&p->mu);
+            if (keep)
+                return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
+                                       "all %d database connections for reads are busy (and %d"
+                                       " kept for the service's own work)",
+                                       p->opts.size - keep, keep);
             return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
-                                   "all %d database connections are busy", p->size);
+                                   "all %d database connections are busy", p->opts.size);
         }
-        struct timespec ts = dbld_abs_time(CLOCK_REALTIME, left);
+        struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, left);
         pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     }
     dbld_db *db = p->free_conns[--p->n_free];
@@ -473,7 +674,7 @@ int dbld_pool_acquire(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_stat
         dbld_db_close(db);
         db = NULL;
     }
-    if (!db && dbld_db_connect(p->dsn, &db, st) != 0) {
+    if (!db && dbld_db_connect_opts(p->dsn, &p->opts.db, &db, st) != 0) {
         dbld_pool_release(p, NULL); /* give the slot back */
         return st ? st->code : DBLD_UNAVAILABLE;
     }
@@ -481,14 +682,26 @@ int dbld_pool_acquire(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_stat
     return 0;
 }
 
+int dbld_pool_acquire(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_status *st)
+{
+    return acquire(p, 0, timeout_ms, out, st);
+}
+
+int dbld_pool_acquire_user(dbld_pool *p, int64_t timeout_ms, dbld_db **out, dbld_status *st)
+{
+    return acquire(p, p->opts.reserved, timeout_ms, out, st);
+}
+
 void dbld_pool_release(dbld_pool *p, dbld_db *db)
 {
+    if (db) dbld_db_set_interrupt(db, NULL, NULL);
     if (db && !dbld_db_alive(db)) {
         dbld_db_close(db);
         db = NULL;
     }
     pthread_mutex_lock(&p->mu);
     p->free_conns[p->n_free++] = db;
-    pthread_cond_signal(&p->cv);
+    /* every waiter: an internal one may be behind a user one that cannot take it */
+    pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }

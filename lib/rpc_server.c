@@ -613,6 +613,13 @@ int dbld_call_cancelled(dbld_call *call)
            dbld_call_remaining_ms(call) <= 0;
 }
 
+int dbld_call_interrupt(void *arg)
+{
+    dbld_call *call = arg;
+    if (!dbld_call_cancelled(call)) return 0;
+    return call && dbld_call_remaining_ms(call) <= 0 ? DBLD_DEADLINE_EXCEEDED : DBLD_CANCELLED;
+}
+
 int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
 {
     int64_t start = dbld_mono_ms();

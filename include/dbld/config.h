@@ -73,6 +73,7 @@ typedef struct dbld_config {
         dbld_server_config server;
         int group_commit_max_events; /* events per commit batch (default 5000) */
         int db_pool_size;            /* reader connections for List/Subscribe (default 4) */
+        int statement_timeout_ms;    /* longest statement on a reader connection (default 5000) */
     } eventlog;
     struct {
         dbld_server_config server;
@@ -92,7 +93,8 @@ typedef struct dbld_config {
     } graph;
     struct {
         dbld_server_config server;
-        char *postgres_dsn; /* read-only DSN; defaults to shared.postgres_dsn */
+        char *postgres_dsn;       /* read-only DSN; defaults to shared.postgres_dsn */
+        int statement_timeout_ms; /* longest statement of a read (default 5000) */
     } query;
 } dbld_config;
 

@@ -79,6 +79,11 @@ int64_t dbld_call_remaining_ms(dbld_call *call);
  * down. Shutdown counts for streaming calls as soon as it begins; unary calls
  * are given the grace period and only count as cancelled once it is over. */
 int dbld_call_cancelled(dbld_call *call);
+/* Why the call should stop, as a code: DEADLINE_EXCEEDED once its deadline
+ * passed, CANCELLED once it was cancelled otherwise (dbld_call_cancelled()),
+ * else 0. Takes a void * so it can be a dbld_db_interrupt_fn (db.h) with the
+ * call as its argument: a database wait then ends when the call does. */
+int dbld_call_interrupt(void *call);
 /* Stream one response message (streaming handlers only). Blocks until the
  * message is handed to the transport. Returns 0, or CANCELLED when the client
  * has gone away (the handler should then return). */

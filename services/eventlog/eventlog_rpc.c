@@ -90,12 +90,13 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
     int limit = req->limit == 0 ? LIST_DEFAULT : req->limit > LIST_MAX ? LIST_MAX : (int)req->limit;
-    int rc = el_store_check_patterns(store, req->filter, st);
+    int rc = el_store_check_patterns(store, call, req->filter, st);
     if (rc) return rc;
     el_row *rows;
     size_t n;
     int has_more;
-    rc = el_store_list(store, req->filter, req->start_idx, limit, a, &rows, &n, &has_more, st);
+    rc =
+        el_store_list(store, call, req->filter, req->start_idx, limit, a, &rows, &n, &has_more, st);
     if (rc) return rc;
     Databuild__V1__EventPage *page = dbld_arena_msg(a, &databuild__v1__event_page__descriptor);
     page->n_events = n;
@@ -167,8 +168,8 @@ static int sub_from_db(sub *s, dbld_status *st)
     el_row *rows;
     size_t n;
     int has_more;
-    int rc = el_store_list(s->store, &s->sql_filter, s->cursor, SUBSCRIBE_PAGE, s->a, &rows, &n,
-                           &has_more, st);
+    int rc = el_store_list(s->store, s->call, &s->sql_filter, s->cursor, SUBSCRIBE_PAGE, s->a,
+                           &rows, &n, &has_more, st);
     if (rc == DBLD_UNAVAILABLE) { /* keep the stream; the database comes back */
         dbld_call_wait_cancel(s->call, SUBSCRIBE_RETRY_MS);
         return 0;
@@ -196,7 +197,11 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
     sub s = {.call = call, .store = dbld_call_user(call), .cursor = req->start_idx};
-    int rc = el_filter_compile(req->filter, &s.filter, st);
+    /* the same pattern limits as List (dbld_regex_check), then POSIX for the
+     * in-memory filter */
+    int rc = el_store_check_patterns(s.store, call, req->filter, st);
+    if (rc) return rc;
+    rc = el_filter_compile(req->filter, &s.filter, st);
     if (rc) return rc;
     el_filter_without_patterns(req->filter, &s.sql_filter);
     s.hub = el_store_hub(s.store);

@@ -6,8 +6,9 @@
 #include "dbld/util.h"
 
 #include <inttypes.h>
-#include <string.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LOGS_DEFAULT 1000
 #define LOGS_MAX 10000
@@ -56,6 +57,10 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
         if (e->sequence_number == 0)
             return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
                                    "entry %zu: sequence_number must start at 1", i);
+        if (e->sequence_number > (uint64_t)INT64_MAX) /* stored as a bigint */
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "entry %zu: sequence_number %" PRIu64 " is above %" PRId64, i,
+                                   e->sequence_number, INT64_MAX);
         if (e->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT__NOT_SET)
             return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "entry %zu: content is not set", i);
         size_t len = protobuf_c_message_get_packed_size(&e->base);
@@ -174,7 +179,8 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
                                                      : (int)req->limit,
                     .a = dbld_call_arena(call)};
     la.resp = dbld_arena_msg(la.a, &databuild__v1__job_logs_response__descriptor);
-    int rc = el_store_with_db(dbld_call_user(call), list_fn, &la, st);
+    int rc = el_store_read_with_db(dbld_call_user(call), call, list_fn, &la, st);
+    if (rc && rc != DBLD_NOT_FOUND) dbld_status_prefix(st, "could not list job logs");
     if (rc) return rc;
     *resp_msg = &la.resp->base;
     return 0;

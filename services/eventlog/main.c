@@ -44,6 +44,7 @@ int main(int argc, char **argv)
         .dsn = cfg.shared.postgres_dsn,
         .max_batch_events = cfg.eventlog.group_commit_max_events,
         .pool_size = cfg.eventlog.db_pool_size,
+        .statement_timeout_ms = cfg.eventlog.statement_timeout_ms,
         .server = srv,
     };
     el_store *store = el_store_create(&eo);

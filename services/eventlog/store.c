@@ -15,6 +15,7 @@
 #include "store.h"
 #include "dbld/db.h"
 #include "hub.h"
+#include "dbld/db_regex.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 #include "migrations.h"
@@ -37,6 +38,14 @@
  * clients) instead of growing memory. */
 #define QUEUE_BATCHES 10
 #define QUEUE_MIN_EVENTS 10000
+
+/* Reader connections kept from user reads (el_store_read_with_db()). */
+#define READS_RESERVED 1
+/* Longest wait for a reader connection: the service's own calls, and user
+ * reads, which give up sooner: a waiting read holds an RPC worker, and the
+ * workers (8 by default, db_pool_size 4) must stay free for leases too. */
+#define ACQUIRE_MS 5000
+#define READ_ACQUIRE_MS 1000
 
 typedef struct pending {
     el_event *evs;
@@ -873,6 +882,13 @@ static void finish(el_store *s, pending *reqs, const dbld_status *st)
             dbld_status r;
             dbld_status_set(&r, DBLD_FAILED_PRECONDITION, "%s", reqs->refused);
             reqs->cb(reqs->cb_arg, &r);
+        } else if (st->code) {
+            dbld_status e = *st; /* name the operation: a request may see its batch's error */
+            dbld_status_prefix(&e, "%s",
+                               reqs->claim  ? "could not decide the claim"
+                               : reqs->logs ? "could not store job logs"
+                                            : "could not append events");
+            reqs->cb(reqs->cb_arg, &e);
         } else {
             reqs->cb(reqs->cb_arg, st);
         }
@@ -943,7 +959,12 @@ el_store *el_store_create(const el_store_opts *opts)
     s->max_queued = (size_t)s->opts.max_batch_events * QUEUE_BATCHES;
     if (s->max_queued < QUEUE_MIN_EVENTS) s->max_queued = QUEUE_MIN_EVENTS;
     s->dsn = dbld_xstrdup(opts->dsn);
-    s->pool = dbld_pool_create(opts->dsn, opts->pool_size);
+    /* one reader connection stays free for the service's own work (leases,
+     * claims): user reads cannot starve the coordinators' orphan polls */
+    dbld_pool_opts po = {.size = opts->pool_size,
+                         .reserved = READS_RESERVED,
+                         .db = {.statement_timeout_ms = opts->statement_timeout_ms}};
+    s->pool = dbld_pool_create_opts(opts->dsn, &po);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
     pthread_cond_init(&s->mon_cv, NULL);
@@ -1057,10 +1078,26 @@ int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st)
     int rc = unavailable(s, st);
     if (rc) return rc;
     dbld_db *db;
-    rc = dbld_pool_acquire(s->pool, 5000, &db, st);
+    rc = dbld_pool_acquire(s->pool, ACQUIRE_MS, &db, st);
     if (rc) return rc;
     rc = fn(db, arg, st);
     dbld_pool_release(s->pool, db);
+    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
+    return rc;
+}
+
+int el_store_read_with_db(el_store *s, dbld_call *call, el_db_fn fn, void *arg, dbld_status *st)
+{
+    int rc = unavailable(s, st);
+    if (rc) return rc;
+    int64_t left = dbld_call_remaining_ms(call);
+    dbld_db *db;
+    rc = dbld_pool_acquire_user(
+        s->pool, left < READ_ACQUIRE_MS ? (left > 1 ? left : 1) : READ_ACQUIRE_MS, &db, st);
+    if (rc) return rc;
+    dbld_db_set_interrupt(db, dbld_call_interrupt, call);
+    rc = fn(db, arg, st);
+    dbld_pool_release(s->pool, db); /* clears the interrupt; closes a cancelled connection */
     if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
     return rc;
 }
@@ -1108,36 +1145,95 @@ static const char *filter_lit(dbld_arena *a, char **items, size_t n)
     return n ? dbld_pg_text_array(a, (const char *const *)items, n) : NULL;
 }
 
-int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter, dbld_status *st)
+typedef struct patterns_args {
+    const Databuild__V1__EventFilter *filter;
+} patterns_args;
+
+/* PostgreSQL's syntax check of each pattern (ARE: only it knows). */
+static int patterns_fn(dbld_db *db, void *arg, dbld_status *st)
 {
-    if (!filter || !filter->n_partition_patterns) return 0;
-    int rc = unavailable(s, st);
-    if (rc) return rc;
-    dbld_db *db;
-    rc = dbld_pool_acquire(s->pool, 5000, &db, st);
-    if (rc) return rc;
-    for (size_t i = 0; !rc && i < filter->n_partition_patterns; i++) {
-        const char *p[] = {filter->partition_patterns[i]};
+    const Databuild__V1__EventFilter *f = ((patterns_args *)arg)->filter;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < f->n_partition_patterns; i++) {
+        const char *p[] = {f->partition_patterns[i]};
         rc = dbld_db_exec(db, "SELECT '' ~ $1", 1, p, NULL, st);
         if (rc == DBLD_INVALID_ARGUMENT)
-            dbld_status_prefix(st, "invalid partition pattern \"%.200s\"",
-                               filter->partition_patterns[i]);
+            dbld_status_prefix(st, "invalid partition pattern \"%.200s\"", p[0]);
     }
-    dbld_pool_release(s->pool, db);
-    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
     return rc;
 }
 
-int el_store_list(el_store *s, const Databuild__V1__EventFilter *f, int64_t start_idx, int limit,
-                  dbld_arena *a, el_row **rows, size_t *n, int *has_more, dbld_status *st)
+int el_store_check_patterns(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *filter,
+                            dbld_status *st)
+{
+    if (!filter || !filter->n_partition_patterns) return 0;
+    for (size_t i = 0; i < filter->n_partition_patterns; i++) {
+        int rc = dbld_regex_check(filter->partition_patterns[i], "partition pattern", st);
+        if (rc) return rc;
+    }
+    patterns_args pa = {filter};
+    int rc = el_store_read_with_db(s, call, patterns_fn, &pa, st);
+    if (rc && rc != DBLD_INVALID_ARGUMENT) dbld_status_prefix(st, "could not check patterns");
+    return rc;
+}
+
+typedef struct list_args {
+    const Databuild__V1__EventFilter *filter;
+    const char *const *params;
+    dbld_res *res;
+} list_args;
+
+/* One round trip: PostgreSQL's syntax check of each pattern (so an error
+ * names the pattern), then the page. */
+static int list_fn(dbld_db *db, void *arg, dbld_status *st)
+{
+    list_args *la = arg;
+    const Databuild__V1__EventFilter *f = la->filter;
+    size_t n = f->n_partition_patterns;
+    dbld_stmt *stmts = dbld_xcalloc(n + 1, sizeof *stmts);
+    const char **pats = dbld_xcalloc(n + 1, sizeof *pats);
+    for (size_t i = 0; i < n; i++) {
+        pats[i] = f->partition_patterns[i];
+        stmts[i] = (dbld_stmt){.sql = "SELECT '' ~ $1", .n = 1, .params = &pats[i]};
+    }
+    stmts[n] = (dbld_stmt){
+        .sql = "SELECT idx, payload FROM events WHERE idx >= $1::bigint"
+               " AND ($2::text[] IS NULL OR partition_refs && $2::text[])"
+               " AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"
+               "      unnest($3::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"
+               " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
+               " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
+               " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
+               " ORDER BY idx LIMIT $7::int",
+        .n = 7,
+        .params = la->params,
+        .out = &la->res};
+    int rc = dbld_db_pipeline(db, stmts, n + 1, st);
+    for (size_t i = 0; rc == DBLD_INVALID_ARGUMENT && i <= n; i++) {
+        if (!stmts[i].failed || strcmp(stmts[i].sqlstate, "2201B") != 0) continue;
+        if (i < n)
+            dbld_status_prefix(st, "invalid partition pattern \"%.200s\"", pats[i]);
+        else /* valid alone, not inside ^(?:...)$ */
+            dbld_status_prefix(st, "invalid partition pattern in %.400s", la->params[2]);
+    }
+    free(stmts);
+    free(pats);
+    return rc;
+}
+
+int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *f,
+                  int64_t start_idx, int limit, dbld_arena *a, el_row **rows, size_t *n,
+                  int *has_more, dbld_status *st)
 {
     *rows = NULL;
     *n = 0;
     *has_more = 0;
-    int rc = unavailable(s, st);
-    if (rc) return rc;
     Databuild__V1__EventFilter empty = DATABUILD__V1__EVENT_FILTER__INIT;
     if (!f) f = &empty;
+    for (size_t i = 0; i < f->n_partition_patterns; i++) {
+        int rc = dbld_regex_check(f->partition_patterns[i], "partition pattern", st);
+        if (rc) return rc;
+    }
     const char *p[] = {
         dbld_arena_printf(a, "%" PRId64, start_idx),
         filter_lit(a, f->partition_refs, f->n_partition_refs),
@@ -1147,26 +1243,15 @@ int el_store_list(el_store *s, const Databuild__V1__EventFilter *f, int64_t star
         filter_lit(a, f->build_request_ids, f->n_build_request_ids),
         dbld_arena_printf(a, "%d", limit + 1),
     };
-    dbld_db *db;
-    rc = dbld_pool_acquire(s->pool, 5000, &db, st);
-    if (rc) return rc;
-    dbld_res *r = NULL;
-    rc =
-        dbld_db_exec(db,
-                     "SELECT idx, payload FROM events WHERE idx >= $1::bigint"
-                     " AND ($2::text[] IS NULL OR partition_refs && $2::text[])"
-                     " AND ($3::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest(partition_refs) ref,"
-                     "      unnest($3::text[]) pat WHERE ref ~ ('^(?:' || pat || ')$')))"
-                     " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
-                     " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
-                     " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
-                     " ORDER BY idx LIMIT $7::int",
-                     7, p, &r, st);
-    dbld_pool_release(s->pool, db);
+    list_args la = {.filter = f, .params = p};
+    int rc = el_store_read_with_db(s, call, list_fn, &la, st);
     if (rc) {
-        if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
+        dbld_res_free(la.res);
+        if (rc != DBLD_INVALID_ARGUMENT || !strstr(st->msg, "invalid partition pattern"))
+            dbld_status_prefix(st, "could not list events");
         return rc;
     }
+    dbld_res *r = la.res;
     int total = dbld_res_rows(r);
     int take = total > limit ? limit : total;
     *has_more = total > limit;

@@ -26,9 +26,10 @@ typedef struct el_store el_store;
 
 typedef struct el_store_opts {
     const char *dsn;
-    int max_batch_events; /* events per transaction */
-    int pool_size;        /* reader connections */
-    dbld_server *server;  /* health is reported here (may be NULL) */
+    int max_batch_events;     /* events per transaction */
+    int pool_size;            /* reader connections (one is kept from user reads, see below) */
+    int statement_timeout_ms; /* on reader connections (0: none) */
+    dbld_server *server;      /* health is reported here (may be NULL) */
 } el_store_opts;
 
 /* Caller frees with el_store_destroy(). Nothing runs until el_store_start(). */
@@ -67,10 +68,15 @@ typedef struct el_row {
 } el_row;
 
 /* Events matching filter with idx >= start_idx, in idx order, at most limit;
- * *has_more tells whether more match. Rows come from the arena. */
-int el_store_list(el_store *s, const Databuild__V1__EventFilter *filter, int64_t start_idx,
-                  int limit, dbld_arena *a, el_row **rows, size_t *n, int *has_more,
-                  dbld_status *st);
+ * *has_more tells whether more match. Rows come from the arena. Patterns are
+ * checked first (dbld_regex_check(), then PostgreSQL's syntax in the same
+ * round trip as the page): INVALID_ARGUMENT naming the pattern. A user read
+ * (el_store_read_with_db()) on behalf of call: it ends with CANCELLED /
+ * DEADLINE_EXCEEDED when the call does; other errors are "could not list
+ * events: ...". */
+int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *filter,
+                  int64_t start_idx, int limit, dbld_arena *a, el_row **rows, size_t *n,
+                  int *has_more, dbld_status *st);
 
 /* The commit feed every Subscribe stream reads (hub.h); borrowed, lives
  * as long as the store. */
@@ -113,11 +119,20 @@ int el_store_joblogs_async(el_store *s, el_joblogs *logs, dbld_arena *a, el_appe
                            dbld_status *st);
 
 /* Run fn with a pooled connection (fails fast with UNAVAILABLE while the
- * database is down; marks it down when fn reports UNAVAILABLE). */
+ * database is down; marks it down when fn reports UNAVAILABLE). For the
+ * service's own callers (leases, claims): may take every connection. */
 typedef int (*el_db_fn)(dbld_db *db, void *arg, dbld_status *st);
 int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st);
+/* The same for reads any client may send (List, Subscribe, JobLogs/List),
+ * which may be slow: they leave one connection of the pool to
+ * el_store_with_db() (RESOURCE_EXHAUSTED when the others are busy), and a
+ * statement ends as soon as call is cancelled or passes its deadline
+ * (PQcancel; CANCELLED / DEADLINE_EXCEEDED). */
+int el_store_read_with_db(el_store *s, dbld_call *call, el_db_fn fn, void *arg, dbld_status *st);
 
-/* Validate partition patterns against PostgreSQL's regex engine. */
-int el_store_check_patterns(el_store *s, const Databuild__V1__EventFilter *filter, dbld_status *st);
+/* Validate partition patterns: the limits of dbld_regex_check(), then
+ * PostgreSQL's regex syntax; INVALID_ARGUMENT naming the pattern. */
+int el_store_check_patterns(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *filter,
+                            dbld_status *st);
 
 #endif

@@ -28,8 +28,8 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
     pthread_cond_init(&q->cv, NULL);
     int workers = cfg->query.server.workers > 0 ? cfg->query.server.workers : 4;
     q->pool_size = workers + 1;
-    q->pool =
-        dbld_pool_create(cfg->query.postgres_dsn ? cfg->query.postgres_dsn : "", q->pool_size);
+    dbld_pool_opts po = {.size = q->pool_size, .db = q_session_opts(cfg)};
+    q->pool = dbld_pool_create_opts(cfg->query.postgres_dsn ? cfg->query.postgres_dsn : "", &po);
     q->rx = q_reactor_create(q, workers);
     if (!q->rx) {
         q_ctx_destroy(q);
@@ -41,6 +41,11 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
     }
     *out = q;
     return 0;
+}
+
+dbld_db_opts q_session_opts(const dbld_config *cfg)
+{
+    return (dbld_db_opts){.statement_timeout_ms = cfg->query.statement_timeout_ms, .read_only = 1};
 }
 
 int q_ref_kind(const q_ctx *q, const char *ref, size_t *job)
@@ -134,7 +139,6 @@ void q_ctx_destroy(q_ctx *q)
     q_reactor_destroy(q->rx);
     dbld_pool_destroy(q->pool);
     dbld_outputs_destroy(q->outs);
-    free(q->ro);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     free(q);

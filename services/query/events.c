@@ -108,7 +108,8 @@ int q_get_build_events(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
     dbld_res *res;
     int n, more;
     int rc = q_page(r, &pg, &res, &n, &more, st);
-    if (rc == DBLD_INVALID_ARGUMENT && f->n_partition_patterns) /* valid alone, not anchored */
+    if (rc == DBLD_INVALID_ARGUMENT && f->n_partition_patterns &&
+        strncmp(st->msg, "invalid regular expression", 26) == 0) /* valid alone, not anchored */
         dbld_status_prefix(st, "invalid partition pattern in %s", p[1]);
     if (rc) return rc;
     Databuild__V1__ListBuildEventsResponse *resp =

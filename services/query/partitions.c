@@ -16,6 +16,10 @@
  */
 #include "query.h"
 
+#include "dbld/db_regex.h"
+
+#include <inttypes.h>
+#include <stdint.h>
 #include <string.h>
 
 #define SUMMARY_SQL                                                                                \
@@ -96,8 +100,12 @@ static int list_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, 
     dbld_res_free(j->res[0]);
     if (rc) {
         dbld_res_free(res);
-        if (rc == DBLD_INVALID_ARGUMENT && *req->ref_pattern)
+        /* only a regex error is the pattern's (a bad status value is not) */
+        if (strcmp(j->stmts[0].sqlstate, "2201B") == 0 ||
+            strcmp(j->stmts[j->n - 1].sqlstate, "2201B") == 0) {
             dbld_status_prefix(st, "invalid ref_pattern \"%.200s\"", req->ref_pattern);
+            r->db_failed = 0;
+        }
         return rc;
     }
     dbld_arena *a = r->a;
@@ -124,14 +132,23 @@ static int list_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, 
 
 int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_status *st)
 {
-    (void)st;
     const Databuild__V1__ListPartitionsRequest *req =
         (const Databuild__V1__ListPartitionsRequest *)req_msg;
     dbld_arena *a = r->a;
     const char *pattern = *req->ref_pattern ? req->ref_pattern : NULL;
+    if (pattern && dbld_regex_check(pattern, "ref_pattern", st)) return st->code;
     char **codes = dbld_arena_alloc(a, (req->n_partition_status + 1) * sizeof *codes);
-    for (size_t i = 0; i < req->n_partition_status; i++)
-        codes[i] = (char *)q_i64(a, req->partition_status[i]);
+    for (size_t i = 0; i < req->n_partition_status; i++) {
+        /* bound as int[]: a value outside the enum is the caller's, not a database error */
+        int64_t code = (int64_t)req->partition_status[i];
+        if (code > INT32_MAX || code < INT32_MIN ||
+            !protobuf_c_enum_descriptor_get_value(&databuild__v1__partition_status__descriptor,
+                                                  (int)code))
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "partition_status[%zu]: %" PRId64 " is not a PartitionStatus", i,
+                                   code);
+        codes[i] = (char *)q_i64(a, code);
+    }
     const char **p = dbld_arena_alloc(a, 4 * sizeof *p);
     p[0] = req->last_partition;
     p[1] = pattern;

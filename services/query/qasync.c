@@ -16,6 +16,14 @@
  * the reactor). A read that finds its connection lost is queued again (at
  * most once per connection, as q_pipeline() retries) and the connection is
  * remade by the reactor.
+ *
+ * Cancellation: while calls are in flight the reactor wakes every
+ * DBLD_DB_POLL_MS and, for each connection whose call was cancelled or
+ * passed its deadline, asks PostgreSQL to cancel the statement (PQcancel);
+ * the call then ends with CANCELLED / DEADLINE_EXCEEDED and the connection,
+ * which a late cancel could still hit, is replaced. The flag `inflight` (under
+ * mu) says that a connection's call may be looked at: set before the
+ * statements are sent, cleared by the owner before it finishes the call.
  */
 #include "query.h"
 
@@ -28,12 +36,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define SESSION_SQL "SET default_transaction_read_only = on; SET statement_timeout = '60s'"
 #define MAX_EVENTS 64
 
 typedef struct q_conn {
-    dbld_db *db; /* NULL: not (or no longer) connected */
-    q_job *cur;  /* the call it carries */
+    dbld_db *db;  /* NULL: not (or no longer) connected */
+    q_job *cur;   /* the call it carries */
+    int inflight; /* under mu: cur's call may be checked for cancellation */
     struct q_conn *next_idle;
 } q_conn;
 
@@ -60,7 +68,9 @@ static void wake(q_reactor *rx)
 static void finish_job(q_job *j, int rc, dbld_status *st)
 {
     ProtobufCMessage *resp = NULL;
+    j->r.db_failed = rc != 0; /* finish clears it when it named the problem itself */
     rc = j->finish(&j->r, j, rc, &resp, st);
+    if (rc && j->r.db_failed) dbld_status_prefix(st, "could not %s", j->op);
     if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(j->r.q, st->msg);
     dbld_call_complete(j->call, rc, rc ? st->msg : "", rc ? NULL : resp);
 }
@@ -97,7 +107,12 @@ static void enqueue(q_reactor *rx, q_job *j, int front)
 /* A job's connection was lost: try again on another (queued first) or give up. */
 static void retry_or_fail(q_reactor *rx, q_job *j, int rc, dbld_status *st)
 {
-    if (++j->attempts <= rx->n) {
+    int stop = dbld_call_interrupt(j->call); /* nobody waits for it any more */
+    if (stop) {
+        dbld_status_set(st, stop, "%s",
+                        stop == DBLD_CANCELLED ? "call cancelled" : "deadline exceeded");
+        finish_job(j, stop, st);
+    } else if (++j->attempts <= rx->n) {
         enqueue(rx, j, 1);
         wake(rx);
     } else {
@@ -112,6 +127,7 @@ static void send_on(q_reactor *rx, q_conn *c, q_job *j)
     dbld_status_clear(&st);
     pthread_mutex_lock(&rx->mu);
     c->cur = j;
+    c->inflight = 1;
     pthread_mutex_unlock(&rx->mu);
     int rc = dbld_db_pipeline_send(c->db, j->stmts, j->n, &st);
     if (rc == 0) {
@@ -119,6 +135,9 @@ static void send_on(q_reactor *rx, q_conn *c, q_job *j)
         if (epoll_ctl(rx->ep, EPOLL_CTL_MOD, dbld_db_socket(c->db), &ev) == 0) return;
         rc = dbld_status_set(&st, DBLD_INTERNAL, "epoll_ctl failed");
     }
+    pthread_mutex_lock(&rx->mu);
+    c->inflight = 0;
+    pthread_mutex_unlock(&rx->mu);
     if (!dbld_db_alive(c->db)) {
         drop_conn(rx, c);
         retry_or_fail(rx, j, rc, &st);
@@ -150,7 +169,7 @@ static void next_on(q_reactor *rx, q_conn *c)
     if (j) send_on(rx, c, j);
 }
 
-int q_job_submit(dbld_call *call, q_job_start_fn start, const ProtobufCMessage *req,
+int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
                  dbld_status *st)
 {
     q_ctx *q = dbld_call_user(call);
@@ -159,6 +178,7 @@ int q_job_submit(dbld_call *call, q_job_start_fn start, const ProtobufCMessage *
     q_job *j = dbld_arena_alloc(a, sizeof *j);
     memset(j, 0, sizeof *j);
     j->call = call;
+    j->op = op;
     j->r = (q_req){.q = q, .a = a, .timeout_ms = 30000};
     int rc = start(&j->r, req, j, st);
     if (rc) return rc;
@@ -195,8 +215,8 @@ static void connect_some(q_reactor *rx)
         dbld_status st;
         dbld_status_clear(&st);
         const char *dsn = rx->q->cfg->query.postgres_dsn ? rx->q->cfg->query.postgres_dsn : "";
-        int rc = dbld_db_connect(dsn, &c->db, &st);
-        if (rc == 0) rc = dbld_db_exec(c->db, SESSION_SQL, 0, NULL, NULL, &st);
+        dbld_db_opts so = q_session_opts(rx->q->cfg);
+        int rc = dbld_db_connect_opts(dsn, &so, &c->db, &st);
         struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = c}; /* disarmed */
         if (rc == 0 && epoll_ctl(rx->ep, EPOLL_CTL_ADD, dbld_db_socket(c->db), &ev) != 0)
             rc = dbld_status_set(&st, DBLD_INTERNAL, "epoll_ctl failed");
@@ -233,6 +253,9 @@ static void readable(q_reactor *rx, q_conn *c)
         if (epoll_ctl(rx->ep, EPOLL_CTL_MOD, dbld_db_socket(c->db), &ev) == 0) return;
         rc = dbld_status_set(&st, DBLD_INTERNAL, "epoll_ctl failed");
     }
+    pthread_mutex_lock(&rx->mu);
+    c->inflight = 0;
+    pthread_mutex_unlock(&rx->mu);
     if (rc == DBLD_UNAVAILABLE && !dbld_db_alive(c->db)) {
         for (size_t i = 0; i < j->n; i++) { /* results of the lost attempt */
             if (!j->stmts[i].out) continue;
@@ -245,7 +268,29 @@ static void readable(q_reactor *rx, q_conn *c)
     }
     c->cur = NULL;
     finish_job(j, rc, &st);
-    next_on(rx, c);
+    if (dbld_db_alive(c->db)) {
+        next_on(rx, c);
+    } else { /* cancelled: a late cancel could hit its next statement */
+        drop_conn(rx, c);
+        wake(rx); /* connect_some() remakes it when calls wait */
+    }
+}
+
+/* Reactor thread: cancel the statements of calls that were cancelled or
+ * passed their deadline. Returns how many calls are in flight. */
+static int cancel_abandoned(q_reactor *rx)
+{
+    int n = 0;
+    pthread_mutex_lock(&rx->mu);
+    for (int i = 0; i < rx->n; i++) {
+        q_conn *c = &rx->conns[i];
+        if (!c->inflight) continue;
+        n++;
+        int code = dbld_call_interrupt(c->cur->call);
+        if (code) dbld_db_cancel(c->db, code); /* once: later calls do nothing */
+    }
+    pthread_mutex_unlock(&rx->mu);
+    return n;
 }
 
 static void *reactor_main(void *arg)
@@ -253,7 +298,8 @@ static void *reactor_main(void *arg)
     q_reactor *rx = arg;
     struct epoll_event evs[MAX_EVENTS];
     for (;;) {
-        int n = epoll_wait(rx->ep, evs, MAX_EVENTS, -1);
+        int busy = cancel_abandoned(rx);
+        int n = epoll_wait(rx->ep, evs, MAX_EVENTS, busy ? DBLD_DB_POLL_MS : -1);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.ptr == NULL) {
                 uint64_t v;

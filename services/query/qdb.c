@@ -2,75 +2,44 @@
  * call (borrowed lazily, returned when the call ends), a read-only session,
  * and the keyset pager every list RPC uses.
  *
- * Read-only: dbld_pool makes connections lazily and has no on-connect hook,
- * so the first time a call borrows a connection this process has not seen,
- * it runs `SET default_transaction_read_only = on` (and a statement timeout)
- * and remembers the connection. A connection found dead at release is
- * forgotten before the pool frees it, so a recycled address is set up again.
- * The DSN may point at a replica: nothing here writes.
+ * Sessions: the pool opens every connection read-only with the configured
+ * statement timeout (query.statement_timeout_ms, SET at connect time), so
+ * no read holds a connection longer. While a call holds its connection, its
+ * statements are interrupted (PQcancel) as soon as the call is cancelled or
+ * passes its deadline (dbld_call_interrupt). The DSN may point at a replica:
+ * nothing here writes.
  */
 #include "query.h"
 
+#include "dbld/db_regex.h"
 #include "dbld/util.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#define SESSION_SQL "SET default_transaction_read_only = on; SET statement_timeout = '60s'"
 #define ACQUIRE_MAX_MS 5000
 
-static int ro_known(q_ctx *q, const dbld_db *db)
-{
-    for (size_t i = 0; i < q->n_ro; i++)
-        if (q->ro[i] == db) return 1;
-    return 0;
-}
-
-static void ro_add(q_ctx *q, const dbld_db *db)
-{
-    pthread_mutex_lock(&q->mu);
-    if (!ro_known(q, db)) {
-        if (q->n_ro == q->cap_ro) {
-            q->cap_ro = q->cap_ro ? 2 * q->cap_ro : 16;
-            q->ro = dbld_xrealloc(q->ro, q->cap_ro * sizeof *q->ro);
-        }
-        q->ro[q->n_ro++] = db;
-    }
-    pthread_mutex_unlock(&q->mu);
-}
-
-static void ro_forget(q_ctx *q, const dbld_db *db)
-{
-    pthread_mutex_lock(&q->mu);
-    for (size_t i = 0; i < q->n_ro; i++) {
-        if (q->ro[i] == db) {
-            q->ro[i] = q->ro[--q->n_ro];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&q->mu);
-}
-
-int q_run(dbld_call *call, q_fn fn, const ProtobufCMessage *req, ProtobufCMessage **resp,
-          dbld_status *st)
+int q_run(dbld_call *call, const char *op, q_fn fn, const ProtobufCMessage *req,
+          ProtobufCMessage **resp, dbld_status *st)
 {
     int64_t left = dbld_call_remaining_ms(call);
     q_req r = {.q = dbld_call_user(call),
                .a = dbld_call_arena(call),
+               .call = call,
                .timeout_ms = left > 30000 ? 30000
                              : left < 1   ? 1
                                           : left};
     int rc = fn(&r, req, resp, st);
     q_req_done(&r);
+    if (rc && r.db_failed) dbld_status_prefix(st, "could not %s", op);
     return rc;
 }
 
 void q_req_done(q_req *r)
 {
     if (!r->db) return;
-    if (!dbld_db_alive(r->db)) ro_forget(r->q, r->db);
-    dbld_pool_release(r->q->pool, r->db);
+    dbld_pool_release(r->q->pool, r->db); /* closes a lost or cancelled connection */
     r->db = NULL;
 }
 
@@ -92,26 +61,17 @@ int q_db(q_req *r, dbld_db **db, dbld_status *st)
         if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(r->q, st->msg);
         return rc;
     }
-    pthread_mutex_lock(&r->q->mu);
-    int known = ro_known(r->q, *db);
-    pthread_mutex_unlock(&r->q->mu);
-    if (!known) {
-        rc = dbld_db_exec(*db, SESSION_SQL, 0, NULL, NULL, st);
-        if (rc) {
-            dbld_pool_release(r->q->pool, *db);
-            *db = NULL;
-            if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(r->q, st->msg);
-            return rc;
-        }
-        ro_add(r->q, *db);
-    }
+    if (r->call) dbld_db_set_interrupt(*db, dbld_call_interrupt, r->call);
     r->db = *db;
     return 0;
 }
 
+/* A statement's outcome: the database's errors are marked so that q_run()
+ * names the operation. */
 static int after(q_req *r, int rc, dbld_status *st)
 {
     if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(r->q, st->msg);
+    if (rc) r->db_failed = 1;
     return rc;
 }
 
@@ -175,9 +135,14 @@ int q_pipeline(q_req *r, dbld_stmt *stmts, size_t n, dbld_status *st)
 
 int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *st)
 {
+    int rc = dbld_regex_check(pattern, what, st);
+    if (rc) return rc;
     const char *p[] = {pattern};
-    int rc = q_exec(r, "SELECT '' ~ $1", 1, p, NULL, st);
-    if (rc == DBLD_INVALID_ARGUMENT) dbld_status_prefix(st, "invalid %s \"%.200s\"", what, pattern);
+    rc = q_exec(r, "SELECT '' ~ $1", 1, p, NULL, st);
+    if (rc == DBLD_INVALID_ARGUMENT) {
+        dbld_status_prefix(st, "invalid %s \"%.200s\"", what, pattern);
+        r->db_failed = 0; /* the caller's pattern, named already */
+    }
     return rc;
 }
 

@@ -43,9 +43,6 @@ typedef struct q_ctx {
     dbld_pool *pool;
     int pool_size;
     pthread_mutex_t mu;
-    /* pooled connections already switched to read-only (see q_db()) */
-    const dbld_db **ro;
-    size_t n_ro, cap_ro;
     dbld_outputs *outs;   /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
     struct q_reactor *rx; /* q_job_submit()'s connections and thread */
     /* database monitor (health) */
@@ -60,6 +57,8 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
 /* Start the monitor thread: health SERVING once the schema answers. */
 void q_ctx_start(q_ctx *q);
 void q_ctx_destroy(q_ctx *q);
+/* The session of every read connection: read-only, query.statement_timeout_ms. */
+dbld_db_opts q_session_opts(const dbld_config *cfg);
 /* A query failed with UNAVAILABLE: go NOT_SERVING and let the monitor recheck. */
 void q_ctx_db_down(q_ctx *q, const char *why);
 
@@ -72,19 +71,24 @@ int q_ref_kind(const q_ctx *q, const char *ref, size_t *job);
 typedef struct q_req {
     q_ctx *q;
     dbld_arena *a;
+    dbld_call *call;    /* its statements end when it is cancelled (NULL: not interrupted) */
     dbld_db *db;        /* borrowed from the pool on first q_db(), returned by q_req_done() */
     int64_t timeout_ms; /* what is left of the client's deadline (capped) */
+    int db_failed;      /* a statement failed: q_run() prefixes "could not <op>" */
 } q_req;
 
 typedef int (*q_fn)(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                     dbld_status *st);
 
-/* Run fn for a call: set up the q_req, return its connection afterwards. */
-int q_run(dbld_call *call, q_fn fn, const ProtobufCMessage *req, ProtobufCMessage **resp,
-          dbld_status *st);
+/* Run fn for a call: set up the q_req, return its connection afterwards.
+ * A database error is reported as "could not <op>: <error>" (op e.g. "list
+ * build requests"). */
+int q_run(dbld_call *call, const char *op, q_fn fn, const ProtobufCMessage *req,
+          ProtobufCMessage **resp, dbld_status *st);
 void q_req_done(q_req *r);
 
-/* The call's connection (acquired on first use, read-only session). */
+/* The call's connection (acquired on first use; a read-only session with
+ * the statement timeout; interrupted when the call is cancelled). */
 int q_db(q_req *r, dbld_db **db, dbld_status *st);
 /* One statement with text params; *out (may be NULL) freed by the caller
  * with dbld_res_free(). UNAVAILABLE marks the database down. */
@@ -96,8 +100,9 @@ int q_exec_prepared(q_req *r, const char *name, const char *sql, int n, const ch
                     dbld_res **out, dbld_status *st);
 /* Several statements in one round trip (see dbld_db_pipeline()). */
 int q_pipeline(q_req *r, dbld_stmt *stmts, size_t n, dbld_status *st);
-/* Validate a regular expression with PostgreSQL's engine: INVALID_ARGUMENT
- * "invalid <what> \"pat\": <reason>" when it does not compile. */
+/* Validate a caller's regular expression: dbld_regex_check()'s limits, then
+ * PostgreSQL's engine: INVALID_ARGUMENT "invalid <what> \"pat\": <reason>"
+ * when it is too costly or does not compile. */
 int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *st);
 
 /* ---- one pipeline per call, without a worker thread (qasync.c) ----
@@ -122,13 +127,15 @@ struct q_job {
     q_job_finish_fn finish;
     /* q_job_submit()'s */
     dbld_call *call;
+    const char *op; /* "list partitions": database errors say "could not <op>: ..." */
     q_req r;
     int attempts;
     q_job *next;
 };
 typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
-/* For a handler: returns DBLD_ASYNC, or a status when start fails. */
-int q_job_submit(dbld_call *call, q_job_start_fn start, const ProtobufCMessage *req,
+/* For a handler: returns DBLD_ASYNC, or a status when start fails. The
+ * statements are cancelled on the server when the call is (see qasync.c). */
+int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
                  dbld_status *st);
 /* The reactor and its connections (n of them), made by q_ctx_create(). */
 typedef struct q_reactor q_reactor;

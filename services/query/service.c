@@ -4,42 +4,42 @@
  * read-only connection). */
 #include "query.h"
 
-#define HANDLER(fn)                                                                                \
+#define HANDLER(fn, op)                                                                            \
     static int h_##fn(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,       \
                       dbld_status *st)                                                             \
     {                                                                                              \
-        return q_run(call, q_##fn, req, resp, st);                                                 \
+        return q_run(call, op, q_##fn, req, resp, st);                                             \
     }
 
-HANDLER(get_build_events)
-HANDLER(batched)
-HANDLER(list_build_requests)
-HANDLER(get_build_summary)
-HANDLER(get_build_mermaid)
-HANDLER(list_jobs)
-HANDLER(get_job_summary)
-HANDLER(list_job_runs)
-HANDLER(get_job_run_summary)
-HANDLER(list_wants)
-HANDLER(get_want_summary)
-HANDLER(put_wants)
-HANDLER(list_taints)
-HANDLER(get_taint_summary)
-HANDLER(put_taints)
-HANDLER(get_job_logs)
-HANDLER(cancel_build)
+HANDLER(get_build_events, "get build events")
+HANDLER(batched, "answer the batch")
+HANDLER(list_build_requests, "list build requests")
+HANDLER(get_build_summary, "get the build summary")
+HANDLER(get_build_mermaid, "draw the build graph")
+HANDLER(list_jobs, "list jobs")
+HANDLER(get_job_summary, "get the job summary")
+HANDLER(list_job_runs, "list job runs")
+HANDLER(get_job_run_summary, "get the job run summary")
+HANDLER(list_wants, "list wants")
+HANDLER(get_want_summary, "get the want summary")
+HANDLER(put_wants, "put wants")
+HANDLER(list_taints, "list taints")
+HANDLER(get_taint_summary, "get the taint summary")
+HANDLER(put_taints, "put taints")
+HANDLER(get_job_logs, "get job logs")
+HANDLER(cancel_build, "cancel the build")
 
 /* One pipeline each: answered by the reactor, no worker thread waits (q_job). */
-#define JOB_HANDLER(fn)                                                                            \
+#define JOB_HANDLER(fn, op)                                                                        \
     static int h_##fn(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,       \
                       dbld_status *st)                                                             \
     {                                                                                              \
         (void)resp;                                                                                \
-        return q_job_submit(call, q_##fn, req, st);                                                \
+        return q_job_submit(call, op, q_##fn, req, st);                                            \
     }
 
-JOB_HANDLER(list_partitions)
-JOB_HANDLER(get_partitions_summary)
+JOB_HANDLER(list_partitions, "list partitions")
+JOB_HANDLER(get_partitions_summary, "get the partition summary")
 
 #define SVC "/databuild.v1.DataBuildService/"
 #define M_FLAGS(name, req, resp, fn, flags)                                                        \

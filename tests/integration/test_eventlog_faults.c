@@ -357,6 +357,132 @@ DBLD_TEST(append_queue_cap)
     h_service_stop(el);
 }
 
+/* ------------------------------------------- claims after a (re)connect */
+
+enum { RC_CLAIMS = 6 };
+
+typedef struct rc_claim {
+    h_service *el;
+    int round, id;
+    int rc, outcome;
+    dbld_status st;
+    pthread_t th;
+} rc_claim;
+
+static void *rc_claim_main(void *arg)
+{
+    rc_claim *c = arg;
+    dbld_arena *a = dbld_arena_create();
+    const char *br = dbld_arena_printf(a, "br-rc%d-%d", c->round, c->id);
+    const char *run = dbld_arena_printf(a, "run-rc%d-%d", c->round, c->id);
+    char *refs[] = {dbld_arena_printf(a, "reconnect/r%d/c%d", c->round, c->id)};
+    Databuild__V1__BuildEvent *evs[] = {h_event_partition(
+        a, br, refs[0], DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, run)};
+    Databuild__V1__ClaimRequest req = DATABUILD__V1__CLAIM_REQUEST__INIT;
+    req.build_request_id = (char *)br;
+    req.job_run_id = (char *)run;
+    req.refs = refs;
+    req.n_refs = 1;
+    req.events_if_granted = evs;
+    req.n_events_if_granted = 1;
+    Databuild__V1__ClaimResponse *resp = NULL;
+    c->rc = dbld_client_unary(c->el->client, "/databuild.v1.PartitionClaims/Claim", &req.base,
+                              &databuild__v1__claim_response__descriptor, dbld_arena_allocator(a),
+                              (ProtobufCMessage **)&resp, 30000, 0, &c->st);
+    c->outcome = resp ? (int)resp->outcome : -1;
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+/* Sessions waiting for an advisory lock. */
+static long long advisory_waiters(const char *dsn)
+{
+    h_rows *r = h_sql(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                           " AND NOT granted");
+    long long n = h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    return n;
+}
+
+/* RC_CLAIMS claims decided in ONE batch by the writer, on a connection that
+ * has written appends but never a claim: the writer is held on LOCK_APPEND
+ * (by an Append it took first) while the claims queue up behind it. */
+static void claims_in_one_batch(h_service *el, const char *dsn, int round)
+{
+    dbld_arena *a = dbld_arena_create();
+    dbld_db *lock = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_db_connect(dsn, &lock, &st), st);
+    const char *key[] = {dbld_arena_printf(a, "%lld", WRITER_LOCK)};
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_lock($1::bigint)", 1, key, NULL, &st), st);
+    dbld_arena *ba = dbld_arena_create();
+    Databuild__V1__BuildEvent **bev = dbld_arena_alloc(ba, sizeof *bev);
+    bev[0] = ev(ba, dbld_arena_printf(ba, "held%d", round), 0);
+    bg_append held;
+    bg_append_start(&held, el, bev, 1, ba);
+    CHECK_MSG(H_POLL_UNTIL(10000, advisory_waiters(dsn) == 1),
+              "the writer never waited for the append lock");
+    rc_claim c[RC_CLAIMS];
+    for (int i = 0; i < RC_CLAIMS; i++) {
+        c[i] = (rc_claim){.el = el, .round = round, .id = i};
+        if (pthread_create(&c[i].th, NULL, rc_claim_main, &c[i]) != 0) H_FAIL("pthread_create");
+    }
+    /* the claims are queued once the server received them: nothing outside
+     * shows that, so give them time (they cannot be decided before the
+     * lock is released) */
+    dbld_sleep_ms(500);
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_unlock($1::bigint)", 1, key, NULL, &st), st);
+    dbld_db_close(lock);
+    h_acklog *log = h_acklog_new();
+    CHECK_OK(bg_append_join(&held, log), held.st);
+    for (int i = 0; i < RC_CLAIMS; i++) {
+        pthread_join(c[i].th, NULL);
+        CHECK_OK(c[i].rc, c[i].st);
+        CHECK_EQ_INT(c[i].outcome, DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED);
+    }
+    dbld_arena_destroy(ba);
+    dbld_arena_destroy(a);
+}
+
+/* Issue 15 defect 6: the first batch with several claims on a new writer
+ * connection (a fresh process, then after PostgreSQL restarted) prepared
+ * el_claim_peek once per claim ("prepared statement already exists"), failed,
+ * and was redone one request at a time. Every claim is now decided in the
+ * batch: all GRANTED, and the log shows no failed group commit. */
+DBLD_TEST(claims_batch_after_reconnect)
+{
+    h_pg *pg = h_pg_cluster_start();
+    char dsn[1024];
+    h_db_create_at(pg->dsn, "claimsreconnect", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    h_acklog *log = h_acklog_new();
+    append_acked(el, log, "warm", 10, 5); /* the writer's connection: appends only */
+    claims_in_one_batch(el, dsn, 0);
+
+    h_pg_stop(pg);
+    h_pg_start(pg);
+    CHECK_MSG(h_service_wait_health(el, "", 1, 20000), "not SERVING after PostgreSQL restarted");
+    /* the writer finds its connection lost on its next batch and reconnects:
+     * an append retried until it is acked (dbld_eventlog_append) */
+    dbld_arena *wa = dbld_arena_create();
+    Databuild__V1__BuildEvent **wev = dbld_arena_alloc(wa, sizeof *wev);
+    wev[0] = ev(wa, "rewarm", 0);
+    bg_append warm;
+    bg_append_start(&warm, el, wev, 1, wa);
+    CHECK_OK(bg_append_join(&warm, log), warm.st);
+    dbld_arena_destroy(wa);
+    claims_in_one_batch(el, dsn, 1);
+
+    char *text = h_read_file(el->log_path, NULL);
+    CHECK(text != NULL);
+    CHECK_MSG(!strstr(text, "already exists"), "a statement was prepared twice:\n%s", text);
+    CHECK_MSG(!strstr(text, "retrying requests one by one"),
+              "a batch of claims failed and was redone one by one:\n%s", text);
+    free(text);
+    h_service_stop(el);
+    h_pg_destroy(pg);
+}
+
 DBLD_TEST(database_down_at_start)
 {
     h_pg *pg = h_pg_cluster_start();
@@ -548,6 +674,7 @@ DBLD_TEST(config_error_refuses_to_start)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(kill9_between_appends), DBLD_TEST_ENTRY(kill9_during_appends),
                DBLD_TEST_ENTRY(postgres_stop_and_restart), DBLD_TEST_ENTRY(append_queue_cap),
+               DBLD_TEST_ENTRY(claims_batch_after_reconnect),
                DBLD_TEST_ENTRY(database_down_at_start),
                DBLD_TEST_ENTRY(garbage_and_unknown_methods), DBLD_TEST_ENTRY(health_names),
                DBLD_TEST_ENTRY(sigterm_exits_zero), DBLD_TEST_ENTRY(config_error_refuses_to_start))

@@ -94,6 +94,8 @@ static void test_example_file(void **state)
     assert_server(&cfg.eventlog.server, "127.0.0.1:7101");
     assert_int_equal(cfg.eventlog.group_commit_max_events, 5000);
     assert_int_equal(cfg.eventlog.db_pool_size, 4);
+    assert_int_equal(cfg.eventlog.statement_timeout_ms, 5000);
+    assert_int_equal(cfg.query.statement_timeout_ms, 5000);
     assert_server(&cfg.job.server, "127.0.0.1:7102");
     assert_int_equal(cfg.job.max_concurrent_runs, 4);
     assert_server(&cfg.graph.server, "127.0.0.1:7103");
@@ -121,6 +123,8 @@ static void assert_defaults(const dbld_config *cfg, const char *dsn)
     assert_server(&cfg->query.server, "127.0.0.1:7104");
     assert_int_equal(cfg->eventlog.group_commit_max_events, 5000);
     assert_int_equal(cfg->eventlog.db_pool_size, 4);
+    assert_int_equal(cfg->eventlog.statement_timeout_ms, 5000);
+    assert_int_equal(cfg->query.statement_timeout_ms, 5000);
     assert_int_equal(cfg->job.max_concurrent_runs, 4);
 }
 
@@ -336,7 +340,7 @@ static void test_error_unknown_key(void **state)
                  "databuild.yaml:3:3: eventlog: unknown key \"wrkers\" (did you mean \"workers\"? "
                  "expected one of: listen, workers, pollers, max_queue, max_message_bytes, "
                  "shutdown_grace_ms, max_streams, "
-                 "group_commit_max_events, db_pool_size)");
+                 "group_commit_max_events, db_pool_size, statement_timeout_ms)");
     expect_error("evntlog: {}\n",
                  "databuild.yaml:1:1: unknown key \"evntlog\" (did you mean \"eventlog\"? "
                  "expected one of: shared, eventlog, job, graph, query)");

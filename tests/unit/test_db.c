@@ -221,7 +221,11 @@ static void test_sqlstate_codes(void **state)
         {"25P02", DBLD_INTERNAL},
         {"42P01", DBLD_INTERNAL},
         {"42601", DBLD_INTERNAL},
-        {"53100", DBLD_INTERNAL},
+        {"53100", DBLD_RESOURCE_EXHAUSTED}, /* disk full */
+        {"53200", DBLD_RESOURCE_EXHAUSTED}, /* out of memory */
+        {"54000", DBLD_INVALID_ARGUMENT},   /* e.g. an index row too large for a value */
+        {"22003", DBLD_INVALID_ARGUMENT},   /* a number out of range */
+        {"42P05", DBLD_INTERNAL},           /* duplicate prepared statement: a bug */
         {"57P04", DBLD_INTERNAL},
         {"XX000", DBLD_INTERNAL},
         {"", DBLD_INTERNAL},
