@@ -139,7 +139,7 @@ DBLD_TEST(explosive_pattern_refused)
     rc = h_list(el, a, h_filter(a, NULL, H_STRS(long_pat), NULL, NULL, NULL), 0, 0, &page, 10000,
                 &st);
     CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
-    CHECK_CONTAINS(st.msg, "299 bytes long, at most 256");
+    CHECK_CONTAINS(st.msg, "299 bytes, over the limit of 256 bytes for a pattern");
 
     dbld_stream *s = h_subscribe(el, h_filter(a, NULL, H_STRS(EVIL_PATTERN), NULL, NULL, NULL), 0);
     Databuild__V1__IndexedEvent *ie;
@@ -187,18 +187,17 @@ DBLD_TEST(slow_read_ends_with_its_call)
     h_note("slow List with a 20 s deadline: %s after %lld ms", slow.st.msg, (long long)slow.ms);
     CHECK_EQ_INT(running(dsn, LIST_SQL_LIKE), 0);
 
-    /* Subscribe: closing the stream stops the statement */
+    /* Subscribe filters patterns in memory (hub.c, filter.c): the slow
+     * pattern never reaches PostgreSQL, and an open stream holds no backend */
     dbld_arena *a = dbld_arena_create();
     dbld_stream *s = h_subscribe(el, h_filter(a, NULL, H_STRS(SLOW_PATTERN), NULL, NULL, NULL), 0);
-    CHECK_MSG(H_POLL_UNTIL(5000, running(dsn, LIST_SQL_LIKE) == 1),
-              "the Subscribe's statement never ran");
+    Databuild__V1__IndexedEvent *ie = NULL;
+    dbld_status sst;
+    int src = h_stream_next(s, a, &ie, 1000, &sst);
+    CHECK_MSG(src == DBLD_DEADLINE_EXCEEDED || src == DBLD_INVALID_ARGUMENT || src == 0,
+              "Subscribe with the slow pattern: %s: %s", dbld_code_name(src), sst.msg);
+    CHECK_EQ_INT(running(dsn, LIST_SQL_LIKE), 0);
     dbld_stream_close(s);
-    t0 = dbld_mono_ms();
-    CHECK_MSG(H_POLL_UNTIL(STMT_TIMEOUT_MS, running(dsn, LIST_SQL_LIKE) == 0),
-              "the closed Subscribe's statement still runs");
-    h_note("Subscribe's backend gone %lld ms after the stream closed",
-           (long long)(dbld_mono_ms() - t0));
-    dbld_arena_destroy(a);
     CHECK_CMP_INT(normal_list(el), <, 1000);
     h_service_stop(el);
 }
@@ -268,7 +267,8 @@ DBLD_TEST(joblog_sequence_out_of_range)
                                &databuild__v1__append_job_logs_response__descriptor,
                                dbld_arena_allocator(a), (ProtobufCMessage **)&resp, 10000, 0, &st);
     CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
-    CHECK_CONTAINS(st.msg, "sequence_number 18446744073709551615 is above 9223372036854775807");
+    CHECK_CONTAINS(st.msg, "sequence_number: 18446744073709551615 is over the largest accepted "
+                           "value 9223372036854775807");
     CHECK(!strstr(st.msg, "bigint"));
     e.sequence_number = (uint64_t)INT64_MAX; /* the largest that fits is stored */
     rc = dbld_client_unary(el->client, "/databuild.v1.JobLogs/Append", &req.base,

@@ -580,8 +580,8 @@ DBLD_TEST(subscribe_invalid_pattern)
     } bad[] = {
         {"p=\\d+", "backslash before a letter"},
         {"p=[\\d]", "inside []"},
-        {"a)|(b", "')' without its '('"},
-        {"a[bc", "not closed"},
+        {"a)|(b", "not balanced"},
+        {"a[bc", "not balanced"},
         {"a{1,2", "partition_patterns[0]"},
         {longpat, "over the limit of 256 bytes for a pattern"},
     };
