@@ -582,7 +582,7 @@ DBLD_TEST(subscribe_invalid_pattern)
         {"p=[\\d]", "inside []"},
         {"a)|(b", "not balanced"},
         {"a[bc", "not balanced"},
-        {"a{1,2", "partition_patterns[0]"},
+        {"a{1,2", "braces {} not balanced"},
         {longpat, "over the limit of 256 bytes for a pattern"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
