@@ -109,6 +109,67 @@ struct dbld_client {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static dbld_client *g_clients;
 
+/* The process's client security (dbld_client_set_security); read-only once
+ * the first channel exists. */
+static struct {
+    char *ca, *cert, *key; /* PEM text; ca NULL: plaintext */
+    char *server_name;
+    grpc_slice authz; /* "Bearer <token>"; empty: none */
+    int has_token;
+    grpc_metadata md; /* authorization: authz */
+} g_sec;
+
+int dbld_client_set_security(const dbld_client_security *cs, dbld_status *st)
+{
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    if (cs->tls.ca_file && dbld_tls_read_pem("tls.ca_file", cs->tls.ca_file, &ca, st))
+        return st->code;
+    if (cs->tls.cert_file && (dbld_tls_read_pem("tls.cert_file", cs->tls.cert_file, &cert, st) ||
+                              dbld_tls_read_pem("tls.key_file", cs->tls.key_file, &key, st))) {
+        free(ca);
+        free(cert);
+        return st->code;
+    }
+    pthread_mutex_lock(&g_mu);
+    free(g_sec.ca);
+    free(g_sec.cert);
+    free(g_sec.key);
+    free(g_sec.server_name);
+    if (g_sec.has_token) grpc_slice_unref(g_sec.authz);
+    g_sec.ca = ca;
+    g_sec.cert = cert;
+    g_sec.key = key;
+    g_sec.server_name = cs->server_name ? dbld_xstrdup(cs->server_name) : NULL;
+    g_sec.has_token = cs->token && *cs->token;
+    if (g_sec.has_token) {
+        char *v = dbld_xcalloc(1, strlen(cs->token) + 8);
+        sprintf(v, "Bearer %s", cs->token);
+        g_sec.authz = grpc_slice_from_copied_string(v);
+        g_sec.md.key = grpc_slice_from_static_string("authorization");
+        g_sec.md.value = g_sec.authz;
+        memset(v, 0, strlen(v));
+        free(v);
+    }
+    pthread_mutex_unlock(&g_mu);
+    return 0;
+}
+
+/* SEND_INITIAL_METADATA with the token, if there is one. */
+void dbld__client_md(grpc_op *op)
+{
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (!g_sec.has_token) return;
+    op->data.send_initial_metadata.count = 1;
+    op->data.send_initial_metadata.metadata = &g_sec.md;
+}
+
+static grpc_channel_credentials *channel_credentials(void)
+{
+    if (!g_sec.ca) return grpc_insecure_credentials_create();
+    grpc_ssl_pem_key_cert_pair pair = {g_sec.key, g_sec.cert};
+    return grpc_ssl_credentials_create(g_sec.ca, g_sec.cert ? &pair : NULL, NULL, NULL);
+}
+
 static grpc_channel *channel_new(const char *target)
 {
     grpc_arg args[] = {
@@ -120,9 +181,12 @@ static grpc_channel *channel_new(const char *target)
         /* no bandwidth-delay probing: small messages on a LAN; every probe is
          * a PING each way (a write and a wake-up on both ends) */
         dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),
+        {.type = GRPC_ARG_STRING,
+         .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+         .value.string = g_sec.server_name},
     };
-    grpc_channel_args ca = {sizeof args / sizeof args[0], args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_args ca = {sizeof args / sizeof args[0] - (g_sec.server_name ? 0 : 1), args};
+    grpc_channel_credentials *creds = channel_credentials();
     grpc_channel *ch = grpc_channel_create(target, creds, &ca);
     grpc_channel_credentials_release(creds);
     return ch;
@@ -187,7 +251,7 @@ static int set_status(dbld_status *st, grpc_status_code status, grpc_slice detai
 void dbld__unary_ops(dbld__unary *u, grpc_op ops[6])
 {
     memset(ops, 0, 6 * sizeof *ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    dbld__client_md(&ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = u->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -334,7 +398,7 @@ static int stream_start(dbld_stream *s)
 {
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    dbld__client_md(&ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -32,6 +32,10 @@ typedef struct dbld__health {
     int closed;   /* server shutting down: Watch streams end */
 } dbld__health;
 
+/* A client call's SEND_INITIAL_METADATA op, with the process's bearer token
+ * (dbld_client_set_security) when there is one. */
+void dbld__client_md(grpc_op *op);
+
 void dbld__health_init(dbld__health *h);
 void dbld__health_free(dbld__health *h);
 /* Set (adding the name when new) and wake watchers. */
