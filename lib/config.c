@@ -137,6 +137,7 @@ static const dbld__cfg_key tls_keys[] = {
         INT_KEY(sec, "max_queue", server.max_queue, 1, 1000000, 1024),                             \
         INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
         INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000),              \
+        STRING_KEY(sec, "metrics_listen", server.metrics_listen, NULL, check_addr),                \
     {                                                                                              \
         .name = "tls", .type = DBLD__CFG_SECTION, .offset = OFF(sec, server.tls), .sub = tls_keys  \
     }

@@ -290,6 +290,10 @@ static int unary_once(dbld_client *c, const char *path, grpc_slice payload, gpr_
     grpc_call *call = call_create(c, path, cq, deadline);
     grpc_op ops[6];
     dbld__unary_ops(&u, ops);
+    dbld__rpc_mx *mx = dbld__rpc_mx_get(0, path, "unary");
+    int64_t t0 = dbld__now_ns();
+    dbld__rpc_mx_started(mx);
+    dbld__rpc_mx_msg(mx, 1);
     int code;
     if (grpc_call_start_batch(call, ops, 6, TAG_CALL, NULL) == GRPC_CALL_OK) {
         pluck(cq, TAG_CALL, gpr_inf_future(GPR_CLOCK_MONOTONIC));
@@ -297,6 +301,8 @@ static int unary_once(dbld_client *c, const char *path, grpc_slice payload, gpr_
     } else {
         code = dbld_status_set(st, DBLD_INTERNAL, "could not start call %s", path);
     }
+    if (u.recv) dbld__rpc_mx_msg(mx, 0);
+    dbld__rpc_mx_handled(mx, code, t0);
     if (code == DBLD_OK) *reply = u.recv ? dbld__flatten(u.recv) : grpc_empty_slice();
     if (u.recv) grpc_byte_buffer_destroy(u.recv);
     grpc_byte_buffer_destroy(u.send);
@@ -392,6 +398,8 @@ struct dbld_stream {
     const char *error;
     int open_pending, recv_pending, done;
     dbld_status final; /* valid once done */
+    dbld__rpc_mx *mx;
+    int64_t start_ns;
 };
 
 static int stream_start(dbld_stream *s)
@@ -422,6 +430,10 @@ int dbld_client_stream_open(dbld_client *c, const char *path, const ProtobufCMes
     s->send = dbld__pack(req);
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     s->call = call_create(c, path, s->cq, dbld__deadline(timeout_ms > 0 ? timeout_ms : -1));
+    s->mx = dbld__rpc_mx_get(0, path, "server_stream");
+    s->start_ns = dbld__now_ns();
+    dbld__rpc_mx_started(s->mx);
+    dbld__rpc_mx_msg(s->mx, 1);
     if (stream_start(s) != 0) {
         dbld_stream_close(s);
         return dbld_status_set(st, DBLD_INTERNAL, "could not start call %s", path);
@@ -456,6 +468,7 @@ static int stream_finish(dbld_stream *s, dbld_status *st)
         dbld_status_set(&s->final, DBLD_INTERNAL, "could not receive status of %s", s->path);
     }
     s->done = 1;
+    dbld__rpc_mx_handled(s->mx, s->final.code, s->start_ns);
     return report_final(s, st);
 }
 
@@ -481,6 +494,7 @@ int dbld_stream_next(dbld_stream *s, const ProtobufCMessageDescriptor *desc,
                                (long long)wait_ms);
     s->recv_pending = 0;
     if (!s->recv) return stream_finish(s, st);
+    dbld__rpc_mx_msg(s->mx, 0);
     grpc_slice bytes = dbld__flatten(s->recv);
     grpc_byte_buffer_destroy(s->recv);
     s->recv = NULL;

@@ -36,6 +36,7 @@
 
 #include "dbld/auth.h"
 #include "dbld/log.h"
+#include "dbld/metrics.h"
 #include "dbld/util.h"
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -86,6 +87,7 @@ struct dbld_server {
     int n_workers, n_pollers, max_msg, grace_ms, max_queue;
     const dbld_auth *auth; /* borrowed; NULL: every method is open */
     int add_failed;        /* a dbld_server_add() was refused: start fails */
+    char *metrics_listen;  /* NULL: no metrics endpoint */
     dbld_tls_opts tls;     /* strings owned; tls.cert_file NULL: plaintext */
     atomic_int tls_reload; /* dbld_server_reload_tls() asked for new files */
     int tls_loaded;        /* the fetcher has handed gRPC a config once */
@@ -127,6 +129,8 @@ struct dbld_call {
     void *user;
     const char *path;      /* in the arena */
     gpr_timespec deadline; /* GPR_CLOCK_MONOTONIC */
+    dbld__rpc_mx *mx;      /* the method's metrics (NULL for unknown methods) */
+    int64_t start_ns;
     const ProtobufCMessage *req;
     grpc_byte_buffer *recv_bb;
     grpc_byte_buffer *send_bb;        /* the final message, alive until FINISH */
@@ -210,6 +214,8 @@ static void finish(dbld_call *c, int code, const char *msg, const ProtobufCMessa
         return;
     }
     log_result(c, code, msg);
+    if (resp) dbld__rpc_mx_msg(c->mx, 1);
+    dbld__rpc_mx_handled(c->mx, code, c->start_ns);
     grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
@@ -504,6 +510,12 @@ static void on_new(dbld_call *c, int success)
         finish(c, st.code, st.msg, NULL);
         return;
     }
+    c->start_ns = dbld__now_ns();
+    c->mx = dbld__rpc_mx_get(1, c->path,
+                             c->m->unary                        ? "unary"
+                             : (c->m->flags & DBLD_METHOD_BIDI) ? "bidi_stream"
+                                                                : "server_stream");
+    dbld__rpc_mx_started(c->mx);
     if (srv->auth && authorize(c) != 0) return;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
@@ -542,6 +554,7 @@ static void on_recv(dbld_call *c, int success)
     }
     grpc_byte_buffer *bb = c->recv_bb;
     c->recv_bb = NULL;
+    dbld__rpc_mx_msg(c->mx, 0);
     c->req = decode_request(c, bb, &st);
     if (!c->req) {
         finish(c, st.code, st.msg, NULL);
@@ -702,6 +715,7 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
         call->cancelled = 1;
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     }
+    dbld__rpc_mx_msg(call->mx, 1);
     return 0;
 }
 
@@ -734,6 +748,7 @@ int dbld_call_recv(dbld_call *call, ProtobufCMessage **msg, dbld_status *st)
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     }
     if (!bb) return 0; /* the client half-closed: no more requests */
+    dbld__rpc_mx_msg(call->mx, 0);
     *msg = decode_request(call, bb, st);
     return *msg ? 0 : st->code;
 }
@@ -754,6 +769,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     srv->max_msg = opts->max_message_bytes > 0 ? opts->max_message_bytes : DEFAULT_MAX_MSG;
     srv->grace_ms = opts->shutdown_grace_ms > 0 ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
     srv->auth = opts->auth;
+    srv->metrics_listen = opts->metrics_listen ? dbld_xstrdup(opts->metrics_listen) : NULL;
     if (opts->tls && opts->tls->cert_file) {
         if (dbld_tls_check(opts->tls, 1, st)) {
             free(srv->name);
@@ -964,6 +980,16 @@ int dbld_server_start(dbld_server *srv, dbld_status *st)
     pthread_mutex_unlock(&srv->shutdown_mu);
     log_listening(srv);
     dbld_status_clear(st);
+    if (srv->metrics_listen) {
+        if (dbld_metrics_serve(srv->metrics_listen, st) != 0) {
+            dbld_server_shutdown(srv);
+            return st->code;
+        }
+        char port[16];
+        snprintf(port, sizeof port, "%d", dbld_metrics_port());
+        dbld_log(DBLD_LOG_INFO, "metrics", "server", srv->name, "listen", srv->metrics_listen,
+                 "port", port, (const char *)NULL);
+    }
     return 0;
 }
 
@@ -1086,6 +1112,7 @@ void dbld_server_destroy(dbld_server *srv)
 {
     if (!srv) return;
     dbld_server_shutdown(srv);
+    if (srv->metrics_listen) dbld_metrics_stop();
     dbld__health_free(&srv->health);
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->shutdown_mu);
@@ -1094,6 +1121,7 @@ void dbld_server_destroy(dbld_server *srv)
     free(srv->regs);
     free(srv->name);
     free(srv->listen);
+    free(srv->metrics_listen);
     free((char *)srv->tls.cert_file);
     free((char *)srv->tls.key_file);
     free((char *)srv->tls.ca_file);

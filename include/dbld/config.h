@@ -41,6 +41,7 @@ typedef struct dbld_server_config {
     int max_message_bytes; /* max request/response size (default 16 MiB) */
     int shutdown_grace_ms; /* in-flight calls get this long on SIGTERM (default 5000) */
     dbld_tls_config tls;   /* overrides shared.tls key by key */
+    char *metrics_listen;  /* host:port of the Prometheus endpoint; NULL: off */
 } dbld_server_config;
 
 /* LUCI-style retry quota of one job (see luci_cv_tryjob_storage.proto's

@@ -47,6 +47,7 @@ typedef int (*dbld_stream_fn)(dbld_call *call, const ProtobufCMessage *req, dbld
 
 /* dbld_method.flags */
 #define DBLD_METHOD_NONBLOCKING 0x1 /* handler never blocks: run it on the poller thread */
+#define DBLD_METHOD_BIDI 0x2        /* streaming handler whose client streams too (metrics type) */
 
 typedef struct dbld_method {
     const char *path; /* "/databuild.v1.EventLog/Append" */
@@ -136,6 +137,7 @@ typedef struct dbld_server_opts {
     int shutdown_grace_ms;        /* default 5000 */
     const dbld_tls_opts *tls;     /* NULL or no cert_file: plaintext; copied */
     const struct dbld_auth *auth; /* NULL: no credentials needed; borrowed (outlives the server) */
+    const char *metrics_listen;   /* serve GET /metrics here (dbld_metrics_serve); NULL: off */
 } dbld_server_opts;
 
 /* Caller frees with dbld_server_destroy(). */

@@ -40,6 +40,7 @@ int main(int argc, char **argv)
         return dbld_security_config_error(&cfg, &sec, &st);
     so.tls = &sec.server_tls;
     so.auth = sec.auth;
+    so.metrics_listen = cfg.eventlog.server.metrics_listen;
     if (dbld_server_create(&so, &srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, (char *)NULL);
         dbld_config_free(&cfg);

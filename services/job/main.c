@@ -63,6 +63,7 @@ int main(int argc, char **argv)
         return dbld_security_config_error(&cfg, &sec, &st);
     opts.tls = &sec.server_tls;
     opts.auth = sec.auth;
+    opts.metrics_listen = sc->metrics_listen;
     if (dbld_server_create(&opts, &srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, NULL);
         jr_engine_destroy(engine);
