@@ -11,10 +11,12 @@
 #include "dbld/config.h"
 
 #include "config_schema.h"
+#include "dbld/jobenv.h"
 #include "dbld/log.h"
 #include "dbld/rxoverlap.h"
 #include "dbld/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <regex.h>
@@ -79,6 +81,23 @@ static int check_env(const char *s, char *why, size_t n)
     return 1;
 }
 
+static int check_env_allow(const char *s, char *why, size_t n)
+{
+    return dbld_jobenv_check_allow_entry(s, why, n);
+}
+
+/* A unix user name as useradd takes it; whether it exists is the job
+ * service's business (the graph service reads the same file elsewhere). */
+static int check_user(const char *s, char *why, size_t n)
+{
+    int ok = s[0] && s[0] != '-' && strlen(s) <= 32;
+    for (const char *p = s; ok && *p; p++)
+        ok = isalnum((unsigned char)*p) || *p == '_' || *p == '-' || *p == '.' ||
+             (*p == '$' && !p[1]);
+    if (!ok) snprintf(why, n, "invalid user name \"%s\"", s);
+    return !ok;
+}
+
 static int check_exit_code(const char *s, char *why, size_t n)
 {
     size_t d = strspn(s, "0123456789");
@@ -129,14 +148,16 @@ static const dbld__cfg_key tls_keys[] = {
     {0},
 };
 
-/* Keys every service section has (dbld_server_config). */
-#define SERVER_KEYS(sec, listen_default, workers_default)                                          \
+/* Keys every service section has (dbld_server_config). max_streams caps the
+ * streaming calls open at once: each holds a thread (see rpc.h). */
+#define SERVER_KEYS(sec, listen_default, workers_default, streams_default)                         \
     STRING_KEY(sec, "listen", server.listen, listen_default, check_addr),                          \
         INT_KEY(sec, "workers", server.workers, 1, 256, workers_default),                          \
         INT_KEY(sec, "pollers", server.pollers, 1, 16, 2),                                         \
         INT_KEY(sec, "max_queue", server.max_queue, 1, 1000000, 1024),                             \
         INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
         INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000),              \
+        INT_KEY(sec, "max_streams", server.max_streams, 1, 65536, streams_default),                \
         STRING_KEY(sec, "metrics_listen", server.metrics_listen, NULL, check_addr),                \
     {                                                                                              \
         .name = "tls", .type = DBLD__CFG_SECTION, .offset = OFF(sec, server.tls), .sub = tls_keys  \
@@ -215,17 +236,19 @@ static const dbld__cfg_key shared_keys[] = {
 static const dbld__cfg_key eventlog_keys[] = {
     /* Appends, claims and job logs hold no worker while they wait for their
      * group commit; workers serve the reads (List, Status, leases). */
-    SERVER_KEYS(eventlog, "127.0.0.1:7101", 8),
+    SERVER_KEYS(eventlog, "127.0.0.1:7101", 8, 256),
     INT_KEY(eventlog, "group_commit_max_events", group_commit_max_events, 1, 100000, 5000),
     INT_KEY(eventlog, "db_pool_size", db_pool_size, 1, 64, 4),
     {0},
 };
 
 static const dbld__cfg_key job_keys[] = {
-    SERVER_KEYS(job, "127.0.0.1:7102", 4),
+    /* every run (running or waiting for a slot) is a RunStreamed stream */
+    SERVER_KEYS(job, "127.0.0.1:7102", 4, 1024),
     INT_KEY(job, "max_concurrent_runs", max_concurrent_runs, 1, 1024, 4),
     INT_KEY(job, "kill_grace_ms", kill_grace_ms, 0, 600000, 5000),
     INT_KEY(job, "heartbeat_ms", heartbeat_ms, 10, 3600000, 10000),
+    STRING_KEY(job, "run_as", run_as, NULL, check_user),
     {0},
 };
 
@@ -278,6 +301,12 @@ static const dbld__cfg_key graph_job_keys[] = {
      .offset = JOFF(env),
      .count_offset = JOFF(n_env),
      .check = check_env},
+    {.name = "env_allow",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(env_allow),
+     .count_offset = JOFF(n_env_allow),
+     .def_str = "*",
+     .check = check_env_allow},
     {.name = "working_dir", .type = DBLD__CFG_STRING, .offset = JOFF(working_dir)},
     {.name = "transient_exit_codes",
      .type = DBLD__CFG_STRLIST,
@@ -294,7 +323,7 @@ static const dbld__cfg_key graph_job_keys[] = {
 };
 
 static const dbld__cfg_key graph_keys[] = {
-    SERVER_KEYS(graph, "127.0.0.1:7103", 4),
+    SERVER_KEYS(graph, "127.0.0.1:7103", 4, 256),
     STRING_KEY(graph, "label", label, "//databuild:graph", NULL),
     INT_KEY(graph, "max_parallel", max_parallel, 1, 4096, 8),
     {.name = "external",
@@ -312,7 +341,7 @@ static const dbld__cfg_key graph_keys[] = {
 };
 
 static const dbld__cfg_key query_keys[] = {
-    SERVER_KEYS(query, "127.0.0.1:7104", 4),
+    SERVER_KEYS(query, "127.0.0.1:7104", 4, 256),
     STRING_KEY(query, "postgres_dsn", postgres_dsn, NULL, NULL),
     {0},
 };

@@ -122,14 +122,25 @@ static int is_prepared(const dbld_db *db, const char *name)
     return 0;
 }
 
-/* Queue one statement (and its PREPARE when needed); returns how many
- * results the server will send for it (1 or 2), or -1. */
-static int send_stmt(dbld_db *db, const dbld_stmt *s)
+/* 1 if a statement before stmts[i] in this pipeline has stmts[i]'s name:
+ * it prepares the name (once per connection, even when a batch repeats a
+ * statement before its first PREPARE has completed). */
+static int prepared_earlier(const dbld_stmt *stmts, size_t i)
 {
+    for (size_t j = 0; j < i; j++)
+        if (stmts[j].name && strcmp(stmts[j].name, stmts[i].name) == 0) return 1;
+    return 0;
+}
+
+/* Queue stmts[i] (and its PREPARE when needed); returns how many results the
+ * server will send for it (1 or 2), or -1. */
+static int send_stmt(dbld_db *db, const dbld_stmt *stmts, size_t i)
+{
+    const dbld_stmt *s = &stmts[i];
     if (!s->name)
         return PQsendQueryParams(db->conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0) ? 1 : -1;
     int extra = 0;
-    if (!is_prepared(db, s->name)) {
+    if (!is_prepared(db, s->name) && !prepared_earlier(stmts, i)) {
         if (!PQsendPrepare(db->conn, s->name, s->sql, s->n, NULL)) return -1;
         extra = 1;
     }
@@ -147,7 +158,7 @@ static int pipeline_send(dbld_db *db, const dbld_stmt *stmts, size_t n, dbld_sta
     db->expect = dbld_xcalloc(n ? n : 1, sizeof *db->expect);
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++)
-        if ((db->expect[i] = send_stmt(db, &stmts[i])) < 0) rc = fail_result(db, NULL, st);
+        if ((db->expect[i] = send_stmt(db, stmts, i)) < 0) rc = fail_result(db, NULL, st);
     if (!rc && !PQpipelineSync(db->conn)) rc = fail_result(db, NULL, st);
     if (rc) { /* nothing usable was sent; the connection state is unknown */
         drop_got(db);

@@ -10,7 +10,10 @@
  * falling back to a shell - plus that one prctl. The child reports a failed
  * step through shared memory, so "binary missing" is an error of the spawn
  * call itself. closefrom(3) in the child closes every descriptor but 0-2
- * even if some library opened one without O_CLOEXEC. Exit is watched
+ * even if some library opened one without O_CLOEXEC. A child that runs as
+ * another user drops its groups, gid and uid with raw system calls: glibc's
+ * setuid() wrappers would change the credentials of every thread of the
+ * process, and the child still shares our memory (and thread list). Exit is watched
  * through a pidfd when the kernel has them (poll wakes when the leader
  * exits) and by polling waitid otherwise. See proc.h for why the leader
  * stays unreaped until destroy.
@@ -21,8 +24,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -133,6 +138,9 @@ static int set_nonblock(int fd)
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
+/* The step of the child that failed (child_args.stage). */
+enum { STAGE_SETUP, STAGE_USER, STAGE_CWD, STAGE_EXEC };
+
 /* What the child needs, prepared by the parent: the child shares the
  * parent's memory until it execs, so it allocates nothing and only makes
  * system calls. */
@@ -141,9 +149,11 @@ typedef struct child_args {
     char *const *envp;
     const char *path; /* PATH to search when argv[0] has no '/'; NULL: no search */
     const char *cwd;
+    const dbld_proc_user *user; /* NULL: keep our credentials */
     int out_w, err_w;
-    pid_t parent;     /* our pid: the child checks it still has this parent */
-    volatile int err; /* errno of the step that failed, set by the child */
+    pid_t parent;       /* our pid: the child checks it still has this parent */
+    volatile int err;   /* errno of the step that failed, set by the child */
+    volatile int stage; /* which step that was */
 } child_args;
 
 /* fd `from` as `to`, without FD_CLOEXEC. */
@@ -201,6 +211,15 @@ static void exec_path(const child_args *c, char *buf, size_t cap)
     errno = eacces ? EACCES : ENOENT;
 }
 
+/* Become u: supplementary groups, then gid, then uid (after which we could
+ * no longer change the others). Raw system calls only (see the top). */
+static int drop_to(const dbld_proc_user *u)
+{
+    if (syscall(SYS_setgroups, u->n_groups, u->groups) != 0) return -1;
+    if (syscall(SYS_setresgid, u->gid, u->gid, u->gid) != 0) return -1;
+    return syscall(SYS_setresuid, u->uid, u->uid, u->uid) != 0 ? -1 : 0;
+}
+
 /* The child between clone and exec. Signals are blocked (the parent blocked
  * them all before clone) until dispositions are back to default, so no
  * handler of ours ever runs here. */
@@ -214,17 +233,26 @@ static int child_main(void *arg)
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP)
             sigaction(sig, &dfl, NULL); /* fails harmlessly for libc's internal signals */
+    if (setpgid(0, 0) != 0) goto fail;
+    if (c->user) {
+        c->stage = STAGE_USER;
+        if (drop_to(c->user) != 0) goto fail;
+        c->stage = STAGE_SETUP;
+    }
     /* Die with the thread that spawned us: a job service killed with
-     * SIGKILL leaves no job behind. If that thread is already gone, the
-     * setting came too late: leave at once. */
-    if (setpgid(0, 0) != 0 || prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
+     * SIGKILL leaves no job behind. Set after the credentials (changing them
+     * clears it). If that thread is already gone, the setting came too
+     * late: leave at once. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) goto fail;
     if (getppid() != c->parent) _exit(127);
     int in = open("/dev/null", O_RDONLY);
     if (in < 0 || move_fd(in, 0) != 0) goto fail;
     if (in != 0) close(in);
     if (move_fd(c->out_w, 1) != 0 || move_fd(c->err_w, 2) != 0) goto fail;
     closefrom(3);
+    c->stage = STAGE_CWD;
     if (c->cwd && chdir(c->cwd) != 0) goto fail;
+    c->stage = STAGE_EXEC;
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -238,7 +266,7 @@ fail:
  * or an errno. clone(CLONE_VM | CLONE_VFORK) as posix_spawn does (no copy
  * of our address space; we wait until the child has exec'd), but with a
  * step posix_spawn has no attribute for: PR_SET_PDEATHSIG. */
-static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
+static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid, int *stage)
 {
     const char *path = NULL;
     if (!strchr(o->argv[0], '/')) {
@@ -250,6 +278,7 @@ static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
                     .envp = envp,
                     .path = path,
                     .cwd = o->cwd,
+                    .user = o->user,
                     .out_w = out_w,
                     .err_w = err_w,
                     .parent = getpid()};
@@ -268,6 +297,7 @@ static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     munmap(stack, CHILD_STACK);
     free(envp);
+    *stage = c.stage;
     if (rc == 0 && c.err) { /* the child could not exec: it has exited */
         rc = c.err;
         while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
@@ -275,6 +305,29 @@ static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid)
     }
     if (rc == 0) *pid = p;
     return rc;
+}
+
+/* The message of a failed spawn: which step of the child failed, and why. */
+static void spawn_error(const dbld_proc_opts *o, int stage, int err, dbld_status *st)
+{
+    const char *cmd = o->argv[0];
+    switch (stage) {
+    case STAGE_USER:
+        dbld_status_set(st, errno_code(err),
+                        "could not switch to user \"%s\" (uid %ld) to run \"%s\": %s",
+                        o->user->name, (long)o->user->uid, cmd, strerror(err));
+        break;
+    case STAGE_CWD:
+        dbld_status_set(st, errno_code(err), "working directory \"%s\"%s%s%s: %s", o->cwd,
+                        o->user ? " (as user \"" : "", o->user ? o->user->name : "",
+                        o->user ? "\")" : "", strerror(err));
+        break;
+    case STAGE_EXEC:
+        dbld_status_set(st, errno_code(err), "could not execute \"%s\": %s", cmd, strerror(err));
+        break;
+    default:
+        dbld_status_set(st, errno_code(err), "could not start \"%s\": %s", cmd, strerror(err));
+    }
 }
 
 int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st)
@@ -292,10 +345,10 @@ int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st)
         dbld_status_set(st, DBLD_INTERNAL, "could not create pipes: %s", strerror(e));
         goto fail;
     }
-    int rc = do_spawn(o, po[1], pe[1], &p->pid);
+    int stage = STAGE_SETUP;
+    int rc = do_spawn(o, po[1], pe[1], &p->pid, &stage);
     if (rc) {
-        dbld_status_set(st, errno_code(rc), "could not execute \"%s\": %s", o->argv[0],
-                        strerror(rc));
+        spawn_error(o, stage, rc, st);
         goto fail;
     }
     close_fd(&po[1]);
@@ -317,6 +370,61 @@ fail:
     close_fd(&p->wake[1]);
     free(p);
     return st ? st->code : DBLD_INTERNAL;
+}
+
+/* ---- users ---- */
+
+int dbld_proc_user_lookup(const char *name, dbld_proc_user **out, dbld_status *st)
+{
+    *out = NULL;
+    long cap = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t bufsz = cap > 0 ? (size_t)cap : 16384;
+    char *buf = dbld_xmalloc(bufsz);
+    struct passwd pw, *found = NULL;
+    int err;
+    while ((err = getpwnam_r(name, &pw, buf, bufsz, &found)) == ERANGE && bufsz < (1u << 20))
+        buf = dbld_xrealloc(buf, bufsz *= 2);
+    if (err || !found) {
+        free(buf);
+        if (err && err != ENOENT && err != ESRCH && err != EBADF && err != EPERM)
+            return dbld_status_set(st, DBLD_INTERNAL, "could not look up user \"%s\": %s", name,
+                                   strerror(err));
+        return dbld_status_set(st, DBLD_NOT_FOUND, "no user \"%s\" on this host", name);
+    }
+    dbld_proc_user *u = dbld_xcalloc(1, sizeof *u);
+    u->name = dbld_xstrdup(pw.pw_name);
+    u->home = dbld_xstrdup(pw.pw_dir && *pw.pw_dir ? pw.pw_dir : "/");
+    u->uid = pw.pw_uid;
+    u->gid = pw.pw_gid;
+    free(buf);
+    int n = 16;
+    u->groups = dbld_xcalloc((size_t)n, sizeof *u->groups);
+    for (;;) {
+        int want = n;
+        if (getgrouplist(u->name, u->gid, u->groups, &want) >= 0) {
+            n = want;
+            break;
+        }
+        if (want <= n) want = n * 2; /* glibc reports the count it needs; others may not */
+        if (want > 65536) {
+            dbld_proc_user_free(u);
+            return dbld_status_set(st, DBLD_INTERNAL, "user \"%s\" is in too many groups", name);
+        }
+        n = want;
+        u->groups = dbld_xrealloc(u->groups, (size_t)n * sizeof *u->groups);
+    }
+    u->n_groups = (size_t)n;
+    *out = u;
+    return 0;
+}
+
+void dbld_proc_user_free(dbld_proc_user *u)
+{
+    if (!u) return;
+    free(u->name);
+    free(u->home);
+    free(u->groups);
+    free(u);
 }
 
 pid_t dbld_proc_pid(const dbld_proc *p)

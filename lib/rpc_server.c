@@ -20,8 +20,9 @@
  * FINISH completes), one while the close op is pending, one while a handler
  * runs (so a handler that hands the call to another thread cannot have it
  * freed under it). Streaming handlers run on a thread of their own (tracked,
- * joined lazily and at shutdown) and send (and, for bidirectional methods,
- * receive further requests) one blocking batch at a time: the poller signals
+ * joined lazily and at shutdown; at most max_streams at once: a stream over
+ * the cap is answered RESOURCE_EXHAUSTED before any thread is made) and send (and, for
+ * bidirectional methods, receive further requests) one blocking batch at a time: the poller signals
  * the call's condition variable when the batch completes (batch_wait). Handler output
  * is validated (status code range, response type, required fields) before it
  * reaches gRPC, so a buggy handler yields a status, not a crash.
@@ -56,6 +57,7 @@
 #define REQUESTS_PER_POLLER 16 /* request_call posted ahead, per poller */
 #define DEFAULT_MAX_MSG (16 * 1024 * 1024)
 #define DEFAULT_GRACE_MS 5000
+#define DEFAULT_MAX_STREAMS 256
 #define CANCEL_POLL_MS 50
 
 #define TAG_SHUTDOWN ((void *)3)
@@ -85,6 +87,7 @@ typedef struct op_tag {
 struct dbld_server {
     char *name, *listen;
     int n_workers, n_pollers, max_msg, grace_ms, max_queue;
+    int max_streams;       /* streaming calls (threads) at once */
     const dbld_auth *auth; /* borrowed; NULL: every method is open */
     int add_failed;        /* a dbld_server_add() was refused: start fails */
     char *metrics_listen;  /* NULL: no metrics endpoint */
@@ -106,6 +109,7 @@ struct dbld_server {
     pthread_mutex_t shutdown_mu; /* serializes start/shutdown */
     pthread_mutex_t mu;          /* streams */
     stream_thread *streams;
+    int n_streams;       /* streams whose handler has not returned yet, under mu */
     pthread_mutex_t qmu; /* worker queue */
     pthread_cond_t qcv;
     dbld_call *qhead, *qtail;
@@ -322,6 +326,7 @@ static void *stream_main(void *arg)
     call_unref(c); /* the stream thread's reference */
     pthread_mutex_lock(&srv->mu);
     t->done = 1;
+    srv->n_streams--;
     pthread_mutex_unlock(&srv->mu);
     return NULL;
 }
@@ -341,22 +346,46 @@ static void reap_streams(dbld_server *srv)
     }
 }
 
+/* Refuse a stream: the cap is reached (RESOURCE_EXHAUSTED, naming the
+ * config key) or no thread could be made (UNAVAILABLE). */
+static void refuse_stream(dbld_call *c, int open, int no_thread)
+{
+    dbld_status st;
+    if (no_thread)
+        dbld_status_set(&st, DBLD_UNAVAILABLE,
+                        "could not start a thread for %s (%d streams open); retry later", c->path,
+                        open);
+    else
+        dbld_status_set(&st, DBLD_RESOURCE_EXHAUSTED,
+                        "too many streams: %d are open, the cap (%s.max_streams) is %d; retry "
+                        "later",
+                        open, c->srv->name, c->srv->max_streams);
+    finish(c, st.code, st.msg, NULL);
+}
+
 static void start_stream(dbld_call *c)
 {
     dbld_server *srv = c->srv;
+    pthread_mutex_lock(&srv->mu);
+    reap_streams(srv);
+    int open = srv->n_streams;
+    if (open >= srv->max_streams) {
+        pthread_mutex_unlock(&srv->mu);
+        refuse_stream(c, open, 0);
+        return;
+    }
     stream_thread *t = dbld_xcalloc(1, sizeof *t);
     c->thread = t;
     call_ref(c);
-    pthread_mutex_lock(&srv->mu);
-    reap_streams(srv);
     if (pthread_create(&t->tid, NULL, stream_main, c) != 0) {
         pthread_mutex_unlock(&srv->mu);
         free(t);
         c->thread = NULL;
         call_unref(c);
-        finish(c, DBLD_UNAVAILABLE, "could not start stream thread", NULL);
+        refuse_stream(c, open, 1);
         return;
     }
+    srv->n_streams++;
     t->next = srv->streams;
     srv->streams = t;
     pthread_mutex_unlock(&srv->mu);
@@ -768,6 +797,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     if (srv->n_pollers > MAX_POLLERS) srv->n_pollers = MAX_POLLERS;
     srv->max_msg = opts->max_message_bytes > 0 ? opts->max_message_bytes : DEFAULT_MAX_MSG;
     srv->grace_ms = opts->shutdown_grace_ms > 0 ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
+    srv->max_streams = opts->max_streams > 0 ? opts->max_streams : DEFAULT_MAX_STREAMS;
     srv->auth = opts->auth;
     srv->metrics_listen = opts->metrics_listen ? dbld_xstrdup(opts->metrics_listen) : NULL;
     if (opts->tls && opts->tls->cert_file) {

@@ -40,6 +40,7 @@ typedef struct dbld_server_config {
     int max_queue;         /* unary calls waiting for a worker, 1..1000000 (default 1024) */
     int max_message_bytes; /* max request/response size (default 16 MiB) */
     int shutdown_grace_ms; /* in-flight calls get this long on SIGTERM (default 5000) */
+    int max_streams;       /* streaming calls open at once, 1..65536 (default 256; job 1024) */
     dbld_tls_config tls;   /* overrides shared.tls key by key */
     char *metrics_listen;  /* host:port of the Prometheus endpoint; NULL: off */
 } dbld_server_config;
@@ -64,6 +65,10 @@ typedef struct dbld_job_def {
     int timeout_ms; /* per exec; 0 = none (default 3600000) */
     char **env;     /* extra environment, "KEY=VALUE" */
     size_t n_env;
+    /* Names ("NAME", "PREFIX*", "*") the job's config step may set in its
+     * env, on top of the denylist (dbld/jobenv.h); default ["*"], [] = none. */
+    char **env_allow;
+    size_t n_env_allow;
     char *working_dir;           /* NULL: the job service's working directory */
     char **transient_exit_codes; /* exit codes that count as transient failures ("75") */
     size_t n_transient_exit_codes;
@@ -107,6 +112,7 @@ typedef struct dbld_config {
         int max_concurrent_runs; /* default 4 */
         int kill_grace_ms;       /* SIGTERM -> SIGKILL delay on timeout/cancel (default 5000) */
         int heartbeat_ms;        /* wrapper heartbeat period while a job runs (default 10000) */
+        char *run_as; /* unix user jobs run as when the job service is root; NULL: unset */
     } job;
     struct {
         dbld_server_config server;

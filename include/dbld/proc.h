@@ -13,8 +13,9 @@
  * SIGKILLs whatever is left of the group (a grandchild that outlived the
  * leader) and only then reaps.
  *
- * A failed exec (missing binary, not executable, bad working directory) is a
- * spawn error with the errno text, never a child exiting with 127.
+ * A failed exec (missing binary, not executable, bad working directory, a
+ * user it could not switch to) is a spawn error with the errno text, never a
+ * child exiting with 127.
  *
  * A child dies with its spawner: it gets SIGKILL (PR_SET_PDEATHSIG) when the
  * *thread* that called dbld_proc_spawn() exits - in particular when the
@@ -38,17 +39,38 @@
 
 typedef struct dbld_proc dbld_proc;
 
+/* A unix user a child runs as (see dbld_proc_user_lookup()). */
+typedef struct dbld_proc_user {
+    char *name, *home; /* from the passwd entry */
+    uid_t uid;
+    gid_t gid;     /* primary group */
+    gid_t *groups; /* supplementary groups (getgrouplist), gid included */
+    size_t n_groups;
+} dbld_proc_user;
+
+/* Look up user `name` (getpwnam_r + getgrouplist). On success *out is the
+ * user (caller frees with dbld_proc_user_free()); NOT_FOUND names a user
+ * that does not exist, INTERNAL a failed lookup. */
+int dbld_proc_user_lookup(const char *name, dbld_proc_user **out, dbld_status *st);
+void dbld_proc_user_free(dbld_proc_user *u);
+
 typedef struct dbld_proc_opts {
     const char *const *argv; /* NULL-terminated; argv[0] is looked up in PATH unless it has a '/' */
     const char *const *env;  /* extra "KEY=VALUE" entries, applied in order; may be NULL */
     size_t n_env;
-    const char *cwd; /* working directory; NULL: the parent's */
+    const char *cwd; /* working directory (entered as `user`); NULL: the parent's */
+    /* NULL: the child keeps our credentials. Else it drops them to this
+     * user's (groups, gid, then uid, between clone and exec; needs root or
+     * CAP_SETUID/CAP_SETGID), before it enters cwd and execs. */
+    const dbld_proc_user *user;
 } dbld_proc_opts;
 
 /* Start a child. On success *out is the handle (caller destroys it with
  * dbld_proc_destroy()). Failures return DBLD_NOT_FOUND (binary or working
  * directory missing), DBLD_PERMISSION_DENIED or DBLD_INTERNAL, with a
- * message such as `could not execute "x": No such file or directory`. */
+ * message such as `could not execute "x": No such file or directory` or
+ * `could not switch to user "u" (uid 999) to run "x": Operation not
+ * permitted`. */
 int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st);
 
 /* The child's pid, which is also its process group id. */

@@ -15,9 +15,10 @@
  * calls dbld_call_complete() exactly once, so a call that waits (for a group
  * commit, say) holds no thread. A server-streaming call is handed to a thread
  * of its own, so long-lived streams (Subscribe, Watch) never starve unary
- * calls; a streaming handler whose clients stream too (bidirectional) reads
- * their further messages with dbld_call_recv(). Every server also serves
- * grpc.health.v1.Health and gRPC server reflection (v1 and v1alpha, from the
+ * calls; at most max_streams of them run at once (more are refused with
+ * RESOURCE_EXHAUSTED), so they cannot take unbounded threads either; a streaming handler whose
+ * clients stream too (bidirectional) reads their further messages with dbld_call_recv(). Every
+ * server also serves grpc.health.v1.Health and gRPC server reflection (v1 and v1alpha, from the
  * descriptor set of proto/ embedded at build time: reflection.c).
  */
 #ifndef DBLD_RPC_H
@@ -135,6 +136,9 @@ typedef struct dbld_server_opts {
                                    * client went away while it waited is answered without running */
     int max_message_bytes;        /* default 16 MiB */
     int shutdown_grace_ms;        /* default 5000 */
+    int max_streams;              /* streaming calls open at once (each holds a thread); default
+                                   256; a call over it gets RESOURCE_EXHAUSTED naming
+                                   <service_name>.max_streams */
     const dbld_tls_opts *tls;     /* NULL or no cert_file: plaintext; copied */
     const struct dbld_auth *auth; /* NULL: no credentials needed; borrowed (outlives the server) */
     const char *metrics_listen;   /* serve GET /metrics here (dbld_metrics_serve); NULL: off */

@@ -3,6 +3,9 @@
 #include "eventlog_rpc.h"
 #include "databuild_ext.pb-c.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 typedef struct claim_ctx {
     el_async as; /* first */
     el_claim c;
@@ -29,6 +32,26 @@ static ProtobufCMessage *claim_respond(el_async *as, dbld_arena *a)
     return &resp->base;
 }
 
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* The distinct refs of a request, sorted, in the arena (*n updated): a ref
+ * given twice is claimed once. Repeats must not reach the writer, where
+ * they would fail the batch's claim-row upsert for every request in it. */
+static char **distinct_refs(dbld_arena *a, char *const *refs, size_t *n)
+{
+    char **out = dbld_arena_alloc(a, (*n + 1) * sizeof *out);
+    memcpy(out, refs, *n * sizeof *out);
+    qsort(out, *n, sizeof *out, cmp_str);
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (k == 0 || strcmp(out[k - 1], out[i]) != 0) out[k++] = out[i];
+    *n = k;
+    return out;
+}
+
 /* Nonblocking: validate, queue for the writer, answer from claim_respond. */
 static int claim(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                  dbld_status *st)
@@ -45,12 +68,14 @@ static int claim(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
     for (size_t i = 0; i < req->n_refs; i++)
         if (!*req->refs[i])
             return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "claim: ref %zu is empty", i);
+    size_t n_refs = req->n_refs;
+    char **refs = distinct_refs(a, req->refs, &n_refs);
     claim_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
     *ctx = (claim_ctx){.as = {call, claim_respond},
                        .c = {.build_request_id = req->build_request_id,
                              .job_run_id = req->job_run_id,
-                             .refs = req->refs,
-                             .n_refs = req->n_refs,
+                             .refs = refs,
+                             .n_refs = n_refs,
                              .n_events = req->n_events_if_granted,
                              .lease_owner = req->lease_owner}};
     el_claim *c = &ctx->c;

@@ -93,6 +93,30 @@ static void extract(dbld_arena *a, const Databuild__V1__BuildEvent *ev, strlist 
     }
 }
 
+void el_event_fields(dbld_arena *a, const Databuild__V1__BuildEvent *ev, el_fields *out)
+{
+    strlist refs = {0}, labels = {0}, runs = {0};
+    extract(a, ev, &refs, &labels, &runs);
+    *out = (el_fields){.build_request_id = ev->build_request_id ? ev->build_request_id : "",
+                       .refs = refs.items,
+                       .n_refs = refs.n,
+                       .labels = labels.items,
+                       .n_labels = labels.n,
+                       .runs = runs.items,
+                       .n_runs = runs.n};
+}
+
+el_fields el_event_fields_of(const el_event *e)
+{
+    return (el_fields){.build_request_id = e->ev->build_request_id,
+                       .refs = e->refs,
+                       .n_refs = e->n_refs,
+                       .labels = e->labels,
+                       .n_labels = e->n_labels,
+                       .runs = e->runs,
+                       .n_runs = e->n_runs};
+}
+
 static const char *const kind_names[] = {
     "build_request_event",  "partition_event",    "job_event",
     "delegation_event",     "job_graph_event",    "partition_invalidation_event",

@@ -34,6 +34,24 @@ typedef struct el_event {
 int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index, el_event *out,
                      dbld_status *st);
 
+/* What an EventFilter matches on, of one event (borrowed pointers). */
+typedef struct el_fields {
+    const char *build_request_id;
+    const char *const *refs; /* partition refs the event touches */
+    size_t n_refs;
+    const char *const *labels; /* job labels */
+    size_t n_labels;
+    const char *const *runs; /* job run ids */
+    size_t n_runs;
+} el_fields;
+
+/* The fields of a stored event, extracted as el_event_prepare() does (the
+ * lists in the arena, the strings borrowed from ev). */
+void el_event_fields(dbld_arena *a, const Databuild__V1__BuildEvent *ev, el_fields *out);
+
+/* The fields of a prepared event (borrowed from e). */
+el_fields el_event_fields_of(const el_event *e);
+
 /* "partition_event" etc. for a kind number; "unknown" otherwise. */
 const char *el_kind_name(int kind);
 

@@ -3,13 +3,16 @@
 #include "eventlog_rpc.h"
 #include "databuild_ext.pb-c.h"
 #include "dbld/log.h"
+#include "filter.h"
+#include "hub.h"
 
 #include <inttypes.h>
 
 #define LIST_DEFAULT 500
 #define LIST_MAX 5000
 #define SUBSCRIBE_PAGE 500
-#define SUBSCRIBE_POLL_MS 500
+#define SUBSCRIBE_WAIT_MS 250  /* an idle stream looks for cancellation this often */
+#define SUBSCRIBE_RETRY_MS 500 /* while the database is down */
 
 void el_async_done(void *arg, const dbld_status *st)
 {
@@ -105,45 +108,109 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
     return 0;
 }
 
+/* ---- Subscribe ----
+ *
+ * A stream reads the commit feed (hub.h) while its position is inside the
+ * ring, and PostgreSQL by pages (List's query, patterns applied in memory)
+ * while it is below: when it starts in the past, or fell behind what the
+ * ring keeps. Either way it moves in idx order and loses nothing, so
+ * switching between them leaves no gap and sends nothing twice. An idle
+ * stream costs no query: it waits for the feed's high to grow. */
+
+typedef struct sub {
+    dbld_call *call;
+    el_store *store;
+    el_hub *hub;
+    el_filter *filter;                     /* compiled once per stream */
+    Databuild__V1__EventFilter sql_filter; /* the request's, without the patterns */
+    int64_t cursor;                        /* next idx to look at */
+    dbld_arena *a;                         /* one page's messages */
+} sub;
+
+static int sub_send(sub *s, int64_t idx, Databuild__V1__BuildEvent *ev, dbld_status *st)
+{
+    Databuild__V1__IndexedEvent ie = DATABUILD__V1__INDEXED_EVENT__INIT;
+    ie.idx = idx;
+    ie.event = ev;
+    return dbld_call_send(s->call, &ie.base, st);
+}
+
+/* One page from the ring; *behind when the ring does not reach the cursor. */
+static int sub_from_hub(sub *s, int *behind, dbld_status *st)
+{
+    el_hub_row *rows;
+    size_t n;
+    int64_t next;
+    *behind = el_hub_read(s->hub, s->filter, s->cursor, SUBSCRIBE_PAGE, s->a, &rows, &n, &next) ==
+              EL_HUB_BEHIND;
+    if (*behind) return 0;
+    for (size_t i = 0; i < n; i++) {
+        Databuild__V1__BuildEvent *ev = (Databuild__V1__BuildEvent *)protobuf_c_message_unpack(
+            &databuild__v1__build_event__descriptor, dbld_arena_allocator(s->a), rows[i].len,
+            rows[i].payload);
+        if (!ev)
+            return dbld_status_set(st, DBLD_DATA_LOSS, "stored event %" PRId64 " does not decode",
+                                   rows[i].idx);
+        int rc = sub_send(s, rows[i].idx, ev, st);
+        if (rc) return rc;
+    }
+    if (n == 0 && next == s->cursor) /* nothing committed past the cursor yet */
+        el_hub_wait(s->hub, s->cursor - 1, SUBSCRIBE_WAIT_MS);
+    s->cursor = next;
+    return 0;
+}
+
+/* One page from PostgreSQL. */
+static int sub_from_db(sub *s, dbld_status *st)
+{
+    int64_t high = el_hub_high(s->hub); /* before the query, which then sees all up to it */
+    el_row *rows;
+    size_t n;
+    int has_more;
+    int rc = el_store_list(s->store, &s->sql_filter, s->cursor, SUBSCRIBE_PAGE, s->a, &rows, &n,
+                           &has_more, st);
+    if (rc == DBLD_UNAVAILABLE) { /* keep the stream; the database comes back */
+        dbld_call_wait_cancel(s->call, SUBSCRIBE_RETRY_MS);
+        return 0;
+    }
+    for (size_t i = 0; !rc && i < n; i++) {
+        el_fields f;
+        el_event_fields(s->a, rows[i].ev, &f);
+        if (el_filter_match(s->filter, &f)) rc = sub_send(s, rows[i].idx, rows[i].ev, st);
+        s->cursor = rows[i].idx + 1;
+    }
+    if (rc || has_more) return rc;
+    /* The query saw every event up to `high`, matching or not: go on from
+     * there (in the ring, unless it moved on meanwhile). */
+    if (high >= s->cursor)
+        s->cursor = high + 1;
+    else if (high < 0) /* the feed does not know the log's end yet */
+        el_hub_wait(s->hub, -1, SUBSCRIBE_RETRY_MS);
+    return 0;
+}
+
 static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_status *st)
 {
-    el_store *store = dbld_call_user(call);
     const Databuild__V1__SubscribeRequest *req = (const Databuild__V1__SubscribeRequest *)req_msg;
     if (req->start_idx < 0)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
-    int rc = el_store_check_patterns(store, req->filter, st);
+    sub s = {.call = call, .store = dbld_call_user(call), .cursor = req->start_idx};
+    int rc = el_filter_compile(req->filter, &s.filter, st);
     if (rc) return rc;
-    int64_t cursor = req->start_idx;
-    dbld_arena *a = dbld_arena_create(); /* per page, so a long stream does not grow */
-    while (!dbld_call_cancelled(call)) {
-        dbld_arena_reset(a);
-        el_row *rows;
-        size_t n;
-        int has_more;
-        int64_t committed = el_store_last_idx(store); /* read before the query */
-        rc = el_store_list(store, req->filter, cursor, SUBSCRIBE_PAGE, a, &rows, &n, &has_more, st);
-        if (rc == DBLD_UNAVAILABLE) { /* keep the stream; the database comes back */
-            dbld_call_wait_cancel(call, SUBSCRIBE_POLL_MS);
-            continue;
-        }
-        if (rc) break;
-        for (size_t i = 0; i < n && !rc; i++) {
-            Databuild__V1__IndexedEvent ie = DATABUILD__V1__INDEXED_EVENT__INIT;
-            ie.idx = rows[i].idx;
-            ie.event = rows[i].ev;
-            rc = dbld_call_send(call, &ie.base, st);
-            cursor = rows[i].idx + 1;
-        }
-        if (rc) break;
-        if (has_more) continue;
-        /* The query saw every event up to `committed`, matching or not: move
-         * past them all, or a filter that skips the newest events would find
-         * the wait below already satisfied and query again at once. */
-        if (committed >= cursor) cursor = committed + 1;
-        el_store_wait_commit(store, cursor - 1, SUBSCRIBE_POLL_MS);
+    el_filter_without_patterns(req->filter, &s.sql_filter);
+    s.hub = el_store_hub(s.store);
+    s.a = dbld_arena_create(); /* per page, so a long stream does not grow */
+    el_hub_join(s.hub);
+    while (!rc && !dbld_call_cancelled(call)) {
+        dbld_arena_reset(s.a);
+        int behind;
+        rc = sub_from_hub(&s, &behind, st);
+        if (!rc && behind) rc = sub_from_db(&s, st);
     }
-    dbld_arena_destroy(a);
+    el_hub_leave(s.hub);
+    dbld_arena_destroy(s.a);
+    el_filter_free(s.filter);
     if (!rc && dbld_call_cancelled(call))
         rc = dbld_status_set(st, DBLD_CANCELLED, "subscription cancelled");
     return rc;

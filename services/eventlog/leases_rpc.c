@@ -61,11 +61,13 @@ static int status(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     return 0;
 }
 
+/* DISTINCT: an id given twice is renewed once (an upsert may not touch a
+ * row twice); both copies are reported lost when the renewal is refused. */
 static int renew_fn(dbld_db *db, void *arg, dbld_status *st)
 {
     return query_fn(db, arg, st,
                     "INSERT INTO build_leases AS l (build_request_id, owner, expires_ns)"
-                    " SELECT u, $2, $3::bigint FROM unnest($1::text[]) u ORDER BY u"
+                    " SELECT DISTINCT u, $2::text, $3::bigint FROM unnest($1::text[]) u ORDER BY u"
                     " ON CONFLICT (build_request_id) DO UPDATE"
                     " SET owner = EXCLUDED.owner, expires_ns = EXCLUDED.expires_ns"
                     " WHERE l.owner = EXCLUDED.owner OR l.expires_ns < $4::bigint"

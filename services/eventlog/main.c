@@ -33,6 +33,7 @@ int main(int argc, char **argv)
         .max_queue = cfg.eventlog.server.max_queue,
         .max_message_bytes = cfg.eventlog.server.max_message_bytes,
         .shutdown_grace_ms = cfg.eventlog.server.shutdown_grace_ms,
+        .max_streams = cfg.eventlog.server.max_streams,
     };
     dbld_server *srv = NULL;
     dbld_security sec;

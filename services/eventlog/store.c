@@ -8,10 +8,13 @@
  * bounded by one fsync per event. The monitor thread owns database
  * health: it connects, applies migrations under a session advisory lock
  * (safe with several replicas starting at once), pings every 500 ms and flips
- * the server's health. Reads use a small connection pool.
+ * the server's health. Reads use a small connection pool. After each commit
+ * the writer hands the batch's new events to the commit feed (hub.c), which
+ * serves every Subscribe stream.
  */
 #include "store.h"
 #include "dbld/db.h"
+#include "hub.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 #include "migrations.h"
@@ -53,9 +56,8 @@ struct el_store {
     char *dsn;
     dbld_pool *pool;
     pthread_mutex_t mu;
-    pthread_cond_t work_cv;   /* writer: queue not empty / stop */
-    pthread_cond_t commit_cv; /* subscribers: something committed */
-    pthread_cond_t mon_cv;    /* monitor: wake early */
+    pthread_cond_t work_cv; /* writer: queue not empty / stop */
+    pthread_cond_t mon_cv;  /* monitor: wake early */
     pending *head, *tail;
     size_t queued_events; /* in the queue, not yet taken by the writer */
     size_t max_queued;    /* refuse a request that would queue more (one alone always fits) */
@@ -63,7 +65,7 @@ struct el_store {
     int db_up;
     int migrated;
     char last_err[512];
-    int64_t last_idx;
+    el_hub *hub; /* the commit feed: the writer publishes, Subscribe reads */
     pthread_t writer, monitor;
     int started;
 };
@@ -707,19 +709,22 @@ static void add_touched(strset *touched, const el_claim *c)
  * each outcome is the one deciding the claims one by one would give, and the
  * grants written together have disjoint refs. */
 static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs,
-                         int64_t *max_idx, dbld_status *st)
+                         int64_t *max_idx, dbld_res **top, dbld_status *st)
 {
     const char **lp = dbld_arena_alloc(a, sizeof *lp);
     lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
-    dbld_stmt open[3] = {
+    /* el_top: the highest idx committed before this batch (under the lock),
+     * so the commit feed knows whether other replicas wrote in between. */
+    dbld_stmt open[4] = {
         {.sql = "BEGIN"},
         {.name = "el_lock",
          .sql = "SELECT pg_advisory_xact_lock($1::bigint)",
          .n = 1,
          .params = lp},
+        {.name = "el_top", .sql = "SELECT coalesce(max(idx), 0) FROM events", .out = top},
     };
     dbld_res *fence = NULL;
-    size_t n_open = 2 + fence_stmt(a, reqs, n_reqs, &open[2], &fence);
+    size_t n_open = 3 + fence_stmt(a, reqs, n_reqs, &open[3], &fence);
     size_t n_claims = 0, n_touch = 0;
     while (n_claims < n_reqs && reqs[n_claims]->claim) {
         const el_claim *c = reqs[n_claims++]->claim;
@@ -728,7 +733,7 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
             n_touch += c->events[i].n_refs;
     }
     if (!n_claims)
-        return write_reqs(db, a, open, n_open, n_open > 2 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
+        return write_reqs(db, a, open, n_open, n_open > 3 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
                           st);
     const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
     dbld_res **peek = dbld_arena_alloc(a, n_claims * sizeof *peek);
@@ -779,14 +784,18 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
 }
 
 /* batch_tx_once() until no fence refuses (each round takes at least one
- * request out); rolls back what failed. */
+ * request out); rolls back what failed. *prev_max: the highest idx committed
+ * before the batch that committed. */
 static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, int64_t *max_idx,
-                    dbld_status *st)
+                    int64_t *prev_max, dbld_status *st)
 {
     for (size_t i = 0; i < n_reqs; i++)
         reqs[i]->refused = NULL;
     for (;;) {
-        int rc = batch_tx_once(db, a, reqs, n_reqs, max_idx, st);
+        dbld_res *top = NULL;
+        int rc = batch_tx_once(db, a, reqs, n_reqs, max_idx, &top, st);
+        if (!rc && top) *prev_max = dbld_res_i64(top, 0, 0);
+        dbld_res_free(top);
         if (rc && dbld_db_alive(db)) dbld_db_exec(db, "ROLLBACK", 0, NULL, NULL, NULL);
         if (rc != EL_REFUSED) return rc;
         size_t kept = 0;
@@ -795,6 +804,35 @@ static int batch_tx(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_reqs, i
         n_reqs = kept;
         if (n_reqs == 0) return 0;
     }
+}
+
+static int cmp_idx(const void *x, const void *y)
+{
+    int64_t a = (*(el_event *const *)x)->idx, b = (*(el_event *const *)y)->idx;
+    return (a > b) - (a < b);
+}
+
+/* Hand the new events of the committed requests to the commit feed, in idx
+ * order (requests a fence refused wrote nothing). */
+static void publish(el_store *s, dbld_arena *a, pending **reqs, size_t n_reqs, int64_t prev_max,
+                    int64_t max_idx)
+{
+    size_t total = 0, k;
+    for (size_t r = 0; r < n_reqs; r++)
+        if (!reqs[r]->refused) {
+            req_events(reqs[r], &k);
+            total += k;
+        }
+    el_event **fresh = dbld_arena_alloc(a, (total + 1) * sizeof *fresh);
+    size_t n = 0;
+    for (size_t r = 0; r < n_reqs; r++) {
+        if (reqs[r]->refused) continue;
+        el_event *evs = req_events(reqs[r], &k);
+        for (size_t i = 0; i < k; i++)
+            if (!evs[i].duplicate) fresh[n++] = &evs[i];
+    }
+    qsort(fresh, n, sizeof *fresh, cmp_idx);
+    el_hub_publish(s->hub, prev_max, fresh, n, max_idx);
 }
 
 /* Write the requests of one batch (claims and appends) in one transaction. */
@@ -813,13 +851,10 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
     for (int pass = 0; pass < 3; pass++)
         for (pending *p = reqs; p; p = p->next)
             if ((p->claim ? 0 : p->logs ? 2 : 1) == pass) arr[k++] = p;
-    int64_t max_idx = 0;
-    rc = batch_tx(*db, a, arr, n, &max_idx, st);
+    int64_t max_idx = 0, prev_max = 0;
+    rc = batch_tx(*db, a, arr, n, &max_idx, &prev_max, st);
     if (!rc) {
-        pthread_mutex_lock(&s->mu);
-        if (max_idx > s->last_idx) s->last_idx = max_idx;
-        pthread_cond_broadcast(&s->commit_cv);
-        pthread_mutex_unlock(&s->mu);
+        publish(s, a, arr, n, prev_max, max_idx);
     } else if (rc == DBLD_UNAVAILABLE) {
         set_up(s, 0, st->msg);
     }
@@ -911,8 +946,8 @@ el_store *el_store_create(const el_store_opts *opts)
     s->pool = dbld_pool_create(opts->dsn, opts->pool_size);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
-    pthread_cond_init(&s->commit_cv, NULL);
     pthread_cond_init(&s->mon_cv, NULL);
+    s->hub = el_hub_create(opts->dsn);
     snprintf(s->last_err, sizeof s->last_err, "not connected yet");
     return s;
 }
@@ -921,6 +956,7 @@ void el_store_start(el_store *s)
 {
     pthread_create(&s->monitor, NULL, monitor_main, s);
     pthread_create(&s->writer, NULL, writer_main, s);
+    el_hub_start(s->hub);
     s->started = 1;
 }
 
@@ -931,16 +967,15 @@ void el_store_destroy(el_store *s)
     s->stop = 1;
     pthread_cond_broadcast(&s->work_cv);
     pthread_cond_broadcast(&s->mon_cv);
-    pthread_cond_broadcast(&s->commit_cv);
     pthread_mutex_unlock(&s->mu);
     if (s->started) {
         pthread_join(s->writer, NULL); /* drains the queue first */
         pthread_join(s->monitor, NULL);
     }
+    el_hub_destroy(s->hub); /* the writer, its only publisher, is gone */
     dbld_pool_destroy(s->pool);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
-    pthread_cond_destroy(&s->commit_cv);
     pthread_cond_destroy(&s->mon_cv);
     free(s->dsn);
     free(s);
@@ -1063,23 +1098,9 @@ int el_store_release(el_store *s, const char *build_request_id, const char *job_
     return rc;
 }
 
-int64_t el_store_last_idx(el_store *s)
+el_hub *el_store_hub(el_store *s)
 {
-    pthread_mutex_lock(&s->mu);
-    int64_t idx = s->last_idx;
-    pthread_mutex_unlock(&s->mu);
-    return idx;
-}
-
-/* Commits that add no event past after_idx (job logs, claims refused, only
- * duplicates) wake the waiters but do not end the wait. */
-void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms)
-{
-    struct timespec ts = dbld_abs_time(CLOCK_REALTIME, timeout_ms);
-    pthread_mutex_lock(&s->mu);
-    while (s->last_idx <= after_idx && !s->stop)
-        if (pthread_cond_timedwait(&s->commit_cv, &s->mu, &ts) == ETIMEDOUT) break;
-    pthread_mutex_unlock(&s->mu);
+    return s->hub;
 }
 
 static const char *filter_lit(dbld_arena *a, char **items, size_t n)

@@ -6,8 +6,8 @@
  * commit) and answers each request by callback after COMMIT. Writers of every replica take a
  * transaction-scoped advisory lock, so idx order equals commit order across replicas. A monitor
  * thread pings the database, applies migrations once reachable, and flips the
- * server's health; while the database is down appends and reads fail fast
- * with UNAVAILABLE.
+ * server's health; the writer feeds each commit to the commit feed (hub.h); while the database is
+ * down appends and reads fail fast with UNAVAILABLE.
  */
 #ifndef EL_STORE_H
 #define EL_STORE_H
@@ -72,15 +72,10 @@ int el_store_list(el_store *s, const Databuild__V1__EventFilter *filter, int64_t
                   int limit, dbld_arena *a, el_row **rows, size_t *n, int *has_more,
                   dbld_status *st);
 
-/* The highest idx this replica's writer has committed (0 before its first
- * commit). Every event with a smaller idx - from any replica - committed
- * before it (idx order is commit order), so a query started after this call
- * sees all events up to the returned idx. */
-int64_t el_store_last_idx(el_store *s);
-
-/* Wait until this replica's writer commits an event with idx > after_idx, or
- * timeout (other replicas' commits are seen only by polling: the timeout). */
-void el_store_wait_commit(el_store *s, int64_t after_idx, int64_t timeout_ms);
+/* The commit feed every Subscribe stream reads (hub.h); borrowed, lives
+ * as long as the store. */
+struct el_hub;
+struct el_hub *el_store_hub(el_store *s);
 
 /* A claim on all outputs of one task (see PartitionClaims in databuild_ext.proto). */
 typedef struct el_claim {

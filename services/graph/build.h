@@ -47,6 +47,13 @@ typedef struct gs_planned_run {
     char run[37];
 } gs_planned_run;
 
+/* A gs_build_on_end() registration. */
+typedef struct gs_end_cb {
+    gs_build_end_fn fn;
+    void *arg;
+    struct gs_end_cb *next;
+} gs_end_cb;
+
 struct gs_build {
     gs_service *svc;
     char id[37];
@@ -59,10 +66,10 @@ struct gs_build {
     gs_build *next;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int status;    /* last BuildRequestStatusCode appended */
-    int done;      /* ended (terminal event appended) or abandoned */
-    int abandoned; /* stopped without a terminal event */
+    pthread_cond_t cv; /* CLOCK_MONOTONIC: state changes, cancel, abandon */
+    int status;        /* last BuildRequestStatusCode appended */
+    int done;          /* ended (terminal event appended) or abandoned */
+    int abandoned;     /* stopped without a terminal event */
     int cancel;
     char *cancel_reason;
     int result_code;
@@ -76,7 +83,9 @@ struct gs_build {
     size_t n_prior;
     gs_planned_run *planned; /* resumed: planned runs that never started */
     size_t n_planned;
-    int dirty; /* a task changed state: rescan */
+    int dirty;         /* a task changed state: rescan */
+    gs_end_cb *on_end; /* called (and freed) once the build thread is done */
+    int ended;         /* the build thread is done: on_end was taken */
 };
 
 /* gsb_append_cancelled(): which outputs get PartitionEvent FAILED. */

@@ -69,6 +69,11 @@ static void build_free(gs_build *b)
     free(b->prev_owner);
     free(b->cancel_reason);
     free(b->result_msg);
+    while (b->on_end) { /* only if it never ran: the build thread takes them */
+        gs_end_cb *cb = b->on_end;
+        b->on_end = cb->next;
+        free(cb);
+    }
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
     free(b);
@@ -401,11 +406,7 @@ static void execute(gs_build *b)
             next_cancel = dbld_mono_ms() + CANCEL_RESEND_MS;
         }
         if (b->dirty && !stop) continue;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += (long)CANCEL_RESEND_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, CANCEL_RESEND_MS);
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
@@ -791,8 +792,17 @@ static void *build_main(void *arg)
         b->result_msg = dbld_xstrdup("the graph service stopped coordinating this build (event log "
                                      "unavailable or lease lost); it will be resumed");
     }
+    b->ended = 1;
+    gs_end_cb *cbs = b->on_end;
+    b->on_end = NULL;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
+    while (cbs) { /* the calls waiting for this build (waiters.c) */
+        gs_end_cb *cb = cbs;
+        cbs = cb->next;
+        cb->fn(cb->arg);
+        free(cb);
+    }
     registry_remove(b->svc, b, terminal);
     return NULL;
 }
@@ -817,7 +827,11 @@ static gs_build *build_new(gs_service *s, const char *id, const char *const *ref
     b->want_id = dbld_xstrdup(want_id ? want_id : "");
     b->status = BR(RECEIVED);
     pthread_mutex_init(&b->mu, NULL);
-    pthread_cond_init(&b->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
     return b;
 }
 
@@ -880,6 +894,7 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
     if (rc) {
         pthread_mutex_lock(&b->mu);
         b->done = 1;
+        b->ended = 1; /* no thread, nobody waits for it */
         pthread_mutex_unlock(&b->mu);
         registry_remove(s, b, 0);
         return rc;
@@ -929,40 +944,37 @@ void gs_build_abandon(gs_service *s, const char *id, const char *why)
     gs_build_unref(b);
 }
 
-/* ------------------------------------------------------------ wait/cancel */
+/* ------------------------------------------------------------ end/cancel */
 
-static int wait_done(gs_build *b, dbld_call *call, int64_t wait_ms)
+int gs_build_on_end(gs_build *b, gs_build_end_fn fn, void *arg)
 {
-    int64_t deadline = wait_ms >= 0 ? dbld_mono_ms() + wait_ms : INT64_MAX;
     pthread_mutex_lock(&b->mu);
-    while (!b->done && dbld_mono_ms() < deadline) {
-        pthread_mutex_unlock(&b->mu);
-        if (call && dbld_call_cancelled(call)) return 0;
-        pthread_mutex_lock(&b->mu);
-        if (b->done) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    int ended = b->ended;
+    if (!ended) {
+        gs_end_cb *cb = dbld_xcalloc(1, sizeof *cb);
+        cb->fn = fn;
+        cb->arg = arg;
+        cb->next = b->on_end;
+        b->on_end = cb;
     }
-    int done = b->done;
     pthread_mutex_unlock(&b->mu);
-    return done;
+    return ended;
 }
 
-int gs_build_wait(gs_build *b, dbld_call *call, dbld_arena *a,
-                  Databuild__V1__GraphBuildResponse **out, dbld_status *st)
+const char *gs_build_id(const gs_build *b)
 {
-    if (!wait_done(b, call, -1))
-        return dbld_status_set(st, DBLD_UNAVAILABLE,
-                               "build %s: the call ended before the build (it goes on)", b->id);
+    return b->id;
+}
+
+int gs_build_result(gs_build *b, dbld_arena *a, Databuild__V1__GraphBuildResponse **out,
+                    dbld_status *st)
+{
     pthread_mutex_lock(&b->mu);
-    int code = b->result_code;
+    int code = b->done ? b->result_code : DBLD_UNAVAILABLE;
     if (code) {
         dbld_status_set(st, code, "build %s %s: %s", b->id,
-                        b->abandoned ? "interrupted" : status_name(b->status), b->result_msg);
+                        !b->done || b->abandoned ? "interrupted" : status_name(b->status),
+                        b->result_msg ? b->result_msg : "not ended");
         pthread_mutex_unlock(&b->mu);
         return code;
     }
@@ -983,9 +995,10 @@ int gs_build_wait(gs_build *b, dbld_call *call, dbld_arena *a,
     return 0;
 }
 
-int gs_build_cancel(gs_service *s, const char *id, const char *reason, int64_t wait_ms,
+int gs_build_cancel(gs_service *s, const char *id, const char *reason, gs_build **out,
                     dbld_status *st)
 {
+    *out = NULL;
     gs_build *b = registry_find(s, id);
     if (!b) {
         int status = recent_status(s, id);
@@ -1021,7 +1034,6 @@ int gs_build_cancel(gs_service *s, const char *id, const char *reason, int64_t w
         dbld_log(DBLD_LOG_INFO, "cancelling build", "build_request_id", id, "reason", why,
                  (char *)NULL);
     }
-    wait_done(b, NULL, wait_ms);
-    gs_build_unref(b);
+    *out = b;
     return 0;
 }

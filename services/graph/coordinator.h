@@ -24,17 +24,29 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
 /* Adopt an orphan whose lease this instance has just taken. */
 void gs_build_resume(gs_service *s, const Databuild__V1__OrphanBuild *ob);
 
-/* Wait until the build ended or the call was cancelled. Returns 0 with the
- * manifests when it COMPLETED; else ABORTED (FAILED), FAILED_PRECONDITION
- * (precondition or analysis error), CANCELLED, or UNAVAILABLE when the call
- * ended first (client gone or server shutting down). */
-int gs_build_wait(gs_build *b, dbld_call *call, dbld_arena *a,
-                  Databuild__V1__GraphBuildResponse **out, dbld_status *st);
+/* Called once when a build ends: its terminal event is appended, or it was
+ * abandoned (it will be resumed from the event log). */
+typedef void (*gs_build_end_fn)(void *arg);
+/* Have fn(arg) called when b ends, on the thread that ends it, with no lock
+ * held. Returns 0, or 1 when b has ended already: then fn is not registered
+ * and the caller acts at once. The caller keeps a reference to b until fn ran. */
+int gs_build_on_end(gs_build *b, gs_build_end_fn fn, void *arg);
 
-/* Cancel a build this instance coordinates: BuildCancelEvent, cancel running
- * job runs, wait up to wait_ms for it to end. NOT_FOUND for an unknown id,
- * FAILED_PRECONDITION for one that already ended. */
-int gs_build_cancel(gs_service *s, const char *id, const char *reason, int64_t wait_ms,
+/* The outcome of an ended build for its Build call: 0 with the manifests
+ * (in a) when it COMPLETED; else ABORTED (FAILED), FAILED_PRECONDITION
+ * (precondition or analysis error), CANCELLED, or UNAVAILABLE when it was
+ * abandoned (it will be resumed from the event log). */
+int gs_build_result(gs_build *b, dbld_arena *a, Databuild__V1__GraphBuildResponse **out,
+                    dbld_status *st);
+
+/* Borrowed while the caller holds a reference. */
+const char *gs_build_id(const gs_build *b);
+
+/* Cancel a build this instance coordinates: BuildCancelEvent, then its job
+ * runs are cancelled and the build ends CANCELLED (gs_build_on_end() tells
+ * when). *out gets a reference to it (gs_build_unref()). NOT_FOUND for an
+ * unknown id, FAILED_PRECONDITION for one that already ended. */
+int gs_build_cancel(gs_service *s, const char *id, const char *reason, gs_build **out,
                     dbld_status *st);
 
 void gs_build_unref(gs_build *b);

@@ -2,10 +2,10 @@
  *
  * One gs_service per process: the configuration, the compiled lookup, this
  * instance's lease owner id, the job service endpoints (with in-flight run
- * counts for spreading work), and the registry of builds this instance
- * coordinates. Calls to the event log (append, claims, status, leases, list)
- * and to the job services (configure, run, cancel) live in remote.c; every
- * event log call is idempotent and retried on UNAVAILABLE.
+ * counts for spreading work), the registry of builds this instance
+ * coordinates and the calls waiting for them to end (waiters.h). Calls to the event log (append,
+ * claims, status, leases, list) and to the job services (configure, run, cancel) live in remote.c;
+ * every event log call is idempotent and retried on UNAVAILABLE.
  */
 #ifndef GRAPH_GRAPH_H
 #define GRAPH_GRAPH_H
@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 typedef struct gs_build gs_build;
+typedef struct gs_waiters gs_waiters; /* waiters.c: calls answered when a build ends */
 
 #define GS_RECENT_MAX 256
 
@@ -43,6 +44,7 @@ typedef struct gs_service {
     int64_t renew_every_ms;
     int64_t orphan_poll_ms;
     int64_t el_timeout_ms; /* event log calls retry UNAVAILABLE this long */
+    int64_t relaunch_ms;   /* relaunches after losing a job service, at most this long */
     atomic_int ready;      /* the event log answered and startup adoption ran */
     atomic_int stopping;
     atomic_long configure_calls; /* every Configure call this process made */
@@ -56,6 +58,8 @@ typedef struct gs_service {
     gs_build *builds; /* active builds (registry list) */
     gs_recent recent[GS_RECENT_MAX];
     size_t n_recent;
+
+    gs_waiters *waiters; /* Build and Cancel calls waiting for a build's end */
 
     pthread_t bg;
     int bg_started;

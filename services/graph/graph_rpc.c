@@ -3,11 +3,14 @@
  * Handlers only translate: refs out of the request, the work in lookup.c,
  * analyze.c and coordinator.c, the result (or status) back. Analyze builds its
  * plan outside the call arena, so the graph is copied into the arena (packed
- * and unpacked) before the plan is freed.
+ * and unpacked) before the plan is freed. Build and Cancel wait for a build's
+ * end without holding a worker: they hand the call to waiters.c and return
+ * DBLD_ASYNC.
  */
 #include "graph_rpc.h"
 
 #include "coordinator.h"
+#include "waiters.h"
 
 #include "dbld/log.h"
 
@@ -70,23 +73,25 @@ static int analyze(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     return 0;
 }
 
+/* Submit, then answer when the build ends (waiters.c): no worker waits. */
 static int build(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp,
                  dbld_status *st)
 {
+    (void)resp;
     gs_service *s = dbld_call_user(call);
     const Databuild__V1__GraphBuildRequest *req = (const Databuild__V1__GraphBuildRequest *)req_msg;
     dbld_arena *a = dbld_call_arena(call);
+    gs_waiter *w = gs_waiter_new(s->waiters, call, GS_WAIT_BUILD, st);
+    if (!w) return st->code;
     char id[37];
     gs_build *b = NULL;
     int rc = gs_build_submit(s, refs_of(a, req->outputs, req->n_outputs), req->n_outputs, "", "",
                              id, &b, st);
-    if (rc) return rc;
-    Databuild__V1__GraphBuildResponse *r = NULL;
-    rc = gs_build_wait(b, call, a, &r, st);
-    gs_build_unref(b);
-    if (rc) return rc;
-    *resp = &r->base;
-    return 0;
+    if (rc) {
+        gs_waiter_drop(w);
+        return rc;
+    }
+    return gs_waiter_arm(w, b, -1);
 }
 
 static int submit(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp,
@@ -107,9 +112,12 @@ static int submit(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     return 0;
 }
 
+/* Record the cancel, then answer once the build ended (or after up to
+ * CANCEL_WAIT_MS, within the client's deadline) without holding a worker. */
 static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp,
                   dbld_status *st)
 {
+    (void)resp;
     gs_service *s = dbld_call_user(call);
     const Databuild__V1__CancelBuildRequest *req =
         (const Databuild__V1__CancelBuildRequest *)req_msg;
@@ -118,11 +126,15 @@ static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     int64_t wait = dbld_call_remaining_ms(call) - 1000;
     if (wait > CANCEL_WAIT_MS) wait = CANCEL_WAIT_MS;
     if (wait < 0) wait = 0;
-    int rc = gs_build_cancel(s, req->build_request_id, req->reason, wait, st);
+    gs_build *b = NULL;
+    int rc = gs_build_cancel(s, req->build_request_id, req->reason, &b, st);
     if (rc) return rc;
-    *resp =
-        dbld_arena_msg(dbld_call_arena(call), &databuild__v1__cancel_build_response__descriptor);
-    return 0;
+    gs_waiter *w = gs_waiter_new(s->waiters, call, GS_WAIT_CANCEL, st);
+    if (!w) { /* recorded; too many calls wait already: do not wait for the end */
+        gs_build_unref(b);
+        return 0;
+    }
+    return gs_waiter_arm(w, b, wait);
 }
 
 static const dbld_method lookup_methods[] = {

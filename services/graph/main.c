@@ -8,12 +8,15 @@
  * live replica) resumes them from the event log.
  *
  * Tuning for tests (environment, milliseconds): DBLD_GRAPH_LEASE_TTL_MS
- * (default 15000; renewals every TTL/5) and DBLD_GRAPH_ORPHAN_POLL_MS
- * (default 10000).
+ * (default 15000; renewals every TTL/5), DBLD_GRAPH_ORPHAN_POLL_MS
+ * (default 10000) and DBLD_GRAPH_RELAUNCH_MS (default 120000: how long a
+ * task relaunches a run whose job service was lost, see retry.h).
  */
 #include "coordinator.h"
 #include "graph_rpc.h"
 #include "leases.h"
+#include "retry.h"
+#include "waiters.h"
 
 #include "dbld/config.h"
 #include "dbld/log.h"
@@ -51,6 +54,7 @@ static void service_init(gs_service *s, dbld_config *cfg, gs_lookup *lookup)
     s->renew_every_ms = s->lease_ttl_ms / 5;
     s->orphan_poll_ms = env_ms("DBLD_GRAPH_ORPHAN_POLL_MS", 10000, 100);
     s->el_timeout_ms = s->lease_ttl_ms > 10000 ? s->lease_ttl_ms : 10000;
+    s->relaunch_ms = env_ms("DBLD_GRAPH_RELAUNCH_MS", GS_RELAUNCH_TOTAL_MS, 0);
     atomic_init(&s->ready, 0);
     atomic_init(&s->stopping, 0);
     atomic_init(&s->configure_calls, 0);
@@ -77,6 +81,10 @@ int main(int argc, char **argv)
     }
     static gs_service svc;
     service_init(&svc, &cfg, lookup);
+    if (gs_waiters_create(&svc.waiters, &st) != 0) {
+        dbld_log(DBLD_LOG_ERROR, "could not start", "error", st.msg, (char *)NULL);
+        return 1;
+    }
 
     const dbld_server_config *sc = &cfg.graph.server;
     dbld_server_opts opts = {
@@ -87,6 +95,7 @@ int main(int argc, char **argv)
         .max_queue = sc->max_queue,
         .max_message_bytes = sc->max_message_bytes,
         .shutdown_grace_ms = sc->shutdown_grace_ms,
+        .max_streams = sc->max_streams,
     };
     dbld_server *srv = NULL;
     dbld_security sec;
@@ -121,6 +130,7 @@ int main(int argc, char **argv)
     dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
              (char *)NULL);
     atomic_store(&svc.stopping, 1); /* no new work: tasks stop before their next step */
+    gs_waiters_close(svc.waiters);  /* Build/Cancel calls waiting for a build: UNAVAILABLE */
     dbld_server_shutdown(srv);
     gs_background_stop(&svc);
     gs_leases_hand_over(&svc);

@@ -1,5 +1,8 @@
-/* retry.c - retry quota decisions (see retry.h). */
+/* retry.c - retry quota decisions and the classification and backoff of
+ * infrastructure failures (see retry.h). */
 #include "retry.h"
+
+#include "dbld/status.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -72,4 +75,34 @@ int gs_retry_parse_failure(const char *msg, int *attempt, gs_fail_kind *kind)
             return 1;
         }
     return 0;
+}
+
+gs_run_loss gs_run_classify_loss(int rc, int got_result, int started)
+{
+    if (got_result) return GS_RUN_OUTCOME;
+    switch (rc) {
+    case DBLD_UNAVAILABLE:
+    case DBLD_CANCELLED:
+    case DBLD_RESOURCE_EXHAUSTED:
+        return started ? GS_RUN_LOST_NEW_ID : GS_RUN_LOST_SAME_ID;
+    case DBLD_ALREADY_EXISTS:
+        return GS_RUN_LOST_NEW_ID;
+    default:
+        return GS_RUN_OUTCOME;
+    }
+}
+
+int gs_backoff_next(gs_backoff *bo, int64_t now_ms, int64_t total_ms, int64_t *delay_ms)
+{
+    if (bo->tries == 0) bo->first_ms = now_ms;
+    int64_t left = bo->first_ms + total_ms - now_ms;
+    if (left <= 0) return 0;
+    int64_t d = GS_RELAUNCH_FIRST_MS;
+    for (int i = 0; i < bo->tries && d < GS_RELAUNCH_MAX_DELAY_MS; i++)
+        d *= 2;
+    if (d > GS_RELAUNCH_MAX_DELAY_MS) d = GS_RELAUNCH_MAX_DELAY_MS;
+    if (d > left) d = left;
+    bo->tries++;
+    *delay_ms = d;
+    return 1;
 }

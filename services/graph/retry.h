@@ -11,6 +11,8 @@
 
 #include "dbld/config.h"
 
+#include <stdint.h>
+
 typedef enum {
     GS_FAIL_PERMANENT = 1, /* FailureKind numbers */
     GS_FAIL_TRANSIENT = 2,
@@ -40,5 +42,50 @@ int gs_retry_parse_failure(const char *msg, int *attempt, gs_fail_kind *kind);
 
 /* "FAILURE_PERMANENT" etc. */
 const char *gs_fail_kind_name(gs_fail_kind kind);
+
+/* ---- infrastructure failures: losing the job service is not an attempt ----
+ *
+ * A run whose job service went away (connection refused, UNAVAILABLE, the
+ * stream broken before a result) did not fail because of the job: it is
+ * relaunched, not retried, and costs no retry quota. LUCI retries launches
+ * the same way (exponential backoff from 100 ms, at most 10 s between tries,
+ * about 2 min in all); only when the job service stays lost for that long
+ * does the loss become a transient failure of the attempt, which the quota
+ * then decides about. Both functions are pure (no clock, no I/O). */
+
+typedef enum {
+    GS_RUN_OUTCOME = 0,  /* a result, or an error that belongs to the attempt */
+    GS_RUN_LOST_SAME_ID, /* lost before the process started: relaunch as the same job run */
+    GS_RUN_LOST_NEW_ID,  /* lost after it started (its logs and RUNNING are on record), or the job
+                          * service still holds that job run: relaunch as a new job run */
+} gs_run_loss;
+
+/* Classify how a JobRunner/RunStreamed call ended, from structured data only:
+ * rc is its dbld code (0 when a result arrived), got_result whether a
+ * RunJobResponse arrived, started whether the job service reported the
+ * process spawned. A result is always the attempt's outcome (even a
+ * failure); so are DEADLINE_EXCEEDED (the job's timeout) and errors about
+ * the request itself (INVALID_ARGUMENT, NOT_FOUND, ...). UNAVAILABLE,
+ * CANCELLED (the job service ended the call) and RESOURCE_EXHAUSTED (it
+ * refused the work) lose the executor; ALREADY_EXISTS means the job service
+ * still holds an earlier launch of that job run, which is lost to us too.
+ * The caller checks first that the build itself did not cancel the run. */
+gs_run_loss gs_run_classify_loss(int rc, int got_result, int started);
+
+#define GS_RELAUNCH_FIRST_MS 100
+#define GS_RELAUNCH_MAX_DELAY_MS 10000
+#define GS_RELAUNCH_TOTAL_MS 120000
+
+/* Relaunch backoff of one attempt. Zero it ({0}) when an attempt begins. */
+typedef struct gs_backoff {
+    int64_t first_ms; /* monotonic time of the attempt's first loss (when tries > 0) */
+    int tries;        /* relaunches handed out; 0: no loss yet */
+} gs_backoff;
+
+/* One more loss at now_ms (monotonic): returns 1 with *delay_ms, how long to
+ * wait before relaunching (100 ms doubling per loss, at most 10 s, and never
+ * past first loss + total_ms); 0 once total_ms have passed since the first
+ * loss: give up, the loss becomes a transient failure of the attempt. */
+int gs_backoff_next(gs_backoff *bo, int64_t now_ms, int64_t total_ms, int64_t *delay_ms);
 
 #endif

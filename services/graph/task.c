@@ -1,12 +1,15 @@
-/* task.c - one task of a build: claim, delegate, run, retry.
+/* task.c - one task of a build: claim, delegate, run, relaunch, retry.
  *
  * Each task runs on a thread of its own. An attempt is a job run with its
  * own job_run_id: claim the outputs (SCHEDULED + BUILDING appended with the
  * grant), or SKIPPED when they are available, or a delegation to the build
  * holding them; then JobRunner/RunStreamed on the job service with the
  * fewest runs in flight, RUNNING once that service has spawned the process
- * (a run may wait there for a slot), and COMPLETED or a classified failure that the
- * job's retry quota (retry.c) turns into another attempt or a final FAILED.
+ * (a run may wait there for a slot), and COMPLETED or a classified failure
+ * that the job's retry quota (retry.c) turns into another attempt or a final
+ * FAILED. Losing the job service is not a failure of the attempt: the run is
+ * relaunched with backoff (retry.h), as a new job run of the same attempt
+ * when the lost one had started, on another job service when there is one.
  */
 #include "build.h"
 
@@ -24,6 +27,7 @@
 #define NO_TIMEOUT_MS (30LL * 24 * 3600 * 1000)
 #define DELEGATION_POLL_MS 200
 #define DELEGATION_RECLAIM_MS 2000
+#define STOP_POLL_MS 200 /* how often a waiting task looks at svc->stopping */
 
 static int task_cancelled(gs_task *t)
 {
@@ -100,6 +104,7 @@ static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
     case DBLD_CANCELLED:
     case DBLD_RESOURCE_EXHAUSTED:
     case DBLD_ABORTED:
+    case DBLD_ALREADY_EXISTS: /* an earlier launch of the run still held there */
         o->kind = GS_FAIL_TRANSIENT;
         o->msg = dbld_arena_printf(a, "lost job service %s: %s", addr, st->msg);
         break;
@@ -160,11 +165,7 @@ static int wait_delegation(gs_task *t, dbld_arena *a)
     int64_t reclaim_at = dbld_mono_ms() + DELEGATION_RECLAIM_MS;
     for (;;) {
         pthread_mutex_lock(&b->mu);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += DELEGATION_POLL_MS * 1000000L;
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, DELEGATION_POLL_MS);
         if (!b->cancel && !b->abandoned) pthread_cond_timedwait(&b->cv, &b->mu, &ts);
         int stop = b->cancel || b->abandoned;
         pthread_mutex_unlock(&b->mu);
@@ -200,6 +201,7 @@ typedef struct attempt_ctx {
     dbld_arena *a;
     const char *run;
     int ep, attempt;
+    int relaunch; /* 0 for the attempt's first launch */
     int recorded; /* RUNNING appended (or the append failed) */
 } attempt_ctx;
 
@@ -208,6 +210,9 @@ static gs_event *running_event(attempt_ctx *c, const Databuild__V1__RunJobStarte
     gs_build *b = c->t->b;
     char *msg = dbld_arena_printf(c->a, "attempt %d on %s (pid %lld", c->attempt,
                                   gs_ep_addr(b->svc, c->ep), (long long)started->pid);
+    if (c->relaunch > 0)
+        msg =
+            dbld_arena_printf(c->a, "%s, relaunch %d after losing a job service", msg, c->relaunch);
     if (started->waited_ms > 0)
         msg = dbld_arena_printf(c->a, "%s, after %lld ms waiting for a slot", msg,
                                 (long long)started->waited_ms);
@@ -234,17 +239,371 @@ static void add_deferred_running(attempt_ctx *c, const Databuild__V1__RunJobStar
     c->recorded = 1;
 }
 
+/* A task's way through its attempts (task_main's state, owned by its thread). */
+typedef struct task_state {
+    char run[37];        /* the current job run */
+    int claimed;         /* run's claim was granted: its SCHEDULED + BUILDING are on record */
+    int launches;        /* launches of the current attempt (1 + relaunches after losses) */
+    gs_backoff bo;       /* the current attempt's relaunches */
+    int64_t relaunch_at; /* monotonic ms: do not launch before; 0: at once */
+    char lost[37];       /* a started run lost with its job service: it ends CANCELLED
+                          * (lost_msg) with the next claim's events; "" none */
+    char *lost_msg;      /* malloc'd */
+    char *sched_msg;     /* malloc'd, NULL for "": the next claim's SCHEDULED message */
+    int avoid_ep;        /* job endpoint to avoid next (failed or lost), -1: none */
+    char delegated_to[64], holder_run[64];
+} task_state;
+
+enum { STEP_DONE, STEP_AGAIN, STEP_GRANTED };
+
+/* JobEvent CANCELLED of the run lost with its job service, when one is
+ * pending: it goes into the next append (its outputs move on to the next
+ * run, so no partition event). */
+static void add_lost(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlist *l)
+{
+    if (*ts->lost)
+        gs_evlist_add(a, l,
+                      gs_ev_job(a, t->b->id, ts->lost, t->job->label, t->task->config,
+                                JS(CANCELLED), ts->lost_msg));
+}
+
+static void lost_recorded(task_state *ts)
+{
+    ts->lost[0] = 0;
+    free(ts->lost_msg);
+    ts->lost_msg = NULL;
+}
+
+/* The build was cancelled before a launch: record this task's end. */
+static void end_cancelled(gs_task *t, dbld_arena *a, const task_state *ts)
+{
+    if (*ts->lost) /* its outputs are still BUILDING by the lost run */
+        gsb_append_cancelled(t, a, ts->lost, OUT_ALL, "build cancelled");
+    else if (ts->claimed)
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
+    else
+        gsb_append_cancelled(t, a, ts->run, *ts->delegated_to ? OUT_NONE : OUT_ANALYZED,
+                             "build cancelled");
+    task_end(t, T_CANCELLED, "build cancelled");
+}
+
+/* Our delegated outputs were built by the holder's run: SKIPPED, and they
+ * end AVAILABLE naming that run. */
+static void add_built_by_holder(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlist *l)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    char *msg = dbld_arena_printf(a, "outputs were built by job run %s of build %s", ts->holder_run,
+                                  ts->delegated_to);
+    gs_evlist_add(a, l, gs_ev_job(a, b->id, ts->run, t->job->label, cfg, JS(SKIPPED), msg));
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        gs_evlist_add(a, l,
+                      gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE), ts->holder_run,
+                                      "built by the delegated build"));
+}
+
+/* HELD: record the delegation (once per holder) and wait for the holder. */
+static int claim_held(gs_task *t, dbld_arena *a, task_state *ts,
+                      const Databuild__V1__ClaimResponse *cr)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    gs_evlist l = {0};
+    add_lost(t, a, ts, &l);
+    if (strcmp(ts->delegated_to, cr->holder_build_request_id) != 0) {
+        snprintf(ts->delegated_to, sizeof ts->delegated_to, "%s", cr->holder_build_request_id);
+        char *msg =
+            dbld_arena_printf(a, "partition %s is being built by build %s (job run %s)",
+                              cr->held_ref, cr->holder_build_request_id, cr->holder_job_run_id);
+        for (size_t i = 0; i < cfg->n_outputs; i++) {
+            gs_evlist_add(a, &l,
+                          gs_ev_delegation(a, b->id, cfg->outputs[i]->str, ts->delegated_to, msg));
+            gs_evlist_add(a, &l,
+                          gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(DELEGATED),
+                                          cr->holder_job_run_id, msg));
+        }
+    }
+    snprintf(ts->holder_run, sizeof ts->holder_run, "%s", cr->holder_job_run_id);
+    if (gsb_append(b, a, &l) != 0) return STEP_AGAIN; /* abandoned: handled at the top */
+    lost_recorded(ts);
+    wait_delegation(t, a);
+    return STEP_AGAIN;
+}
+
+/* Claim the outputs for ts->run, with SCHEDULED + BUILDING (and a lost run's
+ * CANCELLED) appended atomically when granted. STEP_GRANTED to launch. */
+static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    const char *label = t->job->label;
+    gs_evlist l = {0};
+    add_lost(t, a, ts, &l);
+    Databuild__V1__BuildEvent *sched =
+        gs_ev_job(a, b->id, ts->run, label, cfg, JS(SCHEDULED), ts->sched_msg ? ts->sched_msg : "");
+    sched->job_event->config = (Databuild__V1__JobConfig *)cfg;
+    gs_evlist_add(a, &l, sched);
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        gs_evlist_add(a, &l,
+                      gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(BUILDING), ts->run, ""));
+    Databuild__V1__ClaimResponse *cr = NULL;
+    dbld_status st;
+    if (gs_el_claim(b->svc, b->id, ts->run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr,
+                    &st) != 0) {
+        gsb_fail(b, &st);
+        task_end(t, T_CANCELLED, "abandoned");
+        return STEP_DONE;
+    }
+    if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE) {
+        l.n = 0;
+        add_lost(t, a, ts, &l);
+        if (*ts->delegated_to) /* the build we delegated to built them */
+            add_built_by_holder(t, a, ts, &l);
+        else
+            gs_evlist_add(
+                a, &l,
+                gs_ev_job(a, b->id, ts->run, label, cfg, JS(SKIPPED), "outputs already available"));
+        if (gsb_append(b, a, &l) == 0)
+            task_end(t, T_OK, NULL);
+        else
+            task_end(t, T_CANCELLED, "abandoned");
+        return STEP_DONE;
+    }
+    if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD) return claim_held(t, a, ts, cr);
+    if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED) {
+        dbld_status_set(&st, DBLD_INTERNAL, "claim: unexpected outcome %d", cr->outcome);
+        gsb_abandon(b, &st);
+        return STEP_AGAIN;
+    }
+    /* GRANTED: our events are in the log. */
+    lost_recorded(ts);
+    free(ts->sched_msg);
+    ts->sched_msg = NULL;
+    ts->claimed = 1;
+    if (*ts->delegated_to && holder_built(t, a, ts->holder_run)) {
+        l.n = 0;
+        add_built_by_holder(t, a, ts, &l);
+        task_end(t, gsb_append(b, a, &l) == 0 ? T_OK : T_CANCELLED, NULL);
+        return STEP_DONE;
+    }
+    ts->delegated_to[0] = 0;
+    return STEP_GRANTED;
+}
+
+/* Wait until `until` (monotonic ms) before a relaunch. 1 when the build was
+ * cancelled or abandoned or the service is stopping meanwhile (the top of
+ * task_main handles those), so neither waits for the backoff. */
+static int wait_relaunch(gs_task *t, int64_t until)
+{
+    gs_build *b = t->b;
+    int stop;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        stop = b->cancel || b->abandoned || atomic_load(&b->svc->stopping);
+        int64_t left = until - dbld_mono_ms();
+        if (stop || left <= 0) break;
+        /* cancel and abandon signal b->cv; stopping is polled */
+        struct timespec ts =
+            dbld_abs_time(CLOCK_MONOTONIC, left < STOP_POLL_MS ? left : STOP_POLL_MS);
+        pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return stop;
+}
+
+/* The run's job service was lost (retry.h): schedule a relaunch of the same
+ * attempt, charging nothing. A run that had started ends CANCELLED and the
+ * attempt goes on as a new job run (its logs and RUNNING belong to the lost
+ * one); one that had not keeps its job_run_id and claim. Either way the
+ * relaunch avoids the lost endpoint when there is another, and what happens
+ * is on record at once (the CANCELLED or a new SCHEDULED message). Returns 0
+ * when the relaunch budget is spent: the loss is then the attempt's failure. */
+static int schedule_relaunch(gs_task *t, dbld_arena *a, task_state *ts, gs_run_loss loss, int ep,
+                             int rc, const dbld_status *st)
+{
+    gs_build *b = t->b;
+    gs_service *s = b->svc;
+    int64_t now = dbld_mono_ms(), delay = 0;
+    if (!gs_backoff_next(&ts->bo, now, s->relaunch_ms, &delay)) return 0;
+    ts->avoid_ep = ep;
+    char *lost = dbld_arena_printf(a, "lost job service %s (%s: %s)", gs_ep_addr(s, ep),
+                                   dbld_code_name(rc), st->msg);
+    char *tail = dbld_arena_printf(
+        a, "relaunch %d, %.1f s after the first loss; gives up after %.0f s", ts->bo.tries,
+        (double)(now - ts->bo.first_ms) / 1000.0, (double)s->relaunch_ms / 1000.0);
+    char *msg;
+    if (loss == GS_RUN_LOST_NEW_ID) {
+        char next[37];
+        gsb_new_id(next);
+        msg = dbld_arena_printf(a,
+                                "%s: infrastructure failure, not an attempt (no retry quota "
+                                "charged); attempt %d goes on as job run %s in %lld ms (%s)",
+                                lost, t->attempts, next, (long long)delay, tail);
+        free(ts->lost_msg);
+        ts->lost_msg = dbld_xstrdup(msg);
+        memcpy(ts->lost, ts->run, sizeof ts->lost);
+        free(ts->sched_msg);
+        ts->sched_msg = dbld_xstrdup(dbld_arena_printf(
+            a, "attempt %d relaunched: job run %s lost its job service", t->attempts, ts->lost));
+        memcpy(ts->run, next, sizeof ts->run);
+        ts->claimed = 0; /* the claim (at the top) records the lost run's end */
+    } else {
+        msg = dbld_arena_printf(a,
+                                "%s before the run started: infrastructure failure, not an attempt "
+                                "(no retry quota charged); relaunching in %lld ms (%s)",
+                                lost, (long long)delay, tail);
+        /* a failure abandons the build: handled at the top */
+        (void)gsb_append1(
+            b, a, gs_ev_job(a, b->id, ts->run, t->job->label, t->task->config, JS(SCHEDULED), msg));
+    }
+    dbld_log(DBLD_LOG_WARN, "job service lost; relaunching", "build_request_id", b->id,
+             "job_run_id", *ts->lost && !ts->claimed ? ts->lost : ts->run, "relaunch_as", ts->run,
+             "job", t->job->label, "message", msg, (char *)NULL);
+    ts->relaunch_at = now + delay;
+    return 1;
+}
+
+/* The run completed: COMPLETED + AVAILABLE, and the manifest for Build. */
+static int run_completed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *actx,
+                         const Databuild__V1__RunJobStarted *started,
+                         Databuild__V1__RunJobResponse *rr)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    gs_evlist l = {0};
+    add_deferred_running(actx, started, &l);
+    Databuild__V1__BuildEvent *done =
+        gs_ev_job(a, b->id, ts->run, t->job->label, cfg, JS(COMPLETED), "");
+    if (rr->manifest) {
+        done->job_event->n_manifests = 1;
+        done->job_event->manifests = &rr->manifest;
+    }
+    gs_evlist_add(a, &l, done);
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        gs_evlist_add(a, &l,
+                      gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE), ts->run, ""));
+    if (gsb_append(b, a, &l) != 0) return STEP_AGAIN;
+    if (rr->manifest) {
+        size_t len = protobuf_c_message_get_packed_size(&rr->manifest->base);
+        void *buf = dbld_xmalloc(len + 1);
+        protobuf_c_message_pack(&rr->manifest->base, buf);
+        pthread_mutex_lock(&b->mu);
+        t->manifest = buf;
+        t->manifest_len = len;
+        pthread_mutex_unlock(&b->mu);
+    }
+    task_end(t, T_OK, NULL);
+    return STEP_DONE;
+}
+
+/* The attempt failed: charge its kind, retry as a new job run or fail. */
+static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *actx,
+                      const Databuild__V1__RunJobStarted *started, const outcome *o, int ep)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    const char *label = t->job->label;
+    const char *reason;
+    pthread_mutex_lock(&b->mu);
+    int retry = gs_retry_decide(&t->job->retry, o->kind, o->denied, t->attempts, &t->used_quota,
+                                &b->global_used, &reason);
+    pthread_mutex_unlock(&b->mu);
+    char next[37];
+    gsb_new_id(next);
+    const char *kind = gs_fail_kind_name(o->kind);
+    char *msg = retry ? dbld_arena_printf(a, "attempt %d: %s: %s; retrying as %s", t->attempts,
+                                          kind, o->msg, next)
+                      : dbld_arena_printf(a, "attempt %d: %s: %s; retry denied: %s", t->attempts,
+                                          kind, o->msg, reason);
+    gs_evlist l = {0};
+    add_deferred_running(actx, started, &l);
+    gs_evlist_add(a, &l, gs_ev_job(a, b->id, ts->run, label, cfg, JS(FAILED), msg));
+    char *pmsg = dbld_arena_printf(a, "job %s failed: %s: %s", label, kind, o->msg);
+    if (!retry)
+        for (size_t i = 0; i < cfg->n_outputs; i++)
+            gs_evlist_add(
+                a, &l, gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(FAILED), ts->run, pmsg));
+    dbld_log(DBLD_LOG_WARN, "job run failed", "build_request_id", b->id, "job_run_id", ts->run,
+             "job", label, "message", msg, (char *)NULL);
+    if (gsb_append(b, a, &l) != 0) return STEP_AGAIN;
+    if (!retry) {
+        task_end(t, T_FAILED, pmsg);
+        return STEP_DONE;
+    }
+    if (o->kind == GS_FAIL_TRANSIENT) ts->avoid_ep = ep;
+    memcpy(ts->run, next, sizeof ts->run); /* a new attempt */
+    ts->claimed = 0;
+    ts->launches = 0;
+    ts->bo = (gs_backoff){0};
+    return STEP_AGAIN;
+}
+
+/* Launch ts->run on a job service and act on how it ended. */
+static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
+{
+    gs_build *b = t->b;
+    gs_service *s = b->svc;
+    int ep = gs_ep_acquire(s, ts->avoid_ep);
+    pthread_mutex_lock(&b->mu);
+    int cancel = b->cancel;
+    if (!cancel) {
+        t->ep = ep;
+        t->cancel_found = 0;
+        snprintf(t->run_id, sizeof t->run_id, "%s", ts->run);
+        if (ts->launches == 0) t->attempts++; /* a relaunch is the same attempt */
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (cancel) {
+        gs_ep_release(s, ep);
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
+        task_end(t, T_CANCELLED, "build cancelled");
+        return STEP_DONE;
+    }
+    Databuild__V1__RunJobResponse *rr = NULL;
+    int64_t timeout = t->job->timeout_ms > 0 ? t->job->timeout_ms + RUN_MARGIN_MS : NO_TIMEOUT_MS;
+    attempt_ctx actx = {
+        .t = t, .a = a, .run = ts->run, .ep = ep, .attempt = t->attempts, .relaunch = ts->launches};
+    ts->launches++;
+    Databuild__V1__RunJobStarted *started = NULL;
+    dbld_status st;
+    int rc = gs_job_run(s, ep, ts->run, b->id, t->task, timeout, RUNNING_DEFER_MS, attempt_started,
+                        &actx, a, &started, &rr, &st);
+    pthread_mutex_lock(&b->mu);
+    t->ep = -1;
+    pthread_mutex_unlock(&b->mu);
+    gs_ep_release(s, ep);
+    if (gsb_stopped(b)) return STEP_AGAIN; /* abandoned: no more events */
+    gs_run_loss loss = GS_RUN_OUTCOME;
+    if (!task_cancelled(t)) {
+        loss = gs_run_classify_loss(rc, rr != NULL, started != NULL);
+        if (loss != GS_RUN_OUTCOME && schedule_relaunch(t, a, ts, loss, ep, rc, &st))
+            return STEP_AGAIN;
+    }
+    outcome o;
+    classify(t, a, rc, &st, rr, ep, &o);
+    if (o.ok) return run_completed(t, a, ts, &actx, started, rr);
+    if (o.cancelled) {
+        gs_evlist l = {0};
+        add_deferred_running(&actx, started, &l);
+        if (l.n && gsb_append(b, a, &l) != 0) return STEP_AGAIN;
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
+        task_end(t, T_CANCELLED, "build cancelled");
+        return STEP_DONE;
+    }
+    if (loss != GS_RUN_OUTCOME) /* the relaunch budget is spent */
+        o.msg =
+            dbld_arena_printf(a, "%s; gave up relaunching after %d relaunches in %.1f s", o.msg,
+                              ts->bo.tries, (double)(dbld_mono_ms() - ts->bo.first_ms) / 1000.0);
+    return run_failed(t, a, ts, &actx, started, &o, ep);
+}
+
 static void *task_main(void *arg)
 {
     gs_task *t = arg;
     gs_build *b = t->b;
-    gs_service *s = b->svc;
-    const Databuild__V1__JobConfig *cfg = t->task->config;
-    const char *label = t->job->label;
     dbld_arena *a = dbld_arena_create();
-    char run[37], delegated_to[64] = "", holder_run[64] = "";
-    memcpy(run, t->first_run, sizeof run); /* planned: ANALYZED carries it */
-    int avoid_ep = -1;
+    task_state ts = {.avoid_ep = -1};
+    memcpy(ts.run, t->first_run, sizeof ts.run); /* planned: ANALYZED carries it */
     for (;;) {
         dbld_arena_reset(a);
         if (gsb_stopped(b)) {
@@ -252,188 +611,20 @@ static void *task_main(void *arg)
             break;
         }
         if (task_cancelled(t)) {
-            gsb_append_cancelled(t, a, run, *delegated_to ? OUT_NONE : OUT_ANALYZED,
-                                 "build cancelled");
-            task_end(t, T_CANCELLED, "build cancelled");
+            end_cancelled(t, a, &ts);
             break;
         }
-        /* claim, with SCHEDULED + BUILDING appended atomically when granted;
-         * RUNNING follows once the job service has started the process */
-        gs_evlist l = {0};
-        Databuild__V1__BuildEvent *sched = gs_ev_job(a, b->id, run, label, cfg, JS(SCHEDULED), "");
-        sched->job_event->config = (Databuild__V1__JobConfig *)cfg;
-        gs_evlist_add(a, &l, sched);
-        for (size_t i = 0; i < cfg->n_outputs; i++)
-            gs_evlist_add(a, &l,
-                          gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(BUILDING), run, ""));
-        Databuild__V1__ClaimResponse *cr = NULL;
-        dbld_status st;
-        int crc = gs_el_claim(s, b->id, run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr, &st);
-        if (crc != 0) {
-            gsb_fail(b, &st);
-            task_end(t, T_CANCELLED, "abandoned");
-            break;
+        if (!ts.claimed) {
+            int step = claim_step(t, a, &ts);
+            if (step == STEP_DONE) break;
+            if (step == STEP_AGAIN) continue;
         }
-        if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE) {
-            l.n = 0;
-            if (*delegated_to) {
-                /* the build we delegated to built them: our DELEGATED
-                 * partitions end AVAILABLE, naming the run that built them */
-                char *msg = dbld_arena_printf(a, "outputs were built by job run %s of build %s",
-                                              holder_run, delegated_to);
-                gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED), msg));
-                for (size_t i = 0; i < cfg->n_outputs; i++)
-                    gs_evlist_add(a, &l,
-                                  gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE),
-                                                  holder_run, "built by the delegated build"));
-            } else {
-                gs_evlist_add(
-                    a, &l,
-                    gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED), "outputs already available"));
-            }
-            if (gsb_append(b, a, &l) == 0)
-                task_end(t, T_OK, NULL);
-            else
-                task_end(t, T_CANCELLED, "abandoned");
-            break;
-        }
-        if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD) {
-            if (strcmp(delegated_to, cr->holder_build_request_id) != 0) {
-                snprintf(delegated_to, sizeof delegated_to, "%s", cr->holder_build_request_id);
-                snprintf(holder_run, sizeof holder_run, "%s", cr->holder_job_run_id);
-                char *msg = dbld_arena_printf(
-                    a, "partition %s is being built by build %s (job run %s)", cr->held_ref,
-                    cr->holder_build_request_id, cr->holder_job_run_id);
-                l.n = 0;
-                for (size_t i = 0; i < cfg->n_outputs; i++) {
-                    gs_evlist_add(
-                        a, &l, gs_ev_delegation(a, b->id, cfg->outputs[i]->str, delegated_to, msg));
-                    gs_evlist_add(a, &l,
-                                  gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(DELEGATED),
-                                                  holder_run, msg));
-                }
-                if (gsb_append(b, a, &l) != 0) continue; /* abandoned: handled at the top */
-            } else {
-                snprintf(holder_run, sizeof holder_run, "%s", cr->holder_job_run_id);
-            }
-            wait_delegation(t, a);
-            continue;
-        }
-        if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED) {
-            dbld_status_set(&st, DBLD_INTERNAL, "claim: unexpected outcome %d", cr->outcome);
-            gsb_abandon(b, &st);
-            continue;
-        }
-        /* GRANTED: our SCHEDULED + BUILDING events are in the log. */
-        if (*delegated_to && holder_built(t, a, holder_run)) {
-            l.n = 0;
-            gs_evlist_add(
-                a, &l,
-                gs_ev_job(a, b->id, run, label, cfg, JS(SKIPPED),
-                          dbld_arena_printf(a, "outputs were built by job run %s of build %s",
-                                            holder_run, delegated_to)));
-            for (size_t i = 0; i < cfg->n_outputs; i++)
-                gs_evlist_add(a, &l,
-                              gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE),
-                                              holder_run, "built by the delegated build"));
-            task_end(t, gsb_append(b, a, &l) == 0 ? T_OK : T_CANCELLED, NULL);
-            break;
-        }
-        int ep = gs_ep_acquire(s, avoid_ep);
-        delegated_to[0] = 0;
-        pthread_mutex_lock(&b->mu);
-        int cancel = b->cancel;
-        if (!cancel) {
-            t->ep = ep;
-            t->cancel_found = 0;
-            snprintf(t->run_id, sizeof t->run_id, "%s", run);
-            t->attempts++;
-        }
-        pthread_mutex_unlock(&b->mu);
-        if (cancel) {
-            gs_ep_release(s, ep);
-            gsb_append_cancelled(t, a, run, OUT_ALL, "build cancelled");
-            task_end(t, T_CANCELLED, "build cancelled");
-            break;
-        }
-        Databuild__V1__RunJobResponse *rr = NULL;
-        int64_t timeout =
-            t->job->timeout_ms > 0 ? t->job->timeout_ms + RUN_MARGIN_MS : NO_TIMEOUT_MS;
-        attempt_ctx actx = {.t = t, .a = a, .run = run, .ep = ep, .attempt = t->attempts};
-        Databuild__V1__RunJobStarted *started = NULL;
-        int rc = gs_job_run(s, ep, run, b->id, t->task, timeout, RUNNING_DEFER_MS, attempt_started,
-                            &actx, a, &started, &rr, &st);
-        pthread_mutex_lock(&b->mu);
-        t->ep = -1;
-        pthread_mutex_unlock(&b->mu);
-        gs_ep_release(s, ep);
-        if (gsb_stopped(b)) continue; /* abandoned: no more events */
-        outcome o;
-        classify(t, a, rc, &st, rr, ep, &o);
-        if (o.ok) {
-            l.n = 0;
-            add_deferred_running(&actx, started, &l);
-            Databuild__V1__BuildEvent *done =
-                gs_ev_job(a, b->id, run, label, cfg, JS(COMPLETED), "");
-            if (rr->manifest) {
-                done->job_event->n_manifests = 1;
-                done->job_event->manifests = &rr->manifest;
-            }
-            gs_evlist_add(a, &l, done);
-            for (size_t i = 0; i < cfg->n_outputs; i++)
-                gs_evlist_add(
-                    a, &l, gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE), run, ""));
-            if (gsb_append(b, a, &l) != 0) continue;
-            if (rr->manifest) {
-                size_t len = protobuf_c_message_get_packed_size(&rr->manifest->base);
-                void *buf = dbld_xmalloc(len + 1);
-                protobuf_c_message_pack(&rr->manifest->base, buf);
-                pthread_mutex_lock(&b->mu);
-                t->manifest = buf;
-                t->manifest_len = len;
-                pthread_mutex_unlock(&b->mu);
-            }
-            task_end(t, T_OK, NULL);
-            break;
-        }
-        if (o.cancelled) {
-            l.n = 0;
-            add_deferred_running(&actx, started, &l);
-            if (l.n && gsb_append(b, a, &l) != 0) continue;
-            gsb_append_cancelled(t, a, run, OUT_ALL, "build cancelled");
-            task_end(t, T_CANCELLED, "build cancelled");
-            break;
-        }
-        const char *reason;
-        pthread_mutex_lock(&b->mu);
-        int retry = gs_retry_decide(&t->job->retry, o.kind, o.denied, t->attempts, &t->used_quota,
-                                    &b->global_used, &reason);
-        pthread_mutex_unlock(&b->mu);
-        char next[37];
-        gsb_new_id(next);
-        const char *kind = gs_fail_kind_name(o.kind);
-        char *msg = retry ? dbld_arena_printf(a, "attempt %d: %s: %s; retrying as %s", t->attempts,
-                                              kind, o.msg, next)
-                          : dbld_arena_printf(a, "attempt %d: %s: %s; retry denied: %s",
-                                              t->attempts, kind, o.msg, reason);
-        l.n = 0;
-        add_deferred_running(&actx, started, &l);
-        gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, label, cfg, JS(FAILED), msg));
-        char *pmsg = dbld_arena_printf(a, "job %s failed: %s: %s", label, kind, o.msg);
-        if (!retry)
-            for (size_t i = 0; i < cfg->n_outputs; i++)
-                gs_evlist_add(
-                    a, &l, gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(FAILED), run, pmsg));
-        dbld_log(DBLD_LOG_WARN, "job run failed", "build_request_id", b->id, "job_run_id", run,
-                 "job", label, "message", msg, (char *)NULL);
-        if (gsb_append(b, a, &l) != 0) continue;
-        if (!retry) {
-            task_end(t, T_FAILED, pmsg);
-            break;
-        }
-        if (o.kind == GS_FAIL_TRANSIENT) avoid_ep = ep;
-        memcpy(run, next, sizeof run);
+        if (ts.relaunch_at && wait_relaunch(t, ts.relaunch_at)) continue;
+        ts.relaunch_at = 0;
+        if (run_step(t, a, &ts) == STEP_DONE) break;
     }
+    free(ts.lost_msg);
+    free(ts.sched_msg);
     dbld_arena_destroy(a);
     return NULL;
 }

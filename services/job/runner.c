@@ -15,6 +15,7 @@
 #include "runner.h"
 #include "joblog.h"
 #include "orphans.h"
+#include "dbld/jobenv.h"
 #include "dbld/json.h"
 #include "dbld/log.h"
 #include "dbld/proc.h"
@@ -58,7 +59,8 @@ struct jr_engine {
     job_table jobs;
     int kill_grace_ms, heartbeat_ms;
     const char *eventlog;
-    orphan_reg *orphans; /* borrowed; NULL: groups are not recorded */
+    orphan_reg *orphans;        /* borrowed; NULL: groups are not recorded */
+    const dbld_proc_user *user; /* borrowed; NULL: children keep our credentials */
 
     pthread_mutex_t mu;
     int free_slots;
@@ -68,7 +70,8 @@ struct jr_engine {
     int shutdown_kill_ms;
 };
 
-jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans, dbld_status *st)
+jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans,
+                            const dbld_proc_user *run_as, dbld_status *st)
 {
     jr_engine *e = dbld_xcalloc(1, sizeof *e);
     if (job_table_init(&e->jobs, cfg, st)) {
@@ -81,6 +84,7 @@ jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans, dbld_st
     e->heartbeat_ms = cfg->job.heartbeat_ms;
     e->eventlog = cfg->shared.peers.eventlog;
     e->orphans = orphans;
+    e->user = run_as;
     pthread_mutex_init(&e->mu, NULL);
     return e;
 }
@@ -589,13 +593,53 @@ static void cfg_line(void *user, int stream, const char *line, size_t len, int m
     c->buf[c->len] = 0;
 }
 
-static const char **job_env(dbld_arena *a, const job_entry *job, size_t extra, size_t *n)
+/* The environment entries of a child of job (before the DATABUILD_* ones),
+ * with room for `extra` more: the run_as user's HOME, USER and LOGNAME when
+ * we switch users, then the job's env from the YAML file (later entries win,
+ * see lib/proc.h). */
+static const char **job_env(const jr_engine *e, dbld_arena *a, const job_entry *job, size_t extra,
+                            size_t *n)
 {
-    const char **env = dbld_arena_alloc(a, (job->def->n_env + extra + 1) * sizeof *env);
+    const char **env = dbld_arena_alloc(a, (3 + job->def->n_env + extra + 1) * sizeof *env);
+    *n = 0;
+    if (e->user) {
+        env[(*n)++] = dbld_arena_printf(a, "HOME=%s", e->user->home);
+        env[(*n)++] = dbld_arena_printf(a, "USER=%s", e->user->name);
+        env[(*n)++] = dbld_arena_printf(a, "LOGNAME=%s", e->user->name);
+    }
     for (size_t i = 0; i < job->def->n_env; i++)
-        env[i] = job->def->env[i];
-    *n = job->def->n_env;
+        env[(*n)++] = job->def->env[i];
     return env;
+}
+
+/* The first env entry of a config that the policy (dbld/jobenv.h) refuses:
+ * its reason in why; NULL if every entry may be set. */
+static const char *refused_env(const job_entry *job, const Databuild__V1__JobConfig *c, char *why,
+                               size_t cap)
+{
+    for (size_t i = 0; c && i < c->n_env; i++) {
+        const char *k = c->env[i] && c->env[i]->key ? c->env[i]->key : "";
+        if (dbld_jobenv_check(job->def, k, why, cap) != DBLD_JOBENV_OK) return k;
+    }
+    return NULL;
+}
+
+/* A config's env is checked when the config step returns it: a job whose
+ * config step sets what it may not fails at configure, not later at run. */
+static int check_config_env(const job_entry *job, const Databuild__V1__JobConfigureResponse *r,
+                            dbld_arena *a, const char *rs, dbld_status *st)
+{
+    char why[512];
+    for (size_t i = 0; i < r->n_configs; i++) {
+        if (!refused_env(job, r->configs[i], why, sizeof why)) continue;
+        size_t n;
+        const char **refs = task_refs(a, r->configs[i], &n);
+        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
+                               "job %s config returned an env the job service refuses: %s "
+                               "(config for %s; refs: %s)",
+                               job->def->label, why, job_refs_str(a, refs, n, REFS_IN_MESSAGE), rs);
+    }
+    return 0;
 }
 
 static void fill_dep_names(Databuild__V1__JobConfigureResponse *r)
@@ -640,13 +684,14 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
     for (size_t i = 0; i < n; i++)
         argv[nc + 1 + i] = refs[i];
     size_t n_env;
-    const char **env = job_env(a, job, 1, &n_env);
+    const char **env = job_env(e, a, job, 1, &n_env);
     const char *mark = env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
 
     active act = {.id = NULL};
     int rc = add_active(e, &act, st);
     if (rc) return rc;
-    dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
+    dbld_proc_opts po = {
+        .argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir, .user = e->user};
     dbld_proc *p = NULL;
     uint64_t entry;
     dbld_status sst;
@@ -722,7 +767,7 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
                 rc = dbld_status_set(st, DBLD_FAILED_PRECONDITION,
                                      "job %s config produced no config for ref \"%s\" (refs: %s)",
                                      label, missing, rs);
-            } else {
+            } else if ((rc = check_config_env(job, r, a, rs, st)) == 0) {
                 fill_dep_names(r);
                 *out = r;
             }
@@ -758,11 +803,6 @@ static void exec_heartbeat(void *user, int64_t elapsed_ms)
     char ms[32];
     snprintf(ms, sizeof ms, "%" PRId64, elapsed_ms);
     jl_event(x->sink, "heartbeat", "JOB_RUNNING", 0, (const char *const[]){"elapsed_ms", ms, NULL});
-}
-
-static int valid_env_key(const char *k)
-{
-    return k && *k && !strchr(k, '=');
 }
 
 static Databuild__V1__PartitionManifest *
@@ -807,7 +847,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     for (size_t i = 0; i < c->n_args; i++)
         argv[nc + 1 + i] = c->args[i];
     size_t n_env;
-    const char **env = job_env(a, job, c->n_env + 3, &n_env);
+    const char **env = job_env(e, a, job, c->n_env + 3, &n_env);
     for (size_t i = 0; i < c->n_env; i++)
         env[n_env++] = dbld_arena_printf(a, "%s=%s", c->env[i]->key, c->env[i]->value);
     env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
@@ -821,7 +861,8 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
                   .n_outputs = n_refs};
     exec_out x = {.sink = jl_open(&lo)};
     int64_t start_ns = dbld_now_ns();
-    dbld_proc_opts po = {.argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir};
+    dbld_proc_opts po = {
+        .argv = argv, .env = env, .n_env = n_env, .cwd = job->def->working_dir, .user = e->user};
     dbld_proc *p = NULL;
     uint64_t entry;
     dbld_status sst;
@@ -946,11 +987,12 @@ int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *jo
 {
     *out = NULL;
     const Databuild__V1__JobConfig *c = task->config;
-    for (size_t i = 0; i < c->n_env; i++)
-        if (!c->env[i] || !valid_env_key(c->env[i]->key))
-            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
-                                   "task config env key \"%s\" is not a valid variable name",
-                                   c->env[i] && c->env[i]->key ? c->env[i]->key : "");
+    char why[512];
+    if (refused_env(job, c, why, sizeof why))
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                               "task.config.env refused for job %s: %s (a job's environment is its "
+                               "env from the configuration file plus what its config step may set)",
+                               job->def->label, why);
     active act = {.id = job_run_id};
     int rc = add_active(e, &act, st);
     if (rc) return rc;

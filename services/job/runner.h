@@ -9,6 +9,11 @@
  * grace) and reports it as a transient failure, so a coordinator retries it
  * elsewhere.
  *
+ * Every env entry of a task (task.config.env) and of what a config step
+ * returns must pass the policy of dbld/jobenv.h: Run refuses the task with
+ * INVALID_ARGUMENT, Configure fails with FAILED_PRECONDITION, both naming
+ * the variable and the rule.
+ *
  * Callers pass their RPC call as a jr_ctx: a run whose caller went away (client
  * cancelled, deadline passed) is stopped too.
  */
@@ -19,6 +24,7 @@
 #include "databuild_ext.pb-c.h"
 #include "dbld/arena.h"
 #include "dbld/config.h"
+#include "dbld/proc.h"
 #include "dbld/status.h"
 #include "jobs.h"
 #include "orphans.h"
@@ -37,9 +43,12 @@ typedef struct jr_ctx {
     void *arg;
 } jr_ctx;
 
-/* cfg and orphans (may be NULL: children's process groups are not recorded)
- * must outlive the engine. Caller frees with jr_engine_destroy(). */
-jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans, dbld_status *st);
+/* cfg, orphans (may be NULL: children's process groups are not recorded)
+ * and run_as (may be NULL: children keep our credentials; else they run as
+ * that user, with its HOME, USER and LOGNAME) must outlive the engine.
+ * Caller frees with jr_engine_destroy(). */
+jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans,
+                            const dbld_proc_user *run_as, dbld_status *st);
 /* Begin shutdown: stop every waiting and running job (SIGTERM, SIGKILL after
  * kill_ms) and refuse new runs with UNAVAILABLE. Returns at once. */
 void jr_engine_shutdown(jr_engine *e, int kill_ms);
@@ -51,7 +60,8 @@ const job_table *jr_jobs(const jr_engine *e);
 /* `command... config REF...`: the parsed JobConfigureResponse (in arena a).
  * Errors name the job, the refs and the cause with the stderr tail:
  * INTERNAL (could not start), FAILED_PRECONDITION (non-zero exit, invalid
- * JSON, a ref no config produces), DEADLINE_EXCEEDED (timeout), CANCELLED,
+ * JSON, a ref no config produces, an env entry the policy refuses),
+ * DEADLINE_EXCEEDED (timeout), CANCELLED,
  * UNAVAILABLE (shutting down). */
 int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *const *refs,
                  size_t n, dbld_arena *a, Databuild__V1__JobConfigureResponse **out,
@@ -60,7 +70,8 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
 /* Run one configured task as job run job_run_id: `command... exec ARGS...`.
  * Returns 0 with *out (in arena a) for every outcome of the job itself
  * (COMPLETED, FAILED with a failure kind, CANCELLED); an error only when the
- * run did not take place: ALREADY_EXISTS (that job_run_id is active),
+ * run did not take place: INVALID_ARGUMENT (an env entry the policy
+ * refuses), ALREADY_EXISTS (that job_run_id is active),
  * DEADLINE_EXCEEDED (no slot before the caller's deadline), CANCELLED (the
  * caller went away while waiting), UNAVAILABLE (shutting down). */
 int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *job_run_id,

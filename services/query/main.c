@@ -31,6 +31,7 @@ int main(int argc, char **argv)
         .max_queue = sc->max_queue,
         .max_message_bytes = sc->max_message_bytes,
         .shutdown_grace_ms = sc->shutdown_grace_ms,
+        .max_streams = sc->max_streams,
     };
     dbld_status st;
     dbld_status_clear(&st);

@@ -26,7 +26,7 @@
     "      no_retry_exit_codes: [\"65\"]\n"                                                        \
     "      retry: {single_quota: 10, failure_weight: 1}\n"                                         \
     "    - label: \"//f:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
-    "      timeout_ms: 1000\n"                                                                     \
+    "      timeout_ms: 3000\n"                                                                     \
     "    - label: \"//f:hang\"\n      command: %CMD%\n      outputs: [\"hang/.*\"]\n"
 
 #define RULES                                                                                      \
@@ -179,6 +179,9 @@ DBLD_TEST(job_denies_retry)
     CHECK_EQ_INT(bf_execs(&f, "deny/1"), 1);
 }
 
+/* slow/1 sleeps 30 s under a 3 s timeout. The timeout bounds the job's
+ * `config` call too, so it leaves room for python to start on a loaded
+ * machine (1 s did not). */
 DBLD_TEST(timeout_fails_the_run)
 {
     bf f;

@@ -32,6 +32,7 @@ typedef struct bf_opts {
     int n_job;            /* job services (default 1) */
     int max_parallel;     /* graph.max_parallel (default 4) */
     int max_runs;         /* job.max_concurrent_runs (default 4) */
+    int graph_workers;    /* graph.workers: RPC worker threads (default 8) */
     const char *jobs;     /* YAML list items of graph.jobs, indented 4 ("    - label: ...") */
     const char *external; /* YAML flow list for graph.external, e.g. "[\"ext/.*\"]" */
     const char *rules;    /* JSON array of graph_job.py rules */
@@ -131,13 +132,13 @@ static BF_UNUSED void bf_setup(bf *f, const char *hint, const bf_opts *o)
              "    job: [%s]\n"
              "graph:\n"
              "  listen: \"%%s\"\n"
-             "  workers: 8\n"
+             "  workers: %d\n"
              "  shutdown_grace_ms: 1000\n"
              "  max_parallel: %d\n"
              "  external: %s\n"
              "  jobs:\n%s",
-             h_test_name(), f->el->addr, peers, o->max_parallel > 0 ? o->max_parallel : 4,
-             o->external ? o->external : "[]", jobs);
+             h_test_name(), f->el->addr, peers, o->graph_workers > 0 ? o->graph_workers : 8,
+             o->max_parallel > 0 ? o->max_parallel : 4, o->external ? o->external : "[]", jobs);
     f->graph = bf_graph_new(f, 1);
     h_service_restart(f->graph);
 }
@@ -377,6 +378,20 @@ static BF_UNUSED char *bf_job_messages(bf *f, const char *id, const char *ref, i
             bf_cat(f->a, &s, "\n", j->message);
     }
     return s;
+}
+
+/* The id of the build whose RECEIVED event requested ref ("" if none yet). */
+static BF_UNUSED const char *bf_build_of(bf *f, const char *ref)
+{
+    h_event_list l = bf_all_events(f);
+    for (size_t i = 0; i < l.n; i++) {
+        const Databuild__V1__BuildEvent *e = l.events[i];
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT &&
+            bf_has_ref(e->build_request_event->requested_partitions,
+                       e->build_request_event->n_requested_partitions, ref))
+            return e->build_request_id;
+    }
+    return "";
 }
 
 /* Count events of a build by kind (oneof case) */

@@ -2,9 +2,11 @@
  * replicas) asking for one partition at once produce exactly one job run and a
  * delegation; a graph service killed with SIGKILL (or stopped with SIGTERM)
  * mid-build and restarted resumes the build from the event log; a live replica
- * adopts the builds of a dead one; a job service killed mid-run is a transient
- * failure retried on the other job service, and leaves nothing running: its
- * job dies with it, and the job's grandchild when the job service restarts.
+ * adopts the builds of a dead one; a job service killed mid-run is an
+ * infrastructure failure, not an attempt: the run is relaunched (on the other
+ * job service when there is one, else once the only one is back) without
+ * charging the retry quota, and the lost run leaves nothing running: its job
+ * dies with it, and the job's grandchild when the job service restarts.
  */
 #include "test_build_fixture.h"
 
@@ -19,14 +21,16 @@
     "    - label: \"//r:js\"\n      command: %CMD%\n      outputs: [\"js/.*\"]\n"                  \
     "      retry: {single_quota: 2, transient_failure_weight: 1}\n"                                \
     "    - label: \"//r:rq\"\n      command: %CMD%\n      outputs: [\"rq/.*\"]\n"                  \
-    "      retry: {single_quota: 1, failure_weight: 1}\n"
+    "      retry: {single_quota: 1, failure_weight: 1}\n"                                          \
+    "    - label: \"//r:nr\"\n      command: %CMD%\n      outputs: [\"nr/.*\"]\n"
 
 #define RULES                                                                                      \
     "[{\"match\": \"shared/.*\", \"sleep\": 1.5},"                                                 \
     " {\"match\": \"chain/(.*)\", \"inputs\": [\"link/\\\\1\"]},"                                  \
     " {\"match\": \"link/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"link\"},"             \
     " {\"match\": \"js/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"js\"},"                 \
-    " {\"match\": \"rq/.*\", \"sleep\": 2, \"fail_times\": 99, \"tag\": \"rq\"}]"
+    " {\"match\": \"rq/.*\", \"sleep\": 2, \"fail_times\": 99, \"tag\": \"rq\"},"                  \
+    " {\"match\": \"nr/.*\", \"sleep\": 2.5, \"pidfile\": true, \"tag\": \"nr\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
 #define PS(x) DATABUILD__V1__PARTITION_STATUS__PARTITION_##x
@@ -344,12 +348,17 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
     CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
               end->message);
+    /* the lost run ends CANCELLED and the attempt goes on as a new job run
+     * on the other job service: no failure, no quota */
     CHECK_EQ_STR(bf_runs_seq(&f, id, "js/1"),
-                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING COMPLETED");
-    char *msg = bf_job_messages(&f, id, "js/1", JS(FAILED));
-    CHECK_CONTAINS(msg, "FAILURE_TRANSIENT");
-    CHECK_CONTAINS(msg, "retrying as");
-    CHECK_CONTAINS(bf_job_messages(&f, id, "js/1", JS(RUNNING)), survivor->addr);
+                 "SCHEDULED RUNNING CANCELLED | SCHEDULED RUNNING COMPLETED");
+    CHECK_EQ_STR(bf_job_messages(&f, id, "js/1", JS(FAILED)), "");
+    char *msg = bf_job_messages(&f, id, "js/1", JS(CANCELLED));
+    CHECK_CONTAINS(msg, dbld_arena_printf(f.a, "lost job service %s", victim->addr));
+    CHECK_CONTAINS(msg, "infrastructure failure");
+    char *running = bf_job_messages(&f, id, "js/1", JS(RUNNING));
+    CHECK_CONTAINS(running, dbld_arena_printf(f.a, "attempt 1 on %s", survivor->addr));
+    CHECK(strstr(running, "attempt 2") == NULL);
     ppid_text = bf_state_file(&f, "ppid-js");
     CHECK(ppid_text);
     CHECK_EQ_INT(atoi(ppid_text), survivor->pid);
@@ -365,6 +374,127 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     CHECK(log != NULL);
     CHECK_CONTAINS(log, "killed the process group of a job left by a dead job service");
     free(log);
+}
+
+/* The number of job runs of ref in a build ("A | B" -> 2). */
+static int n_runs(bf *f, const char *id, const char *ref)
+{
+    const char *seq = bf_runs_seq(f, id, ref);
+    int n = *seq ? 1 : 0;
+    for (const char *p = seq; (p = strstr(p, " | ")); p += 3)
+        n++;
+    return n;
+}
+
+/* A relaunch of ref's run, after losing its job service before it started, is on record. */
+static int relaunching(bf *f, const char *id, const char *ref)
+{
+    return strstr(bf_job_messages(f, id, ref, JS(SCHEDULED)), "relaunching in") != NULL;
+}
+
+/* Issue 15, defect 3: the only job service is killed with SIGKILL mid-run
+ * and is back 3 s later. Losing the executor is an infrastructure failure,
+ * not an attempt of the job: nr/1 has no retry config at all (any failed
+ * attempt would end the build), yet the build completes. The lost run ends
+ * CANCELLED, the attempt goes on as a new job run that is relaunched with
+ * backoff (each relaunch while the job service is down recorded in that run's
+ * SCHEDULED message), no JobEvent says FAILED or "retry denied", and every
+ * run is attempt 1. */
+DBLD_TEST(job_service_restarted_mid_build_costs_no_attempt)
+{
+    bf f;
+    setup(&f, "jobrestart", 1);
+    char *id = bf_submit(&f, H_STRS("nr/1"));
+    int pid = 0, child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "nr", &pid, &child)));
+    CHECK(H_POLL_UNTIL(30000, link_running(&f, id, "nr/1")));
+    unlink(dbld_arena_printf(f.a, "%s/pid-nr", f.state));
+    h_service *job = f.job[0];
+    h_service_kill(job);
+    /* relaunches fail while it is down, and say so */
+    CHECK(H_POLL_UNTIL(30000, relaunching(&f, id, "nr/1")));
+    dbld_sleep_ms(3000); /* the outage of the issue */
+    h_service_restart(job);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_STR(bf_job_messages(&f, id, "nr/1", JS(FAILED)), "");
+    CHECK_EQ_INT(n_runs(&f, id, "nr/1"), 2);
+    char *seq = bf_runs_seq(&f, id, "nr/1");
+    const char *head = "SCHEDULED RUNNING CANCELLED | SCHEDULED SCHEDULED";
+    CHECK_MSG(strncmp(seq, head, strlen(head)) == 0, "runs: %s", seq);
+    CHECK_MSG(strcmp(seq + strlen(seq) - strlen(" RUNNING COMPLETED"), " RUNNING COMPLETED") == 0,
+              "runs: %s", seq);
+    char *lost = bf_job_messages(&f, id, "nr/1", JS(CANCELLED));
+    CHECK_CONTAINS(lost, dbld_arena_printf(f.a, "lost job service %s", job->addr));
+    CHECK_CONTAINS(lost, "infrastructure failure, not an attempt");
+    CHECK_CONTAINS(lost, "no retry quota charged");
+    CHECK(strstr(lost, "retry denied") == NULL);
+    char *sched = bf_job_messages(&f, id, "nr/1", JS(SCHEDULED));
+    CHECK_CONTAINS(sched, "before the run started: infrastructure failure, not an attempt");
+    CHECK(strstr(sched, "retry denied") == NULL);
+    /* the attempt count is unchanged: both runs are attempt 1 */
+    char *running = bf_job_messages(&f, id, "nr/1", JS(RUNNING));
+    CHECK_CONTAINS(running, "attempt 1 on");
+    CHECK_CONTAINS(running, "\nattempt 1 on");
+    CHECK(strstr(running, "attempt 2") == NULL);
+    CHECK_EQ_INT(bf_execs(&f, "nr/1"), 2);
+    CHECK_EQ_STR(bf_part_seq(&f, id, "nr/1"), "REQUESTED ANALYZED BUILDING BUILDING AVAILABLE");
+    CHECK_EQ_INT(bf_part_status(&f, "nr/1"), PS(AVAILABLE));
+    check_settled(&f, id, H_STRS("nr/1"));
+    bf_check_ids(&f, id);
+}
+
+/* The relaunches are bounded (DBLD_GRAPH_RELAUNCH_MS shortens the 2 min):
+ * a job service that stays away turns the loss into a transient failure of
+ * the attempt, which the retry quota then decides (nr has no retry config). */
+DBLD_TEST(job_service_gone_for_good_fails_after_relaunches)
+{
+    setenv("DBLD_GRAPH_RELAUNCH_MS", "1500", 1);
+    bf f;
+    setup(&f, "jobgone", 1);
+    char *id = bf_submit(&f, H_STRS("nr/2"));
+    int pid = 0, child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "nr", &pid, &child)));
+    CHECK(H_POLL_UNTIL(30000, link_running(&f, id, "nr/2")));
+    h_service_kill(f.job[0]);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    char *failed = bf_job_messages(&f, id, "nr/2", JS(FAILED));
+    CHECK_CONTAINS(failed, "attempt 1: FAILURE_TRANSIENT: lost job service");
+    CHECK_CONTAINS(failed, "gave up relaunching after");
+    CHECK_CONTAINS(failed, "retry denied: retry is not enabled in the config");
+    CHECK_EQ_INT(n_runs(&f, id, "nr/2"), 2);
+    CHECK_EQ_INT(bf_part_status(&f, "nr/2"), PS(FAILED));
+    check_settled(&f, id, H_STRS("nr/2"));
+    bf_check_ids(&f, id);
+}
+
+/* A Cancel while the task waits to relaunch ends the build without waiting
+ * for the job service (or for the backoff). */
+DBLD_TEST(cancel_while_relaunching)
+{
+    bf f;
+    setup(&f, "jobcancel", 1);
+    char *id = bf_submit(&f, H_STRS("nr/3"));
+    int pid = 0, child = 0;
+    CHECK(H_POLL_UNTIL(20000, read_pids(&f, "nr", &pid, &child)));
+    CHECK(H_POLL_UNTIL(30000, link_running(&f, id, "nr/3")));
+    h_service_kill(f.job[0]);
+    CHECK(H_POLL_UNTIL(30000, relaunching(&f, id, "nr/3")));
+    dbld_status st = {0};
+    CHECK_OK(bf_cancel(&f, id, "stop waiting", &st), st);
+    Databuild__V1__BuildRequestEvent *end = bf_build_last(&f, id);
+    CHECK_MSG(end->status->code == BR(CANCELLED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_STR(bf_job_messages(&f, id, "nr/3", JS(FAILED)), "");
+    char *seq = bf_runs_seq(&f, id, "nr/3");
+    CHECK_MSG(strcmp(seq + strlen(seq) - strlen(" CANCELLED"), " CANCELLED") == 0, "runs: %s", seq);
+    CHECK_CONTAINS(bf_job_messages(&f, id, "nr/3", JS(CANCELLED)), "build cancelled");
+    CHECK_EQ_INT(bf_part_status(&f, "nr/3"), PS(FAILED));
+    check_settled(&f, id, H_STRS("nr/3"));
+    bf_check_ids(&f, id);
 }
 
 /* The event log goes away for a while mid-run. */
@@ -410,5 +540,8 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_builds_one_job_run),
                DBLD_TEST_ENTRY(live_replica_adopts_orphans),
                DBLD_TEST_ENTRY(frozen_coordinator_is_fenced_out),
                DBLD_TEST_ENTRY(job_service_killed_mid_run_retried_elsewhere),
+               DBLD_TEST_ENTRY(job_service_restarted_mid_build_costs_no_attempt),
+               DBLD_TEST_ENTRY(job_service_gone_for_good_fails_after_relaunches),
+               DBLD_TEST_ENTRY(cancel_while_relaunching),
                DBLD_TEST_ENTRY(event_log_outage_shorter_than_lease),
                DBLD_TEST_ENTRY(event_log_outage_longer_than_lease))

@@ -1,10 +1,12 @@
 /* test_eventlog_stream.c - Subscribe: stored events first, then new ones as
  * they commit, in idx order with no gaps or repeats; filters; start_idx;
  * many concurrent streams (which must not starve unary calls); a subscriber
- * racing concurrent appenders on one and on two replicas.
+ * racing concurrent appenders on one and on two replicas; the cap on open
+ * streams and the threads they cost; a reader too slow for the commit feed.
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -389,9 +391,220 @@ DBLD_TEST(many_streams_do_not_starve_unary)
     h_service_stop(el);
 }
 
+/* ---------------------------------------------- the cap, threads, the feed */
+
+/* Threads of a process (entries of /proc/<pid>/task). */
+static int thread_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    CHECK_MSG(d, "cannot read %s", path);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+enum { CAP = 64, ATTEMPTS = 2000 };
+
+/* 2,000 Subscribe attempts against eventlog.max_streams = 64: exactly 64 are
+ * served, the others get RESOURCE_EXHAUSTED naming the cap, and the
+ * process's thread count stays within the cap of what it was. The open
+ * streams cost no queries while idle (one shared reader of new commits, not
+ * a poll per stream), all of them get a new event, and once they are closed
+ * new streams are served again. */
+DBLD_TEST(stream_cap_bounds_threads)
+{
+    char dsn[1024];
+    h_db_create("streamcap", dsn, sizeof dsn);
+    h_service_opts o = {.extra_section = "  max_streams: 64"};
+    h_service *el = h_service_start("eventlog", dsn, &o);
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__BuildEvent *first = ev(a, "cap", 0);
+    int64_t idx0 = h_append_ok(el, a, &first, 1)->events[0]->idx;
+    int base = thread_count(el->pid);
+    static dbld_stream *st[ATTEMPTS];
+    for (int i = 0; i < ATTEMPTS; i++)
+        st[i] = h_subscribe(el, NULL, 0);
+    int served = 0, refused = 0, peak = 0;
+    for (int i = 0; i < ATTEMPTS; i++) {
+        Databuild__V1__IndexedEvent *ie;
+        dbld_status status = {0};
+        int rc = h_stream_next(st[i], a, &ie, LIVE_WAIT_MS, &status);
+        if (rc == DBLD_OK) {
+            CHECK_EQ_INT(ie->idx, idx0);
+            served++;
+        } else {
+            CHECK_CODE(rc, status, DBLD_RESOURCE_EXHAUSTED);
+            CHECK_CONTAINS(status.msg, "eventlog.max_streams");
+            CHECK_CONTAINS(status.msg, "is 64");
+            dbld_stream_close(st[i]);
+            st[i] = NULL;
+            refused++;
+        }
+        int threads = thread_count(el->pid);
+        if (threads > peak) peak = threads;
+        if (i % 100 == 0) dbld_arena_reset(a);
+    }
+    h_note("%d served, %d refused; threads: %d before, at most %d with the streams open", served,
+           refused, base, peak);
+    CHECK_EQ_INT(served, CAP);
+    CHECK_EQ_INT(refused, ATTEMPTS - CAP);
+    /* one thread per open stream and no more: the cap bounds them (plus a
+     * few that gRPC may start under load; the commit feed's is in base) */
+    CHECK_CMP_INT(peak, <=, base + CAP + 8);
+
+    EXPECT_QUIET(st[0], a); /* settled */
+    long long before = h_pg_xact_commits(dsn);
+    int64_t t0 = dbld_mono_ms();
+    EXPECT_QUIET(st[0], a);
+    EXPECT_QUIET(st[0], a);
+    long long commits = h_pg_xact_commits(dsn) - before;
+    h_note("%lld transactions in %lld ms with %d idle streams", commits,
+           (long long)(dbld_mono_ms() - t0), CAP);
+    CHECK_CMP_INT(commits, <, 60);
+
+    Databuild__V1__BuildEvent *next = ev(a, "cap", 1);
+    int64_t idx1 = h_append_ok(el, a, &next, 1)->events[0]->idx;
+    for (int i = 0; i < ATTEMPTS; i++)
+        if (st[i]) EXPECT_NEXT(st[i], a, next, idx1);
+    for (int i = 0; i < ATTEMPTS; i++)
+        if (st[i]) dbld_stream_close(st[i]);
+    /* the closed streams' places are free again (each notices its
+     * cancellation within a quarter second) */
+    int again = 0;
+    for (int tries = 0; tries < 200 && again < CAP; tries++) {
+        dbld_stream *s = h_subscribe(el, NULL, idx1);
+        Databuild__V1__IndexedEvent *ie;
+        dbld_status status = {0};
+        int rc = h_stream_next(s, a, &ie, LIVE_WAIT_MS, &status);
+        if (rc == DBLD_OK) {
+            st[again++] = s;
+        } else {
+            CHECK_CODE(rc, status, DBLD_RESOURCE_EXHAUSTED);
+            dbld_stream_close(s);
+            dbld_sleep_ms(50);
+        }
+    }
+    CHECK_EQ_INT(again, CAP);
+    for (int i = 0; i < again; i++)
+        dbld_stream_close(st[i]);
+    CHECK(h_service_alive(el));
+    h_service_stop(el);
+}
+
+/* A reader that stops reading while 20,000 events commit - more than the
+ * commit feed keeps - later gets every one of them, in order, without a gap
+ * or a repeat (it reads PostgreSQL until it is back inside the feed), and
+ * then live events again. */
+DBLD_TEST(subscribe_slow_reader_catches_up)
+{
+    char dsn[1024];
+    h_db_create("subslow", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    dbld_stream *st = h_subscribe(el, NULL, 0);
+    enum { CALLS = 20, PER_CALL = 1000 };
+    static int64_t idx[CALLS * PER_CALL];
+    static char ids[CALLS * PER_CALL][40];
+    for (int c = 0; c < CALLS; c++) {
+        dbld_arena_reset(a);
+        Databuild__V1__BuildEvent *evs[PER_CALL];
+        for (int i = 0; i < PER_CALL; i++)
+            evs[i] = ev(a, "slow", c * PER_CALL + i);
+        Databuild__V1__AppendResponse *r = h_append_ok(el, a, evs, PER_CALL);
+        for (int i = 0; i < PER_CALL; i++) {
+            idx[c * PER_CALL + i] = r->events[i]->idx;
+            snprintf(ids[c * PER_CALL + i], sizeof ids[0], "%s", r->events[i]->event_id);
+        }
+    }
+    for (int i = 0; i < CALLS * PER_CALL; i++) {
+        if (i % 500 == 0) dbld_arena_reset(a);
+        Databuild__V1__IndexedEvent *ie;
+        dbld_status status = {0};
+        int rc = h_stream_next(st, a, &ie, LIVE_WAIT_MS, &status);
+        CHECK_MSG(rc == DBLD_OK, "event %d of %d: %s: %s", i, CALLS * PER_CALL, dbld_code_name(rc),
+                  status.msg);
+        CHECK_MSG(ie->idx == idx[i] && strcmp(ie->event->event_id, ids[i]) == 0,
+                  "position %d: streamed (idx %lld, %s), want (idx %lld, %s)", i,
+                  (long long)ie->idx, ie->event->event_id, (long long)idx[i], ids[i]);
+    }
+    EXPECT_QUIET(st, a);
+    Databuild__V1__BuildEvent *live = ev(a, "slow-live", 0);
+    EXPECT_NEXT(st, a, live, h_append_ok(el, a, &live, 1)->events[0]->idx);
+    dbld_stream_close(st);
+    h_service_stop(el);
+}
+
+/* Events written only through another replica reach a stream whose own
+ * replica writes nothing (the commit feed's shared poll), filtered. */
+DBLD_TEST(subscribe_sees_other_replica)
+{
+    char dsn[1024];
+    h_db_create("subother", dsn, sizeof dsn);
+    h_service *rep[2];
+    rep[0] = h_service_start("eventlog", dsn, NULL);
+    rep[1] = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    dbld_stream *all = h_subscribe(rep[0], NULL, 0);
+    dbld_stream *some =
+        h_subscribe(rep[0], h_filter(a, NULL, H_STRS("s/other/p=[13]"), NULL, NULL, NULL), 0);
+    EXPECT_QUIET(all, a);
+    for (int i = 0; i < 4; i++) {
+        Databuild__V1__BuildEvent *e = ev(a, "other", i);
+        int64_t idx = h_append_ok(rep[1], a, &e, 1)->events[0]->idx;
+        EXPECT_NEXT(all, a, e, idx);
+        if (i % 2) EXPECT_NEXT(some, a, e, idx);
+    }
+    EXPECT_QUIET(some, a);
+    dbld_stream_close(all);
+    dbld_stream_close(some);
+    h_service_stop(rep[0]);
+    h_service_stop(rep[1]);
+}
+
+/* Patterns are matched in memory as POSIX regexes: one PostgreSQL would
+ * read differently, or that would not anchor, is refused with its reason. */
+DBLD_TEST(subscribe_invalid_pattern)
+{
+    char dsn[1024];
+    h_db_create("subpat", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    static char longpat[1100];
+    memset(longpat, 'a', sizeof longpat - 1);
+    struct {
+        const char *pattern, *want;
+    } bad[] = {
+        {"p=\\d+", "backslash before a letter"},
+        {"p=[\\d]", "inside []"},
+        {"a)|(b", "')' without its '('"},
+        {"a[bc", "not closed"},
+        {"a{1,2", "partition_patterns[0]"},
+        {longpat, "over the limit of 256 bytes for a pattern"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dbld_stream *st =
+            h_subscribe(el, h_filter(a, NULL, H_STRS(bad[i].pattern), NULL, NULL, NULL), 0);
+        Databuild__V1__IndexedEvent *ie;
+        dbld_status status = {0};
+        int rc = h_stream_next(st, a, &ie, LIVE_WAIT_MS, &status);
+        CHECK_CODE(rc, status, DBLD_INVALID_ARGUMENT);
+        CHECK_CONTAINS(status.msg, bad[i].want);
+        dbld_stream_close(st);
+    }
+    h_service_stop(el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(subscribe_past_then_live), DBLD_TEST_ENTRY(subscribe_start_idx),
                DBLD_TEST_ENTRY(subscribe_filtered),
                DBLD_TEST_ENTRY(subscribe_filtered_does_not_spin),
                DBLD_TEST_ENTRY(subscribe_while_appending),
                DBLD_TEST_ENTRY(subscribe_while_appending_two_replicas),
-               DBLD_TEST_ENTRY(many_streams_do_not_starve_unary))
+               DBLD_TEST_ENTRY(many_streams_do_not_starve_unary),
+               DBLD_TEST_ENTRY_T(stream_cap_bounds_threads, 300),
+               DBLD_TEST_ENTRY_T(subscribe_slow_reader_catches_up, 300),
+               DBLD_TEST_ENTRY(subscribe_sees_other_replica),
+               DBLD_TEST_ENTRY(subscribe_invalid_pattern))

@@ -3,8 +3,10 @@
  * binary), Execute, Run (success with manifest, permanent and transient
  * failures, a stderr tail far over 4 KiB keeping its last line, timeout
  * killing the process group, spawn failure), Cancel, the
- * concurrency limit, refs with shell and quote characters, the environment,
- * the wrapper's job logs as stored by the event log, a dead event log, and
+ * concurrency limit, refs with shell and quote characters, the environment
+ * and its policy (loader and interpreter variables refused, the YAML env not
+ * overridable, env_allow), jobs run as job.run_as with the orphan sweep, the
+ * wrapper's job logs as stored by the event log, a dead event log, and
  * SIGTERM with a job running.
  *
  * The jobs are tests/jobs/testjob.py in its several modes (see there).
@@ -13,10 +15,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CONFIGURE_PATH "/databuild.v1.JobConfigure/Configure"
 #define EXECUTE_PATH "/databuild.v1.JobExecute/Execute"
@@ -70,7 +75,14 @@ static const char *job_section(dbld_arena *a, const fixture_opts *o)
         "      outputs: [\"noisy/.*\"]\n"
         "    - label: \"//test:missing\"\n"
         "      command: [\"/nonexistent/databuild-test-job\"]\n"
-        "      outputs: [\"missing/.*\"]\n",
+        "      outputs: [\"missing/.*\"]\n"
+        "    - label: \"//test:allow\"\n"
+        "      command: [python3, \"" TESTJOB "\"]\n"
+        "      outputs: [\"allow/.*\"]\n"
+        "      env_allow: [JOB_REF, \"ALLOWED_*\"]\n"
+        "    - label: \"//test:badenv\"\n"
+        "      command: [python3, \"" TESTJOB "\", \"--config-mode=ldpreload\"]\n"
+        "      outputs: [\"badenv/.*\"]\n",
         o->max_runs > 0 ? o->max_runs : 4, o->kill_grace_ms > 0 ? o->kill_grace_ms : 300,
         h_test_dir());
 }
@@ -169,6 +181,23 @@ static Databuild__V1__Task *task(dbld_arena *a, const char *label, const char *r
     c->env[0]->key = "JOB_REF";
     c->env[0]->value = dbld_arena_strdup(a, ref);
     c->n_env = 1;
+    return t;
+}
+
+/* Replace the task's env with the pairs key0, value0, key1, ... (NULL-terminated). */
+static Databuild__V1__Task *with_env(dbld_arena *a, Databuild__V1__Task *t, const char *const *kv)
+{
+    Databuild__V1__JobConfig *c = t->config;
+    size_t n = 0;
+    while (kv[2 * n])
+        n++;
+    c->env = dbld_arena_alloc(a, (n + 1) * sizeof *c->env);
+    for (size_t i = 0; i < n; i++) {
+        c->env[i] = dbld_arena_msg(a, &databuild__v1__job_config__env_entry__descriptor);
+        c->env[i]->key = dbld_arena_strdup(a, kv[2 * i]);
+        c->env[i]->value = dbld_arena_strdup(a, kv[2 * i + 1]);
+    }
+    c->n_env = n;
     return t;
 }
 
@@ -906,6 +935,286 @@ DBLD_TEST(eventlog_down_run_still_works)
     teardown(&f);
 }
 
+/* ======================================================= environment policy */
+
+/* 1 if an env dump (KEY=VALUE lines) has the line kv. */
+static int env_has_line(const char *dump, const char *kv)
+{
+    size_t n = strlen(kv);
+    for (const char *p = dump; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, kv, n) == 0 && (p[n] == '\n' || p[n] == 0)) return 1;
+    return 0;
+}
+
+#define CHECK_ENV_LINE(dump, kv)                                                                   \
+    CHECK_MSG(env_has_line((dump), (kv)), "no line \"%s\" in the job's environment:\n%s", (kv),    \
+              (dump) ? (dump) : "(none)")
+
+/* Issue 15's repro: a Run request whose task.config.env sets interpreter
+ * and loader variables ran code as the job service's user (root). Each is
+ * refused with INVALID_ARGUMENT naming it, and no job process starts (no
+ * marker, no env dump). */
+DBLD_TEST(run_env_policy_refuses)
+{
+    fixture f = setup("envpolicy");
+    const char *marker = path_in_test_dir(f.a, "marker");
+    const char *dump = path_in_test_dir(f.a, "env.dump");
+    const char *browser = dbld_arena_printf(f.a, "/bin/sh -c 'id > %s' #%%s", marker);
+    Databuild__V1__RunJobResponse *r = NULL;
+    dbld_status st;
+    Databuild__V1__Task *t = task(f.a, "//test:ok", "ok/repro", H_STRS("env", dump));
+    with_env(f.a, t,
+             H_STRS("JOB_REF", "ok/repro", "PYTHONWARNINGS", "ignore::antigravity.x::0", "BROWSER",
+                    browser));
+    CHECK_CODE(run_call(f.job, f.a, new_run_id(f.a), "br", t, CALL_MS, &r, &st), st,
+               DBLD_INVALID_ARGUMENT);
+    CHECK_CONTAINS(st.msg, "task.config.env refused for job //test:ok: \"PYTHONWARNINGS\" is "
+                           "denylisted (PYTHON*: read by an interpreter");
+
+    struct {
+        const char *key, *value, *want;
+    } cases[] = {
+        {"BROWSER", browser, "\"BROWSER\" is denylisted (BROWSER: "},
+        {"LD_PRELOAD", "/nonexistent/x.so", "\"LD_PRELOAD\" is denylisted (LD_*: "},
+        {"PATH", "/tmp", "\"PATH\" is denylisted (PATH: "},
+        {"BASH_ENV", "/tmp/x", "\"BASH_ENV\" is denylisted"},
+        /* the YAML env wins */
+        {"FROM_YAML", "no", "\"FROM_YAML\" is set by the job's env in the configuration file"},
+        {"DATABUILD_JOB_RUN_ID", "x", "\"DATABUILD_JOB_RUN_ID\" is reserved"},
+        {"A=B", "x", "\"A=B\" is not a valid variable name"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        t = task(f.a, "//test:ok", "ok/repro", H_STRS("env", dump));
+        with_env(f.a, t, H_STRS("JOB_REF", "ok/repro", cases[i].key, cases[i].value));
+        CHECK_CODE(run_call(f.job, f.a, new_run_id(f.a), "br", t, CALL_MS, &r, &st), st,
+                   DBLD_INVALID_ARGUMENT);
+        CHECK_CONTAINS(st.msg, cases[i].want);
+    }
+    CHECK_MSG(access(marker, F_OK) != 0, "the BROWSER command ran: %s exists", marker);
+    CHECK_MSG(access(dump, F_OK) != 0, "a refused job ran: %s exists", dump);
+
+    /* What a config step may set still reaches the job. */
+    t = task(f.a, "//test:ok", "ok/fine", H_STRS("env", dump));
+    with_env(f.a, t, H_STRS("JOB_REF", "ok/fine", "MY_SETTING", "x y"));
+    r = run_ok(&f, new_run_id(f.a), t);
+    CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
+    char *env = h_read_file(dump, NULL);
+    CHECK_ENV_LINE(env, "MY_SETTING=x y");
+    CHECK_ENV_LINE(env, "FROM_YAML=yes");
+    free(env);
+    teardown(&f);
+}
+
+/* A job with env_allow: listed names pass and reach the job, others are
+ * refused; the list cannot re-enable a denylisted name. */
+DBLD_TEST(run_env_allowlist)
+{
+    fixture f = setup("envallow");
+    const char *dump = path_in_test_dir(f.a, "env.dump");
+    Databuild__V1__Task *t = task(f.a, "//test:allow", "allow/a", H_STRS("env", dump));
+    with_env(f.a, t, H_STRS("JOB_REF", "allow/a", "ALLOWED_X", "1"));
+    Databuild__V1__RunJobResponse *r = run_ok(&f, new_run_id(f.a), t);
+    CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
+    char *env = h_read_file(dump, NULL);
+    CHECK_ENV_LINE(env, "ALLOWED_X=1");
+    CHECK_ENV_LINE(env, "JOB_REF=allow/a");
+    free(env);
+    unlink(dump);
+
+    dbld_status st;
+    t = task(f.a, "//test:allow", "allow/b", H_STRS("env", dump));
+    with_env(f.a, t, H_STRS("JOB_REF", "allow/b", "OTHER", "1"));
+    CHECK_CODE(run_call(f.job, f.a, new_run_id(f.a), "br", t, CALL_MS, &r, &st), st,
+               DBLD_INVALID_ARGUMENT);
+    CHECK_CONTAINS(st.msg, "task.config.env refused for job //test:allow: \"OTHER\" is not in "
+                           "the job's env_allow list");
+    t = task(f.a, "//test:allow", "allow/c", H_STRS("env", dump));
+    with_env(f.a, t, H_STRS("LD_PRELOAD", "/x.so"));
+    CHECK_CODE(run_call(f.job, f.a, new_run_id(f.a), "br", t, CALL_MS, &r, &st), st,
+               DBLD_INVALID_ARGUMENT);
+    CHECK_CONTAINS(st.msg, "\"LD_PRELOAD\" is denylisted");
+    CHECK(access(dump, F_OK) != 0);
+    teardown(&f);
+}
+
+/* A config step that returns LD_PRELOAD fails at configure (and so does
+ * Execute), naming the variable, before anything runs. */
+DBLD_TEST(configure_env_refused)
+{
+    fixture f = setup("cfgenv");
+    Databuild__V1__JobConfigureResponse *r = NULL;
+    dbld_status st;
+    CHECK_CODE(configure(&f, H_STRS("badenv/a", "badenv/b"), &r, &st), st,
+               DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg, "job //test:badenv config returned an env the job service refuses: "
+                           "\"LD_PRELOAD\" is denylisted (LD_*: ");
+    CHECK_CONTAINS(st.msg, "(config for badenv/a; refs: badenv/a, badenv/b)");
+    Databuild__V1__JobExecuteResponse *er = NULL;
+    CHECK_CODE(execute(&f, H_STRS("badenv/x"), &er, &st), st, DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg, "\"LD_PRELOAD\"");
+    teardown(&f);
+}
+
+/* ================================================================== run_as */
+
+/* The user the test clusters run as (as the harness picks it). */
+static const char *runas_user(void)
+{
+    const char *u = getenv("DBLD_TEST_PG_RUNAS");
+    return u && *u ? u : "databuild";
+}
+
+static const char *runas_section(dbld_arena *a, const char *user, const char *dir)
+{
+    return dbld_arena_printf(a,
+                             "  run_as: \"%s\"\n"
+                             "  kill_grace_ms: 300\n"
+                             "graph:\n"
+                             "  jobs:\n"
+                             "    - label: \"//test:runas\"\n"
+                             "      command: [python3, \"" TESTJOB "\"]\n"
+                             "      outputs: [\"ra/.*\"]\n"
+                             "      working_dir: \"%s\"\n"
+                             "      env: [\"ARGV_DUMP=%s/argv\"]\n",
+                             user, dir, dir);
+}
+
+static uid_t file_owner(const char *path)
+{
+    struct stat sb;
+    CHECK_MSG(stat(path, &sb) == 0, "stat %s: %s", path, strerror(errno));
+    return sb.st_uid;
+}
+
+static long proc_uid(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *text = h_read_file(path, NULL);
+    CHECK_MSG(text != NULL, "no %s", path);
+    const char *u = strstr(text, "\nUid:");
+    CHECK(u != NULL);
+    long uid = strtol(u + 5, NULL, 10);
+    free(text);
+    return uid;
+}
+
+/* Started as root with job.run_as, the job service runs configure and exec
+ * as that user (uid, gid, HOME/USER), still kills a run's process group on
+ * timeout/cancel, and a restart after SIGKILL sweeps what the dead one left
+ * (the direct child dies with it). Not root: a run_as naming another user
+ * is a configuration error. */
+DBLD_TEST(run_as_user)
+{
+    dbld_arena *a = dbld_arena_create();
+    char dsn[1024];
+    h_db_create("runas", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    if (geteuid() != 0) {
+        h_service_opts ro = {.eventlog_addr = el->addr,
+                             .extra_section = runas_section(a, "root", "/tmp")};
+        char *errs = h_service_refused("job", NULL, &ro);
+        CHECK_CONTAINS(errs, "job.run_as: the job service runs as uid");
+        CHECK_CONTAINS(errs, "cannot run jobs as user \"root\" (uid 0)");
+        free(errs);
+        h_note("not root: only the refusal of job.run_as was checked");
+        dbld_arena_destroy(a);
+        return;
+    }
+    h_service_opts bad = {.eventlog_addr = el->addr,
+                          .extra_section = runas_section(a, "dbld-no-such-user", "/tmp")};
+    char *errs = h_service_refused("job", NULL, &bad);
+    CHECK_CONTAINS(errs, "job.run_as: no user \"dbld-no-such-user\" on this host");
+    free(errs);
+
+    const char *user = runas_user();
+    struct passwd *pw = getpwnam(user);
+    CHECK_MSG(pw != NULL, "no unix user %s (DBLD_TEST_PG_RUNAS)", user);
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    const char *dir = path_in_test_dir(a, "runas");
+    CHECK_MSG(mkdir(dir, 0755) == 0 && chown(dir, uid, gid) == 0, "mkdir/chown %s: %s", dir,
+              strerror(errno));
+    h_service_opts jo = {.eventlog_addr = el->addr, .extra_section = runas_section(a, user, dir)};
+    h_service *job = h_service_start("job", NULL, &jo);
+    char *log = h_read_file(job->log_path, NULL);
+    CHECK_CONTAINS(log, "jobs run as another user");
+    free(log);
+
+    /* configure: its ARGV_DUMP is written by the user */
+    Databuild__V1__JobConfigureRequest creq = DATABUILD__V1__JOB_CONFIGURE_REQUEST__INIT;
+    creq.outputs = prefs(a, H_STRS("ra/1"), &creq.n_outputs);
+    Databuild__V1__JobConfigureResponse *cr = NULL;
+    dbld_status st;
+    CHECK_OK(dbld_client_unary(job->client, CONFIGURE_PATH, &creq.base,
+                               &databuild__v1__job_configure_response__descriptor,
+                               dbld_arena_allocator(a), (ProtobufCMessage **)&cr, CALL_MS, 0, &st),
+             st);
+    CHECK_EQ_INT(file_owner(dbld_arena_printf(a, "%s/argv.config", dir)), uid);
+
+    /* exec: uid, gid and the user's environment */
+    const char *ids = dbld_arena_printf(a, "%s/ids", dir),
+               *envf = dbld_arena_printf(a, "%s/env", dir);
+    Databuild__V1__RunJobResponse *r = NULL;
+    CHECK_OK(run_call(job, a, new_run_id(a), "br",
+                      task(a, "//test:runas", "ra/1", H_STRS("ids", ids)), CALL_MS, &r, &st),
+             st);
+    CHECK_MSG(r->status == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED, "run: %s", r->message);
+    char *text = h_read_file(ids, NULL);
+    CHECK(text != NULL);
+    CHECK_CONTAINS(
+        text, dbld_arena_printf(a, "%ld %ld %ld %ld", (long)uid, (long)uid, (long)gid, (long)gid));
+    free(text);
+    CHECK_OK(run_call(job, a, new_run_id(a), "br",
+                      task(a, "//test:runas", "ra/2", H_STRS("env", envf)), CALL_MS, &r, &st),
+             st);
+    text = h_read_file(envf, NULL);
+    CHECK(text != NULL);
+    CHECK_ENV_LINE(text, dbld_arena_printf(a, "USER=%s", user));
+    CHECK_ENV_LINE(text, dbld_arena_printf(a, "LOGNAME=%s", user));
+    CHECK_ENV_LINE(text, dbld_arena_printf(a, "HOME=%s", pw->pw_dir));
+    free(text);
+
+    /* cancel still kills the user's process group */
+    const char *pidfile = dbld_arena_printf(a, "%s/pids1", dir);
+    char *id = new_run_id(a);
+    bg_run *b = bg_start(job, id, "//test:runas", "ra/3", H_STRS("sleep", "100", pidfile));
+    pid_t pid, gc;
+    read_pids(pidfile, &pid, &gc);
+    CHECK_EQ_INT(proc_uid(pid), uid);
+    CHECK_EQ_INT(proc_uid(gc), uid);
+    int found = 0;
+    Databuild__V1__CancelJobRunRequest kreq = DATABUILD__V1__CANCEL_JOB_RUN_REQUEST__INIT;
+    kreq.job_run_id = id;
+    Databuild__V1__CancelJobRunResponse *kr = NULL;
+    CHECK_OK(dbld_client_unary(job->client, CANCEL_PATH, &kreq.base,
+                               &databuild__v1__cancel_job_run_response__descriptor,
+                               dbld_arena_allocator(a), (ProtobufCMessage **)&kr, CALL_MS, 0, &st),
+             st);
+    found = kr->found;
+    CHECK(found);
+    bg_join(b);
+    CHECK_OK(b->rc, b->st);
+    CHECK_EQ_INT(b->resp->status, DATABUILD__V1__JOB_STATUS__JOB_CANCELLED);
+    check_gone(pid, gc);
+
+    /* SIGKILL of the job service: the child dies with it (its parent-death
+     * signal survived the switch of user), the grandchild is swept by the
+     * next start */
+    pidfile = dbld_arena_printf(a, "%s/pids2", dir);
+    b = bg_start(job, new_run_id(a), "//test:runas", "ra/4", H_STRS("sleep", "100", pidfile));
+    read_pids(pidfile, &pid, &gc);
+    h_service_kill(job);
+    CHECK_MSG(H_POLL_UNTIL(5000, !pid_alive(pid)), "job %d outlived its job service", (int)pid);
+    CHECK_MSG(pid_alive(gc), "grandchild %d already gone before the restart", (int)gc);
+    bg_join(b);
+    h_service_restart(job);
+    CHECK_MSG(H_POLL_UNTIL(5000, !pid_alive(gc)), "grandchild %d not swept by the restart",
+              (int)gc);
+    h_service_stop(job);
+    dbld_arena_destroy(a);
+}
+
 /* SIGTERM with a job running: the job's process group dies, exit 0. */
 DBLD_TEST(sigterm_stops_jobs)
 {
@@ -935,4 +1244,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_
                DBLD_TEST_ENTRY(concurrency_limit), DBLD_TEST_ENTRY(shell_characters_pass_untouched),
                DBLD_TEST_ENTRY(run_environment), DBLD_TEST_ENTRY(job_logs_stored),
                DBLD_TEST_ENTRY(job_logs_stored_while_running),
-               DBLD_TEST_ENTRY(eventlog_down_run_still_works), DBLD_TEST_ENTRY(sigterm_stops_jobs))
+               DBLD_TEST_ENTRY(eventlog_down_run_still_works),
+               DBLD_TEST_ENTRY(run_env_policy_refuses), DBLD_TEST_ENTRY(run_env_allowlist),
+               DBLD_TEST_ENTRY(configure_env_refused), DBLD_TEST_ENTRY(run_as_user),
+               DBLD_TEST_ENTRY(sigterm_stops_jobs))

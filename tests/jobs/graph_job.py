@@ -13,6 +13,8 @@ SPEC.json holds {"state": DIR, "rules": [RULE, ...]}; the first rule whose
   pidfile     exec writes "<pid> <grandchild pid>" to DIR/pid-<h> (a `sleep 1000`
               grandchild in the same process group) and "<ppid>" to DIR/ppid-<h>
   config_exit configure exits with this code (stderr says why)
+  gate        exec waits until the file DIR/<gate> exists (the test opens it),
+              polling every 50 ms, after writing DIR/waiting-<h>
   tag         name the ref's state files with this instead of <h>
 State, all in DIR (<h> = first 16 hex digits of sha1(ref), or the rule's tag):
   config.log   one line per `config` invocation: the refs, tab-separated
@@ -96,6 +98,10 @@ def execute(spec, args):
         with open(tmp, "w") as f:
             f.write("%d %d" % (os.getpid(), child.pid))
         os.rename(tmp, os.path.join(state, "pid-" + key))
+    if rule.get("gate"):
+        append(os.path.join(state, "waiting-" + key), ref)
+        while not os.path.exists(os.path.join(state, rule["gate"])):
+            time.sleep(0.05)
     if rule.get("sleep"):
         time.sleep(float(rule["sleep"]))
     if rule.get("fail_times") and n <= int(rule["fail_times"]):

@@ -12,6 +12,7 @@ Config modes (chosen by the job's command in the YAML file):
   fail      prints a few stderr lines, exits 3
   partial   configures only the first ref
   noisy     as ok, with args ["noisy", "40", "300", "66000", "3"]
+  ldpreload as ok, with LD_PRELOAD in env too (which the job service must refuse)
 If $ARGV_DUMP is set, `config` writes its argv there (NUL-separated) first.
 
 Exec actions (the task's args):
@@ -22,6 +23,7 @@ Exec actions (the task's args):
   stamp FILE SECS        write "<start_ns>" to FILE, sleep SECS, append " <end_ns>"
   argv FILE ARG...       write the whole argv, NUL-separated, to FILE
   env FILE               write the environment (KEY=VALUE lines) to FILE
+  ids FILE               write "<uid> <euid> <gid> <egid> <groups...>" to FILE
   lines N                print N numbered stdout lines
   noisy N WIDTH LONG EXIT  N stderr lines "noise line <i>" padded to WIDTH bytes, then a last
                          line of LONG bytes of "z" followed by " the last line", exit EXIT
@@ -55,11 +57,14 @@ def configure(mode, refs):
     args = ["noisy", "40", "300", "66000", "3"] if mode == "noisy" else None
     configs = []
     for r in refs:
+        env = {"JOB_REF": r}
+        if mode == "ldpreload":
+            env["LD_PRELOAD"] = "/nonexistent/databuild-test.so"
         configs.append({
             "outputs": [{"str": r}],
             "inputs": [{"dep_type_code": 1, "partition_ref": {"str": "up/" + r}}],
             "args": args or ["ok", r],
-            "env": {"JOB_REF": r},
+            "env": env,
         })
     print(json.dumps({"configs": configs}))
     return 0
@@ -112,6 +117,11 @@ def execute(args):
         with open(args[1], "w") as f:
             for k, v in sorted(os.environ.items()):
                 f.write("%s=%s\n" % (k, v))
+        return 0
+    if action == "ids":
+        with open(args[1], "w") as f:
+            f.write(" ".join(str(i) for i in [os.getuid(), os.geteuid(), os.getgid(),
+                                              os.getegid()] + sorted(os.getgroups())))
         return 0
     if action == "noisy":
         n, width, long_len, code = (int(a) for a in args[1:5])

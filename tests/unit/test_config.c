@@ -69,6 +69,8 @@ static void assert_server(const dbld_server_config *s, const char *listen)
     assert_int_equal(s->max_queue, 1024);
     assert_int_equal(s->max_message_bytes, 16 * 1024 * 1024);
     assert_int_equal(s->shutdown_grace_ms, 5000);
+    /* a job service's runs are streams: it allows more */
+    assert_int_equal(s->max_streams, strcmp(listen, "127.0.0.1:7102") == 0 ? 1024 : 256);
 }
 
 /* ---- success paths ---- */
@@ -172,7 +174,8 @@ static void test_partial_and_derived(void **state)
                        "  max_concurrent_runs: 1024\n"
                        "graph: {listen: 127.0.0.1:0, shutdown_grace_ms: 0}\n"
                        "query:\n"
-                       "  max_message_bytes: 1024\n";
+                       "  max_message_bytes: 1024\n"
+                       "  max_streams: 7\n";
     assert_int_equal(parse(yaml, &cfg, &st), 0);
     assert_string_equal(cfg.shared.postgres_dsn, "dbname=x");
     assert_string_equal(cfg.query.postgres_dsn, "dbname=x");
@@ -188,6 +191,8 @@ static void test_partial_and_derived(void **state)
     assert_string_equal(cfg.graph.server.listen, "127.0.0.1:0");
     assert_int_equal(cfg.graph.server.shutdown_grace_ms, 0);
     assert_int_equal(cfg.query.server.max_message_bytes, 1024);
+    assert_int_equal(cfg.query.server.max_streams, 7);
+    assert_int_equal(cfg.eventlog.server.max_streams, 256);
     dbld_config_free(&cfg);
 
     /* Lists of job peers: flow, block, single scalar; separate query DSN. */
@@ -282,6 +287,9 @@ static void test_error_range(void **state)
     expect_error("graph:\n  shutdown_grace_ms: 600001\n",
                  "databuild.yaml:2:22: graph.shutdown_grace_ms: 600001 is out of range "
                  "(expected 0..600000)");
+    expect_error("eventlog:\n  max_streams: 0\n",
+                 "databuild.yaml:2:16: eventlog.max_streams: 0 is out of range "
+                 "(expected 1..65536)");
 }
 
 static void test_error_syntax(void **state)
@@ -327,7 +335,7 @@ static void test_error_unknown_key(void **state)
     expect_error("eventlog:\n  listen: 127.0.0.1:7101\n  wrkers: 4\n",
                  "databuild.yaml:3:3: eventlog: unknown key \"wrkers\" (did you mean \"workers\"? "
                  "expected one of: listen, workers, pollers, max_queue, max_message_bytes, "
-                 "shutdown_grace_ms, "
+                 "shutdown_grace_ms, max_streams, "
                  "group_commit_max_events, db_pool_size)");
     expect_error("evntlog: {}\n",
                  "databuild.yaml:1:1: unknown key \"evntlog\" (did you mean \"eventlog\"? "
@@ -335,15 +343,17 @@ static void test_error_unknown_key(void **state)
     expect_error("shared:\n  peers:\n    jobs: [a:1]\n",
                  "databuild.yaml:3:5: shared.peers: unknown key \"jobs\" (did you mean \"job\"? "
                  "expected one of: eventlog, job, graph, query)");
-    expect_error("graph: {listen: a:1, colour: blue}\n",
-                 "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
-                 "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, label, "
-                 "max_parallel, external, "
-                 "jobs)");
+    expect_error(
+        "graph: {listen: a:1, colour: blue}\n",
+        "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
+        "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, label, "
+        "max_parallel, external, "
+        "jobs)");
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "
                  "of: listen, workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, "
-                 "max_concurrent_runs, kill_grace_ms, heartbeat_ms)");
+                 "max_streams, "
+                 "max_concurrent_runs, kill_grace_ms, heartbeat_ms, run_as)");
     expect_error("? [a]\n: b\n", "databuild.yaml:1:3: keys must be strings, got a sequence");
 }
 
@@ -436,9 +446,10 @@ static void test_error_duplicate_and_alias(void **state)
                  "databuild.yaml:2:6: job: YAML aliases are not supported (*b)");
     expect_error("eventlog: &b {workers: 2}\njob:\n  <<: *b\n",
                  "databuild.yaml:3:3: job: unknown key \"<<\" (expected one of: listen, workers, "
-                 "pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_concurrent_runs, "
+                 "pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, "
+                 "max_concurrent_runs, "
                  "kill_grace_ms, "
-                 "heartbeat_ms)");
+                 "heartbeat_ms, run_as)");
 }
 
 /* ---- graph.jobs ---- */

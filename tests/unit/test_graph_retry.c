@@ -1,4 +1,6 @@
-/* test_graph_retry.c - LUCI-style retry quota decisions (services/graph/retry.c). */
+/* test_graph_retry.c - LUCI-style retry quota decisions, and how a lost job
+ * service is told from a failed attempt and relaunched with backoff
+ * (services/graph/retry.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -127,6 +129,66 @@ static void test_parse_failure_message(void **state)
     assert_int_equal(gs_retry_weight(&c, GS_FAIL_TIMEOUT), 3);
 }
 
+/* Losing the executor is not an attempt; a result, a timeout or a bad
+ * request is. */
+static void test_classify_loss(void **state)
+{
+    (void)state;
+    /* a result is the attempt's outcome, whatever the call's code */
+    assert_int_equal(gs_run_classify_loss(0, 1, 1), GS_RUN_OUTCOME);
+    assert_int_equal(gs_run_classify_loss(0, 1, 0), GS_RUN_OUTCOME);
+    assert_int_equal(gs_run_classify_loss(DBLD_UNAVAILABLE, 1, 1), GS_RUN_OUTCOME);
+    /* connection refused / socket closed / the stream broken before a result */
+    assert_int_equal(gs_run_classify_loss(DBLD_UNAVAILABLE, 0, 0), GS_RUN_LOST_SAME_ID);
+    assert_int_equal(gs_run_classify_loss(DBLD_UNAVAILABLE, 0, 1), GS_RUN_LOST_NEW_ID);
+    assert_int_equal(gs_run_classify_loss(DBLD_CANCELLED, 0, 0), GS_RUN_LOST_SAME_ID);
+    assert_int_equal(gs_run_classify_loss(DBLD_CANCELLED, 0, 1), GS_RUN_LOST_NEW_ID);
+    assert_int_equal(gs_run_classify_loss(DBLD_RESOURCE_EXHAUSTED, 0, 0), GS_RUN_LOST_SAME_ID);
+    /* the job service still holds an earlier launch of this job run */
+    assert_int_equal(gs_run_classify_loss(DBLD_ALREADY_EXISTS, 0, 0), GS_RUN_LOST_NEW_ID);
+    /* the job's timeout, and errors about the request, are the attempt's */
+    assert_int_equal(gs_run_classify_loss(DBLD_DEADLINE_EXCEEDED, 0, 1), GS_RUN_OUTCOME);
+    assert_int_equal(gs_run_classify_loss(DBLD_INVALID_ARGUMENT, 0, 0), GS_RUN_OUTCOME);
+    assert_int_equal(gs_run_classify_loss(DBLD_NOT_FOUND, 0, 0), GS_RUN_OUTCOME);
+    assert_int_equal(gs_run_classify_loss(DBLD_INTERNAL, 0, 0), GS_RUN_OUTCOME);
+    /* a clean end without a result is turned into UNAVAILABLE by remote.c;
+     * 0 without a result on its own is no loss */
+    assert_int_equal(gs_run_classify_loss(0, 0, 0), GS_RUN_OUTCOME);
+}
+
+/* 100 ms, doubling, at most 10 s apart, for about 2 min from the first loss. */
+static void test_backoff_schedule(void **state)
+{
+    (void)state;
+    gs_backoff bo = {0};
+    int64_t now = 5000, d = 0;
+    const int64_t want[] = {100, 200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        assert_int_equal(gs_backoff_next(&bo, now, GS_RELAUNCH_TOTAL_MS, &d), 1);
+        assert_int_equal(d, want[i]);
+        now += d;
+    }
+    assert_int_equal(bo.tries, 10);
+    /* the last wait is cut to the budget, then it gives up */
+    int64_t end = 5000 + GS_RELAUNCH_TOTAL_MS;
+    now = end - 30;
+    assert_int_equal(gs_backoff_next(&bo, now, GS_RELAUNCH_TOTAL_MS, &d), 1);
+    assert_int_equal(d, 30);
+    assert_int_equal(gs_backoff_next(&bo, end, GS_RELAUNCH_TOTAL_MS, &d), 0);
+    assert_int_equal(gs_backoff_next(&bo, end + 1, GS_RELAUNCH_TOTAL_MS, &d), 0);
+    /* a new attempt starts over */
+    bo = (gs_backoff){0};
+    assert_int_equal(gs_backoff_next(&bo, end + 2, GS_RELAUNCH_TOTAL_MS, &d), 1);
+    assert_int_equal(d, GS_RELAUNCH_FIRST_MS);
+    /* a small budget (tests) and a clock starting at 0 */
+    bo = (gs_backoff){0};
+    assert_int_equal(gs_backoff_next(&bo, 0, 250, &d), 1);
+    assert_int_equal(d, 100);
+    assert_int_equal(gs_backoff_next(&bo, 100, 250, &d), 1);
+    assert_int_equal(d, 150);
+    assert_int_equal(gs_backoff_next(&bo, 251, 250, &d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +198,8 @@ int main(void)
         cmocka_unit_test(test_global_quota_shared),
         cmocka_unit_test(test_zero_weight_is_bounded),
         cmocka_unit_test(test_parse_failure_message),
+        cmocka_unit_test(test_classify_loss),
+        cmocka_unit_test(test_backoff_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -461,11 +461,21 @@ static void test_wake_and_exit_wakes_read(void **state)
 
 /* A helper process spawns `sleep` from a thread of its own (as the job
  * service does from an RPC worker) and is then killed with SIGKILL: the
- * child must not outlive it (PR_SET_PDEATHSIG). */
+ * child must not outlive it (PR_SET_PDEATHSIG), also when it runs as
+ * another user (changing credentials clears that setting). */
+typedef struct sleeper {
+    int fd;
+    const dbld_proc_user *user;
+} sleeper;
+
 static void *spawn_sleep(void *arg)
 {
-    int fd = *(int *)arg;
-    dbld_proc *p = spawn_ok((const char *const[]){"sleep", "1000", NULL}, NULL, 0, NULL);
+    const sleeper *sl = arg;
+    int fd = sl->fd;
+    dbld_proc_opts o = {.argv = (const char *const[]){"sleep", "1000", NULL}, .user = sl->user};
+    dbld_proc *p = NULL;
+    dbld_status st;
+    if (dbld_proc_spawn(&o, &p, &st) != 0) _exit(4);
     pid_t pid = dbld_proc_pid(p);
     if (write(fd, &pid, sizeof pid) != (ssize_t)sizeof pid) _exit(3);
     for (;;)
@@ -473,16 +483,16 @@ static void *spawn_sleep(void *arg)
     return NULL;
 }
 
-static void test_child_dies_with_parent(void **state)
+static void child_dies_with_parent(const dbld_proc_user *user)
 {
-    (void)state;
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t helper = fork();
     assert_true(helper >= 0);
     if (helper == 0) {
         pthread_t t;
-        if (pthread_create(&t, NULL, spawn_sleep, &fds[1]) != 0) _exit(2);
+        sleeper sl = {.fd = fds[1], .user = user};
+        if (pthread_create(&t, NULL, spawn_sleep, &sl) != 0) _exit(2);
         for (;;)
             pause();
     }
@@ -491,9 +501,115 @@ static void test_child_dies_with_parent(void **state)
     close(fds[0]);
     close(fds[1]);
     assert_true(child > 0 && pid_alive(child));
+    if (user) {
+        char path[64], *line = NULL;
+        size_t cap = 0;
+        snprintf(path, sizeof path, "/proc/%d/status", (int)child);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        long uid = -1;
+        while (getline(&line, &cap, f) > 0)
+            if (strncmp(line, "Uid:", 4) == 0) uid = strtol(line + 4, NULL, 10);
+        free(line);
+        fclose(f);
+        assert_int_equal(uid, (long)user->uid);
+    }
     assert_int_equal(kill(helper, SIGKILL), 0);
     assert_int_equal(waitpid(helper, NULL, 0), helper);
     assert_true(wait_dead(child, 5000));
+}
+
+static void test_child_dies_with_parent(void **state)
+{
+    (void)state;
+    child_dies_with_parent(NULL);
+}
+
+/* ---- running as another user ---- */
+
+/* As root: the child runs as `nobody` (uid, gid and groups), from a second
+ * thread, and we stay root (the switch must not touch our own threads);
+ * a working directory `nobody` may not enter is an error naming both; the
+ * parent-death signal survives the switch. Not root: the switch fails with
+ * PERMISSION_DENIED naming the user. */
+static void *spawn_id(void *arg)
+{
+    const dbld_proc_user *u = arg;
+    dbld_proc_opts o = {.argv = (const char *const[]){"sh", "-c", "id -u; id -g; id -G", NULL},
+                        .user = u};
+    dbld_proc *p = NULL;
+    dbld_status st;
+    if (dbld_proc_spawn(&o, &p, &st) != 0) fail_msg("spawn as %s: %s", u->name, st.msg);
+    collected *c = dbld_xcalloc(1, sizeof *c);
+    dbld_proc_exit ex = run_all(p, c);
+    dbld_proc_destroy(p);
+    assert_true(ex.exited && ex.code == 0);
+    return c;
+}
+
+static void test_run_as_user(void **state)
+{
+    (void)state;
+    dbld_status st;
+    dbld_proc_user *u = NULL;
+    assert_int_equal(dbld_proc_user_lookup("dbld-no-such-user", &u, &st), DBLD_NOT_FOUND);
+    assert_null(u);
+    assert_string_equal(st.msg, "no user \"dbld-no-such-user\" on this host");
+
+    if (geteuid() != 0) {
+        assert_int_equal(dbld_proc_user_lookup("root", &u, &st), 0);
+        dbld_proc_opts o = {.argv = (const char *const[]){"true", NULL}, .user = u};
+        dbld_proc *p = NULL;
+        assert_int_equal(dbld_proc_spawn(&o, &p, &st), DBLD_PERMISSION_DENIED);
+        assert_null(p);
+        assert_string_equal(
+            st.msg, "could not switch to user \"root\" (uid 0) to run \"true\": Operation not "
+                    "permitted");
+        dbld_proc_user_free(u);
+        return;
+    }
+    assert_int_equal(dbld_proc_user_lookup("nobody", &u, &st), 0);
+    assert_string_equal(u->name, "nobody");
+    assert_true(u->uid != 0 && u->n_groups >= 1);
+    pthread_t t;
+    void *res = NULL;
+    assert_int_equal(pthread_create(&t, NULL, spawn_id, u), 0);
+    assert_int_equal(pthread_join(t, &res), 0);
+    collected *c = res;
+    assert_int_equal(geteuid(), 0); /* every thread of ours is still root */
+    assert_int_equal(getegid(), 0);
+    assert_int_equal(c->n_out, 3);
+    char want[64];
+    snprintf(want, sizeof want, "1:%ld", (long)u->uid);
+    assert_string_equal(c->lines[0], want);
+    snprintf(want, sizeof want, "1:%ld", (long)u->gid);
+    assert_string_equal(c->lines[1], want);
+    /* `id -G`: exactly the user's groups (root's are gone) */
+    size_t n_seen = 0;
+    for (char *save = NULL, *g = strtok_r(c->lines[2] + 2, " ", &save); g;
+         g = strtok_r(NULL, " ", &save), n_seen++) {
+        int member = 0;
+        for (size_t i = 0; i < u->n_groups; i++)
+            member |= (long)u->groups[i] == atol(g);
+        assert_true(member);
+    }
+    assert_true(n_seen >= 1 && n_seen <= u->n_groups);
+    collected_free(c);
+    free(c);
+
+    char dir[] = "/tmp/dbld_test_proc_dir_XXXXXX";
+    assert_non_null(mkdtemp(dir)); /* 0700, root's */
+    dbld_proc_opts o = {.argv = (const char *const[]){"true", NULL}, .cwd = dir, .user = u};
+    dbld_proc *p = NULL;
+    assert_int_equal(dbld_proc_spawn(&o, &p, &st), DBLD_PERMISSION_DENIED);
+    char msg[256];
+    snprintf(msg, sizeof msg, "working directory \"%s\" (as user \"nobody\"): Permission denied",
+             dir);
+    assert_string_equal(st.msg, msg);
+    rmdir(dir);
+
+    child_dies_with_parent(u);
+    dbld_proc_user_free(u);
 }
 
 int main(void)
@@ -513,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_huge_output),
         cmocka_unit_test(test_wake_and_exit_wakes_read),
         cmocka_unit_test(test_child_dies_with_parent),
+        cmocka_unit_test(test_run_as_user),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -555,6 +555,53 @@ static void test_stream_wait_expiry(void **state)
     fixture_stop(&f);
 }
 
+/* At most max_streams streams at once: one more is refused with
+ * RESOURCE_EXHAUSTED naming the config key, unary calls still answer, and
+ * a closed stream's place is free again. */
+static void test_stream_cap(void **state)
+{
+    (void)state;
+    reset_observed();
+    dbld_server_opts opts = {
+        .service_name = "capped", .listen = "127.0.0.1:0", .workers = 2, .max_streams = 2};
+    dbld_server *srv = NULL;
+    dbld_status st;
+    assert_int_equal(dbld_server_create(&opts, &srv, &st), 0);
+    assert_int_equal(dbld_server_add(srv, &echo_service, NULL), 0);
+    assert_int_equal(dbld_server_start(srv, &st), 0);
+    fixture f = {.srv = srv};
+    snprintf(f.target, sizeof f.target, "127.0.0.1:%d", dbld_server_port(srv));
+    f.client = dbld_client_get(f.target);
+    char out[32];
+    dbld_stream *open[2];
+    for (int i = 0; i < 2; i++) {
+        open[i] = open_ref_stream(&f, "/test.Echo/Forever", "10");
+        assert_int_equal(next_ref(open[i], out, sizeof out, 3000, &st), 0);
+    }
+    dbld_stream *over = open_ref_stream(&f, "/test.Echo/Forever", "10");
+    assert_int_equal(next_ref(over, out, sizeof out, 3000, &st), DBLD_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(st.msg, "capped.max_streams"));
+    assert_non_null(strstr(st.msg, "is 2"));
+    dbld_stream_close(over);
+    assert_int_equal(call_ref(f.client, "/test.Echo/Echo", "x", 3000, 0, out, sizeof out, &st), 0);
+    dbld_stream_close(open[0]);
+    /* the closed stream's thread ends (cancellation is noticed within its
+     * 10 ms wait) and a new stream takes its place */
+    int rc = DBLD_RESOURCE_EXHAUSTED;
+    for (int tries = 0; rc == DBLD_RESOURCE_EXHAUSTED && tries < 100; tries++) {
+        open[0] = open_ref_stream(&f, "/test.Echo/Forever", "10");
+        rc = next_ref(open[0], out, sizeof out, 3000, &st);
+        if (rc) {
+            dbld_stream_close(open[0]);
+            dbld_sleep_ms(20);
+        }
+    }
+    assert_int_equal(rc, 0);
+    dbld_stream_close(open[0]);
+    dbld_stream_close(open[1]);
+    fixture_stop(&f);
+}
+
 /* ---- deadlines ---- */
 
 static void test_deadline(void **state)
@@ -1058,6 +1105,7 @@ int main(void)
         cmocka_unit_test(test_stream_all_in_order),
         cmocka_unit_test(test_stream_cancel),
         cmocka_unit_test(test_stream_wait_expiry),
+        cmocka_unit_test(test_stream_cap),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_queue_cap),
         cmocka_unit_test(test_expired_call_never_runs),
