@@ -27,10 +27,13 @@ typedef struct cli_ctx {
     const char *config_path; /* --config FILE, or NULL for defaults + env */
     const char **servers;    /* --server ADDR, repeatable */
     size_t n_servers;
-    int json;           /* --json: machine-readable output */
-    int help;           /* --help / -h seen */
-    int64_t timeout_ms; /* --timeout MS for unary calls (default 10000) */
-    dbld_config cfg;    /* loaded on first use by cli_config() */
+    int json;                                /* --json: machine-readable output */
+    int help;                                /* --help / -h seen */
+    int64_t timeout_ms;                      /* --timeout MS for unary calls (default 10000) */
+    const char *tls_ca, *tls_cert, *tls_key; /* --tls-ca/--tls-cert/--tls-key PEM files */
+    const char *tls_server_name;             /* --tls-server-name */
+    const char *token_file;                  /* --token-file (else env DATABUILD_TOKEN) */
+    dbld_config cfg;                         /* loaded on first use by cli_config() */
     int cfg_loaded;
     dbld_status st; /* the error reported by main() when a command fails */
 } cli_ctx;

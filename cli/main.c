@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include "dbld/security.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,14 @@
     "  --server ADDR   call this host:port instead of the configured peer\n"                       \
     "  --json          machine-readable output (one JSON object per line)\n"                       \
     "  --timeout MS    deadline of each unary call (default 10000)\n"                              \
+    "  --tls-ca FILE   use TLS; verify the services' certificates with this CA (PEM)\n"            \
+    "  --tls-cert FILE, --tls-key FILE\n"                                                          \
+    "                  client certificate and key for mTLS (PEM)\n"                                \
+    "  --tls-server-name NAME\n"                                                                   \
+    "                  check the services' certificates against NAME, not the host\n"              \
+    "  --token-file FILE\n"                                                                        \
+    "                  send the bearer token in FILE (default: env DATABUILD_TOKEN;\n"             \
+    "                  with --config and none of these, shared.tls and shared.auth)\n"             \
     "  --help, -h      show help\n"
 
 static const cli_command commands[] = {
@@ -153,7 +163,12 @@ int cli_parse_i64(cli_ctx *ctx, const char *opt, const char *value, int64_t *out
 /* Global options: which take a value, which exist, and applying one. */
 static int global_takes_arg(const char *name)
 {
-    return !strcmp(name, "config") || !strcmp(name, "server") || !strcmp(name, "timeout");
+    static const char *const with_value[] = {"config",          "server",    "timeout",
+                                             "tls-ca",          "tls-cert",  "tls-key",
+                                             "tls-server-name", "token-file"};
+    for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
+        if (!strcmp(name, with_value[i])) return 1;
+    return 0;
 }
 
 static int is_global(const char *name)
@@ -171,6 +186,16 @@ static int apply_global(cli_ctx *ctx, const char *name, const char *value)
     } else if (!strcmp(name, "timeout")) {
         if (cli_parse_i64(ctx, name, value, &ctx->timeout_ms) != 0) return CLI_USAGE;
         if (ctx->timeout_ms == 0) return cli_fail(ctx, CLI_USAGE, "--timeout: must be positive");
+    } else if (!strcmp(name, "tls-ca")) {
+        ctx->tls_ca = value;
+    } else if (!strcmp(name, "tls-cert")) {
+        ctx->tls_cert = value;
+    } else if (!strcmp(name, "tls-key")) {
+        ctx->tls_key = value;
+    } else if (!strcmp(name, "tls-server-name")) {
+        ctx->tls_server_name = value;
+    } else if (!strcmp(name, "token-file")) {
+        ctx->token_file = value;
     } else if (!strcmp(name, "json")) {
         ctx->json = 1;
     } else if (!strcmp(name, "help")) {
@@ -236,6 +261,8 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const cli_opt *opts, size_t n
 
 /* ---- config ---- */
 
+static int cli_security(cli_ctx *ctx);
+
 int cli_config(cli_ctx *ctx)
 {
     if (ctx->cfg_loaded) return 0;
@@ -246,6 +273,36 @@ int cli_config(cli_ctx *ctx)
     }
     ctx->cfg_loaded = 1;
     if (dbld_config_apply_env_checked(&ctx->cfg, &ctx->st) != 0) return CLI_FAIL;
+    return cli_security(ctx);
+}
+
+/* TLS and the token: the flags (and DATABUILD_TOKEN), else, with --config,
+ * the suite's shared.tls and shared.auth client settings. */
+static int cli_security(cli_ctx *ctx)
+{
+    int flags = ctx->tls_ca || ctx->tls_cert || ctx->tls_key || ctx->token_file ||
+                getenv("DATABUILD_TOKEN");
+    const dbld_config *c = &ctx->cfg;
+    dbld_tls_opts tls = {
+        .ca_file = ctx->tls_ca, .cert_file = ctx->tls_cert, .key_file = ctx->tls_key};
+    const char *token_file = ctx->token_file, *token_env = "DATABUILD_TOKEN";
+    const char *server_name = ctx->tls_server_name;
+    if (!flags && ctx->config_path) {
+        tls.ca_file = c->shared.tls.files.ca_file;
+        if (tls.ca_file) {
+            tls.cert_file = c->shared.tls.files.cert_file;
+            tls.key_file = c->shared.tls.files.key_file;
+        }
+        token_file = c->shared.auth.client_token_file;
+        token_env = c->shared.auth.client_token_env;
+        if (!server_name) server_name = c->shared.tls.server_name;
+    }
+    if ((tls.cert_file || tls.key_file) && !tls.ca_file)
+        return cli_fail(ctx, CLI_USAGE, "--tls-cert/--tls-key need --tls-ca");
+    if (token_env && !token_file && !getenv(token_env)) token_env = NULL;
+    if (dbld_security_client(tls.ca_file ? &tls : NULL, server_name, token_file, token_env,
+                             &ctx->st) != 0)
+        return CLI_FAIL;
     return 0;
 }
 

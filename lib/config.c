@@ -106,6 +106,21 @@ static int check_exit_code(const char *s, char *why, size_t n)
     return 1;
 }
 
+static int check_client_auth(const char *s, char *why, size_t n)
+{
+    if (strcmp(s, "none") == 0 || strcmp(s, "request") == 0 || strcmp(s, "require") == 0) return 0;
+    snprintf(why, n, "invalid client_auth \"%s\" (expected one of: none, request, require)", s);
+    return 1;
+}
+
+static int check_role(const char *s, char *why, size_t n)
+{
+    if (strcmp(s, "reader") == 0 || strcmp(s, "writer") == 0 || strcmp(s, "internal") == 0)
+        return 0;
+    snprintf(why, n, "invalid role \"%s\" (expected one of: reader, writer, internal)", s);
+    return 1;
+}
+
 /* ---- the schema ---- */
 
 #define OFF(sec, m) (offsetof(dbld_config, sec.m) - offsetof(dbld_config, sec))
@@ -121,6 +136,18 @@ static int check_exit_code(const char *s, char *why, size_t n)
         .def_int = def                                                                             \
     }
 
+#define TOFF(field) offsetof(dbld_tls_config, field)
+static const dbld__cfg_key tls_keys[] = {
+    {.name = "cert_file", .type = DBLD__CFG_STRING, .offset = TOFF(cert_file)},
+    {.name = "key_file", .type = DBLD__CFG_STRING, .offset = TOFF(key_file)},
+    {.name = "ca_file", .type = DBLD__CFG_STRING, .offset = TOFF(ca_file)},
+    {.name = "client_auth",
+     .type = DBLD__CFG_STRING,
+     .offset = TOFF(client_auth),
+     .check = check_client_auth},
+    {0},
+};
+
 /* Keys every service section has (dbld_server_config). max_streams caps the
  * streaming calls open at once: each holds a thread (see rpc.h). */
 #define SERVER_KEYS(sec, listen_default, workers_default, streams_default)                         \
@@ -130,7 +157,11 @@ static int check_exit_code(const char *s, char *why, size_t n)
         INT_KEY(sec, "max_queue", server.max_queue, 1, 1000000, 1024),                             \
         INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
         INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000),              \
-        INT_KEY(sec, "max_streams", server.max_streams, 1, 65536, streams_default)
+        INT_KEY(sec, "max_streams", server.max_streams, 1, 65536, streams_default),                \
+        STRING_KEY(sec, "metrics_listen", server.metrics_listen, NULL, check_addr),                \
+    {                                                                                              \
+        .name = "tls", .type = DBLD__CFG_SECTION, .offset = OFF(sec, server.tls), .sub = tls_keys  \
+    }
 
 static const dbld__cfg_key peers_keys[] = {
     STRING_KEY(shared.peers, "eventlog", eventlog, NULL, check_addr),
@@ -145,10 +176,60 @@ static const dbld__cfg_key peers_keys[] = {
     {0},
 };
 
+static const dbld__cfg_key shared_tls_keys[] = {
+    {.name = "cert_file", .type = DBLD__CFG_STRING, .offset = OFF(shared.tls, files.cert_file)},
+    {.name = "key_file", .type = DBLD__CFG_STRING, .offset = OFF(shared.tls, files.key_file)},
+    {.name = "ca_file", .type = DBLD__CFG_STRING, .offset = OFF(shared.tls, files.ca_file)},
+    {.name = "client_auth",
+     .type = DBLD__CFG_STRING,
+     .offset = OFF(shared.tls, files.client_auth),
+     .check = check_client_auth},
+    {.name = "server_name", .type = DBLD__CFG_STRING, .offset = OFF(shared.tls, server_name)},
+    {0},
+};
+
+#define AOFF(field) offsetof(dbld_auth_token_config, field)
+static const dbld__cfg_key auth_token_keys[] = {
+    {.name = "name", .type = DBLD__CFG_STRING, .offset = AOFF(name), .flags = DBLD__CFG_REQUIRED},
+    {.name = "token_file", .type = DBLD__CFG_STRING, .offset = AOFF(token_file)},
+    {.name = "token_env", .type = DBLD__CFG_STRING, .offset = AOFF(token_env)},
+    {.name = "common_name", .type = DBLD__CFG_STRING, .offset = AOFF(common_name)},
+    {.name = "roles",
+     .type = DBLD__CFG_STRLIST,
+     .offset = AOFF(roles),
+     .count_offset = AOFF(n_roles),
+     .min = 1,
+     .check = check_role,
+     .flags = DBLD__CFG_REQUIRED},
+    {0},
+};
+
+static const dbld__cfg_key auth_keys[] = {
+    {.name = "tokens",
+     .type = DBLD__CFG_LIST,
+     .offset = OFF(shared.auth, tokens),
+     .count_offset = OFF(shared.auth, n_tokens),
+     .sub = auth_token_keys,
+     .elem_size = sizeof(dbld_auth_token_config)},
+    STRING_KEY(shared.auth, "client_token_file", client_token_file, NULL, NULL),
+    STRING_KEY(shared.auth, "client_token_env", client_token_env, NULL, NULL),
+    {.name = "health_open",
+     .type = DBLD__CFG_BOOL,
+     .offset = OFF(shared.auth, health_open),
+     .def_int = 1},
+    {.name = "reflection_open",
+     .type = DBLD__CFG_BOOL,
+     .offset = OFF(shared.auth, reflection_open),
+     .def_int = 1},
+    {0},
+};
+
 static const dbld__cfg_key shared_keys[] = {
     STRING_KEY(shared, "postgres_dsn", postgres_dsn, "", NULL),
     STRING_KEY(shared, "log_level", log_level, "info", check_log_level),
     {.name = "peers", .type = DBLD__CFG_SECTION, .offset = OFF(shared, peers), .sub = peers_keys},
+    {.name = "tls", .type = DBLD__CFG_SECTION, .offset = OFF(shared, tls), .sub = shared_tls_keys},
+    {.name = "auth", .type = DBLD__CFG_SECTION, .offset = OFF(shared, auth), .sub = auth_keys},
     {0},
 };
 

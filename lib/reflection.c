@@ -273,10 +273,12 @@ static int reflection_info(dbld_call *call, const ProtobufCMessage *first, dbld_
 static const dbld_method reflection_methods[] = {
     {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
      &grpc__reflection__v1__server_reflection_request__descriptor,
-     &grpc__reflection__v1__server_reflection_response__descriptor, NULL, reflection_info},
+     &grpc__reflection__v1__server_reflection_response__descriptor, NULL, reflection_info,
+     DBLD_METHOD_BIDI},
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
      &grpc__reflection__v1__server_reflection_request__descriptor,
-     &grpc__reflection__v1__server_reflection_response__descriptor, NULL, reflection_info},
+     &grpc__reflection__v1__server_reflection_response__descriptor, NULL, reflection_info,
+     DBLD_METHOD_BIDI},
 };
 
 const dbld_service dbld__reflection_service = {

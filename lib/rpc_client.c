@@ -109,6 +109,67 @@ struct dbld_client {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static dbld_client *g_clients;
 
+/* The process's client security (dbld_client_set_security); read-only once
+ * the first channel exists. */
+static struct {
+    char *ca, *cert, *key; /* PEM text; ca NULL: plaintext */
+    char *server_name;
+    grpc_slice authz; /* "Bearer <token>"; empty: none */
+    int has_token;
+    grpc_metadata md; /* authorization: authz */
+} g_sec;
+
+int dbld_client_set_security(const dbld_client_security *cs, dbld_status *st)
+{
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    if (cs->tls.ca_file && dbld_tls_read_pem("tls.ca_file", cs->tls.ca_file, &ca, st))
+        return st->code;
+    if (cs->tls.cert_file && (dbld_tls_read_pem("tls.cert_file", cs->tls.cert_file, &cert, st) ||
+                              dbld_tls_read_pem("tls.key_file", cs->tls.key_file, &key, st))) {
+        free(ca);
+        free(cert);
+        return st->code;
+    }
+    pthread_mutex_lock(&g_mu);
+    free(g_sec.ca);
+    free(g_sec.cert);
+    free(g_sec.key);
+    free(g_sec.server_name);
+    if (g_sec.has_token) grpc_slice_unref(g_sec.authz);
+    g_sec.ca = ca;
+    g_sec.cert = cert;
+    g_sec.key = key;
+    g_sec.server_name = cs->server_name ? dbld_xstrdup(cs->server_name) : NULL;
+    g_sec.has_token = cs->token && *cs->token;
+    if (g_sec.has_token) {
+        char *v = dbld_xcalloc(1, strlen(cs->token) + 8);
+        sprintf(v, "Bearer %s", cs->token);
+        g_sec.authz = grpc_slice_from_copied_string(v);
+        g_sec.md.key = grpc_slice_from_static_string("authorization");
+        g_sec.md.value = g_sec.authz;
+        memset(v, 0, strlen(v));
+        free(v);
+    }
+    pthread_mutex_unlock(&g_mu);
+    return 0;
+}
+
+/* SEND_INITIAL_METADATA with the token, if there is one. */
+void dbld__client_md(grpc_op *op)
+{
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (!g_sec.has_token) return;
+    op->data.send_initial_metadata.count = 1;
+    op->data.send_initial_metadata.metadata = &g_sec.md;
+}
+
+static grpc_channel_credentials *channel_credentials(void)
+{
+    if (!g_sec.ca) return grpc_insecure_credentials_create();
+    grpc_ssl_pem_key_cert_pair pair = {g_sec.key, g_sec.cert};
+    return grpc_ssl_credentials_create(g_sec.ca, g_sec.cert ? &pair : NULL, NULL, NULL);
+}
+
 static grpc_channel *channel_new(const char *target)
 {
     grpc_arg args[] = {
@@ -120,9 +181,12 @@ static grpc_channel *channel_new(const char *target)
         /* no bandwidth-delay probing: small messages on a LAN; every probe is
          * a PING each way (a write and a wake-up on both ends) */
         dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),
+        {.type = GRPC_ARG_STRING,
+         .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+         .value.string = g_sec.server_name},
     };
-    grpc_channel_args ca = {sizeof args / sizeof args[0], args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_args ca = {sizeof args / sizeof args[0] - (g_sec.server_name ? 0 : 1), args};
+    grpc_channel_credentials *creds = channel_credentials();
     grpc_channel *ch = grpc_channel_create(target, creds, &ca);
     grpc_channel_credentials_release(creds);
     return ch;
@@ -187,7 +251,7 @@ static int set_status(dbld_status *st, grpc_status_code status, grpc_slice detai
 void dbld__unary_ops(dbld__unary *u, grpc_op ops[6])
 {
     memset(ops, 0, 6 * sizeof *ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    dbld__client_md(&ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = u->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -226,6 +290,10 @@ static int unary_once(dbld_client *c, const char *path, grpc_slice payload, gpr_
     grpc_call *call = call_create(c, path, cq, deadline);
     grpc_op ops[6];
     dbld__unary_ops(&u, ops);
+    dbld__rpc_mx *mx = dbld__rpc_mx_get(0, path, "unary");
+    int64_t t0 = dbld__now_ns();
+    dbld__rpc_mx_started(mx);
+    dbld__rpc_mx_msg(mx, 1);
     int code;
     if (grpc_call_start_batch(call, ops, 6, TAG_CALL, NULL) == GRPC_CALL_OK) {
         pluck(cq, TAG_CALL, gpr_inf_future(GPR_CLOCK_MONOTONIC));
@@ -233,6 +301,8 @@ static int unary_once(dbld_client *c, const char *path, grpc_slice payload, gpr_
     } else {
         code = dbld_status_set(st, DBLD_INTERNAL, "could not start call %s", path);
     }
+    if (u.recv) dbld__rpc_mx_msg(mx, 0);
+    dbld__rpc_mx_handled(mx, code, t0);
     if (code == DBLD_OK) *reply = u.recv ? dbld__flatten(u.recv) : grpc_empty_slice();
     if (u.recv) grpc_byte_buffer_destroy(u.recv);
     grpc_byte_buffer_destroy(u.send);
@@ -328,13 +398,15 @@ struct dbld_stream {
     const char *error;
     int open_pending, recv_pending, done;
     dbld_status final; /* valid once done */
+    dbld__rpc_mx *mx;
+    int64_t start_ns;
 };
 
 static int stream_start(dbld_stream *s)
 {
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    dbld__client_md(&ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -358,6 +430,10 @@ int dbld_client_stream_open(dbld_client *c, const char *path, const ProtobufCMes
     s->send = dbld__pack(req);
     s->cq = grpc_completion_queue_create_for_pluck(NULL);
     s->call = call_create(c, path, s->cq, dbld__deadline(timeout_ms > 0 ? timeout_ms : -1));
+    s->mx = dbld__rpc_mx_get(0, path, "server_stream");
+    s->start_ns = dbld__now_ns();
+    dbld__rpc_mx_started(s->mx);
+    dbld__rpc_mx_msg(s->mx, 1);
     if (stream_start(s) != 0) {
         dbld_stream_close(s);
         return dbld_status_set(st, DBLD_INTERNAL, "could not start call %s", path);
@@ -392,6 +468,7 @@ static int stream_finish(dbld_stream *s, dbld_status *st)
         dbld_status_set(&s->final, DBLD_INTERNAL, "could not receive status of %s", s->path);
     }
     s->done = 1;
+    dbld__rpc_mx_handled(s->mx, s->final.code, s->start_ns);
     return report_final(s, st);
 }
 
@@ -417,6 +494,7 @@ int dbld_stream_next(dbld_stream *s, const ProtobufCMessageDescriptor *desc,
                                (long long)wait_ms);
     s->recv_pending = 0;
     if (!s->recv) return stream_finish(s, st);
+    dbld__rpc_mx_msg(s->mx, 0);
     grpc_slice bytes = dbld__flatten(s->recv);
     grpc_byte_buffer_destroy(s->recv);
     s->recv = NULL;

@@ -32,6 +32,21 @@ typedef struct dbld__health {
     int closed;   /* server shutting down: Watch streams end */
 } dbld__health;
 
+/* A client call's SEND_INITIAL_METADATA op, with the process's bearer token
+ * (dbld_client_set_security) when there is one. */
+void dbld__client_md(grpc_op *op);
+
+/* ---- per-method metrics (rpc_metrics.c) ---- */
+typedef struct dbld__rpc_mx dbld__rpc_mx;
+/* The series of path on the server (server 1) or client side; type is
+ * "unary", "server_stream" or "bidi_stream". NULL only when the table of
+ * methods is full. Lock-free after a method's first call. */
+dbld__rpc_mx *dbld__rpc_mx_get(int server, const char *path, const char *type);
+void dbld__rpc_mx_started(dbld__rpc_mx *m);
+void dbld__rpc_mx_msg(dbld__rpc_mx *m, int sent);
+void dbld__rpc_mx_handled(dbld__rpc_mx *m, int code, int64_t start_ns);
+int64_t dbld__now_ns(void);
+
 void dbld__health_init(dbld__health *h);
 void dbld__health_free(dbld__health *h);
 /* Set (adding the name when new) and wake watchers. */

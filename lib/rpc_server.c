@@ -35,7 +35,9 @@
  */
 #include "rpc_internal.h"
 
+#include "dbld/auth.h"
 #include "dbld/log.h"
+#include "dbld/metrics.h"
 #include "dbld/util.h"
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -85,7 +87,13 @@ typedef struct op_tag {
 struct dbld_server {
     char *name, *listen;
     int n_workers, n_pollers, max_msg, grace_ms, max_queue;
-    int max_streams; /* streaming calls (threads) at once */
+    int max_streams;       /* streaming calls (threads) at once */
+    const dbld_auth *auth; /* borrowed; NULL: every method is open */
+    int add_failed;        /* a dbld_server_add() was refused: start fails */
+    char *metrics_listen;  /* NULL: no metrics endpoint */
+    dbld_tls_opts tls;     /* strings owned; tls.cert_file NULL: plaintext */
+    atomic_int tls_reload; /* dbld_server_reload_tls() asked for new files */
+    int tls_loaded;        /* the fetcher has handed gRPC a config once */
     reg *regs;
     size_t n_regs, cap_regs;
     grpc_server *server;
@@ -125,6 +133,8 @@ struct dbld_call {
     void *user;
     const char *path;      /* in the arena */
     gpr_timespec deadline; /* GPR_CLOCK_MONOTONIC */
+    dbld__rpc_mx *mx;      /* the method's metrics (NULL for unknown methods) */
+    int64_t start_ns;
     const ProtobufCMessage *req;
     grpc_byte_buffer *recv_bb;
     grpc_byte_buffer *send_bb;        /* the final message, alive until FINISH */
@@ -208,6 +218,8 @@ static void finish(dbld_call *c, int code, const char *msg, const ProtobufCMessa
         return;
     }
     log_result(c, code, msg);
+    if (resp) dbld__rpc_mx_msg(c->mx, 1);
+    dbld__rpc_mx_handled(c->mx, code, c->start_ns);
     grpc_op ops[3];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
@@ -452,6 +464,53 @@ static void request_call(dbld_server *srv)
         call_free(c);
 }
 
+/* ---- authorization ---- */
+
+/* The value of the first `key` metadata entry (not NUL-terminated), or NULL. */
+static const char *md_value(const grpc_metadata_array *md, const char *key, size_t *len)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < md->count; i++) {
+        grpc_slice k = md->metadata[i].key;
+        if (GRPC_SLICE_LENGTH(k) == kl && memcmp(GRPC_SLICE_START_PTR(k), key, kl) == 0) {
+            *len = GRPC_SLICE_LENGTH(md->metadata[i].value);
+            return (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value);
+        }
+    }
+    *len = 0;
+    return NULL;
+}
+
+/* The common name of the client's verified certificate (mTLS), in the arena. */
+static const char *peer_common_name(dbld_call *c)
+{
+    grpc_auth_context *ctx = grpc_call_auth_context(c->call);
+    if (!ctx) return NULL;
+    const char *cn = NULL;
+    if (grpc_auth_context_peer_is_authenticated(ctx)) {
+        grpc_auth_property_iterator it =
+            grpc_auth_context_find_properties_by_name(ctx, GRPC_X509_CN_PROPERTY_NAME);
+        const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+        if (p) cn = dbld_arena_strndup(c->arena, p->value, p->value_length);
+    }
+    grpc_auth_context_release(ctx);
+    return cn;
+}
+
+/* Check the caller's credentials for c->path; answers the call and returns
+ * the code when they fall short. */
+static int authorize(dbld_call *c)
+{
+    size_t len;
+    const char *authz = md_value(&c->md, "authorization", &len);
+    dbld_status st;
+    dbld_status_clear(&st);
+    int code = dbld_auth_check(c->srv->auth, c->path, authz, len,
+                               c->srv->tls.cert_file ? peer_common_name(c) : NULL, &st);
+    if (code) finish(c, code, st.msg, NULL);
+    return code;
+}
+
 static void on_new(dbld_call *c, int success)
 {
     dbld_server *srv = c->srv;
@@ -480,6 +539,13 @@ static void on_new(dbld_call *c, int success)
         finish(c, st.code, st.msg, NULL);
         return;
     }
+    c->start_ns = dbld__now_ns();
+    c->mx = dbld__rpc_mx_get(1, c->path,
+                             c->m->unary                        ? "unary"
+                             : (c->m->flags & DBLD_METHOD_BIDI) ? "bidi_stream"
+                                                                : "server_stream");
+    dbld__rpc_mx_started(c->mx);
+    if (srv->auth && authorize(c) != 0) return;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->recv_bb;
@@ -517,6 +583,7 @@ static void on_recv(dbld_call *c, int success)
     }
     grpc_byte_buffer *bb = c->recv_bb;
     c->recv_bb = NULL;
+    dbld__rpc_mx_msg(c->mx, 0);
     c->req = decode_request(c, bb, &st);
     if (!c->req) {
         finish(c, st.code, st.msg, NULL);
@@ -684,6 +751,7 @@ int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st
         call->cancelled = 1;
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     }
+    dbld__rpc_mx_msg(call->mx, 1);
     return 0;
 }
 
@@ -716,6 +784,7 @@ int dbld_call_recv(dbld_call *call, ProtobufCMessage **msg, dbld_status *st)
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
     }
     if (!bb) return 0; /* the client half-closed: no more requests */
+    dbld__rpc_mx_msg(call->mx, 0);
     *msg = decode_request(call, bb, st);
     return *msg ? 0 : st->code;
 }
@@ -736,6 +805,20 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     srv->max_msg = opts->max_message_bytes > 0 ? opts->max_message_bytes : DEFAULT_MAX_MSG;
     srv->grace_ms = opts->shutdown_grace_ms > 0 ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
     srv->max_streams = opts->max_streams > 0 ? opts->max_streams : DEFAULT_MAX_STREAMS;
+    srv->auth = opts->auth;
+    srv->metrics_listen = opts->metrics_listen ? dbld_xstrdup(opts->metrics_listen) : NULL;
+    if (opts->tls && opts->tls->cert_file) {
+        if (dbld_tls_check(opts->tls, 1, st)) {
+            free(srv->name);
+            free(srv->listen);
+            free(srv);
+            return st->code;
+        }
+        srv->tls.cert_file = dbld_xstrdup(opts->tls->cert_file);
+        srv->tls.key_file = dbld_xstrdup(opts->tls->key_file);
+        srv->tls.ca_file = opts->tls->ca_file ? dbld_xstrdup(opts->tls->ca_file) : NULL;
+        srv->tls.client_auth = opts->tls->client_auth;
+    }
     srv->state = SRV_NEW;
     pthread_mutex_init(&srv->shutdown_mu, NULL);
     pthread_mutex_init(&srv->mu, NULL);
@@ -747,6 +830,61 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     *out = srv;
     dbld_status_clear(st);
     return 0;
+}
+
+/* ---- TLS ---- */
+
+/* gRPC asks before each handshake: hand it the files on the first call and
+ * after dbld_server_reload_tls(); a reload that fails keeps the old ones. */
+static grpc_ssl_certificate_config_reload_status tls_fetch(void *user,
+                                                           grpc_ssl_server_certificate_config **out)
+{
+    dbld_server *srv = user;
+    if (srv->tls_loaded && !atomic_exchange(&srv->tls_reload, 0))
+        return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+    char *cert = NULL, *key = NULL, *ca = NULL;
+    dbld_status st;
+    dbld_status_clear(&st);
+    if (dbld_tls_read_pem("tls.cert_file", srv->tls.cert_file, &cert, &st) == 0 &&
+        dbld_tls_read_pem("tls.key_file", srv->tls.key_file, &key, &st) == 0 &&
+        (!srv->tls.ca_file || dbld_tls_read_pem("tls.ca_file", srv->tls.ca_file, &ca, &st) == 0)) {
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        *out = grpc_ssl_server_certificate_config_create(ca, &pair, 1);
+    }
+    int ok = st.code == 0;
+    if (ok)
+        dbld_log(DBLD_LOG_INFO, srv->tls_loaded ? "tls certificates reloaded" : "tls on", "server",
+                 srv->name, "cert_file", srv->tls.cert_file, (const char *)NULL);
+    else
+        dbld_log(DBLD_LOG_ERROR, "tls certificates not loaded", "server", srv->name, "error",
+                 st.msg, (const char *)NULL);
+    free(cert);
+    if (key) memset(key, 0, strlen(key));
+    free(key);
+    free(ca);
+    if (!ok)
+        return srv->tls_loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED
+                               : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+    srv->tls_loaded = 1;
+    return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
+}
+
+static grpc_server_credentials *server_credentials(dbld_server *srv)
+{
+    if (!srv->tls.cert_file) return grpc_insecure_server_credentials_create();
+    grpc_ssl_client_certificate_request_type req = GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+    if (srv->tls.client_auth == DBLD_TLS_CLIENT_REQUEST)
+        req = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+    else if (srv->tls.client_auth == DBLD_TLS_CLIENT_REQUIRE)
+        req = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    grpc_ssl_server_credentials_options *o =
+        grpc_ssl_server_credentials_create_options_using_config_fetcher(req, tls_fetch, srv);
+    return grpc_ssl_server_credentials_create_with_options(o);
+}
+
+void dbld_server_reload_tls(dbld_server *srv)
+{
+    if (srv && srv->tls.cert_file) atomic_store(&srv->tls_reload, 1);
 }
 
 static int method_valid(const dbld_method *m)
@@ -771,6 +909,13 @@ int dbld_server_add(dbld_server *srv, const dbld_service *svc, void *user)
                  svc && svc->name ? svc->name : NULL, (const char *)NULL);
         return DBLD_INVALID_ARGUMENT;
     }
+    for (size_t i = 0; srv->auth && i < svc->n_methods; i++)
+        if (dbld_method_role(svc->methods[i].path) < 0) {
+            dbld_log(DBLD_LOG_ERROR, "method has no role in the auth table (lib/rpc_auth.c)",
+                     "method", svc->methods[i].path, (const char *)NULL);
+            srv->add_failed = 1;
+            return DBLD_INVALID_ARGUMENT;
+        }
     pthread_mutex_lock(&srv->shutdown_mu);
     int state = srv->state;
     if (state == SRV_NEW) {
@@ -807,7 +952,7 @@ static int bind_server(dbld_server *srv, dbld_status *st)
     srv->server = grpc_server_create(&ca, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = server_credentials(srv);
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
     grpc_server_credentials_release(creds);
     if (srv->port > 0) return 0;
@@ -847,6 +992,10 @@ static int start_threads(dbld_server *srv)
 int dbld_server_start(dbld_server *srv, dbld_status *st)
 {
     if (!srv) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no server");
+    if (srv->add_failed)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                               "a service was not added (a method without a role in the auth "
+                               "table)");
     pthread_mutex_lock(&srv->shutdown_mu);
     int rc = srv->state == SRV_NEW ? bind_server(srv, st)
                                    : dbld_status_set(st, DBLD_FAILED_PRECONDITION,
@@ -868,6 +1017,16 @@ int dbld_server_start(dbld_server *srv, dbld_status *st)
     pthread_mutex_unlock(&srv->shutdown_mu);
     log_listening(srv);
     dbld_status_clear(st);
+    if (srv->metrics_listen) {
+        if (dbld_metrics_serve(srv->metrics_listen, st) != 0) {
+            dbld_server_shutdown(srv);
+            return st->code;
+        }
+        char port[16];
+        snprintf(port, sizeof port, "%d", dbld_metrics_port());
+        dbld_log(DBLD_LOG_INFO, "metrics", "server", srv->name, "listen", srv->metrics_listen,
+                 "port", port, (const char *)NULL);
+    }
     return 0;
 }
 
@@ -990,6 +1149,7 @@ void dbld_server_destroy(dbld_server *srv)
 {
     if (!srv) return;
     dbld_server_shutdown(srv);
+    if (srv->metrics_listen) dbld_metrics_stop();
     dbld__health_free(&srv->health);
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->shutdown_mu);
@@ -998,6 +1158,10 @@ void dbld_server_destroy(dbld_server *srv)
     free(srv->regs);
     free(srv->name);
     free(srv->listen);
+    free(srv->metrics_listen);
+    free((char *)srv->tls.cert_file);
+    free((char *)srv->tls.key_file);
+    free((char *)srv->tls.ca_file);
     free(srv);
     grpc_shutdown();
 }
@@ -1011,6 +1175,7 @@ void dbld_signals_block(void)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGPIPE);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -1020,8 +1185,19 @@ int dbld_signals_wait(void)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     int sig = 0;
     while (sigwait(&set, &sig) != 0)
         ;
+    return sig;
+}
+
+int dbld_signals_wait_server(dbld_server *srv)
+{
+    int sig;
+    while ((sig = dbld_signals_wait()) == SIGHUP) {
+        dbld_log(DBLD_LOG_INFO, "SIGHUP: reloading TLS files", (const char *)NULL);
+        dbld_server_reload_tls(srv);
+    }
     return sig;
 }

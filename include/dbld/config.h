@@ -14,6 +14,25 @@
 #include "dbld/status.h"
 #include <stddef.h>
 
+/* TLS files (PEM); in a service section each unset key takes shared.tls's. */
+typedef struct dbld_tls_config {
+    char *cert_file;   /* the service's certificate chain (also its client certificate) */
+    char *key_file;    /* its private key */
+    char *ca_file;     /* CA bundle: verifies clients (mTLS) and, as a client, servers */
+    char *client_auth; /* none | request | require (mTLS); default none */
+} dbld_tls_config;
+
+/* One credential of shared.auth.tokens: a bearer token from a file or an
+ * environment variable (never inline), or an mTLS client's common name. */
+typedef struct dbld_auth_token_config {
+    char *name;
+    char *token_file;
+    char *token_env;
+    char *common_name;
+    char **roles; /* reader | writer | internal */
+    size_t n_roles;
+} dbld_auth_token_config;
+
 typedef struct dbld_server_config {
     char *listen;          /* host:port to bind, e.g. "127.0.0.1:7101" */
     int workers;           /* RPC worker threads, 1..256 (default 4) */
@@ -22,6 +41,8 @@ typedef struct dbld_server_config {
     int max_message_bytes; /* max request/response size (default 16 MiB) */
     int shutdown_grace_ms; /* in-flight calls get this long on SIGTERM (default 5000) */
     int max_streams;       /* streaming calls open at once, 1..65536 (default 256; job 1024) */
+    dbld_tls_config tls;   /* overrides shared.tls key by key */
+    char *metrics_listen;  /* host:port of the Prometheus endpoint; NULL: off */
 } dbld_server_config;
 
 /* LUCI-style retry quota of one job (see luci_cv_tryjob_storage.proto's
@@ -68,6 +89,18 @@ typedef struct dbld_config {
             char *graph;
             char *query;
         } peers;
+        struct {
+            dbld_tls_config files; /* defaults of every service's tls section */
+            char *server_name;     /* name peers' certificates are checked against */
+        } tls;
+        struct {
+            dbld_auth_token_config *tokens; /* none: auth is off */
+            size_t n_tokens;
+            char *client_token_file; /* the token this process sends to its peers */
+            char *client_token_env;
+            int health_open;     /* 1 (default): health needs no credential */
+            int reflection_open; /* 1 (default): reflection needs no credential */
+        } auth;
     } shared;
     struct {
         dbld_server_config server;

@@ -48,6 +48,7 @@ typedef int (*dbld_stream_fn)(dbld_call *call, const ProtobufCMessage *req, dbld
 
 /* dbld_method.flags */
 #define DBLD_METHOD_NONBLOCKING 0x1 /* handler never blocks: run it on the poller thread */
+#define DBLD_METHOD_BIDI 0x2        /* streaming handler whose client streams too (metrics type) */
 
 typedef struct dbld_method {
     const char *path; /* "/databuild.v1.EventLog/Append" */
@@ -110,19 +111,42 @@ void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMes
 
 /* ---- server ---- */
 
+/* ---- TLS (rpc_tls.c) ---- */
+
+#define DBLD_TLS_CLIENT_NONE 0    /* servers: do not ask for a client certificate */
+#define DBLD_TLS_CLIENT_REQUEST 1 /* ask, verify against ca_file when one is sent */
+#define DBLD_TLS_CLIENT_REQUIRE 2 /* mTLS: refuse a client without a certificate from ca_file */
+
+typedef struct dbld_tls_opts {
+    const char *cert_file; /* PEM certificate chain: a server's, or a client's for mTLS */
+    const char *key_file;  /* PEM private key of cert_file */
+    const char *ca_file;   /* PEM CA bundle: servers verify clients with it, clients servers */
+    int client_auth;       /* servers: DBLD_TLS_CLIENT_* */
+} dbld_tls_opts;
+
+/* Read a PEM file whole into *out (malloc'd, NUL-terminated); an error names
+ * what (e.g. "tls.cert_file") and the file. */
+int dbld_tls_read_pem(const char *what, const char *path, char **out, dbld_status *st);
+/* Check that every file t names can be read and holds PEM; server: a
+ * certificate and key are required, and a CA for client_auth. */
+int dbld_tls_check(const dbld_tls_opts *t, int server, dbld_status *st);
+
 typedef struct dbld_server_opts {
-    const char *service_name; /* for logs, e.g. "eventlog" */
-    const char *listen;       /* "127.0.0.1:0" picks a free port */
-    int workers;              /* threads running blocking unary handlers; default 4 */
-    int pollers;              /* threads driving the completion queue; default 2 */
-    int max_queue;            /* unary calls waiting for a worker; default 1024. Over it a call
-                               * gets RESOURCE_EXHAUSTED; a call whose deadline passed or whose
-                               * client went away while it waited is answered without running */
-    int max_message_bytes;    /* default 16 MiB */
-    int shutdown_grace_ms;    /* default 5000 */
-    int max_streams;          /* streaming calls open at once (each holds a thread); default
-                                 256; a call over it gets RESOURCE_EXHAUSTED naming
-                                 <service_name>.max_streams */
+    const char *service_name;     /* for logs, e.g. "eventlog" */
+    const char *listen;           /* "127.0.0.1:0" picks a free port */
+    int workers;                  /* threads running blocking unary handlers; default 4 */
+    int pollers;                  /* threads driving the completion queue; default 2 */
+    int max_queue;                /* unary calls waiting for a worker; default 1024. Over it a call
+                                   * gets RESOURCE_EXHAUSTED; a call whose deadline passed or whose
+                                   * client went away while it waited is answered without running */
+    int max_message_bytes;        /* default 16 MiB */
+    int shutdown_grace_ms;        /* default 5000 */
+    int max_streams;              /* streaming calls open at once (each holds a thread); default
+                                   256; a call over it gets RESOURCE_EXHAUSTED naming
+                                   <service_name>.max_streams */
+    const dbld_tls_opts *tls;     /* NULL or no cert_file: plaintext; copied */
+    const struct dbld_auth *auth; /* NULL: no credentials needed; borrowed (outlives the server) */
+    const char *metrics_listen;   /* serve GET /metrics here (dbld_metrics_serve); NULL: off */
 } dbld_server_opts;
 
 /* Caller frees with dbld_server_destroy(). */
@@ -144,18 +168,37 @@ void dbld_server_set_health_all(dbld_server *srv, int serving);
  * streams get that update before they end (with UNAVAILABLE). */
 void dbld_server_shutdown(dbld_server *srv);
 void dbld_server_destroy(dbld_server *srv);
+/* Read the TLS files again before the next handshake (SIGHUP): established
+ * connections and calls keep their session; a file that fails to load is
+ * logged and the old certificate stays. */
+void dbld_server_reload_tls(dbld_server *srv);
 
 /* Block SIGTERM/SIGINT/SIGPIPE in the calling thread; call first thing in
  * main(), before any thread starts, so every thread inherits the mask. */
 void dbld_signals_block(void);
-/* Wait for SIGTERM or SIGINT (blocked by dbld_signals_block()); returns the signal. */
+/* Wait for SIGTERM, SIGINT or SIGHUP (blocked by dbld_signals_block()); returns the signal. */
 int dbld_signals_wait(void);
+/* The same for a service's main(): a SIGHUP reloads srv's TLS files
+ * (dbld_server_reload_tls) and waits on; returns SIGTERM or SIGINT. */
+int dbld_signals_wait_server(dbld_server *srv);
 
 /* ---- client ---- */
 
 typedef struct dbld_client dbld_client;
 
 #define DBLD_CALL_IDEMPOTENT 0x1 /* retry with backoff on UNAVAILABLE until the deadline */
+
+/* How this process calls its peers: TLS (ca_file set: verify servers with it;
+ * cert_file/key_file: present a client certificate for mTLS), the name the
+ * servers' certificates are checked against (server_name; NULL: the target's
+ * host) and a bearer token sent as "authorization: Bearer <token>" on every
+ * call (NULL: none). Call before the first dbld_client_get(); copied. */
+typedef struct dbld_client_security {
+    dbld_tls_opts tls;
+    const char *server_name;
+    const char *token;
+} dbld_client_security;
+int dbld_client_set_security(const dbld_client_security *cs, dbld_status *st);
 
 /* One shared channel per target ("host:port"); borrowed, lives until
  * dbld_client_shutdown_all(). Thread-safe. Never NULL. */

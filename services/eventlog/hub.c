@@ -20,6 +20,7 @@
  */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include "hub.h"
+#include "dbld/metrics.h"
 #include "dbld/db.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
@@ -450,9 +451,21 @@ void el_hub_publish(el_hub *h, int64_t prev_max, el_event *const *evs, size_t n,
     pthread_mutex_unlock(&h->mu);
 }
 
+static dbld_gauge *streams_gauge(void)
+{
+    static _Atomic(dbld_gauge *) g;
+    dbld_gauge *v = atomic_load(&g);
+    if (!v) { /* the same handle whoever registers first */
+        v = dbld_gauge_get("databuild_eventlog_subscribe_streams", "Subscribe streams open.", NULL);
+        atomic_store(&g, v);
+    }
+    return v;
+}
+
 void el_hub_join(el_hub *h)
 {
     atomic_fetch_add(&h->streams, 1);
+    dbld_gauge_add(streams_gauge(), 1);
     pthread_mutex_lock(&h->mu);
     pthread_cond_signal(&h->feed_cv); /* the first stream may need the log's end */
     pthread_mutex_unlock(&h->mu);
@@ -461,6 +474,7 @@ void el_hub_join(el_hub *h)
 void el_hub_leave(el_hub *h)
 {
     atomic_fetch_sub(&h->streams, 1);
+    dbld_gauge_add(streams_gauge(), -1);
 }
 
 int64_t el_hub_high(el_hub *h)

@@ -4,6 +4,7 @@
 #include "dbld/config.h"
 #include "dbld/log.h"
 #include "dbld/rpc.h"
+#include "dbld/security.h"
 #include "eventlog_rpc.h"
 #include "store.h"
 
@@ -35,6 +36,12 @@ int main(int argc, char **argv)
         .max_streams = cfg.eventlog.server.max_streams,
     };
     dbld_server *srv = NULL;
+    dbld_security sec;
+    if (dbld_security_setup(&cfg, &cfg.eventlog.server, &sec, &st) != 0)
+        return dbld_security_config_error(&cfg, &sec, &st);
+    so.tls = &sec.server_tls;
+    so.auth = sec.auth;
+    so.metrics_listen = cfg.eventlog.server.metrics_listen;
     if (dbld_server_create(&so, &srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, (char *)NULL);
         dbld_config_free(&cfg);
@@ -61,7 +68,7 @@ int main(int argc, char **argv)
     }
     el_store_start(store);
     dbld_log(DBLD_LOG_INFO, "started", "listen", cfg.eventlog.server.listen, (char *)NULL);
-    int sig = dbld_signals_wait();
+    int sig = dbld_signals_wait_server(srv); /* SIGHUP reloads TLS files */
     dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == 2 ? "SIGINT" : "SIGTERM",
              (char *)NULL);
     dbld_server_shutdown(srv);
@@ -69,5 +76,6 @@ int main(int argc, char **argv)
     dbld_server_destroy(srv);
     dbld_config_free(&cfg);
     dbld_log(DBLD_LOG_INFO, "stopped", (char *)NULL);
+    dbld_security_free(&sec);
     return 0;
 }

@@ -13,6 +13,7 @@
  * serves every Subscribe stream.
  */
 #include "store.h"
+#include "dbld/metrics.h"
 #include "dbld/db.h"
 #include "hub.h"
 #include "dbld/db_regex.h"
@@ -845,6 +846,49 @@ static void publish(el_store *s, dbld_arena *a, pending **reqs, size_t n_reqs, i
 }
 
 /* Write the requests of one batch (claims and appends) in one transaction. */
+/* ---- metrics ---- */
+
+static struct {
+    dbld_counter *appended;
+    dbld_histogram *batch, *commit;
+} mx;
+
+static const double batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000};
+
+static double metric_queue(void *arg)
+{
+    el_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->queued_events;
+    pthread_mutex_unlock(&s->mu);
+    return (double)n;
+}
+
+static void metrics_init(el_store *s)
+{
+    mx.appended = dbld_counter_get("databuild_eventlog_appended_events_total",
+                                   "Build events committed (appends and claims' events).", NULL);
+    mx.batch = dbld_histogram_get("databuild_eventlog_commit_batch_events",
+                                  "Events, claims and job log entries per group commit.", NULL,
+                                  batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
+    mx.commit = dbld_histogram_get("databuild_eventlog_commit_seconds",
+                                   "Time of one group-commit transaction.", NULL,
+                                   dbld_latency_buckets, dbld_n_latency_buckets);
+    dbld_gauge_fn("databuild_eventlog_write_queue_events",
+                  "Events waiting for the writer (the queue is capped).", NULL, metric_queue, s);
+}
+
+static void metrics_batch(pending *const *arr, size_t n, int64_t t0, int64_t max_idx,
+                          int64_t prev_max)
+{
+    size_t items = 0;
+    for (size_t i = 0; i < n; i++)
+        items += arr[i]->n;
+    dbld_histogram_observe(mx.batch, (double)items);
+    dbld_histogram_observe(mx.commit, (double)(dbld_mono_ms() - t0) / 1000.0);
+    if (max_idx > prev_max) dbld_counter_add(mx.appended, (uint64_t)(max_idx - prev_max));
+}
+
 static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st)
 {
     int rc = writer_connect(s, db, st);
@@ -861,8 +905,10 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
         for (pending *p = reqs; p; p = p->next)
             if ((p->claim ? 0 : p->logs ? 2 : 1) == pass) arr[k++] = p;
     int64_t max_idx = 0, prev_max = 0;
+    int64_t t0 = dbld_mono_ms();
     rc = batch_tx(*db, a, arr, n, &max_idx, &prev_max, st);
     if (!rc) {
+        metrics_batch(arr, n, t0, max_idx, prev_max);
         publish(s, a, arr, n, prev_max, max_idx);
     } else if (rc == DBLD_UNAVAILABLE) {
         set_up(s, 0, st->msg);
@@ -956,6 +1002,7 @@ el_store *el_store_create(const el_store_opts *opts)
     el_store *s = dbld_xcalloc(1, sizeof *s);
     s->opts = *opts;
     if (s->opts.max_batch_events < 1) s->opts.max_batch_events = 5000;
+    metrics_init(s);
     s->max_queued = (size_t)s->opts.max_batch_events * QUEUE_BATCHES;
     if (s->max_queued < QUEUE_MIN_EVENTS) s->max_queued = QUEUE_MIN_EVENTS;
     s->dsn = dbld_xstrdup(opts->dsn);

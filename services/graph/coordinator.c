@@ -23,6 +23,7 @@
 #include "retry.h"
 #include "strmap.h"
 
+#include "dbld/metrics.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 
@@ -300,6 +301,11 @@ static void finish(gs_build *b, int code, const char *msg, int rpc_code)
     b->done = 1;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
+    char labels[96];
+    snprintf(labels, sizeof labels, "status=\"%s\"", status_name(code));
+    dbld_counter_add(dbld_counter_get("databuild_graph_builds_total",
+                                      "Builds that ended, by final status.", labels),
+                     1);
     dbld_log(code == BR(COMPLETED) ? DBLD_LOG_INFO : DBLD_LOG_WARN, "build ended",
              "build_request_id", b->id, "status", status_name(code), "message", msg, (char *)NULL);
 }

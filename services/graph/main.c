@@ -21,6 +21,7 @@
 #include "dbld/config.h"
 #include "dbld/log.h"
 #include "dbld/rpc.h"
+#include "dbld/security.h"
 #include "dbld/util.h"
 
 #include <signal.h>
@@ -97,6 +98,12 @@ int main(int argc, char **argv)
         .max_streams = sc->max_streams,
     };
     dbld_server *srv = NULL;
+    dbld_security sec;
+    if (dbld_security_setup(&cfg, sc, &sec, &st) != 0)
+        return dbld_security_config_error(&cfg, &sec, &st);
+    opts.tls = &sec.server_tls;
+    opts.auth = sec.auth;
+    opts.metrics_listen = sc->metrics_listen;
     if (dbld_server_create(&opts, &srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, (char *)NULL);
         return 1;
@@ -119,7 +126,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    int sig = dbld_signals_wait();
+    int sig = dbld_signals_wait_server(srv); /* SIGHUP reloads TLS files */
     dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
              (char *)NULL);
     atomic_store(&svc.stopping, 1); /* no new work: tasks stop before their next step */

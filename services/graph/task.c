@@ -15,6 +15,7 @@
 
 #include "retry.h"
 
+#include "dbld/metrics.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 
@@ -38,8 +39,32 @@ static int task_cancelled(gs_task *t)
     return c;
 }
 
+/* databuild_graph_tasks_total{state}: tasks that ended, by how. */
+static void count_task(tstate state)
+{
+    static const char *const names[] = {"waiting", "active", "ok", "failed", "cancelled"};
+    char labels[64];
+    snprintf(labels, sizeof labels, "state=\"%s\"", names[state]);
+    dbld_counter_add(dbld_counter_get("databuild_graph_tasks_total",
+                                      "Tasks of builds that ended, by final state.", labels),
+                     1);
+}
+
+/* databuild_graph_job_run_duration_seconds{job_label,outcome}: launch to result. */
+static void observe_run(const gs_task *t, int64_t start_ms, const char *outcome)
+{
+    char labels[400];
+    snprintf(labels, sizeof labels, "job_label=\"%s\",outcome=\"%s\"", t->job->label, outcome);
+    dbld_histogram *h = dbld_histogram_get(
+        "databuild_graph_job_run_duration_seconds",
+        "Job runs from launch to result, by job label and outcome (ok, failed, cancelled).", labels,
+        dbld_latency_buckets, dbld_n_latency_buckets);
+    dbld_histogram_observe(h, (double)(dbld_mono_ms() - start_ms) / 1000.0);
+}
+
 static void task_end(gs_task *t, tstate state, const char *why)
 {
+    count_task(state);
     gs_build *b = t->b;
     pthread_mutex_lock(&b->mu);
     t->state = state;
@@ -566,6 +591,7 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
     ts->launches++;
     Databuild__V1__RunJobStarted *started = NULL;
     dbld_status st;
+    int64_t run_start = dbld_mono_ms();
     int rc = gs_job_run(s, ep, ts->run, b->id, t->task, timeout, RUNNING_DEFER_MS, attempt_started,
                         &actx, a, &started, &rr, &st);
     pthread_mutex_lock(&b->mu);
@@ -581,6 +607,7 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
     }
     outcome o;
     classify(t, a, rc, &st, rr, ep, &o);
+    observe_run(t, run_start, o.ok ? "ok" : o.cancelled ? "cancelled" : "failed");
     if (o.ok) return run_completed(t, a, ts, &actx, started, rr);
     if (o.cancelled) {
         gs_evlist l = {0};

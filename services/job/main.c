@@ -14,6 +14,7 @@
 #include "dbld/log.h"
 #include "dbld/proc.h"
 #include "dbld/rpc.h"
+#include "dbld/security.h"
 #include "job_rpc.h"
 #include "orphans.h"
 #include "runner.h"
@@ -111,6 +112,12 @@ int main(int argc, char **argv)
         .max_streams = sc->max_streams,
     };
     dbld_server *srv = NULL;
+    dbld_security sec;
+    if (dbld_security_setup(&cfg, &cfg.job.server, &sec, &st) != 0)
+        return dbld_security_config_error(&cfg, &sec, &st);
+    opts.tls = &sec.server_tls;
+    opts.auth = sec.auth;
+    opts.metrics_listen = sc->metrics_listen;
     if (dbld_server_create(&opts, &srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, NULL);
         jr_engine_destroy(engine);
@@ -140,7 +147,7 @@ int main(int argc, char **argv)
     dbld_log(DBLD_LOG_INFO, "started", "listen", sc->listen, "port", port, "workers", nw, "jobs",
              nj, "eventlog", cfg.shared.peers.eventlog, NULL);
 
-    int sig = dbld_signals_wait();
+    int sig = dbld_signals_wait_server(srv); /* SIGHUP reloads TLS files */
     dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
     /* Running jobs get at most half the grace to die, so their calls (and
      * final log flushes) still finish inside it. */
@@ -155,5 +162,6 @@ int main(int argc, char **argv)
     dbld_proc_user_free(run_as);
     dbld_config_free(&cfg);
     dbld_log(DBLD_LOG_INFO, "stopped", NULL);
+    dbld_security_free(&sec);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include "runner.h"
 #include "joblog.h"
 #include "orphans.h"
+#include "dbld/metrics.h"
 #include "dbld/jobenv.h"
 #include "dbld/json.h"
 #include "dbld/log.h"
@@ -70,6 +71,22 @@ struct jr_engine {
     int shutdown_kill_ms;
 };
 
+/* Read at scrape time, under the engine's lock (not on any RPC path). */
+static double metric_free_slots(void *arg)
+{
+    jr_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    int n = e->free_slots;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+static double metric_running(void *arg)
+{
+    jr_engine *e = arg;
+    return e->cfg->job.max_concurrent_runs - metric_free_slots(arg);
+}
+
 jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans,
                             const dbld_proc_user *run_as, dbld_status *st)
 {
@@ -86,6 +103,10 @@ jr_engine *jr_engine_create(const dbld_config *cfg, orphan_reg *orphans,
     e->orphans = orphans;
     e->user = run_as;
     pthread_mutex_init(&e->mu, NULL);
+    dbld_gauge_fn("databuild_job_free_slots", "Run slots free (job.max_concurrent_runs).", NULL,
+                  metric_free_slots, e);
+    dbld_gauge_fn("databuild_job_running_jobs", "Job runs holding a slot (running).", NULL,
+                  metric_running, e);
     return e;
 }
 

@@ -21,6 +21,7 @@
 
 int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_status *st)
 {
+    q_db_metrics_init();
     q_ctx *q = dbld_xcalloc(1, sizeof *q);
     q->cfg = cfg;
     q->srv = srv;

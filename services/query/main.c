@@ -9,6 +9,7 @@
 #include "dbld/config.h"
 #include "dbld/log.h"
 #include "dbld/rpc.h"
+#include "dbld/security.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,12 @@ int main(int argc, char **argv)
     dbld_status_clear(&st);
     dbld_server *srv = NULL;
     q_ctx *q = NULL;
+    dbld_security sec;
+    if (dbld_security_setup(&cfg, sc, &sec, &st) != 0)
+        return dbld_security_config_error(&cfg, &sec, &st);
+    opts.tls = &sec.server_tls;
+    opts.auth = sec.auth;
+    opts.metrics_listen = sc->metrics_listen;
     if (dbld_server_create(&opts, &srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, (char *)NULL);
         dbld_config_free(&cfg);
@@ -63,7 +70,7 @@ int main(int argc, char **argv)
     dbld_log(DBLD_LOG_INFO, "started", "listen", sc->listen, "port", port, "eventlog",
              cfg.shared.peers.eventlog, (char *)NULL);
 
-    int sig = dbld_signals_wait();
+    int sig = dbld_signals_wait_server(srv); /* SIGHUP reloads TLS files */
     dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
              (char *)NULL);
     dbld_server_shutdown(srv);
@@ -72,5 +79,6 @@ int main(int argc, char **argv)
     dbld_client_shutdown_all();
     dbld_config_free(&cfg);
     dbld_log(DBLD_LOG_INFO, "stopped", (char *)NULL);
+    dbld_security_free(&sec);
     return 0;
 }

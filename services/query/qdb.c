@@ -12,6 +12,7 @@
 #include "query.h"
 
 #include "dbld/db_regex.h"
+#include "dbld/metrics.h"
 #include "dbld/util.h"
 
 #include <inttypes.h>
@@ -36,9 +37,30 @@ int q_run(dbld_call *call, const char *op, q_fn fn, const ProtobufCMessage *req,
     return rc;
 }
 
+/* The pool as Prometheus sees it: connections handed out to requests, and
+ * how long a request waited for one. Made once; recording is lock-free. */
+static dbld_gauge *g_pool_in_use;
+static dbld_histogram *g_pool_wait;
+static pthread_once_t g_pool_mx_once = PTHREAD_ONCE_INIT;
+
+static void pool_mx_init(void)
+{
+    g_pool_in_use = dbld_gauge_get("databuild_query_db_connections_in_use",
+                                   "PostgreSQL connections of the pool held by requests.", NULL);
+    g_pool_wait = dbld_histogram_get("databuild_query_db_wait_seconds",
+                                     "Time a request waited for a pooled PostgreSQL connection.",
+                                     NULL, dbld_latency_buckets, dbld_n_latency_buckets);
+}
+
+void q_db_metrics_init(void)
+{
+    pthread_once(&g_pool_mx_once, pool_mx_init);
+}
+
 void q_req_done(q_req *r)
 {
     if (!r->db) return;
+    dbld_gauge_add(g_pool_in_use, -1);
     dbld_pool_release(r->q->pool, r->db); /* closes a lost or cancelled connection */
     r->db = NULL;
 }
@@ -55,14 +77,18 @@ int q_db(q_req *r, dbld_db **db, dbld_status *st)
     if (!up)
         return dbld_status_set(st, DBLD_UNAVAILABLE,
                                "database unavailable (query service is not serving)");
+    pthread_once(&g_pool_mx_once, pool_mx_init);
+    int64_t t0 = dbld_mono_ms();
     int rc = dbld_pool_acquire(
         r->q->pool, r->timeout_ms < ACQUIRE_MAX_MS ? r->timeout_ms : ACQUIRE_MAX_MS, db, st);
+    dbld_histogram_observe(g_pool_wait, (double)(dbld_mono_ms() - t0) / 1000.0);
     if (rc) {
         if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(r->q, st->msg);
         return rc;
     }
     if (r->call) dbld_db_set_interrupt(*db, dbld_call_interrupt, r->call);
     r->db = *db;
+    dbld_gauge_add(g_pool_in_use, 1);
     return 0;
 }
 

@@ -86,6 +86,8 @@ typedef int (*q_fn)(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **re
 int q_run(dbld_call *call, const char *op, q_fn fn, const ProtobufCMessage *req,
           ProtobufCMessage **resp, dbld_status *st);
 void q_req_done(q_req *r);
+/* Register the pool metrics (databuild_query_db_*) so they show from the start. */
+void q_db_metrics_init(void);
 
 /* The call's connection (acquired on first use; a read-only session with
  * the statement timeout; interrupted when the call is cancelled). */

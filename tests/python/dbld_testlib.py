@@ -202,9 +202,13 @@ def _yaml_quote(s):
 class Service:
     """A service binary started with a YAML config, stderr to a log file."""
 
-    def __init__(self, kind, dsn, workdir, workers=4):
+    def __init__(self, kind, dsn, workdir, workers=4, peers=None, shared_extra=(), extra=(),
+                 port=None):
+        """peers: {service: addr} for shared.peers; shared_extra: YAML lines
+        (indented 2) added to the shared section; extra: YAML lines added at
+        the end (other sections, e.g. graph)."""
         self.kind = kind
-        self.port = free_port()
+        self.port = port or free_port()
         self.addr = "127.0.0.1:%d" % self.port
         self.config = os.path.join(workdir, "%s-%d.yaml" % (kind, self.port))
         self.log_path = os.path.join(workdir, "%s-%d.log" % (kind, self.port))
@@ -213,13 +217,18 @@ class Service:
             "  postgres_dsn: " + _yaml_quote(dsn),
             "  log_level: debug",
         ]
+        peers = dict(peers or {})
         if kind == "eventlog":
-            lines += ["  peers:", "    eventlog: " + _yaml_quote(self.addr)]
+            peers["eventlog"] = self.addr
+        if peers:
+            lines += ["  peers:"] + ["    %s: %s" % (k, _yaml_quote(v)) for k, v in peers.items()]
+        lines += list(shared_extra)
         lines += [
             kind + ":",
             "  listen: " + _yaml_quote(self.addr),
             "  workers: %d" % workers,
         ]
+        lines += list(extra)
         with open(self.config, "w") as f:
             f.write("\n".join(lines) + "\n")
         binary = os.path.join(BIN_DIR, "databuild-" + kind)

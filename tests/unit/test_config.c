@@ -339,7 +339,7 @@ static void test_error_unknown_key(void **state)
     expect_error("eventlog:\n  listen: 127.0.0.1:7101\n  wrkers: 4\n",
                  "databuild.yaml:3:3: eventlog: unknown key \"wrkers\" (did you mean \"workers\"? "
                  "expected one of: listen, workers, pollers, max_queue, max_message_bytes, "
-                 "shutdown_grace_ms, max_streams, "
+                 "shutdown_grace_ms, max_streams, metrics_listen, tls, "
                  "group_commit_max_events, db_pool_size, statement_timeout_ms)");
     expect_error("evntlog: {}\n",
                  "databuild.yaml:1:1: unknown key \"evntlog\" (did you mean \"eventlog\"? "
@@ -347,16 +347,16 @@ static void test_error_unknown_key(void **state)
     expect_error("shared:\n  peers:\n    jobs: [a:1]\n",
                  "databuild.yaml:3:5: shared.peers: unknown key \"jobs\" (did you mean \"job\"? "
                  "expected one of: eventlog, job, graph, query)");
-    expect_error(
-        "graph: {listen: a:1, colour: blue}\n",
-        "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
-        "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, label, "
-        "max_parallel, external, "
-        "jobs)");
+    expect_error("graph: {listen: a:1, colour: blue}\n",
+                 "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
+                 "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, "
+                 "metrics_listen, tls, label, "
+                 "max_parallel, external, "
+                 "jobs)");
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "
                  "of: listen, workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, "
-                 "max_streams, "
+                 "max_streams, metrics_listen, tls, "
                  "max_concurrent_runs, kill_grace_ms, heartbeat_ms, run_as)");
     expect_error("? [a]\n: b\n", "databuild.yaml:1:3: keys must be strings, got a sequence");
 }
@@ -451,6 +451,7 @@ static void test_error_duplicate_and_alias(void **state)
     expect_error("eventlog: &b {workers: 2}\njob:\n  <<: *b\n",
                  "databuild.yaml:3:3: job: unknown key \"<<\" (expected one of: listen, workers, "
                  "pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, "
+                 "metrics_listen, tls, "
                  "max_concurrent_runs, "
                  "kill_grace_ms, "
                  "heartbeat_ms, run_as)");
