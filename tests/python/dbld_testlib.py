@@ -200,9 +200,11 @@ def _yaml_quote(s):
 
 
 class Service:
-    """A service binary started with a YAML config, stderr to a log file."""
+    """A service binary started with a YAML config, stderr to a log file; the
+    services other than the event log reach it at eventlog_addr when given;
+    extra_yaml (other top-level sections) is appended to the config."""
 
-    def __init__(self, kind, dsn, workdir, workers=4):
+    def __init__(self, kind, dsn, workdir, workers=4, eventlog_addr=None, extra_yaml=""):
         self.kind = kind
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
@@ -213,15 +215,15 @@ class Service:
             "  postgres_dsn: " + _yaml_quote(dsn),
             "  log_level: debug",
         ]
-        if kind == "eventlog":
-            lines += ["  peers:", "    eventlog: " + _yaml_quote(self.addr)]
+        if kind == "eventlog" or eventlog_addr:
+            lines += ["  peers:", "    eventlog: " + _yaml_quote(eventlog_addr or self.addr)]
         lines += [
             kind + ":",
             "  listen: " + _yaml_quote(self.addr),
             "  workers: %d" % workers,
         ]
         with open(self.config, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write("\n".join(lines) + "\n" + extra_yaml)
         binary = os.path.join(BIN_DIR, "databuild-" + kind)
         if not os.access(binary, os.X_OK):
             raise RuntimeError("service binary %s missing (build first)" % binary)
