@@ -237,8 +237,7 @@ class Deployment:
     def build_status(self, build_request_id):
         for e in reversed(self.events(build_request_id)):
             if "buildRequestEvent" in e:
-                return e["buildRequestEvent"].get("statusCode") or e["buildRequestEvent"].get(
-                    "clientsStatusCode")
+                return e["buildRequestEvent"].get("status", {}).get("code")
         return None
 
     def wait_build_end(self, build_request_id, timeout=600):

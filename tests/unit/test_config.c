@@ -717,7 +717,7 @@ static void test_peer_never_wildcard(void **state)
     assert_int_equal(cfg.shared.peers.n_job, 1);
     assert_string_equal(cfg.shared.peers.job[0], "[::1]:9102");
     assert_string_equal(cfg.shared.peers.graph, "g.example:1");
-    assert_string_equal(cfg.shared.peers.query, "q.example:9104"); /* not a wildcard */
+    assert_string_equal(cfg.shared.peers.query, "q.example:9104");   /* not a wildcard */
     assert_string_equal(cfg.eventlog.server.listen, "0.0.0.0:9101"); /* the bind is kept */
 
     /* _LISTEN overrides: defaulted peers follow to the loopback form. */
