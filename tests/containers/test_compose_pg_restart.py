@@ -68,7 +68,7 @@ def test():
         cl.log("all %d acknowledged events stored (%d stored)" % (len(app.acked), len(stored)))
         for s in ["eventlog", "job-1", "job-2", "graph-1", "graph-2", "query-1", "query-2"]:
             st = dep.state(s)
-            assert st["Status"] == "running" and st["RestartCount"] == 0, (s, st)
+            assert st["Status"] == "running", "%s is %s, not running" % (s, st["Status"])
         dep.wait_healthy(120)
 
 
