@@ -384,14 +384,44 @@ static void set_job_peer(dbld_config *cfg, const char *addr)
     set_job_peers(cfg, list, 1);
 }
 
-/* Defaults that depend on other values; fields the file left NULL/empty. */
+/* The peer address a listen address stands for: itself, except that a
+ * wildcard host (0.0.0.0, [::]), which is no address to call, becomes the
+ * loopback of its family with the same port (127.0.0.1:P, [::1]:P). Writes
+ * into buf (n bytes) and returns it. */
+static const char *peer_of_listen(const char *listen, char *buf, size_t n)
+{
+    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (!colon) return listen;
+    size_t host = (size_t)(colon - listen);
+    if (host == 7 && strncmp(listen, "0.0.0.0", 7) == 0)
+        snprintf(buf, n, "127.0.0.1%s", colon);
+    else if (host == 4 && strncmp(listen, "[::]", 4) == 0)
+        snprintf(buf, n, "[::1]%s", colon);
+    else
+        snprintf(buf, n, "%s", listen);
+    return buf;
+}
+
+static void set_peer_from_listen(char **peer, const char *listen)
+{
+    char buf[512];
+    set_str(peer, peer_of_listen(listen, buf, sizeof buf));
+}
+
+/* Defaults that depend on other values; fields the file left NULL/empty.
+ * A peer defaults to its service's listen address, never to a wildcard one
+ * (peer_of_listen()). */
 static void resolve_derived(dbld_config *cfg)
 {
+    char buf[512];
     if (!cfg->shared.peers.eventlog)
-        set_str(&cfg->shared.peers.eventlog, cfg->eventlog.server.listen);
-    if (cfg->shared.peers.n_job == 0) set_job_peer(cfg, cfg->job.server.listen);
-    if (!cfg->shared.peers.graph) set_str(&cfg->shared.peers.graph, cfg->graph.server.listen);
-    if (!cfg->shared.peers.query) set_str(&cfg->shared.peers.query, cfg->query.server.listen);
+        set_peer_from_listen(&cfg->shared.peers.eventlog, cfg->eventlog.server.listen);
+    if (cfg->shared.peers.n_job == 0)
+        set_job_peer(cfg, peer_of_listen(cfg->job.server.listen, buf, sizeof buf));
+    if (!cfg->shared.peers.graph)
+        set_peer_from_listen(&cfg->shared.peers.graph, cfg->graph.server.listen);
+    if (!cfg->shared.peers.query)
+        set_peer_from_listen(&cfg->shared.peers.query, cfg->query.server.listen);
     if (!cfg->query.postgres_dsn) set_str(&cfg->query.postgres_dsn, cfg->shared.postgres_dsn);
 }
 
@@ -664,12 +694,15 @@ static int same(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-/* Override a listen address; a peer still equal to the old one (its default) follows. */
+/* Override a listen address; a peer still equal to what the old one stands
+ * for (its default, peer_of_listen()) follows the new one. */
 static void env_listen(const char *var, char **listen, char **peer)
 {
+    char buf[512];
     const char *v = env_ok(var);
     if (!v) return;
-    if (peer && same(*peer, *listen)) set_str(peer, v);
+    if (peer && same(*peer, peer_of_listen(*listen, buf, sizeof buf)))
+        set_peer_from_listen(peer, v);
     set_str(listen, v);
 }
 
@@ -697,9 +730,10 @@ void dbld_config_apply_env(dbld_config *c)
     if ((v = env_ok("DATABUILD_LOG_LEVEL"))) set_str(&c->shared.log_level, v);
 
     env_listen("DATABUILD_EVENTLOG_LISTEN", &c->eventlog.server.listen, &c->shared.peers.eventlog);
+    char old_job[512], new_job[512];
     if ((v = env_ok("DATABUILD_JOB_LISTEN")) && c->shared.peers.n_job == 1 &&
-        same(c->shared.peers.job[0], c->job.server.listen))
-        set_job_peer(c, v);
+        same(c->shared.peers.job[0], peer_of_listen(c->job.server.listen, old_job, sizeof old_job)))
+        set_job_peer(c, peer_of_listen(v, new_job, sizeof new_job));
     env_listen("DATABUILD_JOB_LISTEN", &c->job.server.listen, NULL);
     env_listen("DATABUILD_GRAPH_LISTEN", &c->graph.server.listen, &c->shared.peers.graph);
     env_listen("DATABUILD_QUERY_LISTEN", &c->query.server.listen, &c->shared.peers.query);

@@ -181,6 +181,11 @@ static grpc_channel *channel_new(const char *target)
         /* no bandwidth-delay probing: small messages on a LAN; every probe is
          * a PING each way (a write and a wake-up on both ends) */
         dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0),
+        /* a vanished server fails the open calls (rpc_internal.h) */
+        dbld__int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, DBLD_KEEPALIVE_TIME_MS),
+        dbld__int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, DBLD_KEEPALIVE_TIMEOUT_MS),
+        dbld__int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0),
+        dbld__int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0),
         {.type = GRPC_ARG_STRING,
          .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
          .value.string = g_sec.server_name},

@@ -94,4 +94,14 @@ gpr_timespec dbld__deadline(int64_t ms);
 /* An integer channel argument (key is a static string). */
 grpc_arg dbld__int_arg(const char *key, int value);
 
+/* HTTP/2 keepalive on both ends: a peer that silently vanished (a network
+ * partition, a VM gone: no RST ever arrives) fails the calls in flight with
+ * UNAVAILABLE within KEEPALIVE_TIME + KEEPALIVE_TIMEOUT (15 s) instead of
+ * leaving them to their deadlines. Pings go out only while calls are open,
+ * also on streams that carry no data for long (a job that prints nothing),
+ * and the server accepts them that often (a stricter server would answer
+ * GOAWAY "too_many_pings"). */
+#define DBLD_KEEPALIVE_TIME_MS 10000
+#define DBLD_KEEPALIVE_TIMEOUT_MS 5000
+
 #endif

@@ -947,6 +947,14 @@ static int bind_server(dbld_server *srv, dbld_status *st)
         dbld__int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, srv->max_msg),
         dbld__int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0), /* a taken port must fail to bind */
         dbld__int_arg(GRPC_ARG_HTTP2_BDP_PROBE, 0), /* see channel_new() in rpc_client.c */
+        /* a vanished client fails its open calls (a stream's handler sees the
+         * cancel); clients ping as often, see rpc_internal.h */
+        dbld__int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, DBLD_KEEPALIVE_TIME_MS),
+        dbld__int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, DBLD_KEEPALIVE_TIMEOUT_MS),
+        dbld__int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0),
+        dbld__int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                      DBLD_KEEPALIVE_TIME_MS / 2),
+        dbld__int_arg(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
     };
     grpc_channel_args ca = {sizeof args / sizeof args[0], args};
     srv->server = grpc_server_create(&ca, NULL);

@@ -139,7 +139,9 @@ void dbld_config_defaults(dbld_config *cfg);
 
 /* Parse YAML text; `name` is used in error messages and copied to cfg->source.
  * Every section and key is optional; empty text gives the defaults. A peer left
- * unset defaults to that service's listen address *as set in the file*, and
+ * unset defaults to that service's listen address *as set in the file* (a
+ * wildcard host, 0.0.0.0 or [::], becomes the loopback 127.0.0.1 or [::1] with
+ * that port: a peer is an address to call, never a bind-all one), and
  * query.postgres_dsn to shared.postgres_dsn. shared.peers.job takes a list or a
  * single address. YAML aliases (*x) are rejected; one document only.
  * On success *cfg owns its strings (free with dbld_config_free()). On error
@@ -159,7 +161,8 @@ int dbld_config_load(const char *path, dbld_config *cfg, dbld_status *st);
  * DATABUILD_<SVC>_ADDR (peer address; for JOB a comma-separated list) and
  * DATABUILD_LOG_LEVEL. Empty variables count as unset. A peer address (or the
  * query DSN) still equal to the value it defaults from follows a _LISTEN (or
- * DATABUILD_POSTGRES_DSN) override; an explicit _ADDR / _QUERY_POSTGRES_DSN wins.
+ * DATABUILD_POSTGRES_DSN) override (with the same wildcard-to-loopback rule);
+ * an explicit _ADDR / _QUERY_POSTGRES_DSN wins.
  * Invalid values (bad address or log level) are skipped here; use
  * dbld_config_apply_env_checked() to get an error instead. */
 void dbld_config_apply_env(dbld_config *cfg);

@@ -200,13 +200,17 @@ def _yaml_quote(s):
 
 
 class Service:
-    """A service binary started with a YAML config, stderr to a log file."""
+    """A service binary started with a YAML config, stderr to a log file; the
+    services other than the event log reach it at eventlog_addr when given;
+    extra_yaml (other top-level sections) is appended to the config."""
 
     def __init__(self, kind, dsn, workdir, workers=4, peers=None, shared_extra=(), extra=(),
-                 port=None):
-        """peers: {service: addr} for shared.peers; shared_extra: YAML lines
-        (indented 2) added to the shared section; extra: YAML lines added at
-        the end (other sections, e.g. graph)."""
+                 port=None, eventlog_addr=None, extra_yaml=""):
+        """peers: {service: addr} for shared.peers (eventlog_addr: the event
+        log's alone); shared_extra: YAML lines (indented 2) added to the shared
+        section; extra: YAML lines added at the end of the service's own
+        section (or other sections after it); extra_yaml: text appended to the
+        config (other top-level sections)."""
         self.kind = kind
         self.port = port or free_port()
         self.addr = "127.0.0.1:%d" % self.port
@@ -218,6 +222,8 @@ class Service:
             "  log_level: debug",
         ]
         peers = dict(peers or {})
+        if eventlog_addr:
+            peers["eventlog"] = eventlog_addr
         if kind == "eventlog":
             peers["eventlog"] = self.addr
         if peers:
@@ -230,7 +236,7 @@ class Service:
         ]
         lines += list(extra)
         with open(self.config, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write("\n".join(lines) + "\n" + extra_yaml)
         binary = os.path.join(BIN_DIR, "databuild-" + kind)
         if not os.access(binary, os.X_OK):
             raise RuntimeError("service binary %s missing (build first)" % binary)

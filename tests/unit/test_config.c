@@ -184,7 +184,7 @@ static void test_partial_and_derived(void **state)
     assert_string_equal(cfg.shared.postgres_dsn, "dbname=x");
     assert_string_equal(cfg.query.postgres_dsn, "dbname=x");
     assert_string_equal(cfg.shared.log_level, "debug");
-    assert_string_equal(cfg.shared.peers.eventlog, "0.0.0.0:9101");
+    assert_string_equal(cfg.shared.peers.eventlog, "127.0.0.1:9101"); /* not 0.0.0.0 */
     assert_int_equal(cfg.shared.peers.n_job, 1);
     assert_string_equal(cfg.shared.peers.job[0], "[::1]:9102");
     assert_string_equal(cfg.shared.peers.graph, "graph.internal:80");
@@ -421,7 +421,9 @@ static void test_error_address(void **state)
         snprintf(yaml, sizeof yaml, "graph:\n  listen: \"%s\"\n", good[i]);
         assert_int_equal(parse(yaml, &cfg, &st), 0);
         assert_string_equal(cfg.graph.server.listen, good[i]);
-        assert_string_equal(cfg.shared.peers.graph, good[i]);
+        /* the peer is the listen address, a wildcard one as the loopback */
+        assert_string_equal(cfg.shared.peers.graph,
+                            strcmp(good[i], "0.0.0.0:1") ? good[i] : "127.0.0.1:1");
         dbld_config_free(&cfg);
     }
     expect_error("shared:\n  peers:\n    job: [127.0.0.1:7102, nope]\n",
@@ -714,6 +716,57 @@ static void test_env_follow_rules(void **state)
     assert_string_equal(cfg.shared.peers.eventlog, "127.0.0.1:9101");
     dbld_config_free(&cfg);
     clear_env(NULL);
+}
+
+/* A peer never defaults to a wildcard listen address (0.0.0.0, [::]): that is
+ * no address to call, so it becomes the loopback with the same port - from
+ * the file, from a _LISTEN variable, and on a defaulted struct. An explicit
+ * peer (even a wildcard one) is kept as given. */
+static void test_peer_never_wildcard(void **state)
+{
+    (void)state;
+    dbld_config cfg;
+    dbld_status st;
+    assert_int_equal(parse("eventlog: {listen: '0.0.0.0:9101'}\n"
+                           "job: {listen: '[::]:9102'}\n"
+                           "graph: {listen: '0.0.0.0:0'}\n"
+                           "query: {listen: 'q.example:9104'}\n"
+                           "shared: {peers: {graph: 'g.example:1'}}\n",
+                           &cfg, &st),
+                     0);
+    assert_string_equal(cfg.shared.peers.eventlog, "127.0.0.1:9101");
+    assert_int_equal(cfg.shared.peers.n_job, 1);
+    assert_string_equal(cfg.shared.peers.job[0], "[::1]:9102");
+    assert_string_equal(cfg.shared.peers.graph, "g.example:1");
+    assert_string_equal(cfg.shared.peers.query, "q.example:9104");   /* not a wildcard */
+    assert_string_equal(cfg.eventlog.server.listen, "0.0.0.0:9101"); /* the bind is kept */
+
+    /* _LISTEN overrides: defaulted peers follow to the loopback form. */
+    setenv("DATABUILD_EVENTLOG_LISTEN", "0.0.0.0:8101", 1);
+    setenv("DATABUILD_JOB_LISTEN", "0.0.0.0:8102", 1);
+    setenv("DATABUILD_GRAPH_LISTEN", "[::]:8103", 1);
+    setenv("DATABUILD_QUERY_LISTEN", "0.0.0.0:8104", 1);
+    assert_int_equal(dbld_config_apply_env_checked(&cfg, &st), 0);
+    assert_string_equal(cfg.eventlog.server.listen, "0.0.0.0:8101");
+    assert_string_equal(cfg.shared.peers.eventlog, "127.0.0.1:8101");
+    assert_string_equal(cfg.shared.peers.job[0], "127.0.0.1:8102");
+    assert_string_equal(cfg.shared.peers.graph, "g.example:1"); /* explicit: kept */
+    assert_string_equal(cfg.shared.peers.query, "127.0.0.1:8104");
+    dbld_config_free(&cfg);
+
+    /* The image's situation: defaults, then wildcard _LISTEN variables. */
+    dbld_config_defaults(&cfg);
+    dbld_config_apply_env(&cfg);
+    assert_string_equal(cfg.shared.peers.eventlog, "127.0.0.1:8101");
+    assert_string_equal(cfg.shared.peers.job[0], "127.0.0.1:8102");
+    assert_string_equal(cfg.shared.peers.query, "127.0.0.1:8104");
+    dbld_config_free(&cfg);
+    clear_env(NULL);
+
+    /* An explicit peer is the operator's choice and is kept. */
+    assert_int_equal(parse("shared: {peers: {eventlog: '0.0.0.0:1'}}\n", &cfg, &st), 0);
+    assert_string_equal(cfg.shared.peers.eventlog, "0.0.0.0:1");
+    dbld_config_free(&cfg);
 }
 
 static void test_env_invalid(void **state)
@@ -1060,6 +1113,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_env_overrides),
         cmocka_unit_test(test_env_follow_rules),
+        cmocka_unit_test(test_peer_never_wildcard),
         cmocka_unit_test(test_env_invalid),
         cmocka_unit_test(test_from_args),
         cmocka_unit_test(test_from_args_help_and_ok),
