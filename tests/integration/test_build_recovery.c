@@ -240,7 +240,10 @@ DBLD_TEST(resumed_build_keeps_its_retry_quota)
     bf f;
     setup(&f, "quota", 1);
     char *id = bf_submit(&f, H_STRS("rq/1"));
-    CHECK(H_POLL_UNTIL(30000, bf_execs(&f, "rq/1") == 2));
+    /* attempt 2 runs and is on record as RUNNING (which may follow its spawn
+     * by up to 100 ms: a kill inside that window records SCHEDULED FAILED) */
+    CHECK(H_POLL_UNTIL(30000, bf_execs(&f, "rq/1") == 2 && strstr(bf_runs_seq(&f, id, "rq/1"),
+                                                                  "FAILED | SCHEDULED RUNNING")));
     h_service_kill(f.graph);
     h_service_restart(f.graph);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
