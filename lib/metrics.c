@@ -351,6 +351,12 @@ char *dbld_metrics_render(void)
 
 static struct MHD_Daemon *g_httpd;
 static int g_port;
+static atomic_int g_serving; /* an endpoint serves the registry */
+
+int dbld_metrics_enabled(void)
+{
+    return atomic_load_explicit(&g_serving, memory_order_relaxed);
+}
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
@@ -393,6 +399,7 @@ int dbld_metrics_serve(const char *addr, dbld_status *st)
         return dbld_status_set(st, DBLD_UNAVAILABLE, "could not serve metrics on %s", addr);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(g_httpd, MHD_DAEMON_INFO_BIND_PORT);
     g_port = info ? info->port : 0;
+    atomic_store(&g_serving, 1);
     return 0;
 }
 
@@ -403,6 +410,7 @@ int dbld_metrics_port(void)
 
 void dbld_metrics_stop(void)
 {
+    atomic_store(&g_serving, 0);
     if (g_httpd) MHD_stop_daemon(g_httpd);
     g_httpd = NULL;
     g_port = 0;

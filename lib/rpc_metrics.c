@@ -85,7 +85,7 @@ static dbld__rpc_mx *mx_new(int server, const char *path, const char *type)
 
 dbld__rpc_mx *dbld__rpc_mx_get(int server, const char *path, const char *type)
 {
-    if (!path) return NULL;
+    if (!path || !dbld_metrics_enabled()) return NULL;
     _Atomic(dbld__rpc_mx *) *t = g_slots[server ? 1 : 0];
     uint32_t h = hash(path);
     dbld__rpc_mx *fresh = NULL;

@@ -52,5 +52,9 @@ int dbld_metrics_serve(const char *addr, dbld_status *st);
 /* The bound port (after dbld_metrics_serve; 0 when not serving). */
 int dbld_metrics_port(void);
 void dbld_metrics_stop(void);
+/* 1 while an endpoint serves the registry. The RPC runtime records its
+ * per-call series only then (a service without metrics_listen pays
+ * nothing per call). */
+int dbld_metrics_enabled(void);
 
 #endif
