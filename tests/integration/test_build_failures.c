@@ -26,7 +26,7 @@
     "      no_retry_exit_codes: [\"65\"]\n"                                                        \
     "      retry: {single_quota: 10, failure_weight: 1}\n"                                         \
     "    - label: \"//f:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
-    "      timeout_ms: 1000\n"                                                                     \
+    "      timeout_ms: 3000\n"                                                                     \
     "    - label: \"//f:hang\"\n      command: %CMD%\n      outputs: [\"hang/.*\"]\n"
 
 #define RULES                                                                                      \

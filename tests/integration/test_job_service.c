@@ -55,7 +55,7 @@ static const char *job_section(dbld_arena *a, const fixture_opts *o)
         "    - label: \"//test:slow\"\n"
         "      command: [python3, \"" TESTJOB "\"]\n"
         "      outputs: [\"slow/.*\"]\n"
-        "      timeout_ms: 700\n"
+        "      timeout_ms: 3000\n"
         "    - label: \"//test:garbage\"\n"
         "      command: [python3, \"" TESTJOB "\", \"--config-mode=garbage\"]\n"
         "      outputs: [\"garbage/.*\"]\n"
@@ -547,7 +547,7 @@ static void timeout_case(fixture *f, const char *pidname, const char *const *arg
     Databuild__V1__RunJobResponse *r = b->resp;
     CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_FAILED);
     CHECK_EQ_INT(r->failure_kind, DATABUILD__V1__FAILURE_KIND__FAILURE_TIMEOUT);
-    CHECK_CONTAINS(r->message, "job //test:slow timed out after 700 ms");
+    CHECK_CONTAINS(r->message, "job //test:slow timed out after 3000 ms");
     CHECK_CONTAINS(r->message, "slow/t");
     CHECK_CMP_INT(took, >=, min_ms - 200);
     CHECK_CMP_INT(took, <, 10000);
@@ -557,9 +557,9 @@ static void timeout_case(fixture *f, const char *pidname, const char *const *arg
 DBLD_TEST(run_timeout_kills_group)
 {
     fixture f = setup("timeout");
-    timeout_case(&f, "pids1", H_NOSTRS, 500);
+    timeout_case(&f, "pids1", H_NOSTRS, 2800);
     /* A job (and grandchild) ignoring SIGTERM is SIGKILLed after kill_grace_ms. */
-    timeout_case(&f, "pids2", H_STRS("ignore-term"), 700 + 300);
+    timeout_case(&f, "pids2", H_STRS("ignore-term"), 3000 + 300);
     teardown(&f);
 }
 
