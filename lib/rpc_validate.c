@@ -17,7 +17,10 @@
  *     more than DBLD_LIMIT_LIST_ITEMS items;
  *   - an enum value the descriptor does not name (a status of -1);
  *   - a uint64 above INT64_MAX (every such value ends up in a bigint);
- *   - nesting deeper than DBLD_LIMIT_DEPTH (protobuf-c unpacks recursively).
+ *   - nesting deeper than DBLD_LIMIT_DEPTH (protobuf-c unpacks recursively);
+ *   - a field number of 0 or above 2^29 - 1 (protobuf-c reads 0 in a
+ *     multi-byte key, keeps it as an unknown field and then cannot read its
+ *     own packing of it back).
  * Malformed wire data is left to protobuf-c, which refuses it as before.
  * The walk allocates nothing: field counters live on the stack.
  */
@@ -27,7 +30,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_FIELDS_ON_STACK 128 /* fields per message type (ours have at most ~20) */
+#define MAX_FIELDS_ON_STACK 128    /* fields per message type (ours have at most ~20) */
+#define MAX_FIELD_NUMBER 536870911 /* 2^29 - 1, protobuf's largest */
 
 typedef struct path {
     const struct path *up;
@@ -279,6 +283,14 @@ static int check_field(const ProtobufCMessageDescriptor *d, reader *r, uint32_t 
 {
     uint64_t key;
     if (read_varint(r, &key) < 0) return -1;
+    if (key >> 3 == 0 || key >> 3 > MAX_FIELD_NUMBER) {
+        /* protobuf-c keeps such a field (written as a longer varint) as an
+         * unknown field and packs it again as a tag it then refuses: a stored
+         * event would no longer decode */
+        path bad = {up, "?", -1};
+        return refuse(st, &bad, "field number %" PRIu64 " is not valid (1..%d)", key >> 3,
+                      MAX_FIELD_NUMBER);
+    }
     unsigned wire = (unsigned)(key & 7);
     const ProtobufCFieldDescriptor *f =
         key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))

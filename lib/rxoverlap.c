@@ -844,6 +844,45 @@ int dbld_rx_matches(const dbld_rx *rx, const char *s)
     return ok;
 }
 
+/* The k-th byte (mod its size) of a non-empty set. */
+static unsigned bs_nth(const bset *s, unsigned k)
+{
+    unsigned size = 0;
+    for (int i = 0; i < 4; i++)
+        size += (unsigned)__builtin_popcountll(s->w[i]);
+    k %= size;
+    for (unsigned c = 1;; c++)
+        if (bs_has(s, c) && k-- == 0) return c;
+}
+
+/* The i-th choice: the bytes again, varied, once they run out. */
+static unsigned choice(const unsigned char *choices, size_t n, size_t *i)
+{
+    unsigned c = choices[*i % n] ^ (unsigned)(*i / n);
+    ++*i;
+    return c;
+}
+
+char *dbld_rx_sample(const dbld_rx *rx, const unsigned char *choices, size_t n, size_t max_len)
+{
+    if (n == 0) return NULL;
+    char *out = dbld_xmalloc(max_len + 1);
+    size_t len = 0, i = 0, q = 0;
+    for (;;) {
+        size_t count = rx->first[q + 1] - rx->first[q];
+        if (rx->accept[q] && (count == 0 || choice(choices, n, &i) % 2 == 0)) break;
+        if (count == 0 || len == max_len) {
+            free(out);
+            return NULL;
+        }
+        uint32_t t = rx->tr[rx->first[q] + choice(choices, n, &i) % count];
+        out[len++] = (char)bs_nth(&rx->label[t], choice(choices, n, &i));
+        q = t;
+    }
+    out[len] = '\0';
+    return out;
+}
+
 /* ---- (4) the product search ---- */
 
 /* A product state (the byte that entered it is any of label a & label b). */

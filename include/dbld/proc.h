@@ -96,6 +96,18 @@ typedef void (*dbld_proc_line_fn)(void *user, int stream, const char *line, size
  * exit has been observed, it returns 0 at once. */
 int dbld_proc_read(dbld_proc *p, int timeout_ms, dbld_proc_line_fn fn, void *user);
 
+/* The line splitter of dbld_proc_read() over bytes the caller holds (tests
+ * and fuzzing feed a job's output through it in chunks of any size): feed
+ * delivers every complete line (and pieces of DBLD_PROC_LINE_MAX bytes of
+ * longer ones) to fn exactly as dbld_proc_read() does for a pipe; end
+ * delivers a partial last line, as at end of file. Caller frees. */
+typedef struct dbld_proc_lines dbld_proc_lines;
+dbld_proc_lines *dbld_proc_lines_new(int stream);
+void dbld_proc_lines_feed(dbld_proc_lines *l, const void *data, size_t len, dbld_proc_line_fn fn,
+                          void *user);
+void dbld_proc_lines_end(dbld_proc_lines *l, dbld_proc_line_fn fn, void *user);
+void dbld_proc_lines_free(dbld_proc_lines *l);
+
 /* Make a dbld_proc_read() blocked in another thread return early.
  * Async-signal-safe and thread-safe. */
 void dbld_proc_wake(dbld_proc *p);

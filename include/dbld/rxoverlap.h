@@ -56,6 +56,14 @@ const char *dbld_rx_pattern(const dbld_rx *rx);
  * compiled pattern; for tests and cross-checks), else 0. */
 int dbld_rx_matches(const dbld_rx *rx, const char *s);
 
+/* A string rx accepts, picked by the bytes of choices (tests and fuzzing):
+ * a walk from the start state that, at an accepting state, stops when the
+ * next choice is even, else follows transition (choice % count) over the
+ * (choice % size)-th byte of its set; the choices are reused (varied) when
+ * they run out. Returns a malloc'd string, or NULL when the walk has not
+ * stopped after max_len bytes (or n is 0). */
+char *dbld_rx_sample(const dbld_rx *rx, const unsigned char *choices, size_t n, size_t max_len);
+
 /* Do a and b match a common string? Visits at most max_pairs product states
  * (0: the default). Returns 0 with *witness NULL when they are disjoint, or
  * with *witness set to the shortest common string (ties broken towards

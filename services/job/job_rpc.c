@@ -105,11 +105,9 @@ static int execute(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     return 0;
 }
 
-/* Validate a RunJobRequest and run it (Run and RunStreamed). */
-static int run_checked(dbld_call *call, const jr_ctx *ctx, const Databuild__V1__RunJobRequest *req,
-                       Databuild__V1__RunJobResponse **resp, dbld_status *st)
+int job_run_request_check(const job_table *jobs, const Databuild__V1__RunJobRequest *req,
+                          const job_entry **job, dbld_status *st)
 {
-    jr_engine *e = dbld_call_user(call);
     if (!req->job_run_id || !*req->job_run_id)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "job_run_id is required");
     if (!req->task || !req->task->job || !req->task->job->label || !*req->task->job->label)
@@ -117,10 +115,21 @@ static int run_checked(dbld_call *call, const jr_ctx *ctx, const Databuild__V1__
     if (!req->task->config || req->task->config->n_outputs == 0)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
                                "task.config must name at least one output");
-    const job_entry *job = job_find(jr_jobs(e), req->task->job->label);
-    if (!job)
+    *job = job_find(jobs, req->task->job->label);
+    if (!*job)
         return dbld_status_set(st, DBLD_NOT_FOUND, "unknown job label \"%s\"",
                                req->task->job->label);
+    return 0;
+}
+
+/* Validate a RunJobRequest and run it (Run and RunStreamed). */
+static int run_checked(dbld_call *call, const jr_ctx *ctx, const Databuild__V1__RunJobRequest *req,
+                       Databuild__V1__RunJobResponse **resp, dbld_status *st)
+{
+    jr_engine *e = dbld_call_user(call);
+    const job_entry *job;
+    int rc = job_run_request_check(jr_jobs(e), req, &job, st);
+    if (rc) return rc;
     return jr_run(e, ctx, job, req->job_run_id, req->build_request_id, req->task,
                   dbld_call_arena(call), resp, st);
 }

@@ -24,6 +24,7 @@
 #define MAX_QUEUED 200000     /* entries kept while the event log is unreachable */
 #define WARN_EVERY_MS 30000   /* repeat the "could not store" warning at most this often */
 #define CLOSE_FAILING_MS 1000 /* final flush when the last send already failed */
+#define BATCH_BYTES (1 << 20) /* packed entries per Append (the event log takes 16 MiB) */
 
 typedef struct packed {
     uint8_t *buf;
@@ -38,6 +39,8 @@ struct jl_sink {
     size_t n_outputs;
     int flush_ms, batch_max;
     uint64_t seq;
+    void (*observe)(void *user, const uint8_t *entry, size_t len);
+    void *observe_user;
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* flusher waits here */
@@ -106,15 +109,39 @@ const char *jl_utf8_clean(const char *s, size_t len, char **owned)
     return out;
 }
 
+/* The longest prefix of s (len bytes, valid UTF-8) within max bytes that
+ * ends on a character boundary. */
+static size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (len <= max) return len;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return max;
+}
+
+/* s (valid UTF-8) cut to what the event log accepts in a field of its kind
+ * (dbld_string_limit), "..." marking a cut; in the arena. */
+static char *fit(dbld_arena *a, const char *msg_name, const char *field, const char *s)
+{
+    size_t lim = dbld_string_limit(msg_name, field, NULL), len = strlen(s);
+    if (len <= lim) return dbld_arena_strndup(a, s, len);
+    return dbld_arena_printf(a, "%.*s...", (int)utf8_cut(s, len, lim - 3), s);
+}
+
 /* ---- queue and flusher ---- */
 
-/* Take up to max entries from the head (they stay queued until popped). */
+/* Take up to max entries from the head, and no more than BATCH_BYTES of them
+ * but at least one (they stay queued until popped). */
 static size_t peek_batch(jl_sink *s, packed *out, size_t max)
 {
-    size_t n = s->tail - s->head;
+    size_t n = s->tail - s->head, bytes = 0, k;
     if (n > max) n = max;
-    memcpy(out, s->q + s->head, n * sizeof *out);
-    return n;
+    for (k = 0; k < n; k++) {
+        bytes += s->q[s->head + k].len;
+        if (k > 0 && bytes > BATCH_BYTES) break;
+    }
+    memcpy(out, s->q + s->head, k * sizeof *out);
+    return k;
 }
 
 static void pop_batch(jl_sink *s, size_t n)
@@ -217,6 +244,8 @@ jl_sink *jl_open(const jl_opts *o)
     s->flush_ms = o->flush_ms > 0 ? o->flush_ms : 200;
     s->batch_max = o->batch_max > 0 ? o->batch_max : 500;
     s->n_outputs = o->n_outputs;
+    s->observe = o->observe;
+    s->observe_user = o->observe_user;
     s->outputs = dbld_arena_alloc(s->keep, (o->n_outputs + 1) * sizeof *s->outputs);
     for (size_t i = 0; i < o->n_outputs; i++) {
         Databuild__V1__PartitionRef *r =
@@ -262,7 +291,22 @@ static void enqueue(jl_sink *s, Databuild__V1__JobLogEntry *e)
     p.len = protobuf_c_message_get_packed_size(&e->base);
     p.buf = dbld_xmalloc(p.len ? p.len : 1);
     protobuf_c_message_pack(&e->base, p.buf);
+    dbld_status st;
+    if (dbld_wire_validate(&databuild__v1__job_log_entry__descriptor, p.buf, p.len, &st) != 0) {
+        /* the event log would refuse it (and with it its batch): say so instead */
+        Databuild__V1__LogMessage *m =
+            dbld_arena_msg(s->scratch, &databuild__v1__log_message__descriptor);
+        m->level = DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR;
+        m->message = dbld_arena_printf(s->scratch, "log entry dropped: %s", st.msg);
+        e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
+        e->log = m;
+        free(p.buf);
+        p.len = protobuf_c_message_get_packed_size(&e->base);
+        p.buf = dbld_xmalloc(p.len ? p.len : 1);
+        protobuf_c_message_pack(&e->base, p.buf);
+    }
     dbld_arena_reset(s->scratch);
+    if (s->observe) s->observe(s->observe_user, p.buf, p.len);
     if (!s->target) {
         free(p.buf);
         return;
@@ -330,8 +374,8 @@ static void add_field(dbld_arena *a, Databuild__V1__LogMessage *m, const char *k
     Databuild__V1__LogMessage__FieldsEntry **f =
         dbld_arena_push(a, &m->fields, &m->n_fields, sizeof *m->fields);
     *f = dbld_arena_msg(a, &databuild__v1__log_message__fields_entry__descriptor);
-    (*f)->key = dbld_arena_strdup(a, k);
-    (*f)->value = dbld_arena_strdup(a, v);
+    (*f)->key = fit(a, "FieldsEntry", "key", k);
+    (*f)->value = fit(a, "FieldsEntry", "value", v);
 }
 
 static int has_field(const Databuild__V1__LogMessage *m, const char *k)
@@ -351,6 +395,11 @@ static int try_metric(jl_sink *s, json_t *obj)
     if (dbld_json_to_message(obj, &databuild__v1__metric_point__descriptor,
                              dbld_arena_allocator(s->scratch), &m, &st) != 0)
         return 0;
+    /* one the event log would refuse (a name over its limit) stays a log line */
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = dbld_arena_alloc(s->scratch, len + 1);
+    protobuf_c_message_pack(m, buf);
+    if (dbld_wire_validate(&databuild__v1__metric_point__descriptor, buf, len, &st) != 0) return 0;
     Databuild__V1__JobLogEntry *e = new_entry(s);
     e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_METRIC;
     e->metric = (Databuild__V1__MetricPoint *)m;
@@ -371,8 +420,8 @@ static int try_structured(jl_sink *s, json_t *obj, const char *line, const char 
     const char *msg_key = json_is_string(json_object_get(obj, "msg"))       ? "msg"
                           : json_is_string(json_object_get(obj, "message")) ? "message"
                                                                             : NULL;
-    m->message =
-        dbld_arena_strdup(a, msg_key ? json_string_value(json_object_get(obj, msg_key)) : line);
+    m->message = fit(a, "LogMessage", "message",
+                     msg_key ? json_string_value(json_object_get(obj, msg_key)) : line);
     const char *k;
     json_t *v;
     json_object_foreach(obj, k, v)

@@ -40,6 +40,10 @@ typedef struct jl_opts {
     size_t n_outputs;
     int flush_ms;  /* default 200 */
     int batch_max; /* default 500 */
+    /* Tests and fuzzing: called on the run thread with every entry as packed
+     * (borrowed for the call); NULL: none. */
+    void (*observe)(void *user, const uint8_t *entry, size_t len);
+    void *observe_user;
 } jl_opts;
 
 /* Caller closes with jl_close(). Strings are copied. */

@@ -689,6 +689,43 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* Sanitizer reports (ASan, UBSan, LSan in a `./dev test --asan` build) of
+ * every process the test starts go to tdir/sanitizer.PID instead of their
+ * stderr: set in the test process, inherited by what it spawns. */
+static void sanitizer_logs_to(const char *tdir)
+{
+    static const char *const vars[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *old = getenv(vars[i]);
+        char val[2048];
+        snprintf(val, sizeof val, "%s%slog_path=%s/sanitizer", old && *old ? old : "",
+                 old && *old ? ":" : "", tdir);
+        setenv(vars[i], val, 1);
+    }
+}
+
+/* After the test (its processes are gone): print each report in tdir and
+ * return how many there were; any fails the test. */
+static int sanitizer_reports(const char *name, const char *tdir)
+{
+    DIR *d = opendir(tdir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "sanitizer.", 10) != 0) continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", tdir, de->d_name);
+        char *text = h_read_file(path, NULL);
+        fprintf(stdout, "FAIL %s: sanitizer report from pid %s:\n%s\n", name, de->d_name + 10,
+                text ? text : "(unreadable)");
+        free(text);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static int run_child(const h_test *t, int timeout_s)
 {
     pid_t pid = fork();
@@ -700,6 +737,7 @@ static int run_child(const h_test *t, int timeout_s)
         signal(SIGTERM, SIG_DFL);
         signal(SIGPIPE, SIG_IGN);
         alarm((unsigned)timeout_s);
+        sanitizer_logs_to(H.tdir);
         t->fn();
         fflush(stdout);
         fflush(stderr);
@@ -825,11 +863,14 @@ int h_main(int argc, char **argv, const h_test *tests, size_t n)
         int64_t t0 = dbld_mono_ms();
         int rc;
         if (H.no_fork) {
+            sanitizer_logs_to(H.tdir);
             t->fn();
             rc = 0;
         } else {
             rc = run_child(t, to);
         }
+        /* services still running were killed with the test: every report is written */
+        if (sanitizer_reports(t->name, H.tdir) > 0) rc = 1;
         double secs = (double)(dbld_mono_ms() - t0) / 1000.0;
         ran++;
         if (rc == 0) {

@@ -17,6 +17,12 @@
  * runner initdb's a temporary cluster for the whole binary and removes it at
  * exit. Clusters run as DBLD_TEST_PG_RUNAS (or "databuild") when we are root.
  *
+ * Sanitizers: every process a test starts writes its ASan/UBSan/LSan reports
+ * to the test's directory (ASAN_OPTIONS/UBSAN_OPTIONS log_path, set in the
+ * test process); any report fails the test and is printed. Services still
+ * running when the test ends are SIGKILLed, so only those the test stops
+ * (h_service_stop) get a leak check.
+ *
  * Usage: test_x [--list] [--timeout SECONDS] [--no-fork] [NAME...]
  * Environment: DBLD_TEST_TIMEOUT (seconds per test), DBLD_TEST_KEEP=1 keeps the
  * temporary directory, DBLD_BIN_DIR overrides where service binaries live.

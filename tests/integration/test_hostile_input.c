@@ -1,7 +1,7 @@
 /* test_hostile_input.c - requests a standard client could never send, sent to
  * the running event log and query services as raw bytes: invalid UTF-8 and
  * NUL bytes in string fields, strings over their documented limits, unknown
- * enum values and uint64 values past bigint. Each must be refused with
+ * enum values, uint64 values past bigint, field number 0. Each must be refused with
  * INVALID_ARGUMENT naming the field (never INTERNAL with PostgreSQL's text),
  * store nothing, and leave the service serving the next good request.
  * The check itself is unit-tested in tests/unit/test_rpc_validate.c.
@@ -134,6 +134,30 @@ DBLD_TEST(nul_byte_refused)
                        "field ref.str: NUL byte at offset 5");
 }
 
+/* An event carrying field number 0 (its key written as the two bytes 81 00,
+ * which protobuf-c reads and keeps as an unknown field) was stored, and its
+ * stored payload (packed again: key 01) no longer decoded, so every List
+ * and Subscribe that reached it failed. Found by tests/fuzz/fuzz_wire. */
+DBLD_TEST(field_number_zero_refused)
+{
+    qf f = qf_start("hostile_field0");
+    size_t ev_len;
+    uint8_t *ev = h_pack(f.a, &partition_append(f.a, "r/field0", "m")->events[0]->base, &ev_len);
+    static const uint8_t field0[] = {0x81, 0x00, 1, 2, 3, 4, 5, 6, 7, 8}; /* field 0, fixed64 */
+    size_t inner = ev_len + sizeof field0;
+    CHECK(inner < 128); /* one length byte */
+    uint8_t *buf = dbld_arena_alloc(f.a, inner + 2);
+    buf[0] = 0x0a; /* AppendRequest.events, length-delimited */
+    buf[1] = (uint8_t)inner;
+    memcpy(buf + 2, ev, ev_len);
+    memcpy(buf + 2 + ev_len, field0, sizeof field0);
+    expect_refused_raw(f.el, H_APPEND_PATH, buf, inner + 2,
+                       "field events[0].?: field number 0 is not valid");
+    CHECK_EQ_INT(count_events(&f), 0);
+    h_append_ok(f.el, f.a, &partition_append(f.a, "r/after", "m")->events[0], 1);
+    CHECK_EQ_INT(count_events(&f), 1);
+}
+
 static char *big_string(dbld_arena *a, size_t n, char c)
 {
     char *s = dbld_arena_alloc(a, n + 1);
@@ -230,4 +254,5 @@ DBLD_TEST(numbers_out_of_range_refused)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(invalid_utf8_refused_and_nothing_stored),
                DBLD_TEST_ENTRY(nul_byte_refused), DBLD_TEST_ENTRY(strings_over_limits_refused),
-               DBLD_TEST_ENTRY(numbers_out_of_range_refused))
+               DBLD_TEST_ENTRY(numbers_out_of_range_refused),
+               DBLD_TEST_ENTRY(field_number_zero_refused))

@@ -60,7 +60,7 @@ static const char *job_section(dbld_arena *a, const fixture_opts *o)
         "    - label: \"//test:slow\"\n"
         "      command: [python3, \"" TESTJOB "\"]\n"
         "      outputs: [\"slow/.*\"]\n"
-        "      timeout_ms: 700\n"
+        "      timeout_ms: 3000\n"
         "    - label: \"//test:garbage\"\n"
         "      command: [python3, \"" TESTJOB "\", \"--config-mode=garbage\"]\n"
         "      outputs: [\"garbage/.*\"]\n"
@@ -576,7 +576,7 @@ static void timeout_case(fixture *f, const char *pidname, const char *const *arg
     Databuild__V1__RunJobResponse *r = b->resp;
     CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_FAILED);
     CHECK_EQ_INT(r->failure_kind, DATABUILD__V1__FAILURE_KIND__FAILURE_TIMEOUT);
-    CHECK_CONTAINS(r->message, "job //test:slow timed out after 700 ms");
+    CHECK_CONTAINS(r->message, "job //test:slow timed out after 3000 ms");
     CHECK_CONTAINS(r->message, "slow/t");
     CHECK_CMP_INT(took, >=, min_ms - 200);
     CHECK_CMP_INT(took, <, 10000);
@@ -586,9 +586,9 @@ static void timeout_case(fixture *f, const char *pidname, const char *const *arg
 DBLD_TEST(run_timeout_kills_group)
 {
     fixture f = setup("timeout");
-    timeout_case(&f, "pids1", H_NOSTRS, 500);
+    timeout_case(&f, "pids1", H_NOSTRS, 2800);
     /* A job (and grandchild) ignoring SIGTERM is SIGKILLed after kill_grace_ms. */
-    timeout_case(&f, "pids2", H_STRS("ignore-term"), 700 + 300);
+    timeout_case(&f, "pids2", H_STRS("ignore-term"), 3000 + 300);
     teardown(&f);
 }
 
@@ -891,6 +891,50 @@ static int log_has(fixture *f, const char *run_id, const char *text)
             strstr(r->entries[i]->log->message, text))
             return 1;
     return 0;
+}
+
+/* Output the event log would refuse was lost: 290 lines of 60 kB went in one
+ * JobLogs/Append of 17 MB (over the event log's 16 MiB) and a field of 20,000
+ * bytes (over the 16 KiB string limit) got the whole batch refused; both were
+ * retried until the run ended, then dropped. Batches are now cut at 1 MiB and
+ * fields cut to their limit ("..."). Found by tests/fuzz/fuzz_joblog. */
+DBLD_TEST(job_logs_large_output_stored)
+{
+    fixture f = setup("biglogs");
+    char *id = new_run_id(f.a);
+    Databuild__V1__RunJobResponse *r =
+        run_ok(&f, id, task(f.a, "//test:ok", "ok/big", H_STRS("biglog", "290", "60000")));
+    CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
+    /* launch, 290 lines, the JSON line, heartbeats, exit, manifest: all stored,
+     * numbered from 1 without a gap */
+    h_rows *rows = h_sql(f.dsn,
+                         "SELECT count(*), min(seq), max(seq) FROM job_logs"
+                         " WHERE job_run_id = $1",
+                         id);
+    CHECK_CMP_INT(h_rows_i64(rows, 0, 0), >=, 294);
+    CHECK_EQ_INT(h_rows_i64(rows, 0, 1), 1);
+    CHECK_EQ_INT(h_rows_i64(rows, 0, 2), h_rows_i64(rows, 0, 0));
+    h_rows_free(rows);
+    Databuild__V1__JobLogsRequest req = DATABUILD__V1__JOB_LOGS_REQUEST__INIT;
+    req.job_run_id = id;
+    req.min_level = DATABUILD__V1__LOG_MESSAGE__LOG_LEVEL__ERROR;
+    Databuild__V1__JobLogsResponse *lr = NULL;
+    dbld_status st;
+    CHECK_OK(dbld_client_unary(f.el->client, LOGS_LIST_PATH, &req.base,
+                               &databuild__v1__job_logs_response__descriptor,
+                               dbld_arena_allocator(f.a), (ProtobufCMessage **)&lr, CALL_MS, 0,
+                               &st),
+             st);
+    const char *big = NULL;
+    for (size_t i = 0; i < lr->n_entries; i++)
+        if (lr->entries[i]->content_case == DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG &&
+            strcmp(lr->entries[i]->log->message, "big field") == 0)
+            big = field(lr->entries[i]->log, "big");
+    CHECK_MSG(big != NULL, "the JSON line with the big field was not stored");
+    CHECK_EQ_INT(strlen(big), DBLD_LIMIT_STRING_BYTES);
+    CHECK_CMP_INT(strspn(big, "y"), ==, DBLD_LIMIT_STRING_BYTES - 3);
+    CHECK_EQ_STR(big + DBLD_LIMIT_STRING_BYTES - 3, "...");
+    teardown(&f);
 }
 
 /* A long run's log is stored while it runs (the flusher starts once the run
@@ -1244,6 +1288,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_
                DBLD_TEST_ENTRY(concurrency_limit), DBLD_TEST_ENTRY(shell_characters_pass_untouched),
                DBLD_TEST_ENTRY(run_environment), DBLD_TEST_ENTRY(job_logs_stored),
                DBLD_TEST_ENTRY(job_logs_stored_while_running),
+               DBLD_TEST_ENTRY(job_logs_large_output_stored),
                DBLD_TEST_ENTRY(eventlog_down_run_still_works),
                DBLD_TEST_ENTRY(run_env_policy_refuses), DBLD_TEST_ENTRY(run_env_allowlist),
                DBLD_TEST_ENTRY(configure_env_refused), DBLD_TEST_ENTRY(run_as_user),

@@ -25,6 +25,8 @@ Exec actions (the task's args):
   env FILE               write the environment (KEY=VALUE lines) to FILE
   ids FILE               write "<uid> <euid> <gid> <egid> <groups...>" to FILE
   lines N                print N numbered stdout lines
+  biglog N WIDTH         N stdout lines of WIDTH bytes, then an error-level JSON line
+                         whose field "big" holds 20000 bytes
   noisy N WIDTH LONG EXIT  N stderr lines "noise line <i>" padded to WIDTH bytes, then a last
                          line of LONG bytes of "z" followed by " the last line", exit EXIT
 """
@@ -130,6 +132,13 @@ def execute(args):
         print("z" * long_len + " the last line", file=sys.stderr)
         sys.stderr.flush()
         return code
+    if action == "biglog":
+        n, width = int(args[1]), int(args[2])
+        for i in range(1, n + 1):
+            sys.stdout.write(("big line %d " % i).ljust(width, "x") + "\n")
+        print(json.dumps({"level": "error", "msg": "big field", "big": "y" * 20000}))
+        sys.stdout.flush()
+        return 0
     if action == "lines":
         for i in range(1, int(args[1]) + 1):
             print("line %d" % i)

