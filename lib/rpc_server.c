@@ -93,7 +93,7 @@ struct dbld_server {
     char *metrics_listen;  /* NULL: no metrics endpoint */
     dbld_tls_opts tls;     /* strings owned; tls.cert_file NULL: plaintext */
     atomic_int tls_reload; /* dbld_server_reload_tls() asked for new files */
-    int tls_loaded;        /* the fetcher has handed gRPC a config once */
+    atomic_int tls_loaded; /* the fetcher has handed gRPC a config once */
     reg *regs;
     size_t n_regs, cap_regs;
     grpc_server *server;
@@ -840,7 +840,7 @@ static grpc_ssl_certificate_config_reload_status tls_fetch(void *user,
                                                            grpc_ssl_server_certificate_config **out)
 {
     dbld_server *srv = user;
-    if (srv->tls_loaded && !atomic_exchange(&srv->tls_reload, 0))
+    if (atomic_load(&srv->tls_loaded) && !atomic_exchange(&srv->tls_reload, 0))
         return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
     char *cert = NULL, *key = NULL, *ca = NULL;
     dbld_status st;
@@ -853,7 +853,8 @@ static grpc_ssl_certificate_config_reload_status tls_fetch(void *user,
     }
     int ok = st.code == 0;
     if (ok)
-        dbld_log(DBLD_LOG_INFO, srv->tls_loaded ? "tls certificates reloaded" : "tls on", "server",
+        dbld_log(DBLD_LOG_INFO,
+                 atomic_load(&srv->tls_loaded) ? "tls certificates reloaded" : "tls on", "server",
                  srv->name, "cert_file", srv->tls.cert_file, (const char *)NULL);
     else
         dbld_log(DBLD_LOG_ERROR, "tls certificates not loaded", "server", srv->name, "error",
@@ -863,9 +864,9 @@ static grpc_ssl_certificate_config_reload_status tls_fetch(void *user,
     free(key);
     free(ca);
     if (!ok)
-        return srv->tls_loaded ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED
-                               : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
-    srv->tls_loaded = 1;
+        return atomic_load(&srv->tls_loaded) ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED
+                                             : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+    atomic_store(&srv->tls_loaded, 1);
     return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW;
 }
 
