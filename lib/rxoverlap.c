@@ -760,8 +760,99 @@ static char *anchored(const char *pattern)
     return s;
 }
 
+/* glibc's regcomp copies the operand of `+` and `{m,n}` (n copies), so
+ * stacked or nested repetitions grow exponentially ("d+++++++++++++++++++"
+ * took 2.5 GB, found by tests/fuzz/fuzz_rxoverlap). The product of the
+ * copies along any nesting is limited; `*` and `?` copy nothing. */
+#define MAX_COPIES 20000
+#define MAX_GROUP_DEPTH 64
+
+/* The index just past a bracket expression starting at s[i] == '['. */
+static size_t skip_bracket(const char *s, size_t i)
+{
+    size_t j = i + 1;
+    if (s[j] == '^') j++;
+    if (s[j] == ']') j++;
+    while (s[j] && s[j] != ']') {
+        if (s[j] == '[' && (s[j + 1] == ':' || s[j + 1] == '.' || s[j + 1] == '=')) {
+            char t = s[j + 1];
+            j += 2;
+            while (s[j] && !(s[j] == t && s[j + 1] == ']'))
+                j++;
+            if (s[j]) j += 2;
+            continue;
+        }
+        j++;
+    }
+    return s[j] ? j + 1 : j;
+}
+
+/* A `{m}`, `{m,}` or `{m,n}` at s[i]: its weight (the copies glibc makes)
+ * and *end past it; 0 when it is not one. */
+static long brace_weight(const char *s, size_t i, size_t *end)
+{
+    char *e;
+    long m = strtol(s + i + 1, &e, 10), n = m;
+    if (e == s + i + 1) return 0;
+    if (*e == ',') {
+        char *e2;
+        n = strtol(e + 1, &e2, 10);
+        if (e2 == e + 1) n = m; /* {m,}: m copies and a star */
+        e = e2;
+    }
+    if (*e != '}') return 0;
+    *end = (size_t)(e - s) + 1;
+    return n > 1 ? n : 1;
+}
+
+/* 0 when the repetitions of pattern expand to at most MAX_COPIES copies. */
+static int check_copies(const char *s, dbld_status *st)
+{
+    double inner[MAX_GROUP_DEPTH + 1], last[MAX_GROUP_DEPTH + 1];
+    int d = 0;
+    inner[0] = 1, last[0] = 0;
+    for (size_t i = 0; s[i];) {
+        char c = s[i];
+        double w = 0;
+        size_t next = i + 1;
+        if (c == '(') {
+            if (d == MAX_GROUP_DEPTH)
+                return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                       "invalid regular expression \"%s\": groups nested deeper "
+                                       "than %d",
+                                       s, MAX_GROUP_DEPTH);
+            d++;
+            inner[d] = 1, last[d] = 0;
+        } else if (c == ')' && d > 0) {
+            d--;
+            last[d] = inner[d + 1];
+        } else if (c == '|') {
+            last[d] = 0;
+        } else if (c == '+') {
+            w = 2;
+        } else if (c == '*' || c == '?') {
+            w = 1;
+        } else if (c == '{' && (w = (double)brace_weight(s, i, &next)) > 0) {
+        } else {
+            if (c == '[') next = skip_bracket(s, i);
+            if (c == '\\' && s[i + 1]) next = i + 2;
+            last[d] = 1;
+        }
+        if (w > 0) last[d] *= w;
+        if (last[d] > inner[d]) inner[d] = last[d];
+        if (inner[d] > MAX_COPIES)
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "invalid regular expression \"%s\": its repetitions expand to "
+                                   "more than %d copies",
+                                   s, MAX_COPIES);
+        i = next;
+    }
+    return 0;
+}
+
 int dbld_rx_regcomp(regex_t *re, const char *pattern, dbld_status *st)
 {
+    if (check_copies(pattern, st)) return st->code;
     char *text = anchored(pattern);
     int rc = regcomp(re, text, REG_EXTENDED | REG_NOSUB);
     free(text);

@@ -141,6 +141,15 @@ static void test_caps(void **state)
     (void)state;
     expect_compile_error("a{100}{100}", 0, DBLD_RESOURCE_EXHAUSTED,
                          "the pattern needs more than 10000 automaton states");
+    /* glibc's regcomp copies the operand of every + and {m,n}: stacked or
+     * nested ones are refused before it runs (fuzz_rxoverlap found 2.5 GB) */
+    expect_compile_error("d++++++++++++++++++++++++++", 0, DBLD_INVALID_ARGUMENT,
+                         "invalid regular expression \"d++++++++++++++++++++++++++\": its "
+                         "repetitions expand to more than 20000 copies");
+    expect_compile_error(
+        "((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+", 0, DBLD_INVALID_ARGUMENT,
+        "invalid regular expression \"((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+"
+        "\": its repetitions expand to more than 20000 copies");
     expect_compile_error("d/[0-9]{4}", 8, DBLD_RESOURCE_EXHAUSTED,
                          "the pattern needs more than 8 automaton states");
     dbld_rx_free(compile_ok("a{40}{100}"));
