@@ -809,12 +809,21 @@ static long brace_weight(const char *s, size_t i, size_t *end)
 static int check_copies(const char *s, dbld_status *st)
 {
     double inner[MAX_GROUP_DEPTH + 1], last[MAX_GROUP_DEPTH + 1];
-    int d = 0;
+    int d = 0, after_simple = 0; /* the previous token was *, + or ? */
     inner[0] = 1, last[0] = 0;
     for (size_t i = 0; s[i];) {
         char c = s[i];
         double w = 0;
         size_t next = i + 1;
+        size_t brace_end = 0;
+        int quant =
+            c == '*' || c == '+' || c == '?' || (c == '{' && brace_weight(s, i, &brace_end));
+        if (quant && after_simple) /* glibc's regcomp takes seconds and megabytes of stack */
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "invalid regular expression \"%s\": a repetition operator "
+                                   "follows *, + or ? at offset %zu",
+                                   s, i);
+        after_simple = c == '*' || c == '+' || c == '?';
         if (c == '(') {
             if (d == MAX_GROUP_DEPTH)
                 return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
