@@ -606,6 +606,43 @@ static int read_file(const char *path, char **out, size_t *len, dbld_status *st)
     return 0;
 }
 
+/* A relative *file is made relative to dir (the config file's directory),
+ * so that a config names its certificates and tokens beside itself whatever
+ * the working directory of the process that reads it. */
+static void resolve_file(char **file, const char *dir, size_t dir_len)
+{
+    if (!*file || !**file || (*file)[0] == '/' || dir_len == 0) return;
+    size_t n = strlen(*file);
+    char *abs = dbld_xmalloc(dir_len + 1 + n + 1);
+    memcpy(abs, dir, dir_len);
+    abs[dir_len] = '/';
+    memcpy(abs + dir_len + 1, *file, n + 1);
+    free(*file);
+    *file = abs;
+}
+
+static void resolve_tls(dbld_tls_config *t, const char *dir, size_t dir_len)
+{
+    resolve_file(&t->cert_file, dir, dir_len);
+    resolve_file(&t->key_file, dir, dir_len);
+    resolve_file(&t->ca_file, dir, dir_len);
+}
+
+static void resolve_files(dbld_config *cfg, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) return; /* the config is in the working directory: nothing to do */
+    size_t dir_len = slash == path ? 1 : (size_t)(slash - path);
+    resolve_tls(&cfg->shared.tls.files, path, dir_len);
+    dbld_server_config *servers[] = {&cfg->eventlog.server, &cfg->job.server, &cfg->graph.server,
+                                     &cfg->query.server};
+    for (size_t i = 0; i < sizeof servers / sizeof servers[0]; i++)
+        resolve_tls(&servers[i]->tls, path, dir_len);
+    resolve_file(&cfg->shared.auth.client_token_file, path, dir_len);
+    for (size_t i = 0; i < cfg->shared.auth.n_tokens; i++)
+        resolve_file(&cfg->shared.auth.tokens[i].token_file, path, dir_len);
+}
+
 int dbld_config_load(const char *path, dbld_config *cfg, dbld_status *st)
 {
     char *text = NULL;
@@ -615,6 +652,7 @@ int dbld_config_load(const char *path, dbld_config *cfg, dbld_status *st)
     if (rc) return rc;
     rc = dbld_config_parse(text, len, path, cfg, st);
     free(text);
+    if (rc == 0) resolve_files(cfg, path);
     return rc;
 }
 

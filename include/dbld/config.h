@@ -153,7 +153,9 @@ int dbld_config_parse(const char *text, size_t len, const char *name, dbld_confi
 /* Read and parse a file (path is the `name` in messages). If it can't be read:
  * "could not read config file \"path\": <strerror>" with DBLD_NOT_FOUND when it
  * does not exist, DBLD_INVALID_ARGUMENT otherwise (permissions, a directory,
- * larger than 16 MiB); *cfg is zeroed then. */
+ * larger than 16 MiB); *cfg is zeroed then. Relative paths of the TLS files
+ * (cert_file, key_file, ca_file) and token files (token_file,
+ * client_token_file) are made relative to the config file's directory. */
 int dbld_config_load(const char *path, dbld_config *cfg, dbld_status *st);
 
 /* Apply environment overrides: DATABUILD_POSTGRES_DSN, DATABUILD_QUERY_POSTGRES_DSN,

@@ -34,7 +34,10 @@ PORT_VARS = {"eventlog": "DATABUILD_EVENTLOG_PORT", "job-1": "DATABUILD_JOB1_POR
              "job-2": "DATABUILD_JOB2_PORT", "graph-1": "DATABUILD_GRAPH1_PORT",
              "graph-2": "DATABUILD_GRAPH2_PORT", "query-1": "DATABUILD_QUERY1_PORT",
              "query-2": "DATABUILD_QUERY2_PORT"}
+METRICS_PORT_VARS = {s: v.replace("_PORT", "_METRICS_PORT") for s, v in PORT_VARS.items()}
 CONTAINER_PORT = {"eventlog": 7101, "job": 7102, "graph": 7103, "query": 7104}
+METRICS_PORT = {"eventlog": 9101, "job": 9102, "graph": 9103, "query": 9104}
+MAKE_TOKENS = os.path.join(SOURCE_DIR, "deploy", "compose", "make-tokens.sh")
 
 
 def log(msg):
@@ -96,6 +99,11 @@ class Deployment:
         self.tmp = tempfile.mkdtemp(prefix="dbld-ct-")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DATABUILD_")}
         self.env.update({v: "" for v in PORT_VARS.values()})  # "" = a free host port
+        self.env.update({v: "" for v in METRICS_PORT_VARS.values()})
+        # Auth is on in the deployment: each project gets its own tokens.
+        self.tokens = os.path.join(self.tmp, "tokens")
+        run([MAKE_TOKENS, self.tokens])
+        self.env["DATABUILD_TOKENS_DIR"] = self.tokens
         self.env.update({
             "DATABUILD_RESTART": "no",
             "DATABUILD_INGEST_DELAY_S": str(ingest_delay_s),
@@ -186,9 +194,9 @@ class Deployment:
     def network(self):
         return self.project + "_default"
 
-    def port(self, service):
+    def port(self, service, metrics=False):
         kind = service.split("-")[0]
-        r = self.compose("port", service, str(CONTAINER_PORT[kind]))
+        r = self.compose("port", service, str((METRICS_PORT if metrics else CONTAINER_PORT)[kind]))
         return r.stdout.strip().splitlines()[-1]
 
     # ---- the host CLI
@@ -201,6 +209,8 @@ class Deployment:
             f.write("    job: [%s, %s]\n" % (addr["job-1"], addr["job-2"]))
             f.write("    graph: %s\n" % addr["graph-1"])
             f.write("    query: %s\n" % addr["query-1"])
+            f.write("  auth:\n    client_token_file: %s\n"
+                    % os.path.join(self.tokens, "operators.token"))
         self.addr = addr
 
     def cli(self, *args, check=True, timeout=600):

@@ -27,11 +27,47 @@ def check_ports(dep):
                 assert b["HostIp"] == "127.0.0.1", "%s publishes %s on %s" % (s, cport, b)
 
 
+def check_auth(dep):
+    """Auth is on in the deployment: no token and a wrong one are refused, the
+    operators' token may read and write but not append events (internal)."""
+    wrong = os.path.join(dep.tmp, "wrong.token")
+    with open(wrong, "w") as f:
+        f.write("not-a-token\n")
+    noauth = os.path.join(dep.tmp, "noauth.yaml")
+    with open(dep.config) as f, open(noauth, "w") as g:
+        g.write(f.read().split("  auth:")[0])
+    no_token = cl.run([os.path.join(cl.BIN_DIR, "databuild"), "--config", noauth, "partitions",
+                       "list"], check=False)
+    wrong_token = dep.cli("--token-file", wrong, "partitions", "list", check=False)
+    for r in (no_token, wrong_token):
+        assert r.returncode != 0 and "UNAUTHENTICATED" in r.stderr, (r.returncode, r.stderr)
+        assert "not-a-token" not in r.stderr, r.stderr
+    r = dep.cli("events", "append", '{"wantEvent":{"partitionRefs":[{"str":"x/y"}]}}',
+                check=False)
+    assert r.returncode != 0 and "PERMISSION_DENIED" in r.stderr and "internal" in r.stderr, \
+        r.stderr
+    assert dep.cli("partitions", "list").returncode == 0
+
+
+def check_metrics(dep):
+    """Every service serves Prometheus text at its published metrics port, and
+    the event log's counts the services' Append calls."""
+    import urllib.request
+    text = {}
+    for s in cl.SERVICES:
+        url = "http://%s/metrics" % dep.port(s, metrics=True)
+        text[s] = urllib.request.urlopen(url, timeout=10).read().decode()
+        assert "process_resident_memory_bytes" in text[s], (s, text[s][:500])
+        assert "grpc_server_handled_total{" in text[s], (s, text[s][:500])
+    assert 'grpc_method="Append"' in text["eventlog"], text["eventlog"][:2000]
+
+
 def test():
     with cl.Deployment("build") as dep:
         check_ports(dep)
         health = dep.cli("health").stdout
         cl.log("health:\n" + health)
+        check_auth(dep)
 
         cl.log("building %s" % WEEK)
         rc, events, result = dep.build(cl.week_refs(WEEK))
@@ -52,6 +88,8 @@ def test():
         statuses = [je.get("statusCode") for _, je in cl.job_events(events)]
         assert statuses and set(statuses) == {"JOB_SKIPPED"}, statuses
         assert len(statuses) == len(cl.week_partitions(WEEK)), len(statuses)
+
+        check_metrics(dep)
 
         for s in ["graph-1", "graph-2", "query-1", "query-2", "job-1", "job-2", "eventlog"]:
             cl.run(["docker", "stop", "-t", "15", dep.container(s)])

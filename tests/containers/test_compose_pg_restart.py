@@ -33,7 +33,9 @@ class Appender(threading.Thread):
             ev = ('{"eventId":"%s","buildRequestId":"%s","partitionEvent":{"partitionRef":'
                   '{"str":"ctest/pg_restart/n=%d"},"statusCode":"PARTITION_REQUESTED"}}'
                   % (eid, self.br, i))
-            r = self.dep.cli("--timeout", "5000", "events", "append", ev, check=False, timeout=60)
+            # Append is an `internal` method: the services' token, not the operators'
+            r = self.dep.cli("--token-file", os.path.join(self.dep.tokens, "services.token"),
+                             "--timeout", "5000", "events", "append", ev, check=False, timeout=60)
             if r.returncode == 0 and eid in r.stdout:
                 self.acked.add(eid)
             else:

@@ -101,6 +101,13 @@ static void test_example_file(void **state)
     assert_server(&cfg.graph.server, "127.0.0.1:7103");
     assert_server(&cfg.query.server, "127.0.0.1:7104");
     assert_string_equal(cfg.query.postgres_dsn, DSN);
+    /* auth is on in the example, with token files beside it */
+    assert_int_equal(cfg.shared.auth.n_tokens, 2);
+    assert_string_equal(cfg.shared.auth.tokens[0].name, "services");
+    assert_string_equal(cfg.shared.auth.client_token_file,
+                        DBLD_SOURCE_DIR "/examples/tokens/services.token");
+    assert_string_equal(cfg.shared.auth.tokens[1].token_file,
+                        DBLD_SOURCE_DIR "/examples/tokens/operators.token");
     dbld_config_free(&cfg);
     assert_null(cfg.source);
     dbld_config_free(&cfg); /* twice is fine */
@@ -641,6 +648,37 @@ static void test_load_errors(void **state)
     free(path);
 }
 
+/* Relative certificate and token paths are taken from the config file's
+ * directory, whatever the working directory; absolute ones stay as written. */
+static void test_load_resolves_relative_files(void **state)
+{
+    (void)state;
+    char *path = write_temp("shared:\n"
+                            "  tls: {cert_file: tls/s.crt, key_file: /abs/s.key, ca_file: ca.crt}\n"
+                            "  auth:\n"
+                            "    client_token_file: tokens/services.token\n"
+                            "    tokens:\n"
+                            "      - {name: ops, token_file: tokens/ops.token, roles: [reader]}\n"
+                            "      - {name: env, token_env: SOME_TOKEN, roles: [reader]}\n"
+                            "query:\n"
+                            "  tls: {cert_file: q.crt}\n");
+    dbld_config cfg;
+    dbld_status st;
+    assert_int_equal(dbld_config_load(path, &cfg, &st), 0);
+    assert_string_equal(cfg.shared.tls.files.cert_file, "/tmp/tls/s.crt");
+    assert_string_equal(cfg.shared.tls.files.key_file, "/abs/s.key");
+    assert_string_equal(cfg.shared.tls.files.ca_file, "/tmp/ca.crt");
+    assert_string_equal(cfg.shared.auth.client_token_file, "/tmp/tokens/services.token");
+    assert_int_equal(cfg.shared.auth.n_tokens, 2);
+    assert_string_equal(cfg.shared.auth.tokens[0].token_file, "/tmp/tokens/ops.token");
+    assert_null(cfg.shared.auth.tokens[1].token_file);
+    assert_string_equal(cfg.query.server.tls.cert_file, "/tmp/q.crt");
+    assert_null(cfg.eventlog.server.tls.cert_file);
+    dbld_config_free(&cfg);
+    unlink(path);
+    free(path);
+}
+
 /* ---- environment ---- */
 
 static void test_env_overrides(void **state)
@@ -1111,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_error_address),
         cmocka_unit_test(test_error_duplicate_and_alias),
         cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_load_resolves_relative_files),
         cmocka_unit_test(test_env_overrides),
         cmocka_unit_test(test_env_follow_rules),
         cmocka_unit_test(test_peer_never_wildcard),
