@@ -42,8 +42,8 @@ def check_auth(dep):
     for r in (no_token, wrong_token):
         assert r.returncode != 0 and "UNAUTHENTICATED" in r.stderr, (r.returncode, r.stderr)
         assert "not-a-token" not in r.stderr, r.stderr
-    r = dep.cli("events", "append", '{"wantEvent":{"partitionRefs":[{"str":"x/y"}]}}',
-                check=False)
+    r = dep.cli("events", "append", '{"partitionEvent":{"partitionRef":{"str":"ctest/auth"},'
+                '"statusCode":"PARTITION_REQUESTED"}}', check=False)
     assert r.returncode != 0 and "PERMISSION_DENIED" in r.stderr and "internal" in r.stderr, \
         r.stderr
     assert dep.cli("partitions", "list").returncode == 0
