@@ -31,6 +31,7 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
     q->pool_size = workers + 1;
     dbld_pool_opts po = {.size = q->pool_size, .db = q_session_opts(cfg)};
     q->pool = dbld_pool_create_opts(cfg->query.postgres_dsn ? cfg->query.postgres_dsn : "", &po);
+    q->life = q_lifecache_create();
     q->rx = q_reactor_create(q, workers);
     if (!q->rx) {
         q_ctx_destroy(q);
@@ -139,6 +140,7 @@ void q_ctx_destroy(q_ctx *q)
     if (q->started) pthread_join(q->monitor, NULL);
     q_reactor_destroy(q->rx);
     dbld_pool_destroy(q->pool);
+    q_lifecache_destroy(q->life);
     dbld_outputs_destroy(q->outs);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);

@@ -37,6 +37,20 @@
 
 /* ---- per-process context ---- */
 
+/* Build lifecycle times, cached by build request id and valid for one
+ * build_requests.last_idx (lifecache.c). Thread-safe, bounded. */
+typedef struct q_life {
+    int64_t last_idx;  /* build_requests.last_idx they were computed at */
+    int64_t started;   /* BuildSummary.started_at (0: not yet) */
+    int64_t completed; /* BuildSummary.completed_at (0: not yet) */
+} q_life;
+typedef struct q_lifecache q_lifecache;
+q_lifecache *q_lifecache_create(void);
+void q_lifecache_destroy(q_lifecache *c);
+/* 1 and *out when an entry for id computed at last_idx is there. */
+int q_lifecache_get(q_lifecache *c, const char *id, int64_t last_idx, q_life *out);
+void q_lifecache_put(q_lifecache *c, const char *id, const q_life *v);
+
 typedef struct q_ctx {
     const dbld_config *cfg;
     dbld_server *srv;
@@ -45,6 +59,7 @@ typedef struct q_ctx {
     pthread_mutex_t mu;
     dbld_outputs *outs;   /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
     struct q_reactor *rx; /* q_job_submit()'s connections and thread */
+    q_lifecache *life;    /* build lifecycle times (builds.c) */
     /* database monitor (health) */
     pthread_t monitor;
     pthread_cond_t cv;
@@ -269,11 +284,11 @@ int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **res
 
 /* Build summaries for rows of
  *   SELECT build_request_id, status, requested_partitions, comment, want_id,
- *          created_ns, updated_ns FROM build_requests ...
+ *          created_ns, updated_ns, last_idx FROM build_requests ...
  * (job counts and lifecycle times are read here). *out: n summaries. */
 #define Q_BUILD_COLS                                                                               \
     "b.build_request_id, b.status, b.requested_partitions, b.comment, b.want_id, b.created_ns,"    \
-    " b.updated_ns"
+    " b.updated_ns, b.last_idx"
 int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
                       dbld_status *st);
 
