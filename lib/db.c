@@ -621,11 +621,7 @@ dbld_pool *dbld_pool_create_opts(const char *dsn, const dbld_pool_opts *opts)
     p->free_conns = dbld_xcalloc((size_t)p->opts.size, sizeof *p->free_conns);
     p->n_free = p->opts.size; /* all slots idle; NULL entries connect lazily */
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dbld_cond_init_mono(&p->cv);
     return p;
 }
 

@@ -181,7 +181,7 @@ static dbld_call *call_new(dbld_server *srv)
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    dbld_cond_init_mono(&c->cv);
     return c;
 }
 
@@ -721,7 +721,7 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
         int64_t left = timeout_ms - (dbld_mono_ms() - start); /* no overflow for INT64_MAX */
         if (left <= 0) return 0;
         struct timespec ts =
-            dbld_abs_time(CLOCK_REALTIME, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
+            dbld_abs_time(CLOCK_MONOTONIC, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
         pthread_mutex_lock(&call->mu);
         if (!atomic_load(&call->closed)) pthread_cond_timedwait(&call->cv, &call->mu, &ts);
         pthread_mutex_unlock(&call->mu);

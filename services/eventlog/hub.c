@@ -355,15 +355,6 @@ static void *feeder_main(void *arg)
 
 /* ---- public ---- */
 
-static void cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
 el_hub *el_hub_create(const char *dsn)
 {
     el_hub *h = dbld_xcalloc(1, sizeof *h);
@@ -377,8 +368,8 @@ el_hub *el_hub_create(const char *dsn)
     pthread_rwlock_init(&h->rw, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&h->mu, NULL);
-    cond_init_mono(&h->feed_cv);
-    cond_init_mono(&h->high_cv);
+    dbld_cond_init_mono(&h->feed_cv);
+    dbld_cond_init_mono(&h->high_cv);
     atomic_init(&h->streams, 0);
     return h;
 }

@@ -5,10 +5,10 @@
  * every queued request up to max_batch_events, writes them in ONE
  * transaction and, after COMMIT, runs each request's callback, which answers
  * its RPC: durable throughput scales with concurrency instead of being
- * bounded by one fsync per event. The monitor thread owns database
- * health: it connects, applies migrations under a session advisory lock
- * (safe with several replicas starting at once), pings every 500 ms and flips
- * the server's health. Reads use a small connection pool. After each commit
+ * bounded by one fsync per event. The database monitor (lib/dbmon.c) owns
+ * database health: its probe applies migrations under a session advisory
+ * lock (safe with several replicas starting at once), then pings every
+ * 500 ms, and the server's health follows it. Reads use a small connection pool. After each commit
  * the writer hands the batch's new events to the commit feed (hub.c), which
  * serves every Subscribe stream.
  */
@@ -17,6 +17,7 @@
 #include "dbld/db.h"
 #include "hub.h"
 #include "dbld/db_regex.h"
+#include "dbld/dbmon.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 #include "migrations.h"
@@ -47,6 +48,7 @@
  * workers (8 by default, db_pool_size 4) must stay free for leases too. */
 #define ACQUIRE_MS 5000
 #define READ_ACQUIRE_MS 1000
+#define MONITOR_OK_MS 500 /* database ping period while it answers */
 
 typedef struct pending {
     el_event *evs;
@@ -67,46 +69,29 @@ struct el_store {
     dbld_pool *pool;
     pthread_mutex_t mu;
     pthread_cond_t work_cv; /* writer: queue not empty / stop */
-    pthread_cond_t mon_cv;  /* monitor: wake early */
     pending *head, *tail;
     size_t queued_events; /* in the queue, not yet taken by the writer */
     size_t max_queued;    /* refuse a request that would queue more (one alone always fits) */
     int stop;
-    int db_up;
-    int migrated;
-    char last_err[512];
+    int migrated; /* the monitor's probe only */
+    dbld_dbmon *mon;
     el_hub *hub; /* the commit feed: the writer publishes, Subscribe reads */
-    pthread_t writer, monitor;
+    pthread_t writer;
     int started;
 };
 
 /* ---- helpers ---- */
 
-static void set_up(el_store *s, int up, const char *err)
+/* A statement found the database unavailable: health follows at once. */
+static void set_down(el_store *s, const char *err)
 {
-    pthread_mutex_lock(&s->mu);
-    int changed = s->db_up != up;
-    s->db_up = up;
-    if (err) snprintf(s->last_err, sizeof s->last_err, "%s", err);
-    pthread_mutex_unlock(&s->mu);
-    if (changed) {
-        if (up)
-            dbld_log(DBLD_LOG_INFO, "database available", (char *)NULL);
-        else
-            dbld_log(DBLD_LOG_WARN, "database unavailable", "error", err ? err : "", (char *)NULL);
-        if (s->opts.server) dbld_server_set_health_all(s->opts.server, up);
-    }
-    if (!up) pthread_cond_signal(&s->mon_cv);
+    dbld_dbmon_down(s->mon, err);
 }
 
 static int unavailable(el_store *s, dbld_status *st)
 {
-    pthread_mutex_lock(&s->mu);
-    int up = s->db_up && s->migrated;
     char err[512];
-    memcpy(err, s->last_err, sizeof err);
-    pthread_mutex_unlock(&s->mu);
-    if (up) return 0;
+    if (dbld_dbmon_up(s->mon, err, sizeof err)) return 0;
     return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable%s%s",
                            err[0] ? ": " : "", err);
 }
@@ -153,40 +138,17 @@ static int migrate(dbld_db *db, dbld_status *st)
     return rc;
 }
 
-/* ---- monitor thread ---- */
+/* ---- database monitor ---- */
 
-static void *monitor_main(void *arg)
+/* dbld_dbmon_probe_fn: migrate once, then ping. */
+static int probe(void *user, dbld_db *db, dbld_status *st)
 {
-    el_store *s = arg;
-    dbld_db *db = NULL;
-    int64_t backoff = 100;
-    pthread_mutex_lock(&s->mu);
-    while (!s->stop) {
-        pthread_mutex_unlock(&s->mu);
-        dbld_status st;
-        dbld_status_clear(&st);
-        int ok = 0;
-        if (!db || !dbld_db_alive(db)) {
-            dbld_db_close(db);
-            db = NULL;
-            dbld_db_connect(s->dsn, &db, &st);
-        }
-        if (db && !s->migrated && migrate(db, &st) == 0) {
-            pthread_mutex_lock(&s->mu);
-            s->migrated = 1;
-            pthread_mutex_unlock(&s->mu);
-        }
-        if (db && s->migrated && dbld_db_exec(db, "SELECT 1", 0, NULL, NULL, &st) == 0) ok = 1;
-        set_up(s, ok, ok ? NULL : st.msg);
-        int64_t wait = ok ? 500 : backoff;
-        backoff = ok ? 100 : (backoff * 2 > 2000 ? 2000 : backoff * 2);
-        struct timespec ts = dbld_abs_time(CLOCK_REALTIME, wait);
-        pthread_mutex_lock(&s->mu);
-        if (!s->stop) pthread_cond_timedwait(&s->mon_cv, &s->mu, &ts);
+    el_store *s = user;
+    if (!s->migrated) {
+        if (migrate(db, st) != 0) return st->code;
+        s->migrated = 1;
     }
-    pthread_mutex_unlock(&s->mu);
-    dbld_db_close(db);
-    return NULL;
+    return dbld_db_exec(db, "SELECT 1", 0, NULL, NULL, st);
 }
 
 /* ---- writer thread ---- */
@@ -289,7 +251,7 @@ static int writer_connect(el_store *s, dbld_db **db, dbld_status *st)
     int rc = unavailable(s, st);
     if (rc) return rc;
     if (dbld_db_connect(s->dsn, db, st) != 0) {
-        set_up(s, 0, st->msg);
+        set_down(s, st->msg);
         return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s", st->msg);
     }
     /* The writer's statements are prepared once per connection, and planning
@@ -911,7 +873,7 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
         metrics_batch(arr, n, t0, max_idx, prev_max);
         publish(s, a, arr, n, prev_max, max_idx);
     } else if (rc == DBLD_UNAVAILABLE) {
-        set_up(s, 0, st->msg);
+        set_down(s, st->msg);
     }
     dbld_arena_destroy(a);
     return rc;
@@ -1014,15 +976,19 @@ el_store *el_store_create(const el_store_opts *opts)
     s->pool = dbld_pool_create_opts(opts->dsn, &po);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
-    pthread_cond_init(&s->mon_cv, NULL);
     s->hub = el_hub_create(opts->dsn);
-    snprintf(s->last_err, sizeof s->last_err, "not connected yet");
+    dbld_dbmon_opts mo = {.dsn = opts->dsn,
+                          .ok_ms = MONITOR_OK_MS,
+                          .probe = probe,
+                          .user = s,
+                          .server = opts->server};
+    s->mon = dbld_dbmon_create(&mo);
     return s;
 }
 
 void el_store_start(el_store *s)
 {
-    pthread_create(&s->monitor, NULL, monitor_main, s);
+    dbld_dbmon_start(s->mon);
     pthread_create(&s->writer, NULL, writer_main, s);
     el_hub_start(s->hub);
     s->started = 1;
@@ -1034,17 +1000,13 @@ void el_store_destroy(el_store *s)
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_broadcast(&s->work_cv);
-    pthread_cond_broadcast(&s->mon_cv);
     pthread_mutex_unlock(&s->mu);
-    if (s->started) {
-        pthread_join(s->writer, NULL); /* drains the queue first */
-        pthread_join(s->monitor, NULL);
-    }
+    if (s->started) pthread_join(s->writer, NULL); /* drains the queue first */
+    dbld_dbmon_destroy(s->mon);
     el_hub_destroy(s->hub); /* the writer, its only publisher, is gone */
     dbld_pool_destroy(s->pool);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
-    pthread_cond_destroy(&s->mon_cv);
     free(s->dsn);
     free(s);
 }
@@ -1129,7 +1091,7 @@ int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st)
     if (rc) return rc;
     rc = fn(db, arg, st);
     dbld_pool_release(s->pool, db);
-    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
+    if (rc == DBLD_UNAVAILABLE) set_down(s, st->msg);
     return rc;
 }
 
@@ -1145,7 +1107,7 @@ int el_store_read_with_db(el_store *s, dbld_call *call, el_db_fn fn, void *arg, 
     dbld_db_set_interrupt(db, dbld_call_interrupt, call);
     rc = fn(db, arg, st);
     dbld_pool_release(s->pool, db); /* clears the interrupt; closes a cancelled connection */
-    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
+    if (rc == DBLD_UNAVAILABLE) set_down(s, st->msg);
     return rc;
 }
 

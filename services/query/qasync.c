@@ -182,9 +182,7 @@ int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const Pr
     j->r = (q_req){.q = q, .a = a, .timeout_ms = 30000};
     int rc = start(&j->r, req, j, st);
     if (rc) return rc;
-    pthread_mutex_lock(&q->mu);
-    int up = q->db_up;
-    pthread_mutex_unlock(&q->mu);
+    int up = q_ctx_db_up(q);
     if (!up)
         return dbld_status_set(st, DBLD_UNAVAILABLE,
                                "database unavailable (query service is not serving)");

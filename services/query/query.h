@@ -56,14 +56,10 @@ typedef struct q_ctx {
     dbld_server *srv;
     dbld_pool *pool;
     int pool_size;
-    pthread_mutex_t mu;
-    dbld_outputs *outs;   /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
-    struct q_reactor *rx; /* q_job_submit()'s connections and thread */
-    q_lifecache *life;    /* build lifecycle times (builds.c) */
-    /* database monitor (health) */
-    pthread_t monitor;
-    pthread_cond_t cv;
-    int stop, db_up, started;
+    dbld_outputs *outs;     /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
+    struct q_reactor *rx;   /* q_job_submit()'s connections and thread */
+    q_lifecache *life;      /* build lifecycle times (builds.c) */
+    struct dbld_dbmon *mon; /* database health (lib/dbmon.c) */
 } q_ctx;
 
 /* Caller frees with q_ctx_destroy(). Compiles the graph's regexes (a bad one
@@ -76,6 +72,8 @@ void q_ctx_destroy(q_ctx *q);
 dbld_db_opts q_session_opts(const dbld_config *cfg);
 /* A query failed with UNAVAILABLE: go NOT_SERVING and let the monitor recheck. */
 void q_ctx_db_down(q_ctx *q, const char *why);
+/* 1 while the database monitor's last probe succeeded. */
+int q_ctx_db_up(q_ctx *q);
 
 /* Ref classification against the graph config: 1 producible by a job
  * (*job = index into cfg->graph.jobs), 2 external, 0 neither. */
