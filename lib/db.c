@@ -480,6 +480,15 @@ int64_t dbld_res_affected(const dbld_res *r)
     return strtoll(PQcmdTuples(r->res), NULL, 10);
 }
 
+void dbld_res_index(const dbld_res *r, int col, dbld_arena *a, dbld_strmap *m)
+{
+    dbld_strmap_init(m, a);
+    for (int row = 0; row < dbld_res_rows(r); row++) {
+        size_t next = (size_t)row;
+        dbld_strmap_index(m, dbld_res_get(r, row, col), &next, NULL);
+    }
+}
+
 void dbld_res_free(dbld_res *r)
 {
     if (!r) return;

@@ -47,6 +47,7 @@
 #include "rpc_internal.h"
 
 #include "dbld/auth.h"
+#include "dbld/fifo.h"
 #include "dbld/log.h"
 #include "dbld/metrics.h"
 #include "dbld/util.h"
@@ -129,8 +130,7 @@ struct dbld_server {
     int n_streams;       /* streams whose handler has not returned yet, under mu */
     pthread_mutex_t qmu; /* worker queue */
     pthread_cond_t qcv;
-    dbld_call *qhead, *qtail;
-    int qlen; /* calls in the queue, at most max_queue */
+    dbld_fifo queue; /* calls waiting for a worker (dbld_call.qlink), at most max_queue */
     int qstop;
     dbld__health health;
 };
@@ -162,8 +162,8 @@ struct dbld_call {
     pthread_cond_t cv;
     int wait_done, wait_ok; /* the batch a streaming handler waits for (batch_wait) */
     stream_thread *thread;
-    dbld_call *qnext;
-    int64_t queued_ms; /* mono ms when it entered the worker queue */
+    dbld_fifo_link qlink; /* in srv->queue */
+    int64_t queued_ms;    /* mono ms when it entered the worker queue */
 };
 
 /* ---- calls ---- */
@@ -422,8 +422,8 @@ static void start_stream(dbld_call *c)
 static void enqueue(dbld_server *srv, dbld_call *c)
 {
     pthread_mutex_lock(&srv->qmu);
-    if (srv->qlen >= srv->max_queue) {
-        int qlen = srv->qlen;
+    if (srv->queue.n >= (size_t)srv->max_queue) {
+        int qlen = (int)srv->queue.n;
         pthread_mutex_unlock(&srv->qmu);
         char msg[200];
         snprintf(msg, sizeof msg,
@@ -432,14 +432,8 @@ static void enqueue(dbld_server *srv, dbld_call *c)
         finish(c, DBLD_RESOURCE_EXHAUSTED, msg, NULL);
         return;
     }
-    c->qnext = NULL;
     c->queued_ms = dbld_mono_ms();
-    if (srv->qtail)
-        srv->qtail->qnext = c;
-    else
-        srv->qhead = c;
-    srv->qtail = c;
-    srv->qlen++;
+    dbld_fifo_push(&srv->queue, &c->qlink);
     pthread_cond_signal(&srv->qcv);
     pthread_mutex_unlock(&srv->qmu);
 }
@@ -466,13 +460,10 @@ static void *worker_main(void *arg)
     dbld_server *srv = arg;
     pthread_mutex_lock(&srv->qmu);
     for (;;) {
-        while (!srv->qhead && !srv->qstop)
+        while (!srv->queue.n && !srv->qstop)
             pthread_cond_wait(&srv->qcv, &srv->qmu);
-        dbld_call *c = srv->qhead;
+        dbld_call *c = DBLD_FIFO_ENTRY(dbld_fifo_pop(&srv->queue), dbld_call, qlink);
         if (!c) break;
-        srv->qhead = c->qnext;
-        if (!srv->qhead) srv->qtail = NULL;
-        srv->qlen--;
         pthread_mutex_unlock(&srv->qmu);
         run_queued(c);
         pthread_mutex_lock(&srv->qmu);
@@ -854,6 +845,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     pthread_mutex_init(&srv->mu, NULL);
     pthread_mutex_init(&srv->qmu, NULL);
     pthread_cond_init(&srv->qcv, NULL);
+    dbld_fifo_init(&srv->queue);
     dbld__health_init(&srv->health);
     dbld__health_set(&srv->health, "", HEALTH_NOT_SERVING);
     grpc_init();

@@ -75,6 +75,12 @@ int dbld_strmap_get(const dbld_strmap *m, const char *key, size_t *val)
     return 1;
 }
 
+size_t dbld_strmap_find(const dbld_strmap *m, const char *key)
+{
+    size_t v;
+    return dbld_strmap_get(m, key, &v) ? v : DBLD_STRMAP_NONE;
+}
+
 /* The slot of key, inserted (value unset) when absent; *added says so. */
 static size_t find_or_add(dbld_strmap *m, const char *key, int *added)
 {

@@ -185,18 +185,17 @@ static const char **insert_params(dbld_arena *a, el_event **evs, size_t n)
     return p;
 }
 
-/* Give each event the idx from rows of (idx, event_id); duplicate marks them. */
-static void assign_idx(const dbld_res *r, el_event **evs, size_t n, int duplicate)
+/* Give each event the idx from rows of (idx, event_id); duplicate marks them.
+ * The events' ids are unique (batch_events() folded repeats). */
+static void assign_idx(dbld_arena *a, const dbld_res *r, el_event **evs, size_t n, int duplicate)
 {
-    for (int row = 0; row < dbld_res_rows(r); row++) {
-        const char *id = dbld_res_get(r, row, 1);
-        for (size_t i = 0; i < n; i++) {
-            if (evs[i]->idx == 0 && strcmp(evs[i]->ev->event_id, id) == 0) {
-                evs[i]->idx = dbld_res_i64(r, row, 0);
-                evs[i]->duplicate = duplicate;
-                break;
-            }
-        }
+    dbld_strmap rows;
+    dbld_res_index(r, 1, a, &rows);
+    for (size_t i = 0; i < n; i++) {
+        size_t row;
+        if (evs[i]->idx != 0 || !dbld_strmap_get(&rows, evs[i]->ev->event_id, &row)) continue;
+        evs[i]->idx = dbld_res_i64(r, (int)row, 0);
+        evs[i]->duplicate = duplicate;
     }
 }
 
@@ -212,7 +211,7 @@ static int resolve_existing(dbld_db *db, dbld_arena *a, el_event **evs, size_t n
     dbld_res *r = NULL;
     int rc = dbld_db_exec(db, "SELECT idx, event_id FROM events WHERE event_id = ANY($1::text[])",
                           1, p, &r, st);
-    if (!rc) assign_idx(r, evs, n, 1);
+    if (!rc) assign_idx(a, r, evs, n, 1);
     dbld_res_free(r);
     return rc;
 }
@@ -232,14 +231,6 @@ static el_event **fresh_events(dbld_arena *a, el_event **evs, size_t n, size_t *
         }
     *n_fresh = k;
     return fresh;
-}
-
-static uint64_t hash_str(const char *p)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    return h;
 }
 
 /* Make sure the writer's connection is usable. */
@@ -330,43 +321,6 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
     return 0;
 }
 
-/* A set of strings (open addressing, fixed capacity for at most n keys),
- * each with a value. */
-typedef struct strset {
-    const char **slot;
-    void **val;
-    size_t cap;
-} strset;
-
-static void strset_init(dbld_arena *a, strset *s, size_t n)
-{
-    s->cap = 16;
-    while (s->cap < 2 * n)
-        s->cap *= 2;
-    s->slot = dbld_arena_alloc(a, s->cap * sizeof *s->slot);
-    memset(s->slot, 0, s->cap * sizeof *s->slot);
-    s->val = dbld_arena_alloc(a, s->cap * sizeof *s->val);
-}
-
-/* The slot of key: s->slot[i] is NULL when key is not in the set yet. */
-static size_t strset_find(const strset *s, const char *key)
-{
-    size_t i = (size_t)hash_str(key) & (s->cap - 1);
-    while (s->slot[i] && strcmp(s->slot[i], key) != 0)
-        i = (i + 1) & (s->cap - 1);
-    return i;
-}
-
-/* Add key with val unless present; 1 when it was added. */
-static int strset_add(strset *s, const char *key, void *val)
-{
-    size_t i = strset_find(s, key);
-    if (s->slot[i]) return 0;
-    s->slot[i] = key;
-    s->val[i] = val;
-    return 1;
-}
-
 /* ---- batches: claims and appends in one transaction ---- */
 
 static int granted(const pending *p)
@@ -396,11 +350,8 @@ static el_event **batch_events(dbld_arena *a, pending **reqs, size_t n_reqs, siz
         total += k;
     }
     el_event **out = dbld_arena_alloc(a, (total + 1) * sizeof *out);
-    size_t cap = 16;
-    while (cap < 2 * total)
-        cap *= 2;
-    el_event **set = dbld_arena_alloc(a, cap * sizeof *set);
-    memset(set, 0, cap * sizeof *set);
+    dbld_strmap seen; /* event_id -> index into out */
+    dbld_strmap_init(&seen, a);
     size_t n = 0;
     for (size_t r = 0; r < n_reqs; r++) {
         el_event *evs = req_events(reqs[r], &k);
@@ -409,15 +360,12 @@ static el_event **batch_events(dbld_arena *a, pending **reqs, size_t n_reqs, siz
             e->idx = 0;
             e->duplicate = 0;
             e->first = NULL;
-            size_t slot = (size_t)hash_str(e->ev->event_id) & (cap - 1);
-            while (set[slot] && strcmp(set[slot]->ev->event_id, e->ev->event_id) != 0)
-                slot = (slot + 1) & (cap - 1);
-            if (set[slot]) {
-                e->first = set[slot];
-            } else {
-                set[slot] = e;
-                out[n++] = e;
-            }
+            int added;
+            size_t at = dbld_strmap_index(&seen, e->ev->event_id, &n, &added);
+            if (added)
+                out[at] = e;
+            else
+                e->first = out[at];
         }
     }
     *n_out = n;
@@ -480,14 +428,14 @@ static size_t claim_rows(dbld_arena *a, pending **reqs, size_t n_reqs, dbld_stmt
 /* The job log entries of reqs as one statement in *out (0 when there are
  * none). An entry repeated in the batch is sent once, for its first request:
  * the rows the INSERT returns are credited to that request (credit_joblogs). */
-static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *keys,
+static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, dbld_strmap *keys,
                           dbld_stmt *out, dbld_res **res)
 {
     size_t total = 0;
     for (size_t r = 0; r < n_reqs; r++)
         if (reqs[r]->logs) total += reqs[r]->logs->n;
+    dbld_strmap_init(keys, a); /* "run\nseq" -> index into reqs */
     if (!total) return 0;
-    strset_init(a, keys, total);
     const char **col[JOBLOG_COLS];
     for (int c = 0; c < JOBLOG_COLS; c++)
         col[c] = dbld_arena_alloc(a, total * sizeof *col[c]);
@@ -497,7 +445,10 @@ static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *
         for (size_t i = 0; l && i < l->n; i++) {
             l->stored = 0;
             const char *key = dbld_arena_printf(a, "%s\n%s", l->cols[0][i], l->cols[1][i]);
-            if (!strset_add(keys, key, l)) continue;
+            size_t first = r;
+            int added;
+            dbld_strmap_index(keys, key, &first, &added);
+            if (!added) continue;
             for (int c = 0; c < JOBLOG_COLS; c++)
                 col[c][k] = l->cols[c][i];
             k++;
@@ -519,13 +470,14 @@ static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *
 }
 
 /* Count the stored rows (job_run_id, seq) for the requests they came from. */
-static void credit_joblogs(dbld_arena *a, const dbld_res *r, const strset *keys)
+static void credit_joblogs(dbld_arena *a, const dbld_res *r, const dbld_strmap *keys,
+                           pending **reqs)
 {
     for (int row = 0; row < dbld_res_rows(r); row++) {
         const char *key =
             dbld_arena_printf(a, "%s\n%s", dbld_res_get(r, row, 0), dbld_res_get(r, row, 1));
-        size_t i = strset_find(keys, key);
-        if (keys->slot[i]) ((el_joblogs *)keys->val[i])->stored++;
+        size_t i = dbld_strmap_find(keys, key);
+        if (i != DBLD_STRMAP_NONE) reqs[i]->logs->stored++;
     }
 }
 
@@ -566,16 +518,18 @@ static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, d
 
 /* Mark the requests whose fence does not hold (leases: fence_stmt's
  * result, freed here); returns how many. */
-static size_t fence_verdict(dbld_res *leases, pending **reqs, size_t n)
+static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, size_t n)
 {
     size_t refused = 0;
+    dbld_strmap by_build;
+    dbld_res_index(leases, 0, a, &by_build);
     for (size_t i = 0; i < n; i++) {
         pending *q = reqs[i];
         if (!q->fence.build_request_id) continue;
-        const char *owner = NULL;
-        for (int row = 0; row < dbld_res_rows(leases) && !owner; row++)
-            if (strcmp(dbld_res_get(leases, row, 0), q->fence.build_request_id) == 0)
-                owner = dbld_res_get(leases, row, 1);
+        size_t row;
+        const char *owner = dbld_strmap_get(&by_build, q->fence.build_request_id, &row)
+                                ? dbld_res_get(leases, (int)row, 1)
+                                : NULL;
         if (!owner)
             q->refused = dbld_arena_printf(q->arena, "lease fence: build %s has no lease",
                                            q->fence.build_request_id);
@@ -611,13 +565,13 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
                                  .n = 8,
                                  .params = insert_params(a, evs, n),
                                  .out = &ins};
-    strset keys;
+    dbld_strmap keys;
     k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
     if (fence && *fence) { /* pre held the fence statement */
         dbld_res *leases = *fence;
         *fence = NULL;
-        if (!rc && fence_verdict(leases, reqs, n_reqs))
+        if (!rc && fence_verdict(a, leases, reqs, n_reqs))
             rc = EL_REFUSED;
         else if (rc)
             dbld_res_free(leases);
@@ -627,10 +581,10 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
         dbld_res_free(ins);
         return rc;
     }
-    if (!rc && logs) credit_joblogs(a, logs, &keys);
+    if (!rc && logs) credit_joblogs(a, logs, &keys, reqs);
     dbld_res_free(logs);
     if (!rc && n) {
-        assign_idx(ins, evs, n, 0);
+        assign_idx(a, ins, evs, n, 0);
         rc = resolve_existing(db, a, evs, n, st);
     }
     dbld_res_free(ins);
@@ -649,13 +603,13 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
 }
 
 /* The partitions a granted claim changes: its claim rows and its events' refs. */
-static void add_touched(strset *touched, const el_claim *c)
+static void add_touched(dbld_strmap *touched, const el_claim *c)
 {
     for (size_t i = 0; i < c->n_refs; i++)
-        strset_add(touched, c->refs[i], NULL);
+        dbld_strmap_put(touched, c->refs[i], 0);
     for (size_t i = 0; i < c->n_events; i++)
         for (size_t r = 0; r < c->events[i].n_refs; r++)
-            strset_add(touched, c->events[i].refs[r], NULL);
+            dbld_strmap_put(touched, c->events[i].refs[r], 0);
 }
 
 /* Both lookups go by the primary key alone (the conditions on other columns
@@ -697,13 +651,9 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     };
     dbld_res *fence = NULL;
     size_t n_open = 3 + fence_stmt(a, reqs, n_reqs, &open[3], &fence);
-    size_t n_claims = 0, n_touch = 0;
-    while (n_claims < n_reqs && reqs[n_claims]->claim) {
-        const el_claim *c = reqs[n_claims++]->claim;
-        n_touch += c->n_refs;
-        for (size_t i = 0; i < c->n_events; i++)
-            n_touch += c->events[i].n_refs;
-    }
+    size_t n_claims = 0;
+    while (n_claims < n_reqs && reqs[n_claims]->claim)
+        n_claims++;
     if (!n_claims)
         return write_reqs(db, a, open, n_open, n_open > 3 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
                           st);
@@ -723,19 +673,19 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     }
     int rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
     if (fence) { /* fence_verdict() frees it */
-        if (!rc && fence_verdict(fence, reqs, n_reqs))
+        if (!rc && fence_verdict(a, fence, reqs, n_reqs))
             rc = EL_REFUSED;
         else if (rc)
             dbld_res_free(fence);
     }
-    strset touched;
-    strset_init(a, &touched, n_touch);
+    dbld_strmap touched;
+    dbld_strmap_init(&touched, a);
     size_t from = 0; /* reqs[from..i) are decided but not written yet */
     for (size_t i = 0; !rc && i < n_claims; i++) {
         el_claim *c = reqs[i]->claim;
         int stale = 0;
         for (size_t r = 0; r < c->n_refs && !stale; r++)
-            stale = touched.slot[strset_find(&touched, c->refs[r])] != NULL;
+            stale = dbld_strmap_get(&touched, c->refs[r], NULL);
         int held_elsewhere = strcmp(dbld_res_get(peek[i], 0, 1), "t") == 0;
         if (!stale && dbld_res_i64(peek[i], 0, 0) == (int64_t)c->n_refs) {
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE;

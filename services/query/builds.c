@@ -136,15 +136,15 @@ int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__Buil
     char **miss = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *miss);
     char **upto = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *upto);
     size_t n_miss = 0;
-    q_strmap by_id;
-    q_strmap_init(&by_id, a);
+    dbld_strmap by_id;
+    dbld_strmap_init(&by_id, a);
     size_t count = 0;
     for (int i = 0; i < n; i++) {
         Databuild__V1__BuildSummary *s = summary_row(a, rows, i);
         sums[i] = s;
         ids[i] = s->build_request_id;
         int added;
-        q_strmap_add(&by_id, s->build_request_id, &count, &added);
+        dbld_strmap_index(&by_id, s->build_request_id, &count, &added);
         q_life life;
         if (q_lifecache_get(r->q->life, ids[i], dbld_res_i64(rows, i, 7), &life)) {
             s->started_at = life.started;
@@ -167,19 +167,19 @@ int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__Buil
     };
     int rc = q_pipeline(r, stmts, n_miss ? 3 : 2, st);
     for (int i = 0; !rc && i < dbld_res_rows(counts); i++) {
-        size_t k = q_strmap_get(&by_id, dbld_res_get(counts, i, 0));
-        if (k != (size_t)-1) apply_counts(sums[k], counts, i);
+        size_t k = dbld_strmap_find(&by_id, dbld_res_get(counts, i, 0));
+        if (k != DBLD_STRMAP_NONE) apply_counts(sums[k], counts, i);
     }
     for (int i = 0; !rc && i < dbld_res_rows(cancels); i++) {
-        size_t k = q_strmap_get(&by_id, dbld_res_get(cancels, i, 0));
-        if (k != (size_t)-1) sums[k]->cancelled = 1;
+        size_t k = dbld_strmap_find(&by_id, dbld_res_get(cancels, i, 0));
+        if (k != DBLD_STRMAP_NONE) sums[k]->cancelled = 1;
     }
     for (int i = 0; !rc && i < dbld_res_rows(life); i++) {
-        size_t k = q_strmap_get(&by_id, dbld_res_get(life, i, 0));
-        if (k != (size_t)-1) apply_lifecycle(a, sums[k], life, i);
+        size_t k = dbld_strmap_find(&by_id, dbld_res_get(life, i, 0));
+        if (k != DBLD_STRMAP_NONE) apply_lifecycle(a, sums[k], life, i);
     }
     for (size_t i = 0; !rc && i < n_miss; i++) {
-        const Databuild__V1__BuildSummary *s = sums[q_strmap_get(&by_id, miss[i])];
+        const Databuild__V1__BuildSummary *s = sums[dbld_strmap_find(&by_id, miss[i])];
         q_life v = {.last_idx = strtoll(upto[i], NULL, 10),
                     .started = s->started_at,
                     .completed = s->completed_at};
@@ -296,7 +296,7 @@ static size_t part(q_build_fold *f, dbld_arena *a, const char *ref)
 {
     int added;
     size_t before = f->n_parts;
-    size_t i = q_strmap_add(&f->parts, ref, &f->n_parts, &added);
+    size_t i = dbld_strmap_index(&f->parts, ref, &f->n_parts, &added);
     if (added) {
         if (before == f->cap_parts) {
             size_t cap = f->cap_parts ? 2 * f->cap_parts : 32;
@@ -331,7 +331,7 @@ static void fold_job(q_build_fold *f, dbld_arena *a, const Databuild__V1__JobEve
     if (!j->job_run_id || !*j->job_run_id) return;
     int added;
     size_t before = f->n_runs;
-    size_t i = q_strmap_add(&f->runs_by_id, j->job_run_id, &f->n_runs, &added);
+    size_t i = dbld_strmap_index(&f->runs_by_id, j->job_run_id, &f->n_runs, &added);
     if (added) {
         if (before == f->cap_runs) {
             size_t cap = f->cap_runs ? 2 * f->cap_runs : 16;
@@ -416,8 +416,8 @@ int q_build_fold_load(q_req *r, const char *build_id, q_build_fold *f, dbld_stat
 {
     dbld_arena *a = r->a;
     memset(f, 0, sizeof *f);
-    q_strmap_init(&f->parts, a);
-    q_strmap_init(&f->runs_by_id, a);
+    dbld_strmap_init(&f->parts, a);
+    dbld_strmap_init(&f->runs_by_id, a);
     const char *p[] = {build_id};
     dbld_res *res = NULL;
     int rc = q_exec_prepared(r, "q_build_events",

@@ -17,9 +17,11 @@
 #include "dbld/arena.h"
 #include "dbld/config.h"
 #include "dbld/db.h"
+#include "dbld/fifo.h"
 #include "dbld/outputs.h"
 #include "dbld/rpc.h"
 #include "dbld/status.h"
+#include "dbld/strmap.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -145,7 +147,7 @@ struct q_job {
     const char *op; /* "list partitions": database errors say "could not <op>: ..." */
     q_req r;
     int attempts;
-    q_job *next;
+    dbld_fifo_link link; /* in the reactor's queue */
 };
 typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
 /* For a handler: returns DBLD_ASYNC, or a status when start fails. The
@@ -207,20 +209,6 @@ Databuild__V1__PartitionRef **q_refs(dbld_arena *a, char *const *strs, size_t n)
 Databuild__V1__BuildRequestStatus *q_build_status(dbld_arena *a, int code);
 Databuild__V1__SourceType *q_source_type(dbld_arena *a, int code);
 
-/* ---- a small string -> index map (arena, grows) ---- */
-
-typedef struct q_strmap {
-    dbld_arena *a;
-    const char **keys;
-    size_t *vals;
-    size_t cap, n;
-} q_strmap;
-void q_strmap_init(q_strmap *m, dbld_arena *a);
-/* Index of key, or (size_t)-1. */
-size_t q_strmap_get(const q_strmap *m, const char *key);
-/* Index of key; inserted with value *n (then ++*n) when absent. *added set. */
-size_t q_strmap_add(q_strmap *m, const char *key, size_t *n, int *added);
-
 /* ---- what the build fold computes (builds.c, used by mermaid.c) ---- */
 
 typedef struct q_fold_run {
@@ -234,11 +222,11 @@ typedef struct q_fold_run {
 
 typedef struct q_build_fold {
     Databuild__V1__JobGraph *graph; /* from the latest JobGraphEvent; NULL if none */
-    q_strmap parts;                 /* ref -> index into part_refs/part_status */
+    dbld_strmap parts;              /* ref -> index into part_refs/part_status */
     const char **part_refs;
     int *part_status; /* PartitionStatus within this build */
     size_t n_parts, cap_parts;
-    q_strmap runs_by_id;
+    dbld_strmap runs_by_id;
     q_fold_run *runs;
     size_t n_runs, cap_runs;
 } q_build_fold;

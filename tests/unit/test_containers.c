@@ -40,6 +40,8 @@ static void exercise_map(dbld_strmap *m)
         assert_int_equal(v, i * 3);
     }
     assert_int_equal(dbld_strmap_get(m, "k/-1", NULL), 0);
+    assert_true(dbld_strmap_find(m, "k/-1") == DBLD_STRMAP_NONE);
+    assert_int_equal(dbld_strmap_find(m, keys[42]), 42 * 3);
     assert_int_equal(dbld_strmap_get(m, "", NULL), 0);
     /* overwrite keeps one entry */
     dbld_strmap_put(m, keys[7], 99);
