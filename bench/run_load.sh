@@ -16,7 +16,7 @@
 #      seconds after the last call); prints errors and p50/p99 per RPC, the
 #      figures for RSS and threads, and whether the targets of issue 17 are
 #      met: 0 errors, p99 <= 50 ms for every RPC, RSS <= 30 MB during and
-#      after.
+#      after; and the event log's RSS after the load (<= 40 MB once idle).
 #
 # Needs: DBLD_TEST_PG (superuser conninfo, set by `./dev bench load`),
 #        DBLD_BUILD_DIR (default ./build), psql.
@@ -68,24 +68,27 @@ start() { # start SERVICE PORT: run it, wait until healthy; sets $started
     return 1
 }
 start eventlog "$el"
+elpid=$started
 start query "$qp"
 qpid=$started
 
-# "rss_kib threads" of the query service now
-sample() { awk '/^VmRSS:/ {r = $2} /^Threads:/ {t = $2} END {print r + 0, t + 0}' "/proc/$qpid/status"; }
+# "rss_kib threads" of a process (default: the query service) now
+sample() { awk '/^VmRSS:/ {r = $2} /^Threads:/ {t = $2} END {print r + 0, t + 0}' "/proc/${1:-$qpid}/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 read -r rss_start thr_start < <(sample)
 echo "== load: $events events over $partitions partitions through the event log's Append =="
 "$build/bench_query" load --target "127.0.0.1:$el" --events "$events" --partitions "$partitions" \
     --threads 4
+read -r el_loaded _ < <(sample "$elpid")
 psql -q "$dsn" -c "VACUUM ANALYZE" >/dev/null
 psql -At "$dsn" -c "SELECT 'stored: ' || (SELECT count(*) FROM events) || ' events, '
     || (SELECT count(*) FROM partitions) || ' partitions, '
     || (SELECT count(*) FROM build_requests) || ' build requests'"
 
-sleep 1
+sleep 2 # the services trim their heaps after 1 s idle
 read -r rss_before thr_before < <(sample)
+read -r el_idle _ < <(sample "$elpid")
 # one sample a second while the clients run; the peak is "during"
 ( while kill -0 "$qpid" 2>/dev/null; do sample; sleep 1; done ) >"$work/samples.txt" &
 sampler=$!
@@ -123,5 +126,8 @@ done <"$work/mixed.txt"
 mem=$(awk -v a="$rss_peak" -v b="$rss_after" 'BEGIN {print (a <= 30 * 1024 && b <= 30 * 1024) ? "met" : "MISSED"}')
 [ "$mem" = met ] || verdict=MISSED
 echo "RSS during $(mib "$rss_peak") MiB, after $(mib "$rss_after") MiB: $mem"
+elmem=$(awk -v k="$el_idle" 'BEGIN {print k <= 40 * 1024 ? "met" : "MISSED"}')
+[ "$elmem" = met ] || verdict=MISSED
+echo "event log RSS: $(mib "$el_loaded") MiB as the load ended, $(mib "$el_idle") MiB once idle (target <= 40 MB): $elmem"
 echo "overall: target $verdict"
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (clients, services and PostgreSQL share them)"
