@@ -27,6 +27,16 @@ static inline void *dbld_fifo_entry_(dbld_fifo_link *l, size_t offset)
 void dbld_fifo_init(dbld_fifo *q);
 void dbld_fifo_push(dbld_fifo *q, dbld_fifo_link *l);       /* at the back */
 void dbld_fifo_push_front(dbld_fifo *q, dbld_fifo_link *l); /* first out next */
+/* The first / last element's link, left in place; NULL when empty. */
+static inline dbld_fifo_link *dbld_fifo_first(const dbld_fifo *q)
+{
+    return q->head;
+}
+static inline dbld_fifo_link *dbld_fifo_last(const dbld_fifo *q)
+{
+    return q->head ? (dbld_fifo_link *)(void *)((char *)q->tail - offsetof(dbld_fifo_link, next))
+                   : NULL;
+}
 /* The first element's link, removed; NULL when empty. */
 dbld_fifo_link *dbld_fifo_pop(dbld_fifo *q);
 /* Move every element of q into out (initialized by this), leaving q empty. */

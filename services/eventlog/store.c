@@ -18,6 +18,7 @@
 #include "hub.h"
 #include "dbld/db_regex.h"
 #include "dbld/dbmon.h"
+#include "dbld/fifo.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 #include "migrations.h"
@@ -60,7 +61,8 @@ typedef struct pending {
     const char *refused; /* set by fence_verdict(): why the fence refused it (in arena) */
     el_append_cb cb;     /* reports the outcome (answers the RPC) */
     void *cb_arg;
-    struct pending *next;
+    struct pending *next; /* in the writer's current batch */
+    dbld_fifo_link link;  /* in the queue */
 } pending;
 
 struct el_store {
@@ -69,9 +71,9 @@ struct el_store {
     dbld_pool *pool;
     pthread_mutex_t mu;
     pthread_cond_t work_cv; /* writer: queue not empty / stop */
-    pending *head, *tail;
-    size_t queued_events; /* in the queue, not yet taken by the writer */
-    size_t max_queued;    /* refuse a request that would queue more (one alone always fits) */
+    dbld_fifo queue;        /* pending.link: waiting for the writer */
+    size_t queued_events;   /* in the queue, not yet taken by the writer */
+    size_t max_queued;      /* refuse a request that would queue more (one alone always fits) */
     int stop;
     int migrated; /* the monitor's probe only */
     dbld_dbmon *mon;
@@ -878,26 +880,35 @@ static void process(el_store *s, dbld_db **db, pending *reqs)
     finish(s, reqs, &st);
 }
 
+/* Under s->mu: whole requests from the queue up to the batch limit (always
+ * at least one), chained by next for the batch. */
+static pending *take_batch(el_store *s)
+{
+    pending *first = DBLD_FIFO_ENTRY(dbld_fifo_pop(&s->queue), pending, link), *last = first;
+    size_t events = first->n;
+    pending *p;
+    while ((p = DBLD_FIFO_ENTRY(dbld_fifo_first(&s->queue), pending, link)) &&
+           events + p->n <= (size_t)s->opts.max_batch_events) {
+        dbld_fifo_pop(&s->queue);
+        last->next = p;
+        last = p;
+        events += p->n;
+    }
+    last->next = NULL;
+    s->queued_events -= events;
+    return first;
+}
+
 static void *writer_main(void *arg)
 {
     el_store *s = arg;
     dbld_db *db = NULL;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->head && !s->stop)
+        while (!s->queue.n && !s->stop)
             pthread_cond_wait(&s->work_cv, &s->mu);
-        if (!s->head && s->stop) break;
-        /* Take whole requests up to the batch limit (always at least one). */
-        pending *first = s->head, *last = first;
-        size_t events = first->n;
-        while (last->next && events + last->next->n <= (size_t)s->opts.max_batch_events) {
-            last = last->next;
-            events += last->n;
-        }
-        s->head = last->next;
-        if (!s->head) s->tail = NULL;
-        s->queued_events -= events;
-        last->next = NULL;
+        if (!s->queue.n && s->stop) break;
+        pending *first = take_batch(s);
         pthread_mutex_unlock(&s->mu);
         process(s, &db, first);
         pthread_mutex_lock(&s->mu);
@@ -926,6 +937,7 @@ el_store *el_store_create(const el_store_opts *opts)
     s->pool = dbld_pool_create_opts(opts->dsn, &po);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
+    dbld_fifo_init(&s->queue);
     s->hub = el_hub_create(opts->dsn);
     dbld_dbmon_opts mo = {.dsn = opts->dsn,
                           .ok_ms = MONITOR_OK_MS,
@@ -981,11 +993,7 @@ static int submit_async(el_store *s, pending *p, dbld_status *st)
                                " would pass the cap of %zu; the database is not keeping up",
                                queued, p->n, s->max_queued);
     }
-    if (s->tail)
-        s->tail->next = p;
-    else
-        s->head = p;
-    s->tail = p;
+    dbld_fifo_push(&s->queue, &p->link);
     s->queued_events += p->n;
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);

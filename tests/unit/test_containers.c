@@ -123,6 +123,8 @@ static void test_fifo_order(void **state)
     dbld_fifo_push(&q, &it[2].link);
     dbld_fifo_push_front(&q, &it[0].link);
     assert_int_equal(q.n, 3);
+    assert_int_equal(DBLD_FIFO_ENTRY(dbld_fifo_first(&q), item, link)->v, 0);
+    assert_int_equal(DBLD_FIFO_ENTRY(dbld_fifo_last(&q), item, link)->v, 2);
     assert_int_equal(pop_v(&q), 0);
     assert_int_equal(pop_v(&q), 1);
     dbld_fifo_push(&q, &it[3].link); /* after a pop the tail is still right */
@@ -130,6 +132,8 @@ static void test_fifo_order(void **state)
     assert_int_equal(pop_v(&q), 3);
     assert_int_equal(pop_v(&q), -1);
     assert_int_equal(q.n, 0);
+    assert_null(dbld_fifo_first(&q));
+    assert_null(dbld_fifo_last(&q));
     /* empty again: both ends work */
     dbld_fifo_push_front(&q, &it[4].link);
     dbld_fifo_push(&q, &it[5].link);
