@@ -21,6 +21,16 @@
  *       (--driver threads); see driver.h. One line per client count:
  *       query rpc=summary clients=16 driver=async calls=.. seconds=.. qps=..
  *             p50_ms=.. p99_ms=.. errors=..
+ *       --rpc builds calls ListBuildRequests (the newest page: 100 builds).
+ *
+ *   bench_query mixed --target QUERY --partitions P [--seconds S]
+ *                     [--channels 50] [--calls 20] [--rpcs summary,list,builds]
+ *       The many-clients load: channels x calls outstanding calls (each
+ *       channel its own HTTP/2 connection, calls per channel), caller i
+ *       calling rpcs[i % n] in a closed loop, all at once, from the async
+ *       driver's two threads. One line per RPC:
+ *       mixed rpc=summary callers=334 channels=50 calls=.. seconds=.. qps=..
+ *             p50_ms=.. p99_ms=.. errors=..
  */
 #include "databuild.pb-c.h"
 #include "databuild_ext.pb-c.h"
@@ -257,25 +267,39 @@ static int load(const char *target, long events, long partitions, int threads)
 /* ------------------------------------------------------------------- run */
 
 typedef struct run_cfg {
-    int kind; /* 0 summary, 1 list, 2 health (the RPC runtime's floor: no database) */
+    int kind; /* a kind_names index; health: the RPC runtime's floor (no database) */
     long partitions;
 } run_cfg;
 
-static const char *const kind_names[] = {"summary", "list", "health"};
-static const char *const kind_methods[] = {"/databuild.v1.DataBuildService/GetPartitionsSummary",
-                                           "/databuild.v1.DataBuildService/ListPartitions",
-                                           "/grpc.health.v1.Health/Check"};
+enum { K_SUMMARY, K_LIST, K_HEALTH, K_BUILDS, N_KINDS };
+static const char *const kind_names[N_KINDS] = {"summary", "list", "health", "builds"};
+static const char *const kind_methods[N_KINDS] = {
+    "/databuild.v1.DataBuildService/GetPartitionsSummary",
+    "/databuild.v1.DataBuildService/ListPartitions", "/grpc.health.v1.Health/Check",
+    "/databuild.v1.DataBuildService/ListBuildRequests"};
+static const ProtobufCMessageDescriptor *const kind_answers[N_KINDS] = {
+    &databuild__v1__partition_summary_response__descriptor,
+    &databuild__v1__list_partitions_response__descriptor,
+    &grpc__health__v1__health_check_response__descriptor,
+    &databuild__v1__list_builds_response__descriptor};
 
-/* bench_req_fn: the next call's request, about a random partition. */
-static ProtobufCMessage *next_request(void *user, dbld_arena *a, uint64_t *state)
+static int kind_named(const char *name)
+{
+    for (int k = 0; k < N_KINDS; k++)
+        if (!strcmp(name, kind_names[k])) return k;
+    return -1;
+}
+
+/* The next call's request of that kind, about a random partition. */
+static ProtobufCMessage *kind_request(const run_cfg *cfg, int kind, dbld_arena *a, uint64_t *state)
 {
     static Databuild__V1__PartitionStatus avail[] = {
         DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE};
-    const run_cfg *cfg = user;
     const char *ref = ref_name(a, (long)(bench_rand(state) % (uint64_t)cfg->partitions));
-    if (cfg->kind == 2)
+    if (kind == K_HEALTH)
         return dbld_arena_msg(a, &grpc__health__v1__health_check_request__descriptor);
-    if (cfg->kind == 1) {
+    if (kind == K_BUILDS) return dbld_arena_msg(a, &databuild__v1__list_builds_request__descriptor);
+    if (kind == K_LIST) {
         Databuild__V1__ListPartitionsRequest *req =
             dbld_arena_msg(a, &databuild__v1__list_partitions_request__descriptor);
         req->ref_pattern = LIST_PATTERN;
@@ -290,17 +314,34 @@ static ProtobufCMessage *next_request(void *user, dbld_arena *a, uint64_t *state
     return &req->base;
 }
 
+/* bench_req_fn / bench_kind_req_fn over kind_request(). */
+static ProtobufCMessage *next_request(void *user, dbld_arena *a, uint64_t *state)
+{
+    const run_cfg *cfg = user;
+    return kind_request(cfg, cfg->kind, a, state);
+}
+
+/* A mixed run: the driver's kind i is kinds[i]. */
+typedef struct mix_cfg {
+    run_cfg base;
+    int n, kinds[BENCH_MAX_KINDS];
+    const char *methods[BENCH_MAX_KINDS];
+    const ProtobufCMessageDescriptor *answers[BENCH_MAX_KINDS];
+} mix_cfg;
+
+static ProtobufCMessage *next_mixed(void *user, int i, dbld_arena *a, uint64_t *state)
+{
+    const mix_cfg *m = user;
+    return kind_request(&m->base, m->kinds[i], a, state);
+}
+
 static void run_one(const char *target, int kind, long partitions, int clients, double seconds,
                     int async)
 {
-    static const ProtobufCMessageDescriptor *const answers[] = {
-        &databuild__v1__partition_summary_response__descriptor,
-        &databuild__v1__list_partitions_response__descriptor,
-        &grpc__health__v1__health_check_response__descriptor};
     run_cfg cfg = {.kind = kind, .partitions = partitions};
     bench_load l = {.target = target,
                     .method = kind_methods[kind],
-                    .answer = answers[kind],
+                    .answer = kind_answers[kind],
                     .next = next_request,
                     .user = &cfg,
                     .callers = clients,
@@ -318,12 +359,63 @@ static void run_one(const char *target, int kind, long partitions, int clients, 
     bench_result_free(&r);
 }
 
+/* The many-clients load: channels x calls outstanding calls over the RPCs
+ * of m (caller i calls m->kinds[i % m->n]). */
+static void run_mixed(const char *target, mix_cfg *m, int channels, int calls, double seconds)
+{
+    for (int i = 0; i < m->n; i++) {
+        m->methods[i] = kind_methods[m->kinds[i]];
+        m->answers[i] = kind_answers[m->kinds[i]];
+    }
+    int callers = channels * calls;
+    bench_load l = {.target = target,
+                    .user = m,
+                    .callers = callers,
+                    .seconds = seconds,
+                    .timeout_ms = 60000,
+                    .async = 1,
+                    .channels = channels,
+                    .kinds = m->n,
+                    .kind_methods = m->methods,
+                    .kind_answers = m->answers,
+                    .next_kind = next_mixed};
+    bench_result r[BENCH_MAX_KINDS];
+    bench_run(&l, "bench_query", r);
+    for (int i = 0; i < m->n; i++) {
+        printf("mixed rpc=%s callers=%d channels=%d calls=%lld seconds=%.2f qps=%.1f "
+               "p50_ms=%.3f p99_ms=%.3f errors=%lld\n",
+               kind_names[m->kinds[i]], callers / m->n + (i < callers % m->n), channels,
+               (long long)r[i].calls, r[i].seconds, (double)r[i].calls / r[i].seconds,
+               bench_quantile(&r[i], 0.5), bench_quantile(&r[i], 0.99), (long long)r[i].errors);
+        bench_result_free(&r[i]);
+    }
+    fflush(stdout);
+}
+
+/* "summary,list,builds" -> m->kinds; -1 on an unknown name. */
+static int parse_rpcs(const char *s, mix_cfg *m)
+{
+    char *copy = dbld_xstrdup(s), *save = NULL;
+    int rc = 0;
+    m->n = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int k = kind_named(t);
+        if (k < 0 || m->n == BENCH_MAX_KINDS) rc = -1;
+        if (k >= 0 && m->n < BENCH_MAX_KINDS) m->kinds[m->n++] = k;
+    }
+    free(copy);
+    return rc || m->n == 0 ? -1 : 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr,
             "usage: bench_query load --target EVENTLOG --events N --partitions P [--threads T]\n"
             "       bench_query run --target QUERY --rpc summary|list|health --partitions P"
-            " [--seconds S] [--clients 1,16,64] [--driver async|threads]\n");
+            " [--seconds S] [--clients 1,16,64] [--driver async|threads]\n"
+            "       bench_query run ... --rpc builds (ListBuildRequests)\n"
+            "       bench_query mixed --target QUERY --partitions P [--seconds S]"
+            " [--channels 50] [--calls 20] [--rpcs summary,list,builds]\n");
     return 2;
 }
 
@@ -333,7 +425,9 @@ int main(int argc, char **argv)
     const char *mode = argv[1], *target = NULL, *rpc = "summary";
     long events = 1000000, partitions = 100000;
     int threads = 4, clients[8] = {1, 16, 64}, n_clients = 3, async = 1;
+    int channels = 50, calls = 20;
     double seconds = 10;
+    mix_cfg mix = {.n = 3, .kinds = {K_SUMMARY, K_LIST, K_BUILDS}};
     for (int i = 2; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage();
@@ -353,22 +447,29 @@ int main(int argc, char **argv)
             n_clients = bench_parse_list(v, clients, 8);
         else if (!strcmp(argv[i], "--driver") && bench_parse_driver(v) >= 0)
             async = bench_parse_driver(v);
+        else if (!strcmp(argv[i], "--channels"))
+            channels = atoi(v);
+        else if (!strcmp(argv[i], "--calls"))
+            calls = atoi(v);
+        else if (!strcmp(argv[i], "--rpcs") && parse_rpcs(v, &mix) == 0)
+            ;
         else
             return usage();
         i++;
     }
-    if (!target || partitions < 1 || threads < 1) return usage();
+    if (!target || partitions < 1 || threads < 1 || channels < 1 || calls < 1 ||
+        kind_named(rpc) < 0)
+        return usage();
     int rc = 0;
     if (!strcmp(mode, "load"))
         rc = load(target, events, partitions, threads);
     else if (!strcmp(mode, "run"))
         for (int i = 0; i < n_clients; i++)
-            run_one(target,
-                    !strcmp(rpc, "list")     ? 1
-                    : !strcmp(rpc, "health") ? 2
-                                             : 0,
-                    partitions, clients[i], seconds, async);
-    else
+            run_one(target, kind_named(rpc), partitions, clients[i], seconds, async);
+    else if (!strcmp(mode, "mixed")) {
+        mix.base.partitions = partitions;
+        run_mixed(target, &mix, channels, calls, seconds);
+    } else
         rc = usage();
     dbld_client_shutdown_all();
     return rc;

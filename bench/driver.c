@@ -24,11 +24,27 @@ typedef struct runner {
     int64_t end_ms;
     uint64_t state;
     dbld_arena *a;
-    bench_result r;
+    bench_result r[BENCH_MAX_KINDS]; /* one per kind (r[0] when the run is not mixed) */
     /* async driver */
-    grpc_channel *ch;
-    int slots;
+    grpc_channel **ch; /* the run's channels */
+    int first, slots;  /* callers first .. first + slots - 1 */
 } runner;
+
+/* Caller i's kind, its method and its next request. */
+static int kind_of(const bench_load *l, int caller)
+{
+    return l->kinds > 0 ? caller % l->kinds : 0;
+}
+
+static const char *method_of(const bench_load *l, int kind)
+{
+    return l->kinds > 0 ? l->kind_methods[kind] : l->method;
+}
+
+static ProtobufCMessage *next_of(const bench_load *l, int kind, dbld_arena *a, uint64_t *state)
+{
+    return l->kinds > 0 ? l->next_kind(l->user, kind, a, state) : l->next(l->user, a, state);
+}
 
 static void ok(bench_result *r, double ms)
 {
@@ -53,18 +69,20 @@ static void *caller_main(void *arg)
     runner *t = arg;
     const bench_load *l = t->l;
     dbld_client *c = dbld_client_get(l->target);
+    int kind = kind_of(l, t->first);
+    const ProtobufCMessageDescriptor *answer = l->kinds > 0 ? l->kind_answers[kind] : l->answer;
     while (dbld_mono_ms() < t->end_ms) {
         dbld_arena_reset(t->a);
-        ProtobufCMessage *req = l->next(l->user, t->a, &t->state);
+        ProtobufCMessage *req = next_of(l, kind, t->a, &t->state);
         ProtobufCMessage *resp = NULL;
         dbld_status st;
         int64_t t0 = dbld_now_ns();
-        int rc = dbld_client_unary(c, l->method, req, l->answer, dbld_arena_allocator(t->a), &resp,
-                                   l->timeout_ms, 0, &st);
+        int rc = dbld_client_unary(c, method_of(l, kind), req, answer, dbld_arena_allocator(t->a),
+                                   &resp, l->timeout_ms, 0, &st);
         if (rc)
-            failed(&t->r, rc, st.msg);
+            failed(&t->r[kind], rc, st.msg);
         else
-            ok(&t->r, (double)(dbld_now_ns() - t0) / 1e6);
+            ok(&t->r[kind], (double)(dbld_now_ns() - t0) / 1e6);
     }
     return NULL;
 }
@@ -75,6 +93,8 @@ typedef struct slot {
     grpc_call *call;
     dbld__unary u;
     int64_t t0;
+    int kind;
+    grpc_channel *ch;
 } slot;
 
 static void start_call(runner *t, grpc_completion_queue *cq, slot *s)
@@ -84,9 +104,9 @@ static void start_call(runner *t, grpc_completion_queue *cq, slot *s)
     memset(&s->u, 0, sizeof s->u);
     grpc_metadata_array_init(&s->u.init_md);
     grpc_metadata_array_init(&s->u.trail_md);
-    s->u.send = dbld__pack(l->next(l->user, t->a, &t->state));
-    s->call = grpc_channel_create_call(t->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                       grpc_slice_from_static_string(l->method), NULL,
+    s->u.send = dbld__pack(next_of(l, s->kind, t->a, &t->state));
+    s->call = grpc_channel_create_call(s->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                       grpc_slice_from_static_string(method_of(l, s->kind)), NULL,
                                        dbld__deadline(l->timeout_ms), NULL);
     grpc_op ops[6];
     dbld__unary_ops(&s->u, ops);
@@ -99,10 +119,10 @@ static void end_call(runner *t, slot *s)
     double ms = (double)(dbld_now_ns() - s->t0) / 1e6;
     if (s->u.status != GRPC_STATUS_OK) {
         char *d = grpc_slice_to_c_string(s->u.details);
-        failed(&t->r, (int)s->u.status, d);
+        failed(&t->r[s->kind], (int)s->u.status, d);
         gpr_free(d);
     } else {
-        ok(&t->r, ms);
+        ok(&t->r[s->kind], ms);
     }
     grpc_byte_buffer_destroy(s->u.send);
     if (s->u.recv) grpc_byte_buffer_destroy(s->u.recv);
@@ -118,8 +138,12 @@ static void *async_main(void *arg)
     runner *t = arg;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     slot *slots = dbld_xcalloc((size_t)t->slots, sizeof *slots);
-    for (int i = 0; i < t->slots; i++)
+    int channels = t->l->channels > 1 ? t->l->channels : 1;
+    for (int i = 0; i < t->slots; i++) {
+        slots[i].kind = kind_of(t->l, t->first + i);
+        slots[i].ch = t->ch[(t->first + i) % channels];
         start_call(t, cq, &slots[i]);
+    }
     int live = t->slots;
     while (live > 0) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
@@ -140,10 +164,13 @@ static void *async_main(void *arg)
     return NULL;
 }
 
+/* A channel with a connection of its own (not shared with the run's other
+ * channels through gRPC's global subchannel pool). */
 static grpc_channel *async_channel(const char *target)
 {
-    grpc_arg args[] = {dbld__int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20)};
-    grpc_channel_args ca = {1, args};
+    grpc_arg args[] = {dbld__int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20),
+                       dbld__int_arg(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1)};
+    grpc_channel_args ca = {2, args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_channel *ch = grpc_channel_create(target, creds, &ca);
     grpc_channel_credentials_release(creds);
@@ -158,42 +185,59 @@ static int cmp_double(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+/* Add r to out and free r's latencies. */
+static void merge(bench_result *out, bench_result *r)
+{
+    if (r->errors && !out->errors)
+        memcpy(out->first_error, r->first_error, sizeof out->first_error);
+    out->calls += r->calls;
+    out->errors += r->errors;
+    out->lat = dbld_xrealloc(out->lat, (out->n_lat + r->n_lat + 1) * sizeof *out->lat);
+    memcpy(out->lat + out->n_lat, r->lat, r->n_lat * sizeof *out->lat);
+    out->n_lat += r->n_lat;
+    free(r->lat);
+}
+
 void bench_run(const bench_load *l, const char *who, bench_result *out)
 {
-    memset(out, 0, sizeof *out);
+    int kinds = l->kinds > 0 ? l->kinds : 1;
+    memset(out, 0, (size_t)kinds * sizeof *out);
     int n = l->async ? (l->callers < ASYNC_THREADS ? l->callers : ASYNC_THREADS) : l->callers;
     runner *t = dbld_xcalloc((size_t)n, sizeof *t);
     pthread_t *th = dbld_xcalloc((size_t)n, sizeof *th);
     grpc_init();
-    grpc_channel *ch = l->async ? async_channel(l->target) : NULL;
+    int channels = l->async ? (l->channels > 1 ? l->channels : 1) : 0;
+    grpc_channel **ch = dbld_xcalloc((size_t)channels + 1, sizeof *ch);
+    for (int i = 0; i < channels; i++)
+        ch[i] = async_channel(l->target);
     int64_t start = dbld_mono_ms();
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, first = 0; i < n; i++) {
         t[i].l = l;
         t[i].end_ms = start + (int64_t)(l->seconds * 1000);
         t[i].state = (uint64_t)i << 40;
         t[i].a = dbld_arena_create();
         t[i].ch = ch;
-        t[i].slots = l->callers / n + (i < l->callers % n);
+        t[i].first = first;
+        t[i].slots = l->async ? l->callers / n + (i < l->callers % n) : 1;
+        first += t[i].slots;
         pthread_create(&th[i], NULL, l->async ? async_main : caller_main, &t[i]);
     }
     for (int i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
-        bench_result *r = &t[i].r;
-        if (r->errors && !out->errors)
-            memcpy(out->first_error, r->first_error, sizeof out->first_error);
-        out->calls += r->calls;
-        out->errors += r->errors;
-        out->lat = dbld_xrealloc(out->lat, (out->n_lat + r->n_lat + 1) * sizeof *out->lat);
-        memcpy(out->lat + out->n_lat, r->lat, r->n_lat * sizeof *out->lat);
-        out->n_lat += r->n_lat;
-        free(r->lat);
+        for (int k = 0; k < kinds; k++)
+            merge(&out[k], &t[i].r[k]);
         dbld_arena_destroy(t[i].a);
     }
-    out->seconds = (double)(dbld_mono_ms() - start) / 1000.0;
-    if (ch) grpc_channel_destroy(ch);
+    double secs = (double)(dbld_mono_ms() - start) / 1000.0;
+    for (int i = 0; i < channels; i++)
+        grpc_channel_destroy(ch[i]);
+    free(ch);
     grpc_shutdown();
-    qsort(out->lat, out->n_lat, sizeof *out->lat, cmp_double);
-    if (out->errors) fprintf(stderr, "%s: first error: %s\n", who, out->first_error);
+    for (int k = 0; k < kinds; k++) {
+        out[k].seconds = secs;
+        qsort(out[k].lat, out[k].n_lat, sizeof *out[k].lat, cmp_double);
+        if (out[k].errors) fprintf(stderr, "%s: first error: %s\n", who, out[k].first_error);
+    }
     free(t);
     free(th);
 }

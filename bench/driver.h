@@ -11,7 +11,12 @@
  *   threads one blocking dbld_client_unary() caller thread each, as a
  *           service's own threads would call.
  *
- * Both send every call on one channel (one HTTP/2 connection).
+ * By default every call goes on one channel (one HTTP/2 connection); the
+ * async driver can spread the callers over `channels` channels, each its own
+ * connection (caller i on channel i % channels), as an outside load client
+ * with many connections would. A run can also mix methods (`kinds` > 0):
+ * caller i calls kind i % kinds for the whole run, and the latencies are
+ * collected per kind.
  */
 #ifndef BENCH_DRIVER_H
 #define BENCH_DRIVER_H
@@ -26,6 +31,11 @@
  * *state is the caller's own: it starts as the caller's index << 40 and is
  * left to the function (a sequence number, or bench_rand()'s state). */
 typedef ProtobufCMessage *(*bench_req_fn)(void *user, dbld_arena *a, uint64_t *state);
+/* The same for a mixed run: the next request of a caller of that kind. */
+typedef ProtobufCMessage *(*bench_kind_req_fn)(void *user, int kind, dbld_arena *a,
+                                               uint64_t *state);
+
+#define BENCH_MAX_KINDS 8
 
 typedef struct bench_load {
     const char *target;                       /* "host:port" */
@@ -37,6 +47,12 @@ typedef struct bench_load {
     double seconds;
     int64_t timeout_ms; /* per call */
     int async;          /* 1: async driver, 0: threads driver */
+    int channels;       /* async driver: channels (connections) the callers share; 0 = 1 */
+    /* a mixed run (kinds 1..BENCH_MAX_KINDS; 0: method/answer/next above) */
+    int kinds;
+    const char *const *kind_methods;
+    const ProtobufCMessageDescriptor *const *kind_answers;
+    bench_kind_req_fn next_kind;
 } bench_load;
 
 typedef struct bench_result {
@@ -47,8 +63,9 @@ typedef struct bench_result {
     char first_error[256];
 } bench_result;
 
-/* Run the load; *out is the merged result (free with bench_result_free()).
- * The first error, if any, is also printed on stderr, prefixed with who. */
+/* Run the load; *out is the merged result (free with bench_result_free()),
+ * or for a mixed run out[0..kinds-1], one per kind. The first error, if
+ * any, is also printed on stderr, prefixed with who. */
 void bench_run(const bench_load *l, const char *who, bench_result *out);
 void bench_result_free(bench_result *r);
 /* The q-quantile (0..1) of the latencies; 0 when there are none. */

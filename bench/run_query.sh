@@ -39,24 +39,8 @@ partitions=${BENCH_PARTITIONS:-100000}
 qworkers=${BENCH_QUERY_WORKERS:-8}
 : "${DBLD_TEST_PG:?DBLD_TEST_PG must name the PostgreSQL server (run ./dev bench query)}"
 
-db="bench_query_$$"
-dsn="${DBLD_TEST_PG/dbname=postgres/dbname=$db}"
-[ "$dsn" != "$DBLD_TEST_PG" ] || { echo "run_query.sh: DBLD_TEST_PG must contain dbname=postgres" >&2; exit 2; }
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-    if [ "${BENCH_KEEP_DB:-}" = 1 ]; then
-        echo "kept database: $dsn"
-    else
-        psql -q "$DBLD_TEST_PG" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-psql -q "$DBLD_TEST_PG" -c "CREATE DATABASE $db" >/dev/null
+. "$here/lib.sh"
+bench_db query
 declare -A port
 for s in eventlog job graph query; do port[$s]=$(freeport); done
 cat >"$work/databuild.yaml" <<YAML

@@ -19,6 +19,7 @@
 
 #include "databuild.pb-c.h"
 #include "databuild_ext.pb-c.h"
+#include "dbld/strmap.h"
 #include "dbld/arena.h"
 #include "dbld/json.h"
 #include "dbld/rpc.h"
@@ -63,66 +64,26 @@ static void strvec_add(strvec *v, const char *s)
     v->items[v->n++] = s;
 }
 
-/* string -> index, open addressing; keys are borrowed. */
-typedef struct smap {
-    const char **keys;
-    int *vals;
-    size_t cap, n;
-} smap;
-
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
-static void smap_put(smap *m, const char *key, int val);
-
-static void smap_grow(smap *m)
-{
-    smap old = *m;
-    m->cap = old.cap ? old.cap * 2 : 64;
-    m->keys = dbld_xcalloc(m->cap, sizeof *m->keys);
-    m->vals = dbld_xcalloc(m->cap, sizeof *m->vals);
-    m->n = 0;
-    for (size_t i = 0; i < old.cap; i++)
-        if (old.keys[i]) smap_put(m, old.keys[i], old.vals[i]);
-    free(old.keys);
-    free(old.vals);
-}
+/* string -> index (lib's map, malloc-backed; zeroed is empty); keys are
+ * borrowed. -1: absent. */
+typedef dbld_strmap smap;
 
 /* Keeps the first value put for a key. */
 static void smap_put(smap *m, const char *key, int val)
 {
-    if ((m->n + 1) * 2 > m->cap) smap_grow(m);
-    size_t i = str_hash(key) & (m->cap - 1);
-    while (m->keys[i]) {
-        if (!strcmp(m->keys[i], key)) return;
-        i = (i + 1) & (m->cap - 1);
-    }
-    m->keys[i] = key;
-    m->vals[i] = val;
-    m->n++;
+    size_t next = (size_t)val;
+    dbld_strmap_index(m, key, &next, NULL);
 }
 
 static int smap_get(const smap *m, const char *key)
 {
-    if (!m->cap) return -1;
-    size_t i = str_hash(key) & (m->cap - 1);
-    while (m->keys[i]) {
-        if (!strcmp(m->keys[i], key)) return m->vals[i];
-        i = (i + 1) & (m->cap - 1);
-    }
-    return -1;
+    size_t v = dbld_strmap_find(m, key);
+    return v == DBLD_STRMAP_NONE ? -1 : (int)v;
 }
 
 static void smap_free(smap *m)
 {
-    free(m->keys);
-    free(m->vals);
-    memset(m, 0, sizeof *m);
+    dbld_strmap_free(m);
 }
 
 /* Enum value name, optionally without its prefix (PARTITION_AVAILABLE -> AVAILABLE). */

@@ -480,6 +480,15 @@ int64_t dbld_res_affected(const dbld_res *r)
     return strtoll(PQcmdTuples(r->res), NULL, 10);
 }
 
+void dbld_res_index(const dbld_res *r, int col, dbld_arena *a, dbld_strmap *m)
+{
+    dbld_strmap_init(m, a);
+    for (int row = 0; row < dbld_res_rows(r); row++) {
+        size_t next = (size_t)row;
+        dbld_strmap_index(m, dbld_res_get(r, row, col), &next, NULL);
+    }
+}
+
 void dbld_res_free(dbld_res *r)
 {
     if (!r) return;
@@ -621,11 +630,7 @@ dbld_pool *dbld_pool_create_opts(const char *dsn, const dbld_pool_opts *opts)
     p->free_conns = dbld_xcalloc((size_t)p->opts.size, sizeof *p->free_conns);
     p->n_free = p->opts.size; /* all slots idle; NULL entries connect lazily */
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dbld_cond_init_mono(&p->cv);
     return p;
 }
 

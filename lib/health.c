@@ -25,11 +25,7 @@ void dbld__health_init(dbld__health *h)
 {
     memset(h, 0, sizeof *h);
     pthread_mutex_init(&h->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dbld_cond_init_mono(&h->cv);
 }
 
 void dbld__health_free(dbld__health *h)

@@ -11,6 +11,7 @@
  */
 #include "rpc_internal.h"
 
+#include "dbld/strmap.h"
 #include "dbld/metrics.h"
 #include "dbld/status.h"
 #include "dbld/util.h"
@@ -42,14 +43,6 @@ static const char *const code_names[N_CODES] = {
     "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
     "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
     "DataLoss", "Unauthenticated"};
-
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
 
 static dbld__rpc_mx *mx_new(int server, const char *path, const char *type)
 {
@@ -87,7 +80,7 @@ dbld__rpc_mx *dbld__rpc_mx_get(int server, const char *path, const char *type)
 {
     if (!path || !dbld_metrics_enabled()) return NULL;
     _Atomic(dbld__rpc_mx *) *t = g_slots[server ? 1 : 0];
-    uint32_t h = hash(path);
+    uint32_t h = (uint32_t)dbld_hash_str(path);
     dbld__rpc_mx *fresh = NULL;
     for (uint32_t i = 0; i < SLOTS; i++) {
         _Atomic(dbld__rpc_mx *) *slot = &t[(h + i) & (SLOTS - 1)];

@@ -27,6 +27,17 @@
  * is validated (status code range, response type, required fields) before it
  * reaches gRPC, so a buggy handler yields a status, not a crash.
  *
+ * Memory: a server process serves bursts of calls whose buffers (libpq
+ * results, responses) are large and short-lived. glibc's defaults answer
+ * that with a heap trimmed on every large free and mmap/munmap per large
+ * block: under 1,000 concurrent calls the query service spent most of its
+ * CPU in page faults and TLB shootdowns (madvise/munmap), and kept the peak
+ * afterwards. So dbld_server_create() fixes the thresholds (blocks up to
+ * MMAP_THRESHOLD come from the heap, which is trimmed only above
+ * TRIM_THRESHOLD) and caps the number of malloc arenas; and a poller that
+ * has seen no completion for IDLE_TRIM_MS after calls ran (the burst is
+ * over) gives the free memory back to the system with malloc_trim(0).
+ *
  * Shutdown: health goes NOT_SERVING and streams see themselves cancelled;
  * grpc_server_shutdown_and_notify stops new calls and its tag fires when
  * in-flight calls are done. After shutdown_grace_ms we cancel what is left,
@@ -36,12 +47,14 @@
 #include "rpc_internal.h"
 
 #include "dbld/auth.h"
+#include "dbld/fifo.h"
 #include "dbld/log.h"
 #include "dbld/metrics.h"
 #include "dbld/util.h"
 #include "grpc/health/v1/health.pb-c.h"
 
 #include <grpc/grpc_security.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -59,6 +72,10 @@
 #define DEFAULT_GRACE_MS 5000
 #define DEFAULT_MAX_STREAMS 256
 #define CANCEL_POLL_MS 50
+#define MMAP_THRESHOLD (4 << 20) /* allocator tuning: see the opening comment */
+#define TRIM_THRESHOLD (8 << 20)
+#define MALLOC_ARENAS 2
+#define IDLE_TRIM_MS 1000
 
 #define TAG_SHUTDOWN ((void *)3)
 
@@ -106,14 +123,14 @@ struct dbld_server {
     atomic_int draining;         /* shutdown began: streams count as cancelled */
     atomic_int hard_cancel;      /* grace expired: everything counts as cancelled */
     atomic_int inflight;         /* calls accepted and not yet finished */
+    atomic_int trim_due;         /* calls ran since the last malloc_trim() */
     pthread_mutex_t shutdown_mu; /* serializes start/shutdown */
     pthread_mutex_t mu;          /* streams */
     stream_thread *streams;
     int n_streams;       /* streams whose handler has not returned yet, under mu */
     pthread_mutex_t qmu; /* worker queue */
     pthread_cond_t qcv;
-    dbld_call *qhead, *qtail;
-    int qlen; /* calls in the queue, at most max_queue */
+    dbld_fifo queue; /* calls waiting for a worker (dbld_call.qlink), at most max_queue */
     int qstop;
     dbld__health health;
 };
@@ -145,8 +162,8 @@ struct dbld_call {
     pthread_cond_t cv;
     int wait_done, wait_ok; /* the batch a streaming handler waits for (batch_wait) */
     stream_thread *thread;
-    dbld_call *qnext;
-    int64_t queued_ms; /* mono ms when it entered the worker queue */
+    dbld_fifo_link qlink; /* in srv->queue */
+    int64_t queued_ms;    /* mono ms when it entered the worker queue */
 };
 
 /* ---- calls ---- */
@@ -164,7 +181,7 @@ static dbld_call *call_new(dbld_server *srv)
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    dbld_cond_init_mono(&c->cv);
     return c;
 }
 
@@ -202,8 +219,17 @@ static void log_result(dbld_call *c, int code, const char *msg)
 /* The main flow of the call is over. */
 static void call_done(dbld_call *c)
 {
-    atomic_fetch_sub(&c->srv->inflight, 1);
+    dbld_server *srv = c->srv;
+    atomic_store(&srv->trim_due, 1);
+    atomic_fetch_sub(&srv->inflight, 1);
     call_unref(c);
+}
+
+/* A poller waited IDLE_TRIM_MS for nothing: if calls ran since the last
+ * trim and none runs now, return the burst's free memory to the system. */
+static void idle_trim(dbld_server *srv)
+{
+    if (atomic_load(&srv->inflight) == 0 && atomic_exchange(&srv->trim_due, 0)) malloc_trim(0);
 }
 
 /* Send initial metadata (once), an optional response and the status, all in
@@ -396,8 +422,8 @@ static void start_stream(dbld_call *c)
 static void enqueue(dbld_server *srv, dbld_call *c)
 {
     pthread_mutex_lock(&srv->qmu);
-    if (srv->qlen >= srv->max_queue) {
-        int qlen = srv->qlen;
+    if (srv->queue.n >= (size_t)srv->max_queue) {
+        int qlen = (int)srv->queue.n;
         pthread_mutex_unlock(&srv->qmu);
         char msg[200];
         snprintf(msg, sizeof msg,
@@ -406,14 +432,8 @@ static void enqueue(dbld_server *srv, dbld_call *c)
         finish(c, DBLD_RESOURCE_EXHAUSTED, msg, NULL);
         return;
     }
-    c->qnext = NULL;
     c->queued_ms = dbld_mono_ms();
-    if (srv->qtail)
-        srv->qtail->qnext = c;
-    else
-        srv->qhead = c;
-    srv->qtail = c;
-    srv->qlen++;
+    dbld_fifo_push(&srv->queue, &c->qlink);
     pthread_cond_signal(&srv->qcv);
     pthread_mutex_unlock(&srv->qmu);
 }
@@ -440,13 +460,10 @@ static void *worker_main(void *arg)
     dbld_server *srv = arg;
     pthread_mutex_lock(&srv->qmu);
     for (;;) {
-        while (!srv->qhead && !srv->qstop)
+        while (!srv->queue.n && !srv->qstop)
             pthread_cond_wait(&srv->qcv, &srv->qmu);
-        dbld_call *c = srv->qhead;
+        dbld_call *c = DBLD_FIFO_ENTRY(dbld_fifo_pop(&srv->queue), dbld_call, qlink);
         if (!c) break;
-        srv->qhead = c->qnext;
-        if (!srv->qhead) srv->qtail = NULL;
-        srv->qlen--;
         pthread_mutex_unlock(&srv->qmu);
         run_queued(c);
         pthread_mutex_lock(&srv->qmu);
@@ -618,9 +635,9 @@ static void *poller_main(void *arg)
 {
     dbld_server *srv = arg;
     for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        grpc_event ev = grpc_completion_queue_next(srv->cq, dbld__deadline(IDLE_TRIM_MS), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+        if (ev.type == GRPC_QUEUE_TIMEOUT) idle_trim(srv);
         if (ev.type != GRPC_OP_COMPLETE) continue;
         op_tag *t = ev.tag;
         switch (t->kind) {
@@ -695,7 +712,7 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms)
         int64_t left = timeout_ms - (dbld_mono_ms() - start); /* no overflow for INT64_MAX */
         if (left <= 0) return 0;
         struct timespec ts =
-            dbld_abs_time(CLOCK_REALTIME, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
+            dbld_abs_time(CLOCK_MONOTONIC, left < CANCEL_POLL_MS ? left : CANCEL_POLL_MS);
         pthread_mutex_lock(&call->mu);
         if (!atomic_load(&call->closed)) pthread_cond_timedwait(&call->cv, &call->mu, &ts);
         pthread_mutex_unlock(&call->mu);
@@ -794,6 +811,10 @@ int dbld_call_recv(dbld_call *call, ProtobufCMessage **msg, dbld_status *st)
 int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_status *st)
 {
     if (!opts || !out) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "server options missing");
+    /* process-wide, before the server's threads allocate (see the opening comment) */
+    mallopt(M_ARENA_MAX, MALLOC_ARENAS);
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     dbld_server *srv = dbld_xcalloc(1, sizeof *srv);
     srv->name = dbld_xstrdup(opts->service_name ? opts->service_name : "databuild");
     srv->listen = dbld_xstrdup(opts->listen && *opts->listen ? opts->listen : "127.0.0.1:0");
@@ -824,6 +845,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     pthread_mutex_init(&srv->mu, NULL);
     pthread_mutex_init(&srv->qmu, NULL);
     pthread_cond_init(&srv->qcv, NULL);
+    dbld_fifo_init(&srv->queue);
     dbld__health_init(&srv->health);
     dbld__health_set(&srv->health, "", HEALTH_NOT_SERVING);
     grpc_init();

@@ -9,6 +9,7 @@
 
 #include "dbld/arena.h"
 #include "dbld/status.h"
+#include "dbld/strmap.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -122,6 +123,11 @@ int64_t dbld_res_i64(const dbld_res *r, int row, int col);
 /* Command tag count ("INSERT 0 5" -> 5). */
 int64_t dbld_res_affected(const dbld_res *r);
 void dbld_res_free(dbld_res *r);
+/* Index r's rows by the text of column col: *m (initialized here, arrays in
+ * a) maps each value to its first row. Keys are borrowed from r: use the map
+ * only until dbld_res_free(r). Matching rows to keys costs O(rows + keys),
+ * not O(rows x keys). */
+void dbld_res_index(const dbld_res *r, int col, dbld_arena *a, dbld_strmap *m);
 
 /* A PostgreSQL array literal ({"a","b\"c",NULL}) for the given strings (NULL
  * items become SQL NULLs), to pass as a text parameter and cast in SQL

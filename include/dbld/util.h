@@ -2,6 +2,7 @@
 #ifndef DBLD_UTIL_H
 #define DBLD_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -14,6 +15,10 @@ void dbld_sleep_ms(int64_t ms);
 /* Absolute time ms from now on clock clk (CLOCK_REALTIME for default
  * condition variables, CLOCK_MONOTONIC for ones set up with that clock). */
 struct timespec dbld_abs_time(clockid_t clk, int64_t ms);
+/* Initialize a condition variable whose timed waits use CLOCK_MONOTONIC
+ * (deadline: dbld_abs_time(CLOCK_MONOTONIC, ms)), so a wall-clock step
+ * neither stretches nor cuts a wait. Every timed wait uses one. */
+void dbld_cond_init_mono(pthread_cond_t *cv);
 
 /* Random version-4 UUID in canonical lower-case form into out[37]. */
 void dbld_uuid_v4(char out[37]);

@@ -23,6 +23,7 @@
 #include "dbld/metrics.h"
 #include "dbld/db.h"
 #include "dbld/log.h"
+#include "dbld/fifo.h"
 #include "dbld/util.h"
 
 #include <errno.h>
@@ -51,7 +52,7 @@ typedef struct pub {
     int complete; /* evs are all of the batch's new events */
     hub_ev **evs;
     size_t n;
-    struct pub *next;
+    dbld_fifo_link link; /* in the hub's queue */
 } pub;
 
 struct el_hub {
@@ -66,9 +67,8 @@ struct el_hub {
     pthread_mutex_t mu;
     pthread_cond_t feed_cv; /* feeder: a batch was published / stop */
     pthread_cond_t high_cv; /* streams: high grew */
-    pub *qhead, *qtail;
-    size_t q_len;
-    int64_t seen_high; /* high as of the last broadcast (under mu) */
+    dbld_fifo queue;        /* pub.link: batches the feeder has not applied yet */
+    int64_t seen_high;      /* high as of the last broadcast (under mu) */
     int stop;
     atomic_int streams;
     pthread_t feeder;
@@ -326,21 +326,18 @@ static void *feeder_main(void *arg)
     int64_t last = dbld_mono_ms(); /* last time the ring learned something */
     pthread_mutex_lock(&h->mu);
     while (!h->stop) {
-        if (!h->qhead) {
+        if (!h->queue.n) {
             struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, EL_HUB_POLL_MS);
             pthread_cond_timedwait(&h->feed_cv, &h->mu, &ts);
         }
-        pub *list = h->qhead;
-        h->qhead = h->qtail = NULL;
-        h->q_len = 0;
+        dbld_fifo list;
+        dbld_fifo_take(&h->queue, &list);
         int streams = atomic_load(&h->streams);
         pthread_mutex_unlock(&h->mu);
-        if (list) {
-            while (list) {
-                pub *next = list->next;
-                apply(h, list);
-                list = next;
-            }
+        if (list.n) {
+            pub *p;
+            while ((p = DBLD_FIFO_ENTRY(dbld_fifo_pop(&list), pub, link)))
+                apply(h, p);
             last = dbld_mono_ms();
         } else if (streams > 0 && (!h->ready || dbld_mono_ms() - last >= EL_HUB_POLL_MS)) {
             poll_db(h);
@@ -355,15 +352,6 @@ static void *feeder_main(void *arg)
 
 /* ---- public ---- */
 
-static void cond_init_mono(pthread_cond_t *cv)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
 el_hub *el_hub_create(const char *dsn)
 {
     el_hub *h = dbld_xcalloc(1, sizeof *h);
@@ -377,8 +365,9 @@ el_hub *el_hub_create(const char *dsn)
     pthread_rwlock_init(&h->rw, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&h->mu, NULL);
-    cond_init_mono(&h->feed_cv);
-    cond_init_mono(&h->high_cv);
+    dbld_fifo_init(&h->queue);
+    dbld_cond_init_mono(&h->feed_cv);
+    dbld_cond_init_mono(&h->high_cv);
     atomic_init(&h->streams, 0);
     return h;
 }
@@ -400,11 +389,9 @@ void el_hub_destroy(el_hub *h)
     pthread_cond_broadcast(&h->high_cv);
     pthread_mutex_unlock(&h->mu);
     if (h->started) pthread_join(h->feeder, NULL);
-    while (h->qhead) {
-        pub *next = h->qhead->next;
-        pub_free(h->qhead);
-        h->qhead = next;
-    }
+    pub *p;
+    while ((p = DBLD_FIFO_ENTRY(dbld_fifo_pop(&h->queue), pub, link)))
+        pub_free(p);
     while (h->count)
         ring_drop_oldest(h);
     free(h->ring);
@@ -431,19 +418,14 @@ void el_hub_publish(el_hub *h, int64_t prev_max, el_event *const *evs, size_t n,
     }
     int streams = atomic_load(&h->streams) > 0;
     pthread_mutex_lock(&h->mu);
-    if (h->q_len >= QUEUE_MAX_PUBS) { /* the feeder is stuck: keep the marks, drop the copies */
-        pub *t = h->qtail;
+    if (h->queue.n >= QUEUE_MAX_PUBS) { /* the feeder is stuck: keep the marks, drop the copies */
+        pub *t = DBLD_FIFO_ENTRY(dbld_fifo_last(&h->queue), pub, link);
         if (p->max_idx > t->max_idx) t->max_idx = p->max_idx;
         if (p->prev_max > t->max_idx) t->max_idx = p->prev_max;
         t->complete = 0;
         pub_free(p);
     } else {
-        if (h->qtail)
-            h->qtail->next = p;
-        else
-            h->qhead = p;
-        h->qtail = p;
-        h->q_len++;
+        dbld_fifo_push(&h->queue, &p->link);
     }
     /* without streams the feeder need not wake for every batch: it takes
      * the queue at its next poll or when a stream joins */

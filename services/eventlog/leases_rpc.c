@@ -95,12 +95,11 @@ static int renew(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
         int rc = el_store_with_db(dbld_call_user(call), renew_fn, &q, st);
         if (rc) return rc;
         resp->lost = dbld_arena_alloc(a, req->n_build_request_ids * sizeof *resp->lost);
-        for (size_t i = 0; i < req->n_build_request_ids; i++) {
-            int got = 0;
-            for (int row = 0; row < dbld_res_rows(q.res) && !got; row++)
-                got = strcmp(dbld_res_get(q.res, row, 0), req->build_request_ids[i]) == 0;
-            if (!got) resp->lost[resp->n_lost++] = req->build_request_ids[i];
-        }
+        dbld_strmap renewed;
+        dbld_res_index(q.res, 0, a, &renewed);
+        for (size_t i = 0; i < req->n_build_request_ids; i++)
+            if (!dbld_strmap_get(&renewed, req->build_request_ids[i], NULL))
+                resp->lost[resp->n_lost++] = req->build_request_ids[i];
         dbld_res_free(q.res);
     }
     *resp_msg = &resp->base;

@@ -14,54 +14,13 @@
  *   WantEvent             wants: one row per want_id (event_id when empty)
  */
 #include "projections.h"
+#include "dbld/strmap.h"
 
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-
-/* ---- a tiny string-keyed index over an array of deltas ---- */
-
-typedef struct keyidx {
-    const char **keys;
-    size_t *slots; /* position+1 in the delta array; 0 = empty */
-    size_t cap;
-} keyidx;
-
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
-static void keyidx_init(dbld_arena *a, keyidx *k, size_t n)
-{
-    k->cap = 16;
-    while (k->cap < 2 * n + 2)
-        k->cap *= 2;
-    k->keys = dbld_arena_alloc(a, k->cap * sizeof *k->keys);
-    k->slots = dbld_arena_alloc(a, k->cap * sizeof *k->slots);
-}
-
-/* Position of key in the delta array; appends (count++) when new. */
-static size_t keyidx_get(keyidx *k, const char *key, size_t *count, int *is_new)
-{
-    size_t i = hash_str(key) & (k->cap - 1);
-    while (k->slots[i]) {
-        if (strcmp(k->keys[i], key) == 0) {
-            *is_new = 0;
-            return k->slots[i] - 1;
-        }
-        i = (i + 1) & (k->cap - 1);
-    }
-    k->keys[i] = key;
-    k->slots[i] = ++*count;
-    *is_new = 1;
-    return *count - 1;
-}
 
 static const char *i64s(dbld_arena *a, int64_t v)
 {
@@ -76,7 +35,7 @@ typedef struct part_delta {
 
 typedef struct fold {
     dbld_arena *a;
-    keyidx pk, bk, jk, wk;
+    dbld_strmap pk, bk, jk, wk; /* key -> index into its delta array */
     part_delta *parts;
     size_t n_parts;
     struct br_delta {
@@ -100,7 +59,7 @@ typedef struct fold {
 static part_delta *part_for(fold *f, const char *ref)
 {
     int is_new;
-    size_t i = keyidx_get(&f->pk, ref, &f->n_parts, &is_new);
+    size_t i = dbld_strmap_index(&f->pk, ref, &f->n_parts, &is_new);
     if (is_new) {
         memset(&f->parts[i], 0, sizeof f->parts[i]);
         f->parts[i].ref = ref;
@@ -185,7 +144,7 @@ static void fold_build_request(fold *f, const el_event *e)
     const char *id = e->ev->build_request_id;
     if (!*id) return;
     int is_new;
-    size_t i = keyidx_get(&f->bk, id, &f->n_brs, &is_new);
+    size_t i = dbld_strmap_index(&f->bk, id, &f->n_brs, &is_new);
     struct br_delta *d = &f->brs[i];
     if (is_new) {
         memset(d, 0, sizeof *d);
@@ -207,7 +166,7 @@ static void fold_job_event(fold *f, const el_event *e)
     const Databuild__V1__JobEvent *j = e->ev->job_event;
     if (!nonempty(j->job_run_id)) return;
     int is_new;
-    size_t i = keyidx_get(&f->jk, j->job_run_id, &f->n_jrs, &is_new);
+    size_t i = dbld_strmap_index(&f->jk, j->job_run_id, &f->n_jrs, &is_new);
     struct jr_delta *d = &f->jrs[i];
     if (is_new) {
         memset(d, 0, sizeof *d);
@@ -229,7 +188,7 @@ static void fold_want(fold *f, const el_event *e)
     const Databuild__V1__WantEvent *w = e->ev->want_event;
     const char *id = nonempty(w->want_id) ? w->want_id : e->ev->event_id;
     int is_new;
-    size_t i = keyidx_get(&f->wk, id, &f->n_wants, &is_new);
+    size_t i = dbld_strmap_index(&f->wk, id, &f->n_wants, &is_new);
     struct want_row *r = &f->wants[i];
     r->id = id;
     r->refs = refs_lit(f->a, w->requested_partitions, w->n_requested_partitions);
@@ -406,10 +365,10 @@ size_t el_project(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
     size_t n_refs = 0;
     for (size_t i = 0; i < n; i++)
         n_refs += evs[i]->n_refs;
-    keyidx_init(a, &f.pk, n_refs);
-    keyidx_init(a, &f.bk, n);
-    keyidx_init(a, &f.jk, n);
-    keyidx_init(a, &f.wk, n);
+    dbld_strmap_init(&f.pk, a);
+    dbld_strmap_init(&f.bk, a);
+    dbld_strmap_init(&f.jk, a);
+    dbld_strmap_init(&f.wk, a);
     f.parts = dbld_arena_alloc(a, (n_refs + 1) * sizeof *f.parts);
     f.brs = dbld_arena_alloc(a, (n + 1) * sizeof *f.brs);
     f.jrs = dbld_arena_alloc(a, (n + 1) * sizeof *f.jrs);

@@ -5,10 +5,10 @@
  * every queued request up to max_batch_events, writes them in ONE
  * transaction and, after COMMIT, runs each request's callback, which answers
  * its RPC: durable throughput scales with concurrency instead of being
- * bounded by one fsync per event. The monitor thread owns database
- * health: it connects, applies migrations under a session advisory lock
- * (safe with several replicas starting at once), pings every 500 ms and flips
- * the server's health. Reads use a small connection pool. After each commit
+ * bounded by one fsync per event. The database monitor (lib/dbmon.c) owns
+ * database health: its probe applies migrations under a session advisory
+ * lock (safe with several replicas starting at once), then pings every
+ * 500 ms, and the server's health follows it. Reads use a small connection pool. After each commit
  * the writer hands the batch's new events to the commit feed (hub.c), which
  * serves every Subscribe stream.
  */
@@ -17,6 +17,8 @@
 #include "dbld/db.h"
 #include "hub.h"
 #include "dbld/db_regex.h"
+#include "dbld/dbmon.h"
+#include "dbld/fifo.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 #include "migrations.h"
@@ -47,6 +49,7 @@
  * workers (8 by default, db_pool_size 4) must stay free for leases too. */
 #define ACQUIRE_MS 5000
 #define READ_ACQUIRE_MS 1000
+#define MONITOR_OK_MS 500 /* database ping period while it answers */
 
 typedef struct pending {
     el_event *evs;
@@ -58,7 +61,8 @@ typedef struct pending {
     const char *refused; /* set by fence_verdict(): why the fence refused it (in arena) */
     el_append_cb cb;     /* reports the outcome (answers the RPC) */
     void *cb_arg;
-    struct pending *next;
+    struct pending *next; /* in the writer's current batch */
+    dbld_fifo_link link;  /* in the queue */
 } pending;
 
 struct el_store {
@@ -67,46 +71,29 @@ struct el_store {
     dbld_pool *pool;
     pthread_mutex_t mu;
     pthread_cond_t work_cv; /* writer: queue not empty / stop */
-    pthread_cond_t mon_cv;  /* monitor: wake early */
-    pending *head, *tail;
-    size_t queued_events; /* in the queue, not yet taken by the writer */
-    size_t max_queued;    /* refuse a request that would queue more (one alone always fits) */
+    dbld_fifo queue;        /* pending.link: waiting for the writer */
+    size_t queued_events;   /* in the queue, not yet taken by the writer */
+    size_t max_queued;      /* refuse a request that would queue more (one alone always fits) */
     int stop;
-    int db_up;
-    int migrated;
-    char last_err[512];
+    int migrated; /* the monitor's probe only */
+    dbld_dbmon *mon;
     el_hub *hub; /* the commit feed: the writer publishes, Subscribe reads */
-    pthread_t writer, monitor;
+    pthread_t writer;
     int started;
 };
 
 /* ---- helpers ---- */
 
-static void set_up(el_store *s, int up, const char *err)
+/* A statement found the database unavailable: health follows at once. */
+static void set_down(el_store *s, const char *err)
 {
-    pthread_mutex_lock(&s->mu);
-    int changed = s->db_up != up;
-    s->db_up = up;
-    if (err) snprintf(s->last_err, sizeof s->last_err, "%s", err);
-    pthread_mutex_unlock(&s->mu);
-    if (changed) {
-        if (up)
-            dbld_log(DBLD_LOG_INFO, "database available", (char *)NULL);
-        else
-            dbld_log(DBLD_LOG_WARN, "database unavailable", "error", err ? err : "", (char *)NULL);
-        if (s->opts.server) dbld_server_set_health_all(s->opts.server, up);
-    }
-    if (!up) pthread_cond_signal(&s->mon_cv);
+    dbld_dbmon_down(s->mon, err);
 }
 
 static int unavailable(el_store *s, dbld_status *st)
 {
-    pthread_mutex_lock(&s->mu);
-    int up = s->db_up && s->migrated;
     char err[512];
-    memcpy(err, s->last_err, sizeof err);
-    pthread_mutex_unlock(&s->mu);
-    if (up) return 0;
+    if (dbld_dbmon_up(s->mon, err, sizeof err)) return 0;
     return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable%s%s",
                            err[0] ? ": " : "", err);
 }
@@ -153,40 +140,17 @@ static int migrate(dbld_db *db, dbld_status *st)
     return rc;
 }
 
-/* ---- monitor thread ---- */
+/* ---- database monitor ---- */
 
-static void *monitor_main(void *arg)
+/* dbld_dbmon_probe_fn: migrate once, then ping. */
+static int probe(void *user, dbld_db *db, dbld_status *st)
 {
-    el_store *s = arg;
-    dbld_db *db = NULL;
-    int64_t backoff = 100;
-    pthread_mutex_lock(&s->mu);
-    while (!s->stop) {
-        pthread_mutex_unlock(&s->mu);
-        dbld_status st;
-        dbld_status_clear(&st);
-        int ok = 0;
-        if (!db || !dbld_db_alive(db)) {
-            dbld_db_close(db);
-            db = NULL;
-            dbld_db_connect(s->dsn, &db, &st);
-        }
-        if (db && !s->migrated && migrate(db, &st) == 0) {
-            pthread_mutex_lock(&s->mu);
-            s->migrated = 1;
-            pthread_mutex_unlock(&s->mu);
-        }
-        if (db && s->migrated && dbld_db_exec(db, "SELECT 1", 0, NULL, NULL, &st) == 0) ok = 1;
-        set_up(s, ok, ok ? NULL : st.msg);
-        int64_t wait = ok ? 500 : backoff;
-        backoff = ok ? 100 : (backoff * 2 > 2000 ? 2000 : backoff * 2);
-        struct timespec ts = dbld_abs_time(CLOCK_REALTIME, wait);
-        pthread_mutex_lock(&s->mu);
-        if (!s->stop) pthread_cond_timedwait(&s->mon_cv, &s->mu, &ts);
+    el_store *s = user;
+    if (!s->migrated) {
+        if (migrate(db, st) != 0) return st->code;
+        s->migrated = 1;
     }
-    pthread_mutex_unlock(&s->mu);
-    dbld_db_close(db);
-    return NULL;
+    return dbld_db_exec(db, "SELECT 1", 0, NULL, NULL, st);
 }
 
 /* ---- writer thread ---- */
@@ -223,18 +187,17 @@ static const char **insert_params(dbld_arena *a, el_event **evs, size_t n)
     return p;
 }
 
-/* Give each event the idx from rows of (idx, event_id); duplicate marks them. */
-static void assign_idx(const dbld_res *r, el_event **evs, size_t n, int duplicate)
+/* Give each event the idx from rows of (idx, event_id); duplicate marks them.
+ * The events' ids are unique (batch_events() folded repeats). */
+static void assign_idx(dbld_arena *a, const dbld_res *r, el_event **evs, size_t n, int duplicate)
 {
-    for (int row = 0; row < dbld_res_rows(r); row++) {
-        const char *id = dbld_res_get(r, row, 1);
-        for (size_t i = 0; i < n; i++) {
-            if (evs[i]->idx == 0 && strcmp(evs[i]->ev->event_id, id) == 0) {
-                evs[i]->idx = dbld_res_i64(r, row, 0);
-                evs[i]->duplicate = duplicate;
-                break;
-            }
-        }
+    dbld_strmap rows;
+    dbld_res_index(r, 1, a, &rows);
+    for (size_t i = 0; i < n; i++) {
+        size_t row;
+        if (evs[i]->idx != 0 || !dbld_strmap_get(&rows, evs[i]->ev->event_id, &row)) continue;
+        evs[i]->idx = dbld_res_i64(r, (int)row, 0);
+        evs[i]->duplicate = duplicate;
     }
 }
 
@@ -250,7 +213,7 @@ static int resolve_existing(dbld_db *db, dbld_arena *a, el_event **evs, size_t n
     dbld_res *r = NULL;
     int rc = dbld_db_exec(db, "SELECT idx, event_id FROM events WHERE event_id = ANY($1::text[])",
                           1, p, &r, st);
-    if (!rc) assign_idx(r, evs, n, 1);
+    if (!rc) assign_idx(a, r, evs, n, 1);
     dbld_res_free(r);
     return rc;
 }
@@ -272,14 +235,6 @@ static el_event **fresh_events(dbld_arena *a, el_event **evs, size_t n, size_t *
     return fresh;
 }
 
-static uint64_t hash_str(const char *p)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-    return h;
-}
-
 /* Make sure the writer's connection is usable. */
 static int writer_connect(el_store *s, dbld_db **db, dbld_status *st)
 {
@@ -289,7 +244,7 @@ static int writer_connect(el_store *s, dbld_db **db, dbld_status *st)
     int rc = unavailable(s, st);
     if (rc) return rc;
     if (dbld_db_connect(s->dsn, db, st) != 0) {
-        set_up(s, 0, st->msg);
+        set_down(s, st->msg);
         return dbld_status_set(st, DBLD_UNAVAILABLE, "event log database unavailable: %s", st->msg);
     }
     /* The writer's statements are prepared once per connection, and planning
@@ -368,43 +323,6 @@ static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *ref
     return 0;
 }
 
-/* A set of strings (open addressing, fixed capacity for at most n keys),
- * each with a value. */
-typedef struct strset {
-    const char **slot;
-    void **val;
-    size_t cap;
-} strset;
-
-static void strset_init(dbld_arena *a, strset *s, size_t n)
-{
-    s->cap = 16;
-    while (s->cap < 2 * n)
-        s->cap *= 2;
-    s->slot = dbld_arena_alloc(a, s->cap * sizeof *s->slot);
-    memset(s->slot, 0, s->cap * sizeof *s->slot);
-    s->val = dbld_arena_alloc(a, s->cap * sizeof *s->val);
-}
-
-/* The slot of key: s->slot[i] is NULL when key is not in the set yet. */
-static size_t strset_find(const strset *s, const char *key)
-{
-    size_t i = (size_t)hash_str(key) & (s->cap - 1);
-    while (s->slot[i] && strcmp(s->slot[i], key) != 0)
-        i = (i + 1) & (s->cap - 1);
-    return i;
-}
-
-/* Add key with val unless present; 1 when it was added. */
-static int strset_add(strset *s, const char *key, void *val)
-{
-    size_t i = strset_find(s, key);
-    if (s->slot[i]) return 0;
-    s->slot[i] = key;
-    s->val[i] = val;
-    return 1;
-}
-
 /* ---- batches: claims and appends in one transaction ---- */
 
 static int granted(const pending *p)
@@ -434,11 +352,8 @@ static el_event **batch_events(dbld_arena *a, pending **reqs, size_t n_reqs, siz
         total += k;
     }
     el_event **out = dbld_arena_alloc(a, (total + 1) * sizeof *out);
-    size_t cap = 16;
-    while (cap < 2 * total)
-        cap *= 2;
-    el_event **set = dbld_arena_alloc(a, cap * sizeof *set);
-    memset(set, 0, cap * sizeof *set);
+    dbld_strmap seen; /* event_id -> index into out */
+    dbld_strmap_init(&seen, a);
     size_t n = 0;
     for (size_t r = 0; r < n_reqs; r++) {
         el_event *evs = req_events(reqs[r], &k);
@@ -447,15 +362,12 @@ static el_event **batch_events(dbld_arena *a, pending **reqs, size_t n_reqs, siz
             e->idx = 0;
             e->duplicate = 0;
             e->first = NULL;
-            size_t slot = (size_t)hash_str(e->ev->event_id) & (cap - 1);
-            while (set[slot] && strcmp(set[slot]->ev->event_id, e->ev->event_id) != 0)
-                slot = (slot + 1) & (cap - 1);
-            if (set[slot]) {
-                e->first = set[slot];
-            } else {
-                set[slot] = e;
-                out[n++] = e;
-            }
+            int added;
+            size_t at = dbld_strmap_index(&seen, e->ev->event_id, &n, &added);
+            if (added)
+                out[at] = e;
+            else
+                e->first = out[at];
         }
     }
     *n_out = n;
@@ -518,14 +430,14 @@ static size_t claim_rows(dbld_arena *a, pending **reqs, size_t n_reqs, dbld_stmt
 /* The job log entries of reqs as one statement in *out (0 when there are
  * none). An entry repeated in the batch is sent once, for its first request:
  * the rows the INSERT returns are credited to that request (credit_joblogs). */
-static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *keys,
+static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, dbld_strmap *keys,
                           dbld_stmt *out, dbld_res **res)
 {
     size_t total = 0;
     for (size_t r = 0; r < n_reqs; r++)
         if (reqs[r]->logs) total += reqs[r]->logs->n;
+    dbld_strmap_init(keys, a); /* "run\nseq" -> index into reqs */
     if (!total) return 0;
-    strset_init(a, keys, total);
     const char **col[JOBLOG_COLS];
     for (int c = 0; c < JOBLOG_COLS; c++)
         col[c] = dbld_arena_alloc(a, total * sizeof *col[c]);
@@ -535,7 +447,10 @@ static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *
         for (size_t i = 0; l && i < l->n; i++) {
             l->stored = 0;
             const char *key = dbld_arena_printf(a, "%s\n%s", l->cols[0][i], l->cols[1][i]);
-            if (!strset_add(keys, key, l)) continue;
+            size_t first = r;
+            int added;
+            dbld_strmap_index(keys, key, &first, &added);
+            if (!added) continue;
             for (int c = 0; c < JOBLOG_COLS; c++)
                 col[c][k] = l->cols[c][i];
             k++;
@@ -557,13 +472,14 @@ static size_t joblog_rows(dbld_arena *a, pending **reqs, size_t n_reqs, strset *
 }
 
 /* Count the stored rows (job_run_id, seq) for the requests they came from. */
-static void credit_joblogs(dbld_arena *a, const dbld_res *r, const strset *keys)
+static void credit_joblogs(dbld_arena *a, const dbld_res *r, const dbld_strmap *keys,
+                           pending **reqs)
 {
     for (int row = 0; row < dbld_res_rows(r); row++) {
         const char *key =
             dbld_arena_printf(a, "%s\n%s", dbld_res_get(r, row, 0), dbld_res_get(r, row, 1));
-        size_t i = strset_find(keys, key);
-        if (keys->slot[i]) ((el_joblogs *)keys->val[i])->stored++;
+        size_t i = dbld_strmap_find(keys, key);
+        if (i != DBLD_STRMAP_NONE) reqs[i]->logs->stored++;
     }
 }
 
@@ -604,16 +520,18 @@ static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, d
 
 /* Mark the requests whose fence does not hold (leases: fence_stmt's
  * result, freed here); returns how many. */
-static size_t fence_verdict(dbld_res *leases, pending **reqs, size_t n)
+static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, size_t n)
 {
     size_t refused = 0;
+    dbld_strmap by_build;
+    dbld_res_index(leases, 0, a, &by_build);
     for (size_t i = 0; i < n; i++) {
         pending *q = reqs[i];
         if (!q->fence.build_request_id) continue;
-        const char *owner = NULL;
-        for (int row = 0; row < dbld_res_rows(leases) && !owner; row++)
-            if (strcmp(dbld_res_get(leases, row, 0), q->fence.build_request_id) == 0)
-                owner = dbld_res_get(leases, row, 1);
+        size_t row;
+        const char *owner = dbld_strmap_get(&by_build, q->fence.build_request_id, &row)
+                                ? dbld_res_get(leases, (int)row, 1)
+                                : NULL;
         if (!owner)
             q->refused = dbld_arena_printf(q->arena, "lease fence: build %s has no lease",
                                            q->fence.build_request_id);
@@ -649,13 +567,13 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
                                  .n = 8,
                                  .params = insert_params(a, evs, n),
                                  .out = &ins};
-    strset keys;
+    dbld_strmap keys;
     k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
     if (fence && *fence) { /* pre held the fence statement */
         dbld_res *leases = *fence;
         *fence = NULL;
-        if (!rc && fence_verdict(leases, reqs, n_reqs))
+        if (!rc && fence_verdict(a, leases, reqs, n_reqs))
             rc = EL_REFUSED;
         else if (rc)
             dbld_res_free(leases);
@@ -665,10 +583,10 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
         dbld_res_free(ins);
         return rc;
     }
-    if (!rc && logs) credit_joblogs(a, logs, &keys);
+    if (!rc && logs) credit_joblogs(a, logs, &keys, reqs);
     dbld_res_free(logs);
     if (!rc && n) {
-        assign_idx(ins, evs, n, 0);
+        assign_idx(a, ins, evs, n, 0);
         rc = resolve_existing(db, a, evs, n, st);
     }
     dbld_res_free(ins);
@@ -687,13 +605,13 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
 }
 
 /* The partitions a granted claim changes: its claim rows and its events' refs. */
-static void add_touched(strset *touched, const el_claim *c)
+static void add_touched(dbld_strmap *touched, const el_claim *c)
 {
     for (size_t i = 0; i < c->n_refs; i++)
-        strset_add(touched, c->refs[i], NULL);
+        dbld_strmap_put(touched, c->refs[i], 0);
     for (size_t i = 0; i < c->n_events; i++)
         for (size_t r = 0; r < c->events[i].n_refs; r++)
-            strset_add(touched, c->events[i].refs[r], NULL);
+            dbld_strmap_put(touched, c->events[i].refs[r], 0);
 }
 
 /* Both lookups go by the primary key alone (the conditions on other columns
@@ -735,13 +653,9 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     };
     dbld_res *fence = NULL;
     size_t n_open = 3 + fence_stmt(a, reqs, n_reqs, &open[3], &fence);
-    size_t n_claims = 0, n_touch = 0;
-    while (n_claims < n_reqs && reqs[n_claims]->claim) {
-        const el_claim *c = reqs[n_claims++]->claim;
-        n_touch += c->n_refs;
-        for (size_t i = 0; i < c->n_events; i++)
-            n_touch += c->events[i].n_refs;
-    }
+    size_t n_claims = 0;
+    while (n_claims < n_reqs && reqs[n_claims]->claim)
+        n_claims++;
     if (!n_claims)
         return write_reqs(db, a, open, n_open, n_open > 3 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
                           st);
@@ -761,19 +675,19 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     }
     int rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
     if (fence) { /* fence_verdict() frees it */
-        if (!rc && fence_verdict(fence, reqs, n_reqs))
+        if (!rc && fence_verdict(a, fence, reqs, n_reqs))
             rc = EL_REFUSED;
         else if (rc)
             dbld_res_free(fence);
     }
-    strset touched;
-    strset_init(a, &touched, n_touch);
+    dbld_strmap touched;
+    dbld_strmap_init(&touched, a);
     size_t from = 0; /* reqs[from..i) are decided but not written yet */
     for (size_t i = 0; !rc && i < n_claims; i++) {
         el_claim *c = reqs[i]->claim;
         int stale = 0;
         for (size_t r = 0; r < c->n_refs && !stale; r++)
-            stale = touched.slot[strset_find(&touched, c->refs[r])] != NULL;
+            stale = dbld_strmap_get(&touched, c->refs[r], NULL);
         int held_elsewhere = strcmp(dbld_res_get(peek[i], 0, 1), "t") == 0;
         if (!stale && dbld_res_i64(peek[i], 0, 0) == (int64_t)c->n_refs) {
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE;
@@ -911,7 +825,7 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
         metrics_batch(arr, n, t0, max_idx, prev_max);
         publish(s, a, arr, n, prev_max, max_idx);
     } else if (rc == DBLD_UNAVAILABLE) {
-        set_up(s, 0, st->msg);
+        set_down(s, st->msg);
     }
     dbld_arena_destroy(a);
     return rc;
@@ -966,26 +880,35 @@ static void process(el_store *s, dbld_db **db, pending *reqs)
     finish(s, reqs, &st);
 }
 
+/* Under s->mu: whole requests from the queue up to the batch limit (always
+ * at least one), chained by next for the batch. */
+static pending *take_batch(el_store *s)
+{
+    pending *first = DBLD_FIFO_ENTRY(dbld_fifo_pop(&s->queue), pending, link), *last = first;
+    size_t events = first->n;
+    pending *p;
+    while ((p = DBLD_FIFO_ENTRY(dbld_fifo_first(&s->queue), pending, link)) &&
+           events + p->n <= (size_t)s->opts.max_batch_events) {
+        dbld_fifo_pop(&s->queue);
+        last->next = p;
+        last = p;
+        events += p->n;
+    }
+    last->next = NULL;
+    s->queued_events -= events;
+    return first;
+}
+
 static void *writer_main(void *arg)
 {
     el_store *s = arg;
     dbld_db *db = NULL;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->head && !s->stop)
+        while (!s->queue.n && !s->stop)
             pthread_cond_wait(&s->work_cv, &s->mu);
-        if (!s->head && s->stop) break;
-        /* Take whole requests up to the batch limit (always at least one). */
-        pending *first = s->head, *last = first;
-        size_t events = first->n;
-        while (last->next && events + last->next->n <= (size_t)s->opts.max_batch_events) {
-            last = last->next;
-            events += last->n;
-        }
-        s->head = last->next;
-        if (!s->head) s->tail = NULL;
-        s->queued_events -= events;
-        last->next = NULL;
+        if (!s->queue.n && s->stop) break;
+        pending *first = take_batch(s);
         pthread_mutex_unlock(&s->mu);
         process(s, &db, first);
         pthread_mutex_lock(&s->mu);
@@ -1014,15 +937,20 @@ el_store *el_store_create(const el_store_opts *opts)
     s->pool = dbld_pool_create_opts(opts->dsn, &po);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work_cv, NULL);
-    pthread_cond_init(&s->mon_cv, NULL);
+    dbld_fifo_init(&s->queue);
     s->hub = el_hub_create(opts->dsn);
-    snprintf(s->last_err, sizeof s->last_err, "not connected yet");
+    dbld_dbmon_opts mo = {.dsn = opts->dsn,
+                          .ok_ms = MONITOR_OK_MS,
+                          .probe = probe,
+                          .user = s,
+                          .server = opts->server};
+    s->mon = dbld_dbmon_create(&mo);
     return s;
 }
 
 void el_store_start(el_store *s)
 {
-    pthread_create(&s->monitor, NULL, monitor_main, s);
+    dbld_dbmon_start(s->mon);
     pthread_create(&s->writer, NULL, writer_main, s);
     el_hub_start(s->hub);
     s->started = 1;
@@ -1034,17 +962,13 @@ void el_store_destroy(el_store *s)
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
     pthread_cond_broadcast(&s->work_cv);
-    pthread_cond_broadcast(&s->mon_cv);
     pthread_mutex_unlock(&s->mu);
-    if (s->started) {
-        pthread_join(s->writer, NULL); /* drains the queue first */
-        pthread_join(s->monitor, NULL);
-    }
+    if (s->started) pthread_join(s->writer, NULL); /* drains the queue first */
+    dbld_dbmon_destroy(s->mon);
     el_hub_destroy(s->hub); /* the writer, its only publisher, is gone */
     dbld_pool_destroy(s->pool);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
-    pthread_cond_destroy(&s->mon_cv);
     free(s->dsn);
     free(s);
 }
@@ -1069,11 +993,7 @@ static int submit_async(el_store *s, pending *p, dbld_status *st)
                                " would pass the cap of %zu; the database is not keeping up",
                                queued, p->n, s->max_queued);
     }
-    if (s->tail)
-        s->tail->next = p;
-    else
-        s->head = p;
-    s->tail = p;
+    dbld_fifo_push(&s->queue, &p->link);
     s->queued_events += p->n;
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
@@ -1129,7 +1049,7 @@ int el_store_with_db(el_store *s, el_db_fn fn, void *arg, dbld_status *st)
     if (rc) return rc;
     rc = fn(db, arg, st);
     dbld_pool_release(s->pool, db);
-    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
+    if (rc == DBLD_UNAVAILABLE) set_down(s, st->msg);
     return rc;
 }
 
@@ -1145,7 +1065,7 @@ int el_store_read_with_db(el_store *s, dbld_call *call, el_db_fn fn, void *arg, 
     dbld_db_set_interrupt(db, dbld_call_interrupt, call);
     rc = fn(db, arg, st);
     dbld_pool_release(s->pool, db); /* clears the interrupt; closes a cancelled connection */
-    if (rc == DBLD_UNAVAILABLE) set_up(s, 0, st->msg);
+    if (rc == DBLD_UNAVAILABLE) set_down(s, st->msg);
     return rc;
 }
 

@@ -1,26 +1,35 @@
-/* strmap.h - a string-keyed hash map of size_t values for the graph service.
+/* strmap.h - the graph service's name for lib/'s string map (dbld/strmap.h).
  *
  * Keys are borrowed (the caller keeps them alive as long as the map), values
- * are plain indexes. Open addressing with linear probing; the table doubles at
- * half load, so lookups stay O(1) for the 10k-partition graphs analysis sees.
- * Not thread-safe: one map belongs to one thread at a time.
+ * are plain indexes; the arrays come from malloc. The gs_ names stay so that
+ * the coordinator's files need no change in this round.
  */
 #ifndef GRAPH_STRMAP_H
 #define GRAPH_STRMAP_H
 
+#include "dbld/strmap.h"
+
 #include <stddef.h>
 
-typedef struct gs_strmap {
-    const char **keys;
-    size_t *vals;
-    size_t cap, n;
-} gs_strmap;
+typedef dbld_strmap gs_strmap;
 
-void gs_strmap_init(gs_strmap *m);
-void gs_strmap_free(gs_strmap *m);
+static inline void gs_strmap_init(gs_strmap *m)
+{
+    dbld_strmap_init(m, NULL);
+}
+static inline void gs_strmap_free(gs_strmap *m)
+{
+    dbld_strmap_free(m);
+}
 /* 1 and *val when key is present, else 0. */
-int gs_strmap_get(const gs_strmap *m, const char *key, size_t *val);
+static inline int gs_strmap_get(const gs_strmap *m, const char *key, size_t *val)
+{
+    return dbld_strmap_get(m, key, val);
+}
 /* Insert or overwrite. */
-void gs_strmap_put(gs_strmap *m, const char *key, size_t val);
+static inline void gs_strmap_put(gs_strmap *m, const char *key, size_t val)
+{
+    dbld_strmap_put(m, key, val);
+}
 
 #endif

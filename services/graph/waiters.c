@@ -176,11 +176,7 @@ int gs_waiters_create(gs_waiters **out, dbld_status *st)
 {
     gs_waiters *ws = dbld_xcalloc(1, sizeof *ws);
     pthread_mutex_init(&ws->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ws->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dbld_cond_init_mono(&ws->cv);
     if (pthread_create(&ws->sweeper, NULL, sweeper_main, ws) != 0) {
         pthread_cond_destroy(&ws->cv);
         pthread_mutex_destroy(&ws->mu);

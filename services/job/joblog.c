@@ -254,11 +254,7 @@ jl_sink *jl_open(const jl_opts *o)
         s->outputs[i] = r;
     }
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dbld_cond_init_mono(&s->cv);
     s->opened_ms = dbld_mono_ms();
     return s;
 }

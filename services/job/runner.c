@@ -157,11 +157,7 @@ static active *find_locked(jr_engine *e, const char *id)
 /* Register a; ALREADY_EXISTS when its id is active, UNAVAILABLE when shutting down. */
 static int add_active(jr_engine *e, active *a, dbld_status *st)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    dbld_cond_init_mono(&a->cv);
     int rc = 0;
     pthread_mutex_lock(&e->mu);
     if (e->shutdown)

@@ -61,9 +61,17 @@ static const char *const list_filters[] = {
     " count(*) FILTER (WHERE status = 4), count(*) FILTER (WHERE status = 5)"                      \
     " FROM job_runs WHERE build_request_id = ANY($1::text[]) GROUP BY build_request_id"
 
+/* The builds' BuildCancelEvents (no payloads: the partial index alone). */
+#define CANCELS_SQL                                                                                \
+    "SELECT DISTINCT build_request_id FROM events"                                                 \
+    " WHERE build_request_id = ANY($1::text[]) AND kind = 17"
+
+/* The BuildRequestEvents of builds missing from the lifecycle cache, each up
+ * to its row's last_idx (what the cache entry is then valid for). */
 #define LIFECYCLE_SQL                                                                              \
-    "SELECT build_request_id, ts_ns, kind, payload FROM events"                                    \
-    " WHERE build_request_id = ANY($1::text[]) AND kind IN (10, 17) ORDER BY idx"
+    "SELECT e.build_request_id, e.ts_ns, e.payload FROM events e"                                  \
+    " JOIN unnest($1::text[], $2::bigint[]) AS u(id, upto)"                                        \
+    " ON e.build_request_id = u.id AND e.idx <= u.upto WHERE e.kind = 10 ORDER BY e.idx"
 
 static int is_terminal(int code)
 {
@@ -89,16 +97,12 @@ static void apply_counts(Databuild__V1__BuildSummary *s, const dbld_res *res, in
     s->cancelled_jobs = (uint32_t)dbld_res_i64(res, row, 4);
 }
 
-/* Apply one lifecycle event (row of LIFECYCLE_SQL) to s. */
+/* Apply one BuildRequestEvent (row of LIFECYCLE_SQL) to s. */
 static void apply_lifecycle(dbld_arena *a, Databuild__V1__BuildSummary *s, const dbld_res *res,
                             int row)
 {
     int64_t ts = dbld_res_i64(res, row, 1);
-    if (dbld_res_i64(res, row, 2) == 17) {
-        s->cancelled = 1;
-        return;
-    }
-    Databuild__V1__BuildEvent *ev = q_decode_event(a, dbld_res_get(res, row, 3));
+    Databuild__V1__BuildEvent *ev = q_decode_event(a, dbld_res_get(res, row, 2));
     if (!ev || ev->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT ||
         !ev->build_request_event->status)
         return;
@@ -107,49 +111,82 @@ static void apply_lifecycle(dbld_arena *a, Databuild__V1__BuildSummary *s, const
     if (!s->completed_at && is_terminal(code)) s->completed_at = ts;
 }
 
+/* The summary of row i of Q_BUILD_COLS rows (no counts or times yet). */
+static Databuild__V1__BuildSummary *summary_row(dbld_arena *a, const dbld_res *rows, int i)
+{
+    Databuild__V1__BuildSummary *s = dbld_arena_msg(a, &databuild__v1__build_summary__descriptor);
+    s->build_request_id = dbld_arena_strdup(a, dbld_res_get(rows, i, 0));
+    int code = (int)dbld_res_i64(rows, i, 1);
+    s->status = q_build_status(a, code);
+    char **refs = q_parse_array(a, dbld_res_get(rows, i, 2), &s->n_requested_partitions);
+    s->requested_partitions = q_refs(a, refs, s->n_requested_partitions);
+    s->comment = dbld_arena_strdup(a, dbld_res_get(rows, i, 3));
+    s->requested_at = dbld_res_i64(rows, i, 5);
+    s->cancelled = code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_CANCELLED;
+    return s;
+}
+
 int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
                       dbld_status *st)
 {
     dbld_arena *a = r->a;
     Databuild__V1__BuildSummary **sums = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *sums);
     char **ids = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *ids);
-    q_strmap by_id;
-    q_strmap_init(&by_id, a);
+    /* builds whose lifecycle times are not cached: their ids and last_idx */
+    char **miss = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *miss);
+    char **upto = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *upto);
+    size_t n_miss = 0;
+    dbld_strmap by_id;
+    dbld_strmap_init(&by_id, a);
     size_t count = 0;
     for (int i = 0; i < n; i++) {
-        Databuild__V1__BuildSummary *s =
-            dbld_arena_msg(a, &databuild__v1__build_summary__descriptor);
-        s->build_request_id = dbld_arena_strdup(a, dbld_res_get(rows, i, 0));
-        int code = (int)dbld_res_i64(rows, i, 1);
-        s->status = q_build_status(a, code);
-        char **refs = q_parse_array(a, dbld_res_get(rows, i, 2), &s->n_requested_partitions);
-        s->requested_partitions = q_refs(a, refs, s->n_requested_partitions);
-        s->comment = dbld_arena_strdup(a, dbld_res_get(rows, i, 3));
-        s->requested_at = dbld_res_i64(rows, i, 5);
-        s->cancelled = code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_CANCELLED;
+        Databuild__V1__BuildSummary *s = summary_row(a, rows, i);
         sums[i] = s;
         ids[i] = s->build_request_id;
         int added;
-        q_strmap_add(&by_id, s->build_request_id, &count, &added);
+        dbld_strmap_index(&by_id, s->build_request_id, &count, &added);
+        q_life life;
+        if (q_lifecache_get(r->q->life, ids[i], dbld_res_i64(rows, i, 7), &life)) {
+            s->started_at = life.started;
+            s->completed_at = life.completed;
+        } else {
+            miss[n_miss] = ids[i];
+            upto[n_miss++] = dbld_arena_strdup(a, dbld_res_get(rows, i, 7));
+        }
     }
     *out = sums;
     if (n == 0) return 0;
     const char *p[] = {dbld_pg_text_array(a, (const char *const *)ids, (size_t)n)};
-    dbld_res *counts = NULL, *life = NULL;
+    const char *pm[] = {dbld_pg_text_array(a, (const char *const *)miss, n_miss),
+                        dbld_pg_text_array(a, (const char *const *)upto, n_miss)};
+    dbld_res *counts = NULL, *cancels = NULL, *life = NULL;
     dbld_stmt stmts[] = {
         {.name = "q_build_counts", .sql = COUNTS_SQL, .n = 1, .params = p, .out = &counts},
-        {.name = "q_build_life", .sql = LIFECYCLE_SQL, .n = 1, .params = p, .out = &life},
+        {.name = "q_build_cancels", .sql = CANCELS_SQL, .n = 1, .params = p, .out = &cancels},
+        {.name = "q_build_life", .sql = LIFECYCLE_SQL, .n = 2, .params = pm, .out = &life},
     };
-    int rc = q_pipeline(r, stmts, 2, st);
+    int rc = q_pipeline(r, stmts, n_miss ? 3 : 2, st);
     for (int i = 0; !rc && i < dbld_res_rows(counts); i++) {
-        size_t k = q_strmap_get(&by_id, dbld_res_get(counts, i, 0));
-        if (k != (size_t)-1) apply_counts(sums[k], counts, i);
+        size_t k = dbld_strmap_find(&by_id, dbld_res_get(counts, i, 0));
+        if (k != DBLD_STRMAP_NONE) apply_counts(sums[k], counts, i);
+    }
+    for (int i = 0; !rc && i < dbld_res_rows(cancels); i++) {
+        size_t k = dbld_strmap_find(&by_id, dbld_res_get(cancels, i, 0));
+        if (k != DBLD_STRMAP_NONE) sums[k]->cancelled = 1;
     }
     for (int i = 0; !rc && i < dbld_res_rows(life); i++) {
-        size_t k = q_strmap_get(&by_id, dbld_res_get(life, i, 0));
-        if (k != (size_t)-1) apply_lifecycle(a, sums[k], life, i);
+        size_t k = dbld_strmap_find(&by_id, dbld_res_get(life, i, 0));
+        if (k != DBLD_STRMAP_NONE) apply_lifecycle(a, sums[k], life, i);
+    }
+    for (size_t i = 0; !rc && i < n_miss; i++) {
+        const Databuild__V1__BuildSummary *s = sums[dbld_strmap_find(&by_id, miss[i])];
+        q_life v = {.last_idx = strtoll(upto[i], NULL, 10),
+                    .started = s->started_at,
+                    .completed = s->completed_at};
+        q_lifecache_put(r->q->life, miss[i], &v);
     }
     dbld_res_free(counts);
+    dbld_res_free(cancels);
     dbld_res_free(life);
     for (int i = 0; !rc && i < n; i++)
         if (sums[i]->completed_at)
@@ -259,7 +296,7 @@ static size_t part(q_build_fold *f, dbld_arena *a, const char *ref)
 {
     int added;
     size_t before = f->n_parts;
-    size_t i = q_strmap_add(&f->parts, ref, &f->n_parts, &added);
+    size_t i = dbld_strmap_index(&f->parts, ref, &f->n_parts, &added);
     if (added) {
         if (before == f->cap_parts) {
             size_t cap = f->cap_parts ? 2 * f->cap_parts : 32;
@@ -294,7 +331,7 @@ static void fold_job(q_build_fold *f, dbld_arena *a, const Databuild__V1__JobEve
     if (!j->job_run_id || !*j->job_run_id) return;
     int added;
     size_t before = f->n_runs;
-    size_t i = q_strmap_add(&f->runs_by_id, j->job_run_id, &f->n_runs, &added);
+    size_t i = dbld_strmap_index(&f->runs_by_id, j->job_run_id, &f->n_runs, &added);
     if (added) {
         if (before == f->cap_runs) {
             size_t cap = f->cap_runs ? 2 * f->cap_runs : 16;
@@ -379,8 +416,8 @@ int q_build_fold_load(q_req *r, const char *build_id, q_build_fold *f, dbld_stat
 {
     dbld_arena *a = r->a;
     memset(f, 0, sizeof *f);
-    q_strmap_init(&f->parts, a);
-    q_strmap_init(&f->runs_by_id, a);
+    dbld_strmap_init(&f->parts, a);
+    dbld_strmap_init(&f->runs_by_id, a);
     const char *p[] = {build_id};
     dbld_res *res = NULL;
     int rc = q_exec_prepared(r, "q_build_events",

@@ -73,8 +73,8 @@ static int run_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__J
     Databuild__V1__JobRunSummary **sums = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *sums);
     char **ids = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *ids);
     int64_t *first = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *first);
-    q_strmap by_id;
-    q_strmap_init(&by_id, a);
+    dbld_strmap by_id;
+    dbld_strmap_init(&by_id, a);
     size_t count = 0;
     int added;
     for (int i = 0; i < n; i++) {
@@ -93,7 +93,7 @@ static int run_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__J
         first[i] = dbld_res_i64(rows, i, 6);
         sums[i] = s;
         ids[i] = s->job_run_id;
-        q_strmap_add(&by_id, s->job_run_id, &count, &added);
+        dbld_strmap_index(&by_id, s->job_run_id, &count, &added);
     }
     *out = sums;
     if (!n) return 0;
@@ -108,8 +108,8 @@ static int run_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__J
             id = ev->job_event->job_run_id;
         else if (ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_RUN_CANCEL_EVENT)
             id = ev->job_run_cancel_event->job_run_id;
-        size_t k = id ? q_strmap_get(&by_id, id) : (size_t)-1;
-        if (k != (size_t)-1) apply_event(sums[k], ev, dbld_res_i64(res, i, 0));
+        size_t k = id ? dbld_strmap_find(&by_id, id) : DBLD_STRMAP_NONE;
+        if (k != DBLD_STRMAP_NONE) apply_event(sums[k], ev, dbld_res_i64(res, i, 0));
     }
     dbld_res_free(res);
     for (int i = 0; i < n; i++) {

@@ -66,23 +66,23 @@ static int summaries(q_req *r, const char *label, Databuild__V1__JobSummary ***o
     *found = n_stats > 0;
     size_t cap = (label ? 1 : cfg->graph.n_jobs) + (size_t)n_stats + 1;
     Databuild__V1__JobSummary **sums = dbld_arena_alloc(a, cap * sizeof *sums);
-    q_strmap idx;
-    q_strmap_init(&idx, a);
+    dbld_strmap idx;
+    dbld_strmap_init(&idx, a);
     size_t n = 0;
     int added;
     if (label) {
-        q_strmap_add(&idx, label, &n, &added);
+        dbld_strmap_index(&idx, label, &n, &added);
         sums[0] = new_summary(a, label);
     } else {
         for (size_t j = 0; j < cfg->graph.n_jobs; j++) {
-            q_strmap_add(&idx, cfg->graph.jobs[j].label, &n, &added);
+            dbld_strmap_index(&idx, cfg->graph.jobs[j].label, &n, &added);
             if (added) sums[n - 1] = new_summary(a, cfg->graph.jobs[j].label);
         }
     }
     size_t n_config = n;
     for (int i = 0; i < n_stats; i++) {
         const char *l = dbld_arena_strdup(a, dbld_res_get(stats, i, 0));
-        size_t k = q_strmap_add(&idx, l, &n, &added);
+        size_t k = dbld_strmap_index(&idx, l, &n, &added);
         if (added) sums[k] = new_summary(a, l);
         Databuild__V1__JobSummary *s = sums[k];
         s->total_runs = (uint32_t)dbld_res_i64(stats, i, 1);
@@ -95,19 +95,19 @@ static int summaries(q_req *r, const char *label, Databuild__V1__JobSummary ***o
     /* labels only seen in job_runs: after the config's, sorted */
     if (n > n_config) qsort(sums + n_config, n - n_config, sizeof *sums, cmp_label);
     char **labels = dbld_arena_alloc(a, (n + 1) * sizeof *labels);
-    q_strmap pos;
-    q_strmap_init(&pos, a);
+    dbld_strmap pos;
+    dbld_strmap_init(&pos, a);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         labels[i] = sums[i]->job_label;
-        q_strmap_add(&pos, labels[i], &m, &added);
+        dbld_strmap_index(&pos, labels[i], &m, &added);
     }
     const char *lp[] = {dbld_pg_text_array(a, (const char *const *)labels, n)};
     dbld_res *last = NULL;
     rc = n ? q_exec(r, LAST_SQL, 1, lp, &last, st) : 0;
     for (int i = 0; !rc && i < dbld_res_rows(last); i++) {
-        size_t k = q_strmap_get(&pos, dbld_res_get(last, i, 0));
-        if (k == (size_t)-1) continue;
+        size_t k = dbld_strmap_find(&pos, dbld_res_get(last, i, 0));
+        if (k == DBLD_STRMAP_NONE) continue;
         Databuild__V1__JobSummary *s = sums[k];
         s->last_run_status_code = (int)dbld_res_i64(last, i, 1);
         s->last_run_status_name =

@@ -137,7 +137,7 @@ static const struct {
 #define N_CLASSES (sizeof class_defs / sizeof class_defs[0])
 
 typedef struct graph_nodes {
-    q_strmap ids; /* partition ref -> node number */
+    dbld_strmap ids; /* partition ref -> node number */
     const char **refs;
     int *status; /* PartitionStatus, -1 = not known yet */
     size_t n, cap;
@@ -147,7 +147,7 @@ static size_t pnode(graph_nodes *g, dbld_arena *a, const char *ref)
 {
     int added;
     size_t before = g->n;
-    size_t i = q_strmap_add(&g->ids, ref, &g->n, &added);
+    size_t i = dbld_strmap_index(&g->ids, ref, &g->n, &added);
     if (added) {
         if (before == g->cap) {
             size_t cap = g->cap ? 2 * g->cap : 32;
@@ -199,8 +199,8 @@ static int fill_current(q_req *r, graph_nodes *g, dbld_status *st)
     int rc =
         q_exec(r, "SELECT ref, status FROM partitions WHERE ref = ANY($1::text[])", 1, p, &res, st);
     for (int i = 0; !rc && i < dbld_res_rows(res); i++) {
-        size_t k = q_strmap_get(&g->ids, dbld_res_get(res, i, 0));
-        if (k != (size_t)-1) g->status[k] = (int)dbld_res_i64(res, i, 1);
+        size_t k = dbld_strmap_find(&g->ids, dbld_res_get(res, i, 0));
+        if (k != DBLD_STRMAP_NONE) g->status[k] = (int)dbld_res_i64(res, i, 1);
     }
     dbld_res_free(res);
     for (size_t i = 0; i < g->n; i++)
@@ -231,7 +231,7 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
     sbuf b = {.a = a};
     graph_nodes g;
     memset(&g, 0, sizeof g);
-    q_strmap_init(&g.ids, a);
+    dbld_strmap_init(&g.ids, a);
     const Databuild__V1__JobGraph *jg = f->graph;
     size_t n_tasks = jg ? jg->n_nodes : 0;
 
@@ -253,8 +253,8 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
             pnode(&g, a, f->part_refs[i]);
     }
     for (size_t i = 0; i < g.n; i++) {
-        size_t k = q_strmap_get(&f->parts, g.refs[i]);
-        if (k != (size_t)-1) g.status[i] = f->part_status[k];
+        size_t k = dbld_strmap_find(&f->parts, g.refs[i]);
+        if (k != DBLD_STRMAP_NONE) g.status[i] = f->part_status[k];
     }
     int rc = fill_current(r, &g, st);
     if (rc) return rc;
@@ -284,24 +284,24 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
                                         status_word(a, &databuild__v1__partition_status__descriptor,
                                                     g.status[i], "PARTITION_"));
     }
-    q_strmap edges;
-    q_strmap_init(&edges, a);
+    dbld_strmap edges;
+    dbld_strmap_init(&edges, a);
     size_t n_edges = 0;
     for (size_t t = 0; t < n_tasks; t++) {
         const Databuild__V1__JobConfig *c = jg->nodes[t] ? jg->nodes[t]->config : NULL;
         for (size_t k = 0; c && k < c->n_inputs; k++) {
             if (!c->inputs[k] || !c->inputs[k]->partition_ref || !*c->inputs[k]->partition_ref->str)
                 continue;
-            size_t p = q_strmap_get(&g.ids, c->inputs[k]->partition_ref->str);
+            size_t p = dbld_strmap_find(&g.ids, c->inputs[k]->partition_ref->str);
             int added;
-            q_strmap_add(&edges, dbld_arena_printf(a, "p%zu>j%zu", p, t), &n_edges, &added);
+            dbld_strmap_index(&edges, dbld_arena_printf(a, "p%zu>j%zu", p, t), &n_edges, &added);
             if (added) sb_printf(&b, "  p%zu --> j%zu\n", p, t);
         }
         for (size_t k = 0; c && k < c->n_outputs; k++) {
             if (!c->outputs[k] || !*c->outputs[k]->str) continue;
-            size_t p = q_strmap_get(&g.ids, c->outputs[k]->str);
+            size_t p = dbld_strmap_find(&g.ids, c->outputs[k]->str);
             int added;
-            q_strmap_add(&edges, dbld_arena_printf(a, "j%zu>p%zu", t, p), &n_edges, &added);
+            dbld_strmap_index(&edges, dbld_arena_printf(a, "j%zu>p%zu", t, p), &n_edges, &added);
             if (added) sb_printf(&b, "  j%zu --> p%zu\n", t, p);
         }
     }

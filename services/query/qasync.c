@@ -27,6 +27,7 @@
  */
 #include "query.h"
 
+#include "dbld/fifo.h"
 #include "dbld/log.h"
 #include "dbld/util.h"
 
@@ -51,8 +52,8 @@ struct q_reactor {
     q_conn *conns;
     int n;
     pthread_mutex_t mu;
-    q_conn *idle;       /* connected, carrying nothing */
-    q_job *head, *tail; /* waiting for a connection */
+    q_conn *idle;      /* connected, carrying nothing */
+    dbld_fifo waiting; /* q_job.link: waiting for a connection */
     int stop;
     pthread_t th;
     int started;
@@ -89,18 +90,10 @@ static void drop_conn(q_reactor *rx, q_conn *c)
 static void enqueue(q_reactor *rx, q_job *j, int front)
 {
     pthread_mutex_lock(&rx->mu);
-    j->next = NULL;
-    if (front) {
-        j->next = rx->head;
-        rx->head = j;
-        if (!rx->tail) rx->tail = j;
-    } else {
-        if (rx->tail)
-            rx->tail->next = j;
-        else
-            rx->head = j;
-        rx->tail = j;
-    }
+    if (front)
+        dbld_fifo_push_front(&rx->waiting, &j->link);
+    else
+        dbld_fifo_push(&rx->waiting, &j->link);
     pthread_mutex_unlock(&rx->mu);
 }
 
@@ -157,11 +150,8 @@ static void send_on(q_reactor *rx, q_conn *c, q_job *j)
 static void next_on(q_reactor *rx, q_conn *c)
 {
     pthread_mutex_lock(&rx->mu);
-    q_job *j = rx->head;
-    if (j) {
-        rx->head = j->next;
-        if (!rx->head) rx->tail = NULL;
-    } else {
+    q_job *j = DBLD_FIFO_ENTRY(dbld_fifo_pop(&rx->waiting), q_job, link);
+    if (!j) {
         c->next_idle = rx->idle;
         rx->idle = c;
     }
@@ -182,14 +172,12 @@ int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const Pr
     j->r = (q_req){.q = q, .a = a, .timeout_ms = 30000};
     int rc = start(&j->r, req, j, st);
     if (rc) return rc;
-    pthread_mutex_lock(&q->mu);
-    int up = q->db_up;
-    pthread_mutex_unlock(&q->mu);
+    int up = q_ctx_db_up(q);
     if (!up)
         return dbld_status_set(st, DBLD_UNAVAILABLE,
                                "database unavailable (query service is not serving)");
     pthread_mutex_lock(&rx->mu);
-    q_conn *c = rx->head ? NULL : rx->idle; /* keep the order when calls wait */
+    q_conn *c = rx->waiting.n ? NULL : rx->idle; /* keep the order when calls wait */
     if (c) {
         rx->idle = c->next_idle;
         pthread_mutex_unlock(&rx->mu);
@@ -208,7 +196,7 @@ static void connect_some(q_reactor *rx)
     for (int i = 0; i < rx->n; i++) {
         q_conn *c = &rx->conns[i];
         pthread_mutex_lock(&rx->mu);
-        int waiting = rx->head != NULL, taken = c->db || c->cur;
+        int waiting = rx->waiting.n > 0, taken = c->db || c->cur;
         pthread_mutex_unlock(&rx->mu);
         if (!waiting) return;
         if (taken) continue;
@@ -225,15 +213,14 @@ static void connect_some(q_reactor *rx)
             c->db = NULL;
             if (rc == DBLD_UNAVAILABLE) q_ctx_db_down(rx->q, st.msg);
             /* fail what waits: the database does not answer */
+            dbld_fifo all;
             pthread_mutex_lock(&rx->mu);
-            q_job *j = rx->head;
-            rx->head = rx->tail = NULL;
+            dbld_fifo_take(&rx->waiting, &all);
             pthread_mutex_unlock(&rx->mu);
-            while (j) {
-                q_job *next = j->next;
+            q_job *j;
+            while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(&all), q_job, link))) {
                 dbld_status jst = st;
                 finish_job(j, rc, &jst);
-                j = next;
             }
             return;
         }
@@ -325,6 +312,7 @@ q_reactor *q_reactor_create(q_ctx *q, int n)
     rx->n = n < 1 ? 1 : n;
     rx->conns = dbld_xcalloc((size_t)rx->n, sizeof *rx->conns);
     pthread_mutex_init(&rx->mu, NULL);
+    dbld_fifo_init(&rx->waiting);
     rx->ep = epoll_create1(EPOLL_CLOEXEC);
     rx->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};

@@ -71,9 +71,7 @@ int q_db(q_req *r, dbld_db **db, dbld_status *st)
         *db = r->db;
         return 0;
     }
-    pthread_mutex_lock(&r->q->mu);
-    int up = r->q->db_up;
-    pthread_mutex_unlock(&r->q->mu);
+    int up = q_ctx_db_up(r->q);
     if (!up)
         return dbld_status_set(st, DBLD_UNAVAILABLE,
                                "database unavailable (query service is not serving)");

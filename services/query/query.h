@@ -17,9 +17,11 @@
 #include "dbld/arena.h"
 #include "dbld/config.h"
 #include "dbld/db.h"
+#include "dbld/fifo.h"
 #include "dbld/outputs.h"
 #include "dbld/rpc.h"
 #include "dbld/status.h"
+#include "dbld/strmap.h"
 
 #include <pthread.h>
 #include <stddef.h>
@@ -37,18 +39,29 @@
 
 /* ---- per-process context ---- */
 
+/* Build lifecycle times, cached by build request id and valid for one
+ * build_requests.last_idx (lifecache.c). Thread-safe, bounded. */
+typedef struct q_life {
+    int64_t last_idx;  /* build_requests.last_idx they were computed at */
+    int64_t started;   /* BuildSummary.started_at (0: not yet) */
+    int64_t completed; /* BuildSummary.completed_at (0: not yet) */
+} q_life;
+typedef struct q_lifecache q_lifecache;
+q_lifecache *q_lifecache_create(void);
+void q_lifecache_destroy(q_lifecache *c);
+/* 1 and *out when an entry for id computed at last_idx is there. */
+int q_lifecache_get(q_lifecache *c, const char *id, int64_t last_idx, q_life *out);
+void q_lifecache_put(q_lifecache *c, const char *id, const q_life *v);
+
 typedef struct q_ctx {
     const dbld_config *cfg;
     dbld_server *srv;
     dbld_pool *pool;
     int pool_size;
-    pthread_mutex_t mu;
-    dbld_outputs *outs;   /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
-    struct q_reactor *rx; /* q_job_submit()'s connections and thread */
-    /* database monitor (health) */
-    pthread_t monitor;
-    pthread_cond_t cv;
-    int stop, db_up, started;
+    dbld_outputs *outs;     /* graph.jobs[].outputs and graph.external, compiled (q_ref_kind()) */
+    struct q_reactor *rx;   /* q_job_submit()'s connections and thread */
+    q_lifecache *life;      /* build lifecycle times (builds.c) */
+    struct dbld_dbmon *mon; /* database health (lib/dbmon.c) */
 } q_ctx;
 
 /* Caller frees with q_ctx_destroy(). Compiles the graph's regexes (a bad one
@@ -61,6 +74,8 @@ void q_ctx_destroy(q_ctx *q);
 dbld_db_opts q_session_opts(const dbld_config *cfg);
 /* A query failed with UNAVAILABLE: go NOT_SERVING and let the monitor recheck. */
 void q_ctx_db_down(q_ctx *q, const char *why);
+/* 1 while the database monitor's last probe succeeded. */
+int q_ctx_db_up(q_ctx *q);
 
 /* Ref classification against the graph config: 1 producible by a job
  * (*job = index into cfg->graph.jobs), 2 external, 0 neither. */
@@ -132,7 +147,7 @@ struct q_job {
     const char *op; /* "list partitions": database errors say "could not <op>: ..." */
     q_req r;
     int attempts;
-    q_job *next;
+    dbld_fifo_link link; /* in the reactor's queue */
 };
 typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
 /* For a handler: returns DBLD_ASYNC, or a status when start fails. The
@@ -194,20 +209,6 @@ Databuild__V1__PartitionRef **q_refs(dbld_arena *a, char *const *strs, size_t n)
 Databuild__V1__BuildRequestStatus *q_build_status(dbld_arena *a, int code);
 Databuild__V1__SourceType *q_source_type(dbld_arena *a, int code);
 
-/* ---- a small string -> index map (arena, grows) ---- */
-
-typedef struct q_strmap {
-    dbld_arena *a;
-    const char **keys;
-    size_t *vals;
-    size_t cap, n;
-} q_strmap;
-void q_strmap_init(q_strmap *m, dbld_arena *a);
-/* Index of key, or (size_t)-1. */
-size_t q_strmap_get(const q_strmap *m, const char *key);
-/* Index of key; inserted with value *n (then ++*n) when absent. *added set. */
-size_t q_strmap_add(q_strmap *m, const char *key, size_t *n, int *added);
-
 /* ---- what the build fold computes (builds.c, used by mermaid.c) ---- */
 
 typedef struct q_fold_run {
@@ -221,11 +222,11 @@ typedef struct q_fold_run {
 
 typedef struct q_build_fold {
     Databuild__V1__JobGraph *graph; /* from the latest JobGraphEvent; NULL if none */
-    q_strmap parts;                 /* ref -> index into part_refs/part_status */
+    dbld_strmap parts;              /* ref -> index into part_refs/part_status */
     const char **part_refs;
     int *part_status; /* PartitionStatus within this build */
     size_t n_parts, cap_parts;
-    q_strmap runs_by_id;
+    dbld_strmap runs_by_id;
     q_fold_run *runs;
     size_t n_runs, cap_runs;
 } q_build_fold;
@@ -269,11 +270,11 @@ int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **res
 
 /* Build summaries for rows of
  *   SELECT build_request_id, status, requested_partitions, comment, want_id,
- *          created_ns, updated_ns FROM build_requests ...
+ *          created_ns, updated_ns, last_idx FROM build_requests ...
  * (job counts and lifecycle times are read here). *out: n summaries. */
 #define Q_BUILD_COLS                                                                               \
     "b.build_request_id, b.status, b.requested_partitions, b.comment, b.want_id, b.created_ns,"    \
-    " b.updated_ns"
+    " b.updated_ns, b.last_idx"
 int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
                       dbld_status *st);
 

@@ -150,12 +150,12 @@ static int fill_partitions(q_req *r, want_row *ws, size_t n, dbld_status *st)
     dbld_res *res = NULL;
     int rc = q_exec(r, PARTS_SQL, 1, p, &res, st);
     if (rc) return rc;
-    q_strmap rows;
-    q_strmap_init(&rows, a);
+    dbld_strmap rows;
+    dbld_strmap_init(&rows, a);
     size_t n_rows = 0;
     int added;
     for (int i = 0; i < dbld_res_rows(res); i++)
-        q_strmap_add(&rows, dbld_arena_strdup(a, dbld_res_get(res, i, 0)), &n_rows, &added);
+        dbld_strmap_index(&rows, dbld_arena_strdup(a, dbld_res_get(res, i, 0)), &n_rows, &added);
     for (size_t i = 0; i < n; i++) {
         Databuild__V1__PartitionWantSummary *s = ws[i].sum;
         s->partitions = dbld_arena_alloc(a, (ws[i].n_refs + 1) * sizeof *s->partitions);
@@ -163,8 +163,8 @@ static int fill_partitions(q_req *r, want_row *ws, size_t n, dbld_status *st)
             dbld_arena_alloc(a, (ws[i].n_refs + 1) * sizeof *s->external_partitions);
         for (size_t j = 0; j < ws[i].n_refs; j++) {
             const char *ref = ws[i].refs[j];
-            size_t row = q_strmap_get(&rows, ref);
-            int status = row == (size_t)-1 ? 0 : (int)dbld_res_i64(res, (int)row, 1);
+            size_t row = dbld_strmap_find(&rows, ref);
+            int status = row == DBLD_STRMAP_NONE ? 0 : (int)dbld_res_i64(res, (int)row, 1);
             if (q_ref_kind(r->q, ref, NULL) == 2) {
                 Databuild__V1__LabeledPartitionBuildStatus *l =
                     dbld_arena_msg(a, &databuild__v1__labeled_partition_build_status__descriptor);
@@ -181,7 +181,7 @@ static int fill_partitions(q_req *r, want_row *ws, size_t n, dbld_status *st)
             ps->status_code = status;
             ps->status_name =
                 (char *)q_enum_name(&databuild__v1__partition_status__descriptor, status);
-            if (row != (size_t)-1) {
+            if (row != DBLD_STRMAP_NONE) {
                 ps->last_updated = dbld_res_i64(res, (int)row, 2);
                 ps->builds_count = (uint32_t)dbld_res_i64(res, (int)row, 3);
                 ps->invalidation_count = (uint32_t)dbld_res_i64(res, (int)row, 4);

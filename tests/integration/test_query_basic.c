@@ -405,6 +405,21 @@ DBLD_TEST(list_build_requests_order)
     CHECK_BUILDS(list_builds(&s, &req), "build-a");
     req.started_until = (uint64_t)req_c;
     CHECK_BUILDS(list_builds(&s, &req), "build-b", "build-a");
+
+    /* Lifecycle times are cached by (build, build_requests.last_idx): the
+     * queued build's new events are seen on the next page, not the cached
+     * times of its RECEIVED-only state. */
+    int64_t plan_c = qf_br(&q, "build-c", BR(PLANNING), H_STRS("agg/date=2026-01-03"), "", NULL);
+    int64_t done_c = qf_br(&q, "build-c", BR(COMPLETED), H_STRS("agg/date=2026-01-03"), "", NULL);
+    qf_flush(&f, &q);
+    req.started_until = 0;
+    r = list_builds(&s, &req);
+    CHECK_BUILDS(r, "build-c", "build-b", "build-a");
+    CHECK_EQ_INT(r->builds[0]->started_at, plan_c);
+    CHECK_EQ_INT(r->builds[0]->completed_at, done_c);
+    CHECK_EQ_INT(r->builds[0]->duration_ms, (done_c - req_c) / 1000000);
+    CHECK_EQ_INT(r->builds[2]->started_at, plan_a); /* unchanged, from the cache */
+    CHECK_EQ_INT(r->builds[2]->completed_at, 0);
 }
 
 DBLD_TEST(build_summary)

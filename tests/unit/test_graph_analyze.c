@@ -12,7 +12,6 @@
 
 #include "../../services/graph/analyze.c"
 #include "../../services/graph/lookup.c"
-#include "../../services/graph/strmap.c"
 
 #include "dbld/util.h"
 
