@@ -6,6 +6,7 @@
 #define GRAPH_BUILD_H
 
 #include "coordinator.h"
+#include "execution.h"
 
 #include <pthread.h>
 
@@ -23,6 +24,8 @@ typedef struct gs_task {
     tstate state;
     int used_quota;
     int attempts;
+    gs_exec exec;            /* its attempts (execution.h), under b->mu */
+    char *run_cancel;        /* malloc'd: a JobRunCancelEvent's reason for the run in flight */
     int ep;                  /* job endpoint of the Run in flight, -1 when none */
     int cancel_found;        /* the job service confirmed our cancel */
     char run_id[37];         /* job run in flight (for cancel) */
@@ -33,11 +36,13 @@ typedef struct gs_task {
     char *why; /* malloc'd: why it failed / was cancelled */
 } gs_task;
 
-/* A job run of this build from before a resume (recover() reads them from
- * the event log): its task's first output and how it ended. */
+/* A task's execution from before a resume (recover() reads the last
+ * ExecutionEvent of each task): its first output and the packed
+ * TaskExecution, which plan() restores. */
 typedef struct gs_prior_run {
-    char *ref; /* malloc'd */
-    int kind;  /* gs_fail_kind of a recorded failure; 0 when none */
+    char *ref;    /* malloc'd */
+    uint8_t *buf; /* malloc'd packed Databuild__V1__TaskExecution */
+    size_t len;
 } gs_prior_run;
 
 /* A resumed build's planned first attempt that never started: the job_run_id
@@ -79,13 +84,14 @@ struct gs_build {
     size_t n_tasks;
     int running;
     int global_used;
-    gs_prior_run *prior; /* resumed: earlier attempts, charged again by plan() */
+    gs_prior_run *prior; /* resumed: the tasks' executions, restored by plan() */
     size_t n_prior;
     gs_planned_run *planned; /* resumed: planned runs that never started */
     size_t n_planned;
-    int dirty;         /* a task changed state: rescan */
-    gs_end_cb *on_end; /* called (and freed) once the build thread is done */
-    int ended;         /* the build thread is done: on_end was taken */
+    int64_t follow_idx; /* the event log is followed from here (cancels from outside) */
+    int dirty;          /* a task changed state: rescan */
+    gs_end_cb *on_end;  /* called (and freed) once the build thread is done */
+    int ended;          /* the build thread is done: on_end was taken */
 };
 
 /* gsb_append_cancelled(): which outputs get PartitionEvent FAILED. */

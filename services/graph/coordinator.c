@@ -53,10 +53,14 @@ static void build_free(gs_build *b)
         free(b->tasks[i].manifest);
         free(b->tasks[i].why);
         free(b->tasks[i].analyzed);
+        free(b->tasks[i].run_cancel);
+        gsx_free(&b->tasks[i].exec);
     }
     free(b->tasks);
-    for (size_t i = 0; i < b->n_prior; i++)
+    for (size_t i = 0; i < b->n_prior; i++) {
         free(b->prior[i].ref);
+        free(b->prior[i].buf);
+    }
     free(b->prior);
     for (size_t i = 0; i < b->n_planned; i++)
         free(b->planned[i].ref);
@@ -481,12 +485,12 @@ static void set_status(gs_build *b, int code)
     pthread_mutex_unlock(&b->mu);
 }
 
-/* A resumed build goes on from where it was: each task counts the attempts
- * it already made, and the failures they recorded (their JobEvent FAILED
- * messages name the kind) are charged again to the task's and the build's
- * used quota, so a restart does not hand out a fresh quota. A run that
- * ended because its coordinator died carries no kind and costs nothing. */
-static void charge_prior(gs_build *b, gs_task *tasks, size_t n_tasks)
+/* A resumed build goes on from where it was: each task gets back its
+ * execution as its last ExecutionEvent recorded it (attempts, used quota),
+ * and the build its used global quota (recover() read both). Attempts left
+ * PENDING or TRIGGERED died with the previous coordinator (recover() failed
+ * their job runs): they are discarded, which costs no quota. */
+static void restore_prior(gs_build *b, gs_task *tasks, size_t n_tasks, dbld_arena *a, gs_evlist *l)
 {
     gs_strmap first; /* a task's first output -> the task */
     gs_strmap_init(&first);
@@ -496,18 +500,26 @@ static void charge_prior(gs_build *b, gs_task *tasks, size_t n_tasks)
     for (size_t r = 0; r < b->n_prior; r++) {
         size_t i;
         if (!gs_strmap_get(&first, b->prior[r].ref, &i)) continue;
-        tasks[i].attempts++;
-        if (b->prior[r].kind && tasks[i].job->retry.single_quota >= 0) {
-            int w = gs_retry_weight(&tasks[i].job->retry, (gs_fail_kind)b->prior[r].kind);
-            tasks[i].used_quota += w;
-            b->global_used += w;
+        Databuild__V1__TaskExecution *te =
+            (Databuild__V1__TaskExecution *)protobuf_c_message_unpack(
+                &databuild__v1__task_execution__descriptor, dbld_arena_allocator(a),
+                b->prior[r].len, b->prior[r].buf);
+        if (!te) continue;
+        gsx_restore(&tasks[i].exec, te, &tasks[i].used_quota, &tasks[i].attempts);
+        for (size_t k = 0; k < te->n_attempts; k++) {
+            int st = te->attempts[k]->status;
+            if (st == GSX_ST(PENDING) || st == GSX_ST(TRIGGERED))
+                gs_evlist_add(a, l,
+                              gsx_record(&tasks[i], a, te->attempts[k]->job_run_id, 0,
+                                         GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED),
+                                         "graph service restarted"));
         }
     }
     gs_strmap_free(&first);
     if (b->n_prior) {
         char used[32];
         snprintf(used, sizeof used, "%d", b->global_used);
-        dbld_log(DBLD_LOG_INFO, "earlier attempts charged to the retry quotas", "build_request_id",
+        dbld_log(DBLD_LOG_INFO, "execution state restored from the event log", "build_request_id",
                  b->id, "global_used", used, (char *)NULL);
     }
 }
@@ -584,7 +596,6 @@ static int plan(gs_build *b)
         n_out += tasks[i].task->config->n_outputs;
     }
     gs_strmap_free(&planned);
-    charge_prior(b, tasks, p->n_tasks);
     const char **outs = dbld_arena_alloc(a, (n_out + 1) * sizeof *outs);
     int *avail = dbld_arena_alloc(a, (n_out + 1) * sizeof *avail);
     size_t k = 0;
@@ -610,6 +621,8 @@ static int plan(gs_build *b)
     gs_evlist l = {0};
     gs_evlist_add(a, &l, gs_ev_job_graph(a, b->id, p->graph, gmsg));
     gs_evlist_add(a, &l, gs_ev_build_request(a, b->id, BR(ANALYSIS_COMPLETED), gmsg));
+    gs_evlist_add(a, &l, gsx_requirement(b, a, b->resumed ? "re-planned after a resume" : gmsg));
+    restore_prior(b, tasks, p->n_tasks, a, &l);
     k = 0;
     for (size_t i = 0; i < p->n_tasks; i++)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
@@ -634,9 +647,31 @@ static int plan(gs_build *b)
 typedef struct dangling {
     char *run, *label;
     int status;
-    int kind;                         /* gs_fail_kind its FAILED event recorded */
     Databuild__V1__JobConfig targets; /* outputs only */
 } dangling;
+
+/* Keep the latest execution of a task (by its first output) for plan(). */
+static void keep_execution(gs_build *b, gs_strmap *prior_idx,
+                           const Databuild__V1__ExecutionEvent *x)
+{
+    pthread_mutex_lock(&b->mu);
+    b->global_used = x->used_global_quota;
+    pthread_mutex_unlock(&b->mu);
+    const Databuild__V1__TaskExecution *te = x->execution;
+    if (!te || te->n_outputs == 0) return;
+    size_t r;
+    if (!gs_strmap_get(prior_idx, te->outputs[0]->str, &r)) {
+        r = b->n_prior++;
+        b->prior = dbld_xrealloc(b->prior, b->n_prior * sizeof *b->prior);
+        b->prior[r].ref = dbld_xstrdup(te->outputs[0]->str);
+        b->prior[r].buf = NULL;
+        gs_strmap_put(prior_idx, b->prior[r].ref, r);
+    }
+    free(b->prior[r].buf);
+    b->prior[r].len = protobuf_c_message_get_packed_size(&te->base);
+    b->prior[r].buf = dbld_xmalloc(b->prior[r].len + 1);
+    protobuf_c_message_pack(&te->base, b->prior[r].buf);
+}
 
 /* Job runs the previous owner left SCHEDULED/RUNNING become FAILED (their
  * processes died with the Run call); a recorded cancel is honoured. */
@@ -654,6 +689,8 @@ static int recover(gs_build *b)
     size_t n_analyzed = 0, acap = 0;
     gs_strmap run_idx; /* job_run_id -> index in runs */
     gs_strmap_init(&run_idx);
+    gs_strmap prior_idx; /* a task's first output -> index in b->prior */
+    gs_strmap_init(&prior_idx);
     int64_t start = 0;
     int rc = 0;
     for (;;) {
@@ -682,6 +719,8 @@ static int recover(gs_build *b)
                 }
                 analyzed[n_analyzed++] = e->partition_event;
             }
+            if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT)
+                keep_execution(b, &prior_idx, e->execution_event);
             if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
             const Databuild__V1__JobEvent *j = e->job_event;
             size_t r = n_runs;
@@ -696,10 +735,6 @@ static int recover(gs_build *b)
                 n_runs++;
             }
             runs[r].status = j->status_code;
-            int attempt;
-            gs_fail_kind kind;
-            if (j->status_code == JS(FAILED) && gs_retry_parse_failure(j->message, &attempt, &kind))
-                runs[r].kind = (int)kind;
             if (j->job_label) runs[r].label = j->job_label->label;
             if (j->n_target_partitions) {
                 runs[r].targets.outputs = j->target_partitions;
@@ -721,18 +756,7 @@ static int recover(gs_build *b)
     }
     free(analyzed);
     gs_strmap_free(&run_idx);
-    /* attempts made: runs granted a claim that did not complete (plan()
-     * charges them to the quotas; a COMPLETED run's outputs are skipped) */
-    for (size_t r = 0; !rc && r < n_runs; r++) {
-        int st = runs[r].status;
-        if ((st != JS(SCHEDULED) && st != JS(RUNNING) && st != JS(FAILED)) ||
-            runs[r].targets.n_outputs == 0)
-            continue;
-        b->prior = dbld_xrealloc(b->prior, (b->n_prior + 1) * sizeof *b->prior);
-        b->prior[b->n_prior].ref = dbld_xstrdup(runs[r].targets.outputs[0]->str);
-        b->prior[b->n_prior].kind = runs[r].kind;
-        b->n_prior++;
-    }
+    gs_strmap_free(&prior_idx);
     for (size_t r = 0; !rc && r < n_runs; r++) {
         if (runs[r].status != JS(SCHEDULED) && runs[r].status != JS(RUNNING)) continue;
         const char *msg = dbld_arena_printf(a, "graph service restarted: job run abandoned by %s",

@@ -84,6 +84,8 @@ void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned,
     const Databuild__V1__JobConfig *cfg = t->task->config;
     gs_evlist l = {0};
     gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, t->job->label, cfg, JS(CANCELLED), msg));
+    gs_evlist_add(a, &l,
+                  gsx_record(t, a, run, 0, GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED), msg));
     for (size_t i = 0; i < cfg->n_outputs; i++)
         if (owned == OUT_ALL || (owned == OUT_ANALYZED && t->analyzed[i]))
             gs_evlist_add(a, &l,
@@ -248,19 +250,30 @@ static gs_event *running_event(attempt_ctx *c, const Databuild__V1__RunJobStarte
     return e;
 }
 
+/* RUNNING and the execution log's JobRunsLaunched (the attempt TRIGGERED). */
+static void add_running(attempt_ctx *c, const Databuild__V1__RunJobStarted *started, gs_evlist *l)
+{
+    gs_evlist_add(c->a, l, running_event(c, started));
+    gs_evlist_add(
+        c->a, l,
+        gsx_record(c->t, c->a, c->run, 0, GSX_ST(TRIGGERED), 0, GSX_LOG(JOB_RUNS_LAUNCHED), NULL));
+}
+
 static void attempt_started(void *arg, const Databuild__V1__RunJobStarted *started)
 {
     attempt_ctx *c = arg;
     c->recorded = 1;
+    gs_evlist l = {0};
+    add_running(c, started, &l);
     /* a failure abandons the build (and, fenced out, cancels this run) */
-    (void)gsb_append1(c->t->b, c->a, running_event(c, started));
+    (void)gsb_append(c->t->b, c->a, &l);
 }
 
 /* The start of a short run goes in front of its result's events. */
 static void add_deferred_running(attempt_ctx *c, const Databuild__V1__RunJobStarted *started,
                                  gs_evlist *l)
 {
-    if (started && !c->recorded) gs_evlist_add(c->a, l, running_event(c, started));
+    if (started && !c->recorded) add_running(c, started, l);
     c->recorded = 1;
 }
 
@@ -286,10 +299,13 @@ enum { STEP_DONE, STEP_AGAIN, STEP_GRANTED };
  * run, so no partition event). */
 static void add_lost(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlist *l)
 {
-    if (*ts->lost)
-        gs_evlist_add(a, l,
-                      gs_ev_job(a, t->b->id, ts->lost, t->job->label, t->task->config,
-                                JS(CANCELLED), ts->lost_msg));
+    if (!*ts->lost) return;
+    gs_evlist_add(a, l,
+                  gs_ev_job(a, t->b->id, ts->lost, t->job->label, t->task->config, JS(CANCELLED),
+                            ts->lost_msg));
+    gs_evlist_add(a, l,
+                  gsx_record(t, a, ts->lost, 0, GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED),
+                             ts->lost_msg));
 }
 
 static void lost_recorded(task_state *ts)
@@ -325,6 +341,34 @@ static void add_built_by_holder(gs_task *t, dbld_arena *a, const task_state *ts,
         gs_evlist_add(a, l,
                       gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE), ts->holder_run,
                                       "built by the delegated build"));
+    if (gsx_has(t, ts->run)) /* our claim was granted meanwhile: that attempt is not needed */
+        gs_evlist_add(a, l,
+                      gsx_record(t, a, ts->run, 0, GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED),
+                                 "outputs built by the delegated build"));
+    gs_evlist_add(a, l, gsx_reused(t, a, ts->holder_run, ts->delegated_to));
+}
+
+/* The outputs are already AVAILABLE: SKIPPED naming the job run that built
+ * them, and the execution log's JobRunsReused. */
+static void add_reused(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlist *l)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    const char *run = "", *build = "";
+    const char *refs[] = {cfg->n_outputs ? cfg->outputs[0]->str : ""};
+    Databuild__V1__PartitionState **ps = NULL;
+    dbld_status st;
+    if (cfg->n_outputs && gs_el_status(b->svc, refs, 1, a, &ps, &st) == 0) {
+        run = ps[0]->job_run_id;
+        build = ps[0]->build_request_id;
+    }
+    char *msg = *run ? dbld_arena_printf(a,
+                                         "outputs already available (built by job run %s of "
+                                         "build %s)",
+                                         run, build)
+                     : "outputs already available";
+    gs_evlist_add(a, l, gs_ev_job(a, b->id, ts->run, t->job->label, cfg, JS(SKIPPED), msg));
+    gs_evlist_add(a, l, gsx_reused(t, a, *run ? run : ts->run, build));
 }
 
 /* HELD: record the delegation (once per holder) and wait for the holder. */
@@ -364,6 +408,8 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
     const char *label = t->job->label;
     gs_evlist l = {0};
     add_lost(t, a, ts, &l);
+    int attempt = ts->launches == 0 ? t->attempts + 1 : t->attempts; /* a relaunch keeps it */
+    gs_event *pending = gsx_record(t, a, ts->run, attempt, GSX_ST(PENDING), 0, GSX_NO_ENTRY, NULL);
     Databuild__V1__BuildEvent *sched =
         gs_ev_job(a, b->id, ts->run, label, cfg, JS(SCHEDULED), ts->sched_msg ? ts->sched_msg : "");
     sched->job_event->config = (Databuild__V1__JobConfig *)cfg;
@@ -371,6 +417,7 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
     for (size_t i = 0; i < cfg->n_outputs; i++)
         gs_evlist_add(a, &l,
                       gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(BUILDING), ts->run, ""));
+    gs_evlist_add(a, &l, pending);
     Databuild__V1__ClaimResponse *cr = NULL;
     dbld_status st;
     if (gs_el_claim(b->svc, b->id, ts->run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr,
@@ -379,15 +426,15 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
         task_end(t, T_CANCELLED, "abandoned");
         return STEP_DONE;
     }
+    if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)
+        gsx_drop(t, ts->run); /* its PENDING attempt was not recorded */
     if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE) {
         l.n = 0;
         add_lost(t, a, ts, &l);
         if (*ts->delegated_to) /* the build we delegated to built them */
             add_built_by_holder(t, a, ts, &l);
         else
-            gs_evlist_add(
-                a, &l,
-                gs_ev_job(a, b->id, ts->run, label, cfg, JS(SKIPPED), "outputs already available"));
+            add_reused(t, a, ts, &l);
         if (gsb_append(b, a, &l) == 0)
             task_end(t, T_OK, NULL);
         else
@@ -507,6 +554,9 @@ static int run_completed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx 
     for (size_t i = 0; i < cfg->n_outputs; i++)
         gs_evlist_add(a, &l,
                       gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE), ts->run, ""));
+    gs_evlist_add(a, &l,
+                  gsx_record(t, a, ts->run, 0, GSX_ST(ENDED), GSX_RES(SUCCEEDED),
+                             GSX_LOG(JOB_RUNS_ENDED), NULL));
     if (gsb_append(b, a, &l) != 0) return STEP_AGAIN;
     if (rr->manifest) {
         size_t len = protobuf_c_message_get_packed_size(&rr->manifest->base);
@@ -543,6 +593,16 @@ static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *ac
     gs_evlist l = {0};
     add_deferred_running(actx, started, &l);
     gs_evlist_add(a, &l, gs_ev_job(a, b->id, ts->run, label, cfg, JS(FAILED), msg));
+    if (!started) /* no process was spawned: the attempt was never triggered */
+        gs_evlist_add(a, &l,
+                      gsx_record(t, a, ts->run, 0, GSX_ST(UNTRIGGERED), gsx_result_of(o->kind),
+                                 GSX_LOG(JOB_RUNS_LAUNCH_FAILED), o->msg));
+    else
+        gs_evlist_add(a, &l,
+                      gsx_record(t, a, ts->run, 0, GSX_ST(ENDED), gsx_result_of(o->kind),
+                                 GSX_LOG(JOB_RUNS_ENDED), NULL));
+    if (!retry)
+        gs_evlist_add(a, &l, gsx_record(t, a, ts->run, 0, 0, 0, GSX_LOG(RETRY_DENIED), reason));
     char *pmsg = dbld_arena_printf(a, "job %s failed: %s: %s", label, kind, o->msg);
     if (!retry)
         for (size_t i = 0; i < cfg->n_outputs; i++)

@@ -175,7 +175,7 @@ DBLD_TEST(job_denies_retry)
     CHECK_EQ_STR(bf_runs_seq(&f, id, "deny/1"), "SCHEDULED RUNNING FAILED");
     char *msg = bf_job_messages(&f, id, "deny/1", JS(FAILED));
     CHECK_CONTAINS(msg, "an exit code that denies retry");
-    CHECK_CONTAINS(msg, "retry denied: the job denied retry");
+    CHECK_CONTAINS(msg, "retry denied: job explicitly denies retry in its output");
     CHECK_EQ_INT(bf_execs(&f, "deny/1"), 1);
 }
 
