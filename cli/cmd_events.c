@@ -232,8 +232,9 @@ static void summarize(sbuf *b, const Databuild__V1__BuildEvent *ev)
                      : NULL;
         sb_printf(b, "%s", f ? f->name : "state");
         if (e->execution) {
-            sb_printf(b, " %s [", e->execution->job_label);
-            sb_refs(b, e->execution->outputs, e->execution->n_outputs);
+            sb_printf(b, " %s [%s%s", e->execution->job_label,
+                      e->execution->n_outputs ? e->execution->outputs[0] : "",
+                      e->execution->n_outputs > 1 ? ", ..." : "");
             sb_printf(b, "] attempts %zu, quota %d (build %d)", e->execution->n_attempts,
                       e->execution->used_quota, e->used_global_quota);
         }

@@ -79,7 +79,7 @@ static void print_attempts(dbld_arena *a, const Databuild__V1__BuildExecutionSta
     for (size_t i = 0; i < x->n_executions; i++) {
         const Databuild__V1__TaskExecution *te = x->executions[i];
         char refs[512], quota[16];
-        cli_refs(te->outputs, te->n_outputs, 3, refs, sizeof refs);
+        cli_strs(te->outputs, te->n_outputs, 3, refs, sizeof refs);
         snprintf(quota, sizeof quota, "%d", te->used_quota);
         if (te->n_attempts == 0) {
             const char *row[] = {refs, te->job_label, "-", "-", "-", "-", "-", quota};

@@ -49,7 +49,8 @@ static void extract_execution(dbld_arena *a, const Databuild__V1__ExecutionEvent
 {
     const Databuild__V1__TaskExecution *te = x->execution;
     if (te) {
-        add_refs(a, refs, te->outputs, te->n_outputs);
+        for (size_t i = 0; i < te->n_outputs; i++)
+            add(a, refs, te->outputs[i]);
         add(a, labels, te->job_label);
         for (size_t i = 0; i < te->n_attempts; i++)
             add(a, runs, te->attempts[i]->job_run_id);
@@ -58,7 +59,8 @@ static void extract_execution(dbld_arena *a, const Databuild__V1__ExecutionEvent
     if (e && e->kind_case == DATABUILD__V1__EXECUTION_LOG_ENTRY__KIND_REQUIREMENT_CHANGED)
         for (size_t i = 0; i < e->requirement_changed->n_tasks; i++) {
             const Databuild__V1__TaskExecution *t = e->requirement_changed->tasks[i];
-            add_refs(a, refs, t->outputs, t->n_outputs);
+            for (size_t k = 0; k < t->n_outputs; k++)
+                add(a, refs, t->outputs[k]);
             add(a, labels, t->job_label);
         }
 }

@@ -54,6 +54,7 @@ static void build_free(gs_build *b)
         free(b->tasks[i].why);
         free(b->tasks[i].analyzed);
         free(b->tasks[i].run_cancel);
+        free(b->tasks[i].dep_optional);
         gsx_free(&b->tasks[i].exec);
     }
     free(b->tasks);
@@ -322,6 +323,7 @@ static const gs_task *failed_dep(gs_build *b, const gs_task *t)
     size_t n = b->plan->n_deps[t->idx];
     for (size_t i = 0; i < n; i++) {
         const gs_task *d = &b->tasks[b->plan->deps[t->idx][i]];
+        if (t->dep_optional[i]) continue; /* it runs without that input */
         if (d->state == T_FAILED || d->state == T_CANCELLED) return d;
     }
     return NULL;
@@ -330,8 +332,12 @@ static const gs_task *failed_dep(gs_build *b, const gs_task *t)
 static int deps_ok(gs_build *b, const gs_task *t)
 {
     size_t n = b->plan->n_deps[t->idx];
-    for (size_t i = 0; i < n; i++)
-        if (b->tasks[b->plan->deps[t->idx][i]].state != T_OK) return 0;
+    for (size_t i = 0; i < n; i++) {
+        int st = b->tasks[b->plan->deps[t->idx][i]].state;
+        if (st == T_OK || (t->dep_optional[i] && (st == T_FAILED || st == T_CANCELLED)))
+            continue; /* an optional input that failed: run without it */
+        return 0;
+    }
     return 1;
 }
 
@@ -367,7 +373,8 @@ static void cancel_downstream(gs_build *b, gs_task *t, const gs_task *dep)
 {
     dbld_arena *a = dbld_arena_create();
     const Databuild__V1__JobConfig *dcfg = dep->task->config;
-    char *msg = dbld_arena_printf(a, "upstream %s failed", dcfg->outputs[0]->str);
+    char *msg = dbld_arena_printf(a, "upstream %s %s", dcfg->outputs[0]->str,
+                                  dep->run_cancel ? "was cancelled" : "failed");
     gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED, msg); /* never ran: its planned run */
     pthread_mutex_lock(&b->mu);
     t->state = T_CANCELLED;
@@ -381,7 +388,7 @@ static void cancel_downstream(gs_build *b, gs_task *t, const gs_task *dep)
 static void execute(gs_build *b)
 {
     int max_parallel = b->svc->cfg->graph.max_parallel > 0 ? b->svc->cfg->graph.max_parallel : 8;
-    int64_t next_cancel = 0;
+    int64_t next_cancel = 0, next_follow = dbld_mono_ms() + GSB_FOLLOW_MS;
     pthread_mutex_lock(&b->mu);
     b->dirty = 1;
     for (;;) {
@@ -415,8 +422,16 @@ static void execute(gs_build *b)
             pthread_mutex_lock(&b->mu);
             next_cancel = dbld_mono_ms() + CANCEL_RESEND_MS;
         }
+        if (!stop && dbld_mono_ms() >= next_follow) { /* cancels appended from outside */
+            pthread_mutex_unlock(&b->mu);
+            gsb_follow(b);
+            pthread_mutex_lock(&b->mu);
+            next_follow = dbld_mono_ms() + GSB_FOLLOW_MS;
+            continue;
+        }
         if (b->dirty && !stop) continue;
-        struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, CANCEL_RESEND_MS);
+        struct timespec ts =
+            dbld_abs_time(CLOCK_MONOTONIC, b->cancel ? CANCEL_RESEND_MS : GSB_FOLLOW_MS);
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
@@ -427,13 +442,17 @@ static void conclude(gs_build *b)
 {
     if (gsb_stopped(b)) return;
     char *failed = dbld_xcalloc(1, MSG_MAX), *skipped = dbld_xcalloc(1, MSG_MAX);
-    int ff = 1, fs = 1, n_failed = 0, n_cancelled = 0, n_waiting = 0;
+    char *optional = dbld_xcalloc(1, MSG_MAX);
+    int ff = 1, fs = 1, fo = 1, n_failed = 0, n_cancelled = 0, n_waiting = 0, n_optional = 0;
     pthread_mutex_lock(&b->mu);
     int cancel = b->cancel;
     for (size_t i = 0; i < b->n_tasks; i++) {
         gs_task *t = &b->tasks[i];
         const Databuild__V1__JobConfig *cfg = t->task->config;
-        if (t->state == T_FAILED) {
+        if (!t->critical && (t->state == T_FAILED || t->state == T_CANCELLED)) {
+            n_optional++; /* does not gate the build */
+            list_refs(optional, MSG_MAX, cfg->outputs, cfg->n_outputs, &fo);
+        } else if (t->state == T_FAILED) {
             n_failed++;
             list_refs(failed, MSG_MAX, cfg->outputs, cfg->n_outputs, &ff);
         } else if (t->state == T_CANCELLED) {
@@ -467,11 +486,14 @@ static void conclude(gs_build *b)
         finish(b, BR(FAILED), msg, DBLD_ABORTED);
         free(msg);
     } else {
-        char msg[128];
-        snprintf(msg, sizeof msg, "%zu tasks done", b->n_tasks);
+        char *msg = dbld_xmalloc(MSG_MAX + 128);
+        snprintf(msg, MSG_MAX + 128, "%zu tasks done%s%s", b->n_tasks,
+                 n_optional ? "; optional inputs failed: " : "", optional);
         finish(b, BR(COMPLETED), msg, DBLD_OK);
+        free(msg);
     }
     free(reason);
+    free(optional);
     free(failed);
     free(skipped);
 }
@@ -522,6 +544,23 @@ static void restore_prior(gs_build *b, gs_task *tasks, size_t n_tasks, dbld_aren
         dbld_log(DBLD_LOG_INFO, "execution state restored from the event log", "build_request_id",
                  b->id, "global_used", used, (char *)NULL);
     }
+}
+
+/* With force, the tasks producing a requested ref are forced (their
+ * upstream is not). */
+static void mark_forced(gs_build *b, gs_task *tasks, size_t n_tasks)
+{
+    if (!b->force) return;
+    gs_strmap req;
+    gs_strmap_init(&req);
+    for (size_t i = 0; i < b->n_refs; i++)
+        gs_strmap_put(&req, b->refs[i], i);
+    for (size_t i = 0; i < n_tasks; i++) {
+        const Databuild__V1__JobConfig *cfg = tasks[i].task->config;
+        for (size_t o = 0; o < cfg->n_outputs && !tasks[i].forced; o++)
+            tasks[i].forced = gs_strmap_get(&req, cfg->outputs[o]->str, NULL);
+    }
+    gs_strmap_free(&req);
 }
 
 /* Analyze and append the graph. 0 to execute; otherwise the build has ended
@@ -596,6 +635,8 @@ static int plan(gs_build *b)
         n_out += tasks[i].task->config->n_outputs;
     }
     gs_strmap_free(&planned);
+    mark_forced(b, tasks, p->n_tasks);
+    gsb_mark_optional(b, p, tasks, p->n_tasks);
     const char **outs = dbld_arena_alloc(a, (n_out + 1) * sizeof *outs);
     int *avail = dbld_arena_alloc(a, (n_out + 1) * sizeof *avail);
     size_t k = 0;
@@ -603,6 +644,10 @@ static int plan(gs_build *b)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++)
             outs[k++] = tasks[i].task->config->outputs[j]->str;
     available_now(s, outs, n_out, avail);
+    k = 0;
+    for (size_t i = 0; i < p->n_tasks; i++) /* forced outputs will be rebuilt */
+        for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
+            if (tasks[i].forced) avail[k] = 0;
     pthread_mutex_lock(&b->mu);
     b->plan = p;
     b->tasks = tasks;
@@ -660,10 +705,10 @@ static void keep_execution(gs_build *b, gs_strmap *prior_idx,
     const Databuild__V1__TaskExecution *te = x->execution;
     if (!te || te->n_outputs == 0) return;
     size_t r;
-    if (!gs_strmap_get(prior_idx, te->outputs[0]->str, &r)) {
+    if (!gs_strmap_get(prior_idx, te->outputs[0], &r)) {
         r = b->n_prior++;
         b->prior = dbld_xrealloc(b->prior, b->n_prior * sizeof *b->prior);
-        b->prior[r].ref = dbld_xstrdup(te->outputs[0]->str);
+        b->prior[r].ref = dbld_xstrdup(te->outputs[0]);
         b->prior[r].buf = NULL;
         gs_strmap_put(prior_idx, b->prior[r].ref, r);
     }
@@ -741,6 +786,7 @@ static int recover(gs_build *b)
                 runs[r].targets.n_outputs = j->n_target_partitions;
             }
         }
+        b->follow_idx = page->next_idx;
         if (!page->has_more) break;
         start = page->next_idx;
     }
@@ -856,6 +902,7 @@ static gs_build *build_new(gs_service *s, const char *id, const char *const *ref
     b->comment = dbld_xstrdup(comment ? comment : "");
     b->want_id = dbld_xstrdup(want_id ? want_id : "");
     b->status = BR(RECEIVED);
+    b->created_ns = dbld_now_ns();
     pthread_mutex_init(&b->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -877,6 +924,13 @@ static void start_thread(gs_build *b)
 
 int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char *comment,
                     const char *want_id, char id_out[37], gs_build **out, dbld_status *st)
+{
+    return gs_build_submit_forced(s, refs, n, comment, want_id, 0, id_out, out, st);
+}
+
+int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, const char *comment,
+                           const char *want_id, int force, char id_out[37], gs_build **out,
+                           dbld_status *st)
 {
     if (out) *out = NULL;
     if (!atomic_load(&s->ready))
@@ -905,11 +959,14 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
         return rc;
     }
     gs_build *b = build_new(s, id, refs, n, comment, want_id);
+    b->force = force;
     refs = (const char *const *)b->refs; /* deduplicated */
     n = b->n_refs;
     registry_add(s, b); /* before RECEIVED: the orphan poller must never see it unregistered */
     int *avail = dbld_arena_alloc(a, (n + 1) * sizeof *avail);
     available_now(s, refs, n, avail);
+    for (size_t i = 0; force && i < n; i++)
+        avail[i] = 0; /* they will be rebuilt */
     gs_evlist l = {0};
     gs_event *rcv = gs_ev_build_request(a, id, BR(RECEIVED), "");
     rcv->build_request_event->requested_partitions = gs_refs(a, refs, n);

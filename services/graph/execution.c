@@ -74,13 +74,23 @@ static Databuild__V1__ExecutionAttempt *attempt_msg(dbld_arena *a, const gs_atte
     return m;
 }
 
+/* The task's outputs as strings (the execution messages carry plain refs). */
+static char **output_strs(dbld_arena *a, const gs_task *t, size_t *n)
+{
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    char **out = dbld_arena_alloc(a, (cfg->n_outputs + 1) * sizeof *out);
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        out[i] = cfg->outputs[i]->str;
+    *n = cfg->n_outputs;
+    return out;
+}
+
 static Databuild__V1__TaskExecution *task_msg(dbld_arena *a, const gs_task *t, int with_attempts)
 {
     Databuild__V1__TaskExecution *m = dbld_arena_msg(a, &databuild__v1__task_execution__descriptor);
     m->job_label = (char *)t->job->label;
-    m->n_outputs = t->task->config->n_outputs;
-    m->outputs = t->task->config->outputs;
-    m->critical = 1;
+    m->outputs = output_strs(a, t, &m->n_outputs);
+    m->critical = t->critical;
     if (!with_attempts) return m;
     m->used_quota = t->used_quota;
     m->attempts = dbld_arena_alloc(a, (t->exec.n + 1) * sizeof *m->attempts);
@@ -96,8 +106,7 @@ static Databuild__V1__JobRunSnapshot *snapshot(dbld_arena *a, const gs_task *t,
         dbld_arena_msg(a, &databuild__v1__job_run_snapshot__descriptor);
     s->job_run_id = dbld_arena_strdup(a, at ? at->run : run);
     s->job_label = (char *)t->job->label;
-    s->n_outputs = t->task->config->n_outputs;
-    s->outputs = t->task->config->outputs;
+    s->outputs = output_strs(a, t, &s->n_outputs);
     if (at) {
         s->status = (Databuild__V1__ExecutionAttempt__Status)at->status;
         s->result = (Databuild__V1__ExecutionAttempt__Result)at->result;

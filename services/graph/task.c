@@ -30,13 +30,27 @@
 #define DELEGATION_RECLAIM_MS 2000
 #define STOP_POLL_MS 200 /* how often a waiting task looks at svc->stopping */
 
+/* The build was cancelled, or the task's current job run (follow.c). */
 static int task_cancelled(gs_task *t)
 {
     gs_build *b = t->b;
     pthread_mutex_lock(&b->mu);
-    int c = b->cancel;
+    int c = b->cancel || t->run_cancel;
     pthread_mutex_unlock(&b->mu);
     return c;
+}
+
+/* Why a cancelled task ends: "build cancelled" or "job run cancelled: REASON"
+ * (in the arena). */
+static const char *cancel_why(gs_task *t, dbld_arena *a)
+{
+    gs_build *b = t->b;
+    pthread_mutex_lock(&b->mu);
+    const char *why = !b->cancel && t->run_cancel
+                          ? dbld_arena_printf(a, "job run cancelled: %s", t->run_cancel)
+                          : "build cancelled";
+    pthread_mutex_unlock(&b->mu);
+    return why;
 }
 
 /* databuild_graph_tasks_total{state}: tasks that ended, by how. */
@@ -318,14 +332,14 @@ static void lost_recorded(task_state *ts)
 /* The build was cancelled before a launch: record this task's end. */
 static void end_cancelled(gs_task *t, dbld_arena *a, const task_state *ts)
 {
+    const char *why = cancel_why(t, a);
     if (*ts->lost) /* its outputs are still BUILDING by the lost run */
-        gsb_append_cancelled(t, a, ts->lost, OUT_ALL, "build cancelled");
+        gsb_append_cancelled(t, a, ts->lost, OUT_ALL, why);
     else if (ts->claimed)
-        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
     else
-        gsb_append_cancelled(t, a, ts->run, *ts->delegated_to ? OUT_NONE : OUT_ANALYZED,
-                             "build cancelled");
-    task_end(t, T_CANCELLED, "build cancelled");
+        gsb_append_cancelled(t, a, ts->run, *ts->delegated_to ? OUT_NONE : OUT_ANALYZED, why);
+    task_end(t, T_CANCELLED, why);
 }
 
 /* Our delegated outputs were built by the holder's run: SKIPPED, and they
@@ -420,8 +434,8 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
     gs_evlist_add(a, &l, pending);
     Databuild__V1__ClaimResponse *cr = NULL;
     dbld_status st;
-    if (gs_el_claim(b->svc, b->id, ts->run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr,
-                    &st) != 0) {
+    if (gs_el_claim(b->svc, b->id, ts->run, cfg->outputs, cfg->n_outputs, l.evs, l.n,
+                    gsb_min_available_ns(t), a, &cr, &st) != 0) {
         gsb_fail(b, &st);
         task_end(t, T_CANCELLED, "abandoned");
         return STEP_DONE;
@@ -447,7 +461,10 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
         gsb_abandon(b, &st);
         return STEP_AGAIN;
     }
-    /* GRANTED: our events are in the log. */
+    /* GRANTED: our events are in the log; a CancelJobRun may name the run now */
+    pthread_mutex_lock(&b->mu);
+    snprintf(t->run_id, sizeof t->run_id, "%s", ts->run);
+    pthread_mutex_unlock(&b->mu);
     lost_recorded(ts);
     free(ts->sched_msg);
     ts->sched_msg = NULL;
@@ -471,7 +488,7 @@ static int wait_relaunch(gs_task *t, int64_t until)
     int stop;
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        stop = b->cancel || b->abandoned || atomic_load(&b->svc->stopping);
+        stop = b->cancel || t->run_cancel || b->abandoned || atomic_load(&b->svc->stopping);
         int64_t left = until - dbld_mono_ms();
         if (stop || left <= 0) break;
         /* cancel and abandon signal b->cv; stopping is polled */
@@ -630,7 +647,7 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
     gs_service *s = b->svc;
     int ep = gs_ep_acquire(s, ts->avoid_ep);
     pthread_mutex_lock(&b->mu);
-    int cancel = b->cancel;
+    int cancel = b->cancel || t->run_cancel;
     if (!cancel) {
         t->ep = ep;
         t->cancel_found = 0;
@@ -640,8 +657,9 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
     pthread_mutex_unlock(&b->mu);
     if (cancel) {
         gs_ep_release(s, ep);
-        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
-        task_end(t, T_CANCELLED, "build cancelled");
+        const char *why = cancel_why(t, a);
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
+        task_end(t, T_CANCELLED, why);
         return STEP_DONE;
     }
     Databuild__V1__RunJobResponse *rr = NULL;
@@ -673,8 +691,9 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
         gs_evlist l = {0};
         add_deferred_running(&actx, started, &l);
         if (l.n && gsb_append(b, a, &l) != 0) return STEP_AGAIN;
-        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
-        task_end(t, T_CANCELLED, "build cancelled");
+        const char *why = cancel_why(t, a);
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
+        task_end(t, T_CANCELLED, why);
         return STEP_DONE;
     }
     if (loss != GS_RUN_OUTCOME) /* the relaunch budget is spent */
@@ -691,6 +710,7 @@ static void *task_main(void *arg)
     dbld_arena *a = dbld_arena_create();
     task_state ts = {.avoid_ep = -1};
     memcpy(ts.run, t->first_run, sizeof ts.run); /* planned: ANALYZED carries it */
+    ts.sched_msg = gsb_absent_inputs(t);         /* its SCHEDULED says so */
     for (;;) {
         dbld_arena_reset(a);
         if (gsb_stopped(b)) {
@@ -714,6 +734,17 @@ static void *task_main(void *arg)
     free(ts.sched_msg);
     dbld_arena_destroy(a);
     return NULL;
+}
+
+int64_t gsb_min_available_ns(const gs_task *t)
+{
+    int64_t min = t->forced ? t->b->created_ns : 0;
+    int age = t->job->max_age_ms > 0 ? t->job->max_age_ms : t->b->svc->cfg->graph.max_age_ms;
+    if (age > 0) {
+        int64_t since = dbld_now_ns() - (int64_t)age * 1000000;
+        if (since > min) min = since;
+    }
+    return min;
 }
 
 void gsb_task_launch(gs_task *t)

@@ -160,7 +160,7 @@ static int fold(q_req *r, dbld_res *res, Databuild__V1__BuildExecutionResponse *
         for (size_t k = 0; k < n_tes; k++) {
             if (!tes[k]->n_outputs) continue;
             if (n == cap) s = dbld_xrealloc(s, (cap *= 2) * sizeof *s);
-            s[n] = (slot){.key = tes[k]->outputs[0]->str, .seq = n, .te = tes[k]};
+            s[n] = (slot){.key = tes[k]->outputs[0], .seq = n, .te = tes[k]};
             n++;
         }
     }
