@@ -193,6 +193,7 @@ DBLD_TEST(flaky_job_retried_then_denied)
     /* the CLI */
     cli_out c = cli_runv(H_STRS("--server", f.q->addr, "builds", "execution", id));
     CHECK_MSG(c.code == 0, "builds execution: exit %d: %s", c.code, c.err);
+    h_note("databuild builds execution:\n%s", c.out);
     CHECK_CONTAINS(line_with(c.out, "global quota used"), "3");
     CHECK_CONTAINS(line_with(c.out, te->attempts[1]->job_run_id), "ENDED");
     CHECK_CONTAINS(line_with(c.out, te->attempts[1]->job_run_id), "FAILED_TRANSIENTLY");
