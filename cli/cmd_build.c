@@ -532,7 +532,7 @@ static void on_event(follow *f, int64_t idx, const Databuild__V1__BuildEvent *ev
 
 /* ------------------------------------------------------------ build: RPCs */
 
-static int submit(follow *f, const char *comment)
+static int submit(follow *f, const char *comment, int force)
 {
     cli_ctx *ctx = f->ctx;
     dbld_arena *a = dbld_arena_create();
@@ -544,6 +544,7 @@ static int submit(follow *f, const char *comment)
         req.outputs[i]->str = (char *)f->refs.items[i];
     }
     req.comment = (char *)(comment ? comment : "");
+    req.force = force;
     ProtobufCMessage *resp = NULL;
     dbld_status st;
     int rc = CLI_OK;
@@ -758,12 +759,12 @@ static int print_result(follow *f, int64_t elapsed_ms, int have_status)
 
 /* ------------------------------------------------------------ build: command */
 
-enum { OPT_COMMENT, OPT_DETACH, OPT_QUIET, OPT_EVENTLOG, OPT_TREE };
+enum { OPT_COMMENT, OPT_DETACH, OPT_QUIET, OPT_EVENTLOG, OPT_TREE, OPT_FORCE };
 
 typedef struct build_args {
     strvec refs;
     const char *comment, *eventlog;
-    int detach, quiet, tree;
+    int detach, quiet, tree, force;
 } build_args;
 
 static int on_opt(cli_ctx *ctx, int id, const char *v, void *user)
@@ -789,6 +790,9 @@ static int on_opt(cli_ctx *ctx, int id, const char *v, void *user)
     case OPT_TREE:
         a->tree = 1;
         return 0;
+    case OPT_FORCE:
+        a->force = 1;
+        return 0;
     default:
         return cli_fail(ctx, CLI_USAGE, "unexpected argument \"%s\" (see --help)", v);
     }
@@ -797,10 +801,8 @@ static int on_opt(cli_ctx *ctx, int id, const char *v, void *user)
 int cmd_build(cli_ctx *ctx, int argc, char **argv)
 {
     static const cli_opt opts[] = {
-        {"comment", 1, OPT_COMMENT},
-        {"detach", 0, OPT_DETACH},
-        {"quiet", 0, OPT_QUIET},
-        {"eventlog", 1, OPT_EVENTLOG},
+        {"comment", 1, OPT_COMMENT},   {"detach", 0, OPT_DETACH}, {"quiet", 0, OPT_QUIET},
+        {"eventlog", 1, OPT_EVENTLOG}, {"force", 0, OPT_FORCE},
     };
     build_args args = {0};
     int rc = cli_parse(ctx, argc, argv, opts, sizeof opts / sizeof opts[0], on_opt, &args);
@@ -828,7 +830,7 @@ int cmd_build(cli_ctx *ctx, int argc, char **argv)
 
     install_signals();
     f.t0_ms = dbld_mono_ms();
-    rc = submit(&f, args.comment);
+    rc = submit(&f, args.comment, args.force);
     if (rc == 0 && args.detach) {
         if (ctx->json) {
             json_t *o = json_pack("{s:s}", "buildRequestId", f.id);

@@ -5,7 +5,7 @@
 #include "cli.h"
 
 #define CMD_BUILD_USAGE                                                                            \
-    "REF... [--comment TEXT] [--detach] [--quiet] [--eventlog ADDR]\n"                             \
+    "REF... [--comment TEXT] [--force] [--detach] [--quiet] [--eventlog ADDR]\n"                   \
     "\n"                                                                                           \
     "Submits a build of the partitions REF... to the graph service, then follows it\n"             \
     "live through the event log (EventLog/Subscribe on the build request id): a\n"                 \
@@ -19,6 +19,7 @@
     "\n"                                                                                           \
     "options:\n"                                                                                   \
     "  --comment TEXT   attach a comment to the build request\n"                                   \
+    "  --force          rebuild REF... even when AVAILABLE (their upstream is reused)\n"           \
     "  --detach         print the build request id and exit without following\n"                   \
     "  --quiet          no per-job lines (progress and result only)\n"                             \
     "  --eventlog ADDR  event log to follow (default: the config's peer; --server\n"               \

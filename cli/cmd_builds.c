@@ -16,31 +16,10 @@
 #define BR_PREFIX "BUILD_REQUEST_"
 #define BR_ENUM (&databuild__v1__build_request_status_code__descriptor)
 
-int cmd_builds(cli_ctx *ctx, int argc, char **argv)
-{
-    if (argc > 0)
-        return cli_fail(ctx, CLI_USAGE,
-                        "builds: unknown subcommand \"%s\" (expected list, show, mermaid or "
-                        "cancel; see databuild builds --help)",
-                        argv[0]);
-    return cli_fail(ctx, CLI_USAGE,
-                    "builds: expected a subcommand: list, show, mermaid or cancel (see --help)");
-}
-
-/* A command taking exactly one id and no options of its own. */
-typedef struct one_id {
-    const char *cmd;  /* "builds show" */
-    const char *what; /* "build request id" */
-    const char *id;
-    const char *reason; /* builds cancel --reason */
-} one_id;
-
-enum { OPT_REASON = 1 };
-
 static int on_id(cli_ctx *ctx, int id, const char *v, void *user)
 {
-    one_id *o = user;
-    if (id == OPT_REASON) {
+    cli_one_id *o = user;
+    if (id == CLI_OPT_REASON) {
         o->reason = v;
         return 0;
     }
@@ -51,8 +30,20 @@ static int on_id(cli_ctx *ctx, int id, const char *v, void *user)
     return 0;
 }
 
-static int parse_id(cli_ctx *ctx, int argc, char **argv, one_id *o, const cli_opt *opts,
-                    size_t n_opts)
+int cmd_builds(cli_ctx *ctx, int argc, char **argv)
+{
+    if (argc > 0)
+        return cli_fail(ctx, CLI_USAGE,
+                        "builds: unknown subcommand \"%s\" (expected list, show, mermaid, "
+                        "cancel or execution; see databuild builds --help)",
+                        argv[0]);
+    return cli_fail(ctx, CLI_USAGE,
+                    "builds: expected a subcommand: list, show, mermaid, cancel or execution "
+                    "(see --help)");
+}
+
+int cli_parse_one_id(cli_ctx *ctx, int argc, char **argv, cli_one_id *o, const cli_opt *opts,
+                     size_t n_opts)
 {
     int rc = cli_parse(ctx, argc, argv, opts, n_opts, on_id, o);
     if (rc) return rc;
@@ -211,8 +202,8 @@ int cmd_builds_list(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_builds_show(cli_ctx *ctx, int argc, char **argv)
 {
-    one_id o = {.cmd = "builds show", .what = "build request id"};
-    int rc = parse_id(ctx, argc, argv, &o, NULL, 0);
+    cli_one_id o = {.cmd = "builds show", .what = "build request id"};
+    int rc = cli_parse_one_id(ctx, argc, argv, &o, NULL, 0);
     if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
     Databuild__V1__BuildSummaryRequest req = DATABUILD__V1__BUILD_SUMMARY_REQUEST__INIT;
@@ -263,8 +254,8 @@ int cmd_builds_show(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_builds_mermaid(cli_ctx *ctx, int argc, char **argv)
 {
-    one_id o = {.cmd = "builds mermaid", .what = "build request id"};
-    int rc = parse_id(ctx, argc, argv, &o, NULL, 0);
+    cli_one_id o = {.cmd = "builds mermaid", .what = "build request id"};
+    int rc = cli_parse_one_id(ctx, argc, argv, &o, NULL, 0);
     if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
     Databuild__V1__BuildSummaryRequest req = DATABUILD__V1__BUILD_SUMMARY_REQUEST__INIT;
@@ -288,9 +279,9 @@ int cmd_builds_mermaid(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_builds_cancel(cli_ctx *ctx, int argc, char **argv)
 {
-    static const cli_opt opts[] = {{"reason", 1, OPT_REASON}};
-    one_id o = {.cmd = "builds cancel", .what = "build request id"};
-    int rc = parse_id(ctx, argc, argv, &o, opts, 1);
+    static const cli_opt opts[] = {{"reason", 1, CLI_OPT_REASON}};
+    cli_one_id o = {.cmd = "builds cancel", .what = "build request id"};
+    int rc = cli_parse_one_id(ctx, argc, argv, &o, opts, 1);
     if (rc) return rc;
     dbld_arena *ar = dbld_arena_create();
     Databuild__V1__CancelBuildRequest req = DATABUILD__V1__CANCEL_BUILD_REQUEST__INIT;

@@ -223,6 +223,25 @@ static void summarize(sbuf *b, const Databuild__V1__BuildEvent *ev)
         sb_message(b, ": ", e->comment);
         break;
     }
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT: {
+        const Databuild__V1__ExecutionEvent *e = ev->execution_event;
+        const ProtobufCFieldDescriptor *f =
+            e->entry ? protobuf_c_message_descriptor_get_field(
+                           &databuild__v1__execution_log_entry__descriptor,
+                           (unsigned)e->entry->kind_case)
+                     : NULL;
+        sb_printf(b, "%s", f ? f->name : "state");
+        if (e->execution) {
+            sb_printf(b, " %s [%s%s", e->execution->job_label,
+                      e->execution->n_outputs ? e->execution->outputs[0] : "",
+                      e->execution->n_outputs > 1 ? ", ..." : "");
+            sb_printf(b, "] attempts %zu, quota %d (build %d)", e->execution->n_attempts,
+                      e->execution->used_quota, e->used_global_quota);
+        }
+        if (f && e->entry->kind_case == DATABUILD__V1__EXECUTION_LOG_ENTRY__KIND_RETRY_DENIED)
+            sb_message(b, ": ", e->entry->retry_denied->reason);
+        break;
+    }
     default:
         sb_printf(b, "(no event type)");
     }

@@ -21,6 +21,9 @@
 #define DBLD_CLI_CMD_QUERY_H
 
 #include "cli.h"
+#include "dbld/arena.h"
+
+#include <protobuf-c/protobuf-c.h>
 
 #define CMD_Q_PAGING(what, cursor)                                                                 \
     "  --limit N        page size (default: the server's page of 100); a page never\n"             \
@@ -42,6 +45,7 @@
     "  builds show      a build's summary and the status of its partitions\n"                      \
     "  builds mermaid   a build's job graph as a mermaid flowchart\n"                              \
     "  builds cancel    cancel a running build\n"                                                  \
+    "  builds execution a build's attempts, retry quotas and execution log\n"                      \
     "Run `databuild builds <subcommand> --help` for its options.\n"
 
 #define CMD_BUILDS_LIST_USAGE                                                                      \
@@ -69,6 +73,16 @@
     "Shows build request ID (GetBuildSummary): status, requested partitions,\n"                    \
     "comment, times, job counts, then every partition the build dealt with and\n"                  \
     "the status it reached in that build. --json prints the BuildSummaryResponse.\n"               \
+    "Unknown ID: NOT_FOUND, exit 1.\n"
+
+#define CMD_BUILDS_EXECUTION_USAGE                                                                 \
+    "ID\n"                                                                                         \
+    "\n"                                                                                           \
+    "Shows build request ID's execution state (QueryOps/GetBuildExecution): one\n"                 \
+    "row per attempt of every task (TASK, ATTEMPT, JOB_RUN_ID, STATUS, RESULT,\n"                  \
+    "REUSED, QUOTA: the task's used retry quota), the build's used global quota\n"                 \
+    "and failures, then the execution log in order (TIME, ENTRY, JOB_RUN_ID,\n"                    \
+    "DETAIL: e.g. the RetryDenied reason). --json prints the BuildExecutionResponse.\n"            \
     "Unknown ID: NOT_FOUND, exit 1.\n"
 
 #define CMD_BUILDS_MERMAID_USAGE                                                                   \
@@ -156,6 +170,7 @@
     "Job runs, from the query service:\n"                                                          \
     "  runs list   list job runs, newest first\n"                                                  \
     "  runs show   one job run\n"                                                                  \
+    "  runs cancel cancel one job run\n"                                                           \
     "Logs of a run: `databuild logs RUN_ID`.\n"                                                    \
     "Run `databuild runs <subcommand> --help` for its options.\n"
 
@@ -179,8 +194,20 @@
     "ID\n"                                                                                         \
     "\n"                                                                                           \
     "Shows job run ID (GetJobRunSummary): job, build request, status, target\n"                    \
-    "partitions, times, duration, message. --json prints the JobRunSummaryResponse.\n"             \
+    "partitions, times, duration, message, and its attempt number with the\n"                      \
+    "previous and next attempts' job runs. --json prints the JobRunSummaryResponse.\n"             \
     "Unknown ID: NOT_FOUND, exit 1.\n"
+
+#define CMD_RUNS_CANCEL_USAGE                                                                      \
+    "ID [--reason TEXT]\n"                                                                         \
+    "\n"                                                                                           \
+    "Cancels job run ID (QueryOps/CancelJobRun): its build's graph service stops\n"                \
+    "the run's process group and ends it CANCELLED; tasks downstream of it are\n"                  \
+    "cancelled, independent ones go on. Unknown ID: NOT_FOUND; a run that already\n"               \
+    "ended: FAILED_PRECONDITION (exit 1). --json prints the JobRunCancelResponse.\n"               \
+    "\n"                                                                                           \
+    "options:\n"                                                                                   \
+    "  --reason TEXT    recorded with the cancel (default \"cancelled from the CLI\")\n"
 
 /* ---- logs ---- */
 
@@ -281,7 +308,25 @@
     "options:\n"                                                                                   \
     "  --comment TEXT   why (required); also the invalidation reason\n"
 
+/* A command taking exactly one id (and maybe --reason). */
+typedef struct cli_one_id {
+    const char *cmd;  /* "builds show" */
+    const char *what; /* "build request id" */
+    const char *id;
+    const char *reason; /* --reason */
+} cli_one_id;
+
+enum { CLI_OPT_REASON = 1 };
+
+/* Parse argv into o (opts: e.g. {"reason", 1, CLI_OPT_REASON}), then load the config. */
+int cli_parse_one_id(cli_ctx *ctx, int argc, char **argv, cli_one_id *o, const cli_opt *opts,
+                     size_t n_opts);
+
 int cmd_builds(cli_ctx *ctx, int argc, char **argv);
+int cmd_builds_execution(cli_ctx *ctx, int argc, char **argv);
+/* runs show: the attempt links GetJobRunSummary carries in field 1001, if any. */
+void cli_print_attempt_links(dbld_arena *a, const ProtobufCMessage *resp);
+int cmd_runs_cancel(cli_ctx *ctx, int argc, char **argv);
 int cmd_builds_list(cli_ctx *ctx, int argc, char **argv);
 int cmd_builds_show(cli_ctx *ctx, int argc, char **argv);
 int cmd_builds_mermaid(cli_ctx *ctx, int argc, char **argv);

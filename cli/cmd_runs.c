@@ -17,11 +17,13 @@
 int cmd_runs(cli_ctx *ctx, int argc, char **argv)
 {
     if (argc > 0)
-        return cli_fail(ctx, CLI_USAGE,
-                        "runs: unknown subcommand \"%s\" (expected list or show; see databuild "
-                        "runs --help)",
-                        argv[0]);
-    return cli_fail(ctx, CLI_USAGE, "runs: expected a subcommand: list or show (see --help)");
+        return cli_fail(
+            ctx, CLI_USAGE,
+            "runs: unknown subcommand \"%s\" (expected list, show or cancel; see databuild "
+            "runs --help)",
+            argv[0]);
+    return cli_fail(ctx, CLI_USAGE,
+                    "runs: expected a subcommand: list, show or cancel (see --help)");
 }
 
 /* Duration of a run: completed - started (0 while it runs: "-"). */
@@ -182,6 +184,7 @@ int cmd_runs_show(cli_ctx *ctx, int argc, char **argv)
         cli_kv(stdout, "duration", run_duration(r, t, sizeof t));
         cli_kv(stdout, "cancelled", r->cancelled ? "yes" : "no");
         cli_kv(stdout, "message", r->message);
+        cli_print_attempt_links(ar, &resp->base);
     }
     dbld_arena_destroy(ar);
     return rc;

@@ -18,6 +18,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <regex.h>
 #include <fcntl.h>
@@ -320,6 +321,19 @@ static const dbld__cfg_key graph_job_keys[] = {
      .count_offset = JOFF(n_no_retry_exit_codes),
      .check = check_exit_code},
     {.name = "retry", .type = DBLD__CFG_SECTION, .offset = JOFF(retry), .sub = retry_keys},
+    /* inputs this job can run without (regexes matched in full) */
+    {.name = "optional_inputs",
+     .type = DBLD__CFG_STRLIST,
+     .offset = JOFF(optional_inputs),
+     .count_offset = JOFF(n_optional_inputs),
+     .check = check_regex},
+    /* this job's reuse window (overrides graph.max_age_ms; 0: the graph's) */
+    {.name = "max_age_ms",
+     .type = DBLD__CFG_INT,
+     .offset = JOFF(max_age_ms),
+     .min = 0,
+     .max = INT_MAX, /* about 24.8 days */
+     .def_int = 0},
     {0},
 };
 
@@ -327,6 +341,13 @@ static const dbld__cfg_key graph_keys[] = {
     SERVER_KEYS(graph, "127.0.0.1:7103", 4, 256),
     STRING_KEY(graph, "label", label, "//databuild:graph", NULL),
     INT_KEY(graph, "max_parallel", max_parallel, 1, 4096, 8),
+    /* reuse window: an AVAILABLE partition older than this is rebuilt (0: no window) */
+    {.name = "max_age_ms",
+     .type = DBLD__CFG_INT,
+     .offset = OFF(graph, max_age_ms),
+     .min = 0,
+     .max = INT_MAX, /* about 24.8 days */
+     .def_int = 0},
     {.name = "external",
      .type = DBLD__CFG_STRLIST,
      .offset = OFF(graph, external),

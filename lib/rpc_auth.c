@@ -70,6 +70,8 @@ static const struct {
     /* the query service's additions */
     {"/databuild.v1.QueryOps/GetJobLogs", R},
     {"/databuild.v1.QueryOps/CancelBuild", W},
+    {"/databuild.v1.QueryOps/GetBuildExecution", R},
+    {"/databuild.v1.QueryOps/CancelJobRun", W},
     /* every server */
     {"/grpc.health.v1.Health/Check", DBLD_ROLE_HEALTH},
     {"/grpc.health.v1.Health/Watch", DBLD_ROLE_HEALTH},

@@ -75,6 +75,11 @@ typedef struct dbld_job_def {
     char **no_retry_exit_codes; /* exit codes by which the job denies a retry ("65") */
     size_t n_no_retry_exit_codes;
     dbld_retry_config retry;
+    int max_age_ms; /* reuse window of its outputs (0: graph.max_age_ms) */
+    /* POSIX EREs matched in full: inputs the job runs without when their
+     * producer fails (their absence is recorded on the run) */
+    char **optional_inputs;
+    size_t n_optional_inputs;
 } dbld_job_def;
 
 typedef struct dbld_config {
@@ -119,6 +124,7 @@ typedef struct dbld_config {
         dbld_server_config server;
         char *label;      /* graph label (default "//databuild:graph") */
         int max_parallel; /* tasks running at once per build (default 8) */
+        int max_age_ms;   /* reuse window: AVAILABLE partitions older are rebuilt (0: none) */
         char **external;  /* regexes of refs produced outside this graph */
         size_t n_external;
         dbld_job_def *jobs;

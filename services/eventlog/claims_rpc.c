@@ -77,7 +77,8 @@ static int claim(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMess
                              .refs = refs,
                              .n_refs = n_refs,
                              .n_events = req->n_events_if_granted,
-                             .lease_owner = req->lease_owner}};
+                             .lease_owner = req->lease_owner,
+                             .min_available_ns = req->min_available_ns}};
     el_claim *c = &ctx->c;
     c->events = dbld_arena_alloc(a, (c->n_events + 1) * sizeof *c->events);
     for (size_t i = 0; i < c->n_events; i++) {

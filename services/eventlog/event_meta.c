@@ -42,6 +42,29 @@ static void add_refs(dbld_arena *a, strlist *l, Databuild__V1__PartitionRef **re
         add_ref(a, l, refs[i]);
 }
 
+/* An ExecutionEvent touches its task's outputs and label and every job run
+ * of its snapshot (so a job run's filter finds the executions naming it). */
+static void extract_execution(dbld_arena *a, const Databuild__V1__ExecutionEvent *x, strlist *refs,
+                              strlist *labels, strlist *runs)
+{
+    const Databuild__V1__TaskExecution *te = x->execution;
+    if (te) {
+        for (size_t i = 0; i < te->n_outputs; i++)
+            add(a, refs, te->outputs[i]);
+        add(a, labels, te->job_label);
+        for (size_t i = 0; i < te->n_attempts; i++)
+            add(a, runs, te->attempts[i]->job_run_id);
+    }
+    const Databuild__V1__ExecutionLogEntry *e = x->entry;
+    if (e && e->kind_case == DATABUILD__V1__EXECUTION_LOG_ENTRY__KIND_REQUIREMENT_CHANGED)
+        for (size_t i = 0; i < e->requirement_changed->n_tasks; i++) {
+            const Databuild__V1__TaskExecution *t = e->requirement_changed->tasks[i];
+            for (size_t k = 0; k < t->n_outputs; k++)
+                add(a, refs, t->outputs[k]);
+            add(a, labels, t->job_label);
+        }
+}
+
 static void extract(dbld_arena *a, const Databuild__V1__BuildEvent *ev, strlist *refs,
                     strlist *labels, strlist *runs)
 {
@@ -88,6 +111,9 @@ static void extract(dbld_arena *a, const Databuild__V1__BuildEvent *ev, strlist 
     case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_TAINT_EVENT:
         add_refs(a, refs, ev->taint_event->refs, ev->taint_event->n_refs);
         break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT:
+        extract_execution(a, ev->execution_event, refs, labels, runs);
+        break;
     default:
         break;
     }
@@ -124,9 +150,20 @@ static const char *const kind_names[] = {
     "taint_event",
 };
 
+/* Kinds outside the seed's 10..19 (BuildEvent members added by this project). */
+static const struct {
+    int kind;
+    const char *name;
+} added_kinds[] = {
+    {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT, "execution_event"},
+};
+
 const char *el_kind_name(int kind)
 {
-    return kind >= 10 && kind <= 19 ? kind_names[kind - 10] : "unknown";
+    if (kind >= 10 && kind <= 19) return kind_names[kind - 10];
+    for (size_t i = 0; i < sizeof added_kinds / sizeof added_kinds[0]; i++)
+        if (added_kinds[i].kind == kind) return added_kinds[i].name;
+    return "unknown";
 }
 
 int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index, el_event *out,
@@ -134,7 +171,7 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
 {
     memset(out, 0, sizeof *out);
     int kind = (int)ev->event_type_case;
-    if (kind < 10 || kind > 19)
+    if (strcmp(el_kind_name(kind), "unknown") == 0)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
                                "event %zu: event_type is not set (one of build_request_event, "
                                "partition_event, job_event, ..., taint_event is required)",

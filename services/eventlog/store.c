@@ -282,12 +282,12 @@ static int is_terminal_job(int status)
 static int claim_decide(dbld_db *db, dbld_arena *a, el_claim *c, const char *refs_lit,
                         dbld_status *st)
 {
-    const char *p[] = {refs_lit};
+    const char *p[] = {refs_lit, dbld_arena_printf(a, "%lld", (long long)c->min_available_ns)};
     dbld_res *r = NULL;
     int rc = dbld_db_exec(db,
                           "SELECT count(*) FROM partitions WHERE ref = ANY($1::text[])"
-                          " AND status = 4 AND NOT tainted",
-                          1, p, &r, st);
+                          " AND status = 4 AND NOT tainted AND updated_ns >= $2::bigint",
+                          2, p, &r, st);
     if (rc) return rc;
     int64_t available = dbld_res_i64(r, 0, 0);
     dbld_res_free(r);
@@ -618,7 +618,9 @@ static void add_touched(dbld_strmap *touched, const el_claim *c)
  * are aggregate filters): whatever the table sizes were when its generic plan
  * was made, only a key lookup serves ref = ANY($1). */
 #define CLAIM_PEEK_SQL                                                                             \
-    "SELECT (SELECT count(*) FILTER (WHERE status = 4 AND NOT tainted) FROM partitions"            \
+    "SELECT (SELECT count(*) FILTER (WHERE status = 4 AND NOT tainted AND updated_ns >= "          \
+    "$3::bigint)"                                                                                  \
+    " FROM partitions"                                                                             \
     " WHERE ref = ANY($1::text[])),"                                                               \
     " (SELECT coalesce(bool_or(build_request_id <> $2), false) FROM claims"                        \
     " WHERE ref = ANY($1::text[]))"
@@ -666,12 +668,13 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     for (size_t i = 0; i < n_claims; i++) {
         const el_claim *c = reqs[i]->claim;
         lits[i] = dbld_pg_text_array(a, (const char *const *)c->refs, c->n_refs);
-        const char **p = dbld_arena_alloc(a, 2 * sizeof *p);
+        const char **p = dbld_arena_alloc(a, 3 * sizeof *p);
         p[0] = lits[i];
         p[1] = c->build_request_id;
+        p[2] = dbld_arena_printf(a, "%lld", (long long)c->min_available_ns);
         peek[i] = NULL;
         first[n_open + i] = (dbld_stmt){
-            .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 2, .params = p, .out = &peek[i]};
+            .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 3, .params = p, .out = &peek[i]};
     }
     int rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
     if (fence) { /* fence_verdict() frees it */

@@ -91,7 +91,8 @@ typedef struct el_claim {
     size_t n_refs;
     el_event *events; /* appended in the same transaction when granted */
     size_t n_events;
-    const char *lease_owner; /* non-empty: fenced on build_request_id's lease (see el_fence) */
+    const char *lease_owner;  /* non-empty: fenced on build_request_id's lease (see el_fence) */
+    int64_t min_available_ns; /* an AVAILABLE ref older than this is claimable (0: none is) */
     /* results (strings in the arena given to el_store_claim_async) */
     int outcome; /* Databuild__V1__ClaimOutcome */
     const char *held_ref, *holder_build_request_id, *holder_job_run_id;

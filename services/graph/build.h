@@ -6,6 +6,7 @@
 #define GRAPH_BUILD_H
 
 #include "coordinator.h"
+#include "execution.h"
 
 #include <pthread.h>
 
@@ -23,21 +24,28 @@ typedef struct gs_task {
     tstate state;
     int used_quota;
     int attempts;
-    int ep;                  /* job endpoint of the Run in flight, -1 when none */
-    int cancel_found;        /* the job service confirmed our cancel */
-    char run_id[37];         /* job run in flight (for cancel) */
-    char first_run[37];      /* planned job_run_id of the first attempt (on ANALYZED) */
-    unsigned char *analyzed; /* per output: this build appended ANALYZED for it */
-    void *manifest;          /* packed PartitionManifest of the completed run */
+    gs_exec exec;     /* its attempts (execution.h), under b->mu */
+    char *run_cancel; /* malloc'd: a JobRunCancelEvent's reason for the run in flight */
+    int forced;       /* outputs requested with force: rebuilt even when AVAILABLE */
+    int critical;     /* its failure fails the build (execution.c's TaskExecution.critical) */
+    unsigned char *dep_optional; /* per plan->deps[idx] entry: an optional input (malloc'd) */
+    int ep;                      /* job endpoint of the Run in flight, -1 when none */
+    int cancel_found;            /* the job service confirmed our cancel */
+    char run_id[37];             /* job run in flight (for cancel) */
+    char first_run[37];          /* planned job_run_id of the first attempt (on ANALYZED) */
+    unsigned char *analyzed;     /* per output: this build appended ANALYZED for it */
+    void *manifest;              /* packed PartitionManifest of the completed run */
     size_t manifest_len;
     char *why; /* malloc'd: why it failed / was cancelled */
 } gs_task;
 
-/* A job run of this build from before a resume (recover() reads them from
- * the event log): its task's first output and how it ended. */
+/* A task's execution from before a resume (recover() reads the last
+ * ExecutionEvent of each task): its first output and the packed
+ * TaskExecution, which plan() restores. */
 typedef struct gs_prior_run {
-    char *ref; /* malloc'd */
-    int kind;  /* gs_fail_kind of a recorded failure; 0 when none */
+    char *ref;    /* malloc'd */
+    uint8_t *buf; /* malloc'd packed Databuild__V1__TaskExecution */
+    size_t len;
 } gs_prior_run;
 
 /* A resumed build's planned first attempt that never started: the job_run_id
@@ -61,6 +69,8 @@ struct gs_build {
     size_t n_refs;
     char *comment, *want_id;
     int resumed;
+    int force;          /* SubmitBuildRequest.force (not kept across a resume) */
+    int64_t created_ns; /* when this instance took the build: force's reuse window */
     char *prev_owner;
     int refcount; /* under svc->mu */
     gs_build *next;
@@ -79,13 +89,14 @@ struct gs_build {
     size_t n_tasks;
     int running;
     int global_used;
-    gs_prior_run *prior; /* resumed: earlier attempts, charged again by plan() */
+    gs_prior_run *prior; /* resumed: the tasks' executions, restored by plan() */
     size_t n_prior;
     gs_planned_run *planned; /* resumed: planned runs that never started */
     size_t n_planned;
-    int dirty;         /* a task changed state: rescan */
-    gs_end_cb *on_end; /* called (and freed) once the build thread is done */
-    int ended;         /* the build thread is done: on_end was taken */
+    int64_t follow_idx; /* the event log is followed from here (cancels from outside) */
+    int dirty;          /* a task changed state: rescan */
+    gs_end_cb *on_end;  /* called (and freed) once the build thread is done */
+    int ended;          /* the build thread is done: on_end was taken */
 };
 
 /* gsb_append_cancelled(): which outputs get PartitionEvent FAILED. */
@@ -107,6 +118,20 @@ int gsb_append1(gs_build *b, dbld_arena *a, gs_event *e);
 void gsb_new_id(char out[37]);
 /* JobEvent CANCELLED for run plus PartitionEvent FAILED per `owned`. */
 void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned, const char *msg);
+/* Follow the build's events in the event log from b->follow_idx and act on
+ * cancels appended from outside (follow.c; b->mu not held). */
+void gsb_follow(gs_build *b);
+#define GSB_FOLLOW_MS 250
+/* The claim's reuse window of t's outputs (ClaimRequest.min_available_ns):
+ * forced tasks reuse only what this build made; a max_age_ms (the job's, else
+ * graph.max_age_ms) reuses only what is younger. 0: any AVAILABLE output. */
+int64_t gsb_min_available_ns(const gs_task *t);
+/* optional.c: per task, which dependency edges are optional (the job's
+ * optional_inputs) and whether the task is critical; and the message naming
+ * t's optional inputs that are absent (malloc'd, NULL when none; b->mu not
+ * held). */
+void gsb_mark_optional(gs_build *b, const gs_plan *p, gs_task *tasks, size_t n);
+char *gsb_absent_inputs(gs_task *t);
 /* Start t's thread (detached); it ends with t->state final and b->running - 1. */
 void gsb_task_launch(gs_task *t);
 

@@ -53,10 +53,15 @@ static void build_free(gs_build *b)
         free(b->tasks[i].manifest);
         free(b->tasks[i].why);
         free(b->tasks[i].analyzed);
+        free(b->tasks[i].run_cancel);
+        free(b->tasks[i].dep_optional);
+        gsx_free(&b->tasks[i].exec);
     }
     free(b->tasks);
-    for (size_t i = 0; i < b->n_prior; i++)
+    for (size_t i = 0; i < b->n_prior; i++) {
         free(b->prior[i].ref);
+        free(b->prior[i].buf);
+    }
     free(b->prior);
     for (size_t i = 0; i < b->n_planned; i++)
         free(b->planned[i].ref);
@@ -318,6 +323,7 @@ static const gs_task *failed_dep(gs_build *b, const gs_task *t)
     size_t n = b->plan->n_deps[t->idx];
     for (size_t i = 0; i < n; i++) {
         const gs_task *d = &b->tasks[b->plan->deps[t->idx][i]];
+        if (t->dep_optional[i]) continue; /* it runs without that input */
         if (d->state == T_FAILED || d->state == T_CANCELLED) return d;
     }
     return NULL;
@@ -326,8 +332,12 @@ static const gs_task *failed_dep(gs_build *b, const gs_task *t)
 static int deps_ok(gs_build *b, const gs_task *t)
 {
     size_t n = b->plan->n_deps[t->idx];
-    for (size_t i = 0; i < n; i++)
-        if (b->tasks[b->plan->deps[t->idx][i]].state != T_OK) return 0;
+    for (size_t i = 0; i < n; i++) {
+        int st = b->tasks[b->plan->deps[t->idx][i]].state;
+        if (st == T_OK || (t->dep_optional[i] && (st == T_FAILED || st == T_CANCELLED)))
+            continue; /* an optional input that failed: run without it */
+        return 0;
+    }
     return 1;
 }
 
@@ -363,7 +373,8 @@ static void cancel_downstream(gs_build *b, gs_task *t, const gs_task *dep)
 {
     dbld_arena *a = dbld_arena_create();
     const Databuild__V1__JobConfig *dcfg = dep->task->config;
-    char *msg = dbld_arena_printf(a, "upstream %s failed", dcfg->outputs[0]->str);
+    char *msg = dbld_arena_printf(a, "upstream %s %s", dcfg->outputs[0]->str,
+                                  dep->run_cancel ? "was cancelled" : "failed");
     gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED, msg); /* never ran: its planned run */
     pthread_mutex_lock(&b->mu);
     t->state = T_CANCELLED;
@@ -377,7 +388,7 @@ static void cancel_downstream(gs_build *b, gs_task *t, const gs_task *dep)
 static void execute(gs_build *b)
 {
     int max_parallel = b->svc->cfg->graph.max_parallel > 0 ? b->svc->cfg->graph.max_parallel : 8;
-    int64_t next_cancel = 0;
+    int64_t next_cancel = 0, next_follow = dbld_mono_ms() + GSB_FOLLOW_MS;
     pthread_mutex_lock(&b->mu);
     b->dirty = 1;
     for (;;) {
@@ -411,8 +422,16 @@ static void execute(gs_build *b)
             pthread_mutex_lock(&b->mu);
             next_cancel = dbld_mono_ms() + CANCEL_RESEND_MS;
         }
+        if (!stop && dbld_mono_ms() >= next_follow) { /* cancels appended from outside */
+            pthread_mutex_unlock(&b->mu);
+            gsb_follow(b);
+            pthread_mutex_lock(&b->mu);
+            next_follow = dbld_mono_ms() + GSB_FOLLOW_MS;
+            continue;
+        }
         if (b->dirty && !stop) continue;
-        struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, CANCEL_RESEND_MS);
+        struct timespec ts =
+            dbld_abs_time(CLOCK_MONOTONIC, b->cancel ? CANCEL_RESEND_MS : GSB_FOLLOW_MS);
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
@@ -423,13 +442,17 @@ static void conclude(gs_build *b)
 {
     if (gsb_stopped(b)) return;
     char *failed = dbld_xcalloc(1, MSG_MAX), *skipped = dbld_xcalloc(1, MSG_MAX);
-    int ff = 1, fs = 1, n_failed = 0, n_cancelled = 0, n_waiting = 0;
+    char *optional = dbld_xcalloc(1, MSG_MAX);
+    int ff = 1, fs = 1, fo = 1, n_failed = 0, n_cancelled = 0, n_waiting = 0, n_optional = 0;
     pthread_mutex_lock(&b->mu);
     int cancel = b->cancel;
     for (size_t i = 0; i < b->n_tasks; i++) {
         gs_task *t = &b->tasks[i];
         const Databuild__V1__JobConfig *cfg = t->task->config;
-        if (t->state == T_FAILED) {
+        if (!t->critical && (t->state == T_FAILED || t->state == T_CANCELLED)) {
+            n_optional++; /* does not gate the build */
+            list_refs(optional, MSG_MAX, cfg->outputs, cfg->n_outputs, &fo);
+        } else if (t->state == T_FAILED) {
             n_failed++;
             list_refs(failed, MSG_MAX, cfg->outputs, cfg->n_outputs, &ff);
         } else if (t->state == T_CANCELLED) {
@@ -463,11 +486,14 @@ static void conclude(gs_build *b)
         finish(b, BR(FAILED), msg, DBLD_ABORTED);
         free(msg);
     } else {
-        char msg[128];
-        snprintf(msg, sizeof msg, "%zu tasks done", b->n_tasks);
+        char *msg = dbld_xmalloc(MSG_MAX + 128);
+        snprintf(msg, MSG_MAX + 128, "%zu tasks done%s%s", b->n_tasks,
+                 n_optional ? "; optional inputs failed: " : "", optional);
         finish(b, BR(COMPLETED), msg, DBLD_OK);
+        free(msg);
     }
     free(reason);
+    free(optional);
     free(failed);
     free(skipped);
 }
@@ -481,12 +507,12 @@ static void set_status(gs_build *b, int code)
     pthread_mutex_unlock(&b->mu);
 }
 
-/* A resumed build goes on from where it was: each task counts the attempts
- * it already made, and the failures they recorded (their JobEvent FAILED
- * messages name the kind) are charged again to the task's and the build's
- * used quota, so a restart does not hand out a fresh quota. A run that
- * ended because its coordinator died carries no kind and costs nothing. */
-static void charge_prior(gs_build *b, gs_task *tasks, size_t n_tasks)
+/* A resumed build goes on from where it was: each task gets back its
+ * execution as its last ExecutionEvent recorded it (attempts, used quota),
+ * and the build its used global quota (recover() read both). Attempts left
+ * PENDING or TRIGGERED died with the previous coordinator (recover() failed
+ * their job runs): they are discarded, which costs no quota. */
+static void restore_prior(gs_build *b, gs_task *tasks, size_t n_tasks, dbld_arena *a, gs_evlist *l)
 {
     gs_strmap first; /* a task's first output -> the task */
     gs_strmap_init(&first);
@@ -496,20 +522,45 @@ static void charge_prior(gs_build *b, gs_task *tasks, size_t n_tasks)
     for (size_t r = 0; r < b->n_prior; r++) {
         size_t i;
         if (!gs_strmap_get(&first, b->prior[r].ref, &i)) continue;
-        tasks[i].attempts++;
-        if (b->prior[r].kind && tasks[i].job->retry.single_quota >= 0) {
-            int w = gs_retry_weight(&tasks[i].job->retry, (gs_fail_kind)b->prior[r].kind);
-            tasks[i].used_quota += w;
-            b->global_used += w;
+        Databuild__V1__TaskExecution *te =
+            (Databuild__V1__TaskExecution *)protobuf_c_message_unpack(
+                &databuild__v1__task_execution__descriptor, dbld_arena_allocator(a),
+                b->prior[r].len, b->prior[r].buf);
+        if (!te) continue;
+        gsx_restore(&tasks[i].exec, te, &tasks[i].used_quota, &tasks[i].attempts);
+        for (size_t k = 0; k < te->n_attempts; k++) {
+            int st = te->attempts[k]->status;
+            if (st == GSX_ST(PENDING) || st == GSX_ST(TRIGGERED))
+                gs_evlist_add(a, l,
+                              gsx_record(&tasks[i], a, te->attempts[k]->job_run_id, 0,
+                                         GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED),
+                                         "graph service restarted"));
         }
     }
     gs_strmap_free(&first);
     if (b->n_prior) {
         char used[32];
         snprintf(used, sizeof used, "%d", b->global_used);
-        dbld_log(DBLD_LOG_INFO, "earlier attempts charged to the retry quotas", "build_request_id",
+        dbld_log(DBLD_LOG_INFO, "execution state restored from the event log", "build_request_id",
                  b->id, "global_used", used, (char *)NULL);
     }
+}
+
+/* With force, the tasks producing a requested ref are forced (their
+ * upstream is not). */
+static void mark_forced(gs_build *b, gs_task *tasks, size_t n_tasks)
+{
+    if (!b->force) return;
+    gs_strmap req;
+    gs_strmap_init(&req);
+    for (size_t i = 0; i < b->n_refs; i++)
+        gs_strmap_put(&req, b->refs[i], i);
+    for (size_t i = 0; i < n_tasks; i++) {
+        const Databuild__V1__JobConfig *cfg = tasks[i].task->config;
+        for (size_t o = 0; o < cfg->n_outputs && !tasks[i].forced; o++)
+            tasks[i].forced = gs_strmap_get(&req, cfg->outputs[o]->str, NULL);
+    }
+    gs_strmap_free(&req);
 }
 
 /* Analyze and append the graph. 0 to execute; otherwise the build has ended
@@ -584,7 +635,8 @@ static int plan(gs_build *b)
         n_out += tasks[i].task->config->n_outputs;
     }
     gs_strmap_free(&planned);
-    charge_prior(b, tasks, p->n_tasks);
+    mark_forced(b, tasks, p->n_tasks);
+    gsb_mark_optional(b, p, tasks, p->n_tasks);
     const char **outs = dbld_arena_alloc(a, (n_out + 1) * sizeof *outs);
     int *avail = dbld_arena_alloc(a, (n_out + 1) * sizeof *avail);
     size_t k = 0;
@@ -592,6 +644,10 @@ static int plan(gs_build *b)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++)
             outs[k++] = tasks[i].task->config->outputs[j]->str;
     available_now(s, outs, n_out, avail);
+    k = 0;
+    for (size_t i = 0; i < p->n_tasks; i++) /* forced outputs will be rebuilt */
+        for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
+            if (tasks[i].forced) avail[k] = 0;
     pthread_mutex_lock(&b->mu);
     b->plan = p;
     b->tasks = tasks;
@@ -610,6 +666,8 @@ static int plan(gs_build *b)
     gs_evlist l = {0};
     gs_evlist_add(a, &l, gs_ev_job_graph(a, b->id, p->graph, gmsg));
     gs_evlist_add(a, &l, gs_ev_build_request(a, b->id, BR(ANALYSIS_COMPLETED), gmsg));
+    gs_evlist_add(a, &l, gsx_requirement(b, a, b->resumed ? "re-planned after a resume" : gmsg));
+    restore_prior(b, tasks, p->n_tasks, a, &l);
     k = 0;
     for (size_t i = 0; i < p->n_tasks; i++)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
@@ -634,9 +692,31 @@ static int plan(gs_build *b)
 typedef struct dangling {
     char *run, *label;
     int status;
-    int kind;                         /* gs_fail_kind its FAILED event recorded */
     Databuild__V1__JobConfig targets; /* outputs only */
 } dangling;
+
+/* Keep the latest execution of a task (by its first output) for plan(). */
+static void keep_execution(gs_build *b, gs_strmap *prior_idx,
+                           const Databuild__V1__ExecutionEvent *x)
+{
+    pthread_mutex_lock(&b->mu);
+    b->global_used = x->used_global_quota;
+    pthread_mutex_unlock(&b->mu);
+    const Databuild__V1__TaskExecution *te = x->execution;
+    if (!te || te->n_outputs == 0) return;
+    size_t r;
+    if (!gs_strmap_get(prior_idx, te->outputs[0], &r)) {
+        r = b->n_prior++;
+        b->prior = dbld_xrealloc(b->prior, b->n_prior * sizeof *b->prior);
+        b->prior[r].ref = dbld_xstrdup(te->outputs[0]);
+        b->prior[r].buf = NULL;
+        gs_strmap_put(prior_idx, b->prior[r].ref, r);
+    }
+    free(b->prior[r].buf);
+    b->prior[r].len = protobuf_c_message_get_packed_size(&te->base);
+    b->prior[r].buf = dbld_xmalloc(b->prior[r].len + 1);
+    protobuf_c_message_pack(&te->base, b->prior[r].buf);
+}
 
 /* Job runs the previous owner left SCHEDULED/RUNNING become FAILED (their
  * processes died with the Run call); a recorded cancel is honoured. */
@@ -654,6 +734,8 @@ static int recover(gs_build *b)
     size_t n_analyzed = 0, acap = 0;
     gs_strmap run_idx; /* job_run_id -> index in runs */
     gs_strmap_init(&run_idx);
+    gs_strmap prior_idx; /* a task's first output -> index in b->prior */
+    gs_strmap_init(&prior_idx);
     int64_t start = 0;
     int rc = 0;
     for (;;) {
@@ -682,6 +764,8 @@ static int recover(gs_build *b)
                 }
                 analyzed[n_analyzed++] = e->partition_event;
             }
+            if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT)
+                keep_execution(b, &prior_idx, e->execution_event);
             if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
             const Databuild__V1__JobEvent *j = e->job_event;
             size_t r = n_runs;
@@ -696,16 +780,13 @@ static int recover(gs_build *b)
                 n_runs++;
             }
             runs[r].status = j->status_code;
-            int attempt;
-            gs_fail_kind kind;
-            if (j->status_code == JS(FAILED) && gs_retry_parse_failure(j->message, &attempt, &kind))
-                runs[r].kind = (int)kind;
             if (j->job_label) runs[r].label = j->job_label->label;
             if (j->n_target_partitions) {
                 runs[r].targets.outputs = j->target_partitions;
                 runs[r].targets.n_outputs = j->n_target_partitions;
             }
         }
+        b->follow_idx = page->next_idx;
         if (!page->has_more) break;
         start = page->next_idx;
     }
@@ -721,18 +802,7 @@ static int recover(gs_build *b)
     }
     free(analyzed);
     gs_strmap_free(&run_idx);
-    /* attempts made: runs granted a claim that did not complete (plan()
-     * charges them to the quotas; a COMPLETED run's outputs are skipped) */
-    for (size_t r = 0; !rc && r < n_runs; r++) {
-        int st = runs[r].status;
-        if ((st != JS(SCHEDULED) && st != JS(RUNNING) && st != JS(FAILED)) ||
-            runs[r].targets.n_outputs == 0)
-            continue;
-        b->prior = dbld_xrealloc(b->prior, (b->n_prior + 1) * sizeof *b->prior);
-        b->prior[b->n_prior].ref = dbld_xstrdup(runs[r].targets.outputs[0]->str);
-        b->prior[b->n_prior].kind = runs[r].kind;
-        b->n_prior++;
-    }
+    gs_strmap_free(&prior_idx);
     for (size_t r = 0; !rc && r < n_runs; r++) {
         if (runs[r].status != JS(SCHEDULED) && runs[r].status != JS(RUNNING)) continue;
         const char *msg = dbld_arena_printf(a, "graph service restarted: job run abandoned by %s",
@@ -832,6 +902,7 @@ static gs_build *build_new(gs_service *s, const char *id, const char *const *ref
     b->comment = dbld_xstrdup(comment ? comment : "");
     b->want_id = dbld_xstrdup(want_id ? want_id : "");
     b->status = BR(RECEIVED);
+    b->created_ns = dbld_now_ns();
     pthread_mutex_init(&b->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -853,6 +924,13 @@ static void start_thread(gs_build *b)
 
 int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char *comment,
                     const char *want_id, char id_out[37], gs_build **out, dbld_status *st)
+{
+    return gs_build_submit_forced(s, refs, n, comment, want_id, 0, id_out, out, st);
+}
+
+int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, const char *comment,
+                           const char *want_id, int force, char id_out[37], gs_build **out,
+                           dbld_status *st)
 {
     if (out) *out = NULL;
     if (!atomic_load(&s->ready))
@@ -881,11 +959,14 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
         return rc;
     }
     gs_build *b = build_new(s, id, refs, n, comment, want_id);
+    b->force = force;
     refs = (const char *const *)b->refs; /* deduplicated */
     n = b->n_refs;
     registry_add(s, b); /* before RECEIVED: the orphan poller must never see it unregistered */
     int *avail = dbld_arena_alloc(a, (n + 1) * sizeof *avail);
     available_now(s, refs, n, avail);
+    for (size_t i = 0; force && i < n; i++)
+        avail[i] = 0; /* they will be rebuilt */
     gs_evlist l = {0};
     gs_event *rcv = gs_ev_build_request(a, id, BR(RECEIVED), "");
     rcv->build_request_event->requested_partitions = gs_refs(a, refs, n);

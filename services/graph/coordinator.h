@@ -20,6 +20,11 @@
  * the caller gets a reference (gs_build_unref()). */
 int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char *comment,
                     const char *want_id, char id_out[37], gs_build **out, dbld_status *st);
+/* The same with force (SubmitBuildRequest.force): the requested partitions
+ * are rebuilt even when AVAILABLE; their upstream is still reused. */
+int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, const char *comment,
+                           const char *want_id, int force, char id_out[37], gs_build **out,
+                           dbld_status *st);
 
 /* Adopt an orphan whose lease this instance has just taken. */
 void gs_build_resume(gs_service *s, const Databuild__V1__OrphanBuild *ob);

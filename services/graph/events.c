@@ -11,7 +11,7 @@ static const char *enum_name(const ProtobufCEnumDescriptor *d, int v)
     return ev ? ev->name : "";
 }
 
-static gs_event *base(dbld_arena *a, const char *br)
+gs_event *gs_ev_base(dbld_arena *a, const char *br)
 {
     gs_event *e = dbld_arena_msg(a, &databuild__v1__build_event__descriptor);
     char id[37];
@@ -39,7 +39,7 @@ Databuild__V1__PartitionRef **gs_refs(dbld_arena *a, const char *const *refs, si
 
 gs_event *gs_ev_build_request(dbld_arena *a, const char *br, int code, const char *message)
 {
-    gs_event *e = base(a, br);
+    gs_event *e = gs_ev_base(a, br);
     Databuild__V1__BuildRequestEvent *b =
         dbld_arena_msg(a, &databuild__v1__build_request_event__descriptor);
     b->status = dbld_arena_msg(a, &databuild__v1__build_request_status__descriptor);
@@ -55,7 +55,7 @@ gs_event *gs_ev_build_request(dbld_arena *a, const char *br, int code, const cha
 gs_event *gs_ev_partition(dbld_arena *a, const char *br, const char *ref, int status,
                           const char *job_run_id, const char *message)
 {
-    gs_event *e = base(a, br);
+    gs_event *e = gs_ev_base(a, br);
     Databuild__V1__PartitionEvent *p =
         dbld_arena_msg(a, &databuild__v1__partition_event__descriptor);
     p->partition_ref = ref_msg(a, ref);
@@ -71,7 +71,7 @@ gs_event *gs_ev_partition(dbld_arena *a, const char *br, const char *ref, int st
 gs_event *gs_ev_job(dbld_arena *a, const char *br, const char *job_run_id, const char *label,
                     const Databuild__V1__JobConfig *targets_of, int status, const char *message)
 {
-    gs_event *e = base(a, br);
+    gs_event *e = gs_ev_base(a, br);
     Databuild__V1__JobEvent *j = dbld_arena_msg(a, &databuild__v1__job_event__descriptor);
     j->job_run_id = (char *)job_run_id;
     j->job_label = dbld_arena_msg(a, &databuild__v1__job_label__descriptor);
@@ -91,7 +91,7 @@ gs_event *gs_ev_job(dbld_arena *a, const char *br, const char *job_run_id, const
 gs_event *gs_ev_delegation(dbld_arena *a, const char *br, const char *ref, const char *to,
                            const char *message)
 {
-    gs_event *e = base(a, br);
+    gs_event *e = gs_ev_base(a, br);
     Databuild__V1__DelegationEvent *d =
         dbld_arena_msg(a, &databuild__v1__delegation_event__descriptor);
     d->partition_ref = ref_msg(a, ref);
@@ -105,7 +105,7 @@ gs_event *gs_ev_delegation(dbld_arena *a, const char *br, const char *ref, const
 gs_event *gs_ev_job_graph(dbld_arena *a, const char *br, Databuild__V1__JobGraph *g,
                           const char *message)
 {
-    gs_event *e = base(a, br);
+    gs_event *e = gs_ev_base(a, br);
     Databuild__V1__JobGraphEvent *j =
         dbld_arena_msg(a, &databuild__v1__job_graph_event__descriptor);
     j->job_graph = g;
@@ -117,7 +117,7 @@ gs_event *gs_ev_job_graph(dbld_arena *a, const char *br, Databuild__V1__JobGraph
 
 gs_event *gs_ev_build_cancel(dbld_arena *a, const char *br, const char *reason)
 {
-    gs_event *e = base(a, br);
+    gs_event *e = gs_ev_base(a, br);
     Databuild__V1__BuildCancelEvent *c =
         dbld_arena_msg(a, &databuild__v1__build_cancel_event__descriptor);
     c->reason = (char *)(reason ? reason : "");

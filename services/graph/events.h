@@ -16,6 +16,8 @@
 
 typedef Databuild__V1__BuildEvent gs_event;
 
+/* An event with its id, timestamp and build only (the kind is the caller's). */
+gs_event *gs_ev_base(dbld_arena *a, const char *br);
 gs_event *gs_ev_build_request(dbld_arena *a, const char *br, int code, const char *message);
 gs_event *gs_ev_partition(dbld_arena *a, const char *br, const char *ref, int status,
                           const char *job_run_id, const char *message);

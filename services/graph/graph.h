@@ -74,8 +74,9 @@ int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *e
                  dbld_arena *a, dbld_status *st);
 int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
                  Databuild__V1__PartitionState ***out, dbld_status *st);
+/* min_available_ns: the reuse window (ClaimRequest.min_available_ns; 0: none). */
 int gs_el_claim(gs_service *s, const char *br, const char *run, Databuild__V1__PartitionRef **refs,
-                size_t n, gs_event **evs, size_t n_evs, dbld_arena *a,
+                size_t n, gs_event **evs, size_t n_evs, int64_t min_available_ns, dbld_arena *a,
                 Databuild__V1__ClaimResponse **out, dbld_status *st);
 int gs_el_release(gs_service *s, const char *br, dbld_status *st);
 /* Take or renew leases for ttl_ms (<= 0: the configured TTL). */

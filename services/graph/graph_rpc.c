@@ -102,8 +102,8 @@ static int submit(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
         (const Databuild__V1__SubmitBuildRequest *)req_msg;
     dbld_arena *a = dbld_call_arena(call);
     char id[37];
-    int rc = gs_build_submit(s, refs_of(a, req->outputs, req->n_outputs), req->n_outputs,
-                             req->comment, req->want_id, id, NULL, st);
+    int rc = gs_build_submit_forced(s, refs_of(a, req->outputs, req->n_outputs), req->n_outputs,
+                                    req->comment, req->want_id, req->force, id, NULL, st);
     if (rc) return rc;
     Databuild__V1__SubmitBuildResponse *r =
         dbld_arena_msg(a, &databuild__v1__submit_build_response__descriptor);

@@ -71,7 +71,7 @@ int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a
 }
 
 int gs_el_claim(gs_service *s, const char *br, const char *run, Databuild__V1__PartitionRef **refs,
-                size_t n, gs_event **evs, size_t n_evs, dbld_arena *a,
+                size_t n, gs_event **evs, size_t n_evs, int64_t min_available_ns, dbld_arena *a,
                 Databuild__V1__ClaimResponse **out, dbld_status *st)
 {
     Databuild__V1__ClaimRequest req = DATABUILD__V1__CLAIM_REQUEST__INIT;
@@ -84,6 +84,7 @@ int gs_el_claim(gs_service *s, const char *br, const char *run, Databuild__V1__P
     req.events_if_granted = evs;
     req.n_events_if_granted = n_evs;
     req.lease_owner = s->owner;
+    req.min_available_ns = min_available_ns;
     return el_call(s, "/databuild.v1.PartitionClaims/Claim", &req.base,
                    &databuild__v1__claim_response__descriptor, a, out, st);
 }

@@ -4,7 +4,6 @@
 
 #include "dbld/status.h"
 
-#include <stdio.h>
 #include <string.h>
 
 int gs_retry_weight(const dbld_retry_config *rc, gs_fail_kind kind)
@@ -19,10 +18,18 @@ int gs_retry_weight(const dbld_retry_config *rc, gs_fail_kind kind)
     }
 }
 
+int gs_retry_enabled(const dbld_retry_config *rc)
+{
+    if (rc->single_quota < 0) return 0;
+    /* LUCI: an all-zero RetryConfig is no retry config */
+    return rc->single_quota || rc->global_quota || rc->failure_weight ||
+           rc->transient_failure_weight || rc->timeout_weight;
+}
+
 int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int job_denied, int attempts,
                     int *task_used, int *build_used, const char **reason)
 {
-    if (rc->single_quota < 0) {
+    if (!gs_retry_enabled(rc)) {
         *reason = "retry is not enabled in the config";
         return 0;
     }
@@ -30,7 +37,7 @@ int gs_retry_decide(const dbld_retry_config *rc, gs_fail_kind kind, int job_deni
     *task_used += w;
     *build_used += w;
     if (job_denied) {
-        *reason = "the job denied retry";
+        *reason = "job explicitly denies retry in its output";
         return 0;
     }
     if (*task_used > rc->single_quota) {
@@ -59,22 +66,6 @@ const char *gs_fail_kind_name(gs_fail_kind kind)
     default:
         return "FAILURE_PERMANENT";
     }
-}
-
-int gs_retry_parse_failure(const char *msg, int *attempt, gs_fail_kind *kind)
-{
-    int n = 0, end = 0;
-    char name[32];
-    if (!msg || sscanf(msg, "attempt %d: %31[A-Z_]:%n", &n, name, &end) != 2 || end == 0 || n < 1)
-        return 0;
-    static const gs_fail_kind kinds[] = {GS_FAIL_PERMANENT, GS_FAIL_TRANSIENT, GS_FAIL_TIMEOUT};
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        if (strcmp(name, gs_fail_kind_name(kinds[i])) == 0) {
-            *attempt = n;
-            *kind = kinds[i];
-            return 1;
-        }
-    return 0;
 }
 
 gs_run_loss gs_run_classify_loss(int rc, int got_result, int started)

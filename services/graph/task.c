@@ -30,13 +30,27 @@
 #define DELEGATION_RECLAIM_MS 2000
 #define STOP_POLL_MS 200 /* how often a waiting task looks at svc->stopping */
 
+/* The build was cancelled, or the task's current job run (follow.c). */
 static int task_cancelled(gs_task *t)
 {
     gs_build *b = t->b;
     pthread_mutex_lock(&b->mu);
-    int c = b->cancel;
+    int c = b->cancel || t->run_cancel;
     pthread_mutex_unlock(&b->mu);
     return c;
+}
+
+/* Why a cancelled task ends: "build cancelled" or "job run cancelled: REASON"
+ * (in the arena). */
+static const char *cancel_why(gs_task *t, dbld_arena *a)
+{
+    gs_build *b = t->b;
+    pthread_mutex_lock(&b->mu);
+    const char *why = !b->cancel && t->run_cancel
+                          ? dbld_arena_printf(a, "job run cancelled: %s", t->run_cancel)
+                          : "build cancelled";
+    pthread_mutex_unlock(&b->mu);
+    return why;
 }
 
 /* databuild_graph_tasks_total{state}: tasks that ended, by how. */
@@ -84,6 +98,8 @@ void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned,
     const Databuild__V1__JobConfig *cfg = t->task->config;
     gs_evlist l = {0};
     gs_evlist_add(a, &l, gs_ev_job(a, b->id, run, t->job->label, cfg, JS(CANCELLED), msg));
+    gs_evlist_add(a, &l,
+                  gsx_record(t, a, run, 0, GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED), msg));
     for (size_t i = 0; i < cfg->n_outputs; i++)
         if (owned == OUT_ALL || (owned == OUT_ANALYZED && t->analyzed[i]))
             gs_evlist_add(a, &l,
@@ -248,19 +264,30 @@ static gs_event *running_event(attempt_ctx *c, const Databuild__V1__RunJobStarte
     return e;
 }
 
+/* RUNNING and the execution log's JobRunsLaunched (the attempt TRIGGERED). */
+static void add_running(attempt_ctx *c, const Databuild__V1__RunJobStarted *started, gs_evlist *l)
+{
+    gs_evlist_add(c->a, l, running_event(c, started));
+    gs_evlist_add(
+        c->a, l,
+        gsx_record(c->t, c->a, c->run, 0, GSX_ST(TRIGGERED), 0, GSX_LOG(JOB_RUNS_LAUNCHED), NULL));
+}
+
 static void attempt_started(void *arg, const Databuild__V1__RunJobStarted *started)
 {
     attempt_ctx *c = arg;
     c->recorded = 1;
+    gs_evlist l = {0};
+    add_running(c, started, &l);
     /* a failure abandons the build (and, fenced out, cancels this run) */
-    (void)gsb_append1(c->t->b, c->a, running_event(c, started));
+    (void)gsb_append(c->t->b, c->a, &l);
 }
 
 /* The start of a short run goes in front of its result's events. */
 static void add_deferred_running(attempt_ctx *c, const Databuild__V1__RunJobStarted *started,
                                  gs_evlist *l)
 {
-    if (started && !c->recorded) gs_evlist_add(c->a, l, running_event(c, started));
+    if (started && !c->recorded) add_running(c, started, l);
     c->recorded = 1;
 }
 
@@ -286,10 +313,13 @@ enum { STEP_DONE, STEP_AGAIN, STEP_GRANTED };
  * run, so no partition event). */
 static void add_lost(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlist *l)
 {
-    if (*ts->lost)
-        gs_evlist_add(a, l,
-                      gs_ev_job(a, t->b->id, ts->lost, t->job->label, t->task->config,
-                                JS(CANCELLED), ts->lost_msg));
+    if (!*ts->lost) return;
+    gs_evlist_add(a, l,
+                  gs_ev_job(a, t->b->id, ts->lost, t->job->label, t->task->config, JS(CANCELLED),
+                            ts->lost_msg));
+    gs_evlist_add(a, l,
+                  gsx_record(t, a, ts->lost, 0, GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED),
+                             ts->lost_msg));
 }
 
 static void lost_recorded(task_state *ts)
@@ -302,14 +332,14 @@ static void lost_recorded(task_state *ts)
 /* The build was cancelled before a launch: record this task's end. */
 static void end_cancelled(gs_task *t, dbld_arena *a, const task_state *ts)
 {
+    const char *why = cancel_why(t, a);
     if (*ts->lost) /* its outputs are still BUILDING by the lost run */
-        gsb_append_cancelled(t, a, ts->lost, OUT_ALL, "build cancelled");
+        gsb_append_cancelled(t, a, ts->lost, OUT_ALL, why);
     else if (ts->claimed)
-        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
     else
-        gsb_append_cancelled(t, a, ts->run, *ts->delegated_to ? OUT_NONE : OUT_ANALYZED,
-                             "build cancelled");
-    task_end(t, T_CANCELLED, "build cancelled");
+        gsb_append_cancelled(t, a, ts->run, *ts->delegated_to ? OUT_NONE : OUT_ANALYZED, why);
+    task_end(t, T_CANCELLED, why);
 }
 
 /* Our delegated outputs were built by the holder's run: SKIPPED, and they
@@ -325,6 +355,34 @@ static void add_built_by_holder(gs_task *t, dbld_arena *a, const task_state *ts,
         gs_evlist_add(a, l,
                       gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE), ts->holder_run,
                                       "built by the delegated build"));
+    if (gsx_has(t, ts->run)) /* our claim was granted meanwhile: that attempt is not needed */
+        gs_evlist_add(a, l,
+                      gsx_record(t, a, ts->run, 0, GSX_ST(CANCELLED), 0, GSX_LOG(JOB_RUN_DISCARDED),
+                                 "outputs built by the delegated build"));
+    gs_evlist_add(a, l, gsx_reused(t, a, ts->holder_run, ts->delegated_to));
+}
+
+/* The outputs are already AVAILABLE: SKIPPED naming the job run that built
+ * them, and the execution log's JobRunsReused. */
+static void add_reused(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlist *l)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    const char *run = "", *build = "";
+    const char *refs[] = {cfg->n_outputs ? cfg->outputs[0]->str : ""};
+    Databuild__V1__PartitionState **ps = NULL;
+    dbld_status st;
+    if (cfg->n_outputs && gs_el_status(b->svc, refs, 1, a, &ps, &st) == 0) {
+        run = ps[0]->job_run_id;
+        build = ps[0]->build_request_id;
+    }
+    char *msg = *run ? dbld_arena_printf(a,
+                                         "outputs already available (built by job run %s of "
+                                         "build %s)",
+                                         run, build)
+                     : "outputs already available";
+    gs_evlist_add(a, l, gs_ev_job(a, b->id, ts->run, t->job->label, cfg, JS(SKIPPED), msg));
+    gs_evlist_add(a, l, gsx_reused(t, a, *run ? run : ts->run, build));
 }
 
 /* HELD: record the delegation (once per holder) and wait for the holder. */
@@ -364,6 +422,8 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
     const char *label = t->job->label;
     gs_evlist l = {0};
     add_lost(t, a, ts, &l);
+    int attempt = ts->launches == 0 ? t->attempts + 1 : t->attempts; /* a relaunch keeps it */
+    gs_event *pending = gsx_record(t, a, ts->run, attempt, GSX_ST(PENDING), 0, GSX_NO_ENTRY, NULL);
     Databuild__V1__BuildEvent *sched =
         gs_ev_job(a, b->id, ts->run, label, cfg, JS(SCHEDULED), ts->sched_msg ? ts->sched_msg : "");
     sched->job_event->config = (Databuild__V1__JobConfig *)cfg;
@@ -371,23 +431,24 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
     for (size_t i = 0; i < cfg->n_outputs; i++)
         gs_evlist_add(a, &l,
                       gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(BUILDING), ts->run, ""));
+    gs_evlist_add(a, &l, pending);
     Databuild__V1__ClaimResponse *cr = NULL;
     dbld_status st;
-    if (gs_el_claim(b->svc, b->id, ts->run, cfg->outputs, cfg->n_outputs, l.evs, l.n, a, &cr,
-                    &st) != 0) {
+    if (gs_el_claim(b->svc, b->id, ts->run, cfg->outputs, cfg->n_outputs, l.evs, l.n,
+                    gsb_min_available_ns(t), a, &cr, &st) != 0) {
         gsb_fail(b, &st);
         task_end(t, T_CANCELLED, "abandoned");
         return STEP_DONE;
     }
+    if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)
+        gsx_drop(t, ts->run); /* its PENDING attempt was not recorded */
     if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE) {
         l.n = 0;
         add_lost(t, a, ts, &l);
         if (*ts->delegated_to) /* the build we delegated to built them */
             add_built_by_holder(t, a, ts, &l);
         else
-            gs_evlist_add(
-                a, &l,
-                gs_ev_job(a, b->id, ts->run, label, cfg, JS(SKIPPED), "outputs already available"));
+            add_reused(t, a, ts, &l);
         if (gsb_append(b, a, &l) == 0)
             task_end(t, T_OK, NULL);
         else
@@ -400,7 +461,10 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
         gsb_abandon(b, &st);
         return STEP_AGAIN;
     }
-    /* GRANTED: our events are in the log. */
+    /* GRANTED: our events are in the log; a CancelJobRun may name the run now */
+    pthread_mutex_lock(&b->mu);
+    snprintf(t->run_id, sizeof t->run_id, "%s", ts->run);
+    pthread_mutex_unlock(&b->mu);
     lost_recorded(ts);
     free(ts->sched_msg);
     ts->sched_msg = NULL;
@@ -424,7 +488,7 @@ static int wait_relaunch(gs_task *t, int64_t until)
     int stop;
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        stop = b->cancel || b->abandoned || atomic_load(&b->svc->stopping);
+        stop = b->cancel || t->run_cancel || b->abandoned || atomic_load(&b->svc->stopping);
         int64_t left = until - dbld_mono_ms();
         if (stop || left <= 0) break;
         /* cancel and abandon signal b->cv; stopping is polled */
@@ -507,6 +571,9 @@ static int run_completed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx 
     for (size_t i = 0; i < cfg->n_outputs; i++)
         gs_evlist_add(a, &l,
                       gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(AVAILABLE), ts->run, ""));
+    gs_evlist_add(a, &l,
+                  gsx_record(t, a, ts->run, 0, GSX_ST(ENDED), GSX_RES(SUCCEEDED),
+                             GSX_LOG(JOB_RUNS_ENDED), NULL));
     if (gsb_append(b, a, &l) != 0) return STEP_AGAIN;
     if (rr->manifest) {
         size_t len = protobuf_c_message_get_packed_size(&rr->manifest->base);
@@ -543,6 +610,16 @@ static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *ac
     gs_evlist l = {0};
     add_deferred_running(actx, started, &l);
     gs_evlist_add(a, &l, gs_ev_job(a, b->id, ts->run, label, cfg, JS(FAILED), msg));
+    if (!started) /* no process was spawned: the attempt was never triggered */
+        gs_evlist_add(a, &l,
+                      gsx_record(t, a, ts->run, 0, GSX_ST(UNTRIGGERED), gsx_result_of(o->kind),
+                                 GSX_LOG(JOB_RUNS_LAUNCH_FAILED), o->msg));
+    else
+        gs_evlist_add(a, &l,
+                      gsx_record(t, a, ts->run, 0, GSX_ST(ENDED), gsx_result_of(o->kind),
+                                 GSX_LOG(JOB_RUNS_ENDED), NULL));
+    if (!retry)
+        gs_evlist_add(a, &l, gsx_record(t, a, ts->run, 0, 0, 0, GSX_LOG(RETRY_DENIED), reason));
     char *pmsg = dbld_arena_printf(a, "job %s failed: %s: %s", label, kind, o->msg);
     if (!retry)
         for (size_t i = 0; i < cfg->n_outputs; i++)
@@ -570,7 +647,7 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
     gs_service *s = b->svc;
     int ep = gs_ep_acquire(s, ts->avoid_ep);
     pthread_mutex_lock(&b->mu);
-    int cancel = b->cancel;
+    int cancel = b->cancel || t->run_cancel;
     if (!cancel) {
         t->ep = ep;
         t->cancel_found = 0;
@@ -580,8 +657,9 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
     pthread_mutex_unlock(&b->mu);
     if (cancel) {
         gs_ep_release(s, ep);
-        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
-        task_end(t, T_CANCELLED, "build cancelled");
+        const char *why = cancel_why(t, a);
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
+        task_end(t, T_CANCELLED, why);
         return STEP_DONE;
     }
     Databuild__V1__RunJobResponse *rr = NULL;
@@ -613,8 +691,9 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
         gs_evlist l = {0};
         add_deferred_running(&actx, started, &l);
         if (l.n && gsb_append(b, a, &l) != 0) return STEP_AGAIN;
-        gsb_append_cancelled(t, a, ts->run, OUT_ALL, "build cancelled");
-        task_end(t, T_CANCELLED, "build cancelled");
+        const char *why = cancel_why(t, a);
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
+        task_end(t, T_CANCELLED, why);
         return STEP_DONE;
     }
     if (loss != GS_RUN_OUTCOME) /* the relaunch budget is spent */
@@ -631,6 +710,7 @@ static void *task_main(void *arg)
     dbld_arena *a = dbld_arena_create();
     task_state ts = {.avoid_ep = -1};
     memcpy(ts.run, t->first_run, sizeof ts.run); /* planned: ANALYZED carries it */
+    ts.sched_msg = gsb_absent_inputs(t);         /* its SCHEDULED says so */
     for (;;) {
         dbld_arena_reset(a);
         if (gsb_stopped(b)) {
@@ -654,6 +734,17 @@ static void *task_main(void *arg)
     free(ts.sched_msg);
     dbld_arena_destroy(a);
     return NULL;
+}
+
+int64_t gsb_min_available_ns(const gs_task *t)
+{
+    int64_t min = t->forced ? t->b->created_ns : 0;
+    int age = t->job->max_age_ms > 0 ? t->job->max_age_ms : t->b->svc->cfg->graph.max_age_ms;
+    if (age > 0) {
+        int64_t since = dbld_now_ns() - (int64_t)age * 1000000;
+        if (since > min) min = since;
+    }
+    return min;
 }
 
 void gsb_task_launch(gs_task *t)

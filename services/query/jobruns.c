@@ -184,6 +184,10 @@ int q_get_job_run_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
     Databuild__V1__JobRunSummaryResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__job_run_summary_response__descriptor);
     resp->job_run = sums[0];
+    Databuild__V1__JobRunAttemptLinks *links = NULL;
+    rc = q_job_run_links(r, req->job_run_id, &links, st);
+    if (rc) return rc;
+    if (links) q_attach_links(r->a, &resp->base, links);
     *resp_msg = &resp->base;
     return 0;
 }

@@ -267,6 +267,10 @@ int q_get_taint_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage 
 int q_put_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_get_job_logs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_get_build_execution(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                          dbld_status *st);
+int q_cancel_job_run(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     dbld_status *st);
 
 /* Build summaries for rows of
  *   SELECT build_request_id, status, requested_partitions, comment, want_id,
@@ -277,6 +281,14 @@ int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **res
     " b.updated_ns, b.last_idx"
 int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
                       dbld_status *st);
+
+/* execution.c: the attempt links of a job run from its build's execution
+ * state (*out NULL when no execution names it), and attaching them to a
+ * JobRunSummaryResponse as field 1001 (JobRunSummaryResponseExt). */
+int q_job_run_links(q_req *r, const char *run, Databuild__V1__JobRunAttemptLinks **out,
+                    dbld_status *st);
+void q_attach_links(dbld_arena *a, ProtobufCMessage *msg,
+                    const Databuild__V1__JobRunAttemptLinks *l);
 
 /* The service tables (service.c). */
 extern const dbld_service q_databuild_service;

@@ -28,6 +28,8 @@ HANDLER(get_taint_summary, "get the taint summary")
 HANDLER(put_taints, "put taints")
 HANDLER(get_job_logs, "get job logs")
 HANDLER(cancel_build, "cancel the build")
+HANDLER(get_build_execution, "get the build execution")
+HANDLER(cancel_job_run, "cancel the job run")
 
 /* One pipeline each: answered by the reactor, no worker thread waits (q_job). */
 #define JOB_HANDLER(fn, op)                                                                        \
@@ -82,6 +84,11 @@ static const dbld_method ops_methods[] = {
      &databuild__v1__job_logs_response__descriptor, h_get_job_logs, NULL},
     {"/databuild.v1.QueryOps/CancelBuild", &databuild__v1__cancel_build_request__descriptor,
      &databuild__v1__cancel_build_response__descriptor, h_cancel_build, NULL},
+    {"/databuild.v1.QueryOps/GetBuildExecution",
+     &databuild__v1__build_execution_request__descriptor,
+     &databuild__v1__build_execution_response__descriptor, h_get_build_execution, NULL},
+    {"/databuild.v1.QueryOps/CancelJobRun", &databuild__v1__job_run_cancel_request__descriptor,
+     &databuild__v1__job_run_cancel_response__descriptor, h_cancel_job_run, NULL},
 };
 
 const dbld_service q_ops_service = {

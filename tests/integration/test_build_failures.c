@@ -175,7 +175,7 @@ DBLD_TEST(job_denies_retry)
     CHECK_EQ_STR(bf_runs_seq(&f, id, "deny/1"), "SCHEDULED RUNNING FAILED");
     char *msg = bf_job_messages(&f, id, "deny/1", JS(FAILED));
     CHECK_CONTAINS(msg, "an exit code that denies retry");
-    CHECK_CONTAINS(msg, "retry denied: the job denied retry");
+    CHECK_CONTAINS(msg, "retry denied: job explicitly denies retry in its output");
     CHECK_EQ_INT(bf_execs(&f, "deny/1"), 1);
 }
 
@@ -195,20 +195,6 @@ DBLD_TEST(timeout_fails_the_run)
     CHECK_EQ_INT(bf_part_status(&f, "slow/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);
 }
 
-/* Gone, or a zombie nobody reaps yet. */
-static int pid_gone(int pid)
-{
-    if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    char *text = h_read_file(path, NULL);
-    if (!text) return 1;
-    char *close = strrchr(text, ')');
-    int zombie = close && close[1] == ' ' && close[2] == 'Z';
-    free(text);
-    return zombie;
-}
-
 DBLD_TEST(cancel_mid_run_kills_process_group)
 {
     bf f;
@@ -219,14 +205,14 @@ DBLD_TEST(cancel_mid_run_kills_process_group)
     int pid = 0, child = 0;
     CHECK_EQ_INT(sscanf(pids, "%d %d", &pid, &child), 2);
     free(pids);
-    CHECK(!pid_gone(pid));
-    CHECK(!pid_gone(child));
+    CHECK(!bf_pid_gone(pid));
+    CHECK(!bf_pid_gone(child));
     dbld_status st = {0};
     CHECK_OK(bf_cancel(&f, id, "test says stop", &st), st);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 20000);
     CHECK_EQ_INT(end->status->code, BR(CANCELLED));
     CHECK_CONTAINS(end->message, "test says stop");
-    CHECK(H_POLL_UNTIL(10000, pid_gone(pid) && pid_gone(child)));
+    CHECK(H_POLL_UNTIL(10000, bf_pid_gone(pid) && bf_pid_gone(child)));
     CHECK_EQ_STR(bf_runs_seq(&f, id, "hang/1"), "SCHEDULED RUNNING CANCELLED");
     CHECK_EQ_INT(bf_count_kind(&f, id, DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT),
                  1);

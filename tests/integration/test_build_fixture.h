@@ -17,6 +17,7 @@
 
 #include "harness.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,6 +452,20 @@ static BF_UNUSED int bf_part_status(bf *f, const char *ref)
              st);
     CHECK_EQ_INT(r->n_partitions, 1);
     return r->partitions[0]->status;
+}
+
+/* Gone, or a zombie nobody reaps yet. */
+static BF_UNUSED int bf_pid_gone(int pid)
+{
+    if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    char *text = h_read_file(path, NULL);
+    if (!text) return 1;
+    char *close = strrchr(text, ')');
+    int zombie = close && close[1] == ' ' && close[2] == 'Z';
+    free(text);
+    return zombie;
 }
 
 /* ---- the test job's state ---- */

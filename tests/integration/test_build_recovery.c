@@ -150,20 +150,6 @@ DBLD_TEST(two_replicas_one_job_run)
     check_one_run_and_delegation(&f, id1, id2, "shared/2");
 }
 
-/* Gone, or a zombie nobody reaps yet. */
-static int pid_gone(int pid)
-{
-    if (kill(pid, 0) != 0 && errno == ESRCH) return 1;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    char *text = h_read_file(path, NULL);
-    if (!text) return 1;
-    char *close = strrchr(text, ')');
-    int zombie = close && close[1] == ' ' && close[2] == 'Z';
-    free(text);
-    return zombie;
-}
-
 static int read_pids(bf *f, const char *tag, int *pid, int *child)
 {
     char *text = bf_state_file(f, dbld_arena_printf(f->a, "pid-%s", tag));
@@ -201,7 +187,7 @@ static void crash_and_resume(int sig)
     int rc = h_service_signal_wait(f.graph, sig, 20000);
     if (sig == SIGTERM) CHECK_EQ_INT(rc, 0);
     /* the job service stops the run whose caller went away */
-    CHECK(H_POLL_UNTIL(10000, pid_gone(pid) && pid_gone(child)));
+    CHECK(H_POLL_UNTIL(10000, bf_pid_gone(pid) && bf_pid_gone(child)));
     unlink(dbld_arena_printf(f.a, "%s/pid-link", f.state));
     h_service_restart(f.graph);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
@@ -292,7 +278,7 @@ DBLD_TEST(frozen_coordinator_is_fenced_out)
     CHECK(H_POLL_UNTIL(30000, strstr(bf_job_messages(&f, id, "link/7", JS(FAILED)),
                                      "graph service restarted") != NULL));
     /* the first run's process ends while its coordinator is still frozen */
-    CHECK(H_POLL_UNTIL(20000, pid_gone(pid)));
+    CHECK(H_POLL_UNTIL(20000, bf_pid_gone(pid)));
     CHECK_EQ_INT(kill(f.graph->pid, SIGCONT), 0);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
     CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
@@ -347,7 +333,8 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     h_service_kill(victim);
     /* The first attempt dies with its job service (it would otherwise sleep
      * on for over 2 s and then write js/1 alongside the retry). */
-    CHECK_MSG(H_POLL_UNTIL(1500, pid_gone(pid)), "the orphaned first attempt %d still runs", pid);
+    CHECK_MSG(H_POLL_UNTIL(1500, bf_pid_gone(pid)), "the orphaned first attempt %d still runs",
+              pid);
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
     CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
               end->message);
@@ -369,10 +356,10 @@ DBLD_TEST(job_service_killed_mid_run_retried_elsewhere)
     check_settled(&f, id, H_STRS("js/1"));
     /* Its grandchild (same process group, no parent-death signal) is killed
      * when the job service starts again. */
-    CHECK_MSG(!pid_gone(child), "grandchild %d already gone before the restart", child);
+    CHECK_MSG(!bf_pid_gone(child), "grandchild %d already gone before the restart", child);
     h_service_restart(victim);
-    CHECK_MSG(H_POLL_UNTIL(5000, pid_gone(child)), "grandchild %d of the first attempt still runs",
-              child);
+    CHECK_MSG(H_POLL_UNTIL(5000, bf_pid_gone(child)),
+              "grandchild %d of the first attempt still runs", child);
     char *log = h_read_file(victim->log_path, NULL);
     CHECK(log != NULL);
     CHECK_CONTAINS(log, "killed the process group of a job left by a dead job service");

@@ -311,4 +311,28 @@ static QF_UNUSED int qf_count(const char *hay, const char *needle)
     return n;
 }
 
+#ifdef TEST_BUILD_FIXTURE_H
+/* A query service over a build fixture's event log (test_build_fixture.h,
+ * included first), configured with the same graph jobs; its graph peer is
+ * the fixture's graph service. graph_extra: more lines of its graph section
+ * (indented 2, e.g. "  external: [...]\n"), or "". */
+static QF_UNUSED qf qf_over_build(bf *b, const char *graph_extra)
+{
+    const char *jobs = strstr(b->graph_yaml, "  jobs:\n");
+    CHECK(jobs != NULL);
+    qf f;
+    memset(&f, 0, sizeof f);
+    snprintf(f.dsn, sizeof f.dsn, "%s", b->dsn);
+    f.el = b->el;
+    f.a = b->a;
+    h_service_opts qo = {
+        .eventlog_addr = b->el->addr,
+        .extra_section = dbld_arena_printf(b->a, "graph:\n  listen: \"%s\"\n%s%s", b->graph->addr,
+                                           graph_extra, jobs),
+    };
+    f.q = h_service_start("query", b->dsn, &qo);
+    return f;
+}
+#endif
+
 #endif

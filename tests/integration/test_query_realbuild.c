@@ -33,20 +33,7 @@ static qf setup(bf *b, const char *hint)
 {
     bf_opts o = {.jobs = JOBS, .rules = RULES, .external = "[\"ext/.*\"]"};
     bf_setup(b, hint, &o);
-    const char *jobs = strstr(b->graph_yaml, "  jobs:\n");
-    CHECK(jobs != NULL);
-    qf f;
-    memset(&f, 0, sizeof f);
-    snprintf(f.dsn, sizeof f.dsn, "%s", b->dsn);
-    f.el = b->el;
-    f.a = b->a;
-    h_service_opts qo = {
-        .eventlog_addr = b->el->addr,
-        .extra_section = dbld_arena_printf(
-            b->a, "graph:\n  listen: \"%s\"\n  external: [\"ext/.*\"]\n%s", b->graph->addr, jobs),
-    };
-    f.q = h_service_start("query", b->dsn, &qo);
-    return f;
+    return qf_over_build(b, "  external: [\"ext/.*\"]\n");
 }
 
 /* Build synchronously; returns the new build request's id (the newest). */

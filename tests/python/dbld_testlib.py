@@ -64,7 +64,7 @@ def generate_stubs(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     subprocess.run([protoc, "-I", proto_dir, "--python_out=" + out_dir,
                     "--grpc_out=" + out_dir, "--plugin=protoc-gen-grpc=" + plugin,
-                    "databuild.proto", "databuild_ext.proto"], check=True)
+                    "databuild.proto", "databuild_exec.proto", "databuild_ext.proto"], check=True)
     # health.proto lives under grpc/...; generating it there would shadow the
     # grpc package, so it is compiled from its own directory (the wire names
     # come from its package, grpc.health.v1, not from the file path).

@@ -87,6 +87,9 @@ class EventLogOverGrpc(unittest.TestCase):
                                               dep_type_name="materialize",
                                               partition_ref=ref("py/in"))],
                            env={"A": "1", "B": "2"})
+        ExecutionEvent = type(pb.BuildEvent().execution_event)
+        TaskExecution = type(ExecutionEvent().execution)
+        Attempt = type(TaskExecution().attempts.add())
         payloads = [
             ("build_request_event", pb.BuildRequestEvent(
                 status=pb.BuildRequestStatus(code=pb.BUILD_REQUEST_RECEIVED, name="received"),
@@ -114,6 +117,11 @@ class EventLogOverGrpc(unittest.TestCase):
                                         source=pb.WantSource(source_type=src), comment="c")),
             ("taint_event", pb.TaintEvent(refs=[ref("py/a")], created_at=5, source_type=src,
                                           comment="c")),
+            # not in the seed: the execution state (databuild_exec.proto, field 110)
+            ("execution_event", ExecutionEvent(
+                execution=TaskExecution(job_label="//py:job", outputs=["py/a"], used_quota=1,
+                                        attempts=[Attempt(job_run_id="run-py", attempt=1)]),
+                used_global_quota=1)),
         ]
         evs = []
         for i, (field, payload) in enumerate(payloads):

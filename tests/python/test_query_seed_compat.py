@@ -38,11 +38,12 @@ P = None  # seed messages (databuild_pb2)
 G = None  # seed services (databuild_pb2_grpc)
 X = None  # extension messages/services compiled against the seed
 H = None  # health
+E = None  # execution state messages (databuild_exec.proto)
 
 
 def generate(out_dir):
     """Seed stubs from tests/python/seed, the ext proto against the seed, health."""
-    global P, G, X, H
+    global P, G, X, H, E
     plugin, protoc = shutil.which("grpc_python_plugin"), shutil.which("protoc")
     if not plugin or not protoc:
         raise RuntimeError("need protoc and grpc_python_plugin")
@@ -53,8 +54,9 @@ def generate(out_dir):
               "--plugin=protoc-gen-grpc=" + plugin]
     subprocess.run([protoc, "-I", seed_dir] + common + ["databuild.proto"], check=True)
     # databuild_ext.proto imports "databuild.proto": the seed copy comes first on the path
-    subprocess.run([protoc, "-I", seed_dir, "-I", proto_dir] + common + ["databuild_ext.proto"],
-                   check=True)
+    # (and databuild_exec.proto, the execution state messages ext imports: it imports nothing)
+    subprocess.run([protoc, "-I", seed_dir, "-I", proto_dir] + common +
+                   ["databuild_exec.proto", "databuild_ext.proto"], check=True)
     subprocess.run([protoc, "-I", os.path.join(proto_dir, "grpc", "health", "v1")] + common +
                    ["health.proto"], check=True)
     sys.path.insert(0, out_dir)
@@ -62,6 +64,7 @@ def generate(out_dir):
     G = importlib.import_module("databuild_pb2_grpc")
     X = importlib.import_module("databuild_ext_pb2_grpc"), importlib.import_module("databuild_ext_pb2")
     H = importlib.import_module("health_pb2_grpc"), importlib.import_module("health_pb2")
+    E = importlib.import_module("databuild_exec_pb2")
 
 
 def q(s):
@@ -417,6 +420,106 @@ class SeedCompat(unittest.TestCase):
         self.assertGreaterEqual(s.last_invalidated_at, t.tainted_at)
         self.assert_code(self.api.PutTaints, P.PutTaintsRequest(),
                          grpc.StatusCode.INVALID_ARGUMENT, "refs")
+
+
+    # ------------------------------------------- execution state (issue 12)
+
+    def test_zz_execution_and_cancel(self):
+        """QueryOps.GetBuildExecution, the attempt links GetJobRunSummary
+        carries in field 1001, and QueryOps.CancelJobRun, from seed stubs.
+        Named to run last: it adds a build the other tests do not expect.
+        BuildEvent.execution_event (110) is not in the seed, so it goes into
+        seed BuildEvents as an unknown field, exactly as the graph service's
+        events reach a seed-generated reader."""
+        br, t0 = "b-exec", T0 + 1000 * SEC
+
+        def with_execution(ts, x):
+            base = P.BuildEvent(event_id=str(uuid.uuid4()), timestamp=ts,
+                                build_request_id=br).SerializeToString()
+            body = x.SerializeToString()
+            n, length = len(body), b""
+            while True:
+                length += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+                n >>= 7
+                if not n:
+                    break
+            return P.BuildEvent.FromString(base + bytes([0xF2, 0x06]) + length + body)
+
+        def attempt(run, n, status, result=0):
+            return E.ExecutionAttempt(job_run_id=run, attempt=n, status=status, result=result)
+
+        A = E.ExecutionAttempt
+        task = dict(job_label="//py:ingest", outputs=["reviews/date=2026-02-01"], critical=True)
+        x1 = attempt("x-1", 1, A.ENDED, A.FAILED_TRANSIENTLY)
+        x2 = attempt("x-2", 2, A.ENDED, A.FAILED_TRANSIENTLY)
+        snap2 = E.JobRunSnapshot(job_run_id="x-2", attempt=2, status=A.ENDED,
+                                 result=A.FAILED_TRANSIENTLY)
+        L = E.ExecutionLogEntry
+        evs = [
+            br_event(br, t0 + 1, P.BUILD_REQUEST_RECEIVED, ["reviews/date=2026-02-01"]),
+            with_execution(t0 + 2, E.ExecutionEvent(entry=L(
+                time=t0 + 2, requirement_changed=L.RequirementChanged(
+                    tasks=[E.TaskExecution(**task)], message="planned")))),
+            job_event(br, t0 + 3, "x-1", "//py:ingest", P.JOB_FAILED, "reviews/date=2026-02-01"),
+            with_execution(t0 + 3, E.ExecutionEvent(
+                entry=L(time=t0 + 3, job_runs_ended=L.JobRunsEnded(job_runs=[E.JobRunSnapshot(
+                    job_run_id="x-1", attempt=1, status=A.ENDED, result=A.FAILED_TRANSIENTLY)])),
+                execution=E.TaskExecution(attempts=[x1], used_quota=1, **task),
+                used_global_quota=1)),
+            job_event(br, t0 + 4, "x-2", "//py:ingest", P.JOB_FAILED, "reviews/date=2026-02-01"),
+            with_execution(t0 + 4, E.ExecutionEvent(
+                entry=L(time=t0 + 4, job_runs_ended=L.JobRunsEnded(job_runs=[snap2])),
+                execution=E.TaskExecution(attempts=[x1, x2], used_quota=2, **task),
+                used_global_quota=2)),
+            with_execution(t0 + 5, E.ExecutionEvent(
+                entry=L(time=t0 + 5, retry_denied=L.RetryDenied(job_runs=[snap2],
+                                                                 reason="insufficient quota")),
+                execution=E.TaskExecution(attempts=[x1, x2], used_quota=2, **task),
+                used_global_quota=2)),
+            job_event(br, t0 + 6, "x-3", "//py:ingest", P.JOB_SCHEDULED, "other/1"),
+        ]
+        el = X[0].EventLogStub(self.channels[0])
+        el.Append(X[1].AppendRequest(events=evs), timeout=10)
+
+        r = self.ops.GetBuildExecution(X[1].BuildExecutionRequest(build_request_id=br), timeout=10)
+        self.assertEqual(r.build_request_id, br)
+        self.assertEqual(r.state.status, X[1].BuildExecutionState.RUNNING)
+        self.assertEqual(r.state.used_global_quota, 2)
+        [te] = r.state.executions
+        self.assertEqual(list(te.outputs), ["reviews/date=2026-02-01"])
+        self.assertEqual([(a.job_run_id, a.attempt, a.status, a.result) for a in te.attempts],
+                         [("x-1", 1, A.ENDED, A.FAILED_TRANSIENTLY),
+                          ("x-2", 2, A.ENDED, A.FAILED_TRANSIENTLY)])
+        self.assertEqual(te.used_quota, 2)
+        self.assertEqual(list(r.state.failures.unsuccessful_job_run_ids), ["x-1", "x-2"])
+        self.assertEqual([e.WhichOneof("kind") for e in r.log],
+                         ["requirement_changed", "job_runs_ended", "job_runs_ended",
+                          "retry_denied"])
+        self.assertEqual(r.log[-1].retry_denied.reason, "insufficient quota")
+        self.assert_code(self.ops.GetBuildExecution,
+                         X[1].BuildExecutionRequest(build_request_id="b-nope"),
+                         grpc.StatusCode.NOT_FOUND, "b-nope")
+
+        # the attempt links ride in GetJobRunSummary as field 1001
+        s = self.api.GetJobRunSummary(P.JobRunSummaryRequest(job_run_id="x-2"), timeout=10)
+        self.assertEqual(s.job_run.job_run_id, "x-2")
+        links = X[1].JobRunSummaryResponseExt.FromString(s.SerializeToString()).attempt_links
+        self.assertEqual((links.attempt, links.previous_job_run_id, links.next_job_run_id),
+                         (2, "x-1", ""))
+
+        c = self.ops.CancelJobRun(X[1].JobRunCancelRequest(job_run_id="x-3", reason="py"),
+                                  timeout=10)
+        self.assertEqual(c.build_request_id, br)
+        self.assert_code(self.ops.CancelJobRun, X[1].JobRunCancelRequest(job_run_id="x-1"),
+                         grpc.StatusCode.FAILED_PRECONDITION, "already ended")
+        self.assert_code(self.ops.CancelJobRun, X[1].JobRunCancelRequest(job_run_id="x-9"),
+                         grpc.StatusCode.NOT_FOUND, "x-9")
+        page = el.List(X[1].ListEventsRequest(filter=P.EventFilter(job_run_ids=["x-3"])),
+                       timeout=10)
+        cancels = [e for e in page.events if e.WhichOneof("event_type") == "job_run_cancel_event"]
+        self.assertEqual(len(cancels), 1)
+        self.assertEqual(cancels[0].build_request_id, br)
+        self.assertEqual(cancels[0].job_run_cancel_event.reason, "py")
 
 
 if __name__ == "__main__":

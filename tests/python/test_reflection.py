@@ -167,8 +167,9 @@ class Reflection(unittest.TestCase):
         self.assertEqual(names(resp[2]), ["grpc/health/v1/health.proto"])
         self.assertEqual(resp[3].error_response.error_code, 5)
         self.assertIn("nope.proto", resp[3].error_response.error_message)
-        self.assertEqual(names(resp[4]), ["databuild.proto"])  # no imports
-        self.assertEqual(names(resp[5]), ["databuild.proto"])
+        # databuild.proto imports only databuild_exec.proto (the execution state)
+        self.assertEqual(names(resp[4]), ["databuild.proto", "databuild_exec.proto"])
+        self.assertEqual(names(resp[5]), ["databuild.proto", "databuild_exec.proto"])
         self.assertEqual(resp[6].all_extension_numbers_response.base_type_name,
                          "databuild.v1.BuildEvent")
         self.assertEqual(list(resp[6].all_extension_numbers_response.extension_number), [])

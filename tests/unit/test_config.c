@@ -358,7 +358,7 @@ static void test_error_unknown_key(void **state)
                  "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
                  "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, "
                  "metrics_listen, tls, label, "
-                 "max_parallel, external, "
+                 "max_parallel, max_age_ms, external, "
                  "jobs)");
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "

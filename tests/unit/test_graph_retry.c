@@ -95,34 +95,21 @@ static void test_zero_weight_is_bounded(void **state)
     assert_string_equal(gs_fail_kind_name(GS_FAIL_TIMEOUT), "FAILURE_TIMEOUT");
 }
 
-/* A resumed build reads its earlier failures back from the JobEvent messages. */
-static void test_parse_failure_message(void **state)
+/* LUCI: an all-zero retry config is no retry config; weights by kind. */
+static void test_all_zero_disables(void **state)
 {
     (void)state;
-    int n = 0;
-    gs_fail_kind k = 0;
-    assert_int_equal(
-        gs_retry_parse_failure("attempt 3: FAILURE_TIMEOUT: no answer in 5 s; retrying "
-                               "as 1234",
-                               &n, &k),
-        1);
-    assert_int_equal(n, 3);
-    assert_int_equal(k, GS_FAIL_TIMEOUT);
-    assert_int_equal(gs_retry_parse_failure("attempt 12: FAILURE_PERMANENT: job //a exited 3; "
-                                            "retry denied: insufficient quota",
-                                            &n, &k),
-                     1);
-    assert_int_equal(n, 12);
-    assert_int_equal(k, GS_FAIL_PERMANENT);
-    n = 7;
-    assert_int_equal(
-        gs_retry_parse_failure("graph service restarted: job run abandoned by x", &n, &k), 0);
-    assert_int_equal(gs_retry_parse_failure("attempt 2: FAILURE_BOGUS: x", &n, &k), 0);
-    assert_int_equal(gs_retry_parse_failure("attempt 0: FAILURE_TRANSIENT: x", &n, &k), 0);
-    assert_int_equal(gs_retry_parse_failure("attempt 2: FAILURE_TRANSIENT no colon", &n, &k), 0);
-    assert_int_equal(gs_retry_parse_failure("", &n, &k), 0);
-    assert_int_equal(gs_retry_parse_failure(NULL, &n, &k), 0);
-    assert_int_equal(n, 7); /* untouched on no */
+    dbld_retry_config z = cfg(0, 0, 0, 0, 0);
+    int used = 0, total = 0;
+    const char *why;
+    assert_int_equal(gs_retry_enabled(&z), 0);
+    assert_int_equal(gs_retry_decide(&z, GS_FAIL_TRANSIENT, 0, 1, &used, &total, &why), 0);
+    assert_string_equal(why, "retry is not enabled in the config");
+    dbld_retry_config on = cfg(0, 1000, 1, 1, 1);
+    assert_int_equal(gs_retry_enabled(&on), 1);
+    dbld_retry_config d = cfg(5, 1000, 1, 1, 1);
+    assert_int_equal(gs_retry_decide(&d, GS_FAIL_PERMANENT, 1, 1, &used, &total, &why), 0);
+    assert_string_equal(why, "job explicitly denies retry in its output");
     dbld_retry_config c = cfg(10, 100, 5, 1, 3);
     assert_int_equal(gs_retry_weight(&c, GS_FAIL_PERMANENT), 5);
     assert_int_equal(gs_retry_weight(&c, GS_FAIL_TRANSIENT), 1);
@@ -197,7 +184,7 @@ int main(void)
         cmocka_unit_test(test_weights_by_kind),
         cmocka_unit_test(test_global_quota_shared),
         cmocka_unit_test(test_zero_weight_is_bounded),
-        cmocka_unit_test(test_parse_failure_message),
+        cmocka_unit_test(test_all_zero_disables),
         cmocka_unit_test(test_classify_loss),
         cmocka_unit_test(test_backoff_schedule),
     };
