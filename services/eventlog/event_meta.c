@@ -126,6 +126,8 @@ static const char *const kind_names[] = {
 
 const char *el_kind_name(int kind)
 {
+    if (kind == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT)
+        return "process_run_event";
     return kind >= 10 && kind <= 19 ? kind_names[kind - 10] : "unknown";
 }
 
@@ -134,7 +136,8 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
 {
     memset(out, 0, sizeof *out);
     int kind = (int)ev->event_type_case;
-    if (kind < 10 || kind > 19)
+    if ((kind < 10 || kind > 19) &&
+        kind != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
                                "event %zu: event_type is not set (one of build_request_event, "
                                "partition_event, job_event, ..., taint_event is required)",
