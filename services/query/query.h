@@ -266,6 +266,16 @@ int q_get_taint_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage 
 int q_put_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_get_job_logs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+/* databuild.v1.Processes (processes.c) */
+int q_list_processes(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     dbld_status *st);
+int q_get_process(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_update_process_settings(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                              dbld_status *st);
+int q_run_process_now(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                      dbld_status *st);
+int q_get_operation(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                    dbld_status *st);
 
 /* Build summaries for rows of
  *   SELECT build_request_id, status, requested_partitions, comment, want_id,
@@ -280,5 +290,6 @@ int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__Buil
 /* The service tables (service.c). */
 extern const dbld_service q_databuild_service;
 extern const dbld_service q_ops_service;
+extern const dbld_service q_processes_service; /* databuild.v1.Processes */
 
 #endif
