@@ -180,12 +180,15 @@ void dbld_pb_add_unknown_varint(dbld_arena *a, ProtobufCMessage *m, uint32_t tag
     add_unknown(a, m, tag, PROTOBUF_C_WIRE_TYPE_VARINT, buf, put_varint(buf, v));
 }
 
+/* protobuf-c keeps a length-delimited unknown field's bytes with their
+ * length prefix (it writes them back as they are). */
 void dbld_pb_add_unknown_string(dbld_arena *a, ProtobufCMessage *m, uint32_t tag, const char *s)
 {
     size_t len = strlen(s);
-    uint8_t *buf = dbld_arena_alloc(a, len + 1);
-    memcpy(buf, s, len);
-    add_unknown(a, m, tag, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, buf, len);
+    uint8_t *buf = dbld_arena_alloc(a, len + 10);
+    size_t pre = put_varint(buf, len);
+    memcpy(buf + pre, s, len);
+    add_unknown(a, m, tag, PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, buf, pre + len);
 }
 
 uint64_t dbld_pb_unknown_varint(const ProtobufCMessage *m, uint32_t tag)
@@ -207,9 +210,17 @@ char *dbld_pb_unknown_string(dbld_arena *a, const ProtobufCMessage *m, uint32_t 
     for (unsigned i = 0; i < m->n_unknown_fields; i++) {
         const ProtobufCMessageUnknownField *f = &m->unknown_fields[i];
         if (f->tag != tag || f->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) continue;
-        out = dbld_arena_alloc(a, f->len + 1);
-        memcpy(out, f->data, f->len);
-        out[f->len] = 0;
+        uint64_t len = 0;
+        size_t k = 0;
+        for (; k < f->len && k < 10; k++) {
+            len |= (uint64_t)(f->data[k] & 0x7f) << (7 * k);
+            if (!(f->data[k] & 0x80)) break;
+        }
+        k++;
+        if (k > f->len || len > f->len - k) continue;
+        out = dbld_arena_alloc(a, len + 1);
+        memcpy(out, f->data + k, len);
+        out[len] = 0;
     }
     return out;
 }

@@ -9,7 +9,9 @@
  *               schedule.
  *   TaintEvent  an active taint_propagator work item named after the taint's
  *               event id (params: its refs), and a wake-up.
- * A want or taint recorded twice (same id) keeps its first item.
+ * A want or taint recorded twice (same id) keeps its first item. A wanted
+ * partition never seen before gets a partitions row with status REQUESTED,
+ * so ListPartitions lists it ("built, building, wanted") before any build.
  */
 #include "processes_proj.h"
 
@@ -21,6 +23,8 @@
 typedef struct items {
     const char **names, **params, **modified;
     size_t n;
+    const char **refs; /* wanted refs (wants only) */
+    size_t n_refs;
 } items;
 
 static const char *join_refs(dbld_arena *a, Databuild__V1__PartitionRef **refs, size_t n)
@@ -73,6 +77,10 @@ static void want_item(dbld_arena *a, items *it, const el_event *e)
     dbld_params_set_int(a, pp, "data_timestamp",
                         (int64_t)dbld_pb_unknown_varint(m, DBLD_WANT_TERM_DATA_TS));
     add_item(a, it, id, params_hex(a, pp), e->ev->timestamp);
+    for (size_t i = 0; i < w->n_requested_partitions; i++) {
+        const char *ref = w->requested_partitions[i] ? w->requested_partitions[i]->str : "";
+        if (*ref) it->refs[it->n_refs++] = ref;
+    }
 }
 
 static void taint_item(dbld_arena *a, items *it, const el_event *e)
@@ -85,8 +93,10 @@ static void taint_item(dbld_arena *a, items *it, const el_event *e)
     add_item(a, it, e->ev->event_id, params_hex(a, pp), e->ev->timestamp);
 }
 
-static void items_init(dbld_arena *a, items *it, size_t n)
+static void items_init(dbld_arena *a, items *it, size_t n, size_t n_refs)
 {
+    it->refs = dbld_arena_alloc(a, (n_refs + 1) * sizeof *it->refs);
+    it->n_refs = 0;
     it->names = dbld_arena_alloc(a, (n + 1) * sizeof *it->names);
     it->params = dbld_arena_alloc(a, (n + 1) * sizeof *it->params);
     it->modified = dbld_arena_alloc(a, (n + 1) * sizeof *it->modified);
@@ -119,8 +129,12 @@ static size_t register_items(dbld_arena *a, const char *process, const items *it
 size_t el_project_processes(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
 {
     items wants, taints;
-    items_init(a, &wants, n);
-    items_init(a, &taints, n);
+    size_t n_refs = 0;
+    for (size_t i = 0; i < n; i++)
+        if (evs[i]->ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT)
+            n_refs += evs[i]->ev->want_event->n_requested_partitions;
+    items_init(a, &wants, n, n_refs);
+    items_init(a, &taints, n, 0);
     for (size_t i = 0; i < n; i++) {
         if (evs[i]->ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT)
             want_item(a, &wants, evs[i]);
@@ -129,5 +143,16 @@ size_t el_project_processes(dbld_arena *a, el_event *const *evs, size_t n, dbld_
     }
     size_t m = register_items(a, DBLD_PROC_WANT_RECONCILER, &wants, out);
     m += register_items(a, DBLD_PROC_TAINT_PROPAGATOR, &taints, out + m);
+    if (wants.n_refs) {
+        const char **p = dbld_arena_alloc(a, 2 * sizeof *p);
+        p[0] = dbld_pg_text_array(a, wants.refs, wants.n_refs);
+        p[1] = wants.modified[0];
+        out[m++] = (dbld_stmt){
+            .name = "el_proc_wanted",
+            .sql = "INSERT INTO partitions (ref, status, updated_ns)"
+                   " SELECT DISTINCT unnest($1::text[]), 1, $2::bigint ON CONFLICT DO NOTHING",
+            .n = 2,
+            .params = p};
+    }
     return m;
 }

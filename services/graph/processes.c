@@ -24,7 +24,10 @@
  * Each process has its own thread, so a slow pass of one never delays
  * another. A run's state: COMPLETED without errors, INCOMPLETE when an item
  * or the run recorded errors, ABORTED when run() failed or the lease was
- * lost (then nothing more is written).
+ * lost (then nothing more is written). Every run updates the process row;
+ * a run that submitted, changed, served or failed something is also
+ * recorded as a ProcessRunEvent (every run with the record_idle_runs
+ * setting), so an idle suite's event log stays quiet.
  */
 #include "processes.h"
 
@@ -88,7 +91,8 @@ struct gs_run {
     char **builds;
     size_t n_builds, cap_builds;
     int64_t wake_at_ns;
-    int lost; /* the fence refused a write */
+    int64_t n_written; /* item changes written */
+    int lost;          /* the fence refused a write */
 };
 
 static gs_procs g_procs; /* one per process: the graph service is a singleton */
@@ -401,7 +405,10 @@ static int flush(gs_run *r, int final, Databuild__V1__ProcessRunEvent *ev, char 
         store_call(r->s, "Update", &req.base, &databuild__v1__update_process_response__descriptor,
                    r->a, &resp, r->s->el_timeout_ms, st);
     if (rc == DBLD_FAILED_PRECONDITION) r->lost = 1;
-    if (!rc) r->n_items = 0;
+    if (!rc) {
+        r->n_written += (int64_t)r->n_items;
+        r->n_items = 0;
+    }
     return rc;
 }
 
@@ -470,8 +477,13 @@ static void run_once(gs_proc *p, char **ops, size_t n_ops)
     if (rc) gsr_error(&r, "%s", rst.msg);
     r.status->finish_ns = dbld_now_ns();
     r.status->state = final_state(&r, rc);
+    /* A run that changed nothing is counted on the process row only, unless
+     * the record_idle_runs setting asks for every run in the event log. */
+    int changed = r.n_builds || n_ops || r.status->total_errors || r.n_written || r.n_items ||
+                  r.status->state != DATABUILD__V1__PROCESS_STATE__PROCESS_COMPLETED;
+    int record = changed || dbld_params_int(r.settings, "record_idle_runs", 0);
     if (gsr_lease_ok(&r)) {
-        Databuild__V1__ProcessRunEvent *ev = run_event(&r, aops, n_ops);
+        Databuild__V1__ProcessRunEvent *ev = record ? run_event(&r, aops, n_ops) : NULL;
         if (flush(&r, 1, ev, aops, n_ops, r.status->state, &st) != 0)
             dbld_log(DBLD_LOG_WARN, "could not record the process run", "process", p->def->name,
                      "error", st.msg, (char *)NULL);

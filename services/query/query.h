@@ -266,6 +266,9 @@ int q_get_taint_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage 
 int q_put_taints(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_get_job_logs(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
 int q_cancel_build(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+/* Write each want's WantStateInfo (state, reason) into its summary as
+ * unknown fields; partitions must be filled (want_state.c). */
+int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n, dbld_status *st);
 /* databuild.v1.Processes (processes.c) */
 int q_list_processes(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                      dbld_status *st);

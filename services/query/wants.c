@@ -205,6 +205,8 @@ int q_list_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **r
     resp->wants = dbld_arena_alloc(a, (n + 1) * sizeof *resp->wants);
     for (size_t i = 0; i < n; i++)
         resp->wants[resp->n_wants++] = page[i].sum;
+    rc = q_want_states(r, resp->wants, resp->n_wants, st);
+    if (rc) return rc;
     resp->min_requested_at = n ? (uint64_t)page[n - 1].created : 0;
     *resp_msg = &resp->base;
     return 0;
@@ -228,6 +230,7 @@ int q_get_want_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
     want_row w = want_from_row(r->a, res, 0);
     dbld_res_free(res);
     rc = fill_partitions(r, &w, 1, st);
+    if (!rc) rc = q_want_states(r, &w.sum, 1, st);
     if (rc) return rc;
     Databuild__V1__WantSummaryResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__want_summary_response__descriptor);
