@@ -9,6 +9,9 @@
  *               schedule.
  *   TaintEvent  an active taint_propagator work item named after the taint's
  *               event id (params: its refs), and a wake-up.
+ *   JobEvent    with a config (SCHEDULED): the run's outputs and inputs
+ *               replace the outputs' rows in partition_inputs (lineage that
+ *               taint_propagator follows downstream).
  * A want or taint recorded twice (same id) keeps its first item. A wanted
  * partition never seen before gets a partitions row with status REQUESTED,
  * so ListPartitions lists it ("built, building, wanted") before any build.
@@ -126,6 +129,75 @@ static size_t register_items(dbld_arena *a, const char *process, const items *it
     return 2;
 }
 
+typedef struct edges {
+    const char **ref, **input, **run, **outs;
+    size_t n, n_outs;
+} edges;
+
+static void add_edges(dbld_arena *a, edges *g, const Databuild__V1__JobEvent *j, size_t cap)
+{
+    const Databuild__V1__JobConfig *c = j->config;
+    for (size_t o = 0; o < c->n_outputs; o++) {
+        const char *out = c->outputs[o] ? c->outputs[o]->str : "";
+        if (!*out || g->n_outs >= cap) continue;
+        g->outs[g->n_outs++] = out;
+        for (size_t i = 0; i < c->n_inputs && g->n < cap; i++) {
+            const Databuild__V1__DataDep *d = c->inputs[i];
+            if (!d || !d->partition_ref || !*d->partition_ref->str) continue;
+            g->ref[g->n] = out;
+            g->input[g->n] = d->partition_ref->str;
+            g->run[g->n] = j->job_run_id;
+            g->n++;
+        }
+    }
+    (void)a;
+}
+
+static size_t lineage(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Databuild__V1__BuildEvent *e = evs[i]->ev;
+        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT ||
+            !e->job_event->config)
+            continue;
+        const Databuild__V1__JobConfig *c = e->job_event->config;
+        cap += c->n_outputs * (c->n_inputs + 1);
+    }
+    if (!cap) return 0;
+    edges g = {.ref = dbld_arena_alloc(a, cap * sizeof *g.ref),
+               .input = dbld_arena_alloc(a, cap * sizeof *g.input),
+               .run = dbld_arena_alloc(a, cap * sizeof *g.run),
+               .outs = dbld_arena_alloc(a, cap * sizeof *g.outs)};
+    for (size_t i = 0; i < n; i++) {
+        const Databuild__V1__BuildEvent *e = evs[i]->ev;
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT &&
+            e->job_event->config)
+            add_edges(a, &g, e->job_event, cap);
+    }
+    if (!g.n_outs) return 0;
+    const char **p = dbld_arena_alloc(a, 4 * sizeof *p);
+    p[0] = dbld_pg_text_array(a, g.outs, g.n_outs);
+    p[1] = dbld_pg_text_array(a, g.ref, g.n);
+    p[2] = dbld_pg_text_array(a, g.input, g.n);
+    p[3] = dbld_pg_text_array(a, g.run, g.n);
+    out[0] = (dbld_stmt){.name = "el_lineage_del",
+                         .sql = "DELETE FROM partition_inputs WHERE ref = ANY($1::text[])",
+                         .n = 1,
+                         .params = p};
+    if (!g.n) return 1;
+    out[1] = (dbld_stmt){
+        .name = "el_lineage_ins",
+        .sql = "INSERT INTO partition_inputs (ref, input, job_run_id)"
+               " SELECT DISTINCT ON (u.ref, u.input) u.ref, u.input, u.run"
+               " FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY"
+               " AS u(ref, input, run, ord) ORDER BY u.ref, u.input, u.ord DESC"
+               " ON CONFLICT (ref, input) DO UPDATE SET job_run_id = EXCLUDED.job_run_id",
+        .n = 3,
+        .params = p + 1};
+    return 2;
+}
+
 size_t el_project_processes(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
 {
     items wants, taints;
@@ -154,5 +226,6 @@ size_t el_project_processes(dbld_arena *a, el_event *const *evs, size_t n, dbld_
             .n = 2,
             .params = p};
     }
+    m += lineage(a, evs, n, out + m);
     return m;
 }

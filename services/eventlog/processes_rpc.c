@@ -488,6 +488,58 @@ static int run_now(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     return 0;
 }
 
+/* ---- Downstream ---- */
+
+#define DOWNSTREAM_MAX 100000
+
+typedef struct down_args {
+    const char *p[2];
+    dbld_res *res;
+} down_args;
+
+static int down_fn(dbld_db *db, void *arg, dbld_status *st)
+{
+    down_args *q = arg;
+    return exec(
+        db,
+        "WITH RECURSIVE down(ref, via) AS ("
+        "  SELECT pi.ref, pi.input FROM partition_inputs pi"
+        "   WHERE pi.input = ANY($1::text[])"
+        "  UNION"
+        "  SELECT pi.ref, pi.input FROM partition_inputs pi JOIN down d ON pi.input = d.ref)"
+        " SELECT DISTINCT ON (d.ref) d.ref, d.via FROM down d"
+        " JOIN partitions p ON p.ref = d.ref"
+        " WHERE p.status = 4 AND NOT p.tainted ORDER BY d.ref LIMIT $2::int",
+        2, q->p, &q->res, st);
+}
+
+static int downstream(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                      dbld_status *st)
+{
+    const Databuild__V1__DownstreamRequest *req = (const Databuild__V1__DownstreamRequest *)req_msg;
+    dbld_arena *a = dbld_call_arena(call);
+    uint32_t limit = req->limit && req->limit < DOWNSTREAM_MAX ? req->limit : DOWNSTREAM_MAX;
+    down_args q = {.p = {dbld_pg_text_array(a, (const char *const *)req->refs, req->n_refs),
+                         i64s(a, (int64_t)limit + 1)}};
+    int rc = el_store_with_db(dbld_call_user(call), down_fn, &q, st);
+    if (rc) return dbld_status_prefix(st, "could not follow the lineage");
+    Databuild__V1__DownstreamResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__downstream_response__descriptor);
+    int rows = dbld_res_rows(q.res);
+    resp->truncated = rows > (int)limit;
+    if (resp->truncated) rows = (int)limit;
+    resp->partitions = dbld_arena_alloc(a, ((size_t)rows + 1) * sizeof *resp->partitions);
+    for (int i = 0; i < rows; i++) {
+        Databuild__V1__StaleEdge *e = dbld_arena_msg(a, &databuild__v1__stale_edge__descriptor);
+        e->ref = dbld_arena_strdup(a, dbld_res_get(q.res, i, 0));
+        e->via = dbld_arena_strdup(a, dbld_res_get(q.res, i, 1));
+        resp->partitions[resp->n_partitions++] = e;
+    }
+    dbld_res_free(q.res);
+    *resp_msg = &resp->base;
+    return 0;
+}
+
 #define M(name, req, resp, fn)                                                                     \
     {                                                                                              \
         "/databuild.v1.ProcessStore/" name, &databuild__v1__##req##__descriptor,                   \
@@ -500,6 +552,7 @@ static const dbld_method methods[] = {
     M("Update", update_process_request, update_process_response, update),
     M("UpdateSettings", update_process_settings_request, process, update_settings),
     M("RunNow", run_process_now_request, work_response, run_now),
+    M("Downstream", downstream_request, downstream_response, downstream),
 };
 
 const dbld_service el_processes_service = {

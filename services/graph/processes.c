@@ -45,7 +45,7 @@
 #define FLUSH_ITEMS 1000 /* item changes written per Update */
 #define LIST_PAGE 1000
 
-static const gs_proc_def *const defs[] = {&gs_want_reconciler};
+static const gs_proc_def *const defs[] = {&gs_want_reconciler, &gs_taint_propagator};
 #define N_PROCS (sizeof defs / sizeof defs[0])
 
 typedef struct gs_proc {
@@ -374,6 +374,26 @@ void gsr_build(gs_run *r, const char *id)
     }
     r->builds[r->n_builds++] = dbld_arena_strdup(r->a, id);
     gsr_stat(r, "builds_submitted", 1);
+}
+
+void gsr_split_refs(dbld_arena *a, const char *joined, char ***out, size_t *n)
+{
+    size_t cnt = 1;
+    for (const char *p = joined; *p; p++)
+        cnt += *p == '\n';
+    char **refs = dbld_arena_alloc(a, (cnt + 1) * sizeof *refs);
+    size_t k = 0;
+    char *copy = dbld_arena_strdup(a, joined), *save = NULL;
+    for (char *t = strtok_r(copy, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
+        refs[k++] = t;
+    *out = refs;
+    *n = k;
+}
+
+int gsr_store_call(gs_run *r, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, void *out, dbld_status *st)
+{
+    return store_call(r->s, method, req, resp_desc, r->a, out, r->s->el_timeout_ms, st);
 }
 
 void gsr_wake_at(gs_run *r, int64_t at_ns)

@@ -23,7 +23,8 @@ typedef struct gs_proc_def {
     int (*run)(gs_run *r, dbld_status *st);
 } gs_proc_def;
 
-extern const gs_proc_def gs_want_reconciler; /* reconciler.c */
+extern const gs_proc_def gs_want_reconciler;  /* reconciler.c */
+extern const gs_proc_def gs_taint_propagator; /* propagator.c */
 
 /* Start the lease manager and one thread per process (after s->ready).
  * 0 or -1. */
@@ -63,6 +64,12 @@ void gsr_item_error(gs_run *r, Databuild__V1__ProcessWork *w, const char *text);
 void gsr_item_cleanup(gs_run *r, Databuild__V1__ProcessWork *w, const char *why);
 /* A build this run submitted (listed in its ProcessRunEvent). */
 void gsr_build(gs_run *r, const char *build_request_id);
+/* Split a work item's "refs" param (refs joined by newlines) into arena strings. */
+void gsr_split_refs(dbld_arena *a, const char *joined, char ***out, size_t *n);
+/* A call to the event log's ProcessStore (method "Downstream" ...), *out in
+ * the run's arena; retried on UNAVAILABLE. */
+int gsr_store_call(gs_run *r, const char *method, const ProtobufCMessage *req,
+                   const ProtobufCMessageDescriptor *resp_desc, void *out, dbld_status *st);
 /* Ask for another run no later than at_ns (wall clock). */
 void gsr_wake_at(gs_run *r, int64_t at_ns);
 

@@ -41,20 +41,6 @@ typedef struct want {
     size_t n_refs;
 } want;
 
-static void split_refs(dbld_arena *a, const char *joined, char ***out, size_t *n)
-{
-    size_t cnt = 1;
-    for (const char *p = joined; *p; p++)
-        cnt += *p == '\n';
-    char **refs = dbld_arena_alloc(a, (cnt + 1) * sizeof *refs);
-    size_t k = 0;
-    char *copy = dbld_arena_strdup(a, joined), *save = NULL;
-    for (char *t = strtok_r(copy, "\n", &save); t; t = strtok_r(NULL, "\n", &save))
-        refs[k++] = t;
-    *out = refs;
-    *n = k;
-}
-
 static void on_build_end(void *arg)
 {
     gs_processes_kick(arg, DBLD_PROC_WANT_RECONCILER);
@@ -189,7 +175,7 @@ static int reconcile(gs_run *r, dbld_status *st)
         }
         want *wt = &live[n_live++];
         wt->w = w;
-        split_refs(a, dbld_params_str(w->params, "refs", ""), &wt->refs, &wt->n_refs);
+        gsr_split_refs(a, dbld_params_str(w->params, "refs", ""), &wt->refs, &wt->n_refs);
         n_refs += wt->n_refs;
     }
     gsr_stat(r, "items", (double)n_items);

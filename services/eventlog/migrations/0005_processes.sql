@@ -57,3 +57,14 @@ CREATE TABLE process_operations (
     updated_ns bigint NOT NULL
 );
 CREATE INDEX process_operations_pending ON process_operations (process) WHERE state IN (1, 2);
+
+-- Lineage for taint propagation: the inputs each partition was last
+-- scheduled to be built from (JobEvent config of its latest job run),
+-- written by the event log's projection in the JobEvent's transaction.
+CREATE TABLE partition_inputs (
+    ref        text NOT NULL,
+    input      text NOT NULL,
+    job_run_id text NOT NULL DEFAULT '',
+    PRIMARY KEY (ref, input)
+);
+CREATE INDEX partition_inputs_input ON partition_inputs (input);
