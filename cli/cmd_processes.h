@@ -57,6 +57,16 @@
     "\n"                                                                                           \
     "Prints operation ID's state (GetOperation, the seed's WorkResponse).\n"
 
+#define CMD_PARTITIONS_MARK_AVAILABLE_USAGE                                                        \
+    "REF... [--message TEXT]\n"                                                                    \
+    "\n"                                                                                           \
+    "Records partitions made by an outside system as AVAILABLE (PartitionEvent\n"                  \
+    "AVAILABLE appended to the event log): typically inputs matching\n"                            \
+    "graph.external, which DataBuild never builds. Builds that need them go\n"                     \
+    "ahead, and wants waiting for them (UPSTREAM_WAITING) are built.\n"                            \
+    "Prints REF and the event's idx per partition.\n"
+
+int cmd_partitions_mark_available(cli_ctx *ctx, int argc, char **argv);
 int cmd_processes(cli_ctx *ctx, int argc, char **argv);
 int cmd_processes_list(cli_ctx *ctx, int argc, char **argv);
 int cmd_processes_show(cli_ctx *ctx, int argc, char **argv);

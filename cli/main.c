@@ -114,6 +114,8 @@ static const cli_command commands[] = {
     {"taints show", "one taint", CMD_TAINTS_SHOW_USAGE, cmd_taints_show},
     {"taints put", "taint partitions (rebuilt when next needed)", CMD_TAINTS_PUT_USAGE,
      cmd_taints_put},
+    {"partitions mark-available", "record partitions made elsewhere as AVAILABLE",
+     CMD_PARTITIONS_MARK_AVAILABLE_USAGE, cmd_partitions_mark_available},
     {"processes", "background processes: list, show, run, settings", CMD_PROCESSES_USAGE,
      cmd_processes},
     {"processes list", "every background process", CMD_PROCESSES_LIST_USAGE, cmd_processes_list},

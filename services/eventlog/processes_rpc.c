@@ -540,6 +540,60 @@ static int downstream(dbld_call *call, const ProtobufCMessage *req_msg, Protobuf
     return 0;
 }
 
+/* ---- LostRuns ---- */
+
+#define LOST_MAX 1000
+
+static int lost_fn(dbld_db *db, void *arg, dbld_status *st)
+{
+    down_args *q = arg;
+    return exec(db,
+                "SELECT j.job_run_id, j.build_request_id, j.job_label, j.target_partitions,"
+                " coalesce((SELECT array_agg(p.ref ORDER BY p.ref) FROM partitions p"
+                "   WHERE p.job_run_id = j.job_run_id AND p.status = 3), '{}'),"
+                " CASE WHEN b.build_request_id IS NULL THEN 'its build request was never recorded'"
+                "  WHEN b.status IN (4, 5, 6, 8) THEN 'its build request ended'"
+                "  ELSE 'the lease of its build request''s coordinator expired' END"
+                " FROM job_runs j"
+                " LEFT JOIN build_requests b ON b.build_request_id = j.build_request_id"
+                " LEFT JOIN build_leases l ON l.build_request_id = j.build_request_id"
+                " WHERE j.status IN (1, 2) AND j.updated_ns < $1::bigint"
+                " AND (b.build_request_id IS NULL OR b.status IN (4, 5, 6, 8)"
+                "  OR coalesce(l.expires_ns, 0) < $1::bigint)"
+                " ORDER BY j.updated_ns LIMIT $2::int",
+                2, q->p, &q->res, st);
+}
+
+static int lost_runs(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                     dbld_status *st)
+{
+    const Databuild__V1__LostRunsRequest *req = (const Databuild__V1__LostRunsRequest *)req_msg;
+    dbld_arena *a = dbld_call_arena(call);
+    if (req->grace_ms < 0)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "grace_ms must be >= 0");
+    uint32_t limit = req->limit && req->limit < LOST_MAX ? req->limit : LOST_MAX;
+    down_args q = {.p = {i64s(a, dbld_now_ns() - req->grace_ms * 1000000), i64s(a, limit)}};
+    int rc = el_store_with_db(dbld_call_user(call), lost_fn, &q, st);
+    if (rc) return dbld_status_prefix(st, "could not look for lost runs");
+    Databuild__V1__LostRunsResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__lost_runs_response__descriptor);
+    int rows = dbld_res_rows(q.res);
+    resp->runs = dbld_arena_alloc(a, ((size_t)rows + 1) * sizeof *resp->runs);
+    for (int i = 0; i < rows; i++) {
+        Databuild__V1__LostRun *l = dbld_arena_msg(a, &databuild__v1__lost_run__descriptor);
+        l->job_run_id = dbld_arena_strdup(a, dbld_res_get(q.res, i, 0));
+        l->build_request_id = dbld_arena_strdup(a, dbld_res_get(q.res, i, 1));
+        l->job_label = dbld_arena_strdup(a, dbld_res_get(q.res, i, 2));
+        dbld_pg_parse_text_array(a, dbld_res_get(q.res, i, 3), &l->targets, &l->n_targets);
+        dbld_pg_parse_text_array(a, dbld_res_get(q.res, i, 4), &l->building, &l->n_building);
+        l->why = dbld_arena_strdup(a, dbld_res_get(q.res, i, 5));
+        resp->runs[resp->n_runs++] = l;
+    }
+    dbld_res_free(q.res);
+    *resp_msg = &resp->base;
+    return 0;
+}
+
 #define M(name, req, resp, fn)                                                                     \
     {                                                                                              \
         "/databuild.v1.ProcessStore/" name, &databuild__v1__##req##__descriptor,                   \
@@ -553,6 +607,7 @@ static const dbld_method methods[] = {
     M("UpdateSettings", update_process_settings_request, process, update_settings),
     M("RunNow", run_process_now_request, work_response, run_now),
     M("Downstream", downstream_request, downstream_response, downstream),
+    M("LostRuns", lost_runs_request, lost_runs_response, lost_runs),
 };
 
 const dbld_service el_processes_service = {

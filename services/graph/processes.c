@@ -45,7 +45,8 @@
 #define FLUSH_ITEMS 1000 /* item changes written per Update */
 #define LIST_PAGE 1000
 
-static const gs_proc_def *const defs[] = {&gs_want_reconciler, &gs_taint_propagator};
+static const gs_proc_def *const defs[] = {&gs_want_reconciler, &gs_taint_propagator,
+                                          &gs_run_reaper};
 #define N_PROCS (sizeof defs / sizeof defs[0])
 
 typedef struct gs_proc {
@@ -92,6 +93,7 @@ struct gs_run {
     size_t n_builds, cap_builds;
     int64_t wake_at_ns;
     int64_t n_written; /* item changes written */
+    int changed;       /* gsr_changed() */
     int lost;          /* the fence refused a write */
 };
 
@@ -396,6 +398,11 @@ int gsr_store_call(gs_run *r, const char *method, const ProtobufCMessage *req,
     return store_call(r->s, method, req, resp_desc, r->a, out, r->s->el_timeout_ms, st);
 }
 
+void gsr_changed(gs_run *r)
+{
+    r->changed = 1;
+}
+
 void gsr_wake_at(gs_run *r, int64_t at_ns)
 {
     if (!r->wake_at_ns || at_ns < r->wake_at_ns) r->wake_at_ns = at_ns;
@@ -499,8 +506,8 @@ static void run_once(gs_proc *p, char **ops, size_t n_ops)
     r.status->state = final_state(&r, rc);
     /* A run that changed nothing is counted on the process row only, unless
      * the record_idle_runs setting asks for every run in the event log. */
-    int changed = r.n_builds || n_ops || r.status->total_errors || r.n_written || r.n_items ||
-                  r.status->state != DATABUILD__V1__PROCESS_STATE__PROCESS_COMPLETED;
+    int changed = r.changed || r.n_builds || n_ops || r.status->total_errors || r.n_written ||
+                  r.n_items || r.status->state != DATABUILD__V1__PROCESS_STATE__PROCESS_COMPLETED;
     int record = changed || dbld_params_int(r.settings, "record_idle_runs", 0);
     if (gsr_lease_ok(&r)) {
         Databuild__V1__ProcessRunEvent *ev = record ? run_event(&r, aops, n_ops) : NULL;

@@ -25,6 +25,7 @@ typedef struct gs_proc_def {
 
 extern const gs_proc_def gs_want_reconciler;  /* reconciler.c */
 extern const gs_proc_def gs_taint_propagator; /* propagator.c */
+extern const gs_proc_def gs_run_reaper;       /* reaper.c */
 
 /* Start the lease manager and one thread per process (after s->ready).
  * 0 or -1. */
@@ -70,6 +71,8 @@ void gsr_split_refs(dbld_arena *a, const char *joined, char ***out, size_t *n);
  * the run's arena; retried on UNAVAILABLE. */
 int gsr_store_call(gs_run *r, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *resp_desc, void *out, dbld_status *st);
+/* The run changed something outside its items (recorded as a ProcessRunEvent). */
+void gsr_changed(gs_run *r);
 /* Ask for another run no later than at_ns (wall clock). */
 void gsr_wake_at(gs_run *r, int64_t at_ns);
 

@@ -18,9 +18,15 @@
  *      When that submission is refused (e.g. a ref no job produces), each
  *      want is submitted on its own so the error lands on the right item.
  * A build's end wakes the process, so a failure is seen (and retried after
- * its backoff) without waiting for the schedule.
+ * its backoff) without waiting for the schedule. A build that ended
+ * PRECONDITION_FAILED because external inputs (graph.external, never built
+ * here) are not AVAILABLE charges no attempt: the item records them
+ * (params waiting_on, stat upstream_waiting: the want shows
+ * UPSTREAM_WAITING) and is submitted again once they are all AVAILABLE,
+ * looked at every upstream_poll_ms (1000).
  *
- * Settings: max_item_errors (5), retry_backoff_ms (1000, doubling up to 60 s).
+ * Settings: max_item_errors (5), retry_backoff_ms (1000, doubling up to 60 s),
+ * upstream_poll_ms (1000).
  */
 #include "processes.h"
 
@@ -29,6 +35,9 @@
 
 #include "dbld/process.h"
 #include "dbld/util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -39,11 +48,86 @@ typedef struct want {
     Databuild__V1__ProcessWork *w;
     char **refs;
     size_t n_refs;
+    char **waiting; /* external inputs its last build waited for */
+    size_t n_waiting;
 } want;
+
+/* ---- builds that ended waiting for external inputs ----
+ * The build's end callback keeps the last UPSTREAM_RING of them: build id
+ * and the external refs its PRECONDITION_FAILED message named. */
+
+#define UPSTREAM_RING 256
+#define NEEDED_BY "\" (needed by"
+
+static struct {
+    pthread_mutex_t mu;
+    char id[UPSTREAM_RING][37];
+    char *refs[UPSTREAM_RING]; /* malloc'd, newline-joined */
+    size_t next;
+} g_upstream = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+typedef struct end_ctx {
+    gs_service *s;
+    gs_build *b;
+} end_ctx;
+
+/* The refs quoted before each " (needed by" in analyze.c's message. */
+static char *external_refs(const char *msg)
+{
+    const char *key = "external partition";
+    if (!strstr(msg, key)) return NULL;
+    size_t cap = strlen(msg) + 1, len = 0;
+    char *out = dbld_xcalloc(1, cap);
+    for (const char *p = strstr(msg, NEEDED_BY); p; p = strstr(p + 1, NEEDED_BY)) {
+        const char *q = p;
+        while (q > msg && q[-1] != '"')
+            q--;
+        if (q == msg) break;
+        if (len) out[len++] = '\n';
+        memcpy(out + len, q, (size_t)(p - q));
+        len += (size_t)(p - q);
+    }
+    return out;
+}
 
 static void on_build_end(void *arg)
 {
-    gs_processes_kick(arg, DBLD_PROC_WANT_RECONCILER);
+    end_ctx *c = arg;
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__GraphBuildResponse *out = NULL;
+    dbld_status st;
+    if (gs_build_result(c->b, a, &out, &st) == DBLD_FAILED_PRECONDITION) {
+        char *refs = external_refs(st.msg);
+        if (refs) {
+            pthread_mutex_lock(&g_upstream.mu);
+            size_t i = g_upstream.next++ % UPSTREAM_RING;
+            snprintf(g_upstream.id[i], sizeof g_upstream.id[i], "%s", gs_build_id(c->b));
+            free(g_upstream.refs[i]);
+            g_upstream.refs[i] = refs;
+            pthread_mutex_unlock(&g_upstream.mu);
+        }
+    }
+    dbld_arena_destroy(a);
+    gs_build_unref(c->b);
+    gs_processes_kick(c->s, DBLD_PROC_WANT_RECONCILER);
+    free(c);
+}
+
+/* The external refs build id waited for (arena), or NULL. */
+static char *upstream_of(dbld_arena *a, const char *id)
+{
+    char *refs = NULL;
+    pthread_mutex_lock(&g_upstream.mu);
+    for (size_t i = 0; i < UPSTREAM_RING && !refs; i++)
+        if (g_upstream.refs[i] && strcmp(g_upstream.id[i], id) == 0)
+            refs = dbld_arena_strdup(a, g_upstream.refs[i]);
+    pthread_mutex_unlock(&g_upstream.mu);
+    return refs;
+}
+
+static void set_stat(dbld_arena *a, Databuild__V1__ProcessStatus *s, const char *key, double v)
+{
+    dbld_pstatus_add_stat(a, s, key, v - dbld_pstatus_stat(s, key));
 }
 
 /* Submit refs for wants ws[0..n); 0 and id, or the refusal in st. */
@@ -57,14 +141,16 @@ static int submit(gs_run *r, want **ws, size_t n, char **refs, size_t n_refs, ch
     int rc =
         gs_build_submit(s, (const char *const *)refs, n_refs, comment, ws[0]->w->name, id, &b, st);
     if (rc) return rc;
-    if (gs_build_on_end(b, on_build_end, s) == 1) on_build_end(s);
-    gs_build_unref(b);
+    end_ctx *c = dbld_xcalloc(1, sizeof *c);
+    *c = (end_ctx){s, b}; /* the callback drops our reference */
+    if (gs_build_on_end(b, on_build_end, c) == 1) on_build_end(c);
     gsr_build(r, id);
     for (size_t i = 0; i < n; i++) {
         Databuild__V1__ProcessWork *w = ws[i]->w;
         w->build_request_id = dbld_arena_strdup(gsr_arena(r), id);
         w->status->state = DATABUILD__V1__PROCESS_STATE__PROCESS_ACTIVE;
         w->status->progress_ns = dbld_now_ns();
+        set_stat(gsr_arena(r), w->status, "upstream_waiting", 0);
         if (!w->status->start_ns) w->status->start_ns = w->status->progress_ns;
         gsr_item_put(r, w);
     }
@@ -102,6 +188,38 @@ static void submit_all(gs_run *r, want **need, size_t n_need, char **batch, size
             gsr_item_error(r, need[i]->w, st.msg);
 }
 
+/* 1 when every newline-joined ref in refs is AVAILABLE (statuses of step 2). */
+static int inputs_available(gs_run *r, const char *refs, Databuild__V1__PartitionState **states,
+                            gs_strmap *idx)
+{
+    char **list;
+    size_t n;
+    gsr_split_refs(gsr_arena(r), refs, &list, &n);
+    for (size_t k = 0; k < n; k++) {
+        size_t i;
+        if (!gs_strmap_get(idx, list[k], &i) || states[i]->status != PS_(AVAILABLE)) return 0;
+    }
+    return 1;
+}
+
+/* The want's own refs that match graph.external (never built here) and are
+ * not AVAILABLE, newline-joined (arena), or NULL. */
+static char *external_missing(gs_run *r, const want *wt, Databuild__V1__PartitionState **states,
+                              gs_strmap *idx)
+{
+    gs_service *s = gsr_service(r);
+    char *out = NULL;
+    for (size_t k = 0; k < wt->n_refs; k++) {
+        size_t i;
+        gs_strmap_get(idx, wt->refs[k], &i);
+        if (states[i]->status == PS_(AVAILABLE) || !gs_lookup_external(s->lookup, wt->refs[k]))
+            continue;
+        out = out ? dbld_arena_printf(gsr_arena(r), "%s\n%s", out, wt->refs[k])
+                  : dbld_arena_strdup(gsr_arena(r), wt->refs[k]);
+    }
+    return out;
+}
+
 /* Decide one live want (step 3); 1 when it needs a build now. */
 static int decide(gs_run *r, want *wt, Databuild__V1__PartitionState **states, gs_strmap *idx,
                   int64_t now)
@@ -128,6 +246,36 @@ static int decide(gs_run *r, want *wt, Databuild__V1__PartitionState **states, g
     if (building) {
         gsr_stat(r, "items_building", 1);
         return 0;
+    }
+    char *ext = external_missing(r, wt, states, idx);
+    if (ext) dbld_params_set_str(gsr_arena(r), w->params, "waiting_on", ext);
+    if (w->build_request_id[0]) {
+        char *up = upstream_of(gsr_arena(r), w->build_request_id);
+        if (up) { /* not the want's fault: wait for the inputs, no attempt charged */
+            dbld_params_set_str(gsr_arena(r), w->params, "waiting_on", up);
+            w->build_request_id = "";
+        }
+    }
+    const char *waiting = dbld_params_str(w->params, "waiting_on", "");
+    if (*waiting) {
+        if (!inputs_available(r, waiting, states, idx)) {
+            dbld_arena *a = gsr_arena(r);
+            if (w->status->state != DATABUILD__V1__PROCESS_STATE__PROCESS_INCOMPLETE ||
+                dbld_pstatus_stat(w->status, "upstream_waiting") < 1) {
+                w->status->state = DATABUILD__V1__PROCESS_STATE__PROCESS_INCOMPLETE;
+                set_stat(a, w->status, "upstream_waiting", 1);
+                dbld_pstatus_add_error(
+                    a, w->status, now,
+                    dbld_arena_printf(a, "waiting for external input %s", waiting),
+                    DBLD_PROC_ITEM_ERRORS);
+                gsr_item_put(r, w);
+            }
+            gsr_stat(r, "items_upstream_waiting", 1);
+            gsr_wake_at(r, now + gsr_setting_int(r, "upstream_poll_ms", 1000) * 1000000);
+            return 0;
+        }
+        dbld_params_set_str(gsr_arena(r), w->params, "waiting_on", "");
+        gsr_item_put(r, w);
     }
     if (w->build_request_id[0]) {
         const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
@@ -176,7 +324,9 @@ static int reconcile(gs_run *r, dbld_status *st)
         want *wt = &live[n_live++];
         wt->w = w;
         gsr_split_refs(a, dbld_params_str(w->params, "refs", ""), &wt->refs, &wt->n_refs);
-        n_refs += wt->n_refs;
+        gsr_split_refs(a, dbld_params_str(w->params, "waiting_on", ""), &wt->waiting,
+                       &wt->n_waiting);
+        n_refs += wt->n_refs + wt->n_waiting;
     }
     gsr_stat(r, "items", (double)n_items);
     /* step 2: statuses of the distinct refs */
@@ -185,11 +335,13 @@ static int reconcile(gs_run *r, dbld_status *st)
     const char **refs = dbld_arena_alloc(a, (n_refs + 1) * sizeof *refs);
     size_t n_distinct = 0;
     for (size_t i = 0; i < n_live; i++)
-        for (size_t k = 0; k < live[i].n_refs; k++) {
+        for (size_t k = 0; k < live[i].n_refs + live[i].n_waiting; k++) {
+            const char *ref =
+                k < live[i].n_refs ? live[i].refs[k] : live[i].waiting[k - live[i].n_refs];
             size_t v;
-            if (gs_strmap_get(&idx, live[i].refs[k], &v)) continue;
-            gs_strmap_put(&idx, live[i].refs[k], n_distinct);
-            refs[n_distinct++] = live[i].refs[k];
+            if (gs_strmap_get(&idx, ref, &v)) continue;
+            gs_strmap_put(&idx, ref, n_distinct);
+            refs[n_distinct++] = ref;
         }
     Databuild__V1__PartitionState **states = NULL;
     rc = n_distinct ? gs_el_status(s, refs, n_distinct, a, &states, st) : 0;

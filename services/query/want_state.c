@@ -10,7 +10,8 @@
  *   SLA_BREACHED      not AVAILABLE by data_timestamp + sla_seconds
  *   FAILED            the reconciler gave up on it (ABORTED), or a partition
  *                     FAILED and nothing is building it
- *   UPSTREAM_WAITING  an external input (graph.external) is not AVAILABLE
+ *   UPSTREAM_WAITING  an external input (graph.external) is not AVAILABLE:
+ *                     the want's own ref, or an input its build needed
  *   BUILDING          a partition is being built, or a build submitted for
  *                     the want has not ended
  *   WANTED            otherwise (the reconciler has not acted yet)
@@ -29,7 +30,7 @@
 #define WS(x) DATABUILD__V1__WANT_STATE__WANT_##x
 
 typedef struct item_info {
-    int state, list;
+    int state, list, upstream;
     const char *brid, *last_error;
     int64_t attempts;
 } item_info;
@@ -99,6 +100,10 @@ static void decide(dbld_arena *a, Databuild__V1__PartitionWantSummary *s, const 
         set_state(a, s, WS(FAILED),
                   dbld_arena_printf(a, "given up after %" PRId64 " failed attempts: %s",
                                     it->attempts, it->last_error ? it->last_error : ""));
+        return;
+    }
+    if (it && it->upstream && it->state == DATABUILD__V1__PROCESS_STATE__PROCESS_INCOMPLETE) {
+        set_state(a, s, WS(UPSTREAM_WAITING), it->last_error ? it->last_error : "waiting");
         return;
     }
     int active = it && it->brid && *it->brid;
@@ -177,6 +182,7 @@ int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n
             dbld_bytea_decode(a, dbld_res_get(items, row, 3), &b, &len);
             Databuild__V1__ProcessStatus *ps = dbld_pstatus_unpack(a, b, len);
             info.last_error = ps->n_errors ? ps->errors[ps->n_errors - 1]->text : NULL;
+            info.upstream = dbld_pstatus_stat(ps, "upstream_waiting") >= 1;
             info.brid = dbld_arena_strdup(a, dbld_res_get(items, row, 4));
             info.attempts = dbld_res_i64(items, row, 5);
         }

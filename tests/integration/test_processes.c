@@ -357,7 +357,75 @@ DBLD_TEST(stale_fencing_token_is_refused)
         CHECK(strcmp(runs[i]->instance, "forged") != 0);
 }
 
-DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(want_builds_without_a_build_command, 180),
+/* ---- run_reaper ---- */
+
+static void append(bf *f, Databuild__V1__BuildEvent *e)
+{
+    h_append_ok(f->el, f->a, &e, 1);
+}
+
+DBLD_TEST(run_reaper_ends_orphaned_runs)
+{
+    bf f;
+    setup(&f, "reaper");
+    settings(&f, DBLD_PROC_RUN_REAPER, 300, "lost_after_ms", 1000);
+    /* build B ended FAILED while its run R still shows RUNNING (its
+     * coordinator died between the two) */
+    append(&f,
+           h_event_build_request(f.a, "bbbbbbbb-0000-4000-8000-000000000001",
+                                 DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+                                 H_STRS("x/1"), "", ""));
+    append(&f, h_event_job(f.a, "bbbbbbbb-0000-4000-8000-000000000001",
+                           "11111111-0000-4000-8000-000000000001", "//t:c",
+                           DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_STRS("x/1")));
+    append(&f, h_event_partition(f.a, "bbbbbbbb-0000-4000-8000-000000000001", "x/1",
+                                 DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING,
+                                 "11111111-0000-4000-8000-000000000001"));
+    append(&f, h_event_build_request(f.a, "bbbbbbbb-0000-4000-8000-000000000001",
+                                     DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED,
+                                     H_NOSTRS, "", ""));
+    /* a run of a live build whose coordinator renews its lease: left alone */
+    Databuild__V1__RenewLeasesRequest lr = DATABUILD__V1__RENEW_LEASES_REQUEST__INIT;
+    char *ids[] = {"cccccccc-0000-4000-8000-000000000002"};
+    lr.owner = "someone-alive";
+    lr.build_request_ids = ids;
+    lr.n_build_request_ids = 1;
+    lr.ttl_ms = 600000;
+    Databuild__V1__RenewLeasesResponse *lresp = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_client_unary(f.el->client, "/databuild.v1.BuildLeases/Renew", &lr.base,
+                               &databuild__v1__renew_leases_response__descriptor,
+                               dbld_arena_allocator(f.a), (ProtobufCMessage **)&lresp, BF_CALL_MS,
+                               0, &st),
+             st);
+    append(&f, h_event_build_request(
+                   f.a, ids[0], DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING,
+                   H_STRS("x/2"), "", ""));
+    append(&f, h_event_job(f.a, ids[0], "22222222-0000-4000-8000-000000000002", "//t:c",
+                           DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_STRS("x/2")));
+    CHECK_MSG(
+        H_POLL_UNTIL(20000, ({
+                         h_rows *r =
+                             h_sql(f.dsn, "SELECT status, message FROM job_runs WHERE"
+                                          " job_run_id = '11111111-0000-4000-8000-000000000001'");
+                         int done = h_rows_n(r) == 1 && h_rows_i64(r, 0, 0) == 4;
+                         if (done)
+                             CHECK_CONTAINS(h_rows_get(r, 0, 1), "lost: its build request ended");
+                         h_rows_free(r);
+                         done;
+                     })),
+        "the orphaned run was not ended");
+    CHECK_EQ_INT(bf_part_status(&f, "x/1"), PS(FAILED));
+    dbld_sleep_ms(1500); /* several more passes */
+    h_rows *r = h_sql(f.dsn, "SELECT status FROM job_runs WHERE"
+                             " job_run_id = '22222222-0000-4000-8000-000000000002'");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__JOB_STATUS__JOB_RUNNING);
+    h_rows_free(r);
+    CHECK_CMP_INT(runs_of(&f, DBLD_PROC_RUN_REAPER, NULL), >=, 1);
+}
+
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(run_reaper_ends_orphaned_runs, 120),
+               DBLD_TEST_ENTRY_T(want_builds_without_a_build_command, 180),
                DBLD_TEST_ENTRY_T(want_wakes_the_reconciler_at_once, 120),
                DBLD_TEST_ENTRY_T(expired_want_is_not_built, 120),
                DBLD_TEST_ENTRY_T(failing_item_incomplete_then_aborted_others_complete, 180),
