@@ -5,11 +5,7 @@
  * item; settings are merged and validated; RunProcessNow answers an
  * operation that ends completed; unknown names and ids answer as documented.
  */
-#include "test_build_fixture.h"
-#include "test_cli_fixture.h"
-
-#include "databuild_process.pb-c.h"
-#include "dbld/process.h"
+#include "test_processes_fixture.h"
 
 #define JOBS                                                                                       \
     "    - label: \"//t:a\"\n      command: %CMD%\n      outputs: [\"a/.*\"]\n"                    \
@@ -21,24 +17,9 @@
     " {\"match\": \"b/(.*)\", \"inputs\": [\"c/\\\\1\"]},"                                         \
     " {\"match\": \"c/bad.*\", \"exit\": 1}]"
 
-typedef struct pf {
-    bf b;
-    h_service *q;
-} pf;
-
 static void setup(pf *f, const char *hint)
 {
-    setenv("DBLD_GRAPH_PROCESS_LEASE_MS", "1500", 1);
-    bf_opts o = {.jobs = JOBS, .rules = RULES};
-    bf_setup(&f->b, hint, &o);
-    const char *jobs = strstr(f->b.graph_yaml, "  jobs:\n");
-    CHECK(jobs != NULL);
-    h_service_opts qo = {
-        .eventlog_addr = f->b.el->addr,
-        .extra_section =
-            dbld_arena_printf(f->b.a, "graph:\n  listen: \"%s\"\n%s", f->b.graph->addr, jobs),
-    };
-    f->q = h_service_start("query", f->b.dsn, &qo);
+    pf_setup(f, hint, JOBS, RULES, NULL);
 }
 
 /* Run the CLI against the query service: databuild --server Q args... */
@@ -135,55 +116,6 @@ DBLD_TEST(cli_processes_want_settings_run)
     CHECK_EQ_INT(found, 1);
 }
 
-/* PutWants through the query service (one want). */
-static char *put_want(pf *f, const char *ref, uint64_t data_ts, uint64_t ttl, uint64_t sla)
-{
-    Databuild__V1__PutWantsRequest req = DATABUILD__V1__PUT_WANTS_REQUEST__INIT;
-    Databuild__V1__IndividualWantRequest w = DATABUILD__V1__INDIVIDUAL_WANT_REQUEST__INIT;
-    Databuild__V1__PartitionRef pr = DATABUILD__V1__PARTITION_REF__INIT;
-    pr.str = (char *)ref;
-    w.ref = &pr;
-    w.date_timestamp = data_ts;
-    w.ttl_seconds = ttl;
-    w.sla_seconds = sla;
-    Databuild__V1__IndividualWantRequest *ws[] = {&w};
-    req.wants = ws;
-    req.n_wants = 1;
-    Databuild__V1__PutWantsResponse *resp = NULL;
-    dbld_status st = {0};
-    CHECK_OK(dbld_client_unary(f->q->client, "/databuild.v1.DataBuildService/PutWants", &req.base,
-                               &databuild__v1__put_wants_response__descriptor,
-                               dbld_arena_allocator(f->b.a), (ProtobufCMessage **)&resp, BF_CALL_MS,
-                               0, &st),
-             st);
-    CHECK_EQ_INT(resp->n_wants, 1);
-    return resp->wants[0]->want_id;
-}
-
-/* The want's WantStateInfo from GetWantSummary; *reason set. */
-static int want_state(pf *f, const char *id, char **reason)
-{
-    Databuild__V1__WantSummaryRequest req = DATABUILD__V1__WANT_SUMMARY_REQUEST__INIT;
-    req.want_id = (char *)id;
-    Databuild__V1__WantSummaryResponse *resp = NULL;
-    dbld_status st = {0};
-    CHECK_OK(dbld_client_unary(f->q->client, "/databuild.v1.DataBuildService/GetWantSummary",
-                               &req.base, &databuild__v1__want_summary_response__descriptor,
-                               dbld_arena_allocator(f->b.a), (ProtobufCMessage **)&resp, BF_CALL_MS,
-                               0, &st),
-             st);
-    /* read them as a WantStateInfo would: re-parse the summary's bytes */
-    size_t n;
-    uint8_t *b = dbld_msg_pack(f->b.a, &resp->want->base, &n);
-    Databuild__V1__WantStateInfo *info =
-        databuild__v1__want_state_info__unpack(dbld_arena_allocator(f->b.a), n, b);
-    CHECK(info != NULL);
-    if (reason) *reason = info->state_reason;
-    return info->state;
-}
-
-#define WS(x) DATABUILD__V1__WANT_STATE__WANT_##x
-
 DBLD_TEST(want_states)
 {
     pf f;
@@ -193,26 +125,26 @@ DBLD_TEST(want_states)
     CHECK_EQ_INT(r.code, 0);
     char *reason = NULL;
     /* AVAILABLE once built (WANTED or BUILDING before) */
-    char *ok = put_want(&f, "a/s1", 0, 3600, 0);
-    int s0 = want_state(&f, ok, &reason);
+    char *ok = pf_put_want(&f, "a/s1", 0, 3600, 0);
+    int s0 = pf_want_state(&f, ok, &reason);
     CHECK_MSG(s0 == WS(WANTED) || s0 == WS(BUILDING) || s0 == WS(AVAILABLE), "state %d: %s", s0,
               reason);
-    CHECK_MSG(H_POLL_UNTIL(60000, want_state(&f, ok, &reason) == WS(AVAILABLE)),
+    CHECK_MSG(H_POLL_UNTIL(60000, pf_want_state(&f, ok, &reason) == WS(AVAILABLE)),
               "not AVAILABLE: %s", reason);
     /* the wanted partition is listed before it is built (REQUESTED), then AVAILABLE */
     r = DB(&f, "partitions", "list", "--pattern", "a/s1");
     CHECK_EQ_INT(r.code, 0);
     CHECK_CONTAINS(r.out, "AVAILABLE");
     /* a failing partition: retried, then given up -> FAILED with the reason */
-    char *bad = put_want(&f, "c/bad1", 0, 0, 0);
-    CHECK_MSG(H_POLL_UNTIL(60000, want_state(&f, bad, &reason) == WS(FAILED) &&
+    char *bad = pf_put_want(&f, "c/bad1", 0, 0, 0);
+    CHECK_MSG(H_POLL_UNTIL(60000, pf_want_state(&f, bad, &reason) == WS(FAILED) &&
                                       strstr(reason, "given up")),
               "not FAILED: %s", reason);
     CHECK_CONTAINS(reason, "c/bad1");
     /* SLA: data time an hour ago, SLA 60 s, not buildable -> SLA_BREACHED */
     uint64_t hour_ago = (uint64_t)dbld_now_ns() - 3600ULL * 1000000000ULL;
-    char *late = put_want(&f, "c/bad2", hour_ago, 0, 60);
-    CHECK_MSG(H_POLL_UNTIL(30000, want_state(&f, late, &reason) == WS(SLA_BREACHED)),
+    char *late = pf_put_want(&f, "c/bad2", hour_ago, 0, 60);
+    CHECK_MSG(H_POLL_UNTIL(30000, pf_want_state(&f, late, &reason) == WS(SLA_BREACHED)),
               "not SLA_BREACHED: %s", reason);
     CHECK_CONTAINS(reason, "c/bad2");
     /* EXPIRED: a want created 10 s ago with a 1 s TTL (appended as an event) */
@@ -223,7 +155,7 @@ DBLD_TEST(want_states)
     e->timestamp = dbld_now_ns() - 10000000000LL;
     dbld_pb_add_unknown_varint(f.b.a, &e->want_event->base, DBLD_WANT_TERM_TTL, 1);
     h_append_ok(f.b.el, f.b.a, &e, 1);
-    CHECK_EQ_INT(want_state(&f, id, &reason), WS(EXPIRED));
+    CHECK_EQ_INT(pf_want_state(&f, id, &reason), WS(EXPIRED));
     CHECK_CONTAINS(reason, "TTL");
     /* the CLI shows state and reason */
     r = DB(&f, "wants", "show", ok);
