@@ -84,6 +84,7 @@ static const struct {
     {"/databuild.v1.ProcessStore/RunNow", I},
     {"/databuild.v1.ProcessStore/Downstream", I},
     {"/databuild.v1.ProcessStore/LostRuns", I},
+    {"/databuild.v1.ProcessStore/Trim", I},
     /* every server */
     {"/grpc.health.v1.Health/Check", DBLD_ROLE_HEALTH},
     {"/grpc.health.v1.Health/Watch", DBLD_ROLE_HEALTH},

@@ -313,24 +313,33 @@ static int write_ops(dbld_db *db, update_ctx *u, dbld_status *st)
                 4, p, NULL, st);
 }
 
-static int update_body(dbld_db *db, void *arg, dbld_status *st)
+/* The fence, inside the caller's transaction: lock the process row if
+ * (name, instance, lease_token) is current, else FAILED_PRECONDITION. *out
+ * (caller frees) holds the row's aggregate column. */
+static int lock_fence(dbld_db *db, dbld_arena *a, const Databuild__V1__ProcessFence *f,
+                      dbld_res **out, dbld_status *st)
 {
-    update_ctx *u = arg;
-    const Databuild__V1__ProcessFence *f = u->req->fence;
-    const char *p[] = {f->name, f->instance, i64s(u->a, f->lease_token)};
-    dbld_res *fence = NULL;
+    const char *p[] = {f->name, f->instance, i64s(a, f->lease_token)};
     int rc = exec(db,
                   "SELECT aggregate FROM processes WHERE name = $1 AND instance = $2"
                   " AND lease_token = $3::bigint FOR UPDATE",
-                  3, p, &fence, st);
+                  3, p, out, st);
     if (rc) return rc;
-    if (dbld_res_rows(fence) != 1) {
-        dbld_res_free(fence);
-        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
-                               "process fence: %s is not held by %s with lease token %" PRId64
-                               " (another instance took it over)",
-                               f->name, f->instance, f->lease_token);
-    }
+    if (dbld_res_rows(*out) == 1) return 0;
+    dbld_res_free(*out);
+    *out = NULL;
+    return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
+                           "process fence: %s is not held by %s with lease token %" PRId64
+                           " (another instance took it over)",
+                           f->name, f->instance, f->lease_token);
+}
+
+static int update_body(dbld_db *db, void *arg, dbld_status *st)
+{
+    update_ctx *u = arg;
+    dbld_res *fence = NULL;
+    int rc = lock_fence(db, u->a, u->req->fence, &fence, st);
+    if (rc) return rc;
     if (u->req->status) rc = write_status(db, u, fence, st);
     dbld_res_free(fence);
     if (!rc && u->req->n_items) rc = write_items(db, u, st);
@@ -594,6 +603,69 @@ static int lost_runs(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufC
     return 0;
 }
 
+/* ---- Trim (retention) ---- */
+
+#define TRIM_DEFAULT 1000
+#define TRIM_MAX 10000
+
+typedef struct trim_args {
+    dbld_arena *a;
+    const Databuild__V1__TrimRequest *req;
+    int64_t deleted;
+} trim_args;
+
+static int trim_body(dbld_db *db, void *arg, dbld_status *st)
+{
+    trim_args *q = arg;
+    dbld_res *r = NULL;
+    int rc = lock_fence(db, q->a, q->req->fence, &r, st);
+    dbld_res_free(r);
+    if (rc) return rc;
+    uint32_t batch = q->req->batch ? q->req->batch : TRIM_DEFAULT;
+    if (batch > TRIM_MAX) batch = TRIM_MAX;
+    const char *p[] = {i64s(q->a, q->req->older_than_ns), i64s(q->a, batch)};
+    const char *sql = q->req->kind == DATABUILD__V1__TRIM_KIND__TRIM_JOB_LOGS
+                          ? "DELETE FROM job_logs WHERE ctid = ANY(ARRAY(SELECT ctid FROM job_logs"
+                            " WHERE ts_ns < $1::bigint LIMIT $2::int))"
+                          : "DELETE FROM events WHERE idx = ANY(ARRAY(SELECT e.idx FROM events e"
+                            " JOIN build_requests b ON b.build_request_id = e.build_request_id"
+                            " WHERE e.ts_ns < $1::bigint AND e.kind IN (11, 12, 13, 16)"
+                            " AND b.status IN (4, 5, 6, 8) LIMIT $2::int))";
+    rc = exec(db, sql, 2, p, &r, st);
+    if (rc) return rc;
+    q->deleted = dbld_res_affected(r);
+    dbld_res_free(r);
+    return 0;
+}
+
+static int trim_fn(dbld_db *db, void *arg, dbld_status *st)
+{
+    return in_tx(db, trim_body, arg, st);
+}
+
+static int trim(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                dbld_status *st)
+{
+    const Databuild__V1__TrimRequest *req = (const Databuild__V1__TrimRequest *)req_msg;
+    dbld_arena *a = dbld_call_arena(call);
+    const Databuild__V1__ProcessFence *f = req->fence;
+    if (!f || !*f->name || !*f->instance || f->lease_token <= 0)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                               "trim: fence needs name, instance and lease_token");
+    if (req->kind != DATABUILD__V1__TRIM_KIND__TRIM_JOB_LOGS &&
+        req->kind != DATABUILD__V1__TRIM_KIND__TRIM_EVENTS)
+        return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "trim: kind must be 1 or 2, got %d",
+                               req->kind);
+    trim_args q = {.a = a, .req = req};
+    int rc = el_store_with_db(dbld_call_user(call), trim_fn, &q, st);
+    if (rc) return rc == DBLD_FAILED_PRECONDITION ? rc : dbld_status_prefix(st, "could not trim");
+    Databuild__V1__TrimResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__trim_response__descriptor);
+    resp->deleted = q.deleted;
+    *resp_msg = &resp->base;
+    return 0;
+}
+
 #define M(name, req, resp, fn)                                                                     \
     {                                                                                              \
         "/databuild.v1.ProcessStore/" name, &databuild__v1__##req##__descriptor,                   \
@@ -608,6 +680,7 @@ static const dbld_method methods[] = {
     M("RunNow", run_process_now_request, work_response, run_now),
     M("Downstream", downstream_request, downstream_response, downstream),
     M("LostRuns", lost_runs_request, lost_runs_response, lost_runs),
+    M("Trim", trim_request, trim_response, trim),
 };
 
 const dbld_service el_processes_service = {

@@ -45,8 +45,8 @@
 #define FLUSH_ITEMS 1000 /* item changes written per Update */
 #define LIST_PAGE 1000
 
-static const gs_proc_def *const defs[] = {&gs_want_reconciler, &gs_taint_propagator,
-                                          &gs_run_reaper};
+static const gs_proc_def *const defs[] = {&gs_want_reconciler, &gs_taint_propagator, &gs_run_reaper,
+                                          &gs_retention};
 #define N_PROCS (sizeof defs / sizeof defs[0])
 
 typedef struct gs_proc {
@@ -398,6 +398,13 @@ int gsr_store_call(gs_run *r, const char *method, const ProtobufCMessage *req,
     return store_call(r->s, method, req, resp_desc, r->a, out, r->s->el_timeout_ms, st);
 }
 
+void gsr_fence(gs_run *r, Databuild__V1__ProcessFence *out)
+{
+    out->name = (char *)r->p->def->name;
+    out->instance = r->s->owner;
+    out->lease_token = r->token;
+}
+
 void gsr_changed(gs_run *r)
 {
     r->changed = 1;
@@ -414,9 +421,7 @@ static int flush(gs_run *r, int final, Databuild__V1__ProcessRunEvent *ev, char 
 {
     Databuild__V1__UpdateProcessRequest req = DATABUILD__V1__UPDATE_PROCESS_REQUEST__INIT;
     Databuild__V1__ProcessFence fence = DATABUILD__V1__PROCESS_FENCE__INIT;
-    fence.name = (char *)r->p->def->name;
-    fence.instance = r->s->owner;
-    fence.lease_token = r->token;
+    gsr_fence(r, &fence);
     req.fence = &fence;
     r->status->progress_ns = dbld_now_ns();
     req.status = r->status;

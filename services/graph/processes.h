@@ -26,6 +26,7 @@ typedef struct gs_proc_def {
 extern const gs_proc_def gs_want_reconciler;  /* reconciler.c */
 extern const gs_proc_def gs_taint_propagator; /* propagator.c */
 extern const gs_proc_def gs_run_reaper;       /* reaper.c */
+extern const gs_proc_def gs_retention;        /* retention.c */
 
 /* Start the lease manager and one thread per process (after s->ready).
  * 0 or -1. */
@@ -71,6 +72,8 @@ void gsr_split_refs(dbld_arena *a, const char *joined, char ***out, size_t *n);
  * the run's arena; retried on UNAVAILABLE. */
 int gsr_store_call(gs_run *r, const char *method, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *resp_desc, void *out, dbld_status *st);
+/* This run's fence (name, instance, lease token) for fenced store calls. */
+void gsr_fence(gs_run *r, Databuild__V1__ProcessFence *out);
 /* The run changed something outside its items (recorded as a ProcessRunEvent). */
 void gsr_changed(gs_run *r);
 /* Ask for another run no later than at_ns (wall clock). */

@@ -164,5 +164,62 @@ DBLD_TEST(want_states)
     CHECK_CONTAINS(r.out, "every partition is AVAILABLE");
 }
 
+static long long count(pf *f, const char *sql, const char *arg)
+{
+    h_rows *r = h_sql(f->b.dsn, sql, arg);
+    long long n = h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    return n;
+}
+
+DBLD_TEST(retention_trims_and_summaries_answer)
+{
+    pf f;
+    setup(&f, "retention");
+    dbld_status st = {0};
+    CHECK_OK(bf_build(&f.b, H_STRS("a/r1"), NULL, &st), st);
+    const char *id = bf_build_of(&f.b, "a/r1");
+    CHECK(id != NULL);
+    const char *logs = "SELECT count(*) FROM job_logs WHERE $1::text <> ''";
+    const char *fine =
+        "SELECT count(*) FROM events WHERE build_request_id = $1 AND kind IN (11, 12)";
+    const char *life = "SELECT count(*) FROM events WHERE build_request_id = $1 AND kind = 10";
+    CHECK(H_POLL_UNTIL(10000, count(&f, logs, "x") > 0));
+    CHECK_CMP_INT(count(&f, fine, id), >, 0);
+    long long lifecycle = count(&f, life, id);
+    CHECK_CMP_INT(lifecycle, >, 0);
+    cli_out r = DB(&f, "processes", "settings", "retention", "--set", "job_log_max_age_ms=1",
+                   "--set", "event_max_age_ms=1", "--set", "batch=2");
+    CHECK_EQ_INT(r.code, 0);
+    r = DB(&f, "processes", "run", "retention");
+    CHECK_EQ_INT(r.code, 0);
+    char op[64] = "";
+    sscanf(r.out, "%63s", op);
+    CHECK_MSG(H_POLL_UNTIL(30000, (r = DB(&f, "operations", "show", op)).code == 0 &&
+                                      strstr(r.out, "completed")),
+              "retention operation not completed: %s", r.out ? r.out : "");
+    CHECK_MSG(H_POLL_UNTIL(30000, count(&f, logs, "x") == 0 && count(&f, fine, id) == 0),
+              "not trimmed: %lld log entries, %lld events", count(&f, logs, "x"),
+              count(&f, fine, id));
+    CHECK_EQ_INT(count(&f, life, id), lifecycle);
+    /* the summaries still answer from the projections */
+    r = DB(&f, "builds", "show", id);
+    CHECK_EQ_INT(r.code, 0);
+    CHECK_CONTAINS(r.out, "COMPLETED");
+    r = DB(&f, "partitions", "show", "a/r1");
+    CHECK_EQ_INT(r.code, 0);
+    CHECK_CONTAINS(r.out, "AVAILABLE");
+    r = DB(&f, "runs", "list", "--build", id);
+    CHECK_EQ_INT(r.code, 0);
+    CHECK_EQ_INT(count_lines(r.out), 4); /* header + 3 runs */
+    r = DB(&f, "processes", "show", "retention");
+    CHECK_EQ_INT(r.code, 0);
+    CHECK_CONTAINS(r.out, "events_deleted");
+    /* and nothing is rebuilt */
+    CHECK_OK(bf_build(&f.b, H_STRS("a/r1"), NULL, &st), st);
+    CHECK_EQ_INT(bf_lines(&f.b, "exec.log"), 3);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(cli_processes_want_settings_run, 240),
+               DBLD_TEST_ENTRY_T(retention_trims_and_summaries_answer, 240),
                DBLD_TEST_ENTRY_T(want_states, 240))
