@@ -114,6 +114,9 @@ class EventLogOverGrpc(unittest.TestCase):
                                         source=pb.WantSource(source_type=src), comment="c")),
             ("taint_event", pb.TaintEvent(refs=[ref("py/a")], created_at=5, source_type=src,
                                           comment="c")),
+            ("process_run_event", pb.ProcessRunEvent(process_name="p", instance="i",
+                                                     lease_token=1, state=5, items=2,
+                                                     build_request_ids=[br])),
         ]
         evs = []
         for i, (field, payload) in enumerate(payloads):
