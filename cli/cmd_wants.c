@@ -4,6 +4,9 @@
 #include "cmd_query.h"
 #include "table.h"
 
+#include "databuild_process.pb-c.h"
+#include "dbld/process.h"
+
 #include "databuild.pb-c.h"
 #include "dbld/util.h"
 
@@ -179,6 +182,12 @@ int cmd_wants_show(cli_ctx *ctx, int argc, char **argv)
         cli_kv(stdout, "want", pw ? pw->want_id : NULL);
         cli_kv(stdout, "partition", want_ref(w));
         cli_kv(stdout, "status", want_status(w, st, sizeof st));
+        char wst[32];
+        cli_kv(stdout, "state",
+               cli_enum(&databuild__v1__want_state__descriptor,
+                        (int)dbld_pb_unknown_varint(&w->base, DBLD_WANT_STATE), "WANT_", wst,
+                        sizeof wst));
+        cli_kv(stdout, "reason", dbld_pb_unknown_string(ar, &w->base, DBLD_WANT_STATE_REASON));
         cli_kv(stdout, "comment", w->comment);
         cli_kv(stdout, "created at", cli_time(pw ? (int64_t)pw->created_at : 0, 1, t, sizeof t));
         cli_kv(stdout, "data time", cli_time(pw ? (int64_t)pw->data_timestamp : 0, 1, t, sizeof t));

@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "cmd_build.h"
+#include "cmd_processes.h"
 #include "cmd_query.h"
 
 #include "dbld/log.h"
@@ -117,6 +118,18 @@ static const cli_command commands[] = {
     {"taints show", "one taint", CMD_TAINTS_SHOW_USAGE, cmd_taints_show},
     {"taints put", "taint partitions (rebuilt when next needed)", CMD_TAINTS_PUT_USAGE,
      cmd_taints_put},
+    {"partitions mark-available", "record partitions made elsewhere as AVAILABLE",
+     CMD_PARTITIONS_MARK_AVAILABLE_USAGE, cmd_partitions_mark_available},
+    {"processes", "background processes: list, show, run, settings", CMD_PROCESSES_USAGE,
+     cmd_processes},
+    {"processes list", "every background process", CMD_PROCESSES_LIST_USAGE, cmd_processes_list},
+    {"processes show", "one process and its work items", CMD_PROCESSES_SHOW_USAGE,
+     cmd_processes_show},
+    {"processes run", "run a process now", CMD_PROCESSES_RUN_USAGE, cmd_processes_run},
+    {"processes settings", "change a process's schedule and settings", CMD_PROCESSES_SETTINGS_USAGE,
+     cmd_processes_settings},
+    {"operations", "long-running operations: show", CMD_OPERATIONS_USAGE, cmd_operations},
+    {"operations show", "an operation's state", CMD_OPERATIONS_SHOW_USAGE, cmd_operations_show},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

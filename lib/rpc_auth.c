@@ -72,6 +72,21 @@ static const struct {
     {"/databuild.v1.QueryOps/CancelBuild", W},
     {"/databuild.v1.QueryOps/GetBuildExecution", R},
     {"/databuild.v1.QueryOps/CancelJobRun", W},
+    /* background processes (databuild_process.proto): the query service's
+     * Processes, and the event log's ProcessStore for graph replicas */
+    {"/databuild.v1.Processes/ListProcesses", R},
+    {"/databuild.v1.Processes/GetProcess", R},
+    {"/databuild.v1.Processes/UpdateProcessSettings", W},
+    {"/databuild.v1.Processes/RunProcessNow", W},
+    {"/databuild.v1.Processes/GetOperation", R},
+    {"/databuild.v1.ProcessStore/Acquire", I},
+    {"/databuild.v1.ProcessStore/ListWork", I},
+    {"/databuild.v1.ProcessStore/Update", I},
+    {"/databuild.v1.ProcessStore/UpdateSettings", I},
+    {"/databuild.v1.ProcessStore/RunNow", I},
+    {"/databuild.v1.ProcessStore/Downstream", I},
+    {"/databuild.v1.ProcessStore/LostRuns", I},
+    {"/databuild.v1.ProcessStore/Trim", I},
     /* every server */
     {"/grpc.health.v1.Health/Check", DBLD_ROLE_HEALTH},
     {"/grpc.health.v1.Health/Watch", DBLD_ROLE_HEALTH},

@@ -155,6 +155,7 @@ static const struct {
     int kind;
     const char *name;
 } added_kinds[] = {
+    {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT, "process_run_event"},
     {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT, "execution_event"},
 };
 

@@ -4,9 +4,10 @@
 #include "dbld/rpc.h"
 #include "store.h"
 extern const dbld_service el_eventlog_service;
-extern const dbld_service el_claims_service;  /* databuild.v1.PartitionClaims */
-extern const dbld_service el_joblogs_service; /* databuild.v1.JobLogs */
-extern const dbld_service el_leases_service;  /* databuild.v1.BuildLeases */
+extern const dbld_service el_claims_service;    /* databuild.v1.PartitionClaims */
+extern const dbld_service el_joblogs_service;   /* databuild.v1.JobLogs */
+extern const dbld_service el_leases_service;    /* databuild.v1.BuildLeases */
+extern const dbld_service el_processes_service; /* databuild.v1.ProcessStore (processes_rpc.c) */
 /* A call waiting for the writer (DBLD_ASYNC handlers): embed first in the
  * handler's context and pass el_async_done as the store's callback. On
  * failure the call gets the writer's status; on success respond() builds the

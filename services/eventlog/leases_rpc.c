@@ -1,4 +1,5 @@
-/* leases_rpc.c - partition status lookups (PartitionClaims.Status) and build
+/* leases_rpc.c - partition status lookups (PartitionClaims.Status: one row
+ * per requested ref, in request order, so answering n refs is O(n)) and build
  * leases (BuildLeases: Renew, Orphans) that make graph-service crashes
  * recoverable. Plain reads/upserts on a pooled connection. */
 #include "databuild_ext.pb-c.h"
@@ -23,8 +24,11 @@ static int query_fn(dbld_db *db, void *arg, dbld_status *st, const char *sql, in
 static int status_fn(dbld_db *db, void *arg, dbld_status *st)
 {
     return query_fn(db, arg, st,
-                    "SELECT ref, status, tainted, build_request_id, job_run_id, updated_ns"
-                    " FROM partitions WHERE ref = ANY($1::text[])",
+                    "SELECT u.ref, coalesce(p.status, 0), coalesce(p.tainted, false),"
+                    " coalesce(p.build_request_id, ''), coalesce(p.job_run_id, ''),"
+                    " coalesce(p.updated_ns, 0)"
+                    " FROM unnest($1::text[]) WITH ORDINALITY AS u(ref, ord)"
+                    " LEFT JOIN partitions p ON p.ref = u.ref ORDER BY u.ord",
                     1);
 }
 
@@ -45,14 +49,13 @@ static int status(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
         Databuild__V1__PartitionState *ps =
             dbld_arena_msg(a, &databuild__v1__partition_state__descriptor);
         ps->ref = req->refs[i];
-        for (int row = 0; row < dbld_res_rows(q.res); row++) {
-            if (strcmp(dbld_res_get(q.res, row, 0), req->refs[i]) != 0) continue;
+        int row = (int)i; /* one row per requested ref, in request order */
+        if (row < dbld_res_rows(q.res)) {
             ps->status = (Databuild__V1__PartitionStatus)dbld_res_i64(q.res, row, 1);
             ps->tainted = dbld_res_get(q.res, row, 2)[0] == 't';
             ps->build_request_id = dbld_arena_strdup(a, dbld_res_get(q.res, row, 3));
             ps->job_run_id = dbld_arena_strdup(a, dbld_res_get(q.res, row, 4));
             ps->updated_ns = dbld_res_i64(q.res, row, 5);
-            break;
         }
         resp->partitions[i] = ps;
     }

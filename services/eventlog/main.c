@@ -59,6 +59,7 @@ int main(int argc, char **argv)
     dbld_server_add(srv, &el_claims_service, store);
     dbld_server_add(srv, &el_joblogs_service, store);
     dbld_server_add(srv, &el_leases_service, store);
+    dbld_server_add(srv, &el_processes_service, store);
     if (dbld_server_start(srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, (char *)NULL);
         el_store_destroy(store);

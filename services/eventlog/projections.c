@@ -405,5 +405,6 @@ size_t el_project(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
     apply_job_runs(&list, a, &f);
     apply_wants(&list, a, &f);
     apply_taints(&list, a, &f);
+    list.n += el_project_processes(a, evs, n, out + list.n);
     return list.n;
 }

@@ -201,7 +201,29 @@ static int process_group(an *s, group *g, dbld_status *st)
     return 0;
 }
 
-/* Inputs of tasks [from, to): queue produced ones, check external ones. */
+/* External inputs (graph.external) that are not AVAILABLE: one
+ * PRECONDITION_FAILED naming every one of them (the first 20). */
+static int missing_external(an *s, const vec *refs, const vec *needed_by, const int *avail,
+                            dbld_status *st)
+{
+    char msg[sizeof st->msg];
+    size_t len = 0, n = 0;
+    for (size_t i = 0; i < refs->n; i++) {
+        if (avail[i]) continue;
+        if (n++ < 20)
+            len += (size_t)snprintf(
+                msg + len, len < sizeof msg ? sizeof msg - len : 0, "%s\"%s\" (needed by \"%s\")",
+                n > 1 ? ", " : "", (const char *)refs->items[i], (const char *)needed_by->items[i]);
+        if (len >= sizeof msg) len = sizeof msg - 1;
+    }
+    if (!n) return 0;
+    s->err = GS_AERR_PRECONDITION;
+    return dbld_status_set(st, DBLD_FAILED_PRECONDITION, "external partition%s not AVAILABLE: %s%s",
+                           n == 1 ? "" : "s", msg, n > 20 ? " and more" : "");
+}
+
+/* Inputs of tasks [from, to): queue produced ones, check the others are
+ * AVAILABLE (external or not, they are never built here). */
 static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, dbld_status *st)
 {
     vec unknown = {0}, needed_by = {0};
@@ -236,10 +258,10 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
             }
             gs_strmap_put(&s->external, ref, 0);
             s->p->n_external++;
-            if (!gs_lookup_external(s->env->lookup, ref)) {
-                vec_push(&unknown, (void *)ref);
-                vec_push(&needed_by, (void *)cfg->outputs[0]->str);
-            }
+            /* never built here: it must be AVAILABLE already (graph.external
+             * or not, an outside system makes it so) */
+            vec_push(&unknown, (void *)ref);
+            vec_push(&needed_by, (void *)cfg->outputs[0]->str);
         }
     }
     if (!rc && unknown.n) {
@@ -251,12 +273,13 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
             dbld_status_prefix(st, "could not check external partitions");
         }
         for (size_t i = 0; !rc && i < unknown.n; i++)
-            if (!avail[i])
+            if (!avail[i] && !gs_lookup_external(s->env->lookup, unknown.items[i]))
                 rc =
                     an_fail(s, GS_AERR_PRECONDITION, st, DBLD_FAILED_PRECONDITION,
                             "partition \"%s\" (needed by \"%s\") is not produced by any job and is "
                             "not available",
                             unknown.items[i], needed_by.items[i]);
+        if (!rc) rc = missing_external(s, &unknown, &needed_by, avail, st);
         free(avail);
     }
     free(unknown.items);

@@ -15,6 +15,7 @@
 #include "coordinator.h"
 #include "graph_rpc.h"
 #include "leases.h"
+#include "processes.h"
 #include "retry.h"
 #include "waiters.h"
 
@@ -125,6 +126,10 @@ int main(int argc, char **argv)
         dbld_log(DBLD_LOG_ERROR, "could not start the background thread", (char *)NULL);
         return 1;
     }
+    if (gs_processes_start(&svc) != 0) {
+        dbld_log(DBLD_LOG_ERROR, "could not start the background processes", (char *)NULL);
+        return 1;
+    }
 
     int sig = dbld_signals_wait_server(srv); /* SIGHUP reloads TLS files */
     dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
@@ -132,6 +137,7 @@ int main(int argc, char **argv)
     atomic_store(&svc.stopping, 1); /* no new work: tasks stop before their next step */
     gs_waiters_close(svc.waiters);  /* Build/Cancel calls waiting for a build: UNAVAILABLE */
     dbld_server_shutdown(srv);
+    gs_processes_stop(&svc);
     gs_background_stop(&svc);
     gs_leases_hand_over(&svc);
     char calls[24];

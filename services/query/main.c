@@ -56,6 +56,7 @@ int main(int argc, char **argv)
     }
     dbld_server_add(srv, &q_databuild_service, q);
     dbld_server_add(srv, &q_ops_service, q);
+    dbld_server_add(srv, &q_processes_service, q);
     if (dbld_server_start(srv, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, (char *)NULL);
         q_ctx_destroy(q);

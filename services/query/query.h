@@ -271,6 +271,19 @@ int q_get_build_execution(q_req *r, const ProtobufCMessage *req, ProtobufCMessag
                           dbld_status *st);
 int q_cancel_job_run(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                      dbld_status *st);
+/* Write each want's WantStateInfo (state, reason) into its summary as
+ * unknown fields; partitions must be filled (want_state.c). */
+int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n, dbld_status *st);
+/* databuild.v1.Processes (processes.c) */
+int q_list_processes(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     dbld_status *st);
+int q_get_process(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+int q_update_process_settings(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                              dbld_status *st);
+int q_run_process_now(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                      dbld_status *st);
+int q_get_operation(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                    dbld_status *st);
 
 /* Build summaries for rows of
  *   SELECT build_request_id, status, requested_partitions, comment, want_id,
@@ -293,5 +306,6 @@ void q_attach_links(dbld_arena *a, ProtobufCMessage *msg,
 /* The service tables (service.c). */
 extern const dbld_service q_databuild_service;
 extern const dbld_service q_ops_service;
+extern const dbld_service q_processes_service; /* databuild.v1.Processes */
 
 #endif

@@ -4,6 +4,8 @@
  * read-only connection). */
 #include "query.h"
 
+#include "databuild_process.pb-c.h"
+
 #define HANDLER(fn, op)                                                                            \
     static int h_##fn(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,       \
                       dbld_status *st)                                                             \
@@ -30,6 +32,11 @@ HANDLER(get_job_logs, "get job logs")
 HANDLER(cancel_build, "cancel the build")
 HANDLER(get_build_execution, "get the build execution")
 HANDLER(cancel_job_run, "cancel the job run")
+HANDLER(list_processes, "list processes")
+HANDLER(get_process, "get the process")
+HANDLER(update_process_settings, "update process settings")
+HANDLER(run_process_now, "run the process")
+HANDLER(get_operation, "get the operation")
 
 /* One pipeline each: answered by the reactor, no worker thread waits (q_job). */
 #define JOB_HANDLER(fn, op)                                                                        \
@@ -95,4 +102,25 @@ const dbld_service q_ops_service = {
     .name = "databuild.v1.QueryOps",
     .methods = ops_methods,
     .n_methods = sizeof ops_methods / sizeof ops_methods[0],
+};
+
+#define PSVC "/databuild.v1.Processes/"
+#define P(name, req, resp, fn)                                                                     \
+    {                                                                                              \
+        PSVC name, &databuild__v1__##req##__descriptor, &databuild__v1__##resp##__descriptor,      \
+            h_##fn, NULL, 0                                                                        \
+    }
+
+static const dbld_method processes_methods[] = {
+    P("ListProcesses", list_processes_request, list_processes_response, list_processes),
+    P("GetProcess", get_process_request, get_process_response, get_process),
+    P("UpdateProcessSettings", update_process_settings_request, process, update_process_settings),
+    P("RunProcessNow", run_process_now_request, work_response, run_process_now),
+    P("GetOperation", get_operation_request, work_response, get_operation),
+};
+
+const dbld_service q_processes_service = {
+    .name = "databuild.v1.Processes",
+    .methods = processes_methods,
+    .n_methods = sizeof processes_methods / sizeof processes_methods[0],
 };

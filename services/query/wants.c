@@ -26,14 +26,15 @@
 #include "query.h"
 
 #include "dbld/eventlog_client.h"
+#include "dbld/process.h"
 #include "dbld/util.h"
 
 #include <inttypes.h>
 #include <string.h>
 
-#define TERM_DATA_TS 1001
-#define TERM_TTL 1002
-#define TERM_SLA 1003
+#define TERM_DATA_TS DBLD_WANT_TERM_DATA_TS
+#define TERM_TTL DBLD_WANT_TERM_TTL
+#define TERM_SLA DBLD_WANT_TERM_SLA
 
 #define WANT_COLS "w.want_id, w.refs, w.source_code, w.comment, w.created_ns, e.payload"
 #define WANT_FROM " FROM wants w LEFT JOIN events e ON e.idx = w.last_idx"
@@ -55,40 +56,6 @@
     "   count(*) FILTER (WHERE e.kind = 15) AS invalidations"                                      \
     "   FROM events e WHERE e.partition_refs @> ARRAY[p.ref]) h ON true"                           \
     " WHERE p.ref = ANY($1::text[])"
-
-/* ---- terms in unknown fields ---- */
-
-static void add_varint_field(dbld_arena *a, ProtobufCMessage *m, uint32_t tag, uint64_t v)
-{
-    if (!v) return;
-    uint8_t *buf = dbld_arena_alloc(a, 10);
-    size_t len = 0;
-    do {
-        uint8_t byte = v & 0x7f;
-        v >>= 7;
-        buf[len++] = byte | (v ? 0x80 : 0);
-    } while (v);
-    ProtobufCMessageUnknownField *grown =
-        dbld_arena_alloc(a, (m->n_unknown_fields + 1) * sizeof *grown);
-    if (m->n_unknown_fields) memcpy(grown, m->unknown_fields, m->n_unknown_fields * sizeof *grown);
-    grown[m->n_unknown_fields] = (ProtobufCMessageUnknownField){
-        .tag = tag, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT, .len = len, .data = buf};
-    m->unknown_fields = grown;
-    m->n_unknown_fields++;
-}
-
-static uint64_t varint_field(const ProtobufCMessage *m, uint32_t tag)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
-        const ProtobufCMessageUnknownField *f = &m->unknown_fields[i];
-        if (f->tag != tag || f->wire_type != PROTOBUF_C_WIRE_TYPE_VARINT) continue;
-        v = 0; /* the last occurrence wins, as protobuf says */
-        for (size_t k = 0; k < f->len && k < 10; k++)
-            v |= (uint64_t)(f->data[k] & 0x7f) << (7 * k);
-    }
-    return v;
-}
 
 /* ---- reading ---- */
 
@@ -116,9 +83,9 @@ static want_row want_from_row(dbld_arena *a, const dbld_res *res, int i)
         dbld_res_null(res, i, 5) ? NULL : q_decode_event(a, dbld_res_get(res, i, 5));
     if (ev && ev->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT) {
         const ProtobufCMessage *m = &ev->want_event->base;
-        pw->data_timestamp = varint_field(m, TERM_DATA_TS);
-        pw->ttl_seconds = varint_field(m, TERM_TTL);
-        pw->sla_seconds = varint_field(m, TERM_SLA);
+        pw->data_timestamp = dbld_pb_unknown_varint(m, TERM_DATA_TS);
+        pw->ttl_seconds = dbld_pb_unknown_varint(m, TERM_TTL);
+        pw->sla_seconds = dbld_pb_unknown_varint(m, TERM_SLA);
     }
     s->want = pw;
     s->comment = dbld_arena_strdup(a, dbld_res_get(res, i, 3));
@@ -238,6 +205,8 @@ int q_list_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **r
     resp->wants = dbld_arena_alloc(a, (n + 1) * sizeof *resp->wants);
     for (size_t i = 0; i < n; i++)
         resp->wants[resp->n_wants++] = page[i].sum;
+    rc = q_want_states(r, resp->wants, resp->n_wants, st);
+    if (rc) return rc;
     resp->min_requested_at = n ? (uint64_t)page[n - 1].created : 0;
     *resp_msg = &resp->base;
     return 0;
@@ -261,6 +230,7 @@ int q_get_want_summary(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessa
     want_row w = want_from_row(r->a, res, 0);
     dbld_res_free(res);
     rc = fill_partitions(r, &w, 1, st);
+    if (!rc) rc = q_want_states(r, &w.sum, 1, st);
     if (rc) return rc;
     Databuild__V1__WantSummaryResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__want_summary_response__descriptor);
@@ -316,9 +286,9 @@ int q_put_wants(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **re
         we->requested_partitions[0] = q_ref(a, w->ref->str);
         we->source = source;
         we->comment = req->comment;
-        add_varint_field(a, &we->base, TERM_DATA_TS, w->date_timestamp);
-        add_varint_field(a, &we->base, TERM_TTL, w->ttl_seconds);
-        add_varint_field(a, &we->base, TERM_SLA, w->sla_seconds);
+        dbld_pb_add_unknown_varint(a, &we->base, TERM_DATA_TS, w->date_timestamp);
+        dbld_pb_add_unknown_varint(a, &we->base, TERM_TTL, w->ttl_seconds);
+        dbld_pb_add_unknown_varint(a, &we->base, TERM_SLA, w->sla_seconds);
         Databuild__V1__BuildEvent *ev = dbld_arena_msg(a, &databuild__v1__build_event__descriptor);
         ev->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_WANT_EVENT;
         ev->want_event = we;

@@ -87,11 +87,13 @@ class Grpcurl(unittest.TestCase):
     def test_list(self):
         want = {
             "eventlog": ["databuild.v1.EventLog", "databuild.v1.PartitionClaims",
-                         "databuild.v1.BuildLeases", "databuild.v1.JobLogs"],
+                         "databuild.v1.BuildLeases", "databuild.v1.JobLogs",
+                         "databuild.v1.ProcessStore"],
             "job": ["databuild.v1.JobConfigure", "databuild.v1.JobExecute",
                     "databuild.v1.JobRunner"],
             "graph": ["databuild.v1.GraphLookup", "databuild.v1.GraphBuilder"],
-            "query": ["databuild.v1.DataBuildService", "databuild.v1.QueryOps"],
+            "query": ["databuild.v1.DataBuildService", "databuild.v1.QueryOps",
+                      "databuild.v1.Processes"],
         }
         for kind, services in want.items():
             listed = grpcurl(self.svcs[kind].addr, "list").stdout.split()

@@ -222,8 +222,15 @@ DBLD_TEST(precondition_failed_names_the_input)
     CHECK_EQ_INT(end->status->code, BR(PRECONDITION_FAILED));
     CHECK_CONTAINS(end->message, "nobody/1");
     CHECK_EQ_INT(bf_lines(&f, "exec.log"), 0);
-    /* an external pattern is accepted without asking */
+    /* an external input is never built: not AVAILABLE -> PRECONDITION_FAILED naming it */
+    CHECK_CODE(bf_build(&f, H_STRS("p/ext/1"), NULL, &st), st, DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg, "external partition not AVAILABLE: \"ext/1\" (needed by \"p/ext/1\")");
+    CHECK_EQ_INT(bf_execs(&f, "ext/1"), 0);
+    Databuild__V1__BuildEvent *ext[] = {h_event_partition(
+        f.a, "", "ext/1", DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "")};
+    h_append_ok(f.el, f.a, ext, 1);
     CHECK_OK(bf_build(&f, H_STRS("p/ext/1"), NULL, &st), st);
+    CHECK_EQ_INT(bf_execs(&f, "ext/1"), 0);
     /* an input that is AVAILABLE in the event log is accepted too */
     CHECK_CODE(bf_analyze(&f, H_STRS("p/avail/1"), NULL, &st), st, DBLD_FAILED_PRECONDITION);
     Databuild__V1__BuildEvent *ev[] = {h_event_partition(

@@ -117,8 +117,9 @@ DBLD_TEST(wants_round_trip)
     CHECK_EQ_INT(w->n_partitions, 0);
     CHECK_EQ_INT(w->n_external_partitions, 1);
     CHECK_EQ_STR(w->external_partitions[0]->ref->str, "raw/date=2026-01-01");
+    /* wanted, never seen before: listed as REQUESTED from the WantEvent on */
     CHECK_EQ_INT(w->external_partitions[0]->status->status,
-                 DATABUILD__V1__PARTITION_STATUS__PARTITION_UNKNOWN);
+                 DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED);
     CHECK_EQ_INT(w->want->ttl_seconds, 0);
 
     /* the recorded WantEvent: source, comment, and the terms kept as fields 1001.. */

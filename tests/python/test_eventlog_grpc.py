@@ -122,6 +122,9 @@ class EventLogOverGrpc(unittest.TestCase):
                 execution=TaskExecution(job_label="//py:job", outputs=["py/a"], used_quota=1,
                                         attempts=[Attempt(job_run_id="run-py", attempt=1)]),
                 used_global_quota=1)),
+            ("process_run_event", pb.ProcessRunEvent(process_name="p", instance="i",
+                                                     lease_token=1, state=5, items=2,
+                                                     build_request_ids=[br])),
         ]
         evs = []
         for i, (field, payload) in enumerate(payloads):

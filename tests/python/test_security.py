@@ -53,7 +53,8 @@ SERVED_BY = {
     "databuild.v1.JobConfigure": "job", "databuild.v1.JobExecute": "job",
     "databuild.v1.JobRunner": "job", "databuild.v1.GraphLookup": "graph",
     "databuild.v1.GraphBuilder": "graph", "databuild.v1.DataBuildService": "query",
-    "databuild.v1.QueryOps": "query",
+    "databuild.v1.QueryOps": "query", "databuild.v1.Processes": "query",
+    "databuild.v1.ProcessStore": "eventlog",
 }
 STREAMING = {"/databuild.v1.EventLog/Subscribe", "/databuild.v1.JobRunner/RunStreamed",
              "/grpc.health.v1.Health/Watch"}

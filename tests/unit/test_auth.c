@@ -12,6 +12,7 @@
 
 #include "databuild.pb-c.h"
 #include "databuild_ext.pb-c.h"
+#include "databuild_process.pb-c.h"
 #include "dbld/auth.h"
 #include "dbld/security.h"
 
@@ -29,7 +30,8 @@ static const ProtobufCServiceDescriptor *const services[] = {
     &databuild__v1__event_log__descriptor,     &databuild__v1__partition_claims__descriptor,
     &databuild__v1__build_leases__descriptor,  &databuild__v1__job_logs__descriptor,
     &databuild__v1__job_runner__descriptor,    &databuild__v1__graph_builder__descriptor,
-    &databuild__v1__query_ops__descriptor,
+    &databuild__v1__query_ops__descriptor,     &databuild__v1__processes__descriptor,
+    &databuild__v1__process_store__descriptor,
 };
 
 static void test_every_method_has_a_role(void **state)

@@ -129,14 +129,16 @@ static int fake_configure(void *user, size_t job, const char *const *refs, size_
     return 0;
 }
 
-/* avail/N is available unless N is "missing" */
+/* avail/N is available unless N is "missing"; so is the external raw/N
+ * unless N is "late" */
 static int fake_available(void *user, const char *const *refs, size_t n, int *avail,
                           dbld_status *st)
 {
     (void)user;
     (void)st;
     for (size_t i = 0; i < n; i++)
-        avail[i] = strncmp(refs[i], "avail/", 6) == 0 && strcmp(refs[i], "avail/missing") != 0;
+        avail[i] = (strncmp(refs[i], "avail/", 6) == 0 && strcmp(refs[i], "avail/missing") != 0) ||
+                   (strncmp(refs[i], "raw/", 4) == 0 && strcmp(refs[i], "raw/late") != 0);
     return 0;
 }
 
@@ -264,6 +266,9 @@ static void test_external_and_available(void **state)
         f, "need/missing", DBLD_FAILED_PRECONDITION, GS_AERR_PRECONDITION,
         "partition \"avail/missing\" (needed by \"need/missing\") is not produced by any job "
         "and is not available");
+    /* an external input is never built: it must be AVAILABLE */
+    expect_error(f, "need/late", DBLD_FAILED_PRECONDITION, GS_AERR_PRECONDITION,
+                 "external partition not AVAILABLE: \"raw/late\" (needed by \"need/late\")");
 }
 
 static void test_configure_problems(void **state)

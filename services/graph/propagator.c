@@ -1,0 +1,120 @@
+/* propagator.c - taint_propagator: makes everything built from a tainted
+ * partition stale.
+ *
+ * Work items: one per TaintEvent, registered by the event log in the taint's
+ * transaction (params: the tainted refs), which also wakes the process. For
+ * each item not yet done, one pass asks the store for every partition built,
+ * transitively, from a tainted ref (ProcessStore.Downstream: the lineage the
+ * event log records from each job run's configured inputs) that is AVAILABLE
+ * and not tainted yet, and appends a PartitionInvalidationEvent for each,
+ * whose reason names the taint and the input it came through ("stale: taint
+ * T of R via input X"). The invalidation marks the partition tainted, so:
+ *   - the next build that needs it rebuilds it (its claim is granted, not
+ *     SKIPPED), and its rebuild (PartitionEvent AVAILABLE) clears it;
+ *   - a live want on it makes want_reconciler rebuild it.
+ * Invalidations are written in chunks of 1000 events; an item whose pass
+ * fails is retried (INCOMPLETE with backoff); appending an invalidation twice
+ * is harmless.
+ */
+#include "processes.h"
+
+#include "dbld/eventlog_client.h"
+#include "dbld/process.h"
+#include "dbld/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define CHUNK 1000
+
+static Databuild__V1__BuildEvent *invalidation(dbld_arena *a, const char *ref, const char *reason)
+{
+    Databuild__V1__BuildEvent *e = dbld_arena_msg(a, &databuild__v1__build_event__descriptor);
+    e->build_request_id = "";
+    e->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_INVALIDATION_EVENT;
+    Databuild__V1__PartitionInvalidationEvent *pi =
+        dbld_arena_msg(a, &databuild__v1__partition_invalidation_event__descriptor);
+    pi->partition_ref = dbld_arena_msg(a, &databuild__v1__partition_ref__descriptor);
+    pi->partition_ref->str = (char *)ref;
+    pi->reason = (char *)reason;
+    e->partition_invalidation_event = pi;
+    return e;
+}
+
+/* Mark what taint item w makes stale; 0 or a code. */
+static int propagate(gs_run *r, Databuild__V1__ProcessWork *w, int64_t *marked, dbld_status *st)
+{
+    dbld_arena *a = gsr_arena(r);
+    char **refs;
+    size_t n_refs;
+    gsr_split_refs(a, dbld_params_str(w->params, "refs", ""), &refs, &n_refs);
+    if (!n_refs) return 0;
+    Databuild__V1__DownstreamRequest req = DATABUILD__V1__DOWNSTREAM_REQUEST__INIT;
+    req.refs = refs;
+    req.n_refs = n_refs;
+    Databuild__V1__DownstreamResponse *resp = NULL;
+    int rc = gsr_store_call(r, "Downstream", &req.base,
+                            &databuild__v1__downstream_response__descriptor, &resp, st);
+    if (rc) return rc;
+    if (resp->truncated)
+        gsr_error(r, "taint %s: more than %zu stale partitions; the rest on the next pass", w->name,
+                  resp->n_partitions);
+    gs_service *s = gsr_service(r);
+    const char *what =
+        n_refs == 1 ? refs[0] : dbld_arena_printf(a, "%s and %zu more", refs[0], n_refs - 1);
+    for (size_t off = 0; off < resp->n_partitions; off += CHUNK) {
+        if (!gsr_lease_ok(r)) return dbld_status_set(st, DBLD_ABORTED, "lease lost");
+        size_t k = resp->n_partitions - off < CHUNK ? resp->n_partitions - off : CHUNK;
+        Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, k * sizeof *evs);
+        for (size_t i = 0; i < k; i++) {
+            const Databuild__V1__StaleEdge *e = resp->partitions[off + i];
+            evs[i] = invalidation(
+                a, e->ref,
+                dbld_arena_printf(a, "stale: taint %s of %s via input %s", w->name, what, e->via));
+        }
+        rc = dbld_eventlog_append(s->eventlog, evs, k, a, NULL, s->el_timeout_ms, st);
+        if (rc) return rc;
+        *marked += (int64_t)k;
+    }
+    if (resp->truncated) gsr_wake_at(r, dbld_now_ns());
+    return 0;
+}
+
+static int run(gs_run *r, dbld_status *st)
+{
+    Databuild__V1__ProcessWork **items;
+    size_t n;
+    int rc = gsr_list_work(r, DATABUILD__V1__WORK_LIST__WORK_ACTIVE, &items, &n, st);
+    if (rc) return rc;
+    int64_t now = dbld_now_ns();
+    gsr_stat(r, "items", (double)n);
+    for (size_t i = 0; i < n && gsr_lease_ok(r); i++) {
+        Databuild__V1__ProcessWork *w = items[i];
+        if (!w->status)
+            w->status = dbld_arena_msg(gsr_arena(r), &databuild__v1__process_status__descriptor);
+        int state = w->status->state;
+        if (state == DATABUILD__V1__PROCESS_STATE__PROCESS_COMPLETED ||
+            state == DATABUILD__V1__PROCESS_STATE__PROCESS_ABORTED)
+            continue;
+        if (w->next_attempt_ns > now) {
+            gsr_wake_at(r, w->next_attempt_ns);
+            continue;
+        }
+        int64_t marked = 0;
+        dbld_status ist;
+        if (propagate(r, w, &marked, &ist) != 0) {
+            gsr_item_error(r, w, ist.msg);
+            continue;
+        }
+        dbld_pstatus_add_stat(gsr_arena(r), w->status, "stale_partitions", (double)marked);
+        gsr_stat(r, "stale_partitions", (double)marked);
+        gsr_item_ok(r, w);
+        gsr_item_put(r, w);
+    }
+    return 0;
+}
+
+const gs_proc_def gs_taint_propagator = {
+    .name = DBLD_PROC_TAINT_PROPAGATOR,
+    .run = run,
+};

@@ -1,0 +1,434 @@
+/* test_processes.c - the background processes (services/graph/processes.c,
+ * services/eventlog/processes_rpc.c) with real event log, job and graph
+ * services: want_reconciler builds wants on its own (woken by the WantEvent,
+ * no build command), tags the build with the want id, leaves expired wants
+ * alone, records failing items as INCOMPLETE then ABORTED with bounded errors
+ * while other items complete; with two graph replicas each process runs on
+ * exactly one, kill -9 of the holder hands it over within two lease periods,
+ * a holder frozen past its lease (SIGSTOP) writes nothing once continued, and
+ * the store refuses a write with a stale fencing token.
+ *
+ * The graph: a/X needs b/X and c/X, b/X needs c/X (tests/jobs/graph_job.py).
+ */
+#include "test_build_fixture.h"
+
+#include "databuild_process.pb-c.h"
+#include "dbld/process.h"
+
+#define JOBS                                                                                       \
+    "    - label: \"//t:a\"\n      command: %CMD%\n      outputs: [\"a/.*\"]\n"                    \
+    "    - label: \"//t:b\"\n      command: %CMD%\n      outputs: [\"b/.*\"]\n"                    \
+    "    - label: \"//t:c\"\n      command: %CMD%\n      outputs: [\"c/.*\"]\n"
+
+#define RULES                                                                                      \
+    "[{\"match\": \"a/(.*)\", \"inputs\": [\"b/\\\\1\", \"c/\\\\1\"]},"                            \
+    " {\"match\": \"b/(.*)\", \"inputs\": [\"c/\\\\1\"]}]"
+
+#define LEASE_MS 1500
+#define PS(x) DATABUILD__V1__PARTITION_STATUS__PARTITION_##x
+#define PROC_STATE(x) DATABUILD__V1__PROCESS_STATE__PROCESS_##x
+
+static void settings(bf *f, const char *name, int64_t freq_ms, const char *key, int64_t v);
+
+static void setup(bf *f, const char *hint)
+{
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", LEASE_MS);
+    setenv("DBLD_GRAPH_PROCESS_LEASE_MS", lease, 1);
+    bf_opts o = {.jobs = JOBS, .rules = RULES};
+    bf_setup(f, hint, &o);
+    settings(f, DBLD_PROC_WANT_RECONCILER, 0, "record_idle_runs", 1); /* count every run */
+}
+
+/* Append a WantEvent for ref; ttl_s 0 = none; ts_ns 0 = now. Returns the want id. */
+static char *put_want(bf *f, const char *ref, uint64_t ttl_s, int64_t ts_ns)
+{
+    char *id = dbld_arena_alloc(f->a, 37);
+    dbld_uuid_v4(id);
+    Databuild__V1__BuildEvent *e =
+        h_event_want(f->a, "", id, (const char *const[]){ref, NULL},
+                     DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST, "test want");
+    e->timestamp = ts_ns;
+    dbld_pb_add_unknown_varint(f->a, &e->want_event->base, DBLD_WANT_TERM_TTL, ttl_s);
+    h_append_ok(f->el, f->a, &e, 1);
+    return id;
+}
+
+static void settings(bf *f, const char *name, int64_t freq_ms, const char *key, int64_t v)
+{
+    Databuild__V1__UpdateProcessSettingsRequest req =
+        DATABUILD__V1__UPDATE_PROCESS_SETTINGS_REQUEST__INIT;
+    req.name = (char *)name;
+    req.schedule_frequency_ms = freq_ms;
+    Databuild__V1__ProcessParams *pp =
+        dbld_arena_msg(f->a, &databuild__v1__process_params__descriptor);
+    if (key) dbld_params_set_int(f->a, pp, key, v);
+    req.settings = pp;
+    Databuild__V1__Process *out = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_client_unary(f->el->client, "/databuild.v1.ProcessStore/UpdateSettings",
+                               &req.base, &databuild__v1__process__descriptor,
+                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&out, BF_CALL_MS, 0,
+                               &st),
+             st);
+}
+
+/* Every ProcessRunEvent of name so far. */
+static size_t runs_of(bf *f, const char *name, Databuild__V1__ProcessRunEvent ***out)
+{
+    h_event_list all = bf_all_events(f);
+    Databuild__V1__ProcessRunEvent **runs = dbld_arena_alloc(f->a, (all.n + 1) * sizeof *runs);
+    size_t n = 0;
+    for (size_t i = 0; i < all.n; i++)
+        if (all.events[i]->event_type_case ==
+                DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT &&
+            strcmp(all.events[i]->process_run_event->process_name, name) == 0)
+            runs[n++] = all.events[i]->process_run_event;
+    if (out) *out = runs;
+    return n;
+}
+
+/* Runs of name by the graph service g (its instance names its address). */
+static size_t runs_by(bf *f, const char *name, h_service *g)
+{
+    Databuild__V1__ProcessRunEvent **runs;
+    size_t n = runs_of(f, name, &runs), k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char tag[80];
+        snprintf(tag, sizeof tag, "graph@%s/", g->addr);
+        k += strstr(runs[i]->instance, tag) != NULL;
+    }
+    return k;
+}
+
+/* The build requests that carry want_id (RECEIVED events). */
+static size_t builds_for_want(bf *f, const char *want_id)
+{
+    h_event_list all = bf_all_events(f);
+    size_t n = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        const Databuild__V1__BuildEvent *e = all.events[i];
+        n += e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT &&
+             e->build_request_event->status &&
+             e->build_request_event->status->code ==
+                 DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED &&
+             strcmp(e->build_request_event->want_id, want_id) == 0;
+    }
+    return n;
+}
+
+/* (list, state, attempts) of a work item, from the database. */
+static int item(bf *f, const char *process, const char *name, int *list, int *state,
+                long long *attempts)
+{
+    h_rows *r = h_sql(f->dsn,
+                      "SELECT list, state, attempts FROM process_work WHERE process = $1 AND"
+                      " name = $2",
+                      process, name);
+    int found = h_rows_n(r) == 1;
+    if (found) {
+        *list = (int)h_rows_i64(r, 0, 0);
+        *state = (int)h_rows_i64(r, 0, 1);
+        *attempts = h_rows_i64(r, 0, 2);
+    }
+    h_rows_free(r);
+    return found;
+}
+
+static int item_state(bf *f, const char *name)
+{
+    int list = 0, state = 0;
+    long long att = 0;
+    return item(f, DBLD_PROC_WANT_RECONCILER, name, &list, &state, &att) ? state : -1;
+}
+
+DBLD_TEST(want_builds_without_a_build_command)
+{
+    bf f;
+    setup(&f, "want");
+    char *want = put_want(&f, "a/1", 0, 0);
+    /* registered in the same transaction as the WantEvent */
+    CHECK_EQ_INT(item_state(&f, want), PROC_STATE(NEW));
+    CHECK_MSG(H_POLL_UNTIL(60000, bf_part_status(&f, "a/1") == PS(AVAILABLE)),
+              "a/1 not built for its want");
+    CHECK_EQ_INT(bf_part_status(&f, "b/1"), PS(AVAILABLE));
+    CHECK_EQ_INT(builds_for_want(&f, want), 1);
+    CHECK_EQ_INT(bf_execs(&f, "a/1"), 1);
+    CHECK_MSG(H_POLL_UNTIL(30000, item_state(&f, want) == PROC_STATE(COMPLETED)),
+              "the want's item is not COMPLETED: %d", item_state(&f, want));
+    Databuild__V1__ProcessRunEvent **runs;
+    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    CHECK_CMP_INT(n, >=, 1);
+    int submitted = 0;
+    for (size_t i = 0; i < n; i++)
+        submitted += runs[i]->n_build_request_ids;
+    CHECK_EQ_INT(submitted, 1);
+    /* nothing more is built while the want stays satisfied */
+    settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
+    size_t before = runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL);
+    CHECK(H_POLL_UNTIL(10000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
+    CHECK_EQ_INT(builds_for_want(&f, want), 1);
+    CHECK_EQ_INT(bf_execs(&f, "a/1"), 1);
+}
+
+DBLD_TEST(want_wakes_the_reconciler_at_once)
+{
+    bf f;
+    setup(&f, "wake");
+    /* a schedule that never comes: only the wake-up can start the build */
+    settings(&f, DBLD_PROC_WANT_RECONCILER, 86400000, NULL, 0);
+    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
+    int64_t t0 = dbld_mono_ms();
+    char *want = put_want(&f, "c/9", 0, 0);
+    CHECK_MSG(H_POLL_UNTIL(10000, builds_for_want(&f, want) == 1), "no build for the want");
+    int64_t ms = dbld_mono_ms() - t0;
+    h_note("want -> build request: %lld ms", (long long)ms);
+    CHECK_CMP_INT(ms, <, 3000); /* target 1 s (bench/run_wants.sh measures it) */
+    CHECK(H_POLL_UNTIL(60000, bf_part_status(&f, "c/9") == PS(AVAILABLE)));
+}
+
+DBLD_TEST(expired_want_is_not_built)
+{
+    bf f;
+    setup(&f, "expired");
+    settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
+    /* created 10 s ago with a TTL of 2 s */
+    char *old = put_want(&f, "c/old", 2, dbld_now_ns() - 10 * 1000000000LL);
+    char *live = put_want(&f, "c/live", 3600, 0);
+    CHECK(H_POLL_UNTIL(60000, bf_part_status(&f, "c/live") == PS(AVAILABLE)));
+    int list = 0, state = 0;
+    long long att = 0;
+    CHECK(H_POLL_UNTIL(10000, item(&f, DBLD_PROC_WANT_RECONCILER, old, &list, &state, &att) &&
+                                  list == DATABUILD__V1__WORK_LIST__WORK_CLEANUP));
+    CHECK_EQ_INT(builds_for_want(&f, old), 0);
+    CHECK_EQ_INT(bf_part_status(&f, "c/old"), PS(REQUESTED)); /* wanted, never built */
+    CHECK_EQ_INT(bf_execs(&f, "c/old"), 0);
+    CHECK(item(&f, DBLD_PROC_WANT_RECONCILER, live, &list, &state, &att));
+    CHECK_EQ_INT(list, DATABUILD__V1__WORK_LIST__WORK_ACTIVE);
+}
+
+DBLD_TEST(failing_item_incomplete_then_aborted_others_complete)
+{
+    bf f;
+    setup(&f, "abort");
+    settings(&f, DBLD_PROC_WANT_RECONCILER, 200, "max_item_errors", 3);
+    settings(&f, DBLD_PROC_WANT_RECONCILER, 0, "retry_backoff_ms", 100);
+    /* no job produces nobody/1: every submission for it is refused */
+    char *bad = put_want(&f, "nobody/1", 0, 0);
+    char *good = put_want(&f, "c/good", 0, 0);
+    CHECK(H_POLL_UNTIL(30000, item_state(&f, bad) == PROC_STATE(INCOMPLETE) ||
+                                  item_state(&f, bad) == PROC_STATE(ABORTED)));
+    CHECK_MSG(H_POLL_UNTIL(30000, item_state(&f, bad) == PROC_STATE(ABORTED)),
+              "bad want not ABORTED: %d", item_state(&f, bad));
+    CHECK(H_POLL_UNTIL(60000, bf_part_status(&f, "c/good") == PS(AVAILABLE)));
+    CHECK(H_POLL_UNTIL(30000, item_state(&f, good) == PROC_STATE(COMPLETED)));
+    int list = 0, state = 0;
+    long long att = 0;
+    CHECK(item(&f, DBLD_PROC_WANT_RECONCILER, bad, &list, &state, &att));
+    CHECK_EQ_INT(att, 3);
+    /* its errors: one per attempt, naming the cause, at most 10 kept */
+    h_rows *r = h_sql(f.dsn, "SELECT encode(status, 'hex') FROM process_work WHERE name = $1", bad);
+    CHECK_EQ_INT(h_rows_n(r), 1);
+    const char *hex = h_rows_get(r, 0, 0);
+    size_t len = strlen(hex) / 2;
+    uint8_t *buf = dbld_arena_alloc(f.a, len + 1);
+    for (size_t i = 0; i < len; i++)
+        sscanf(hex + 2 * i, "%2hhx", &buf[i]);
+    Databuild__V1__ProcessStatus *s = dbld_pstatus_unpack(f.a, buf, len);
+    CHECK_EQ_INT(s->total_errors, 3);
+    CHECK_EQ_INT(s->n_errors, 3);
+    CHECK_CONTAINS(s->errors[0]->text, "nobody/1");
+    h_rows_free(r);
+    /* the runs were INCOMPLETE and their errors bounded */
+    Databuild__V1__ProcessRunEvent **runs;
+    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    int incomplete = 0;
+    for (size_t i = 0; i < n; i++)
+        incomplete += runs[i]->state == PROC_STATE(INCOMPLETE);
+    CHECK_CMP_INT(incomplete, >=, 3);
+    /* once ABORTED it is not tried again */
+    size_t before = n;
+    CHECK(H_POLL_UNTIL(10000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
+    CHECK(item(&f, DBLD_PROC_WANT_RECONCILER, bad, &list, &state, &att));
+    CHECK_EQ_INT(att, 3);
+}
+
+/* ---- two replicas ---- */
+
+static h_service *second_graph(bf *f)
+{
+    h_service *g2 = bf_graph_new(f, 2);
+    h_service_restart(g2);
+    return g2;
+}
+
+DBLD_TEST(two_replicas_one_runner_and_kill_hands_over)
+{
+    bf f;
+    setup(&f, "replicas");
+    h_service *g2 = second_graph(&f);
+    settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
+    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 10));
+    size_t r1 = runs_by(&f, DBLD_PROC_WANT_RECONCILER, f.graph);
+    size_t r2 = runs_by(&f, DBLD_PROC_WANT_RECONCILER, g2);
+    h_note("runs: graph-1 %zu, graph-2 %zu", r1, r2);
+    CHECK_MSG((r1 == 0) != (r2 == 0), "both replicas ran the process: %zu and %zu", r1, r2);
+    h_service *holder = r1 ? f.graph : g2, *other = r1 ? g2 : f.graph;
+    h_service_kill(holder);
+    int64_t t0 = dbld_mono_ms();
+    CHECK_MSG(H_POLL_UNTIL(4 * LEASE_MS, runs_by(&f, DBLD_PROC_WANT_RECONCILER, other) >= 1),
+              "the other replica did not take the process over");
+    int64_t ms = dbld_mono_ms() - t0;
+    h_note("takeover after %lld ms (lease %d ms)", (long long)ms, LEASE_MS);
+    CHECK_CMP_INT(ms, <=, 2 * LEASE_MS + 500);
+    /* and it works: a want is built by the survivor */
+    char *want = put_want(&f, "c/after", 0, 0);
+    CHECK(H_POLL_UNTIL(60000, bf_part_status(&f, "c/after") == PS(AVAILABLE)));
+    CHECK_EQ_INT(builds_for_want(&f, want), 1);
+}
+
+DBLD_TEST(frozen_holder_writes_nothing)
+{
+    bf f;
+    setup(&f, "frozen");
+    h_service *g2 = second_graph(&f);
+    settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
+    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 5));
+    h_service *holder = runs_by(&f, DBLD_PROC_WANT_RECONCILER, f.graph) ? f.graph : g2;
+    h_service *other = holder == f.graph ? g2 : f.graph;
+    CHECK_EQ_INT(kill(holder->pid, SIGSTOP), 0);
+    CHECK_MSG(H_POLL_UNTIL(4 * LEASE_MS, runs_by(&f, DBLD_PROC_WANT_RECONCILER, other) >= 1),
+              "no takeover while the holder is frozen");
+    size_t frozen_runs = runs_by(&f, DBLD_PROC_WANT_RECONCILER, holder);
+    CHECK_EQ_INT(kill(holder->pid, SIGCONT), 0);
+    /* give the continued replica every chance to write */
+    size_t mark = runs_by(&f, DBLD_PROC_WANT_RECONCILER, other);
+    CHECK(H_POLL_UNTIL(10000, runs_by(&f, DBLD_PROC_WANT_RECONCILER, other) >= mark + 5));
+    CHECK_EQ_INT(runs_by(&f, DBLD_PROC_WANT_RECONCILER, holder), frozen_runs);
+    CHECK(h_service_alive(holder));
+    h_rows *r =
+        h_sql(f.dsn, "SELECT instance FROM processes WHERE name = $1", DBLD_PROC_WANT_RECONCILER);
+    char tag[80];
+    snprintf(tag, sizeof tag, "graph@%s/", other->addr);
+    CHECK_CONTAINS(h_rows_get(r, 0, 0), tag);
+    h_rows_free(r);
+}
+
+DBLD_TEST(stale_fencing_token_is_refused)
+{
+    bf f;
+    setup(&f, "fence");
+    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
+    h_rows *r = h_sql(f.dsn, "SELECT instance, lease_token, runs FROM processes WHERE name = $1",
+                      DBLD_PROC_WANT_RECONCILER);
+    char *instance = dbld_arena_strdup(f.a, h_rows_get(r, 0, 0));
+    long long token = h_rows_i64(r, 0, 1);
+    h_rows_free(r);
+    Databuild__V1__UpdateProcessRequest req = DATABUILD__V1__UPDATE_PROCESS_REQUEST__INIT;
+    Databuild__V1__ProcessFence fence = DATABUILD__V1__PROCESS_FENCE__INIT;
+    fence.name = DBLD_PROC_WANT_RECONCILER;
+    fence.instance = instance;
+    fence.lease_token = token - 1 > 0 ? token - 1 : token + 1; /* not the current token */
+    req.fence = &fence;
+    Databuild__V1__ProcessWork w = DATABUILD__V1__PROCESS_WORK__INIT;
+    w.name = "forged";
+    w.build_request_id = "";
+    Databuild__V1__ProcessWork *items[] = {&w};
+    req.items = items;
+    req.n_items = 1;
+    Databuild__V1__ProcessRunEvent ev = DATABUILD__V1__PROCESS_RUN_EVENT__INIT;
+    ev.process_name = DBLD_PROC_WANT_RECONCILER;
+    ev.instance = "forged";
+    req.event = &ev;
+    Databuild__V1__UpdateProcessResponse *out = NULL;
+    dbld_status st = {0};
+    int rc =
+        dbld_client_unary(f.el->client, "/databuild.v1.ProcessStore/Update", &req.base,
+                          &databuild__v1__update_process_response__descriptor,
+                          dbld_arena_allocator(f.a), (ProtobufCMessage **)&out, BF_CALL_MS, 0, &st);
+    CHECK_CODE(rc, st, DBLD_FAILED_PRECONDITION);
+    CHECK_CONTAINS(st.msg, "process fence");
+    r = h_sql(f.dsn, "SELECT count(*) FROM process_work WHERE name = 'forged'");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), 0);
+    h_rows_free(r);
+    Databuild__V1__ProcessRunEvent **runs;
+    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    for (size_t i = 0; i < n; i++)
+        CHECK(strcmp(runs[i]->instance, "forged") != 0);
+}
+
+/* ---- run_reaper ---- */
+
+static void append(bf *f, Databuild__V1__BuildEvent *e)
+{
+    h_append_ok(f->el, f->a, &e, 1);
+}
+
+DBLD_TEST(run_reaper_ends_orphaned_runs)
+{
+    bf f;
+    setup(&f, "reaper");
+    settings(&f, DBLD_PROC_RUN_REAPER, 300, "lost_after_ms", 1000);
+    /* build B ended FAILED while its run R still shows RUNNING (its
+     * coordinator died between the two) */
+    append(&f,
+           h_event_build_request(f.a, "bbbbbbbb-0000-4000-8000-000000000001",
+                                 DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+                                 H_STRS("x/1"), "", ""));
+    append(&f, h_event_job(f.a, "bbbbbbbb-0000-4000-8000-000000000001",
+                           "11111111-0000-4000-8000-000000000001", "//t:c",
+                           DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_STRS("x/1")));
+    append(&f, h_event_partition(f.a, "bbbbbbbb-0000-4000-8000-000000000001", "x/1",
+                                 DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING,
+                                 "11111111-0000-4000-8000-000000000001"));
+    append(&f, h_event_build_request(f.a, "bbbbbbbb-0000-4000-8000-000000000001",
+                                     DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED,
+                                     H_NOSTRS, "", ""));
+    /* a run of a live build whose coordinator renews its lease: left alone */
+    Databuild__V1__RenewLeasesRequest lr = DATABUILD__V1__RENEW_LEASES_REQUEST__INIT;
+    char *ids[] = {"cccccccc-0000-4000-8000-000000000002"};
+    lr.owner = "someone-alive";
+    lr.build_request_ids = ids;
+    lr.n_build_request_ids = 1;
+    lr.ttl_ms = 600000;
+    Databuild__V1__RenewLeasesResponse *lresp = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_client_unary(f.el->client, "/databuild.v1.BuildLeases/Renew", &lr.base,
+                               &databuild__v1__renew_leases_response__descriptor,
+                               dbld_arena_allocator(f.a), (ProtobufCMessage **)&lresp, BF_CALL_MS,
+                               0, &st),
+             st);
+    append(&f, h_event_build_request(
+                   f.a, ids[0], DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING,
+                   H_STRS("x/2"), "", ""));
+    append(&f, h_event_job(f.a, ids[0], "22222222-0000-4000-8000-000000000002", "//t:c",
+                           DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_STRS("x/2")));
+    CHECK_MSG(
+        H_POLL_UNTIL(20000, ({
+                         h_rows *r =
+                             h_sql(f.dsn, "SELECT status, message FROM job_runs WHERE"
+                                          " job_run_id = '11111111-0000-4000-8000-000000000001'");
+                         int done = h_rows_n(r) == 1 && h_rows_i64(r, 0, 0) == 4;
+                         if (done)
+                             CHECK_CONTAINS(h_rows_get(r, 0, 1), "lost: its build request ended");
+                         h_rows_free(r);
+                         done;
+                     })),
+        "the orphaned run was not ended");
+    CHECK_EQ_INT(bf_part_status(&f, "x/1"), PS(FAILED));
+    dbld_sleep_ms(1500); /* several more passes */
+    h_rows *r = h_sql(f.dsn, "SELECT status FROM job_runs WHERE"
+                             " job_run_id = '22222222-0000-4000-8000-000000000002'");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__JOB_STATUS__JOB_RUNNING);
+    h_rows_free(r);
+    CHECK_CMP_INT(runs_of(&f, DBLD_PROC_RUN_REAPER, NULL), >=, 1);
+}
+
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(run_reaper_ends_orphaned_runs, 120),
+               DBLD_TEST_ENTRY_T(want_builds_without_a_build_command, 180),
+               DBLD_TEST_ENTRY_T(want_wakes_the_reconciler_at_once, 120),
+               DBLD_TEST_ENTRY_T(expired_want_is_not_built, 120),
+               DBLD_TEST_ENTRY_T(failing_item_incomplete_then_aborted_others_complete, 180),
+               DBLD_TEST_ENTRY_T(two_replicas_one_runner_and_kill_hands_over, 180),
+               DBLD_TEST_ENTRY_T(frozen_holder_writes_nothing, 180),
+               DBLD_TEST_ENTRY_T(stale_fencing_token_is_refused, 120))
