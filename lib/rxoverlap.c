@@ -805,25 +805,51 @@ static long brace_weight(const char *s, size_t i, size_t *end)
     return n > 1 ? n : 1;
 }
 
-/* 0 when the repetitions of pattern expand to at most MAX_COPIES copies. */
+/* 0 when the repetitions of pattern expand to at most MAX_COPIES copies, no
+ * repetition operator follows another, and no group with two alternatives
+ * that match the empty string is repeated by + or {m,n}: glibc's regcomp
+ * computes epsilon closures through such copies in exponential time
+ * ("(a||){30}*", "(a*|b*){30}*" did not finish in 10 s; found by
+ * tests/fuzz/fuzz_rxoverlap). An unmatched `)` is refused: it would close
+ * the group of anchored() and let the rest of the pattern match unanchored
+ * ("a)|(b" would match every ref starting with "a"). */
 static int check_copies(const char *s, dbld_status *st)
 {
     double inner[MAX_GROUP_DEPTH + 1], last[MAX_GROUP_DEPTH + 1];
+    /* per depth: the current branch can match "" so far / how many
+     * finished branches of the group can */
+    int br_null[MAX_GROUP_DEPTH + 1], n_null[MAX_GROUP_DEPTH + 1];
     int d = 0, after_simple = 0; /* the previous token was *, + or ? */
-    inner[0] = 1, last[0] = 0;
+    int br_before = 1,
+        el_multi = 0; /* the last element: its branch before it; a group of 2+ nullable branches */
+    inner[0] = 1, last[0] = 0, br_null[0] = 1, n_null[0] = 0;
     for (size_t i = 0; s[i];) {
         char c = s[i];
         double w = 0;
         size_t next = i + 1;
         size_t brace_end = 0;
-        int quant =
-            c == '*' || c == '+' || c == '?' || (c == '{' && brace_weight(s, i, &brace_end));
+        long bw = c == '{' ? brace_weight(s, i, &brace_end) : 0;
+        int quant = c == '*' || c == '+' || c == '?' || bw > 0;
         if (quant && after_simple) /* glibc's regcomp takes seconds and megabytes of stack */
             return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
                                    "invalid regular expression \"%s\": a repetition operator "
                                    "follows *, + or ? at offset %zu",
                                    s, i);
+        if ((c == '+' || bw > 0) && el_multi)
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "invalid regular expression \"%s\": a group with two "
+                                   "alternatives that match the empty string is repeated at "
+                                   "offset %zu",
+                                   s, i);
         after_simple = c == '*' || c == '+' || c == '?';
+        if (c == '*' || c == '?' || (bw > 0 && strtol(s + i + 1, NULL, 10) == 0))
+            br_null[d] = br_before; /* the last element may now match "" */
+        if (!quant) el_multi = 0;
+        if (c == ')' && d == 0) /* it would close the ^( ... )$ that anchors the pattern */
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "invalid regular expression \"%s\": an unmatched ')' at offset "
+                                   "%zu (write \\) for a literal parenthesis)",
+                                   s, i);
         if (c == '(') {
             if (d == MAX_GROUP_DEPTH)
                 return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
@@ -831,21 +857,32 @@ static int check_copies(const char *s, dbld_status *st)
                                        "than %d",
                                        s, MAX_GROUP_DEPTH);
             d++;
-            inner[d] = 1, last[d] = 0;
+            inner[d] = 1, last[d] = 0, br_null[d] = 1, n_null[d] = 0;
         } else if (c == ')' && d > 0) {
+            n_null[d] += br_null[d];
+            int group_null = n_null[d] > 0;
+            el_multi = n_null[d] >= 2;
             d--;
             last[d] = inner[d + 1];
+            br_before = br_null[d];
+            br_null[d] = br_null[d] && group_null;
         } else if (c == '|') {
             last[d] = 0;
+            n_null[d] += br_null[d];
+            br_null[d] = 1;
         } else if (c == '+') {
             w = 2;
         } else if (c == '*' || c == '?') {
             w = 1;
-        } else if (c == '{' && (w = (double)brace_weight(s, i, &next)) > 0) {
+        } else if (bw > 0) {
+            w = (double)bw;
+            next = brace_end;
         } else {
             if (c == '[') next = skip_bracket(s, i);
             if (c == '\\' && s[i + 1]) next = i + 2;
             last[d] = 1;
+            br_before = br_null[d];
+            br_null[d] = 0;
         }
         if (w > 0) last[d] *= w;
         if (last[d] > inner[d]) inner[d] = last[d];
