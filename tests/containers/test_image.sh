@@ -35,8 +35,15 @@ done
 docker run --rm "$img" cli --help >/dev/null || bad "databuild --help fails in $img"
 
 name=dbldt-image-$$-$RANDOM
-trap 'docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
-docker run -d --name "$name" "$img" job >/dev/null
+tokens=$(mktemp -d)
+trap 'docker rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$tokens"' EXIT
+# The shipped config has token authorization on: without its token files a
+# service refuses to start, naming the file.
+docker run --rm "$img" job >"$tokens/out" 2>&1 && bad "the job service started without its token files"
+grep -q 'could not read token file.*/etc/databuild/tokens/services.token' "$tokens/out" ||
+    bad "no token file, but not the error naming it: $(tail -c 400 "$tokens/out")"
+"$src/deploy/compose/make-tokens.sh" "$tokens/t"
+docker run -d --name "$name" -v "$tokens/t:/etc/databuild/tokens:ro" "$img" job >/dev/null
 started=""
 for _ in $(seq 1 100); do
     started=$(docker logs "$name" 2>&1 | grep '"msg":"started"' || true)
