@@ -271,7 +271,7 @@ int gsr_list_work(gs_run *r, int list, Databuild__V1__ProcessWork ***items, size
             all = grown;
             cap = ncap;
         }
-        memcpy(all + cnt, resp->items, resp->n_items * sizeof *all);
+        if (resp->n_items) memcpy(all + cnt, resp->items, resp->n_items * sizeof *all);
         cnt += resp->n_items;
         if (!resp->has_more || !resp->n_items) break;
         after = resp->items[resp->n_items - 1]->name;

@@ -69,7 +69,7 @@ static int by_seq(const void *x, const void *y)
 /* Keep, per key, the last TaskExecution, placed where the key first showed. */
 static size_t last_per_task(slot *s, size_t n)
 {
-    qsort(s, n, sizeof *s, by_key_seq);
+    if (n > 1) qsort(s, n, sizeof *s, by_key_seq);
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         if (m && strcmp(s[m - 1].key, s[i].key) == 0) {
@@ -78,7 +78,7 @@ static size_t last_per_task(slot *s, size_t n)
         }
         s[m++] = s[i];
     }
-    qsort(s, m, sizeof *s, by_seq);
+    if (m > 1) qsort(s, m, sizeof *s, by_seq);
     return m;
 }
 
