@@ -600,11 +600,26 @@ int gs_processes_start(gs_service *s)
             dbld_arena_msg(m->procs[i].settings_arena, &databuild__v1__process_params__descriptor);
         m->procs[i].freq_ms = 10000;
     }
-    if (pthread_create(&m->mgr, NULL, mgr_main, m) != 0) return -1;
-    for (size_t i = 0; i < N_PROCS; i++)
-        if (pthread_create(&m->procs[i].th, NULL, proc_main, &m->procs[i]) != 0) return -1;
+    if (pthread_create(&m->mgr, NULL, mgr_main, m) != 0) goto fail_arenas;
+    size_t started = 0;
+    for (; started < N_PROCS; started++)
+        if (pthread_create(&m->procs[started].th, NULL, proc_main, &m->procs[started]) != 0)
+            goto fail_threads;
     m->started = 1;
     return 0;
+
+fail_threads: /* stop and join what did start */
+    pthread_mutex_lock(&m->mu);
+    m->stop = 1;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->mgr, NULL);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(m->procs[i].th, NULL);
+fail_arenas:
+    for (size_t i = 0; i < N_PROCS; i++)
+        dbld_arena_destroy(m->procs[i].settings_arena);
+    return -1;
 }
 
 void gs_processes_stop(gs_service *s)
