@@ -1,5 +1,5 @@
 /* fuzz_req_eventlog.c - requests to the event log (EventLog, PartitionClaims,
- * BuildLeases, JobLogs), chosen by the first input byte, through the
+ * BuildLeases, JobLogs, ProcessStore), chosen by the first input byte, through the
  * runtime's request path (fuzz_request.h). EventLog/Append then runs the
  * handler's validation of each event, el_event_prepare()
  * (services/eventlog/event_meta.c: event type, event id, the refs, labels
@@ -27,8 +27,9 @@ static int validate(const dbld_method *m, ProtobufCMessage *msg, dbld_arena *a, 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const dbld_service *const services[] = {&el_eventlog_service, &el_claims_service,
-                                                   &el_leases_service, &el_joblogs_service, NULL};
+    static const dbld_service *const services[] = {&el_eventlog_service,  &el_claims_service,
+                                                   &el_leases_service,    &el_joblogs_service,
+                                                   &el_processes_service, NULL};
     fuzz_service_request(services, data, size, validate);
     return 0;
 }

@@ -1,5 +1,5 @@
 /* fuzz_req_query.c - requests to the query service (DataBuildService,
- * QueryOps), chosen by the first input byte, through the runtime's request
+ * QueryOps, Processes), chosen by the first input byte, through the runtime's request
  * path (fuzz_request.h). The query handlers check their requests inline,
  * on a per-call context that holds a database connection (q_req), so this
  * target stops after the request path; the refs of PutWants and PutTaints
@@ -43,7 +43,8 @@ static int validate(const dbld_method *m, ProtobufCMessage *msg, dbld_arena *a, 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const dbld_service *const services[] = {&q_databuild_service, &q_ops_service, NULL};
+    static const dbld_service *const services[] = {&q_databuild_service, &q_ops_service,
+                                                   &q_processes_service, NULL};
     fuzz_service_request(services, data, size, validate);
     return 0;
 }

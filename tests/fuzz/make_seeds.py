@@ -97,14 +97,14 @@ def write(target, name, data):
         f.write(data)
 
 
-def method_requests(pb, ext, health):
+def method_requests(*mods):
     """(service file, method name, request class) of every RPC."""
     out = []
-    for mod in (pb, ext, health):
+    for mod in mods:
         for svc in mod.DESCRIPTOR.services_by_name.values():
             for m in svc.methods:
                 cls = None
-                for cand in (pb, ext, health):
+                for cand in mods:
                     cls = getattr(cand, m.input_type.name, None)
                     if cls is not None and cls.DESCRIPTOR.full_name == m.input_type.full_name:
                         break
@@ -116,7 +116,7 @@ def method_requests(pb, ext, health):
 def main():
     tmp = tempfile.mkdtemp(prefix="dbld-seeds-")
     ns = dbld_testlib.generate_stubs(tmp)
-    pb, ext, health = ns.pb, ns.ext, ns.health
+    pb, ext, health, proc = ns.pb, ns.ext, ns.health, ns.proc
 
     # ---- JSON: what the project reads as JSON
     types = [pb.JobConfigureResponse, pb.BuildEvent, pb.MetricPoint, pb.JobLogEntry]
@@ -138,7 +138,7 @@ def main():
 
     # ---- wire: one filled-in request per RPC, by the target's numbering
     reqs = {}
-    for svc, name, cls in method_requests(pb, ext, health):
+    for svc, name, cls in method_requests(pb, ext, health, proc):
         reqs["/%s/%s" % (svc, name)] = cls
     def cls(name):
         for mod in (pb, ext, health):
@@ -161,7 +161,8 @@ def main():
     # ---- per service: the order of the C method tables (paths grep'd from the sources)
     tables = {
         "fuzz_req_eventlog": ["services/eventlog/eventlog_rpc.c", "services/eventlog/claims_rpc.c",
-                              "services/eventlog/leases_rpc.c", "services/eventlog/joblogs_rpc.c"],
+                              "services/eventlog/leases_rpc.c", "services/eventlog/joblogs_rpc.c",
+                              "services/eventlog/processes_rpc.c"],
         "fuzz_req_job": ["services/job/job_rpc.c"],
         "fuzz_req_graph": ["services/graph/graph_rpc.c"],
         "fuzz_req_query": ["services/query/service.c"],
@@ -175,6 +176,9 @@ def main():
                 for m in re.finditer(r'M(?:_FLAGS)?\("(\w+)"', text):
                     paths.append("/databuild.v1.DataBuildService/" + m.group(1))
                 paths += re.findall(r'"(/databuild\.v1\.QueryOps/\w+)"', text)
+                paths += ["/databuild.v1.Processes/" + n for n in re.findall(r'\bP\("(\w+)"', text)]
+            elif f.endswith("processes_rpc.c"):
+                paths += ["/databuild.v1.ProcessStore/" + n for n in re.findall(r'\bM\("(\w+)"', text)]
             else:
                 paths += re.findall(r'\{"(/databuild\.v1\.\w+/\w+)"', text)
         for i, p in enumerate(paths):

@@ -54,7 +54,7 @@ def unique_name(prefix):
 def generate_stubs(out_dir):
     """Generate Python modules for databuild.proto, databuild_ext.proto and
     grpc.health.v1 into out_dir and put it on sys.path. Returns a namespace
-    with pb, ext, ext_grpc, health, health_grpc."""
+    with pb, ext, ext_grpc, health, health_grpc, proc (databuild_process.proto)."""
     plugin = shutil.which("grpc_python_plugin")
     protoc = shutil.which("protoc")
     if not plugin or not protoc:
@@ -64,7 +64,8 @@ def generate_stubs(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     subprocess.run([protoc, "-I", proto_dir, "--python_out=" + out_dir,
                     "--grpc_out=" + out_dir, "--plugin=protoc-gen-grpc=" + plugin,
-                    "databuild.proto", "databuild_exec.proto", "databuild_ext.proto"], check=True)
+                    "databuild.proto", "databuild_exec.proto", "databuild_ext.proto",
+                    "databuild_process.proto"], check=True)
     # health.proto lives under grpc/...; generating it there would shadow the
     # grpc package, so it is compiled from its own directory (the wire names
     # come from its package, grpc.health.v1, not from the file path).
@@ -80,6 +81,7 @@ def generate_stubs(out_dir):
         ext_grpc = importlib.import_module("databuild_ext_pb2_grpc")
         health = importlib.import_module("health_pb2")
         health_grpc = importlib.import_module("health_pb2_grpc")
+        proc = importlib.import_module("databuild_process_pb2")
     return Stubs
 
 
