@@ -8,10 +8,7 @@
  * The graph: a/X needs b/X and c/X, b/X needs c/X; r/W (a weekly report)
  * needs a/W-1 .. a/W-3 (tests/jobs/graph_job.py).
  */
-#include "test_build_fixture.h"
-
-#include "databuild_process.pb-c.h"
-#include "dbld/process.h"
+#include "test_processes_fixture.h"
 
 #define JOBS                                                                                       \
     "    - label: \"//t:a\"\n      command: %CMD%\n      outputs: [\"a/.*\"]\n"                    \
@@ -31,12 +28,14 @@ static void setup(bf *f, const char *hint)
     bf_setup(f, hint, &o);
 }
 
-static void taint(bf *f, const char *ref)
+/* Taint ref through the event log; the taint's event id. */
+static const char *taint(bf *f, const char *ref)
 {
     Databuild__V1__BuildEvent *e =
         h_event_taint(f->a, "", (const char *const[]){ref, NULL},
                       DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST, "bad input");
     h_append_ok(f->el, f->a, &e, 1);
+    return e->event_id;
 }
 
 /* Tainted flag of ref (PartitionClaims.Status). */
@@ -138,6 +137,72 @@ DBLD_TEST(live_want_rebuilds_stale_without_a_command)
     CHECK_EQ_INT(bf_lines(&f, "exec.log"), 14);
 }
 
+/* GetPartitionsSummary's PartitionStaleInfo (field 1001), read as a client
+ * of databuild_process.proto would; NULL when absent. */
+static Databuild__V1__PartitionStaleInfo *stale_info(pf *f, const char *ref)
+{
+    Databuild__V1__PartitionRef pr = DATABUILD__V1__PARTITION_REF__INIT;
+    pr.str = (char *)ref;
+    Databuild__V1__PartitionSummaryRequest req = DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
+    req.ref = &pr;
+    Databuild__V1__PartitionSummaryResponse *resp = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_client_unary(f->q->client, "/databuild.v1.DataBuildService/GetPartitionsSummary",
+                               &req.base, &databuild__v1__partition_summary_response__descriptor,
+                               dbld_arena_allocator(f->b.a), (ProtobufCMessage **)&resp, BF_CALL_MS,
+                               0, &st),
+             st);
+    size_t n;
+    uint8_t *b = dbld_msg_pack(f->b.a, &resp->base, &n);
+    Databuild__V1__PartitionSummaryResponseExt *x =
+        databuild__v1__partition_summary_response_ext__unpack(dbld_arena_allocator(f->b.a), n, b);
+    CHECK(x != NULL);
+    return x->stale;
+}
+
+DBLD_TEST(summary_says_why_a_partition_is_stale)
+{
+    pf f;
+    pf_setup(&f, "taintwhy", JOBS, RULES, NULL);
+    build_ok(&f.b, "r/w");
+    CHECK(stale_info(&f, "r/w") == NULL);
+    const char *tid = taint(&f.b, "c/w-2");
+    CHECK_MSG(H_POLL_UNTIL(20000, tainted(&f.b, "r/w")), "r/w not made stale");
+    /* tainted itself */
+    Databuild__V1__PartitionStaleInfo *s = stale_info(&f, "c/w-2");
+    CHECK(s != NULL);
+    CHECK_EQ_STR(s->taint_id, tid);
+    CHECK_EQ_STR(s->via_input, "");
+    CHECK_EQ_STR(s->reason, "bad input");
+    /* stale through an input, one and two levels down */
+    s = stale_info(&f, "b/w-2");
+    CHECK(s != NULL);
+    CHECK_EQ_STR(s->taint_id, tid);
+    CHECK_EQ_INT(s->n_tainted_refs, 1);
+    CHECK_EQ_STR(s->tainted_refs[0], "c/w-2");
+    CHECK_EQ_STR(s->via_input, "c/w-2");
+    CHECK(s->since_ns > 0);
+    s = stale_info(&f, "r/w");
+    CHECK(s != NULL);
+    CHECK_EQ_STR(s->taint_id, tid);
+    CHECK_EQ_STR(s->via_input, "a/w-2");
+    CHECK(stale_info(&f, "a/w-1") == NULL);
+    /* the CLI shows it */
+    cli_out o =
+        cli_runv((const char *const[]){"--server", f.q->addr, "partitions", "show", "r/w", NULL});
+    CHECK_EQ_INT(o.code, 0);
+    CHECK_CONTAINS(o.out, "stale");
+    CHECK_CONTAINS(o.out, tid);
+    CHECK_CONTAINS(o.out, "of c/w-2 via input a/w-2");
+    /* a rebuild clears it */
+    build_ok(&f.b, "r/w");
+    CHECK(stale_info(&f, "r/w") == NULL);
+    CHECK(stale_info(&f, "c/w-2") == NULL);
+    o = cli_runv((const char *const[]){"--server", f.q->addr, "partitions", "show", "r/w", NULL});
+    CHECK_EQ_INT(o.code, 0);
+    CHECK(strstr(o.out, "stale") == NULL);
+}
+
 /* ---- stale cancellation: s/X reads x/X, u/X reads z/X; both gated ---- */
 
 #define CANCEL_JOBS                                                                                \
@@ -224,4 +289,5 @@ DBLD_TEST(taint_cancels_in_flight_runs_reading_it)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(taint_rebuilds_exactly_the_downstream, 240),
                DBLD_TEST_ENTRY_T(live_want_rebuilds_stale_without_a_command, 240),
-               DBLD_TEST_ENTRY_T(taint_cancels_in_flight_runs_reading_it, 240))
+               DBLD_TEST_ENTRY_T(taint_cancels_in_flight_runs_reading_it, 240),
+               DBLD_TEST_ENTRY_T(summary_says_why_a_partition_is_stale, 240))
