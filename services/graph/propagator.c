@@ -41,10 +41,12 @@
 #include "dbld/process.h"
 #include "dbld/util.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
-#define CHUNK 1000
+#define CHUNK 1000 /* setting chunk: invalidations per Append */
+#define CHUNK_MAX 10000
 
 static Databuild__V1__BuildEvent *invalidation(dbld_arena *a, const char *ref, const char *reason,
                                                const char *taint, char **refs, size_t n_refs,
@@ -100,6 +102,78 @@ static int cancel_runs(gs_run *r, const Databuild__V1__DownstreamResponse *resp,
     return 0;
 }
 
+/* ---- writing the invalidations: up to WRITERS appends in flight, so that
+ * the event log's group commit and PostgreSQL work on one chunk while the
+ * next is encoded and sent (chunks are independent: an invalidation
+ * appended twice is harmless, and a failed chunk fails the item, which is
+ * retried). */
+
+#define WRITERS 3
+
+typedef struct writes {
+    gs_run *r;
+    gs_service *s;
+    Databuild__V1__BuildEvent **evs;
+    size_t n, chunk;
+    pthread_mutex_t mu;
+    size_t next;  /* first event not taken yet */
+    size_t done;  /* events appended */
+    int rc;       /* first failure */
+    dbld_status st;
+} writes;
+
+static void *writer(void *arg)
+{
+    writes *w = arg;
+    dbld_arena *a = dbld_arena_create();
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        size_t off = w->next, k = 0;
+        if (!w->rc && off < w->n && gsr_lease_ok(w->r)) {
+            k = w->n - off < w->chunk ? w->n - off : w->chunk;
+            w->next += k;
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (!k) break;
+        dbld_status st;
+        dbld_arena_reset(a);
+        int rc = dbld_eventlog_append(w->s->eventlog, w->evs + off, k, a, NULL,
+                                      w->s->el_timeout_ms, &st);
+        pthread_mutex_lock(&w->mu);
+        if (rc && !w->rc) {
+            w->rc = rc;
+            w->st = st;
+        }
+        if (!rc) w->done += k;
+        pthread_mutex_unlock(&w->mu);
+    }
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+/* Append evs[0..n) in chunks; *marked += what was written; 0 or a code. */
+static int write_all(gs_run *r, Databuild__V1__BuildEvent **evs, size_t n, size_t chunk,
+                     int64_t *marked, dbld_status *st)
+{
+    writes w = {.r = r, .s = gsr_service(r), .evs = evs, .n = n, .chunk = chunk};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_t th[WRITERS];
+    size_t started = 0, want = (n + chunk - 1) / chunk;
+    for (; started < WRITERS && started + 1 < want; started++)
+        if (pthread_create(&th[started], NULL, writer, &w) != 0) break;
+    writer(&w); /* this thread writes too */
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&w.mu);
+    *marked += (int64_t)w.done;
+    if (w.rc) {
+        *st = w.st;
+        return w.rc;
+    }
+    if (w.done < n) return dbld_status_set(st, DBLD_ABORTED, "lease lost");
+    return 0;
+}
+
 /* Mark what taint item w makes stale; 0 or a code. */
 static int propagate(gs_run *r, Databuild__V1__ProcessWork *w, int64_t *marked, dbld_status *st)
 {
@@ -113,32 +187,33 @@ static int propagate(gs_run *r, Databuild__V1__ProcessWork *w, int64_t *marked, 
     req.n_refs = n_refs;
     req.runs_before_ns = dbld_params_int(w->params, "created_ns", 0);
     Databuild__V1__DownstreamResponse *resp = NULL;
+    int64_t t0 = dbld_mono_ms();
     int rc = gsr_store_call(r, "Downstream", &req.base,
                             &databuild__v1__downstream_response__descriptor, &resp, st);
     if (rc) return rc;
+    int64_t t1 = dbld_mono_ms();
+    gsr_stat(r, "downstream_ms", (double)(t1 - t0));
     if (resp->truncated)
         gsr_error(r, "taint %s: more than %zu stale partitions; the rest on the next pass", w->name,
                   resp->n_partitions);
-    gs_service *s = gsr_service(r);
     const char *what =
         n_refs == 1 ? refs[0] : dbld_arena_printf(a, "%s and %zu more", refs[0], n_refs - 1);
     rc = cancel_runs(r, resp, w->name, what, st);
     if (rc) return rc;
-    for (size_t off = 0; off < resp->n_partitions; off += CHUNK) {
-        if (!gsr_lease_ok(r)) return dbld_status_set(st, DBLD_ABORTED, "lease lost");
-        size_t k = resp->n_partitions - off < CHUNK ? resp->n_partitions - off : CHUNK;
-        Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, k * sizeof *evs);
-        for (size_t i = 0; i < k; i++) {
-            const Databuild__V1__StaleEdge *e = resp->partitions[off + i];
-            evs[i] = invalidation(
-                a, e->ref,
-                dbld_arena_printf(a, "stale: taint %s of %s via input %s", w->name, what, e->via),
-                w->name, refs, n_refs, e->via);
-        }
-        rc = dbld_eventlog_append(s->eventlog, evs, k, a, NULL, s->el_timeout_ms, st);
-        if (rc) return rc;
-        *marked += (int64_t)k;
+    int64_t cs = gsr_setting_int(r, "chunk", CHUNK);
+    size_t chunk = cs < 1 ? 1 : cs > CHUNK_MAX ? CHUNK_MAX : (size_t)cs;
+    Databuild__V1__BuildEvent **evs =
+        dbld_arena_alloc(a, (resp->n_partitions + 1) * sizeof *evs);
+    for (size_t i = 0; i < resp->n_partitions; i++) {
+        const Databuild__V1__StaleEdge *e = resp->partitions[i];
+        evs[i] = invalidation(
+            a, e->ref,
+            dbld_arena_printf(a, "stale: taint %s of %s via input %s", w->name, what, e->via),
+            w->name, refs, n_refs, e->via);
     }
+    rc = resp->n_partitions ? write_all(r, evs, resp->n_partitions, chunk, marked, st) : 0;
+    if (rc) return rc;
+    gsr_stat(r, "mark_ms", (double)(dbld_mono_ms() - t1));
     if (resp->truncated) gsr_wake_at(r, dbld_now_ns());
     return 0;
 }

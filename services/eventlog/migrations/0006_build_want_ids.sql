@@ -7,3 +7,7 @@
 ALTER TABLE build_requests ADD COLUMN want_ids text[] NOT NULL DEFAULT '{}';
 UPDATE build_requests SET want_ids = ARRAY[want_id] WHERE want_id <> '';
 CREATE INDEX build_requests_want_ids_gin ON build_requests USING gin (want_ids);
+
+-- The job runs still in flight (SCHEDULED, RUNNING): few at any time, looked
+-- up by taint_propagator's stale cancellation (ProcessStore.Downstream).
+CREATE INDEX job_runs_in_flight ON job_runs (job_run_id) WHERE status IN (1, 2);
