@@ -116,9 +116,9 @@ typedef struct writes {
     Databuild__V1__BuildEvent **evs;
     size_t n, chunk;
     pthread_mutex_t mu;
-    size_t next;  /* first event not taken yet */
-    size_t done;  /* events appended */
-    int rc;       /* first failure */
+    size_t next; /* first event not taken yet */
+    size_t done; /* events appended */
+    int rc;      /* first failure */
     dbld_status st;
 } writes;
 
@@ -137,8 +137,8 @@ static void *writer(void *arg)
         if (!k) break;
         dbld_status st;
         dbld_arena_reset(a);
-        int rc = dbld_eventlog_append(w->s->eventlog, w->evs + off, k, a, NULL,
-                                      w->s->el_timeout_ms, &st);
+        int rc = dbld_eventlog_append(w->s->eventlog, w->evs + off, k, a, NULL, w->s->el_timeout_ms,
+                                      &st);
         pthread_mutex_lock(&w->mu);
         if (rc && !w->rc) {
             w->rc = rc;
@@ -202,8 +202,7 @@ static int propagate(gs_run *r, Databuild__V1__ProcessWork *w, int64_t *marked, 
     if (rc) return rc;
     int64_t cs = gsr_setting_int(r, "chunk", CHUNK);
     size_t chunk = cs < 1 ? 1 : cs > CHUNK_MAX ? CHUNK_MAX : (size_t)cs;
-    Databuild__V1__BuildEvent **evs =
-        dbld_arena_alloc(a, (resp->n_partitions + 1) * sizeof *evs);
+    Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, (resp->n_partitions + 1) * sizeof *evs);
     for (size_t i = 0; i < resp->n_partitions; i++) {
         const Databuild__V1__StaleEdge *e = resp->partitions[i];
         evs[i] = invalidation(
