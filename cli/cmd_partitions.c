@@ -164,16 +164,15 @@ static int on_ref(cli_ctx *ctx, int id, const char *v, void *user)
     return 0;
 }
 
-/* "taint T of R via input X: reason" from the response's field 1001
- * (PartitionSummaryResponseExt, services/query/stale.c), or NULL. */
-static const char *stale_line(dbld_arena *a, const Databuild__V1__PartitionSummaryResponse *resp)
+/* "taint T of R via input X" from the summary's field 1001
+ * (PartitionSummaryV2Ext, services/query/stale.c), or NULL. */
+static const char *stale_line(dbld_arena *a, const Databuild__V1__PartitionSummaryV2 *p)
 {
     size_t n;
-    uint8_t *b = dbld_msg_pack(a, &resp->base, &n);
-    Databuild__V1__PartitionSummaryResponseExt *x =
-        (Databuild__V1__PartitionSummaryResponseExt *)protobuf_c_message_unpack(
-            &databuild__v1__partition_summary_response_ext__descriptor, dbld_arena_allocator(a), n,
-            b);
+    uint8_t *b = dbld_msg_pack(a, &p->base, &n);
+    Databuild__V1__PartitionSummaryV2Ext *x =
+        (Databuild__V1__PartitionSummaryV2Ext *)protobuf_c_message_unpack(
+            &databuild__v1__partition_summary_v2_ext__descriptor, dbld_arena_allocator(a), n, b);
     if (!x || !x->stale) return NULL;
     const Databuild__V1__PartitionStaleInfo *s = x->stale;
     char refs[2048];
@@ -234,7 +233,7 @@ int cmd_partitions_show(cli_ctx *ctx, int argc, char **argv)
         } else if (resp->partition) {
             if (shown++) printf("\n");
             print_summary(resp->partition);
-            const char *stale = stale_line(ar, resp);
+            const char *stale = stale_line(ar, resp->partition);
             if (stale) cli_kv(stdout, "stale", stale);
         }
     }

@@ -32,7 +32,7 @@
 #define DBLD_INVALIDATION_VIA 1003
 /* BuildRequestWants.want_ids, inside a BuildRequestEvent. */
 #define DBLD_BUILD_WANT_IDS 1001
-/* PartitionSummaryResponseExt.stale, inside a PartitionSummaryResponse. */
+/* PartitionSummaryV2Ext.stale, inside a PartitionSummaryV2. */
 #define DBLD_PARTITION_STALE 1001
 
 /* The processes every graph replica runs, in this order. */

@@ -76,7 +76,7 @@ static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_ms
     Databuild__V1__PartitionSummaryResponse *resp =
         dbld_arena_msg(a, &databuild__v1__partition_summary_response__descriptor);
     resp->partition = s;
-    q_stale_attach(a, resp, q_stale_decode(a, stale));
+    q_stale_attach(a, s, q_stale_decode(a, stale));
     dbld_res_free(stale);
     *resp_msg = &resp->base;
     return 0;

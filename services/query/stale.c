@@ -1,5 +1,5 @@
 /* stale.c - why a partition is stale, for GetPartitionsSummary (and any
- * other path that builds a PartitionSummaryResponse, such as an in-memory
+ * other path that builds its PartitionSummaryV2, such as an in-memory
  * index: call q_stale_fill(), or q_stale_stmt() + q_stale_decode() +
  * q_stale_attach() to fold the read into a pipeline of your own).
  *
@@ -14,8 +14,8 @@
  *   PartitionInvalidationEvent taint_id, tainted_refs and via_input from its
  *                             PartitionInvalidationExt fields (propagator.c
  *                             writes them), reason = its reason text
- * The result is a PartitionStaleInfo written into the response as unknown
- * field 1001 (PartitionSummaryResponseExt.stale), which seed readers skip.
+ * The result is a PartitionStaleInfo written into the PartitionSummaryV2 as
+ * unknown field 1001 (PartitionSummaryV2Ext.stale), which seed readers skip.
  * One indexed statement (events_refs_gin), no row when the partition is not
  * tainted.
  */
@@ -86,7 +86,7 @@ Databuild__V1__PartitionStaleInfo *q_stale_decode(dbld_arena *a, const dbld_res 
     return s;
 }
 
-void q_stale_attach(dbld_arena *a, Databuild__V1__PartitionSummaryResponse *resp,
+void q_stale_attach(dbld_arena *a, Databuild__V1__PartitionSummaryV2 *resp,
                     const Databuild__V1__PartitionStaleInfo *info)
 {
     if (!info) return;
@@ -109,12 +109,12 @@ void q_stale_attach(dbld_arena *a, Databuild__V1__PartitionSummaryResponse *resp
     resp->base.n_unknown_fields++;
 }
 
-int q_stale_fill(q_req *r, const char *ref, Databuild__V1__PartitionSummaryResponse *resp,
-                 dbld_status *st)
+int q_stale_fill(q_req *r, Databuild__V1__PartitionSummaryV2 *resp, dbld_status *st)
 {
     dbld_stmt stmt;
     dbld_res *res = NULL;
-    q_stale_stmt(r->a, ref, &stmt, &res);
+    if (!resp->partition_ref || !*resp->partition_ref->str) return 0;
+    q_stale_stmt(r->a, resp->partition_ref->str, &stmt, &res);
     int rc = q_exec(r, stmt.sql, stmt.n, stmt.params, &res, st);
     if (rc) return rc;
     q_stale_attach(r->a, resp, q_stale_decode(r->a, res));

@@ -137,7 +137,7 @@ DBLD_TEST(live_want_rebuilds_stale_without_a_command)
     CHECK_EQ_INT(bf_lines(&f, "exec.log"), 14);
 }
 
-/* GetPartitionsSummary's PartitionStaleInfo (field 1001), read as a client
+/* GetPartitionsSummary's PartitionStaleInfo (field 1001 of its partition), read as a client
  * of databuild_process.proto would; NULL when absent. */
 static Databuild__V1__PartitionStaleInfo *stale_info(pf *f, const char *ref)
 {
@@ -153,9 +153,9 @@ static Databuild__V1__PartitionStaleInfo *stale_info(pf *f, const char *ref)
                                0, &st),
              st);
     size_t n;
-    uint8_t *b = dbld_msg_pack(f->b.a, &resp->base, &n);
-    Databuild__V1__PartitionSummaryResponseExt *x =
-        databuild__v1__partition_summary_response_ext__unpack(dbld_arena_allocator(f->b.a), n, b);
+    uint8_t *b = dbld_msg_pack(f->b.a, &resp->partition->base, &n);
+    Databuild__V1__PartitionSummaryV2Ext *x =
+        databuild__v1__partition_summary_v2_ext__unpack(dbld_arena_allocator(f->b.a), n, b);
     CHECK(x != NULL);
     return x->stale;
 }
