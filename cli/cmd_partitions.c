@@ -5,6 +5,8 @@
 #include "table.h"
 
 #include "databuild.pb-c.h"
+#include "databuild_process.pb-c.h"
+#include "dbld/process.h"
 #include "dbld/util.h"
 
 #include <inttypes.h>
@@ -162,6 +164,28 @@ static int on_ref(cli_ctx *ctx, int id, const char *v, void *user)
     return 0;
 }
 
+/* "taint T of R via input X" from the summary's field 1001
+ * (PartitionSummaryV2Ext, services/query/stale.c), or NULL. */
+static const char *stale_line(dbld_arena *a, const Databuild__V1__PartitionSummaryV2 *p)
+{
+    size_t n;
+    uint8_t *b = dbld_msg_pack(a, &p->base, &n);
+    Databuild__V1__PartitionSummaryV2Ext *x =
+        (Databuild__V1__PartitionSummaryV2Ext *)protobuf_c_message_unpack(
+            &databuild__v1__partition_summary_v2_ext__descriptor, dbld_arena_allocator(a), n, b);
+    if (!x || !x->stale) return NULL;
+    const Databuild__V1__PartitionStaleInfo *s = x->stale;
+    char refs[2048];
+    const char *what = s->n_tainted_refs
+                           ? cli_strs(s->tainted_refs, s->n_tainted_refs, 5, refs, sizeof refs)
+                           : "?";
+    if (!*s->via_input)
+        return dbld_arena_printf(a, "tainted by taint %s of %s: %s",
+                                 *s->taint_id ? s->taint_id : "?", what, s->reason);
+    return dbld_arena_printf(a, "taint %s of %s via input %s", *s->taint_id ? s->taint_id : "?",
+                             what, s->via_input);
+}
+
 static void print_summary(const Databuild__V1__PartitionSummaryV2 *p)
 {
     char st[16], t[40], builds[4096];
@@ -209,6 +233,8 @@ int cmd_partitions_show(cli_ctx *ctx, int argc, char **argv)
         } else if (resp->partition) {
             if (shown++) printf("\n");
             print_summary(resp->partition);
+            const char *stale = stale_line(ar, resp->partition);
+            if (stale) cli_kv(stdout, "stale", stale);
         }
     }
     dbld_arena_destroy(ar);

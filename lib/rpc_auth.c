@@ -62,6 +62,7 @@ static const struct {
     {"/databuild.v1.JobRunner/Run", I},
     {"/databuild.v1.JobRunner/RunStreamed", I},
     {"/databuild.v1.JobRunner/Cancel", W},
+    {"/databuild.v1.JobRunner/KnownRuns", I},
     /* the graph service */
     {"/databuild.v1.GraphBuilder/Analyze", R},
     {"/databuild.v1.GraphBuilder/Build", W},

@@ -26,6 +26,14 @@
 #define DBLD_WANT_TERM_SLA 1003
 #define DBLD_WANT_STATE 1001
 #define DBLD_WANT_STATE_REASON 1002
+/* PartitionInvalidationExt fields (databuild_process.proto). */
+#define DBLD_INVALIDATION_TAINT_ID 1001
+#define DBLD_INVALIDATION_TAINTED_REFS 1002
+#define DBLD_INVALIDATION_VIA 1003
+/* BuildRequestWants.want_ids, inside a BuildRequestEvent. */
+#define DBLD_BUILD_WANT_IDS 1001
+/* PartitionSummaryV2Ext.stale, inside a PartitionSummaryV2. */
+#define DBLD_PARTITION_STALE 1001
 
 /* The processes every graph replica runs, in this order. */
 #define DBLD_PROC_WANT_RECONCILER "want_reconciler"

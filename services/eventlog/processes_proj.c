@@ -12,12 +12,16 @@
  *   JobEvent    with a config (SCHEDULED): the run's outputs and inputs
  *               replace the outputs' rows in partition_inputs (lineage that
  *               taint_propagator follows downstream).
+ *   BuildRequestEvent with a want_id or BuildRequestWants ids (field 1001):
+ *               build_requests.want_ids (migration 0006), which
+ *               ListBuildRequests' triggering_want_ids matches.
  * A want or taint recorded twice (same id) keeps its first item. A wanted
  * partition never seen before gets a partitions row with status REQUESTED,
  * so ListPartitions lists it ("built, building, wanted") before any build.
  */
 #include "processes_proj.h"
 
+#include "databuild_process.pb-c.h"
 #include "dbld/process.h"
 
 #include <inttypes.h>
@@ -198,6 +202,52 @@ static size_t lineage(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *
     return 2;
 }
 
+/* The want ids of build request event b, newline-joined (arena), or NULL. */
+static const char *build_want_ids(dbld_arena *a, const Databuild__V1__BuildRequestEvent *b)
+{
+    const char *out = b->want_id && *b->want_id ? b->want_id : NULL;
+    if (!b->base.n_unknown_fields) return out;
+    size_t n;
+    uint8_t *buf = dbld_msg_pack(a, &b->base, &n);
+    Databuild__V1__BuildRequestWants *w =
+        (Databuild__V1__BuildRequestWants *)protobuf_c_message_unpack(
+            &databuild__v1__build_request_wants__descriptor, dbld_arena_allocator(a), n, buf);
+    for (size_t i = 0; w && i < w->n_want_ids; i++)
+        if (*w->want_ids[i])
+            out = out ? dbld_arena_printf(a, "%s\n%s", out, w->want_ids[i]) : w->want_ids[i];
+    return out;
+}
+
+static size_t want_ids(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
+{
+    const char **ids = dbld_arena_alloc(a, (n + 1) * sizeof *ids);
+    const char **wants = dbld_arena_alloc(a, (n + 1) * sizeof *wants);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Databuild__V1__BuildEvent *e = evs[i]->ev;
+        if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT ||
+            !*e->build_request_id)
+            continue;
+        const char *w = build_want_ids(a, e->build_request_event);
+        if (!w) continue;
+        ids[m] = e->build_request_id;
+        wants[m++] = w;
+    }
+    if (!m) return 0;
+    const char **p = dbld_arena_alloc(a, 2 * sizeof *p);
+    p[0] = dbld_pg_text_array(a, ids, m);
+    p[1] = dbld_pg_text_array(a, wants, m);
+    out[0] =
+        (dbld_stmt){.name = "el_br_wants",
+                    .sql = "UPDATE build_requests b SET want_ids = ARRAY(SELECT DISTINCT x FROM"
+                           " unnest(b.want_ids || string_to_array(u.wants, E'\\n')) x ORDER BY 1)"
+                           " FROM unnest($1::text[], $2::text[]) AS u(id, wants)"
+                           " WHERE b.build_request_id = u.id",
+                    .n = 2,
+                    .params = p};
+    return 1;
+}
+
 size_t el_project_processes(dbld_arena *a, el_event *const *evs, size_t n, dbld_stmt *out)
 {
     items wants, taints;
@@ -227,5 +277,6 @@ size_t el_project_processes(dbld_arena *a, el_event *const *evs, size_t n, dbld_
             .params = p};
     }
     m += lineage(a, evs, n, out + m);
+    m += want_ids(a, evs, n, out + m);
     return m;
 }

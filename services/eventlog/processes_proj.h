@@ -6,7 +6,7 @@
 #include "dbld/db.h"
 #include "event_meta.h"
 
-#define EL_PROJECT_PROCESSES_MAX_STMTS 7
+#define EL_PROJECT_PROCESSES_MAX_STMTS 8
 
 /* Statements (at most EL_PROJECT_PROCESSES_MAX_STMTS, written to out) that
  * register the work items the batch's wants and taints create. */

@@ -502,24 +502,41 @@ static int run_now(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
 #define DOWNSTREAM_MAX 100000
 
 typedef struct down_args {
-    const char *p[2];
+    const char *p[3];
     dbld_res *res;
 } down_args;
 
+/* One statement: the lineage below $1 is walked once (a recursive CTE, each
+ * level one set-based join on partition_inputs_input), then read twice:
+ * 'p' rows are the AVAILABLE untainted partitions to mark stale (ref, the
+ * input it came through), 'r' rows the in-flight runs that read a tainted
+ * or stale input (run id, that input, its build request), only when
+ * $3 (runs_before_ns) > 0. An in-flight run's outputs are in the lineage
+ * (their rows are written when it is SCHEDULED), so a run reads a stale
+ * input exactly when one of its output rows (ref, via) is in the walk. */
 static int down_fn(dbld_db *db, void *arg, dbld_status *st)
 {
     down_args *q = arg;
     return exec(
         db,
-        "WITH RECURSIVE down(ref, via) AS ("
-        "  SELECT pi.ref, pi.input FROM partition_inputs pi"
+        "WITH RECURSIVE down(ref, via, run) AS ("
+        "  SELECT pi.ref, pi.input, pi.job_run_id FROM partition_inputs pi"
         "   WHERE pi.input = ANY($1::text[])"
         "  UNION"
-        "  SELECT pi.ref, pi.input FROM partition_inputs pi JOIN down d ON pi.input = d.ref)"
-        " SELECT DISTINCT ON (d.ref) d.ref, d.via FROM down d"
-        " JOIN partitions p ON p.ref = d.ref"
-        " WHERE p.status = 4 AND NOT p.tainted ORDER BY d.ref LIMIT $2::int",
-        2, q->p, &q->res, st);
+        "  SELECT pi.ref, pi.input, pi.job_run_id FROM partition_inputs pi"
+        "   JOIN down d ON pi.input = d.ref),"
+        " parts AS (SELECT DISTINCT ON (d.ref) 'p'::text AS k, d.ref, d.via, ''::text AS brid"
+        "  FROM down d JOIN partitions p ON p.ref = d.ref"
+        "  WHERE p.status = 4 AND NOT p.tainted ORDER BY d.ref LIMIT $2::int),"
+        " runs AS (SELECT DISTINCT ON (j.job_run_id) 'r'::text AS k, j.job_run_id, d.via,"
+        "  j.build_request_id FROM job_runs j"
+        "  JOIN down d ON d.run = j.job_run_id"
+        "  AND j.status IN (1, 2) AND j.created_ns < $3::bigint"
+        "  JOIN build_requests b ON b.build_request_id = j.build_request_id"
+        "   AND b.created_ns < $3::bigint"
+        "  WHERE $3::bigint > 0 ORDER BY j.job_run_id LIMIT 1000)"
+        " SELECT * FROM parts UNION ALL SELECT * FROM runs",
+        3, q->p, &q->res, st);
 }
 
 static int downstream(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
@@ -529,20 +546,30 @@ static int downstream(dbld_call *call, const ProtobufCMessage *req_msg, Protobuf
     dbld_arena *a = dbld_call_arena(call);
     uint32_t limit = req->limit && req->limit < DOWNSTREAM_MAX ? req->limit : DOWNSTREAM_MAX;
     down_args q = {.p = {dbld_pg_text_array(a, (const char *const *)req->refs, req->n_refs),
-                         i64s(a, (int64_t)limit + 1)}};
+                         i64s(a, (int64_t)limit + 1), i64s(a, req->runs_before_ns)}};
     int rc = el_store_with_db(dbld_call_user(call), down_fn, &q, st);
     if (rc) return dbld_status_prefix(st, "could not follow the lineage");
     Databuild__V1__DownstreamResponse *resp =
         dbld_arena_msg(a, &databuild__v1__downstream_response__descriptor);
     int rows = dbld_res_rows(q.res);
-    resp->truncated = rows > (int)limit;
-    if (resp->truncated) rows = (int)limit;
     resp->partitions = dbld_arena_alloc(a, ((size_t)rows + 1) * sizeof *resp->partitions);
+    resp->runs = dbld_arena_alloc(a, ((size_t)rows + 1) * sizeof *resp->runs);
     for (int i = 0; i < rows; i++) {
-        Databuild__V1__StaleEdge *e = dbld_arena_msg(a, &databuild__v1__stale_edge__descriptor);
-        e->ref = dbld_arena_strdup(a, dbld_res_get(q.res, i, 0));
-        e->via = dbld_arena_strdup(a, dbld_res_get(q.res, i, 1));
-        resp->partitions[resp->n_partitions++] = e;
+        const char *k = dbld_res_get(q.res, i, 0);
+        if (*k == 'r') {
+            Databuild__V1__StaleRun *r = dbld_arena_msg(a, &databuild__v1__stale_run__descriptor);
+            r->job_run_id = dbld_arena_strdup(a, dbld_res_get(q.res, i, 1));
+            r->via = dbld_arena_strdup(a, dbld_res_get(q.res, i, 2));
+            r->build_request_id = dbld_arena_strdup(a, dbld_res_get(q.res, i, 3));
+            resp->runs[resp->n_runs++] = r;
+        } else if (resp->n_partitions < limit) {
+            Databuild__V1__StaleEdge *e = dbld_arena_msg(a, &databuild__v1__stale_edge__descriptor);
+            e->ref = dbld_arena_strdup(a, dbld_res_get(q.res, i, 1));
+            e->via = dbld_arena_strdup(a, dbld_res_get(q.res, i, 2));
+            resp->partitions[resp->n_partitions++] = e;
+        } else {
+            resp->truncated = 1;
+        }
     }
     dbld_res_free(q.res);
     *resp_msg = &resp->base;

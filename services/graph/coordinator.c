@@ -25,6 +25,7 @@
 
 #include "dbld/metrics.h"
 #include "dbld/log.h"
+#include "dbld/process.h"
 #include "dbld/util.h"
 
 #include <inttypes.h>
@@ -928,9 +929,28 @@ int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char
     return gs_build_submit_forced(s, refs, n, comment, want_id, 0, id_out, out, st);
 }
 
+static int submit(gs_service *s, const char *const *refs, size_t n, const char *comment,
+                  const char *const *want_ids, size_t n_wants, int force, char id_out[37],
+                  gs_build **out, dbld_status *st);
+
 int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, const char *comment,
                            const char *want_id, int force, char id_out[37], gs_build **out,
                            dbld_status *st)
+{
+    const char *ids[] = {want_id ? want_id : ""};
+    return submit(s, refs, n, comment, ids, 1, force, id_out, out, st);
+}
+
+int gs_build_submit_wants(gs_service *s, const char *const *refs, size_t n, const char *comment,
+                          const char *const *want_ids, size_t n_wants, char id_out[37],
+                          gs_build **out, dbld_status *st)
+{
+    return submit(s, refs, n, comment, want_ids, n_wants, 0, id_out, out, st);
+}
+
+static int submit(gs_service *s, const char *const *refs, size_t n, const char *comment,
+                  const char *const *want_ids, size_t n_wants, int force, char id_out[37],
+                  gs_build **out, dbld_status *st)
 {
     if (out) *out = NULL;
     if (!atomic_load(&s->ready))
@@ -958,7 +978,7 @@ int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, con
         dbld_arena_destroy(a);
         return rc;
     }
-    gs_build *b = build_new(s, id, refs, n, comment, want_id);
+    gs_build *b = build_new(s, id, refs, n, comment, n_wants ? want_ids[0] : "");
     b->force = force;
     refs = (const char *const *)b->refs; /* deduplicated */
     n = b->n_refs;
@@ -973,6 +993,9 @@ int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, con
     rcv->build_request_event->n_requested_partitions = n;
     rcv->build_request_event->comment = b->comment;
     rcv->build_request_event->want_id = b->want_id;
+    for (size_t i = 0; n_wants > 1 && i < n_wants; i++) /* BuildRequestWants.want_ids */
+        dbld_pb_add_unknown_string(a, &rcv->build_request_event->base, DBLD_BUILD_WANT_IDS,
+                                   want_ids[i]);
     gs_evlist_add(a, &l, rcv);
     for (size_t i = 0; i < n; i++)
         if (!avail[i]) gs_evlist_add(a, &l, gs_ev_partition(a, id, refs[i], PS(REQUESTED), "", ""));

@@ -26,6 +26,14 @@ int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, con
                            const char *want_id, int force, char id_out[37], gs_build **out,
                            dbld_status *st);
 
+/* The same for a build serving several wants (want_reconciler): want_ids[0]
+ * goes into BuildRequestEvent.want_id, all of them into its
+ * BuildRequestWants field (1001), which ListBuildRequests'
+ * triggering_want_ids filter matches. */
+int gs_build_submit_wants(gs_service *s, const char *const *refs, size_t n, const char *comment,
+                          const char *const *want_ids, size_t n_wants, char id_out[37],
+                          gs_build **out, dbld_status *st);
+
 /* Adopt an orphan whose lease this instance has just taken. */
 void gs_build_resume(gs_service *s, const Databuild__V1__OrphanBuild *ob);
 

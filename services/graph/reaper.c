@@ -12,13 +12,26 @@
  * A run of a build that is merely slow keeps its coordinator's lease renewed
  * and is never touched.
  *
+ * Before ending them, the pass asks every job service of shared.peers.job
+ * which of the candidates it is still running or has queued
+ * (JobRunner.KnownRuns, read-only, one call per job service per pass): a run
+ * a job service knows is left alone (stat runs_still_known) - its process
+ * is alive, and its result may still be recorded by a coordinator that
+ * adopts the build. A job service that does not answer within 5 s counts as
+ * not knowing the run (it cannot report the run's end either; the pass
+ * notes the error), so a job service gone for good does not keep its runs
+ * RUNNING forever.
+ *
  * Settings: lost_after_ms (600000).
  */
 #include "processes.h"
 
 #include "dbld/eventlog_client.h"
 #include "dbld/process.h"
+#include "dbld/rpc.h"
 #include "dbld/util.h"
+
+#include <string.h>
 
 static Databuild__V1__PartitionRef **refs_of(dbld_arena *a, char **strs, size_t n)
 {
@@ -67,6 +80,32 @@ static size_t end_events(dbld_arena *a, const Databuild__V1__LostRun *l,
     return n;
 }
 
+/* Mark in still[] the runs of resp that some job service knows. */
+static void ask_job_services(gs_run *r, const Databuild__V1__LostRunsResponse *resp, int *still)
+{
+    gs_service *s = gsr_service(r);
+    dbld_arena *a = gsr_arena(r);
+    Databuild__V1__KnownRunsRequest req = DATABUILD__V1__KNOWN_RUNS_REQUEST__INIT;
+    req.job_run_ids = dbld_arena_alloc(a, (resp->n_runs + 1) * sizeof *req.job_run_ids);
+    for (size_t i = 0; i < resp->n_runs; i++)
+        req.job_run_ids[req.n_job_run_ids++] = resp->runs[i]->job_run_id;
+    for (size_t ep = 0; ep < s->cfg->shared.peers.n_job; ep++) {
+        const char *addr = gs_ep_addr(s, (int)ep);
+        Databuild__V1__KnownRunsResponse *kr = NULL;
+        dbld_status kst;
+        if (dbld_client_unary(dbld_client_get(addr), "/databuild.v1.JobRunner/KnownRuns", &req.base,
+                              &databuild__v1__known_runs_response__descriptor,
+                              dbld_arena_allocator(a), (ProtobufCMessage **)&kr, 5000, 0,
+                              &kst) != 0) {
+            gsr_error(r, "job service %s did not say which runs it knows: %s", addr, kst.msg);
+            continue;
+        }
+        for (size_t k = 0; k < kr->n_known; k++)
+            for (size_t i = 0; i < resp->n_runs; i++)
+                if (strcmp(kr->known[k], resp->runs[i]->job_run_id) == 0) still[i] = 1;
+    }
+}
+
 static int run(gs_run *r, dbld_status *st)
 {
     dbld_arena *a = gsr_arena(r);
@@ -77,8 +116,15 @@ static int run(gs_run *r, dbld_status *st)
                             &databuild__v1__lost_runs_response__descriptor, &resp, st);
     if (rc) return rc;
     gs_service *s = gsr_service(r);
+    int *still = dbld_arena_alloc(a, (resp->n_runs + 1) * sizeof *still);
+    memset(still, 0, (resp->n_runs + 1) * sizeof *still);
+    if (resp->n_runs) ask_job_services(r, resp, still);
     for (size_t i = 0; i < resp->n_runs && gsr_lease_ok(r); i++) {
         const Databuild__V1__LostRun *l = resp->runs[i];
+        if (still[i]) {
+            gsr_stat(r, "runs_still_known", 1);
+            continue;
+        }
         Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, (l->n_building + 1) * sizeof *evs);
         size_t n = end_events(a, l, evs);
         dbld_status ast;

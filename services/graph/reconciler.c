@@ -13,8 +13,10 @@
  *      (INCOMPLETE with backoff, ABORTED after max_item_errors); otherwise it
  *      needs a build (unless its backoff has not passed);
  *   4. one build request for the missing refs of all wants that need one,
- *      tagged with the first want's id (BuildRequestEvent.want_id) and naming
- *      the number of wants in its comment; each item records the build id.
+ *      tagged with every want's id (the first in BuildRequestEvent.want_id,
+ *      all of them in its BuildRequestWants field, so triggering_want_ids
+ *      finds the build for each) and naming the number of wants in its
+ *      comment; each item records the build id.
  *      When that submission is refused (e.g. a ref no job produces), each
  *      want is submitted on its own so the error lands on the right item.
  * A build's end wakes the process, so a failure is seen (and retried after
@@ -23,7 +25,10 @@
  * here) are not AVAILABLE charges no attempt: the item records them
  * (params waiting_on, stat upstream_waiting: the want shows
  * UPSTREAM_WAITING) and is submitted again once they are all AVAILABLE,
- * looked at every upstream_poll_ms (1000).
+ * looked at every upstream_poll_ms (1000). When that build served several
+ * wants, the message does not say whose input is missing: each of them is
+ * then submitted on its own (params solo=1, no attempt charged), so that
+ * only the wants that really need the external input wait for it.
  *
  * Settings: max_item_errors (5), retry_backoff_ms (1000, doubling up to 60 s),
  * upstream_poll_ms (1000).
@@ -137,9 +142,12 @@ static int submit(gs_run *r, want **ws, size_t n, char **refs, size_t n_refs, ch
     gs_service *s = gsr_service(r);
     char comment[160];
     snprintf(comment, sizeof comment, "want_reconciler: %zu want%s", n, n == 1 ? "" : "s");
+    const char **ids = dbld_arena_alloc(gsr_arena(r), n * sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = ws[i]->w->name;
     gs_build *b = NULL;
     int rc =
-        gs_build_submit(s, (const char *const *)refs, n_refs, comment, ws[0]->w->name, id, &b, st);
+        gs_build_submit_wants(s, (const char *const *)refs, n_refs, comment, ids, n, id, &b, st);
     if (rc) return rc;
     end_ctx *c = dbld_xcalloc(1, sizeof *c);
     *c = (end_ctx){s, b}; /* the callback drops our reference */
@@ -220,9 +228,10 @@ static char *external_missing(gs_run *r, const want *wt, Databuild__V1__Partitio
     return out;
 }
 
-/* Decide one live want (step 3); 1 when it needs a build now. */
+/* Decide one live want (step 3); 1 when it needs a build now. shared: its
+ * last build served other wants of this pass too. */
 static int decide(gs_run *r, want *wt, Databuild__V1__PartitionState **states, gs_strmap *idx,
-                  int64_t now)
+                  int shared, int64_t now)
 {
     gs_service *s = gsr_service(r);
     Databuild__V1__ProcessWork *w = wt->w;
@@ -251,7 +260,11 @@ static int decide(gs_run *r, want *wt, Databuild__V1__PartitionState **states, g
     if (ext) dbld_params_set_str(gsr_arena(r), w->params, "waiting_on", ext);
     if (w->build_request_id[0]) {
         char *up = upstream_of(gsr_arena(r), w->build_request_id);
-        if (up) { /* not the want's fault: wait for the inputs, no attempt charged */
+        if (up && shared) { /* whose input? find out with a build of its own */
+            dbld_params_set_int(gsr_arena(r), w->params, "solo", 1);
+            w->build_request_id = "";
+            gsr_item_put(r, w);
+        } else if (up) { /* not the want's fault: wait for the inputs, no attempt charged */
             dbld_params_set_str(gsr_arena(r), w->params, "waiting_on", up);
             w->build_request_id = "";
         }
@@ -355,11 +368,31 @@ static int reconcile(gs_run *r, dbld_status *st)
     size_t n_need = 0, n_batch = 0;
     gs_strmap batch_set;
     gs_strmap_init(&batch_set);
+    gs_strmap builds; /* build id -> wants of this pass it served */
+    gs_strmap_init(&builds);
+    for (size_t i = 0; i < n_live; i++) {
+        const char *b = live[i].w->build_request_id;
+        size_t c = 0;
+        if (!*b) continue;
+        gs_strmap_get(&builds, b, &c);
+        gs_strmap_put(&builds, b, c + 1);
+    }
     for (size_t i = 0; i < n_live && gsr_lease_ok(r); i++) {
-        if (!decide(r, &live[i], states, &idx, now)) continue;
+        size_t c = 0;
+        if (*live[i].w->build_request_id) gs_strmap_get(&builds, live[i].w->build_request_id, &c);
+        if (!decide(r, &live[i], states, &idx, c > 1, now)) continue;
+        if (dbld_params_int(live[i].w->params, "solo", 0)) {
+            char id[37];
+            dbld_status sst;
+            want *one = &live[i];
+            if (submit(r, &one, 1, one->refs, one->n_refs, id, &sst) != 0)
+                gsr_item_error(r, one->w, sst.msg);
+            continue;
+        }
         need[n_need++] = &live[i];
         add_missing(r, &live[i], states, &idx, &batch_set, &batch, &n_batch);
     }
+    gs_strmap_free(&builds);
     if (gsr_lease_ok(r)) submit_all(r, need, n_need, batch, n_batch);
     gsr_stat(r, "wants_submitted", (double)n_need);
     gs_strmap_free(&batch_set);

@@ -189,6 +189,23 @@ static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
     return 0;
 }
 
+static int known_runs(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                      dbld_status *st)
+{
+    jr_engine *e = dbld_call_user(call);
+    const Databuild__V1__KnownRunsRequest *req = (const Databuild__V1__KnownRunsRequest *)req_msg;
+    dbld_arena *a = dbld_call_arena(call);
+    Databuild__V1__KnownRunsResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__known_runs_response__descriptor);
+    resp->known = dbld_arena_alloc(a, (req->n_job_run_ids + 1) * sizeof *resp->known);
+    for (size_t i = 0; i < req->n_job_run_ids; i++)
+        if (*req->job_run_ids[i] && jr_known(e, req->job_run_ids[i]))
+            resp->known[resp->n_known++] = req->job_run_ids[i];
+    (void)st;
+    *resp_msg = &resp->base;
+    return 0;
+}
+
 static const dbld_method configure_methods[] = {
     {"/databuild.v1.JobConfigure/Configure", &databuild__v1__job_configure_request__descriptor,
      &databuild__v1__job_configure_response__descriptor, configure, NULL},
@@ -204,6 +221,8 @@ static const dbld_method runner_methods[] = {
      &databuild__v1__cancel_job_run_response__descriptor, cancel, NULL},
     {"/databuild.v1.JobRunner/RunStreamed", &databuild__v1__run_job_request__descriptor,
      &databuild__v1__run_job_update__descriptor, NULL, run_streamed},
+    {"/databuild.v1.JobRunner/KnownRuns", &databuild__v1__known_runs_request__descriptor,
+     &databuild__v1__known_runs_response__descriptor, known_runs, NULL},
 };
 
 const dbld_service job_configure_service = {

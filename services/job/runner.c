@@ -223,6 +223,14 @@ int jr_cancel(jr_engine *e, const char *job_run_id, const char *reason)
     return a != NULL;
 }
 
+int jr_known(jr_engine *e, const char *job_run_id)
+{
+    pthread_mutex_lock(&e->mu);
+    int found = find_locked(e, job_run_id) != NULL;
+    pthread_mutex_unlock(&e->mu);
+    return found;
+}
+
 /* ---- slots ---- */
 
 static int64_t remaining(const jr_ctx *ctx)

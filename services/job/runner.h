@@ -85,5 +85,7 @@ int jr_run_status(const Databuild__V1__RunJobResponse *r, int code, dbld_status 
 
 /* Cancel the active run job_run_id (waiting or running). Returns 1 if found. */
 int jr_cancel(jr_engine *e, const char *job_run_id, const char *reason);
+/* 1 when job_run_id is active here (waiting for a slot or running). */
+int jr_known(jr_engine *e, const char *job_run_id);
 
 #endif

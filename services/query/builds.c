@@ -19,7 +19,7 @@
  *   built_partition     a job run of the build COMPLETED with that target
  *   output_partition    the ref was explicitly requested by the build
  *   run_jobs            a job run of the build with that label (not SKIPPED)
- *   triggering_want_ids the build's want_id
+ *   triggering_want_ids one of the wants the build serves (want_ids)
  *   comment_contains    case-insensitive substring of the comment
  * Newest first by requested time; started_until is an exclusive upper
  * bound: pass the previous page's min_started to get the next page. The
@@ -51,7 +51,7 @@ static const char *const list_filters[] = {
     "b.requested_partitions && $%d::text[]",
     "b.build_request_id IN (SELECT j.build_request_id FROM job_runs j"
     " WHERE j.job_label = ANY($%d::text[]) AND j.status <> 6)",
-    "b.want_id = ANY($%d::text[])",
+    "b.want_ids && $%d::text[]", /* every want served (migration 0006), want_id included */
     "strpos(lower(b.comment), lower($%d::text)) > 0",
 };
 #define N_LIST_FILTERS (sizeof list_filters / sizeof list_filters[0])

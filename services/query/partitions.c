@@ -56,12 +56,15 @@ static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_ms
 {
     const Databuild__V1__PartitionSummaryRequest *req = j->req;
     dbld_res *res = j->res[0];
+    dbld_res *stale = j->res[1]; /* stale.c's statement */
     if (rc) {
         dbld_res_free(res);
+        dbld_res_free(stale);
         return rc;
     }
     if (dbld_res_rows(res) == 0) {
         dbld_res_free(res);
+        dbld_res_free(stale);
         return dbld_status_set(st, DBLD_NOT_FOUND, "no partition \"%.200s\"", req->ref->str);
     }
     dbld_arena *a = r->a;
@@ -73,6 +76,8 @@ static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_ms
     Databuild__V1__PartitionSummaryResponse *resp =
         dbld_arena_msg(a, &databuild__v1__partition_summary_response__descriptor);
     resp->partition = s;
+    q_stale_attach(a, s, q_stale_decode(a, stale));
+    dbld_res_free(stale);
     *resp_msg = &resp->base;
     return 0;
 }
@@ -87,7 +92,8 @@ int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, q_job *j
     p[0] = req->ref->str;
     j->stmts[0] = (dbld_stmt){
         .name = "q_part_summary", .sql = SUMMARY_SQL, .n = 1, .params = p, .out = &j->res[0]};
-    j->n = 1;
+    q_stale_stmt(r->a, req->ref->str, &j->stmts[1], &j->res[1]);
+    j->n = 2;
     j->req = req;
     j->finish = summary_finish;
     return 0;

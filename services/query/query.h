@@ -14,6 +14,7 @@
 
 #include "databuild.pb-c.h"
 #include "databuild_ext.pb-c.h"
+#include "databuild_process.pb-c.h"
 #include "dbld/arena.h"
 #include "dbld/config.h"
 #include "dbld/db.h"
@@ -274,6 +275,18 @@ int q_cancel_job_run(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **r
 /* Write each want's WantStateInfo (state, reason) into its summary as
  * unknown fields; partitions must be filled (want_state.c). */
 int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n, dbld_status *st);
+/* Why a partition is stale (stale.c): PartitionStaleInfo as field 1001 of
+ * a PartitionSummaryV2. q_stale_fill() reads and attaches it for
+ * s->partition_ref (one statement on r's connection; nothing attached when
+ * the partition is not tainted). Or, inside a pipeline: q_stale_stmt()
+ * fills stmt (params in a; result to *out, freed by the caller),
+ * q_stale_decode() turns that result into the info (arena; NULL when not
+ * stale) and q_stale_attach() adds it (NULL: no-op). */
+int q_stale_fill(q_req *r, Databuild__V1__PartitionSummaryV2 *s, dbld_status *st);
+void q_stale_stmt(dbld_arena *a, const char *ref, dbld_stmt *stmt, dbld_res **out);
+Databuild__V1__PartitionStaleInfo *q_stale_decode(dbld_arena *a, const dbld_res *res);
+void q_stale_attach(dbld_arena *a, Databuild__V1__PartitionSummaryV2 *s,
+                    const Databuild__V1__PartitionStaleInfo *info);
 /* databuild.v1.Processes (processes.c) */
 int q_list_processes(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                      dbld_status *st);

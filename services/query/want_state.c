@@ -15,6 +15,15 @@
  *   BUILDING          a partition is being built, or a build submitted for
  *                     the want has not ended
  *   WANTED            otherwise (the reconciler has not acted yet)
+ *
+ * The same pass fills PartitionWant.external_dependencies: every ref
+ * matching graph.external that the want depends on, AVAILABLE or not (the
+ * seed: "cross-graph dependencies determined in the analysis phase"): its
+ * own external refs, the external inputs found walking the recorded lineage
+ * up from its refs (partition_inputs: the inputs each job run was
+ * configured with), and the external inputs its last build waited for
+ * (the work item's waiting_on: a build refused at analysis schedules no
+ * run, so it leaves no lineage). Sorted, each once.
  */
 #include "query.h"
 
@@ -24,6 +33,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PS(x) DATABUILD__V1__PARTITION_STATUS__PARTITION_##x
@@ -131,6 +141,47 @@ static void decide(dbld_arena *a, Databuild__V1__PartitionWantSummary *s, const 
                                 status_name(0)));
 }
 
+/* Add ref to the want's external_dependencies when it matches
+ * graph.external and is not there yet (cap: the array's size). */
+static void add_external(q_req *r, Databuild__V1__PartitionWant *w, const char *ref, size_t cap)
+{
+    if (q_ref_kind(r->q, ref, NULL) != 2 || w->n_external_dependencies >= cap) return;
+    if (in_list(w->external_dependencies, w->n_external_dependencies, ref)) return;
+    w->external_dependencies[w->n_external_dependencies++] = dbld_arena_strdup(r->a, ref);
+}
+
+static int cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* external_dependencies of sums[i] from its refs, the lineage rows (want,
+ * ref) of up, and its waiting_on (waits[i], newline-joined or NULL). */
+static void fill_external(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n,
+                          const dbld_res *up, char **waits)
+{
+    for (size_t i = 0; i < n; i++) {
+        Databuild__V1__PartitionWant *w = sums[i]->want;
+        size_t cap = sums[i]->n_external_partitions + (size_t)dbld_res_rows(up) +
+                     (waits[i] ? strlen(waits[i]) : 0) + 1;
+        w->external_dependencies = dbld_arena_alloc(r->a, cap * sizeof *w->external_dependencies);
+        w->n_external_dependencies = 0;
+        for (size_t k = 0; k < sums[i]->n_external_partitions; k++)
+            add_external(r, w, sums[i]->external_partitions[k]->ref->str, cap);
+        for (int row = 0; row < dbld_res_rows(up); row++)
+            if (strcmp(dbld_res_get(up, row, 0), w->want_id) == 0)
+                add_external(r, w, dbld_res_get(up, row, 1), cap);
+        for (char *p = waits[i], *nl; p && *p; p = nl ? nl + 1 : p + strlen(p)) {
+            nl = strchr(p, '\n');
+            if (nl) *nl = 0;
+            add_external(r, w, p, cap);
+        }
+        if (w->n_external_dependencies > 1)
+            qsort(w->external_dependencies, w->n_external_dependencies,
+                  sizeof *w->external_dependencies, cmp_str);
+    }
+}
+
 int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n, dbld_status *st)
 {
     if (!n) return 0;
@@ -146,10 +197,26 @@ int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < sums[i]->n_partitions; j++)
             refs[k++] = sums[i]->partitions[j]->partition_ref->str;
-    const char *p[] = {q_text_array(a, ids, n), k ? q_text_array(a, refs, k) : "{}"};
-    dbld_res *items = NULL, *taints = NULL;
+    /* (want, ref) pairs where the lineage walk starts */
+    size_t n_starts = k;
+    for (size_t i = 0; i < n; i++)
+        n_starts += sums[i]->n_external_partitions;
+    char **sw = dbld_arena_alloc(a, (n_starts + 1) * sizeof *sw);
+    char **sr = dbld_arena_alloc(a, (n_starts + 1) * sizeof *sr);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < sums[i]->n_partitions + sums[i]->n_external_partitions; j++) {
+            sw[m] = ids[i];
+            sr[m++] = j < sums[i]->n_partitions
+                          ? sums[i]->partitions[j]->partition_ref->str
+                          : sums[i]->external_partitions[j - sums[i]->n_partitions]->ref->str;
+        }
+    const char *p[] = {q_text_array(a, ids, n), k ? q_text_array(a, refs, k) : "{}",
+                       m ? q_text_array(a, sw, m) : "{}", m ? q_text_array(a, sr, m) : "{}"};
+    dbld_res *items = NULL, *taints = NULL, *up = NULL;
     dbld_stmt stmts[] = {
-        {.sql = "SELECT name, state, list, status, build_request_id, attempts FROM process_work"
+        {.sql = "SELECT name, state, list, status, build_request_id, attempts, params"
+                " FROM process_work"
                 " WHERE process = 'want_reconciler' AND name = ANY($1::text[])",
          .n = 1,
          .params = p,
@@ -158,13 +225,24 @@ int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n
          .n = 1,
          .params = p + 1,
          .out = &taints},
+        {.sql = "WITH RECURSIVE up(want, ref) AS ("
+                "  SELECT * FROM unnest($1::text[], $2::text[])"
+                "  UNION"
+                "  SELECT up.want, pi.input FROM partition_inputs pi JOIN up ON pi.ref = up.ref)"
+                " SELECT up.want, up.ref FROM up"
+                " WHERE NOT EXISTS (SELECT 1 FROM partition_inputs pi WHERE pi.ref = up.ref)",
+         .n = 2,
+         .params = p + 2,
+         .out = &up},
     };
-    int rc = q_pipeline(r, stmts, 2, st);
+    int rc = q_pipeline(r, stmts, 3, st);
     if (rc) {
         dbld_res_free(items);
         dbld_res_free(taints);
+        dbld_res_free(up);
         return rc;
     }
+    char **waits = dbld_arena_alloc(a, n * sizeof *waits);
     char **tainted = dbld_arena_alloc(a, ((size_t)dbld_res_rows(taints) + 1) * sizeof *tainted);
     size_t n_tainted = 0;
     for (int i = 0; i < dbld_res_rows(taints); i++)
@@ -185,10 +263,16 @@ int q_want_states(q_req *r, Databuild__V1__PartitionWantSummary **sums, size_t n
             info.upstream = dbld_pstatus_stat(ps, "upstream_waiting") >= 1;
             info.brid = dbld_arena_strdup(a, dbld_res_get(items, row, 4));
             info.attempts = dbld_res_i64(items, row, 5);
+            dbld_bytea_decode(a, dbld_res_get(items, row, 6), &b, &len);
+            const char *wait = dbld_params_str(dbld_params_unpack(a, b, len), "waiting_on", "");
+            waits[i] = *wait ? dbld_arena_strdup(a, wait) : NULL;
         }
+        if (!it) waits[i] = NULL;
         decide(a, sums[i], it, tainted, n_tainted, now);
     }
+    fill_external(r, sums, n, up, waits);
     dbld_res_free(items);
     dbld_res_free(taints);
+    dbld_res_free(up);
     return 0;
 }

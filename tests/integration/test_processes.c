@@ -15,6 +15,8 @@
 #include "databuild_process.pb-c.h"
 #include "dbld/process.h"
 
+#include <pthread.h>
+
 #define JOBS                                                                                       \
     "    - label: \"//t:a\"\n      command: %CMD%\n      outputs: [\"a/.*\"]\n"                    \
     "    - label: \"//t:b\"\n      command: %CMD%\n      outputs: [\"b/.*\"]\n"                    \
@@ -424,7 +426,110 @@ DBLD_TEST(run_reaper_ends_orphaned_runs)
     CHECK_CMP_INT(runs_of(&f, DBLD_PROC_RUN_REAPER, NULL), >=, 1);
 }
 
+/* JobRunner.Run of a gated g/1 on the job service, as a coordinator would. */
+typedef struct direct_run {
+    bf *f;
+    const char *id;
+    int rc;
+} direct_run;
+
+static void *run_direct(void *arg)
+{
+    direct_run *d = arg;
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__RunJobRequest req = DATABUILD__V1__RUN_JOB_REQUEST__INIT;
+    req.job_run_id = (char *)d->id;
+    req.build_request_id = "dddddddd-0000-4000-8000-000000000004";
+    Databuild__V1__Task t = DATABUILD__V1__TASK__INIT;
+    Databuild__V1__JobLabel l = DATABUILD__V1__JOB_LABEL__INIT;
+    l.label = "//t:c";
+    Databuild__V1__JobConfig c = DATABUILD__V1__JOB_CONFIG__INIT;
+    Databuild__V1__PartitionRef out = DATABUILD__V1__PARTITION_REF__INIT;
+    out.str = "c/g";
+    Databuild__V1__PartitionRef *outs[] = {&out};
+    c.outputs = outs;
+    c.n_outputs = 1;
+    char *args[] = {"build", "c/g"};
+    c.args = args;
+    c.n_args = 2;
+    t.job = &l;
+    t.config = &c;
+    req.task = &t;
+    Databuild__V1__RunJobResponse *resp = NULL;
+    dbld_status st = {0};
+    d->rc = dbld_client_unary(d->f->job[0]->client, "/databuild.v1.JobRunner/Run", &req.base,
+                              &databuild__v1__run_job_response__descriptor, dbld_arena_allocator(a),
+                              (ProtobufCMessage **)&resp, 60000, 0, &st);
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+DBLD_TEST(run_reaper_leaves_runs_a_job_service_still_runs)
+{
+    bf f;
+    char lease[16];
+    snprintf(lease, sizeof lease, "%d", LEASE_MS);
+    setenv("DBLD_GRAPH_PROCESS_LEASE_MS", lease, 1);
+    bf_opts o = {.jobs = JOBS,
+                 .rules = "[{\"match\": \"c/g\", \"gate\": \"open\", \"tag\": \"g\"}]"};
+    bf_setup(&f, "reaperknown", &o);
+    /* run K is alive in the job service (its coordinator is gone: the build
+     * ended); run L is known to no job service */
+    direct_run d = {.f = &f, .id = "44444444-0000-4000-8000-000000000004"};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, run_direct, &d) == 0);
+    char waiting[700];
+    snprintf(waiting, sizeof waiting, "%s/waiting-g", f.state);
+    CHECK_MSG(H_POLL_UNTIL(20000, access(waiting, F_OK) == 0), "the direct run did not start");
+    const char *br = "dddddddd-0000-4000-8000-000000000004";
+    append(&f, h_event_build_request(
+                   f.a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+                   H_STRS("c/g"), "", ""));
+    append(&f, h_event_job(f.a, br, d.id, "//t:c", DATABUILD__V1__JOB_STATUS__JOB_RUNNING,
+                           H_STRS("c/g")));
+    append(&f, h_event_job(f.a, br, "55555555-0000-4000-8000-000000000005", "//t:c",
+                           DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_STRS("c/h")));
+    append(&f, h_event_build_request(f.a, br,
+                                     DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED,
+                                     H_NOSTRS, "", ""));
+    settings(&f, DBLD_PROC_RUN_REAPER, 300, "lost_after_ms", 500);
+    CHECK_MSG(H_POLL_UNTIL(20000, ({
+                               h_rows *r = h_sql(f.dsn, "SELECT status FROM job_runs WHERE"
+                                                        " job_run_id = '55555555-0000-4000-8000-"
+                                                        "000000000005'");
+                               int done = h_rows_n(r) == 1 && h_rows_i64(r, 0, 0) == 4;
+                               h_rows_free(r);
+                               done;
+                           })),
+              "the run no job service knows was not ended");
+    dbld_sleep_ms(1500); /* several more passes */
+    h_rows *r = h_sql(f.dsn, "SELECT status FROM job_runs WHERE job_run_id = $1", d.id);
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__JOB_STATUS__JOB_RUNNING);
+    h_rows_free(r);
+    /* the reaper said why it left it alone */
+    r = h_sql(f.dsn, "SELECT count(*) FROM job_runs WHERE message LIKE 'lost:%'");
+    CHECK_EQ_INT(h_rows_i64(r, 0, 0), 1);
+    h_rows_free(r);
+    /* once the job service no longer knows it, it is ended too */
+    char open_path[700];
+    snprintf(open_path, sizeof open_path, "%s/open", f.state);
+    h_write_file(open_path, "");
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(d.rc, 0);
+    CHECK_MSG(H_POLL_UNTIL(20000, ({
+                               h_rows *q = h_sql(f.dsn,
+                                                 "SELECT status FROM job_runs WHERE"
+                                                 " job_run_id = $1",
+                                                 d.id);
+                               int done = h_rows_n(q) == 1 && h_rows_i64(q, 0, 0) == 4;
+                               h_rows_free(q);
+                               done;
+                           })),
+              "the run was not ended once its job service forgot it");
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(run_reaper_ends_orphaned_runs, 120),
+               DBLD_TEST_ENTRY_T(run_reaper_leaves_runs_a_job_service_still_runs, 120),
                DBLD_TEST_ENTRY_T(want_builds_without_a_build_command, 180),
                DBLD_TEST_ENTRY_T(want_wakes_the_reconciler_at_once, 120),
                DBLD_TEST_ENTRY_T(expired_want_is_not_built, 120),
