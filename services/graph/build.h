@@ -69,8 +69,8 @@ struct gs_build {
     size_t n_refs;
     char *comment, *want_id;
     int resumed;
-    int force;          /* SubmitBuildRequest.force (not kept across a resume) */
-    int64_t created_ns; /* when this instance took the build: force's reuse window */
+    int force;          /* SubmitBuildRequest.force (BuildOptions: kept across a resume) */
+    int64_t created_ns; /* the build's RECEIVED time: force's reuse window */
     char *prev_owner;
     int refcount; /* under svc->mu */
     gs_build *next;
@@ -82,6 +82,7 @@ struct gs_build {
     int abandoned;     /* stopped without a terminal event */
     int cancel;
     char *cancel_reason;
+    char *fail_msg; /* a critical task could not be launched: cancel, then end FAILED with this */
     int result_code;
     char *result_msg;
     gs_plan *plan;
@@ -110,6 +111,10 @@ void gsb_abandon(gs_build *b, const dbld_status *st);
  * (FAILED_PRECONDITION: the build has another owner now) also cancel the
  * build's runs in flight. */
 void gsb_fail(gs_build *b, const dbld_status *st);
+/* A critical task could not be launched: the build fails at once. Its other
+ * runs are cancelled as by a cancel, and it ends FAILED naming why (b->mu
+ * not held; the first call wins, a cancel before it too). */
+void gsb_fail_at_once(gs_build *b, const char *why);
 /* 1 once abandoned or the service is stopping. */
 int gsb_stopped(gs_build *b);
 /* Append the list (then empty it); on failure abandon and return non-zero. */

@@ -74,6 +74,7 @@ static void build_free(gs_build *b)
     free(b->want_id);
     free(b->prev_owner);
     free(b->cancel_reason);
+    free(b->fail_msg);
     free(b->result_msg);
     while (b->on_end) { /* only if it never ran: the build thread takes them */
         gs_end_cb *cb = b->on_end;
@@ -188,6 +189,26 @@ void gsb_fail(gs_build *b, const dbld_status *st)
     gsb_abandon(b, st);
     /* fenced out: another instance took the build over and re-runs them */
     if (st->code == DBLD_FAILED_PRECONDITION) cancel_runs(b);
+}
+
+void gsb_fail_at_once(gs_build *b, const char *why)
+{
+    pthread_mutex_lock(&b->mu);
+    int first = !b->cancel;
+    if (first) {
+        b->fail_msg = dbld_xstrdup(why);
+        b->cancel = 1;
+        b->dirty = 1;
+        free(b->cancel_reason);
+        size_t len = strlen(why) + 16;
+        b->cancel_reason = dbld_xmalloc(len);
+        snprintf(b->cancel_reason, len, "build failed: %s", why);
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (first)
+        dbld_log(DBLD_LOG_WARN, "failing build at once", "build_request_id", b->id, "reason", why,
+                 (char *)NULL);
 }
 
 int gsb_stopped(gs_build *b)
@@ -463,6 +484,7 @@ static void conclude(gs_build *b)
         }
     }
     char *reason = dbld_xstrdup(b->cancel_reason ? b->cancel_reason : "");
+    char *fail_msg = b->fail_msg ? dbld_xstrdup(b->fail_msg) : NULL;
     pthread_mutex_unlock(&b->mu);
     if (cancel) {
         /* Tasks that never started: record them as cancelled too. */
@@ -470,14 +492,20 @@ static void conclude(gs_build *b)
         for (size_t i = 0; i < b->n_tasks; i++) {
             gs_task *t = &b->tasks[i];
             if (t->state != T_WAITING) continue;
-            gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED, "build cancelled");
+            gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED,
+                                 fail_msg ? reason : "build cancelled");
             t->state = T_CANCELLED;
             dbld_arena_reset(a);
         }
         dbld_arena_destroy(a);
         char *msg = dbld_xmalloc(MSG_MAX + 64);
-        snprintf(msg, MSG_MAX + 64, "cancelled%s%s", *reason ? ": " : "", reason);
-        finish(b, BR(CANCELLED), msg, DBLD_CANCELLED);
+        if (fail_msg) {
+            snprintf(msg, MSG_MAX + 64, "%s", fail_msg);
+            finish(b, BR(FAILED), msg, DBLD_ABORTED);
+        } else {
+            snprintf(msg, MSG_MAX + 64, "cancelled%s%s", *reason ? ": " : "", reason);
+            finish(b, BR(CANCELLED), msg, DBLD_CANCELLED);
+        }
         free(msg);
     } else if (n_failed || n_cancelled || n_waiting) {
         char *msg = dbld_xmalloc(2 * MSG_MAX + 128);
@@ -493,6 +521,7 @@ static void conclude(gs_build *b)
         free(msg);
     }
     free(reason);
+    free(fail_msg);
     free(optional);
     free(failed);
     free(skipped);
@@ -699,6 +728,10 @@ typedef struct dangling {
 static void keep_execution(gs_build *b, gs_strmap *prior_idx,
                            const Databuild__V1__ExecutionEvent *x)
 {
+    if (x->options) { /* the request's options (appended with RECEIVED) */
+        b->force = x->options->force;
+        return;
+    }
     pthread_mutex_lock(&b->mu);
     b->global_used = x->used_global_quota;
     pthread_mutex_unlock(&b->mu);
@@ -766,6 +799,10 @@ static int recover(gs_build *b)
             }
             if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT)
                 keep_execution(b, &prior_idx, e->execution_event);
+            if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT &&
+                e->build_request_event->status &&
+                e->build_request_event->status->code == BR(RECEIVED) && e->timestamp > 0)
+                b->created_ns = e->timestamp; /* force reuses what the build made since */
             if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
             const Databuild__V1__JobEvent *j = e->job_event;
             size_t r = n_runs;
@@ -974,6 +1011,9 @@ int gs_build_submit_forced(gs_service *s, const char *const *refs, size_t n, con
     rcv->build_request_event->comment = b->comment;
     rcv->build_request_event->want_id = b->want_id;
     gs_evlist_add(a, &l, rcv);
+    if (force) /* a resumed build reads it back (recover()) */
+        gs_evlist_add(a, &l, gsx_options(a, id, force));
+    b->created_ns = rcv->timestamp; /* force's reuse window starts here, also after a resume */
     for (size_t i = 0; i < n; i++)
         if (!avail[i]) gs_evlist_add(a, &l, gs_ev_partition(a, id, refs[i], PS(REQUESTED), "", ""));
     rc = gs_el_append(s, id, l.evs, l.n, a, st);

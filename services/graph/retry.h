@@ -49,8 +49,10 @@ const char *gs_fail_kind_name(gs_fail_kind kind);
  * relaunched, not retried, and costs no retry quota. LUCI retries launches
  * the same way (exponential backoff from 100 ms, at most 10 s between tries,
  * about 2 min in all); only when the job service stays lost for that long
- * does the loss become a transient failure of the attempt, which the quota
- * then decides about. Both functions are pure (no clock, no I/O). */
+ * does the loss end the attempt: as a launch failure (UNTRIGGERED, never
+ * retried; a critical one fails the build at once, task.c) when its last
+ * launch had not started, else as a transient failure of the attempt, which
+ * the quota then decides about. Both functions are pure (no clock, no I/O). */
 
 typedef enum {
     GS_RUN_OUTCOME = 0,  /* a result, or an error that belongs to the attempt */

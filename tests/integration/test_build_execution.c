@@ -66,6 +66,35 @@ static qf setup(bf *b, const char *hint)
     return qf_over_build(b, "");
 }
 
+/* The tests' jobs plus //x:nospawn, whose working_dir (wd, created empty
+ * here) its own config step removes: its configure works, every spawn of
+ * its runs then fails. //x:oreader reads nospawn/ as an optional input. */
+#define NOSPAWN_RULES                                                                              \
+    "[{\"match\": \"nospawn/.*\", \"config_rmdir\": true},"                                        \
+    " {\"match\": \"oreader/(.*)\", \"inputs\": [\"nospawn/\\\\1\", \"c/\\\\1\"]},"                \
+    " {\"match\": \"hang/(.*)\", \"sleep\": 60, \"pidfile\": true, \"tag\": \"hang\"}]"
+
+static qf setup_nospawn(bf *b, const char *hint, char **wd)
+{
+    size_t cap = strlen(h_test_dir()) + 16;
+    *wd = dbld_xmalloc(cap);
+    snprintf(*wd, cap, "%s/wd-nospawn", h_test_dir());
+    CHECK(mkdir(*wd, 0755) == 0);
+    char *jobs = dbld_xmalloc(strlen(JOBS) + strlen(*wd) + 512);
+    snprintf(
+        jobs, strlen(JOBS) + strlen(*wd) + 512,
+        "%s    - label: \"//x:nospawn\"\n      command: %%CMD%%\n      outputs: [\"nospawn/.*\"]\n"
+        "      working_dir: \"%s\"\n"
+        "      retry: {single_quota: 5, failure_weight: 1, transient_failure_weight: 1}\n"
+        "    - label: \"//x:oreader\"\n      command: %%CMD%%\n      outputs: [\"oreader/.*\"]\n"
+        "      optional_inputs: [\"nospawn/.*\"]\n",
+        JOBS, *wd);
+    bf_opts o = {.jobs = jobs, .rules = NOSPAWN_RULES};
+    bf_setup(b, hint, &o);
+    free(jobs);
+    return qf_over_build(b, "");
+}
+
 static int execution(qf *f, const char *id, Databuild__V1__BuildExecutionResponse **out,
                      dbld_status *st)
 {
@@ -297,6 +326,39 @@ DBLD_TEST(reuse_names_the_building_run)
     CHECK_CONTAINS(bf_job_messages(&b, second, "c/1", DATABUILD__V1__JOB_STATUS__JOB_SKIPPED),
                    dbld_arena_printf(b.a, "built by job run %s of build %s", run, first));
     CHECK_EQ_INT(bf_execs(&b, "c/1"), 1);
+    /* as DataBuild's historical delegation: a DelegationEvent to the build
+     * that made it, naming the run, ahead of the SKIPPED */
+    h_event_list l = bf_events(&b, second);
+    size_t deleg = l.n, skipped = l.n;
+    for (size_t i = 0; i < l.n; i++) {
+        const Databuild__V1__BuildEvent *e = l.events[i];
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT) {
+            CHECK_MSG(deleg == l.n, "more than one DelegationEvent");
+            deleg = i;
+            CHECK_EQ_STR(e->delegation_event->partition_ref->str, "c/1");
+            CHECK_EQ_STR(e->delegation_event->delegated_to_build_request_id, first);
+            CHECK_CONTAINS(e->delegation_event->message, run);
+        }
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT &&
+            e->job_event->status_code == DATABUILD__V1__JOB_STATUS__JOB_SKIPPED)
+            skipped = i;
+    }
+    CHECK_MSG(deleg < skipped && skipped < l.n, "DelegationEvent at %zu, SKIPPED at %zu", deleg,
+              skipped);
+    /* the reusing build's summary still shows c/1 AVAILABLE (SKIPPED wins) */
+    Databuild__V1__BuildSummaryRequest sreq = DATABUILD__V1__BUILD_SUMMARY_REQUEST__INIT;
+    sreq.build_id = second;
+    Databuild__V1__BuildSummaryResponse *sum =
+        QF_OK(&f, "GetBuildSummary", &sreq, Databuild__V1__BuildSummaryResponse,
+              databuild__v1__build_summary_response__descriptor);
+    int found = 0;
+    for (size_t i = 0; i < sum->n_partitions; i++)
+        if (strcmp(sum->partitions[i]->ref->str, "c/1") == 0) {
+            found = 1;
+            CHECK_EQ_INT(sum->partitions[i]->status,
+                         DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
+        }
+    CHECK(found);
 }
 
 DBLD_TEST(unknown_build_not_found)
@@ -503,6 +565,79 @@ DBLD_TEST(optional_input_failure_does_not_fail_the_build)
     CHECK(task_of(execution_ok(&f, id), "opt/1")->critical);
 }
 
+/* A critical task whose run cannot be spawned fails the build at once: its
+ * attempt is UNTRIGGERED with the reason, nothing is retried (the job has
+ * quota for 5 attempts) and the independent 60 s hang/1 is cancelled instead
+ * of awaited. The same failure of an optional input is only logged: its
+ * reader runs and the build completes. */
+DBLD_TEST(launch_failure_critical_fails_at_once_optional_logged)
+{
+    bf b;
+    char *wd;
+    qf f = setup_nospawn(&b, "nospawn", &wd);
+    int64_t t0 = dbld_mono_ms();
+    char *id = bf_submit(&b, H_STRS("nospawn/1", "hang/1"));
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 40000);
+    int64_t took = dbld_mono_ms() - t0;
+    h_note("build with a critical launch failure ended after %lld ms", (long long)took);
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_MSG(took < 30000, "the build took %lld ms: it waited for hang/1", (long long)took);
+    CHECK_CONTAINS(end->message, "could not be launched");
+    CHECK_CONTAINS(end->message, "nospawn/1");
+    CHECK_CONTAINS(end->message, "working directory");
+    CHECK_EQ_INT(bf_execs(&b, "nospawn/1"), 0);
+    char *failed = bf_job_messages(&b, id, "nospawn/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "attempt 1: launch failed: ");
+    CHECK_CONTAINS(failed, "not retried: a critical task");
+    CHECK(strstr(failed, "retry denied") == NULL);
+    CHECK_EQ_STR(bf_runs_seq(&b, id, "nospawn/1"), "SCHEDULED FAILED");
+    char *hang = bf_runs_seq(&b, id, "hang/1");
+    CHECK_MSG(strlen(hang) >= 9 && strcmp(hang + strlen(hang) - 9, "CANCELLED") == 0, "hang/1: %s",
+              hang);
+    CHECK_CONTAINS(bf_job_messages(&b, id, "hang/1", DATABUILD__V1__JOB_STATUS__JOB_CANCELLED),
+                   "build failed: ");
+    char *pids = bf_state_file(&b, "pid-hang");
+    if (pids) { /* it had started: its process group is gone */
+        int pid = 0, child = 0;
+        CHECK_EQ_INT(sscanf(pids, "%d %d", &pid, &child), 2);
+        CHECK(H_POLL_UNTIL(5000, bf_pid_gone(pid) && bf_pid_gone(child)));
+        free(pids);
+    }
+    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
+    const Databuild__V1__TaskExecution *te = task_of(r, "nospawn/1");
+    CHECK(te->critical);
+    CHECK_EQ_STR(attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
+    CHECK_CONTAINS(te->attempts[0]->untriggered_reason, "could not be started");
+    CHECK_EQ_INT(te->used_quota, 0);
+    CHECK_EQ_INT(r->state->failures->n_launch_failures, 1);
+    CHECK_CONTAINS(r->state->failures->launch_failures[0]->reason, "could not be started");
+    char *kinds = log_kinds(&b, r);
+    CHECK_CONTAINS(kinds, "job_runs_launch_failed");
+    CHECK(strstr(kinds, "retry_denied") == NULL);
+
+    /* optional: only logged */
+    CHECK(mkdir(wd, 0755) == 0); /* the config step removes it again */
+    id = bf_submit(&b, H_STRS("oreader/1"));
+    end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_CONTAINS(end->message, "optional inputs failed: nospawn/1");
+    failed = bf_job_messages(&b, id, "nospawn/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "launch failed: ");
+    CHECK_CONTAINS(failed, "not retried: optional work");
+    CHECK_EQ_STR(bf_runs_seq(&b, id, "oreader/1"), "SCHEDULED RUNNING COMPLETED");
+    CHECK_CONTAINS(bf_job_messages(&b, id, "oreader/1", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED),
+                   "optional input absent: nospawn/1");
+    r = execution_ok(&f, id);
+    CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__SUCCEEDED);
+    te = task_of(r, "nospawn/1");
+    CHECK(!te->critical);
+    CHECK_EQ_STR(attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
+    CHECK_EQ_INT(r->state->failures->n_launch_failures, 1);
+    free(wd);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(killed_between_attempts_keeps_used_quota, 240),
                DBLD_TEST_ENTRY_T(reuse_names_the_building_run, 180),
@@ -511,4 +646,5 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(outside_build_cancel_event_honoured, 180),
                DBLD_TEST_ENTRY_T(force_rebuilds_exactly_the_named_partitions, 180),
                DBLD_TEST_ENTRY_T(reuse_window_rebuilds_an_old_partition, 180),
-               DBLD_TEST_ENTRY_T(optional_input_failure_does_not_fail_the_build, 180))
+               DBLD_TEST_ENTRY_T(optional_input_failure_does_not_fail_the_build, 180),
+               DBLD_TEST_ENTRY_T(launch_failure_critical_fails_at_once_optional_logged, 180))
