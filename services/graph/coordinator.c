@@ -674,7 +674,10 @@ static int plan(gs_build *b)
             outs[k++] = tasks[i].task->config->outputs[j]->str;
     available_now(s, outs, n_out, avail);
     k = 0;
-    for (size_t i = 0; i < p->n_tasks; i++) /* forced outputs will be rebuilt */
+    /* forced outputs will be rebuilt; after a resume, one AVAILABLE now was
+     * made since the build's RECEIVED (its REQUESTED and ANALYZED turned any
+     * older state away), so the claim reuses it and no ANALYZED may hide it */
+    for (size_t i = 0; !b->resumed && i < p->n_tasks; i++)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
             if (tasks[i].forced) avail[k] = 0;
     pthread_mutex_lock(&b->mu);

@@ -384,7 +384,8 @@ static void add_reused(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlis
         run = ps[0]->job_run_id;
         build = ps[0]->build_request_id;
         for (size_t i = 0; i < cfg->n_outputs; i++)
-            if (*ps[i]->job_run_id && *ps[i]->build_request_id)
+            if (*ps[i]->job_run_id && *ps[i]->build_request_id &&
+                strcmp(ps[i]->build_request_id, b->id) != 0) /* not its own, after a resume */
                 gs_evlist_add(a, l,
                               gs_ev_delegation(a, b->id, refs[i], ps[i]->build_request_id,
                                                dbld_arena_printf(a,

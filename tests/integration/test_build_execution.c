@@ -41,7 +41,12 @@
     "    - label: \"//x:opt\"\n      command: %CMD%\n      outputs: [\"opt/.*\"]\n"                \
     "    - label: \"//x:reader\"\n      command: %CMD%\n      outputs: [\"reader/.*\"]\n"          \
     "      optional_inputs: [\"opt/.*\"]\n"                                                        \
-    "    - label: \"//x:creader\"\n      command: %CMD%\n      outputs: [\"creader/.*\"]\n"
+    "    - label: \"//x:creader\"\n      command: %CMD%\n      outputs: [\"creader/.*\"]\n"        \
+    "    - label: \"//x:fa\"\n      command: %CMD%\n      outputs: [\"fa/.*\"]\n"                  \
+    "    - label: \"//x:fb\"\n      command: %CMD%\n      outputs: [\"fb/.*\"]\n"                  \
+    "    - label: \"//x:sg\"\n      command: %CMD%\n      outputs: [\"sg/.*\"]\n"                  \
+    "    - label: \"//x:qr\"\n      command: %CMD%\n      outputs: [\"qr/.*\"]\n"                  \
+    "    - label: \"//x:qg\"\n      command: %CMD%\n      outputs: [\"qg/.*\"]\n"
 
 #define RULES                                                                                      \
     "[{\"match\": \"flaky/.*\", \"exit\": 75},"                                                    \
@@ -52,7 +57,11 @@
     " {\"match\": \"ind/(.*)\", \"sleep\": 2},"                                                    \
     " {\"match\": \"opt/.*\", \"exit\": 3},"                                                       \
     " {\"match\": \"reader/(.*)\", \"inputs\": [\"opt/\\\\1\", \"c/\\\\1\"]},"                     \
-    " {\"match\": \"creader/(.*)\", \"inputs\": [\"opt/\\\\1\"]}]"
+    " {\"match\": \"creader/(.*)\", \"inputs\": [\"opt/\\\\1\"]},"                                 \
+    " {\"match\": \"fa/(.*)\", \"inputs\": [\"sg/\\\\1\"]},"                                       \
+    " {\"match\": \"sg/.*\", \"gate\": \"open-sg\", \"tag\": \"sg\"},"                             \
+    " {\"match\": \"qr/(.*)\", \"query_inputs\": [\"c/\\\\1\"]},"                                  \
+    " {\"match\": \"qg/(.*)\", \"query_inputs\": [\"sg/\\\\1\"]}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
 #define AST(x) DATABUILD__V1__EXECUTION_ATTEMPT__STATUS__##x
@@ -638,6 +647,149 @@ DBLD_TEST(launch_failure_critical_fails_at_once_optional_logged)
     free(wd);
 }
 
+static char *submit_forced(bf *b, const char *const *refs)
+{
+    Databuild__V1__SubmitBuildRequest req = DATABUILD__V1__SUBMIT_BUILD_REQUEST__INIT;
+    req.outputs = bf_prefs(b->a, refs, &req.n_outputs);
+    req.comment = "forced";
+    req.want_id = "";
+    req.force = 1;
+    Databuild__V1__SubmitBuildResponse *r = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_client_unary(b->graph->client, "/databuild.v1.GraphBuilder/Submit", &req.base,
+                               &databuild__v1__submit_build_response__descriptor,
+                               dbld_arena_allocator(b->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0,
+                               &st),
+             st);
+    return dbld_arena_strdup(b->a, r->build_request_id);
+}
+
+/* The build's second RequirementChanged (the one a resume appends), or NULL. */
+static const Databuild__V1__ExecutionLogEntry__RequirementChanged *
+second_requirement(bf *b, const char *id)
+{
+    const Databuild__V1__ExecutionEvent *xs[128];
+    size_t n = exec_events(b, id, xs, 128), reqs = 0;
+    for (size_t k = 0; k < n; k++)
+        if (xs[k]->entry && xs[k]->entry->kind_case == LOG(REQUIREMENT_CHANGED) && ++reqs == 2)
+            return xs[k]->entry->requirement_changed;
+    return NULL;
+}
+
+static void gate(bf *b, const char *name, int open)
+{
+    char *path = dbld_arena_printf(b->a, "%s/%s", b->state, name);
+    if (open)
+        h_write_file(path, "open\n");
+    else
+        unlink(path);
+}
+
+/* A forced build killed (SIGKILL) mid-build keeps its force when resumed:
+ * fa/1, fb/1 and sg/1, all AVAILABLE, are forced; fb/1 is rebuilt, then the
+ * graph service dies while sg/1 waits at its gate. The resumed build reads
+ * force back from the events (its re-planned tasks are forced), rebuilds
+ * sg/1 and fa/1, and reuses fb/1, which it had rebuilt before the kill (its
+ * reuse window starts at the build's RECEIVED, not at the resume). */
+DBLD_TEST(force_survives_a_resume)
+{
+    bf b;
+    qf f = setup(&b, "forceresume");
+    gate(&b, "open-sg", 1);
+    char *first = bf_submit(&b, H_STRS("fa/1", "fb/1"));
+    CHECK_EQ_INT(bf_wait(&b, first, 60000)->status->code, BR(COMPLETED));
+    CHECK_EQ_INT(bf_execs(&b, "sg/1"), 1);
+    gate(&b, "open-sg", 0);
+    gate(&b, "waiting-sg", 0);
+    char *id = submit_forced(&b, H_STRS("fa/1", "fb/1", "sg/1"));
+    Databuild__V1__BuildExecutionResponse *r = NULL;
+    dbld_status st = {0};
+    char *waiting = NULL;
+    CHECK(H_POLL_UNTIL(30000,
+                       execution(&f, id, &r, &st) == 0 && r->state->n_executions == 3 &&
+                           strcmp(attempts_str(&b, task_of(r, "fb/1")), "1:ENDED/SUCCEEDED") == 0 &&
+                           (waiting = bf_state_file(&b, "waiting-sg")) != NULL));
+    free(waiting);
+    CHECK(task_of(r, "fb/1")->forced);
+    CHECK_EQ_INT(bf_execs(&b, "fb/1"), 2);
+    h_service_kill(b.graph);
+    h_service_restart(b.graph);
+    /* resumed once the lease expired: the re-planned tasks are forced */
+    const Databuild__V1__ExecutionLogEntry__RequirementChanged *rc = NULL;
+    CHECK(H_POLL_UNTIL(30000, (rc = second_requirement(&b, id)) != NULL));
+    CHECK_EQ_STR(rc->message, "re-planned after a resume");
+    CHECK_EQ_INT(rc->n_tasks, 3);
+    for (size_t i = 0; i < rc->n_tasks; i++)
+        CHECK_MSG(rc->tasks[i]->forced, "%s not forced after the resume", rc->tasks[i]->outputs[0]);
+    gate(&b, "open-sg", 1);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 90000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "sg/1"), 3); /* first build, the killed run, the resumed one */
+    CHECK_EQ_INT(bf_execs(&b, "fa/1"), 2);
+    CHECK_EQ_INT(bf_execs(&b, "fb/1"), 2);
+    r = execution_ok(&f, id);
+    CHECK(task_of(r, "fa/1")->forced);
+    CHECK(task_of(r, "sg/1")->forced);
+    const Databuild__V1__TaskExecution *fb = task_of(r, "fb/1");
+    CHECK_EQ_STR(attempts_str(&b, fb), "1:ENDED/SUCCEEDED/reused");
+    CHECK_EQ_STR(fb->attempts[0]->build_request_id, id); /* it made it itself */
+}
+
+/* The seed's DepType QUERY: qr/N reads c/N but does not build it. With c/1
+ * missing the task fails at once naming the input, and nothing builds c/1;
+ * once c/1 is AVAILABLE qr/1 runs. qg/3 reads sg/3, which another build is
+ * building: it waits (bounded) and runs once sg/3 is AVAILABLE. A QUERY input
+ * the build produces anyway (c/2 requested too) is waited for as an edge. */
+DBLD_TEST(query_inputs_are_read_not_built)
+{
+    bf b;
+    qf f = setup(&b, "query");
+    char *id = bf_submit(&b, H_STRS("qr/1"));
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "c/1"), 0);
+    CHECK_EQ_INT(bf_execs(&b, "qr/1"), 0);
+    char *failed = bf_job_messages(&b, id, "qr/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "QUERY input c/1 is ");
+    CHECK_CONTAINS(failed, "a query input is read, not built");
+    CHECK_EQ_INT(bf_part_status(&b, "qr/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);
+    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
+    CHECK_EQ_INT(r->state->n_executions, 1); /* no task for c/1 */
+    /* c/1 built by its own build: now qr/1 reads it */
+    char *cid = bf_submit(&b, H_STRS("c/1"));
+    CHECK_EQ_INT(bf_wait(&b, cid, 60000)->status->code, BR(COMPLETED));
+    id = bf_submit(&b, H_STRS("qr/1"));
+    end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "qr/1"), 1);
+    CHECK_EQ_INT(bf_execs(&b, "c/1"), 1);
+    /* produced by this build anyway: an edge */
+    id = bf_submit(&b, H_STRS("qr/2", "c/2"));
+    CHECK_EQ_INT(bf_wait(&b, id, 60000)->status->code, BR(COMPLETED));
+    CHECK_EQ_INT(bf_execs(&b, "qr/2"), 1);
+    CHECK_EQ_INT(bf_execs(&b, "c/2"), 1);
+    /* being built by another build: waited for */
+    char *sid = bf_submit(&b, H_STRS("sg/3"));
+    char *waiting = NULL;
+    CHECK(H_POLL_UNTIL(30000, (waiting = bf_state_file(&b, "waiting-sg")) != NULL));
+    free(waiting);
+    id = bf_submit(&b, H_STRS("qg/3"));
+    dbld_sleep_ms(1500);
+    CHECK_EQ_INT(bf_execs(&b, "qg/3"), 0); /* still waiting for sg/3 */
+    CHECK_EQ_INT(bf_part_status(&b, "qg/3"), DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED);
+    gate(&b, "open-sg", 1);
+    CHECK_EQ_INT(bf_wait(&b, sid, 60000)->status->code, BR(COMPLETED));
+    end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "qg/3"), 1);
+    CHECK_EQ_INT(bf_execs(&b, "sg/3"), 1);
+    CHECK_EQ_INT(execution_ok(&f, id)->state->n_executions, 1); /* qg/3 only */
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(killed_between_attempts_keeps_used_quota, 240),
                DBLD_TEST_ENTRY_T(reuse_names_the_building_run, 180),
@@ -647,4 +799,6 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(force_rebuilds_exactly_the_named_partitions, 180),
                DBLD_TEST_ENTRY_T(reuse_window_rebuilds_an_old_partition, 180),
                DBLD_TEST_ENTRY_T(optional_input_failure_does_not_fail_the_build, 180),
-               DBLD_TEST_ENTRY_T(launch_failure_critical_fails_at_once_optional_logged, 180))
+               DBLD_TEST_ENTRY_T(launch_failure_critical_fails_at_once_optional_logged, 180),
+               DBLD_TEST_ENTRY_T(force_survives_a_resume, 240),
+               DBLD_TEST_ENTRY_T(query_inputs_are_read_not_built, 180))
