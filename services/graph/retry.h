@@ -73,6 +73,39 @@ typedef enum {
  * The caller checks first that the build itself did not cancel the run. */
 gs_run_loss gs_run_classify_loss(int rc, int got_result, int started);
 
+/* ---- how an attempt ends and what a claim leads to (pure) ---- */
+
+/* The failure kind of an attempt that did not succeed (and that the build
+ * did not cancel itself): rc 0 with a RunJobResponse (its job_status and
+ * failure_kind: the job service's classification; an unclassified CANCELLED
+ * - the job service stopped it - is transient, anything else permanent), or
+ * the call's error code: a lost or refusing job service is transient, the
+ * job's timeout a timeout, an error about the request permanent. */
+gs_fail_kind gs_fail_kind_of(int rc, int job_status, int failure_kind);
+
+typedef enum {
+    GS_LAUNCHED = 0,         /* the process started: the retry quota decides about a failure */
+    GS_LAUNCH_FAILS_BUILD,   /* a critical task could not be launched: the build fails at once */
+    GS_LAUNCH_FAILED_LOGGED, /* optional work could not be launched: logged, the build goes on */
+} gs_launch_verdict;
+
+/* A failed attempt whose run never started (started 0) is a launch failure:
+ * UNTRIGGERED, never retried, and by the task's criticality either fatal to
+ * the build or only logged. */
+gs_launch_verdict gs_launch_decide(int started, int critical);
+
+typedef enum {
+    GS_CLAIM_RUN = 0,      /* granted: launch the run */
+    GS_CLAIM_REUSE,        /* AVAILABLE: reuse, naming the run that built them */
+    GS_CLAIM_HOLDER_BUILT, /* AVAILABLE after a delegation: the holder's run built them */
+    GS_CLAIM_DELEGATE,     /* HELD by another build: delegate and wait for it */
+    GS_CLAIM_UNEXPECTED,   /* an outcome this coordinator does not know: abandon */
+} gs_claim_next;
+
+/* What a task does with a ClaimResponse.outcome (ClaimOutcome numbers);
+ * delegated: it waited for another build before this claim. */
+gs_claim_next gs_claim_decide(int outcome, int delegated);
+
 #define GS_RELAUNCH_FIRST_MS 100
 #define GS_RELAUNCH_MAX_DELAY_MS 10000
 #define GS_RELAUNCH_TOTAL_MS 120000

@@ -130,9 +130,7 @@ static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
             o->cancelled = 1;
             return;
         }
-        o->kind = r->failure_kind >= 1 && r->failure_kind <= 3 ? (gs_fail_kind)r->failure_kind
-                  : r->status == JS(CANCELLED)                 ? GS_FAIL_TRANSIENT
-                                                               : GS_FAIL_PERMANENT;
+        o->kind = gs_fail_kind_of(0, r->status, r->failure_kind);
         o->denied = r->retry_denied;
         o->msg = *r->message ? dbld_arena_strdup(a, r->message) : "job failed";
         return;
@@ -141,24 +139,14 @@ static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
         o->cancelled = 1;
         return;
     }
-    switch (rc) {
-    case DBLD_UNAVAILABLE:
-    case DBLD_CANCELLED:
-    case DBLD_RESOURCE_EXHAUSTED:
-    case DBLD_ABORTED:
-    case DBLD_ALREADY_EXISTS: /* an earlier launch of the run still held there */
-        o->kind = GS_FAIL_TRANSIENT;
+    o->kind = gs_fail_kind_of(rc, 0, 0);
+    if (o->kind == GS_FAIL_TRANSIENT)
         o->msg = dbld_arena_printf(a, "lost job service %s: %s", addr, st->msg);
-        break;
-    case DBLD_DEADLINE_EXCEEDED:
-        o->kind = GS_FAIL_TIMEOUT;
+    else if (o->kind == GS_FAIL_TIMEOUT)
         o->msg = dbld_arena_printf(a, "job service %s did not answer within the job's timeout: %s",
                                    addr, st->msg);
-        break;
-    default:
-        o->kind = GS_FAIL_PERMANENT;
+    else
         o->msg = dbld_arena_printf(a, "job service %s: %s: %s", addr, dbld_code_name(rc), st->msg);
-    }
 }
 
 /* After a delegation ended in GRANTED: did the holder's run complete our
@@ -457,12 +445,12 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
         task_end(t, T_CANCELLED, "abandoned");
         return STEP_DONE;
     }
-    if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)
-        gsx_drop(t, ts->run); /* its PENDING attempt was not recorded */
-    if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE) {
+    gs_claim_next next = gs_claim_decide(cr->outcome, *ts->delegated_to != 0);
+    if (next != GS_CLAIM_RUN) gsx_drop(t, ts->run); /* its PENDING attempt was not recorded */
+    if (next == GS_CLAIM_REUSE || next == GS_CLAIM_HOLDER_BUILT) {
         l.n = 0;
         add_lost(t, a, ts, &l);
-        if (*ts->delegated_to) /* the build we delegated to built them */
+        if (next == GS_CLAIM_HOLDER_BUILT) /* the build we delegated to built them */
             add_built_by_holder(t, a, ts, &l);
         else
             add_reused(t, a, ts, &l);
@@ -472,8 +460,8 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
             task_end(t, T_CANCELLED, "abandoned");
         return STEP_DONE;
     }
-    if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD) return claim_held(t, a, ts, cr);
-    if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED) {
+    if (next == GS_CLAIM_DELEGATE) return claim_held(t, a, ts, cr);
+    if (next == GS_CLAIM_UNEXPECTED) {
         dbld_status_set(&st, DBLD_INTERNAL, "claim: unexpected outcome %d", cr->outcome);
         gsb_abandon(b, &st);
         return STEP_AGAIN;
@@ -725,12 +713,13 @@ static int run_completed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx 
  * not decide about it. A critical task fails the build at once
  * (gsb_fail_at_once()); an optional one is only logged, and its readers run
  * without its outputs. */
-static int launch_failed(gs_task *t, dbld_arena *a, task_state *ts, const outcome *o)
+static int launch_failed(gs_task *t, dbld_arena *a, task_state *ts, const outcome *o,
+                         gs_launch_verdict verdict)
 {
     gs_build *b = t->b;
     const Databuild__V1__JobConfig *cfg = t->task->config;
     const char *label = t->job->label;
-    int critical = t->critical; /* set by plan(), before any task thread */
+    int critical = verdict == GS_LAUNCH_FAILS_BUILD;
     char *msg =
         dbld_arena_printf(a, "attempt %d: launch failed: %s; not retried: %s", t->attempts, o->msg,
                           critical ? "a critical task that cannot be launched fails the build"
@@ -761,7 +750,8 @@ static int launch_failed(gs_task *t, dbld_arena *a, task_state *ts, const outcom
 static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *actx,
                       const Databuild__V1__RunJobStarted *started, const outcome *o, int ep)
 {
-    if (!started) return launch_failed(t, a, ts, o);
+    gs_launch_verdict verdict = gs_launch_decide(started != NULL, t->critical);
+    if (verdict != GS_LAUNCHED) return launch_failed(t, a, ts, o, verdict);
     gs_build *b = t->b;
     const Databuild__V1__JobConfig *cfg = t->task->config;
     const char *label = t->job->label;
