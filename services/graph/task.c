@@ -1,8 +1,10 @@
 /* task.c - one task of a build: claim, delegate, run, relaunch, retry.
  *
- * Each task runs on a thread of its own. An attempt is a job run with its
+ * Each task runs on a thread of its own. First its QUERY inputs (read, not
+ * built) must be AVAILABLE (query_step). An attempt is a job run with its
  * own job_run_id: claim the outputs (SCHEDULED + BUILDING appended with the
- * grant), or SKIPPED when they are available, or a delegation to the build
+ * grant), or reuse them when they are available (a DelegationEvent to the
+ * build that made them, SKIPPED), or a delegation to the build
  * holding them; then JobRunner/RunStreamed on the job service with the
  * fewest runs in flight, RUNNING once that service has spawned the process
  * (a run may wait there for a slot), and COMPLETED or a classified failure
@@ -10,6 +12,8 @@
  * FAILED. Losing the job service is not a failure of the attempt: the run is
  * relaunched with backoff (retry.h), as a new job run of the same attempt
  * when the lost one had started, on another job service when there is one.
+ * A run that never started (launch failure) is not retried: a critical task
+ * fails the build at once, an optional one is only logged.
  */
 #include "build.h"
 
