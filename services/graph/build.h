@@ -94,10 +94,12 @@ struct gs_build {
     size_t n_prior;
     gs_planned_run *planned; /* resumed: planned runs that never started */
     size_t n_planned;
-    int64_t follow_idx; /* the event log is followed from here (cancels from outside) */
-    int dirty;          /* a task changed state: rescan */
-    gs_end_cb *on_end;  /* called (and freed) once the build thread is done */
-    int ended;          /* the build thread is done: on_end was taken */
+    int64_t follow_idx;         /* the event log is followed from here (cancels from outside) */
+    dbld_stream *follow_stream; /* EventLog/Subscribe of its events; NULL: List is polled */
+    int64_t follow_reopen_ms;   /* monotonic: the stream is opened again no sooner */
+    int dirty;                  /* a task changed state: rescan */
+    gs_end_cb *on_end;          /* called (and freed) once the build thread is done */
+    int ended;                  /* the build thread is done: on_end was taken */
 };
 
 /* gsb_append_cancelled(): which outputs get PartitionEvent FAILED. */
@@ -124,8 +126,10 @@ void gsb_new_id(char out[37]);
 /* JobEvent CANCELLED for run plus PartitionEvent FAILED per `owned`. */
 void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned, const char *msg);
 /* Follow the build's events in the event log from b->follow_idx and act on
- * cancels appended from outside (follow.c; b->mu not held). */
+ * cancels appended from outside (follow.c; b->mu not held; build thread
+ * only). gsb_follow_end() closes its stream when the build stops running. */
 void gsb_follow(gs_build *b);
+void gsb_follow_end(gs_build *b);
 #define GSB_FOLLOW_MS 250
 /* The claim's reuse window of t's outputs (ClaimRequest.min_available_ns):
  * forced tasks reuse only what this build made; a max_age_ms (the job's, else

@@ -456,6 +456,7 @@ static void execute(gs_build *b)
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
+    gsb_follow_end(b);
 }
 
 /* The build's final state from its tasks. */

@@ -381,6 +381,18 @@ DBLD_TEST(unknown_build_not_found)
     CHECK_CODE(execution(&f, "", &r, &st), st, DBLD_INVALID_ARGUMENT);
 }
 
+/* The last line of the graph service's log containing needle ("" if none). */
+static const char *graph_log_line(bf *b, const char *needle)
+{
+    char *text = h_read_file(b->graph->log_path, NULL);
+    const char *out = "";
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n"))
+        if (strstr(line, needle)) out = line;
+    out = dbld_arena_strdup(b->a, out);
+    free(text);
+    return out;
+}
+
 static int cancel_run(qf *f, const char *run, const char *reason, dbld_status *st)
 {
     Databuild__V1__JobRunCancelRequest req = DATABUILD__V1__JOB_RUN_CANCEL_REQUEST__INIT;
@@ -488,6 +500,36 @@ DBLD_TEST(outside_build_cancel_event_honoured)
     CHECK_CONTAINS(end->message, "appended from outside");
     CHECK(H_POLL_UNTIL(10000, bf_pid_gone(pid) && bf_pid_gone(child)));
     CHECK_EQ_STR(bf_runs_seq(&b, id, "hang/1"), "SCHEDULED RUNNING CANCELLED");
+    /* it came through the build's EventLog/Subscribe stream, not polling */
+    CHECK_CONTAINS(graph_log_line(&b, "following the build's events through EventLog/Subscribe"),
+                   id);
+    (void)run;
+}
+
+/* The event log restarts while the build runs: its Subscribe stream ends,
+ * the build polls EventLog/List meanwhile and subscribes again; a cancel
+ * appended from outside after the restart is still honoured. */
+DBLD_TEST(follow_survives_an_event_log_restart)
+{
+    bf b;
+    qf f = setup(&b, "followrestart");
+    const char *run;
+    int pid, child;
+    char *id = start_hang(&b, &f, &run, &pid, &child);
+    CHECK(H_POLL_UNTIL(10000, strstr(graph_log_line(&b, "through EventLog/Subscribe"), id)));
+    h_service_kill(b.el);
+    h_service_restart(b.el);
+    CHECK(H_POLL_UNTIL(15000, strstr(graph_log_line(&b, "build event stream lost"), id)));
+    Databuild__V1__BuildEvent *ev = h_event_base(b.a, id, 0);
+    ev->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT;
+    ev->build_cancel_event = dbld_arena_msg(b.a, &databuild__v1__build_cancel_event__descriptor);
+    ev->build_cancel_event->reason = "after the restart";
+    Databuild__V1__BuildEvent *evs[] = {ev};
+    h_append_ok(b.el, b.a, evs, 1);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 30000);
+    CHECK_EQ_INT(end->status->code, BR(CANCELLED));
+    CHECK_CONTAINS(end->message, "after the restart");
+    CHECK(H_POLL_UNTIL(10000, bf_pid_gone(pid) && bf_pid_gone(child)));
     (void)run;
 }
 
@@ -798,6 +840,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(unknown_build_not_found, 120),
                DBLD_TEST_ENTRY_T(cancel_one_job_run, 180),
                DBLD_TEST_ENTRY_T(outside_build_cancel_event_honoured, 180),
+               DBLD_TEST_ENTRY_T(follow_survives_an_event_log_restart, 180),
                DBLD_TEST_ENTRY_T(force_rebuilds_exactly_the_named_partitions, 180),
                DBLD_TEST_ENTRY_T(reuse_window_rebuilds_an_old_partition, 180),
                DBLD_TEST_ENTRY_T(optional_input_failure_does_not_fail_the_build, 180),
