@@ -8,7 +8,8 @@
  * EventLog/Subscribe stream filtered to the build (the event log serves it
  * from its in-memory commit feed, so a running build costs no query), taking
  * what has arrived without waiting. When the stream cannot be opened or ends
- * (the event log restarted, or refused it: its max_streams), the call lists
+ * (the event log restarted, or refused it: its max_streams; or this process
+ * holds FOLLOW_MAX_STREAMS already), the call lists
  * the events instead (EventLog/List, one filtered page per call while more
  * follow) and the stream is opened again, from where the reading stopped,
  * FOLLOW_REOPEN_MS later. Either way it acts on two kinds:
@@ -29,11 +30,18 @@
 #include "dbld/log.h"
 #include "dbld/util.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FOLLOW_REOPEN_MS 5000 /* a lost stream is opened again this much later */
 #define FOLLOW_DRAIN_MAX 1000 /* events taken from the stream per call */
+/* Streams this process holds open at most: the event log's max_streams
+ * (256 in the example) also serve the CLI's follow and tail; builds beyond
+ * this poll List. */
+#define FOLLOW_MAX_STREAMS 64
+
+static atomic_int n_streams;
 
 /* The task whose current job run is run (b->mu held), or NULL. */
 static gs_task *task_of_run(gs_build *b, const char *run)
@@ -112,10 +120,16 @@ static int stream_open(gs_build *b)
     req.filter = &f;
     req.start_idx = b->follow_idx;
     dbld_status st;
+    if (atomic_fetch_add(&n_streams, 1) >= FOLLOW_MAX_STREAMS) {
+        atomic_fetch_sub(&n_streams, 1);
+        b->follow_stream = NULL;
+        return DBLD_RESOURCE_EXHAUSTED;
+    }
     int rc = dbld_client_stream_open(dbld_client_get(b->svc->eventlog),
                                      "/databuild.v1.EventLog/Subscribe", &req.base, 0,
                                      &b->follow_stream, &st);
     if (rc) {
+        atomic_fetch_sub(&n_streams, 1);
         b->follow_stream = NULL;
         return rc;
     }
@@ -129,6 +143,7 @@ static void stream_lost(gs_build *b, const char *why)
     dbld_log(DBLD_LOG_INFO, "build event stream lost; polling EventLog/List until it reopens",
              "build_request_id", b->id, "error", why, (char *)NULL);
     dbld_stream_close(b->follow_stream);
+    atomic_fetch_sub(&n_streams, 1);
     b->follow_stream = NULL;
     b->follow_reopen_ms = dbld_mono_ms() + FOLLOW_REOPEN_MS;
 }
@@ -172,6 +187,7 @@ void gsb_follow_end(gs_build *b)
 {
     if (!b->follow_stream) return;
     dbld_stream_close(b->follow_stream);
+    atomic_fetch_sub(&n_streams, 1);
     b->follow_stream = NULL;
 }
 
