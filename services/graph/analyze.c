@@ -251,6 +251,10 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
                 break;
             }
             if (job != GS_LOOKUP_NONE) {
+                /* a QUERY input is read, not built: its producer is planned
+                 * only when something else needs it built; its reader
+                 * waits for it then, else for it to be AVAILABLE (task.c) */
+                if (d->dep_type_code == DATABUILD__V1__DEP_TYPE__QUERY) continue;
                 gs_strmap_put(&s->pending, ref, 0);
                 vec_push(refs, (void *)ref);
                 vec_push(jobs, (void *)(uintptr_t)job);

@@ -3,7 +3,9 @@
  * Round by round: the frontier refs are grouped by job and each job is
  * configured ONCE per round with all of its refs (groups of one round are
  * configured in parallel). Tasks are deduplicated by their outputs; the
- * inputs of the new tasks that some job produces form the next frontier; an
+ * MATERIALIZE inputs of the new tasks that some job produces form the next
+ * frontier (a QUERY input - the seed's DepType - is read, not built: it only
+ * becomes an edge when a task of the plan produces it anyway); an
  * input that no job produces is external: accepted when it matches
  * graph.external or is AVAILABLE (asked once per round, batched), otherwise
  * the analysis fails with a precondition error naming it. After the last

@@ -69,8 +69,8 @@ struct gs_build {
     size_t n_refs;
     char *comment, *want_id;
     int resumed;
-    int force;          /* SubmitBuildRequest.force (not kept across a resume) */
-    int64_t created_ns; /* when this instance took the build: force's reuse window */
+    int force;          /* SubmitBuildRequest.force (BuildOptions: kept across a resume) */
+    int64_t created_ns; /* the build's RECEIVED time: force's reuse window */
     char *prev_owner;
     int refcount; /* under svc->mu */
     gs_build *next;
@@ -82,6 +82,7 @@ struct gs_build {
     int abandoned;     /* stopped without a terminal event */
     int cancel;
     char *cancel_reason;
+    char *fail_msg; /* a critical task could not be launched: cancel, then end FAILED with this */
     int result_code;
     char *result_msg;
     gs_plan *plan;
@@ -93,10 +94,12 @@ struct gs_build {
     size_t n_prior;
     gs_planned_run *planned; /* resumed: planned runs that never started */
     size_t n_planned;
-    int64_t follow_idx; /* the event log is followed from here (cancels from outside) */
-    int dirty;          /* a task changed state: rescan */
-    gs_end_cb *on_end;  /* called (and freed) once the build thread is done */
-    int ended;          /* the build thread is done: on_end was taken */
+    int64_t follow_idx;         /* the event log is followed from here (cancels from outside) */
+    dbld_stream *follow_stream; /* EventLog/Subscribe of its events; NULL: List is polled */
+    int64_t follow_reopen_ms;   /* monotonic: the stream is opened again no sooner */
+    int dirty;                  /* a task changed state: rescan */
+    gs_end_cb *on_end;          /* called (and freed) once the build thread is done */
+    int ended;                  /* the build thread is done: on_end was taken */
 };
 
 /* gsb_append_cancelled(): which outputs get PartitionEvent FAILED. */
@@ -110,6 +113,10 @@ void gsb_abandon(gs_build *b, const dbld_status *st);
  * (FAILED_PRECONDITION: the build has another owner now) also cancel the
  * build's runs in flight. */
 void gsb_fail(gs_build *b, const dbld_status *st);
+/* A critical task could not be launched: the build fails at once. Its other
+ * runs are cancelled as by a cancel, and it ends FAILED naming why (b->mu
+ * not held; the first call wins, a cancel before it too). */
+void gsb_fail_at_once(gs_build *b, const char *why);
 /* 1 once abandoned or the service is stopping. */
 int gsb_stopped(gs_build *b);
 /* Append the list (then empty it); on failure abandon and return non-zero. */
@@ -119,8 +126,10 @@ void gsb_new_id(char out[37]);
 /* JobEvent CANCELLED for run plus PartitionEvent FAILED per `owned`. */
 void gsb_append_cancelled(gs_task *t, dbld_arena *a, const char *run, int owned, const char *msg);
 /* Follow the build's events in the event log from b->follow_idx and act on
- * cancels appended from outside (follow.c; b->mu not held). */
+ * cancels appended from outside (follow.c; b->mu not held; build thread
+ * only). gsb_follow_end() closes its stream when the build stops running. */
 void gsb_follow(gs_build *b);
+void gsb_follow_end(gs_build *b);
 #define GSB_FOLLOW_MS 250
 /* The claim's reuse window of t's outputs (ClaimRequest.min_available_ns):
  * forced tasks reuse only what this build made; a max_age_ms (the job's, else

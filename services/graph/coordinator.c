@@ -75,6 +75,7 @@ static void build_free(gs_build *b)
     free(b->want_id);
     free(b->prev_owner);
     free(b->cancel_reason);
+    free(b->fail_msg);
     free(b->result_msg);
     while (b->on_end) { /* only if it never ran: the build thread takes them */
         gs_end_cb *cb = b->on_end;
@@ -189,6 +190,26 @@ void gsb_fail(gs_build *b, const dbld_status *st)
     gsb_abandon(b, st);
     /* fenced out: another instance took the build over and re-runs them */
     if (st->code == DBLD_FAILED_PRECONDITION) cancel_runs(b);
+}
+
+void gsb_fail_at_once(gs_build *b, const char *why)
+{
+    pthread_mutex_lock(&b->mu);
+    int first = !b->cancel;
+    if (first) {
+        b->fail_msg = dbld_xstrdup(why);
+        b->cancel = 1;
+        b->dirty = 1;
+        free(b->cancel_reason);
+        size_t len = strlen(why) + 16;
+        b->cancel_reason = dbld_xmalloc(len);
+        snprintf(b->cancel_reason, len, "build failed: %s", why);
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (first)
+        dbld_log(DBLD_LOG_WARN, "failing build at once", "build_request_id", b->id, "reason", why,
+                 (char *)NULL);
 }
 
 int gsb_stopped(gs_build *b)
@@ -436,6 +457,7 @@ static void execute(gs_build *b)
         pthread_cond_timedwait(&b->cv, &b->mu, &ts);
     }
     pthread_mutex_unlock(&b->mu);
+    gsb_follow_end(b);
 }
 
 /* The build's final state from its tasks. */
@@ -464,6 +486,7 @@ static void conclude(gs_build *b)
         }
     }
     char *reason = dbld_xstrdup(b->cancel_reason ? b->cancel_reason : "");
+    char *fail_msg = b->fail_msg ? dbld_xstrdup(b->fail_msg) : NULL;
     pthread_mutex_unlock(&b->mu);
     if (cancel) {
         /* Tasks that never started: record them as cancelled too. */
@@ -471,14 +494,20 @@ static void conclude(gs_build *b)
         for (size_t i = 0; i < b->n_tasks; i++) {
             gs_task *t = &b->tasks[i];
             if (t->state != T_WAITING) continue;
-            gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED, "build cancelled");
+            gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED,
+                                 fail_msg ? reason : "build cancelled");
             t->state = T_CANCELLED;
             dbld_arena_reset(a);
         }
         dbld_arena_destroy(a);
         char *msg = dbld_xmalloc(MSG_MAX + 64);
-        snprintf(msg, MSG_MAX + 64, "cancelled%s%s", *reason ? ": " : "", reason);
-        finish(b, BR(CANCELLED), msg, DBLD_CANCELLED);
+        if (fail_msg) {
+            snprintf(msg, MSG_MAX + 64, "%s", fail_msg);
+            finish(b, BR(FAILED), msg, DBLD_ABORTED);
+        } else {
+            snprintf(msg, MSG_MAX + 64, "cancelled%s%s", *reason ? ": " : "", reason);
+            finish(b, BR(CANCELLED), msg, DBLD_CANCELLED);
+        }
         free(msg);
     } else if (n_failed || n_cancelled || n_waiting) {
         char *msg = dbld_xmalloc(2 * MSG_MAX + 128);
@@ -494,6 +523,7 @@ static void conclude(gs_build *b)
         free(msg);
     }
     free(reason);
+    free(fail_msg);
     free(optional);
     free(failed);
     free(skipped);
@@ -564,67 +594,73 @@ static void mark_forced(gs_build *b, gs_task *tasks, size_t n_tasks)
     gs_strmap_free(&req);
 }
 
-/* Analyze and append the graph. 0 to execute; otherwise the build has ended
- * (or was abandoned). */
-static int plan(gs_build *b)
+/* PLANNING (saying whether the build is resumed). Non-zero: abandoned. */
+static int plan_begin(gs_build *b, dbld_arena *a)
 {
     gs_service *s = b->svc;
-    dbld_arena *a = dbld_arena_create();
     const char *msg =
         b->resumed ? dbld_arena_printf(a, "resumed by %s (previous owner %s)", s->owner,
                                        b->prev_owner && *b->prev_owner ? b->prev_owner : "none")
                    : dbld_arena_printf(a, "analyzing %zu partitions", b->n_refs);
-    if (gsb_append1(b, a, gs_ev_build_request(a, b->id, BR(PLANNING), msg)) != 0) {
-        dbld_arena_destroy(a);
-        return 1;
-    }
+    if (gsb_append1(b, a, gs_ev_build_request(a, b->id, BR(PLANNING), msg)) != 0) return 1;
     set_status(b, BR(PLANNING));
+    return 0;
+}
+
+/* The analysis failed with rc: end the build by the kind of error (or
+ * abandon it when the event log could not be asked). */
+static void analysis_failed(gs_build *b, int rc, gs_analyze_error err, const dbld_status *st)
+{
+    if (err == GS_AERR_AVAILABILITY) {
+        gsb_abandon(b, st);
+        return;
+    }
+    pthread_mutex_lock(&b->mu);
+    int cancelled = b->cancel;
+    pthread_mutex_unlock(&b->mu);
+    if (cancelled) {
+        finish(b, BR(CANCELLED), "cancelled", DBLD_CANCELLED);
+    } else if (err == GS_AERR_PRECONDITION) {
+        finish(b, BR(PRECONDITION_FAILED), st->msg, DBLD_FAILED_PRECONDITION);
+    } else {
+        char m[DBLD_STATUS_MSG_MAX + 32];
+        snprintf(m, sizeof m, "analysis failed: %s", st->msg);
+        finish(b, BR(FAILED), m, rc == DBLD_UNAVAILABLE ? DBLD_UNAVAILABLE : rc);
+    }
+}
+
+/* Analyze the requested refs: 0 with *out, or the build has ended. */
+static int analyze(gs_build *b, gs_plan **out)
+{
     gs_analyze_env env;
-    gs_analyze_env_init(s, &env);
-    gs_plan *p = NULL;
+    gs_analyze_env_init(b->svc, &env);
     gs_analyze_error err;
     int calls = 0;
     dbld_status st;
     int64_t t0 = dbld_mono_ms();
-    int rc = gs_analyze(&env, (const char *const *)b->refs, b->n_refs, &p, &err, &calls, &st);
+    int rc = gs_analyze(&env, (const char *const *)b->refs, b->n_refs, out, &err, &calls, &st);
     char info[256];
     snprintf(info, sizeof info, "%d configure calls, %" PRId64 " ms", calls, dbld_mono_ms() - t0);
     dbld_log(DBLD_LOG_INFO, rc ? "analysis failed" : "analysis done", "build_request_id", b->id,
              "configure", info, "error", rc ? st.msg : NULL, (char *)NULL);
-    if (rc) {
-        dbld_arena_destroy(a);
-        if (err == GS_AERR_AVAILABILITY) {
-            gsb_abandon(b, &st);
-            return 1;
-        }
-        pthread_mutex_lock(&b->mu);
-        int cancelled = b->cancel;
-        pthread_mutex_unlock(&b->mu);
-        if (cancelled) {
-            finish(b, BR(CANCELLED), "cancelled", DBLD_CANCELLED);
-            return 1;
-        }
-        if (err == GS_AERR_PRECONDITION)
-            finish(b, BR(PRECONDITION_FAILED), st.msg, DBLD_FAILED_PRECONDITION);
-        else {
-            char m[DBLD_STATUS_MSG_MAX + 32];
-            snprintf(m, sizeof m, "analysis failed: %s", st.msg);
-            finish(b, BR(FAILED), m, rc == DBLD_UNAVAILABLE ? DBLD_UNAVAILABLE : rc);
-        }
-        return 1;
-    }
-    /* tasks */
+    if (rc) analysis_failed(b, rc, err, &st);
+    return rc;
+}
+
+/* The tasks of plan p (malloc'd): a resumed build keeps the job_run_id its
+ * ANALYZED events planned for each (b->planned); forced and optional marks. */
+static gs_task *make_tasks(gs_build *b, gs_plan *p)
+{
     gs_task *tasks = dbld_xcalloc(p->n_tasks + 1, sizeof *tasks);
     gs_strmap planned; /* resumed: output ref -> its planned run (b->planned) */
     gs_strmap_init(&planned);
     for (size_t r = 0; r < b->n_planned; r++)
         gs_strmap_put(&planned, b->planned[r].ref, r);
-    size_t n_out = 0;
     for (size_t i = 0; i < p->n_tasks; i++) {
         tasks[i].b = b;
         tasks[i].idx = i;
         tasks[i].task = p->graph->nodes[i];
-        tasks[i].job = gs_lookup_job(s->lookup, p->job[i]);
+        tasks[i].job = gs_lookup_job(b->svc->lookup, p->job[i]);
         tasks[i].ep = -1;
         gsb_new_id(tasks[i].first_run);
         const Databuild__V1__JobConfig *cfg = tasks[i].task->config;
@@ -632,34 +668,44 @@ static int plan(gs_build *b)
         for (size_t o = 0; o < cfg->n_outputs; o++)
             if (gs_strmap_get(&planned, cfg->outputs[o]->str, &r))
                 memcpy(tasks[i].first_run, b->planned[r].run, sizeof tasks[i].first_run);
-        tasks[i].analyzed = dbld_xcalloc(tasks[i].task->config->n_outputs + 1, 1);
-        n_out += tasks[i].task->config->n_outputs;
+        tasks[i].analyzed = dbld_xcalloc(cfg->n_outputs + 1, 1);
     }
     gs_strmap_free(&planned);
     mark_forced(b, tasks, p->n_tasks);
     gsb_mark_optional(b, p, tasks, p->n_tasks);
-    const char **outs = dbld_arena_alloc(a, (n_out + 1) * sizeof *outs);
-    int *avail = dbld_arena_alloc(a, (n_out + 1) * sizeof *avail);
-    size_t k = 0;
-    for (size_t i = 0; i < p->n_tasks; i++)
+    return tasks;
+}
+
+/* Every output of the tasks (*outs, in task order) and whether it counts as
+ * AVAILABLE now (*avail; in a). */
+static size_t outputs_available(gs_build *b, const gs_task *tasks, size_t n_tasks, dbld_arena *a,
+                                const char ***outs, int **avail)
+{
+    size_t n_out = 0, k = 0;
+    for (size_t i = 0; i < n_tasks; i++)
+        n_out += tasks[i].task->config->n_outputs;
+    *outs = dbld_arena_alloc(a, (n_out + 1) * sizeof **outs);
+    *avail = dbld_arena_alloc(a, (n_out + 1) * sizeof **avail);
+    for (size_t i = 0; i < n_tasks; i++)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++)
-            outs[k++] = tasks[i].task->config->outputs[j]->str;
-    available_now(s, outs, n_out, avail);
+            (*outs)[k++] = tasks[i].task->config->outputs[j]->str;
+    available_now(b->svc, *outs, n_out, *avail);
     k = 0;
-    for (size_t i = 0; i < p->n_tasks; i++) /* forced outputs will be rebuilt */
+    /* forced outputs will be rebuilt; after a resume, one AVAILABLE now was
+     * made since the build's RECEIVED (its REQUESTED and ANALYZED turned any
+     * older state away), so the claim reuses it and no ANALYZED may hide it */
+    for (size_t i = 0; !b->resumed && i < n_tasks; i++)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
-            if (tasks[i].forced) avail[k] = 0;
-    pthread_mutex_lock(&b->mu);
-    b->plan = p;
-    b->tasks = tasks;
-    b->n_tasks = p->n_tasks;
-    int cancel = b->cancel;
-    pthread_mutex_unlock(&b->mu);
-    if (cancel) {
-        dbld_arena_destroy(a);
-        finish(b, BR(CANCELLED), "cancelled", DBLD_CANCELLED);
-        return 1;
-    }
+            if (tasks[i].forced) (*avail)[k] = 0;
+    return n_out;
+}
+
+/* JobGraphEvent, ANALYSIS_COMPLETED, RequirementChanged (and a resumed
+ * build's restored executions), ANALYZED for the outputs not available,
+ * EXECUTING: one append. Non-zero: abandoned. */
+static int append_plan(gs_build *b, dbld_arena *a, const gs_plan *p, gs_task *tasks,
+                       const char *const *outs, const int *avail)
+{
     char *gmsg = dbld_arena_printf(
         a, "%zu task%s, %d configure call%s in %d round%s, %zu external input%s", p->n_tasks,
         p->n_tasks == 1 ? "" : "s", p->configure_calls, p->configure_calls == 1 ? "" : "s",
@@ -669,7 +715,7 @@ static int plan(gs_build *b)
     gs_evlist_add(a, &l, gs_ev_build_request(a, b->id, BR(ANALYSIS_COMPLETED), gmsg));
     gs_evlist_add(a, &l, gsx_requirement(b, a, b->resumed ? "re-planned after a resume" : gmsg));
     restore_prior(b, tasks, p->n_tasks, a, &l);
-    k = 0;
+    size_t k = 0;
     for (size_t i = 0; i < p->n_tasks; i++)
         for (size_t j = 0; j < tasks[i].task->config->n_outputs; j++, k++)
             if (!avail[k]) {
@@ -681,7 +727,35 @@ static int plan(gs_build *b)
     gs_evlist_add(a, &l,
                   gs_ev_build_request(a, b->id, BR(EXECUTING),
                                       dbld_arena_printf(a, "running %zu tasks", p->n_tasks)));
-    rc = gsb_append(b, a, &l);
+    return gsb_append(b, a, &l);
+}
+
+/* Analyze and append the graph. 0 to execute; otherwise the build has ended
+ * (or was abandoned). */
+static int plan(gs_build *b)
+{
+    dbld_arena *a = dbld_arena_create();
+    gs_plan *p = NULL;
+    if (plan_begin(b, a) != 0 || analyze(b, &p) != 0) {
+        dbld_arena_destroy(a);
+        return 1;
+    }
+    gs_task *tasks = make_tasks(b, p);
+    const char **outs;
+    int *avail;
+    outputs_available(b, tasks, p->n_tasks, a, &outs, &avail);
+    pthread_mutex_lock(&b->mu);
+    b->plan = p;
+    b->tasks = tasks;
+    b->n_tasks = p->n_tasks;
+    int cancel = b->cancel;
+    pthread_mutex_unlock(&b->mu);
+    if (cancel) {
+        dbld_arena_destroy(a);
+        finish(b, BR(CANCELLED), "cancelled", DBLD_CANCELLED);
+        return 1;
+    }
+    int rc = append_plan(b, a, p, tasks, outs, avail);
     dbld_arena_destroy(a);
     if (rc) return 1;
     set_status(b, BR(EXECUTING));
@@ -700,6 +774,10 @@ typedef struct dangling {
 static void keep_execution(gs_build *b, gs_strmap *prior_idx,
                            const Databuild__V1__ExecutionEvent *x)
 {
+    if (x->options) { /* the request's options (appended with RECEIVED) */
+        b->force = x->options->force;
+        return;
+    }
     pthread_mutex_lock(&b->mu);
     b->global_used = x->used_global_quota;
     pthread_mutex_unlock(&b->mu);
@@ -719,116 +797,173 @@ static void keep_execution(gs_build *b, gs_strmap *prior_idx,
     protobuf_c_message_pack(&te->base, b->prior[r].buf);
 }
 
-/* Job runs the previous owner left SCHEDULED/RUNNING become FAILED (their
- * processes died with the Run call); a recorded cancel is honoured. */
-static int recover(gs_build *b)
+/* What recover() gathers from the build's events (all borrowed from its
+ * arena but the arrays and maps). */
+typedef struct recovery {
+    dangling *runs; /* every job run, with its last status */
+    size_t n_runs, cap;
+    const Databuild__V1__PartitionEvent **analyzed; /* ANALYZED with a planned job run */
+    size_t n_analyzed, acap;
+    gs_strmap run_idx;   /* job_run_id -> index in runs */
+    gs_strmap prior_idx; /* a task's first output -> index in b->prior */
+} recovery;
+
+static void recovery_free(recovery *rv)
 {
-    gs_service *s = b->svc;
-    dbld_arena *a = dbld_arena_create();
+    free(rv->runs);
+    free(rv->analyzed);
+    gs_strmap_free(&rv->run_idx);
+    gs_strmap_free(&rv->prior_idx);
+}
+
+/* A recorded BuildCancelEvent: the resumed build ends CANCELLED. */
+static void recover_cancel(gs_build *b, const Databuild__V1__BuildCancelEvent *c)
+{
+    pthread_mutex_lock(&b->mu);
+    b->cancel = 1;
+    free(b->cancel_reason);
+    b->cancel_reason = dbld_xstrdup(c->reason);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void recover_analyzed(recovery *rv, const Databuild__V1__PartitionEvent *pe)
+{
+    if (pe->status_code != PS(ANALYZED) || !dbld_uuid_valid(pe->job_run_id)) return;
+    if (rv->n_analyzed == rv->acap) {
+        rv->acap = rv->acap ? 2 * rv->acap : 16;
+        rv->analyzed = dbld_xrealloc(rv->analyzed, rv->acap * sizeof *rv->analyzed);
+    }
+    rv->analyzed[rv->n_analyzed++] = pe;
+}
+
+/* The last status, label and targets of each job run. */
+static void recover_job(recovery *rv, const Databuild__V1__JobEvent *j)
+{
+    size_t r = rv->n_runs;
+    if (!gs_strmap_get(&rv->run_idx, j->job_run_id, &r)) {
+        gs_strmap_put(&rv->run_idx, j->job_run_id, rv->n_runs);
+        if (rv->n_runs == rv->cap) {
+            rv->cap = rv->cap ? 2 * rv->cap : 16;
+            rv->runs = dbld_xrealloc(rv->runs, rv->cap * sizeof *rv->runs);
+        }
+        memset(&rv->runs[rv->n_runs], 0, sizeof rv->runs[rv->n_runs]);
+        rv->runs[rv->n_runs].run = j->job_run_id;
+        rv->n_runs++;
+    }
+    rv->runs[r].status = j->status_code;
+    if (j->job_label) rv->runs[r].label = j->job_label->label;
+    if (j->n_target_partitions) {
+        rv->runs[r].targets.outputs = j->target_partitions;
+        rv->runs[r].targets.n_outputs = j->n_target_partitions;
+    }
+}
+
+static void recover_event(gs_build *b, recovery *rv, const Databuild__V1__BuildEvent *e)
+{
+    switch (e->event_type_case) {
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT:
+        recover_cancel(b, e->build_cancel_event);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT:
+        recover_analyzed(rv, e->partition_event);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT:
+        keep_execution(b, &rv->prior_idx, e->execution_event);
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_REQUEST_EVENT:
+        if (e->build_request_event->status &&
+            e->build_request_event->status->code == BR(RECEIVED) && e->timestamp > 0)
+            b->created_ns = e->timestamp; /* force reuses what the build made since */
+        break;
+    case DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT:
+        recover_job(rv, e->job_event);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Read every event of the build (into a); b->follow_idx ends after them.
+ * Non-zero: the event log failed, the build is abandoned. */
+static int recover_read(gs_build *b, dbld_arena *a, recovery *rv)
+{
     Databuild__V1__EventFilter f = DATABUILD__V1__EVENT_FILTER__INIT;
     char *ids[] = {b->id};
     f.build_request_ids = ids;
     f.n_build_request_ids = 1;
-    dangling *runs = NULL;
-    size_t n_runs = 0, cap = 0;
-    const Databuild__V1__PartitionEvent **analyzed = NULL; /* with a planned job run */
-    size_t n_analyzed = 0, acap = 0;
-    gs_strmap run_idx; /* job_run_id -> index in runs */
-    gs_strmap_init(&run_idx);
-    gs_strmap prior_idx; /* a task's first output -> index in b->prior */
-    gs_strmap_init(&prior_idx);
-    int64_t start = 0;
-    int rc = 0;
-    for (;;) {
+    for (int64_t start = 0;;) {
         Databuild__V1__EventPage *page = NULL;
         dbld_status st;
-        rc = gs_el_list(s, &f, start, a, &page, &st);
+        int rc = gs_el_list(b->svc, &f, start, a, &page, &st);
         if (rc) {
             gsb_abandon(b, &st);
-            break;
+            return rc;
         }
-        for (size_t i = 0; i < page->n_events; i++) {
-            const Databuild__V1__BuildEvent *e = page->events[i];
-            if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT) {
-                pthread_mutex_lock(&b->mu);
-                b->cancel = 1;
-                free(b->cancel_reason);
-                b->cancel_reason = dbld_xstrdup(e->build_cancel_event->reason);
-                pthread_mutex_unlock(&b->mu);
-            }
-            if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PARTITION_EVENT &&
-                e->partition_event->status_code == PS(ANALYZED) &&
-                dbld_uuid_valid(e->partition_event->job_run_id)) {
-                if (n_analyzed == acap) {
-                    acap = acap ? 2 * acap : 16;
-                    analyzed = dbld_xrealloc(analyzed, acap * sizeof *analyzed);
-                }
-                analyzed[n_analyzed++] = e->partition_event;
-            }
-            if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT)
-                keep_execution(b, &prior_idx, e->execution_event);
-            if (e->event_type_case != DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT) continue;
-            const Databuild__V1__JobEvent *j = e->job_event;
-            size_t r = n_runs;
-            if (!gs_strmap_get(&run_idx, j->job_run_id, &r)) {
-                gs_strmap_put(&run_idx, j->job_run_id, n_runs);
-                if (n_runs == cap) {
-                    cap = cap ? 2 * cap : 16;
-                    runs = dbld_xrealloc(runs, cap * sizeof *runs);
-                }
-                memset(&runs[n_runs], 0, sizeof runs[n_runs]);
-                runs[n_runs].run = j->job_run_id;
-                n_runs++;
-            }
-            runs[r].status = j->status_code;
-            if (j->job_label) runs[r].label = j->job_label->label;
-            if (j->n_target_partitions) {
-                runs[r].targets.outputs = j->target_partitions;
-                runs[r].targets.n_outputs = j->n_target_partitions;
-            }
-        }
+        for (size_t i = 0; i < page->n_events; i++)
+            recover_event(b, rv, page->events[i]);
         b->follow_idx = page->next_idx;
-        if (!page->has_more) break;
+        if (!page->has_more) return 0;
         start = page->next_idx;
     }
-    /* planned first attempts that never started keep their job_run_id (the
-     * ANALYZED events name it); plan() matches them by the task's outputs */
-    for (size_t i = 0; !rc && i < n_analyzed; i++) {
-        if (gs_strmap_get(&run_idx, analyzed[i]->job_run_id, NULL)) continue;
+}
+
+/* Planned first attempts that never started keep their job_run_id (the
+ * ANALYZED events name it); plan() matches them by the task's outputs. */
+static void recover_planned(gs_build *b, const recovery *rv)
+{
+    for (size_t i = 0; i < rv->n_analyzed; i++) {
+        if (gs_strmap_get(&rv->run_idx, rv->analyzed[i]->job_run_id, NULL)) continue;
         b->planned = dbld_xrealloc(b->planned, (b->n_planned + 1) * sizeof *b->planned);
-        b->planned[b->n_planned].ref = dbld_xstrdup(analyzed[i]->partition_ref->str);
+        b->planned[b->n_planned].ref = dbld_xstrdup(rv->analyzed[i]->partition_ref->str);
         snprintf(b->planned[b->n_planned].run, sizeof b->planned[b->n_planned].run, "%s",
-                 analyzed[i]->job_run_id);
+                 rv->analyzed[i]->job_run_id);
         b->n_planned++;
     }
-    free(analyzed);
-    gs_strmap_free(&run_idx);
-    gs_strmap_free(&prior_idx);
-    for (size_t r = 0; !rc && r < n_runs; r++) {
-        if (runs[r].status != JS(SCHEDULED) && runs[r].status != JS(RUNNING)) continue;
-        const char *msg = dbld_arena_printf(a, "graph service restarted: job run abandoned by %s",
-                                            b->prev_owner && *b->prev_owner ? b->prev_owner
-                                                                            : "its previous owner");
-        gs_evlist l = {0};
-        gs_evlist_add(a, &l,
-                      gs_ev_job(a, b->id, runs[r].run, runs[r].label ? runs[r].label : "",
-                                &runs[r].targets, JS(FAILED), msg));
-        size_t n = runs[r].targets.n_outputs;
-        const char **refs = dbld_arena_alloc(a, (n + 1) * sizeof *refs);
+}
+
+/* A run the previous owner left SCHEDULED/RUNNING: FAILED, with its outputs
+ * it was still BUILDING. Non-zero: abandoned. */
+static int fail_dangling(gs_build *b, dbld_arena *a, const dangling *run)
+{
+    const char *msg =
+        dbld_arena_printf(a, "graph service restarted: job run abandoned by %s",
+                          b->prev_owner && *b->prev_owner ? b->prev_owner : "its previous owner");
+    gs_evlist l = {0};
+    gs_evlist_add(a, &l,
+                  gs_ev_job(a, b->id, run->run, run->label ? run->label : "", &run->targets,
+                            JS(FAILED), msg));
+    size_t n = run->targets.n_outputs;
+    const char **refs = dbld_arena_alloc(a, (n + 1) * sizeof *refs);
+    for (size_t i = 0; i < n; i++)
+        refs[i] = run->targets.outputs[i]->str;
+    Databuild__V1__PartitionState **ps = NULL;
+    dbld_status st;
+    if (n && gs_el_status(b->svc, refs, n, a, &ps, &st) == 0)
         for (size_t i = 0; i < n; i++)
-            refs[i] = runs[r].targets.outputs[i]->str;
-        Databuild__V1__PartitionState **ps = NULL;
-        dbld_status st;
-        if (n && gs_el_status(s, refs, n, a, &ps, &st) == 0)
-            for (size_t i = 0; i < n; i++)
-                if (ps[i]->status == PS(BUILDING) && strcmp(ps[i]->job_run_id, runs[r].run) == 0)
-                    gs_evlist_add(a, &l,
-                                  gs_ev_partition(a, b->id, refs[i], PS(FAILED), runs[r].run, msg));
-        dbld_log(DBLD_LOG_INFO, "failing job run left by the previous owner", "build_request_id",
-                 b->id, "job_run_id", runs[r].run, (char *)NULL);
-        rc = gsb_append(b, a, &l);
-    }
-    free(runs);
+            if (ps[i]->status == PS(BUILDING) && strcmp(ps[i]->job_run_id, run->run) == 0)
+                gs_evlist_add(a, &l, gs_ev_partition(a, b->id, refs[i], PS(FAILED), run->run, msg));
+    dbld_log(DBLD_LOG_INFO, "failing job run left by the previous owner", "build_request_id", b->id,
+             "job_run_id", run->run, (char *)NULL);
+    return gsb_append(b, a, &l);
+}
+
+/* Read the build back from its events: a recorded cancel, the request's
+ * options, the tasks' executions, the planned runs; job runs the previous
+ * owner left SCHEDULED/RUNNING become FAILED (their processes died with the
+ * Run call). */
+static int recover(gs_build *b)
+{
+    dbld_arena *a = dbld_arena_create();
+    recovery rv;
+    memset(&rv, 0, sizeof rv);
+    gs_strmap_init(&rv.run_idx);
+    gs_strmap_init(&rv.prior_idx);
+    int rc = recover_read(b, a, &rv);
+    if (!rc) recover_planned(b, &rv);
+    for (size_t r = 0; !rc && r < rv.n_runs; r++)
+        if (rv.runs[r].status == JS(SCHEDULED) || rv.runs[r].status == JS(RUNNING))
+            rc = fail_dangling(b, a, &rv.runs[r]);
+    recovery_free(&rv);
     dbld_arena_destroy(a);
     return rc;
 }
@@ -997,6 +1132,9 @@ static int submit(gs_service *s, const char *const *refs, size_t n, const char *
         dbld_pb_add_unknown_string(a, &rcv->build_request_event->base, DBLD_BUILD_WANT_IDS,
                                    want_ids[i]);
     gs_evlist_add(a, &l, rcv);
+    if (force) /* a resumed build reads it back (recover()) */
+        gs_evlist_add(a, &l, gsx_options(a, id, force));
+    b->created_ns = rcv->timestamp; /* force's reuse window starts here, also after a resume */
     for (size_t i = 0; i < n; i++)
         if (!avail[i]) gs_evlist_add(a, &l, gs_ev_partition(a, id, refs[i], PS(REQUESTED), "", ""));
     rc = gs_el_append(s, id, l.evs, l.n, a, st);

@@ -91,6 +91,7 @@ static Databuild__V1__TaskExecution *task_msg(dbld_arena *a, const gs_task *t, i
     m->job_label = (char *)t->job->label;
     m->outputs = output_strs(a, t, &m->n_outputs);
     m->critical = t->critical;
+    m->forced = t->forced;
     if (!with_attempts) return m;
     m->used_quota = t->used_quota;
     m->attempts = dbld_arena_alloc(a, (t->exec.n + 1) * sizeof *m->attempts);
@@ -262,6 +263,15 @@ int gsx_has(gs_task *t, const char *run)
     int has = find(&t->exec, run) != NULL;
     pthread_mutex_unlock(&t->b->mu);
     return has;
+}
+
+gs_event *gsx_options(dbld_arena *a, const char *br, int force)
+{
+    Databuild__V1__BuildOptions *o = dbld_arena_msg(a, &databuild__v1__build_options__descriptor);
+    o->force = force != 0;
+    gs_event *e = exec_event(a, br, NULL, NULL, 0);
+    e->execution_event->options = o;
+    return e;
 }
 
 gs_event *gsx_requirement(gs_build *b, dbld_arena *a, const char *msg)

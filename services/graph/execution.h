@@ -65,6 +65,10 @@ void gsx_drop(struct gs_task *t, const char *run);
 /* 1 when t has an attempt for run. */
 int gsx_has(struct gs_task *t, const char *run);
 
+/* The build request's options (BuildOptions, appended with RECEIVED when
+ * any is set) for a resumed build to read back. */
+gs_event *gsx_options(dbld_arena *a, const char *br, int force);
+
 /* RequirementChanged: the build's tasks (b->tasks set), with msg. */
 gs_event *gsx_requirement(struct gs_build *b, dbld_arena *a, const char *msg);
 

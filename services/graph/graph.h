@@ -45,6 +45,7 @@ typedef struct gs_service {
     int64_t orphan_poll_ms;
     int64_t el_timeout_ms; /* event log calls retry UNAVAILABLE this long */
     int64_t relaunch_ms;   /* relaunches after losing a job service, at most this long */
+    int64_t query_wait_ms; /* a task waits this long for a QUERY input being built elsewhere */
     atomic_int ready;      /* the event log answered and startup adoption ran */
     atomic_int stopping;
     atomic_long configure_calls; /* every Configure call this process made */

@@ -56,6 +56,7 @@ static void service_init(gs_service *s, dbld_config *cfg, gs_lookup *lookup)
     s->orphan_poll_ms = env_ms("DBLD_GRAPH_ORPHAN_POLL_MS", 10000, 100);
     s->el_timeout_ms = s->lease_ttl_ms > 10000 ? s->lease_ttl_ms : 10000;
     s->relaunch_ms = env_ms("DBLD_GRAPH_RELAUNCH_MS", GS_RELAUNCH_TOTAL_MS, 0);
+    s->query_wait_ms = env_ms("DBLD_GRAPH_QUERY_WAIT_MS", 60000, 0);
     atomic_init(&s->ready, 0);
     atomic_init(&s->stopping, 0);
     atomic_init(&s->configure_calls, 0);

@@ -1,7 +1,10 @@
-/* retry.c - retry quota decisions and the classification and backoff of
- * infrastructure failures (see retry.h). */
+/* retry.c - retry quota decisions, the classification and backoff of
+ * infrastructure failures, and the other pure decisions of a task's
+ * attempts: failure kinds, launch failures, claim outcomes (see retry.h). */
 #include "retry.h"
 
+#include "databuild.pb-c.h"
+#include "databuild_ext.pb-c.h"
 #include "dbld/status.h"
 
 #include <string.h>
@@ -96,4 +99,46 @@ int gs_backoff_next(gs_backoff *bo, int64_t now_ms, int64_t total_ms, int64_t *d
     bo->tries++;
     *delay_ms = d;
     return 1;
+}
+
+gs_fail_kind gs_fail_kind_of(int rc, int job_status, int failure_kind)
+{
+    if (rc == 0) {
+        if (failure_kind >= GS_FAIL_PERMANENT && failure_kind <= GS_FAIL_TIMEOUT)
+            return (gs_fail_kind)failure_kind;
+        return job_status == DATABUILD__V1__JOB_STATUS__JOB_CANCELLED ? GS_FAIL_TRANSIENT
+                                                                      : GS_FAIL_PERMANENT;
+    }
+    switch (rc) {
+    case DBLD_UNAVAILABLE:
+    case DBLD_CANCELLED:
+    case DBLD_RESOURCE_EXHAUSTED:
+    case DBLD_ABORTED:
+    case DBLD_ALREADY_EXISTS: /* an earlier launch of the run still held there */
+        return GS_FAIL_TRANSIENT;
+    case DBLD_DEADLINE_EXCEEDED:
+        return GS_FAIL_TIMEOUT;
+    default:
+        return GS_FAIL_PERMANENT;
+    }
+}
+
+gs_launch_verdict gs_launch_decide(int started, int critical)
+{
+    if (started) return GS_LAUNCHED;
+    return critical ? GS_LAUNCH_FAILS_BUILD : GS_LAUNCH_FAILED_LOGGED;
+}
+
+gs_claim_next gs_claim_decide(int outcome, int delegated)
+{
+    switch (outcome) {
+    case DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED:
+        return GS_CLAIM_RUN;
+    case DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE:
+        return delegated ? GS_CLAIM_HOLDER_BUILT : GS_CLAIM_REUSE;
+    case DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD:
+        return GS_CLAIM_DELEGATE;
+    default:
+        return GS_CLAIM_UNEXPECTED;
+    }
 }

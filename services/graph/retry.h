@@ -49,8 +49,10 @@ const char *gs_fail_kind_name(gs_fail_kind kind);
  * relaunched, not retried, and costs no retry quota. LUCI retries launches
  * the same way (exponential backoff from 100 ms, at most 10 s between tries,
  * about 2 min in all); only when the job service stays lost for that long
- * does the loss become a transient failure of the attempt, which the quota
- * then decides about. Both functions are pure (no clock, no I/O). */
+ * does the loss end the attempt: as a launch failure (UNTRIGGERED, never
+ * retried; a critical one fails the build at once, task.c) when its last
+ * launch had not started, else as a transient failure of the attempt, which
+ * the quota then decides about. Both functions are pure (no clock, no I/O). */
 
 typedef enum {
     GS_RUN_OUTCOME = 0,  /* a result, or an error that belongs to the attempt */
@@ -70,6 +72,39 @@ typedef enum {
  * still holds an earlier launch of that job run, which is lost to us too.
  * The caller checks first that the build itself did not cancel the run. */
 gs_run_loss gs_run_classify_loss(int rc, int got_result, int started);
+
+/* ---- how an attempt ends and what a claim leads to (pure) ---- */
+
+/* The failure kind of an attempt that did not succeed (and that the build
+ * did not cancel itself): rc 0 with a RunJobResponse (its job_status and
+ * failure_kind: the job service's classification; an unclassified CANCELLED
+ * - the job service stopped it - is transient, anything else permanent), or
+ * the call's error code: a lost or refusing job service is transient, the
+ * job's timeout a timeout, an error about the request permanent. */
+gs_fail_kind gs_fail_kind_of(int rc, int job_status, int failure_kind);
+
+typedef enum {
+    GS_LAUNCHED = 0,         /* the process started: the retry quota decides about a failure */
+    GS_LAUNCH_FAILS_BUILD,   /* a critical task could not be launched: the build fails at once */
+    GS_LAUNCH_FAILED_LOGGED, /* optional work could not be launched: logged, the build goes on */
+} gs_launch_verdict;
+
+/* A failed attempt whose run never started (started 0) is a launch failure:
+ * UNTRIGGERED, never retried, and by the task's criticality either fatal to
+ * the build or only logged. */
+gs_launch_verdict gs_launch_decide(int started, int critical);
+
+typedef enum {
+    GS_CLAIM_RUN = 0,      /* granted: launch the run */
+    GS_CLAIM_REUSE,        /* AVAILABLE: reuse, naming the run that built them */
+    GS_CLAIM_HOLDER_BUILT, /* AVAILABLE after a delegation: the holder's run built them */
+    GS_CLAIM_DELEGATE,     /* HELD by another build: delegate and wait for it */
+    GS_CLAIM_UNEXPECTED,   /* an outcome this coordinator does not know: abandon */
+} gs_claim_next;
+
+/* What a task does with a ClaimResponse.outcome (ClaimOutcome numbers);
+ * delegated: it waited for another build before this claim. */
+gs_claim_next gs_claim_decide(int outcome, int delegated);
 
 #define GS_RELAUNCH_FIRST_MS 100
 #define GS_RELAUNCH_MAX_DELAY_MS 10000

@@ -1,8 +1,10 @@
 /* task.c - one task of a build: claim, delegate, run, relaunch, retry.
  *
- * Each task runs on a thread of its own. An attempt is a job run with its
+ * Each task runs on a thread of its own. First its QUERY inputs (read, not
+ * built) must be AVAILABLE (query_step). An attempt is a job run with its
  * own job_run_id: claim the outputs (SCHEDULED + BUILDING appended with the
- * grant), or SKIPPED when they are available, or a delegation to the build
+ * grant), or reuse them when they are available (a DelegationEvent to the
+ * build that made them, SKIPPED), or a delegation to the build
  * holding them; then JobRunner/RunStreamed on the job service with the
  * fewest runs in flight, RUNNING once that service has spawned the process
  * (a run may wait there for a slot), and COMPLETED or a classified failure
@@ -10,6 +12,8 @@
  * FAILED. Losing the job service is not a failure of the attempt: the run is
  * relaunched with backoff (retry.h), as a new job run of the same attempt
  * when the lost one had started, on another job service when there is one.
+ * A run that never started (launch failure) is not retried: a critical task
+ * fails the build at once, an optional one is only logged.
  */
 #include "build.h"
 
@@ -46,7 +50,8 @@ static const char *cancel_why(gs_task *t, dbld_arena *a)
 {
     gs_build *b = t->b;
     pthread_mutex_lock(&b->mu);
-    const char *why = !b->cancel && t->run_cancel
+    const char *why = b->fail_msg ? dbld_arena_printf(a, "build failed: %s", b->fail_msg)
+                      : !b->cancel && t->run_cancel
                           ? dbld_arena_printf(a, "job run cancelled: %s", t->run_cancel)
                           : "build cancelled";
     pthread_mutex_unlock(&b->mu);
@@ -129,9 +134,7 @@ static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
             o->cancelled = 1;
             return;
         }
-        o->kind = r->failure_kind >= 1 && r->failure_kind <= 3 ? (gs_fail_kind)r->failure_kind
-                  : r->status == JS(CANCELLED)                 ? GS_FAIL_TRANSIENT
-                                                               : GS_FAIL_PERMANENT;
+        o->kind = gs_fail_kind_of(0, r->status, r->failure_kind);
         o->denied = r->retry_denied;
         o->msg = *r->message ? dbld_arena_strdup(a, r->message) : "job failed";
         return;
@@ -140,24 +143,14 @@ static void classify(gs_task *t, dbld_arena *a, int rc, const dbld_status *st,
         o->cancelled = 1;
         return;
     }
-    switch (rc) {
-    case DBLD_UNAVAILABLE:
-    case DBLD_CANCELLED:
-    case DBLD_RESOURCE_EXHAUSTED:
-    case DBLD_ABORTED:
-    case DBLD_ALREADY_EXISTS: /* an earlier launch of the run still held there */
-        o->kind = GS_FAIL_TRANSIENT;
+    o->kind = gs_fail_kind_of(rc, 0, 0);
+    if (o->kind == GS_FAIL_TRANSIENT)
         o->msg = dbld_arena_printf(a, "lost job service %s: %s", addr, st->msg);
-        break;
-    case DBLD_DEADLINE_EXCEEDED:
-        o->kind = GS_FAIL_TIMEOUT;
+    else if (o->kind == GS_FAIL_TIMEOUT)
         o->msg = dbld_arena_printf(a, "job service %s did not answer within the job's timeout: %s",
                                    addr, st->msg);
-        break;
-    default:
-        o->kind = GS_FAIL_PERMANENT;
+    else
         o->msg = dbld_arena_printf(a, "job service %s: %s: %s", addr, dbld_code_name(rc), st->msg);
-    }
 }
 
 /* After a delegation ended in GRANTED: did the holder's run complete our
@@ -304,6 +297,8 @@ typedef struct task_state {
     char *sched_msg;     /* malloc'd, NULL for "": the next claim's SCHEDULED message */
     int avoid_ep;        /* job endpoint to avoid next (failed or lost), -1: none */
     char delegated_to[64], holder_run[64];
+    int inputs_ok;       /* its QUERY inputs are AVAILABLE (query_step) */
+    int64_t query_until; /* monotonic ms: stop waiting for a QUERY input; 0: not waiting yet */
 } task_state;
 
 enum { STEP_DONE, STEP_AGAIN, STEP_GRANTED };
@@ -362,19 +357,33 @@ static void add_built_by_holder(gs_task *t, dbld_arena *a, const task_state *ts,
     gs_evlist_add(a, l, gsx_reused(t, a, ts->holder_run, ts->delegated_to));
 }
 
-/* The outputs are already AVAILABLE: SKIPPED naming the job run that built
- * them, and the execution log's JobRunsReused. */
+/* The outputs are already AVAILABLE: as DataBuild's historical delegation
+ * does, a DelegationEvent per output to the build that made it (its message
+ * names the job run), SKIPPED naming that run, and the execution log's
+ * JobRunsReused with the run and its build. A partition made AVAILABLE
+ * without a build (an outside system) gets SKIPPED only. */
 static void add_reused(gs_task *t, dbld_arena *a, const task_state *ts, gs_evlist *l)
 {
     gs_build *b = t->b;
     const Databuild__V1__JobConfig *cfg = t->task->config;
     const char *run = "", *build = "";
-    const char *refs[] = {cfg->n_outputs ? cfg->outputs[0]->str : ""};
+    const char **refs = dbld_arena_alloc(a, (cfg->n_outputs + 1) * sizeof *refs);
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        refs[i] = cfg->outputs[i]->str;
     Databuild__V1__PartitionState **ps = NULL;
     dbld_status st;
-    if (cfg->n_outputs && gs_el_status(b->svc, refs, 1, a, &ps, &st) == 0) {
+    if (cfg->n_outputs && gs_el_status(b->svc, refs, cfg->n_outputs, a, &ps, &st) == 0) {
         run = ps[0]->job_run_id;
         build = ps[0]->build_request_id;
+        for (size_t i = 0; i < cfg->n_outputs; i++)
+            if (*ps[i]->job_run_id && *ps[i]->build_request_id &&
+                strcmp(ps[i]->build_request_id, b->id) != 0) /* not its own, after a resume */
+                gs_evlist_add(a, l,
+                              gs_ev_delegation(a, b->id, refs[i], ps[i]->build_request_id,
+                                               dbld_arena_printf(a,
+                                                                 "reused: already available, "
+                                                                 "built by job run %s",
+                                                                 ps[i]->job_run_id)));
     }
     char *msg = *run ? dbld_arena_printf(a,
                                          "outputs already available (built by job run %s of "
@@ -440,12 +449,12 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
         task_end(t, T_CANCELLED, "abandoned");
         return STEP_DONE;
     }
-    if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED)
-        gsx_drop(t, ts->run); /* its PENDING attempt was not recorded */
-    if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE) {
+    gs_claim_next next = gs_claim_decide(cr->outcome, *ts->delegated_to != 0);
+    if (next != GS_CLAIM_RUN) gsx_drop(t, ts->run); /* its PENDING attempt was not recorded */
+    if (next == GS_CLAIM_REUSE || next == GS_CLAIM_HOLDER_BUILT) {
         l.n = 0;
         add_lost(t, a, ts, &l);
-        if (*ts->delegated_to) /* the build we delegated to built them */
+        if (next == GS_CLAIM_HOLDER_BUILT) /* the build we delegated to built them */
             add_built_by_holder(t, a, ts, &l);
         else
             add_reused(t, a, ts, &l);
@@ -455,8 +464,8 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
             task_end(t, T_CANCELLED, "abandoned");
         return STEP_DONE;
     }
-    if (cr->outcome == DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD) return claim_held(t, a, ts, cr);
-    if (cr->outcome != DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED) {
+    if (next == GS_CLAIM_DELEGATE) return claim_held(t, a, ts, cr);
+    if (next == GS_CLAIM_UNEXPECTED) {
         dbld_status_set(&st, DBLD_INTERNAL, "claim: unexpected outcome %d", cr->outcome);
         gsb_abandon(b, &st);
         return STEP_AGAIN;
@@ -477,6 +486,119 @@ static int claim_step(gs_task *t, dbld_arena *a, task_state *ts)
     }
     ts->delegated_to[0] = 0;
     return STEP_GRANTED;
+}
+
+/* ---- QUERY inputs ----
+ *
+ * The seed's DepType QUERY: the task reads the input but does not build it.
+ * One that a task of this build produces is an edge of the plan (the task
+ * waited for it); any other must be AVAILABLE (and untainted) before the
+ * task claims anything. While one is being built elsewhere (REQUESTED,
+ * ANALYZED, BUILDING, DELEGATED) the task waits for it, at most
+ * svc->query_wait_ms; one nobody is building (missing, FAILED, tainted,
+ * or still not there when the wait ends) fails the task with a message
+ * naming it. The failure is the task's own, as a failed job run's is:
+ * downstream tasks are cancelled and independent ones go on. */
+
+#define QUERY_POLL_MS 250
+
+/* The QUERY inputs of t that no task of the build produces (in a). */
+static const char **query_inputs(gs_task *t, dbld_arena *a, size_t *n)
+{
+    gs_build *b = t->b; /* b->plan and b->tasks are fixed before any task runs */
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    const char **refs = dbld_arena_alloc(a, (cfg->n_inputs + 1) * sizeof *refs);
+    *n = 0;
+    for (size_t i = 0; i < cfg->n_inputs; i++) {
+        const Databuild__V1__DataDep *d = cfg->inputs[i];
+        if (d->dep_type_code != DATABUILD__V1__DEP_TYPE__QUERY || !d->partition_ref) continue;
+        int planned = 0;
+        for (size_t k = 0; k < b->plan->n_deps[t->idx] && !planned; k++) {
+            const Databuild__V1__JobConfig *pc = b->tasks[b->plan->deps[t->idx][k]].task->config;
+            for (size_t o = 0; o < pc->n_outputs && !planned; o++)
+                planned = strcmp(pc->outputs[o]->str, d->partition_ref->str) == 0;
+        }
+        if (!planned) refs[(*n)++] = d->partition_ref->str;
+    }
+    return refs;
+}
+
+static int in_progress(int status)
+{
+    return status == PS(REQUESTED) || status == PS(ANALYZED) || status == PS(BUILDING) ||
+           status == PS(DELEGATED);
+}
+
+static const char *partition_status_name(int status)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&databuild__v1__partition_status__descriptor, status);
+    return v ? v->name : "PARTITION_UNKNOWN";
+}
+
+/* The task fails before any run: JobEvent FAILED of its planned run and
+ * FAILED for the outputs it had marked ANALYZED. */
+static void fail_unlaunched(gs_task *t, dbld_arena *a, const char *msg)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    gs_evlist l = {0};
+    gs_evlist_add(a, &l, gs_ev_job(a, b->id, t->first_run, t->job->label, cfg, JS(FAILED), msg));
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        if (t->analyzed[i])
+            gs_evlist_add(
+                a, &l,
+                gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(FAILED), t->first_run, msg));
+    dbld_log(DBLD_LOG_WARN, "task failed before it ran", "build_request_id", b->id, "job",
+             t->job->label, "message", msg, (char *)NULL);
+    if (gsb_append(b, a, &l) == 0)
+        task_end(t, T_FAILED, msg);
+    else
+        task_end(t, T_CANCELLED, "abandoned");
+}
+
+/* STEP_GRANTED: every QUERY input is AVAILABLE, go on; STEP_AGAIN: wait
+ * (one poll went by); STEP_DONE: the task failed. */
+static int query_step(gs_task *t, dbld_arena *a, task_state *ts)
+{
+    gs_build *b = t->b;
+    size_t n;
+    const char **refs = query_inputs(t, a, &n);
+    if (n == 0) return STEP_GRANTED;
+    int64_t now = dbld_mono_ms();
+    if (!ts->query_until) ts->query_until = now + b->svc->query_wait_ms;
+    Databuild__V1__PartitionState **ps = NULL;
+    dbld_status st;
+    const char *why = NULL;
+    if (gs_el_status(b->svc, refs, n, a, &ps, &st) == 0) {
+        size_t i = 0;
+        while (i < n && ps[i]->status == PS(AVAILABLE) && !ps[i]->tainted)
+            i++;
+        if (i == n) return STEP_GRANTED;
+        const char *status = ps[i]->tainted ? "tainted" : partition_status_name(ps[i]->status);
+        if (ps[i]->tainted || !in_progress(ps[i]->status))
+            why = dbld_arena_printf(a,
+                                    "QUERY input %s is %s: a query input is read, not built (build "
+                                    "it first, or make it a MATERIALIZE input)",
+                                    refs[i], status);
+        else if (now >= ts->query_until)
+            why = dbld_arena_printf(a,
+                                    "QUERY input %s is still %s after waiting %lld ms for it to "
+                                    "become AVAILABLE (it is read, not built)",
+                                    refs[i], status, (long long)b->svc->query_wait_ms);
+    } else if (now >= ts->query_until) {
+        why = dbld_arena_printf(a, "could not check QUERY input %s: %s", refs[0], st.msg);
+    }
+    if (why) {
+        fail_unlaunched(t, a, why);
+        return STEP_DONE;
+    }
+    pthread_mutex_lock(&b->mu);
+    struct timespec until = dbld_abs_time(CLOCK_MONOTONIC, QUERY_POLL_MS);
+    if (!b->cancel && !t->run_cancel && !b->abandoned)
+        pthread_cond_timedwait(&b->cv, &b->mu, &until);
+    pthread_mutex_unlock(&b->mu);
+    return STEP_AGAIN;
 }
 
 /* Wait until `until` (monotonic ms) before a relaunch. 1 when the build was
@@ -588,10 +710,52 @@ static int run_completed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx 
     return STEP_DONE;
 }
 
+/* The run could not be launched: no process was spawned (the spawn failed,
+ * the job service refused the run, or it stayed unreachable past the
+ * relaunch budget). The attempt is UNTRIGGERED with the reason and is not
+ * retried: a launch failure is no result of the job, so the retry quota does
+ * not decide about it. A critical task fails the build at once
+ * (gsb_fail_at_once()); an optional one is only logged, and its readers run
+ * without its outputs. */
+static int launch_failed(gs_task *t, dbld_arena *a, task_state *ts, const outcome *o,
+                         gs_launch_verdict verdict)
+{
+    gs_build *b = t->b;
+    const Databuild__V1__JobConfig *cfg = t->task->config;
+    const char *label = t->job->label;
+    int critical = verdict == GS_LAUNCH_FAILS_BUILD;
+    char *msg =
+        dbld_arena_printf(a, "attempt %d: launch failed: %s; not retried: %s", t->attempts, o->msg,
+                          critical ? "a critical task that cannot be launched fails the build"
+                                   : "optional work, the build goes on without it");
+    char *pmsg = dbld_arena_printf(a, "job %s could not be launched: %s", label, o->msg);
+    gs_evlist l = {0};
+    gs_evlist_add(a, &l, gs_ev_job(a, b->id, ts->run, label, cfg, JS(FAILED), msg));
+    gs_evlist_add(a, &l,
+                  gsx_record(t, a, ts->run, 0, GSX_ST(UNTRIGGERED), gsx_result_of(o->kind),
+                             GSX_LOG(JOB_RUNS_LAUNCH_FAILED), o->msg));
+    for (size_t i = 0; i < cfg->n_outputs; i++)
+        gs_evlist_add(a, &l,
+                      gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(FAILED), ts->run, pmsg));
+    dbld_log(DBLD_LOG_WARN, "job run could not be launched", "build_request_id", b->id,
+             "job_run_id", ts->run, "job", label, "critical", critical ? "true" : "false",
+             "message", msg, (char *)NULL);
+    if (gsb_append(b, a, &l) != 0) return STEP_AGAIN;
+    if (critical)
+        gsb_fail_at_once(b, dbld_arena_printf(a,
+                                              "critical job run %s of %s (%s) could not be "
+                                              "launched: %s",
+                                              ts->run, label, cfg->outputs[0]->str, o->msg));
+    task_end(t, T_FAILED, pmsg);
+    return STEP_DONE;
+}
+
 /* The attempt failed: charge its kind, retry as a new job run or fail. */
 static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *actx,
                       const Databuild__V1__RunJobStarted *started, const outcome *o, int ep)
 {
+    gs_launch_verdict verdict = gs_launch_decide(started != NULL, t->critical);
+    if (verdict != GS_LAUNCHED) return launch_failed(t, a, ts, o, verdict);
     gs_build *b = t->b;
     const Databuild__V1__JobConfig *cfg = t->task->config;
     const char *label = t->job->label;
@@ -610,14 +774,9 @@ static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *ac
     gs_evlist l = {0};
     add_deferred_running(actx, started, &l);
     gs_evlist_add(a, &l, gs_ev_job(a, b->id, ts->run, label, cfg, JS(FAILED), msg));
-    if (!started) /* no process was spawned: the attempt was never triggered */
-        gs_evlist_add(a, &l,
-                      gsx_record(t, a, ts->run, 0, GSX_ST(UNTRIGGERED), gsx_result_of(o->kind),
-                                 GSX_LOG(JOB_RUNS_LAUNCH_FAILED), o->msg));
-    else
-        gs_evlist_add(a, &l,
-                      gsx_record(t, a, ts->run, 0, GSX_ST(ENDED), gsx_result_of(o->kind),
-                                 GSX_LOG(JOB_RUNS_ENDED), NULL));
+    gs_evlist_add(a, &l,
+                  gsx_record(t, a, ts->run, 0, GSX_ST(ENDED), gsx_result_of(o->kind),
+                             GSX_LOG(JOB_RUNS_ENDED), NULL));
     if (!retry)
         gs_evlist_add(a, &l, gsx_record(t, a, ts->run, 0, 0, 0, GSX_LOG(RETRY_DENIED), reason));
     char *pmsg = dbld_arena_printf(a, "job %s failed: %s: %s", label, kind, o->msg);
@@ -720,6 +879,12 @@ static void *task_main(void *arg)
         if (task_cancelled(t)) {
             end_cancelled(t, a, &ts);
             break;
+        }
+        if (!ts.inputs_ok) {
+            int step = query_step(t, a, &ts);
+            if (step == STEP_DONE) break;
+            if (step == STEP_AGAIN) continue;
+            ts.inputs_ok = 1;
         }
         if (!ts.claimed) {
             int step = claim_step(t, a, &ts);

@@ -57,52 +57,25 @@ static int configure(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufC
     return 0;
 }
 
-/* The status code a failed run maps to when the caller only gets a status. */
-static int run_failure_code(const Databuild__V1__RunJobResponse *r)
-{
-    if (r->status == DATABUILD__V1__JOB_STATUS__JOB_CANCELLED) return DBLD_CANCELLED;
-    switch (r->failure_kind) {
-    case DATABUILD__V1__FAILURE_KIND__FAILURE_TIMEOUT:
-        return DBLD_DEADLINE_EXCEEDED;
-    case DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT:
-        return DBLD_UNAVAILABLE;
-    default:
-        return DBLD_FAILED_PRECONDITION;
-    }
-}
-
-/* Seed Execute: configure, then run each config in turn as its own job run. */
+/* Seed Execute: refused. A run through it would take no partition claims
+ * and have no build request, so it could overlap a build of the same
+ * partitions, and it would append no JobEvents or execution state, so it
+ * would be missing from the query service's job runs. The claims belong to
+ * build requests with leases (the graph service's); the job service cannot
+ * take them safely on its own. So Execute answers UNIMPLEMENTED before it
+ * configures or runs anything, naming what to use instead. */
 static int execute(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                    dbld_status *st)
 {
-    jr_engine *e = dbld_call_user(call);
-    dbld_arena *a = dbld_call_arena(call);
-    const Databuild__V1__JobExecuteRequest *req = (const Databuild__V1__JobExecuteRequest *)req_msg;
-    const job_entry *job;
-    Databuild__V1__JobConfigureResponse *cr;
-    int rc = configure_outputs(call, req->outputs, req->n_outputs, &job, &cr, st);
-    if (rc) return rc;
-    Databuild__V1__JobExecuteResponse *resp =
-        dbld_arena_msg(a, &databuild__v1__job_execute_response__descriptor);
-    resp->manifests = dbld_arena_alloc(a, (cr->n_configs + 1) * sizeof *resp->manifests);
-    Databuild__V1__JobLabel *label = dbld_arena_msg(a, &databuild__v1__job_label__descriptor);
-    label->label = job->def->label;
-    jr_ctx ctx = call_ctx(call);
-    for (size_t i = 0; i < cr->n_configs; i++) {
-        Databuild__V1__Task *task = dbld_arena_msg(a, &databuild__v1__task__descriptor);
-        task->job = label;
-        task->config = cr->configs[i];
-        char run_id[37];
-        dbld_uuid_v4(run_id);
-        Databuild__V1__RunJobResponse *r;
-        rc = jr_run(e, &ctx, job, dbld_arena_strdup(a, run_id), "", task, a, &r, st);
-        if (rc) return rc;
-        if (r->status != DATABUILD__V1__JOB_STATUS__JOB_COMPLETED)
-            return jr_run_status(r, run_failure_code(r), st);
-        resp->manifests[resp->n_manifests++] = r->manifest;
-    }
-    *resp_msg = &resp->base;
-    return 0;
+    (void)call;
+    (void)req_msg;
+    (void)resp_msg;
+    return dbld_status_set(st, DBLD_UNIMPLEMENTED,
+                           "JobExecute.Execute is refused: a run through it would take no "
+                           "partition claims and record no JobEvents (it could overlap a build of "
+                           "the same partitions and be missing from the event log); build "
+                           "partitions with GraphBuilder.Submit or GraphBuilder.Build "
+                           "(databuild build REF)");
 }
 
 int job_run_request_check(const job_table *jobs, const Databuild__V1__RunJobRequest *req,

@@ -1,6 +1,6 @@
 /* job_rpc.h - the job service's RPC tables; user data is the jr_engine.
  *   databuild.v1.JobConfigure  Configure (seed)
- *   databuild.v1.JobExecute    Execute (seed): configure, then exec each config
+ *   databuild.v1.JobExecute    Execute (seed): refused (UNIMPLEMENTED), see README
  *   databuild.v1.JobRunner     Run / Cancel of one configured task
  */
 #ifndef JOB_JOB_RPC_H

@@ -37,11 +37,16 @@
     "    - label: \"//x:down\"\n      command: %CMD%\n      outputs: [\"down/.*\"]\n"              \
     "    - label: \"//x:ind\"\n      command: %CMD%\n      outputs: [\"ind/.*\"]\n"                \
     "    - label: \"//x:old\"\n      command: %CMD%\n      outputs: [\"old/.*\"]\n"                \
-    "      max_age_ms: 2000\n"                                                                     \
+    "      max_age_ms: 6000\n"                                                                     \
     "    - label: \"//x:opt\"\n      command: %CMD%\n      outputs: [\"opt/.*\"]\n"                \
     "    - label: \"//x:reader\"\n      command: %CMD%\n      outputs: [\"reader/.*\"]\n"          \
     "      optional_inputs: [\"opt/.*\"]\n"                                                        \
-    "    - label: \"//x:creader\"\n      command: %CMD%\n      outputs: [\"creader/.*\"]\n"
+    "    - label: \"//x:creader\"\n      command: %CMD%\n      outputs: [\"creader/.*\"]\n"        \
+    "    - label: \"//x:fa\"\n      command: %CMD%\n      outputs: [\"fa/.*\"]\n"                  \
+    "    - label: \"//x:fb\"\n      command: %CMD%\n      outputs: [\"fb/.*\"]\n"                  \
+    "    - label: \"//x:sg\"\n      command: %CMD%\n      outputs: [\"sg/.*\"]\n"                  \
+    "    - label: \"//x:qr\"\n      command: %CMD%\n      outputs: [\"qr/.*\"]\n"                  \
+    "    - label: \"//x:qg\"\n      command: %CMD%\n      outputs: [\"qg/.*\"]\n"
 
 #define RULES                                                                                      \
     "[{\"match\": \"flaky/.*\", \"exit\": 75},"                                                    \
@@ -52,7 +57,11 @@
     " {\"match\": \"ind/(.*)\", \"sleep\": 2},"                                                    \
     " {\"match\": \"opt/.*\", \"exit\": 3},"                                                       \
     " {\"match\": \"reader/(.*)\", \"inputs\": [\"opt/\\\\1\", \"c/\\\\1\"]},"                     \
-    " {\"match\": \"creader/(.*)\", \"inputs\": [\"opt/\\\\1\"]}]"
+    " {\"match\": \"creader/(.*)\", \"inputs\": [\"opt/\\\\1\"]},"                                 \
+    " {\"match\": \"fa/(.*)\", \"inputs\": [\"sg/\\\\1\"]},"                                       \
+    " {\"match\": \"sg/.*\", \"gate\": \"open-sg\", \"tag\": \"sg\"},"                             \
+    " {\"match\": \"qr/(.*)\", \"query_inputs\": [\"c/\\\\1\"]},"                                  \
+    " {\"match\": \"qg/(.*)\", \"query_inputs\": [\"sg/\\\\1\"]}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
 #define AST(x) DATABUILD__V1__EXECUTION_ATTEMPT__STATUS__##x
@@ -63,6 +72,35 @@ static qf setup(bf *b, const char *hint)
 {
     bf_opts o = {.jobs = JOBS, .rules = RULES};
     bf_setup(b, hint, &o);
+    return qf_over_build(b, "");
+}
+
+/* The tests' jobs plus //x:nospawn, whose working_dir (wd, created empty
+ * here) its own config step removes: its configure works, every spawn of
+ * its runs then fails. //x:oreader reads nospawn/ as an optional input. */
+#define NOSPAWN_RULES                                                                              \
+    "[{\"match\": \"nospawn/.*\", \"config_rmdir\": true},"                                        \
+    " {\"match\": \"oreader/(.*)\", \"inputs\": [\"nospawn/\\\\1\", \"c/\\\\1\"]},"                \
+    " {\"match\": \"hang/(.*)\", \"sleep\": 60, \"pidfile\": true, \"tag\": \"hang\"}]"
+
+static qf setup_nospawn(bf *b, const char *hint, char **wd)
+{
+    size_t cap = strlen(h_test_dir()) + 16;
+    *wd = dbld_xmalloc(cap);
+    snprintf(*wd, cap, "%s/wd-nospawn", h_test_dir());
+    CHECK(mkdir(*wd, 0755) == 0);
+    char *jobs = dbld_xmalloc(strlen(JOBS) + strlen(*wd) + 512);
+    snprintf(
+        jobs, strlen(JOBS) + strlen(*wd) + 512,
+        "%s    - label: \"//x:nospawn\"\n      command: %%CMD%%\n      outputs: [\"nospawn/.*\"]\n"
+        "      working_dir: \"%s\"\n"
+        "      retry: {single_quota: 5, failure_weight: 1, transient_failure_weight: 1}\n"
+        "    - label: \"//x:oreader\"\n      command: %%CMD%%\n      outputs: [\"oreader/.*\"]\n"
+        "      optional_inputs: [\"nospawn/.*\"]\n",
+        JOBS, *wd);
+    bf_opts o = {.jobs = jobs, .rules = NOSPAWN_RULES};
+    bf_setup(b, hint, &o);
+    free(jobs);
     return qf_over_build(b, "");
 }
 
@@ -297,6 +335,39 @@ DBLD_TEST(reuse_names_the_building_run)
     CHECK_CONTAINS(bf_job_messages(&b, second, "c/1", DATABUILD__V1__JOB_STATUS__JOB_SKIPPED),
                    dbld_arena_printf(b.a, "built by job run %s of build %s", run, first));
     CHECK_EQ_INT(bf_execs(&b, "c/1"), 1);
+    /* as DataBuild's historical delegation: a DelegationEvent to the build
+     * that made it, naming the run, ahead of the SKIPPED */
+    h_event_list l = bf_events(&b, second);
+    size_t deleg = l.n, skipped = l.n;
+    for (size_t i = 0; i < l.n; i++) {
+        const Databuild__V1__BuildEvent *e = l.events[i];
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_DELEGATION_EVENT) {
+            CHECK_MSG(deleg == l.n, "more than one DelegationEvent");
+            deleg = i;
+            CHECK_EQ_STR(e->delegation_event->partition_ref->str, "c/1");
+            CHECK_EQ_STR(e->delegation_event->delegated_to_build_request_id, first);
+            CHECK_CONTAINS(e->delegation_event->message, run);
+        }
+        if (e->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT &&
+            e->job_event->status_code == DATABUILD__V1__JOB_STATUS__JOB_SKIPPED)
+            skipped = i;
+    }
+    CHECK_MSG(deleg < skipped && skipped < l.n, "DelegationEvent at %zu, SKIPPED at %zu", deleg,
+              skipped);
+    /* the reusing build's summary still shows c/1 AVAILABLE (SKIPPED wins) */
+    Databuild__V1__BuildSummaryRequest sreq = DATABUILD__V1__BUILD_SUMMARY_REQUEST__INIT;
+    sreq.build_id = second;
+    Databuild__V1__BuildSummaryResponse *sum =
+        QF_OK(&f, "GetBuildSummary", &sreq, Databuild__V1__BuildSummaryResponse,
+              databuild__v1__build_summary_response__descriptor);
+    int found = 0;
+    for (size_t i = 0; i < sum->n_partitions; i++)
+        if (strcmp(sum->partitions[i]->ref->str, "c/1") == 0) {
+            found = 1;
+            CHECK_EQ_INT(sum->partitions[i]->status,
+                         DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
+        }
+    CHECK(found);
 }
 
 DBLD_TEST(unknown_build_not_found)
@@ -308,6 +379,18 @@ DBLD_TEST(unknown_build_not_found)
     CHECK_CODE(execution(&f, "00000000-0000-4000-8000-000000000000", &r, &st), st, DBLD_NOT_FOUND);
     CHECK_CONTAINS(st.msg, "no build request");
     CHECK_CODE(execution(&f, "", &r, &st), st, DBLD_INVALID_ARGUMENT);
+}
+
+/* The last line of the graph service's log containing needle ("" if none). */
+static const char *graph_log_line(bf *b, const char *needle)
+{
+    char *text = h_read_file(b->graph->log_path, NULL);
+    const char *out = "";
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n"))
+        if (strstr(line, needle)) out = line;
+    out = dbld_arena_strdup(b->a, out);
+    free(text);
+    return out;
 }
 
 static int cancel_run(qf *f, const char *run, const char *reason, dbld_status *st)
@@ -417,6 +500,36 @@ DBLD_TEST(outside_build_cancel_event_honoured)
     CHECK_CONTAINS(end->message, "appended from outside");
     CHECK(H_POLL_UNTIL(10000, bf_pid_gone(pid) && bf_pid_gone(child)));
     CHECK_EQ_STR(bf_runs_seq(&b, id, "hang/1"), "SCHEDULED RUNNING CANCELLED");
+    /* it came through the build's EventLog/Subscribe stream, not polling */
+    CHECK_CONTAINS(graph_log_line(&b, "following the build's events through EventLog/Subscribe"),
+                   id);
+    (void)run;
+}
+
+/* The event log restarts while the build runs: its Subscribe stream ends,
+ * the build polls EventLog/List meanwhile and subscribes again; a cancel
+ * appended from outside after the restart is still honoured. */
+DBLD_TEST(follow_survives_an_event_log_restart)
+{
+    bf b;
+    qf f = setup(&b, "followrestart");
+    const char *run;
+    int pid, child;
+    char *id = start_hang(&b, &f, &run, &pid, &child);
+    CHECK(H_POLL_UNTIL(10000, strstr(graph_log_line(&b, "through EventLog/Subscribe"), id)));
+    h_service_kill(b.el);
+    h_service_restart(b.el);
+    CHECK(H_POLL_UNTIL(15000, strstr(graph_log_line(&b, "build event stream lost"), id)));
+    Databuild__V1__BuildEvent *ev = h_event_base(b.a, id, 0);
+    ev->event_type_case = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT;
+    ev->build_cancel_event = dbld_arena_msg(b.a, &databuild__v1__build_cancel_event__descriptor);
+    ev->build_cancel_event->reason = "after the restart";
+    Databuild__V1__BuildEvent *evs[] = {ev};
+    h_append_ok(b.el, b.a, evs, 1);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 30000);
+    CHECK_EQ_INT(end->status->code, BR(CANCELLED));
+    CHECK_CONTAINS(end->message, "after the restart");
+    CHECK(H_POLL_UNTIL(10000, bf_pid_gone(pid) && bf_pid_gone(child)));
     (void)run;
 }
 
@@ -452,8 +565,8 @@ DBLD_TEST(force_rebuilds_exactly_the_named_partitions)
     CHECK_EQ_INT(bf_part_status(&b, "a/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
 }
 
-/* //x:old has max_age_ms 2000: its output is reused while younger, rebuilt
- * once older. */
+/* //x:old has max_age_ms 6000 (room for a loaded machine): its output is
+ * reused while younger, rebuilt once older. */
 DBLD_TEST(reuse_window_rebuilds_an_old_partition)
 {
     bf b;
@@ -464,10 +577,10 @@ DBLD_TEST(reuse_window_rebuilds_an_old_partition)
     id = bf_submit(&b, H_STRS("old/1"));
     CHECK_EQ_INT(bf_wait(&b, id, 60000)->status->code, BR(COMPLETED));
     CHECK_EQ_INT(bf_execs(&b, "old/1"), 1); /* young: reused */
-    dbld_sleep_ms(2500);
+    dbld_sleep_ms(6500);
     id = bf_submit(&b, H_STRS("old/1"));
     CHECK_EQ_INT(bf_wait(&b, id, 60000)->status->code, BR(COMPLETED));
-    CHECK_EQ_INT(bf_execs(&b, "old/1"), 2); /* older than 2 s: rebuilt */
+    CHECK_EQ_INT(bf_execs(&b, "old/1"), 2); /* older than 6 s: rebuilt */
     CHECK_EQ_STR(bf_runs_seq(&b, id, "old/1"), "SCHEDULED RUNNING COMPLETED");
 }
 
@@ -503,12 +616,234 @@ DBLD_TEST(optional_input_failure_does_not_fail_the_build)
     CHECK(task_of(execution_ok(&f, id), "opt/1")->critical);
 }
 
+/* A critical task whose run cannot be spawned fails the build at once: its
+ * attempt is UNTRIGGERED with the reason, nothing is retried (the job has
+ * quota for 5 attempts) and the independent 60 s hang/1 is cancelled instead
+ * of awaited. The same failure of an optional input is only logged: its
+ * reader runs and the build completes. */
+DBLD_TEST(launch_failure_critical_fails_at_once_optional_logged)
+{
+    bf b;
+    char *wd;
+    qf f = setup_nospawn(&b, "nospawn", &wd);
+    int64_t t0 = dbld_mono_ms();
+    char *id = bf_submit(&b, H_STRS("nospawn/1", "hang/1"));
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 40000);
+    int64_t took = dbld_mono_ms() - t0;
+    h_note("build with a critical launch failure ended after %lld ms", (long long)took);
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_MSG(took < 30000, "the build took %lld ms: it waited for hang/1", (long long)took);
+    CHECK_CONTAINS(end->message, "could not be launched");
+    CHECK_CONTAINS(end->message, "nospawn/1");
+    CHECK_CONTAINS(end->message, "working directory");
+    CHECK_EQ_INT(bf_execs(&b, "nospawn/1"), 0);
+    char *failed = bf_job_messages(&b, id, "nospawn/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "attempt 1: launch failed: ");
+    CHECK_CONTAINS(failed, "not retried: a critical task");
+    CHECK(strstr(failed, "retry denied") == NULL);
+    CHECK_EQ_STR(bf_runs_seq(&b, id, "nospawn/1"), "SCHEDULED FAILED");
+    char *hang = bf_runs_seq(&b, id, "hang/1");
+    CHECK_MSG(strlen(hang) >= 9 && strcmp(hang + strlen(hang) - 9, "CANCELLED") == 0, "hang/1: %s",
+              hang);
+    CHECK_CONTAINS(bf_job_messages(&b, id, "hang/1", DATABUILD__V1__JOB_STATUS__JOB_CANCELLED),
+                   "build failed: ");
+    char *pids = bf_state_file(&b, "pid-hang");
+    if (pids) { /* it had started: its process group is gone */
+        int pid = 0, child = 0;
+        CHECK_EQ_INT(sscanf(pids, "%d %d", &pid, &child), 2);
+        CHECK(H_POLL_UNTIL(5000, bf_pid_gone(pid) && bf_pid_gone(child)));
+        free(pids);
+    }
+    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
+    const Databuild__V1__TaskExecution *te = task_of(r, "nospawn/1");
+    CHECK(te->critical);
+    CHECK_EQ_STR(attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
+    CHECK_CONTAINS(te->attempts[0]->untriggered_reason, "could not be started");
+    CHECK_EQ_INT(te->used_quota, 0);
+    CHECK_EQ_INT(r->state->failures->n_launch_failures, 1);
+    CHECK_CONTAINS(r->state->failures->launch_failures[0]->reason, "could not be started");
+    char *kinds = log_kinds(&b, r);
+    CHECK_CONTAINS(kinds, "job_runs_launch_failed");
+    CHECK(strstr(kinds, "retry_denied") == NULL);
+
+    /* optional: only logged */
+    CHECK(mkdir(wd, 0755) == 0); /* the config step removes it again */
+    id = bf_submit(&b, H_STRS("oreader/1"));
+    end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_CONTAINS(end->message, "optional inputs failed: nospawn/1");
+    failed = bf_job_messages(&b, id, "nospawn/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "launch failed: ");
+    CHECK_CONTAINS(failed, "not retried: optional work");
+    CHECK_EQ_STR(bf_runs_seq(&b, id, "oreader/1"), "SCHEDULED RUNNING COMPLETED");
+    CHECK_CONTAINS(bf_job_messages(&b, id, "oreader/1", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED),
+                   "optional input absent: nospawn/1");
+    r = execution_ok(&f, id);
+    CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__SUCCEEDED);
+    te = task_of(r, "nospawn/1");
+    CHECK(!te->critical);
+    CHECK_EQ_STR(attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
+    CHECK_EQ_INT(r->state->failures->n_launch_failures, 1);
+    free(wd);
+}
+
+static char *submit_forced(bf *b, const char *const *refs)
+{
+    Databuild__V1__SubmitBuildRequest req = DATABUILD__V1__SUBMIT_BUILD_REQUEST__INIT;
+    req.outputs = bf_prefs(b->a, refs, &req.n_outputs);
+    req.comment = "forced";
+    req.want_id = "";
+    req.force = 1;
+    Databuild__V1__SubmitBuildResponse *r = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_client_unary(b->graph->client, "/databuild.v1.GraphBuilder/Submit", &req.base,
+                               &databuild__v1__submit_build_response__descriptor,
+                               dbld_arena_allocator(b->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0,
+                               &st),
+             st);
+    return dbld_arena_strdup(b->a, r->build_request_id);
+}
+
+/* The build's second RequirementChanged (the one a resume appends), or NULL. */
+static const Databuild__V1__ExecutionLogEntry__RequirementChanged *
+second_requirement(bf *b, const char *id)
+{
+    const Databuild__V1__ExecutionEvent *xs[128];
+    size_t n = exec_events(b, id, xs, 128), reqs = 0;
+    for (size_t k = 0; k < n; k++)
+        if (xs[k]->entry && xs[k]->entry->kind_case == LOG(REQUIREMENT_CHANGED) && ++reqs == 2)
+            return xs[k]->entry->requirement_changed;
+    return NULL;
+}
+
+static void gate(bf *b, const char *name, int open)
+{
+    char *path = dbld_arena_printf(b->a, "%s/%s", b->state, name);
+    if (open)
+        h_write_file(path, "open\n");
+    else
+        unlink(path);
+}
+
+/* A forced build killed (SIGKILL) mid-build keeps its force when resumed:
+ * fa/1, fb/1 and sg/1, all AVAILABLE, are forced; fb/1 is rebuilt, then the
+ * graph service dies while sg/1 waits at its gate. The resumed build reads
+ * force back from the events (its re-planned tasks are forced), rebuilds
+ * sg/1 and fa/1, and reuses fb/1, which it had rebuilt before the kill (its
+ * reuse window starts at the build's RECEIVED, not at the resume). */
+DBLD_TEST(force_survives_a_resume)
+{
+    bf b;
+    qf f = setup(&b, "forceresume");
+    gate(&b, "open-sg", 1);
+    char *first = bf_submit(&b, H_STRS("fa/1", "fb/1"));
+    CHECK_EQ_INT(bf_wait(&b, first, 60000)->status->code, BR(COMPLETED));
+    CHECK_EQ_INT(bf_execs(&b, "sg/1"), 1);
+    gate(&b, "open-sg", 0);
+    gate(&b, "waiting-sg", 0);
+    char *id = submit_forced(&b, H_STRS("fa/1", "fb/1", "sg/1"));
+    Databuild__V1__BuildExecutionResponse *r = NULL;
+    dbld_status st = {0};
+    char *waiting = NULL;
+    CHECK(H_POLL_UNTIL(30000,
+                       execution(&f, id, &r, &st) == 0 && r->state->n_executions == 3 &&
+                           strcmp(attempts_str(&b, task_of(r, "fb/1")), "1:ENDED/SUCCEEDED") == 0 &&
+                           (waiting = bf_state_file(&b, "waiting-sg")) != NULL));
+    free(waiting);
+    CHECK(task_of(r, "fb/1")->forced);
+    CHECK_EQ_INT(bf_execs(&b, "fb/1"), 2);
+    h_service_kill(b.graph);
+    h_service_restart(b.graph);
+    /* resumed once the lease expired: the re-planned tasks are forced */
+    const Databuild__V1__ExecutionLogEntry__RequirementChanged *rc = NULL;
+    CHECK(H_POLL_UNTIL(30000, (rc = second_requirement(&b, id)) != NULL));
+    CHECK_EQ_STR(rc->message, "re-planned after a resume");
+    CHECK_EQ_INT(rc->n_tasks, 3);
+    for (size_t i = 0; i < rc->n_tasks; i++)
+        CHECK_MSG(rc->tasks[i]->forced, "%s not forced after the resume", rc->tasks[i]->outputs[0]);
+    gate(&b, "open-sg", 1);
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 90000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "sg/1"), 3); /* first build, the killed run, the resumed one */
+    CHECK_EQ_INT(bf_execs(&b, "fa/1"), 2);
+    CHECK_EQ_INT(bf_execs(&b, "fb/1"), 2);
+    r = execution_ok(&f, id);
+    CHECK(task_of(r, "fa/1")->forced);
+    CHECK(task_of(r, "sg/1")->forced);
+    const Databuild__V1__TaskExecution *fb = task_of(r, "fb/1");
+    CHECK_EQ_STR(attempts_str(&b, fb), "1:ENDED/SUCCEEDED/reused");
+    CHECK_EQ_STR(fb->attempts[0]->build_request_id, id); /* it made it itself */
+}
+
+/* The seed's DepType QUERY: qr/N reads c/N but does not build it. With c/1
+ * missing the task fails at once naming the input, and nothing builds c/1;
+ * once c/1 is AVAILABLE qr/1 runs. qg/3 reads sg/3, which another build is
+ * building: it waits (bounded) and runs once sg/3 is AVAILABLE. A QUERY input
+ * the build produces anyway (c/2 requested too) is waited for as an edge. */
+DBLD_TEST(query_inputs_are_read_not_built)
+{
+    bf b;
+    qf f = setup(&b, "query");
+    char *id = bf_submit(&b, H_STRS("qr/1"));
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "c/1"), 0);
+    CHECK_EQ_INT(bf_execs(&b, "qr/1"), 0);
+    char *failed = bf_job_messages(&b, id, "qr/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "QUERY input c/1 is ");
+    CHECK_CONTAINS(failed, "a query input is read, not built");
+    CHECK_EQ_INT(bf_part_status(&b, "qr/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);
+    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
+    CHECK_EQ_INT(r->state->n_executions, 1); /* no task for c/1 */
+    /* c/1 built by its own build: now qr/1 reads it */
+    char *cid = bf_submit(&b, H_STRS("c/1"));
+    CHECK_EQ_INT(bf_wait(&b, cid, 60000)->status->code, BR(COMPLETED));
+    id = bf_submit(&b, H_STRS("qr/1"));
+    end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "qr/1"), 1);
+    CHECK_EQ_INT(bf_execs(&b, "c/1"), 1);
+    /* produced by this build anyway: an edge */
+    id = bf_submit(&b, H_STRS("qr/2", "c/2"));
+    CHECK_EQ_INT(bf_wait(&b, id, 60000)->status->code, BR(COMPLETED));
+    CHECK_EQ_INT(bf_execs(&b, "qr/2"), 1);
+    CHECK_EQ_INT(bf_execs(&b, "c/2"), 1);
+    /* being built by another build: waited for */
+    char *sid = bf_submit(&b, H_STRS("sg/3"));
+    char *waiting = NULL;
+    CHECK(H_POLL_UNTIL(30000, (waiting = bf_state_file(&b, "waiting-sg")) != NULL));
+    free(waiting);
+    id = bf_submit(&b, H_STRS("qg/3"));
+    CHECK(H_POLL_UNTIL(30000, bf_part_status(&b, "qg/3") ==
+                                  DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED));
+    dbld_sleep_ms(1500);
+    CHECK_EQ_INT(bf_execs(&b, "qg/3"), 0);         /* still waiting for sg/3 */
+    CHECK_EQ_STR(bf_runs_seq(&b, id, "qg/3"), ""); /* not even claimed */
+    gate(&b, "open-sg", 1);
+    CHECK_EQ_INT(bf_wait(&b, sid, 60000)->status->code, BR(COMPLETED));
+    end = bf_wait(&b, id, 60000);
+    CHECK_MSG(end->status->code == BR(COMPLETED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_EQ_INT(bf_execs(&b, "qg/3"), 1);
+    CHECK_EQ_INT(bf_execs(&b, "sg/3"), 1);
+    CHECK_EQ_INT(execution_ok(&f, id)->state->n_executions, 1); /* qg/3 only */
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(killed_between_attempts_keeps_used_quota, 240),
                DBLD_TEST_ENTRY_T(reuse_names_the_building_run, 180),
                DBLD_TEST_ENTRY_T(unknown_build_not_found, 120),
                DBLD_TEST_ENTRY_T(cancel_one_job_run, 180),
                DBLD_TEST_ENTRY_T(outside_build_cancel_event_honoured, 180),
+               DBLD_TEST_ENTRY_T(follow_survives_an_event_log_restart, 180),
                DBLD_TEST_ENTRY_T(force_rebuilds_exactly_the_named_partitions, 180),
                DBLD_TEST_ENTRY_T(reuse_window_rebuilds_an_old_partition, 180),
-               DBLD_TEST_ENTRY_T(optional_input_failure_does_not_fail_the_build, 180))
+               DBLD_TEST_ENTRY_T(optional_input_failure_does_not_fail_the_build, 180),
+               DBLD_TEST_ENTRY_T(launch_failure_critical_fails_at_once_optional_logged, 180),
+               DBLD_TEST_ENTRY_T(force_survives_a_resume, 240),
+               DBLD_TEST_ENTRY_T(query_inputs_are_read_not_built, 180))

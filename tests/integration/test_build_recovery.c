@@ -436,8 +436,9 @@ DBLD_TEST(job_service_restarted_mid_build_costs_no_attempt)
 }
 
 /* The relaunches are bounded (DBLD_GRAPH_RELAUNCH_MS shortens the 2 min):
- * a job service that stays away turns the loss into a transient failure of
- * the attempt, which the retry quota then decides (nr has no retry config). */
+ * a job service that stays away turns the relaunch into a launch failure
+ * (UNTRIGGERED, not retried), which fails the build at once since nr/2 is
+ * critical. */
 DBLD_TEST(job_service_gone_for_good_fails_after_relaunches)
 {
     setenv("DBLD_GRAPH_RELAUNCH_MS", "1500", 1);
@@ -451,10 +452,12 @@ DBLD_TEST(job_service_gone_for_good_fails_after_relaunches)
     Databuild__V1__BuildRequestEvent *end = bf_wait(&f, id, 60000);
     CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
               end->message);
+    CHECK_CONTAINS(end->message, "could not be launched: lost job service");
     char *failed = bf_job_messages(&f, id, "nr/2", JS(FAILED));
-    CHECK_CONTAINS(failed, "attempt 1: FAILURE_TRANSIENT: lost job service");
+    CHECK_CONTAINS(failed, "attempt 1: launch failed: lost job service");
     CHECK_CONTAINS(failed, "gave up relaunching after");
-    CHECK_CONTAINS(failed, "retry denied: retry is not enabled in the config");
+    CHECK_CONTAINS(failed, "not retried: a critical task that cannot be launched fails the build");
+    CHECK(strstr(failed, "retry denied") == NULL);
     CHECK_EQ_INT(n_runs(&f, id, "nr/2"), 2);
     CHECK_EQ_INT(bf_part_status(&f, "nr/2"), PS(FAILED));
     check_settled(&f, id, H_STRS("nr/2"));

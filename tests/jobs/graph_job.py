@@ -13,6 +13,10 @@ SPEC.json holds {"state": DIR, "rules": [RULE, ...]}; the first rule whose
   pidfile     exec writes "<pid> <grandchild pid>" to DIR/pid-<h> (a `sleep 1000`
               grandchild in the same process group) and "<ppid>" to DIR/ppid-<h>
   config_exit configure exits with this code (stderr says why)
+  config_rmdir configure removes its working directory (the job's empty
+              working_dir) after printing: every later spawn of the job fails
+  query_inputs like inputs, but QUERY dependencies (dep_type_code 0): read,
+              not built
   gate        exec waits until the file DIR/<gate> exists (the test opens it),
               polling every 50 ms, after writing DIR/waiting-<h>
   tag         name the ref's state files with this instead of <h>
@@ -55,19 +59,25 @@ def configure(spec, refs):
     state = spec["state"]
     append(os.path.join(state, "config.log"), "\t".join(refs))
     configs = []
+    rmdir = False
     for ref in refs:
         rule, m = rule_for(spec, ref)
         if "config_exit" in rule:
             print("cannot configure %s: told to fail" % ref, file=sys.stderr)
             return rule["config_exit"]
         inputs = [m.expand(t) for t in rule.get("inputs", [])] if m else []
+        queries = [m.expand(t) for t in rule.get("query_inputs", [])] if m else []
+        rmdir = rmdir or bool(rule.get("config_rmdir"))
         configs.append({
             "outputs": [{"str": ref}],
-            "inputs": [{"dep_type_code": 1, "partition_ref": {"str": i}} for i in inputs],
+            "inputs": [{"dep_type_code": 1, "partition_ref": {"str": i}} for i in inputs] +
+                      [{"dep_type_code": 0, "partition_ref": {"str": i}} for i in queries],
             "args": ["build", ref],
             "env": {"GRAPH_JOB_REF": ref},
         })
     print(json.dumps({"configs": configs}))
+    if rmdir:
+        os.rmdir(os.getcwd())
     return 0
 
 

@@ -1,8 +1,9 @@
 /* test_graph_analyze.c - graph analysis (services/graph/analyze.c) with a fake
  * configure callback: one configure call per job per round, deduplication,
  * dependencies, cycles named in order, external and available inputs,
- * precondition failures, configure errors, inconsistent configs, and a
- * 10k-partition graph in well under a second. */
+ * precondition failures, configure errors, inconsistent configs, QUERY
+ * inputs read but not built, and a 10k-partition graph in well under a
+ * second. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,7 +34,8 @@ static const char *yaml = "graph:\n"
                           "    - {label: \"//odd\", command: [x], outputs: [\"partial/.*\", "
                           "\"fail/.*\", \"steal/.*\", \"empty/.*\"]}\n"
                           "    - {label: \"//big\", command: [x], outputs: [\"big/.*\"]}\n"
-                          "    - {label: \"//src\", command: [x], outputs: [\"src/.*\"]}\n";
+                          "    - {label: \"//src\", command: [x], outputs: [\"src/.*\"]}\n"
+                          "    - {label: \"//q\", command: [x], outputs: [\"q/.*\"]}\n";
 
 typedef struct fx {
     dbld_config cfg;
@@ -54,6 +56,13 @@ static void add_input(dbld_arena *a, Databuild__V1__JobConfig *c, const char *re
     if (c->n_inputs) memcpy(grown, c->inputs, c->n_inputs * sizeof *grown);
     grown[c->n_inputs++] = d;
     c->inputs = grown;
+}
+
+/* A QUERY input: read, not built. */
+static void add_query_input(dbld_arena *a, Databuild__V1__JobConfig *c, const char *ref)
+{
+    add_input(a, c, ref);
+    c->inputs[c->n_inputs - 1]->dep_type_code = DATABUILD__V1__DEP_TYPE__QUERY;
 }
 
 static Databuild__V1__PartitionRef **gs_refs_test(dbld_arena *a, const char *const *refs, size_t n)
@@ -122,6 +131,9 @@ static int fake_configure(void *user, size_t job, const char *const *refs, size_
             add_input(a, c, dbld_arena_printf(a, "src/%s", k));
         } else if (strcmp(pre, "m") == 0) {
             add_input(a, c, "c/m");
+        } else if (strcmp(pre, "q") == 0) { /* reads c/k and b/k, builds neither */
+            add_query_input(a, c, dbld_arena_printf(a, "c/%s", k));
+            add_query_input(a, c, dbld_arena_printf(a, "b/%s", k));
         }
         r->configs[r->n_configs++] = c;
     }
@@ -229,6 +241,37 @@ static void test_dedupe_multi_output(void **state)
     gs_plan_free(p);
 }
 
+/* The seed's DepType QUERY: q/N reads c/N and b/N without building them;
+ * an input some task of the plan produces anyway becomes an edge. */
+static void test_query_inputs_not_built(void **state)
+{
+    fx *f = *state;
+    gs_plan *p = NULL;
+    dbld_status st;
+    const char *one[] = {"q/1"};
+    assert_int_equal(gs_analyze(&f->env, one, 1, &p, NULL, NULL, &st), 0);
+    assert_int_equal(p->n_tasks, 1);
+    assert_int_equal(f->n_calls, 1);
+    assert_true(has_call(f, "//q:1"));
+    assert_int_equal(p->n_deps[0], 0);
+    assert_int_equal(p->n_external, 0);
+    gs_plan_free(p);
+    /* c/2 requested too: q/2 waits for it; b/2 still not built */
+    const char *two[] = {"q/2", "c/2"};
+    assert_int_equal(gs_analyze(&f->env, two, 2, &p, NULL, NULL, &st), 0);
+    assert_int_equal(p->n_tasks, 2);
+    size_t q = task_of(p, "q/2"), c = task_of(p, "c/2");
+    assert_int_equal(p->n_deps[q], 1);
+    assert_int_equal(p->deps[q][0], c);
+    gs_plan_free(p);
+    /* b/3 built for a/3 (MATERIALIZE): q/3 reads it after it is built */
+    const char *three[] = {"q/3", "a/3"};
+    assert_int_equal(gs_analyze(&f->env, three, 2, &p, NULL, NULL, &st), 0);
+    assert_int_equal(p->n_tasks, 4); /* q/3 a/3 b/3 c/3 */
+    assert_int_equal(p->n_deps[task_of(p, "q/3")], 2);
+    gs_plan_free(p);
+}
+
 static void expect_error(fx *f, const char *ref, int code, gs_analyze_error kind, const char *msg)
 {
     gs_plan *p = (gs_plan *)1;
@@ -318,6 +361,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_external_and_available, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configure_problems, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_graph, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_inputs_not_built, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
-/* test_graph_retry.c - LUCI-style retry quota decisions, and how a lost job
- * service is told from a failed attempt and relaunched with backoff
- * (services/graph/retry.c). */
+/* test_graph_retry.c - LUCI-style retry quota decisions, how a lost job
+ * service is told from a failed attempt and relaunched with backoff, and the
+ * other pure decisions of a task's attempts: failure kinds, launch failures,
+ * claim outcomes (services/graph/retry.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -176,6 +177,59 @@ static void test_backoff_schedule(void **state)
     assert_int_equal(gs_backoff_next(&bo, 251, 250, &d), 0);
 }
 
+static void test_fail_kind_of(void **state)
+{
+    (void)state;
+    enum { COMPLETED = DATABUILD__V1__JOB_STATUS__JOB_COMPLETED };
+    enum { FAILED = DATABUILD__V1__JOB_STATUS__JOB_FAILED };
+    enum { CANCELLED = DATABUILD__V1__JOB_STATUS__JOB_CANCELLED };
+    /* a result: the job service's classification wins */
+    assert_int_equal(gs_fail_kind_of(0, FAILED, 1), GS_FAIL_PERMANENT);
+    assert_int_equal(gs_fail_kind_of(0, FAILED, 2), GS_FAIL_TRANSIENT);
+    assert_int_equal(gs_fail_kind_of(0, FAILED, 3), GS_FAIL_TIMEOUT);
+    assert_int_equal(gs_fail_kind_of(0, CANCELLED, 2), GS_FAIL_TRANSIENT);
+    /* unclassified: stopped by the job service is transient, else permanent */
+    assert_int_equal(gs_fail_kind_of(0, CANCELLED, 0), GS_FAIL_TRANSIENT);
+    assert_int_equal(gs_fail_kind_of(0, FAILED, 0), GS_FAIL_PERMANENT);
+    assert_int_equal(gs_fail_kind_of(0, FAILED, 4), GS_FAIL_PERMANENT);
+    assert_int_equal(gs_fail_kind_of(0, COMPLETED, 0), GS_FAIL_PERMANENT);
+    /* no result: the call's error code */
+    assert_int_equal(gs_fail_kind_of(DBLD_UNAVAILABLE, 0, 0), GS_FAIL_TRANSIENT);
+    assert_int_equal(gs_fail_kind_of(DBLD_CANCELLED, 0, 0), GS_FAIL_TRANSIENT);
+    assert_int_equal(gs_fail_kind_of(DBLD_RESOURCE_EXHAUSTED, 0, 0), GS_FAIL_TRANSIENT);
+    assert_int_equal(gs_fail_kind_of(DBLD_ABORTED, 0, 0), GS_FAIL_TRANSIENT);
+    assert_int_equal(gs_fail_kind_of(DBLD_ALREADY_EXISTS, 0, 0), GS_FAIL_TRANSIENT);
+    assert_int_equal(gs_fail_kind_of(DBLD_DEADLINE_EXCEEDED, 0, 0), GS_FAIL_TIMEOUT);
+    assert_int_equal(gs_fail_kind_of(DBLD_INVALID_ARGUMENT, 0, 0), GS_FAIL_PERMANENT);
+    assert_int_equal(gs_fail_kind_of(DBLD_NOT_FOUND, 0, 0), GS_FAIL_PERMANENT);
+    assert_int_equal(gs_fail_kind_of(DBLD_INTERNAL, 0, 0), GS_FAIL_PERMANENT);
+}
+
+static void test_launch_decide(void **state)
+{
+    (void)state;
+    assert_int_equal(gs_launch_decide(1, 1), GS_LAUNCHED);
+    assert_int_equal(gs_launch_decide(1, 0), GS_LAUNCHED);
+    assert_int_equal(gs_launch_decide(0, 1), GS_LAUNCH_FAILS_BUILD);
+    assert_int_equal(gs_launch_decide(0, 0), GS_LAUNCH_FAILED_LOGGED);
+}
+
+static void test_claim_decide(void **state)
+{
+    (void)state;
+    enum { GRANTED = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED };
+    enum { AVAILABLE = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE };
+    enum { HELD = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_HELD };
+    assert_int_equal(gs_claim_decide(GRANTED, 0), GS_CLAIM_RUN);
+    assert_int_equal(gs_claim_decide(GRANTED, 1), GS_CLAIM_RUN); /* holder_built() checks after */
+    assert_int_equal(gs_claim_decide(AVAILABLE, 0), GS_CLAIM_REUSE);
+    assert_int_equal(gs_claim_decide(AVAILABLE, 1), GS_CLAIM_HOLDER_BUILT);
+    assert_int_equal(gs_claim_decide(HELD, 0), GS_CLAIM_DELEGATE);
+    assert_int_equal(gs_claim_decide(HELD, 1), GS_CLAIM_DELEGATE);
+    assert_int_equal(gs_claim_decide(0, 0), GS_CLAIM_UNEXPECTED);
+    assert_int_equal(gs_claim_decide(99, 1), GS_CLAIM_UNEXPECTED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +241,9 @@ int main(void)
         cmocka_unit_test(test_all_zero_disables),
         cmocka_unit_test(test_classify_loss),
         cmocka_unit_test(test_backoff_schedule),
+        cmocka_unit_test(test_fail_kind_of),
+        cmocka_unit_test(test_launch_decide),
+        cmocka_unit_test(test_claim_decide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
