@@ -82,7 +82,10 @@ int main(int argc, char **argv)
     }
     static gs_service svc;
     service_init(&svc, &cfg, lookup);
-    if (gs_waiters_create(&svc.waiters, &st) != 0) {
+    if (gs_waiters_create(&svc.waiters, &st) != 0 ||
+        gs_pool_create("gs-build", cfg.graph.build_threads, cfg.graph.build_queue, 0,
+                       &svc.build_pool, &st) != 0 ||
+        gs_pool_create("gs-task", cfg.graph.task_threads, -1, 1 << 20, &svc.task_pool, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not start", "error", st.msg, (char *)NULL);
         return 1;
     }
