@@ -888,7 +888,9 @@ static void *build_main(void *arg)
         cb->fn(cb->arg);
         free(cb);
     }
-    registry_remove(b->svc, b, terminal);
+    /* A build stopped by a shutdown stays registered: gs_leases_hand_over()
+     * lets its lease lapse at once, for the next instance to resume it. */
+    if (terminal || !atomic_load(&b->svc->stopping)) registry_remove(b->svc, b, terminal);
     return NULL;
 }
 
