@@ -341,6 +341,11 @@ static const dbld__cfg_key graph_keys[] = {
     SERVER_KEYS(graph, "127.0.0.1:7103", 4, 256),
     STRING_KEY(graph, "label", label, "//databuild:graph", NULL),
     INT_KEY(graph, "max_parallel", max_parallel, 1, 4096, 8),
+    /* fixed pools: builds coordinated at once, builds waiting for one of
+     * those threads (beyond: RESOURCE_EXHAUSTED), tasks running at once */
+    INT_KEY(graph, "build_threads", build_threads, 1, 1024, 16),
+    INT_KEY(graph, "build_queue", build_queue, 0, 1000000, 1000),
+    INT_KEY(graph, "task_threads", task_threads, 1, 4096, 32),
     /* reuse window: an AVAILABLE partition older than this is rebuilt (0: no window) */
     {.name = "max_age_ms",
      .type = DBLD__CFG_INT,

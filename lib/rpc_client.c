@@ -511,6 +511,11 @@ int dbld_stream_next(dbld_stream *s, const ProtobufCMessageDescriptor *desc,
     return 0;
 }
 
+int dbld_stream_done(const dbld_stream *s)
+{
+    return s && s->done;
+}
+
 void dbld_stream_close(dbld_stream *s)
 {
     if (!s) return;

@@ -122,10 +122,13 @@ typedef struct dbld_config {
     } job;
     struct {
         dbld_server_config server;
-        char *label;      /* graph label (default "//databuild:graph") */
-        int max_parallel; /* tasks running at once per build (default 8) */
-        int max_age_ms;   /* reuse window: AVAILABLE partitions older are rebuilt (0: none) */
-        char **external;  /* regexes of refs produced outside this graph */
+        char *label;       /* graph label (default "//databuild:graph") */
+        int max_parallel;  /* tasks running at once per build (default 8) */
+        int build_threads; /* builds coordinated at once: the build pool (default 16) */
+        int build_queue;   /* builds admitted beyond those, waiting (default 1000) */
+        int task_threads;  /* tasks running at once over all builds: the task pool (default 32) */
+        int max_age_ms;    /* reuse window: AVAILABLE partitions older are rebuilt (0: none) */
+        char **external;   /* regexes of refs produced outside this graph */
         size_t n_external;
         dbld_job_def *jobs;
         size_t n_jobs;

@@ -232,6 +232,9 @@ int dbld_client_stream_open(dbld_client *c, const char *path, const ProtobufCMes
 int dbld_stream_next(dbld_stream *s, const ProtobufCMessageDescriptor *desc,
                      ProtobufCAllocator *alloc, ProtobufCMessage **msg, int64_t wait_ms,
                      dbld_status *st);
+/* 1 once the stream ended (its final status is known): a DEADLINE_EXCEEDED
+ * from dbld_stream_next() is then the call's, not a wait_ms expiry. */
+int dbld_stream_done(const dbld_stream *s);
 /* Cancel (if still open) and free. */
 void dbld_stream_close(dbld_stream *s);
 

@@ -17,6 +17,7 @@
 typedef enum { T_WAITING, T_ACTIVE, T_OK, T_FAILED, T_CANCELLED } tstate;
 
 typedef struct gs_task {
+    gs_work work; /* on s->task_pool */
     gs_build *b;
     size_t idx;
     Databuild__V1__Task *task;
@@ -63,6 +64,7 @@ typedef struct gs_end_cb {
 } gs_end_cb;
 
 struct gs_build {
+    gs_work work; /* on s->build_pool */
     gs_service *svc;
     char id[37];
     char **refs;
@@ -141,7 +143,7 @@ int64_t gsb_min_available_ns(const gs_task *t);
  * held). */
 void gsb_mark_optional(gs_build *b, const gs_plan *p, gs_task *tasks, size_t n);
 char *gsb_absent_inputs(gs_task *t);
-/* Start t's thread (detached); it ends with t->state final and b->running - 1. */
+/* Queue t on the task pool; it ends with t->state final and b->running - 1. */
 void gsb_task_launch(gs_task *t);
 
 #endif

@@ -968,7 +968,16 @@ static int recover(gs_build *b)
     return rc;
 }
 
-/* ------------------------------------------------------------ build thread */
+/* ------------------------------------------------------------ build thread
+ *
+ * A build runs on a thread of the build pool (graph.build_threads) from its
+ * start to its end; its tasks run on the task pool (graph.task_threads), a
+ * separate one, so a build waiting for its tasks never holds the thread a
+ * task needs. Submit and adoption reserve the build's room first
+ * (gs_build_reserve()): beyond build_threads + build_queue builds a Submit
+ * is refused RESOURCE_EXHAUSTED before anything is recorded, and an orphan
+ * is left for a later poll (or another instance).
+ */
 
 static void *build_main(void *arg)
 {
@@ -1015,7 +1024,9 @@ static void *build_main(void *arg)
         cb->fn(cb->arg);
         free(cb);
     }
-    registry_remove(b->svc, b, terminal);
+    /* A build stopped by a shutdown stays registered: gs_leases_hand_over()
+     * lets its lease lapse at once, for the next instance to resume it. */
+    if (terminal || !atomic_load(&b->svc->stopping)) registry_remove(b->svc, b, terminal);
     return NULL;
 }
 
@@ -1048,14 +1059,27 @@ static gs_build *build_new(gs_service *s, const char *id, const char *const *ref
     return b;
 }
 
-static void start_thread(gs_build *b)
+static void build_work(gs_work *w)
 {
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &attr, build_main, b) != 0) abort();
-    pthread_attr_destroy(&attr);
+    build_main(DBLD_FIFO_ENTRY(&w->link, gs_build, work));
+}
+
+/* Queue b on the build pool, in the room gs_build_reserve() took. */
+static void start_build(gs_build *b)
+{
+    b->work.fn = build_work;
+    gs_pool_push(b->svc->build_pool, &b->work, 1);
+}
+
+int gs_build_reserve(gs_service *s, dbld_status *st)
+{
+    return gs_pool_reserve(s->build_pool, "graph service (graph.build_threads, graph.build_queue)",
+                           st);
+}
+
+void gs_build_unreserve(gs_service *s)
+{
+    gs_pool_unreserve(s->build_pool);
 }
 
 int gs_build_submit(gs_service *s, const char *const *refs, size_t n, const char *comment,
@@ -1101,15 +1125,23 @@ static int submit(gs_service *s, const char *const *refs, size_t n, const char *
         if (job == GS_LOOKUP_NONE)
             return dbld_status_set(st, DBLD_NOT_FOUND, "no job produces partition \"%s\"", refs[i]);
     }
+    if (atomic_load(&s->stopping))
+        return dbld_status_set(st, DBLD_UNAVAILABLE, "graph service is shutting down");
+    int rc = gs_build_reserve(s, st); /* before anything is recorded */
+    if (rc) {
+        dbld_log(DBLD_LOG_WARN, "build refused", "error", st->msg, (char *)NULL);
+        return rc;
+    }
     char id[37];
     gsb_new_id(id);
     dbld_arena *a = dbld_arena_create();
     char *ids[] = {id};
     Databuild__V1__RenewLeasesResponse *lr = NULL;
-    int rc = gs_el_renew(s, ids, 1, 0, a, &lr, st);
+    rc = gs_el_renew(s, ids, 1, 0, a, &lr, st);
     if (!rc && lr->n_lost)
         rc = dbld_status_set(st, DBLD_INTERNAL, "could not take the lease on new build %s", id);
     if (rc) {
+        gs_build_unreserve(s);
         dbld_arena_destroy(a);
         return rc;
     }
@@ -1145,6 +1177,7 @@ static int submit(gs_service *s, const char *const *refs, size_t n, const char *
         b->ended = 1; /* no thread, nobody waits for it */
         pthread_mutex_unlock(&b->mu);
         registry_remove(s, b, 0);
+        gs_build_unreserve(s);
         return rc;
     }
     if (out) {
@@ -1156,7 +1189,7 @@ static int submit(gs_service *s, const char *const *refs, size_t n, const char *
     memcpy(id_out, id, 37);
     dbld_log(DBLD_LOG_INFO, "build received", "build_request_id", id, "comment", b->comment,
              (char *)NULL);
-    start_thread(b);
+    start_build(b);
     return 0;
 }
 
@@ -1174,7 +1207,7 @@ void gs_build_resume(gs_service *s, const Databuild__V1__OrphanBuild *ob)
     registry_add(s, b);
     dbld_log(DBLD_LOG_INFO, "resuming build", "build_request_id", b->id, "previous_owner",
              ob->previous_owner, "status", status_name(ob->status), (char *)NULL);
-    start_thread(b);
+    start_build(b);
 }
 
 void gs_build_abandon(gs_service *s, const char *id, const char *why)

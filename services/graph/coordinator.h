@@ -34,7 +34,16 @@ int gs_build_submit_wants(gs_service *s, const char *const *refs, size_t n, cons
                           const char *const *want_ids, size_t n_wants, char id_out[37],
                           gs_build **out, dbld_status *st);
 
-/* Adopt an orphan whose lease this instance has just taken. */
+/* Room for one more build on the build pool: 0, or RESOURCE_EXHAUSTED with a
+ * message when graph.build_threads builds run and graph.build_queue wait
+ * (UNAVAILABLE once stopping). Submit takes it itself; adoption takes it
+ * before the orphan's lease and gives it back with gs_build_unreserve() when
+ * it does not resume the build after all. */
+int gs_build_reserve(gs_service *s, dbld_status *st);
+void gs_build_unreserve(gs_service *s);
+
+/* Adopt an orphan whose lease this instance has just taken, in the room
+ * taken with gs_build_reserve(). */
 void gs_build_resume(gs_service *s, const Databuild__V1__OrphanBuild *ob);
 
 /* Called once when a build ends: its terminal event is appended, or it was

@@ -12,6 +12,7 @@
 
 #include "events.h"
 #include "lookup.h"
+#include "pool.h"
 
 #include "databuild.pb-c.h"
 #include "databuild_ext.pb-c.h"
@@ -61,6 +62,9 @@ typedef struct gs_service {
     size_t n_recent;
 
     gs_waiters *waiters; /* Build and Cancel calls waiting for a build's end */
+
+    gs_pool *build_pool; /* graph.build_threads: one build each (coordinator.c) */
+    gs_pool *task_pool;  /* graph.task_threads: one task each (task.c) */
 
     pthread_t bg;
     int bg_started;

@@ -139,7 +139,8 @@ static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
 
 static const dbld_method lookup_methods[] = {
     {"/databuild.v1.GraphLookup/Lookup", &databuild__v1__graph_lookup_request__descriptor,
-     &databuild__v1__graph_lookup_response__descriptor, lookup, NULL},
+     &databuild__v1__graph_lookup_response__descriptor, lookup, NULL,
+     DBLD_METHOD_NONBLOCKING}, /* regexes in memory: answered on the poller, never queued */
 };
 
 const dbld_service gs_lookup_service = {

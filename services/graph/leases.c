@@ -67,10 +67,17 @@ static int adopt_orphans(gs_service *s)
     for (size_t i = 0; i < r->n_builds && !atomic_load(&s->stopping); i++) {
         const Databuild__V1__OrphanBuild *ob = r->builds[i];
         if (gs_build_active(s, ob->build_request_id)) continue;
+        if (gs_build_reserve(s, &st) != 0) { /* left for a later poll or another instance */
+            dbld_log(DBLD_LOG_WARN, "not adopting orphan builds now", "error", st.msg,
+                     (char *)NULL);
+            break;
+        }
         char *ids[] = {ob->build_request_id};
         Databuild__V1__RenewLeasesResponse *lr = NULL;
-        if (gs_el_renew(s, ids, 1, 0, a, &lr, &st) != 0 || lr->n_lost)
+        if (gs_el_renew(s, ids, 1, 0, a, &lr, &st) != 0 || lr->n_lost) {
+            gs_build_unreserve(s);
             continue; /* another instance was faster */
+        }
         gs_build_resume(s, ob);
     }
     dbld_arena_destroy(a);

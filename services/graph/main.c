@@ -3,9 +3,10 @@
  * Serves the seed's GraphLookup and the GraphBuilder extension (Analyze,
  * Build, Submit, Cancel) plus grpc.health.v1.Health, which stays NOT_SERVING
  * until the event log answers and orphaned builds were adopted. On SIGTERM it
- * stops accepting calls, gives in-flight ones the grace period and exits 0
- * without ending its builds: their leases lapse and the next instance (or a
- * live replica) resumes them from the event log.
+ * stops accepting calls, gives in-flight ones the grace period, drains its
+ * build and task pools (builds stop appending, tasks stop their runs) and
+ * exits 0 without ending its builds: their leases are set to lapse at once
+ * and the next instance (or a live replica) resumes them from the event log.
  *
  * Tuning for tests (environment, milliseconds): DBLD_GRAPH_LEASE_TTL_MS
  * (default 15000; renewals every TTL/5), DBLD_GRAPH_ORPHAN_POLL_MS
@@ -30,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define DRAIN_EXTRA_MS 2000 /* beyond shutdown_grace_ms, for running tasks to stop */
 
 static int64_t env_ms(const char *name, int64_t dflt, int64_t min)
 {
@@ -83,7 +86,10 @@ int main(int argc, char **argv)
     }
     static gs_service svc;
     service_init(&svc, &cfg, lookup);
-    if (gs_waiters_create(&svc.waiters, &st) != 0) {
+    if (gs_waiters_create(&svc.waiters, &st) != 0 ||
+        gs_pool_create("gs-build", cfg.graph.build_threads, cfg.graph.build_queue, 0,
+                       &svc.build_pool, &st) != 0 ||
+        gs_pool_create("gs-task", cfg.graph.task_threads, -1, 1 << 20, &svc.task_pool, &st) != 0) {
         dbld_log(DBLD_LOG_ERROR, "could not start", "error", st.msg, (char *)NULL);
         return 1;
     }
@@ -140,12 +146,31 @@ int main(int argc, char **argv)
     dbld_server_shutdown(srv);
     gs_processes_stop(&svc);
     gs_background_stop(&svc);
-    gs_leases_hand_over(&svc);
-    char calls[24];
+    /* Drain: queued builds never start; running ones stop appending and end
+     * once their tasks did (queued tasks end at once, a Run stream within
+     * RUN_STOP_POLL_MS: closing it makes the job service stop the process).
+     * The build pool first: its builds wait for their tasks. */
+    int64_t drain_ms = sc->shutdown_grace_ms + DRAIN_EXTRA_MS;
+    int left = gs_pool_stop(svc.build_pool, drain_ms);
+    left += gs_pool_stop(svc.task_pool, left ? 0 : drain_ms);
+    gs_leases_hand_over(&svc); /* every build not ended: resumed by the next instance */
+    char calls[24], busy[16];
     snprintf(calls, sizeof calls, "%ld", (long)atomic_load(&svc.configure_calls));
+    snprintf(busy, sizeof busy, "%d", left);
+    if (left) {
+        /* a build or task blocked in a call that outlived the drain (a
+         * configure call, an event log that does not answer): leave without
+         * tearing it down; its lease was handed over like the others */
+        dbld_log(DBLD_LOG_WARN, "stopped without draining (builds in progress will be resumed)",
+                 "configure_calls", calls, "still_running", busy, (char *)NULL);
+        _exit(0);
+    }
+    dbld_server_destroy(srv);
+    dbld_client_shutdown_all();
     dbld_log(DBLD_LOG_INFO, "stopped (builds in progress will be resumed from their leases)",
              "configure_calls", calls, (char *)NULL);
-    /* Builds still running keep threads in blocking calls: leave without
-     * tearing them down. Their leases lapse and they become orphans. */
-    _exit(0);
+    gs_lookup_destroy(lookup);
+    dbld_config_free(&cfg);
+    dbld_security_free(&sec);
+    return 0;
 }

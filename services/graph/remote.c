@@ -24,6 +24,7 @@
 #define APPEND_CHUNK 1000
 #define STATUS_CHUNK 5000
 #define CONFIGURE_TIMEOUT_MS 600000
+#define RUN_STOP_POLL_MS 250 /* a Run stream looks at s->stopping this often */
 
 static int el_call(gs_service *s, const char *path, const ProtobufCMessage *req,
                    const ProtobufCMessageDescriptor *desc, dbld_arena *a, void *out,
@@ -220,11 +221,17 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
         Databuild__V1__RunJobUpdate *u = NULL;
         rc = dbld_stream_next(strm, &databuild__v1__run_job_update__descriptor,
                               dbld_arena_allocator(a), (ProtobufCMessage **)&u,
-                              pending ? defer_ms : 0, st);
-        if (!u && pending && rc == DBLD_DEADLINE_EXCEEDED) { /* a longer run: say so now */
+                              pending ? defer_ms : RUN_STOP_POLL_MS, st);
+        int expired = !u && rc == DBLD_DEADLINE_EXCEEDED && !dbld_stream_done(strm);
+        if (expired && pending) { /* a longer run: say so now */
             pending = 0;
             if (started) started(arg, *started_out);
             continue;
+        }
+        if (expired && !atomic_load(&s->stopping)) continue;
+        if (expired) { /* shutdown: closing the stream makes the job service stop the run */
+            rc = dbld_status_set(st, DBLD_UNAVAILABLE, "the graph service is shutting down");
+            break;
         }
         if (!u) {
             if (rc == 0)

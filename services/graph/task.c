@@ -1,7 +1,9 @@
 /* task.c - one task of a build: claim, delegate, run, relaunch, retry.
  *
- * Each task runs on a thread of its own. First its QUERY inputs (read, not
- * built) must be AVAILABLE (query_step). An attempt is a job run with its
+ * Each task runs on a thread of the task pool (graph.task_threads, pool.c)
+ * from its first claim to its end; a ready task waits there for a thread.
+ * First its QUERY inputs (read, not built) must be AVAILABLE (query_step).
+ * An attempt is a job run with its
  * own job_run_id: claim the outputs (SCHEDULED + BUILDING appended with the
  * grant), or reuse them when they are available (a DelegationEvent to the
  * build that made them, SKIPPED), or a delegation to the build
@@ -912,17 +914,13 @@ int64_t gsb_min_available_ns(const gs_task *t)
     return min;
 }
 
+static void task_work(gs_work *w)
+{
+    task_main(DBLD_FIFO_ENTRY(&w->link, gs_task, work));
+}
+
 void gsb_task_launch(gs_task *t)
 {
-    pthread_t th;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 1 << 20);
-    if (pthread_create(&th, &attr, task_main, t) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not start a task thread; retrying", (char *)NULL);
-        dbld_sleep_ms(100);
-        if (pthread_create(&th, &attr, task_main, t) != 0) abort();
-    }
-    pthread_attr_destroy(&attr);
+    t->work.fn = task_work;
+    gs_pool_push(t->b->svc->task_pool, &t->work, 0); /* bounded: max_parallel per build */
 }

@@ -191,7 +191,8 @@ static const dbld_method runner_methods[] = {
     {"/databuild.v1.JobRunner/Run", &databuild__v1__run_job_request__descriptor,
      &databuild__v1__run_job_response__descriptor, run, NULL},
     {"/databuild.v1.JobRunner/Cancel", &databuild__v1__cancel_job_run_request__descriptor,
-     &databuild__v1__cancel_job_run_response__descriptor, cancel, NULL},
+     &databuild__v1__cancel_job_run_response__descriptor, cancel, NULL,
+     DBLD_METHOD_NONBLOCKING}, /* sets a flag and wakes the run: never queued behind workers */
     {"/databuild.v1.JobRunner/RunStreamed", &databuild__v1__run_job_request__descriptor,
      &databuild__v1__run_job_update__descriptor, NULL, run_streamed},
     {"/databuild.v1.JobRunner/KnownRuns", &databuild__v1__known_runs_request__descriptor,

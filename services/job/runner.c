@@ -854,16 +854,10 @@ make_manifest(dbld_arena *a, const Databuild__V1__Task *task, int64_t start_ns, 
     return m;
 }
 
-/* Spawn, supervise and classify; fills r. */
-static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_entry *job,
-                      const char *run_id, const char *br_id, const Databuild__V1__Task *task,
-                      int64_t waited_ms, dbld_arena *a, Databuild__V1__RunJobResponse *r)
+/* argv of `<command> exec <args...>` (in a). */
+static const char **exec_argv(dbld_arena *a, const job_entry *job,
+                              const Databuild__V1__JobConfig *c)
 {
-    const Databuild__V1__JobConfig *c = task->config;
-    const char *label = job->def->label;
-    size_t n_refs;
-    const char **refs = task_refs(a, c, &n_refs);
-    const char *rs = job_refs_str(a, refs, n_refs, REFS_IN_MESSAGE);
     size_t nc = job->def->n_command;
     const char **argv = dbld_arena_alloc(a, (nc + 1 + c->n_args + 1) * sizeof *argv);
     for (size_t i = 0; i < nc; i++)
@@ -871,13 +865,134 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     argv[nc] = "exec";
     for (size_t i = 0; i < c->n_args; i++)
         argv[nc + 1 + i] = c->args[i];
-    size_t n_env;
-    const char **env = job_env(e, a, job, c->n_env + 3, &n_env);
+    return argv;
+}
+
+/* The job's environment plus the config's and the DATABUILD_* variables (in
+ * a); *mark is the DATABUILD_JOB_RUN_ID entry that finds the process again. */
+static const char **exec_env(jr_engine *e, dbld_arena *a, const job_entry *job,
+                             const Databuild__V1__JobConfig *c, const char *run_id,
+                             const char *br_id, size_t *n_env, const char **mark)
+{
+    const char **env = job_env(e, a, job, c->n_env + 3, n_env);
     for (size_t i = 0; i < c->n_env; i++)
-        env[n_env++] = dbld_arena_printf(a, "%s=%s", c->env[i]->key, c->env[i]->value);
-    env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", label);
-    const char *mark = env[n_env++] = dbld_arena_printf(a, "DATABUILD_JOB_RUN_ID=%s", run_id);
-    env[n_env++] = dbld_arena_printf(a, "DATABUILD_BUILD_REQUEST_ID=%s", br_id ? br_id : "");
+        env[(*n_env)++] = dbld_arena_printf(a, "%s=%s", c->env[i]->key, c->env[i]->value);
+    env[(*n_env)++] = dbld_arena_printf(a, "DATABUILD_JOB_LABEL=%s", job->def->label);
+    *mark = env[(*n_env)++] = dbld_arena_printf(a, "DATABUILD_JOB_RUN_ID=%s", run_id);
+    env[(*n_env)++] = dbld_arena_printf(a, "DATABUILD_BUILD_REQUEST_ID=%s", br_id ? br_id : "");
+    return env;
+}
+
+/* The process could not be spawned: a transient failure. */
+static void exec_launch_failed(jr_engine *e, exec_out *x, dbld_arena *a, const char *run_id,
+                               const char *label, const char *rs, const dbld_status *sst,
+                               Databuild__V1__RunJobResponse *r)
+{
+    jl_event(x->sink, "task_launch_failed", job_status_name(DATABUILD__V1__JOB_STATUS__JOB_FAILED),
+             -1, (const char *const[]){"error", sst->msg, NULL});
+    r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
+    r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
+    r->exit_code = -1;
+    r->message =
+        dbld_arena_printf(a, "job %s could not be started: %s (refs: %s)", label, sst->msg, rs);
+    dbld_log(DBLD_LOG_WARN, "job run could not be started", "job_run_id", run_id, "job", label,
+             "error", sst->msg, NULL);
+    jl_close(x->sink, shutting_down(e) ? LOG_CLOSE_SHUTDOWN_MS : LOG_CLOSE_MS);
+}
+
+/* How a supervised run ended: r's status and failure kind, and the head of
+ * its message (in a). exs names the exit ("exit 3", "signal 9"). */
+static const char *exec_classify(dbld_arena *a, const job_entry *job, const sup *s, const char *exs,
+                                 const char *rs, Databuild__V1__RunJobResponse *r)
+{
+    const char *label = job->def->label;
+    switch (s->term) {
+    case T_TIMEOUT:
+        r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
+        r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TIMEOUT;
+        return dbld_arena_printf(a, "job %s timed out after %d ms (refs: %s)", label,
+                                 job->def->timeout_ms, rs);
+    case T_CANCEL:
+        r->status = DATABUILD__V1__JOB_STATUS__JOB_CANCELLED;
+        return dbld_arena_printf(a, "job %s was cancelled: %s (refs: %s)", label, s->reason, rs);
+    case T_CALLER:
+        r->status = DATABUILD__V1__JOB_STATUS__JOB_CANCELLED;
+        return dbld_arena_printf(a, "job %s was cancelled: the caller went away (refs: %s)", label,
+                                 rs);
+    case T_SHUTDOWN:
+        r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
+        r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
+        return dbld_arena_printf(
+            a, "job %s was stopped: the job service is shutting down (refs: %s)", label, rs);
+    default:
+        break;
+    }
+    if (s->ex.exited && s->ex.code == 0) {
+        r->status = DATABUILD__V1__JOB_STATUS__JOB_COMPLETED;
+        return dbld_arena_printf(a, "job %s completed (refs: %s)", label, rs);
+    }
+    r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
+    if (s->ex.exited && job_exit_denies_retry(job, s->ex.code)) {
+        r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_PERMANENT;
+        r->retry_denied = 1;
+        return dbld_arena_printf(a,
+                                 "job %s failed with %s, an exit code that denies retry "
+                                 "(refs: %s)",
+                                 label, exs, rs);
+    }
+    if (s->ex.exited && job_exit_is_transient(job, s->ex.code)) {
+        r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
+        return dbld_arena_printf(a, "job %s failed with %s, a transient exit code (refs: %s)",
+                                 label, exs, rs);
+    }
+    r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_PERMANENT;
+    return dbld_arena_printf(a, "job %s failed with %s (refs: %s)", label, exs, rs);
+}
+
+/* The wrapper's task_exit event (and the manifest of a completed run), the
+ * log line, and the end of the job log. */
+static void exec_record_end(jr_engine *e, exec_out *x, dbld_arena *a, const char *run_id,
+                            const char *label, const Databuild__V1__Task *task, const char *head,
+                            const char *exs, int64_t start_ns, int64_t end_ns,
+                            Databuild__V1__RunJobResponse *r)
+{
+    int ok = r->status == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED;
+    char dur[32];
+    snprintf(dur, sizeof dur, "%" PRId64, (end_ns - start_ns) / 1000000);
+    const char *meta[12] = {"duration_ms", dur, "exit", exs};
+    size_t k = 4;
+    if (!ok) {
+        meta[k++] = "failure_kind";
+        meta[k++] = failure_kind_name(r->failure_kind);
+        meta[k++] = "message";
+        meta[k++] = head;
+    }
+    jl_event(x->sink, "task_exit", job_status_name(r->status), r->exit_code, meta);
+    if (ok) {
+        r->manifest = make_manifest(a, task, start_ns, end_ns);
+        jl_manifest(x->sink, r->manifest);
+    }
+    char entries[32];
+    snprintf(entries, sizeof entries, "%" PRIu64, jl_count(x->sink));
+    dbld_log(ok ? DBLD_LOG_DEBUG : DBLD_LOG_INFO, "job run ended", "job_run_id", run_id, "job",
+             label, "status", job_status_name(r->status), "exit", exs, "duration_ms", dur,
+             "log_entries", entries, NULL);
+    jl_close(x->sink, shutting_down(e) ? LOG_CLOSE_SHUTDOWN_MS : LOG_CLOSE_MS);
+}
+
+/* Spawn, supervise and classify; fills r. */
+static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_entry *job,
+                      const char *run_id, const char *br_id, const Databuild__V1__Task *task,
+                      int64_t waited_ms, dbld_arena *a, Databuild__V1__RunJobResponse *r)
+{
+    const Databuild__V1__JobConfig *c = task->config;
+    const char *label = job->def->label;
+    size_t n_refs, n_env;
+    const char **refs = task_refs(a, c, &n_refs);
+    const char *rs = job_refs_str(a, refs, n_refs, REFS_IN_MESSAGE);
+    const char **argv = exec_argv(a, job, c);
+    const char *mark;
+    const char **env = exec_env(e, a, job, c, run_id, br_id, &n_env, &mark);
 
     jl_opts lo = {.target = e->eventlog,
                   .job_run_id = run_id,
@@ -892,17 +1007,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     uint64_t entry;
     dbld_status sst;
     if (spawn(e, &po, mark, &p, &entry, &sst) != 0) {
-        jl_event(x.sink, "task_launch_failed",
-                 job_status_name(DATABUILD__V1__JOB_STATUS__JOB_FAILED), -1,
-                 (const char *const[]){"error", sst.msg, NULL});
-        r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
-        r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
-        r->exit_code = -1;
-        r->message =
-            dbld_arena_printf(a, "job %s could not be started: %s (refs: %s)", label, sst.msg, rs);
-        dbld_log(DBLD_LOG_WARN, "job run could not be started", "job_run_id", run_id, "job", label,
-                 "error", sst.msg, NULL);
-        jl_close(x.sink, shutting_down(e) ? LOG_CLOSE_SHUTDOWN_MS : LOG_CLOSE_MS);
+        exec_launch_failed(e, &x, a, run_id, label, rs, &sst, r);
         return;
     }
     set_proc(e, act, p);
@@ -933,77 +1038,10 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     r->exit_code = s.ex.exited ? s.ex.code : 128 + s.ex.signal;
     r->stderr_tail = tail_str(&x.err, a);
     tail_free(&x.err);
-    const char *head;
-    switch (s.term) {
-    case T_TIMEOUT:
-        r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
-        r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TIMEOUT;
-        head = dbld_arena_printf(a, "job %s timed out after %d ms (refs: %s)", label,
-                                 job->def->timeout_ms, rs);
-        break;
-    case T_CANCEL:
-        r->status = DATABUILD__V1__JOB_STATUS__JOB_CANCELLED;
-        head = dbld_arena_printf(a, "job %s was cancelled: %s (refs: %s)", label, s.reason, rs);
-        break;
-    case T_CALLER:
-        r->status = DATABUILD__V1__JOB_STATUS__JOB_CANCELLED;
-        head = dbld_arena_printf(a, "job %s was cancelled: the caller went away (refs: %s)", label,
-                                 rs);
-        break;
-    case T_SHUTDOWN:
-        r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
-        r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
-        head = dbld_arena_printf(
-            a, "job %s was stopped: the job service is shutting down (refs: %s)", label, rs);
-        break;
-    default:
-        if (s.ex.exited && s.ex.code == 0) {
-            r->status = DATABUILD__V1__JOB_STATUS__JOB_COMPLETED;
-            head = dbld_arena_printf(a, "job %s completed (refs: %s)", label, rs);
-        } else if (s.ex.exited && job_exit_denies_retry(job, s.ex.code)) {
-            r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
-            r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_PERMANENT;
-            r->retry_denied = 1;
-            head = dbld_arena_printf(a,
-                                     "job %s failed with %s, an exit code that denies retry "
-                                     "(refs: %s)",
-                                     label, exs, rs);
-        } else if (s.ex.exited && job_exit_is_transient(job, s.ex.code)) {
-            r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
-            r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_TRANSIENT;
-            head = dbld_arena_printf(a, "job %s failed with %s, a transient exit code (refs: %s)",
-                                     label, exs, rs);
-        } else {
-            r->status = DATABUILD__V1__JOB_STATUS__JOB_FAILED;
-            r->failure_kind = DATABUILD__V1__FAILURE_KIND__FAILURE_PERMANENT;
-            head = dbld_arena_printf(a, "job %s failed with %s (refs: %s)", label, exs, rs);
-        }
-    }
+    const char *head = exec_classify(a, job, &s, exs, rs, r);
     int ok = r->status == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED;
     r->message = ok ? (char *)head : with_tail(a, head, r->stderr_tail);
-
-    char dur[32], code[16];
-    snprintf(dur, sizeof dur, "%" PRId64, (end_ns - start_ns) / 1000000);
-    snprintf(code, sizeof code, "%d", r->exit_code);
-    const char *meta[12] = {"duration_ms", dur, "exit", exs};
-    size_t k = 4;
-    if (!ok) {
-        meta[k++] = "failure_kind";
-        meta[k++] = failure_kind_name(r->failure_kind);
-        meta[k++] = "message";
-        meta[k++] = head;
-    }
-    jl_event(x.sink, "task_exit", job_status_name(r->status), r->exit_code, meta);
-    if (ok) {
-        r->manifest = make_manifest(a, task, start_ns, end_ns);
-        jl_manifest(x.sink, r->manifest);
-    }
-    char entries[32];
-    snprintf(entries, sizeof entries, "%" PRIu64, jl_count(x.sink));
-    dbld_log(ok ? DBLD_LOG_DEBUG : DBLD_LOG_INFO, "job run ended", "job_run_id", run_id, "job",
-             label, "status", job_status_name(r->status), "exit", exs, "duration_ms", dur,
-             "log_entries", entries, NULL);
-    jl_close(x.sink, shutting_down(e) ? LOG_CLOSE_SHUTDOWN_MS : LOG_CLOSE_MS);
+    exec_record_end(e, &x, a, run_id, label, task, head, exs, start_ns, end_ns, r);
 }
 
 int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *job_run_id,

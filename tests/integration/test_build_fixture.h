@@ -30,13 +30,14 @@
 #define BF_CALL_MS 60000
 
 typedef struct bf_opts {
-    int n_job;            /* job services (default 1) */
-    int max_parallel;     /* graph.max_parallel (default 4) */
-    int max_runs;         /* job.max_concurrent_runs (default 4) */
-    int graph_workers;    /* graph.workers: RPC worker threads (default 8) */
-    const char *jobs;     /* YAML list items of graph.jobs, indented 4 ("    - label: ...") */
-    const char *external; /* YAML flow list for graph.external, e.g. "[\"ext/.*\"]" */
-    const char *rules;    /* JSON array of graph_job.py rules */
+    int n_job;               /* job services (default 1) */
+    int max_parallel;        /* graph.max_parallel (default 4) */
+    int max_runs;            /* job.max_concurrent_runs (default 4) */
+    int graph_workers;       /* graph.workers: RPC worker threads (default 8) */
+    const char *jobs;        /* YAML list items of graph.jobs, indented 4 ("    - label: ...") */
+    const char *external;    /* YAML flow list for graph.external, e.g. "[\"ext/.*\"]" */
+    const char *rules;       /* JSON array of graph_job.py rules */
+    const char *graph_extra; /* more graph keys, lines indented 2 (e.g. "  build_threads: 2\n") */
 } bf_opts;
 
 typedef struct bf {
@@ -137,9 +138,11 @@ static BF_UNUSED void bf_setup(bf *f, const char *hint, const bf_opts *o)
              "  shutdown_grace_ms: 1000\n"
              "  max_parallel: %d\n"
              "  external: %s\n"
+             "%s"
              "  jobs:\n%s",
              h_test_name(), f->el->addr, peers, o->graph_workers > 0 ? o->graph_workers : 8,
-             o->max_parallel > 0 ? o->max_parallel : 4, o->external ? o->external : "[]", jobs);
+             o->max_parallel > 0 ? o->max_parallel : 4, o->external ? o->external : "[]",
+             o->graph_extra ? o->graph_extra : "", jobs);
     f->graph = bf_graph_new(f, 1);
     h_service_restart(f->graph);
 }

@@ -287,6 +287,11 @@ static void test_error_range(void **state)
     expect_error("eventlog:\n  group_commit_max_events: 100001\n",
                  "databuild.yaml:2:28: eventlog.group_commit_max_events: 100001 is out of range "
                  "(expected 1..100000)");
+    expect_error("graph:\n  build_threads: 0\n",
+                 "databuild.yaml:2:18: graph.build_threads: 0 is out of range (expected 1..1024)");
+    expect_error(
+        "graph:\n  task_threads: 4097\n",
+        "databuild.yaml:2:17: graph.task_threads: 4097 is out of range (expected 1..4096)");
     expect_error("query:\n  workers: -1\n",
                  "databuild.yaml:2:12: query.workers: -1 is out of range (expected 1..256)");
     expect_error("query:\n  workers: 99999999999999999999999\n",
@@ -358,7 +363,7 @@ static void test_error_unknown_key(void **state)
                  "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
                  "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, "
                  "metrics_listen, tls, label, "
-                 "max_parallel, max_age_ms, external, "
+                 "max_parallel, build_threads, build_queue, task_threads, max_age_ms, external, "
                  "jobs)");
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "
@@ -473,6 +478,8 @@ static void test_graph_jobs(void **state)
     (void)state;
     const char *yaml = "graph:\n"
                        "  max_parallel: 3\n"
+                       "  build_threads: 2\n"
+                       "  build_queue: 0\n"
                        "  external: ['raw/.*']\n"
                        "  jobs:\n"
                        "    - label: ingest\n"
@@ -491,6 +498,9 @@ static void test_graph_jobs(void **state)
     if (rc) print_error("%s\n", st.msg);
     assert_int_equal(rc, 0);
     assert_int_equal(cfg.graph.max_parallel, 3);
+    assert_int_equal(cfg.graph.build_threads, 2);
+    assert_int_equal(cfg.graph.build_queue, 0);
+    assert_int_equal(cfg.graph.task_threads, 32); /* the default */
     assert_int_equal(cfg.graph.n_external, 1);
     assert_int_equal(cfg.graph.n_jobs, 2);
     const dbld_job_def *j = &cfg.graph.jobs[0];
