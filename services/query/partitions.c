@@ -13,6 +13,12 @@
  *
  * Both statements here are what bench/run_query.sh gives pgbench as "the
  * equivalent SQL"; keep them in step.
+ *
+ * The partition index (index.c) answers both from memory when it can (same
+ * answers: it holds exactly what these statements read); otherwise, and
+ * with query.index false, they run. Extension fields of a summary (fields
+ * past the seed's, e.g. a stale reason) are added in summary_extend(),
+ * which both paths call.
  */
 #include "query.h"
 
@@ -52,6 +58,25 @@ static Databuild__V1__PartitionSummaryV2 *summary(dbld_arena *a, const char *ref
     return s;
 }
 
+/* The one place where extension fields are added to a partition summary,
+ * on the index and the SQL path alike (GetPartitionsSummary; ListPartitions
+ * entries too). Nothing yet: a stale-reason helper (stale.c) goes here. */
+static int summary_extend(q_req *r, Databuild__V1__PartitionSummaryV2 *s, dbld_status *st)
+{
+    (void)r;
+    (void)s;
+    (void)st;
+    return 0;
+}
+
+static ProtobufCMessage *summary_response(dbld_arena *a, Databuild__V1__PartitionSummaryV2 *s)
+{
+    Databuild__V1__PartitionSummaryResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__partition_summary_response__descriptor);
+    resp->partition = s;
+    return &resp->base;
+}
+
 static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, dbld_status *st)
 {
     const Databuild__V1__PartitionSummaryRequest *req = j->req;
@@ -70,10 +95,9 @@ static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_ms
                 dbld_res_i64(res, 0, 2));
     s->past_build_request = q_parse_array(a, dbld_res_get(res, 0, 3), &s->n_past_build_request);
     dbld_res_free(res);
-    Databuild__V1__PartitionSummaryResponse *resp =
-        dbld_arena_msg(a, &databuild__v1__partition_summary_response__descriptor);
-    resp->partition = s;
-    *resp_msg = &resp->base;
+    int rc2 = summary_extend(r, s, st);
+    if (rc2) return rc2;
+    *resp_msg = summary_response(a, s);
     return 0;
 }
 
@@ -83,6 +107,17 @@ int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, q_job *j
         (const Databuild__V1__PartitionSummaryRequest *)req_msg;
     if (!req->ref || !*req->ref->str)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "ref is required");
+    q_index_part ip;
+    if (q_index_summary(r->q->index, r->a, req->ref->str, &ip)) {
+        Databuild__V1__PartitionSummaryV2 *s =
+            summary(r->a, ip.ref, ip.status, ip.updated, ip.invalidated);
+        s->past_build_request = ip.past;
+        s->n_past_build_request = ip.n_past;
+        int rc = summary_extend(r, s, st);
+        if (rc) return rc;
+        j->answer = summary_response(r->a, s);
+        return 0;
+    }
     const char **p = dbld_arena_alloc(r->a, sizeof *p);
     p[0] = req->ref->str;
     j->stmts[0] = (dbld_stmt){
@@ -110,6 +145,7 @@ static int list_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, 
     }
     dbld_arena *a = r->a;
     int n = dbld_res_rows(res);
+    rc = 0;
     Databuild__V1__ListPartitionsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_partitions_response__descriptor);
     resp->refs = dbld_arena_alloc(a, ((size_t)n + 1) * sizeof *resp->refs);
@@ -124,10 +160,45 @@ static int list_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, 
             s->n_past_build_request = 1;
         }
         resp->refs[resp->n_refs++] = s;
+        if ((rc = summary_extend(r, s, st)) != 0) break;
     }
     dbld_res_free(res);
+    if (rc) return rc;
+    if (req->ref_pattern && *req->ref_pattern) /* PostgreSQL accepted it */
+        q_index_pattern_accepted(r->q->index, req->ref_pattern);
     *resp_msg = &resp->base;
     return 0;
+}
+
+/* A page from the index (1), or 0: ask SQL. */
+static int list_from_index(q_req *r, const Databuild__V1__ListPartitionsRequest *req,
+                           const char *pattern, q_job *j, int *rc, dbld_status *st)
+{
+    dbld_arena *a = r->a;
+    int *codes = dbld_arena_alloc(a, (req->n_partition_status + 1) * sizeof *codes);
+    for (size_t i = 0; i < req->n_partition_status; i++)
+        codes[i] = (int)req->partition_status[i];
+    q_index_part *parts;
+    size_t n;
+    if (!q_index_list(r->q->index, a, req->last_partition, pattern, codes, req->n_partition_status,
+                      Q_PAGE, &parts, &n))
+        return 0;
+    Databuild__V1__ListPartitionsResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__list_partitions_response__descriptor);
+    resp->refs = dbld_arena_alloc(a, (n + 1) * sizeof *resp->refs);
+    for (size_t i = 0; i < n; i++) {
+        Databuild__V1__PartitionSummaryV2 *s =
+            summary(a, parts[i].ref, parts[i].status, parts[i].updated, parts[i].invalidated);
+        if (*parts[i].last_build) {
+            s->past_build_request = dbld_arena_alloc(a, sizeof *s->past_build_request);
+            s->past_build_request[0] = (char *)parts[i].last_build;
+            s->n_past_build_request = 1;
+        }
+        resp->refs[resp->n_refs++] = s;
+        if ((*rc = summary_extend(r, s, st)) != 0) return 1;
+    }
+    j->answer = &resp->base;
+    return 1;
 }
 
 int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_status *st)
@@ -149,6 +220,8 @@ int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_
                                    code);
         codes[i] = (char *)q_i64(a, code);
     }
+    int rc = 0;
+    if (list_from_index(r, req, pattern, j, &rc, st)) return rc;
     const char **p = dbld_arena_alloc(a, 4 * sizeof *p);
     p[0] = req->last_partition;
     p[1] = pattern;

@@ -160,7 +160,7 @@ static void next_on(q_reactor *rx, q_conn *c)
 }
 
 int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
-                 dbld_status *st)
+                 ProtobufCMessage **resp, dbld_status *st)
 {
     q_ctx *q = dbld_call_user(call);
     q_reactor *rx = q->rx;
@@ -172,6 +172,10 @@ int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const Pr
     j->r = (q_req){.q = q, .a = a, .timeout_ms = 30000};
     int rc = start(&j->r, req, j, st);
     if (rc) return rc;
+    if (j->answer) {
+        *resp = j->answer;
+        return 0;
+    }
     int up = q_ctx_db_up(q);
     if (!up)
         return dbld_status_set(st, DBLD_UNAVAILABLE,
