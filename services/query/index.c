@@ -26,13 +26,14 @@
  * events' highest idx as of its start; a batch that cannot be applied (its
  * rows not read) drops the index and reloads it from the projections.
  *
- * Consistency: the index answers as of the last applied batch: an answer may
- * lag a commit by the stream's latency (milliseconds), never mix two states
- * of one partition, and equals the SQL path's once the commits are applied.
+ * Consistency: a call answered from the index first passes the freshness
+ * gate (below): it is answered once the index has applied every event
+ * committed before the call arrived, so a client that appended and then
+ * reads sees its write, as on the SQL path; answers equal the SQL path's.
  * While it is not ready, or cannot answer exactly (a ref it has no row for,
  * a pattern it has not seen PostgreSQL accept, a pattern outside the subset
  * whose meaning is the same in PostgreSQL's regex engine and POSIX ERE, a
- * database whose collation does not sort bytewise), the caller asks SQL.
+ * database whose collation does not sort bytewise), the call runs its SQL.
  *
  * Memory (bounded by query.index_max_partitions, default 1,000,000; over it
  * the index switches itself off and every answer comes from SQL): per
@@ -45,6 +46,7 @@
 
 #include "event_meta.h"
 
+#include "dbld/fifo.h"
 #include "dbld/log.h"
 #include "dbld/metrics.h"
 #include "dbld/util.h"
@@ -108,6 +110,14 @@ struct q_index {
     int started;
     int too_big; /* follower: over max_parts, switched off */
     dbld_db *db; /* the follower's connection */
+    /* the freshness gate (under mu) */
+    dbld_fifo gate_q;       /* q_job.link: calls waiting for the next probe */
+    pthread_cond_t gate_cv; /* gate thread: calls queued / stop */
+    pthread_cond_t idx_cv;  /* gate thread: applied_pub grew / not ready */
+    int64_t applied_pub;    /* the follower's applied idx, published */
+    pthread_t gate_th;
+    int gate_started;
+    dbld_db *gate_db; /* the gate thread's connection */
 };
 
 static dbld_counter *g_hits_summary, *g_hits_list, *g_sql_summary, *g_sql_list, *g_reloads;
@@ -513,6 +523,10 @@ static int batch_apply(q_index *x, qi_batch *b, dbld_status *st)
     int64_t applied = d->applied;
     pthread_rwlock_unlock(&x->rw);
     dbld_res_free(r);
+    pthread_mutex_lock(&x->mu);
+    x->applied_pub = applied;
+    pthread_cond_broadcast(&x->idx_cv);
+    pthread_mutex_unlock(&x->mu);
     dbld_gauge_set(g_parts, (int64_t)n);
     dbld_gauge_set(g_idx, applied);
     if (n > x->max_parts) {
@@ -527,6 +541,9 @@ static void set_ready(q_index *x, int on)
 {
     atomic_store(&x->ready, on);
     dbld_gauge_set(g_ready, on);
+    pthread_mutex_lock(&x->mu);
+    pthread_cond_broadcast(&x->idx_cv); /* the gate stops waiting for a stale index */
+    pthread_mutex_unlock(&x->mu);
 }
 
 static void nap(q_index *x, int64_t ms)
@@ -637,6 +654,9 @@ static void *follower_main(void *arg)
             pthread_rwlock_wrlock(&x->rw);
             x->d = d;
             pthread_rwlock_unlock(&x->rw);
+            pthread_mutex_lock(&x->mu);
+            x->applied_pub = d->applied;
+            pthread_mutex_unlock(&x->mu);
             dbld_gauge_set(g_parts, (int64_t)d->n_sorted);
             dbld_gauge_set(g_idx, d->applied);
         }
@@ -662,6 +682,103 @@ static void *follower_main(void *arg)
     return NULL;
 }
 
+/* ---- the freshness gate ----
+ *
+ * A call answered from the index must see every write committed before it
+ * arrived (a client that appended and then reads sees its write, as with
+ * SQL). The calls wait in gate_q; the gate thread takes all of them, reads
+ * the events' highest idx M (one index-only lookup for the whole group),
+ * waits until the follower has applied M (normally at once: the stream runs
+ * ahead of the probe), then answers each from the index. What the index
+ * cannot answer, or when it is not ready or does not reach M within
+ * QI_GATE_WAIT_MS, runs its statements as if there were no index. Under load
+ * one probe serves hundreds of calls.
+ */
+#define QI_GATE_WAIT_MS 2000
+
+static void gate_answer(q_job *j)
+{
+    ProtobufCMessage *resp = NULL;
+    dbld_status st;
+    dbld_status_clear(&st);
+    int rc = j->index_fn(&j->r, j, &resp, &st);
+    if (rc == Q_INDEX_MISS)
+        q_job_run_sql(j);
+    else
+        dbld_call_complete(j->call, rc, rc ? st.msg : "", rc ? NULL : resp);
+}
+
+/* The events' highest idx, on the gate's connection; -1 when unknown. */
+static int64_t gate_probe(q_index *x)
+{
+    dbld_status st;
+    dbld_status_clear(&st);
+    if (!x->gate_db) {
+        dbld_db_opts o = q_session_opts(x->q->cfg);
+        const char *dsn = x->q->cfg->query.postgres_dsn ? x->q->cfg->query.postgres_dsn : "";
+        if (dbld_db_connect_opts(dsn, &o, &x->gate_db, &st) != 0) {
+            x->gate_db = NULL;
+            return -1;
+        }
+    }
+    dbld_res *r = NULL;
+    if (dbld_db_exec(x->gate_db, "SELECT coalesce(max(idx), 0) FROM events", 0, NULL, &r, &st)) {
+        if (!dbld_db_alive(x->gate_db)) {
+            dbld_db_close(x->gate_db);
+            x->gate_db = NULL;
+        }
+        return -1;
+    }
+    int64_t m = dbld_res_i64(r, 0, 0);
+    dbld_res_free(r);
+    return m;
+}
+
+static void *gate_main(void *arg)
+{
+    q_index *x = arg;
+    for (;;) {
+        pthread_mutex_lock(&x->mu);
+        while (!x->gate_q.n && !x->stop)
+            pthread_cond_wait(&x->gate_cv, &x->mu);
+        int stop = x->stop;
+        dbld_fifo calls;
+        dbld_fifo_take(&x->gate_q, &calls);
+        pthread_mutex_unlock(&x->mu);
+        int64_t m = stop ? -1 : gate_probe(x);
+        int fresh = 0;
+        if (m >= 0) {
+            struct timespec until = dbld_abs_time(CLOCK_MONOTONIC, QI_GATE_WAIT_MS);
+            pthread_mutex_lock(&x->mu);
+            while (x->applied_pub < m && atomic_load(&x->ready) && !x->stop)
+                if (pthread_cond_timedwait(&x->idx_cv, &x->mu, &until) != 0) break;
+            fresh = x->applied_pub >= m && atomic_load(&x->ready);
+            pthread_mutex_unlock(&x->mu);
+        }
+        q_job *j;
+        while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(&calls), q_job, link)) != NULL) {
+            if (fresh)
+                gate_answer(j);
+            else
+                q_job_run_sql(j);
+        }
+        if (stop) return NULL;
+    }
+}
+
+int q_index_gate(q_index *x, q_job *j)
+{
+    if (!x || !x->gate_started || !atomic_load(&x->ready)) return 0;
+    pthread_mutex_lock(&x->mu);
+    int ok = !x->stop;
+    if (ok) {
+        dbld_fifo_push(&x->gate_q, &j->link);
+        pthread_cond_signal(&x->gate_cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+    return ok;
+}
+
 /* ---- the process's handle ---- */
 
 q_index *q_index_create(q_ctx *q)
@@ -681,13 +798,17 @@ q_index *q_index_create(q_ctx *q)
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&x->mu, NULL);
     dbld_cond_init_mono(&x->cv);
+    dbld_cond_init_mono(&x->gate_cv);
+    dbld_cond_init_mono(&x->idx_cv);
+    dbld_fifo_init(&x->gate_q);
     return x;
 }
 
 void q_index_start(q_index *x)
 {
     if (!x) return;
-    x->started = pthread_create(&x->th, NULL, follower_main, x) == 0;
+    x->gate_started = pthread_create(&x->gate_th, NULL, gate_main, x) == 0;
+    x->started = x->gate_started && pthread_create(&x->th, NULL, follower_main, x) == 0;
     if (!x->started)
         dbld_log(DBLD_LOG_WARN, "partition index off: could not start its thread", (char *)NULL);
 }
@@ -698,15 +819,21 @@ void q_index_destroy(q_index *x)
     pthread_mutex_lock(&x->mu);
     x->stop = 1;
     pthread_cond_broadcast(&x->cv);
+    pthread_cond_broadcast(&x->gate_cv);
+    pthread_cond_broadcast(&x->idx_cv);
     pthread_mutex_unlock(&x->mu);
     if (x->started) pthread_join(x->th, NULL);
+    if (x->gate_started) pthread_join(x->gate_th, NULL); /* hands what waits to SQL */
     dbld_db_close(x->db);
+    dbld_db_close(x->gate_db);
     data_free(x->d);
     for (size_t i = 0; i < x->n_pats; i++)
         free(x->pats[i]);
     pthread_rwlock_destroy(&x->rw);
     pthread_mutex_destroy(&x->mu);
     pthread_cond_destroy(&x->cv);
+    pthread_cond_destroy(&x->gate_cv);
+    pthread_cond_destroy(&x->idx_cv);
     free(x);
 }
 

@@ -101,23 +101,29 @@ static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_ms
     return 0;
 }
 
+/* q_index_fn: the summary from the partition index. */
+static int summary_from_index(q_req *r, q_job *j, ProtobufCMessage **resp, dbld_status *st)
+{
+    const Databuild__V1__PartitionSummaryRequest *req = j->req;
+    q_index_part ip;
+    if (!q_index_summary(r->q->index, r->a, req->ref->str, &ip)) return Q_INDEX_MISS;
+    Databuild__V1__PartitionSummaryV2 *s =
+        summary(r->a, ip.ref, ip.status, ip.updated, ip.invalidated);
+    s->past_build_request = ip.past;
+    s->n_past_build_request = ip.n_past;
+    int rc = summary_extend(r, s, st);
+    if (rc) return rc;
+    *resp = summary_response(r->a, s);
+    return 0;
+}
+
 int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_status *st)
 {
     const Databuild__V1__PartitionSummaryRequest *req =
         (const Databuild__V1__PartitionSummaryRequest *)req_msg;
     if (!req->ref || !*req->ref->str)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "ref is required");
-    q_index_part ip;
-    if (q_index_summary(r->q->index, r->a, req->ref->str, &ip)) {
-        Databuild__V1__PartitionSummaryV2 *s =
-            summary(r->a, ip.ref, ip.status, ip.updated, ip.invalidated);
-        s->past_build_request = ip.past;
-        s->n_past_build_request = ip.n_past;
-        int rc = summary_extend(r, s, st);
-        if (rc) return rc;
-        j->answer = summary_response(r->a, s);
-        return 0;
-    }
+    j->index_fn = summary_from_index;
     const char **p = dbld_arena_alloc(r->a, sizeof *p);
     p[0] = req->ref->str;
     j->stmts[0] = (dbld_stmt){
@@ -170,10 +176,11 @@ static int list_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, 
     return 0;
 }
 
-/* A page from the index (1), or 0: ask SQL. */
-static int list_from_index(q_req *r, const Databuild__V1__ListPartitionsRequest *req,
-                           const char *pattern, q_job *j, int *rc, dbld_status *st)
+/* q_index_fn: a page from the partition index. */
+static int list_from_index(q_req *r, q_job *j, ProtobufCMessage **resp_msg, dbld_status *st)
 {
+    const Databuild__V1__ListPartitionsRequest *req = j->req;
+    const char *pattern = *req->ref_pattern ? req->ref_pattern : NULL;
     dbld_arena *a = r->a;
     int *codes = dbld_arena_alloc(a, (req->n_partition_status + 1) * sizeof *codes);
     for (size_t i = 0; i < req->n_partition_status; i++)
@@ -182,7 +189,7 @@ static int list_from_index(q_req *r, const Databuild__V1__ListPartitionsRequest 
     size_t n;
     if (!q_index_list(r->q->index, a, req->last_partition, pattern, codes, req->n_partition_status,
                       Q_PAGE, &parts, &n))
-        return 0;
+        return Q_INDEX_MISS;
     Databuild__V1__ListPartitionsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_partitions_response__descriptor);
     resp->refs = dbld_arena_alloc(a, (n + 1) * sizeof *resp->refs);
@@ -195,10 +202,11 @@ static int list_from_index(q_req *r, const Databuild__V1__ListPartitionsRequest 
             s->n_past_build_request = 1;
         }
         resp->refs[resp->n_refs++] = s;
-        if ((*rc = summary_extend(r, s, st)) != 0) return 1;
+        int rc = summary_extend(r, s, st);
+        if (rc) return rc;
     }
-    j->answer = &resp->base;
-    return 1;
+    *resp_msg = &resp->base;
+    return 0;
 }
 
 int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_status *st)
@@ -220,8 +228,7 @@ int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_
                                    code);
         codes[i] = (char *)q_i64(a, code);
     }
-    int rc = 0;
-    if (list_from_index(r, req, pattern, j, &rc, st)) return rc;
+    j->index_fn = list_from_index;
     const char **p = dbld_arena_alloc(a, 4 * sizeof *p);
     p[0] = req->last_partition;
     p[1] = pattern;

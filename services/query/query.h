@@ -81,6 +81,11 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
                  size_t *n_out);
 /* PostgreSQL accepted pattern as a ref_pattern: the index may now match it. */
 void q_index_pattern_accepted(q_index *x, const char *pattern);
+/* Queue job j (its index_fn set) behind the freshness gate: 1 (the gate
+ * answers the call, from the index or by running its statements), or 0 when
+ * the index is not ready (run the statements now). */
+struct q_job;
+int q_index_gate(q_index *x, struct q_job *j);
 
 typedef struct q_ctx {
     const dbld_config *cfg;
@@ -166,8 +171,15 @@ int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *
 typedef struct q_job q_job;
 typedef int (*q_job_finish_fn)(q_req *r, q_job *j, int rc, ProtobufCMessage **resp,
                                dbld_status *st);
+/* A job start may also set index_fn: the answer from the partition index,
+ * computed once the index holds every event committed before the call
+ * arrived (the index's freshness gate, index.c). It returns a status (0 with
+ * *resp) or Q_INDEX_MISS: the index cannot answer, run the statements. */
+#define Q_INDEX_MISS (-1)
+typedef int (*q_index_fn)(q_req *r, q_job *j, ProtobufCMessage **resp, dbld_status *st);
 struct q_job {
     ProtobufCMessage *answer; /* set by start: answered without the database */
+    q_index_fn index_fn;      /* set by start: try the index first (after its freshness gate) */
     dbld_stmt stmts[Q_JOB_STMTS];
     size_t n;
     dbld_res *res[Q_JOB_STMTS]; /* where the statements' results go (stmts[i].out) */
@@ -187,6 +199,9 @@ typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, d
  * qasync.c). */
 int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
                  ProtobufCMessage **resp, dbld_status *st);
+/* Run a job's statements for a call that already returned DBLD_ASYNC (the
+ * index's gate hands back what it cannot answer). */
+void q_job_run_sql(q_job *j);
 /* The reactor and its connections (n of them), made by q_ctx_create(). */
 typedef struct q_reactor q_reactor;
 q_reactor *q_reactor_create(q_ctx *q, int n);
