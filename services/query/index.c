@@ -422,7 +422,7 @@ static int load(q_index *x, qi_data **out, dbld_status *st)
         data_free(d);
         return rc;
     }
-    qsort(d->sorted, d->n_sorted, sizeof *d->sorted, by_ref);
+    if (d->n_sorted > 1) qsort(d->sorted, d->n_sorted, sizeof *d->sorted, by_ref);
     malloc_trim(0); /* the FETCH results */
     dbld_counter_add(g_reloads, 1);
     dbld_logf(DBLD_LOG_INFO,
