@@ -23,7 +23,8 @@
 # Optional: BENCH_EVENTS (1000000), BENCH_PARTITIONS (100000),
 #        BENCH_SECONDS (60), BENCH_CHANNELS (50), BENCH_CALLS (20),
 #        BENCH_RPCS (summary,list,builds), BENCH_AFTER (5),
-#        BENCH_QUERY_WORKERS (the service's default), BENCH_KEEP_DB=1.
+#        BENCH_QUERY_WORKERS (the service's default), BENCH_KEEP_DB=1,
+#        BENCH_QUERY_INDEX (true: the partition index; false: SQL only).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -54,6 +55,7 @@ query:
   listen: "127.0.0.1:$qp"
 YAML
 [ -z "${BENCH_QUERY_WORKERS:-}" ] || echo "  workers: $BENCH_QUERY_WORKERS" >>"$work/databuild.yaml"
+echo "  index: ${BENCH_QUERY_INDEX:-true}" >>"$work/databuild.yaml"
 
 start() { # start SERVICE PORT: run it, wait until healthy; sets $started
     "$build/databuild-$1" --config "$work/databuild.yaml" 2>"$work/$1.log" &

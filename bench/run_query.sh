@@ -27,7 +27,8 @@
 #        DBLD_BUILD_DIR (default ./build), pgbench, psql.
 # Optional: BENCH_SECONDS (10), BENCH_CLIENTS ("1 16 64"), BENCH_EVENTS
 #        (1000000), BENCH_PARTITIONS (100000), BENCH_QUERY_WORKERS (8),
-#        BENCH_KEEP_DB=1 (keep the loaded database and print its conninfo).
+#        BENCH_KEEP_DB=1 (keep the loaded database and print its conninfo),
+#        BENCH_QUERY_INDEX (true: the partition index answers; false: SQL only).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -62,6 +63,7 @@ graph:
 query:
   listen: "127.0.0.1:${port[query]}"
   workers: $qworkers
+  index: ${BENCH_QUERY_INDEX:-true}
 YAML
 
 declare -A pid

@@ -137,6 +137,8 @@ typedef struct dbld_config {
         dbld_server_config server;
         char *postgres_dsn;       /* read-only DSN; defaults to shared.postgres_dsn */
         int statement_timeout_ms; /* longest statement of a read (default 5000) */
+        int index;                /* partition lookups from memory (default 1; 0: SQL only) */
+        int index_max_partitions; /* refs the index holds at most (default 1000000) */
     } query;
 } dbld_config;
 

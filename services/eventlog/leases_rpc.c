@@ -3,6 +3,7 @@
  * leases (BuildLeases: Renew, Orphans) that make graph-service crashes
  * recoverable. Plain reads/upserts on a pooled connection. */
 #include "databuild_ext.pb-c.h"
+#include "dbld/db_domain.h"
 #include "dbld/util.h"
 #include "eventlog_rpc.h"
 
@@ -115,7 +116,7 @@ static int orphans_fn(dbld_db *db, void *arg, dbld_status *st)
                     "SELECT b.build_request_id, b.status, b.requested_partitions, b.comment,"
                     " b.want_id, coalesce(l.owner, '') FROM build_requests b"
                     " LEFT JOIN build_leases l ON l.build_request_id = b.build_request_id"
-                    " WHERE b.status NOT IN (4, 5, 6, 8)"
+                    " WHERE b.status NOT IN (" DBLD_SQL_BUILD_TERMINAL ")"
                     " AND (l.owner IS NULL OR l.owner = $1 OR l.expires_ns < $2::bigint)"
                     " ORDER BY b.created_ns LIMIT 10000",
                     2);

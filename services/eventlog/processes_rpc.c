@@ -15,6 +15,7 @@
  * (the same group-commit writer as every event).
  */
 #include "databuild_process.pb-c.h"
+#include "dbld/db_domain.h"
 #include "dbld/log.h"
 #include "dbld/process.h"
 #include "dbld/util.h"
@@ -527,11 +528,11 @@ static int down_fn(dbld_db *db, void *arg, dbld_status *st)
         "   JOIN down d ON pi.input = d.ref),"
         " parts AS (SELECT DISTINCT ON (d.ref) 'p'::text AS k, d.ref, d.via, ''::text AS brid"
         "  FROM down d JOIN partitions p ON p.ref = d.ref"
-        "  WHERE p.status = 4 AND NOT p.tainted ORDER BY d.ref LIMIT $2::int),"
+        "  WHERE p.status = " DBLD_SQL_PART_AVAILABLE " AND NOT p.tainted ORDER BY d.ref LIMIT $2::int),"
         " runs AS (SELECT DISTINCT ON (j.job_run_id) 'r'::text AS k, j.job_run_id, d.via,"
         "  j.build_request_id FROM job_runs j"
         "  JOIN down d ON d.run = j.job_run_id"
-        "  AND j.status IN (1, 2) AND j.created_ns < $3::bigint"
+        "  AND j.status IN (" DBLD_SQL_JOB_ACTIVE ") AND j.created_ns < $3::bigint"
         "  JOIN build_requests b ON b.build_request_id = j.build_request_id"
         "   AND b.created_ns < $3::bigint"
         "  WHERE $3::bigint > 0 ORDER BY j.job_run_id LIMIT 1000)"
@@ -586,15 +587,16 @@ static int lost_fn(dbld_db *db, void *arg, dbld_status *st)
     return exec(db,
                 "SELECT j.job_run_id, j.build_request_id, j.job_label, j.target_partitions,"
                 " coalesce((SELECT array_agg(p.ref ORDER BY p.ref) FROM partitions p"
-                "   WHERE p.job_run_id = j.job_run_id AND p.status = 3), '{}'),"
+                "   WHERE p.job_run_id = j.job_run_id AND p.status = " DBLD_SQL_PART_BUILDING
+                "), '{}'),"
                 " CASE WHEN b.build_request_id IS NULL THEN 'its build request was never recorded'"
-                "  WHEN b.status IN (4, 5, 6, 8) THEN 'its build request ended'"
+                "  WHEN b.status IN (" DBLD_SQL_BUILD_TERMINAL ") THEN 'its build request ended'"
                 "  ELSE 'the lease of its build request''s coordinator expired' END"
                 " FROM job_runs j"
                 " LEFT JOIN build_requests b ON b.build_request_id = j.build_request_id"
                 " LEFT JOIN build_leases l ON l.build_request_id = j.build_request_id"
-                " WHERE j.status IN (1, 2) AND j.updated_ns < $1::bigint"
-                " AND (b.build_request_id IS NULL OR b.status IN (4, 5, 6, 8)"
+                " WHERE j.status IN (" DBLD_SQL_JOB_ACTIVE ") AND j.updated_ns < $1::bigint"
+                " AND (b.build_request_id IS NULL OR b.status IN (" DBLD_SQL_BUILD_TERMINAL ")"
                 "  OR coalesce(l.expires_ns, 0) < $1::bigint)"
                 " ORDER BY j.updated_ns LIMIT $2::int",
                 2, q->p, &q->res, st);
@@ -656,8 +658,10 @@ static int trim_body(dbld_db *db, void *arg, dbld_status *st)
                             " WHERE ts_ns < $1::bigint LIMIT $2::int))"
                           : "DELETE FROM events WHERE idx = ANY(ARRAY(SELECT e.idx FROM events e"
                             " JOIN build_requests b ON b.build_request_id = e.build_request_id"
-                            " WHERE e.ts_ns < $1::bigint AND e.kind IN (11, 12, 13, 16)"
-                            " AND b.status IN (4, 5, 6, 8) LIMIT $2::int))";
+                            " WHERE e.ts_ns < $1::bigint AND e.kind IN (" DBLD_SQL_KIND_PARTITION
+                            ", " DBLD_SQL_KIND_JOB ", " DBLD_SQL_KIND_DELEGATION
+                            ", " DBLD_SQL_KIND_JOB_RUN_CANCEL ")"
+                            " AND b.status IN (" DBLD_SQL_BUILD_TERMINAL ") LIMIT $2::int))";
     rc = exec(db, sql, 2, p, &r, st);
     if (rc) return rc;
     q->deleted = dbld_res_affected(r);

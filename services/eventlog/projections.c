@@ -14,6 +14,7 @@
  *   WantEvent             wants: one row per want_id (event_id when empty)
  */
 #include "projections.h"
+#include "dbld/db_domain.h"
 #include "dbld/strmap.h"
 
 #include <inttypes.h>
@@ -80,24 +81,17 @@ static const char *nonempty(const char *s)
     return s && *s ? s : NULL;
 }
 
-/* REQUESTED, ANALYZED and DELEGATED describe one build request's view of a
- * partition, not the partition itself: they never replace BUILDING or
- * AVAILABLE (the SQL applies the same rule against the stored row). */
-static int is_intent(int status)
-{
-    return status == DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED ||
-           status == DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED ||
-           status == DATABUILD__V1__PARTITION_STATUS__PARTITION_DELEGATED;
-}
-
 static void fold_partition_event(fold *f, const el_event *e)
 {
     const Databuild__V1__PartitionEvent *pe = e->ev->partition_event;
     if (!pe->partition_ref || !*pe->partition_ref->str) return;
     part_delta *d = part_for(f, pe->partition_ref->str);
     int cur = d->status ? atoi(d->status) : -1;
-    if (is_intent(pe->status_code) && (cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING ||
-                                       cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE))
+    /* one build request's view (REQUESTED, ANALYZED, DELEGATED) never replaces
+     * BUILDING or AVAILABLE; the SQL applies the same rule against the stored row */
+    if (dbld_partition_intent(pe->status_code) &&
+        (cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING ||
+         cur == DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE))
         return; /* one build's intent does not override another's BUILDING / AVAILABLE */
     d->status = i64s(f->a, pe->status_code);
     d->brid = e->ev->build_request_id;
@@ -240,7 +234,7 @@ static int apply_partitions(stmts *db, dbld_arena *a, fold *f)
         run(db, "el_part_ins",
             "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", 1, p);
     if (rc) return rc;
-#define KEEP "(u.status IN (1, 2, 6) AND p.status IN (3, 4))" /* see is_intent() */
+#define KEEP "(u.status IN (" DBLD_SQL_PART_INTENT ") AND p.status IN (" DBLD_SQL_PART_PROGRESS "))"
     return run(db, "el_part_upd",
                "UPDATE partitions p SET"
                " status = CASE WHEN " KEEP " THEN p.status ELSE coalesce(u.status, p.status) END,"

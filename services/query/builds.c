@@ -35,6 +35,8 @@
  */
 #include "query.h"
 
+#include "dbld/db_domain.h"
+
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -47,46 +49,34 @@
 static const char *const list_filters[] = {
     "b.status = ANY($%d::int[])",
     "b.build_request_id IN (SELECT j.build_request_id FROM job_runs j"
-    " WHERE j.target_partitions && $%d::text[] AND j.status = 3)",
+    " WHERE j.target_partitions && $%d::text[] AND j.status = " DBLD_SQL_JOB_COMPLETED ")",
     "b.requested_partitions && $%d::text[]",
     "b.build_request_id IN (SELECT j.build_request_id FROM job_runs j"
-    " WHERE j.job_label = ANY($%d::text[]) AND j.status <> 6)",
+    " WHERE j.job_label = ANY($%d::text[]) AND j.status <> " DBLD_SQL_JOB_SKIPPED ")",
     "b.want_ids && $%d::text[]", /* every want served (migration 0006), want_id included */
     "strpos(lower(b.comment), lower($%d::text)) > 0",
 };
 #define N_LIST_FILTERS (sizeof list_filters / sizeof list_filters[0])
 
 #define COUNTS_SQL                                                                                 \
-    "SELECT build_request_id, count(*), count(*) FILTER (WHERE status IN (3, 6)),"                 \
-    " count(*) FILTER (WHERE status = 4), count(*) FILTER (WHERE status = 5)"                      \
+    "SELECT build_request_id, count(*), count(*) FILTER (WHERE status IN (" DBLD_SQL_JOB_DONE      \
+    ")),"                                                                                          \
+    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_FAILED "),"                                   \
+    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_CANCELLED ")"                                 \
     " FROM job_runs WHERE build_request_id = ANY($1::text[]) GROUP BY build_request_id"
 
 /* The builds' BuildCancelEvents (no payloads: the partial index alone). */
 #define CANCELS_SQL                                                                                \
     "SELECT DISTINCT build_request_id FROM events"                                                 \
-    " WHERE build_request_id = ANY($1::text[]) AND kind = 17"
+    " WHERE build_request_id = ANY($1::text[]) AND kind = " DBLD_SQL_KIND_BUILD_CANCEL
 
 /* The BuildRequestEvents of builds missing from the lifecycle cache, each up
  * to its row's last_idx (what the cache entry is then valid for). */
 #define LIFECYCLE_SQL                                                                              \
     "SELECT e.build_request_id, e.ts_ns, e.payload FROM events e"                                  \
     " JOIN unnest($1::text[], $2::bigint[]) AS u(id, upto)"                                        \
-    " ON e.build_request_id = u.id AND e.idx <= u.upto WHERE e.kind = 10 ORDER BY e.idx"
-
-static int is_terminal(int code)
-{
-    return code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_COMPLETED ||
-           code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED ||
-           code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_CANCELLED ||
-           code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PRECONDITION_FAILED;
-}
-
-static int is_started(int code)
-{
-    return code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PLANNING ||
-           code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_ANALYSIS_COMPLETED ||
-           code == DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING;
-}
+    " ON e.build_request_id = u.id AND e.idx <= u.upto WHERE e.kind "                              \
+    "= " DBLD_SQL_KIND_BUILD_REQUEST " ORDER BY e.idx"
 
 /* Apply job counts (row of COUNTS_SQL) to s. */
 static void apply_counts(Databuild__V1__BuildSummary *s, const dbld_res *res, int row)
@@ -107,8 +97,8 @@ static void apply_lifecycle(dbld_arena *a, Databuild__V1__BuildSummary *s, const
         !ev->build_request_event->status)
         return;
     int code = ev->build_request_event->status->code;
-    if (!s->started_at && is_started(code)) s->started_at = ts;
-    if (!s->completed_at && is_terminal(code)) s->completed_at = ts;
+    if (!s->started_at && dbld_build_started(code)) s->started_at = ts;
+    if (!s->completed_at && dbld_build_terminal(code)) s->completed_at = ts;
 }
 
 /* The summary of row i of Q_BUILD_COLS rows (no counts or times yet). */
@@ -420,10 +410,13 @@ int q_build_fold_load(q_req *r, const char *build_id, q_build_fold *f, dbld_stat
     dbld_strmap_init(&f->runs_by_id, a);
     const char *p[] = {build_id};
     dbld_res *res = NULL;
-    int rc = q_exec_prepared(r, "q_build_events",
-                             "SELECT idx, payload FROM events WHERE build_request_id = $1"
-                             " AND kind IN (10, 11, 12, 13, 14) ORDER BY idx",
-                             1, p, &res, st);
+    int rc =
+        q_exec_prepared(r, "q_build_events",
+                        "SELECT idx, payload FROM events WHERE build_request_id = $1"
+                        " AND kind IN (" DBLD_SQL_KIND_BUILD_REQUEST ", " DBLD_SQL_KIND_PARTITION
+                        ", " DBLD_SQL_KIND_JOB ", " DBLD_SQL_KIND_DELEGATION
+                        ", " DBLD_SQL_KIND_JOB_GRAPH ") ORDER BY idx",
+                        1, p, &res, st);
     if (rc) return rc;
     int n = dbld_res_rows(res);
     for (int i = 0; i < n && !rc; i++) {

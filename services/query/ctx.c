@@ -49,6 +49,7 @@ int q_ctx_create(const dbld_config *cfg, dbld_server *srv, q_ctx **out, dbld_sta
                           .server = srv};
     q->mon = dbld_dbmon_create(&mo);
     q->life = q_lifecache_create();
+    q->index = q_index_create(q);
     q->rx = q_reactor_create(q, workers);
     if (!q->rx) {
         q_ctx_destroy(q);
@@ -91,11 +92,13 @@ int q_ctx_db_up(q_ctx *q)
 void q_ctx_start(q_ctx *q)
 {
     dbld_dbmon_start(q->mon);
+    q_index_start(q->index);
 }
 
 void q_ctx_destroy(q_ctx *q)
 {
     if (!q) return;
+    q_index_destroy(q->index); /* first: its thread reads q */
     dbld_dbmon_destroy(q->mon);
     q_reactor_destroy(q->rx);
     dbld_pool_destroy(q->pool);

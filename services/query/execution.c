@@ -18,6 +18,8 @@
  */
 #include "query.h"
 
+#include "dbld/db_domain.h"
+
 #include "dbld/eventlog_client.h"
 #include "dbld/util.h"
 
@@ -207,8 +209,8 @@ int q_get_build_execution(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
     if (resp->state->status != XST(RUNNING)) resp->state->end_time = updated;
     dbld_res *res = NULL;
     rc = q_exec(r,
-                "SELECT payload FROM events WHERE build_request_id = $1 AND kind = 110"
-                " ORDER BY idx",
+                "SELECT payload FROM events WHERE build_request_id = $1"
+                " AND kind = " DBLD_SQL_KIND_EXECUTION " ORDER BY idx",
                 1, p, &res, st);
     if (rc) return rc;
     rc = fold(r, res, resp, st);
@@ -227,8 +229,8 @@ int q_job_run_links(q_req *r, const char *run, Databuild__V1__JobRunAttemptLinks
     const char *p[] = {q_text_array(r->a, (char *const *)&run, 1)};
     dbld_res *res = NULL;
     int rc = q_exec(r,
-                    "SELECT payload FROM events WHERE job_run_ids && $1::text[] AND kind = 110"
-                    " ORDER BY idx DESC LIMIT 1",
+                    "SELECT payload FROM events WHERE job_run_ids && $1::text[]"
+                    " AND kind = " DBLD_SQL_KIND_EXECUTION " ORDER BY idx DESC LIMIT 1",
                     1, p, &res, st);
     if (rc) return rc;
     Databuild__V1__BuildEvent *ev = NULL;

@@ -21,6 +21,8 @@
  */
 #include "query.h"
 
+#include "dbld/db_domain.h"
+
 #include <string.h>
 
 #define RUN_COLS                                                                                   \
@@ -32,11 +34,12 @@
     " (($1::text[] IS NULL AND $2::text[] IS NULL AND $3::text[] IS NULL AND $4::text[] IS NULL)"  \
     "  OR j.job_run_id = ANY($1::text[]) OR j.job_label = ANY($2::text[])"                         \
     "  OR j.build_request_id = ANY($3::text[])"                                                    \
-    "  OR (j.target_partitions && $4::text[] AND j.status = 3))"                                   \
+    "  OR (j.target_partitions && $4::text[] AND j.status = " DBLD_SQL_JOB_COMPLETED "))"          \
     " AND %s"
 
 #define TIMES_SQL                                                                                  \
-    "SELECT ts_ns, payload FROM events WHERE job_run_ids && $1::text[] AND kind IN (12, 16)"       \
+    "SELECT ts_ns, payload FROM events WHERE job_run_ids && $1::text[]"                            \
+    " AND kind IN (" DBLD_SQL_KIND_JOB ", " DBLD_SQL_KIND_JOB_RUN_CANCEL ")"                       \
     " ORDER BY idx"
 
 static void apply_event(Databuild__V1__JobRunSummary *s, const Databuild__V1__BuildEvent *ev,

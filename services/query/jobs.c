@@ -14,25 +14,30 @@
  */
 #include "query.h"
 
+#include "dbld/db_domain.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #define STATS_SQL                                                                                  \
-    "SELECT job_label, count(*) FILTER (WHERE status <> 6),"                                       \
-    " count(*) FILTER (WHERE status = 3), count(*) FILTER (WHERE status = 4),"                     \
-    " count(*) FILTER (WHERE status = 5),"                                                         \
-    " coalesce(avg(cardinality(target_partitions)) FILTER (WHERE status <> 6), 0)"                 \
+    "SELECT job_label, count(*) FILTER (WHERE status <> " DBLD_SQL_JOB_SKIPPED "),"                \
+    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_COMPLETED "),"                                \
+    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_FAILED "),"                                   \
+    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_CANCELLED "),"                                \
+    " coalesce(avg(cardinality(target_partitions))"                                                \
+    "   FILTER (WHERE status <> " DBLD_SQL_JOB_SKIPPED "), 0)"                                     \
     " FROM job_runs WHERE ($1::text IS NULL OR job_label = $1::text) GROUP BY job_label"
 
 #define LAST_SQL                                                                                   \
     "SELECT l.label, coalesce(last.status, 0), coalesce(last.created_ns, 0),"                      \
     " ARRAY(SELECT s.build_request_id FROM (SELECT build_request_id, created_ns FROM job_runs"     \
-    "       WHERE job_label = l.label AND status <> 6 AND build_request_id <> ''"                  \
+    "       WHERE job_label = l.label AND status <> " DBLD_SQL_JOB_SKIPPED                         \
+    "       AND build_request_id <> ''"                                                            \
     "       ORDER BY created_ns DESC LIMIT 100) s"                                                 \
     "       GROUP BY s.build_request_id ORDER BY max(s.created_ns) DESC LIMIT 10)"                 \
     " FROM unnest($1::text[]) AS l(label)"                                                         \
     " LEFT JOIN LATERAL (SELECT status, created_ns FROM job_runs WHERE job_label = l.label"        \
-    "       AND status <> 6 ORDER BY created_ns DESC LIMIT 1) last ON true"
+    "       AND status <> " DBLD_SQL_JOB_SKIPPED " ORDER BY created_ns DESC LIMIT 1) last ON true"
 _Static_assert(Q_RECENT_BUILDS == 10, "LAST_SQL's LIMIT 10 is Q_RECENT_BUILDS");
 
 static Databuild__V1__JobSummary *new_summary(dbld_arena *a, const char *label)

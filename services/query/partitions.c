@@ -13,6 +13,12 @@
  *
  * Both statements here are what bench/run_query.sh gives pgbench as "the
  * equivalent SQL"; keep them in step.
+ *
+ * The partition index (index.c) answers both from memory when it can (same
+ * answers: it holds exactly what these statements read); otherwise, and
+ * with query.index false, they run. GetPartitionsSummary of a stale
+ * partition also says why (stale.c, read in the same pipeline); the index
+ * leaves those to SQL. List entries carry the seed's fields only.
  */
 #include "query.h"
 
@@ -52,6 +58,14 @@ static Databuild__V1__PartitionSummaryV2 *summary(dbld_arena *a, const char *ref
     return s;
 }
 
+static ProtobufCMessage *summary_response(dbld_arena *a, Databuild__V1__PartitionSummaryV2 *s)
+{
+    Databuild__V1__PartitionSummaryResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__partition_summary_response__descriptor);
+    resp->partition = s;
+    return &resp->base;
+}
+
 static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, dbld_status *st)
 {
     const Databuild__V1__PartitionSummaryRequest *req = j->req;
@@ -73,12 +87,27 @@ static int summary_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_ms
                 dbld_res_i64(res, 0, 2));
     s->past_build_request = q_parse_array(a, dbld_res_get(res, 0, 3), &s->n_past_build_request);
     dbld_res_free(res);
-    Databuild__V1__PartitionSummaryResponse *resp =
-        dbld_arena_msg(a, &databuild__v1__partition_summary_response__descriptor);
-    resp->partition = s;
     q_stale_attach(a, s, q_stale_decode(a, stale));
     dbld_res_free(stale);
-    *resp_msg = &resp->base;
+    *resp_msg = summary_response(a, s);
+    return 0;
+}
+
+/* q_index_fn: the summary from the partition index. A stale partition's
+ * summary carries the stale reason (stale.c), which the index does not
+ * hold: the SQL path, which reads it in the same pipeline, answers it. */
+static int summary_from_index(q_req *r, q_job *j, ProtobufCMessage **resp, dbld_status *st)
+{
+    (void)st;
+    const Databuild__V1__PartitionSummaryRequest *req = j->req;
+    q_index_part ip;
+    if (!q_index_summary(r->q->index, r->a, req->ref->str, &ip)) return Q_INDEX_MISS;
+    if (ip.tainted) return Q_INDEX_MISS;
+    Databuild__V1__PartitionSummaryV2 *s =
+        summary(r->a, ip.ref, ip.status, ip.updated, ip.invalidated);
+    s->past_build_request = ip.past;
+    s->n_past_build_request = ip.n_past;
+    *resp = summary_response(r->a, s);
     return 0;
 }
 
@@ -88,6 +117,7 @@ int q_get_partitions_summary(q_req *r, const ProtobufCMessage *req_msg, q_job *j
         (const Databuild__V1__PartitionSummaryRequest *)req_msg;
     if (!req->ref || !*req->ref->str)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "ref is required");
+    j->index_fn = summary_from_index;
     const char **p = dbld_arena_alloc(r->a, sizeof *p);
     p[0] = req->ref->str;
     j->stmts[0] = (dbld_stmt){
@@ -132,6 +162,40 @@ static int list_finish(q_req *r, q_job *j, int rc, ProtobufCMessage **resp_msg, 
         resp->refs[resp->n_refs++] = s;
     }
     dbld_res_free(res);
+    if (req->ref_pattern && *req->ref_pattern) /* PostgreSQL accepted it */
+        q_index_pattern_accepted(r->q->index, req->ref_pattern);
+    *resp_msg = &resp->base;
+    return 0;
+}
+
+/* q_index_fn: a page from the partition index. */
+static int list_from_index(q_req *r, q_job *j, ProtobufCMessage **resp_msg, dbld_status *st)
+{
+    (void)st;
+    const Databuild__V1__ListPartitionsRequest *req = j->req;
+    const char *pattern = *req->ref_pattern ? req->ref_pattern : NULL;
+    dbld_arena *a = r->a;
+    int *codes = dbld_arena_alloc(a, (req->n_partition_status + 1) * sizeof *codes);
+    for (size_t i = 0; i < req->n_partition_status; i++)
+        codes[i] = (int)req->partition_status[i];
+    q_index_part *parts;
+    size_t n;
+    if (!q_index_list(r->q->index, a, req->last_partition, pattern, codes, req->n_partition_status,
+                      Q_PAGE, &parts, &n))
+        return Q_INDEX_MISS;
+    Databuild__V1__ListPartitionsResponse *resp =
+        dbld_arena_msg(a, &databuild__v1__list_partitions_response__descriptor);
+    resp->refs = dbld_arena_alloc(a, (n + 1) * sizeof *resp->refs);
+    for (size_t i = 0; i < n; i++) {
+        Databuild__V1__PartitionSummaryV2 *s =
+            summary(a, parts[i].ref, parts[i].status, parts[i].updated, parts[i].invalidated);
+        if (*parts[i].last_build) {
+            s->past_build_request = dbld_arena_alloc(a, sizeof *s->past_build_request);
+            s->past_build_request[0] = (char *)parts[i].last_build;
+            s->n_past_build_request = 1;
+        }
+        resp->refs[resp->n_refs++] = s;
+    }
     *resp_msg = &resp->base;
     return 0;
 }
@@ -155,6 +219,7 @@ int q_list_partitions(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_
                                    code);
         codes[i] = (char *)q_i64(a, code);
     }
+    j->index_fn = list_from_index;
     const char **p = dbld_arena_alloc(a, 4 * sizeof *p);
     p[0] = req->last_partition;
     p[1] = pattern;

@@ -159,21 +159,11 @@ static void next_on(q_reactor *rx, q_conn *c)
     if (j) send_on(rx, c, j);
 }
 
-int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
-                 dbld_status *st)
+/* Send j's statements on an idle connection, or queue it: DBLD_ASYNC, or an
+ * error when the database is known to be down. */
+static int submit_sql(q_reactor *rx, q_job *j, dbld_status *st)
 {
-    q_ctx *q = dbld_call_user(call);
-    q_reactor *rx = q->rx;
-    dbld_arena *a = dbld_call_arena(call);
-    q_job *j = dbld_arena_alloc(a, sizeof *j);
-    memset(j, 0, sizeof *j);
-    j->call = call;
-    j->op = op;
-    j->r = (q_req){.q = q, .a = a, .timeout_ms = 30000};
-    int rc = start(&j->r, req, j, st);
-    if (rc) return rc;
-    int up = q_ctx_db_up(q);
-    if (!up)
+    if (!q_ctx_db_up(j->r.q))
         return dbld_status_set(st, DBLD_UNAVAILABLE,
                                "database unavailable (query service is not serving)");
     pthread_mutex_lock(&rx->mu);
@@ -188,6 +178,34 @@ int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const Pr
     enqueue(rx, j, 0);
     wake(rx); /* it may have to connect */
     return DBLD_ASYNC;
+}
+
+int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
+                 ProtobufCMessage **resp, dbld_status *st)
+{
+    q_ctx *q = dbld_call_user(call);
+    dbld_arena *a = dbld_call_arena(call);
+    q_job *j = dbld_arena_alloc(a, sizeof *j);
+    memset(j, 0, sizeof *j);
+    j->call = call;
+    j->op = op;
+    j->r = (q_req){.q = q, .a = a, .timeout_ms = 30000};
+    int rc = start(&j->r, req, j, st);
+    if (rc) return rc;
+    if (j->answer) {
+        *resp = j->answer;
+        return 0;
+    }
+    if (j->index_fn && q_index_gate(q->index, j)) return DBLD_ASYNC;
+    return submit_sql(q->rx, j, st);
+}
+
+void q_job_run_sql(q_job *j)
+{
+    dbld_status st;
+    dbld_status_clear(&st);
+    int rc = submit_sql(j->r.q->rx, j, &st);
+    if (rc != DBLD_ASYNC) dbld_call_complete(j->call, rc, st.msg, NULL);
 }
 
 /* Reactor thread: connect when calls wait and a connection is missing. */

@@ -54,6 +54,41 @@ void q_lifecache_destroy(q_lifecache *c);
 int q_lifecache_get(q_lifecache *c, const char *id, int64_t last_idx, q_life *out);
 void q_lifecache_put(q_lifecache *c, const char *id, const q_life *v);
 
+/* The partition index (index.c): GetPartitionsSummary and ListPartitions
+ * from memory, following the event log's commits (EventLog.Subscribe), with
+ * the projections as the source at start-up and after a failure. NULL when
+ * query.index is false. Every lookup may say "ask SQL" (0): not loaded or
+ * not caught up, or a question it cannot answer exactly. */
+struct q_ctx;
+typedef struct q_index q_index;
+typedef struct q_index_part {
+    const char *ref;
+    int status; /* PartitionStatus */
+    int64_t updated, invalidated;
+    const char *last_build; /* partitions.build_request_id ("" none) */
+    int tainted;            /* partitions.tainted: stale (stale.c says why) */
+    char **past;            /* summary only: build requests, most recent first */
+    size_t n_past;
+} q_index_part;
+q_index *q_index_create(struct q_ctx *q);
+void q_index_start(q_index *x);
+void q_index_destroy(q_index *x);
+/* 1 and *out (strings in a) when the index holds ref's row. */
+int q_index_summary(q_index *x, dbld_arena *a, const char *ref, q_index_part *out);
+/* 1 and the page (*out, *n_out <= limit; strings in a): refs > after
+ * (bytewise), matching pattern (NULL: any; anchored) and one of statuses
+ * (n_statuses 0: any), in ref order. */
+int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *pattern,
+                 const int *statuses, size_t n_statuses, size_t limit, q_index_part **out,
+                 size_t *n_out);
+/* PostgreSQL accepted pattern as a ref_pattern: the index may now match it. */
+void q_index_pattern_accepted(q_index *x, const char *pattern);
+/* Queue job j (its index_fn set) behind the freshness gate: 1 (the gate
+ * answers the call, from the index or by running its statements), or 0 when
+ * the index is not ready (run the statements now). */
+struct q_job;
+int q_index_gate(q_index *x, struct q_job *j);
+
 typedef struct q_ctx {
     const dbld_config *cfg;
     dbld_server *srv;
@@ -63,6 +98,7 @@ typedef struct q_ctx {
     struct q_reactor *rx;   /* q_job_submit()'s connections and thread */
     q_lifecache *life;      /* build lifecycle times (builds.c) */
     struct dbld_dbmon *mon; /* database health (lib/dbmon.c) */
+    q_index *index;         /* partition lookups from memory (index.c); NULL: off */
 } q_ctx;
 
 /* Caller frees with q_ctx_destroy(). Compiles the graph's regexes (a bad one
@@ -137,7 +173,15 @@ int q_check_regex(q_req *r, const char *pattern, const char *what, dbld_status *
 typedef struct q_job q_job;
 typedef int (*q_job_finish_fn)(q_req *r, q_job *j, int rc, ProtobufCMessage **resp,
                                dbld_status *st);
+/* A job start may also set index_fn: the answer from the partition index,
+ * computed once the index holds every event committed before the call
+ * arrived (the index's freshness gate, index.c). It returns a status (0 with
+ * *resp) or Q_INDEX_MISS: the index cannot answer, run the statements. */
+#define Q_INDEX_MISS (-1)
+typedef int (*q_index_fn)(q_req *r, q_job *j, ProtobufCMessage **resp, dbld_status *st);
 struct q_job {
+    ProtobufCMessage *answer; /* set by start: answered without the database */
+    q_index_fn index_fn;      /* set by start: try the index first (after its freshness gate) */
     dbld_stmt stmts[Q_JOB_STMTS];
     size_t n;
     dbld_res *res[Q_JOB_STMTS]; /* where the statements' results go (stmts[i].out) */
@@ -151,10 +195,15 @@ struct q_job {
     dbld_fifo_link link; /* in the reactor's queue */
 };
 typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
-/* For a handler: returns DBLD_ASYNC, or a status when start fails. The
- * statements are cancelled on the server when the call is (see qasync.c). */
+/* For a handler: returns DBLD_ASYNC, or a status when start fails, or 0
+ * with *resp when start answered by itself (j->answer, e.g. from the index).
+ * The statements are cancelled on the server when the call is (see
+ * qasync.c). */
 int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
-                 dbld_status *st);
+                 ProtobufCMessage **resp, dbld_status *st);
+/* Run a job's statements for a call that already returned DBLD_ASYNC (the
+ * index's gate hands back what it cannot answer). */
+void q_job_run_sql(q_job *j);
 /* The reactor and its connections (n of them), made by q_ctx_create(). */
 typedef struct q_reactor q_reactor;
 q_reactor *q_reactor_create(q_ctx *q, int n);

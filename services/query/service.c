@@ -43,8 +43,7 @@ HANDLER(get_operation, "get the operation")
     static int h_##fn(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,       \
                       dbld_status *st)                                                             \
     {                                                                                              \
-        (void)resp;                                                                                \
-        return q_job_submit(call, op, q_##fn, req, st);                                            \
+        return q_job_submit(call, op, q_##fn, req, resp, st);                                      \
     }
 
 JOB_HANDLER(list_partitions, "list partitions")

@@ -25,6 +25,8 @@
  */
 #include "query.h"
 
+#include "dbld/db_domain.h"
+
 #include "dbld/eventlog_client.h"
 #include "dbld/process.h"
 #include "dbld/util.h"
@@ -49,11 +51,13 @@
     "SELECT p.ref, p.status, p.updated_ns, coalesce(h.builds, 0), coalesce(h.invalidations, 0),"   \
     " coalesce((SELECT j.build_request_id FROM job_runs j WHERE j.target_partitions @> "           \
     "ARRAY[p.ref]"                                                                                 \
-    "           AND j.status = 3 ORDER BY j.updated_ns DESC LIMIT 1), '')"                         \
+    "           AND j.status = " DBLD_SQL_JOB_COMPLETED                                            \
+    " ORDER BY j.updated_ns DESC LIMIT 1), '')"                                                    \
     " FROM partitions p LEFT JOIN LATERAL (SELECT"                                                 \
-    "   count(DISTINCT e.build_request_id) FILTER (WHERE e.kind = 11 AND e.build_request_id <> "   \
+    "   count(DISTINCT e.build_request_id) FILTER (WHERE e.kind = " DBLD_SQL_KIND_PARTITION        \
+    " AND e.build_request_id <> "                                                                  \
     "'') AS builds,"                                                                               \
-    "   count(*) FILTER (WHERE e.kind = 15) AS invalidations"                                      \
+    "   count(*) FILTER (WHERE e.kind = " DBLD_SQL_KIND_INVALIDATION ") AS invalidations"          \
     "   FROM events e WHERE e.partition_refs @> ARRAY[p.ref]) h ON true"                           \
     " WHERE p.ref = ANY($1::text[])"
 

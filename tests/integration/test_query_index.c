@@ -1,0 +1,326 @@
+/* test_query_index.c - the query service's partition index (services/query/
+ * index.c) answers exactly as the SQL path does.
+ *
+ * Real builds (eventlog, job, graph processes; tests/jobs/graph_job.py: a/X
+ * needs b/X and c/X, b/X needs c/X, f/X fails) make a few hundred
+ * partitions with several build requests each, statuses AVAILABLE and
+ * FAILED, a taint and a rebuild. Two query services read the same database:
+ * one with the index (the default), one with `query.index: false` (SQL
+ * only). Every GetPartitionsSummary and every ListPartitions page (all
+ * pages, with status filters, patterns the index matches itself and ones it
+ * leaves to PostgreSQL, errors) must be byte-identical between the two -
+ * while the indexed service follows the builds live, and again after it
+ * restarts and loads the index from the projections. The indexed service's
+ * metrics must show that the index did answer (so the comparison is not SQL
+ * against SQL).
+ */
+#include "test_build_fixture.h"
+#include "test_query_fixture.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define JOBS                                                                                       \
+    "    - label: \"//t:a\"\n      command: %CMD%\n      outputs: [\"a/.*\"]\n"                    \
+    "    - label: \"//t:b\"\n      command: %CMD%\n      outputs: [\"b/.*\"]\n"                    \
+    "    - label: \"//t:c\"\n      command: %CMD%\n      outputs: [\"c/.*\"]\n"                    \
+    "    - label: \"//t:f\"\n      command: %CMD%\n      outputs: [\"f/.*\"]\n"
+
+#define RULES                                                                                      \
+    "[{\"match\": \"a/(.*)\", \"inputs\": [\"b/\\\\1\", \"c/\\\\1\"]},"                            \
+    " {\"match\": \"b/(.*)\", \"inputs\": [\"c/\\\\1\"]},"                                         \
+    " {\"match\": \"f/(.*)\", \"inputs\": [\"c/\\\\1\"], \"exit\": 1}]"
+
+#define AVAILABLE DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE
+#define FAILED DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED
+
+typedef struct fx {
+    bf b;
+    h_service *idx, *sql; /* query with the index / with query.index: false */
+    int metrics_port;
+} fx;
+
+static h_service *start_query(fx *x, const char *lines)
+{
+    const char *jobs = strstr(x->b.graph_yaml, "  jobs:\n");
+    CHECK(jobs != NULL);
+    h_service_opts o = {
+        .eventlog_addr = x->b.el->addr,
+        .extra_section = dbld_arena_printf(x->b.a, "%sgraph:\n  listen: \"%s\"\n%s", lines,
+                                           x->b.graph->addr, jobs),
+    };
+    return h_service_start("query", x->b.dsn, &o);
+}
+
+/* The indexed service's /metrics text (malloc'd). */
+static char *metrics(fx *x)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)x->metrics_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_MSG(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect to metrics");
+    const char *req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = dbld_xmalloc(cap);
+    for (;;) {
+        if (n + 4096 > cap) buf = dbld_xrealloc(buf, cap *= 2);
+        ssize_t k = read(fd, buf + n, cap - n - 1);
+        if (k <= 0) break;
+        n += (size_t)k;
+    }
+    close(fd);
+    buf[n] = 0;
+    return buf;
+}
+
+/* The value of the sample line starting with `series ` (-1: absent). */
+static long long metric(fx *x, const char *series)
+{
+    char *text = metrics(x);
+    long long v = -1;
+    size_t len = strlen(series);
+    for (char *line = text; line && *line;) {
+        if (strncmp(line, series, len) == 0 && line[len] == ' ') {
+            v = atoll(line + len + 1);
+            break;
+        }
+        line = strchr(line, '\n');
+        if (line) line++;
+    }
+    free(text);
+    return v;
+}
+
+#define LOOKUPS(rpc, src) "databuild_query_index_lookups_total{rpc=\"" rpc "\",source=\"" src "\"}"
+
+/* Wait until the index has applied every stored event and answers. */
+static void caught_up(fx *x)
+{
+    h_rows *r = h_sql(x->b.dsn, "SELECT coalesce(max(idx), 0) FROM events");
+    long long want = h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    int64_t end = dbld_mono_ms() + 30000;
+    while (dbld_mono_ms() < end) {
+        if (metric(x, "databuild_query_index_ready") == 1 &&
+            metric(x, "databuild_query_index_applied_idx") >= want)
+            return;
+        dbld_sleep_ms(50);
+    }
+    CHECK_MSG(0, "the index did not catch up with idx %lld", want);
+}
+
+static int call(dbld_arena *a, h_service *s, const char *method, const ProtobufCMessage *req,
+                const ProtobufCMessageDescriptor *d, ProtobufCMessage **out, dbld_status *st)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/databuild.v1.DataBuildService/%s", method);
+    return qf_call_at(s, path, req, d, a, out, st);
+}
+
+/* Both services answer req alike: the same code and message, or equal
+ * responses. Returns the indexed service's response (NULL on error). */
+static ProtobufCMessage *same(fx *x, const char *method, const ProtobufCMessage *req,
+                              const ProtobufCMessageDescriptor *d, const char *what)
+{
+    ProtobufCMessage *ri = NULL, *rs = NULL;
+    dbld_status si, ss;
+    dbld_status_clear(&si);
+    dbld_status_clear(&ss);
+    int ci = call(x->b.a, x->idx, method, req, d, &ri, &si);
+    int cs = call(x->b.a, x->sql, method, req, d, &rs, &ss);
+    CHECK_MSG(ci == cs, "%s %s: index %s (%s), sql %s (%s)", method, what, dbld_code_name(ci),
+              si.msg, dbld_code_name(cs), ss.msg);
+    if (ci) {
+        CHECK_EQ_STR(si.msg, ss.msg);
+        return NULL;
+    }
+    CHECK_MSG(h_msg_equal(ri, rs), "%s %s: the index's answer differs from SQL's", method, what);
+    return ri;
+}
+
+static void same_summaries(fx *x)
+{
+    h_rows *r = h_sql(x->b.dsn, "SELECT ref FROM partitions ORDER BY ref");
+    CHECK_CMP_INT(h_rows_n(r), >, 300);
+    for (int i = 0; i < h_rows_n(r); i++) {
+        Databuild__V1__PartitionSummaryRequest req = DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
+        Databuild__V1__PartitionRef ref = DATABUILD__V1__PARTITION_REF__INIT;
+        ref.str = (char *)h_rows_get(r, i, 0);
+        req.ref = &ref;
+        same(x, "GetPartitionsSummary", &req.base,
+             &databuild__v1__partition_summary_response__descriptor, ref.str);
+    }
+    h_rows_free(r);
+    Databuild__V1__PartitionSummaryRequest req = DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
+    Databuild__V1__PartitionRef ref = DATABUILD__V1__PARTITION_REF__INIT;
+    ref.str = "a/none";
+    req.ref = &ref;
+    CHECK(!same(x, "GetPartitionsSummary", &req.base,
+                &databuild__v1__partition_summary_response__descriptor, "unknown"));
+}
+
+/* Walk every page of one ListPartitions question; returns the item count. */
+static size_t same_pages(fx *x, const char *pattern, const int *statuses, size_t n_statuses)
+{
+    const char *cursor = "";
+    size_t total = 0;
+    for (int page = 0; page < 100; page++) {
+        Databuild__V1__ListPartitionsRequest req = DATABUILD__V1__LIST_PARTITIONS_REQUEST__INIT;
+        req.last_partition = (char *)cursor;
+        req.ref_pattern = (char *)(pattern ? pattern : "");
+        Databuild__V1__PartitionStatus st[4];
+        for (size_t i = 0; i < n_statuses; i++)
+            st[i] = (Databuild__V1__PartitionStatus)statuses[i];
+        req.partition_status = st;
+        req.n_partition_status = n_statuses;
+        char *what = dbld_arena_printf(x->b.a, "pattern \"%s\" page %d", req.ref_pattern, page);
+        Databuild__V1__ListPartitionsResponse *r = (Databuild__V1__ListPartitionsResponse *)same(
+            x, "ListPartitions", &req.base, &databuild__v1__list_partitions_response__descriptor,
+            what);
+        if (!r || r->n_refs == 0) return total;
+        total += r->n_refs;
+        cursor = r->refs[r->n_refs - 1]->partition_ref->str;
+    }
+    CHECK_MSG(0, "more than 100 pages");
+    return total;
+}
+
+static void same_lists(fx *x)
+{
+    size_t all = same_pages(x, NULL, NULL, 0);
+    CHECK_CMP_INT(all, >, 300); /* four pages at least */
+    size_t avail = same_pages(x, NULL, (int[]){AVAILABLE}, 1);
+    size_t failed = same_pages(x, NULL, (int[]){FAILED}, 1);
+    CHECK_CMP_INT(failed, >, 0);
+    CHECK_EQ_INT(same_pages(x, NULL, (int[]){AVAILABLE, FAILED}, 2), avail + failed);
+    /* twice each: the first teaches the index that PostgreSQL accepts it */
+    for (int k = 0; k < 2; k++) {
+        CHECK_CMP_INT(same_pages(x, "m/.*", NULL, 0), >, 250);
+        CHECK_CMP_INT(same_pages(x, "(a|m)/[0-9]+", (int[]){AVAILABLE}, 1), >, 100);
+        same_pages(x, "[bc]/0[0-9]*|f/.|w/.+", NULL, 0);
+        same_pages(x, "m/\\d+", NULL, 0);     /* ARE-only: left to PostgreSQL */
+        same_pages(x, "m/[0-9]{3}", NULL, 0); /* bounds: left to PostgreSQL */
+        same_pages(x, "A/.*", NULL, 0);       /* nothing */
+    }
+    Databuild__V1__ListPartitionsRequest req = DATABUILD__V1__LIST_PARTITIONS_REQUEST__INIT;
+    req.ref_pattern = "a/(";
+    CHECK(!same(x, "ListPartitions", &req.base,
+                &databuild__v1__list_partitions_response__descriptor, "invalid pattern"));
+}
+
+static const char **refs_range(dbld_arena *a, const char *prefix, int from, int to)
+{
+    const char **r = dbld_arena_alloc(a, (size_t)(to - from + 1) * sizeof *r);
+    for (int i = from; i < to; i++)
+        r[i - from] = dbld_arena_printf(a, "%s/%02d", prefix, i);
+    return r;
+}
+
+static void build_ok(fx *x, const char *const *refs)
+{
+    dbld_status st = {0};
+    CHECK_OK(bf_build(&x->b, refs, NULL, &st), st);
+}
+
+/* Many partitions through the event log's Append, as the graph writes them:
+ * build k requests m/(40k .. 40k+79) mod 300 (so a ref has two or three
+ * builds), BUILDING then AVAILABLE (every 13th FAILED), with a REQUESTED
+ * intent that must not override; an invalidation and a want (rows without
+ * a build). */
+static void append_bulk(fx *x, int from, int to)
+{
+    dbld_arena *a = x->b.a;
+    for (int k = from; k < to; k++) {
+        char id[37];
+        dbld_uuid_v4(id);
+        const char *br = dbld_arena_strdup(a, id);
+        const char **refs = dbld_arena_alloc(a, 81 * sizeof *refs);
+        for (int i = 0; i < 80; i++)
+            refs[i] = dbld_arena_printf(a, "m/%03d", (40 * k + i) % 300);
+        Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, 300 * sizeof *evs);
+        size_t n = 0;
+        evs[n++] = h_event_build_request(
+            a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, refs, "bulk",
+            "");
+        for (int i = 0; i < 80; i++) {
+            int fail = ((40 * k + i) % 300) % 13 == 0;
+            evs[n++] = h_event_partition(
+                a, br, refs[i], DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run");
+            evs[n++] = h_event_partition(a, br, refs[i], fail ? FAILED : AVAILABLE, "run");
+            if (i % 7 == 0)
+                evs[n++] = h_event_partition(
+                    a, br, refs[i], DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED, "");
+        }
+        evs[n++] = h_event_build_request(
+            a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_COMPLETED, refs, "bulk",
+            "");
+        evs[n++] = h_event_invalidation(a, br, refs[k % 80], "stale");
+        h_append_ok(x->b.el, a, evs, n);
+    }
+    const char *wanted[] = {dbld_arena_printf(a, "w/%03d", from), "m/001", NULL};
+    Databuild__V1__BuildEvent *w =
+        h_event_want(a, "", dbld_arena_printf(a, "want-%d", from), wanted,
+                     DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST, "want");
+    h_append_ok(x->b.el, a, &w, 1);
+}
+
+DBLD_TEST(index_answers_as_sql)
+{
+    fx x;
+    memset(&x, 0, sizeof x);
+    bf_opts o = {.jobs = JOBS, .rules = RULES, .max_parallel = 8, .max_runs = 8};
+    bf_setup(&x.b, "qindex", &o);
+    x.metrics_port = h_free_port();
+    x.idx = start_query(
+        &x, dbld_arena_printf(x.b.a, "  metrics_listen: \"127.0.0.1:%d\"\n", x.metrics_port));
+    x.sql = start_query(&x, "  index: false\n");
+    caught_up(&x); /* the empty database */
+
+    /* real builds the indexed service follows as they happen */
+    build_ok(&x, refs_range(x.b.a, "a", 0, 4)); /* a, b, c 00..03 */
+    dbld_status st = {0};
+    bf_build(&x.b, refs_range(x.b.a, "f", 0, 2), NULL, &st); /* fails: FAILED partitions */
+    /* a taint through the query service, then a rebuild of the tainted refs */
+    Databuild__V1__PutTaintsRequest tr = DATABUILD__V1__PUT_TAINTS_REQUEST__INIT;
+    const char *tainted[] = {"a/01", "b/01", "c/01", NULL};
+    tr.refs = bf_prefs(x.b.a, tainted, &tr.n_refs);
+    tr.comment = "bad data";
+    qf f = {.q = x.idx, .a = x.b.a};
+    QF_OK(&f, "PutTaints", &tr, Databuild__V1__PutTaintsResponse,
+          databuild__v1__put_taints_response__descriptor);
+    build_ok(&x, refs_range(x.b.a, "a", 1, 2));
+    append_bulk(&x, 0, 10);
+
+    caught_up(&x);
+    long long s0 = metric(&x, LOOKUPS("GetPartitionsSummary", "index"));
+    long long l0 = metric(&x, LOOKUPS("ListPartitions", "index"));
+    same_summaries(&x);
+    same_lists(&x);
+    long long s1 = metric(&x, LOOKUPS("GetPartitionsSummary", "index"));
+    long long l1 = metric(&x, LOOKUPS("ListPartitions", "index"));
+    h_note("followed live: %lld summaries and %lld pages from the index", s1 - s0, l1 - l0);
+    CHECK_CMP_INT(s1 - s0, >, 300); /* every known ref answered by the index */
+    CHECK_CMP_INT(l1 - l0, >, 10);  /* plain, status-filtered and pattern pages */
+
+    /* a restart loads the index from the projections */
+    h_service_stop(x.idx);
+    h_service_restart(x.idx);
+    caught_up(&x);
+    CHECK_EQ_INT(metric(&x, "databuild_query_index_loads_total"), 1);
+    same_summaries(&x);
+    same_lists(&x);
+    CHECK_CMP_INT(metric(&x, LOOKUPS("GetPartitionsSummary", "index")), >, 300);
+
+    /* and it goes on following from there */
+    append_bulk(&x, 10, 14);
+    build_ok(&x, refs_range(x.b.a, "a", 3, 5));
+    caught_up(&x);
+    same_summaries(&x);
+    same_lists(&x);
+}
+
+DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(index_answers_as_sql, 400))
