@@ -528,7 +528,8 @@ static int down_fn(dbld_db *db, void *arg, dbld_status *st)
         "   JOIN down d ON pi.input = d.ref),"
         " parts AS (SELECT DISTINCT ON (d.ref) 'p'::text AS k, d.ref, d.via, ''::text AS brid"
         "  FROM down d JOIN partitions p ON p.ref = d.ref"
-        "  WHERE p.status = " DBLD_SQL_PART_AVAILABLE " AND NOT p.tainted ORDER BY d.ref LIMIT $2::int),"
+        "  WHERE p.status = " DBLD_SQL_PART_AVAILABLE
+        " AND NOT p.tainted ORDER BY d.ref LIMIT $2::int),"
         " runs AS (SELECT DISTINCT ON (j.job_run_id) 'r'::text AS k, j.job_run_id, d.via,"
         "  j.build_request_id FROM job_runs j"
         "  JOIN down d ON d.run = j.job_run_id"

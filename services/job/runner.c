@@ -329,7 +329,7 @@ static void release_slot(jr_engine *e)
 /* ---- stderr tail ---- */
 
 /* The last TAIL_LINES lines of stderr, each cut to its last TAIL_BYTES.
- * Whatever shortens a tail (here, status_with_tail(), jr_run_status()) cuts
+ * Whatever shortens a tail (here, status_with_tail()) cuts
  * it from the front: the last lines say why a job failed. */
 typedef struct err_tail {
     char *line[TAIL_LINES];
@@ -558,20 +558,6 @@ static char *with_tail(dbld_arena *a, const char *head, const char *tail)
 {
     return tail && *tail ? dbld_arena_printf(a, "%s" TAIL_SEP "%s", head, tail)
                          : dbld_arena_strdup(a, head);
-}
-
-int jr_run_status(const Databuild__V1__RunJobResponse *r, int code, dbld_status *st)
-{
-    const char *msg = r->message ? r->message : "", *tail = r->stderr_tail;
-    size_t ml = strlen(msg), tl = tail ? strlen(tail) : 0, sl = strlen(TAIL_SEP);
-    if (!tl || ml < tl + sl || strcmp(msg + ml - tl, tail) != 0 ||
-        strncmp(msg + ml - tl - sl, TAIL_SEP, sl) != 0)
-        return dbld_status_set(st, code, "%s", msg); /* no tail in it */
-    char head[DBLD_STATUS_MSG_MAX];                  /* longer heads are cut shorter anyway */
-    size_t hl = ml - tl - sl < sizeof head ? ml - tl - sl : sizeof head - 1;
-    memcpy(head, msg, hl);
-    head[hl] = 0;
-    return status_with_tail(st, code, head, tail);
 }
 
 static const char *job_status_name(Databuild__V1__JobStatus s)

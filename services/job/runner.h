@@ -78,11 +78,6 @@ int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *jo
            const char *build_request_id, const Databuild__V1__Task *task, dbld_arena *a,
            Databuild__V1__RunJobResponse **out, dbld_status *st);
 
-/* Set *st to code with the message of the failed run r (as jr_run() made
- * it) fitted into a status: the stderr tail in it is cut from the front, so
- * its last lines stay. Returns code. */
-int jr_run_status(const Databuild__V1__RunJobResponse *r, int code, dbld_status *st);
-
 /* Cancel the active run job_run_id (waiting or running). Returns 1 if found. */
 int jr_cancel(jr_engine *e, const char *job_run_id, const char *reason);
 /* 1 when job_run_id is active here (waiting for a slot or running). */
