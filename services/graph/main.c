@@ -12,6 +12,7 @@
  * (default 15000; renewals every TTL/5), DBLD_GRAPH_ORPHAN_POLL_MS
  * (default 10000) and DBLD_GRAPH_RELAUNCH_MS (default 120000: how long a
  * task relaunches a run whose job service was lost, see retry.h).
+ * The process itself is lib/service_main.c; this file is its hooks.
  */
 #include "coordinator.h"
 #include "graph_rpc.h"
@@ -20,13 +21,11 @@
 #include "retry.h"
 #include "waiters.h"
 
-#include "dbld/config.h"
 #include "dbld/log.h"
-#include "dbld/rpc.h"
-#include "dbld/security.h"
+#include "dbld/service.h"
 #include "dbld/util.h"
 
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,93 +68,78 @@ static void service_init(gs_service *s, dbld_config *cfg, gs_lookup *lookup)
     s->ep_inflight = dbld_xcalloc(cfg->shared.peers.n_job + 1, sizeof *s->ep_inflight);
 }
 
-int main(int argc, char **argv)
+static gs_service svc;
+
+static int graph_init(dbld_config *cfg, void **state, dbld_status *st)
 {
-    dbld_signals_block(); /* before any thread starts */
-
-    dbld_config cfg;
-    int rc = dbld_config_from_args(argc, argv, "graph", &cfg);
-    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
-
-    dbld_status st;
     gs_lookup *lookup = NULL;
-    if (gs_lookup_create(&cfg, &lookup, &st) != 0) {
-        dbld_config_log_error(&cfg, "%s", st.msg);
-        dbld_config_free(&cfg);
-        return 2;
-    }
-    static gs_service svc;
-    service_init(&svc, &cfg, lookup);
-    if (gs_waiters_create(&svc.waiters, &st) != 0 ||
-        gs_pool_create("gs-build", cfg.graph.build_threads, cfg.graph.build_queue, 0,
-                       &svc.build_pool, &st) != 0 ||
-        gs_pool_create("gs-task", cfg.graph.task_threads, -1, 1 << 20, &svc.task_pool, &st) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not start", "error", st.msg, (char *)NULL);
-        return 1;
-    }
+    if (gs_lookup_create(cfg, &lookup, st) != 0) return DBLD_SERVICE_CONFIG_ERROR;
+    service_init(&svc, cfg, lookup);
+    *state = &svc;
+    int rc = gs_waiters_create(&svc.waiters, st);
+    if (!rc)
+        rc = gs_pool_create("gs-build", cfg->graph.build_threads, cfg->graph.build_queue, 0,
+                            &svc.build_pool, st);
+    if (!rc)
+        rc = gs_pool_create("gs-task", cfg->graph.task_threads, -1, 1 << 20, &svc.task_pool, st);
+    return rc ? DBLD_INTERNAL : 0;
+}
 
-    const dbld_server_config *sc = &cfg.graph.server;
-    dbld_server_opts opts = {
-        .service_name = "graph",
-        .listen = sc->listen,
-        .workers = sc->workers,
-        .pollers = sc->pollers,
-        .max_queue = sc->max_queue,
-        .max_message_bytes = sc->max_message_bytes,
-        .shutdown_grace_ms = sc->shutdown_grace_ms,
-        .max_streams = sc->max_streams,
-    };
-    dbld_server *srv = NULL;
-    dbld_security sec;
-    if (dbld_security_setup(&cfg, sc, &sec, &st) != 0)
-        return dbld_security_config_error(&cfg, &sec, &st);
-    opts.tls = &sec.server_tls;
-    opts.auth = sec.auth;
-    opts.metrics_listen = sc->metrics_listen;
-    if (dbld_server_create(&opts, &srv, &st) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, (char *)NULL);
-        return 1;
-    }
-    svc.srv = srv;
-    dbld_server_add(srv, &gs_lookup_service, &svc);
-    dbld_server_add(srv, &gs_builder_service, &svc);
-    if (dbld_server_start(srv, &st) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, (char *)NULL);
-        dbld_server_destroy(srv);
-        return 1;
-    }
+static int graph_attach(dbld_config *cfg, void **state, dbld_server *srv, dbld_status *st)
+{
+    (void)cfg;
+    (void)st;
+    ((gs_service *)*state)->srv = srv;
+    return 0;
+}
+
+/* The lease thread (health turns SERVING once the event log answered and
+ * orphans were adopted) and the background processes. */
+static int graph_start(void *state, dbld_server *srv, dbld_status *st)
+{
+    (void)srv;
+    gs_service *s = state;
+    if (gs_background_start(s) != 0)
+        return dbld_status_set(st, DBLD_INTERNAL, "could not start the background thread");
+    if (gs_processes_start(s) != 0)
+        return dbld_status_set(st, DBLD_INTERNAL, "could not start the background processes");
+    return 0;
+}
+
+static void graph_started(const dbld_config *cfg, void *state, dbld_server *srv)
+{
+    gs_service *s = state;
     char port[16], jobs[16];
     snprintf(port, sizeof port, "%d", dbld_server_port(srv));
-    snprintf(jobs, sizeof jobs, "%zu", cfg.graph.n_jobs);
-    dbld_log(DBLD_LOG_INFO, "started", "listen", sc->listen, "port", port, "jobs", jobs, "owner",
-             svc.owner, "eventlog", svc.eventlog, (char *)NULL);
-    if (gs_background_start(&svc) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not start the background thread", (char *)NULL);
-        return 1;
-    }
-    if (gs_processes_start(&svc) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not start the background processes", (char *)NULL);
-        return 1;
-    }
+    snprintf(jobs, sizeof jobs, "%zu", cfg->graph.n_jobs);
+    dbld_log(DBLD_LOG_INFO, "started", "listen", cfg->graph.server.listen, "port", port, "jobs",
+             jobs, "owner", s->owner, "eventlog", s->eventlog, (char *)NULL);
+}
 
-    int sig = dbld_signals_wait_server(srv); /* SIGHUP reloads TLS files */
-    dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
-             (char *)NULL);
-    atomic_store(&svc.stopping, 1); /* no new work: tasks stop before their next step */
-    gs_waiters_close(svc.waiters);  /* Build/Cancel calls waiting for a build: UNAVAILABLE */
-    dbld_server_shutdown(srv);
-    gs_processes_stop(&svc);
-    gs_background_stop(&svc);
-    /* Drain: queued builds never start; running ones stop appending and end
-     * once their tasks did (queued tasks end at once, a Run stream within
-     * RUN_STOP_POLL_MS: closing it makes the job service stop the process).
-     * The build pool first: its builds wait for their tasks. */
-    int64_t drain_ms = sc->shutdown_grace_ms + DRAIN_EXTRA_MS;
-    int left = gs_pool_stop(svc.build_pool, drain_ms);
-    left += gs_pool_stop(svc.task_pool, left ? 0 : drain_ms);
-    gs_leases_hand_over(&svc); /* every build not ended: resumed by the next instance */
+static void graph_stopping(void *state)
+{
+    gs_service *s = state;
+    atomic_store(&s->stopping, 1); /* no new work: tasks stop before their next step */
+    gs_waiters_close(s->waiters);  /* Build/Cancel calls waiting for a build: UNAVAILABLE */
+}
+
+/* Drain: queued builds never start; running ones stop appending and end once
+ * their tasks did (queued tasks end at once, a Run stream within
+ * RUN_STOP_POLL_MS: closing it makes the job service stop the process). The
+ * build pool first: its builds wait for their tasks. */
+static void graph_stop(void *state)
+{
+    gs_service *s = state;
+    graph_stopping(s); /* again, for a start-up that failed: both are idempotent */
+    gs_processes_stop(s);
+    gs_background_stop(s);
+    int64_t drain_ms = s->cfg->graph.server.shutdown_grace_ms + DRAIN_EXTRA_MS;
+    int left = gs_pool_stop(s->build_pool, drain_ms);
+    left += gs_pool_stop(s->task_pool, left ? 0 : drain_ms);
+    s->build_pool = s->task_pool = NULL;
+    gs_leases_hand_over(s); /* every build not ended: resumed by the next instance */
     char calls[24], busy[16];
-    snprintf(calls, sizeof calls, "%ld", (long)atomic_load(&svc.configure_calls));
+    snprintf(calls, sizeof calls, "%ld", (long)atomic_load(&s->configure_calls));
     snprintf(busy, sizeof busy, "%d", left);
     if (left) {
         /* a build or task blocked in a call that outlived the drain (a
@@ -165,12 +149,40 @@ int main(int argc, char **argv)
                  "configure_calls", calls, "still_running", busy, (char *)NULL);
         _exit(0);
     }
-    dbld_server_destroy(srv);
-    dbld_client_shutdown_all();
-    dbld_log(DBLD_LOG_INFO, "stopped (builds in progress will be resumed from their leases)",
+    dbld_log(DBLD_LOG_INFO, "drained (builds in progress will be resumed from their leases)",
              "configure_calls", calls, (char *)NULL);
-    gs_lookup_destroy(lookup);
-    dbld_config_free(&cfg);
-    dbld_security_free(&sec);
-    return 0;
+}
+
+static void graph_destroy(void *state)
+{
+    (void)state; /* NULL when the lookup could not be made */
+    gs_service *s = &svc;
+    gs_pool_stop(s->build_pool, 0); /* a failed start-up: nothing ran on them */
+    gs_pool_stop(s->task_pool, 0);
+    gs_lookup_destroy(s->lookup);
+}
+
+static const dbld_service *const graph_services[] = {
+    &gs_lookup_service,
+    &gs_builder_service,
+    NULL,
+};
+
+static const dbld_service_def graph_def = {
+    .name = "graph",
+    .server_offset = offsetof(dbld_config, graph.server),
+    .init = graph_init,
+    .server_opts = NULL,
+    .attach = graph_attach,
+    .services = graph_services,
+    .start = graph_start,
+    .started = graph_started,
+    .stopping = graph_stopping,
+    .stop = graph_stop,
+    .destroy = graph_destroy,
+};
+
+int main(int argc, char **argv)
+{
+    return dbld_service_main(&graph_def, argc, argv);
 }

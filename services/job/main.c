@@ -8,18 +8,17 @@
  * running job (its process group) and exits 0 within the shutdown grace.
  * Before serving, it kills the process groups a killed job service left
  * behind (orphans.h; $DATABUILD_JOB_STATE_DIR). Started as root, it runs
- * its jobs as job.run_as.
+ * its jobs as job.run_as. The process itself is lib/service_main.c; this
+ * file is its hooks.
  */
-#include "dbld/config.h"
 #include "dbld/log.h"
 #include "dbld/proc.h"
-#include "dbld/rpc.h"
-#include "dbld/security.h"
+#include "dbld/service.h"
 #include "job_rpc.h"
 #include "orphans.h"
 #include "runner.h"
 
-#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -66,102 +65,103 @@ static int resolve_run_as(const dbld_config *cfg, dbld_proc_user **out, dbld_sta
     return 0;
 }
 
-int main(int argc, char **argv)
+typedef struct job_state {
+    const dbld_config *cfg;
+    dbld_proc_user *run_as;
+    orphan_reg *orphans;
+    jr_engine *engine;
+} job_state;
+
+/* The hooks' state is the engine (the services' user pointer); the rest
+ * lives here. */
+static job_state g_job;
+
+static int job_init(dbld_config *cfg, void **state, dbld_status *st)
 {
-    dbld_signals_block(); /* before any thread starts */
+    job_state *j = &g_job;
+    j->cfg = cfg;
+    if (resolve_run_as(cfg, &j->run_as, st) != 0) return DBLD_SERVICE_CONFIG_ERROR;
+    if (orphan_reg_open(getenv("DATABUILD_JOB_STATE_DIR"), &j->orphans, st) != 0)
+        return DBLD_SERVICE_CONFIG_ERROR;
+    orphan_reg_sweep(j->orphans); /* before any job of ours runs */
+    j->engine = jr_engine_create(cfg, j->orphans, j->run_as, st);
+    *state = j->engine;
+    return j->engine ? 0 : DBLD_SERVICE_CONFIG_ERROR;
+}
 
-    dbld_config cfg;
-    int rc = dbld_config_from_args(argc, argv, "job", &cfg);
-    if (rc != DBLD_CONFIG_RUN) return DBLD_CONFIG_EXIT_STATUS(rc);
+/* Job runs wait in RPC worker threads: max_concurrent_runs + 4 at least. */
+static void job_server_opts(const dbld_config *cfg, void *state, dbld_server_opts *opts)
+{
+    (void)state;
+    if (opts->workers < cfg->job.max_concurrent_runs + 4)
+        opts->workers = cfg->job.max_concurrent_runs + 4;
+}
 
-    dbld_status st;
-    dbld_proc_user *run_as = NULL;
-    if (resolve_run_as(&cfg, &run_as, &st) != 0) {
-        dbld_config_log_error(&cfg, "%s", st.msg);
-        dbld_config_free(&cfg);
-        return 2;
-    }
-    orphan_reg *orphans = NULL;
-    if (orphan_reg_open(getenv("DATABUILD_JOB_STATE_DIR"), &orphans, &st) != 0) {
-        dbld_config_log_error(&cfg, "%s", st.msg);
-        dbld_proc_user_free(run_as);
-        dbld_config_free(&cfg);
-        return 2;
-    }
-    orphan_reg_sweep(orphans); /* before any job of ours runs */
-    jr_engine *engine = jr_engine_create(&cfg, orphans, run_as, &st);
-    if (!engine) {
-        dbld_config_log_error(&cfg, "%s", st.msg);
-        orphan_reg_close(orphans);
-        dbld_proc_user_free(run_as);
-        dbld_config_free(&cfg);
-        return 2;
-    }
-
-    const dbld_server_config *sc = &cfg.job.server;
-    int workers = sc->workers;
-    if (workers < cfg.job.max_concurrent_runs + 4) workers = cfg.job.max_concurrent_runs + 4;
-    dbld_server_opts opts = {
-        .service_name = "job",
-        .listen = sc->listen,
-        .workers = workers,
-        .pollers = sc->pollers,
-        .max_queue = sc->max_queue,
-        .max_message_bytes = sc->max_message_bytes,
-        .shutdown_grace_ms = sc->shutdown_grace_ms,
-        .max_streams = sc->max_streams,
-    };
-    dbld_server *srv = NULL;
-    dbld_security sec;
-    if (dbld_security_setup(&cfg, &cfg.job.server, &sec, &st) != 0)
-        return dbld_security_config_error(&cfg, &sec, &st);
-    opts.tls = &sec.server_tls;
-    opts.auth = sec.auth;
-    opts.metrics_listen = sc->metrics_listen;
-    if (dbld_server_create(&opts, &srv, &st) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not create server", "error", st.msg, NULL);
-        jr_engine_destroy(engine);
-        orphan_reg_close(orphans);
-        dbld_proc_user_free(run_as);
-        dbld_config_free(&cfg);
-        return 1;
-    }
-    dbld_server_add(srv, &job_configure_service, engine);
-    dbld_server_add(srv, &job_execute_service, engine);
-    dbld_server_add(srv, &job_runner_service, engine);
-    if (dbld_server_start(srv, &st) != 0) {
-        dbld_log(DBLD_LOG_ERROR, "could not start server", "error", st.msg, NULL);
-        dbld_server_destroy(srv);
-        jr_engine_destroy(engine);
-        orphan_reg_close(orphans);
-        dbld_proc_user_free(run_as);
-        dbld_config_free(&cfg);
-        return 1;
-    }
+static int job_start(void *state, dbld_server *srv, dbld_status *st)
+{
+    (void)state;
+    (void)st;
     dbld_server_set_health_all(srv, 1);
+    return 0;
+}
 
+static void job_started(const dbld_config *cfg, void *state, dbld_server *srv)
+{
+    (void)state;
+    const dbld_server_config *sc = &cfg->job.server;
+    int workers = sc->workers;
+    if (workers < cfg->job.max_concurrent_runs + 4) workers = cfg->job.max_concurrent_runs + 4;
     char port[16], nw[16], nj[16];
     snprintf(port, sizeof port, "%d", dbld_server_port(srv));
     snprintf(nw, sizeof nw, "%d", workers);
-    snprintf(nj, sizeof nj, "%zu", cfg.graph.n_jobs);
+    snprintf(nj, sizeof nj, "%zu", cfg->graph.n_jobs);
     dbld_log(DBLD_LOG_INFO, "started", "listen", sc->listen, "port", port, "workers", nw, "jobs",
-             nj, "eventlog", cfg.shared.peers.eventlog, NULL);
+             nj, "eventlog", cfg->shared.peers.eventlog, NULL);
+}
 
-    int sig = dbld_signals_wait_server(srv); /* SIGHUP reloads TLS files */
-    dbld_log(DBLD_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM", NULL);
-    /* Running jobs get at most half the grace to die, so their calls (and
-     * final log flushes) still finish inside it. */
-    int kill_ms = cfg.job.kill_grace_ms;
-    if (kill_ms > sc->shutdown_grace_ms / 2) kill_ms = sc->shutdown_grace_ms / 2;
-    jr_engine_shutdown(engine, kill_ms);
-    dbld_server_shutdown(srv);
-    dbld_client_shutdown_all();
-    dbld_server_destroy(srv);
-    jr_engine_destroy(engine);
-    orphan_reg_close(orphans);
-    dbld_proc_user_free(run_as);
-    dbld_config_free(&cfg);
-    dbld_log(DBLD_LOG_INFO, "stopped", NULL);
-    dbld_security_free(&sec);
-    return 0;
+/* Running jobs get at most half the grace to die, so their calls (and
+ * final log flushes) still finish inside it. */
+static void job_stopping(void *state)
+{
+    (void)state;
+    job_state *j = &g_job;
+    int kill_ms = j->cfg->job.kill_grace_ms;
+    if (kill_ms > j->cfg->job.server.shutdown_grace_ms / 2)
+        kill_ms = j->cfg->job.server.shutdown_grace_ms / 2;
+    jr_engine_shutdown(j->engine, kill_ms);
+}
+
+static void job_destroy(void *state)
+{
+    (void)state;
+    job_state *j = &g_job;
+    jr_engine_destroy(j->engine);
+    orphan_reg_close(j->orphans);
+    dbld_proc_user_free(j->run_as);
+}
+
+static const dbld_service *const job_services[] = {
+    &job_configure_service,
+    &job_execute_service,
+    &job_runner_service,
+    NULL,
+};
+
+static const dbld_service_def job_def = {
+    .name = "job",
+    .server_offset = offsetof(dbld_config, job.server),
+    .init = job_init,
+    .server_opts = job_server_opts,
+    .attach = NULL, /* nothing needs the server before start */
+    .services = job_services,
+    .start = job_start,
+    .started = job_started,
+    .stopping = job_stopping,
+    .stop = NULL, /* job_stopping stopped the runs */
+    .destroy = job_destroy,
+};
+
+int main(int argc, char **argv)
+{
+    return dbld_service_main(&job_def, argc, argv);
 }

@@ -12,7 +12,7 @@
  *   its idle count (which includes both pools, started with the service)
  *   plus a small slack for gRPC's own threads, and a Lookup is timed every
  *   50 ms: 95 % of them must answer within 100 ms and none take over 1 s
- *   (both x3 in a sanitizer build). Every build ends COMPLETED or
+ *   (both x5 in a sanitizer build). Every build ends COMPLETED or
  *   was refused RESOURCE_EXHAUSTED with a message; none is lost or hangs.
  * - queue: with one build thread and a queue of one, a build that holds its
  *   thread (its job waits at a gate that never opens) and a queued one fill
@@ -37,7 +37,7 @@
 
 /* Sanitizers slow every process of the suite several times over. */
 #if defined(__SANITIZE_ADDRESS__)
-#define SLOW 3
+#define SLOW 5
 #else
 #define SLOW 1
 #endif
