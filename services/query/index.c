@@ -575,7 +575,7 @@ static int follow(q_index *x, qi_batch *b, dbld_status *st)
     int ready = from > target;
     set_ready(x, ready);
     rc = 0;
-    int ended = 0;
+    int ended = 0, applied_since_trim = 0;
     while (!ended && !stopped(x)) {
         batch_reset(b);
         ProtobufCMessage *m = NULL;
@@ -583,7 +583,13 @@ static int follow(q_index *x, qi_batch *b, dbld_status *st)
         dbld_status_clear(&sst);
         int code = dbld_stream_next(s, &databuild__v1__indexed_event__descriptor,
                                     dbld_arena_allocator(b->a), &m, QI_WAIT_MS, &sst);
-        if (!m && code == DBLD_DEADLINE_EXCEEDED) continue;
+        if (!m && code == DBLD_DEADLINE_EXCEEDED) {
+            if (applied_since_trim) { /* the stream went quiet: give the batches' memory back */
+                malloc_trim(0);
+                applied_since_trim = 0;
+            }
+            continue;
+        }
         while (m) {
             batch_add(b, (Databuild__V1__IndexedEvent *)m);
             if (b->n_events >= QI_BATCH) break;
@@ -598,6 +604,7 @@ static int follow(q_index *x, qi_batch *b, dbld_status *st)
         if (b->n_events) {
             rc = batch_apply(x, b, st);
             if (rc) break;
+            applied_since_trim = 1;
             if (!ready && b->last_idx >= target) set_ready(x, ready = 1);
         }
     }
