@@ -575,7 +575,7 @@ static int follow(q_index *x, qi_batch *b, dbld_status *st)
     int ready = from > target;
     set_ready(x, ready);
     rc = 0;
-    int ended = 0;
+    int ended = 0, applied_since_trim = 0, got_any = 0;
     while (!ended && !stopped(x)) {
         batch_reset(b);
         ProtobufCMessage *m = NULL;
@@ -583,7 +583,13 @@ static int follow(q_index *x, qi_batch *b, dbld_status *st)
         dbld_status_clear(&sst);
         int code = dbld_stream_next(s, &databuild__v1__indexed_event__descriptor,
                                     dbld_arena_allocator(b->a), &m, QI_WAIT_MS, &sst);
-        if (!m && code == DBLD_DEADLINE_EXCEEDED) continue;
+        if (!m && code == DBLD_DEADLINE_EXCEEDED) {
+            if (applied_since_trim) { /* the stream went quiet: give the batches' memory back */
+                malloc_trim(0);
+                applied_since_trim = 0;
+            }
+            continue;
+        }
         while (m) {
             batch_add(b, (Databuild__V1__IndexedEvent *)m);
             if (b->n_events >= QI_BATCH) break;
@@ -592,12 +598,14 @@ static int follow(q_index *x, qi_batch *b, dbld_status *st)
                                     dbld_arena_allocator(b->a), &m, 1, &sst);
         }
         ended = !m && code != DBLD_DEADLINE_EXCEEDED && b->n_events < QI_BATCH;
-        if (ended)
-            dbld_logf(DBLD_LOG_WARN, "partition index: event stream ended: %s",
-                      code ? sst.msg : "by the server");
+        if (ended) /* a stream refused at once (e.g. no event log yet) is retried quietly */
+            dbld_logf(got_any || ready ? DBLD_LOG_WARN : DBLD_LOG_DEBUG,
+                      "partition index: event stream ended: %s", code ? sst.msg : "by the server");
+        got_any |= b->n_events > 0;
         if (b->n_events) {
             rc = batch_apply(x, b, st);
             if (rc) break;
+            applied_since_trim = 1;
             if (!ready && b->last_idx >= target) set_ready(x, ready = 1);
         }
     }
