@@ -30,3 +30,6 @@ foreach(svc eventlog job graph query)
   target_include_directories(fuzz_req_${svc} PRIVATE ${CMAKE_SOURCE_DIR}/services/${svc})
 endforeach()
 target_sources(fuzz_req_eventlog PRIVATE ${GEN_DIR}/migrations.c)
+# The query service's partition index decodes events as the event log does.
+target_sources(fuzz_req_query PRIVATE ${CMAKE_SOURCE_DIR}/services/eventlog/event_meta.c)
+target_include_directories(fuzz_req_query PRIVATE ${CMAKE_SOURCE_DIR}/services/eventlog)
