@@ -11,7 +11,8 @@
  *       spawn ceiling of the machine for the same work.
  *   bench_build config --job PATH --tag T --shape WxH
  *       Spawn the configure calls a batched analysis makes, sequentially:
- *       one per level (top; all mids; all leaves), each with all its refs.
+ *       one per level (top; all mids; all leaves), each with all its refs
+ *       (a level of more than 1 MiB of refs in calls of up to 1 MiB each).
  *   bench_build build --graph ADDR --tag T --shape WxH
  *       GraphBuilder/Build of noop/T/top/WxH; waits for the outcome and counts
  *       the manifests (one per job run).
@@ -184,26 +185,38 @@ static int mode_raw(const opts *o)
     return atomic_load(&c.failures) ? 1 : 0;
 }
 
-/* The configure calls of a batched analysis: one per level, all refs at once. */
+/* The configure calls of a batched analysis: one per level, all refs at once
+ * up to 1 MiB of arguments (the graph service's split, services/graph/analyze.c). */
+#define CALL_ARG_BYTES ((size_t)1 << 20)
+
 static int mode_config(const opts *o)
 {
     size_t n;
     char **refs = all_refs(o, &n);
     size_t levels[3][2] = {{0, 1}, {1, 1 + (size_t)o->w}, {1 + (size_t)o->w, n}};
     int64_t t0 = dbld_now_ns();
-    int bad = 0;
+    int bad = 0, spawns = 0;
     for (int l = 0; l < 3; l++) {
         size_t from = levels[l][0], to = levels[l][1];
         char **argv = dbld_xcalloc(to - from + 3, sizeof *argv);
         argv[0] = (char *)o->job;
         argv[1] = "config";
-        for (size_t i = from; i < to; i++)
-            argv[2 + i - from] = refs[i];
-        if (run_process(argv) != 0) bad = 1;
+        while (from < to) {
+            size_t k = 2, bytes = 0;
+            for (; from < to; from++) {
+                size_t b = strlen(refs[from]) + 1 + sizeof(char *);
+                if (k > 2 && bytes + b > CALL_ARG_BYTES) break;
+                bytes += b;
+                argv[k++] = refs[from];
+            }
+            argv[k] = NULL;
+            if (run_process(argv) != 0) bad = 1;
+            spawns++;
+        }
         free(argv);
     }
     double secs = (double)(dbld_now_ns() - t0) / 1e9;
-    printf("config spawns=3 refs=%zu seconds=%.3f\n", n, secs);
+    printf("config spawns=%d refs=%zu seconds=%.3f\n", spawns, n, secs);
     for (size_t i = 0; i < n; i++)
         free(refs[i]);
     free(refs);

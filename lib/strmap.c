@@ -25,23 +25,15 @@ void dbld_strmap_init(dbld_strmap *m, dbld_arena *a)
 
 void dbld_strmap_free(dbld_strmap *m)
 {
-    if (!m->a) {
-        free(m->keys);
-        free(m->vals);
-    }
+    if (!m->a) free(m->slots);
     dbld_strmap_init(m, m->a);
 }
 
-static void *zalloc(dbld_strmap *m, size_t n, size_t size)
+/* The slot holding key (of hash h), or the empty slot where it belongs. */
+static size_t slot_of(const dbld_strmap_slot *slots, size_t cap, const char *key, uint64_t h)
 {
-    return m->a ? dbld_arena_alloc(m->a, n * size) : dbld_xcalloc(n, size);
-}
-
-/* The slot holding key, or the empty slot where it belongs. */
-static size_t slot_of(const char **keys, size_t cap, const char *key)
-{
-    size_t i = (size_t)dbld_hash_str(key) & (cap - 1);
-    while (keys[i] && strcmp(keys[i], key) != 0)
+    size_t i = (size_t)h & (cap - 1);
+    while (slots[i].key && (slots[i].hash != h || strcmp(slots[i].key, key) != 0))
         i = (i + 1) & (cap - 1);
     return i;
 }
@@ -49,29 +41,26 @@ static size_t slot_of(const char **keys, size_t cap, const char *key)
 static void grow(dbld_strmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : FIRST_CAP;
-    const char **keys = zalloc(m, cap, sizeof *keys);
-    size_t *vals = zalloc(m, cap, sizeof *vals);
+    dbld_strmap_slot *slots =
+        m->a ? dbld_arena_alloc(m->a, cap * sizeof *slots) : dbld_xcalloc(cap, sizeof *slots);
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->keys[i]) continue;
-        size_t j = slot_of(keys, cap, m->keys[i]);
-        keys[j] = m->keys[i];
-        vals[j] = m->vals[i];
+        if (!m->slots[i].key) continue;
+        size_t j = (size_t)m->slots[i].hash & (cap - 1);
+        while (slots[j].key)
+            j = (j + 1) & (cap - 1);
+        slots[j] = m->slots[i];
     }
-    if (!m->a) {
-        free(m->keys);
-        free(m->vals);
-    }
-    m->keys = keys;
-    m->vals = vals;
+    if (!m->a) free(m->slots);
+    m->slots = slots;
     m->cap = cap;
 }
 
 int dbld_strmap_get(const dbld_strmap *m, const char *key, size_t *val)
 {
     if (!m->cap) return 0;
-    size_t i = slot_of(m->keys, m->cap, key);
-    if (!m->keys[i]) return 0;
-    if (val) *val = m->vals[i];
+    size_t i = slot_of(m->slots, m->cap, key, dbld_hash_str(key));
+    if (!m->slots[i].key) return 0;
+    if (val) *val = m->slots[i].val;
     return 1;
 }
 
@@ -85,10 +74,12 @@ size_t dbld_strmap_find(const dbld_strmap *m, const char *key)
 static size_t find_or_add(dbld_strmap *m, const char *key, int *added)
 {
     if (2 * (m->n + 1) > m->cap) grow(m);
-    size_t i = slot_of(m->keys, m->cap, key);
-    *added = !m->keys[i];
+    uint64_t h = dbld_hash_str(key);
+    size_t i = slot_of(m->slots, m->cap, key, h);
+    *added = !m->slots[i].key;
     if (*added) {
-        m->keys[i] = key;
+        m->slots[i].key = key;
+        m->slots[i].hash = h;
         m->n++;
     }
     return i;
@@ -97,15 +88,15 @@ static size_t find_or_add(dbld_strmap *m, const char *key, int *added)
 void dbld_strmap_put(dbld_strmap *m, const char *key, size_t val)
 {
     int added;
-    size_t i = find_or_add(m, key, &added); /* may grow m->vals */
-    m->vals[i] = val;
+    size_t i = find_or_add(m, key, &added); /* may grow m->slots */
+    m->slots[i].val = val;
 }
 
 size_t dbld_strmap_index(dbld_strmap *m, const char *key, size_t *next, int *added)
 {
     int is_new;
     size_t i = find_or_add(m, key, &is_new);
-    if (is_new) m->vals[i] = (*next)++;
+    if (is_new) m->slots[i].val = (*next)++;
     if (added) *added = is_new;
-    return m->vals[i];
+    return m->slots[i].val;
 }

@@ -16,10 +16,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* One slot: the key's hash is kept so that probing compares strings only
+ * on a hash match and growing never reads the keys again. */
+typedef struct dbld_strmap_slot {
+    const char *key; /* NULL: empty */
+    size_t val;
+    uint64_t hash;
+} dbld_strmap_slot;
+
 typedef struct dbld_strmap {
     dbld_arena *a; /* NULL: malloc */
-    const char **keys;
-    size_t *vals;
+    dbld_strmap_slot *slots;
     size_t cap, n;
 } dbld_strmap;
 

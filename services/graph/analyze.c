@@ -13,6 +13,8 @@
 
 #define MAX_ROUNDS 100000
 #define MAX_TASKS 2000000
+/* Refs per configure call, in bytes of the config process's arguments. */
+#define CALL_ARG_BYTES ((size_t)1 << 20)
 
 struct gs_plan_arena {
     dbld_arena *a;
@@ -97,7 +99,7 @@ typedef struct an {
     const gs_analyze_env *env;
     gs_plan *p;
     gs_strmap produced; /* ref -> task */
-    gs_strmap pending;  /* refs queued in a frontier (value unused) */
+    gs_strmap pending;  /* refs queued in a frontier -> their job (gs_lookup_ref) */
     gs_strmap external; /* external refs already accepted */
     vec tasks;          /* Databuild__V1__Task * */
     vec task_job;       /* (void *)(uintptr_t)job */
@@ -158,6 +160,9 @@ static int add_config(an *s, group *g, Databuild__V1__JobConfig *cfg, dbld_statu
     for (size_t i = 0; i < cfg->n_outputs; i++) {
         size_t job;
         dbld_status lst;
+        /* a ref queued for this job was looked up then (the regexes are the
+         * cost of a 100k-task analysis); only the extra outputs are */
+        if (gs_strmap_get(&s->pending, cfg->outputs[i]->str, &job) && job == g->job) continue;
         if (gs_lookup_ref(s->env->lookup, cfg->outputs[i]->str, &job, &lst) == 0 &&
             job != GS_LOOKUP_NONE && job != g->job) {
             s->err = GS_AERR_CONFIGURE;
@@ -255,7 +260,7 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
                  * only when something else needs it built; its reader
                  * waits for it then, else for it to be AVAILABLE (task.c) */
                 if (d->dep_type_code == DATABUILD__V1__DEP_TYPE__QUERY) continue;
-                gs_strmap_put(&s->pending, ref, 0);
+                gs_strmap_put(&s->pending, ref, job);
                 vec_push(refs, (void *)ref);
                 vec_push(jobs, (void *)(uintptr_t)job);
                 continue;
@@ -291,22 +296,36 @@ static int next_frontier(an *s, size_t from, size_t to, vec *refs, vec *jobs, db
     return rc;
 }
 
-/* Group a frontier by job, in order of first appearance. */
+/* Group a frontier by job, in order of first appearance. A job's refs are
+ * split over several calls when they would pass CALL_ARG_BYTES of command
+ * line (each ref is an argument of the job's config process, and the kernel
+ * refuses an exec whose arguments pass ARG_MAX, 2 MiB by default). */
 static group *make_groups(an *s, vec *refs, vec *jobs, size_t *n_groups)
 {
     size_t n_jobs = gs_lookup_n_jobs(s->env->lookup);
-    size_t *slot = dbld_xcalloc(n_jobs + 1, sizeof *slot); /* position+1 */
-    group *groups = dbld_xcalloc(n_jobs + 1, sizeof *groups);
-    size_t n = 0;
+    size_t *slot = dbld_xcalloc(n_jobs + 1, sizeof *slot);   /* position+1 of the open group */
+    size_t *bytes = dbld_xcalloc(n_jobs + 1, sizeof *bytes); /* its argument bytes */
+    size_t cap = n_jobs + 1, n = 0;
+    group *groups = dbld_xcalloc(cap, sizeof *groups);
     for (size_t i = 0; i < refs->n; i++) {
         size_t job = (size_t)(uintptr_t)jobs->items[i];
+        size_t b = strlen(refs->items[i]) + 1 + sizeof(char *);
+        if (slot[job] && bytes[job] + b > CALL_ARG_BYTES) slot[job] = 0; /* full: a new call */
         if (!slot[job]) {
+            if (n == cap) {
+                groups = dbld_xrealloc(groups, 2 * cap * sizeof *groups);
+                memset(groups + cap, 0, cap * sizeof *groups);
+                cap *= 2;
+            }
             groups[n].job = job;
             slot[job] = ++n;
+            bytes[job] = 0;
         }
+        bytes[job] += b;
         vec_push(&groups[slot[job] - 1].refs, refs->items[i]);
     }
     free(slot);
+    free(bytes);
     *n_groups = n;
     return groups;
 }
@@ -448,7 +467,7 @@ static int start(an *s, const char *const *refs, size_t n, vec *f_refs, vec *f_j
         if (job == GS_LOOKUP_NONE)
             return an_fail(s, GS_AERR_LOOKUP, st, DBLD_NOT_FOUND,
                            "no job produces partition \"%s\"%s", refs[i], "");
-        gs_strmap_put(&s->pending, refs[i], 0);
+        gs_strmap_put(&s->pending, refs[i], job);
         vec_push(f_refs, (void *)refs[i]);
         vec_push(f_jobs, (void *)(uintptr_t)job);
     }

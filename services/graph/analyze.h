@@ -2,8 +2,9 @@
  *
  * Round by round: the frontier refs are grouped by job and each job is
  * configured ONCE per round with all of its refs (groups of one round are
- * configured in parallel). Tasks are deduplicated by their outputs; the
- * MATERIALIZE inputs of the new tasks that some job produces form the next
+ * configured in parallel; a job with more than 1 MiB of refs, which its
+ * config process could not take as arguments, gets one call per MiB). Tasks are deduplicated by
+ * their outputs; the MATERIALIZE inputs of the new tasks that some job produces form the next
  * frontier (a QUERY input - the seed's DepType - is read, not built: it only
  * becomes an edge when a task of the plan produces it anyway); an
  * input that no job produces is external: accepted when it matches

@@ -2,8 +2,8 @@
  *
  * Handlers only translate: refs out of the request, the work in lookup.c,
  * analyze.c and coordinator.c, the result (or status) back. Analyze builds its
- * plan outside the call arena, so the graph is copied into the arena (packed
- * and unpacked) before the plan is freed. Build and Cancel wait for a build's
+ * plan outside the call arena: it answers with dbld_call_complete() (which
+ * packs the response at once) and frees the plan after. Build and Cancel wait for a build's
  * end without holding a worker: they hand the call to waiters.c and return
  * DBLD_ASYNC.
  */
@@ -60,17 +60,16 @@ static int analyze(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     dbld_log(DBLD_LOG_INFO, rc ? "analyze failed" : "analyzed", "configure_calls", n_calls, "error",
              rc ? st->msg : NULL, (char *)NULL);
     if (rc) return rc;
-    size_t len = protobuf_c_message_get_packed_size(&p->graph->base);
-    uint8_t *buf = dbld_arena_alloc(a, len + 1);
-    protobuf_c_message_pack(&p->graph->base, buf);
-    gs_plan_free(p);
+    /* answered here, from the plan: dbld_call_complete() packs the message
+     * before it returns, so the plan is freed after it (no copy into the
+     * call's arena: a 100k-task graph is tens of MB) */
     Databuild__V1__GraphAnalyzeResponse *r =
         dbld_arena_msg(a, &databuild__v1__graph_analyze_response__descriptor);
-    r->graph = (Databuild__V1__JobGraph *)protobuf_c_message_unpack(
-        &databuild__v1__job_graph__descriptor, dbld_arena_allocator(a), len, buf);
-    if (!r->graph) return dbld_status_set(st, DBLD_INTERNAL, "could not copy the job graph");
-    *resp = &r->base;
-    return 0;
+    r->graph = p->graph;
+    dbld_call_complete(call, DBLD_OK, NULL, &r->base);
+    gs_plan_free(p);
+    (void)resp;
+    return DBLD_ASYNC;
 }
 
 /* Submit, then answer when the build ends (waiters.c): no worker waits. */

@@ -20,6 +20,7 @@
 #include "dbld/json.h"
 #include "dbld/log.h"
 #include "dbld/proc.h"
+#include "dbld/strmap.h"
 #include "dbld/util.h"
 
 #include <inttypes.h>
@@ -665,19 +666,21 @@ static void fill_dep_names(Databuild__V1__JobConfigureResponse *r)
         }
 }
 
-/* The first requested ref no config produces, or NULL. */
+/* The first requested ref no config produces, or NULL. One map of the
+ * outputs: a batched configure has tens of thousands of refs. */
 static const char *uncovered_ref(const Databuild__V1__JobConfigureResponse *r,
                                  const char *const *refs, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        int found = 0;
-        for (size_t c = 0; c < r->n_configs && !found; c++)
-            for (size_t k = 0; r->configs[c] && k < r->configs[c]->n_outputs && !found; k++)
-                found = r->configs[c]->outputs[k] && r->configs[c]->outputs[k]->str &&
-                        strcmp(r->configs[c]->outputs[k]->str, refs[i]) == 0;
-        if (!found) return refs[i];
-    }
-    return NULL;
+    dbld_strmap outs = {0};
+    for (size_t c = 0; c < r->n_configs; c++)
+        for (size_t k = 0; r->configs[c] && k < r->configs[c]->n_outputs; k++)
+            if (r->configs[c]->outputs[k] && r->configs[c]->outputs[k]->str)
+                dbld_strmap_put(&outs, r->configs[c]->outputs[k]->str, 0);
+    const char *missing = NULL;
+    for (size_t i = 0; i < n && !missing; i++)
+        if (!dbld_strmap_get(&outs, refs[i], NULL)) missing = refs[i];
+    dbld_strmap_free(&outs);
+    return missing;
 }
 
 int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *const *refs,
