@@ -67,8 +67,8 @@ static PF_UNUSED char *pf_put_want(pf *f, const char *ref, uint64_t data_ts, uin
     return resp->wants[0]->want_id;
 }
 
-/* The want's WantStateInfo from GetWantSummary; *reason set. */
-static PF_UNUSED int pf_want_state(pf *f, const char *id, char **reason)
+/* GetWantSummary of a want (the response holds a summary). */
+static PF_UNUSED Databuild__V1__WantSummaryResponse *pf_want_summary(pf *f, const char *id)
 {
     Databuild__V1__WantSummaryRequest req = DATABUILD__V1__WANT_SUMMARY_REQUEST__INIT;
     req.want_id = (char *)id;
@@ -79,6 +79,14 @@ static PF_UNUSED int pf_want_state(pf *f, const char *id, char **reason)
                                dbld_arena_allocator(f->b.a), (ProtobufCMessage **)&resp, BF_CALL_MS,
                                0, &st),
              st);
+    CHECK(resp->want);
+    return resp;
+}
+
+/* The want's WantStateInfo from GetWantSummary; *reason set. */
+static PF_UNUSED int pf_want_state(pf *f, const char *id, char **reason)
+{
+    Databuild__V1__WantSummaryResponse *resp = pf_want_summary(f, id);
     /* read them as a WantStateInfo would: re-parse the summary's bytes */
     size_t n;
     uint8_t *b = dbld_msg_pack(f->b.a, &resp->want->base, &n);

@@ -45,16 +45,8 @@ static Databuild__V1__ListBuildsResponse *builds_of(pf *f, const char *want)
 /* The want's PartitionWant from GetWantSummary. */
 static Databuild__V1__PartitionWant *want_of(pf *f, const char *id)
 {
-    Databuild__V1__WantSummaryRequest req = DATABUILD__V1__WANT_SUMMARY_REQUEST__INIT;
-    req.want_id = (char *)id;
-    Databuild__V1__WantSummaryResponse *resp = NULL;
-    dbld_status st = {0};
-    CHECK_OK(dbld_client_unary(f->q->client, "/databuild.v1.DataBuildService/GetWantSummary",
-                               &req.base, &databuild__v1__want_summary_response__descriptor,
-                               dbld_arena_allocator(f->b.a), (ProtobufCMessage **)&resp, BF_CALL_MS,
-                               0, &st),
-             st);
-    CHECK(resp->want && resp->want->want);
+    Databuild__V1__WantSummaryResponse *resp = pf_want_summary(f, id);
+    CHECK(resp->want->want);
     return resp->want->want;
 }
 
