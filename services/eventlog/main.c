@@ -37,9 +37,7 @@ static int el_attach(dbld_config *cfg, void **state, dbld_server *srv, dbld_stat
 static int el_start(void *state, dbld_server *srv, dbld_status *st)
 {
     (void)srv;
-    (void)st;
-    el_store_start(state);
-    return 0;
+    return el_store_start(state, st);
 }
 
 static void el_stop(void *state)

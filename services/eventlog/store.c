@@ -117,12 +117,16 @@ el_store *el_store_create(const el_store_opts *opts)
     return s;
 }
 
-void el_store_start(el_store *s)
+int el_store_start(el_store *s, dbld_status *st)
 {
     dbld_dbmon_start(s->mon);
-    pthread_create(&s->writer, NULL, el__store_writer_main, s);
+    int err = pthread_create(&s->writer, NULL, el__store_writer_main, s);
+    if (err)
+        return dbld_status_set(st, DBLD_INTERNAL, "could not start the writer thread: %s",
+                               strerror(err));
     el_hub_start(s->hub);
     s->started = 1;
+    return 0;
 }
 
 void el_store_destroy(el_store *s)

@@ -34,8 +34,10 @@ typedef struct el_store_opts {
 
 /* Caller frees with el_store_destroy(). Nothing runs until el_store_start(). */
 el_store *el_store_create(const el_store_opts *opts);
-/* Start the monitor (connect, migrate, health) and writer threads. */
-void el_store_start(el_store *s);
+/* Start the monitor (connect, migrate, health), writer and commit feed
+ * threads; 0, or a status when the writer's thread cannot be made (nothing
+ * to join then: el_store_destroy() still frees). */
+int el_store_start(el_store *s, dbld_status *st);
 void el_store_destroy(el_store *s);
 
 /* Requests to the writer are asynchronous: no RPC thread waits for a commit.
