@@ -179,16 +179,13 @@ int cmd_builds_list(cli_ctx *ctx, int argc, char **argv)
         static const char *const hdr[] = {"BUILD_REQUEST_ID", "STATUS", "REQUESTED",
                                           ">DURATION",        ">JOBS",  "PARTITIONS",
                                           "COMMENT"};
-        a.t = cli_table_new(7, hdr);
         cli_lister l = {.what = "build requests",
                         .cursor_opt = "--until",
                         .fetch = fetch_builds,
                         .key = build_key,
                         .emit = emit_build,
                         .user = &a};
-        rc = cli_list_pages(ctx, &a.pg, &l);
-        if (rc == 0 && !ctx->json) cli_table_print(a.t, stdout);
-        cli_table_free(a.t);
+        rc = cli_list_table(ctx, &a.pg, &l, &a.t, 7, hdr);
     }
     cli_strv_free(&a.status);
     cli_strv_free(&a.partition);

@@ -134,16 +134,13 @@ int cmd_runs_list(cli_ctx *ctx, int argc, char **argv)
     if (rc == 0) {
         static const char *const hdr[] = {"JOB_RUN_ID", "JOB",       "STATUS", "BUILD_REQUEST_ID",
                                           "SCHEDULED",  ">DURATION", "TARGETS"};
-        a.t = cli_table_new(7, hdr);
         cli_lister l = {.what = "job runs",
                         .cursor_opt = "--until",
                         .fetch = fetch_runs,
                         .key = run_key,
                         .emit = emit_run,
                         .user = &a};
-        rc = cli_list_pages(ctx, &a.pg, &l);
-        if (rc == 0 && !ctx->json) cli_table_print(a.t, stdout);
-        cli_table_free(a.t);
+        rc = cli_list_table(ctx, &a.pg, &l, &a.t, 7, hdr);
     }
     cli_strv_free(&a.job);
     cli_strv_free(&a.build);

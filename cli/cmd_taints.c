@@ -110,16 +110,13 @@ int cmd_taints_list(cli_ctx *ctx, int argc, char **argv)
     if (rc == 0) rc = cli_config(ctx);
     if (rc) return rc;
     static const char *const hdr[] = {"TAINT_ID", "TAINTED_AT", "SOURCE", "REFS", "COMMENT"};
-    a.t = cli_table_new(5, hdr);
     cli_lister l = {.what = "taints",
                     .cursor_opt = "--until",
                     .fetch = fetch_taints,
                     .key = taint_key,
                     .emit = emit_taint,
                     .user = &a};
-    rc = cli_list_pages(ctx, &a.pg, &l);
-    if (rc == 0 && !ctx->json) cli_table_print(a.t, stdout);
-    cli_table_free(a.t);
+    rc = cli_list_table(ctx, &a.pg, &l, &a.t, 5, hdr);
     return rc;
 }
 

@@ -145,16 +145,13 @@ int cmd_wants_list(cli_ctx *ctx, int argc, char **argv)
     a.now = (uint64_t)dbld_now_ns();
     static const char *const hdr[] = {"WANT_ID", "CREATED", "REF",    "STATUS",
                                       ">TTL",    ">SLA",    "COMMENT"};
-    a.t = cli_table_new(7, hdr);
     cli_lister l = {.what = "wants",
                     .cursor_opt = "--until",
                     .fetch = fetch_wants,
                     .key = want_key,
                     .emit = emit_want,
                     .user = &a};
-    rc = cli_list_pages(ctx, &a.pg, &l);
-    if (rc == 0 && !ctx->json) cli_table_print(a.t, stdout);
-    cli_table_free(a.t);
+    rc = cli_list_table(ctx, &a.pg, &l, &a.t, 7, hdr);
     return rc;
 }
 

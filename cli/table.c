@@ -428,3 +428,14 @@ int cli_show_call(cli_ctx *ctx, int argc, char **argv, const cli_show *show, dbl
     *(ProtobufCMessage **)resp_out = resp;
     return rc;
 }
+
+int cli_list_table(cli_ctx *ctx, const cli_paging *pg, const cli_lister *l, cli_table **t,
+                   size_t ncols, const char *const *hdr)
+{
+    *t = cli_table_new(ncols, hdr);
+    int rc = cli_list_pages(ctx, pg, l);
+    if (rc == 0 && !ctx->json) cli_table_print(*t, stdout);
+    cli_table_free(*t);
+    *t = NULL;
+    return rc;
+}

@@ -131,6 +131,12 @@ typedef struct cli_lister {
  * Returns 0 or CLI_FAIL (ctx->st set). */
 int cli_list_pages(cli_ctx *ctx, const cli_paging *pg, const cli_lister *l);
 
+/* cli_list_pages() into a new table of ncols columns headed hdr, kept in
+ * *t while the pages are emitted (the lister's emit adds its rows), printed
+ * unless --json, then freed (*t NULL again). Returns cli_list_pages()'s. */
+int cli_list_table(cli_ctx *ctx, const cli_paging *pg, const cli_lister *l, cli_table **t,
+                   size_t ncols, const char *const *hdr);
+
 /* "(more <what> follow: --all, or <opt> <cursor>)" on stderr. */
 void cli_more_hint(const char *what, const char *opt, const char *cursor);
 

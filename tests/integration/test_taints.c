@@ -260,11 +260,11 @@ DBLD_TEST(taint_cancels_in_flight_runs_reading_it)
     CHECK_MSG(H_POLL_UNTIL(30000, file_exists(&f, "waiting-s") && file_exists(&f, "waiting-u")),
               "the gated runs did not start");
     /* the job's marker file can appear before its JobRunStart event is stored */
-    CHECK_MSG(H_POLL_UNTIL(30000, run_status(&f, "//t:s", NULL) ==
-                                      DATABUILD__V1__JOB_STATUS__JOB_RUNNING &&
-                                      run_status(&f, "//t:u", NULL) ==
-                                          DATABUILD__V1__JOB_STATUS__JOB_RUNNING),
-              "the gated runs were not recorded RUNNING");
+    CHECK_MSG(
+        H_POLL_UNTIL(30000,
+                     run_status(&f, "//t:s", NULL) == DATABUILD__V1__JOB_STATUS__JOB_RUNNING &&
+                         run_status(&f, "//t:u", NULL) == DATABUILD__V1__JOB_STATUS__JOB_RUNNING),
+        "the gated runs were not recorded RUNNING");
     taint(&f, "x/1");
     const char *msg = "";
     CHECK_MSG(H_POLL_UNTIL(30000, run_status(&f, "//t:s", &msg) ==
