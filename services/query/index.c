@@ -67,6 +67,15 @@
 #define QI_RETRY_MS 1000 /* after a failure */
 #define QI_SUBSCRIBE "/databuild.v1.EventLog/Subscribe"
 
+/* A ref_pattern PostgreSQL accepted, compiled once (regexec on one regex_t
+ * is thread-safe in glibc). refs (under mu): lookups using it; one evicted
+ * from the list is freed by its last user. */
+typedef struct qi_pat {
+    char *pat;
+    regex_t rx; /* ^(pat)$, POSIX ERE */
+    int refs, evicted;
+} qi_pat;
+
 typedef struct qi_part {
     int64_t updated, invalidated;
     uint32_t brid; /* the row's build_request_id, interned (0: "") */
@@ -104,7 +113,7 @@ struct q_index {
     pthread_mutex_t mu; /* stop, pats */
     pthread_cond_t cv;
     int stop;
-    char *pats[QI_PATTERNS];
+    qi_pat *pats[QI_PATTERNS];
     size_t n_pats, next_pat;
     pthread_t th;
     int started;
@@ -145,6 +154,14 @@ static void metrics_init(void)
         dbld_gauge_get("databuild_query_index_partitions", "Refs in the partition index", NULL);
     g_idx = dbld_gauge_get("databuild_query_index_applied_idx",
                            "Highest event idx applied to the partition index", NULL);
+}
+
+static void pat_free(qi_pat *p)
+{
+    if (!p) return;
+    regfree(&p->rx);
+    free(p->pat);
+    free(p);
 }
 
 /* ---- one generation ---- */
@@ -907,7 +924,7 @@ void q_index_destroy(q_index *x)
     dbld_db_close(x->db);
     data_free(x->d);
     for (size_t i = 0; i < x->n_pats; i++)
-        free(x->pats[i]);
+        pat_free(x->pats[i]);
     pthread_rwlock_destroy(&x->rw);
     pthread_mutex_destroy(&x->mu);
     pthread_cond_destroy(&x->cv);
@@ -969,28 +986,58 @@ static int portable(const char *pat)
     return 1;
 }
 
-static int pattern_known(q_index *x, const char *pat)
+/* The compiled pattern pat, held (pattern_put() it); NULL: not accepted yet. */
+static qi_pat *pattern_get(q_index *x, const char *pat)
 {
     pthread_mutex_lock(&x->mu);
-    int found = 0;
+    qi_pat *found = NULL;
     for (size_t i = 0; i < x->n_pats && !found; i++)
-        found = strcmp(x->pats[i], pat) == 0;
+        if (strcmp(x->pats[i]->pat, pat) == 0) found = x->pats[i];
+    if (found) found->refs++;
     pthread_mutex_unlock(&x->mu);
     return found;
 }
 
+static void pattern_put(q_index *x, qi_pat *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&x->mu);
+    int last = --p->refs == 0 && p->evicted;
+    pthread_mutex_unlock(&x->mu);
+    if (last) pat_free(p);
+}
+
 void q_index_pattern_accepted(q_index *x, const char *pat)
 {
-    if (!x || !pat || !portable(pat) || pattern_known(x, pat)) return;
+    if (!x || !pat || !portable(pat)) return;
+    qi_pat *known = pattern_get(x, pat);
+    if (known) {
+        pattern_put(x, known);
+        return;
+    }
+    qi_pat *p = dbld_xcalloc(1, sizeof *p);
+    char *full = dbld_xmalloc(strlen(pat) + 5);
+    sprintf(full, "^(%s)$", pat);
+    int bad = regcomp(&p->rx, full, REG_EXTENDED | REG_NOSUB) != 0;
+    free(full);
+    if (bad) { /* left to PostgreSQL */
+        free(p);
+        return;
+    }
+    p->pat = dbld_xstrdup(pat);
+    qi_pat *old = NULL;
     pthread_mutex_lock(&x->mu);
     if (x->n_pats < QI_PATTERNS) {
-        x->pats[x->n_pats++] = dbld_xstrdup(pat);
+        x->pats[x->n_pats++] = p;
     } else {
-        free(x->pats[x->next_pat]);
-        x->pats[x->next_pat] = dbld_xstrdup(pat);
+        old = x->pats[x->next_pat];
+        old->evicted = 1;
+        if (old->refs) old = NULL; /* its last user frees it */
+        x->pats[x->next_pat] = p;
         x->next_pat = (x->next_pat + 1) % QI_PATTERNS;
     }
     pthread_mutex_unlock(&x->mu);
+    pat_free(old);
 }
 
 /* First entry with ref > after (bytewise). */
@@ -1012,17 +1059,10 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
                  size_t *n_out)
 {
     if (!x) return 0;
-    if (!atomic_load(&x->ready) || (pattern && !pattern_known(x, pattern))) {
+    qi_pat *pat = NULL;
+    if (!atomic_load(&x->ready) || (pattern && !(pat = pattern_get(x, pattern)))) {
         dbld_counter_add(g_sql_list, 1);
         return 0;
-    }
-    regex_t rx;
-    if (pattern) {
-        char *full = dbld_arena_printf(a, "^(%s)$", pattern);
-        if (regcomp(&rx, full, REG_EXTENDED | REG_NOSUB) != 0) {
-            dbld_counter_add(g_sql_list, 1);
-            return 0;
-        }
     }
     int hit = 0;
     pthread_rwlock_rdlock(&x->rw);
@@ -1040,14 +1080,14 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
                     k++;
                 if (k == n_statuses) continue;
             }
-            if (pattern && regexec(&rx, p->ref, 0, NULL, 0) != 0) continue;
+            if (pat && regexec(&pat->rx, p->ref, 0, NULL, 0) != 0) continue;
             fill(a, d, p, &parts[n++], 0);
         }
         *out = parts;
         *n_out = n;
     }
     pthread_rwlock_unlock(&x->rw);
-    if (pattern) regfree(&rx);
+    pattern_put(x, pat);
     dbld_counter_add(hit ? g_hits_list : g_sql_list, 1);
     return hit;
 }
