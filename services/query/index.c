@@ -734,8 +734,14 @@ static void *follower_main(void *arg)
 #define QI_GATE_WAIT_MS 2000
 #define GATE_SQL "SELECT coalesce(max(idx), 0) FROM events"
 
-static void gate_answer(q_job *j)
+/* Answer j, now that the index has applied m: with the answer computed on
+ * arrival when the index had applied m already then, else a new one. */
+static void gate_answer(q_job *j, int64_t m)
 {
+    if (j->pre && j->pre_idx >= m) {
+        dbld_call_complete(j->call, 0, "", j->pre);
+        return;
+    }
     ProtobufCMessage *resp = NULL;
     dbld_status st;
     dbld_status_clear(&st);
@@ -746,13 +752,14 @@ static void gate_answer(q_job *j)
         dbld_call_complete(j->call, rc, rc ? st.msg : "", rc ? NULL : resp);
 }
 
-/* Answer the calls in `calls`: from the index when fresh, else by SQL. */
-static void gate_release(dbld_fifo *calls, int fresh)
+/* Answer the calls in `calls`: from the index when fresh (it applied m),
+ * else by SQL. */
+static void gate_release(dbld_fifo *calls, int fresh, int64_t m)
 {
     q_job *j;
     while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(calls), q_job, link)) != NULL) {
         if (fresh)
-            gate_answer(j);
+            gate_answer(j, m);
         else
             q_job_run_sql(j);
     }
@@ -821,8 +828,8 @@ static void gate_probed(q_job *p, int rc, dbld_status *st)
             dbld_fifo_push(&rest, &j->link);
     }
     if (last) dbld_fifo_push(&rest, &last->link);
-    gate_release(&rest, fresh);
-    gate_release(&late, 0);
+    gate_release(&rest, fresh, m);
+    gate_release(&late, 0, 0);
 }
 
 /* The gate thread: calls whose probe's M the follower had not applied wait
@@ -850,7 +857,7 @@ static void *gate_main(void *arg)
         q_job *j;
         while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(&calls), q_job, link)) != NULL) {
             if (!stop && applied >= j->gate_idx)
-                gate_answer(j);
+                gate_answer(j, j->gate_idx);
             else
                 q_job_run_sql(j);
         }
@@ -861,6 +868,17 @@ static void *gate_main(void *arg)
 int q_index_gate(q_index *x, q_job *j)
 {
     if (!x || !x->gate_started || !atomic_load(&x->ready)) return 0;
+    /* the answer as of now, computed here (spread over the threads that
+     * receive calls, not on the one answering the group): sent as it is
+     * when the probe's M is at most what the index had applied before it */
+    pthread_mutex_lock(&x->mu);
+    j->pre_idx = x->applied_pub;
+    pthread_mutex_unlock(&x->mu);
+    dbld_status st;
+    dbld_status_clear(&st);
+    int rc = j->index_fn(&j->r, j, &j->pre, &st);
+    if (rc == Q_INDEX_MISS) return 0; /* the index cannot answer: SQL at once */
+    if (rc) j->pre = NULL;            /* answered again after the probe */
     pthread_mutex_lock(&x->mu);
     int ok = !x->stop, send = ok && !x->probing;
     if (send) {

@@ -196,9 +196,12 @@ struct q_job {
     /* the index's freshness gate (index.c): a probe it sends sets done, which
      * the reactor calls instead of finish + dbld_call_complete (it answers
      * the calls the probe serves, call the first of them); gate_idx is the
-     * events' highest idx a waiting call must see applied */
+     * events' highest idx a waiting call must see applied; pre / pre_idx its
+     * answer computed on arrival (by the thread that received it) */
     void (*done)(q_job *j, int rc, dbld_status *st);
     int64_t gate_idx;
+    ProtobufCMessage *pre; /* index_fn's answer on arrival, valid once pre_idx is vouched for */
+    int64_t pre_idx;       /* the index's applied idx before it was computed */
 };
 typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
 /* For a handler: returns DBLD_ASYNC, or a status when start fails, or 0
