@@ -709,6 +709,22 @@ static void *follower_main(void *arg)
     return NULL;
 }
 
+/* q_index_gate()'s answer on arrival runs on an RPC poller, which must not
+ * wait for the follower's write lock: there a busy index means "after the
+ * probe" (qi_busy), not "ask SQL". */
+static __thread int qi_try, qi_busy;
+
+static int read_lock(q_index *x)
+{
+    if (!qi_try) {
+        pthread_rwlock_rdlock(&x->rw);
+        return 1;
+    }
+    if (pthread_rwlock_tryrdlock(&x->rw) == 0) return 1;
+    qi_busy = 1;
+    return 0;
+}
+
 /* ---- the freshness gate ----
  *
  * A call answered from the index must see every write committed before it
@@ -876,9 +892,13 @@ int q_index_gate(q_index *x, q_job *j)
     pthread_mutex_unlock(&x->mu);
     dbld_status st;
     dbld_status_clear(&st);
+    qi_try = 1;
+    qi_busy = 0;
     int rc = j->index_fn(&j->r, j, &j->pre, &st);
-    if (rc == Q_INDEX_MISS) return 0; /* the index cannot answer: SQL at once */
-    if (rc) j->pre = NULL;            /* answered again after the probe */
+    int busy = qi_busy;
+    qi_try = qi_busy = 0;
+    if (rc == Q_INDEX_MISS && !busy) return 0; /* the index cannot answer: SQL at once */
+    if (rc) j->pre = NULL;                     /* answered after the probe */
     pthread_mutex_lock(&x->mu);
     int ok = !x->stop, send = ok && !x->probing;
     if (send) {
@@ -974,8 +994,7 @@ static void fill(dbld_arena *a, const qi_data *d, qi_part *p, q_index_part *out,
 int q_index_summary(q_index *x, dbld_arena *a, const char *ref, q_index_part *out)
 {
     int hit = 0;
-    if (x && atomic_load(&x->ready)) {
-        pthread_rwlock_rdlock(&x->rw);
+    if (x && atomic_load(&x->ready) && read_lock(x)) {
         qi_data *d = x->d;
         size_t v = d ? dbld_strmap_find(&d->parts, ref) : DBLD_STRMAP_NONE;
         qi_part *p = v == DBLD_STRMAP_NONE ? NULL : (qi_part *)(uintptr_t)v;
@@ -985,7 +1004,7 @@ int q_index_summary(q_index *x, dbld_arena *a, const char *ref, q_index_part *ou
         }
         pthread_rwlock_unlock(&x->rw);
     }
-    if (x) dbld_counter_add(hit ? g_hits_summary : g_sql_summary, 1);
+    if (x && !qi_busy) dbld_counter_add(hit ? g_hits_summary : g_sql_summary, 1);
     return hit;
 }
 
@@ -1083,7 +1102,10 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
         return 0;
     }
     int hit = 0;
-    pthread_rwlock_rdlock(&x->rw);
+    if (!read_lock(x)) {
+        pattern_put(x, pat);
+        return 0;
+    }
     qi_data *d = x->d;
     if (d && d->c_order && (!pattern || !d->n_nonascii)) {
         hit = 1;
