@@ -67,6 +67,15 @@
 #define QI_RETRY_MS 1000 /* after a failure */
 #define QI_SUBSCRIBE "/databuild.v1.EventLog/Subscribe"
 
+/* A ref_pattern PostgreSQL accepted, compiled once (regexec on one regex_t
+ * is thread-safe in glibc). refs (under mu): lookups using it; one evicted
+ * from the list is freed by its last user. */
+typedef struct qi_pat {
+    char *pat;
+    regex_t rx; /* ^(pat)$, POSIX ERE */
+    int refs, evicted;
+} qi_pat;
+
 typedef struct qi_part {
     int64_t updated, invalidated;
     uint32_t brid; /* the row's build_request_id, interned (0: "") */
@@ -104,7 +113,7 @@ struct q_index {
     pthread_mutex_t mu; /* stop, pats */
     pthread_cond_t cv;
     int stop;
-    char *pats[QI_PATTERNS];
+    qi_pat *pats[QI_PATTERNS];
     size_t n_pats, next_pat;
     pthread_t th;
     int started;
@@ -112,12 +121,14 @@ struct q_index {
     dbld_db *db; /* the follower's connection */
     /* the freshness gate (under mu) */
     dbld_fifo gate_q;       /* q_job.link: calls waiting for the next probe */
-    pthread_cond_t gate_cv; /* gate thread: calls queued / stop */
+    dbld_fifo probe_q;      /* the calls the probe in flight serves */
+    int probing;            /* a probe is in flight */
+    dbld_fifo slow_q;       /* calls whose probe's idx the follower has not applied yet */
+    pthread_cond_t gate_cv; /* gate thread: slow_q filled / stop */
     pthread_cond_t idx_cv;  /* gate thread: applied_pub grew / not ready */
     int64_t applied_pub;    /* the follower's applied idx, published */
     pthread_t gate_th;
     int gate_started;
-    dbld_db *gate_db; /* the gate thread's connection */
 };
 
 static dbld_counter *g_hits_summary, *g_hits_list, *g_sql_summary, *g_sql_list, *g_reloads;
@@ -143,6 +154,14 @@ static void metrics_init(void)
         dbld_gauge_get("databuild_query_index_partitions", "Refs in the partition index", NULL);
     g_idx = dbld_gauge_get("databuild_query_index_applied_idx",
                            "Highest event idx applied to the partition index", NULL);
+}
+
+static void pat_free(qi_pat *p)
+{
+    if (!p) return;
+    regfree(&p->rx);
+    free(p->pat);
+    free(p);
 }
 
 /* ---- one generation ---- */
@@ -690,22 +709,55 @@ static void *follower_main(void *arg)
     return NULL;
 }
 
+/* q_index_gate()'s answer on arrival runs on an RPC poller, which must not
+ * wait for the follower's write lock: there a busy index means "after the
+ * probe" (qi_busy), not "ask SQL". */
+static __thread int qi_try, qi_busy;
+
+static int read_lock(q_index *x)
+{
+    if (!qi_try) {
+        pthread_rwlock_rdlock(&x->rw);
+        return 1;
+    }
+    if (pthread_rwlock_tryrdlock(&x->rw) == 0) return 1;
+    qi_busy = 1;
+    return 0;
+}
+
 /* ---- the freshness gate ----
  *
  * A call answered from the index must see every write committed before it
  * arrived (a client that appended and then reads sees its write, as with
- * SQL). The calls wait in gate_q; the gate thread takes all of them, reads
- * the events' highest idx M (one index-only lookup for the whole group),
- * waits until the follower has applied M (normally at once: the stream runs
- * ahead of the probe), then answers each from the index. What the index
- * cannot answer, or when it is not ready or does not reach M within
- * QI_GATE_WAIT_MS, runs its statements as if there were no index. Under load
- * one probe serves hundreds of calls.
+ * SQL). So the index answers a call only once it has applied the events'
+ * highest idx M read by a probe sent after the call arrived.
+ *
+ * The probe (GATE_SQL, prepared) is a q_job on the reactor's connections
+ * (qasync.c), carried by a call of the group it serves: the call that
+ * finds no probe in flight sends it from its own thread (the poller: no
+ * hand-off) with every call waiting, and the reactor thread, woken by the
+ * result, answers them at once when the follower has applied M (normally:
+ * the stream runs ahead of the probe), so a call costs no thread hand-off
+ * beyond the wake-up on PostgreSQL's answer. Calls arriving while a probe
+ * is in flight wait for the next one (a probe that started before them
+ * cannot vouch for them), which the reactor sends as soon as the one in
+ * flight returns: at most one probe in flight, under load one serves
+ * hundreds of calls. When the follower is behind M, the group waits on the
+ * gate thread (at most QI_GATE_WAIT_MS). What the index cannot answer, or
+ * when it is not ready, the probe fails or M is not reached in time, runs
+ * its statements as if there were no index.
  */
 #define QI_GATE_WAIT_MS 2000
+#define GATE_SQL "SELECT coalesce(max(idx), 0) FROM events"
 
-static void gate_answer(q_job *j)
+/* Answer j, now that the index has applied m: with the answer computed on
+ * arrival when the index had applied m already then, else a new one. */
+static void gate_answer(q_job *j, int64_t m)
 {
+    if (j->pre && j->pre_idx >= m) {
+        dbld_call_complete(j->call, 0, "", j->pre);
+        return;
+    }
     ProtobufCMessage *resp = NULL;
     dbld_status st;
     dbld_status_clear(&st);
@@ -716,57 +768,112 @@ static void gate_answer(q_job *j)
         dbld_call_complete(j->call, rc, rc ? st.msg : "", rc ? NULL : resp);
 }
 
-/* The events' highest idx, on the gate's connection; -1 when unknown. */
-static int64_t gate_probe(q_index *x)
+/* Answer the calls in `calls`: from the index when fresh (it applied m),
+ * else by SQL. */
+static void gate_release(dbld_fifo *calls, int fresh, int64_t m)
 {
-    dbld_status st;
-    dbld_status_clear(&st);
-    if (!x->gate_db) {
-        dbld_db_opts o = q_session_opts(x->q->cfg);
-        const char *dsn = x->q->cfg->query.postgres_dsn ? x->q->cfg->query.postgres_dsn : "";
-        if (dbld_db_connect_opts(dsn, &o, &x->gate_db, &st) != 0) {
-            x->gate_db = NULL;
-            return -1;
-        }
+    q_job *j;
+    while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(calls), q_job, link)) != NULL) {
+        if (fresh)
+            gate_answer(j, m);
+        else
+            q_job_run_sql(j);
     }
-    dbld_res *r = NULL;
-    if (dbld_db_exec(x->gate_db, "SELECT coalesce(max(idx), 0) FROM events", 0, NULL, &r, &st)) {
-        if (!dbld_db_alive(x->gate_db)) {
-            dbld_db_close(x->gate_db);
-            x->gate_db = NULL;
-        }
-        return -1;
-    }
-    int64_t m = dbld_res_i64(r, 0, 0);
-    dbld_res_free(r);
-    return m;
 }
 
+static void gate_probed(q_job *p, int rc, dbld_status *st);
+
+/* Send the probe for the calls in probe_q, carried by `carrier` (one of
+ * them; the probe lives in its arena, so carrier is answered last). */
+static void gate_probe_send(q_job *carrier)
+{
+    q_job *p = dbld_arena_alloc(carrier->r.a, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->call = carrier->call;
+    p->op = "read the events' highest idx";
+    p->r = carrier->r;
+    p->stmts[0] = (dbld_stmt){.name = "q_gate_probe", .sql = GATE_SQL, .out = &p->res[0]};
+    p->n = 1;
+    p->done = gate_probed;
+    q_job_run_sql(p); /* a failure to send calls gate_probed at once */
+}
+
+/* The reactor (or the sender, when the probe could not be sent): the probe
+ * returned M (rc 0) or failed. */
+static void gate_probed(q_job *p, int rc, dbld_status *st)
+{
+    (void)st;
+    q_index *x = p->r.q->index;
+    dbld_call *carrier = p->call;
+    int64_t m = rc == 0 && dbld_res_rows(p->res[0]) == 1 ? dbld_res_i64(p->res[0], 0, 0) : -1;
+    dbld_res_free(p->res[0]);
+    p->res[0] = NULL;
+    dbld_fifo group, late;
+    dbld_fifo_init(&late);
+    pthread_mutex_lock(&x->mu);
+    dbld_fifo_take(&x->probe_q, &group);
+    int ready = atomic_load(&x->ready) && !x->stop;
+    int fresh = m >= 0 && ready && x->applied_pub >= m;
+    if (m >= 0 && ready && !fresh) { /* the follower is behind M: the gate thread waits */
+        q_job *j;
+        while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(&group), q_job, link)) != NULL) {
+            j->gate_idx = m;
+            dbld_fifo_push(&x->slow_q, &j->link);
+        }
+        pthread_cond_signal(&x->gate_cv);
+    }
+    /* the calls that came during this probe get the next one */
+    q_job *next = NULL;
+    if (x->gate_q.n && !x->stop) {
+        dbld_fifo_take(&x->gate_q, &x->probe_q);
+        next = DBLD_FIFO_ENTRY(dbld_fifo_first(&x->probe_q), q_job, link);
+    } else {
+        x->probing = 0;
+        dbld_fifo_take(&x->gate_q, &late); /* stopping: to SQL */
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (next) gate_probe_send(next);
+    /* the probe's memory is the carrier's: answer it last */
+    q_job *last = NULL, *j;
+    dbld_fifo rest;
+    dbld_fifo_init(&rest);
+    while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(&group), q_job, link)) != NULL) {
+        if (j->call == carrier)
+            last = j;
+        else
+            dbld_fifo_push(&rest, &j->link);
+    }
+    if (last) dbld_fifo_push(&rest, &last->link);
+    gate_release(&rest, fresh, m);
+    gate_release(&late, 0, 0);
+}
+
+/* The gate thread: calls whose probe's M the follower had not applied wait
+ * for it here (at most QI_GATE_WAIT_MS), then are answered. */
 static void *gate_main(void *arg)
 {
     q_index *x = arg;
     for (;;) {
         pthread_mutex_lock(&x->mu);
-        while (!x->gate_q.n && !x->stop)
+        while (!x->slow_q.n && !x->stop)
             pthread_cond_wait(&x->gate_cv, &x->mu);
         int stop = x->stop;
         dbld_fifo calls;
-        dbld_fifo_take(&x->gate_q, &calls);
-        pthread_mutex_unlock(&x->mu);
-        int64_t m = stop ? -1 : gate_probe(x);
-        int fresh = 0;
-        if (m >= 0) {
-            struct timespec until = dbld_abs_time(CLOCK_MONOTONIC, QI_GATE_WAIT_MS);
-            pthread_mutex_lock(&x->mu);
-            while (x->applied_pub < m && atomic_load(&x->ready) && !x->stop)
-                if (pthread_cond_timedwait(&x->idx_cv, &x->mu, &until) != 0) break;
-            fresh = x->applied_pub >= m && atomic_load(&x->ready);
-            pthread_mutex_unlock(&x->mu);
+        dbld_fifo_take(&x->slow_q, &calls);
+        int64_t m = 0;
+        for (dbld_fifo_link *l = dbld_fifo_first(&calls); l; l = l->next) {
+            q_job *j = DBLD_FIFO_ENTRY(l, q_job, link);
+            if (j->gate_idx > m) m = j->gate_idx;
         }
+        struct timespec until = dbld_abs_time(CLOCK_MONOTONIC, QI_GATE_WAIT_MS);
+        while (!stop && x->applied_pub < m && atomic_load(&x->ready) && !x->stop)
+            if (pthread_cond_timedwait(&x->idx_cv, &x->mu, &until) != 0) break;
+        int64_t applied = atomic_load(&x->ready) ? x->applied_pub : -1;
+        pthread_mutex_unlock(&x->mu);
         q_job *j;
         while ((j = DBLD_FIFO_ENTRY(dbld_fifo_pop(&calls), q_job, link)) != NULL) {
-            if (fresh)
-                gate_answer(j);
+            if (!stop && applied >= j->gate_idx)
+                gate_answer(j, j->gate_idx);
             else
                 q_job_run_sql(j);
         }
@@ -777,13 +884,31 @@ static void *gate_main(void *arg)
 int q_index_gate(q_index *x, q_job *j)
 {
     if (!x || !x->gate_started || !atomic_load(&x->ready)) return 0;
+    /* the answer as of now, computed here (spread over the threads that
+     * receive calls, not on the one answering the group): sent as it is
+     * when the probe's M is at most what the index had applied before it */
     pthread_mutex_lock(&x->mu);
-    int ok = !x->stop;
-    if (ok) {
+    j->pre_idx = x->applied_pub;
+    pthread_mutex_unlock(&x->mu);
+    dbld_status st;
+    dbld_status_clear(&st);
+    qi_try = 1;
+    qi_busy = 0;
+    int rc = j->index_fn(&j->r, j, &j->pre, &st);
+    int busy = qi_busy;
+    qi_try = qi_busy = 0;
+    if (rc == Q_INDEX_MISS && !busy) return 0; /* the index cannot answer: SQL at once */
+    if (rc) j->pre = NULL;                     /* answered after the probe */
+    pthread_mutex_lock(&x->mu);
+    int ok = !x->stop, send = ok && !x->probing;
+    if (send) {
+        x->probing = 1;
+        dbld_fifo_push(&x->probe_q, &j->link);
+    } else if (ok) {
         dbld_fifo_push(&x->gate_q, &j->link);
-        pthread_cond_signal(&x->gate_cv);
     }
     pthread_mutex_unlock(&x->mu);
+    if (send) gate_probe_send(j);
     return ok;
 }
 
@@ -809,6 +934,8 @@ q_index *q_index_create(q_ctx *q)
     dbld_cond_init_mono(&x->gate_cv);
     dbld_cond_init_mono(&x->idx_cv);
     dbld_fifo_init(&x->gate_q);
+    dbld_fifo_init(&x->probe_q);
+    dbld_fifo_init(&x->slow_q);
     return x;
 }
 
@@ -833,10 +960,9 @@ void q_index_destroy(q_index *x)
     if (x->started) pthread_join(x->th, NULL);
     if (x->gate_started) pthread_join(x->gate_th, NULL); /* hands what waits to SQL */
     dbld_db_close(x->db);
-    dbld_db_close(x->gate_db);
     data_free(x->d);
     for (size_t i = 0; i < x->n_pats; i++)
-        free(x->pats[i]);
+        pat_free(x->pats[i]);
     pthread_rwlock_destroy(&x->rw);
     pthread_mutex_destroy(&x->mu);
     pthread_cond_destroy(&x->cv);
@@ -868,8 +994,7 @@ static void fill(dbld_arena *a, const qi_data *d, qi_part *p, q_index_part *out,
 int q_index_summary(q_index *x, dbld_arena *a, const char *ref, q_index_part *out)
 {
     int hit = 0;
-    if (x && atomic_load(&x->ready)) {
-        pthread_rwlock_rdlock(&x->rw);
+    if (x && atomic_load(&x->ready) && read_lock(x)) {
         qi_data *d = x->d;
         size_t v = d ? dbld_strmap_find(&d->parts, ref) : DBLD_STRMAP_NONE;
         qi_part *p = v == DBLD_STRMAP_NONE ? NULL : (qi_part *)(uintptr_t)v;
@@ -879,7 +1004,7 @@ int q_index_summary(q_index *x, dbld_arena *a, const char *ref, q_index_part *ou
         }
         pthread_rwlock_unlock(&x->rw);
     }
-    if (x) dbld_counter_add(hit ? g_hits_summary : g_sql_summary, 1);
+    if (x && !qi_busy) dbld_counter_add(hit ? g_hits_summary : g_sql_summary, 1);
     return hit;
 }
 
@@ -898,28 +1023,58 @@ static int portable(const char *pat)
     return 1;
 }
 
-static int pattern_known(q_index *x, const char *pat)
+/* The compiled pattern pat, held (pattern_put() it); NULL: not accepted yet. */
+static qi_pat *pattern_get(q_index *x, const char *pat)
 {
     pthread_mutex_lock(&x->mu);
-    int found = 0;
+    qi_pat *found = NULL;
     for (size_t i = 0; i < x->n_pats && !found; i++)
-        found = strcmp(x->pats[i], pat) == 0;
+        if (strcmp(x->pats[i]->pat, pat) == 0) found = x->pats[i];
+    if (found) found->refs++;
     pthread_mutex_unlock(&x->mu);
     return found;
 }
 
+static void pattern_put(q_index *x, qi_pat *p)
+{
+    if (!p) return;
+    pthread_mutex_lock(&x->mu);
+    int last = --p->refs == 0 && p->evicted;
+    pthread_mutex_unlock(&x->mu);
+    if (last) pat_free(p);
+}
+
 void q_index_pattern_accepted(q_index *x, const char *pat)
 {
-    if (!x || !pat || !portable(pat) || pattern_known(x, pat)) return;
+    if (!x || !pat || !portable(pat)) return;
+    qi_pat *known = pattern_get(x, pat);
+    if (known) {
+        pattern_put(x, known);
+        return;
+    }
+    qi_pat *p = dbld_xcalloc(1, sizeof *p);
+    char *full = dbld_xmalloc(strlen(pat) + 5);
+    sprintf(full, "^(%s)$", pat);
+    int bad = regcomp(&p->rx, full, REG_EXTENDED | REG_NOSUB) != 0;
+    free(full);
+    if (bad) { /* left to PostgreSQL */
+        free(p);
+        return;
+    }
+    p->pat = dbld_xstrdup(pat);
+    qi_pat *old = NULL;
     pthread_mutex_lock(&x->mu);
     if (x->n_pats < QI_PATTERNS) {
-        x->pats[x->n_pats++] = dbld_xstrdup(pat);
+        x->pats[x->n_pats++] = p;
     } else {
-        free(x->pats[x->next_pat]);
-        x->pats[x->next_pat] = dbld_xstrdup(pat);
+        old = x->pats[x->next_pat];
+        old->evicted = 1;
+        if (old->refs) old = NULL; /* its last user frees it */
+        x->pats[x->next_pat] = p;
         x->next_pat = (x->next_pat + 1) % QI_PATTERNS;
     }
     pthread_mutex_unlock(&x->mu);
+    pat_free(old);
 }
 
 /* First entry with ref > after (bytewise). */
@@ -941,20 +1096,16 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
                  size_t *n_out)
 {
     if (!x) return 0;
-    if (!atomic_load(&x->ready) || (pattern && !pattern_known(x, pattern))) {
+    qi_pat *pat = NULL;
+    if (!atomic_load(&x->ready) || (pattern && !(pat = pattern_get(x, pattern)))) {
         dbld_counter_add(g_sql_list, 1);
         return 0;
     }
-    regex_t rx;
-    if (pattern) {
-        char *full = dbld_arena_printf(a, "^(%s)$", pattern);
-        if (regcomp(&rx, full, REG_EXTENDED | REG_NOSUB) != 0) {
-            dbld_counter_add(g_sql_list, 1);
-            return 0;
-        }
-    }
     int hit = 0;
-    pthread_rwlock_rdlock(&x->rw);
+    if (!read_lock(x)) {
+        pattern_put(x, pat);
+        return 0;
+    }
     qi_data *d = x->d;
     if (d && d->c_order && (!pattern || !d->n_nonascii)) {
         hit = 1;
@@ -969,14 +1120,14 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
                     k++;
                 if (k == n_statuses) continue;
             }
-            if (pattern && regexec(&rx, p->ref, 0, NULL, 0) != 0) continue;
+            if (pat && regexec(&pat->rx, p->ref, 0, NULL, 0) != 0) continue;
             fill(a, d, p, &parts[n++], 0);
         }
         *out = parts;
         *n_out = n;
     }
     pthread_rwlock_unlock(&x->rw);
-    if (pattern) regfree(&rx);
+    pattern_put(x, pat);
     dbld_counter_add(hit ? g_hits_list : g_sql_list, 1);
     return hit;
 }

@@ -193,6 +193,15 @@ struct q_job {
     q_req r;
     int attempts;
     dbld_fifo_link link; /* in the reactor's queue */
+    /* the index's freshness gate (index.c): a probe it sends sets done, which
+     * the reactor calls instead of finish + dbld_call_complete (it answers
+     * the calls the probe serves, call the first of them); gate_idx is the
+     * events' highest idx a waiting call must see applied; pre / pre_idx its
+     * answer computed on arrival (by the thread that received it) */
+    void (*done)(q_job *j, int rc, dbld_status *st);
+    int64_t gate_idx;
+    ProtobufCMessage *pre; /* index_fn's answer on arrival, valid once pre_idx is vouched for */
+    int64_t pre_idx;       /* the index's applied idx before it was computed */
 };
 typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
 /* For a handler: returns DBLD_ASYNC, or a status when start fails, or 0
@@ -202,7 +211,7 @@ typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, d
 int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const ProtobufCMessage *req,
                  ProtobufCMessage **resp, dbld_status *st);
 /* Run a job's statements for a call that already returned DBLD_ASYNC (the
- * index's gate hands back what it cannot answer). */
+ * index's gate hands back what it cannot answer, and sends its probes so). */
 void q_job_run_sql(q_job *j);
 /* The reactor and its connections (n of them), made by q_ctx_create(). */
 typedef struct q_reactor q_reactor;
