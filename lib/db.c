@@ -500,9 +500,14 @@ void dbld_res_free(dbld_res *r)
 
 char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n)
 {
+    /* the exact length: the writer's batches make literals of megabytes */
     size_t len = 3;
-    for (size_t i = 0; i < n; i++)
-        len += 5 + (items[i] ? 2 * strlen(items[i]) : 0);
+    for (size_t i = 0; i < n; i++) {
+        len += 5;
+        if (items[i])
+            for (const char *s = items[i]; *s; s++)
+                len += 1 + (*s == '"' || *s == '\\');
+    }
     char *out = dbld_arena_alloc(a, len), *p = out;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
