@@ -357,6 +357,72 @@ DBLD_TEST(append_queue_cap)
     h_service_stop(el);
 }
 
+/* The queue's memory is capped too (QUEUE_MAX_BYTES, 64 MiB of the queued
+ * requests' arenas), whatever the events' size: with the writer stalled,
+ * Appends of large events (here ~16 MiB of request memory each, 1,000 events,
+ * far below the 50,000-event cap) queue until the next would pass 64 MiB;
+ * that one is refused with UNAVAILABLE naming the bytes and the cap, and
+ * every Append is stored exactly once when the writer moves again. */
+enum { BYTES_CALLS = 8, BYTES_EVENTS = 1000, BYTES_COMMENT = 4000 };
+
+static Databuild__V1__BuildEvent **big_events(dbld_arena *a, const char *tag)
+{
+    char *comment = dbld_arena_alloc(a, BYTES_COMMENT + 1);
+    memset(comment, 'c', BYTES_COMMENT);
+    Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, BYTES_EVENTS * sizeof *evs);
+    for (int k = 0; k < BYTES_EVENTS; k++) {
+        const char *refs[] = {dbld_arena_printf(a, "f/bytes/%s/p=%d", tag, k), NULL};
+        evs[k] = h_event_build_request(
+            a, dbld_arena_printf(a, "br-bytes-%s-%d", tag, k),
+            DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, refs, comment, NULL);
+    }
+    return evs;
+}
+
+DBLD_TEST(append_queue_bytes_cap)
+{
+    char dsn[1024];
+    h_db_create("queuebytes", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL); /* event cap: 50,000 */
+    dbld_arena *a = dbld_arena_create();
+    dbld_db *lock = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_db_connect(dsn, &lock, &st), st);
+    const char *key[] = {dbld_arena_printf(a, "%lld", WRITER_LOCK)};
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_lock($1::bigint)", 1, key, NULL, &st), st);
+
+    static bg_append f[BYTES_CALLS];
+    for (int i = 0; i < BYTES_CALLS; i++) {
+        dbld_arena *fa = dbld_arena_create();
+        bg_append_start(&f[i], el, big_events(fa, dbld_arena_printf(fa, "bg%d", i)), BYTES_EVENTS,
+                        fa);
+    }
+    Databuild__V1__BuildEvent **evs = big_events(a, "plain");
+    Databuild__V1__AppendResponse *r = NULL;
+    int rc = DBLD_OK;
+    CHECK_MSG(H_POLL_UNTIL(30000, (rc = h_append(el, a, evs, BYTES_EVENTS, &r, CALL_DEADLINE_MS,
+                                                 &st)) == DBLD_UNAVAILABLE),
+              "a plain Append was not refused while the queue held 64 MiB (%s: %s)",
+              dbld_code_name(rc), st.msg);
+    CHECK_CONTAINS(st.msg, "KiB of requests queued");
+    CHECK_CONTAINS(st.msg, "cap of 65536 KiB");
+    for (int i = 0; i < BYTES_CALLS; i++)
+        CHECK_MSG(!atomic_load(&f[i].done), "Append %d returned while the writer was stalled: %s",
+                  i, f[i].st.msg);
+    CHECK(h_service_alive(el));
+
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_unlock($1::bigint)", 1, key, NULL, &st), st);
+    dbld_db_close(lock);
+    h_acklog *log = h_acklog_new();
+    for (int i = 0; i < BYTES_CALLS; i++)
+        CHECK_CODE(bg_append_join(&f[i], log), f[i].st, DBLD_OK);
+    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES);
+    for (int i = 0; i < BYTES_CALLS; i++)
+        dbld_arena_destroy(f[i].a);
+    dbld_arena_destroy(a);
+    h_service_stop(el);
+}
+
 /* ------------------------------------------- claims after a (re)connect */
 
 enum { RC_CLAIMS = 6 };
@@ -674,6 +740,7 @@ DBLD_TEST(config_error_refuses_to_start)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(kill9_between_appends), DBLD_TEST_ENTRY(kill9_during_appends),
                DBLD_TEST_ENTRY(postgres_stop_and_restart), DBLD_TEST_ENTRY(append_queue_cap),
+               DBLD_TEST_ENTRY(append_queue_bytes_cap),
                DBLD_TEST_ENTRY(claims_batch_after_reconnect),
                DBLD_TEST_ENTRY(database_down_at_start),
                DBLD_TEST_ENTRY(garbage_and_unknown_methods), DBLD_TEST_ENTRY(health_names),
