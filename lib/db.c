@@ -590,6 +590,24 @@ char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len)
     return out;
 }
 
+char *dbld_msg_hex(dbld_arena *a, const ProtobufCMessage *m)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = protobuf_c_message_get_packed_size(m);
+    char *out = dbld_arena_alloc(a, 2 * len + 1);
+    unsigned char *d = (unsigned char *)out + len;
+    protobuf_c_message_pack(m, d);
+    /* byte i (at len + i) is read before out[2i], out[2i + 1] are written,
+     * and 2i + 1 <= len + i: no unread byte is overwritten */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = d[i];
+        out[2 * i] = hex[b >> 4];
+        out[2 * i + 1] = hex[b & 15];
+    }
+    out[2 * len] = '\0';
+    return out;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
