@@ -6,9 +6,9 @@
  * build_request_id, tainted; `row` 0 while no row exists) and the build
  * requests of the events mentioning the ref, most recent first, at most
  * Q_PAST_BUILDS - exactly what SUMMARY_SQL / LIST_SQL in partitions.c read.
- * Refs sit in one hash map (ref -> entry) and one array sorted bytewise
- * (ListPartitions' order under the C collation); build ids are interned
- * (4 bytes per history entry).
+ * Refs sit in one array sorted bytewise (ListPartitions' order under the C
+ * collation), found by binary search (see Memory below); build ids are
+ * interned (4 bytes per history entry).
  *
  * How it follows PostgreSQL: one thread (the follower) loads everything in
  * one REPEATABLE READ snapshot (the rows, then the histories aggregated from
