@@ -24,7 +24,10 @@
 #        BENCH_SECONDS (60), BENCH_CHANNELS (50), BENCH_CALLS (20),
 #        BENCH_RPCS (summary,list,builds), BENCH_AFTER (5),
 #        BENCH_QUERY_WORKERS (the service's default), BENCH_KEEP_DB=1,
-#        BENCH_QUERY_INDEX (true: the partition index; false: SQL only).
+#        BENCH_QUERY_INDEX (true: the partition index; false: SQL only),
+#        BENCH_WRAP_EVENTLOG / BENCH_WRAP_QUERY (a command the service runs
+#        under, split on spaces, e.g. "heaptrack -o /tmp/el": where the
+#        memory goes; the RSS figures are then the wrapper's).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -58,7 +61,9 @@ YAML
 echo "  index: ${BENCH_QUERY_INDEX:-true}" >>"$work/databuild.yaml"
 
 start() { # start SERVICE PORT: run it, wait until healthy; sets $started
-    "$build/databuild-$1" --config "$work/databuild.yaml" 2>"$work/$1.log" &
+    local wrap_var="BENCH_WRAP_${1^^}" wrap=()
+    read -r -a wrap <<<"${!wrap_var:-}"
+    "${wrap[@]}" "$build/databuild-$1" --config "$work/databuild.yaml" 2>"$work/$1.log" &
     started=$!
     pids+=("$started")
     for _ in $(seq 1 100); do
@@ -79,9 +84,16 @@ sample() { awk '/^VmRSS:/ {r = $2} /^Threads:/ {t = $2} END {print r + 0, t + 0}
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 read -r rss_start thr_start < <(sample)
+read -r el_start _ < <(sample "$elpid")
 echo "== load: $events events over $partitions partitions through the event log's Append =="
+# the event log's RSS four times a second while the load runs: its peak
+( while kill -0 "$elpid" 2>/dev/null; do sample "$elpid"; sleep 0.25; done ) >"$work/el_samples.txt" &
+el_sampler=$!
+pids+=("$el_sampler")
 "$build/bench_query" load --target "127.0.0.1:$el" --events "$events" --partitions "$partitions" \
     --threads 4
+kill "$el_sampler" 2>/dev/null && wait "$el_sampler" 2>/dev/null || true
+read -r el_peak _ < <(awk '$1 > r {r = $1} END {print r + 0}' "$work/el_samples.txt")
 read -r el_loaded _ < <(sample "$elpid")
 psql -q "$dsn" -c "VACUUM ANALYZE" >/dev/null
 psql -At "$dsn" -c "SELECT 'stored: ' || (SELECT count(*) FROM events) || ' events, '
@@ -130,6 +142,7 @@ mem=$(awk -v a="$rss_peak" -v b="$rss_after" 'BEGIN {print (a <= 30 * 1024 && b 
 echo "RSS during $(mib "$rss_peak") MiB, after $(mib "$rss_after") MiB: $mem"
 elmem=$(awk -v k="$el_idle" 'BEGIN {print k <= 40 * 1024 ? "met" : "MISSED"}')
 [ "$elmem" = met ] || verdict=MISSED
-echo "event log RSS: $(mib "$el_loaded") MiB as the load ended, $(mib "$el_idle") MiB once idle (target <= 40 MB): $elmem"
+echo "event log RSS: $(mib "$el_start") MiB started, $(mib "$el_peak") MiB peak during the load," \
+    "$(mib "$el_loaded") MiB as the load ended, $(mib "$el_idle") MiB once idle (target <= 40 MB): $elmem"
 echo "overall: target $verdict"
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (clients, services and PostgreSQL share them)"

@@ -500,9 +500,14 @@ void dbld_res_free(dbld_res *r)
 
 char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n)
 {
+    /* the exact length: the writer's batches make literals of megabytes */
     size_t len = 3;
-    for (size_t i = 0; i < n; i++)
-        len += 5 + (items[i] ? 2 * strlen(items[i]) : 0);
+    for (size_t i = 0; i < n; i++) {
+        len += 5;
+        if (items[i])
+            for (const char *s = items[i]; *s; s++)
+                len += 1 + (*s == '"' || *s == '\\');
+    }
     char *out = dbld_arena_alloc(a, len), *p = out;
     *p++ = '{';
     for (size_t i = 0; i < n; i++) {
@@ -580,6 +585,24 @@ char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len)
     for (size_t i = 0; i < len; i++) {
         out[2 * i] = hex[d[i] >> 4];
         out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * len] = '\0';
+    return out;
+}
+
+char *dbld_msg_hex(dbld_arena *a, const ProtobufCMessage *m)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = protobuf_c_message_get_packed_size(m);
+    char *out = dbld_arena_alloc(a, 2 * len + 1);
+    unsigned char *d = (unsigned char *)out + len;
+    protobuf_c_message_pack(m, d);
+    /* byte i (at len + i) is read before out[2i], out[2i + 1] are written,
+     * and 2i + 1 <= len + i: no unread byte is overwritten */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = d[i];
+        out[2 * i] = hex[b >> 4];
+        out[2 * i + 1] = hex[b & 15];
     }
     out[2 * len] = '\0';
     return out;

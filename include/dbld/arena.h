@@ -25,6 +25,10 @@ char *dbld_arena_strdup(dbld_arena *a, const char *s);
 char *dbld_arena_strndup(dbld_arena *a, const char *s, size_t n);
 char *dbld_arena_printf(dbld_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Capacity of the blocks after the arena's first: *heap from malloc, *mapped
+ * mapped on their own (given back to the system on reset/destroy; see arena.c). */
+void dbld_arena_stats(const dbld_arena *a, size_t *heap, size_t *mapped);
+
 /* Allocator whose free() is a no-op; borrowed, valid while the arena lives. */
 ProtobufCAllocator *dbld_arena_allocator(dbld_arena *a);
 

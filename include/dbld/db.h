@@ -140,6 +140,9 @@ char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n);
 int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size_t *n);
 /* Lower-case hex of bytes (for decode($1,'hex')); and back. */
 char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len);
+/* m serialized, in hex: packed into the second half of the string's own
+ * allocation and encoded in place (no second copy of the bytes). */
+char *dbld_msg_hex(dbld_arena *a, const ProtobufCMessage *m);
 /* Decodes a bytea text value ("\x0a0b") into arena memory. */
 int dbld_bytea_decode(dbld_arena *a, const char *text, uint8_t **out, size_t *len);
 

@@ -203,9 +203,6 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
     out->n_labels = labels.n;
     out->runs = runs.items;
     out->n_runs = runs.n;
-    size_t len = protobuf_c_message_get_packed_size(&ev->base);
-    uint8_t *buf = dbld_arena_alloc(a, len ? len : 1);
-    protobuf_c_message_pack(&ev->base, buf);
-    out->payload_hex = dbld_hex_encode(a, buf, len);
+    out->payload_hex = dbld_msg_hex(a, &ev->base);
     return 0;
 }

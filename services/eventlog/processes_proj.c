@@ -54,9 +54,7 @@ static const char *join_refs(dbld_arena *a, Databuild__V1__PartitionRef **refs, 
 
 static const char *params_hex(dbld_arena *a, const Databuild__V1__ProcessParams *pp)
 {
-    size_t n;
-    uint8_t *b = dbld_msg_pack(a, &pp->base, &n);
-    return dbld_hex_encode(a, b, n);
+    return dbld_msg_hex(a, &pp->base);
 }
 
 static void add_item(dbld_arena *a, items *it, const char *name, const char *hex, int64_t ts)

@@ -37,9 +37,7 @@ static const char *i64s(dbld_arena *a, int64_t v)
 
 static const char *msg_hex(dbld_arena *a, const ProtobufCMessage *m)
 {
-    size_t n;
-    uint8_t *b = dbld_msg_pack(a, m, &n);
-    return dbld_hex_encode(a, b, n);
+    return dbld_msg_hex(a, m);
 }
 
 /* A bytea column as a message (empty when NULL or empty). */

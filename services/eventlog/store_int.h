@@ -38,6 +38,10 @@
  * clients) instead of growing memory. */
 #define QUEUE_BATCHES 10
 #define QUEUE_MIN_EVENTS 10000
+/* ... and at most QUEUE_MAX_BYTES of the requests' memory (their RPC arenas:
+ * the decoded request and its prepared rows), whatever the events' size: 50,000
+ * events of a large build graph would otherwise hold hundreds of MiB. */
+#define QUEUE_MAX_BYTES (64u << 20)
 
 /* Reader connections kept from user reads (el_store_read_with_db()). */
 #define READS_RESERVED 1
@@ -54,6 +58,7 @@ typedef struct pending {
     el_claim *claim;     /* set for a claim: decided in the batch's transaction */
     el_joblogs *logs;    /* set for job log entries */
     dbld_arena *arena;   /* the requester's arena (the RPC's): this struct, result strings */
+    size_t bytes;        /* the arena's size when queued (counted in queued_bytes) */
     el_fence fence;      /* fence.build_request_id NULL: not fenced */
     const char *refused; /* set by fence_verdict(): why the fence refused it (in arena) */
     el_append_cb cb;     /* reports the outcome (answers the RPC) */
@@ -71,6 +76,7 @@ struct el_store {
     dbld_fifo queue;        /* pending.link: waiting for the writer */
     size_t queued_events;   /* in the queue, not yet taken by the writer */
     size_t max_queued;      /* refuse a request that would queue more (one alone always fits) */
+    size_t queued_bytes;    /* pending.bytes of the queue; refused past QUEUE_MAX_BYTES likewise */
     int stop;
     int migrated; /* the monitor's probe only */
     dbld_dbmon *mon;

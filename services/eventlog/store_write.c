@@ -728,7 +728,7 @@ static void process(el_store *s, dbld_db **db, pending *reqs)
 static pending *take_batch(el_store *s)
 {
     pending *first = DBLD_FIFO_ENTRY(dbld_fifo_pop(&s->queue), pending, link), *last = first;
-    size_t events = first->n;
+    size_t events = first->n, bytes = first->bytes;
     pending *p;
     while ((p = DBLD_FIFO_ENTRY(dbld_fifo_first(&s->queue), pending, link)) &&
            events + p->n <= (size_t)s->opts.max_batch_events) {
@@ -736,9 +736,11 @@ static pending *take_batch(el_store *s)
         last->next = p;
         last = p;
         events += p->n;
+        bytes += p->bytes;
     }
     last->next = NULL;
     s->queued_events -= events;
+    s->queued_bytes -= bytes;
     return first;
 }
 
@@ -771,18 +773,30 @@ static int submit_async(el_store *s, pending *p, dbld_status *st)
         pthread_mutex_unlock(&s->mu);
         return dbld_status_set(st, DBLD_UNAVAILABLE, "event log is shutting down");
     }
+    size_t heap, mapped;
+    dbld_arena_stats(p->arena, &heap, &mapped);
+    p->bytes = heap + mapped;
+    /* UNAVAILABLE, not RESOURCE_EXHAUSTED: it passes once the database
+     * catches up, and idempotent clients retry it with backoff */
     if (s->queued_events && s->queued_events + p->n > s->max_queued) {
         size_t queued = s->queued_events;
         pthread_mutex_unlock(&s->mu);
-        /* UNAVAILABLE, not RESOURCE_EXHAUSTED: it passes once the database
-         * catches up, and idempotent clients retry it with backoff */
         return dbld_status_set(st, DBLD_UNAVAILABLE,
                                "event log write queue is full: %zu events queued, %zu more"
                                " would pass the cap of %zu; the database is not keeping up",
                                queued, p->n, s->max_queued);
     }
+    if (s->queued_bytes && s->queued_bytes + p->bytes > QUEUE_MAX_BYTES) {
+        size_t queued = s->queued_bytes;
+        pthread_mutex_unlock(&s->mu);
+        return dbld_status_set(st, DBLD_UNAVAILABLE,
+                               "event log write queue is full: %zu KiB of requests queued, %zu KiB"
+                               " more would pass the cap of %u KiB; the database is not keeping up",
+                               queued >> 10, p->bytes >> 10, QUEUE_MAX_BYTES >> 10);
+    }
     dbld_fifo_push(&s->queue, &p->link);
     s->queued_events += p->n;
+    s->queued_bytes += p->bytes;
     pthread_cond_signal(&s->work_cv);
     pthread_mutex_unlock(&s->mu);
     return 0;

@@ -6,9 +6,9 @@
  * build_request_id, tainted; `row` 0 while no row exists) and the build
  * requests of the events mentioning the ref, most recent first, at most
  * Q_PAST_BUILDS - exactly what SUMMARY_SQL / LIST_SQL in partitions.c read.
- * Refs sit in one hash map (ref -> entry) and one array sorted bytewise
- * (ListPartitions' order under the C collation); build ids are interned
- * (4 bytes per history entry).
+ * Refs sit in one array sorted bytewise (ListPartitions' order under the C
+ * collation), found by binary search (see Memory below); build ids are
+ * interned (4 bytes per history entry).
  *
  * How it follows PostgreSQL: one thread (the follower) loads everything in
  * one REPEATABLE READ snapshot (the rows, then the histories aggregated from
@@ -37,9 +37,14 @@
  *
  * Memory (bounded by query.index_max_partitions, default 1,000,000; over it
  * the index switches itself off and every answer comes from SQL): per
- * partition about 48 bytes of entry + the ref + 16-32 bytes of hash slot + 8
- * bytes of sorted array, ~ 90 bytes for a 16-byte ref, plus 4 bytes per past
- * build beyond the first 4; per build id ~ 60 bytes.
+ * partition 48 bytes of entry + the ref (rounded up to 16 bytes together) +
+ * 8-16 bytes of sorted array, ~ 80 bytes for a 16-byte ref, plus 4 bytes per
+ * past build beyond the first 4 (in a malloc'd array); per build id ~ 60
+ * bytes. Refs are found by binary search in the sorted array, not in a hash
+ * map: the map's slots (24 bytes, at most half full) cost 48-96 bytes per
+ * partition, more than the entry, and a lookup of a few hundred nanoseconds
+ * is nothing beside the call around it. Only the entries added since the
+ * last merge into the sorted array (one batch, or a load) are in a map.
  */
 #define _GNU_SOURCE /* pthread_rwlockattr_setkind_np */
 #include "query.h"
@@ -92,11 +97,11 @@ typedef struct qi_part {
 
 /* One loaded generation; a reload builds a new one and frees the old. */
 typedef struct qi_data {
-    dbld_arena *a;     /* entries and build id strings */
-    dbld_strmap parts; /* ref -> (qi_part *) (malloc'd arrays) */
-    qi_part **sorted;  /* every entry, bytewise by ref */
-    size_t n_sorted, cap_sorted;
-    dbld_strmap bids; /* build id -> index into bid */
+    dbld_arena *a;    /* entries and build id strings */
+    qi_part **sorted; /* every entry; bytewise by ref up to n_merged */
+    size_t n_sorted, cap_sorted, n_merged;
+    dbld_strmap fresh; /* ref -> (qi_part *) of sorted[n_merged..] (malloc'd arrays) */
+    dbld_strmap bids;  /* build id -> index into bid */
     const char **bid;
     size_t n_bid, cap_bid;
     size_t n_rows, n_nonascii, n_hist_out;
@@ -170,7 +175,7 @@ static qi_data *data_new(void)
 {
     qi_data *d = dbld_xcalloc(1, sizeof *d);
     d->a = dbld_arena_create();
-    dbld_strmap_init(&d->parts, NULL);
+    dbld_strmap_init(&d->fresh, NULL);
     dbld_strmap_init(&d->bids, NULL);
     d->bid = dbld_xmalloc(16 * sizeof *d->bid);
     d->cap_bid = 16;
@@ -183,7 +188,7 @@ static void data_free(qi_data *d)
     if (!d) return;
     for (size_t i = 0; i < d->n_sorted; i++)
         if (d->sorted[i]->cap_hist) free(d->sorted[i]->hist.out);
-    dbld_strmap_free(&d->parts);
+    dbld_strmap_free(&d->fresh);
     dbld_strmap_free(&d->bids);
     free(d->sorted);
     free(d->bid);
@@ -218,16 +223,34 @@ static int by_ref(const void *x, const void *y)
     return strcmp((*(qi_part *const *)x)->ref, (*(qi_part *const *)y)->ref);
 }
 
+/* The merged entry of ref, or NULL. */
+static qi_part *find_merged(const qi_data *d, const char *ref)
+{
+    size_t lo = 0, hi = d->n_merged;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(d->sorted[mid]->ref, ref);
+        if (c == 0) return d->sorted[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 /* The entry of ref; created (not yet in sorted: *fresh says so) when absent. */
 static qi_part *part_get(qi_data *d, const char *ref, int *fresh)
 {
-    size_t v = dbld_strmap_find(&d->parts, ref);
-    *fresh = v == DBLD_STRMAP_NONE;
-    if (!*fresh) return (qi_part *)(uintptr_t)v;
+    qi_part *p = find_merged(d, ref);
+    size_t v = p ? 0 : dbld_strmap_find(&d->fresh, ref);
+    if (!p && v != DBLD_STRMAP_NONE) p = (qi_part *)(uintptr_t)v;
+    *fresh = !p;
+    if (p) return p;
     size_t len = strlen(ref);
-    qi_part *p = dbld_arena_alloc(d->a, sizeof *p + len + 1); /* zeroed */
+    p = dbld_arena_alloc(d->a, sizeof *p + len + 1); /* zeroed */
     memcpy(p->ref, ref, len + 1);
-    dbld_strmap_put(&d->parts, p->ref, (size_t)(uintptr_t)p);
+    dbld_strmap_put(&d->fresh, p->ref, (size_t)(uintptr_t)p);
     if (!is_ascii(ref)) d->n_nonascii++;
     return p;
 }
@@ -241,11 +264,14 @@ static void sorted_push(qi_data *d, qi_part *p)
     d->sorted[d->n_sorted++] = p;
 }
 
-/* Merge the last n_new entries of sorted (in any order) into the rest. */
-static void sorted_merge(qi_data *d, size_t n_new)
+/* Merge the entries pushed since the last merge (in any order) into the rest. */
+static void sorted_merge(qi_data *d)
 {
+    size_t n_old = d->n_merged, n_new = d->n_sorted - n_old;
+    d->n_merged = d->n_sorted;
     if (!n_new) return;
-    size_t n_old = d->n_sorted - n_new;
+    dbld_strmap_free(&d->fresh); /* they are found by binary search now */
+    dbld_strmap_init(&d->fresh, NULL);
     qi_part **s = d->sorted;
     qsort(s + n_old, n_new, sizeof *s, by_ref);
     if (!n_old || strcmp(s[n_old - 1]->ref, s[n_old]->ref) < 0) return;
@@ -441,8 +467,8 @@ static int load(q_index *x, qi_data **out, dbld_status *st)
         data_free(d);
         return rc;
     }
-    if (d->n_sorted > 1) qsort(d->sorted, d->n_sorted, sizeof *d->sorted, by_ref);
-    malloc_trim(0); /* the FETCH results */
+    sorted_merge(d);
+    malloc_trim(0); /* the FETCH results, the map of the load's entries */
     dbld_counter_add(g_reloads, 1);
     dbld_logf(DBLD_LOG_INFO,
               "partition index loaded: %zu refs (%zu rows), %zu build ids, idx %" PRId64
@@ -523,7 +549,6 @@ static int batch_apply(q_index *x, qi_batch *b, dbld_status *st)
     }
     pthread_rwlock_wrlock(&x->rw);
     qi_data *d = x->d;
-    size_t n_before = d->n_sorted;
     for (size_t i = 0; i < b->n_touches; i++) {
         int fresh;
         qi_part *p = part_get(d, b->touches[i].ref, &fresh);
@@ -536,7 +561,7 @@ static int batch_apply(q_index *x, qi_batch *b, dbld_status *st)
         if (fresh) sorted_push(d, p);
         apply_row(d, p, r, i);
     }
-    sorted_merge(d, d->n_sorted - n_before);
+    sorted_merge(d);
     if (b->last_idx > d->applied) d->applied = b->last_idx;
     size_t n = d->n_sorted;
     int64_t applied = d->applied;
@@ -996,8 +1021,7 @@ int q_index_summary(q_index *x, dbld_arena *a, const char *ref, q_index_part *ou
     int hit = 0;
     if (x && atomic_load(&x->ready) && read_lock(x)) {
         qi_data *d = x->d;
-        size_t v = d ? dbld_strmap_find(&d->parts, ref) : DBLD_STRMAP_NONE;
-        qi_part *p = v == DBLD_STRMAP_NONE ? NULL : (qi_part *)(uintptr_t)v;
+        qi_part *p = d ? find_merged(d, ref) : NULL;
         if (p && p->row) {
             fill(a, d, p, out, 1);
             hit = 1;

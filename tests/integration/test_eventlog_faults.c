@@ -299,6 +299,76 @@ DBLD_TEST(postgres_stop_and_restart)
 #define WRITER_LOCK 0x44424c4400000002LL
 
 enum { FLOOD_CALLS = 16, FLOOD_EVENTS = 1000 };
+enum { BYTES_CALLS = 8, BYTES_EVENTS = 1000, BYTES_COMMENT = 4000 };
+
+/* Events of Append number i (-1: the plain one) of a queue cap case. */
+typedef Databuild__V1__BuildEvent **(*flood_fn)(dbld_arena *a, int i, size_t *n);
+
+/* Stall the writer (WRITER_LOCK), start `calls` background Appends (which
+ * retry), then check that a plain Append (no retry) is refused with
+ * UNAVAILABLE and a message containing want and cap, that nothing was acked
+ * while the writer waited, and that once it moves again every Append is
+ * acked and stored exactly once. */
+static void queue_cap_case(const char *db, const h_service_opts *o, int calls, flood_fn make,
+                           const char *want, const char *cap)
+{
+    char dsn[1024];
+    h_db_create(db, dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, o);
+    dbld_arena *a = dbld_arena_create();
+    dbld_db *lock = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_db_connect(dsn, &lock, &st), st);
+    const char *key[] = {dbld_arena_printf(a, "%lld", WRITER_LOCK)};
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_lock($1::bigint)", 1, key, NULL, &st), st);
+
+    /* the writer takes one request and blocks; more fill the queue; the
+     * rest are refused and keep retrying */
+    bg_append *f = dbld_arena_alloc(a, (size_t)calls * sizeof *f);
+    for (int i = 0; i < calls; i++) {
+        dbld_arena *fa = dbld_arena_create();
+        size_t n;
+        Databuild__V1__BuildEvent **evs = make(fa, i, &n);
+        bg_append_start(&f[i], el, evs, n, fa);
+    }
+    /* a plain Append (no retry) meets the full queue */
+    size_t n;
+    Databuild__V1__BuildEvent **evs = make(a, -1, &n);
+    Databuild__V1__AppendResponse *r = NULL;
+    int rc = DBLD_OK;
+    CHECK_MSG(H_POLL_UNTIL(30000, (rc = h_append(el, a, evs, n, &r, CALL_DEADLINE_MS, &st)) ==
+                                      DBLD_UNAVAILABLE),
+              "a plain Append was not refused while the queue is full (%s: %s)", dbld_code_name(rc),
+              st.msg);
+    CHECK_CONTAINS(st.msg, want);
+    CHECK_CONTAINS(st.msg, cap);
+    dbld_sleep_ms(500);
+    for (int i = 0; i < calls; i++) /* nothing can be acked while the writer waits */
+        CHECK_MSG(!atomic_load(&f[i].done), "Append %d returned while the writer was stalled: %s",
+                  i, f[i].st.msg);
+    CHECK(h_service_alive(el));
+
+    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_unlock($1::bigint)", 1, key, NULL, &st), st);
+    dbld_db_close(lock);
+    h_acklog *log = h_acklog_new();
+    for (int i = 0; i < calls; i++)
+        CHECK_CODE(bg_append_join(&f[i], log), f[i].st, DBLD_OK);
+    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES);
+    for (int i = 0; i < calls; i++)
+        dbld_arena_destroy(f[i].a);
+    dbld_arena_destroy(a);
+    h_service_stop(el);
+}
+
+static Databuild__V1__BuildEvent **flood_events(dbld_arena *a, int i, size_t *n)
+{
+    const char *tag = i < 0 ? "plain" : dbld_arena_printf(a, "flood%d", i);
+    Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, FLOOD_EVENTS * sizeof *evs);
+    for (int k = 0; k < FLOOD_EVENTS; k++)
+        evs[k] = ev(a, tag, k);
+    *n = FLOOD_EVENTS;
+    return evs;
+}
 
 /* With the writer stalled, Appends queue up to the cap (10 x
  * group_commit_max_events, at least 10,000 events); past it a write is
@@ -307,54 +377,36 @@ enum { FLOOD_CALLS = 16, FLOOD_EVENTS = 1000 };
  * writer moves again every Append is acked and stored exactly once. */
 DBLD_TEST(append_queue_cap)
 {
-    char dsn[1024];
-    h_db_create("queuecap", dsn, sizeof dsn);
     h_service_opts o = {.group_commit_max_events = 100}; /* cap: the 10,000 minimum */
-    h_service *el = h_service_start("eventlog", dsn, &o);
-    dbld_arena *a = dbld_arena_create();
-    dbld_db *lock = NULL;
-    dbld_status st = {0};
-    CHECK_OK(dbld_db_connect(dsn, &lock, &st), st);
-    const char *key[] = {dbld_arena_printf(a, "%lld", WRITER_LOCK)};
-    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_lock($1::bigint)", 1, key, NULL, &st), st);
+    queue_cap_case("queuecap", &o, FLOOD_CALLS, flood_events, "events queued", "cap of 10000");
+}
 
-    /* the writer takes one request and blocks; ten more fill the queue; the
-     * rest are refused and keep retrying */
-    static bg_append f[FLOOD_CALLS];
-    for (int i = 0; i < FLOOD_CALLS; i++) {
-        dbld_arena *fa = dbld_arena_create();
-        Databuild__V1__BuildEvent **evs = dbld_arena_alloc(fa, FLOOD_EVENTS * sizeof *evs);
-        for (int k = 0; k < FLOOD_EVENTS; k++)
-            evs[k] = ev(fa, dbld_arena_printf(fa, "flood%d", i), k);
-        bg_append_start(&f[i], el, evs, FLOOD_EVENTS, fa);
+/* 1,000 build requests with a comment of 4,000 bytes: ~16 MiB of request memory. */
+static Databuild__V1__BuildEvent **big_events(dbld_arena *a, int i, size_t *n)
+{
+    const char *tag = i < 0 ? "plain" : dbld_arena_printf(a, "bg%d", i);
+    char *comment = dbld_arena_alloc(a, BYTES_COMMENT + 1);
+    memset(comment, 'c', BYTES_COMMENT);
+    Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, BYTES_EVENTS * sizeof *evs);
+    for (int k = 0; k < BYTES_EVENTS; k++) {
+        const char *refs[] = {dbld_arena_printf(a, "f/bytes/%s/p=%d", tag, k), NULL};
+        evs[k] = h_event_build_request(
+            a, dbld_arena_printf(a, "br-bytes-%s-%d", tag, k),
+            DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, refs, comment, NULL);
     }
-    /* a plain Append (no retry) meets the full queue */
-    Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, FLOOD_EVENTS * sizeof *evs);
-    for (int k = 0; k < FLOOD_EVENTS; k++)
-        evs[k] = ev(a, "plain", k);
-    Databuild__V1__AppendResponse *r = NULL;
-    int rc = DBLD_OK;
-    CHECK_MSG(H_POLL_UNTIL(20000, (rc = h_append(el, a, evs, FLOOD_EVENTS, &r, CALL_DEADLINE_MS,
-                                                 &st)) == DBLD_UNAVAILABLE),
-              "a plain Append was not refused while the queue is full (rc %d)", rc);
-    CHECK_CONTAINS(st.msg, "events queued");
-    CHECK_CONTAINS(st.msg, "cap of 10000");
-    dbld_sleep_ms(500);
-    for (int i = 0; i < FLOOD_CALLS; i++) /* nothing can be acked while the writer waits */
-        CHECK_MSG(!atomic_load(&f[i].done), "Append %d returned while the writer was stalled: %s",
-                  i, f[i].st.msg);
-    CHECK(h_service_alive(el));
+    *n = BYTES_EVENTS;
+    return evs;
+}
 
-    CHECK_OK(dbld_db_exec(lock, "SELECT pg_advisory_unlock($1::bigint)", 1, key, NULL, &st), st);
-    dbld_db_close(lock);
-    h_acklog *log = h_acklog_new();
-    for (int i = 0; i < FLOOD_CALLS; i++)
-        CHECK_CODE(bg_append_join(&f[i], log), f[i].st, DBLD_OK);
-    h_acklog_verify(log, el, H_VERIFY_EXACT | H_VERIFY_BATCHES);
-    for (int i = 0; i < FLOOD_CALLS; i++)
-        dbld_arena_destroy(f[i].a);
-    dbld_arena_destroy(a);
-    h_service_stop(el);
+/* The queue's memory is capped too (QUEUE_MAX_BYTES, 64 MiB of the queued
+ * requests' arenas), whatever the events' size: Appends of ~16 MiB of
+ * request memory each (1,000 events, far below the 50,000-event cap) queue
+ * until the next would pass 64 MiB; that one is refused with UNAVAILABLE
+ * naming the bytes and the cap. */
+DBLD_TEST(append_queue_bytes_cap)
+{
+    queue_cap_case("queuebytes", NULL, BYTES_CALLS, big_events, "KiB of requests queued",
+                   "cap of 65536 KiB");
 }
 
 /* ------------------------------------------- claims after a (re)connect */
@@ -674,6 +726,7 @@ DBLD_TEST(config_error_refuses_to_start)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(kill9_between_appends), DBLD_TEST_ENTRY(kill9_during_appends),
                DBLD_TEST_ENTRY(postgres_stop_and_restart), DBLD_TEST_ENTRY(append_queue_cap),
+               DBLD_TEST_ENTRY(append_queue_bytes_cap),
                DBLD_TEST_ENTRY(claims_batch_after_reconnect),
                DBLD_TEST_ENTRY(database_down_at_start),
                DBLD_TEST_ENTRY(garbage_and_unknown_methods), DBLD_TEST_ENTRY(health_names),

@@ -199,6 +199,67 @@ static void test_arena_reset(void **state)
     dbld_arena_destroy(a);
 }
 
+/* This process's resident memory (VmRSS), KiB. */
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    fclose(f);
+    assert_true(kib > 0);
+    return kib;
+}
+
+/* An arena holding megabytes keeps at most a few hundred KiB of them on
+ * malloc's heap; the rest is mapped on its own and given back to the system
+ * on reset and destroy, even when long-lived heap allocations were made in
+ * between (as the event log writer's batches and its commit feed's events
+ * do): before, such an arena left its blocks as free holes in the heap. */
+static void test_arena_gives_back(void **state)
+{
+    (void)state;
+    enum { TOTAL = 48 << 20, PIECE = 3000, KEEP = TOTAL / PIECE };
+    void **kept = calloc(KEEP, sizeof *kept);
+    assert_non_null(kept);
+    long before = rss_kib();
+    dbld_arena *a = dbld_arena_create();
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < KEEP; i++) {
+            memset(dbld_arena_alloc(a, PIECE), 0x5a, PIECE);
+            if (round == 0) { /* long-lived, interleaved with the arena's blocks */
+                kept[i] = malloc(48);
+                assert_non_null(kept[i]);
+                memset(kept[i], 1, 48);
+            }
+        }
+        size_t heap, mapped;
+        dbld_arena_stats(a, &heap, &mapped);
+        assert_true(heap <= 512 * 1024);
+        assert_true(mapped >= (size_t)TOTAL - 512 * 1024);
+        long held = rss_kib();
+        assert_true(held - before >= TOTAL / 1024 * 9 / 10);
+        if (round == 0)
+            dbld_arena_reset(a);
+        else
+            dbld_arena_destroy(a);
+        /* given back: what stays is the kept pieces, the arena's heap part
+         * and malloc's slack, not the 48 MiB */
+        long after = rss_kib();
+        assert_true(after - before <= 8 * 1024);
+        if (round == 0) {
+            dbld_arena_stats(a, &heap, &mapped);
+            assert_int_equal(heap, 0);
+            assert_int_equal(mapped, 0);
+        }
+    }
+    for (size_t i = 0; i < KEEP; i++)
+        free(kept[i]);
+    free(kept);
+}
+
 static void test_arena_push(void **state)
 {
     (void)state;
@@ -457,10 +518,10 @@ int main(void)
         cmocka_unit_test(test_code_names),           cmocka_unit_test(test_arena_alloc_alignment),
         cmocka_unit_test(test_arena_large),          cmocka_unit_test(test_arena_strings),
         cmocka_unit_test(test_arena_reset),          cmocka_unit_test(test_arena_push),
-        cmocka_unit_test(test_arena_protobuf),       cmocka_unit_test(test_uuid_format),
-        cmocka_unit_test(test_uuid_valid),           cmocka_unit_test(test_uuid_unique),
-        cmocka_unit_test(test_log_level_parse),      cmocka_unit_test(test_log_lines_are_json),
-        cmocka_unit_test(test_clocks_and_helpers),
+        cmocka_unit_test(test_arena_gives_back),     cmocka_unit_test(test_arena_protobuf),
+        cmocka_unit_test(test_uuid_format),          cmocka_unit_test(test_uuid_valid),
+        cmocka_unit_test(test_uuid_unique),          cmocka_unit_test(test_log_level_parse),
+        cmocka_unit_test(test_log_lines_are_json),   cmocka_unit_test(test_clocks_and_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "dbld/arena.h"
+#include "databuild.pb-c.h"
 #include "dbld/db.h"
 #include "dbld/status.h"
 
@@ -179,6 +180,18 @@ static void test_hex_and_bytea(void **state)
     assert_int_equal(len, sizeof bytes);
     assert_memory_equal(out, bytes, sizeof bytes);
     assert_string_equal(dbld_hex_encode(a, NULL, 0), "");
+    /* a message's hex, packed and encoded in one allocation, equals pack + encode */
+    for (size_t n = 0; n < 3000; n += 997) {
+        Databuild__V1__PartitionRef ref = DATABUILD__V1__PARTITION_REF__INIT;
+        char *s = dbld_arena_alloc(a, n + 1);
+        for (size_t i = 0; i < n; i++)
+            s[i] = (char)('a' + i % 26);
+        ref.str = s;
+        size_t plen = protobuf_c_message_get_packed_size(&ref.base);
+        uint8_t *packed = dbld_arena_alloc(a, plen + 1);
+        protobuf_c_message_pack(&ref.base, packed);
+        assert_string_equal(dbld_msg_hex(a, &ref.base), dbld_hex_encode(a, packed, plen));
+    }
     assert_int_equal(dbld_bytea_decode(a, "\\x", &out, &len), 0);
     assert_int_equal(len, 0);
     assert_int_equal(dbld_bytea_decode(a, "\\x0A0b", &out, &len), 0); /* either case */
