@@ -209,7 +209,8 @@ static int list_from_index(q_req *r, const q_build_query *bq, ProtobufCMessage *
 {
     q_index *x = r->q->index;
     q_build_page pg;
-    if (!q_index_builds_can(x, bq) || !q_index_fresh(x) || !q_index_list_builds(x, r->a, bq, &pg))
+    if (!q_index_builds_can(x, bq) || !q_index_fresh(x, r) ||
+        !q_index_list_builds(x, r->a, bq, &pg))
         return 0;
     Databuild__V1__ListBuildsResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__list_builds_response__descriptor);

@@ -202,10 +202,6 @@ int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const Pr
 
 void q_job_run_sql(q_job *j)
 {
-    if (j->gate_done) { /* a worker waiting at the gate runs its statements itself */
-        j->gate_done(j, 0);
-        return;
-    }
     dbld_status st;
     dbld_status_clear(&st);
     int rc = submit_sql(j->r.q->rx, j, &st);

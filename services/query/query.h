@@ -110,10 +110,11 @@ typedef struct q_build_page {
 } q_build_page;
 /* 1 while the index is ready and could answer q (then call q_index_fresh()). */
 int q_index_builds_can(q_index *x, const q_build_query *q);
-/* Wait behind the freshness gate (the calling worker blocks): 1 once the
- * index has applied every event committed before the call, 0 when SQL must
- * answer. */
-int q_index_fresh(q_index *x);
+/* The freshness gate on a worker thread: 1 once the index has applied
+ * every event committed before the call (probed on r's connection), 0 when
+ * SQL must answer. */
+struct q_req;
+int q_index_fresh(q_index *x, struct q_req *r);
 /* 1 and *out (arena a): the page q_page() would give for q. */
 int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_build_page *out);
 
@@ -231,9 +232,6 @@ typedef int (*q_index_fn)(q_req *r, q_job *j, ProtobufCMessage **resp, dbld_stat
 struct q_job {
     ProtobufCMessage *answer; /* set by start: answered without the database */
     q_index_fn index_fn;      /* set by start: try the index first (after its freshness gate) */
-    /* instead, a worker waiting at the gate itself (q_index_fresh()): told
-     * fresh 1 (answer from the index) or 0 (run the SQL) */
-    void (*gate_done)(struct q_job *j, int fresh);
     dbld_stmt stmts[Q_JOB_STMTS];
     size_t n;
     dbld_res *res[Q_JOB_STMTS]; /* where the statements' results go (stmts[i].out) */
