@@ -1035,11 +1035,12 @@ int q_index_builds_can(q_index *x, const q_build_query *q)
  * workers then served ~100 ListBuildRequests/s under the load benchmark). */
 int q_index_fresh(q_index *x, q_req *r)
 {
+    if (!x) return 0;
     int fresh = 0;
     dbld_res *res = NULL;
     dbld_status st;
     dbld_status_clear(&st);
-    if (x && atomic_load(&x->ready) &&
+    if (atomic_load(&x->ready) &&
         q_exec_prepared(r, "q_index_probe", "SELECT coalesce(max(idx), 0) FROM events", 0, NULL,
                         &res, &st) == 0) {
         fresh = wait_applied(x, dbld_res_i64(res, 0, 0));
