@@ -2,7 +2,9 @@
  *
  * Part of the partition index's generation (index.c): loaded in the same
  * REPEATABLE READ snapshot and fed by the same follower thread, batch by
- * batch, behind the same freshness gate. What it holds, per build request:
+ * batch; a call passes the same freshness rule (q_index_fresh(): the
+ * events' highest idx, probed on the call's connection, applied before it
+ * answers). What it holds, per build request:
  * exactly what ListBuildRequests' SQL path (builds.c) reads -
  *   - the build_requests row: status, requested_partitions, comment,
  *     created_ns, last_idx, want_ids (re-read by the follower for every
@@ -24,7 +26,8 @@
  * only). Otherwise, or over query.index_max_builds, the SQL answers.
  *
  * Memory: ~80 bytes per build + its id, comment, requested refs and want
- * ids (one malloc'd block); ~7k builds ~ 1 MiB.
+ * ids (one malloc'd block); the load benchmark's 7.4k builds of 50 refs
+ * each: +7.6 MiB RSS.
  */
 #include "query.h"
 
