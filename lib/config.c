@@ -373,6 +373,7 @@ static const dbld__cfg_key query_keys[] = {
     INT_KEY(query, "statement_timeout_ms", statement_timeout_ms, 10, 3600000, 5000),
     {.name = "index", .type = DBLD__CFG_BOOL, .offset = OFF(query, index), .def_int = 1},
     INT_KEY(query, "index_max_partitions", index_max_partitions, 0, 100000000, 1000000),
+    INT_KEY(query, "index_max_builds", index_max_builds, 0, 100000000, 1000000),
     {0},
 };
 

@@ -139,6 +139,7 @@ typedef struct dbld_config {
         int statement_timeout_ms; /* longest statement of a read (default 5000) */
         int index;                /* partition lookups from memory (default 1; 0: SQL only) */
         int index_max_partitions; /* refs the index holds at most (default 1000000) */
+        int index_max_builds;     /* build requests it holds at most (default 1000000) */
     } query;
 } dbld_config;
 

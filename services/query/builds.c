@@ -59,11 +59,8 @@ static const char *const list_filters[] = {
 #define N_LIST_FILTERS (sizeof list_filters / sizeof list_filters[0])
 
 #define COUNTS_SQL                                                                                 \
-    "SELECT build_request_id, count(*), count(*) FILTER (WHERE status IN (" DBLD_SQL_JOB_DONE      \
-    ")),"                                                                                          \
-    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_FAILED "),"                                   \
-    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_CANCELLED ")"                                 \
-    " FROM job_runs WHERE build_request_id = ANY($1::text[]) GROUP BY build_request_id"
+    "SELECT " Q_BUILD_COUNTS_COLS " FROM job_runs WHERE build_request_id = ANY($1::text[])"        \
+    " GROUP BY build_request_id"
 
 /* The builds' BuildCancelEvents (no payloads: the partial index alone). */
 #define CANCELS_SQL                                                                                \
@@ -205,20 +202,53 @@ static int parse_build_status(const char *s, int *code)
     return -1;
 }
 
+/* The page from the build index (bindex.c), once the freshness gate says
+ * it holds every event committed before the call: 1 and *resp_msg, or 0
+ * (run the SQL). */
+static int list_from_index(q_req *r, const q_build_query *bq, ProtobufCMessage **resp_msg)
+{
+    q_index *x = r->q->index;
+    q_build_page pg;
+    if (!q_index_builds_can(x, bq) || !q_index_fresh(x, r) ||
+        !q_index_list_builds(x, r->a, bq, &pg))
+        return 0;
+    Databuild__V1__ListBuildsResponse *resp =
+        dbld_arena_msg(r->a, &databuild__v1__list_builds_response__descriptor);
+    resp->builds = pg.builds;
+    resp->n_builds = pg.n;
+    resp->min_started = (uint64_t)pg.min_started;
+    resp->has_more = pg.has_more;
+    *resp_msg = &resp->base;
+    return 1;
+}
+
 int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                           dbld_status *st)
 {
     const Databuild__V1__ListBuildsRequest *req = (const Databuild__V1__ListBuildsRequest *)req_msg;
     dbld_arena *a = r->a;
     char **codes = dbld_arena_alloc(a, (req->n_build_status + 1) * sizeof *codes);
+    int *icodes = dbld_arena_alloc(a, (req->n_build_status + 1) * sizeof *icodes);
     for (size_t i = 0; i < req->n_build_status; i++) {
-        int code;
-        if (parse_build_status(req->build_status[i], &code) != 0)
+        if (parse_build_status(req->build_status[i], &icodes[i]) != 0)
             return dbld_status_set(
                 st, DBLD_INVALID_ARGUMENT,
                 "unknown build_status \"%.100s\" (want e.g. BUILD_REQUEST_COMPLETED)",
                 req->build_status[i]);
-        codes[i] = (char *)q_i64(a, code);
+        codes[i] = (char *)q_i64(a, icodes[i]);
+    }
+    int64_t cursor =
+        req->started_until > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)req->started_until;
+    if (!req->n_built_partition && !req->n_run_jobs) {
+        q_build_query bq = {.codes = icodes,
+                            .n_codes = req->n_build_status,
+                            .outputs = req->output_partition,
+                            .n_outputs = req->n_output_partition,
+                            .wants = req->triggering_want_ids,
+                            .n_wants = req->n_triggering_want_ids,
+                            .comment = *req->comment_contains ? req->comment_contains : NULL,
+                            .cursor = cursor};
+        if (list_from_index(r, &bq, resp_msg)) return 0;
     }
     const char *vals[N_LIST_FILTERS] = {
         q_text_array(a, codes, req->n_build_status),
@@ -243,8 +273,7 @@ int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
                   .key_col = "b.build_request_id",
                   .ts_field = 5,
                   .desc = 1,
-                  .cursor = req->started_until > (uint64_t)INT64_MAX ? INT64_MAX
-                                                                     : (int64_t)req->started_until,
+                  .cursor = cursor,
                   .limit = Q_PAGE};
     dbld_res *res;
     int n, more;

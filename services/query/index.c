@@ -107,11 +107,12 @@ typedef struct qi_data {
     size_t n_rows, n_nonascii, n_hist_out;
     int c_order; /* the database's collation sorts bytewise */
     int64_t applied;
+    qb_store *builds; /* the build index (bindex.c) */
 } qi_data;
 
 struct q_index {
     q_ctx *q;
-    size_t max_parts;
+    size_t max_parts, max_builds;
     pthread_rwlock_t rw; /* d and its contents */
     qi_data *d;
     atomic_int ready;
@@ -137,7 +138,8 @@ struct q_index {
 };
 
 static dbld_counter *g_hits_summary, *g_hits_list, *g_sql_summary, *g_sql_list, *g_reloads;
-static dbld_gauge *g_ready, *g_parts, *g_idx;
+static dbld_counter *g_hits_builds, *g_sql_builds;
+static dbld_gauge *g_ready, *g_parts, *g_idx, *g_builds;
 
 static void metrics_init(void)
 {
@@ -150,6 +152,12 @@ static void metrics_init(void)
                                    "rpc=\"ListPartitions\",source=\"index\"");
     g_sql_list = dbld_counter_get("databuild_query_index_lookups_total", h,
                                   "rpc=\"ListPartitions\",source=\"sql\"");
+    g_hits_builds = dbld_counter_get("databuild_query_index_lookups_total", h,
+                                     "rpc=\"ListBuildRequests\",source=\"index\"");
+    g_sql_builds = dbld_counter_get("databuild_query_index_lookups_total", h,
+                                    "rpc=\"ListBuildRequests\",source=\"sql\"");
+    g_builds = dbld_gauge_get("databuild_query_index_builds",
+                              "Build requests in the index (0: over query.index_max_builds)", NULL);
     g_reloads = dbld_counter_get("databuild_query_index_loads_total",
                                  "Loads of the partition index from the projections", NULL);
     g_ready =
@@ -192,6 +200,7 @@ static void data_free(qi_data *d)
     dbld_strmap_free(&d->bids);
     free(d->sorted);
     free(d->bid);
+    qb_store_free(d->builds);
     dbld_arena_destroy(d->a);
     free(d);
 }
@@ -452,9 +461,11 @@ static int load(q_index *x, qi_data **out, dbld_status *st)
 {
     int64_t t0 = dbld_mono_ms();
     qi_data *d = data_new();
+    d->builds = qb_store_new(x->max_builds);
     int rc = exec(x, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL, st);
     if (!rc) {
         rc = load_body(x, d, st);
+        if (!rc) rc = qb_store_load(d->builds, x->db, st);
         dbld_status tst;
         dbld_status_clear(&tst);
         int trc = exec(x, rc ? "ROLLBACK" : "COMMIT", 0, NULL, NULL, &tst);
@@ -471,9 +482,10 @@ static int load(q_index *x, qi_data **out, dbld_status *st)
     malloc_trim(0); /* the FETCH results, the map of the load's entries */
     dbld_counter_add(g_reloads, 1);
     dbld_logf(DBLD_LOG_INFO,
-              "partition index loaded: %zu refs (%zu rows), %zu build ids, idx %" PRId64
-              ", %" PRId64 " ms",
-              d->n_sorted, d->n_rows, d->n_bid - 1, d->applied, dbld_mono_ms() - t0);
+              "partition index loaded: %zu refs (%zu rows), %zu build ids, %zu build requests,"
+              " idx %" PRId64 ", %" PRId64 " ms",
+              d->n_sorted, d->n_rows, d->n_bid - 1, qb_store_count(d->builds), d->applied,
+              dbld_mono_ms() - t0);
     *out = d;
     return 0;
 }
@@ -491,6 +503,7 @@ typedef struct qi_batch {
     size_t n_touches, cap_touches;
     int64_t last_idx;
     size_t n_events;
+    qb_batch *bb; /* the build index's part (bindex.c) */
 } qi_batch;
 
 static void batch_reset(qi_batch *b)
@@ -502,12 +515,14 @@ static void batch_reset(qi_batch *b)
     b->touches = NULL;
     b->n_refs = b->cap_refs = b->n_touches = b->cap_touches = 0;
     b->n_events = 0;
+    qb_batch_reset(b->bb, b->a);
 }
 
 static void batch_add(qi_batch *b, const Databuild__V1__IndexedEvent *ie)
 {
     b->n_events++;
     if (ie->idx > b->last_idx) b->last_idx = ie->idx;
+    qb_batch_add(b->bb, ie);
     if (!ie->event) return;
     el_fields f;
     el_event_fields(b->a, ie->event, &f);
@@ -547,8 +562,15 @@ static int batch_apply(q_index *x, qi_batch *b, dbld_status *st)
                       &r, st);
         if (rc) return rc;
     }
+    int brc = qb_batch_read(b->bb, x->d->builds, x->db, st); /* x->d: only this thread sets it */
+    if (brc) {
+        dbld_res_free(r);
+        return brc;
+    }
     pthread_rwlock_wrlock(&x->rw);
     qi_data *d = x->d;
+    qb_batch_apply(d->builds, b->bb);
+    size_t n_builds = qb_store_count(d->builds);
     for (size_t i = 0; i < b->n_touches; i++) {
         int fresh;
         qi_part *p = part_get(d, b->touches[i].ref, &fresh);
@@ -573,6 +595,7 @@ static int batch_apply(q_index *x, qi_batch *b, dbld_status *st)
     pthread_mutex_unlock(&x->mu);
     dbld_gauge_set(g_parts, (int64_t)n);
     dbld_gauge_set(g_idx, applied);
+    dbld_gauge_set(g_builds, (int64_t)n_builds);
     if (n > x->max_parts) {
         x->too_big = 1;
         return dbld_status_set(st, DBLD_RESOURCE_EXHAUSTED,
@@ -673,7 +696,7 @@ static void *follower_main(void *arg)
 {
     q_index *x = arg;
     const dbld_config *cfg = x->q->cfg;
-    qi_batch b = {.a = dbld_arena_create()};
+    qi_batch b = {.a = dbld_arena_create(), .bb = qb_batch_new()};
     while (!stopped(x)) {
         dbld_status st;
         dbld_status_clear(&st);
@@ -711,6 +734,7 @@ static void *follower_main(void *arg)
             pthread_mutex_unlock(&x->mu);
             dbld_gauge_set(g_parts, (int64_t)d->n_sorted);
             dbld_gauge_set(g_idx, d->applied);
+            dbld_gauge_set(g_builds, (int64_t)qb_store_count(d->builds));
         }
         int rc = follow(x, &b, &st);
         if (x->too_big) {
@@ -730,6 +754,7 @@ static void *follower_main(void *arg)
         }
         nap(x, rc ? QI_RETRY_MS : 100);
     }
+    qb_batch_free(b.bb);
     dbld_arena_destroy(b.a);
     return NULL;
 }
@@ -873,6 +898,19 @@ static void gate_probed(q_job *p, int rc, dbld_status *st)
     gate_release(&late, 0, 0);
 }
 
+/* Wait (at most QI_GATE_WAIT_MS) until the follower has applied idx m: 1
+ * when it has and the index is ready. */
+static int wait_applied(q_index *x, int64_t m)
+{
+    struct timespec until = dbld_abs_time(CLOCK_MONOTONIC, QI_GATE_WAIT_MS);
+    pthread_mutex_lock(&x->mu);
+    while (x->applied_pub < m && atomic_load(&x->ready) && !x->stop)
+        if (pthread_cond_timedwait(&x->idx_cv, &x->mu, &until) != 0) break;
+    int fresh = x->applied_pub >= m && atomic_load(&x->ready);
+    pthread_mutex_unlock(&x->mu);
+    return fresh;
+}
+
 /* The gate thread: calls whose probe's M the follower had not applied wait
  * for it here (at most QI_GATE_WAIT_MS), then are answered. */
 static void *gate_main(void *arg)
@@ -949,6 +987,7 @@ q_index *q_index_create(q_ctx *q)
     q_index *x = dbld_xcalloc(1, sizeof *x);
     x->q = q;
     x->max_parts = (size_t)cfg->query.index_max_partitions;
+    x->max_builds = (size_t)cfg->query.index_max_builds;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -1153,5 +1192,56 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
     pthread_rwlock_unlock(&x->rw);
     pattern_put(x, pat);
     dbld_counter_add(hit ? g_hits_list : g_sql_list, 1);
+    return hit;
+}
+
+/* ---- build requests (bindex.c) ---- */
+
+int q_index_builds_can(q_index *x, const q_build_query *q)
+{
+    if (!x) return 0;
+    int can = 0;
+    if (atomic_load(&x->ready)) {
+        pthread_rwlock_rdlock(&x->rw);
+        can = x->d && qb_store_can(x->d->builds, q);
+        pthread_rwlock_unlock(&x->rw);
+    }
+    if (!can) dbld_counter_add(g_sql_builds, 1);
+    return can;
+}
+
+/* The freshness gate for a worker thread (ListBuildRequests runs on a
+ * worker, its SQL path being blocking, not a reactor job): the events'
+ * highest idx M, read on the call's own connection with the gate's probe,
+ * then wait (wait_applied()) until the follower has applied M. Moving it
+ * onto the reactor's gate (q_index_gate()) needs its SQL path as a reactor
+ * job first. */
+int q_index_fresh(q_index *x, q_req *r)
+{
+    if (!x) return 0;
+    int fresh = 0;
+    dbld_res *res = NULL;
+    dbld_status st;
+    dbld_status_clear(&st);
+    if (atomic_load(&x->ready) &&
+        q_exec_prepared(r, "q_index_probe", GATE_SQL, 0, NULL, &res, &st) == 0) {
+        fresh = wait_applied(x, dbld_res_i64(res, 0, 0));
+    }
+    dbld_res_free(res);
+    r->db_failed = 0; /* a failed probe is not the call's error: its SQL runs next */
+    if (!fresh) dbld_counter_add(g_sql_builds, 1);
+    return fresh;
+}
+
+int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_build_page *out)
+{
+    if (!x) return 0;
+    int hit = 0;
+    if (atomic_load(&x->ready)) {
+        pthread_rwlock_rdlock(&x->rw);
+        hit = x->d && qb_store_list(x->d->builds, a, q, Q_PAGE, out);
+        pthread_rwlock_unlock(&x->rw);
+    }
+    dbld_counter_add(hit ? g_hits_builds : g_sql_builds, 1);
     return hit;
 }

@@ -89,6 +89,56 @@ void q_index_pattern_accepted(q_index *x, const char *pattern);
 struct q_job;
 int q_index_gate(q_index *x, struct q_job *j);
 
+/* The build index (bindex.c), held and fed by the partition index (index.c):
+ * ListBuildRequests from memory. A query: the request's filters that the
+ * index can answer (built_partition and run_jobs are not among them). */
+typedef struct q_build_query {
+    const int *codes; /* build_status (BuildRequestStatusCode); n_codes 0: any */
+    size_t n_codes;
+    char *const *outputs; /* output_partition: requested_partitions overlap */
+    size_t n_outputs;
+    char *const *wants; /* triggering_want_ids: want_ids overlap */
+    size_t n_wants;
+    const char *comment; /* comment_contains (NULL: any) */
+    int64_t cursor;      /* started_until: requested time < cursor (0: none) */
+} q_build_query;
+typedef struct q_build_page {
+    Databuild__V1__BuildSummary **builds;
+    size_t n;
+    int has_more;
+    int64_t min_started;
+} q_build_page;
+/* 1 while the index is ready and could answer q (then call q_index_fresh()). */
+int q_index_builds_can(q_index *x, const q_build_query *q);
+/* The freshness gate on a worker thread: 1 once the index has applied
+ * every event committed before the call (probed on r's connection), 0 when
+ * SQL must answer. */
+struct q_req;
+int q_index_fresh(q_index *x, struct q_req *r);
+/* 1 and *out (arena a): the page q_page() would give for q. */
+int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_build_page *out);
+
+/* bindex.c's store, for index.c */
+typedef struct qb_store qb_store;
+typedef struct qb_batch qb_batch;
+qb_store *qb_store_new(size_t max_builds);
+void qb_store_free(qb_store *s);
+int qb_store_off(const qb_store *s);
+size_t qb_store_count(const qb_store *s);
+/* Load every build, inside the caller's snapshot, on db. */
+int qb_store_load(qb_store *s, dbld_db *db, dbld_status *st);
+qb_batch *qb_batch_new(void);
+void qb_batch_free(qb_batch *b);
+void qb_batch_reset(qb_batch *b, dbld_arena *a);
+void qb_batch_add(qb_batch *b, const Databuild__V1__IndexedEvent *ie);
+/* Read the rows and counts of the batch's builds (no lock needed). */
+int qb_batch_read(qb_batch *b, const qb_store *s, dbld_db *db, dbld_status *st);
+/* Apply the batch (under the index's write lock). */
+void qb_batch_apply(qb_store *s, qb_batch *b);
+int qb_store_can(const qb_store *s, const q_build_query *q);
+int qb_store_list(const qb_store *s, dbld_arena *a, const q_build_query *q, size_t limit,
+                  q_build_page *out);
+
 typedef struct q_ctx {
     const dbld_config *cfg;
     dbld_server *srv;
@@ -365,6 +415,12 @@ int q_get_operation(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **re
     " b.updated_ns, b.last_idx"
 int q_build_summaries(q_req *r, const dbld_res *rows, int n, Databuild__V1__BuildSummary ***out,
                       dbld_status *st);
+/* A build's job counts from job_runs (GROUP BY build_request_id): id,
+ * total, completed or skipped, failed, cancelled (builds.c, bindex.c). */
+#define Q_BUILD_COUNTS_COLS                                                                        \
+    "build_request_id, count(*), count(*) FILTER (WHERE status IN (" DBLD_SQL_JOB_DONE ")),"       \
+    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_FAILED "),"                                   \
+    " count(*) FILTER (WHERE status = " DBLD_SQL_JOB_CANCELLED ")"
 
 /* execution.c: the attempt links of a job run from its build's execution
  * state (*out NULL when no execution names it), and attaching them to a

@@ -13,6 +13,11 @@
  * restarts and loads the index from the projections. The indexed service's
  * metrics must show that the index did answer (so the comparison is not SQL
  * against SQL).
+ *
+ * The same for ListBuildRequests (the build index, bindex.c): builds in
+ * every status (appended with shared timestamps, so pages end inside runs
+ * of equal times), job runs, cancels, wants, comments, walked page by page
+ * with every filter; and a write followed at once by a read sees the write.
  */
 #include "test_build_fixture.h"
 #include "test_query_fixture.h"
@@ -270,6 +275,208 @@ static void append_bulk(fx *x, int from, int to)
     h_append_ok(x->b.el, a, &w, 1);
 }
 
+/* ---- build requests ---- */
+
+static const char *q_test_build_status_name(int code)
+{
+    return protobuf_c_enum_descriptor_get_value(
+               &databuild__v1__build_request_status_code__descriptor, code)
+        ->name;
+}
+
+static const int BUILD_CODES[] = {
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PLANNING,
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_ANALYSIS_COMPLETED,
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING,
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_COMPLETED,
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED,
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_CANCELLED,
+    DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PRECONDITION_FAILED,
+};
+#define N_BUILD_CODES (sizeof BUILD_CODES / sizeof BUILD_CODES[0])
+
+/* Builds from..to through Append: build k reaches BUILD_CODES[k % 8] through
+ * RECEIVED, PLANNING, EXECUTING (as far as it goes); three builds share each
+ * request time (ties); job runs (completed, failed, skipped) for most, a
+ * BuildCancelEvent for every 5th, a want for every 4th; comments in mixed
+ * case, some not ASCII. */
+static void append_builds(fx *x, int from, int to)
+{
+    dbld_arena *a = x->b.a;
+    int64_t base = dbld_now_ns() - 3600LL * 1000000000;
+    Databuild__V1__BuildEvent **evs = dbld_arena_alloc(a, (size_t)(to - from) * 12 * sizeof *evs);
+    size_t n = 0;
+    for (int k = from; k < to; k++) {
+        char id[37];
+        dbld_uuid_v4(id);
+        const char *br = dbld_arena_strdup(a, id);
+        const char **refs = dbld_arena_alloc(a, 3 * sizeof *refs);
+        refs[0] = dbld_arena_printf(a, "o/%03d", k % 40);
+        refs[1] = dbld_arena_printf(a, "o/%03d", (k + 7) % 40);
+        int code = BUILD_CODES[k % N_BUILD_CODES];
+        if (k % N_BUILD_CODES < 4) /* not terminal: leased elsewhere, so no graph adopts it */
+            h_rows_free(h_sql(x->b.dsn,
+                              "INSERT INTO build_leases VALUES ($1, 'test-elsewhere',"
+                              " 9000000000000000000)",
+                              br));
+        const char *comment = k % 6 == 0   ? dbld_arena_printf(a, "Nightly Größe %d", k)
+                              : k % 6 == 1 ? dbld_arena_printf(a, "BULK build %d", k)
+                                           : dbld_arena_printf(a, "bulk Build %d", k);
+        const char *want = k % 4 == 0 ? dbld_arena_printf(a, "bwant-%d", k % 12) : "";
+        int64_t t = base + (int64_t)(k / 3) * 1000000;
+        Databuild__V1__BuildEvent *e = h_event_build_request(
+            a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, refs, comment,
+            want);
+        e->timestamp = t;
+        evs[n++] = e;
+        const int path[] = {DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_PLANNING,
+                            DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING};
+        for (int i = 0;
+             i < 2 && code != DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED &&
+             code != path[i];
+             i++) {
+            e = h_event_build_request(a, br, (Databuild__V1__BuildRequestStatusCode)path[i], NULL,
+                                      "", "");
+            e->timestamp = t + 1000 * (i + 1);
+            evs[n++] = e;
+        }
+        if (code != DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED) {
+            e = h_event_build_request(a, br, (Databuild__V1__BuildRequestStatusCode)code, NULL, "",
+                                      "");
+            e->timestamp = t + 5000;
+            evs[n++] = e;
+        }
+        if (k % 3) {
+            const char *t1[] = {refs[0], NULL}, *t2[] = {refs[1], NULL};
+            const char *run = dbld_arena_printf(a, "run-%s-1", br);
+            evs[n++] =
+                h_event_job(a, br, run, "//t:a", DATABUILD__V1__JOB_STATUS__JOB_COMPLETED, t1);
+            evs[n++] =
+                h_event_job(a, br, dbld_arena_printf(a, "run-%s-2", br), k % 2 ? "//t:b" : "//t:c",
+                            k % 2 ? DATABUILD__V1__JOB_STATUS__JOB_FAILED
+                                  : DATABUILD__V1__JOB_STATUS__JOB_SKIPPED,
+                            t2);
+        }
+        if (k % 5 == 0) evs[n++] = h_event_build_cancel(a, br, "stop");
+    }
+    h_append_ok(x->b.el, a, evs, n);
+}
+
+/* Walk every page of one ListBuildRequests question; returns the builds. */
+static size_t same_build_pages(fx *x, Databuild__V1__ListBuildsRequest *req, const char *what)
+{
+    size_t total = 0;
+    for (int page = 0; page < 100; page++) {
+        char *w = dbld_arena_printf(x->b.a, "%s page %d", what, page);
+        Databuild__V1__ListBuildsResponse *r = (Databuild__V1__ListBuildsResponse *)same(
+            x, "ListBuildRequests", &req->base, &databuild__v1__list_builds_response__descriptor,
+            w);
+        if (!r || r->n_builds == 0) return total;
+        total += r->n_builds;
+        if (!r->has_more) return total;
+        req->started_until = r->min_started;
+    }
+    CHECK_MSG(0, "more than 100 pages");
+    return total;
+}
+
+static size_t same_builds_with(fx *x, const char *status, const char *output, const char *want,
+                               const char *comment, const char *built, const char *job)
+{
+    Databuild__V1__ListBuildsRequest req = DATABUILD__V1__LIST_BUILDS_REQUEST__INIT;
+    char *st[] = {(char *)status}, *out[] = {(char *)output}, *wa[] = {(char *)want},
+         *bu[] = {(char *)built}, *jo[] = {(char *)job};
+    req.build_status = st;
+    req.n_build_status = status ? 1 : 0;
+    req.output_partition = out;
+    req.n_output_partition = output ? 1 : 0;
+    req.triggering_want_ids = wa;
+    req.n_triggering_want_ids = want ? 1 : 0;
+    req.comment_contains = (char *)(comment ? comment : "");
+    req.built_partition = bu;
+    req.n_built_partition = built ? 1 : 0;
+    req.run_jobs = jo;
+    req.n_run_jobs = job ? 1 : 0;
+    return same_build_pages(x, &req,
+                            dbld_arena_printf(x->b.a, "status %s output %s want %s comment %s",
+                                              status ? status : "-", output ? output : "-",
+                                              want ? want : "-", comment ? comment : "-"));
+}
+
+static void same_builds(fx *x)
+{
+    h_rows *r = h_sql(x->b.dsn, "SELECT count(*) FROM build_requests");
+    size_t n = (size_t)h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    CHECK_CMP_INT(n, >, 250);
+    CHECK_EQ_INT(same_builds_with(x, NULL, NULL, NULL, NULL, NULL, NULL), n);
+    size_t by_status = 0;
+    for (size_t i = 0; i < N_BUILD_CODES; i++) {
+        const char *name = q_test_build_status_name(BUILD_CODES[i]);
+        by_status += same_builds_with(x, name, NULL, NULL, NULL, NULL, NULL);
+    }
+    CHECK_EQ_INT(by_status, n);
+    CHECK_CMP_INT(same_builds_with(x, "completed", "o/003", NULL, NULL, NULL, NULL), >, 0);
+    CHECK_CMP_INT(same_builds_with(x, NULL, NULL, "bwant-4", NULL, NULL, NULL), >, 0);
+    CHECK_CMP_INT(same_builds_with(x, NULL, NULL, NULL, "BULK", NULL, NULL), >, 150);
+    CHECK_CMP_INT(same_builds_with(x, NULL, NULL, NULL, "größe", NULL, NULL), >, 0);
+    CHECK_CMP_INT(same_builds_with(x, NULL, NULL, NULL, "GRÖSSE", NULL, NULL), ==, 0);
+    CHECK_CMP_INT(same_builds_with(x, "4", "o/010", NULL, "build 1", NULL, NULL), >=, 0);
+    /* left to SQL on both sides, still equal */
+    CHECK_CMP_INT(same_builds_with(x, NULL, NULL, NULL, NULL, "o/003", NULL), >, 0);
+    CHECK_CMP_INT(same_builds_with(x, NULL, NULL, NULL, NULL, NULL, "//t:b"), >, 0);
+    /* a cursor in the middle of a run of equal times, and an unknown status */
+    r = h_sql(x->b.dsn, "SELECT created_ns FROM build_requests ORDER BY created_ns DESC"
+                        " OFFSET 120 LIMIT 1");
+    Databuild__V1__ListBuildsRequest req = DATABUILD__V1__LIST_BUILDS_REQUEST__INIT;
+    req.started_until = (uint64_t)h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    CHECK_CMP_INT(same_build_pages(x, &req, "mid cursor"), >, 100);
+    char *bad[] = {"NOT_A_STATUS"};
+    req.build_status = bad;
+    req.n_build_status = 1;
+    CHECK(!same(x, "ListBuildRequests", &req.base, &databuild__v1__list_builds_response__descriptor,
+                "bad status"));
+}
+
+/* A write followed at once by a read sees it (the freshness gate). */
+static void read_your_builds(fx *x)
+{
+    dbld_arena *a = x->b.a;
+    for (int i = 0; i < 20; i++) {
+        char id[37];
+        dbld_uuid_v4(id);
+        const char *refs[] = {"o/ryw", NULL};
+        h_rows_free(h_sql(x->b.dsn,
+                          "INSERT INTO build_leases VALUES ($1, 'test-elsewhere',"
+                          " 9000000000000000000)",
+                          id));
+        Databuild__V1__BuildEvent *e = h_event_build_request(
+            a, id, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, refs, "ryw",
+            "");
+        h_append_ok(x->b.el, a, &e, 1);
+        for (int step = 0; step < 2; step++) {
+            Databuild__V1__ListBuildsRequest req = DATABUILD__V1__LIST_BUILDS_REQUEST__INIT;
+            qf f = {.q = x->idx, .a = a};
+            Databuild__V1__ListBuildsResponse *r =
+                QF_OK(&f, "ListBuildRequests", &req, Databuild__V1__ListBuildsResponse,
+                      databuild__v1__list_builds_response__descriptor);
+            CHECK_CMP_INT(r->n_builds, >, 0);
+            CHECK_EQ_STR(r->builds[0]->build_request_id, id);
+            int want = step ? DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_COMPLETED
+                            : DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED;
+            CHECK_EQ_INT(r->builds[0]->status->code, want);
+            CHECK_EQ_INT(r->builds[0]->completed_at != 0, step);
+            if (step) break;
+            e = h_event_build_request(
+                a, id, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_COMPLETED, NULL, "",
+                "");
+            h_append_ok(x->b.el, a, &e, 1);
+        }
+    }
+}
+
 DBLD_TEST(index_answers_as_sql)
 {
     fx x;
@@ -296,6 +503,8 @@ DBLD_TEST(index_answers_as_sql)
           databuild__v1__put_taints_response__descriptor);
     build_ok(&x, refs_range(x.b.a, "a", 1, 2));
     append_bulk(&x, 0, 10);
+    append_builds(&x, 0, 150);
+    append_builds(&x, 150, 260);
 
     caught_up(&x);
     long long s0 = metric(&x, LOOKUPS("GetPartitionsSummary", "index"));
@@ -307,6 +516,12 @@ DBLD_TEST(index_answers_as_sql)
     h_note("followed live: %lld summaries and %lld pages from the index", s1 - s0, l1 - l0);
     CHECK_CMP_INT(s1 - s0, >, 300); /* every known ref answered by the index */
     CHECK_CMP_INT(l1 - l0, >, 10);  /* plain, status-filtered and pattern pages */
+    long long b0 = metric(&x, LOOKUPS("ListBuildRequests", "index"));
+    same_builds(&x);
+    long long b1 = metric(&x, LOOKUPS("ListBuildRequests", "index"));
+    h_note("followed live: %lld ListBuildRequests pages from the index", b1 - b0);
+    CHECK_CMP_INT(b1 - b0, >, 15);
+    read_your_builds(&x);
 
     /* a restart loads the index from the projections */
     h_service_stop(x.idx);
@@ -316,13 +531,18 @@ DBLD_TEST(index_answers_as_sql)
     same_summaries(&x);
     same_lists(&x);
     CHECK_CMP_INT(metric(&x, LOOKUPS("GetPartitionsSummary", "index")), >, 300);
+    same_builds(&x);
+    CHECK_CMP_INT(metric(&x, LOOKUPS("ListBuildRequests", "index")), >, 15);
 
     /* and it goes on following from there */
     append_bulk(&x, 10, 14);
+    append_builds(&x, 260, 300);
     build_ok(&x, refs_range(x.b.a, "a", 3, 5));
     caught_up(&x);
     same_summaries(&x);
     same_lists(&x);
+    same_builds(&x);
+    read_your_builds(&x);
 }
 
 /* ---- the freshness gate: a client reads its own writes ---- */
