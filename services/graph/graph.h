@@ -77,6 +77,14 @@ typedef struct gs_service {
  * (FAILED_PRECONDITION when another instance took the build over). */
 int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
                  dbld_arena *a, dbld_status *st);
+/* The same with job log entries (a short run's, handed back with its result)
+ * written in the transaction of the last chunk of events. */
+int gs_el_append_logs(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                      Databuild__V1__JobLogEntry *const *logs, size_t n_logs, dbld_arena *a,
+                      dbld_status *st);
+/* Job log entries alone (JobLogs/Append), when no append carried them. */
+int gs_el_joblogs(gs_service *s, Databuild__V1__JobLogEntry *const *logs, size_t n, dbld_arena *a,
+                  dbld_status *st);
 int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
                  Databuild__V1__PartitionState ***out, dbld_status *st);
 /* min_available_ns: the reuse window (ClaimRequest.min_available_ns; 0: none). */

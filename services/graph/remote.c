@@ -37,16 +37,36 @@ static int el_call(gs_service *s, const char *path, const ProtobufCMessage *req,
     return rc;
 }
 
-int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
-                 dbld_arena *a, dbld_status *st)
+int gs_el_append_logs(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                      Databuild__V1__JobLogEntry *const *logs, size_t n_logs, dbld_arena *a,
+                      dbld_status *st)
 {
     for (size_t off = 0; off < n; off += APPEND_CHUNK) {
         size_t k = n - off < APPEND_CHUNK ? n - off : APPEND_CHUNK;
+        int last = off + k == n;
         int rc = dbld_eventlog_append_fenced(s->eventlog, build_request_id, s->owner, evs + off, k,
-                                             a, NULL, s->el_timeout_ms, st);
+                                             last ? logs : NULL, last ? n_logs : 0, a, NULL,
+                                             s->el_timeout_ms, st);
         if (rc) return rc;
     }
     return 0;
+}
+
+int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                 dbld_arena *a, dbld_status *st)
+{
+    return gs_el_append_logs(s, build_request_id, evs, n, NULL, 0, a, st);
+}
+
+int gs_el_joblogs(gs_service *s, Databuild__V1__JobLogEntry *const *logs, size_t n, dbld_arena *a,
+                  dbld_status *st)
+{
+    Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
+    req.entries = (Databuild__V1__JobLogEntry **)logs;
+    req.n_entries = n;
+    Databuild__V1__AppendJobLogsResponse *resp = NULL;
+    return el_call(s, "/databuild.v1.JobLogs/Append", &req.base,
+                   &databuild__v1__append_job_logs_response__descriptor, a, &resp, st);
 }
 
 int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
@@ -211,6 +231,7 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
     req.job_run_id = (char *)run;
     req.build_request_id = (char *)br;
     req.task = task;
+    req.return_logs = 1; /* a short run's log comes with its result (task.c stores it) */
     dbld_stream *strm = NULL;
     int rc = dbld_client_stream_open(dbld_client_get(gs_ep_addr(s, ep)),
                                      "/databuild.v1.JobRunner/RunStreamed", &req.base, timeout_ms,

@@ -152,6 +152,15 @@ static void pop_batch(jl_sink *s, size_t n)
     if (s->head == s->tail) s->head = s->tail = 0;
 }
 
+static int append_entries(const char *target, Databuild__V1__AppendJobLogsRequest *req,
+                          ProtobufCAllocator *al, int64_t timeout_ms, dbld_status *st)
+{
+    ProtobufCMessage *resp = NULL;
+    return dbld_client_unary(dbld_client_get(target), APPEND_PATH, &req->base,
+                             &databuild__v1__append_job_logs_response__descriptor, al, &resp,
+                             timeout_ms, DBLD_CALL_IDEMPOTENT, st);
+}
+
 static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms, dbld_status *st)
 {
     dbld_arena *a = dbld_arena_create();
@@ -168,10 +177,7 @@ static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms,
         }
     }
     req->n_entries = n;
-    ProtobufCMessage *resp = NULL;
-    int rc = dbld_client_unary(dbld_client_get(s->target), APPEND_PATH, &req->base,
-                               &databuild__v1__append_job_logs_response__descriptor, al, &resp,
-                               timeout_ms, DBLD_CALL_IDEMPOTENT, st);
+    int rc = append_entries(s->target, req, al, timeout_ms, st);
     dbld_arena_destroy(a);
     return rc;
 }
@@ -508,6 +514,48 @@ void jl_manifest(jl_sink *s, const Databuild__V1__PartitionManifest *m)
 uint64_t jl_count(const jl_sink *s)
 {
     return s->seq;
+}
+
+size_t jl_close_hand_back(jl_sink *s, int64_t timeout_ms, size_t max_bytes, dbld_arena *a,
+                          Databuild__V1__JobLogEntry ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!s || !s->target || s->has_flusher) return jl_close(s, timeout_ms);
+    pthread_mutex_lock(&s->mu); /* no flusher: only this thread uses the queue */
+    size_t n = s->tail - s->head, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += s->q[s->head + i].len;
+    Databuild__V1__JobLogEntry **e = NULL;
+    if (n && !s->dropped && bytes <= max_bytes) {
+        e = dbld_arena_alloc(a, n * sizeof *e);
+        for (size_t i = 0; e && i < n; i++) {
+            const packed *p = &s->q[s->head + i];
+            e[i] = (Databuild__V1__JobLogEntry *)protobuf_c_message_unpack(
+                &databuild__v1__job_log_entry__descriptor, dbld_arena_allocator(a), p->len, p->buf);
+            if (!e[i]) e = NULL; /* cannot happen (we packed it): send them instead */
+        }
+    }
+    if (e) pop_batch(s, n);
+    pthread_mutex_unlock(&s->mu);
+    if (e) {
+        *out = e;
+        *n_out = n;
+    }
+    return jl_close(s, timeout_ms); /* sends what was not handed back */
+}
+
+int jl_store(const char *target, Databuild__V1__JobLogEntry *const *entries, size_t n,
+             int64_t timeout_ms, dbld_status *st)
+{
+    if (!n || !target || !*target) return 0;
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
+    req.entries = (Databuild__V1__JobLogEntry **)entries;
+    req.n_entries = n;
+    int rc = append_entries(target, &req, dbld_arena_allocator(a), timeout_ms, st);
+    dbld_arena_destroy(a);
+    return rc;
 }
 
 size_t jl_close(jl_sink *s, int64_t timeout_ms)

@@ -26,6 +26,8 @@
 #define JOB_JOBLOG_H
 
 #include "databuild.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/status.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +69,19 @@ uint64_t jl_count(const jl_sink *s);
  * the flusher and free. Returns the number of entries that could not be
  * stored (0 when all were). */
 size_t jl_close(jl_sink *s, int64_t timeout_ms);
+
+/* Close as jl_close(), but a short run's log (the flusher never started,
+ * nothing dropped, at most max_bytes packed) is not sent: its entries are
+ * unpacked into a and returned in *out (n_out of them, in sequence order) for
+ * the caller to store (RunJobRequest.return_logs). Otherwise *n_out is 0 and
+ * the entries go to the event log as jl_close() sends them. */
+size_t jl_close_hand_back(jl_sink *s, int64_t timeout_ms, size_t max_bytes, dbld_arena *a,
+                          Databuild__V1__JobLogEntry ***out, size_t *n_out);
+
+/* Store entries with JobLogs/Append at target (handed-back entries whose
+ * caller could not take them). 0 or the call's status. */
+int jl_store(const char *target, Databuild__V1__JobLogEntry *const *entries, size_t n,
+             int64_t timeout_ms, dbld_status *st);
 
 /* Replace invalid UTF-8 and NUL bytes with U+FFFD. Returns s itself when it
  * is clean, else a malloc'd copy stored in *owned (caller frees). */
