@@ -1347,7 +1347,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_
                DBLD_TEST_ENTRY(concurrency_limit), DBLD_TEST_ENTRY(shell_characters_pass_untouched),
                DBLD_TEST_ENTRY(run_environment), DBLD_TEST_ENTRY(job_logs_stored),
                DBLD_TEST_ENTRY(job_logs_stored_while_running),
-               DBLD_TEST_ENTRY(job_logs_large_output_stored),
+               DBLD_TEST_ENTRY(job_logs_handed_back), DBLD_TEST_ENTRY(job_logs_large_output_stored),
                DBLD_TEST_ENTRY(eventlog_down_run_still_works),
                DBLD_TEST_ENTRY(run_env_policy_refuses), DBLD_TEST_ENTRY(run_env_allowlist),
                DBLD_TEST_ENTRY(configure_env_refused), DBLD_TEST_ENTRY(run_as_user),
