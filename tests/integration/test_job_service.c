@@ -945,7 +945,7 @@ DBLD_TEST(job_logs_handed_back)
     }
     CHECK_MSG(handed_back, "no run of /bin/true ended within 200 ms in 5 tries");
 
-    /* More than batch_max (500) entries: the shared flusher sent them. */
+    /* More than batch_max (500) entries: the run's flusher sent them. */
     char *id = new_run_id(f.a);
     Databuild__V1__RunJobResponse *r =
         run_return_logs(&f, id, task(f.a, "//test:ok", "ok/back", H_STRS("lines", "1200")));
