@@ -6,12 +6,15 @@
 int dbld_eventlog_append(const char *target, Databuild__V1__BuildEvent *const *events, size_t n,
                          dbld_arena *a, int64_t *idx_out, int64_t timeout_ms, dbld_status *st)
 {
-    return dbld_eventlog_append_fenced(target, NULL, NULL, events, n, a, idx_out, timeout_ms, st);
+    return dbld_eventlog_append_fenced(target, NULL, NULL, events, n, NULL, 0, a, idx_out,
+                                       timeout_ms, st);
 }
 
 int dbld_eventlog_append_fenced(const char *target, const char *build_request_id, const char *owner,
-                                Databuild__V1__BuildEvent *const *events, size_t n, dbld_arena *a,
-                                int64_t *idx_out, int64_t timeout_ms, dbld_status *st)
+                                Databuild__V1__BuildEvent *const *events, size_t n,
+                                Databuild__V1__JobLogEntry *const *logs, size_t n_logs,
+                                dbld_arena *a, int64_t *idx_out, int64_t timeout_ms,
+                                dbld_status *st)
 {
     for (size_t i = 0; i < n; i++) {
         if (!events[i]->event_id || !*events[i]->event_id) {
@@ -23,6 +26,8 @@ int dbld_eventlog_append_fenced(const char *target, const char *build_request_id
     Databuild__V1__AppendRequest req = DATABUILD__V1__APPEND_REQUEST__INIT;
     req.n_events = n;
     req.events = (Databuild__V1__BuildEvent **)events;
+    req.job_logs = (Databuild__V1__JobLogEntry **)logs;
+    req.n_job_logs = n_logs;
     Databuild__V1__LeaseFence fence = DATABUILD__V1__LEASE_FENCE__INIT;
     if (build_request_id) {
         fence.build_request_id = (char *)build_request_id;

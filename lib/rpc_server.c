@@ -90,10 +90,23 @@ typedef struct reg {
     void *user;
 } reg;
 
+/* A thread runs one streaming call after another: after a call it waits
+ * STREAM_IDLE_MS (at most STREAM_IDLE_MAX of them) for the next before it
+ * exits, so a burst of short streams (JobRunner/RunStreamed per task) does
+ * not make and join a thread for each. */
+#define STREAM_IDLE_MS 10000
+#define STREAM_IDLE_MAX 64
+
 typedef struct stream_thread {
     pthread_t tid;
     int done; /* set under srv->mu when the thread is about to exit */
     struct stream_thread *next;
+    /* under srv->mu */
+    struct dbld_server *srv;
+    struct dbld_call *call;          /* to run next; NULL while idle */
+    pthread_cond_t cv;               /* idle: a call was handed over, or stop */
+    struct stream_thread *idle_next; /* in srv->idle_streams */
+    int idle;
 } stream_thread;
 
 typedef struct op_tag {
@@ -127,7 +140,10 @@ struct dbld_server {
     pthread_mutex_t shutdown_mu; /* serializes start/shutdown */
     pthread_mutex_t mu;          /* streams */
     stream_thread *streams;
-    int n_streams;       /* streams whose handler has not returned yet, under mu */
+    int n_streams;               /* streams whose handler has not returned yet, under mu */
+    stream_thread *idle_streams; /* threads waiting for their next stream, under mu */
+    int n_idle_streams;
+    int streams_stop;    /* join_streams(): idle threads exit */
     pthread_mutex_t qmu; /* worker queue */
     pthread_cond_t qcv;
     dbld_fifo queue; /* calls waiting for a worker (dbld_call.qlink), at most max_queue */
@@ -347,20 +363,54 @@ static void run_unary(dbld_call *c)
     call_unref(c);
 }
 
-static void *stream_main(void *arg)
+static void run_stream(dbld_call *c)
 {
-    dbld_call *c = arg;
-    dbld_server *srv = c->srv;
-    stream_thread *t = c->thread;
     dbld_status st;
     dbld_status_clear(&st);
     int code = dbld__code(c->m->stream(c, c->req, &st));
     st.msg[sizeof st.msg - 1] = '\0';
     finish(c, code, code == DBLD_OK ? "" : st.msg, code == DBLD_OK ? c->last_msg : NULL);
     call_unref(c); /* the stream thread's reference */
+}
+
+/* Wait (under srv->mu) for start_stream() to hand t another call: 1 when it
+ * did, 0 when t should exit (idle too long, too many idle, stopping). */
+static int stream_park(dbld_server *srv, stream_thread *t)
+{
+    if (srv->streams_stop || srv->n_idle_streams >= STREAM_IDLE_MAX) return 0;
+    t->idle = 1;
+    t->idle_next = srv->idle_streams;
+    srv->idle_streams = t;
+    srv->n_idle_streams++;
+    struct timespec until = dbld_abs_time(CLOCK_MONOTONIC, STREAM_IDLE_MS);
+    while (!t->call && !srv->streams_stop)
+        if (pthread_cond_timedwait(&t->cv, &srv->mu, &until) != 0) break;
+    if (t->idle) { /* not taken: leave the idle list */
+        for (stream_thread **pp = &srv->idle_streams; *pp; pp = &(*pp)->idle_next)
+            if (*pp == t) {
+                *pp = t->idle_next;
+                break;
+            }
+        srv->n_idle_streams--;
+        t->idle = 0;
+    }
+    return t->call != NULL;
+}
+
+static void *stream_main(void *arg)
+{
+    stream_thread *t = arg;
+    dbld_server *srv = t->srv;
     pthread_mutex_lock(&srv->mu);
+    do {
+        dbld_call *c = t->call;
+        t->call = NULL;
+        pthread_mutex_unlock(&srv->mu);
+        run_stream(c);
+        pthread_mutex_lock(&srv->mu);
+        srv->n_streams--;
+    } while (stream_park(srv, t));
     t->done = 1;
-    srv->n_streams--;
     pthread_mutex_unlock(&srv->mu);
     return NULL;
 }
@@ -376,6 +426,7 @@ static void reap_streams(dbld_server *srv)
         }
         pthread_join(t->tid, NULL);
         *p = t->next;
+        pthread_cond_destroy(&t->cv);
         free(t);
     }
 }
@@ -408,11 +459,27 @@ static void start_stream(dbld_call *c)
         refuse_stream(c, open, 0);
         return;
     }
-    stream_thread *t = dbld_xcalloc(1, sizeof *t);
-    c->thread = t;
     call_ref(c);
-    if (pthread_create(&t->tid, NULL, stream_main, c) != 0) {
+    stream_thread *t = srv->idle_streams;
+    if (t) { /* hand it to a thread waiting for its next stream */
+        srv->idle_streams = t->idle_next;
+        srv->n_idle_streams--;
+        t->idle = 0;
+        t->call = c;
+        c->thread = t;
+        srv->n_streams++;
+        pthread_cond_signal(&t->cv);
         pthread_mutex_unlock(&srv->mu);
+        return;
+    }
+    t = dbld_xcalloc(1, sizeof *t);
+    t->srv = srv;
+    t->call = c;
+    dbld_cond_init_mono(&t->cv);
+    c->thread = t;
+    if (pthread_create(&t->tid, NULL, stream_main, t) != 0) {
+        pthread_mutex_unlock(&srv->mu);
+        pthread_cond_destroy(&t->cv);
         free(t);
         c->thread = NULL;
         call_unref(c);
@@ -1123,12 +1190,16 @@ static void drain_calls(dbld_server *srv)
 static void join_streams(dbld_server *srv)
 {
     pthread_mutex_lock(&srv->mu);
+    srv->streams_stop = 1;
+    for (stream_thread *t = srv->idle_streams; t; t = t->idle_next)
+        pthread_cond_signal(&t->cv);
     stream_thread *list = srv->streams;
     srv->streams = NULL;
     pthread_mutex_unlock(&srv->mu);
     while (list) {
         stream_thread *next = list->next;
         pthread_join(list->tid, NULL);
+        pthread_cond_destroy(&list->cv);
         free(list);
         list = next;
     }

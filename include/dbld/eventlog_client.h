@@ -26,10 +26,13 @@ int dbld_eventlog_append(const char *target, Databuild__V1__BuildEvent *const *e
 
 /* The same, fenced on a build's lease (AppendRequest.fence): the events are
  * written only while build_request_id's lease is held by owner; otherwise
- * FAILED_PRECONDITION and nothing is written. */
+ * FAILED_PRECONDITION and nothing is written. logs (n_logs, may be 0): job
+ * log entries written with the events (AppendRequest.job_logs). */
 int dbld_eventlog_append_fenced(const char *target, const char *build_request_id, const char *owner,
-                                Databuild__V1__BuildEvent *const *events, size_t n, dbld_arena *a,
-                                int64_t *idx_out, int64_t timeout_ms, dbld_status *st);
+                                Databuild__V1__BuildEvent *const *events, size_t n,
+                                Databuild__V1__JobLogEntry *const *logs, size_t n_logs,
+                                dbld_arena *a, int64_t *idx_out, int64_t timeout_ms,
+                                dbld_status *st);
 
 /* One page of events matching filter (may be NULL) from start_idx; the page
  * is unpacked into arena a. */

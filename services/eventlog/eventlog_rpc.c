@@ -72,10 +72,19 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
                                    "append: fence needs both build_request_id and owner");
         fence = (el_fence){req->fence->build_request_id, req->fence->owner};
     }
+    el_joblogs *logs = NULL;
+    if (req->n_job_logs) {
+        logs = dbld_arena_alloc(a, sizeof *logs);
+        int rc = el_joblogs_prepare(a, req->job_logs, req->n_job_logs, logs, st);
+        if (rc) {
+            dbld_status_prefix(st, "append: job_logs");
+            return rc;
+        }
+    }
     append_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
     *ctx = (append_ctx){{call, append_respond}, evs, req->n_events};
     /* After a successful queueing the call belongs to the writer: touch nothing. */
-    int rc = el_store_append_async(store, evs, req->n_events, req->fence ? &fence : NULL, a,
+    int rc = el_store_append_async(store, evs, req->n_events, req->fence ? &fence : NULL, logs, a,
                                    el_async_done, ctx, st);
     return rc ? rc : DBLD_ASYNC;
 }

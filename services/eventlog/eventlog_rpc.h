@@ -17,6 +17,10 @@ typedef struct el_async {
     ProtobufCMessage *(*respond)(struct el_async *self, dbld_arena *a);
 } el_async;
 void el_async_done(void *arg, const dbld_status *st);
+/* JobLogEntry messages as the store's text columns (joblogs_rpc.c), checked:
+ * INVALID_ARGUMENT naming the entry when one cannot be stored. */
+int el_joblogs_prepare(dbld_arena *a, Databuild__V1__JobLogEntry *const *entries, size_t n,
+                       el_joblogs *logs, dbld_status *st);
 /* PartitionClaims/Status handler (leases_rpc.c). */
 int el_partition_status(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
                         dbld_status *st);

@@ -35,23 +35,15 @@ static ProtobufCMessage *append_respond(el_async *as, dbld_arena *a)
     return &resp->base;
 }
 
-/* Nonblocking: validate, queue for the writer's group commit, answer from
- * append_respond. */
-static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
-                  dbld_status *st)
+int el_joblogs_prepare(dbld_arena *a, Databuild__V1__JobLogEntry *const *entries, size_t n,
+                       el_joblogs *logs, dbld_status *st)
 {
-    el_store *store = dbld_call_user(call);
-    dbld_arena *a = dbld_call_arena(call);
-    const Databuild__V1__AppendJobLogsRequest *req =
-        (const Databuild__V1__AppendJobLogsRequest *)req_msg;
-    size_t n = req->n_entries;
-    append_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
-    *ctx = (append_ctx){.as = {call, append_respond}, .logs = {.n = n}};
+    *logs = (el_joblogs){.n = n};
     const char **col[6];
     for (int c = 0; c < 6; c++)
-        col[c] = ctx->logs.cols[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
+        col[c] = logs->cols[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
     for (size_t i = 0; i < n; i++) {
-        Databuild__V1__JobLogEntry *e = req->entries[i];
+        Databuild__V1__JobLogEntry *e = entries[i];
         if (!*e->job_id)
             return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "entry %zu: job_id is required", i);
         if (e->sequence_number == 0)
@@ -77,12 +69,28 @@ static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
                                   : -1);
         col[5][i] = dbld_hex_encode(a, buf, len);
     }
-    if (n == 0) {
+    return 0;
+}
+
+/* Nonblocking: validate, queue for the writer's group commit, answer from
+ * append_respond. */
+static int append(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                  dbld_status *st)
+{
+    el_store *store = dbld_call_user(call);
+    dbld_arena *a = dbld_call_arena(call);
+    const Databuild__V1__AppendJobLogsRequest *req =
+        (const Databuild__V1__AppendJobLogsRequest *)req_msg;
+    append_ctx *ctx = dbld_arena_alloc(a, sizeof *ctx);
+    ctx->as = (el_async){call, append_respond};
+    int rc = el_joblogs_prepare(a, req->entries, req->n_entries, &ctx->logs, st);
+    if (rc) return rc;
+    if (req->n_entries == 0) {
         *resp_msg = dbld_arena_msg(a, &databuild__v1__append_job_logs_response__descriptor);
         return 0;
     }
     /* Once queued the call belongs to the writer: touch nothing after. */
-    int rc = el_store_joblogs_async(store, &ctx->logs, a, el_async_done, ctx, st);
+    rc = el_store_joblogs_async(store, &ctx->logs, a, el_async_done, ctx, st);
     return rc ? rc : DBLD_ASYNC;
 }
 

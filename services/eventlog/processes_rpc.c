@@ -381,7 +381,7 @@ static int update(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMes
         return 0;
     }
     /* After a successful queueing the call belongs to the writer. */
-    rc = el_store_append_async(store, &u->ev, 1, NULL, a, el_async_done, u, st);
+    rc = el_store_append_async(store, &u->ev, 1, NULL, NULL, a, el_async_done, u, st);
     return rc ? rc : DBLD_ASYNC;
 }
 

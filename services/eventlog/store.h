@@ -59,9 +59,13 @@ typedef struct el_fence {
     const char *build_request_id, *owner;
 } el_fence;
 
-/* fence may be NULL (no fence). */
+typedef struct el_joblogs el_joblogs; /* below */
+
+/* fence may be NULL (no fence); logs may be NULL, else job log entries
+ * written in the same transaction (and fence) as the events. */
 int el_store_append_async(el_store *s, el_event *evs, size_t n, const el_fence *fence,
-                          dbld_arena *a, el_append_cb cb, void *arg, dbld_status *st);
+                          el_joblogs *logs, dbld_arena *a, el_append_cb cb, void *arg,
+                          dbld_status *st);
 
 /* One stored event. */
 typedef struct el_row {
@@ -110,11 +114,11 @@ int el_store_release(el_store *s, const char *build_request_id, const char *job_
 
 /* Job log entries (JobLogs/Append) as text columns: job_run_id, seq,
  * ts_ns, content, level, entry (serialized JobLogEntry, hex). */
-typedef struct el_joblogs {
+struct el_joblogs {
     const char **cols[6];
     size_t n;
     uint32_t stored; /* result: entries not stored before */
-} el_joblogs;
+};
 
 /* Store job log entries durably (idempotent on (job_run_id, seq)), in the
  * writer's next group commit; cb as for el_store_append_async. */

@@ -176,7 +176,7 @@ static el_event *req_events(const pending *p, size_t *n)
         *n = granted(p) ? p->claim->n_events : 0;
         return p->claim->events;
     }
-    *n = p->logs ? 0 : p->n;
+    *n = p->n - (p->logs ? p->logs->n : 0); /* an append may carry job logs */
     return p->evs;
 }
 
@@ -660,7 +660,7 @@ static int write_batch(el_store *s, dbld_db **db, pending *reqs, dbld_status *st
     size_t k = 0;
     for (int pass = 0; pass < 3; pass++)
         for (pending *p = reqs; p; p = p->next)
-            if ((p->claim ? 0 : p->logs ? 2 : 1) == pass) arr[k++] = p;
+            if ((p->claim ? 0 : p->evs ? 1 : 2) == pass) arr[k++] = p;
     int64_t max_idx = 0, prev_max = 0;
     int64_t t0 = dbld_mono_ms();
     rc = batch_tx(*db, a, arr, n, &max_idx, &prev_max, st);
@@ -689,7 +689,7 @@ static void finish(el_store *s, pending *reqs, const dbld_status *st)
             dbld_status e = *st; /* name the operation: a request may see its batch's error */
             dbld_status_prefix(&e, "%s",
                                reqs->claim  ? "could not decide the claim"
-                               : reqs->logs ? "could not store job logs"
+                               : !reqs->evs ? "could not store job logs"
                                             : "could not append events");
             reqs->cb(reqs->cb_arg, &e);
         } else {
@@ -813,12 +813,14 @@ static pending *new_async(dbld_arena *a, el_append_cb cb, void *arg)
 }
 
 int el_store_append_async(el_store *s, el_event *evs, size_t n, const el_fence *fence,
-                          dbld_arena *a, el_append_cb cb, void *arg, dbld_status *st)
+                          el_joblogs *logs, dbld_arena *a, el_append_cb cb, void *arg,
+                          dbld_status *st)
 {
     pending *p = new_async(a, cb, arg);
     if (fence) p->fence = *fence;
     p->evs = evs;
-    p->n = n;
+    p->logs = logs;
+    p->n = n + (logs ? logs->n : 0);
     return submit_async(s, p, st);
 }
 

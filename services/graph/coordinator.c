@@ -226,9 +226,11 @@ int gsb_append(gs_build *b, dbld_arena *a, gs_evlist *l)
     if (!l->n) return 0;
     if (gsb_stopped(b)) return DBLD_ABORTED;
     dbld_status st;
-    int rc = gs_el_append(b->svc, b->id, l->evs, l->n, a, &st);
+    int rc = gs_el_append_logs(b->svc, b->id, l->evs, l->n, l->logs, l->n_logs, a, &st);
     if (rc) gsb_fail(b, &st);
     l->n = 0;
+    l->logs = NULL;
+    l->n_logs = 0;
     return rc;
 }
 

@@ -37,6 +37,9 @@ Databuild__V1__PartitionRef **gs_refs(dbld_arena *a, const char *const *refs, si
 typedef struct gs_evlist {
     gs_event **evs;
     size_t n, cap;
+    /* job log entries written with the events (gsb_append), borrowed; may be NULL */
+    Databuild__V1__JobLogEntry **logs;
+    size_t n_logs;
 } gs_evlist;
 void gs_evlist_add(dbld_arena *a, gs_evlist *l, gs_event *e);
 

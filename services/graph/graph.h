@@ -77,6 +77,14 @@ typedef struct gs_service {
  * (FAILED_PRECONDITION when another instance took the build over). */
 int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
                  dbld_arena *a, dbld_status *st);
+/* The same with job log entries (a short run's, handed back with its result)
+ * written in the transaction of the last chunk of events. */
+int gs_el_append_logs(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                      Databuild__V1__JobLogEntry *const *logs, size_t n_logs, dbld_arena *a,
+                      dbld_status *st);
+/* Job log entries alone (JobLogs/Append), when no append carried them. */
+int gs_el_joblogs(gs_service *s, Databuild__V1__JobLogEntry *const *logs, size_t n, dbld_arena *a,
+                  dbld_status *st);
 int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
                  Databuild__V1__PartitionState ***out, dbld_status *st);
 /* min_available_ns: the reuse window (ClaimRequest.min_available_ns; 0: none). */
@@ -106,8 +114,12 @@ const char *gs_ep_addr(gs_service *s, int ep);
 /* JobRunner/RunStreamed on endpoint ep; *out is the result. When the job
  * service reports the process spawned, *started_out is set, and
  * started(arg, start) is called unless the result follows within defer_ms
- * (a short run's caller then records the start together with the result:
- * one event log write instead of two). Not called when the spawn failed. */
+ * of the spawn (a short run's caller then records the start together with
+ * the result: one event log write instead of two). The job service is asked
+ * to defer too (RunJobRequest.defer_started_ms): a short run then sends no
+ * `started` update, its result carries the start; and the run's job log
+ * (return_logs, RunJobResponse.log_entries: the caller stores it). Not called
+ * when the spawn failed. */
 typedef void (*gs_started_fn)(void *arg, const Databuild__V1__RunJobStarted *started);
 int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild__V1__Task *task,
                int64_t timeout_ms, int64_t defer_ms, gs_started_fn started, void *arg,

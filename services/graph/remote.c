@@ -37,16 +37,36 @@ static int el_call(gs_service *s, const char *path, const ProtobufCMessage *req,
     return rc;
 }
 
-int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
-                 dbld_arena *a, dbld_status *st)
+int gs_el_append_logs(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                      Databuild__V1__JobLogEntry *const *logs, size_t n_logs, dbld_arena *a,
+                      dbld_status *st)
 {
     for (size_t off = 0; off < n; off += APPEND_CHUNK) {
         size_t k = n - off < APPEND_CHUNK ? n - off : APPEND_CHUNK;
+        int last = off + k == n;
         int rc = dbld_eventlog_append_fenced(s->eventlog, build_request_id, s->owner, evs + off, k,
-                                             a, NULL, s->el_timeout_ms, st);
+                                             last ? logs : NULL, last ? n_logs : 0, a, NULL,
+                                             s->el_timeout_ms, st);
         if (rc) return rc;
     }
     return 0;
+}
+
+int gs_el_append(gs_service *s, const char *build_request_id, gs_event *const *evs, size_t n,
+                 dbld_arena *a, dbld_status *st)
+{
+    return gs_el_append_logs(s, build_request_id, evs, n, NULL, 0, a, st);
+}
+
+int gs_el_joblogs(gs_service *s, Databuild__V1__JobLogEntry *const *logs, size_t n, dbld_arena *a,
+                  dbld_status *st)
+{
+    Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
+    req.entries = (Databuild__V1__JobLogEntry **)logs;
+    req.n_entries = n;
+    Databuild__V1__AppendJobLogsResponse *resp = NULL;
+    return el_call(s, "/databuild.v1.JobLogs/Append", &req.base,
+                   &databuild__v1__append_job_logs_response__descriptor, a, &resp, st);
 }
 
 int gs_el_status(gs_service *s, const char *const *refs, size_t n, dbld_arena *a,
@@ -211,17 +231,20 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
     req.job_run_id = (char *)run;
     req.build_request_id = (char *)br;
     req.task = task;
+    req.return_logs = 1; /* a short run's log comes with its result (task.c stores it) */
+    req.defer_started_ms = defer_ms; /* and so does its start */
     dbld_stream *strm = NULL;
     int rc = dbld_client_stream_open(dbld_client_get(gs_ep_addr(s, ep)),
                                      "/databuild.v1.JobRunner/RunStreamed", &req.base, timeout_ms,
                                      &strm, st);
     if (rc) return rc;
-    int pending = 0; /* started, not yet handed to started() */
+    int pending = 0;        /* started, not yet handed to started() */
+    int64_t defer_left = 0; /* of defer_ms since the spawn, when pending */
     for (;;) {
         Databuild__V1__RunJobUpdate *u = NULL;
         rc = dbld_stream_next(strm, &databuild__v1__run_job_update__descriptor,
                               dbld_arena_allocator(a), (ProtobufCMessage **)&u,
-                              pending ? defer_ms : RUN_STOP_POLL_MS, st);
+                              pending ? defer_left : RUN_STOP_POLL_MS, st);
         int expired = !u && rc == DBLD_DEADLINE_EXCEEDED && !dbld_stream_done(strm);
         if (expired && pending) { /* a longer run: say so now */
             pending = 0;
@@ -241,10 +264,16 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
         }
         if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_STARTED && u->started) {
             *started_out = u->started;
-            pending = defer_ms > 0;
+            /* a job service that honours defer_started_ms sends it only
+             * once the run has lasted that long: no more waiting then */
+            int64_t age_ms = (dbld_now_ns() - u->started->start_time_ns) / 1000000;
+            defer_left = defer_ms - (age_ms > 0 ? age_ms : 0);
+            pending = defer_left > 0;
             if (!pending && started) started(arg, u->started);
         } else if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT && u->result) {
             *out = u->result;
+            if (!*started_out && u->result->started) /* a short run's start, not sent alone */
+                *started_out = u->result->started;
             break;
         }
     }

@@ -239,6 +239,10 @@ typedef struct attempt_ctx {
     int ep, attempt;
     int relaunch; /* 0 for the attempt's first launch */
     int recorded; /* RUNNING appended (or the append failed) */
+    /* the run's job log, handed back with its result (RunJobResponse.log_entries):
+     * goes with the result's events; what is left is stored by store_left_logs() */
+    Databuild__V1__JobLogEntry **logs;
+    size_t n_logs;
 } attempt_ctx;
 
 static gs_event *running_event(attempt_ctx *c, const Databuild__V1__RunJobStarted *started)
@@ -276,6 +280,26 @@ static void attempt_started(void *arg, const Databuild__V1__RunJobStarted *start
     add_running(c, started, &l);
     /* a failure abandons the build (and, fenced out, cancels this run) */
     (void)gsb_append(c->t->b, c->a, &l);
+}
+
+/* The result's events of a run carry its handed-back job log. */
+static void add_logs(attempt_ctx *c, gs_evlist *l)
+{
+    l->logs = c->logs;
+    l->n_logs = c->n_logs;
+}
+
+/* A handed-back job log that no append carried (the run was cancelled or
+ * lost, the build stopped, the append failed): stored on its own, as the job
+ * service would have. */
+static void store_left_logs(attempt_ctx *c)
+{
+    if (!c->n_logs) return;
+    dbld_status st;
+    if (gs_el_joblogs(c->t->b->svc, c->logs, c->n_logs, c->a, &st) != 0)
+        dbld_log(DBLD_LOG_WARN, "job log entries not stored", "job_run_id", c->run, "error", st.msg,
+                 (char *)NULL);
+    c->n_logs = 0;
 }
 
 /* The start of a short run goes in front of its result's events. */
@@ -698,7 +722,9 @@ static int run_completed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx 
     gs_evlist_add(a, &l,
                   gsx_record(t, a, ts->run, 0, GSX_ST(ENDED), GSX_RES(SUCCEEDED),
                              GSX_LOG(JOB_RUNS_ENDED), NULL));
+    add_logs(actx, &l);
     if (gsb_append(b, a, &l) != 0) return STEP_AGAIN;
+    actx->n_logs = 0;
     if (rr->manifest) {
         size_t len = protobuf_c_message_get_packed_size(&rr->manifest->base);
         void *buf = dbld_xmalloc(len + 1);
@@ -788,7 +814,9 @@ static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *ac
                 a, &l, gs_ev_partition(a, b->id, cfg->outputs[i]->str, PS(FAILED), ts->run, pmsg));
     dbld_log(DBLD_LOG_WARN, "job run failed", "build_request_id", b->id, "job_run_id", ts->run,
              "job", label, "message", msg, (char *)NULL);
+    add_logs(actx, &l);
     if (gsb_append(b, a, &l) != 0) return STEP_AGAIN;
+    actx->n_logs = 0;
     if (!retry) {
         task_end(t, T_FAILED, pmsg);
         return STEP_DONE;
@@ -799,6 +827,40 @@ static int run_failed(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *ac
     ts->launches = 0;
     ts->bo = (gs_backoff){0};
     return STEP_AGAIN;
+}
+
+/* Act on how the run of run_step() ended (rc, st: the call's outcome). */
+static int run_ended(gs_task *t, dbld_arena *a, task_state *ts, attempt_ctx *actx,
+                     const Databuild__V1__RunJobStarted *started, Databuild__V1__RunJobResponse *rr,
+                     int rc, const dbld_status *st, int64_t run_start)
+{
+    gs_build *b = t->b;
+    int ep = actx->ep;
+    if (gsb_stopped(b)) return STEP_AGAIN; /* abandoned: no more events */
+    gs_run_loss loss = GS_RUN_OUTCOME;
+    if (!task_cancelled(t)) {
+        loss = gs_run_classify_loss(rc, rr != NULL, started != NULL);
+        if (loss != GS_RUN_OUTCOME && schedule_relaunch(t, a, ts, loss, ep, rc, st))
+            return STEP_AGAIN;
+    }
+    outcome o;
+    classify(t, a, rc, st, rr, ep, &o);
+    observe_run(t, run_start, o.ok ? "ok" : o.cancelled ? "cancelled" : "failed");
+    if (o.ok) return run_completed(t, a, ts, actx, started, rr);
+    if (o.cancelled) {
+        gs_evlist l = {0};
+        add_deferred_running(actx, started, &l);
+        if (l.n && gsb_append(b, a, &l) != 0) return STEP_AGAIN;
+        const char *why = cancel_why(t, a);
+        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
+        task_end(t, T_CANCELLED, why);
+        return STEP_DONE;
+    }
+    if (loss != GS_RUN_OUTCOME) /* the relaunch budget is spent */
+        o.msg =
+            dbld_arena_printf(a, "%s; gave up relaunching after %d relaunches in %.1f s", o.msg,
+                              ts->bo.tries, (double)(dbld_mono_ms() - ts->bo.first_ms) / 1000.0);
+    return run_failed(t, a, ts, actx, started, &o, ep);
 }
 
 /* Launch ts->run on a job service and act on how it ended. */
@@ -837,31 +899,13 @@ static int run_step(gs_task *t, dbld_arena *a, task_state *ts)
     t->ep = -1;
     pthread_mutex_unlock(&b->mu);
     gs_ep_release(s, ep);
-    if (gsb_stopped(b)) return STEP_AGAIN; /* abandoned: no more events */
-    gs_run_loss loss = GS_RUN_OUTCOME;
-    if (!task_cancelled(t)) {
-        loss = gs_run_classify_loss(rc, rr != NULL, started != NULL);
-        if (loss != GS_RUN_OUTCOME && schedule_relaunch(t, a, ts, loss, ep, rc, &st))
-            return STEP_AGAIN;
+    if (rr) {
+        actx.logs = rr->log_entries;
+        actx.n_logs = rr->n_log_entries;
     }
-    outcome o;
-    classify(t, a, rc, &st, rr, ep, &o);
-    observe_run(t, run_start, o.ok ? "ok" : o.cancelled ? "cancelled" : "failed");
-    if (o.ok) return run_completed(t, a, ts, &actx, started, rr);
-    if (o.cancelled) {
-        gs_evlist l = {0};
-        add_deferred_running(&actx, started, &l);
-        if (l.n && gsb_append(b, a, &l) != 0) return STEP_AGAIN;
-        const char *why = cancel_why(t, a);
-        gsb_append_cancelled(t, a, ts->run, OUT_ALL, why);
-        task_end(t, T_CANCELLED, why);
-        return STEP_DONE;
-    }
-    if (loss != GS_RUN_OUTCOME) /* the relaunch budget is spent */
-        o.msg =
-            dbld_arena_printf(a, "%s; gave up relaunching after %d relaunches in %.1f s", o.msg,
-                              ts->bo.tries, (double)(dbld_mono_ms() - ts->bo.first_ms) / 1000.0);
-    return run_failed(t, a, ts, &actx, started, &o, ep);
+    int step = run_ended(t, a, ts, &actx, started, rr, rc, &st, run_start);
+    store_left_logs(&actx);
+    return step;
 }
 
 static void *task_main(void *arg)

@@ -110,9 +110,11 @@ static int run_checked(dbld_call *call, const jr_ctx *ctx, const Databuild__V1__
 static int run(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
                dbld_status *st)
 {
+    const Databuild__V1__RunJobRequest *req = (const Databuild__V1__RunJobRequest *)req_msg;
     jr_ctx ctx = call_ctx(call);
+    ctx.return_logs = req->return_logs;
     Databuild__V1__RunJobResponse *resp;
-    int rc = run_checked(call, &ctx, (const Databuild__V1__RunJobRequest *)req_msg, &resp, st);
+    int rc = run_checked(call, &ctx, req, &resp, st);
     if (rc) return rc;
     *resp_msg = &resp->base;
     return 0;
@@ -135,16 +137,21 @@ static void stream_started(void *arg, int pid, int64_t start_ns, int64_t waited_
 
 static int run_streamed(dbld_call *call, const ProtobufCMessage *req_msg, dbld_status *st)
 {
+    const Databuild__V1__RunJobRequest *req = (const Databuild__V1__RunJobRequest *)req_msg;
     jr_ctx ctx = call_ctx(call);
     ctx.started = stream_started;
+    ctx.return_logs = req->return_logs;
+    ctx.defer_started_ms = req->defer_started_ms;
     Databuild__V1__RunJobResponse *resp;
-    int rc = run_checked(call, &ctx, (const Databuild__V1__RunJobRequest *)req_msg, &resp, st);
+    int rc = run_checked(call, &ctx, req, &resp, st);
     if (rc) return rc;
     Databuild__V1__RunJobUpdate *u =
         dbld_arena_msg(dbld_call_arena(call), &databuild__v1__run_job_update__descriptor);
     u->update_case = DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT;
     u->result = resp;
-    return dbld_call_send_last(call, &u->base, st); /* with the status: one batch */
+    rc = dbld_call_send_last(call, &u->base, st);      /* with the status: one batch */
+    if (rc) jr_store_logs(dbld_call_user(call), resp); /* nobody took the handed-back log */
+    return rc;
 }
 
 static int cancel(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,

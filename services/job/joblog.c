@@ -1,6 +1,11 @@
 /* joblog.c - JobLogEntry stream of one job run, batched to the event log
  * (see joblog.h). Entries are packed on the run thread, so the queue holds
- * plain byte strings the flusher can send while the run thread keeps adding. */
+ * plain byte strings the flusher can send while the run thread keeps adding.
+ *
+ * One flusher thread serves every sink of the process (the shared flusher,
+ * started with the first sink that needs it): a sink joins it once its run
+ * has lasted flush_ms or batch_max entries wait, and leaves it at close,
+ * where the closing thread sends what is left (a short run never joins). */
 #include "joblog.h"
 #include "databuild_ext.pb-c.h"
 #include "dbld/arena.h"
@@ -43,17 +48,29 @@ struct jl_sink {
     void *observe_user;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* flusher waits here */
+    pthread_cond_t cv; /* jl_close's last sends back off here */
     int failing;       /* the last send failed */
     packed *q;         /* queue: q[head..tail) */
     size_t head, tail, cap;
     size_t dropped;
     int closing;
     int64_t close_deadline; /* mono ms */
-    int64_t opened_ms;      /* mono ms: jl_tick() starts the flusher flush_ms after */
-    pthread_t flusher;
-    int has_flusher;
+    int64_t opened_ms;      /* mono ms: jl_tick() joins the shared flusher flush_ms after */
+    int64_t last_warn;      /* mono ms of the last "could not store" warning */
+    /* the shared flusher's (under flusher.mu) */
+    int shared;      /* joined it (run thread only writes) */
+    int busy;        /* it is sending a batch of this sink */
+    int64_t next_ms; /* mono ms: its next periodic send */
+    struct jl_sink *fnext;
 };
+
+/* The shared flusher: the sinks that joined it. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* the thread waits for work; jl_close for !busy */
+    jl_sink *sinks;
+    int started;
+} flusher = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- UTF-8 ---- */
 
@@ -152,6 +169,15 @@ static void pop_batch(jl_sink *s, size_t n)
     if (s->head == s->tail) s->head = s->tail = 0;
 }
 
+static int append_entries(const char *target, Databuild__V1__AppendJobLogsRequest *req,
+                          ProtobufCAllocator *al, int64_t timeout_ms, dbld_status *st)
+{
+    ProtobufCMessage *resp = NULL;
+    return dbld_client_unary(dbld_client_get(target), APPEND_PATH, &req->base,
+                             &databuild__v1__append_job_logs_response__descriptor, al, &resp,
+                             timeout_ms, DBLD_CALL_IDEMPOTENT, st);
+}
+
 static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms, dbld_status *st)
 {
     dbld_arena *a = dbld_arena_create();
@@ -168,68 +194,110 @@ static int send_batch(jl_sink *s, const packed *b, size_t n, int64_t timeout_ms,
         }
     }
     req->n_entries = n;
-    ProtobufCMessage *resp = NULL;
-    int rc = dbld_client_unary(dbld_client_get(s->target), APPEND_PATH, &req->base,
-                               &databuild__v1__append_job_logs_response__descriptor, al, &resp,
-                               timeout_ms, DBLD_CALL_IDEMPOTENT, st);
+    int rc = append_entries(s->target, req, al, timeout_ms, st);
     dbld_arena_destroy(a);
     return rc;
 }
 
-static void *flusher_main(void *arg)
+/* After a send of n entries (under s->mu): pop them, or note the failure
+ * (warning at most every WARN_EVERY_MS). */
+static void sent(jl_sink *s, size_t n, int rc, const dbld_status *st)
 {
-    jl_sink *s = arg;
+    if (rc == 0) {
+        pop_batch(s, n);
+        if (s->failing)
+            dbld_log(DBLD_LOG_INFO, "job logs stored again", "job_run_id", s->run_id, NULL);
+        s->failing = 0;
+        return;
+    }
+    int64_t now = dbld_mono_ms();
+    if (!s->failing || now - s->last_warn >= WARN_EVERY_MS) {
+        char queued[32];
+        snprintf(queued, sizeof queued, "%zu", s->tail - s->head);
+        dbld_log(DBLD_LOG_WARN, "could not store job logs; will retry", "job_run_id", s->run_id,
+                 "eventlog", s->target, "error", st->msg, "queued", queued, NULL);
+        s->last_warn = now;
+    }
+    s->failing = 1;
+}
+
+/* Send what s has queued until it is empty or the close deadline passes
+ * (jl_close, on the closing thread). */
+static void drain(jl_sink *s)
+{
     packed *batch = dbld_xmalloc((size_t)s->batch_max * sizeof *batch);
-    int64_t last_warn = 0;
     pthread_mutex_lock(&s->mu);
-    for (;;) {
-        /* Wait for a full batch, the flush period or close; after a failed
-         * send always wait the period before trying again. */
-        if (!s->closing && (s->failing || (size_t)(s->tail - s->head) < (size_t)s->batch_max)) {
-            struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, s->flush_ms);
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        }
-        if (s->head == s->tail) {
-            if (s->closing) break;
-            continue;
-        }
-        int64_t timeout = SEND_TIMEOUT_MS;
-        if (s->closing) {
-            timeout = s->close_deadline - dbld_mono_ms();
-            if (timeout <= 0) break;
-        }
+    while (s->head != s->tail) {
+        int64_t timeout = s->close_deadline - dbld_mono_ms();
+        if (timeout <= 0) break;
         size_t n = peek_batch(s, batch, (size_t)s->batch_max);
         pthread_mutex_unlock(&s->mu);
         dbld_status st;
         int rc = send_batch(s, batch, n, timeout, &st);
         pthread_mutex_lock(&s->mu);
-        if (rc == 0) {
-            pop_batch(s, n);
-            if (s->failing)
-                dbld_log(DBLD_LOG_INFO, "job logs stored again", "job_run_id", s->run_id, NULL);
-            s->failing = 0;
-            continue;
-        }
+        sent(s, n, rc, &st);
+        if (rc == 0) continue;
+        /* back off a little before the next attempt */
         int64_t now = dbld_mono_ms();
-        if (!s->failing || now - last_warn >= WARN_EVERY_MS) {
-            char queued[32];
-            snprintf(queued, sizeof queued, "%zu", s->tail - s->head);
-            dbld_log(DBLD_LOG_WARN, "could not store job logs; will retry", "job_run_id", s->run_id,
-                     "eventlog", s->target, "error", st.msg, "queued", queued, NULL);
-            last_warn = now;
-        }
-        s->failing = 1;
-        if (s->closing) { /* back off a little before the next attempt */
-            if (s->close_deadline > now + CLOSE_FAILING_MS)
-                s->close_deadline = now + CLOSE_FAILING_MS;
-            int64_t left = s->close_deadline - dbld_mono_ms();
-            if (left <= 0) break;
-            struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, left < 100 ? left : 100);
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        }
+        if (s->close_deadline > now + CLOSE_FAILING_MS) s->close_deadline = now + CLOSE_FAILING_MS;
+        int64_t left = s->close_deadline - now;
+        if (left <= 0) break;
+        struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, left < 100 ? left : 100);
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
     free(batch);
+}
+
+/* A sink of the shared flusher with a batch to send now (a full one, or its
+ * period has passed; after a failed send only the period counts), marked
+ * busy; NULL and *wait_ms (until the next period) when none. Under flusher.mu. */
+static jl_sink *due_sink(int64_t now, int64_t *wait_ms)
+{
+    *wait_ms = 1000;
+    for (jl_sink *s = flusher.sinks; s; s = s->fnext) {
+        pthread_mutex_lock(&s->mu);
+        size_t queued = s->tail - s->head;
+        int full = !s->failing && queued >= (size_t)s->batch_max;
+        pthread_mutex_unlock(&s->mu);
+        if (queued && (full || now >= s->next_ms)) {
+            s->busy = 1;
+            return s;
+        }
+        if (queued && s->next_ms - now < *wait_ms) *wait_ms = s->next_ms - now;
+    }
+    return NULL;
+}
+
+/* The shared flusher: one batch of one due sink at a time (SEND_TIMEOUT_MS each). */
+static void *flusher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&flusher.mu);
+    for (;;) {
+        int64_t now = dbld_mono_ms(), wait_ms;
+        jl_sink *s = due_sink(now, &wait_ms);
+        if (!s) {
+            struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, wait_ms);
+            pthread_cond_timedwait(&flusher.cv, &flusher.mu, &ts);
+            continue;
+        }
+        pthread_mutex_unlock(&flusher.mu);
+        packed *batch = dbld_xmalloc((size_t)s->batch_max * sizeof *batch);
+        pthread_mutex_lock(&s->mu);
+        size_t n = peek_batch(s, batch, (size_t)s->batch_max);
+        pthread_mutex_unlock(&s->mu);
+        dbld_status st;
+        int rc = n ? send_batch(s, batch, n, SEND_TIMEOUT_MS, &st) : 0;
+        pthread_mutex_lock(&s->mu);
+        if (n) sent(s, n, rc, &st);
+        pthread_mutex_unlock(&s->mu);
+        free(batch);
+        pthread_mutex_lock(&flusher.mu);
+        s->busy = 0;
+        s->next_ms = dbld_mono_ms() + s->flush_ms;
+        pthread_cond_broadcast(&flusher.cv); /* a jl_close may wait for !busy */
+    }
     return NULL;
 }
 
@@ -259,17 +327,50 @@ jl_sink *jl_open(const jl_opts *o)
     return s;
 }
 
-/* Start the flusher thread (run thread only); without it the queue is sent
- * at close by the closing thread. */
+/* Join the shared flusher (run thread only), starting its thread the first
+ * time; when that fails the queue is sent at close by the closing thread. */
 static void start_flusher(jl_sink *s)
 {
-    if (s->has_flusher || !s->target) return;
-    if (pthread_create(&s->flusher, NULL, flusher_main, s) == 0) s->has_flusher = 1;
+    if (s->shared || !s->target) return;
+    pthread_mutex_lock(&flusher.mu);
+    if (!flusher.started) {
+        dbld_cond_init_mono(&flusher.cv);
+        pthread_t th;
+        if (pthread_create(&th, NULL, flusher_main, NULL) == 0) {
+            pthread_detach(th);
+            flusher.started = 1;
+        } else {
+            pthread_cond_destroy(&flusher.cv);
+        }
+    }
+    if (flusher.started) {
+        s->shared = 1;
+        s->next_ms = dbld_mono_ms(); /* it is due now */
+        s->fnext = flusher.sinks;
+        flusher.sinks = s;
+        pthread_cond_broadcast(&flusher.cv);
+    }
+    pthread_mutex_unlock(&flusher.mu);
+}
+
+/* Leave the shared flusher, once it is not sending for s. */
+static void stop_flusher(jl_sink *s)
+{
+    if (!s->shared) return;
+    pthread_mutex_lock(&flusher.mu);
+    while (s->busy)
+        pthread_cond_wait(&flusher.cv, &flusher.mu);
+    for (jl_sink **pp = &flusher.sinks; *pp; pp = &(*pp)->fnext)
+        if (*pp == s) {
+            *pp = s->fnext;
+            break;
+        }
+    pthread_mutex_unlock(&flusher.mu);
 }
 
 void jl_tick(jl_sink *s)
 {
-    if (s && !s->has_flusher && s->tail > s->head && dbld_mono_ms() - s->opened_ms >= s->flush_ms)
+    if (s && !s->shared && s->tail > s->head && dbld_mono_ms() - s->opened_ms >= s->flush_ms)
         start_flusher(s);
 }
 
@@ -324,11 +425,16 @@ static void enqueue(jl_sink *s, Databuild__V1__JobLogEntry *e)
             }
         }
         s->q[s->tail++] = p;
-        if (s->tail - s->head >= (size_t)s->batch_max) pthread_cond_signal(&s->cv);
     }
     int full = s->tail - s->head >= (size_t)s->batch_max;
     pthread_mutex_unlock(&s->mu);
-    if (full) start_flusher(s);
+    if (full && !s->shared) {
+        start_flusher(s);
+    } else if (full && s->tail - s->head == (size_t)s->batch_max) { /* just filled up */
+        pthread_mutex_lock(&flusher.mu);
+        pthread_cond_broadcast(&flusher.cv);
+        pthread_mutex_unlock(&flusher.mu);
+    }
 }
 
 static Databuild__V1__JobLogEntry *new_entry(jl_sink *s)
@@ -510,23 +616,63 @@ uint64_t jl_count(const jl_sink *s)
     return s->seq;
 }
 
+size_t jl_close_hand_back(jl_sink *s, int64_t timeout_ms, size_t max_bytes, dbld_arena *a,
+                          Databuild__V1__JobLogEntry ***out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!s || !s->target || s->shared) return jl_close(s, timeout_ms);
+    pthread_mutex_lock(&s->mu); /* no flusher: only this thread uses the queue */
+    size_t n = s->tail - s->head, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += s->q[s->head + i].len;
+    Databuild__V1__JobLogEntry **e = NULL;
+    if (n && !s->dropped && bytes <= max_bytes) {
+        e = dbld_arena_alloc(a, n * sizeof *e);
+        for (size_t i = 0; e && i < n; i++) {
+            const packed *p = &s->q[s->head + i];
+            e[i] = (Databuild__V1__JobLogEntry *)protobuf_c_message_unpack(
+                &databuild__v1__job_log_entry__descriptor, dbld_arena_allocator(a), p->len, p->buf);
+            if (!e[i]) e = NULL; /* cannot happen (we packed it): send them instead */
+        }
+    }
+    if (e) pop_batch(s, n);
+    pthread_mutex_unlock(&s->mu);
+    if (e) {
+        *out = e;
+        *n_out = n;
+    }
+    return jl_close(s, timeout_ms); /* sends what was not handed back */
+}
+
+int jl_store(const char *target, Databuild__V1__JobLogEntry *const *entries, size_t n,
+             int64_t timeout_ms, dbld_status *st)
+{
+    if (!n || !target || !*target) return 0;
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__AppendJobLogsRequest req = DATABUILD__V1__APPEND_JOB_LOGS_REQUEST__INIT;
+    req.entries = (Databuild__V1__JobLogEntry **)entries;
+    req.n_entries = n;
+    int rc = append_entries(target, &req, dbld_arena_allocator(a), timeout_ms, st);
+    dbld_arena_destroy(a);
+    return rc;
+}
+
 size_t jl_close(jl_sink *s, int64_t timeout_ms)
 {
     if (!s) return 0;
     size_t lost = 0;
     if (s->target) {
+        int64_t start = dbld_mono_ms();
+        stop_flusher(s); /* may wait for a send of this sink in progress */
         pthread_mutex_lock(&s->mu);
         s->closing = 1;
         /* An event log that is already failing gets one short last chance,
          * so a run does not wait out the whole timeout for it. */
         if (s->failing && timeout_ms > CLOSE_FAILING_MS) timeout_ms = CLOSE_FAILING_MS;
-        s->close_deadline = dbld_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
-        pthread_cond_signal(&s->cv);
+        s->close_deadline = start + (timeout_ms > 0 ? timeout_ms : 0);
         pthread_mutex_unlock(&s->mu);
-        if (s->has_flusher)
-            pthread_join(s->flusher, NULL);
-        else /* a short run: its whole log goes now, from this thread */
-            flusher_main(s);
+        drain(s); /* what is left (a short run: its whole log) goes now, from this thread */
         lost = s->tail - s->head + s->dropped;
         pop_batch(s, s->tail - s->head);
         if (lost) {

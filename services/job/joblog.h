@@ -3,10 +3,11 @@
  *
  * The run thread turns output lines and wrapper events into entries
  * (sequence numbers from 1, unix-ns timestamps); each entry is packed at once
- * and queued. A flusher thread per sink sends the queue in batches (every
- * flush_ms, or as soon as batch_max entries wait, and at close); it is only
- * started once the run has lasted flush_ms (jl_tick) or batch_max entries
- * wait, so a short run costs no thread: jl_close sends its log. A failed send
+ * and queued. One flusher thread, shared by every sink of the process, sends
+ * the queues in batches (every flush_ms, or as soon as batch_max entries
+ * wait); a sink joins it only once its run has lasted flush_ms (jl_tick) or
+ * batch_max entries wait, and jl_close sends what is left from the closing
+ * thread, so a short run never involves the flusher. A failed send
  * never blocks or fails the job run: it logs a warning and the same entries
  * are sent again on the next flush (the event log stores (job_run_id,
  * sequence_number) once, so a resend after a lost reply is harmless).
@@ -26,6 +27,8 @@
 #define JOB_JOBLOG_H
 
 #include "databuild.pb-c.h"
+#include "dbld/arena.h"
+#include "dbld/status.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -56,17 +59,31 @@ void jl_event(jl_sink *s, const char *event_type, const char *job_status, int ex
               const char *const *meta);
 void jl_manifest(jl_sink *s, const Databuild__V1__PartitionManifest *m);
 
-/* Call from the run loop at least every flush_ms: starts the flusher once
- * the run has lasted flush_ms with entries queued. */
+/* Call from the run loop at least every flush_ms: joins the shared flusher
+ * once the run has lasted flush_ms with entries queued. */
 void jl_tick(jl_sink *s);
 
 /* Entries created so far (the last sequence number). */
 uint64_t jl_count(const jl_sink *s);
 
-/* Send what is still queued, retrying until timeout_ms has passed, then stop
- * the flusher and free. Returns the number of entries that could not be
+/* Leave the shared flusher (after its send for this sink, if one is in
+ * progress), send what is still queued from this thread, retrying until
+ * timeout_ms has passed, and free. Returns the number of entries that could not be
  * stored (0 when all were). */
 size_t jl_close(jl_sink *s, int64_t timeout_ms);
+
+/* Close as jl_close(), but a short run's log (it never joined the flusher,
+ * nothing dropped, at most max_bytes packed) is not sent: its entries are
+ * unpacked into a and returned in *out (n_out of them, in sequence order) for
+ * the caller to store (RunJobRequest.return_logs). Otherwise *n_out is 0 and
+ * the entries go to the event log as jl_close() sends them. */
+size_t jl_close_hand_back(jl_sink *s, int64_t timeout_ms, size_t max_bytes, dbld_arena *a,
+                          Databuild__V1__JobLogEntry ***out, size_t *n_out);
+
+/* Store entries with JobLogs/Append at target (handed-back entries whose
+ * caller could not take them). 0 or the call's status. */
+int jl_store(const char *target, Databuild__V1__JobLogEntry *const *entries, size_t n,
+             int64_t timeout_ms, dbld_status *st);
 
 /* Replace invalid UTF-8 and NUL bytes with U+FFFD. Returns s itself when it
  * is clean, else a malloc'd copy stored in *owned (caller frees). */

@@ -36,6 +36,7 @@
 #define DRAIN_MS 1000     /* reading what is left after the final SIGKILL */
 #define LOG_CLOSE_MS 5000 /* final job log flush */
 #define LOG_CLOSE_SHUTDOWN_MS 1000
+#define LOG_HAND_BACK_BYTES ((size_t)1 << 20) /* the most of a job log a result carries */
 #define CONFIG_STDOUT_MAX ((size_t)64 << 20)
 #define TAIL_LINES 20
 #define TAIL_BYTES 4096
@@ -797,6 +798,10 @@ typedef struct exec_out {
     jl_sink *sink;
     err_tail err;
     const char *job_status;
+    /* the start, until ctx->started() was told (defer_started_ms) */
+    const jr_ctx *ctx;
+    int started_pending, pid;
+    int64_t start_ns, start_mono_ms, waited_ms;
 } exec_out;
 
 static void exec_line(void *user, int stream, const char *line, size_t len, int more)
@@ -806,9 +811,21 @@ static void exec_line(void *user, int stream, const char *line, size_t len, int 
     if (stream == DBLD_PROC_STDERR) tail_push(&x->err, line, len, more);
 }
 
+/* Tell the caller about the start: at once, or once the run has lasted
+ * ctx->defer_started_ms (from exec_tick). */
+static void exec_started(exec_out *x, int force)
+{
+    if (!x->started_pending) return;
+    if (!force && dbld_mono_ms() - x->start_mono_ms < x->ctx->defer_started_ms) return;
+    x->started_pending = 0;
+    x->ctx->started(x->ctx->arg, x->pid, x->start_ns, x->waited_ms);
+}
+
 static void exec_tick(void *user)
 {
-    jl_tick(((exec_out *)user)->sink);
+    exec_out *x = user;
+    exec_started(x, 0);
+    jl_tick(x->sink);
 }
 
 static void exec_heartbeat(void *user, int64_t elapsed_ms)
@@ -940,9 +957,9 @@ static const char *exec_classify(dbld_arena *a, const job_entry *job, const sup 
 
 /* The wrapper's task_exit event (and the manifest of a completed run), the
  * log line, and the end of the job log. */
-static void exec_record_end(jr_engine *e, exec_out *x, dbld_arena *a, const char *run_id,
-                            const char *label, const Databuild__V1__Task *task, const char *head,
-                            const char *exs, int64_t start_ns, int64_t end_ns,
+static void exec_record_end(jr_engine *e, const jr_ctx *ctx, exec_out *x, dbld_arena *a,
+                            const char *run_id, const char *label, const Databuild__V1__Task *task,
+                            const char *head, const char *exs, int64_t start_ns, int64_t end_ns,
                             Databuild__V1__RunJobResponse *r)
 {
     int ok = r->status == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED;
@@ -966,7 +983,21 @@ static void exec_record_end(jr_engine *e, exec_out *x, dbld_arena *a, const char
     dbld_log(ok ? DBLD_LOG_DEBUG : DBLD_LOG_INFO, "job run ended", "job_run_id", run_id, "job",
              label, "status", job_status_name(r->status), "exit", exs, "duration_ms", dur,
              "log_entries", entries, NULL);
-    jl_close(x->sink, shutting_down(e) ? LOG_CLOSE_SHUTDOWN_MS : LOG_CLOSE_MS);
+    int64_t close_ms = shutting_down(e) ? LOG_CLOSE_SHUTDOWN_MS : LOG_CLOSE_MS;
+    if (ctx && ctx->return_logs && !caller_gone(ctx))
+        jl_close_hand_back(x->sink, close_ms, LOG_HAND_BACK_BYTES, a, &r->log_entries,
+                           &r->n_log_entries);
+    else
+        jl_close(x->sink, close_ms);
+}
+
+void jr_store_logs(jr_engine *e, const Databuild__V1__RunJobResponse *r)
+{
+    dbld_status st;
+    if (r->n_log_entries &&
+        jl_store(e->eventlog, r->log_entries, r->n_log_entries, LOG_CLOSE_MS, &st) != 0)
+        dbld_log(DBLD_LOG_WARN, "job log entries not stored", "job_run_id",
+                 r->log_entries[0]->job_id, "error", st.msg, NULL);
 }
 
 /* Spawn, supervise and classify; fills r. */
@@ -1006,8 +1037,15 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
              (const char *const[]){"pid", pid, "command", argv[0], NULL});
     dbld_log(DBLD_LOG_DEBUG, "job run started", "job_run_id", run_id, "job", label, "pid", pid,
              NULL);
-    if (ctx && ctx->started)
-        ctx->started(ctx->arg, (int)dbld_proc_pid(p), dbld_now_ns(), waited_ms);
+    if (ctx && ctx->started) {
+        x.ctx = ctx;
+        x.started_pending = 1;
+        x.pid = (int)dbld_proc_pid(p);
+        x.start_ns = dbld_now_ns();
+        x.start_mono_ms = dbld_mono_ms();
+        x.waited_ms = waited_ms;
+        exec_started(&x, ctx->defer_started_ms <= 0);
+    }
     sup s = {.e = e,
              .ctx = ctx,
              .a = act,
@@ -1021,6 +1059,14 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     set_proc(e, act, NULL);
     unspawn(e, p, entry);
     int64_t end_ns = dbld_now_ns();
+    if (x.started_pending) { /* a short run: its start goes with the result */
+        Databuild__V1__RunJobStarted *st =
+            dbld_arena_msg(a, &databuild__v1__run_job_started__descriptor);
+        st->pid = x.pid;
+        st->start_time_ns = x.start_ns;
+        st->waited_ms = x.waited_ms;
+        r->started = st;
+    }
 
     char exs[96];
     dbld_proc_exit_str(&s.ex, exs, sizeof exs);
@@ -1030,7 +1076,7 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     const char *head = exec_classify(a, job, &s, exs, rs, r);
     int ok = r->status == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED;
     r->message = ok ? (char *)head : with_tail(a, head, r->stderr_tail);
-    exec_record_end(e, &x, a, run_id, label, task, head, exs, start_ns, end_ns, r);
+    exec_record_end(e, ctx, &x, a, run_id, label, task, head, exs, start_ns, end_ns, r);
 }
 
 int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *job_run_id,

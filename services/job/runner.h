@@ -41,6 +41,15 @@ typedef struct jr_ctx {
      * waiting waited_ms for a slot; called on jr_run()'s thread */
     void (*started)(void *arg, int pid, int64_t start_ns, int64_t waited_ms);
     void *arg;
+    /* RunJobRequest.return_logs: a short run's job log comes back in
+     * RunJobResponse.log_entries (joblog.h, jl_close_hand_back) unless the
+     * caller has gone away; the caller stores it (jr_store_logs() when the
+     * answer could not be sent). */
+    int return_logs;
+    /* RunJobRequest.defer_started_ms: call started() only once the run has
+     * lasted this long (from the run loop); a run that ends first reports
+     * its start in RunJobResponse.started instead. 0: at the spawn. */
+    int64_t defer_started_ms;
 } jr_ctx;
 
 /* cfg, orphans (may be NULL: children's process groups are not recorded)
@@ -74,6 +83,10 @@ int jr_configure(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const ch
  * refuses), ALREADY_EXISTS (that job_run_id is active),
  * DEADLINE_EXCEEDED (no slot before the caller's deadline), CANCELLED (the
  * caller went away while waiting), UNAVAILABLE (shutting down). */
+/* Store r->log_entries with JobLogs/Append ourselves: the answer that handed
+ * them back could not be sent. */
+void jr_store_logs(jr_engine *e, const Databuild__V1__RunJobResponse *r);
+
 int jr_run(jr_engine *e, const jr_ctx *ctx, const job_entry *job, const char *job_run_id,
            const char *build_request_id, const Databuild__V1__Task *task, dbld_arena *a,
            Databuild__V1__RunJobResponse **out, dbld_status *st);

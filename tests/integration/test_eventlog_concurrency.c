@@ -685,6 +685,77 @@ DBLD_TEST(lease_fence)
     h_service_stop(el);
 }
 
+/* AppendRequest.job_logs: a short run's log with its result events, in their
+ * transaction and under their fence (the graph service sends it so). */
+static int append_with_logs(h_service *el, dbld_arena *a, const char *br, const char *owner,
+                            const char *run, uint64_t first_seq, size_t n_logs, dbld_status *st)
+{
+    Databuild__V1__BuildEvent *ev = h_event_build_cancel(a, br, "with logs");
+    Databuild__V1__AppendRequest req = DATABUILD__V1__APPEND_REQUEST__INIT;
+    req.events = &ev;
+    req.n_events = 1;
+    Databuild__V1__LeaseFence f = DATABUILD__V1__LEASE_FENCE__INIT;
+    f.build_request_id = (char *)br;
+    f.owner = (char *)owner;
+    req.fence = &f;
+    req.job_logs = dbld_arena_alloc(a, (n_logs + 1) * sizeof *req.job_logs);
+    for (size_t i = 0; i < n_logs; i++) {
+        Databuild__V1__JobLogEntry *e =
+            dbld_arena_msg(a, &databuild__v1__job_log_entry__descriptor);
+        e->job_id = (char *)run;
+        e->sequence_number = first_seq ? first_seq + i : 0;
+        Databuild__V1__LogMessage *m = dbld_arena_msg(a, &databuild__v1__log_message__descriptor);
+        m->message = dbld_arena_printf(a, "line %zu", i);
+        e->content_case = DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_LOG;
+        e->log = m;
+        req.job_logs[i] = e;
+    }
+    req.n_job_logs = n_logs;
+    ProtobufCMessage *resp = NULL;
+    dbld_status_clear(st);
+    return dbld_client_unary(el->client, H_APPEND_PATH, &req.base,
+                             &databuild__v1__append_response__descriptor, dbld_arena_allocator(a),
+                             &resp, 30000, 0, st);
+}
+
+static int64_t count_logs(const char *dsn, const char *run)
+{
+    h_rows *r = h_sql(dsn, "SELECT count(*) FROM job_logs WHERE job_run_id = $1", run);
+    int64_t n = h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    return n;
+}
+
+DBLD_TEST(append_with_job_logs)
+{
+    char dsn[1024];
+    h_db_create("applogs", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    dbld_status st;
+    const char *br = "br-applogs";
+    CHECK(renew_lease(el, a, "graph-a", br, 60000));
+    CHECK_OK(append_with_logs(el, a, br, "graph-a", "run-applogs", 1, 3, &st), st);
+    CHECK_EQ_INT(count_events(el, a, br), 1);
+    CHECK_EQ_INT(count_logs(dsn, "run-applogs"), 3);
+    /* a resend stores the entries once */
+    CHECK_OK(append_with_logs(el, a, br, "graph-a", "run-applogs", 1, 3, &st), st);
+    CHECK_EQ_INT(count_logs(dsn, "run-applogs"), 3);
+    /* fenced out: neither the events nor the log */
+    int rc = append_with_logs(el, a, br, "graph-b", "run-applogs", 4, 2, &st);
+    CHECK_CODE(rc, st, DBLD_FAILED_PRECONDITION);
+    CHECK_EQ_INT(count_logs(dsn, "run-applogs"), 3);
+    /* an entry the event log cannot store refuses the request, naming it */
+    rc = append_with_logs(el, a, br, "graph-a", "run-applogs", 0, 1, &st);
+    CHECK_CODE(rc, st, DBLD_INVALID_ARGUMENT);
+    CHECK_CONTAINS(st.msg, "job_logs");
+    CHECK_CONTAINS(st.msg, "sequence_number");
+    CHECK_EQ_INT(count_logs(dsn, "run-applogs"), 3);
+    dbld_arena_destroy(a);
+    h_service_stop(el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(concurrent_appenders), DBLD_TEST_ENTRY(same_event_from_many_callers),
                DBLD_TEST_ENTRY(concurrent_claims), DBLD_TEST_ENTRY(concurrent_job_logs),
-               DBLD_TEST_ENTRY(lease_fence), DBLD_TEST_ENTRY_T(two_replicas, 240))
+               DBLD_TEST_ENTRY(lease_fence), DBLD_TEST_ENTRY(append_with_job_logs),
+               DBLD_TEST_ENTRY_T(two_replicas, 240))

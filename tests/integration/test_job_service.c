@@ -80,6 +80,9 @@ static const char *job_section(dbld_arena *a, const fixture_opts *o)
         "      command: [python3, \"" TESTJOB "\"]\n"
         "      outputs: [\"allow/.*\"]\n"
         "      env_allow: [JOB_REF, \"ALLOWED_*\"]\n"
+        "    - label: \"//test:true\"\n"
+        "      command: [\"/bin/true\"]\n"
+        "      outputs: [\"true/.*\"]\n"
         "    - label: \"//test:badenv\"\n"
         "      command: [python3, \"" TESTJOB "\", \"--config-mode=ldpreload\"]\n"
         "      outputs: [\"badenv/.*\"]\n",
@@ -212,6 +215,24 @@ static int run_call(h_service *job, dbld_arena *a, const char *run_id, const cha
     return dbld_client_unary(job->client, RUN_PATH, &req.base,
                              &databuild__v1__run_job_response__descriptor, dbld_arena_allocator(a),
                              (ProtobufCMessage **)out, timeout_ms, 0, st);
+}
+
+/* Run with RunJobRequest.return_logs set. */
+static Databuild__V1__RunJobResponse *run_return_logs(fixture *f, const char *run_id,
+                                                      Databuild__V1__Task *t)
+{
+    Databuild__V1__RunJobRequest req = DATABUILD__V1__RUN_JOB_REQUEST__INIT;
+    req.job_run_id = (char *)run_id;
+    req.build_request_id = "br-test";
+    req.task = t;
+    req.return_logs = 1;
+    Databuild__V1__RunJobResponse *r = NULL;
+    dbld_status st;
+    CHECK_OK(dbld_client_unary(
+                 f->job->client, RUN_PATH, &req.base, &databuild__v1__run_job_response__descriptor,
+                 dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, CALL_MS, 0, &st),
+             st);
+    return r;
 }
 
 static Databuild__V1__RunJobResponse *run_ok(fixture *f, const char *run_id, Databuild__V1__Task *t)
@@ -891,6 +912,54 @@ static int log_has(fixture *f, const char *run_id, const char *text)
  * bytes (over the 16 KiB string limit) got the whole batch refused; both were
  * retried until the run ended, then dropped. Batches are now cut at 1 MiB and
  * fields cut to their limit ("..."). Found by tests/fuzz/fuzz_joblog. */
+/* RunJobRequest.return_logs: a short run's log comes back in the result and
+ * is not stored by the job service; a run that had to send (more than
+ * batch_max entries) stores all of it and hands nothing back. Never both,
+ * never neither. */
+DBLD_TEST(job_logs_handed_back)
+{
+    fixture f = setup("logsback");
+    int handed_back = 0;
+    for (int i = 0; i < 5 && !handed_back; i++) {
+        char *id = new_run_id(f.a);
+        Databuild__V1__RunJobResponse *r =
+            run_return_logs(&f, id, task(f.a, "//test:true", "true/a", H_STRS("x")));
+        CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
+        h_rows *rows = h_sql(f.dsn, "SELECT count(*) FROM job_logs WHERE job_run_id = $1", id);
+        int64_t stored = h_rows_i64(rows, 0, 0);
+        h_rows_free(rows);
+        /* launch, exit, manifest: handed back or stored, not both */
+        CHECK_MSG((r->n_log_entries == 3 && stored == 0) || (r->n_log_entries == 0 && stored == 3),
+                  "%zu entries handed back, %lld stored", r->n_log_entries, (long long)stored);
+        if (!r->n_log_entries) continue; /* it took 200 ms: sent as before */
+        handed_back = 1;
+        for (size_t k = 0; k < r->n_log_entries; k++) {
+            const Databuild__V1__JobLogEntry *e = r->log_entries[k];
+            CHECK_EQ_STR(e->job_id, id);
+            CHECK_EQ_INT(e->sequence_number, k + 1);
+            CHECK_EQ_INT(e->content_case, k == 2 ? DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_MANIFEST
+                                                 : DATABUILD__V1__JOB_LOG_ENTRY__CONTENT_JOB_EVENT);
+        }
+        CHECK_EQ_STR(r->log_entries[0]->job_event->event_type, "task_launch_success");
+        CHECK_EQ_STR(r->log_entries[1]->job_event->event_type, "task_exit");
+    }
+    CHECK_MSG(handed_back, "no run of /bin/true ended within 200 ms in 5 tries");
+
+    /* More than batch_max (500) entries: the run's flusher sent them. */
+    char *id = new_run_id(f.a);
+    Databuild__V1__RunJobResponse *r =
+        run_return_logs(&f, id, task(f.a, "//test:ok", "ok/back", H_STRS("lines", "1200")));
+    CHECK_EQ_INT(r->status, DATABUILD__V1__JOB_STATUS__JOB_COMPLETED);
+    CHECK_EQ_INT(r->n_log_entries, 0);
+    h_rows *rows =
+        h_sql(f.dsn, "SELECT count(*), min(seq), max(seq) FROM job_logs WHERE job_run_id = $1", id);
+    CHECK_CMP_INT(h_rows_i64(rows, 0, 0), >=, 1203);
+    CHECK_EQ_INT(h_rows_i64(rows, 0, 0), h_rows_i64(rows, 0, 2));
+    CHECK_EQ_INT(h_rows_i64(rows, 0, 1), 1);
+    h_rows_free(rows);
+    teardown(&f);
+}
+
 DBLD_TEST(job_logs_large_output_stored)
 {
     fixture f = setup("biglogs");
@@ -1278,7 +1347,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_
                DBLD_TEST_ENTRY(concurrency_limit), DBLD_TEST_ENTRY(shell_characters_pass_untouched),
                DBLD_TEST_ENTRY(run_environment), DBLD_TEST_ENTRY(job_logs_stored),
                DBLD_TEST_ENTRY(job_logs_stored_while_running),
-               DBLD_TEST_ENTRY(job_logs_large_output_stored),
+               DBLD_TEST_ENTRY(job_logs_handed_back), DBLD_TEST_ENTRY(job_logs_large_output_stored),
                DBLD_TEST_ENTRY(eventlog_down_run_still_works),
                DBLD_TEST_ENTRY(run_env_policy_refuses), DBLD_TEST_ENTRY(run_env_allowlist),
                DBLD_TEST_ENTRY(configure_env_refused), DBLD_TEST_ENTRY(run_as_user),
