@@ -232,7 +232,13 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
     req.build_request_id = (char *)br;
     req.task = task;
     req.return_logs = 1; /* a short run's log comes with its result (task.c stores it) */
-    req.defer_started_ms = defer_ms; /* and so does its start */
+    /* The job service reports the spawn at once (defer_started_ms 0): were it
+     * to hold `started` back, a job service lost in the run's first
+     * defer_ms would leave no trace that the process ran, and the run would
+     * be relaunched under the same id as if it never started. The saving is
+     * kept here: a run whose result comes within defer_ms has its RUNNING
+     * written with the result (pending below). */
+    req.defer_started_ms = 0;
     dbld_stream *strm = NULL;
     int rc = dbld_client_stream_open(dbld_client_get(gs_ep_addr(s, ep)),
                                      "/databuild.v1.JobRunner/RunStreamed", &req.base, timeout_ms,

@@ -159,9 +159,10 @@ class Metrics(unittest.TestCase):
                          "process_cpu_seconds_total", "process_open_fds",
                          "process_start_time_seconds", "process_threads"):
                 self.assertTrue(("\n" + name) in ("\n" + text), "%s lacks %s" % (kind, name))
-        # the services that called others during the build export client metrics too
-        for kind in ("graph", "job"):
-            self.assertTrue("grpc_client_handled_total{" in self.scrape(kind), kind)
+        # the service that called others during the build exports client metrics
+        # too (the job service calls the event log only for runs longer than
+        # 200 ms, whose logs it stores itself; this build's runs hand theirs back)
+        self.assertTrue("grpc_client_handled_total{" in self.scrape("graph"), "graph")
         self.assertTrue('grpc_code="OK"' in self.scrape("eventlog"))
 
     def wait_for(self, kind, needle, timeout=20):
