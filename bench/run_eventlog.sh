@@ -101,11 +101,13 @@ done <"$work/el.txt"
 
 e64=$(awk '/callers=64 batch=1 / {sub(/.*events_per_s=/,""); sub(/ .*/,""); print}' "$work/el.txt")
 p1=$(awk '/clients=64 rows_per_tx=1 / {sub(/.*rows_per_s=/,""); print}' "$work/pg.txt")
-p100=$(awk '/clients=64 rows_per_tx=100 / {sub(/.*rows_per_s=/,""); print}' "$work/pg.txt")
+# issue 17's measure: pgbench's BEST 100-row rate over the client counts run
+# (its 64-client rate can collapse under contention, which would flatter us)
+p100=$(awk '/rows_per_tx=100 / {sub(/.*rows_per_s=/,""); if ($1 + 0 > best) best = $1 + 0} END {if (best) print best}' "$work/pg.txt")
 if [ -n "$e64" ] && [ -n "$p1" ] && [ -n "$p100" ]; then
     echo "== targets (64 concurrent single-event callers) =="
     awk -v e="$e64" -v p1="$p1" -v p100="$p100" 'BEGIN {
         r1 = e/p1; r100 = e/p100;
         printf "vs pgbench 1 row/tx:    %.2fx (target >= 5x: %s)\n", r1, (r1 >= 5 ? "met" : "MISSED");
-        printf "vs pgbench 100 rows/tx: %.2fx (target >= 0.5x: %s)\n", r100, (r100 >= 0.5 ? "met" : "MISSED") }'
+        printf "vs pgbench 100 rows/tx at its best (%.1f rows/s): %.2fx (target >= 0.5x: %s)\n", p100, r100, (r100 >= 0.5 ? "met" : "MISSED") }'
 fi
