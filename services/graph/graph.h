@@ -115,11 +115,9 @@ const char *gs_ep_addr(gs_service *s, int ep);
  * service reports the process spawned, *started_out is set, and
  * started(arg, start) is called unless the result follows within defer_ms
  * of the spawn (a short run's caller then records the start together with
- * the result: one event log write instead of two). The job service is asked
- * to defer too (RunJobRequest.defer_started_ms): a short run then sends no
- * `started` update, its result carries the start; and the run's job log
- * (return_logs, RunJobResponse.log_entries: the caller stores it). Not called
- * when the spawn failed. */
+ * the result: one event log write instead of two). The run's job log comes
+ * back with a short run's result (return_logs, RunJobResponse.log_entries:
+ * the caller stores it). Not called when the spawn failed. */
 typedef void (*gs_started_fn)(void *arg, const Databuild__V1__RunJobStarted *started);
 int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild__V1__Task *task,
                int64_t timeout_ms, int64_t defer_ms, gs_started_fn started, void *arg,

@@ -232,13 +232,11 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
     req.build_request_id = (char *)br;
     req.task = task;
     req.return_logs = 1; /* a short run's log comes with its result (task.c stores it) */
-    /* The job service reports the spawn at once (defer_started_ms 0): were it
-     * to hold `started` back, a job service lost in the run's first
-     * defer_ms would leave no trace that the process ran, and the run would
-     * be relaunched under the same id as if it never started. The saving is
-     * kept here: a run whose result comes within defer_ms has its RUNNING
-     * written with the result (pending below). */
-    req.defer_started_ms = 0;
+    /* The job service reports the spawn at once (were it to hold `started`
+     * back, a job service lost in that window would leave no trace that the
+     * process ran, and the run would be relaunched under the same id as if it
+     * never started). The saving is made here: a run whose result comes
+     * within defer_ms has its RUNNING written with the result (pending). */
     dbld_stream *strm = NULL;
     int rc = dbld_client_stream_open(dbld_client_get(gs_ep_addr(s, ep)),
                                      "/databuild.v1.JobRunner/RunStreamed", &req.base, timeout_ms,
@@ -270,16 +268,12 @@ int gs_job_run(gs_service *s, int ep, const char *run, const char *br, Databuild
         }
         if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_STARTED && u->started) {
             *started_out = u->started;
-            /* a job service that honours defer_started_ms sends it only
-             * once the run has lasted that long: no more waiting then */
             int64_t age_ms = (dbld_now_ns() - u->started->start_time_ns) / 1000000;
             defer_left = defer_ms - (age_ms > 0 ? age_ms : 0);
             pending = defer_left > 0;
             if (!pending && started) started(arg, u->started);
         } else if (u->update_case == DATABUILD__V1__RUN_JOB_UPDATE__UPDATE_RESULT && u->result) {
             *out = u->result;
-            if (!*started_out && u->result->started) /* a short run's start, not sent alone */
-                *started_out = u->result->started;
             break;
         }
     }

@@ -141,7 +141,6 @@ static int run_streamed(dbld_call *call, const ProtobufCMessage *req_msg, dbld_s
     jr_ctx ctx = call_ctx(call);
     ctx.started = stream_started;
     ctx.return_logs = req->return_logs;
-    ctx.defer_started_ms = req->defer_started_ms;
     Databuild__V1__RunJobResponse *resp;
     int rc = run_checked(call, &ctx, req, &resp, st);
     if (rc) return rc;

@@ -30,6 +30,8 @@
 #define WARN_EVERY_MS 30000   /* repeat the "could not store" warning at most this often */
 #define CLOSE_FAILING_MS 1000 /* final flush when the last send already failed */
 #define BATCH_BYTES (1 << 20) /* packed entries per Append (the event log takes 16 MiB) */
+#define ORPHAN_MAX_BYTES ((size_t)256 << 20) /* closed runs' log tails the flusher still holds */
+#define ORPHAN_RETRY_MS 1000 /* a closed run's tail is resent this often while sends fail */
 
 typedef struct packed {
     uint8_t *buf;
@@ -58,9 +60,11 @@ struct jl_sink {
     int64_t opened_ms;      /* mono ms: jl_tick() joins the shared flusher flush_ms after */
     int64_t last_warn;      /* mono ms of the last "could not store" warning */
     /* the shared flusher's (under flusher.mu) */
-    int shared;      /* joined it (run thread only writes) */
-    int busy;        /* it is sending a batch of this sink */
-    int64_t next_ms; /* mono ms: its next periodic send */
+    int shared;          /* joined it (run thread only writes) */
+    int busy;            /* it is sending a batch of this sink */
+    int orphan;          /* closed: the flusher sends the rest and frees it */
+    size_t orphan_bytes; /* its queued bytes counted in flusher.orphan_bytes */
+    int64_t next_ms;     /* mono ms: its next periodic send */
     struct jl_sink *fnext;
 };
 
@@ -69,8 +73,12 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* the thread waits for work; jl_close for !busy */
     jl_sink *sinks;
-    int started;
+    int started, stop;
+    pthread_t thread;
+    size_t orphans, orphan_bytes; /* closed sinks the flusher still sends for */
 } flusher = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void sink_free(jl_sink *s);
 
 /* ---- UTF-8 ---- */
 
@@ -274,7 +282,7 @@ static void *flusher_main(void *arg)
 {
     (void)arg;
     pthread_mutex_lock(&flusher.mu);
-    for (;;) {
+    while (!flusher.stop) {
         int64_t now = dbld_mono_ms(), wait_ms;
         jl_sink *s = due_sink(now, &wait_ms);
         if (!s) {
@@ -291,13 +299,27 @@ static void *flusher_main(void *arg)
         int rc = n ? send_batch(s, batch, n, SEND_TIMEOUT_MS, &st) : 0;
         pthread_mutex_lock(&s->mu);
         if (n) sent(s, n, rc, &st);
+        int done = s->orphan && s->head == s->tail;
         pthread_mutex_unlock(&s->mu);
         free(batch);
         pthread_mutex_lock(&flusher.mu);
         s->busy = 0;
-        s->next_ms = dbld_mono_ms() + s->flush_ms;
+        s->next_ms = dbld_mono_ms() + (s->orphan && rc != 0 ? ORPHAN_RETRY_MS : s->flush_ms);
+        if (done) { /* a closed run's tail is stored: the sink is ours to free */
+            for (jl_sink **pp = &flusher.sinks; *pp; pp = &(*pp)->fnext)
+                if (*pp == s) {
+                    *pp = s->fnext;
+                    break;
+                }
+            flusher.orphans--;
+            flusher.orphan_bytes -= s->orphan_bytes;
+            dbld_log(DBLD_LOG_INFO, "job log tail stored after the run ended", "job_run_id",
+                     s->run_id, NULL);
+            sink_free(s);
+        }
         pthread_cond_broadcast(&flusher.cv); /* a jl_close may wait for !busy */
     }
+    pthread_mutex_unlock(&flusher.mu);
     return NULL;
 }
 
@@ -327,29 +349,37 @@ jl_sink *jl_open(const jl_opts *o)
     return s;
 }
 
+/* The shared flusher's thread, started the first time (under flusher.mu). */
+static int flusher_started_locked(void)
+{
+    if (!flusher.started) {
+        dbld_cond_init_mono(&flusher.cv);
+        if (!flusher.stop && pthread_create(&flusher.thread, NULL, flusher_main, NULL) == 0) {
+            flusher.started = 1;
+        } else {
+            pthread_cond_destroy(&flusher.cv);
+        }
+    }
+    return flusher.started;
+}
+
+/* Link s into the shared flusher's sinks, due now (under flusher.mu). */
+static void link_sink_locked(jl_sink *s)
+{
+    s->shared = 1;
+    s->next_ms = dbld_mono_ms(); /* it is due now */
+    s->fnext = flusher.sinks;
+    flusher.sinks = s;
+    pthread_cond_broadcast(&flusher.cv);
+}
+
 /* Join the shared flusher (run thread only), starting its thread the first
  * time; when that fails the queue is sent at close by the closing thread. */
 static void start_flusher(jl_sink *s)
 {
     if (s->shared || !s->target) return;
     pthread_mutex_lock(&flusher.mu);
-    if (!flusher.started) {
-        dbld_cond_init_mono(&flusher.cv);
-        pthread_t th;
-        if (pthread_create(&th, NULL, flusher_main, NULL) == 0) {
-            pthread_detach(th);
-            flusher.started = 1;
-        } else {
-            pthread_cond_destroy(&flusher.cv);
-        }
-    }
-    if (flusher.started) {
-        s->shared = 1;
-        s->next_ms = dbld_mono_ms(); /* it is due now */
-        s->fnext = flusher.sinks;
-        flusher.sinks = s;
-        pthread_cond_broadcast(&flusher.cv);
-    }
+    if (flusher_started_locked()) link_sink_locked(s);
     pthread_mutex_unlock(&flusher.mu);
 }
 
@@ -658,6 +688,28 @@ int jl_store(const char *target, Databuild__V1__JobLogEntry *const *entries, siz
     return rc;
 }
 
+/* Give a closed sink whose queue could not be sent in time to the shared
+ * flusher, which keeps sending it and frees it once stored. 0 when it took
+ * it; -1 (the caller drops the entries) when the flusher cannot be started
+ * or already holds ORPHAN_MAX_BYTES of closed runs' entries. */
+static int hand_to_flusher(jl_sink *s)
+{
+    size_t bytes = 0;
+    for (size_t i = s->head; i < s->tail; i++)
+        bytes += s->q[i].len;
+    pthread_mutex_lock(&flusher.mu);
+    int ok = flusher.orphan_bytes + bytes <= ORPHAN_MAX_BYTES && flusher_started_locked();
+    if (ok) {
+        s->orphan = 1;
+        s->orphan_bytes = bytes;
+        flusher.orphans++;
+        flusher.orphan_bytes += bytes;
+        link_sink_locked(s);
+    }
+    pthread_mutex_unlock(&flusher.mu);
+    return ok ? 0 : -1;
+}
+
 size_t jl_close(jl_sink *s, int64_t timeout_ms)
 {
     if (!s) return 0;
@@ -673,8 +725,22 @@ size_t jl_close(jl_sink *s, int64_t timeout_ms)
         s->close_deadline = start + (timeout_ms > 0 ? timeout_ms : 0);
         pthread_mutex_unlock(&s->mu);
         drain(s); /* what is left (a short run: its whole log) goes now, from this thread */
-        lost = s->tail - s->head + s->dropped;
-        pop_batch(s, s->tail - s->head);
+        lost = s->dropped;
+        size_t left = s->tail - s->head;
+        if (left && hand_to_flusher(s) == 0) {
+            char n[32];
+            snprintf(n, sizeof n, "%zu", left);
+            dbld_log(DBLD_LOG_INFO, "job log tail left to the background flusher", "job_run_id",
+                     s->run_id, "entries", n, NULL);
+            if (lost) {
+                snprintf(n, sizeof n, "%zu", lost);
+                dbld_log(DBLD_LOG_WARN, "job log entries not stored", "job_run_id", s->run_id,
+                         "entries", n, "reason", "queue full while the run lasted", NULL);
+            }
+            return lost; /* the flusher frees s */
+        }
+        lost += left;
+        pop_batch(s, left);
         if (lost) {
             char n[32];
             snprintf(n, sizeof n, "%zu", lost);
@@ -682,6 +748,13 @@ size_t jl_close(jl_sink *s, int64_t timeout_ms)
                      "entries", n, NULL);
         }
     }
+    sink_free(s);
+    return lost;
+}
+
+static void sink_free(jl_sink *s)
+{
+    pop_batch(s, s->tail - s->head);
     free(s->q);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -691,5 +764,48 @@ size_t jl_close(jl_sink *s, int64_t timeout_ms)
     free(s->run_id);
     free(s->label);
     free(s);
-    return lost;
+}
+
+size_t jl_shutdown(int64_t timeout_ms)
+{
+    pthread_mutex_lock(&flusher.mu);
+    if (!flusher.started) {
+        flusher.stop = 1; /* no flusher from now on: a late close sends itself */
+        pthread_mutex_unlock(&flusher.mu);
+        return 0;
+    }
+    struct timespec ts = dbld_abs_time(CLOCK_MONOTONIC, timeout_ms > 0 ? timeout_ms : 0);
+    while (flusher.orphans > 0 &&
+           pthread_cond_timedwait(&flusher.cv, &flusher.mu, &ts) != ETIMEDOUT) {
+    }
+    flusher.stop = 1; /* its send in progress (SEND_TIMEOUT_MS at most) ends first */
+    pthread_cond_broadcast(&flusher.cv);
+    pthread_mutex_unlock(&flusher.mu);
+    pthread_join(flusher.thread, NULL);
+
+    pthread_mutex_lock(&flusher.mu);
+    flusher.started = 0;
+    pthread_cond_destroy(&flusher.cv);
+    size_t left = 0;
+    for (jl_sink **pp = &flusher.sinks; *pp;) {
+        jl_sink *s = *pp;
+        if (!s->orphan) { /* a run still open: its close sends from its own thread */
+            s->shared = 0;
+            *pp = s->fnext;
+            continue;
+        }
+        *pp = s->fnext;
+        left += s->tail - s->head;
+        sink_free(s);
+    }
+    flusher.orphans = 0;
+    flusher.orphan_bytes = 0;
+    pthread_mutex_unlock(&flusher.mu);
+    if (left) {
+        char n[32];
+        snprintf(n, sizeof n, "%zu", left);
+        dbld_log(DBLD_LOG_WARN, "job log entries not stored", "entries", n, "reason",
+                 "the job service is stopping", NULL);
+    }
+    return left;
 }

@@ -68,9 +68,17 @@ uint64_t jl_count(const jl_sink *s);
 
 /* Leave the shared flusher (after its send for this sink, if one is in
  * progress), send what is still queued from this thread, retrying until
- * timeout_ms has passed, and free. Returns the number of entries that could not be
- * stored (0 when all were). */
+ * timeout_ms has passed, and free. What is still queued then (a slow or
+ * unreachable event log) goes back to the shared flusher, which keeps sending
+ * it after the run has ended (up to 256 MiB of such tails in the process;
+ * past that they are dropped). Returns the number of entries known lost
+ * (dropped while the run lasted, or past that cap). */
 size_t jl_close(jl_sink *s, int64_t timeout_ms);
+
+/* At shutdown, once no run is open: wait up to timeout_ms for the shared
+ * flusher to store the tails of closed runs, stop its thread, and free what
+ * is left. Returns (and logs) how many entries were not stored. */
+size_t jl_shutdown(int64_t timeout_ms);
 
 /* Close as jl_close(), but a short run's log (it never joined the flusher,
  * nothing dropped, at most max_bytes packed) is not sent: its entries are

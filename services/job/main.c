@@ -17,11 +17,14 @@
 #include "job_rpc.h"
 #include "orphans.h"
 #include "runner.h"
+#include "joblog.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#define LOG_TAILS_AT_EXIT_MS 2000 /* closed runs' log tails, once the server has stopped */
 
 /* The user of job.run_as that children switch to (*out; NULL: they keep our
  * credentials). Only root switches users: a job service that is not root
@@ -131,6 +134,14 @@ static void job_stopping(void *state)
     jr_engine_shutdown(j->engine, kill_ms);
 }
 
+/* After the server: the log tails of ended runs still being sent get
+ * LOG_TAILS_AT_EXIT_MS, before the clients are shut down. */
+static void job_stop(void *state)
+{
+    (void)state;
+    jl_shutdown(LOG_TAILS_AT_EXIT_MS);
+}
+
 static void job_destroy(void *state)
 {
     (void)state;
@@ -157,7 +168,7 @@ static const dbld_service_def job_def = {
     .start = job_start,
     .started = job_started,
     .stopping = job_stopping,
-    .stop = NULL, /* job_stopping stopped the runs */
+    .stop = job_stop, /* job_stopping stopped the runs */
     .destroy = job_destroy,
 };
 

@@ -798,10 +798,6 @@ typedef struct exec_out {
     jl_sink *sink;
     err_tail err;
     const char *job_status;
-    /* the start, until ctx->started() was told (defer_started_ms) */
-    const jr_ctx *ctx;
-    int started_pending, pid;
-    int64_t start_ns, start_mono_ms, waited_ms;
 } exec_out;
 
 static void exec_line(void *user, int stream, const char *line, size_t len, int more)
@@ -811,20 +807,9 @@ static void exec_line(void *user, int stream, const char *line, size_t len, int 
     if (stream == DBLD_PROC_STDERR) tail_push(&x->err, line, len, more);
 }
 
-/* Tell the caller about the start: at once, or once the run has lasted
- * ctx->defer_started_ms (from exec_tick). */
-static void exec_started(exec_out *x, int force)
-{
-    if (!x->started_pending) return;
-    if (!force && dbld_mono_ms() - x->start_mono_ms < x->ctx->defer_started_ms) return;
-    x->started_pending = 0;
-    x->ctx->started(x->ctx->arg, x->pid, x->start_ns, x->waited_ms);
-}
-
 static void exec_tick(void *user)
 {
     exec_out *x = user;
-    exec_started(x, 0);
     jl_tick(x->sink);
 }
 
@@ -1037,15 +1022,10 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
              (const char *const[]){"pid", pid, "command", argv[0], NULL});
     dbld_log(DBLD_LOG_DEBUG, "job run started", "job_run_id", run_id, "job", label, "pid", pid,
              NULL);
-    if (ctx && ctx->started) {
-        x.ctx = ctx;
-        x.started_pending = 1;
-        x.pid = (int)dbld_proc_pid(p);
-        x.start_ns = dbld_now_ns();
-        x.start_mono_ms = dbld_mono_ms();
-        x.waited_ms = waited_ms;
-        exec_started(&x, ctx->defer_started_ms <= 0);
-    }
+    /* the spawn is reported at once: a job service lost right after it
+     * must not leave the run looking as if it never started */
+    if (ctx && ctx->started)
+        ctx->started(ctx->arg, (int)dbld_proc_pid(p), dbld_now_ns(), waited_ms);
     sup s = {.e = e,
              .ctx = ctx,
              .a = act,
@@ -1059,14 +1039,6 @@ static void exec_task(jr_engine *e, const jr_ctx *ctx, active *act, const job_en
     set_proc(e, act, NULL);
     unspawn(e, p, entry);
     int64_t end_ns = dbld_now_ns();
-    if (x.started_pending) { /* a short run: its start goes with the result */
-        Databuild__V1__RunJobStarted *st =
-            dbld_arena_msg(a, &databuild__v1__run_job_started__descriptor);
-        st->pid = x.pid;
-        st->start_time_ns = x.start_ns;
-        st->waited_ms = x.waited_ms;
-        r->started = st;
-    }
 
     char exs[96];
     dbld_proc_exit_str(&s.ex, exs, sizeof exs);

@@ -46,10 +46,6 @@ typedef struct jr_ctx {
      * caller has gone away; the caller stores it (jr_store_logs() when the
      * answer could not be sent). */
     int return_logs;
-    /* RunJobRequest.defer_started_ms: call started() only once the run has
-     * lasted this long (from the run loop); a run that ends first reports
-     * its start in RunJobResponse.started instead. 0: at the spawn. */
-    int64_t defer_started_ms;
 } jr_ctx;
 
 /* cfg, orphans (may be NULL: children's process groups are not recorded)
