@@ -79,6 +79,26 @@ elpid=$started
 start query "$qp"
 qpid=$started
 
+# CPU time (user + system, clock ticks) of a process so far; of every
+# PostgreSQL process (the backends of this run stay connected through it);
+# of this shell's waited-for children (the load client).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_main=$(head -n1 "$(psql -At "$DBLD_TEST_PG" -c "SHOW data_directory")/postmaster.pid")
+pg_ticks() { # this run's cluster only (other clusters may share the machine)
+    local t=0 p
+    for p in "$pg_main" $(pgrep -P "$pg_main"); do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
+}
+# (the builtin `times` in this shell, not in a subshell: its second line is
+# the children's "user system", e.g. "1m2.345s 0m0.678s")
+child_ticks() {
+    times >"$work/times.txt"
+    awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
+        printf "%d\n", t * hz }' "$work/times.txt"
+}
+
 # "rss_kib threads" of a process (default: the query service) now
 sample() { awk '/^VmRSS:/ {r = $2} /^Threads:/ {t = $2} END {print r + 0, t + 0}' "/proc/${1:-$qpid}/status"; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
@@ -109,8 +129,17 @@ sampler=$!
 pids+=("$sampler")
 total=$((channels * calls))
 echo "== $total clients ($channels channels x $calls calls) for ${secs}s: $rpcs =="
+q_cpu0=$(cpu_ticks "$qpid")
+pg_cpu0=$(pg_ticks)
+el_cpu0=$(cpu_ticks "$elpid")
+child_ticks >"$work/kids0"; kids0=$(cat "$work/kids0")
 "$build/bench_query" mixed --target "127.0.0.1:$qp" --partitions "$partitions" --seconds "$secs" \
-    --channels "$channels" --calls "$calls" --rpcs "$rpcs" | tee "$work/mixed.txt"
+    --channels "$channels" --calls "$calls" --rpcs "$rpcs" >"$work/mixed.txt"
+child_ticks >"$work/kids1"; kids1=$(cat "$work/kids1")
+q_cpu1=$(cpu_ticks "$qpid")
+pg_cpu1=$(pg_ticks)
+el_cpu1=$(cpu_ticks "$elpid")
+cat "$work/mixed.txt"
 kill "$sampler" 2>/dev/null && wait "$sampler" 2>/dev/null || true
 read -r rss_peak thr_peak < <(awk '$1 > r {r = $1} $2 > t {t = $2} END {print r + 0, t + 0}' "$work/samples.txt")
 sleep "$after"
@@ -145,4 +174,27 @@ elmem=$(awk -v k="$el_idle" 'BEGIN {print k <= 40 * 1024 ? "met" : "MISSED"}')
 echo "event log RSS: $(mib "$el_start") MiB started, $(mib "$el_peak") MiB peak during the load," \
     "$(mib "$el_loaded") MiB as the load ended, $(mib "$el_idle") MiB once idle (target <= 40 MB): $elmem"
 echo "overall: target $verdict"
+
+# What the machine allows: the CPU each call costs in all (client, query
+# service, PostgreSQL, event log), over the cores, bounds the throughput;
+# with $total closed-loop callers the mean latency is at least
+# callers / throughput (Little's law), whatever the server does.
+calls_done=$(awk '{sub(/.*calls=/, ""); sub(/ .*/, ""); n += $1} END {print n + 0}' "$work/mixed.txt")
+hz=$(getconf CLK_TCK)
+echo
+echo "== CPU per call during the clients (all RPCs, ${calls_done} calls) =="
+awk -v n="$calls_done" -v hz="$hz" -v cores="$(nproc)" -v callers="$total" \
+    -v cl=$((kids1 - kids0)) -v q=$((q_cpu1 - q_cpu0)) -v pg=$((pg_cpu1 - pg_cpu0)) \
+    -v el=$((el_cpu1 - el_cpu0)) 'BEGIN {
+    if (n == 0) exit;
+    us = 1e6 / hz / n;
+    printf "client %.1f us, query service %.1f us, PostgreSQL %.1f us, event log %.1f us: %.1f us in all\n",
+        cl * us, q * us, pg * us, el * us, (cl + q + pg + el) * us;
+    all = (cl + q + pg + el) * us;
+    max_qps = cores * 1e6 / all;
+    printf "at that cost %d cores serve at most %.0f calls/s; %d closed-loop callers then wait at least %.1f ms per call on average (Little'"'"'s law)\n",
+        cores, max_qps, callers, callers / max_qps * 1000;
+    printf "without the client'"'"'s share (a client on another machine): at most %.0f calls/s, at least %.1f ms\n",
+        cores * 1e6 / ((q + pg + el) * us), callers / (cores * 1e6 / ((q + pg + el) * us)) * 1000 }'
+
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (clients, services and PostgreSQL share them)"
