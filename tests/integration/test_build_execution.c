@@ -6,6 +6,8 @@
  *   result, the used quotas, the log in order ending in RetryDenied with
  *   LUCI's reason string, and each run's previous/next attempt links in
  *   GetJobRunSummary;
+ * - a job that exceeds its timeout_ms: each attempt ENDED with result
+ *   TIMEOUT, retried then denied, the log in order;
  * - a graph service killed between attempts resumes with the used quota the
  *   events recorded (the attempt that died with it is discarded, uncharged);
  * - a reused partition names the job run that built it;
@@ -46,7 +48,10 @@
     "    - label: \"//x:fb\"\n      command: %CMD%\n      outputs: [\"fb/.*\"]\n"                  \
     "    - label: \"//x:sg\"\n      command: %CMD%\n      outputs: [\"sg/.*\"]\n"                  \
     "    - label: \"//x:qr\"\n      command: %CMD%\n      outputs: [\"qr/.*\"]\n"                  \
-    "    - label: \"//x:qg\"\n      command: %CMD%\n      outputs: [\"qg/.*\"]\n"
+    "    - label: \"//x:qg\"\n      command: %CMD%\n      outputs: [\"qg/.*\"]\n"                  \
+    "    - label: \"//x:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
+    "      timeout_ms: 3000\n"                                                                     \
+    "      retry: {single_quota: 1, timeout_weight: 1}\n"
 
 #define RULES                                                                                      \
     "[{\"match\": \"flaky/.*\", \"exit\": 75},"                                                    \
@@ -61,7 +66,8 @@
     " {\"match\": \"fa/(.*)\", \"inputs\": [\"sg/\\\\1\"]},"                                       \
     " {\"match\": \"sg/.*\", \"gate\": \"open-sg\", \"tag\": \"sg\"},"                             \
     " {\"match\": \"qr/(.*)\", \"query_inputs\": [\"c/\\\\1\"]},"                                  \
-    " {\"match\": \"qg/(.*)\", \"query_inputs\": [\"sg/\\\\1\"]}]"
+    " {\"match\": \"qg/(.*)\", \"query_inputs\": [\"sg/\\\\1\"]},"                                 \
+    " {\"match\": \"slow/.*\", \"sleep\": 60, \"pidfile\": true, \"tag\": \"slow\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
 #define AST(x) DATABUILD__V1__EXECUTION_ATTEMPT__STATUS__##x
@@ -190,6 +196,63 @@ DBLD_TEST(flaky_job_retried_then_denied)
     CHECK_CONTAINS(line_with(c.out, "next attempt"), te->attempts[2]->job_run_id);
     free(c.out);
     free(c.err);
+}
+
+/* slow/1 sleeps 60 s under timeout_ms 3000 (room for a slow start: the job
+ * writes exec.log first); retry {single_quota: 1, timeout_weight: 1}.
+ * Attempt 1 times out (used 1) and is retried, attempt 2 times out (used 2)
+ * and is denied: both attempts ENDED with result TIMEOUT, in the state, in
+ * the log (in order) and in the JobEvents, and the timed-out process group
+ * is gone. */
+DBLD_TEST(timed_out_attempts_end_timeout)
+{
+    bf b;
+    qf f = setup(&b, "timeout");
+    int64_t t0 = dbld_mono_ms();
+    char *id = bf_submit(&b, H_STRS("slow/1"));
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 90000);
+    int64_t took = dbld_mono_ms() - t0;
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_MSG(took < 50000, "the build took %lld ms: a 60 s sleep was awaited", (long long)took);
+    CHECK_EQ_INT(bf_execs(&b, "slow/1"), 2);
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, id);
+    CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__FAILED);
+    const Databuild__V1__TaskExecution *te = qf_task_of(r, "slow/1");
+    CHECK_EQ_STR(qf_attempts_str(&b, te), "1:ENDED/TIMEOUT 2:ENDED/TIMEOUT");
+    CHECK_EQ_INT(te->used_quota, 2);
+    CHECK_EQ_INT(r->state->used_global_quota, 2);
+    CHECK_EQ_INT(r->state->failures->n_unsuccessful_job_run_ids, 2);
+    CHECK_EQ_INT(r->state->failures->n_launch_failures, 0);
+    CHECK_EQ_STR(qf_log_kinds(&b, r), "requirement_changed job_runs_launched job_runs_ended"
+                                      " job_runs_launched job_runs_ended retry_denied");
+    for (size_t i = 1; i < r->n_log; i++)
+        CHECK_CMP_INT(r->log[i]->time, >=, r->log[i - 1]->time);
+    for (int k = 0; k < 2; k++) {
+        const Databuild__V1__JobRunSnapshot *s = r->log[1 + 2 * k]->job_runs_launched->job_runs[0];
+        CHECK_EQ_STR(s->job_run_id, te->attempts[k]->job_run_id);
+        CHECK_EQ_INT(s->status, AST(TRIGGERED));
+        s = r->log[2 + 2 * k]->job_runs_ended->job_runs[0];
+        CHECK_EQ_STR(s->job_run_id, te->attempts[k]->job_run_id);
+        CHECK_EQ_INT(s->status, AST(ENDED));
+        CHECK_EQ_INT(s->result, ARES(TIMEOUT));
+        CHECK_EQ_INT(s->attempt, k + 1);
+    }
+    CHECK_EQ_STR(r->log[5]->retry_denied->reason, "insufficient quota");
+    CHECK_EQ_STR(r->log[5]->retry_denied->job_runs[0]->job_run_id, te->attempts[1]->job_run_id);
+    CHECK_EQ_INT(r->log[5]->retry_denied->job_runs[0]->result, ARES(TIMEOUT));
+    char *failed = bf_job_messages(&b, id, "slow/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "attempt 1: FAILURE_TIMEOUT: job //x:slow timed out after 3000 ms");
+    CHECK_CONTAINS(failed, "attempt 2: FAILURE_TIMEOUT: ");
+    CHECK_CONTAINS(failed, "retry denied: insufficient quota");
+    CHECK_EQ_STR(bf_runs_seq(&b, id, "slow/1"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING FAILED");
+    char *pids = bf_state_file(&b, "pid-slow"); /* the last attempt's */
+    CHECK(pids != NULL);
+    int pid = 0, child = 0;
+    CHECK_EQ_INT(sscanf(pids, "%d %d", &pid, &child), 2);
+    free(pids);
+    CHECK(H_POLL_UNTIL(5000, bf_pid_gone(pid) && bf_pid_gone(child)));
 }
 
 /* The ExecutionEvents of a build, in order. */
@@ -783,6 +846,7 @@ DBLD_TEST(query_inputs_are_read_not_built)
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(killed_between_attempts_keeps_used_quota, 240),
+               DBLD_TEST_ENTRY_T(timed_out_attempts_end_timeout, 180),
                DBLD_TEST_ENTRY_T(reuse_names_the_building_run, 180),
                DBLD_TEST_ENTRY_T(unknown_build_not_found, 120),
                DBLD_TEST_ENTRY_T(cancel_one_job_run, 180),
