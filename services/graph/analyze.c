@@ -104,6 +104,7 @@ typedef struct an {
     vec tasks;          /* Databuild__V1__Task * */
     vec task_job;       /* (void *)(uintptr_t)job */
     gs_analyze_error err;
+    gs_missing *missing; /* the caller's, or NULL */
 } an;
 
 static const char *label_of(const an *s, size_t job)
@@ -207,7 +208,8 @@ static int process_group(an *s, group *g, dbld_status *st)
 }
 
 /* External inputs (graph.external) that are not AVAILABLE: one
- * PRECONDITION_FAILED naming every one of them (the first 20). */
+ * PRECONDITION_FAILED naming every one of them (the first 20), and all of
+ * them in s->missing. */
 static int missing_external(an *s, const vec *refs, const vec *needed_by, const int *avail,
                             dbld_status *st)
 {
@@ -215,6 +217,11 @@ static int missing_external(an *s, const vec *refs, const vec *needed_by, const 
     size_t len = 0, n = 0;
     for (size_t i = 0; i < refs->n; i++) {
         if (avail[i]) continue;
+        if (s->missing) {
+            s->missing->refs =
+                dbld_xrealloc(s->missing->refs, (s->missing->n + 1) * sizeof *s->missing->refs);
+            s->missing->refs[s->missing->n++] = dbld_xstrdup(refs->items[i]);
+        }
         if (n++ < 20)
             len += (size_t)snprintf(
                 msg + len, len < sizeof msg ? sizeof msg - len : 0, "%s\"%s\" (needed by \"%s\")",
@@ -475,11 +482,13 @@ static int start(an *s, const char *const *refs, size_t n, vec *f_refs, vec *f_j
 }
 
 int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_plan **out,
-               gs_analyze_error *err, int *calls_out, dbld_status *st)
+               gs_analyze_error *err, int *calls_out, gs_missing *missing, dbld_status *st)
 {
     an s;
     memset(&s, 0, sizeof s);
     s.env = env;
+    s.missing = missing;
+    if (missing) memset(missing, 0, sizeof *missing);
     s.p = dbld_xcalloc(1, sizeof *s.p);
     s.p->a = dbld_arena_create();
     gs_strmap_init(&s.produced);
@@ -523,6 +532,15 @@ int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_
     }
     *out = s.p;
     return 0;
+}
+
+void gs_missing_free(gs_missing *m)
+{
+    if (!m) return;
+    for (size_t i = 0; i < m->n; i++)
+        free(m->refs[i]);
+    free(m->refs);
+    memset(m, 0, sizeof *m);
 }
 
 void gs_plan_free(gs_plan *p)

@@ -56,6 +56,17 @@ typedef enum {
     GS_AERR_AVAILABILITY, /* the availability check itself failed (event log) */
 } gs_analyze_error;
 
+/* The external inputs (graph.external: never built here) an analysis found
+ * missing, as data: set when gs_analyze() fails with GS_AERR_PRECONDITION
+ * because some are not AVAILABLE, every one of them (the message names the
+ * first 20, for people). Callers read this, never the message. */
+typedef struct gs_missing {
+    char **refs; /* malloc'd, each malloc'd; in the order the analysis met them */
+    size_t n;
+} gs_missing;
+
+void gs_missing_free(gs_missing *m);
+
 typedef struct gs_plan_arena gs_plan_arena;
 
 typedef struct gs_plan {
@@ -74,9 +85,11 @@ typedef struct gs_plan {
 /* Analyze refs. On success *out is the plan (free with gs_plan_free()). On
  * failure returns the code (NOT_FOUND, FAILED_PRECONDITION, the configure
  * call's code, ...) with st naming the cause; *err (may be NULL) tells the
- * kind; *calls_out (may be NULL) the configure calls made. */
+ * kind; *calls_out (may be NULL) the configure calls made; *missing (may be
+ * NULL; empty unless the analysis failed on missing external inputs, the
+ * caller frees it with gs_missing_free()) lists those inputs. */
 int gs_analyze(const gs_analyze_env *env, const char *const *refs, size_t n, gs_plan **out,
-               gs_analyze_error *err, int *calls_out, dbld_status *st);
+               gs_analyze_error *err, int *calls_out, gs_missing *missing, dbld_status *st);
 void gs_plan_free(gs_plan *p);
 
 #endif

@@ -87,6 +87,7 @@ struct gs_build {
     char *fail_msg; /* a critical task could not be launched: cancel, then end FAILED with this */
     int result_code;
     char *result_msg;
+    gs_missing missing; /* ended PRECONDITION_FAILED: the external inputs not AVAILABLE */
     gs_plan *plan;
     gs_task *tasks;
     size_t n_tasks;

@@ -77,6 +77,7 @@ static void build_free(gs_build *b)
     free(b->cancel_reason);
     free(b->fail_msg);
     free(b->result_msg);
+    gs_missing_free(&b->missing);
     while (b->on_end) { /* only if it never ran: the build thread takes them */
         gs_end_cb *cb = b->on_end;
         b->on_end = cb->next;
@@ -610,9 +611,16 @@ static int plan_begin(gs_build *b, dbld_arena *a)
 }
 
 /* The analysis failed with rc: end the build by the kind of error (or
- * abandon it when the event log could not be asked). */
-static void analysis_failed(gs_build *b, int rc, gs_analyze_error err, const dbld_status *st)
+ * abandon it when the event log could not be asked). The external inputs
+ * it found missing stay with the build (gs_build_missing_external()). */
+static void analysis_failed(gs_build *b, int rc, gs_analyze_error err, gs_missing *missing,
+                            const dbld_status *st)
 {
+    pthread_mutex_lock(&b->mu);
+    gs_missing_free(&b->missing);
+    b->missing = *missing;
+    pthread_mutex_unlock(&b->mu);
+    memset(missing, 0, sizeof *missing);
     if (err == GS_AERR_AVAILABILITY) {
         gsb_abandon(b, st);
         return;
@@ -640,12 +648,15 @@ static int analyze(gs_build *b, gs_plan **out)
     int calls = 0;
     dbld_status st;
     int64_t t0 = dbld_mono_ms();
-    int rc = gs_analyze(&env, (const char *const *)b->refs, b->n_refs, out, &err, &calls, &st);
+    gs_missing missing;
+    int rc =
+        gs_analyze(&env, (const char *const *)b->refs, b->n_refs, out, &err, &calls, &missing, &st);
     char info[256];
     snprintf(info, sizeof info, "%d configure calls, %" PRId64 " ms", calls, dbld_mono_ms() - t0);
     dbld_log(DBLD_LOG_INFO, rc ? "analysis failed" : "analysis done", "build_request_id", b->id,
              "configure", info, "error", rc ? st.msg : NULL, (char *)NULL);
-    if (rc) analysis_failed(b, rc, err, &st);
+    if (rc) analysis_failed(b, rc, err, &missing, &st);
+    gs_missing_free(&missing);
     return rc;
 }
 
@@ -1247,6 +1258,17 @@ int gs_build_on_end(gs_build *b, gs_build_end_fn fn, void *arg)
 const char *gs_build_id(const gs_build *b)
 {
     return b->id;
+}
+
+size_t gs_build_missing_external(gs_build *b, dbld_arena *a, char ***refs)
+{
+    pthread_mutex_lock(&b->mu);
+    size_t n = b->done && b->status == BR(PRECONDITION_FAILED) ? b->missing.n : 0;
+    *refs = dbld_arena_alloc(a, (n + 1) * sizeof **refs);
+    for (size_t i = 0; i < n; i++)
+        (*refs)[i] = dbld_arena_strdup(a, b->missing.refs[i]);
+    pthread_mutex_unlock(&b->mu);
+    return n;
 }
 
 int gs_build_result(gs_build *b, dbld_arena *a, Databuild__V1__GraphBuildResponse **out,

@@ -64,6 +64,13 @@ int gs_build_result(gs_build *b, dbld_arena *a, Databuild__V1__GraphBuildRespons
 /* Borrowed while the caller holds a reference. */
 const char *gs_build_id(const gs_build *b);
 
+/* The external inputs (graph.external) whose absence ended b
+ * PRECONDITION_FAILED, as its analysis found them (every one, not only those
+ * the message names): their count, with the refs in a (*refs: n + 1 slots).
+ * 0 for a build that has not ended so, or was resumed here after such an
+ * end elsewhere. */
+size_t gs_build_missing_external(gs_build *b, dbld_arena *a, char ***refs);
+
 /* Cancel a build this instance coordinates: BuildCancelEvent, then its job
  * runs are cancelled and the build ends CANCELLED (gs_build_on_end() tells
  * when). *out gets a reference to it (gs_build_unref()). NOT_FOUND for an

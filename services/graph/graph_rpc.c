@@ -54,7 +54,7 @@ static int analyze(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMe
     gs_plan *p = NULL;
     int calls = 0;
     int rc = gs_analyze(&env, refs_of(a, req->outputs, req->n_outputs), req->n_outputs, &p, NULL,
-                        &calls, st);
+                        &calls, NULL, st);
     char n_calls[16];
     snprintf(n_calls, sizeof n_calls, "%d", calls);
     dbld_log(DBLD_LOG_INFO, rc ? "analyze failed" : "analyzed", "configure_calls", n_calls, "error",

@@ -26,7 +26,7 @@
  * (params waiting_on, stat upstream_waiting: the want shows
  * UPSTREAM_WAITING) and is submitted again once they are all AVAILABLE,
  * looked at every upstream_poll_ms (1000). When that build served several
- * wants, the message does not say whose input is missing: each of them is
+ * wants, the refs it found missing do not say whose input each is: each want is
  * then submitted on its own (params solo=1, no attempt charged), so that
  * only the wants that really need the external input wait for it.
  *
@@ -59,10 +59,11 @@ typedef struct want {
 
 /* ---- builds that ended waiting for external inputs ----
  * The build's end callback keeps the last UPSTREAM_RING of them: build id
- * and the external refs its PRECONDITION_FAILED message named. */
+ * and the external refs its analysis found missing (gs_build_missing_external(),
+ * data from analyze.c, not its message), newline-joined as the items'
+ * params keep them. */
 
 #define UPSTREAM_RING 256
-#define NEEDED_BY "\" (needed by"
 
 static struct {
     pthread_mutex_t mu;
@@ -76,22 +77,16 @@ typedef struct end_ctx {
     gs_build *b;
 } end_ctx;
 
-/* The refs quoted before each " (needed by" in analyze.c's message. */
-static char *external_refs(const char *msg)
+/* refs[0..n) newline-joined (malloc'd). */
+static char *join_refs(char **refs, size_t n)
 {
-    const char *key = "external partition";
-    if (!strstr(msg, key)) return NULL;
-    size_t cap = strlen(msg) + 1, len = 0;
-    char *out = dbld_xcalloc(1, cap);
-    for (const char *p = strstr(msg, NEEDED_BY); p; p = strstr(p + 1, NEEDED_BY)) {
-        const char *q = p;
-        while (q > msg && q[-1] != '"')
-            q--;
-        if (q == msg) break;
-        if (len) out[len++] = '\n';
-        memcpy(out + len, q, (size_t)(p - q));
-        len += (size_t)(p - q);
-    }
+    size_t cap = 1;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(refs[i]) + 1;
+    char *out = dbld_xmalloc(cap), *p = out;
+    for (size_t i = 0; i < n; i++)
+        p += snprintf(p, cap - (size_t)(p - out), "%s%s", i ? "\n" : "", refs[i]);
+    *p = 0;
     return out;
 }
 
@@ -99,18 +94,16 @@ static void on_build_end(void *arg)
 {
     end_ctx *c = arg;
     dbld_arena *a = dbld_arena_create();
-    Databuild__V1__GraphBuildResponse *out = NULL;
-    dbld_status st;
-    if (gs_build_result(c->b, a, &out, &st) == DBLD_FAILED_PRECONDITION) {
-        char *refs = external_refs(st.msg);
-        if (refs) {
-            pthread_mutex_lock(&g_upstream.mu);
-            size_t i = g_upstream.next++ % UPSTREAM_RING;
-            snprintf(g_upstream.id[i], sizeof g_upstream.id[i], "%s", gs_build_id(c->b));
-            free(g_upstream.refs[i]);
-            g_upstream.refs[i] = refs;
-            pthread_mutex_unlock(&g_upstream.mu);
-        }
+    char **missing;
+    size_t n = gs_build_missing_external(c->b, a, &missing);
+    if (n) {
+        char *refs = join_refs(missing, n);
+        pthread_mutex_lock(&g_upstream.mu);
+        size_t i = g_upstream.next++ % UPSTREAM_RING;
+        snprintf(g_upstream.id[i], sizeof g_upstream.id[i], "%s", gs_build_id(c->b));
+        free(g_upstream.refs[i]);
+        g_upstream.refs[i] = refs;
+        pthread_mutex_unlock(&g_upstream.mu);
     }
     dbld_arena_destroy(a);
     gs_build_unref(c->b);

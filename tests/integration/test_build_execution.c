@@ -6,6 +6,8 @@
  *   result, the used quotas, the log in order ending in RetryDenied with
  *   LUCI's reason string, and each run's previous/next attempt links in
  *   GetJobRunSummary;
+ * - a job that exceeds its timeout_ms: each attempt ENDED with result
+ *   TIMEOUT, retried then denied, the log in order;
  * - a graph service killed between attempts resumes with the used quota the
  *   events recorded (the attempt that died with it is discarded, uncharged);
  * - a reused partition names the job run that built it;
@@ -46,7 +48,10 @@
     "    - label: \"//x:fb\"\n      command: %CMD%\n      outputs: [\"fb/.*\"]\n"                  \
     "    - label: \"//x:sg\"\n      command: %CMD%\n      outputs: [\"sg/.*\"]\n"                  \
     "    - label: \"//x:qr\"\n      command: %CMD%\n      outputs: [\"qr/.*\"]\n"                  \
-    "    - label: \"//x:qg\"\n      command: %CMD%\n      outputs: [\"qg/.*\"]\n"
+    "    - label: \"//x:qg\"\n      command: %CMD%\n      outputs: [\"qg/.*\"]\n"                  \
+    "    - label: \"//x:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
+    "      timeout_ms: 3000\n"                                                                     \
+    "      retry: {single_quota: 1, timeout_weight: 1}\n"
 
 #define RULES                                                                                      \
     "[{\"match\": \"flaky/.*\", \"exit\": 75},"                                                    \
@@ -61,7 +66,8 @@
     " {\"match\": \"fa/(.*)\", \"inputs\": [\"sg/\\\\1\"]},"                                       \
     " {\"match\": \"sg/.*\", \"gate\": \"open-sg\", \"tag\": \"sg\"},"                             \
     " {\"match\": \"qr/(.*)\", \"query_inputs\": [\"c/\\\\1\"]},"                                  \
-    " {\"match\": \"qg/(.*)\", \"query_inputs\": [\"sg/\\\\1\"]}]"
+    " {\"match\": \"qg/(.*)\", \"query_inputs\": [\"sg/\\\\1\"]},"                                 \
+    " {\"match\": \"slow/.*\", \"sleep\": 60, \"pidfile\": true, \"tag\": \"slow\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
 #define AST(x) DATABUILD__V1__EXECUTION_ATTEMPT__STATUS__##x
@@ -104,61 +110,6 @@ static qf setup_nospawn(bf *b, const char *hint, char **wd)
     return qf_over_build(b, "");
 }
 
-static int execution(qf *f, const char *id, Databuild__V1__BuildExecutionResponse **out,
-                     dbld_status *st)
-{
-    Databuild__V1__BuildExecutionRequest req = DATABUILD__V1__BUILD_EXECUTION_REQUEST__INIT;
-    req.build_request_id = (char *)id;
-    return qf_call_at(f->q, "/databuild.v1.QueryOps/GetBuildExecution", &req,
-                      &databuild__v1__build_execution_response__descriptor, f->a, out, st);
-}
-
-static Databuild__V1__BuildExecutionResponse *execution_ok(qf *f, const char *id)
-{
-    Databuild__V1__BuildExecutionResponse *r = NULL;
-    dbld_status st = {0};
-    CHECK_OK(execution(f, id, &r, &st), st);
-    return r;
-}
-
-static const Databuild__V1__TaskExecution *task_of(const Databuild__V1__BuildExecutionResponse *r,
-                                                   const char *ref)
-{
-    for (size_t i = 0; i < r->state->n_executions; i++)
-        if (strcmp(r->state->executions[i]->outputs[0], ref) == 0) return r->state->executions[i];
-    H_FAIL("no execution of %s", ref);
-    return NULL;
-}
-
-/* "REQUIREMENT_CHANGED JOB_RUNS_LAUNCHED ..." of the log. */
-static char *log_kinds(bf *b, const Databuild__V1__BuildExecutionResponse *r)
-{
-    char *s = "";
-    for (size_t i = 0; i < r->n_log; i++) {
-        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(
-            &databuild__v1__execution_log_entry__descriptor, (unsigned)r->log[i]->kind_case);
-        bf_cat(b->a, &s, " ", fd ? fd->name : "?");
-    }
-    return s;
-}
-
-/* "1:ENDED/FAILED_TRANSIENTLY 2:..." of a task's attempts. */
-static char *attempts_str(bf *b, const Databuild__V1__TaskExecution *te)
-{
-    char *s = "";
-    for (size_t i = 0; i < te->n_attempts; i++) {
-        const Databuild__V1__ExecutionAttempt *at = te->attempts[i];
-        const ProtobufCEnumValue *sv = protobuf_c_enum_descriptor_get_value(
-            &databuild__v1__execution_attempt__status__descriptor, at->status);
-        const ProtobufCEnumValue *rv = protobuf_c_enum_descriptor_get_value(
-            &databuild__v1__execution_attempt__result__descriptor, at->result);
-        bf_cat(b->a, &s, " ",
-               dbld_arena_printf(b->a, "%d:%s/%s%s", at->attempt, sv ? sv->name : "?",
-                                 rv ? rv->name : "?", at->reused ? "/reused" : ""));
-    }
-    return s;
-}
-
 static Databuild__V1__JobRunAttemptLinks *links_of(qf *f, const char *run)
 {
     Databuild__V1__JobRunSummaryRequest req = DATABUILD__V1__JOB_RUN_SUMMARY_REQUEST__INIT;
@@ -186,22 +137,22 @@ DBLD_TEST(flaky_job_retried_then_denied)
     qf f = setup(&b, "flaky");
     char *id = bf_submit(&b, H_STRS("flaky/1"));
     CHECK_EQ_INT(bf_wait(&b, id, 60000)->status->code, BR(FAILED));
-    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, id);
     CHECK_EQ_STR(r->build_request_id, id);
     CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__FAILED);
     CHECK(r->state->end_time > 0);
     CHECK_EQ_INT(r->state->n_executions, 1);
-    const Databuild__V1__TaskExecution *te = task_of(r, "flaky/1");
+    const Databuild__V1__TaskExecution *te = qf_task_of(r, "flaky/1");
     CHECK_EQ_STR(te->job_label, "//x:flaky");
     CHECK(te->critical);
     /* single_quota 2, weight 1: attempts 1 and 2 retried (used 1, 2), 3 denied (used 3) */
-    CHECK_EQ_STR(attempts_str(&b, te), "1:ENDED/FAILED_TRANSIENTLY 2:ENDED/FAILED_TRANSIENTLY"
-                                       " 3:ENDED/FAILED_TRANSIENTLY");
+    CHECK_EQ_STR(qf_attempts_str(&b, te), "1:ENDED/FAILED_TRANSIENTLY 2:ENDED/FAILED_TRANSIENTLY"
+                                          " 3:ENDED/FAILED_TRANSIENTLY");
     CHECK_EQ_INT(te->used_quota, 3);
     CHECK_EQ_INT(r->state->used_global_quota, 3);
     CHECK_EQ_INT(r->state->failures->n_unsuccessful_job_run_ids, 3);
     CHECK_EQ_INT(r->state->failures->n_launch_failures, 0);
-    CHECK_EQ_STR(log_kinds(&b, r),
+    CHECK_EQ_STR(qf_log_kinds(&b, r),
                  "requirement_changed job_runs_launched job_runs_ended job_runs_launched"
                  " job_runs_ended job_runs_launched job_runs_ended retry_denied");
     const Databuild__V1__ExecutionLogEntry *last = r->log[r->n_log - 1];
@@ -247,6 +198,63 @@ DBLD_TEST(flaky_job_retried_then_denied)
     free(c.err);
 }
 
+/* slow/1 sleeps 60 s under timeout_ms 3000 (room for a slow start: the job
+ * writes exec.log first); retry {single_quota: 1, timeout_weight: 1}.
+ * Attempt 1 times out (used 1) and is retried, attempt 2 times out (used 2)
+ * and is denied: both attempts ENDED with result TIMEOUT, in the state, in
+ * the log (in order) and in the JobEvents, and the timed-out process group
+ * is gone. */
+DBLD_TEST(timed_out_attempts_end_timeout)
+{
+    bf b;
+    qf f = setup(&b, "timeout");
+    int64_t t0 = dbld_mono_ms();
+    char *id = bf_submit(&b, H_STRS("slow/1"));
+    Databuild__V1__BuildRequestEvent *end = bf_wait(&b, id, 90000);
+    int64_t took = dbld_mono_ms() - t0;
+    CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
+              end->message);
+    CHECK_MSG(took < 50000, "the build took %lld ms: a 60 s sleep was awaited", (long long)took);
+    CHECK_EQ_INT(bf_execs(&b, "slow/1"), 2);
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, id);
+    CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__FAILED);
+    const Databuild__V1__TaskExecution *te = qf_task_of(r, "slow/1");
+    CHECK_EQ_STR(qf_attempts_str(&b, te), "1:ENDED/TIMEOUT 2:ENDED/TIMEOUT");
+    CHECK_EQ_INT(te->used_quota, 2);
+    CHECK_EQ_INT(r->state->used_global_quota, 2);
+    CHECK_EQ_INT(r->state->failures->n_unsuccessful_job_run_ids, 2);
+    CHECK_EQ_INT(r->state->failures->n_launch_failures, 0);
+    CHECK_EQ_STR(qf_log_kinds(&b, r), "requirement_changed job_runs_launched job_runs_ended"
+                                      " job_runs_launched job_runs_ended retry_denied");
+    for (size_t i = 1; i < r->n_log; i++)
+        CHECK_CMP_INT(r->log[i]->time, >=, r->log[i - 1]->time);
+    for (int k = 0; k < 2; k++) {
+        const Databuild__V1__JobRunSnapshot *s = r->log[1 + 2 * k]->job_runs_launched->job_runs[0];
+        CHECK_EQ_STR(s->job_run_id, te->attempts[k]->job_run_id);
+        CHECK_EQ_INT(s->status, AST(TRIGGERED));
+        s = r->log[2 + 2 * k]->job_runs_ended->job_runs[0];
+        CHECK_EQ_STR(s->job_run_id, te->attempts[k]->job_run_id);
+        CHECK_EQ_INT(s->status, AST(ENDED));
+        CHECK_EQ_INT(s->result, ARES(TIMEOUT));
+        CHECK_EQ_INT(s->attempt, k + 1);
+    }
+    CHECK_EQ_STR(r->log[5]->retry_denied->reason, "insufficient quota");
+    CHECK_EQ_STR(r->log[5]->retry_denied->job_runs[0]->job_run_id, te->attempts[1]->job_run_id);
+    CHECK_EQ_INT(r->log[5]->retry_denied->job_runs[0]->result, ARES(TIMEOUT));
+    char *failed = bf_job_messages(&b, id, "slow/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    CHECK_CONTAINS(failed, "attempt 1: FAILURE_TIMEOUT: job //x:slow timed out after 3000 ms");
+    CHECK_CONTAINS(failed, "attempt 2: FAILURE_TIMEOUT: ");
+    CHECK_CONTAINS(failed, "retry denied: insufficient quota");
+    CHECK_EQ_STR(bf_runs_seq(&b, id, "slow/1"),
+                 "SCHEDULED RUNNING FAILED | SCHEDULED RUNNING FAILED");
+    char *pids = bf_state_file(&b, "pid-slow"); /* the last attempt's */
+    CHECK(pids != NULL);
+    int pid = 0, child = 0;
+    CHECK_EQ_INT(sscanf(pids, "%d %d", &pid, &child), 2);
+    free(pids);
+    CHECK(H_POLL_UNTIL(5000, bf_pid_gone(pid) && bf_pid_gone(child)));
+}
+
 /* The ExecutionEvents of a build, in order. */
 static size_t exec_events(bf *b, const char *id, const Databuild__V1__ExecutionEvent **out,
                           size_t cap)
@@ -272,7 +280,7 @@ DBLD_TEST(killed_between_attempts_keeps_used_quota)
     char *id = bf_submit(&b, H_STRS("rq/1"));
     Databuild__V1__BuildExecutionResponse *r = NULL;
     dbld_status st = {0};
-    CHECK(H_POLL_UNTIL(30000, execution(&f, id, &r, &st) == 0 && r->state->n_executions == 1 &&
+    CHECK(H_POLL_UNTIL(30000, qf_execution(&f, id, &r, &st) == 0 && r->state->n_executions == 1 &&
                                   r->state->executions[0]->n_attempts == 2 &&
                                   r->state->executions[0]->attempts[1]->status == AST(TRIGGERED) &&
                                   bf_execs(&b, "rq/1") == 2)); /* the job itself started */
@@ -283,10 +291,11 @@ DBLD_TEST(killed_between_attempts_keeps_used_quota)
     CHECK_MSG(end->status->code == BR(FAILED), "build ended %s: %s", end->status->name,
               end->message);
     CHECK_EQ_INT(bf_execs(&b, "rq/1"), 4);
-    r = execution_ok(&f, id);
-    const Databuild__V1__TaskExecution *te = task_of(r, "rq/1");
-    CHECK_EQ_STR(attempts_str(&b, te), "1:ENDED/FAILED_PERMANENTLY 2:CANCELLED/RESULT_UNSPECIFIED"
-                                       " 3:ENDED/FAILED_PERMANENTLY 4:ENDED/FAILED_PERMANENTLY");
+    r = qf_execution_ok(&f, id);
+    const Databuild__V1__TaskExecution *te = qf_task_of(r, "rq/1");
+    CHECK_EQ_STR(qf_attempts_str(&b, te),
+                 "1:ENDED/FAILED_PERMANENTLY 2:CANCELLED/RESULT_UNSPECIFIED"
+                 " 3:ENDED/FAILED_PERMANENTLY 4:ENDED/FAILED_PERMANENTLY");
     CHECK_EQ_INT(te->used_quota, 3);
     CHECK_EQ_INT(r->state->used_global_quota, 3);
     CHECK_EQ_STR(r->log[r->n_log - 1]->retry_denied->reason, "insufficient quota");
@@ -313,18 +322,18 @@ DBLD_TEST(reuse_names_the_building_run)
     qf f = setup(&b, "reuse");
     char *first = bf_submit(&b, H_STRS("c/1"));
     CHECK_EQ_INT(bf_wait(&b, first, 60000)->status->code, BR(COMPLETED));
-    const Databuild__V1__TaskExecution *built = task_of(execution_ok(&f, first), "c/1");
-    CHECK_EQ_STR(attempts_str(&b, built), "1:ENDED/SUCCEEDED");
+    const Databuild__V1__TaskExecution *built = qf_task_of(qf_execution_ok(&f, first), "c/1");
+    CHECK_EQ_STR(qf_attempts_str(&b, built), "1:ENDED/SUCCEEDED");
     const char *run = built->attempts[0]->job_run_id;
     char *second = bf_submit(&b, H_STRS("a/1"));
     CHECK_EQ_INT(bf_wait(&b, second, 60000)->status->code, BR(COMPLETED));
-    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, second);
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, second);
     CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__SUCCEEDED);
-    const Databuild__V1__TaskExecution *te = task_of(r, "c/1");
-    CHECK_EQ_STR(attempts_str(&b, te), "1:ENDED/SUCCEEDED/reused");
+    const Databuild__V1__TaskExecution *te = qf_task_of(r, "c/1");
+    CHECK_EQ_STR(qf_attempts_str(&b, te), "1:ENDED/SUCCEEDED/reused");
     CHECK_EQ_STR(te->attempts[0]->job_run_id, run);
     CHECK_EQ_STR(te->attempts[0]->build_request_id, first);
-    CHECK_EQ_STR(attempts_str(&b, task_of(r, "a/1")), "1:ENDED/SUCCEEDED");
+    CHECK_EQ_STR(qf_attempts_str(&b, qf_task_of(r, "a/1")), "1:ENDED/SUCCEEDED");
     int reused = 0;
     for (size_t i = 0; i < r->n_log; i++)
         if (r->log[i]->kind_case == LOG(JOB_RUNS_REUSED)) {
@@ -376,9 +385,10 @@ DBLD_TEST(unknown_build_not_found)
     qf f = setup(&b, "unknown");
     Databuild__V1__BuildExecutionResponse *r = NULL;
     dbld_status st = {0};
-    CHECK_CODE(execution(&f, "00000000-0000-4000-8000-000000000000", &r, &st), st, DBLD_NOT_FOUND);
+    CHECK_CODE(qf_execution(&f, "00000000-0000-4000-8000-000000000000", &r, &st), st,
+               DBLD_NOT_FOUND);
     CHECK_CONTAINS(st.msg, "no build request");
-    CHECK_CODE(execution(&f, "", &r, &st), st, DBLD_INVALID_ARGUMENT);
+    CHECK_CODE(qf_execution(&f, "", &r, &st), st, DBLD_INVALID_ARGUMENT);
 }
 
 /* The last line of the graph service's log containing needle ("" if none). */
@@ -414,10 +424,10 @@ static char *start_hang(bf *b, qf *f, const char **run, int *pid, int *child)
     free(pids);
     Databuild__V1__BuildExecutionResponse *r = NULL;
     dbld_status st = {0};
-    CHECK(H_POLL_UNTIL(10000, execution(f, id, &r, &st) == 0 &&
-                                  task_of(r, "hang/1")->n_attempts == 1 &&
-                                  task_of(r, "hang/1")->attempts[0]->status == AST(TRIGGERED)));
-    *run = task_of(r, "hang/1")->attempts[0]->job_run_id;
+    CHECK(H_POLL_UNTIL(10000, qf_execution(f, id, &r, &st) == 0 &&
+                                  qf_task_of(r, "hang/1")->n_attempts == 1 &&
+                                  qf_task_of(r, "hang/1")->attempts[0]->status == AST(TRIGGERED)));
+    *run = qf_task_of(r, "hang/1")->attempts[0]->job_run_id;
     CHECK(!bf_pid_gone(*pid));
     CHECK(!bf_pid_gone(*child));
     return id;
@@ -452,10 +462,10 @@ DBLD_TEST(cancel_one_job_run)
     CHECK_EQ_INT(bf_part_status(&b, "ind/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
     CHECK_EQ_INT(bf_count_kind(&b, id, DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_RUN_CANCEL_EVENT),
                  1);
-    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
-    CHECK_EQ_STR(attempts_str(&b, task_of(r, "hang/1")), "1:CANCELLED/RESULT_UNSPECIFIED");
-    CHECK_EQ_STR(attempts_str(&b, task_of(r, "ind/1")), "1:ENDED/SUCCEEDED");
-    CHECK_EQ_STR(attempts_str(&b, task_of(r, "down/1")), ""); /* never launched */
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, id);
+    CHECK_EQ_STR(qf_attempts_str(&b, qf_task_of(r, "hang/1")), "1:CANCELLED/RESULT_UNSPECIFIED");
+    CHECK_EQ_STR(qf_attempts_str(&b, qf_task_of(r, "ind/1")), "1:ENDED/SUCCEEDED");
+    CHECK_EQ_STR(qf_attempts_str(&b, qf_task_of(r, "down/1")), ""); /* never launched */
     const Databuild__V1__ExecutionLogEntry *disc = NULL;
     for (size_t i = 0; i < r->n_log; i++)
         if (r->log[i]->kind_case == LOG(JOB_RUN_DISCARDED) &&
@@ -469,7 +479,7 @@ DBLD_TEST(cancel_one_job_run)
     CHECK_CONTAINS(st.msg, "no job run");
     CHECK_CODE(cancel_run(&f, run, "again", &st), st, DBLD_FAILED_PRECONDITION);
     CHECK_CONTAINS(st.msg, "already ended");
-    const char *ind = task_of(r, "ind/1")->attempts[0]->job_run_id;
+    const char *ind = qf_task_of(r, "ind/1")->attempts[0]->job_run_id;
     CHECK_CODE(cancel_run(&f, ind, "x", &st), st, DBLD_FAILED_PRECONDITION);
     CHECK_CODE(cancel_run(&f, "", "x", &st), st, DBLD_INVALID_ARGUMENT);
     /* the CLI */
@@ -558,10 +568,10 @@ DBLD_TEST(force_rebuilds_exactly_the_named_partitions)
     h_event_list l = bf_all_events(&b); /* the newest build ended last */
     const char *forced = l.events[l.n - 1]->build_request_id;
     CHECK(strcmp(forced, first) != 0 && strcmp(forced, again) != 0);
-    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, forced);
-    CHECK_EQ_STR(attempts_str(&b, task_of(r, "a/1")), "1:ENDED/SUCCEEDED");
-    CHECK_EQ_STR(attempts_str(&b, task_of(r, "c/1")), "1:ENDED/SUCCEEDED/reused");
-    CHECK_EQ_STR(task_of(r, "c/1")->attempts[0]->build_request_id, first);
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, forced);
+    CHECK_EQ_STR(qf_attempts_str(&b, qf_task_of(r, "a/1")), "1:ENDED/SUCCEEDED");
+    CHECK_EQ_STR(qf_attempts_str(&b, qf_task_of(r, "c/1")), "1:ENDED/SUCCEEDED/reused");
+    CHECK_EQ_STR(qf_task_of(r, "c/1")->attempts[0]->build_request_id, first);
     CHECK_EQ_INT(bf_part_status(&b, "a/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE);
 }
 
@@ -602,18 +612,18 @@ DBLD_TEST(optional_input_failure_does_not_fail_the_build)
     CHECK_CONTAINS(bf_job_messages(&b, id, "reader/1", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED),
                    "optional input absent: opt/1");
     CHECK_EQ_INT(bf_execs(&b, "reader/1"), 1);
-    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, id);
     CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__SUCCEEDED);
-    CHECK(!task_of(r, "opt/1")->critical);
-    CHECK(task_of(r, "reader/1")->critical);
-    CHECK(task_of(r, "c/1")->critical);
-    CHECK_EQ_STR(attempts_str(&b, task_of(r, "opt/1")), "1:ENDED/FAILED_PERMANENTLY");
+    CHECK(!qf_task_of(r, "opt/1")->critical);
+    CHECK(qf_task_of(r, "reader/1")->critical);
+    CHECK(qf_task_of(r, "c/1")->critical);
+    CHECK_EQ_STR(qf_attempts_str(&b, qf_task_of(r, "opt/1")), "1:ENDED/FAILED_PERMANENTLY");
     /* the same input, critical */
     id = bf_submit(&b, H_STRS("creader/1"));
     end = bf_wait(&b, id, 60000);
     CHECK_EQ_INT(end->status->code, BR(FAILED));
     CHECK_EQ_STR(bf_runs_seq(&b, id, "creader/1"), "CANCELLED");
-    CHECK(task_of(execution_ok(&f, id), "opt/1")->critical);
+    CHECK(qf_task_of(qf_execution_ok(&f, id), "opt/1")->critical);
 }
 
 /* A critical task whose run cannot be spawned fails the build at once: its
@@ -655,15 +665,15 @@ DBLD_TEST(launch_failure_critical_fails_at_once_optional_logged)
         CHECK(H_POLL_UNTIL(5000, bf_pid_gone(pid) && bf_pid_gone(child)));
         free(pids);
     }
-    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
-    const Databuild__V1__TaskExecution *te = task_of(r, "nospawn/1");
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, id);
+    const Databuild__V1__TaskExecution *te = qf_task_of(r, "nospawn/1");
     CHECK(te->critical);
-    CHECK_EQ_STR(attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
+    CHECK_EQ_STR(qf_attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
     CHECK_CONTAINS(te->attempts[0]->untriggered_reason, "could not be started");
     CHECK_EQ_INT(te->used_quota, 0);
     CHECK_EQ_INT(r->state->failures->n_launch_failures, 1);
     CHECK_CONTAINS(r->state->failures->launch_failures[0]->reason, "could not be started");
-    char *kinds = log_kinds(&b, r);
+    char *kinds = qf_log_kinds(&b, r);
     CHECK_CONTAINS(kinds, "job_runs_launch_failed");
     CHECK(strstr(kinds, "retry_denied") == NULL);
 
@@ -680,11 +690,11 @@ DBLD_TEST(launch_failure_critical_fails_at_once_optional_logged)
     CHECK_EQ_STR(bf_runs_seq(&b, id, "oreader/1"), "SCHEDULED RUNNING COMPLETED");
     CHECK_CONTAINS(bf_job_messages(&b, id, "oreader/1", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED),
                    "optional input absent: nospawn/1");
-    r = execution_ok(&f, id);
+    r = qf_execution_ok(&f, id);
     CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__SUCCEEDED);
-    te = task_of(r, "nospawn/1");
+    te = qf_task_of(r, "nospawn/1");
     CHECK(!te->critical);
-    CHECK_EQ_STR(attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
+    CHECK_EQ_STR(qf_attempts_str(&b, te), "1:UNTRIGGERED/FAILED_TRANSIENTLY");
     CHECK_EQ_INT(r->state->failures->n_launch_failures, 1);
     free(wd);
 }
@@ -747,12 +757,12 @@ DBLD_TEST(force_survives_a_resume)
     Databuild__V1__BuildExecutionResponse *r = NULL;
     dbld_status st = {0};
     char *waiting = NULL;
-    CHECK(H_POLL_UNTIL(30000,
-                       execution(&f, id, &r, &st) == 0 && r->state->n_executions == 3 &&
-                           strcmp(attempts_str(&b, task_of(r, "fb/1")), "1:ENDED/SUCCEEDED") == 0 &&
-                           (waiting = bf_state_file(&b, "waiting-sg")) != NULL));
+    CHECK(H_POLL_UNTIL(
+        30000, qf_execution(&f, id, &r, &st) == 0 && r->state->n_executions == 3 &&
+                   strcmp(qf_attempts_str(&b, qf_task_of(r, "fb/1")), "1:ENDED/SUCCEEDED") == 0 &&
+                   (waiting = bf_state_file(&b, "waiting-sg")) != NULL));
     free(waiting);
-    CHECK(task_of(r, "fb/1")->forced);
+    CHECK(qf_task_of(r, "fb/1")->forced);
     CHECK_EQ_INT(bf_execs(&b, "fb/1"), 2);
     h_service_kill(b.graph);
     h_service_restart(b.graph);
@@ -770,11 +780,11 @@ DBLD_TEST(force_survives_a_resume)
     CHECK_EQ_INT(bf_execs(&b, "sg/1"), 3); /* first build, the killed run, the resumed one */
     CHECK_EQ_INT(bf_execs(&b, "fa/1"), 2);
     CHECK_EQ_INT(bf_execs(&b, "fb/1"), 2);
-    r = execution_ok(&f, id);
-    CHECK(task_of(r, "fa/1")->forced);
-    CHECK(task_of(r, "sg/1")->forced);
-    const Databuild__V1__TaskExecution *fb = task_of(r, "fb/1");
-    CHECK_EQ_STR(attempts_str(&b, fb), "1:ENDED/SUCCEEDED/reused");
+    r = qf_execution_ok(&f, id);
+    CHECK(qf_task_of(r, "fa/1")->forced);
+    CHECK(qf_task_of(r, "sg/1")->forced);
+    const Databuild__V1__TaskExecution *fb = qf_task_of(r, "fb/1");
+    CHECK_EQ_STR(qf_attempts_str(&b, fb), "1:ENDED/SUCCEEDED/reused");
     CHECK_EQ_STR(fb->attempts[0]->build_request_id, id); /* it made it itself */
 }
 
@@ -797,7 +807,7 @@ DBLD_TEST(query_inputs_are_read_not_built)
     CHECK_CONTAINS(failed, "QUERY input c/1 is ");
     CHECK_CONTAINS(failed, "a query input is read, not built");
     CHECK_EQ_INT(bf_part_status(&b, "qr/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);
-    Databuild__V1__BuildExecutionResponse *r = execution_ok(&f, id);
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&f, id);
     CHECK_EQ_INT(r->state->n_executions, 1); /* no task for c/1 */
     /* c/1 built by its own build: now qr/1 reads it */
     char *cid = bf_submit(&b, H_STRS("c/1"));
@@ -831,11 +841,12 @@ DBLD_TEST(query_inputs_are_read_not_built)
               end->message);
     CHECK_EQ_INT(bf_execs(&b, "qg/3"), 1);
     CHECK_EQ_INT(bf_execs(&b, "sg/3"), 1);
-    CHECK_EQ_INT(execution_ok(&f, id)->state->n_executions, 1); /* qg/3 only */
+    CHECK_EQ_INT(qf_execution_ok(&f, id)->state->n_executions, 1); /* qg/3 only */
 }
 
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(flaky_job_retried_then_denied, 180),
                DBLD_TEST_ENTRY_T(killed_between_attempts_keeps_used_quota, 240),
+               DBLD_TEST_ENTRY_T(timed_out_attempts_end_timeout, 180),
                DBLD_TEST_ENTRY_T(reuse_names_the_building_run, 180),
                DBLD_TEST_ENTRY_T(unknown_build_not_found, 120),
                DBLD_TEST_ENTRY_T(cancel_one_job_run, 180),

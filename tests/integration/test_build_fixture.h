@@ -439,8 +439,8 @@ static BF_UNUSED void bf_check_ids(bf *f, const char *id)
     }
 }
 
-/* Current partition status from the event log (PartitionClaims/Status). */
-static BF_UNUSED int bf_part_status(bf *f, const char *ref)
+/* The event log's state of ref (PartitionClaims/Status), in f->a. */
+static BF_UNUSED Databuild__V1__PartitionState *bf_part_state(bf *f, const char *ref)
 {
     Databuild__V1__PartitionStatusRequest req = DATABUILD__V1__PARTITION_STATUS_REQUEST__INIT;
     char *refs[] = {(char *)ref};
@@ -454,7 +454,13 @@ static BF_UNUSED int bf_part_status(bf *f, const char *ref)
                                &st),
              st);
     CHECK_EQ_INT(r->n_partitions, 1);
-    return r->partitions[0]->status;
+    return r->partitions[0];
+}
+
+/* Current partition status from the event log. */
+static BF_UNUSED int bf_part_status(bf *f, const char *ref)
+{
+    return bf_part_state(f, ref)->status;
 }
 
 /* Gone, or a zombie nobody reaps yet. */

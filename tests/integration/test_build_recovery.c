@@ -9,6 +9,7 @@
  * dies with it, and the job's grandchild when the job service restarts.
  */
 #include "test_build_fixture.h"
+#include "test_query_fixture.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -462,6 +463,36 @@ DBLD_TEST(job_service_gone_for_good_fails_after_relaunches)
     CHECK_EQ_INT(bf_part_status(&f, "nr/2"), PS(FAILED));
     check_settled(&f, id, H_STRS("nr/2"));
     bf_check_ids(&f, id);
+    /* the execution state (GetBuildExecution): the started run lost with its
+     * job service is discarded, the same attempt's relaunch that never
+     * started is UNTRIGGERED with the reason, a launch failure; no quota */
+    qf q = qf_over_build(&f, "");
+    Databuild__V1__BuildExecutionResponse *r = qf_execution_ok(&q, id);
+    CHECK_EQ_INT(r->state->status, DATABUILD__V1__BUILD_EXECUTION_STATE__STATUS__FAILED);
+    const Databuild__V1__TaskExecution *te = qf_task_of(r, "nr/2");
+    CHECK_EQ_STR(qf_attempts_str(&f, te),
+                 "1:CANCELLED/RESULT_UNSPECIFIED 1:UNTRIGGERED/FAILED_TRANSIENTLY");
+    CHECK_EQ_INT(te->used_quota, 0);
+    const Databuild__V1__ExecutionAttempt *u = te->attempts[1];
+    CHECK_CONTAINS(u->untriggered_reason, "lost job service");
+    CHECK_CONTAINS(u->untriggered_reason, "gave up relaunching after");
+    CHECK_CONTAINS(failed, u->untriggered_reason); /* the JobEvent FAILED says the same */
+    CHECK_EQ_INT(r->state->failures->n_launch_failures, 1);
+    const Databuild__V1__BuildExecutionState__Failures__LaunchFailure *lf =
+        r->state->failures->launch_failures[0];
+    CHECK_EQ_STR(lf->job_run_id, u->job_run_id);
+    CHECK_EQ_STR(lf->job_label, "//r:nr");
+    CHECK_EQ_STR(lf->reason, u->untriggered_reason);
+    CHECK_EQ_INT(r->state->failures->n_unsuccessful_job_run_ids, 0);
+    CHECK_EQ_STR(qf_log_kinds(&f, r), "requirement_changed job_runs_launched job_run_discarded"
+                                      " job_runs_launch_failed");
+    const Databuild__V1__ExecutionLogEntry *last = r->log[r->n_log - 1];
+    CHECK_EQ_STR(last->job_runs_launch_failed->job_runs[0]->reason, u->untriggered_reason);
+    CHECK_EQ_STR(last->job_runs_launch_failed->job_runs[0]->job_run->job_run_id, u->job_run_id);
+    CHECK_EQ_INT(last->job_runs_launch_failed->job_runs[0]->job_run->status,
+                 DATABUILD__V1__EXECUTION_ATTEMPT__STATUS__UNTRIGGERED);
+    CHECK_EQ_STR(r->log[2]->job_run_discarded->snapshot->job_run_id, te->attempts[0]->job_run_id);
+    CHECK_CONTAINS(r->log[2]->job_run_discarded->reason, "infrastructure failure, not an attempt");
 }
 
 /* A Cancel while the task waits to relaunch ends the build without waiting

@@ -3,7 +3,8 @@
  * needs a missing external input waits (UPSTREAM_WAITING, naming it, no
  * attempt charged), then is built within seconds of `databuild partitions
  * mark-available`; a want on an external partition itself waits the same
- * way and becomes AVAILABLE once marked.
+ * way and becomes AVAILABLE once marked; an external ref with quotes in it is
+ * waited for as it is (the analysis hands the missing refs over as data).
  *
  * The graph: p/X needs ext/X; ext/.* is external.
  */
@@ -73,5 +74,33 @@ DBLD_TEST(want_on_external_partition_waits)
     CHECK_EQ_INT(bf_lines(&f.b, "exec.log"), 0);
 }
 
+/* The external refs a build waited for come from its analysis as data, not
+ * out of its message: an input whose ref holds quotes and "(needed by"
+ * (what the message wraps each ref in) is waited for under its own name,
+ * and the want is built once that ref is marked AVAILABLE. */
+DBLD_TEST(want_waits_for_an_external_ref_as_it_is)
+{
+    pf f;
+    setup(&f, "extquote");
+    const char *ref = "p/\" (needed by \"x", *input = "ext/\" (needed by \"x";
+    char *reason = "";
+    char *want = pf_put_want(&f, ref, 0, 0, 0);
+    CHECK_MSG(H_POLL_UNTIL(30000, pf_want_state(&f, want, &reason) == WS(UPSTREAM_WAITING)),
+              "want not UPSTREAM_WAITING: %s", reason);
+    CHECK_CONTAINS(reason, input);
+    Databuild__V1__PartitionWant *w = pf_want_summary(&f, want)->want->want;
+    CHECK_EQ_INT(w->n_external_dependencies, 1);
+    CHECK_EQ_STR(w->external_dependencies[0], input);
+    Databuild__V1__BuildEvent *ev[] = {h_event_partition(
+        f.b.a, "", input, DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE, "")};
+    h_append_ok(f.b.el, f.b.a, ev, 1);
+    CHECK_MSG(H_POLL_UNTIL(15000, bf_part_status(&f.b, ref) ==
+                                      DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE),
+              "%s not built after its input was marked available", ref);
+    CHECK_EQ_INT(bf_execs(&f.b, ref), 1);
+    CHECK_EQ_INT(attempts(&f, want), 0);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(want_waits_for_external_input_then_builds, 180),
-               DBLD_TEST_ENTRY_T(want_on_external_partition_waits, 180))
+               DBLD_TEST_ENTRY_T(want_on_external_partition_waits, 180),
+               DBLD_TEST_ENTRY_T(want_waits_for_an_external_ref_as_it_is, 180))

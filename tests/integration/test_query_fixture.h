@@ -333,6 +333,63 @@ static QF_UNUSED qf qf_over_build(bf *b, const char *graph_extra)
     f.q = h_service_start("query", b->dsn, &qo);
     return f;
 }
+
+/* ---- QueryOps/GetBuildExecution (issue 12's execution state) ---- */
+
+static QF_UNUSED int qf_execution(qf *f, const char *id,
+                                  Databuild__V1__BuildExecutionResponse **out, dbld_status *st)
+{
+    Databuild__V1__BuildExecutionRequest req = DATABUILD__V1__BUILD_EXECUTION_REQUEST__INIT;
+    req.build_request_id = (char *)id;
+    return qf_call_at(f->q, "/databuild.v1.QueryOps/GetBuildExecution", &req,
+                      &databuild__v1__build_execution_response__descriptor, f->a, out, st);
+}
+
+static QF_UNUSED Databuild__V1__BuildExecutionResponse *qf_execution_ok(qf *f, const char *id)
+{
+    Databuild__V1__BuildExecutionResponse *r = NULL;
+    dbld_status st = {0};
+    CHECK_OK(qf_execution(f, id, &r, &st), st);
+    return r;
+}
+
+static QF_UNUSED const Databuild__V1__TaskExecution *
+qf_task_of(const Databuild__V1__BuildExecutionResponse *r, const char *ref)
+{
+    for (size_t i = 0; i < r->state->n_executions; i++)
+        if (strcmp(r->state->executions[i]->outputs[0], ref) == 0) return r->state->executions[i];
+    H_FAIL("no execution of %s", ref);
+    return NULL;
+}
+
+/* "REQUIREMENT_CHANGED JOB_RUNS_LAUNCHED ..." of the log. */
+static QF_UNUSED char *qf_log_kinds(bf *b, const Databuild__V1__BuildExecutionResponse *r)
+{
+    char *s = "";
+    for (size_t i = 0; i < r->n_log; i++) {
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(
+            &databuild__v1__execution_log_entry__descriptor, (unsigned)r->log[i]->kind_case);
+        bf_cat(b->a, &s, " ", fd ? fd->name : "?");
+    }
+    return s;
+}
+
+/* "1:ENDED/FAILED_TRANSIENTLY 2:..." of a task's attempts. */
+static QF_UNUSED char *qf_attempts_str(bf *b, const Databuild__V1__TaskExecution *te)
+{
+    char *s = "";
+    for (size_t i = 0; i < te->n_attempts; i++) {
+        const Databuild__V1__ExecutionAttempt *at = te->attempts[i];
+        const ProtobufCEnumValue *sv = protobuf_c_enum_descriptor_get_value(
+            &databuild__v1__execution_attempt__status__descriptor, at->status);
+        const ProtobufCEnumValue *rv = protobuf_c_enum_descriptor_get_value(
+            &databuild__v1__execution_attempt__result__descriptor, at->result);
+        bf_cat(b->a, &s, " ",
+               dbld_arena_printf(b->a, "%d:%s/%s%s", at->attempt, sv ? sv->name : "?",
+                                 rv ? rv->name : "?", at->reused ? "/reused" : ""));
+    }
+    return s;
+}
 #endif
 
 #endif

@@ -142,7 +142,7 @@ static int fake_configure(void *user, size_t job, const char *const *refs, size_
 }
 
 /* avail/N is available unless N is "missing"; so is the external raw/N
- * unless N is "late" */
+ * unless N starts with "late" */
 static int fake_available(void *user, const char *const *refs, size_t n, int *avail,
                           dbld_status *st)
 {
@@ -150,7 +150,7 @@ static int fake_available(void *user, const char *const *refs, size_t n, int *av
     (void)st;
     for (size_t i = 0; i < n; i++)
         avail[i] = (strncmp(refs[i], "avail/", 6) == 0 && strcmp(refs[i], "avail/missing") != 0) ||
-                   (strncmp(refs[i], "raw/", 4) == 0 && strcmp(refs[i], "raw/late") != 0);
+                   (strncmp(refs[i], "raw/", 4) == 0 && strncmp(refs[i], "raw/late", 8) != 0);
     return 0;
 }
 
@@ -205,7 +205,7 @@ static void test_batching_and_deps(void **state)
     int calls;
     dbld_status st;
     const char *refs[] = {"a/1", "a/2", "a/3", "a/2"};
-    assert_int_equal(gs_analyze(&f->env, refs, 4, &p, &err, &calls, &st), 0);
+    assert_int_equal(gs_analyze(&f->env, refs, 4, &p, &err, &calls, NULL, &st), 0);
     assert_int_equal(err, GS_AERR_NONE);
     assert_int_equal(calls, 3);
     assert_int_equal(f->n_calls, 3);
@@ -233,7 +233,7 @@ static void test_dedupe_multi_output(void **state)
     gs_plan *p = NULL;
     dbld_status st;
     const char *refs[] = {"m/1", "m/2"};
-    assert_int_equal(gs_analyze(&f->env, refs, 2, &p, NULL, NULL, &st), 0);
+    assert_int_equal(gs_analyze(&f->env, refs, 2, &p, NULL, NULL, NULL, &st), 0);
     /* one task for m/1+m/2 (returned twice), one for c/m */
     assert_int_equal(p->n_tasks, 2);
     assert_int_equal(task_of(p, "m/1"), task_of(p, "m/2"));
@@ -249,7 +249,7 @@ static void test_query_inputs_not_built(void **state)
     gs_plan *p = NULL;
     dbld_status st;
     const char *one[] = {"q/1"};
-    assert_int_equal(gs_analyze(&f->env, one, 1, &p, NULL, NULL, &st), 0);
+    assert_int_equal(gs_analyze(&f->env, one, 1, &p, NULL, NULL, NULL, &st), 0);
     assert_int_equal(p->n_tasks, 1);
     assert_int_equal(f->n_calls, 1);
     assert_true(has_call(f, "//q:1"));
@@ -258,7 +258,7 @@ static void test_query_inputs_not_built(void **state)
     gs_plan_free(p);
     /* c/2 requested too: q/2 waits for it; b/2 still not built */
     const char *two[] = {"q/2", "c/2"};
-    assert_int_equal(gs_analyze(&f->env, two, 2, &p, NULL, NULL, &st), 0);
+    assert_int_equal(gs_analyze(&f->env, two, 2, &p, NULL, NULL, NULL, &st), 0);
     assert_int_equal(p->n_tasks, 2);
     size_t q = task_of(p, "q/2"), c = task_of(p, "c/2");
     assert_int_equal(p->n_deps[q], 1);
@@ -266,7 +266,7 @@ static void test_query_inputs_not_built(void **state)
     gs_plan_free(p);
     /* b/3 built for a/3 (MATERIALIZE): q/3 reads it after it is built */
     const char *three[] = {"q/3", "a/3"};
-    assert_int_equal(gs_analyze(&f->env, three, 2, &p, NULL, NULL, &st), 0);
+    assert_int_equal(gs_analyze(&f->env, three, 2, &p, NULL, NULL, NULL, &st), 0);
     assert_int_equal(p->n_tasks, 4); /* q/3 a/3 b/3 c/3 */
     assert_int_equal(p->n_deps[task_of(p, "q/3")], 2);
     gs_plan_free(p);
@@ -278,7 +278,7 @@ static void expect_error(fx *f, const char *ref, int code, gs_analyze_error kind
     gs_analyze_error err;
     dbld_status st;
     const char *refs[] = {ref};
-    int rc = gs_analyze(&f->env, refs, 1, &p, &err, NULL, &st);
+    int rc = gs_analyze(&f->env, refs, 1, &p, &err, NULL, NULL, &st);
     if (rc != code || err != kind || !strstr(st.msg, msg))
         fail_msg("%s: got %d/%d \"%s\", want %d/%d containing \"%s\"", ref, rc, err, st.msg, code,
                  kind, msg);
@@ -301,7 +301,7 @@ static void test_external_and_available(void **state)
     gs_plan *p = NULL;
     dbld_status st;
     const char *refs[] = {"need/1"};
-    assert_int_equal(gs_analyze(&f->env, refs, 1, &p, NULL, NULL, &st), 0);
+    assert_int_equal(gs_analyze(&f->env, refs, 1, &p, NULL, NULL, NULL, &st), 0);
     assert_int_equal(p->n_tasks, 1);
     assert_int_equal(p->n_external, 2);
     gs_plan_free(p);
@@ -312,6 +312,47 @@ static void test_external_and_available(void **state)
     /* an external input is never built: it must be AVAILABLE */
     expect_error(f, "need/late", DBLD_FAILED_PRECONDITION, GS_AERR_PRECONDITION,
                  "external partition not AVAILABLE: \"raw/late\" (needed by \"need/late\")");
+}
+
+/* The missing external inputs come back as data, every one of them, however
+ * many the message names and whatever their refs contain. */
+static void test_missing_external_as_data(void **state)
+{
+    fx *f = *state;
+    enum { N = 25 };
+    char refs[N][40];
+    const char *ptrs[N];
+    snprintf(refs[0], sizeof refs[0], "need/late\" (needed by \"x\")");
+    for (int i = 0; i < N; i++) {
+        if (i) snprintf(refs[i], sizeof refs[i], "need/late%d", i);
+        ptrs[i] = refs[i];
+    }
+    gs_plan *p = NULL;
+    gs_analyze_error err;
+    gs_missing m = {(char **)1, 99}; /* overwritten */
+    dbld_status st;
+    assert_int_equal(gs_analyze(&f->env, ptrs, N, &p, &err, NULL, &m, &st),
+                     DBLD_FAILED_PRECONDITION);
+    assert_int_equal(err, GS_AERR_PRECONDITION);
+    assert_non_null(strstr(st.msg, "and more")); /* the message names 20 */
+    assert_int_equal(m.n, N);
+    assert_string_equal(m.refs[0], "raw/late\" (needed by \"x\")");
+    for (int i = 1; i < N; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "raw/late%d", i);
+        assert_string_equal(m.refs[i], want);
+    }
+    gs_missing_free(&m);
+    assert_int_equal(m.n, 0);
+    /* none on success, nor for an input that is not external */
+    const char *ok[] = {"need/1"}, *notext[] = {"need/missing"};
+    assert_int_equal(gs_analyze(&f->env, ok, 1, &p, NULL, NULL, &m, &st), 0);
+    assert_int_equal(m.n, 0);
+    gs_plan_free(p);
+    assert_int_equal(gs_analyze(&f->env, notext, 1, &p, NULL, NULL, &m, &st),
+                     DBLD_FAILED_PRECONDITION);
+    assert_int_equal(m.n, 0);
+    gs_missing_free(&m);
 }
 
 static void test_configure_problems(void **state)
@@ -339,7 +380,8 @@ static void test_big_graph(void **state)
     gs_plan *p = NULL;
     dbld_status st;
     int64_t t0 = dbld_mono_ms();
-    assert_int_equal(gs_analyze(&f->env, (const char *const *)refs, N, &p, NULL, NULL, &st), 0);
+    assert_int_equal(gs_analyze(&f->env, (const char *const *)refs, N, &p, NULL, NULL, NULL, &st),
+                     0);
     int64_t ms = dbld_mono_ms() - t0;
     assert_int_equal(p->n_tasks, 2 * N);
     assert_int_equal(p->configure_calls, 2);
@@ -359,6 +401,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedupe_multi_output, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cycles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_external_and_available, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_external_as_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_configure_problems, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_graph, setup, teardown),
         cmocka_unit_test_setup_teardown(test_query_inputs_not_built, setup, teardown),
