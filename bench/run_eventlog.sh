@@ -8,7 +8,8 @@
 #
 # Needs: DBLD_TEST_PG (superuser conninfo, set by `./dev bench eventlog`),
 #        DBLD_BUILD_DIR (default ./build). Optional: BENCH_SECONDS (default 10),
-#        BENCH_CALLERS (default "1 8 64").
+#        BENCH_CALLERS (default "1 8 64"), BENCH_WRAP_EVENTLOG (a command the
+#        event log runs under, split on spaces: a profiler).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -38,7 +39,8 @@ eventlog:
   listen: "127.0.0.1:$port"
   group_commit_max_events: 5000
 YAML
-"$build/databuild-eventlog" --config "$work/databuild.yaml" 2>"$work/eventlog.log" &
+read -r -a wrap <<<"${BENCH_WRAP_EVENTLOG:-}" # e.g. "perf record -g -o /tmp/el.perf"
+"${wrap[@]}" "$build/databuild-eventlog" --config "$work/databuild.yaml" 2>"$work/eventlog.log" &
 pid=$!
 for _ in $(seq 1 100); do
     "$build/databuild" health --server "127.0.0.1:$port" >/dev/null 2>&1 && break

@@ -85,6 +85,9 @@ void dbld__unary_ops(dbld__unary *u, grpc_op ops[6]);
 
 /* Serialize a message into a new byte buffer; caller destroys it. */
 grpc_byte_buffer *dbld__pack(const ProtobufCMessage *msg);
+/* grpc_init(), with abseil's mutex deadlock detection off first (see
+ * rpc_client.c). */
+void dbld__grpc_init(void);
 /* Copy a byte buffer into one contiguous slice; caller unrefs it. */
 grpc_slice dbld__flatten(grpc_byte_buffer *bb);
 /* Map any integer to a valid status code (outside 0..16 -> UNKNOWN). */

@@ -923,7 +923,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     dbld_fifo_init(&srv->queue);
     dbld__health_init(&srv->health);
     dbld__health_set(&srv->health, "", HEALTH_NOT_SERVING);
-    grpc_init();
+    dbld__grpc_init();
     *out = srv;
     dbld_status_clear(st);
     return 0;
