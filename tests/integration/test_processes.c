@@ -3,10 +3,14 @@
  * services: want_reconciler builds wants on its own (woken by the WantEvent,
  * no build command), tags the build with the want id, leaves expired wants
  * alone, records failing items as INCOMPLETE then ABORTED with bounded errors
- * while other items complete; with two graph replicas each process runs on
- * exactly one, kill -9 of the holder hands it over within two lease periods,
- * a holder frozen past its lease (SIGSTOP) writes nothing once continued, and
- * the store refuses a write with a stale fencing token.
+ * while other items complete, keeping 10 errors per item and 25 per run
+ * with every error counted; takes up a want and a settings change made
+ * during a run in that run; with two graph replicas each of the four
+ * processes runs on exactly one (every run recorded), kill -9 of the holder
+ * hands them over within two lease periods, a holder frozen past its lease
+ * (SIGSTOP) writes nothing once continued, and the store refuses a write
+ * with a stale fencing token. run_reaper ends runs whose build ended or
+ * whose coordinator's lease expired, and leaves runs a job service knows.
  *
  * The graph: a/X needs b/X and c/X, b/X needs c/X (tests/jobs/graph_job.py).
  */
