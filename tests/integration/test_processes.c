@@ -354,11 +354,13 @@ DBLD_TEST(errors_bounded_per_item_and_per_run)
                                done;
                            })),
               "the 30 wants were not all ABORTED");
-    Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
-    CHECK_CMP_INT(n, >=, 1);
-    CHECK_EQ_INT(runs[n - 1]->errors, 30);
-    CHECK_EQ_INT(runs[n - 1]->items_aborted, 30);
+    /* the run's ProcessRunEvent (appended after the items' commit) */
+    CHECK_MSG(H_POLL_UNTIL(10000, ({
+                               Databuild__V1__ProcessRunEvent **runs;
+                               size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+                               n && runs[n - 1]->errors == 30 && runs[n - 1]->items_aborted == 30;
+                           })),
+              "no run with the 30 errors recorded");
     CHECK(H_POLL_UNTIL(10000, status_of(&f,
                                         "SELECT encode(status, 'hex') FROM processes"
                                         " WHERE name = $1",
@@ -369,6 +371,17 @@ DBLD_TEST(errors_bounded_per_item_and_per_run)
     CHECK_EQ_INT(s->n_errors, DBLD_PROC_RUN_ERRORS);
     CHECK_CONTAINS(s->errors[0]->text, "nobody/r05"); /* the first five dropped */
     CHECK_CONTAINS(s->errors[DBLD_PROC_RUN_ERRORS - 1]->text, "nobody/r29");
+}
+
+/* The reconciler's ProcessRunEvent that lists build, or NULL. */
+static const Databuild__V1__ProcessRunEvent *run_of_build(bf *f, const char *build)
+{
+    Databuild__V1__ProcessRunEvent **runs;
+    size_t n = runs_of(f, DBLD_PROC_WANT_RECONCILER, &runs);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < runs[i]->n_build_request_ids; k++)
+            if (strcmp(runs[i]->build_request_ids[k], build) == 0) return runs[i];
+    return NULL;
 }
 
 DBLD_TEST(changes_during_a_run_are_merged)
@@ -391,14 +404,11 @@ DBLD_TEST(changes_during_a_run_are_merged)
     CHECK_MSG(H_POLL_UNTIL(30000, item_state(&f, second) == PROC_STATE(ABORTED)),
               "the second want was not ABORTED: %d", item_state(&f, second));
     CHECK_EQ_INT(item_attempts(&f, second), 1); /* max_item_errors 1, read during the run */
-    /* ... by the very run that submitted the first want's build */
-    Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    /* ... by the very run that submitted the first want's build (its
+     * ProcessRunEvent is appended after the items' commit) */
     const Databuild__V1__ProcessRunEvent *run = NULL;
-    for (size_t i = 0; i < n && !run; i++)
-        for (size_t k = 0; k < runs[i]->n_build_request_ids; k++)
-            if (strcmp(runs[i]->build_request_ids[k], build) == 0) run = runs[i];
-    CHECK_MSG(run != NULL, "no run lists build %s", build);
+    CHECK_MSG(H_POLL_UNTIL(10000, (run = run_of_build(&f, build)) != NULL),
+              "no run lists build %s", build);
     CHECK_EQ_INT(run->items_aborted, 1);
     CHECK_EQ_INT(run->errors, 1);
     CHECK_CONTAINS(run->message, "nobody/m2");
