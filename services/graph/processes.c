@@ -21,6 +21,15 @@
  *   Update(ACTIVE, ops ACTIVE) ─┴─> def->run() ─> Update(final status, items,
  *                                                ProcessRunEvent, ops final)
  *
+ * Changes during a run are merged without a restart: settings are read
+ * from the manager's current copy (gsr_setting_int), so the rest of a pass
+ * uses them; and for processes with work items (def->merge), a wake_seq that
+ * moved during a pass (a PutWants or taint registered items, or settings
+ * changed) makes the run write its item changes, list its work again and
+ * make one more pass over the new items (gsr_merge, at most MERGES_MAX).
+ * DBLD_GRAPH_PROCESS_MERGE_PAUSE_MS (tests only) pauses after a run's first
+ * pass, so that a test can make changes during a run.
+ *
  * Each process has its own thread, so a slow pass of one never delays
  * another. A run's state: COMPLETED without errors, INCOMPLETE when an item
  * or the run recorded errors, ABORTED when run() failed or the lease was
@@ -30,6 +39,8 @@
  * setting), so an idle suite's event log stays quiet.
  */
 #include "processes.h"
+
+#include "strmap.h"
 
 #include "dbld/log.h"
 #include "dbld/process.h"
@@ -44,6 +55,7 @@
 #define POLL_MS 200
 #define FLUSH_ITEMS 1000 /* item changes written per Update */
 #define LIST_PAGE 1000
+#define MERGES_MAX 10 /* merge rounds per run; more changes wait for the next run */
 
 static const gs_proc_def *const defs[] = {&gs_want_reconciler, &gs_taint_propagator, &gs_run_reaper,
                                           &gs_retention};
@@ -77,6 +89,7 @@ typedef struct gs_procs {
     pthread_t mgr;
     int started, stop;
     int64_t ttl_ms;
+    int64_t merge_pause_ms; /* DBLD_GRAPH_PROCESS_MERGE_PAUSE_MS (tests) */
 } gs_procs;
 
 struct gs_run {
@@ -84,7 +97,6 @@ struct gs_run {
     gs_service *s;
     dbld_arena *a;
     int64_t token, deadline_ms;
-    Databuild__V1__ProcessParams *settings;
     Databuild__V1__ProcessStatus *status;
     Databuild__V1__ProcessWork **items; /* changed items not yet written */
     size_t n_items, cap_items;
@@ -95,6 +107,9 @@ struct gs_run {
     int64_t n_written; /* item changes written */
     int changed;       /* gsr_changed() */
     int lost;          /* the fence refused a write */
+    int64_t seen_wake; /* the wake_seq this run has merged */
+    int merges;        /* gsr_merge() calls that found changes */
+    gs_strmap listed;  /* names gsr_list_work() returned in this run */
 };
 
 static gs_procs g_procs; /* one per process: the graph service is a singleton */
@@ -219,7 +234,13 @@ dbld_arena *gsr_arena(gs_run *r)
 
 int64_t gsr_setting_int(gs_run *r, const char *key, int64_t dflt)
 {
-    return dbld_params_int(r->settings, key, dflt);
+    /* the manager's copy, refreshed by every Acquire: a settings change
+     * reaches a run in progress within poll_ms */
+    gs_procs *m = r->p->m;
+    pthread_mutex_lock(&m->mu);
+    int64_t v = dbld_params_int(r->p->settings, key, dflt);
+    pthread_mutex_unlock(&m->mu);
+    return v;
 }
 
 int gsr_lease_ok(gs_run *r)
@@ -271,8 +292,12 @@ int gsr_list_work(gs_run *r, int list, Databuild__V1__ProcessWork ***items, size
             all = grown;
             cap = ncap;
         }
-        if (resp->n_items) memcpy(all + cnt, resp->items, resp->n_items * sizeof *all);
-        cnt += resp->n_items;
+        for (size_t i = 0; i < resp->n_items; i++) {
+            size_t seen;
+            if (gs_strmap_get(&r->listed, resp->items[i]->name, &seen)) continue;
+            gs_strmap_put(&r->listed, resp->items[i]->name, 1);
+            all[cnt++] = resp->items[i];
+        }
         if (!resp->has_more || !resp->n_items) break;
         after = resp->items[resp->n_items - 1]->name;
     }
@@ -331,9 +356,11 @@ void gsr_item_error(gs_run *r, Databuild__V1__ProcessWork *w, const char *text)
 {
     Databuild__V1__ProcessStatus *s = item_status(r, w);
     int64_t now = dbld_now_ns();
-    dbld_pstatus_add_error(r->a, s, now, text, DBLD_PROC_ITEM_ERRORS);
-    gsr_error(r, "%s: %s", w->name, text);
     w->attempts++;
+    dbld_pstatus_add_error(r->a, s, now,
+                           dbld_arena_printf(r->a, "attempt %" PRId64 ": %s", w->attempts, text),
+                           DBLD_PROC_ITEM_ERRORS);
+    gsr_error(r, "%s: %s", w->name, text);
     s->progress_ns = now;
     int64_t cap = gsr_setting_int(r, "max_item_errors", 5);
     if (w->attempts >= cap) {
@@ -415,6 +442,28 @@ void gsr_wake_at(gs_run *r, int64_t at_ns)
     if (!r->wake_at_ns || at_ns < r->wake_at_ns) r->wake_at_ns = at_ns;
 }
 
+int gsr_merge(gs_run *r)
+{
+    gs_procs *m = r->p->m;
+    if (!r->merges && m->merge_pause_ms) dbld_sleep_ms(m->merge_pause_ms);
+    if (r->merges >= MERGES_MAX || !gsr_lease_ok(r)) return 0;
+    pthread_mutex_lock(&m->mu);
+    int moved = r->p->wake_seq != r->seen_wake;
+    if (moved) r->seen_wake = r->p->seen_wake = r->p->wake_seq;
+    pthread_mutex_unlock(&m->mu);
+    if (!moved) return 0;
+    r->merges++;
+    gsr_stat(r, "merges", 1);
+    if (r->n_items) { /* the next listing reads what this run decided so far */
+        dbld_status st;
+        if (flush(r, 0, NULL, NULL, 0, 0, &st) != 0) {
+            gsr_error(r, "could not write work items: %s", st.msg);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Write the run's status and the changed items (emptied), fenced. */
 static int flush(gs_run *r, int final, Databuild__V1__ProcessRunEvent *ev, char **ops, size_t n_ops,
                  int op_state, dbld_status *st)
@@ -480,11 +529,10 @@ static void run_once(gs_proc *p, char **ops, size_t n_ops)
 {
     gs_procs *m = p->m;
     gs_run r = {.p = p, .s = m->s, .a = dbld_arena_create()};
+    gs_strmap_init(&r.listed);
     pthread_mutex_lock(&m->mu);
     r.token = p->token;
-    size_t n;
-    uint8_t *b = dbld_msg_pack(r.a, &p->settings->base, &n);
-    r.settings = dbld_params_unpack(r.a, b, n);
+    r.seen_wake = p->seen_wake;
     pthread_mutex_unlock(&m->mu);
     char **aops = dbld_arena_alloc(r.a, (n_ops + 1) * sizeof *aops);
     for (size_t i = 0; i < n_ops; i++) {
@@ -500,12 +548,14 @@ static void run_once(gs_proc *p, char **ops, size_t n_ops)
     if (rc) {
         dbld_log(DBLD_LOG_WARN, "process run not started", "process", p->def->name, "error", st.msg,
                  (char *)NULL);
+        gs_strmap_free(&r.listed);
         dbld_arena_destroy(r.a);
         return;
     }
     dbld_status rst;
     dbld_status_clear(&rst);
-    rc = p->def->run(&r, &rst);
+    while ((rc = p->def->run(&r, &rst)) == 0 && p->def->merge && gsr_merge(&r))
+        ;
     if (rc) gsr_error(&r, "%s", rst.msg);
     r.status->finish_ns = dbld_now_ns();
     r.status->state = final_state(&r, rc);
@@ -513,7 +563,7 @@ static void run_once(gs_proc *p, char **ops, size_t n_ops)
      * the record_idle_runs setting asks for every run in the event log. */
     int changed = r.changed || r.n_builds || n_ops || r.status->total_errors || r.n_written ||
                   r.n_items || r.status->state != DATABUILD__V1__PROCESS_STATE__PROCESS_COMPLETED;
-    int record = changed || dbld_params_int(r.settings, "record_idle_runs", 0);
+    int record = changed || gsr_setting_int(&r, "record_idle_runs", 0);
     if (gsr_lease_ok(&r)) {
         Databuild__V1__ProcessRunEvent *ev = record ? run_event(&r, aops, n_ops) : NULL;
         if (flush(&r, 1, ev, aops, n_ops, r.status->state, &st) != 0)
@@ -527,6 +577,7 @@ static void run_once(gs_proc *p, char **ops, size_t n_ops)
     if (r.wake_at_ns && (!p->wake_at_ns || r.wake_at_ns < p->wake_at_ns))
         p->wake_at_ns = r.wake_at_ns;
     pthread_mutex_unlock(&m->mu);
+    gs_strmap_free(&r.listed);
     dbld_arena_destroy(r.a);
 }
 
@@ -586,6 +637,7 @@ int gs_processes_start(gs_service *s)
     memset(m, 0, sizeof *m);
     m->s = s;
     m->ttl_ms = env_ms("DBLD_GRAPH_PROCESS_LEASE_MS", 15000);
+    m->merge_pause_ms = env_ms("DBLD_GRAPH_PROCESS_MERGE_PAUSE_MS", 0);
     pthread_mutex_init(&m->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -21,6 +21,9 @@ typedef struct gs_proc_def {
     const char *name;
     /* One pass. 0, or a code with st set: the run ends ABORTED with that error. */
     int (*run)(gs_run *r, dbld_status *st);
+    /* 1: after a pass, while gsr_merge() finds changes, run() makes another
+     * pass in the same run (over the new items only). */
+    int merge;
 } gs_proc_def;
 
 extern const gs_proc_def gs_want_reconciler;  /* reconciler.c */
@@ -41,7 +44,9 @@ void gs_processes_kick(gs_service *s, const char *name);
 gs_service *gsr_service(gs_run *r);
 /* The run's arena (freed when the run ends). */
 dbld_arena *gsr_arena(gs_run *r);
-/* A process setting (ProcessParams.int_params), dflt when unset. */
+/* A process setting (ProcessParams.int_params), dflt when unset. Read from
+ * the replica's current copy, so a settings change made during a run applies
+ * to the rest of it (between items) without a restart. */
 int64_t gsr_setting_int(gs_run *r, const char *key, int64_t dflt);
 /* 1 while this instance still holds the lease with time to spare. A run
  * stops acting as soon as this says 0: nothing it does afterwards is
@@ -50,14 +55,16 @@ int gsr_lease_ok(gs_run *r);
 /* A run-level error (kept: the newest 25). */
 void gsr_error(gs_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void gsr_stat(gs_run *r, const char *key, double delta);
-/* Every work item of list (WORK_ACTIVE ...), paged from the store. */
+/* Every work item of list (WORK_ACTIVE ...), paged from the store, except
+ * those an earlier call of this run returned. */
 int gsr_list_work(gs_run *r, int list, Databuild__V1__ProcessWork ***items, size_t *n,
                   dbld_status *st);
 /* Record a changed item (written at the end of the run). */
 void gsr_item_put(gs_run *r, Databuild__V1__ProcessWork *w);
 /* An item succeeded: COMPLETED, attempts reset. */
 void gsr_item_ok(gs_run *r, Databuild__V1__ProcessWork *w);
-/* An item failed: a bounded error (10 kept), attempts + 1, then ABORTED when
+/* An item failed: attempts + 1, a bounded error "attempt N: text" (the
+ * newest 10 kept, total_errors counts all), then ABORTED when
  * attempts reach the process's max_item_errors setting (default 5), else
  * INCOMPLETE with next_attempt_ns after an exponential backoff
  * (retry_backoff_ms, default 1000, doubling, at most 60 s). */
@@ -78,5 +85,12 @@ void gsr_fence(gs_run *r, Databuild__V1__ProcessFence *out);
 void gsr_changed(gs_run *r);
 /* Ask for another run no later than at_ns (wall clock). */
 void gsr_wake_at(gs_run *r, int64_t at_ns);
+/* After a pass (the framework calls it for defs with merge set): 1 when a write registered work or
+ * changed the settings since the run (or its last merge) began - the item
+ * changes so far are written, and the caller lists its work again
+ * (gsr_list_work returns only the new items) and makes one more pass over
+ * them in this run; 0 when nothing changed (or after 10 merges, or the lease
+ * is going: the next run takes the rest). */
+int gsr_merge(gs_run *r);
 
 #endif

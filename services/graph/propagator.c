@@ -30,6 +30,8 @@
  * claim of a tainted input it needed was granted and that input rebuilt
  * first: the run reads fresh data (or is itself the rebuild).
  *
+ * A taint recorded during a pass is taken up by the same run (gsr_merge).
+ *
  * Invalidations are written in chunks of 1000 events; an item whose pass
  * fails is retried (INCOMPLETE with backoff); appending an invalidation or a
  * cancel twice is harmless.
@@ -254,4 +256,5 @@ static int run(gs_run *r, dbld_status *st)
 const gs_proc_def gs_taint_propagator = {
     .name = DBLD_PROC_TAINT_PROPAGATOR,
     .run = run,
+    .merge = 1,
 };

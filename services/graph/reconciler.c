@@ -19,6 +19,9 @@
  *      comment; each item records the build id.
  *      When that submission is refused (e.g. a ref no job produces), each
  *      want is submitted on its own so the error lands on the right item.
+ *   5. when a PutWants registered wants or the settings changed during the
+ *      pass (gsr_merge), the new wants get a pass of their own in the same
+ *      run, under the settings as they are now.
  * A build's end wakes the process, so a failure is seen (and retried after
  * its backoff) without waiting for the schedule. A build that ended
  * PRECONDITION_FAILED because external inputs (graph.external, never built
@@ -396,4 +399,5 @@ static int reconcile(gs_run *r, dbld_status *st)
 const gs_proc_def gs_want_reconciler = {
     .name = DBLD_PROC_WANT_RECONCILER,
     .run = reconcile,
+    .merge = 1,
 };

@@ -4,6 +4,9 @@
  * put with the CLI is built by want_reconciler and shows as a COMPLETED work
  * item; settings are merged and validated; RunProcessNow answers an
  * operation that ends completed; unknown names and ids answer as documented.
+ * Over gRPC: GetProcess pages of work items followed through next_after give
+ * every item exactly once; GetOperation answers aborted, incomplete and
+ * purged.
  */
 #include "test_processes_fixture.h"
 
@@ -220,6 +223,166 @@ DBLD_TEST(retention_trims_and_summaries_answer)
     CHECK_EQ_INT(bf_lines(&f.b, "exec.log"), 3);
 }
 
+/* ---- databuild.v1.Processes over gRPC ---- */
+
+static void *call_processes(pf *f, const char *method, const ProtobufCMessage *req,
+                            const ProtobufCMessageDescriptor *resp_desc)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/databuild.v1.Processes/%s", method);
+    ProtobufCMessage *out = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_client_unary(f->q->client, path, req, resp_desc, dbld_arena_allocator(f->b.a),
+                               &out, BF_CALL_MS, 0, &st),
+             st);
+    return out;
+}
+
+static Databuild__V1__GetProcessResponse *get_process(pf *f, const char *name, const char *after,
+                                                      uint32_t limit)
+{
+    Databuild__V1__GetProcessRequest req = DATABUILD__V1__GET_PROCESS_REQUEST__INIT;
+    req.name = (char *)name;
+    req.after = (char *)after;
+    req.limit = limit;
+    return call_processes(f, "GetProcess", &req.base,
+                          &databuild__v1__get_process_response__descriptor);
+}
+
+static void set_int(pf *f, const char *name, int64_t freq_ms, const char *key, int64_t v)
+{
+    Databuild__V1__UpdateProcessSettingsRequest req =
+        DATABUILD__V1__UPDATE_PROCESS_SETTINGS_REQUEST__INIT;
+    req.name = (char *)name;
+    req.schedule_frequency_ms = freq_ms;
+    req.settings = dbld_arena_msg(f->b.a, &databuild__v1__process_params__descriptor);
+    dbld_params_set_int(f->b.a, req.settings, key, v);
+    call_processes(f, "UpdateProcessSettings", &req.base, &databuild__v1__process__descriptor);
+}
+
+static char *run_now(pf *f, const char *name)
+{
+    Databuild__V1__RunProcessNowRequest req = DATABUILD__V1__RUN_PROCESS_NOW_REQUEST__INIT;
+    req.name = (char *)name;
+    Databuild__V1__WorkResponse *w =
+        call_processes(f, "RunProcessNow", &req.base, &databuild__v1__work_response__descriptor);
+    CHECK_EQ_STR(w->state, "queued");
+    return w->id;
+}
+
+static const char *op_state(pf *f, const char *id)
+{
+    Databuild__V1__GetOperationRequest req = DATABUILD__V1__GET_OPERATION_REQUEST__INIT;
+    req.id = (char *)id;
+    Databuild__V1__WorkResponse *w =
+        call_processes(f, "GetOperation", &req.base, &databuild__v1__work_response__descriptor);
+    CHECK_EQ_STR(w->id, id);
+    return w->state;
+}
+
+/* Wait until name is not running and has run more than runs0 times. */
+static void wait_run_done(pf *f, const char *name, int64_t runs0)
+{
+    CHECK_MSG(H_POLL_UNTIL(30000, ({
+                               Databuild__V1__Process *p = get_process(f, name, "", 1)->process;
+                               p->runs > runs0 && p->process_status->state !=
+                                                      DATABUILD__V1__PROCESS_STATE__PROCESS_ACTIVE;
+                           })),
+              "%s did not finish a run", name);
+}
+
+DBLD_TEST(processes_api_paging_and_operation_states)
+{
+    pf f;
+    setup(&f, "papi");
+    /* 23 wants on refs no job produces: 23 work items (each ABORTED after
+     * its first attempt, so nothing is built or retried) */
+    set_int(&f, "want_reconciler", 0, "max_item_errors", 1);
+    enum { N = 23, LIMIT = 5 };
+    char *ids[N];
+    Databuild__V1__BuildEvent *wants[N];
+    for (int i = 0; i < N; i++) { /* appended: PutWants refuses refs no job produces */
+        ids[i] = dbld_arena_alloc(f.b.a, 37);
+        dbld_uuid_v4(ids[i]);
+        const char *ref = dbld_arena_printf(f.b.a, "nobody/p%02d", i);
+        wants[i] = h_event_want(f.b.a, "", ids[i], (const char *const[]){ref, NULL},
+                                DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST, "");
+    }
+    h_append_ok(f.b.el, f.b.a, wants, N);
+    /* GetProcess pages of 5 through next_after: every item exactly once */
+    const char *after = "";
+    int seen[N] = {0}, total = 0, pages = 0;
+    for (;;) {
+        Databuild__V1__GetProcessResponse *resp = get_process(&f, "want_reconciler", after, LIMIT);
+        CHECK_EQ_INT(resp->process->active_items, N);
+        CHECK_CMP_INT(resp->n_items, <=, LIMIT);
+        pages++;
+        for (size_t i = 0; i < resp->n_items; i++) {
+            const char *name = resp->items[i]->name;
+            CHECK_MSG(strcmp(name, after) > 0, "item %s not after the cursor %s", name, after);
+            int k = 0;
+            while (k < N && strcmp(ids[k], name) != 0)
+                k++;
+            CHECK_MSG(k < N, "unknown item %s", name);
+            seen[k]++;
+            total++;
+            after = name;
+        }
+        if (!*resp->next_after) break;
+        CHECK_EQ_STR(resp->next_after, after);
+        CHECK_CMP_INT(pages, <, N);
+    }
+    CHECK_EQ_INT(total, N);
+    CHECK_EQ_INT(pages, (N + LIMIT - 1) / LIMIT);
+    for (int k = 0; k < N; k++)
+        CHECK_MSG(seen[k] == 1, "want %s listed %d times", ids[k], seen[k]);
+    /* one page larger than all: no cursor */
+    CHECK_EQ_STR(get_process(&f, "want_reconciler", "", 100)->next_after, "");
+
+    /* aborted: run_reaper with a grace the store refuses fails as a whole */
+    int64_t runs0 = get_process(&f, "run_reaper", "", 1)->process->runs;
+    set_int(&f, "run_reaper", 86400000, "lost_after_ms", -1);
+    wait_run_done(&f, "run_reaper", runs0);
+    char *op = run_now(&f, "run_reaper");
+    CHECK_MSG(H_POLL_UNTIL(20000, strcmp(op_state(&f, op), "aborted") == 0),
+              "operation %s is %s, want aborted", op, op_state(&f, op));
+    Databuild__V1__Process *p = get_process(&f, "run_reaper", "", 1)->process;
+    CHECK_EQ_INT(p->process_status->state, DATABUILD__V1__PROCESS_STATE__PROCESS_ABORTED);
+    CHECK_CONTAINS(p->process_status->errors[p->process_status->n_errors - 1]->text, "grace_ms");
+
+    /* incomplete: a pass that ends a lost run but could not ask the job
+     * service (gone) whether it still runs it */
+    runs0 = p->runs;
+    set_int(&f, "run_reaper", 0, "lost_after_ms", 0);
+    wait_run_done(&f, "run_reaper", runs0);
+    const char *br = "bbbbbbbb-0000-4000-8000-00000000000a";
+    const char *jr = "11111111-0000-4000-8000-00000000000a";
+    Databuild__V1__BuildEvent *evs[] = {
+        h_event_build_request(f.b.a, br,
+                              DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+                              H_STRS("c/lost"), "", ""),
+        h_event_job(f.b.a, br, jr, "//t:c", DATABUILD__V1__JOB_STATUS__JOB_RUNNING,
+                    H_STRS("c/lost")),
+        h_event_build_request(f.b.a, br,
+                              DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED,
+                              H_NOSTRS, "", ""),
+    };
+    h_append_ok(f.b.el, f.b.a, evs, 3);
+    for (int i = 0; i < f.b.n_job; i++)
+        h_service_kill(f.b.job[i]);
+    op = run_now(&f, "run_reaper");
+    CHECK_MSG(H_POLL_UNTIL(30000, strcmp(op_state(&f, op), "incomplete") == 0),
+              "operation %s is %s, want incomplete", op, op_state(&f, op));
+    p = get_process(&f, "run_reaper", "", 1)->process;
+    CHECK_EQ_INT(p->process_status->state, DATABUILD__V1__PROCESS_STATE__PROCESS_INCOMPLETE);
+    CHECK_CONTAINS(p->process_status->errors[0]->text, "did not say which runs it knows");
+    CHECK_EQ_INT(count(&f, "SELECT status FROM job_runs WHERE job_run_id = $1", jr),
+                 DATABUILD__V1__JOB_STATUS__JOB_FAILED);
+    /* purged: an id the store never had */
+    CHECK_EQ_STR(op_state(&f, "00000000-0000-4000-8000-00000000000b"), "purged");
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(cli_processes_want_settings_run, 240),
+               DBLD_TEST_ENTRY_T(processes_api_paging_and_operation_states, 240),
                DBLD_TEST_ENTRY_T(retention_trims_and_summaries_answer, 240),
                DBLD_TEST_ENTRY_T(want_states, 240))

@@ -1,5 +1,5 @@
 /* test_process.c - lib/process.c: bounded error lists (newest kept, totals
- * counted), stats, params merge, state words, and unknown fields that
+ * counted: 25 per run, 10 per work item), stats, params merge, state words, and unknown fields that
  * survive a pack/unpack round trip and read back as the declared message
  * (WantStateInfo inside a PartitionWantSummary). */
 #include <setjmp.h>
@@ -33,6 +33,41 @@ static void test_errors_bounded(void **state)
     dbld_pstatus_add_stat(a, s, "x", 3);
     assert_true(dbld_pstatus_stat(s, "x") == 5);
     assert_true(dbld_pstatus_stat(s, "missing") == 0);
+    dbld_arena_destroy(a);
+}
+
+static void test_item_errors_bounded(void **state)
+{
+    (void)state;
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__ProcessStatus *s = dbld_arena_msg(a, &databuild__v1__process_status__descriptor);
+    for (int i = 1; i <= 13; i++) { /* one item failing 13 times */
+        char text[32];
+        snprintf(text, sizeof text, "attempt %d", i);
+        dbld_pstatus_add_error(a, s, 2000 + i, text, DBLD_PROC_ITEM_ERRORS);
+        assert_int_equal(s->total_errors, i);
+        assert_int_equal(s->n_errors, i < DBLD_PROC_ITEM_ERRORS ? i : DBLD_PROC_ITEM_ERRORS);
+    }
+    assert_int_equal(DBLD_PROC_ITEM_ERRORS, 10);
+    for (int k = 0; k < 10; k++) { /* the newest 10, oldest first */
+        char want[32];
+        snprintf(want, sizeof want, "attempt %d", k + 4);
+        assert_string_equal(s->errors[k]->text, want);
+        assert_int_equal(s->errors[k]->time_ns, 2004 + k);
+    }
+    assert_int_equal(s->last_error_ns, 2013);
+    /* a round trip keeps the list and the total */
+    size_t n;
+    uint8_t *b = dbld_msg_pack(a, &s->base, &n);
+    Databuild__V1__ProcessStatus *back = dbld_pstatus_unpack(a, b, n);
+    assert_int_equal(back->total_errors, 13);
+    assert_int_equal(back->n_errors, 10);
+    assert_string_equal(back->errors[9]->text, "attempt 13");
+    /* cap 0 counts without keeping */
+    dbld_pstatus_add_error(a, back, 3000, "x", 0);
+    assert_int_equal(back->total_errors, 14);
+    assert_int_equal(back->n_errors, 10);
+    assert_int_equal(back->last_error_ns, 3000);
     dbld_arena_destroy(a);
 }
 
@@ -106,6 +141,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_bounded),
+        cmocka_unit_test(test_item_errors_bounded),
         cmocka_unit_test(test_params),
         cmocka_unit_test(test_unknown_fields_round_trip),
     };
