@@ -75,26 +75,11 @@ static void settings(bf *f, const char *name, int64_t freq_ms, const char *key, 
              st);
 }
 
-/* Every ProcessRunEvent of name so far. */
-static size_t runs_of(bf *f, const char *name, Databuild__V1__ProcessRunEvent ***out)
-{
-    h_event_list all = bf_all_events(f);
-    Databuild__V1__ProcessRunEvent **runs = dbld_arena_alloc(f->a, (all.n + 1) * sizeof *runs);
-    size_t n = 0;
-    for (size_t i = 0; i < all.n; i++)
-        if (all.events[i]->event_type_case ==
-                DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT &&
-            strcmp(all.events[i]->process_run_event->process_name, name) == 0)
-            runs[n++] = all.events[i]->process_run_event;
-    if (out) *out = runs;
-    return n;
-}
-
 /* Runs of name by the graph service g (its instance names its address). */
 static size_t runs_by(bf *f, const char *name, h_service *g)
 {
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(f, name, &runs), k = 0;
+    size_t n = bf_process_runs(f, name, &runs), k = 0;
     for (size_t i = 0; i < n; i++) {
         char tag[80];
         snprintf(tag, sizeof tag, "graph@%s/", g->addr);
@@ -162,7 +147,7 @@ DBLD_TEST(want_builds_without_a_build_command)
     CHECK_MSG(H_POLL_UNTIL(30000, item_state(&f, want) == PROC_STATE(COMPLETED)),
               "the want's item is not COMPLETED: %d", item_state(&f, want));
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    size_t n = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, &runs);
     CHECK_CMP_INT(n, >=, 1);
     int submitted = 0;
     for (size_t i = 0; i < n; i++)
@@ -170,8 +155,8 @@ DBLD_TEST(want_builds_without_a_build_command)
     CHECK_EQ_INT(submitted, 1);
     /* nothing more is built while the want stays satisfied */
     settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
-    size_t before = runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL);
-    CHECK(H_POLL_UNTIL(10000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
+    size_t before = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL);
+    CHECK(H_POLL_UNTIL(10000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
     CHECK_EQ_INT(builds_for_want(&f, want), 1);
     CHECK_EQ_INT(bf_execs(&f, "a/1"), 1);
 }
@@ -182,7 +167,7 @@ DBLD_TEST(want_wakes_the_reconciler_at_once)
     setup(&f, "wake");
     /* a schedule that never comes: only the wake-up can start the build */
     settings(&f, DBLD_PROC_WANT_RECONCILER, 86400000, NULL, 0);
-    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
+    CHECK(H_POLL_UNTIL(20000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
     int64_t t0 = dbld_mono_ms();
     char *want = put_want(&f, "c/9", 0, 0);
     CHECK_MSG(H_POLL_UNTIL(10000, builds_for_want(&f, want) == 1), "no build for the want");
@@ -246,14 +231,14 @@ DBLD_TEST(failing_item_incomplete_then_aborted_others_complete)
     h_rows_free(r);
     /* the runs were INCOMPLETE and their errors bounded */
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    size_t n = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, &runs);
     int incomplete = 0;
     for (size_t i = 0; i < n; i++)
         incomplete += runs[i]->state == PROC_STATE(INCOMPLETE);
     CHECK_CMP_INT(incomplete, >=, 3);
     /* once ABORTED it is not tried again */
     size_t before = n;
-    CHECK(H_POLL_UNTIL(10000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
+    CHECK(H_POLL_UNTIL(10000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
     CHECK(item(&f, DBLD_PROC_WANT_RECONCILER, bad, &list, &state, &att));
     CHECK_EQ_INT(att, 3);
 }
@@ -273,7 +258,7 @@ DBLD_TEST(two_replicas_one_runner_and_kill_hands_over)
     setup(&f, "replicas");
     h_service *g2 = second_graph(&f);
     settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
-    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 10));
+    CHECK(H_POLL_UNTIL(20000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 10));
     size_t r1 = runs_by(&f, DBLD_PROC_WANT_RECONCILER, f.graph);
     size_t r2 = runs_by(&f, DBLD_PROC_WANT_RECONCILER, g2);
     h_note("runs: graph-1 %zu, graph-2 %zu", r1, r2);
@@ -298,7 +283,7 @@ DBLD_TEST(frozen_holder_writes_nothing)
     setup(&f, "frozen");
     h_service *g2 = second_graph(&f);
     settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
-    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 5));
+    CHECK(H_POLL_UNTIL(20000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 5));
     h_service *holder = runs_by(&f, DBLD_PROC_WANT_RECONCILER, f.graph) ? f.graph : g2;
     h_service *other = holder == f.graph ? g2 : f.graph;
     CHECK_EQ_INT(kill(holder->pid, SIGSTOP), 0);
@@ -323,7 +308,7 @@ DBLD_TEST(stale_fencing_token_is_refused)
 {
     bf f;
     setup(&f, "fence");
-    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
+    CHECK(H_POLL_UNTIL(20000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
     h_rows *r = h_sql(f.dsn, "SELECT instance, lease_token, runs FROM processes WHERE name = $1",
                       DBLD_PROC_WANT_RECONCILER);
     char *instance = dbld_arena_strdup(f.a, h_rows_get(r, 0, 0));
@@ -357,7 +342,7 @@ DBLD_TEST(stale_fencing_token_is_refused)
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), 0);
     h_rows_free(r);
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    size_t n = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, &runs);
     for (size_t i = 0; i < n; i++)
         CHECK(strcmp(runs[i]->instance, "forged") != 0);
 }
@@ -426,7 +411,7 @@ DBLD_TEST(run_reaper_ends_orphaned_runs)
                              " job_run_id = '22222222-0000-4000-8000-000000000002'");
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__JOB_STATUS__JOB_RUNNING);
     h_rows_free(r);
-    CHECK_CMP_INT(runs_of(&f, DBLD_PROC_RUN_REAPER, NULL), >=, 1);
+    CHECK_CMP_INT(bf_process_runs(&f, DBLD_PROC_RUN_REAPER, NULL), >=, 1);
 }
 
 /* JobRunner.Run of a gated g/1 on the job service, as a coordinator would. */
