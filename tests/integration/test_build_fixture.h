@@ -463,6 +463,28 @@ static BF_UNUSED int bf_part_status(bf *f, const char *ref)
     return bf_part_state(f, ref)->status;
 }
 
+/* 1 while ref is tainted or stale (taint_propagator's mark; a rebuild clears it). */
+static BF_UNUSED int bf_tainted(bf *f, const char *ref)
+{
+    return bf_part_state(f, ref)->tainted;
+}
+
+/* Every ProcessRunEvent of process name so far (*out: them, in log order; out may be NULL). */
+static BF_UNUSED size_t bf_process_runs(bf *f, const char *name,
+                                        Databuild__V1__ProcessRunEvent ***out)
+{
+    h_event_list all = bf_all_events(f);
+    Databuild__V1__ProcessRunEvent **runs = dbld_arena_alloc(f->a, (all.n + 1) * sizeof *runs);
+    size_t n = 0;
+    for (size_t i = 0; i < all.n; i++)
+        if (all.events[i]->event_type_case ==
+                DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT &&
+            strcmp(all.events[i]->process_run_event->process_name, name) == 0)
+            runs[n++] = all.events[i]->process_run_event;
+    if (out) *out = runs;
+    return n;
+}
+
 /* Gone, or a zombie nobody reaps yet. */
 static BF_UNUSED int bf_pid_gone(int pid)
 {

@@ -79,21 +79,6 @@ static void settings(bf *f, const char *name, int64_t freq_ms, const char *key, 
              st);
 }
 
-/* Every ProcessRunEvent of name so far. */
-static size_t runs_of(bf *f, const char *name, Databuild__V1__ProcessRunEvent ***out)
-{
-    h_event_list all = bf_all_events(f);
-    Databuild__V1__ProcessRunEvent **runs = dbld_arena_alloc(f->a, (all.n + 1) * sizeof *runs);
-    size_t n = 0;
-    for (size_t i = 0; i < all.n; i++)
-        if (all.events[i]->event_type_case ==
-                DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT &&
-            strcmp(all.events[i]->process_run_event->process_name, name) == 0)
-            runs[n++] = all.events[i]->process_run_event;
-    if (out) *out = runs;
-    return n;
-}
-
 /* The build requests that carry want_id (RECEIVED events). */
 static size_t builds_for_want(bf *f, const char *want_id)
 {
@@ -190,7 +175,7 @@ DBLD_TEST(want_builds_without_a_build_command)
     CHECK_MSG(H_POLL_UNTIL(30000, item_state(&f, want) == PROC_STATE(COMPLETED)),
               "the want's item is not COMPLETED: %d", item_state(&f, want));
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    size_t n = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, &runs);
     CHECK_CMP_INT(n, >=, 1);
     int submitted = 0;
     for (size_t i = 0; i < n; i++)
@@ -198,8 +183,8 @@ DBLD_TEST(want_builds_without_a_build_command)
     CHECK_EQ_INT(submitted, 1);
     /* nothing more is built while the want stays satisfied */
     settings(&f, DBLD_PROC_WANT_RECONCILER, 200, NULL, 0);
-    size_t before = runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL);
-    CHECK(H_POLL_UNTIL(10000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
+    size_t before = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL);
+    CHECK(H_POLL_UNTIL(10000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
     CHECK_EQ_INT(builds_for_want(&f, want), 1);
     CHECK_EQ_INT(bf_execs(&f, "a/1"), 1);
 }
@@ -210,7 +195,7 @@ DBLD_TEST(want_wakes_the_reconciler_at_once)
     setup(&f, "wake");
     /* a schedule that never comes: only the wake-up can start the build */
     settings(&f, DBLD_PROC_WANT_RECONCILER, 86400000, NULL, 0);
-    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
+    CHECK(H_POLL_UNTIL(20000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
     int64_t t0 = dbld_mono_ms();
     char *want = put_want(&f, "c/9", 0, 0);
     CHECK_MSG(H_POLL_UNTIL(10000, builds_for_want(&f, want) == 1), "no build for the want");
@@ -269,14 +254,14 @@ DBLD_TEST(failing_item_incomplete_then_aborted_others_complete)
     CHECK_CONTAINS(s->errors[0]->text, "nobody/1");
     /* the runs were INCOMPLETE and their errors bounded */
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    size_t n = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, &runs);
     int incomplete = 0;
     for (size_t i = 0; i < n; i++)
         incomplete += runs[i]->state == PROC_STATE(INCOMPLETE);
     CHECK_CMP_INT(incomplete, >=, 3);
     /* once ABORTED it is not tried again */
     size_t before = n;
-    CHECK(H_POLL_UNTIL(10000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
+    CHECK(H_POLL_UNTIL(10000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= before + 3));
     CHECK_EQ_INT(item_attempts(&f, bad), 3);
 }
 
@@ -357,8 +342,8 @@ DBLD_TEST(errors_bounded_per_item_and_per_run)
     /* the run's ProcessRunEvent (appended after the items' commit) */
     CHECK_MSG(H_POLL_UNTIL(10000, ({
                                Databuild__V1__ProcessRunEvent **runs;
-                               size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
-                               n && runs[n - 1]->errors == 30 && runs[n - 1]->items_aborted == 30;
+                               size_t n = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+                               n &&runs[n - 1]->errors == 30 && runs[n - 1]->items_aborted == 30;
                            })),
               "no run with the 30 errors recorded");
     CHECK(H_POLL_UNTIL(10000, status_of(&f,
@@ -377,7 +362,7 @@ DBLD_TEST(errors_bounded_per_item_and_per_run)
 static const Databuild__V1__ProcessRunEvent *run_of_build(bf *f, const char *build)
 {
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(f, DBLD_PROC_WANT_RECONCILER, &runs);
+    size_t n = bf_process_runs(f, DBLD_PROC_WANT_RECONCILER, &runs);
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < runs[i]->n_build_request_ids; k++)
             if (strcmp(runs[i]->build_request_ids[k], build) == 0) return runs[i];
@@ -407,8 +392,8 @@ DBLD_TEST(changes_during_a_run_are_merged)
     /* ... by the very run that submitted the first want's build (its
      * ProcessRunEvent is appended after the items' commit) */
     const Databuild__V1__ProcessRunEvent *run = NULL;
-    CHECK_MSG(H_POLL_UNTIL(10000, (run = run_of_build(&f, build)) != NULL),
-              "no run lists build %s", build);
+    CHECK_MSG(H_POLL_UNTIL(10000, (run = run_of_build(&f, build)) != NULL), "no run lists build %s",
+              build);
     CHECK_EQ_INT(run->items_aborted, 1);
     CHECK_EQ_INT(run->errors, 1);
     CHECK_CONTAINS(run->message, "nobody/m2");
@@ -576,7 +561,7 @@ DBLD_TEST(stale_fencing_token_is_refused)
 {
     bf f;
     setup(&f, "fence");
-    CHECK(H_POLL_UNTIL(20000, runs_of(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
+    CHECK(H_POLL_UNTIL(20000, bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, NULL) >= 1));
     h_rows *r = h_sql(f.dsn, "SELECT instance, lease_token, runs FROM processes WHERE name = $1",
                       DBLD_PROC_WANT_RECONCILER);
     char *instance = dbld_arena_strdup(f.a, h_rows_get(r, 0, 0));
@@ -610,7 +595,7 @@ DBLD_TEST(stale_fencing_token_is_refused)
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), 0);
     h_rows_free(r);
     Databuild__V1__ProcessRunEvent **runs;
-    size_t n = runs_of(&f, DBLD_PROC_WANT_RECONCILER, &runs);
+    size_t n = bf_process_runs(&f, DBLD_PROC_WANT_RECONCILER, &runs);
     for (size_t i = 0; i < n; i++)
         CHECK(strcmp(runs[i]->instance, "forged") != 0);
 }
@@ -686,7 +671,7 @@ DBLD_TEST(run_reaper_ends_orphaned_runs)
                              " job_run_id = '22222222-0000-4000-8000-000000000002'");
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__JOB_STATUS__JOB_RUNNING);
     h_rows_free(r);
-    CHECK_CMP_INT(runs_of(&f, DBLD_PROC_RUN_REAPER, NULL), >=, 1);
+    CHECK_CMP_INT(bf_process_runs(&f, DBLD_PROC_RUN_REAPER, NULL), >=, 1);
 }
 
 DBLD_TEST(run_reaper_ends_runs_of_an_expired_coordinator)

@@ -18,8 +18,13 @@
  * every status (appended with shared timestamps, so pages end inside runs
  * of equal times), job runs, cancels, wants, comments, walked page by page
  * with every filter; and a write followed at once by a read sees the write.
+ *
+ * A partition that is wanted but was never built (a want on an external ref
+ * nobody made available) is listed REQUESTED by both services, by the CLI,
+ * and by an index followed live or loaded from the projections.
  */
 #include "test_build_fixture.h"
+#include "test_processes_fixture.h"
 #include "test_query_fixture.h"
 
 #include <arpa/inet.h>
@@ -47,6 +52,7 @@ typedef struct fx {
     bf b;
     h_service *idx, *sql; /* query with the index / with query.index: false */
     int metrics_port;
+    const char *external; /* graph.external of the query services (NULL: none) */
 } fx;
 
 static h_service *start_query(fx *x, const char *lines)
@@ -55,8 +61,9 @@ static h_service *start_query(fx *x, const char *lines)
     CHECK(jobs != NULL);
     h_service_opts o = {
         .eventlog_addr = x->b.el->addr,
-        .extra_section = dbld_arena_printf(x->b.a, "%sgraph:\n  listen: \"%s\"\n%s", lines,
-                                           x->b.graph->addr, jobs),
+        .extra_section =
+            dbld_arena_printf(x->b.a, "%sgraph:\n  listen: \"%s\"\n  external: %s\n%s", lines,
+                              x->b.graph->addr, x->external ? x->external : "[]", jobs),
     };
     return h_service_start("query", x->b.dsn, &o);
 }
@@ -651,5 +658,110 @@ DBLD_TEST(index_reads_own_writes)
     CHECK_CMP_INT(w[0].appends + w[1].appends, >, 100);
 }
 
+/* ---- a wanted partition never built is listed ---- */
+
+#define REQUESTED DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED
+
+/* The status of ref in s's first ListPartitions page for pattern (status:
+ * a filter, 0 = none); -1 when it is not listed. */
+static int listed(fx *x, h_service *s, const char *pattern, int status, const char *ref)
+{
+    Databuild__V1__ListPartitionsRequest req = DATABUILD__V1__LIST_PARTITIONS_REQUEST__INIT;
+    req.ref_pattern = (char *)pattern;
+    Databuild__V1__PartitionStatus filter[] = {(Databuild__V1__PartitionStatus)status};
+    req.partition_status = filter;
+    req.n_partition_status = status ? 1 : 0;
+    Databuild__V1__ListPartitionsResponse *r = NULL;
+    dbld_status st = {0};
+    int rc =
+        call(x->b.a, s, "ListPartitions", &req.base,
+             &databuild__v1__list_partitions_response__descriptor, (ProtobufCMessage **)&r, &st);
+    CHECK_MSG(rc == 0, "ListPartitions on %s: %s: %s", s->name, dbld_code_name(rc), st.msg);
+    for (size_t i = 0; i < r->n_refs; i++)
+        if (strcmp(r->refs[i]->partition_ref->str, ref) == 0) return (int)r->refs[i]->status->code;
+    return -1;
+}
+
+/* ref's status in ListPartitions (plain, by pattern, by status filter) and
+ * in `databuild partitions list`, from the indexed and the SQL service alike. */
+static void check_listed(fx *x, const char *ref, int status, const char *name)
+{
+    for (int i = 0; i < 2; i++) {
+        h_service *s = i ? x->sql : x->idx;
+        CHECK_MSG(listed(x, s, "", 0, ref) == status, "%s: %s listed %d, not %s", s->name, ref,
+                  listed(x, s, "", 0, ref), name);
+        CHECK_EQ_INT(listed(x, s, "ext/.*", 0, ref), status);
+        CHECK_EQ_INT(listed(x, s, "", status, ref), status);
+        cli_out r = cli_runv((const char *const[]){"--server", s->addr, "partitions", "list",
+                                                   "--status", name, NULL});
+        CHECK_EQ_INT(r.code, 0);
+        char *line = line_with(r.out, ref);
+        CHECK_MSG(line && strstr(line, name), "%s: `partitions list --status %s` lacks %s: %s",
+                  s->name, name, ref, r.out);
+    }
+    int statuses[] = {status};
+    CHECK_CMP_INT(same_pages(x, NULL, NULL, 0), >=, 1);
+    CHECK_CMP_INT(same_pages(x, "ext/.*", statuses, 1), >=, 1);
+    Databuild__V1__PartitionSummaryRequest req = DATABUILD__V1__PARTITION_SUMMARY_REQUEST__INIT;
+    Databuild__V1__PartitionRef pr = DATABUILD__V1__PARTITION_REF__INIT;
+    pr.str = (char *)ref;
+    req.ref = &pr;
+    Databuild__V1__PartitionSummaryResponse *s = (Databuild__V1__PartitionSummaryResponse *)same(
+        x, "GetPartitionsSummary", &req.base,
+        &databuild__v1__partition_summary_response__descriptor, ref);
+    CHECK(s != NULL);
+    CHECK_EQ_INT(s->partition->status->code, status);
+}
+
+/* The indexed service lists ref REQUESTED from its index: the lookup is
+ * counted as the index's (once, or twice when the freshness gate has it
+ * answer again after a newer commit), none as PostgreSQL's. */
+static void index_lists_it(fx *x, const char *ref)
+{
+    long long i0 = metric(x, LOOKUPS("ListPartitions", "index"));
+    long long s0 = metric(x, LOOKUPS("ListPartitions", "sql"));
+    CHECK_EQ_INT(listed(x, x->idx, "", 0, ref), REQUESTED);
+    CHECK_CMP_INT(metric(x, LOOKUPS("ListPartitions", "index")), >, i0);
+    CHECK_EQ_INT(metric(x, LOOKUPS("ListPartitions", "sql")), s0);
+}
+
+DBLD_TEST(wanted_never_built_is_listed)
+{
+    fx x;
+    memset(&x, 0, sizeof x);
+    x.external = "[\"ext/.*\"]";
+    bf_opts o = {.jobs = JOBS, .rules = RULES, .external = x.external};
+    bf_setup(&x.b, "qiwanted", &o);
+    x.metrics_port = h_free_port();
+    x.idx = start_query(
+        &x, dbld_arena_printf(x.b.a, "  metrics_listen: \"127.0.0.1:%d\"\n", x.metrics_port));
+    x.sql = start_query(&x, "  index: false\n");
+    caught_up(&x);
+    /* a want on an external partition nobody has made available: never
+     * built here, it stays wanted (once the reconciler has seen it) */
+    pf p = {.b = x.b, .q = x.idx};
+    char *want = pf_put_want(&p, "ext/w1", 0, 3600, 0);
+    char *reason = "";
+    CHECK_MSG(H_POLL_UNTIL(30000, pf_want_state(&p, want, &reason) == WS(UPSTREAM_WAITING)),
+              "want not UPSTREAM_WAITING: %s", reason);
+    caught_up(&x);
+    /* the index itself lists it */
+    index_lists_it(&x, "ext/w1");
+    check_listed(&x, "ext/w1", REQUESTED, "REQUESTED");
+    /* and so does an index loaded from the projections */
+    h_service_stop(x.idx);
+    h_service_restart(x.idx);
+    caught_up(&x);
+    index_lists_it(&x, "ext/w1");
+    check_listed(&x, "ext/w1", REQUESTED, "REQUESTED");
+    /* marked available by an outside system: listed AVAILABLE by both */
+    Databuild__V1__BuildEvent *ev[] = {h_event_partition(x.b.a, "", "ext/w1", AVAILABLE, "")};
+    h_append_ok(x.b.el, x.b.a, ev, 1);
+    caught_up(&x);
+    check_listed(&x, "ext/w1", AVAILABLE, "AVAILABLE");
+    CHECK(H_POLL_UNTIL(30000, pf_want_state(&p, want, &reason) == WS(AVAILABLE)));
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(index_answers_as_sql, 400),
-               DBLD_TEST_ENTRY_T(index_reads_own_writes, 300))
+               DBLD_TEST_ENTRY_T(index_reads_own_writes, 300),
+               DBLD_TEST_ENTRY_T(wanted_never_built_is_listed, 180))

@@ -38,23 +38,6 @@ static const char *taint(bf *f, const char *ref)
     return e->event_id;
 }
 
-/* Tainted flag of ref (PartitionClaims.Status). */
-static int tainted(bf *f, const char *ref)
-{
-    Databuild__V1__PartitionStatusRequest req = DATABUILD__V1__PARTITION_STATUS_REQUEST__INIT;
-    char *refs[] = {(char *)ref};
-    req.refs = refs;
-    req.n_refs = 1;
-    Databuild__V1__PartitionStatusResponse *r = NULL;
-    dbld_status st = {0};
-    CHECK_OK(dbld_client_unary(f->el->client, "/databuild.v1.PartitionClaims/Status", &req.base,
-                               &databuild__v1__partition_status_response__descriptor,
-                               dbld_arena_allocator(f->a), (ProtobufCMessage **)&r, BF_CALL_MS, 0,
-                               &st),
-             st);
-    return r->partitions[0]->tainted;
-}
-
 /* The reason of the latest invalidation of ref ("" when none). */
 static const char *stale_reason(bf *f, const char *ref)
 {
@@ -84,11 +67,11 @@ DBLD_TEST(taint_rebuilds_exactly_the_downstream)
     /* r/w, a/w-1..3, b/w-1..3, c/w-1..3: 10 runs */
     CHECK_EQ_INT(bf_lines(&f, "exec.log"), 10);
     taint(&f, "c/w-2");
-    CHECK_MSG(H_POLL_UNTIL(20000, tainted(&f, "r/w")), "r/w not made stale");
-    CHECK(tainted(&f, "b/w-2"));
-    CHECK(tainted(&f, "a/w-2"));
-    CHECK(!tainted(&f, "a/w-1"));
-    CHECK(!tainted(&f, "c/w-3"));
+    CHECK_MSG(H_POLL_UNTIL(20000, bf_tainted(&f, "r/w")), "r/w not made stale");
+    CHECK(bf_tainted(&f, "b/w-2"));
+    CHECK(bf_tainted(&f, "a/w-2"));
+    CHECK(!bf_tainted(&f, "a/w-1"));
+    CHECK(!bf_tainted(&f, "c/w-3"));
     CHECK_CONTAINS(stale_reason(&f, "b/w-2"), "via input c/w-2");
     CHECK_CONTAINS(stale_reason(&f, "r/w"), "via input a/w-2");
     CHECK_CONTAINS(stale_reason(&f, "r/w"), "of c/w-2");
@@ -102,8 +85,8 @@ DBLD_TEST(taint_rebuilds_exactly_the_downstream)
     CHECK_EQ_INT(bf_execs(&f, "a/w-1"), 1);
     CHECK_EQ_INT(bf_execs(&f, "c/w-3"), 1);
     /* the rebuild cleared the staleness: building again runs nothing */
-    CHECK(!tainted(&f, "r/w"));
-    CHECK(!tainted(&f, "a/w-2"));
+    CHECK(!bf_tainted(&f, "r/w"));
+    CHECK(!bf_tainted(&f, "a/w-2"));
     build_ok(&f, "r/w");
     CHECK_EQ_INT(bf_lines(&f, "exec.log"), 14);
     /* the propagation item is COMPLETED, with its count */
@@ -126,7 +109,7 @@ DBLD_TEST(live_want_rebuilds_stale_without_a_command)
                                   DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE));
     CHECK(H_POLL_UNTIL(20000, bf_lines(&f, "exec.log") == 10));
     taint(&f, "c/v-1");
-    CHECK_MSG(H_POLL_UNTIL(60000, bf_execs(&f, "r/v") == 2 && !tainted(&f, "r/v") &&
+    CHECK_MSG(H_POLL_UNTIL(60000, bf_execs(&f, "r/v") == 2 && !bf_tainted(&f, "r/v") &&
                                       bf_part_status(&f, "r/v") ==
                                           DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE),
               "r/v not rebuilt for its live want");
@@ -167,7 +150,7 @@ DBLD_TEST(summary_says_why_a_partition_is_stale)
     build_ok(&f.b, "r/w");
     CHECK(stale_info(&f, "r/w") == NULL);
     const char *tid = taint(&f.b, "c/w-2");
-    CHECK_MSG(H_POLL_UNTIL(20000, tainted(&f.b, "r/w")), "r/w not made stale");
+    CHECK_MSG(H_POLL_UNTIL(20000, bf_tainted(&f.b, "r/w")), "r/w not made stale");
     /* tainted itself */
     Databuild__V1__PartitionStaleInfo *s = stale_info(&f, "c/w-2");
     CHECK(s != NULL);
