@@ -25,3 +25,25 @@ bench_cleanup() {
 }
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# CPU time (user + system, clock ticks) of a process so far; of every
+# PostgreSQL process (the backends of this run stay connected through it);
+# of this shell's waited-for children (the load client).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() { # DBLD_TEST_PG's cluster only (other clusters may share the machine)
+    local t=0 p
+    [ -n "${pg_main:-}" ] ||
+        pg_main=$(head -n1 "$(psql -At "$DBLD_TEST_PG" -c "SHOW data_directory")/postmaster.pid")
+    for p in "$pg_main" $(pgrep -P "$pg_main"); do t=$((t + $(cpu_ticks "$p"))); done
+    echo "$t"
+}
+# (the builtin `times` in the calling shell, not in a subshell - call it as
+# `child_ticks >FILE`, not `$(child_ticks)`: its second line is the children's
+# "user system", e.g. "1m2.345s 0m0.678s")
+child_ticks() {
+    times >"$work/times.txt"
+    awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
+        printf "%d\n", t * hz }' "$work/times.txt"
+}

@@ -12,6 +12,7 @@
 #        event log runs under, split on spaces: a profiler).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh" # cpu_ticks, pg_ticks, child_ticks
 root=$(cd "$here/.." && pwd)
 build=${DBLD_BUILD_DIR:-$root/build}
 secs=${BENCH_SECONDS:-10}
@@ -72,6 +73,23 @@ echo "== RPC ceiling: grpc.health.v1 Check on the same server (no database work)
 echo "== event log Append (durable: acked after COMMIT, fsync on) =="
 "$build/bench_eventlog" --target "127.0.0.1:$port" --seconds "$secs" \
     --callers "$(echo $callers | tr ' ' ',')" --batch 1,100 | tee "$work/el.txt"
+echo "== CPU per event: 64 single-event callers again, with each process's CPU time counted =="
+child_ticks >"$work/k0"
+el0=$(cpu_ticks "$pid")
+pg0=$(pg_ticks)
+"$build/bench_eventlog" --target "127.0.0.1:$port" --seconds "$secs" --callers 64 --batch 1 \
+    >"$work/cpu_run.txt"
+child_ticks >"$work/k1"
+el1=$(cpu_ticks "$pid")
+pg1=$(pg_ticks)
+cat "$work/cpu_run.txt"
+n_ev=$(sed -E 's/.* events=([0-9]+) .*/\1/' "$work/cpu_run.txt")
+awk -v n="$n_ev" -v hz="$(getconf CLK_TCK)" -v cores="$(nproc)" -v cl=$(($(cat "$work/k1") - $(cat "$work/k0"))) \
+    -v el=$((el1 - el0)) -v pg=$((pg1 - pg0)) 'BEGIN {
+    if (n == 0) exit;
+    us = 1e6 / hz / n; all = (cl + el + pg) * us;
+    printf "client %.1f us, event log %.1f us, PostgreSQL %.1f us: %.1f us of CPU per event in all;\n", cl * us, el * us, pg * us, all;
+    printf "at that cost %d cores append at most %.0f events/s\n", cores, cores * 1e6 / all }'
 echo "== the same, 64 single-event callers as 64 blocking client threads (--driver threads) =="
 "$build/bench_eventlog" --target "127.0.0.1:$port" --seconds "$secs" \
     --callers 64 --batch 1 --driver threads | tee "$work/el_threads.txt"
