@@ -178,8 +178,9 @@ struct dbld_call {
     pthread_cond_t cv;
     int wait_done, wait_ok; /* the batch a streaming handler waits for (batch_wait) */
     stream_thread *thread;
-    dbld_fifo_link qlink; /* in srv->queue */
-    int64_t queued_ms;    /* mono ms when it entered the worker queue */
+    dbld_fifo_link qlink;    /* in srv->queue */
+    int64_t queued_ms;       /* mono ms when it entered the worker queue */
+    dbld_unary_fn worker_fn; /* dbld_call_to_workers(): run instead of m->unary */
 };
 
 /* ---- calls ---- */
@@ -305,6 +306,15 @@ static void finish_unary(dbld_call *c, int code, const char *msg, ProtobufCMessa
     finish(c, code, code == DBLD_OK ? "" : msg, code == DBLD_OK ? resp : NULL);
 }
 
+static void enqueue(dbld_server *srv, dbld_call *c);
+
+void dbld_call_to_workers(dbld_call *call, dbld_unary_fn fn)
+{
+    if (!call || !call->m || !call->m->unary || !fn) return;
+    call->worker_fn = fn;
+    enqueue(call->srv, call);
+}
+
 void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMessage *resp)
 {
     if (!call || !call->m || !call->m->unary) return;
@@ -355,7 +365,9 @@ static void run_unary(dbld_call *c)
     dbld_status st;
     dbld_status_clear(&st);
     call_ref(c); /* the handler may hand the call on; keep it alive until we are done */
-    int code = c->m->unary(c, c->req, &resp, &st);
+    dbld_unary_fn fn = c->worker_fn ? c->worker_fn : c->m->unary;
+    c->worker_fn = NULL;
+    int code = fn(c, c->req, &resp, &st);
     if (code != DBLD_ASYNC) {
         st.msg[sizeof st.msg - 1] = '\0';
         finish_unary(c, code, st.msg, resp);

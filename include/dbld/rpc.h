@@ -108,6 +108,13 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms);
  * the call's arena; NULL sends an empty message), any other code sends the
  * status with msg. Callable from any thread, exactly once per call. */
 void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMessage *resp);
+/* For a call whose DBLD_METHOD_NONBLOCKING handler returned DBLD_ASYNC and
+ * found it cannot answer without blocking: run fn on a worker as the call's
+ * handler (queued like a blocking method's call: over max_queue the call is
+ * answered RESOURCE_EXHAUSTED, one whose deadline passed in the queue
+ * DEADLINE_EXCEEDED). Callable from any thread, once, instead of
+ * dbld_call_complete(). */
+void dbld_call_to_workers(dbld_call *call, dbld_unary_fn fn);
 
 /* ---- server ---- */
 

@@ -2,9 +2,10 @@
  *
  * Part of the partition index's generation (index.c): loaded in the same
  * REPEATABLE READ snapshot and fed by the same follower thread, batch by
- * batch; a call passes the same freshness rule (q_index_fresh(): the
- * events' highest idx, probed on the call's connection, applied before it
- * answers). What it holds, per build request:
+ * batch; a call passes the same freshness gate as the partition calls
+ * (index.c: ListBuildRequests is a q_job whose index_fn reads this store;
+ * what it cannot answer runs its SQL on a worker). What it holds, per
+ * build request:
  * exactly what ListBuildRequests' SQL path (builds.c) reads -
  *   - the build_requests row: status, requested_partitions, comment,
  *     created_ns, last_idx, want_ids (re-read by the follower for every

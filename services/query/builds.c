@@ -202,16 +202,57 @@ static int parse_build_status(const char *s, int *code)
     return -1;
 }
 
-/* The page from the build index (bindex.c), once the freshness gate says
- * it holds every event committed before the call: 1 and *resp_msg, or 0
- * (run the SQL). */
-static int list_from_index(q_req *r, const q_build_query *bq, ProtobufCMessage **resp_msg)
+/* req's build_status values as codes (*icodes) and as SQL text (*codes). */
+static int parse_codes(dbld_arena *a, const Databuild__V1__ListBuildsRequest *req, int **icodes,
+                       char ***codes, dbld_status *st)
 {
-    q_index *x = r->q->index;
+    *codes = dbld_arena_alloc(a, (req->n_build_status + 1) * sizeof **codes);
+    *icodes = dbld_arena_alloc(a, (req->n_build_status + 1) * sizeof **icodes);
+    for (size_t i = 0; i < req->n_build_status; i++) {
+        if (parse_build_status(req->build_status[i], &(*icodes)[i]) != 0)
+            return dbld_status_set(
+                st, DBLD_INVALID_ARGUMENT,
+                "unknown build_status \"%.100s\" (want e.g. BUILD_REQUEST_COMPLETED)",
+                req->build_status[i]);
+        (*codes)[i] = (char *)q_i64(a, (*icodes)[i]);
+    }
+    return 0;
+}
+
+static int64_t started_until(const Databuild__V1__ListBuildsRequest *req)
+{
+    return req->started_until > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)req->started_until;
+}
+
+/* The SQL path, on a worker (its paging takes up to three statements, each
+ * depending on the last: not a reactor job). */
+static int list_on_worker(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                          dbld_status *st)
+{
+    return q_run(call, "list build requests", q_list_build_requests, req, resp, st);
+}
+
+/* Past the freshness gate: the page from the build index (bindex.c), or
+ * SQL when the index cannot answer it. */
+static int list_fresh(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
+                      dbld_status *st)
+{
+    const Databuild__V1__ListBuildsRequest *req = (const Databuild__V1__ListBuildsRequest *)req_msg;
+    int *icodes;
+    char **codes;
+    int rc = parse_codes(r->a, req, &icodes, &codes, st);
+    if (rc) return rc;
+    q_build_query bq = {.codes = icodes,
+                        .n_codes = req->n_build_status,
+                        .outputs = req->output_partition,
+                        .n_outputs = req->n_output_partition,
+                        .wants = req->triggering_want_ids,
+                        .n_wants = req->n_triggering_want_ids,
+                        .comment = *req->comment_contains ? req->comment_contains : NULL,
+                        .cursor = started_until(req)};
     q_build_page pg;
-    if (!q_index_builds_can(x, bq) || !q_index_fresh(x, r) ||
-        !q_index_list_builds(x, r->a, bq, &pg))
-        return 0;
+    if (!q_index_list_builds(r->q->index, r->a, &bq, &pg))
+        return q_list_build_requests(r, req_msg, resp_msg, st);
     Databuild__V1__ListBuildsResponse *resp =
         dbld_arena_msg(r->a, &databuild__v1__list_builds_response__descriptor);
     resp->builds = pg.builds;
@@ -219,7 +260,26 @@ static int list_from_index(q_req *r, const q_build_query *bq, ProtobufCMessage *
     resp->min_started = (uint64_t)pg.min_started;
     resp->has_more = pg.has_more;
     *resp_msg = &resp->base;
-    return 1;
+    return 0;
+}
+
+static int list_fresh_on_worker(dbld_call *call, const ProtobufCMessage *req,
+                                ProtobufCMessage **resp, dbld_status *st)
+{
+    return q_run(call, "list build requests", list_fresh, req, resp, st);
+}
+
+int q_list_build_requests_job(q_req *r, const ProtobufCMessage *req_msg, q_job *j, dbld_status *st)
+{
+    const Databuild__V1__ListBuildsRequest *req = (const Databuild__V1__ListBuildsRequest *)req_msg;
+    int *icodes;
+    char **codes;
+    int rc = parse_codes(r->a, req, &icodes, &codes, st); /* a bad status fails here, at once */
+    if (rc) return rc;
+    j->worker = list_on_worker;
+    /* built_partition and run_jobs read job_runs, which the index does not hold */
+    if (!req->n_built_partition && !req->n_run_jobs) j->fresh_worker = list_fresh_on_worker;
+    return 0;
 }
 
 int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessage **resp_msg,
@@ -227,29 +287,11 @@ int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
 {
     const Databuild__V1__ListBuildsRequest *req = (const Databuild__V1__ListBuildsRequest *)req_msg;
     dbld_arena *a = r->a;
-    char **codes = dbld_arena_alloc(a, (req->n_build_status + 1) * sizeof *codes);
-    int *icodes = dbld_arena_alloc(a, (req->n_build_status + 1) * sizeof *icodes);
-    for (size_t i = 0; i < req->n_build_status; i++) {
-        if (parse_build_status(req->build_status[i], &icodes[i]) != 0)
-            return dbld_status_set(
-                st, DBLD_INVALID_ARGUMENT,
-                "unknown build_status \"%.100s\" (want e.g. BUILD_REQUEST_COMPLETED)",
-                req->build_status[i]);
-        codes[i] = (char *)q_i64(a, icodes[i]);
-    }
-    int64_t cursor =
-        req->started_until > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)req->started_until;
-    if (!req->n_built_partition && !req->n_run_jobs) {
-        q_build_query bq = {.codes = icodes,
-                            .n_codes = req->n_build_status,
-                            .outputs = req->output_partition,
-                            .n_outputs = req->n_output_partition,
-                            .wants = req->triggering_want_ids,
-                            .n_wants = req->n_triggering_want_ids,
-                            .comment = *req->comment_contains ? req->comment_contains : NULL,
-                            .cursor = cursor};
-        if (list_from_index(r, &bq, resp_msg)) return 0;
-    }
+    int *icodes;
+    char **codes;
+    int rc = parse_codes(a, req, &icodes, &codes, st);
+    if (rc) return rc;
+    int64_t cursor = started_until(req);
     const char *vals[N_LIST_FILTERS] = {
         q_text_array(a, codes, req->n_build_status),
         q_text_array(a, req->built_partition, req->n_built_partition),
@@ -277,7 +319,7 @@ int q_list_build_requests(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMe
                   .limit = Q_PAGE};
     dbld_res *res;
     int n, more;
-    int rc = q_page(r, &pg, &res, &n, &more, st);
+    rc = q_page(r, &pg, &res, &n, &more, st);
     if (rc) return rc;
     Databuild__V1__ListBuildsResponse *resp =
         dbld_arena_msg(a, &databuild__v1__list_builds_response__descriptor);

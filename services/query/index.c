@@ -795,7 +795,8 @@ static int read_lock(q_index *x)
  * hundreds of calls. When the follower is behind M, the group waits on the
  * gate thread (at most QI_GATE_WAIT_MS). What the index cannot answer, or
  * when it is not ready, the probe fails or M is not reached in time, runs
- * its statements as if there were no index.
+ * its statements as if there were no index (or, for ListBuildRequests,
+ * whose SQL is no reactor job, its blocking handler on a worker).
  */
 #define QI_GATE_WAIT_MS 2000
 #define GATE_SQL "SELECT coalesce(max(idx), 0) FROM events"
@@ -804,6 +805,10 @@ static int read_lock(q_index *x)
  * arrival when the index had applied m already then, else a new one. */
 static void gate_answer(q_job *j, int64_t m)
 {
+    if (j->fresh_worker) {
+        dbld_call_to_workers(j->call, j->fresh_worker);
+        return;
+    }
     if (j->pre && j->pre_idx >= m) {
         dbld_call_complete(j->call, 0, "", j->pre);
         return;
@@ -898,19 +903,6 @@ static void gate_probed(q_job *p, int rc, dbld_status *st)
     gate_release(&late, 0, 0);
 }
 
-/* Wait (at most QI_GATE_WAIT_MS) until the follower has applied idx m: 1
- * when it has and the index is ready. */
-static int wait_applied(q_index *x, int64_t m)
-{
-    struct timespec until = dbld_abs_time(CLOCK_MONOTONIC, QI_GATE_WAIT_MS);
-    pthread_mutex_lock(&x->mu);
-    while (x->applied_pub < m && atomic_load(&x->ready) && !x->stop)
-        if (pthread_cond_timedwait(&x->idx_cv, &x->mu, &until) != 0) break;
-    int fresh = x->applied_pub >= m && atomic_load(&x->ready);
-    pthread_mutex_unlock(&x->mu);
-    return fresh;
-}
-
 /* The gate thread: calls whose probe's M the follower had not applied wait
  * for it here (at most QI_GATE_WAIT_MS), then are answered. */
 static void *gate_main(void *arg)
@@ -950,18 +942,20 @@ int q_index_gate(q_index *x, q_job *j)
     /* the answer as of now, computed here (spread over the threads that
      * receive calls, not on the one answering the group): sent as it is
      * when the probe's M is at most what the index had applied before it */
-    pthread_mutex_lock(&x->mu);
-    j->pre_idx = x->applied_pub;
-    pthread_mutex_unlock(&x->mu);
-    dbld_status st;
-    dbld_status_clear(&st);
-    qi_try = 1;
-    qi_busy = 0;
-    int rc = j->index_fn(&j->r, j, &j->pre, &st);
-    int busy = qi_busy;
-    qi_try = qi_busy = 0;
-    if (rc == Q_INDEX_MISS && !busy) return 0; /* the index cannot answer: SQL at once */
-    if (rc) j->pre = NULL;                     /* answered after the probe */
+    if (!j->fresh_worker) {
+        pthread_mutex_lock(&x->mu);
+        j->pre_idx = x->applied_pub;
+        pthread_mutex_unlock(&x->mu);
+        dbld_status st;
+        dbld_status_clear(&st);
+        qi_try = 1;
+        qi_busy = 0;
+        int rc = j->index_fn(&j->r, j, &j->pre, &st);
+        int busy = qi_busy;
+        qi_try = qi_busy = 0;
+        if (rc == Q_INDEX_MISS && !busy) return 0; /* the index cannot answer: SQL at once */
+        if (rc) j->pre = NULL;                     /* answered after the probe */
+    }
     pthread_mutex_lock(&x->mu);
     int ok = !x->stop, send = ok && !x->probing;
     if (send) {
@@ -1197,48 +1191,12 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
 
 /* ---- build requests (bindex.c) ---- */
 
-int q_index_builds_can(q_index *x, const q_build_query *q)
-{
-    if (!x) return 0;
-    int can = 0;
-    if (atomic_load(&x->ready)) {
-        pthread_rwlock_rdlock(&x->rw);
-        can = x->d && qb_store_can(x->d->builds, q);
-        pthread_rwlock_unlock(&x->rw);
-    }
-    if (!can) dbld_counter_add(g_sql_builds, 1);
-    return can;
-}
-
-/* The freshness gate for a worker thread (ListBuildRequests runs on a
- * worker, its SQL path being blocking, not a reactor job): the events'
- * highest idx M, read on the call's own connection with the gate's probe,
- * then wait (wait_applied()) until the follower has applied M. Moving it
- * onto the reactor's gate (q_index_gate()) needs its SQL path as a reactor
- * job first. */
-int q_index_fresh(q_index *x, q_req *r)
-{
-    if (!x) return 0;
-    int fresh = 0;
-    dbld_res *res = NULL;
-    dbld_status st;
-    dbld_status_clear(&st);
-    if (atomic_load(&x->ready) &&
-        q_exec_prepared(r, "q_index_probe", GATE_SQL, 0, NULL, &res, &st) == 0) {
-        fresh = wait_applied(x, dbld_res_i64(res, 0, 0));
-    }
-    dbld_res_free(res);
-    r->db_failed = 0; /* a failed probe is not the call's error: its SQL runs next */
-    if (!fresh) dbld_counter_add(g_sql_builds, 1);
-    return fresh;
-}
-
 int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_build_page *out)
 {
     if (!x) return 0;
     int hit = 0;
     if (atomic_load(&x->ready)) {
-        pthread_rwlock_rdlock(&x->rw);
+        if (!read_lock(x)) return 0; /* busy (on the poller): the gate answers after its probe */
         hit = x->d && qb_store_list(x->d->builds, a, q, Q_PAGE, out);
         pthread_rwlock_unlock(&x->rw);
     }

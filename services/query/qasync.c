@@ -200,12 +200,20 @@ int q_job_submit(dbld_call *call, const char *op, q_job_start_fn start, const Pr
         *resp = j->answer;
         return 0;
     }
-    if (j->index_fn && q_index_gate(q->index, j)) return DBLD_ASYNC;
+    if ((j->index_fn || j->fresh_worker) && q_index_gate(q->index, j)) return DBLD_ASYNC;
+    if (j->worker) {
+        dbld_call_to_workers(call, j->worker);
+        return DBLD_ASYNC;
+    }
     return submit_sql(q->rx, j, st);
 }
 
 void q_job_run_sql(q_job *j)
 {
+    if (j->worker) {
+        dbld_call_to_workers(j->call, j->worker);
+        return;
+    }
     dbld_status st;
     dbld_status_clear(&st);
     int rc = submit_sql(j->r.q->rx, j, &st);

@@ -108,14 +108,9 @@ typedef struct q_build_page {
     int has_more;
     int64_t min_started;
 } q_build_page;
-/* 1 while the index is ready and could answer q (then call q_index_fresh()). */
-int q_index_builds_can(q_index *x, const q_build_query *q);
-/* The freshness gate on a worker thread: 1 once the index has applied
- * every event committed before the call (probed on r's connection), 0 when
- * SQL must answer. */
-struct q_req;
-int q_index_fresh(q_index *x, struct q_req *r);
-/* 1 and *out (arena a): the page q_page() would give for q. */
+/* 1 and *out (arena a): the page q_page() would give for q; 0 when the index
+ * cannot answer (a q_index_fn behind the freshness gate: busy on the poller
+ * counts as such, see index.c). */
 int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_build_page *out);
 
 /* bindex.c's store, for index.c */
@@ -237,6 +232,15 @@ struct q_job {
     dbld_res *res[Q_JOB_STMTS]; /* where the statements' results go (stmts[i].out) */
     const void *req;            /* the request, for finish */
     q_job_finish_fn finish;
+    /* set by start instead of statements: the blocking handler a worker runs
+     * when the index cannot answer (dbld_call_to_workers()) */
+    dbld_unary_fn worker;
+    /* set by start instead of index_fn: the call waits at the freshness gate
+     * without an answer computed on arrival, and once the gate vouches for
+     * the index a worker runs this (it reads the index, else SQL). For pages
+     * too big to hold for every waiting call: the workers bound how many are
+     * built at once. */
+    dbld_unary_fn fresh_worker;
     /* q_job_submit()'s */
     dbld_call *call;
     const char *op; /* "list partitions": database errors say "could not <op>: ..." */
@@ -351,6 +355,10 @@ int q_mermaid(q_req *r, const char *build_id, const q_build_fold *f, char **out,
 int q_get_build_events(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                        dbld_status *st);
 int q_batched(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp, dbld_status *st);
+/* ListBuildRequests as a q_job: past the freshness gate, a worker answers
+ * from the build index (else SQL); without the index, q_list_build_requests()
+ * on a worker. */
+int q_list_build_requests_job(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
 int q_list_build_requests(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,
                           dbld_status *st);
 int q_get_build_summary(q_req *r, const ProtobufCMessage *req, ProtobufCMessage **resp,

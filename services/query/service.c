@@ -15,7 +15,6 @@
 
 HANDLER(get_build_events, "get build events")
 HANDLER(batched, "answer the batch")
-HANDLER(list_build_requests, "list build requests")
 HANDLER(get_build_summary, "get the build summary")
 HANDLER(get_build_mermaid, "draw the build graph")
 HANDLER(list_jobs, "list jobs")
@@ -47,6 +46,7 @@ HANDLER(get_operation, "get the operation")
     }
 
 JOB_HANDLER(list_partitions, "list partitions")
+JOB_HANDLER(list_build_requests_job, "list build requests")
 JOB_HANDLER(get_partitions_summary, "get the partition summary")
 
 #define SVC "/databuild.v1.DataBuildService/"
@@ -60,7 +60,8 @@ JOB_HANDLER(get_partitions_summary, "get the partition summary")
 static const dbld_method methods[] = {
     M("GetBuildEvents", list_build_events_request, list_build_events_response, get_build_events),
     M("Batched", batched_request, batched_response, batched),
-    M("ListBuildRequests", list_builds_request, list_builds_response, list_build_requests),
+    M_FLAGS("ListBuildRequests", list_builds_request, list_builds_response, list_build_requests_job,
+            DBLD_METHOD_NONBLOCKING),
     M("GetBuildSummary", build_summary_request, build_summary_response, get_build_summary),
     M("GetBuildMermaid", build_summary_request, build_mermaid_response, get_build_mermaid),
     M_FLAGS("ListPartitions", list_partitions_request, list_partitions_response, list_partitions,
