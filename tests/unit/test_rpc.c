@@ -252,6 +252,32 @@ static int later(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage 
     return DBLD_ASYNC;
 }
 
+/* dbld_call_to_workers(): the poller hands the call on; the worker answers
+ * "w:" + str and notes it ran on another thread than the handler. */
+static pthread_t g_handoff_poller;
+static atomic_int g_handoff_other_thread;
+
+static int echo_on_worker(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                          dbld_status *st)
+{
+    (void)st;
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    atomic_store(&g_handoff_other_thread, !pthread_equal(pthread_self(), g_handoff_poller));
+    *resp = &new_ref(call, dbld_arena_printf(dbld_call_arena(call), "w:%s", in->str))->base;
+    return 0;
+}
+
+static int to_worker(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                     dbld_status *st)
+{
+    (void)req;
+    (void)resp;
+    (void)st;
+    g_handoff_poller = pthread_self();
+    dbld_call_to_workers(call, echo_on_worker);
+    return DBLD_ASYNC;
+}
+
 static const dbld_method echo_methods[] = {
     {"/test.Echo/Echo", REF_DESC, REF_DESC, echo, NULL},
     {"/test.Echo/Fail", REF_DESC, REF_DESC, failing, NULL},
@@ -265,6 +291,7 @@ static const dbld_method echo_methods[] = {
     {"/test.Echo/Forever", REF_DESC, REF_DESC, NULL, forever},
     {"/test.Echo/Later", REF_DESC, REF_DESC, later, NULL, DBLD_METHOD_NONBLOCKING},
     {"/test.Echo/Quick", REF_DESC, REF_DESC, echo, NULL, DBLD_METHOD_NONBLOCKING},
+    {"/test.Echo/ToWorker", REF_DESC, REF_DESC, to_worker, NULL, DBLD_METHOD_NONBLOCKING},
 };
 static const dbld_service echo_service = {"test.Echo", echo_methods,
                                           sizeof echo_methods / sizeof echo_methods[0]};
@@ -670,6 +697,38 @@ static void test_queue_cap(void **state)
     assert_int_equal(q[0].rc, 0);
     assert_int_equal(q[1].rc, 0);
     assert_int_equal(atomic_load(&g_ran), 2);
+    fixture_stop(&f);
+}
+
+/* A nonblocking handler hands its call to the workers: a worker answers it,
+ * and over max_queue it is refused like any queued call. */
+static void test_call_to_workers(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start_small(&f); /* 1 worker, max_queue 2 */
+    dbld_status st;
+    char out[32];
+    atomic_store(&g_handoff_other_thread, 0);
+    assert_int_equal(call_ref(f.client, "/test.Echo/ToWorker", "x", 5000, 0, out, sizeof out, &st),
+                     0);
+    assert_string_equal(out, "w:x");
+    assert_int_equal(atomic_load(&g_handoff_other_thread), 1);
+    bg_call busy, q[2];
+    bg_start(&busy, &f, "/test.Echo/Sleep", "1500");
+    assert_true(wait_flag(&g_entered, 3000));
+    bg_start(&q[0], &f, "/test.Echo/Counted", "a");
+    bg_start(&q[1], &f, "/test.Echo/Counted", "b");
+    dbld_sleep_ms(300); /* both are queued (the worker sleeps for 1.5 s) */
+    assert_int_equal(call_ref(f.client, "/test.Echo/ToWorker", "y", 10000, 0, NULL, 0, &st),
+                     DBLD_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(st.msg, "max_queue 2"));
+    pthread_join(busy.tid, NULL);
+    pthread_join(q[0].tid, NULL);
+    pthread_join(q[1].tid, NULL);
+    assert_int_equal(call_ref(f.client, "/test.Echo/ToWorker", "z", 5000, 0, out, sizeof out, &st),
+                     0);
+    assert_string_equal(out, "w:z");
     fixture_stop(&f);
 }
 
@@ -1108,6 +1167,7 @@ int main(void)
         cmocka_unit_test(test_stream_cap),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_queue_cap),
+        cmocka_unit_test(test_call_to_workers),
         cmocka_unit_test(test_expired_call_never_runs),
         cmocka_unit_test(test_health_check),
         cmocka_unit_test(test_health_watch),
