@@ -596,6 +596,7 @@ DBLD_TEST(reuse_window_rebuilds_an_old_partition)
     id = bf_submit(&b, H_STRS("old/1"));
     CHECK_EQ_INT(bf_wait(&b, id, 60000)->status->code, BR(COMPLETED));
     int64_t age = bf_age_ms(&b, "old/1"); /* after the build: at least its age at the claim */
+    h_note("second build done, old/1 %lld ms old", (long long)age);
     CHECK_MSG(bf_execs(&b, "old/1") == 1, "old/1 rebuilt at most %lld ms old (window %lld ms)",
               (long long)age, (long long)OLD_WINDOW_MS); /* young: reused */
     /* a reuse leaves the partition as it was: it still ages from its build */
