@@ -1177,7 +1177,11 @@ static void drain_calls(dbld_server *srv)
     int64_t end = dbld_mono_ms() + srv->grace_ms;
     grpc_event ev;
     for (;;) {
+        /* Never below 0: dbld__deadline() of a negative time is no deadline,
+         * and a thread that runs again only after the grace has passed (a
+         * loaded machine) would then wait for the calls to end on their own. */
         int64_t left = end - dbld_mono_ms();
+        if (left < 0) left = 0;
         ev = grpc_completion_queue_pluck(cq, TAG_SHUTDOWN, dbld__deadline(left < 20 ? left : 20),
                                          NULL);
         if (ev.type != GRPC_QUEUE_TIMEOUT || left <= 20) break;

@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <signal.h>
 
+/* //f:slow's timeout_ms in JOBS (timeout_fails_the_run) */
+#define SLOW_TIMEOUT_MS 10000
+
 #define JOBS                                                                                       \
     "    - label: \"//f:perm\"\n      command: %CMD%\n      outputs: [\"perm/.*\"]\n"              \
     "    - label: \"//f:down\"\n      command: %CMD%\n      outputs: [\"down/.*\"]\n"              \
@@ -26,7 +29,7 @@
     "      no_retry_exit_codes: [\"65\"]\n"                                                        \
     "      retry: {single_quota: 10, failure_weight: 1}\n"                                         \
     "    - label: \"//f:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
-    "      timeout_ms: 3000\n"                                                                     \
+    "      timeout_ms: 10000\n"                                                                    \
     "    - label: \"//f:hang\"\n      command: %CMD%\n      outputs: [\"hang/.*\"]\n"
 
 #define RULES                                                                                      \
@@ -39,7 +42,7 @@
     " {\"match\": \"global/.*\", \"exit\": 3},"                                                    \
     " {\"match\": \"noretry/.*\", \"exit\": 3},"                                                   \
     " {\"match\": \"deny/.*\", \"exit\": 65},"                                                     \
-    " {\"match\": \"slow/.*\", \"sleep\": 30},"                                                    \
+    " {\"match\": \"slow/.*\", \"sleep\": 600},"                                                   \
     " {\"match\": \"hang/(.*)\", \"sleep\": 60, \"pidfile\": true, \"tag\": \"hang\"}]"
 
 #define BR(x) DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_##x
@@ -179,17 +182,24 @@ DBLD_TEST(job_denies_retry)
     CHECK_EQ_INT(bf_execs(&f, "deny/1"), 1);
 }
 
-/* slow/1 sleeps 30 s under a 3 s timeout. The timeout bounds the job's
- * `config` call too, so it leaves room for python to start on a loaded
- * machine (1 s did not). */
+/* slow/1 sleeps 600 s under a 10 s timeout: the build fails with
+ * FAILURE_TIMEOUT no earlier than the timeout and far earlier than the
+ * sleep's end. The timeout bounds the job's `config` call too, so it leaves
+ * room for python to start on a loaded machine (1 s did not, and 3 s is
+ * not generous under ASan with the machine loaded); the bounds on the
+ * build's end are generous for the same reason. */
 DBLD_TEST(timeout_fails_the_run)
 {
     bf f;
     setup(&f, "timeout");
     int64_t t0 = dbld_mono_ms();
     char *id = bf_submit(&f, H_STRS("slow/1"));
-    CHECK_EQ_INT(bf_wait(&f, id, 30000)->status->code, BR(FAILED));
-    CHECK_CMP_INT(dbld_mono_ms() - t0, <, 20000);
+    CHECK_EQ_INT(bf_wait(&f, id, 120000)->status->code, BR(FAILED));
+    int64_t took = dbld_mono_ms() - t0;
+    h_note("the build failed %lld ms after it was submitted (timeout %lld ms)", (long long)took,
+           (long long)SLOW_TIMEOUT_MS);
+    CHECK_CMP_INT(took, >=, SLOW_TIMEOUT_MS);
+    CHECK_CMP_INT(took, <, 100000);
     CHECK_EQ_STR(bf_runs_seq(&f, id, "slow/1"), "SCHEDULED RUNNING FAILED");
     CHECK_CONTAINS(bf_job_messages(&f, id, "slow/1", JS(FAILED)), "FAILURE_TIMEOUT");
     CHECK_EQ_INT(bf_part_status(&f, "slow/1"), DATABUILD__V1__PARTITION_STATUS__PARTITION_FAILED);

@@ -485,6 +485,22 @@ static BF_UNUSED size_t bf_process_runs(bf *f, const char *name,
     return n;
 }
 
+/* Sleep until ref's partition is at least ms old by its updated_ns (what a
+ * reuse window is measured against): a rebuild expected once a partition is
+ * older than a window sleeps past it from there, not from a test's clock. */
+static BF_UNUSED void bf_age_at_least(bf *f, const char *ref, int64_t ms)
+{
+    int64_t until = bf_part_state(f, ref)->updated_ns + ms * 1000000;
+    int64_t left = (until - dbld_now_ns()) / 1000000 + 1;
+    if (left > 0) dbld_sleep_ms(left);
+}
+
+/* ref's age in ms now, by its updated_ns. */
+static BF_UNUSED int64_t bf_age_ms(bf *f, const char *ref)
+{
+    return (dbld_now_ns() - bf_part_state(f, ref)->updated_ns) / 1000000;
+}
+
 /* Gone, or a zombie nobody reaps yet. */
 static BF_UNUSED int bf_pid_gone(int pid)
 {

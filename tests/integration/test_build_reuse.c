@@ -37,20 +37,6 @@ static Databuild__V1__BuildExecutionResponse *build(bf *b, qf *f, const char *co
     return qf_execution_ok(f, id);
 }
 
-/* Sleep until ref's partition is at least ms old (by its updated_ns). */
-static void age_at_least(bf *b, const char *ref, int64_t ms)
-{
-    int64_t until = bf_part_state(b, ref)->updated_ns + ms * 1000000;
-    int64_t left = (until - dbld_now_ns()) / 1000000 + 1;
-    if (left > 0) dbld_sleep_ms(left);
-}
-
-/* ref's age in ms now. */
-static int64_t age_ms(bf *b, const char *ref)
-{
-    return (dbld_now_ns() - bf_part_state(b, ref)->updated_ns) / 1000000;
-}
-
 /* Expect ref's task in r to be `want` ("1:ENDED/SUCCEEDED[/reused]"); why
  * names the window and the age bound for a failure's message. */
 static void expect(bf *b, const Databuild__V1__BuildExecutionResponse *r, const char *ref,
@@ -80,10 +66,10 @@ DBLD_TEST(graph_reuse_window_and_job_precedence)
     int64_t gw_built = bf_part_state(&b, "gw/1")->updated_ns;
 
     /* 5 s old: 3 s past short's window, 7 s inside the graph's */
-    age_at_least(&b, "short/1", 5000);
-    age_at_least(&b, "gw/1", 5000);
+    bf_age_at_least(&b, "short/1", 5000);
+    bf_age_at_least(&b, "gw/1", 5000);
     r = build(&b, &f, H_STRS("gw/1", "long/1", "short/1"));
-    int64_t gw_age = age_ms(&b, "gw/1"); /* after the build: at least its age at the claim */
+    int64_t gw_age = bf_age_ms(&b, "gw/1"); /* after the build: at least its age at the claim */
     h_note("second build done, gw/1 %lld ms old", (long long)gw_age);
     expect(&b, r, "gw/1", REUSED,
            dbld_arena_printf(b.a, "graph window %d ms, at most %lld ms old at the claim",
@@ -97,8 +83,8 @@ DBLD_TEST(graph_reuse_window_and_job_precedence)
     CHECK_EQ_INT(bf_part_state(&b, "gw/1")->updated_ns, gw_built);
 
     /* 14 s old: 2 s past the graph's window, far inside long's */
-    age_at_least(&b, "gw/1", GRAPH_WINDOW_MS + 2000);
-    age_at_least(&b, "long/1", GRAPH_WINDOW_MS + 2000);
+    bf_age_at_least(&b, "gw/1", GRAPH_WINDOW_MS + 2000);
+    bf_age_at_least(&b, "long/1", GRAPH_WINDOW_MS + 2000);
     char *id = bf_submit(&b, H_STRS("gw/1", "long/1"));
     CHECK_EQ_INT(bf_wait(&b, id, 60000)->status->code, BR(COMPLETED));
     r = qf_execution_ok(&f, id);

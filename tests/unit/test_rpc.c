@@ -34,6 +34,15 @@ static atomic_int g_entered;        /* a slow handler started */
 static atomic_int g_done;           /* a slow/stream handler finished */
 static atomic_int g_saw_cancel;     /* ... and saw its call cancelled */
 static atomic_llong g_remaining_ms; /* remaining_ms when it noticed */
+static atomic_llong g_noticed_ms;   /* dbld_mono_ms() when it noticed */
+
+/* How long the slow handler waits to be cancelled. Far longer than any
+ * bound the tests put on a cancellation reaching it, so that a cancellation
+ * that never comes fails them even with the bounds generous enough for a
+ * loaded machine. */
+#define SLOW_WAIT_MS 30000
+/* How long a test waits for something that happens at once unless broken. */
+#define WAIT_MS 30000
 
 static void reset_observed(void)
 {
@@ -41,6 +50,7 @@ static void reset_observed(void)
     atomic_store(&g_done, 0);
     atomic_store(&g_saw_cancel, 0);
     atomic_store(&g_remaining_ms, 0);
+    atomic_store(&g_noticed_ms, 0);
 }
 
 /* Poll until flag is set or timeout_ms passed; returns the flag. */
@@ -108,14 +118,15 @@ static int empty(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage 
     return 0;
 }
 
-/* Waits for cancellation (up to 5 s) and records what it saw. */
+/* Waits for cancellation (up to SLOW_WAIT_MS) and records what it saw. */
 static int slow(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
                 dbld_status *st)
 {
     (void)req;
     (void)resp;
     atomic_store(&g_entered, 1);
-    int cancelled = dbld_call_wait_cancel(call, 5000);
+    int cancelled = dbld_call_wait_cancel(call, SLOW_WAIT_MS);
+    atomic_store(&g_noticed_ms, dbld_mono_ms());
     atomic_store(&g_remaining_ms, dbld_call_remaining_ms(call));
     atomic_store(&g_saw_cancel, cancelled);
     atomic_store(&g_done, 1);
@@ -631,6 +642,16 @@ static void test_stream_cap(void **state)
 
 /* ---- deadlines ---- */
 
+/* A call's deadline ends it on both sides. The checks are orderings, not
+ * latencies: the handler notices the cancellation no earlier than the
+ * client's deadline (the server's is later: it counts the same timeout from
+ * when it read the call), the client returns and the handler notices long
+ * before the handler's own SLOW_WAIT_MS, and the handler's deadline is the
+ * one the client sent (at most DEADLINE_MS away, not none). The deadline is
+ * 1 s, not 200 ms: a server that reads the call after its deadline passed
+ * rightly never runs it (test_expired_call_never_runs), which a loaded
+ * machine did to a 200 ms one. */
+#define DEADLINE_MS 1000
 static void test_deadline(void **state)
 {
     (void)state;
@@ -638,12 +659,20 @@ static void test_deadline(void **state)
     fixture_start(&f, 0, 0);
     dbld_status st;
     int64_t t0 = dbld_mono_ms();
-    assert_int_equal(call_ref(f.client, "/test.Echo/Slow", "", 200, 0, NULL, 0, &st),
+    assert_int_equal(call_ref(f.client, "/test.Echo/Slow", "", DEADLINE_MS, 0, NULL, 0, &st),
                      DBLD_DEADLINE_EXCEEDED);
-    assert_true(dbld_mono_ms() - t0 < 2000);
-    assert_true(wait_flag(&g_done, 3000));
+    int64_t took = dbld_mono_ms() - t0;
+    assert_true(took >= DEADLINE_MS - 10 && took < SLOW_WAIT_MS / 3);
+    assert_true(wait_flag(&g_entered, WAIT_MS));
+    assert_true(wait_flag(&g_done, SLOW_WAIT_MS + WAIT_MS));
     assert_true(atomic_load(&g_saw_cancel));
-    assert_true(atomic_load(&g_remaining_ms) <= 50);
+    int64_t noticed = atomic_load(&g_noticed_ms) - t0;
+    print_message("deadline %d ms: the client returned after %lld ms, the handler noticed after "
+                  "%lld ms with %lld ms left\n",
+                  DEADLINE_MS, (long long)took, (long long)noticed,
+                  (long long)atomic_load(&g_remaining_ms));
+    assert_true(noticed >= DEADLINE_MS - 10 && noticed < SLOW_WAIT_MS / 3);
+    assert_true(atomic_load(&g_remaining_ms) <= DEADLINE_MS);
     fixture_stop(&f);
 }
 
@@ -918,6 +947,10 @@ static void test_shutdown_grace(void **state)
     fixture_stop(&f);
 }
 
+/* A unary call still running when the grace period (300 ms) ends is
+ * cancelled: the handler notices no earlier than the grace's end, and it and
+ * the shutdown end long before the handler's own SLOW_WAIT_MS (30 s; it
+ * was 5 s, with a 4 s bound that a loaded machine exceeded). */
 static void test_shutdown_cancels_after_grace(void **state)
 {
     (void)state;
@@ -926,14 +959,15 @@ static void test_shutdown_cancels_after_grace(void **state)
     bg_call b = {.client = f.client, .path = "/test.Echo/Slow", .arg = ""};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, run_bg_call, &b), 0);
-    assert_true(wait_flag(&g_entered, 3000));
+    assert_true(wait_flag(&g_entered, WAIT_MS));
     int64_t t0 = dbld_mono_ms();
     dbld_server_shutdown(f.srv);
     int64_t took = dbld_mono_ms() - t0;
     pthread_join(t, NULL);
-    /* The handler would wait 5 s if the grace (300 ms) were not enforced; the
-     * margin up to 4 s is for loaded CI machines (tests run in parallel). */
-    assert_true(took < 4000);
+    print_message("shutdown took %lld ms, the handler noticed after %lld ms\n", (long long)took,
+                  (long long)(atomic_load(&g_noticed_ms) - t0));
+    assert_true(took >= 300 && took < SLOW_WAIT_MS / 3);
+    assert_true(atomic_load(&g_noticed_ms) - t0 >= 300);
     assert_true(atomic_load(&g_saw_cancel));
     assert_int_not_equal(b.rc, 0);
     fixture_stop(&f);
