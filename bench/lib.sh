@@ -34,14 +34,17 @@ pg_ticks() { # DBLD_TEST_PG's cluster only (other clusters may share the machine
     local t=0 p
     [ -n "${pg_main:-}" ] ||
         pg_main=$(head -n1 "$(psql -At "$DBLD_TEST_PG" -c "SHOW data_directory")/postmaster.pid")
-    for p in "$pg_main" $(pgrep -P "$pg_main"); do t=$((t + $(cpu_ticks "$p"))); done
+    # the postmaster's own and its reaped children's (cutime + cstime: backends
+    # and autovacuum workers that ended), then the children still running
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pg_main/stat" 2>/dev/null || echo 0)
+    for p in $(pgrep -P "$pg_main"); do t=$((t + $(cpu_ticks "$p"))); done
     echo "$t"
 }
 # (the builtin `times` in the calling shell, not in a subshell - call it as
 # `child_ticks >FILE`, not `$(child_ticks)`: its second line is the children's
 # "user system", e.g. "1m2.345s 0m0.678s")
 child_ticks() {
-    times >"$work/times.txt"
+    LC_ALL=C times >"$work/times.txt"
     awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
         t = 0
         for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }

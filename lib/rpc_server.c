@@ -310,7 +310,11 @@ static void enqueue(dbld_server *srv, dbld_call *c);
 
 void dbld_call_to_workers(dbld_call *call, dbld_unary_fn fn)
 {
-    if (!call || !call->m || !call->m->unary || !fn) return;
+    if (!call) return;
+    if (!call->m || !call->m->unary || !fn) { /* a caller's bug: still answer the call */
+        finish(call, DBLD_INTERNAL, "no handler to run on a worker", NULL);
+        return;
+    }
     call->worker_fn = fn;
     enqueue(call->srv, call);
 }

@@ -31,6 +31,8 @@
 #define CLOSE_FAILING_MS 1000 /* final flush when the last send already failed */
 #define BATCH_BYTES (1 << 20) /* packed entries per Append (the event log takes 16 MiB) */
 #define ORPHAN_MAX_BYTES ((size_t)256 << 20) /* closed runs' log tails the flusher still holds */
+#define ORPHAN_MAX_SINKS 4096                /* and at most this many of them */
+#define ORPHAN_SINK_COST 512 /* bytes a kept tail costs besides its entries (struct, names) */
 #define ORPHAN_RETRY_MS 1000 /* a closed run's tail is resent this often while sends fail */
 
 typedef struct packed {
@@ -277,7 +279,36 @@ static jl_sink *due_sink(int64_t now, int64_t *wait_ms)
     return NULL;
 }
 
-/* The shared flusher: one batch of one due sink at a time (SEND_TIMEOUT_MS each). */
+/* A status that sending again will not change (a malformed batch, a missing
+ * right), as opposed to an event log that is down or slow. */
+static int refused_for_good(int code)
+{
+    return code == DBLD_INVALID_ARGUMENT || code == DBLD_PERMISSION_DENIED ||
+           code == DBLD_UNAUTHENTICATED || code == DBLD_UNIMPLEMENTED;
+}
+
+/* Take s out of the flusher's list / put it at its end (under flusher.mu). */
+static void unlink_sink_locked(jl_sink *s)
+{
+    for (jl_sink **pp = &flusher.sinks; *pp; pp = &(*pp)->fnext)
+        if (*pp == s) {
+            *pp = s->fnext;
+            break;
+        }
+    s->fnext = NULL;
+}
+
+static void append_sink_locked(jl_sink *s)
+{
+    jl_sink **pp = &flusher.sinks;
+    while (*pp)
+        pp = &(*pp)->fnext;
+    s->fnext = NULL;
+    *pp = s;
+}
+
+/* The shared flusher: one batch of one due sink at a time (SEND_TIMEOUT_MS
+ * each); a sink goes to the back of the list after its send. */
 static void *flusher_main(void *arg)
 {
     (void)arg;
@@ -300,22 +331,32 @@ static void *flusher_main(void *arg)
         pthread_mutex_lock(&s->mu);
         if (n) sent(s, n, rc, &st);
         int done = s->orphan && s->head == s->tail;
+        /* a closed run's tail the event log refuses for good is not retried */
+        int refused = s->orphan && rc != 0 && refused_for_good(rc);
+        size_t left = s->tail - s->head;
         pthread_mutex_unlock(&s->mu);
         free(batch);
         pthread_mutex_lock(&flusher.mu);
         s->busy = 0;
         s->next_ms = dbld_mono_ms() + (s->orphan && rc != 0 ? ORPHAN_RETRY_MS : s->flush_ms);
-        if (done) { /* a closed run's tail is stored: the sink is ours to free */
-            for (jl_sink **pp = &flusher.sinks; *pp; pp = &(*pp)->fnext)
-                if (*pp == s) {
-                    *pp = s->fnext;
-                    break;
-                }
+        unlink_sink_locked(s);
+        if (done || refused) { /* a closed run's tail is over: the sink is ours to free */
             flusher.orphans--;
             flusher.orphan_bytes -= s->orphan_bytes;
-            dbld_log(DBLD_LOG_INFO, "job log tail stored after the run ended", "job_run_id",
-                     s->run_id, NULL);
+            pthread_mutex_unlock(&flusher.mu);
+            if (done) {
+                dbld_log(DBLD_LOG_INFO, "job log tail stored after the run ended", "job_run_id",
+                         s->run_id, NULL);
+            } else {
+                char k[32];
+                snprintf(k, sizeof k, "%zu", left);
+                dbld_log(DBLD_LOG_WARN, "job log entries not stored", "job_run_id", s->run_id,
+                         "entries", k, "error", st.msg, NULL);
+            }
             sink_free(s);
+            pthread_mutex_lock(&flusher.mu);
+        } else { /* to the back: every sink gets its turn */
+            append_sink_locked(s);
         }
         pthread_cond_broadcast(&flusher.cv); /* a jl_close may wait for !busy */
     }
@@ -689,16 +730,29 @@ int jl_store(const char *target, Databuild__V1__JobLogEntry *const *entries, siz
 }
 
 /* Give a closed sink whose queue could not be sent in time to the shared
- * flusher, which keeps sending it and frees it once stored. 0 when it took
- * it; -1 (the caller drops the entries) when the flusher cannot be started
- * or already holds ORPHAN_MAX_BYTES of closed runs' entries. */
+ * flusher, which keeps sending it and frees it once stored (or once the
+ * event log refuses it for good). 0 when it took it; -1 (the caller drops
+ * the entries) when the flusher cannot be started or already holds
+ * ORPHAN_MAX_SINKS tails or ORPHAN_MAX_BYTES of them (entries, queue and
+ * ORPHAN_SINK_COST each). */
 static int hand_to_flusher(jl_sink *s)
 {
-    size_t bytes = 0;
-    for (size_t i = s->head; i < s->tail; i++)
+    /* what is no longer needed goes now: the arenas (outputs, scratch) and
+     * the queue's unused room */
+    dbld_arena_destroy(s->keep);
+    dbld_arena_destroy(s->scratch);
+    s->keep = s->scratch = NULL;
+    size_t n = s->tail - s->head;
+    memmove(s->q, s->q + s->head, n * sizeof *s->q);
+    s->head = 0;
+    s->tail = s->cap = n;
+    s->q = dbld_xrealloc(s->q, (n ? n : 1) * sizeof *s->q);
+    size_t bytes = ORPHAN_SINK_COST + n * sizeof *s->q;
+    for (size_t i = 0; i < n; i++)
         bytes += s->q[i].len;
     pthread_mutex_lock(&flusher.mu);
-    int ok = flusher.orphan_bytes + bytes <= ORPHAN_MAX_BYTES && flusher_started_locked();
+    int ok = flusher.orphans < ORPHAN_MAX_SINKS &&
+             flusher.orphan_bytes + bytes <= ORPHAN_MAX_BYTES && flusher_started_locked();
     if (ok) {
         s->orphan = 1;
         s->orphan_bytes = bytes;

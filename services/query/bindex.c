@@ -3,9 +3,9 @@
  * Part of the partition index's generation (index.c): loaded in the same
  * REPEATABLE READ snapshot and fed by the same follower thread, batch by
  * batch; a call passes the same freshness gate as the partition calls
- * (index.c: ListBuildRequests is a q_job whose index_fn reads this store;
- * what it cannot answer runs its SQL on a worker). What it holds, per
- * build request:
+ * (index.c: ListBuildRequests is a q_job whose fresh_worker reads this
+ * store on a worker once the gate vouches for it; what it cannot answer
+ * runs its SQL there). What it holds, per build request:
  * exactly what ListBuildRequests' SQL path (builds.c) reads -
  *   - the build_requests row: status, requested_partitions, comment,
  *     created_ns, last_idx, want_ids (re-read by the follower for every
@@ -54,7 +54,7 @@ typedef struct qb_build {
     uint8_t sorted;    /* in s->sorted */
     uint8_t cancel_ev; /* a BuildCancelEvent names it */
     /* malloc'd (NULL: none): comment \0, the requested refs as they go on
-     * the wire (req_bytes; REF_WIRE below), wants \0... */
+     * the wire (req_bytes; REF_TAG below), wants \0... */
     char *strs;
     char id[];
 } qb_build;
@@ -534,7 +534,8 @@ static int refs_overlap(const unsigned char *p, uint32_t n, char *const *vals, s
         size_t len;
         const char *ref = next_ref(&p, &len);
         for (size_t k = 0; k < n_vals; k++)
-            if (memcmp(vals[k], ref, len) == 0 && vals[k][len] == 0) return 1;
+            /* strncmp stops at vals[k]'s end; then vals[k][len] is in it */
+            if (strncmp(vals[k], ref, len) == 0 && vals[k][len] == 0) return 1;
     }
     return 0;
 }

@@ -229,6 +229,8 @@ static int64_t started_until(const Databuild__V1__ListBuildsRequest *req)
 static int list_on_worker(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
                           dbld_status *st)
 {
+    q_ctx *q = dbld_call_user(call);
+    q_index_count_sql_builds(q->index);
     return q_run(call, "list build requests", q_list_build_requests, req, resp, st);
 }
 

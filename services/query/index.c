@@ -1191,12 +1191,17 @@ int q_index_list(q_index *x, dbld_arena *a, const char *after, const char *patte
 
 /* ---- build requests (bindex.c) ---- */
 
+void q_index_count_sql_builds(q_index *x)
+{
+    if (x) dbld_counter_add(g_sql_builds, 1);
+}
+
 int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_build_page *out)
 {
     if (!x) return 0;
     int hit = 0;
     if (atomic_load(&x->ready)) {
-        if (!read_lock(x)) return 0; /* busy (on the poller): the gate answers after its probe */
+        pthread_rwlock_rdlock(&x->rw); /* on a worker (builds.c's fresh_worker) */
         hit = x->d && qb_store_list(x->d->builds, a, q, Q_PAGE, out);
         pthread_rwlock_unlock(&x->rw);
     }

@@ -112,6 +112,9 @@ typedef struct q_build_page {
  * cannot answer (a q_index_fn behind the freshness gate: busy on the poller
  * counts as such, see index.c). */
 int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_build_page *out);
+/* A ListBuildRequests page the SQL answered without asking the index (the
+ * lookups metric's source="sql"). */
+void q_index_count_sql_builds(q_index *x);
 
 /* bindex.c's store, for index.c */
 typedef struct qb_store qb_store;
