@@ -1152,6 +1152,14 @@ int dbld_server_start(dbld_server *srv, dbld_status *st)
     return 0;
 }
 
+int dbld_server_queued(dbld_server *srv)
+{
+    pthread_mutex_lock(&srv->qmu);
+    int n = (int)srv->queue.n;
+    pthread_mutex_unlock(&srv->qmu);
+    return n;
+}
+
 int dbld_server_port(const dbld_server *srv)
 {
     return srv ? srv->port : 0;

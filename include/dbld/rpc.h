@@ -165,6 +165,8 @@ int dbld_server_add(dbld_server *srv, const dbld_service *svc, void *user);
 int dbld_server_start(dbld_server *srv, dbld_status *st);
 /* The bound TCP port (after start). */
 int dbld_server_port(const dbld_server *srv);
+/* Unary calls waiting for a worker now (at most max_queue). */
+int dbld_server_queued(dbld_server *srv);
 /* Set health for a service name ("" = the whole server). Wakes Watch streams. */
 void dbld_server_set_health(dbld_server *srv, const char *service, int serving);
 /* Set "" and every registered service at once. */

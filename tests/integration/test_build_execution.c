@@ -53,7 +53,7 @@
     "    - label: \"//x:qr\"\n      command: %CMD%\n      outputs: [\"qr/.*\"]\n"                  \
     "    - label: \"//x:qg\"\n      command: %CMD%\n      outputs: [\"qg/.*\"]\n"                  \
     "    - label: \"//x:slow\"\n      command: %CMD%\n      outputs: [\"slow/.*\"]\n"              \
-    "      timeout_ms: 3000\n"                                                                     \
+    "      timeout_ms: 6000\n"                                                                     \
     "      retry: {single_quota: 1, timeout_weight: 1}\n"
 
 #define RULES                                                                                      \
@@ -201,7 +201,8 @@ DBLD_TEST(flaky_job_retried_then_denied)
     free(c.err);
 }
 
-/* slow/1 sleeps 60 s under timeout_ms 3000 (room for a slow start: the job
+/* slow/1 sleeps 60 s under timeout_ms 6000 (room for a slow start on a
+ * loaded machine: the timeout also bounds the job's config step, and the job
  * writes exec.log first); retry {single_quota: 1, timeout_weight: 1}.
  * Attempt 1 times out (used 1) and is retried, attempt 2 times out (used 2)
  * and is denied: both attempts ENDED with result TIMEOUT, in the state, in
@@ -245,7 +246,7 @@ DBLD_TEST(timed_out_attempts_end_timeout)
     CHECK_EQ_STR(r->log[5]->retry_denied->job_runs[0]->job_run_id, te->attempts[1]->job_run_id);
     CHECK_EQ_INT(r->log[5]->retry_denied->job_runs[0]->result, ARES(TIMEOUT));
     char *failed = bf_job_messages(&b, id, "slow/1", DATABUILD__V1__JOB_STATUS__JOB_FAILED);
-    CHECK_CONTAINS(failed, "attempt 1: FAILURE_TIMEOUT: job //x:slow timed out after 3000 ms");
+    CHECK_CONTAINS(failed, "attempt 1: FAILURE_TIMEOUT: job //x:slow timed out after 6000 ms");
     CHECK_CONTAINS(failed, "attempt 2: FAILURE_TIMEOUT: ");
     CHECK_CONTAINS(failed, "retry denied: insufficient quota");
     CHECK_EQ_STR(bf_runs_seq(&b, id, "slow/1"),
@@ -255,7 +256,7 @@ DBLD_TEST(timed_out_attempts_end_timeout)
     int pid = 0, child = 0;
     CHECK_EQ_INT(sscanf(pids, "%d %d", &pid, &child), 2);
     free(pids);
-    CHECK(H_POLL_UNTIL(5000, bf_pid_gone(pid) && bf_pid_gone(child)));
+    CHECK(H_POLL_UNTIL(20000, bf_pid_gone(pid) && bf_pid_gone(child)));
 }
 
 /* The ExecutionEvents of a build, in order. */

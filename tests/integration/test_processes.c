@@ -800,9 +800,9 @@ static void *run_direct(void *arg)
 DBLD_TEST(run_reaper_leaves_runs_a_job_service_still_runs)
 {
     bf f;
-    char lease[16];
-    snprintf(lease, sizeof lease, "%d", LEASE_MS);
-    setenv("DBLD_GRAPH_PROCESS_LEASE_MS", lease, 1);
+    /* the product's 15 s process lease, as in run_reaper_ends_orphaned_runs:
+     * a graph stalled on a loaded machine keeps it through a pass */
+    setenv("DBLD_GRAPH_PROCESS_LEASE_MS", "15000", 1);
     bf_opts o = {.jobs = JOBS,
                  .rules = "[{\"match\": \"c/g\", \"gate\": \"open\", \"tag\": \"g\"}]"};
     bf_setup(&f, "reaperknown", &o);
@@ -813,7 +813,7 @@ DBLD_TEST(run_reaper_leaves_runs_a_job_service_still_runs)
     CHECK(pthread_create(&th, NULL, run_direct, &d) == 0);
     char waiting[700];
     snprintf(waiting, sizeof waiting, "%s/waiting-g", f.state);
-    CHECK_MSG(H_POLL_UNTIL(20000, access(waiting, F_OK) == 0), "the direct run did not start");
+    CHECK_MSG(H_POLL_UNTIL(60000, access(waiting, F_OK) == 0), "the direct run did not start");
     const char *br = "dddddddd-0000-4000-8000-000000000004";
     append(&f, h_event_build_request(
                    f.a, br, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
@@ -826,7 +826,7 @@ DBLD_TEST(run_reaper_leaves_runs_a_job_service_still_runs)
                                      DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_FAILED,
                                      H_NOSTRS, "", ""));
     settings(&f, DBLD_PROC_RUN_REAPER, 300, "lost_after_ms", 500);
-    CHECK_MSG(H_POLL_UNTIL(20000, ({
+    CHECK_MSG(H_POLL_UNTIL(60000, ({
                                h_rows *r = h_sql(f.dsn, "SELECT status FROM job_runs WHERE"
                                                         " job_run_id = '55555555-0000-4000-8000-"
                                                         "000000000005'");
@@ -835,7 +835,11 @@ DBLD_TEST(run_reaper_leaves_runs_a_job_service_still_runs)
                                done;
                            })),
               "the run no job service knows was not ended");
-    dbld_sleep_ms(1500); /* several more passes */
+    /* three more passes (counted on the process row), each leaving it alone */
+    long long passes = reaper_passes(&f);
+    CHECK_MSG(H_POLL_UNTIL(60000, reaper_passes(&f) >= passes + 3),
+              "run_reaper made %lld passes in 60 s after %lld (every 300 ms)",
+              reaper_passes(&f) - passes, passes);
     h_rows *r = h_sql(f.dsn, "SELECT status FROM job_runs WHERE job_run_id = $1", d.id);
     CHECK_EQ_INT(h_rows_i64(r, 0, 0), DATABUILD__V1__JOB_STATUS__JOB_RUNNING);
     h_rows_free(r);
@@ -849,7 +853,7 @@ DBLD_TEST(run_reaper_leaves_runs_a_job_service_still_runs)
     h_write_file(open_path, "");
     pthread_join(th, NULL);
     CHECK_EQ_INT(d.rc, 0);
-    CHECK_MSG(H_POLL_UNTIL(20000, ({
+    CHECK_MSG(H_POLL_UNTIL(60000, ({
                                h_rows *q = h_sql(f.dsn,
                                                  "SELECT status FROM job_runs WHERE"
                                                  " job_run_id = $1",
@@ -865,7 +869,7 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY_T(run_reaper_ends_orphaned_runs, 120),
                DBLD_TEST_ENTRY_T(run_reaper_ends_runs_of_an_expired_coordinator, 120),
                DBLD_TEST_ENTRY_T(errors_bounded_per_item_and_per_run, 180),
                DBLD_TEST_ENTRY_T(changes_during_a_run_are_merged, 180),
-               DBLD_TEST_ENTRY_T(run_reaper_leaves_runs_a_job_service_still_runs, 120),
+               DBLD_TEST_ENTRY_T(run_reaper_leaves_runs_a_job_service_still_runs, 240),
                DBLD_TEST_ENTRY_T(want_builds_without_a_build_command, 180),
                DBLD_TEST_ENTRY_T(want_wakes_the_reconciler_at_once, 120),
                DBLD_TEST_ENTRY_T(expired_want_is_not_built, 120),

@@ -699,6 +699,17 @@ static void bg_start(bg_call *b, fixture *f, const char *path, const char *arg)
     assert_int_equal(pthread_create(&b->tid, NULL, run_bg_call, b), 0);
 }
 
+/* 1 once n unary calls wait for a worker (polled up to timeout_ms). */
+static int wait_queued(fixture *f, int n, int64_t timeout_ms)
+{
+    int64_t end = dbld_mono_ms() + timeout_ms;
+    while (dbld_server_queued(f->srv) < n) {
+        if (dbld_mono_ms() > end) return 0;
+        dbld_sleep_ms(10);
+    }
+    return 1;
+}
+
 /* The one worker sleeps; two calls wait; the next one is refused at once. */
 static void test_queue_cap(void **state)
 {
@@ -706,16 +717,16 @@ static void test_queue_cap(void **state)
     fixture f;
     fixture_start_small(&f);
     bg_call busy, q[2];
-    bg_start(&busy, &f, "/test.Echo/Sleep", "1500");
-    assert_true(wait_flag(&g_entered, 3000));
+    bg_start(&busy, &f, "/test.Echo/Sleep", "5000");
+    assert_true(wait_flag(&g_entered, 20000));
     bg_start(&q[0], &f, "/test.Echo/Counted", "a");
     bg_start(&q[1], &f, "/test.Echo/Counted", "b");
-    dbld_sleep_ms(300); /* both are queued (the worker sleeps for 1.5 s) */
+    assert_true(wait_queued(&f, 2, 20000)); /* both wait (the worker sleeps for 5 s) */
     dbld_status st;
     int64_t t0 = dbld_mono_ms();
     assert_int_equal(call_ref(f.client, "/test.Echo/Counted", "c", 10000, 0, NULL, 0, &st),
                      DBLD_RESOURCE_EXHAUSTED);
-    assert_true(dbld_mono_ms() - t0 < 1000); /* refused, not queued behind the sleeper */
+    assert_true(dbld_mono_ms() - t0 < 4000); /* refused, not queued behind the sleeper */
     assert_non_null(strstr(st.msg, "max_queue 2"));
     /* methods that never block do not queue */
     assert_int_equal(call_ref(f.client, "/test.Echo/Quick", "q", 5000, 0, NULL, 0, &st), 0);
@@ -744,11 +755,11 @@ static void test_call_to_workers(void **state)
     assert_string_equal(out, "w:x");
     assert_int_equal(atomic_load(&g_handoff_other_thread), 1);
     bg_call busy, q[2];
-    bg_start(&busy, &f, "/test.Echo/Sleep", "1500");
-    assert_true(wait_flag(&g_entered, 3000));
+    bg_start(&busy, &f, "/test.Echo/Sleep", "5000");
+    assert_true(wait_flag(&g_entered, 20000));
     bg_start(&q[0], &f, "/test.Echo/Counted", "a");
     bg_start(&q[1], &f, "/test.Echo/Counted", "b");
-    dbld_sleep_ms(300); /* both are queued (the worker sleeps for 1.5 s) */
+    assert_true(wait_queued(&f, 2, 20000)); /* both wait (the worker sleeps for 5 s) */
     assert_int_equal(call_ref(f.client, "/test.Echo/ToWorker", "y", 10000, 0, NULL, 0, &st),
                      DBLD_RESOURCE_EXHAUSTED);
     assert_non_null(strstr(st.msg, "max_queue 2"));
@@ -769,7 +780,7 @@ static void test_expired_call_never_runs(void **state)
     fixture_start_small(&f);
     bg_call busy;
     bg_start(&busy, &f, "/test.Echo/Sleep", "800");
-    assert_true(wait_flag(&g_entered, 3000));
+    assert_true(wait_flag(&g_entered, 20000));
     dbld_status st;
     assert_int_equal(call_ref(f.client, "/test.Echo/Counted", "late", 200, 0, NULL, 0, &st),
                      DBLD_DEADLINE_EXCEEDED);
@@ -920,22 +931,23 @@ static void test_shutdown_grace(void **state)
 {
     (void)state;
     fixture f;
-    fixture_start(&f, 0, 5000);
-    /* an open stream does not hold shutdown for the grace period */
+    fixture_start(&f, 0, 30000);
+    /* an open stream does not hold shutdown for the grace period (30 s);
+     * the unary call in flight is waited for (it answers OK, not cancelled) */
     dbld_stream *s = open_ref_stream(&f, "/test.Echo/Forever", "20");
     char out[32];
     dbld_status st;
-    assert_int_equal(next_ref(s, out, sizeof out, 2000, &st), 0);
+    assert_int_equal(next_ref(s, out, sizeof out, 10000, &st), 0);
     bg_call b = {.client = f.client, .path = "/test.Echo/Sleep", .arg = "800"};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, run_bg_call, &b), 0);
-    assert_true(wait_flag(&g_entered, 3000));
+    assert_true(wait_flag(&g_entered, 20000));
     int64_t t0 = dbld_mono_ms();
     dbld_server_shutdown(f.srv);
     int64_t took = dbld_mono_ms() - t0;
     pthread_join(t, NULL);
     assert_int_equal(b.rc, 0);
-    assert_true(took >= 500 && took < 4000);
+    assert_true(took < 20000); /* not the 30 s grace: the stream did not hold it */
     int rc;
     while ((rc = next_ref(s, out, sizeof out, 2000, &st)) == 0)
         ;
@@ -1034,7 +1046,7 @@ static void test_nonblocking_runs_inline(void **state)
         b[i] = (bg_call){.client = f.client, .path = "/test.Echo/Sleep", .arg = "1500"};
         assert_int_equal(pthread_create(&t[i], NULL, run_bg_call, &b[i]), 0);
     }
-    assert_true(wait_flag(&g_entered, 3000));
+    assert_true(wait_flag(&g_entered, 20000));
     dbld_sleep_ms(100); /* let all four reach their workers */
     dbld_status st;
     char out[32];
