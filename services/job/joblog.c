@@ -431,11 +431,7 @@ static void stop_flusher(jl_sink *s)
     pthread_mutex_lock(&flusher.mu);
     while (s->busy)
         pthread_cond_wait(&flusher.cv, &flusher.mu);
-    for (jl_sink **pp = &flusher.sinks; *pp; pp = &(*pp)->fnext)
-        if (*pp == s) {
-            *pp = s->fnext;
-            break;
-        }
+    unlink_sink_locked(s);
     pthread_mutex_unlock(&flusher.mu);
 }
 
