@@ -63,6 +63,20 @@ typedef struct gs_end_cb {
     struct gs_end_cb *next;
 } gs_end_cb;
 
+/* What execute() looks at when a task changes state, so that a build costs
+ * time in its edges, not in its tasks squared: the tasks to look at again
+ * (a dependency ended; each listed once), the tasks whose inputs are ready
+ * and wait for a slot (a min-heap by index: tasks start in plan order), the
+ * reverse edges (CSR: the dependents of task i are dependents[first[i] ..
+ * first[i + 1])) and how many tasks still wait. Under b->mu. */
+typedef struct gs_sched {
+    size_t *recheck, n_recheck;
+    unsigned char *listed; /* per task: on recheck or ready */
+    size_t *ready, n_ready;
+    size_t *first, *dependents;
+    size_t n_waiting;
+} gs_sched;
+
 struct gs_build {
     gs_work work; /* on s->build_pool */
     gs_service *svc;
@@ -100,7 +114,8 @@ struct gs_build {
     int64_t follow_idx;         /* the event log is followed from here (cancels from outside) */
     dbld_stream *follow_stream; /* EventLog/Subscribe of its events; NULL: List is polled */
     int64_t follow_reopen_ms;   /* monotonic: the stream is opened again no sooner */
-    int dirty;                  /* a task changed state: rescan */
+    int dirty;                  /* a task changed state: look again */
+    gs_sched sched;             /* execute()'s bookkeeping (coordinator.c), under mu */
     gs_end_cb *on_end;          /* called (and freed) once the build thread is done */
     int ended;                  /* the build thread is done: on_end was taken */
 };
@@ -138,6 +153,8 @@ void gsb_follow_end(gs_build *b);
  * forced tasks reuse only what this build made; a max_age_ms (the job's, else
  * graph.max_age_ms) reuses only what is younger. 0: any AVAILABLE output. */
 int64_t gsb_min_available_ns(const gs_task *t);
+/* t ended (b->mu held): its dependents are looked at again. */
+void gsb_task_ended_locked(gs_build *b, const gs_task *t);
 /* optional.c: per task, which dependency edges are optional (the job's
  * optional_inputs) and whether the task is critical; and the message naming
  * t's optional inputs that are absent (malloc'd, NULL when none; b->mu not

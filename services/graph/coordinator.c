@@ -37,6 +37,88 @@
 #define CANCEL_RESEND_MS 300
 #define MSG_MAX 4000
 
+/* ------------------------------------------------------------ scheduling */
+
+static void sched_free(gs_sched *sc)
+{
+    free(sc->recheck);
+    free(sc->listed);
+    free(sc->ready);
+    free(sc->first);
+    free(sc->dependents);
+    memset(sc, 0, sizeof *sc);
+}
+
+/* Every task waiting is looked at once; the reverse edges of the plan. */
+static void sched_init(gs_build *b)
+{
+    gs_sched *sc = &b->sched;
+    size_t n = b->n_tasks, n_edges = 0;
+    sched_free(sc);
+    sc->recheck = dbld_xcalloc(n + 1, sizeof *sc->recheck);
+    sc->listed = dbld_xcalloc(n + 1, 1);
+    sc->ready = dbld_xcalloc(n + 1, sizeof *sc->ready);
+    sc->first = dbld_xcalloc(n + 1, sizeof *sc->first);
+    for (size_t i = 0; i < n; i++) {
+        n_edges += b->plan->n_deps[i];
+        for (size_t k = 0; k < b->plan->n_deps[i]; k++)
+            sc->first[b->plan->deps[i][k]]++;
+    }
+    sc->dependents = dbld_xcalloc(n_edges + 1, sizeof *sc->dependents);
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) { /* counts -> ends of each range */
+        at += sc->first[i];
+        sc->first[i] = at;
+    }
+    sc->first[n] = at;
+    for (size_t i = n; i-- > 0;) /* fill backwards: first[d] ends as its start */
+        for (size_t k = b->plan->n_deps[i]; k-- > 0;)
+            sc->dependents[--sc->first[b->plan->deps[i][k]]] = i;
+    for (size_t i = n; i-- > 0;) {
+        if (b->tasks[i].state != T_WAITING) continue;
+        sc->n_waiting++;
+        sc->listed[i] = 1;
+        sc->recheck[sc->n_recheck++] = i;
+    }
+}
+
+static void ready_push(gs_sched *sc, size_t v)
+{
+    size_t i = sc->n_ready++;
+    while (i > 0 && sc->ready[(i - 1) / 2] > v) {
+        sc->ready[i] = sc->ready[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    sc->ready[i] = v;
+}
+
+static size_t ready_pop(gs_sched *sc)
+{
+    size_t top = sc->ready[0], v = sc->ready[--sc->n_ready], i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= sc->n_ready) break;
+        if (c + 1 < sc->n_ready && sc->ready[c + 1] < sc->ready[c]) c++;
+        if (sc->ready[c] >= v) break;
+        sc->ready[i] = sc->ready[c];
+        i = c;
+    }
+    if (sc->n_ready) sc->ready[i] = v;
+    return top;
+}
+
+void gsb_task_ended_locked(gs_build *b, const gs_task *t)
+{
+    gs_sched *sc = &b->sched;
+    if (!sc->first) return; /* not executing */
+    for (size_t k = sc->first[t->idx]; k < sc->first[t->idx + 1]; k++) {
+        size_t d = sc->dependents[k];
+        if (sc->listed[d] || b->tasks[d].state != T_WAITING) continue;
+        sc->listed[d] = 1;
+        sc->recheck[sc->n_recheck++] = d;
+    }
+}
+
 /* ------------------------------------------------------------ registry */
 
 static void registry_add(gs_service *s, gs_build *b)
@@ -59,6 +141,7 @@ static void build_free(gs_build *b)
         gsx_free(&b->tasks[i].exec);
     }
     free(b->tasks);
+    sched_free(&b->sched);
     for (size_t i = 0; i < b->n_prior; i++) {
         free(b->prior[i].ref);
         free(b->prior[i].buf);
@@ -403,6 +486,8 @@ static void cancel_downstream(gs_build *b, gs_task *t, const gs_task *dep)
     gsb_append_cancelled(t, a, t->first_run, OUT_ANALYZED, msg); /* never ran: its planned run */
     pthread_mutex_lock(&b->mu);
     t->state = T_CANCELLED;
+    b->sched.n_waiting--;
+    gsb_task_ended_locked(b, t);
     free(t->why);
     t->why = dbld_xstrdup(msg);
     b->dirty = 1;
@@ -414,33 +499,40 @@ static void execute(gs_build *b)
 {
     int max_parallel = b->svc->cfg->graph.max_parallel > 0 ? b->svc->cfg->graph.max_parallel : 8;
     int64_t next_cancel = 0, next_follow = dbld_mono_ms() + GSB_FOLLOW_MS;
+    gs_sched *sc = &b->sched;
     pthread_mutex_lock(&b->mu);
+    sched_init(b);
     b->dirty = 1;
     for (;;) {
         int stop = b->cancel || b->abandoned || atomic_load(&b->svc->stopping);
-        size_t waiting = 0;
         if (b->dirty && !stop) {
             b->dirty = 0;
-            for (size_t i = 0; i < b->n_tasks; i++) {
+            /* the tasks a change may concern: cancelled downstream of a
+             * failure, or ready (then they start in plan order) */
+            while (sc->n_recheck) {
+                size_t i = sc->recheck[--sc->n_recheck];
                 gs_task *t = &b->tasks[i];
+                sc->listed[i] = 0;
                 if (t->state != T_WAITING) continue;
                 const gs_task *dep = failed_dep(b, t);
                 if (dep) {
                     pthread_mutex_unlock(&b->mu);
                     cancel_downstream(b, t, dep);
                     pthread_mutex_lock(&b->mu);
-                    continue;
-                }
-                if (b->running < max_parallel && deps_ok(b, t)) {
-                    t->state = T_ACTIVE;
-                    b->running++;
-                    gsb_task_launch(t);
+                } else if (deps_ok(b, t)) {
+                    sc->listed[i] = 1; /* its inputs stay ready: it waits for a slot */
+                    ready_push(sc, i);
                 }
             }
+            while (b->running < max_parallel && sc->n_ready) {
+                gs_task *t = &b->tasks[ready_pop(sc)];
+                t->state = T_ACTIVE;
+                sc->n_waiting--;
+                b->running++;
+                gsb_task_launch(t);
+            }
         }
-        for (size_t i = 0; i < b->n_tasks; i++)
-            waiting += b->tasks[i].state == T_WAITING;
-        if (b->running == 0 && (stop || waiting == 0 || !b->dirty)) break;
+        if (b->running == 0 && (stop || sc->n_waiting == 0 || !b->dirty)) break;
         if (b->cancel && dbld_mono_ms() >= next_cancel) {
             pthread_mutex_unlock(&b->mu);
             cancel_runs(b);

@@ -94,6 +94,7 @@ static void task_end(gs_task *t, tstate state, const char *why)
         t->why = dbld_xstrdup(why);
     }
     b->running--;
+    gsb_task_ended_locked(b, t);
     b->dirty = 1;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
