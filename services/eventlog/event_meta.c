@@ -123,7 +123,8 @@ void el_event_fields(dbld_arena *a, const Databuild__V1__BuildEvent *ev, el_fiel
 {
     strlist refs = {0}, labels = {0}, runs = {0};
     extract(a, ev, &refs, &labels, &runs);
-    *out = (el_fields){.build_request_id = ev->build_request_id ? ev->build_request_id : "",
+    *out = (el_fields){.kind = (int)ev->event_type_case,
+                       .build_request_id = ev->build_request_id ? ev->build_request_id : "",
                        .refs = refs.items,
                        .n_refs = refs.n,
                        .labels = labels.items,
@@ -134,7 +135,8 @@ void el_event_fields(dbld_arena *a, const Databuild__V1__BuildEvent *ev, el_fiel
 
 el_fields el_event_fields_of(const el_event *e)
 {
-    return (el_fields){.build_request_id = e->ev->build_request_id,
+    return (el_fields){.kind = e->kind,
+                       .build_request_id = e->ev->build_request_id,
                        .refs = e->refs,
                        .n_refs = e->n_refs,
                        .labels = e->labels,

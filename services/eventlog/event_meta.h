@@ -36,6 +36,7 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
 
 /* What an EventFilter matches on, of one event (borrowed pointers). */
 typedef struct el_fields {
+    int kind; /* BuildEvent oneof field number */
     const char *build_request_id;
     const char *const *refs; /* partition refs the event touches */
     size_t n_refs;

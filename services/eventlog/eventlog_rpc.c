@@ -99,13 +99,15 @@ static int list(dbld_call *call, const ProtobufCMessage *req_msg, ProtobufCMessa
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
     int limit = req->limit == 0 ? LIST_DEFAULT : req->limit > LIST_MAX ? LIST_MAX : (int)req->limit;
-    int rc = el_store_check_patterns(store, call, req->filter, st);
+    int rc = el_kinds_check(req->kinds, req->n_kinds, "kinds", st);
+    if (rc) return rc;
+    rc = el_store_check_patterns(store, call, req->filter, st);
     if (rc) return rc;
     el_row *rows;
     size_t n;
     int has_more;
-    rc =
-        el_store_list(store, call, req->filter, req->start_idx, limit, a, &rows, &n, &has_more, st);
+    rc = el_store_list(store, call, req->filter, req->kinds, req->n_kinds, req->start_idx, limit, a,
+                       &rows, &n, &has_more, st);
     if (rc) return rc;
     Databuild__V1__EventPage *page = dbld_arena_msg(a, &databuild__v1__event_page__descriptor);
     page->n_events = n;
@@ -133,8 +135,10 @@ typedef struct sub {
     el_hub *hub;
     el_filter *filter;                     /* compiled once per stream */
     Databuild__V1__EventFilter sql_filter; /* the request's, without the patterns */
-    int64_t cursor;                        /* next idx to look at */
-    dbld_arena *a;                         /* one page's messages */
+    const int32_t *kinds;                  /* the request's */
+    size_t n_kinds;
+    int64_t cursor; /* next idx to look at */
+    dbld_arena *a;  /* one page's messages */
 } sub;
 
 static int sub_send(sub *s, int64_t idx, Databuild__V1__BuildEvent *ev, dbld_status *st)
@@ -177,8 +181,8 @@ static int sub_from_db(sub *s, dbld_status *st)
     el_row *rows;
     size_t n;
     int has_more;
-    int rc = el_store_list(s->store, s->call, &s->sql_filter, s->cursor, SUBSCRIBE_PAGE, s->a,
-                           &rows, &n, &has_more, st);
+    int rc = el_store_list(s->store, s->call, &s->sql_filter, s->kinds, s->n_kinds, s->cursor,
+                           SUBSCRIBE_PAGE, s->a, &rows, &n, &has_more, st);
     if (rc == DBLD_UNAVAILABLE) { /* keep the stream; the database comes back */
         dbld_call_wait_cancel(s->call, SUBSCRIBE_RETRY_MS);
         return 0;
@@ -205,12 +209,16 @@ static int subscribe(dbld_call *call, const ProtobufCMessage *req_msg, dbld_stat
     if (req->start_idx < 0)
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "start_idx must be >= 0, got %" PRId64,
                                req->start_idx);
-    sub s = {.call = call, .store = dbld_call_user(call), .cursor = req->start_idx};
+    sub s = {.call = call,
+             .store = dbld_call_user(call),
+             .cursor = req->start_idx,
+             .kinds = req->kinds,
+             .n_kinds = req->n_kinds};
     /* the same pattern limits as List (dbld_regex_check), then POSIX for the
      * in-memory filter */
     int rc = el_store_check_patterns(s.store, call, req->filter, st);
     if (rc) return rc;
-    rc = el_filter_compile(req->filter, &s.filter, st);
+    rc = el_filter_compile(req->filter, req->kinds, req->n_kinds, &s.filter, st);
     if (rc) return rc;
     el_filter_without_patterns(req->filter, &s.sql_filter);
     s.hub = el_store_hub(s.store);

@@ -19,6 +19,8 @@ typedef struct strs {
 struct el_filter {
     dbld_arena *arena; /* the value copies */
     strs refs, labels, runs, builds;
+    int32_t *kinds; /* in the arena; none: every kind */
+    size_t n_kinds;
     regex_t *pats;
     size_t n_pats;
 };
@@ -113,11 +115,31 @@ static int compile_pattern(regex_t *re, size_t i, const char *p, dbld_status *st
     return 0;
 }
 
-int el_filter_compile(const Databuild__V1__EventFilter *f, el_filter **out, dbld_status *st)
+int el_kinds_check(const int32_t *kinds, size_t n_kinds, const char *field, dbld_status *st)
+{
+    for (size_t i = 0; i < n_kinds; i++)
+        if (strcmp(el_kind_name(kinds[i]), "unknown") == 0)
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "%s[%zu] is %d, which is no BuildEvent kind (event_type field "
+                                   "numbers: 10 build_request_event ... 19 taint_event, %d "
+                                   "process_run_event, %d execution_event)",
+                                   field, i, (int)kinds[i],
+                                   DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_PROCESS_RUN_EVENT,
+                                   DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT);
+    return 0;
+}
+
+int el_filter_compile(const Databuild__V1__EventFilter *f, const int32_t *kinds, size_t n_kinds,
+                      el_filter **out, dbld_status *st)
 {
     *out = NULL;
+    int rc = el_kinds_check(kinds, n_kinds, "kinds", st);
+    if (rc) return rc;
     el_filter *ef = dbld_xcalloc(1, sizeof *ef);
     ef->arena = dbld_arena_create();
+    ef->kinds = dbld_arena_alloc(ef->arena, (n_kinds + 1) * sizeof *ef->kinds);
+    if (n_kinds) memcpy(ef->kinds, kinds, n_kinds * sizeof *kinds);
+    ef->n_kinds = n_kinds;
     if (!f) {
         *out = ef;
         return 0;
@@ -128,7 +150,7 @@ int el_filter_compile(const Databuild__V1__EventFilter *f, el_filter **out, dbld
     ef->builds = sorted_copy(ef->arena, f->build_request_ids, f->n_build_request_ids);
     ef->pats = dbld_xcalloc(f->n_partition_patterns + 1, sizeof *ef->pats);
     for (size_t i = 0; i < f->n_partition_patterns; i++) {
-        int rc = compile_pattern(&ef->pats[i], i, f->partition_patterns[i], st);
+        rc = compile_pattern(&ef->pats[i], i, f->partition_patterns[i], st);
         if (rc) {
             el_filter_free(ef);
             return rc;
@@ -158,8 +180,17 @@ static int any_ref_matches(const el_filter *f, const el_fields *e)
     return 0;
 }
 
+static int kind_in(const el_filter *f, int kind)
+{
+    if (!f->n_kinds) return 1;
+    for (size_t i = 0; i < f->n_kinds; i++)
+        if (f->kinds[i] == kind) return 1;
+    return 0;
+}
+
 int el_filter_match(const el_filter *f, const el_fields *e)
 {
+    if (!kind_in(f, e->kind)) return 0;
     const char *br = e->build_request_id ? e->build_request_id : "";
     return any_in(&f->builds, &br, 1) && any_in(&f->refs, e->refs, e->n_refs) &&
            any_in(&f->labels, e->labels, e->n_labels) && any_in(&f->runs, e->runs, e->n_runs) &&

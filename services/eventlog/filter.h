@@ -19,12 +19,19 @@
 
 typedef struct el_filter el_filter;
 
-/* Compile f (NULL matches everything). 0 with *out (the filter owns copies
- * of every value; free with el_filter_free()), or INVALID_ARGUMENT naming
- * the pattern and the problem: too long, does not compile, an unmatched
- * `)`, or a backslash escape whose meaning differs between POSIX and
- * PostgreSQL regexes (\d and friends; \w \W \s \S are accepted). */
-int el_filter_compile(const Databuild__V1__EventFilter *f, el_filter **out, dbld_status *st);
+/* Compile f (NULL matches everything) and the event kinds (BuildEvent
+ * event_type field numbers; none: every kind). 0 with *out (the filter owns
+ * copies of every value; free with el_filter_free()), or INVALID_ARGUMENT
+ * naming the pattern and the problem: too long, does not compile, an
+ * unmatched `)`, or a backslash escape whose meaning differs between POSIX
+ * and PostgreSQL regexes (\d and friends; \w \W \s \S are accepted); or
+ * naming a kind that is none (el_kinds_check()). */
+int el_filter_compile(const Databuild__V1__EventFilter *f, const int32_t *kinds, size_t n_kinds,
+                      el_filter **out, dbld_status *st);
+
+/* INVALID_ARGUMENT naming the first of kinds that is no BuildEvent kind
+ * (field is the request field's name, for the message), else 0. */
+int el_kinds_check(const int32_t *kinds, size_t n_kinds, const char *field, dbld_status *st);
 void el_filter_free(el_filter *f);
 
 /* 1 if an event with these fields passes the filter. Thread-safe (regexec

@@ -112,7 +112,8 @@ static hub_ev *ev_alloc(int64_t idx, const el_fields *f, size_t len)
     e->idx = idx;
     e->bytes = bytes;
     e->len = len;
-    e->f = (el_fields){.n_refs = f->n_refs, .n_labels = f->n_labels, .n_runs = f->n_runs};
+    e->f = (el_fields){
+        .kind = f->kind, .n_refs = f->n_refs, .n_labels = f->n_labels, .n_runs = f->n_runs};
     e->f.refs = copy_list(ptrs, &text, f->refs, f->n_refs);
     e->f.labels = copy_list(ptrs + f->n_refs, &text, f->labels, f->n_labels);
     e->f.runs = copy_list(ptrs + f->n_refs + f->n_labels, &text, f->runs, f->n_runs);
@@ -136,7 +137,8 @@ static hub_ev *ev_from_event(const el_event *in)
 static hub_ev *ev_from_row(dbld_arena *a, const dbld_res *r, int row)
 {
     char **refs, **labels, **runs;
-    el_fields f = {.build_request_id = dbld_res_get(r, row, 1)};
+    el_fields f = {.build_request_id = dbld_res_get(r, row, 1),
+                   .kind = (int)dbld_res_i64(r, row, 6)};
     uint8_t *payload;
     size_t len;
     if (dbld_pg_parse_text_array(a, dbld_res_get(r, row, 2), &refs, &f.n_refs) != 0 ||
@@ -216,7 +218,8 @@ static void announce(el_hub *h)
 /* ---- the feeder ---- */
 
 #define FETCH_SQL                                                                                  \
-    "SELECT idx, build_request_id, partition_refs, job_labels, job_run_ids, payload FROM events"   \
+    "SELECT idx, build_request_id, partition_refs, job_labels, job_run_ids, payload, kind"         \
+    " FROM events"                                                                                 \
     " WHERE idx > $1::bigint AND idx <= $2::bigint ORDER BY idx LIMIT $3::int"
 
 static int feeder_db(el_hub *h, dbld_status *st)

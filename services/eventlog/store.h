@@ -81,8 +81,8 @@ typedef struct el_row {
  * DEADLINE_EXCEEDED when the call does; other errors are "could not list
  * events: ...". */
 int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *filter,
-                  int64_t start_idx, int limit, dbld_arena *a, el_row **rows, size_t *n,
-                  int *has_more, dbld_status *st);
+                  const int32_t *kinds, size_t n_kinds, int64_t start_idx, int limit, dbld_arena *a,
+                  el_row **rows, size_t *n, int *has_more, dbld_status *st);
 
 /* The commit feed every Subscribe stream reads (hub.h); borrowed, lives
  * as long as the store. */

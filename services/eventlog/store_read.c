@@ -39,6 +39,18 @@ static const char *filter_lit(dbld_arena *a, char **items, size_t n)
     return n ? dbld_pg_text_array(a, (const char *const *)items, n) : NULL;
 }
 
+/* "{10,17}", or NULL (every kind) for none. */
+static const char *kinds_lit(dbld_arena *a, const int32_t *kinds, size_t n)
+{
+    if (!n) return NULL;
+    char *s = dbld_arena_alloc(a, n * 12 + 3), *p = s;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%d", i ? "," : "", (int)kinds[i]);
+    strcpy(p, "}");
+    return s;
+}
+
 typedef struct patterns_args {
     const Databuild__V1__EventFilter *filter;
 } patterns_args;
@@ -98,8 +110,9 @@ static int list_fn(dbld_db *db, void *arg, dbld_status *st)
                " AND ($4::text[] IS NULL OR job_labels && $4::text[])"
                " AND ($5::text[] IS NULL OR job_run_ids && $5::text[])"
                " AND ($6::text[] IS NULL OR build_request_id = ANY($6::text[]))"
+               " AND ($8::smallint[] IS NULL OR kind = ANY($8::smallint[]))"
                " ORDER BY idx LIMIT $7::int",
-        .n = 7,
+        .n = 8,
         .params = la->params,
         .out = &la->res};
     int rc = dbld_db_pipeline(db, stmts, n + 1, st);
@@ -116,8 +129,8 @@ static int list_fn(dbld_db *db, void *arg, dbld_status *st)
 }
 
 int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter *f,
-                  int64_t start_idx, int limit, dbld_arena *a, el_row **rows, size_t *n,
-                  int *has_more, dbld_status *st)
+                  const int32_t *kinds, size_t n_kinds, int64_t start_idx, int limit, dbld_arena *a,
+                  el_row **rows, size_t *n, int *has_more, dbld_status *st)
 {
     *rows = NULL;
     *n = 0;
@@ -136,6 +149,7 @@ int el_store_list(el_store *s, dbld_call *call, const Databuild__V1__EventFilter
         filter_lit(a, f->job_run_ids, f->n_job_run_ids),
         filter_lit(a, f->build_request_ids, f->n_build_request_ids),
         dbld_arena_printf(a, "%d", limit + 1),
+        kinds_lit(a, kinds, n_kinds),
     };
     list_args la = {.filter = f, .params = p};
     int rc = el_store_read_with_db(s, call, list_fn, &la, st);

@@ -999,7 +999,7 @@ static int recover_read(gs_build *b, dbld_arena *a, recovery *rv)
     for (int64_t start = 0;;) {
         Databuild__V1__EventPage *page = NULL;
         dbld_status st;
-        int rc = gs_el_list(b->svc, &f, start, a, &page, &st);
+        int rc = gs_el_list(b->svc, &f, NULL, 0, start, a, &page, &st);
         if (rc) {
             gsb_abandon(b, &st);
             return rc;

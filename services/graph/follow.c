@@ -12,7 +12,7 @@
  * holds FOLLOW_MAX_STREAMS already), the call lists
  * the events instead (EventLog/List, one filtered page per call while more
  * follow) and the stream is opened again, from where the reading stopped,
- * FOLLOW_REOPEN_MS later. Either way it acts on two kinds:
+ * FOLLOW_REOPEN_MS later. Either way it asks for (and acts on) two kinds:
  *   - BuildCancelEvent: the build is cancelled as by GraphBuilder.Cancel
  *     (ignored when it already is: our own Cancel appended it);
  *   - JobRunCancelEvent: the task whose current job run it names gets
@@ -42,6 +42,12 @@
 #define FOLLOW_MAX_STREAMS 64
 
 static atomic_int n_streams;
+
+/* The kinds acted on: only those are sent (a build's own events are ~9 per
+ * task; decoding them all cost as much as the rest of the follow). */
+static int32_t follow_kinds[] = {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT,
+                                 DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_RUN_CANCEL_EVENT};
+#define N_FOLLOW_KINDS (sizeof follow_kinds / sizeof follow_kinds[0])
 
 /* The task whose current job run is run (b->mu held), or NULL. */
 static gs_task *task_of_run(gs_build *b, const char *run)
@@ -119,6 +125,8 @@ static int stream_open(gs_build *b)
     Databuild__V1__SubscribeRequest req = DATABUILD__V1__SUBSCRIBE_REQUEST__INIT;
     req.filter = &f;
     req.start_idx = b->follow_idx;
+    req.kinds = follow_kinds;
+    req.n_kinds = N_FOLLOW_KINDS;
     dbld_status st;
     if (atomic_fetch_add(&n_streams, 1) >= FOLLOW_MAX_STREAMS) {
         atomic_fetch_sub(&n_streams, 1);
@@ -203,7 +211,8 @@ static void follow_list(gs_build *b)
         Databuild__V1__EventPage *page = NULL;
         dbld_status st;
         dbld_arena_reset(a);
-        if (gs_el_list(b->svc, &f, b->follow_idx, a, &page, &st) != 0) break; /* next time */
+        if (gs_el_list(b->svc, &f, follow_kinds, N_FOLLOW_KINDS, b->follow_idx, a, &page, &st) != 0)
+            break; /* next time */
         for (size_t i = 0; i < page->n_events; i++)
             on_event(b, page->events[i]);
         if (page->next_idx > b->follow_idx) b->follow_idx = page->next_idx;

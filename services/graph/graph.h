@@ -97,9 +97,11 @@ int gs_el_renew(gs_service *s, char **ids, size_t n, int64_t ttl_ms, dbld_arena 
                 Databuild__V1__RenewLeasesResponse **out, dbld_status *st);
 int gs_el_orphans(gs_service *s, dbld_arena *a, Databuild__V1__OrphansResponse **out,
                   dbld_status *st);
-/* One page of events matching filter from start_idx. */
-int gs_el_list(gs_service *s, const Databuild__V1__EventFilter *f, int64_t start_idx, dbld_arena *a,
-               Databuild__V1__EventPage **page, dbld_status *st);
+/* One page of events matching filter (and of one of kinds, unless none)
+ * from start_idx. */
+int gs_el_list(gs_service *s, const Databuild__V1__EventFilter *f, const int32_t *kinds,
+               size_t n_kinds, int64_t start_idx, dbld_arena *a, Databuild__V1__EventPage **page,
+               dbld_status *st);
 
 /* ---- job services (remote.c) ---- */
 

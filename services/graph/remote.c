@@ -154,11 +154,14 @@ int gs_el_orphans(gs_service *s, dbld_arena *a, Databuild__V1__OrphansResponse *
     return rc;
 }
 
-int gs_el_list(gs_service *s, const Databuild__V1__EventFilter *f, int64_t start_idx, dbld_arena *a,
-               Databuild__V1__EventPage **page, dbld_status *st)
+int gs_el_list(gs_service *s, const Databuild__V1__EventFilter *f, const int32_t *kinds,
+               size_t n_kinds, int64_t start_idx, dbld_arena *a, Databuild__V1__EventPage **page,
+               dbld_status *st)
 {
     Databuild__V1__ListEventsRequest req = DATABUILD__V1__LIST_EVENTS_REQUEST__INIT;
     req.filter = (Databuild__V1__EventFilter *)f;
+    req.kinds = (int32_t *)kinds;
+    req.n_kinds = n_kinds;
     req.start_idx = start_idx;
     req.limit = 5000;
     return el_call(s, "/databuild.v1.EventLog/List", &req.base,

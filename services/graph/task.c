@@ -168,7 +168,8 @@ static int holder_built(gs_task *t, dbld_arena *a, const char *holder_run)
     f.n_job_run_ids = 1;
     Databuild__V1__EventPage *page = NULL;
     dbld_status st;
-    if (gs_el_list(s, &f, 0, a, &page, &st) != 0) return 0;
+    int32_t job_events[] = {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT};
+    if (gs_el_list(s, &f, job_events, 1, 0, a, &page, &st) != 0) return 0;
     const Databuild__V1__JobEvent *last = NULL;
     for (size_t i = 0; i < page->n_events; i++)
         if (page->events[i]->event_type_case == DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT)

@@ -576,6 +576,82 @@ DBLD_TEST(subscribe_sees_other_replica)
 
 /* Patterns are matched in memory as POSIX regexes: one PostgreSQL would
  * read differently, or that would not anchor, is refused with its reason. */
+/* kinds: List and Subscribe (stored and live) deliver only events of the
+ * kinds asked for, ANDed with the filter; a number that is no kind is
+ * INVALID_ARGUMENT naming it, on both. */
+DBLD_TEST(subscribe_and_list_by_kind)
+{
+    char dsn[1024];
+    h_db_create("subkind", dsn, sizeof dsn);
+    h_service *el = h_service_start("eventlog", dsn, NULL);
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__BuildEvent *e[8];
+    int64_t idx[8];
+    for (int i = 0; i < 8; i++) {
+        const char *br = i < 4 ? "brK" : "brL";
+        e[i] = i % 4 == 1   ? h_event_build_cancel(a, br, "stop")
+               : i % 4 == 3 ? h_event_job_run_cancel(a, br, "run-k", "stop it")
+                            : ev(a, br, i);
+        e[i]->timestamp = 1767225600000000000LL + i; /* as streamed back */
+    }
+    Databuild__V1__AppendResponse *r = h_append_ok(el, a, e, 4);
+    for (int i = 0; i < 4; i++)
+        idx[i] = r->events[i]->idx;
+    int32_t cancels[] = {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT,
+                         DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_RUN_CANCEL_EVENT};
+    Databuild__V1__SubscribeRequest req = DATABUILD__V1__SUBSCRIBE_REQUEST__INIT;
+    req.filter = h_filter(a, NULL, NULL, NULL, NULL, H_STRS("brK"));
+    req.kinds = cancels;
+    req.n_kinds = 2;
+    dbld_stream *st = NULL;
+    dbld_status status = {0};
+    int rc = dbld_client_stream_open(el->client, H_SUBSCRIBE_PATH, &req.base, 0, &st, &status);
+    CHECK_CODE(rc, status, DBLD_OK);
+    EXPECT_NEXT(st, a, e[1], idx[1]); /* stored: the two cancels of brK only */
+    EXPECT_NEXT(st, a, e[3], idx[3]);
+    EXPECT_QUIET(st, a);
+    r = h_append_ok(el, a, e + 4, 4); /* brL: filtered out by build */
+    EXPECT_QUIET(st, a);
+    Databuild__V1__BuildEvent *live[2] = {ev(a, "brK", 20),
+                                          h_event_build_cancel(a, "brK", "again")};
+    live[1]->timestamp = 1767225600000000000LL + 21;
+    r = h_append_ok(el, a, live, 2);
+    EXPECT_NEXT(st, a, live[1], r->events[1]->idx); /* live: the partition event is skipped */
+    EXPECT_QUIET(st, a);
+    dbld_stream_close(st);
+
+    /* List: the same selection, over both builds when unfiltered */
+    Databuild__V1__ListEventsRequest lr = DATABUILD__V1__LIST_EVENTS_REQUEST__INIT;
+    lr.kinds = cancels + 1; /* job run cancels */
+    lr.n_kinds = 1;
+    Databuild__V1__EventPage *page = NULL;
+    rc =
+        dbld_client_unary(el->client, H_LIST_PATH, &lr.base, &databuild__v1__event_page__descriptor,
+                          dbld_arena_allocator(a), (ProtobufCMessage **)&page, 30000, 0, &status);
+    CHECK_CODE(rc, status, DBLD_OK);
+    CHECK_EQ_INT(page->n_events, 2);
+    CHECK_EQ_STR(page->events[0]->event_id, e[3]->event_id);
+    CHECK_EQ_STR(page->events[1]->event_id, e[7]->event_id);
+
+    int32_t bad[] = {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT, 9};
+    lr.kinds = bad;
+    lr.n_kinds = 2;
+    rc =
+        dbld_client_unary(el->client, H_LIST_PATH, &lr.base, &databuild__v1__event_page__descriptor,
+                          dbld_arena_allocator(a), (ProtobufCMessage **)&page, 30000, 0, &status);
+    CHECK_CODE(rc, status, DBLD_INVALID_ARGUMENT);
+    CHECK_CONTAINS(status.msg, "kinds[1] is 9");
+    req.kinds = bad;
+    rc = dbld_client_stream_open(el->client, H_SUBSCRIBE_PATH, &req.base, 0, &st, &status);
+    CHECK_CODE(rc, status, DBLD_OK);
+    Databuild__V1__IndexedEvent *ie;
+    rc = h_stream_next(st, a, &ie, LIVE_WAIT_MS, &status);
+    CHECK_CODE(rc, status, DBLD_INVALID_ARGUMENT);
+    CHECK_CONTAINS(status.msg, "no BuildEvent kind");
+    dbld_stream_close(st);
+    h_service_stop(el);
+}
+
 DBLD_TEST(subscribe_invalid_pattern)
 {
     char dsn[1024];
@@ -616,4 +692,5 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(subscribe_past_then_live), DBLD_TEST_ENTRY(subscr
                DBLD_TEST_ENTRY_T(stream_cap_bounds_threads, 300),
                DBLD_TEST_ENTRY_T(subscribe_slow_reader_catches_up, 300),
                DBLD_TEST_ENTRY(subscribe_sees_other_replica),
+               DBLD_TEST_ENTRY(subscribe_and_list_by_kind),
                DBLD_TEST_ENTRY(subscribe_invalid_pattern))

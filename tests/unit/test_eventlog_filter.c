@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "../../services/eventlog/event_meta.c"
 #include "../../services/eventlog/filter.c"
 
 #define N(arr) (sizeof(arr) / sizeof((arr)[0]))
@@ -15,7 +16,7 @@ static el_filter *compile_ok(const Databuild__V1__EventFilter *f)
     el_filter *ef = NULL;
     dbld_status st;
     dbld_status_clear(&st);
-    int rc = el_filter_compile(f, &ef, &st);
+    int rc = el_filter_compile(f, NULL, 0, &ef, &st);
     if (rc) fail_msg("compile: %s", st.msg);
     return ef;
 }
@@ -83,7 +84,7 @@ static void expect_refused(const char *pattern, const char *want)
     el_filter *ef = NULL;
     dbld_status st;
     dbld_status_clear(&st);
-    assert_int_equal(el_filter_compile(&f, &ef, &st), DBLD_INVALID_ARGUMENT);
+    assert_int_equal(el_filter_compile(&f, NULL, 0, &ef, &st), DBLD_INVALID_ARGUMENT);
     assert_null(ef);
     if (!strstr(st.msg, want))
         fail_msg("\"%s\": message \"%s\" lacks \"%s\"", pattern, st.msg, want);
@@ -111,12 +112,44 @@ static void test_refused_patterns(void **state)
     el_filter_free(compile_ok(&f));
 }
 
+static void test_kinds(void **state)
+{
+    (void)state;
+    char *builds[] = {"br1"};
+    Databuild__V1__EventFilter f = DATABUILD__V1__EVENT_FILTER__INIT;
+    f.build_request_ids = builds;
+    f.n_build_request_ids = 1;
+    int32_t kinds[] = {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT,
+                       DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT};
+    el_filter *ef = NULL;
+    dbld_status st;
+    dbld_status_clear(&st);
+    assert_int_equal(el_filter_compile(&f, kinds, N(kinds), &ef, &st), 0);
+    el_fields e = {.build_request_id = "br1",
+                   .kind = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT};
+    assert_true(el_filter_match(ef, &e));
+    e.kind = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_EXECUTION_EVENT;
+    assert_true(el_filter_match(ef, &e));
+    e.kind = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT; /* not asked for */
+    assert_false(el_filter_match(ef, &e));
+    e.kind = DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_BUILD_CANCEL_EVENT;
+    e.build_request_id = "br2"; /* ANDed with the other fields */
+    assert_false(el_filter_match(ef, &e));
+    el_filter_free(ef);
+
+    int32_t bad[] = {DATABUILD__V1__BUILD_EVENT__EVENT_TYPE_JOB_EVENT, 20};
+    assert_int_equal(el_filter_compile(&f, bad, N(bad), &ef, &st), DBLD_INVALID_ARGUMENT);
+    assert_null(ef);
+    assert_non_null(strstr(st.msg, "kinds[1] is 20, which is no BuildEvent kind"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields_and_values),
         cmocka_unit_test(test_patterns_match_whole_refs),
         cmocka_unit_test(test_refused_patterns),
+        cmocka_unit_test(test_kinds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
