@@ -839,17 +839,37 @@ static int check_stream_msg(dbld_call *call, const ProtobufCMessage *msg, const 
     return 0;
 }
 
+static int send_bb(dbld_call *call, grpc_byte_buffer *bb, dbld_status *st);
+
 int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st)
 {
     int rc = check_stream_msg(call, msg, "dbld_call_send", st);
     if (rc) return rc;
     if (call->cancelled || atomic_load(&call->closed) || atomic_load(&call->srv->hard_cancel))
         return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
+    return send_bb(call, dbld__pack(msg), st);
+}
+
+int dbld_call_send_encoded(dbld_call *call, const void *buf, size_t len, dbld_status *st)
+{
+    if (!call || !call->m || !call->m->stream)
+        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
+                               "dbld_call_send_encoded outside a streaming call");
+    if (call->cancelled || atomic_load(&call->closed) || atomic_load(&call->srv->hard_cancel))
+        return dbld_status_set(st, DBLD_CANCELLED, "call cancelled");
+    grpc_slice s = grpc_slice_from_copied_buffer(buf, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return send_bb(call, bb, st);
+}
+
+/* Send bb (taken) as the next message. */
+static int send_bb(dbld_call *call, grpc_byte_buffer *bb, dbld_status *st)
+{
     grpc_op ops[2];
     size_t n = 0;
     memset(ops, 0, sizeof ops);
     if (!call->sent_initial) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    grpc_byte_buffer *bb = dbld__pack(msg);
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = bb;
     int ok = batch_wait(call, ops, n);

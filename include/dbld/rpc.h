@@ -89,6 +89,10 @@ int dbld_call_interrupt(void *call);
  * message is handed to the transport. Returns 0, or CANCELLED when the client
  * has gone away (the handler should then return). */
 int dbld_call_send(dbld_call *call, const ProtobufCMessage *msg, dbld_status *st);
+/* dbld_call_send() of a message already encoded (len bytes of the method's
+ * response type, e.g. spliced from stored encodings: the caller vouches for
+ * them; nothing is decoded). */
+int dbld_call_send_encoded(dbld_call *call, const void *buf, size_t len, dbld_status *st);
 /* The stream's last message, sent in one batch with the OK status once the
  * handler returns 0 (not sent if it returns an error): saves a round trip
  * through the transport per call. msg must live until the call ends

@@ -7,6 +7,7 @@
 #include "hub.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #define LIST_DEFAULT 500
 #define LIST_MAX 5000
@@ -149,6 +150,36 @@ static int sub_send(sub *s, int64_t idx, Databuild__V1__BuildEvent *ev, dbld_sta
     return dbld_call_send(s->call, &ie.base, st);
 }
 
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* IndexedEvent{idx, event} on the wire around a BuildEvent's stored
+ * encoding (the commit feed keeps the bytes the writer stored, which it
+ * encoded itself): field 1 varint, field 2 length-delimited. Nothing is
+ * decoded or encoded again per stream. */
+static uint8_t *indexed_event_wire(dbld_arena *a, int64_t idx, const uint8_t *ev, size_t ev_len,
+                                   size_t *len)
+{
+    uint8_t *w = dbld_arena_alloc(a, ev_len + 24), *p = w;
+    if (idx != 0) {
+        *p++ = 0x08; /* field 1, varint */
+        p += put_varint(p, (uint64_t)idx);
+    }
+    *p++ = 0x12; /* field 2, length-delimited */
+    p += put_varint(p, ev_len);
+    memcpy(p, ev, ev_len);
+    *len = (size_t)(p - w) + ev_len;
+    return w;
+}
+
 /* One page from the ring; *behind when the ring does not reach the cursor. */
 static int sub_from_hub(sub *s, int *behind, dbld_status *st)
 {
@@ -159,13 +190,9 @@ static int sub_from_hub(sub *s, int *behind, dbld_status *st)
               EL_HUB_BEHIND;
     if (*behind) return 0;
     for (size_t i = 0; i < n; i++) {
-        Databuild__V1__BuildEvent *ev = (Databuild__V1__BuildEvent *)protobuf_c_message_unpack(
-            &databuild__v1__build_event__descriptor, dbld_arena_allocator(s->a), rows[i].len,
-            rows[i].payload);
-        if (!ev)
-            return dbld_status_set(st, DBLD_DATA_LOSS, "stored event %" PRId64 " does not decode",
-                                   rows[i].idx);
-        int rc = sub_send(s, rows[i].idx, ev, st);
+        size_t len;
+        uint8_t *wire = indexed_event_wire(s->a, rows[i].idx, rows[i].payload, rows[i].len, &len);
+        int rc = dbld_call_send_encoded(s->call, wire, len, st);
         if (rc) return rc;
     }
     if (n == 0 && next == s->cursor) /* nothing committed past the cursor yet */

@@ -133,7 +133,8 @@ static hub_ev *ev_from_event(const el_event *in)
     return e;
 }
 
-/* One row of FETCH_SQL; NULL when it does not parse. */
+/* One row of FETCH_SQL; NULL when it does not parse (its payload too: the
+ * ring's bytes are streamed as they are, eventlog_rpc.c). */
 static hub_ev *ev_from_row(dbld_arena *a, const dbld_res *r, int row)
 {
     char **refs, **labels, **runs;
@@ -144,7 +145,9 @@ static hub_ev *ev_from_row(dbld_arena *a, const dbld_res *r, int row)
     if (dbld_pg_parse_text_array(a, dbld_res_get(r, row, 2), &refs, &f.n_refs) != 0 ||
         dbld_pg_parse_text_array(a, dbld_res_get(r, row, 3), &labels, &f.n_labels) != 0 ||
         dbld_pg_parse_text_array(a, dbld_res_get(r, row, 4), &runs, &f.n_runs) != 0 ||
-        dbld_bytea_decode(a, dbld_res_get(r, row, 5), &payload, &len) != 0)
+        dbld_bytea_decode(a, dbld_res_get(r, row, 5), &payload, &len) != 0 ||
+        !protobuf_c_message_unpack(&databuild__v1__build_event__descriptor, dbld_arena_allocator(a),
+                                   len, payload))
         return NULL;
     f.refs = (const char *const *)refs;
     f.labels = (const char *const *)labels;
