@@ -99,6 +99,16 @@ size_t dbld_string_limit(const char *msg_name, const char *field, const char **k
     return lim;
 }
 
+/* The shortest limit of dbld_string_limit(). */
+#define SHORTEST_LIMIT DBLD_LIMIT_ID_BYTES
+_Static_assert(DBLD_LIMIT_ID_BYTES <= DBLD_LIMIT_REF_BYTES &&
+                   DBLD_LIMIT_ID_BYTES <= DBLD_LIMIT_PATTERN_BYTES &&
+                   DBLD_LIMIT_ID_BYTES <= DBLD_LIMIT_LABEL_BYTES &&
+                   DBLD_LIMIT_ID_BYTES <= DBLD_LIMIT_COMMENT_BYTES &&
+                   DBLD_LIMIT_ID_BYTES <= DBLD_LIMIT_MESSAGE_BYTES &&
+                   DBLD_LIMIT_ID_BYTES <= DBLD_LIMIT_STRING_BYTES,
+               "SHORTEST_LIMIT must be the shortest string limit");
+
 /* ---- field paths in messages ---- */
 
 static void path_format(const path *p, char *out, size_t cap)
@@ -198,10 +208,14 @@ static int check_message(const ProtobufCMessageDescriptor *d, const uint8_t *buf
 static int check_string(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f,
                         const uint8_t *s, size_t len, const path *p, dbld_status *st)
 {
-    const char *kind;
-    size_t lim = dbld_string_limit(d->short_name, f->name, &kind);
-    if (len > lim)
-        return refuse(st, p, "%zu bytes, over the limit of %zu bytes for %s", len, lim, kind);
+    /* the kind's limit is looked up by name only for a string that could
+     * pass one: most are shorter than the shortest */
+    if (len > SHORTEST_LIMIT) {
+        const char *kind;
+        size_t lim = dbld_string_limit(d->short_name, f->name, &kind);
+        if (len > lim)
+            return refuse(st, p, "%zu bytes, over the limit of %zu bytes for %s", len, lim, kind);
+    }
     int nul;
     size_t bad = utf8_check(s, len, &nul);
     if (bad == len) return 0;
