@@ -30,6 +30,7 @@
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ extern char **environ;
 #define READ_BUDGET (256 * 1024) /* bytes per stream per dbld_proc_read() call */
 #define NOPIDFD_POLL_MS 20       /* exit polling interval without a pidfd */
 #define CHILD_STACK (64 * 1024)  /* the child's stack between clone and exec */
+#define STACKS_KEPT 16           /* child stacks kept for the next spawns */
 
 typedef struct stream {
     int fd; /* -1 once at end of file */
@@ -265,6 +267,37 @@ fail:
     _exit(127);
 }
 
+/* Child stacks: mapped once and kept (up to STACKS_KEPT, as many as spawns
+ * ever ran at once) rather than an mmap + munmap per spawn. A stack is free
+ * again once clone() returns: CLONE_VFORK suspends us until the child has
+ * exec'd or exited. */
+static pthread_mutex_t stacks_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *stacks[STACKS_KEPT];
+static int n_stacks;
+
+static void *stack_take(void)
+{
+    void *s = NULL;
+    pthread_mutex_lock(&stacks_mu);
+    if (n_stacks > 0) s = stacks[--n_stacks];
+    pthread_mutex_unlock(&stacks_mu);
+    if (s) return s;
+    s = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1,
+             0);
+    return s == MAP_FAILED ? NULL : s;
+}
+
+static void stack_give(void *s)
+{
+    pthread_mutex_lock(&stacks_mu);
+    if (n_stacks < STACKS_KEPT) {
+        stacks[n_stacks++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&stacks_mu);
+    if (s) munmap(s, CHILD_STACK);
+}
+
 /* Start the child with the child's ends of the pipes in place; returns 0
  * or an errno. clone(CLONE_VM | CLONE_VFORK) as posix_spawn does (no copy
  * of our address space; we wait until the child has exec'd), but with a
@@ -285,9 +318,8 @@ static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid, i
                     .out_w = out_w,
                     .err_w = err_w,
                     .parent = getpid()};
-    void *stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
+    void *stack = stack_take();
+    if (!stack) {
         int e = errno;
         free(envp);
         return e;
@@ -298,7 +330,7 @@ static int do_spawn(const dbld_proc_opts *o, int out_w, int err_w, pid_t *pid, i
     pid_t p = clone(child_main, (char *)stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
     int rc = p < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    munmap(stack, CHILD_STACK);
+    stack_give(stack);
     free(envp);
     *stage = c.stage;
     if (rc == 0 && c.err) { /* the child could not exec: it has exited */
@@ -339,7 +371,12 @@ int dbld_proc_spawn(const dbld_proc_opts *o, dbld_proc **out, dbld_status *st)
     if (!o || !o->argv || !o->argv[0] || !o->argv[0][0])
         return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "no command to run");
     if (o->cwd && check_cwd(o->cwd, st)) return st ? st->code : DBLD_NOT_FOUND;
-    dbld_proc *p = dbld_xcalloc(1, sizeof *p);
+    /* Not calloc: the two line buffers (128 KiB) are read only up to their
+     * len, and clearing them was a memset per spawn. */
+    dbld_proc *p = dbld_xmalloc(sizeof *p);
+    memset(p, 0, offsetof(dbld_proc, out));
+    p->out.fd = p->err.fd = -1;
+    p->out.len = p->err.len = 0;
     int po[2] = {-1, -1}, pe[2] = {-1, -1};
     p->wake[0] = p->wake[1] = p->pidfd = -1;
     if (pipe2(po, O_CLOEXEC) || pipe2(pe, O_CLOEXEC) || pipe2(p->wake, O_CLOEXEC | O_NONBLOCK) ||

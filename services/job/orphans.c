@@ -1,19 +1,35 @@
 /* orphans.c - process groups of running children on disk, and the start-up
  * sweep that kills those a dead job service left behind (see orphans.h).
  *
- * An entry is a file "<owner pid>.<owner start>.<seq>" in the directory,
- * created with O_EXCL; its first line is
- *   "v1 <boot id> <pid namespace> <pgid> <leader start>"
- * and its second the mark. The owner is in the name so that the sweep can
- * skip a live owner's entries without reading them (one may be half
- * written). Start times are field 22 of /proc/PID/stat (clock ticks since
- * boot), so they are compared only within one boot (the boot id) and one
- * pid namespace.
+ * A record is the text
+ *   "v1 <boot id> <pid namespace> <pgid> <leader start>\n<mark>\n"
+ * Start times are field 22 of /proc/PID/stat (clock ticks since boot), so
+ * they are compared only within one boot (the boot id) and one pid
+ * namespace.
+ *
+ * Records live in slots of one file per job service, "<owner pid>.<owner
+ * start>.slots", created (O_EXCL) at the first record and removed at a clean
+ * close: a run costs one pwrite() to record and one to clear, no inode. A
+ * slot is SLOT_SIZE bytes at index * SLOT_SIZE: a slot_head, then the
+ * record. A valid slot has the magic, a length that fits, and the FNV-1a
+ * hash of exactly that many record bytes (which hold no NUL); anything else
+ * - zeros (cleared, or never written), a record half written when its owner
+ * died, the tail of an older, longer record - is a free slot. Free slots are
+ * kept in memory (last freed, first taken, so the file stays as long as the
+ * most runs ever recorded at once, at most SLOTS_MAX).
+ *
+ * A record that does not fit a slot, one made while all SLOTS_MAX slots are
+ * taken, and every record when the slot file cannot be created is an entry
+ * file "<owner pid>.<owner start>.<seq>" instead (created with O_EXCL), the
+ * format of the previous version, which the sweep reads too (so an upgrade
+ * leaks nothing). The owner is in both names so that the sweep can skip a
+ * live owner's records without reading them (one may be half written).
  */
 #define _GNU_SOURCE /* O_DIRECTORY, O_NOFOLLOW */
 #include "orphans.h"
 
 #include "dbld/log.h"
+#include "dbld/strmap.h"
 #include "dbld/util.h"
 
 #include <ctype.h>
@@ -21,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,7 +48,21 @@
 
 #define ENV_DIR "DATABUILD_JOB_STATE_DIR"
 #define ID_MAX 64      /* boot id / pid namespace text */
-#define ENTRY_MAX 4096 /* an entry file, mark included */
+#define ENTRY_MAX 4096 /* a record (an entry file), mark included */
+#define SLOT_SIZE 4096 /* one page: a slot's pwrite() never spans two */
+#define SLOTS_MAX 1024 /* slots in a file (4 MiB); more runs at once get entry files */
+#define SLOTS_SUFFIX "slots"
+#define SLOT_MAGIC "DBLDOS1"        /* 8 bytes with its NUL */
+#define SLOT_ID ((uint64_t)1 << 63) /* ids of slots: SLOT_ID | index */
+
+/* The head of a slot; host byte order (the directory is local to the host). */
+typedef struct slot_head {
+    char magic[8]; /* SLOT_MAGIC; zeros: free */
+    uint64_t len;  /* record bytes after the head */
+    uint64_t sum;  /* dbld_hash_str() of the record */
+} slot_head;
+
+#define RECORD_MAX (SLOT_SIZE - sizeof(slot_head)) /* a record in a slot, NUL excluded */
 
 struct orphan_reg {
     char *dir;
@@ -41,6 +72,13 @@ struct orphan_reg {
     char boot[ID_MAX], pidns[ID_MAX];
     atomic_uint_fast64_t seq;
     atomic_int warned;
+
+    pthread_mutex_t mu; /* the slots */
+    int slots_fd;       /* -1: not created yet (or could not be: slots_failed) */
+    int slots_failed;
+    uint32_t n_slots;    /* slots ever taken: the file is n_slots * SLOT_SIZE at most */
+    uint32_t *free_list; /* free slot indexes below n_slots, last freed at the end */
+    uint32_t n_free;
 };
 
 /* ---- /proc ---- */
@@ -215,54 +253,152 @@ int orphan_reg_open(const char *dir, orphan_reg **out, dbld_status *st)
     r->self_start = proc_stat(r->self, &ps) == 0 ? ps.start : 0;
     read_id("/proc/sys/kernel/random/boot_id", r->boot);
     read_id("/proc/self/ns/pid", r->pidns);
+    pthread_mutex_init(&r->mu, NULL);
+    r->slots_fd = -1;
     *out = r;
     return 0;
+}
+
+static void slots_name(const orphan_reg *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%d.%llu." SLOTS_SUFFIX, (int)r->self, r->self_start);
 }
 
 void orphan_reg_close(orphan_reg *r)
 {
     if (!r) return;
+    if (r->slots_fd >= 0) {
+        close(r->slots_fd);
+        if (r->n_free == r->n_slots) { /* nothing recorded any more */
+            char name[96];
+            slots_name(r, name, sizeof name);
+            unlinkat(r->dirfd, name, 0);
+        }
+    }
+    pthread_mutex_destroy(&r->mu);
     close(r->dirfd);
+    free(r->free_list);
     free(r->dir);
     free(r);
 }
 
-/* ---- entries ---- */
+/* ---- records ---- */
+
+static void warn_once(orphan_reg *r, const char *error)
+{
+    if (!atomic_exchange(&r->warned, 1))
+        dbld_log(DBLD_LOG_WARN, "could not record a job's process group", "dir", r->dir, "error",
+                 error, NULL);
+}
 
 static void entry_name(const orphan_reg *r, uint64_t id, char *buf, size_t cap)
 {
     snprintf(buf, cap, "%d.%llu.%" PRIu64, (int)r->self, r->self_start, id);
 }
 
-uint64_t orphan_reg_add(orphan_reg *r, pid_t pgid, const char *mark)
+/* The record as an entry file of its own; its id, or 0. */
+static uint64_t add_entry_file(orphan_reg *r, const char *text, size_t n)
 {
-    if (!r) return 0;
-    uint64_t id = atomic_fetch_add(&r->seq, 1) + 1;
-    char name[96], text[ENTRY_MAX];
+    uint64_t id = (atomic_fetch_add(&r->seq, 1) + 1) & ~SLOT_ID;
+    char name[96];
     entry_name(r, id, name, sizeof name);
-    pstat ps;
-    int n = -1;
-    if (proc_stat(pgid, &ps) == 0)
-        n = snprintf(text, sizeof text, "v1 %s %s %d %llu\n%.*s\n", r->boot, r->pidns, (int)pgid,
-                     ps.start, (int)strcspn(mark, "\n"), mark);
-    int fd = -1, ok = 0;
-    if (n > 0 && (size_t)n < sizeof text) {
-        fd = openat(r->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        ok = fd >= 0 && write(fd, text, (size_t)n) == n;
-    }
+    int fd = openat(r->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int ok = fd >= 0 && write(fd, text, n) == (ssize_t)n;
     int e = errno;
     if (fd >= 0) close(fd);
     if (ok) return id;
     if (fd >= 0) unlinkat(r->dirfd, name, 0);
-    if (!atomic_exchange(&r->warned, 1))
-        dbld_log(DBLD_LOG_WARN, "could not record a job's process group", "dir", r->dir, "error",
-                 n > 0 ? strerror(e) : "the process is gone", NULL);
+    warn_once(r, strerror(e));
+    return 0;
+}
+
+/* A free slot's index, or -1 (none left, or no slot file: use an entry
+ * file). Creates the slot file at the first call. */
+static int64_t take_slot(orphan_reg *r)
+{
+    int64_t slot = -1;
+    pthread_mutex_lock(&r->mu);
+    if (r->slots_fd < 0 && !r->slots_failed) {
+        char name[96];
+        slots_name(r, name, sizeof name);
+        r->slots_fd = openat(r->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (r->slots_fd < 0) { /* EEXIST: another boot's, or another namespace's live one */
+            r->slots_failed = 1;
+            dbld_log(DBLD_LOG_WARN, "job process groups are recorded one file each", "dir", r->dir,
+                     "file", name, "error", strerror(errno), NULL);
+        } else
+            r->free_list = dbld_xcalloc(SLOTS_MAX, sizeof *r->free_list);
+    }
+    if (r->slots_fd >= 0) {
+        if (r->n_free > 0)
+            slot = r->free_list[--r->n_free];
+        else if (r->n_slots < SLOTS_MAX)
+            slot = r->n_slots++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return slot;
+}
+
+static void give_slot(orphan_reg *r, uint32_t slot)
+{
+    pthread_mutex_lock(&r->mu);
+    r->free_list[r->n_free++] = slot;
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int pwrite_all(int fd, const void *buf, size_t n, off_t off)
+{
+    ssize_t w;
+    do
+        w = pwrite(fd, buf, n, off);
+    while (w < 0 && errno == EINTR);
+    if (w >= 0 && (size_t)w != n) errno = ENOSPC; /* a short write: the disk is full */
+    return w >= 0 && (size_t)w == n ? 0 : -1;
+}
+
+uint64_t orphan_reg_add(orphan_reg *r, pid_t pgid, const char *mark)
+{
+    if (!r) return 0;
+    char buf[sizeof(slot_head) + ENTRY_MAX]; /* a slot's head, then the record */
+    char *text = buf + sizeof(slot_head);
+    pstat ps;
+    if (proc_stat(pgid, &ps) != 0) {
+        warn_once(r, "the process is gone");
+        return 0;
+    }
+    int n = snprintf(text, ENTRY_MAX, "v1 %s %s %d %llu\n%.*s\n", r->boot, r->pidns, (int)pgid,
+                     ps.start, (int)strcspn(mark, "\n"), mark);
+    if (n <= 0 || n >= ENTRY_MAX) {
+        warn_once(r, "the record is too long");
+        return 0;
+    }
+    int64_t slot = (size_t)n <= RECORD_MAX ? take_slot(r) : -1;
+    if (slot < 0) return add_entry_file(r, text, (size_t)n);
+    slot_head h = {.magic = SLOT_MAGIC, .len = (uint64_t)n, .sum = dbld_hash_str(text)};
+    memcpy(buf, &h, sizeof h);
+    if (pwrite_all(r->slots_fd, buf, sizeof h + (size_t)n, (off_t)slot * SLOT_SIZE) == 0)
+        return SLOT_ID | (uint64_t)slot;
+    int e = errno;
+    /* The slot may hold part of the record: cleared before it is taken again. */
+    static const slot_head zero;
+    if (pwrite_all(r->slots_fd, &zero, sizeof zero, (off_t)slot * SLOT_SIZE) == 0)
+        give_slot(r, (uint32_t)slot);
+    warn_once(r, strerror(e));
     return 0;
 }
 
 void orphan_reg_remove(orphan_reg *r, uint64_t id)
 {
     if (!r || !id) return;
+    if (id & SLOT_ID) {
+        uint32_t slot = (uint32_t)(id & ~SLOT_ID);
+        static const slot_head zero;
+        /* One that could not be cleared stays taken (its group is gone: the
+         * sweep would find nothing to kill). */
+        if (pwrite_all(r->slots_fd, &zero, sizeof zero, (off_t)slot * SLOT_SIZE) == 0)
+            give_slot(r, slot);
+        return;
+    }
     char name[96];
     entry_name(r, id, name, sizeof name);
     unlinkat(r->dirfd, name, 0);
@@ -270,15 +406,15 @@ void orphan_reg_remove(orphan_reg *r, uint64_t id)
 
 /* ---- the sweep ---- */
 
-/* Kill the group of one dead owner's entry if it is still there; 1 if killed. */
-static int sweep_entry(orphan_reg *r, const char *name)
+/* Kill the group of one dead owner's record (text, NUL-terminated) if it is
+ * still there; 1 if killed. where names the record in the log. */
+static int sweep_record(orphan_reg *r, char *text, const char *where)
 {
-    char text[ENTRY_MAX], boot[ID_MAX], pidns[ID_MAX];
+    char boot[ID_MAX], pidns[ID_MAX];
     int pgid;
     unsigned long long start;
     int consumed = 0;
-    if (read_small(r->dirfd, name, text, sizeof text) <= 0 ||
-        sscanf(text, "v1 %63s %63s %d %llu\n%n", boot, pidns, &pgid, &start, &consumed) != 4 ||
+    if (sscanf(text, "v1 %63s %63s %d %llu\n%n", boot, pidns, &pgid, &start, &consumed) != 4 ||
         !consumed || pgid <= 1)
         return 0; /* half written when its owner died: its leader died with the owner */
     if (strcmp(boot, r->boot) != 0 || strcmp(pidns, r->pidns) != 0)
@@ -293,9 +429,54 @@ static int sweep_entry(orphan_reg *r, const char *name)
     char g[24];
     snprintf(g, sizeof g, "%d", pgid);
     dbld_log(DBLD_LOG_WARN, "killed the process group of a job left by a dead job service", "pgid",
-             g, "matched_by", by_leader ? "leader" : "environment", "mark", mark, "entry", name,
+             g, "matched_by", by_leader ? "leader" : "environment", "mark", mark, "entry", where,
              NULL);
     return 1;
+}
+
+/* An entry file (the previous version's format, or a record that did not
+ * get a slot). */
+static int sweep_entry(orphan_reg *r, const char *name)
+{
+    char text[ENTRY_MAX];
+    if (read_small(r->dirfd, name, text, sizeof text) <= 0) return 0;
+    return sweep_record(r, text, name);
+}
+
+/* A slot's record: 1 and text (NUL-terminated) when the slot is valid. */
+static int slot_record(const char *slot, size_t n, char text[RECORD_MAX + 1])
+{
+    slot_head h;
+    if (n < sizeof h) return 0;
+    memcpy(&h, slot, sizeof h);
+    if (memcmp(h.magic, SLOT_MAGIC, sizeof h.magic) != 0 || h.len == 0 || h.len > RECORD_MAX ||
+        h.len > n - sizeof h)
+        return 0;
+    memcpy(text, slot + sizeof h, h.len);
+    text[h.len] = 0;
+    return strlen(text) == h.len && dbld_hash_str(text) == h.sum;
+}
+
+/* Every valid slot of a slot file. */
+static int sweep_slots(orphan_reg *r, const char *name)
+{
+    int fd = openat(r->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;
+    char *slot = dbld_xmalloc(SLOT_SIZE), text[RECORD_MAX + 1], where[160];
+    int killed = 0;
+    for (uint64_t i = 0;; i++) {
+        ssize_t n;
+        do
+            n = pread(fd, slot, SLOT_SIZE, (off_t)(i * SLOT_SIZE));
+        while (n < 0 && errno == EINTR);
+        if (n <= 0) break;
+        if (!slot_record(slot, (size_t)n, text)) continue; /* free, or half written */
+        snprintf(where, sizeof where, "%s[%" PRIu64 "]", name, i);
+        killed += sweep_record(r, text, where);
+    }
+    free(slot);
+    close(fd);
+    return killed;
 }
 
 int orphan_reg_sweep(orphan_reg *r)
@@ -313,14 +494,15 @@ int orphan_reg_sweep(orphan_reg *r)
     int killed = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        int owner;
+        int owner, at = 0;
         unsigned long long owner_start;
-        uint64_t seq;
-        char end;
-        if (sscanf(de->d_name, "%d.%llu.%" SCNu64 "%c", &owner, &owner_start, &seq, &end) != 3)
+        if (sscanf(de->d_name, "%d.%llu.%n", &owner, &owner_start, &at) != 2 || !at) continue;
+        const char *rest = de->d_name + at;
+        int slots = strcmp(rest, SLOTS_SUFFIX) == 0;
+        if (!slots && !(*rest && strspn(rest, "0123456789") == strlen(rest)))
             continue;                                      /* ".", "..", or not ours */
         if (same_process(owner, owner_start, 0)) continue; /* a live job service's (or our own) */
-        killed += sweep_entry(r, de->d_name);
+        killed += slots ? sweep_slots(r, de->d_name) : sweep_entry(r, de->d_name);
         unlinkat(r->dirfd, de->d_name, 0);
     }
     closedir(d);

@@ -5,11 +5,12 @@
  * A child itself dies with the job service (PR_SET_PDEATHSIG, lib/proc.c),
  * but its own children - a shell script's - stay in its process group and
  * get no such signal. So each child's group is written to a state directory
- * while it runs: one file per child, whose name holds the owning job
- * service's pid and start time, and whose content holds the group id, the
- * leader's start time (from /proc/PID/stat) and a mark from the child's
- * environment ("DATABUILD_JOB_RUN_ID=..."). The entry is removed once the
- * group is gone.
+ * while it runs: a record holding the group id, the leader's start time
+ * (from /proc/PID/stat) and a mark from the child's environment
+ * ("DATABUILD_JOB_RUN_ID=..."), in a slot of the job service's slot file
+ * (whose name holds the owning job service's pid and start time; no file is
+ * created per run, see orphans.c for the format). The record is cleared once
+ * the group is gone.
  *
  * Design decision: the sweep at start-up leaves the entries of any live job
  * service alone (owner pid running with the recorded start time) and kills
@@ -43,15 +44,15 @@ int orphan_reg_open(const char *dir, orphan_reg **out, dbld_status *st);
 void orphan_reg_close(orphan_reg *r);
 
 /* Kill the recorded groups of job services that are no longer running and
- * remove their entries. Returns the number of groups killed. */
+ * remove their files. Returns the number of groups killed. */
 int orphan_reg_sweep(orphan_reg *r);
 
 /* Record the running child pgid (its own group leader) with mark, an
- * environment entry it was started with. Returns the entry's id, 0 when
+ * environment entry it was started with. Returns the record's id, 0 when
  * nothing was recorded (a warning is logged once). Thread-safe. */
 uint64_t orphan_reg_add(orphan_reg *r, pid_t pgid, const char *mark);
 
-/* Remove an entry once its group is gone (id 0: no-op). Thread-safe. */
+/* Clear a record once its group is gone (id 0: no-op). Thread-safe. */
 void orphan_reg_remove(orphan_reg *r, uint64_t id);
 
 #endif

@@ -6,13 +6,15 @@
  * concurrency limit, refs with shell and quote characters, the environment
  * and its policy (loader and interpreter variables refused, the YAML env not
  * overridable, env_allow), jobs run as job.run_as with the orphan sweep, the
- * wrapper's job logs as stored by the event log, a dead event log, and
- * SIGTERM with a job running.
+ * wrapper's job logs as stored by the event log, a dead event log,
+ * SIGTERM with a job running, and the state directory's slot file (one per
+ * job service, slots reused, swept after SIGKILL, removed at a clean stop).
  *
  * The jobs are tests/jobs/testjob.py in its several modes (see there).
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -1369,6 +1371,86 @@ DBLD_TEST(run_as_user)
     dbld_arena_destroy(a);
 }
 
+/* The files of a job service's state directory: their count; *name = the
+ * last one's name, *size its size. */
+static int state_files(dbld_arena *a, const char *dir, const char **name, off_t *size)
+{
+    DIR *d = opendir(dir);
+    CHECK_MSG(d != NULL, "opendir %s: %s", dir, strerror(errno));
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.') continue;
+        n++;
+        *name = dbld_arena_strdup(a, de->d_name);
+        struct stat sb;
+        CHECK(fstatat(dirfd(d), de->d_name, &sb, 0) == 0);
+        *size = sb.st_size;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Runs are recorded in slots of one file per job service, named by its pid,
+ * reused run after run (the file grows only with the runs at once), swept
+ * after SIGKILL (the grandchildren of both running jobs die at the next
+ * start, the dead one's file goes) and removed at a clean stop. */
+DBLD_TEST(state_slots_reused_and_swept)
+{
+    fixture f = setup("slots");
+    dbld_arena *a = f.a;
+    const char *dir = dbld_arena_printf(a, "%s/%s.state", h_test_dir(), f.job->name);
+    const char *name = NULL;
+    off_t size = 0;
+    dbld_status st;
+    Databuild__V1__RunJobResponse *r = NULL;
+    for (int i = 0; i < 5; i++) {
+        CHECK_OK(run_call(f.job, a, new_run_id(a), "br",
+                          task(a, "//test:ok", dbld_arena_printf(a, "ok/s%d", i), H_STRS("ok")),
+                          CALL_MS, &r, &st),
+                 st);
+        CHECK_MSG(r->status == DATABUILD__V1__JOB_STATUS__JOB_COMPLETED, "run: %s", r->message);
+    }
+    CHECK_EQ_INT(state_files(a, dir, &name, &size), 1);
+    const char *prefix = dbld_arena_printf(a, "%d.", (int)f.job->pid);
+    CHECK_MSG(strncmp(name, prefix, strlen(prefix)) == 0 && strstr(name, ".slots") != NULL,
+              "state file %s", name);
+    CHECK_MSG(size > 0 && size <= 4096, "one run at a time took %ld bytes", (long)size);
+
+    const char *pf1 = path_in_test_dir(a, "slots1"), *pf2 = path_in_test_dir(a, "slots2");
+    bg_run *b1 = bg_start(f.job, new_run_id(a), "//test:ok", "ok/s1", H_STRS("sleep", "100", pf1));
+    bg_run *b2 = bg_start(f.job, new_run_id(a), "//test:ok", "ok/s2", H_STRS("sleep", "100", pf2));
+    pid_t p1, g1, p2, g2;
+    read_pids(pf1, &p1, &g1);
+    read_pids(pf2, &p2, &g2);
+    CHECK_EQ_INT(state_files(a, dir, &name, &size), 1);
+    CHECK_MSG(size > 4096 && size <= 2 * 4096, "two runs at a time took %ld bytes", (long)size);
+    const char *dead = name;
+
+    h_service_kill(f.job);
+    CHECK_MSG(H_POLL_UNTIL(5000, !pid_alive(p1) && !pid_alive(p2)), "a job outlived its service");
+    CHECK_MSG(pid_alive(g1) && pid_alive(g2), "a grandchild is gone before the restart");
+    bg_join(b1);
+    bg_join(b2);
+    h_service_restart(f.job);
+    CHECK_MSG(H_POLL_UNTIL(5000, !pid_alive(g1) && !pid_alive(g2)),
+              "grandchildren %d, %d not swept by the restart", (int)g1, (int)g2);
+    int n = state_files(a, dir, &name, &size);
+    CHECK_MSG(n == 0, "%d state files after the sweep (%s)", n, n ? name : "");
+    char *log = h_read_file(f.job->log_path, NULL);
+    CHECK_CONTAINS(log, dbld_arena_printf(a, "\"entry\":\"%s[0]\"", dead));
+    CHECK_CONTAINS(log, dbld_arena_printf(a, "\"entry\":\"%s[1]\"", dead));
+    free(log);
+
+    CHECK_OK(run_call(f.job, a, new_run_id(a), "br", task(a, "//test:ok", "ok/s9", H_STRS("ok")),
+                      CALL_MS, &r, &st),
+             st);
+    CHECK_EQ_INT(state_files(a, dir, &name, &size), 1);
+    h_service_stop(f.job);
+    CHECK_EQ_INT(state_files(a, dir, &name, &size), 0);
+    dbld_arena_destroy(a);
+}
+
 /* SIGTERM with a job running: the job's process group dies, exit 0. */
 DBLD_TEST(sigterm_stops_jobs)
 {
@@ -1403,4 +1485,4 @@ DBLD_TEST_MAIN(DBLD_TEST_ENTRY(configure_ok), DBLD_TEST_ENTRY(configure_garbage_
                DBLD_TEST_ENTRY(eventlog_down_run_still_works),
                DBLD_TEST_ENTRY(run_env_policy_refuses), DBLD_TEST_ENTRY(run_env_allowlist),
                DBLD_TEST_ENTRY(configure_env_refused), DBLD_TEST_ENTRY(run_as_user),
-               DBLD_TEST_ENTRY(sigterm_stops_jobs))
+               DBLD_TEST_ENTRY(sigterm_stops_jobs), DBLD_TEST_ENTRY(state_slots_reused_and_swept))
