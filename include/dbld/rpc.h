@@ -108,6 +108,15 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms);
  * the call's arena; NULL sends an empty message), any other code sends the
  * status with msg. Callable from any thread, exactly once per call. */
 void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMessage *resp);
+/* An answer known before the call may be answered (it waits for something
+ * else first): pack resp now (checked as a handler's response is) and keep
+ * only its bytes in the call, so that the message's memory (e.g. a scratch
+ * arena) can go at once - under many waiting calls the bytes are a third of
+ * the message. Returns 0, or INTERNAL for a message of the wrong type.
+ * dbld_call_complete_held() sends them (code 0); dbld_call_complete() with
+ * another response or an error drops them, and so does the end of the call. */
+int dbld_call_hold_answer(dbld_call *call, const ProtobufCMessage *resp, dbld_status *st);
+void dbld_call_complete_held(dbld_call *call);
 /* For a call whose DBLD_METHOD_NONBLOCKING handler returned DBLD_ASYNC and
  * found it cannot answer without blocking: run fn on a worker as the call's
  * handler (queued like a blocking method's call: over max_queue the call is

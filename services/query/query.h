@@ -257,8 +257,9 @@ struct q_job {
      * answer computed on arrival (by the thread that received it) */
     void (*done)(q_job *j, int rc, dbld_status *st);
     int64_t gate_idx;
-    ProtobufCMessage *pre; /* index_fn's answer on arrival, valid once pre_idx is vouched for */
-    int64_t pre_idx;       /* the index's applied idx before it was computed */
+    int pre;         /* index_fn's answer on arrival is held in the call (dbld_call_hold_answer()),
+                        valid once pre_idx is vouched for */
+    int64_t pre_idx; /* the index's applied idx before it was computed */
 };
 typedef int (*q_job_start_fn)(q_req *r, const ProtobufCMessage *req, q_job *j, dbld_status *st);
 /* For a handler: returns DBLD_ASYNC, or a status when start fails, or 0
