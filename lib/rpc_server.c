@@ -379,6 +379,40 @@ int dbld_call_hold_answer(dbld_call *call, const ProtobufCMessage *resp, dbld_st
     return 0;
 }
 
+struct dbld_packed {
+    const ProtobufCMessageDescriptor *type;
+    grpc_byte_buffer *bb; /* its slice is shared by the calls that hold it */
+};
+
+dbld_packed *dbld_packed_new(const ProtobufCMessage *msg)
+{
+    if (!msg || !protobuf_c_message_check(msg)) return NULL;
+    dbld_packed *p = dbld_xmalloc(sizeof *p);
+    p->type = msg->descriptor;
+    p->bb = dbld__pack(msg);
+    return p;
+}
+
+void dbld_packed_free(dbld_packed *p)
+{
+    if (!p) return;
+    grpc_byte_buffer_destroy(p->bb);
+    free(p);
+}
+
+int dbld_call_hold_packed(dbld_call *call, const dbld_packed *p, dbld_status *st)
+{
+    if (!call || !call->m || !call->m->unary)
+        return dbld_status_set(st, DBLD_FAILED_PRECONDITION,
+                               "dbld_call_hold_packed outside a unary call");
+    if (!p || p->type != call->m->response)
+        return dbld_status_set(st, DBLD_INTERNAL, "invalid %s answer for %s",
+                               call->m->response->name, call->path);
+    if (call->held_bb) grpc_byte_buffer_destroy(call->held_bb);
+    call->held_bb = grpc_byte_buffer_copy(p->bb); /* a reference to the bytes, not a copy */
+    return 0;
+}
+
 void dbld_call_complete_held(dbld_call *call)
 {
     if (!call || !call->m || !call->m->unary) return;

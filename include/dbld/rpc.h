@@ -117,6 +117,16 @@ void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMes
  * another response or an error drops them, and so does the end of the call. */
 int dbld_call_hold_answer(dbld_call *call, const ProtobufCMessage *resp, dbld_status *st);
 void dbld_call_complete_held(dbld_call *call);
+/* A response packed once for many calls (e.g. a page every client asks for):
+ * calls holding it share its bytes (dbld_call_hold_packed(), then answered
+ * with dbld_call_complete_held(), or by a handler returning 0 with no
+ * response), which stay until the last of them is sent, whenever the packed
+ * response itself is freed. dbld_packed_new() returns NULL for a message
+ * that fails protobuf_c_message_check(). */
+typedef struct dbld_packed dbld_packed;
+dbld_packed *dbld_packed_new(const ProtobufCMessage *msg);
+void dbld_packed_free(dbld_packed *p);
+int dbld_call_hold_packed(dbld_call *call, const dbld_packed *p, dbld_status *st);
 /* For a call whose DBLD_METHOD_NONBLOCKING handler returned DBLD_ASYNC and
  * found it cannot answer without blocking: run fn on a worker as the call's
  * handler (queued like a blocking method's call: over max_queue the call is
