@@ -34,9 +34,14 @@
  * CPU in page faults and TLB shootdowns (madvise/munmap), and kept the peak
  * afterwards. So dbld_server_create() fixes the thresholds (blocks up to
  * MMAP_THRESHOLD come from the heap, which is trimmed only above
- * TRIM_THRESHOLD) and caps the number of malloc arenas; and a poller that
- * has seen no completion for IDLE_TRIM_MS after calls ran (the burst is
- * over) gives the free memory back to the system with malloc_trim(0).
+ * TRIM_THRESHOLD) and caps the number of malloc arenas (malloc_arenas); and a
+ * poller that has seen no completion for IDLE_TRIM_MS after calls ran (the
+ * burst is over) gives the free memory back to the system with
+ * malloc_trim(0). A call's arena goes as soon as it is answered and no
+ * handler runs (arena_release), not when its status has gone out; an answer
+ * known before the call may be answered waits packed
+ * (dbld_call_hold_answer), and one page many calls ask for is packed once
+ * and shared (dbld_packed).
  *
  * Shutdown: health goes NOT_SERVING and streams see themselves cancelled;
  * grpc_server_shutdown_and_notify stops new calls and its tag fires when
@@ -74,7 +79,7 @@
 #define CANCEL_POLL_MS 50
 #define MMAP_THRESHOLD (4 << 20) /* allocator tuning: see the opening comment */
 #define TRIM_THRESHOLD (8 << 20)
-#define MALLOC_ARENAS 2
+#define MALLOC_ARENAS 2 /* default of dbld_server_opts.malloc_arenas */
 #define IDLE_TRIM_MS 1000
 
 #define TAG_SHUTDOWN ((void *)3)
@@ -1006,7 +1011,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
 {
     if (!opts || !out) return dbld_status_set(st, DBLD_INVALID_ARGUMENT, "server options missing");
     /* process-wide, before the server's threads allocate (see the opening comment) */
-    mallopt(M_ARENA_MAX, MALLOC_ARENAS);
+    mallopt(M_ARENA_MAX, opts->malloc_arenas > 0 ? opts->malloc_arenas : MALLOC_ARENAS);
     mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
     dbld_server *srv = dbld_xcalloc(1, sizeof *srv);

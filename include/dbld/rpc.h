@@ -173,6 +173,9 @@ typedef struct dbld_server_opts {
     const dbld_tls_opts *tls;     /* NULL or no cert_file: plaintext; copied */
     const struct dbld_auth *auth; /* NULL: no credentials needed; borrowed (outlives the server) */
     const char *metrics_listen;   /* serve GET /metrics here (dbld_metrics_serve); NULL: off */
+    int malloc_arenas;            /* glibc malloc arenas of the process (M_ARENA_MAX); default 2.
+                                   * 1: every thread reuses the memory any other freed (lower
+                                   * RSS under bursts of calls, see rpc_server.c) */
 } dbld_server_opts;
 
 /* Caller frees with dbld_server_destroy(). */
