@@ -123,6 +123,7 @@ struct dbld_server {
     char *name, *listen;
     int n_workers, n_pollers, max_msg, grace_ms, max_queue;
     int max_streams;       /* streaming calls (threads) at once */
+    int max_conc;          /* calls per connection (0: no limit) */
     const dbld_auth *auth; /* borrowed; NULL: every method is open */
     int add_failed;        /* a dbld_server_add() was refused: start fails */
     char *metrics_listen;  /* NULL: no metrics endpoint */
@@ -1025,6 +1026,7 @@ int dbld_server_create(const dbld_server_opts *opts, dbld_server **out, dbld_sta
     srv->max_msg = opts->max_message_bytes > 0 ? opts->max_message_bytes : DEFAULT_MAX_MSG;
     srv->grace_ms = opts->shutdown_grace_ms > 0 ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
     srv->max_streams = opts->max_streams > 0 ? opts->max_streams : DEFAULT_MAX_STREAMS;
+    srv->max_conc = opts->max_concurrent_streams > 0 ? opts->max_concurrent_streams : 0;
     srv->auth = opts->auth;
     srv->metrics_listen = opts->metrics_listen ? dbld_xstrdup(opts->metrics_listen) : NULL;
     if (opts->tls && opts->tls->cert_file) {
@@ -1177,8 +1179,10 @@ static int bind_server(dbld_server *srv, dbld_status *st)
         dbld__int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
                       DBLD_KEEPALIVE_TIME_MS / 2),
         dbld__int_arg(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
+        dbld__int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS, srv->max_conc), /* last */
     };
-    grpc_channel_args ca = {sizeof args / sizeof args[0], args};
+    /* the last one only when set: 0 keeps gRPC's default (no limit) */
+    grpc_channel_args ca = {sizeof args / sizeof args[0] - (srv->max_conc > 0 ? 0 : 1), args};
     srv->server = grpc_server_create(&ca, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->cq, NULL);

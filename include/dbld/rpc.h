@@ -173,6 +173,8 @@ typedef struct dbld_server_opts {
     const dbld_tls_opts *tls;     /* NULL or no cert_file: plaintext; copied */
     const struct dbld_auth *auth; /* NULL: no credentials needed; borrowed (outlives the server) */
     const char *metrics_listen;   /* serve GET /metrics here (dbld_metrics_serve); NULL: off */
+    int max_concurrent_streams;   /* calls per connection (HTTP/2 MAX_CONCURRENT_STREAMS); more
+                                   * wait in their client. 0: gRPC's default (no limit) */
     int malloc_arenas;            /* glibc malloc arenas of the process (M_ARENA_MAX); default 2.
                                    * 1: every thread reuses the memory any other freed (lower
                                    * RSS under bursts of calls, see rpc_server.c) */

@@ -134,12 +134,19 @@ static int slow(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage *
 }
 
 /* Sleeps str milliseconds, ignoring cancellation, then echoes. */
+static atomic_int g_sleeping, g_most_sleeping; /* Sleep handlers running now / at most */
+
 static int sleepy(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
                   dbld_status *st)
 {
     atomic_store(&g_entered, 1);
+    int now = atomic_fetch_add(&g_sleeping, 1) + 1;
+    for (int most = atomic_load(&g_most_sleeping);
+         now > most && !atomic_compare_exchange_weak(&g_most_sleeping, &most, now);)
+        ;
     const Databuild__V1__PartitionRef *in = (const void *)req;
     dbld_sleep_ms(atoll(in->str));
+    atomic_fetch_sub(&g_sleeping, 1);
     atomic_store(&g_done, 1);
     return echo(call, req, resp, st);
 }
@@ -752,6 +759,37 @@ static void bg_start(bg_call *b, fixture *f, const char *path, const char *arg)
     assert_int_equal(pthread_create(&b->tid, NULL, run_bg_call, b), 0);
 }
 
+/* max_concurrent_streams: calls of one connection over it wait in the
+ * client (they succeed, one after the other); without it, as many run as
+ * there are workers. */
+static void test_max_concurrent_streams(void **state)
+{
+    (void)state;
+    for (int limit = 1; limit >= 0; limit--) {
+        reset_observed();
+        atomic_store(&g_most_sleeping, 0);
+        dbld_server_opts opts = {.service_name = "test",
+                                 .listen = "127.0.0.1:0",
+                                 .workers = 4,
+                                 .max_concurrent_streams = limit};
+        fixture f;
+        f.srv = start_server_opts(&opts);
+        fixture_attach(&f);
+        bg_call b[3];
+        for (int i = 0; i < 3; i++)
+            bg_start(&b[i], &f, "/test.Echo/Sleep", "1500");
+        for (int i = 0; i < 3; i++) {
+            pthread_join(b[i].tid, NULL);
+            assert_int_equal(b[i].rc, 0);
+        }
+        if (limit)
+            assert_int_equal(atomic_load(&g_most_sleeping), 1);
+        else /* started together, each sleeping 1.5 s: they overlap */
+            assert_true(atomic_load(&g_most_sleeping) >= 2);
+        fixture_stop(&f);
+    }
+}
+
 /* 1 once n unary calls wait for a worker (polled up to timeout_ms). */
 static int wait_queued(fixture *f, int n, int64_t timeout_ms)
 {
@@ -1320,6 +1358,7 @@ int main(void)
         cmocka_unit_test(test_unary_echo),
         cmocka_unit_test(test_held_answer),
         cmocka_unit_test(test_packed_shared),
+        cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_handler_errors),
         cmocka_unit_test(test_unknown_method),
         cmocka_unit_test(test_garbage_request),
