@@ -150,8 +150,11 @@ static const dbld__cfg_key tls_keys[] = {
 };
 
 /* Keys every service section has (dbld_server_config). max_streams caps the
- * streaming calls open at once: each holds a thread (see rpc.h). */
-#define SERVER_KEYS(sec, listen_default, workers_default, streams_default)                         \
+ * streaming calls open at once: each holds a thread (see rpc.h).
+ * max_concurrent_streams caps the calls per connection (HTTP/2's
+ * SETTINGS_MAX_CONCURRENT_STREAMS): gRPC holds ~12-14 KiB per call in the
+ * server, and the calls over it wait in their client. */
+#define SERVER_KEYS(sec, listen_default, workers_default, streams_default, conc_default)           \
     STRING_KEY(sec, "listen", server.listen, listen_default, check_addr),                          \
         INT_KEY(sec, "workers", server.workers, 1, 256, workers_default),                          \
         INT_KEY(sec, "pollers", server.pollers, 1, 16, 2),                                         \
@@ -159,6 +162,8 @@ static const dbld__cfg_key tls_keys[] = {
         INT_KEY(sec, "max_message_bytes", server.max_message_bytes, 1024, 1 << 30, 16 << 20),      \
         INT_KEY(sec, "shutdown_grace_ms", server.shutdown_grace_ms, 0, 600000, 5000),              \
         INT_KEY(sec, "max_streams", server.max_streams, 1, 65536, streams_default),                \
+        INT_KEY(sec, "max_concurrent_streams", server.max_concurrent_streams, 0, 65536,            \
+                conc_default),                                                                     \
         STRING_KEY(sec, "metrics_listen", server.metrics_listen, NULL, check_addr),                \
     {                                                                                              \
         .name = "tls", .type = DBLD__CFG_SECTION, .offset = OFF(sec, server.tls), .sub = tls_keys  \
@@ -237,7 +242,7 @@ static const dbld__cfg_key shared_keys[] = {
 static const dbld__cfg_key eventlog_keys[] = {
     /* Appends, claims and job logs hold no worker while they wait for their
      * group commit; workers serve the reads (List, Status, leases). */
-    SERVER_KEYS(eventlog, "127.0.0.1:7101", 8, 256),
+    SERVER_KEYS(eventlog, "127.0.0.1:7101", 8, 256, 0),
     INT_KEY(eventlog, "group_commit_max_events", group_commit_max_events, 1, 100000, 5000),
     INT_KEY(eventlog, "db_pool_size", db_pool_size, 1, 64, 4),
     INT_KEY(eventlog, "statement_timeout_ms", statement_timeout_ms, 10, 3600000, 5000),
@@ -246,7 +251,7 @@ static const dbld__cfg_key eventlog_keys[] = {
 
 static const dbld__cfg_key job_keys[] = {
     /* every run (running or waiting for a slot) is a RunStreamed stream */
-    SERVER_KEYS(job, "127.0.0.1:7102", 4, 1024),
+    SERVER_KEYS(job, "127.0.0.1:7102", 4, 1024, 0),
     INT_KEY(job, "max_concurrent_runs", max_concurrent_runs, 1, 1024, 4),
     INT_KEY(job, "kill_grace_ms", kill_grace_ms, 0, 600000, 5000),
     INT_KEY(job, "heartbeat_ms", heartbeat_ms, 10, 3600000, 10000),
@@ -338,7 +343,7 @@ static const dbld__cfg_key graph_job_keys[] = {
 };
 
 static const dbld__cfg_key graph_keys[] = {
-    SERVER_KEYS(graph, "127.0.0.1:7103", 4, 256),
+    SERVER_KEYS(graph, "127.0.0.1:7103", 4, 256, 0),
     STRING_KEY(graph, "label", label, "//databuild:graph", NULL),
     INT_KEY(graph, "max_parallel", max_parallel, 1, 4096, 8),
     /* fixed pools: builds coordinated at once, builds waiting for one of
@@ -368,7 +373,7 @@ static const dbld__cfg_key graph_keys[] = {
 };
 
 static const dbld__cfg_key query_keys[] = {
-    SERVER_KEYS(query, "127.0.0.1:7104", 4, 256),
+    SERVER_KEYS(query, "127.0.0.1:7104", 4, 256, 10),
     STRING_KEY(query, "postgres_dsn", postgres_dsn, NULL, NULL),
     INT_KEY(query, "statement_timeout_ms", statement_timeout_ms, 10, 3600000, 5000),
     {.name = "index", .type = DBLD__CFG_BOOL, .offset = OFF(query, index), .def_int = 1},

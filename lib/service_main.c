@@ -102,6 +102,7 @@ int dbld_service_main(const dbld_service_def *def, int argc, char **argv)
         .max_message_bytes = sc->max_message_bytes,
         .shutdown_grace_ms = sc->shutdown_grace_ms,
         .max_streams = sc->max_streams,
+        .max_concurrent_streams = sc->max_concurrent_streams,
         .tls = &sec.server_tls,
         .auth = sec.auth,
         .metrics_listen = sc->metrics_listen,

@@ -34,15 +34,17 @@ typedef struct dbld_auth_token_config {
 } dbld_auth_token_config;
 
 typedef struct dbld_server_config {
-    char *listen;          /* host:port to bind, e.g. "127.0.0.1:7101" */
-    int workers;           /* RPC worker threads, 1..256 (default 4) */
-    int pollers;           /* completion-queue threads, 1..16 (default 2) */
-    int max_queue;         /* unary calls waiting for a worker, 1..1000000 (default 1024) */
-    int max_message_bytes; /* max request/response size (default 16 MiB) */
-    int shutdown_grace_ms; /* in-flight calls get this long on SIGTERM (default 5000) */
-    int max_streams;       /* streaming calls open at once, 1..65536 (default 256; job 1024) */
-    dbld_tls_config tls;   /* overrides shared.tls key by key */
-    char *metrics_listen;  /* host:port of the Prometheus endpoint; NULL: off */
+    char *listen;               /* host:port to bind, e.g. "127.0.0.1:7101" */
+    int workers;                /* RPC worker threads, 1..256 (default 4) */
+    int pollers;                /* completion-queue threads, 1..16 (default 2) */
+    int max_queue;              /* unary calls waiting for a worker, 1..1000000 (default 1024) */
+    int max_message_bytes;      /* max request/response size (default 16 MiB) */
+    int shutdown_grace_ms;      /* in-flight calls get this long on SIGTERM (default 5000) */
+    int max_streams;            /* streaming calls open at once, 1..65536 (default 256; job 1024) */
+    int max_concurrent_streams; /* HTTP/2 streams (calls) per connection, 0..65536; 0: no limit
+                                   (default 0; query 10) */
+    dbld_tls_config tls;        /* overrides shared.tls key by key */
+    char *metrics_listen;       /* host:port of the Prometheus endpoint; NULL: off */
 } dbld_server_config;
 
 /* LUCI-style retry quota of one job (see luci_cv_tryjob_storage.proto's

@@ -112,6 +112,25 @@ int dbld_call_wait_cancel(dbld_call *call, int64_t timeout_ms);
  * the call's arena; NULL sends an empty message), any other code sends the
  * status with msg. Callable from any thread, exactly once per call. */
 void dbld_call_complete(dbld_call *call, int code, const char *msg, ProtobufCMessage *resp);
+/* An answer known before the call may be answered (it waits for something
+ * else first): pack resp now (checked as a handler's response is) and keep
+ * only its bytes in the call, so that the message's memory (e.g. a scratch
+ * arena) can go at once - under many waiting calls the bytes are a third of
+ * the message. Returns 0, or INTERNAL for a message of the wrong type.
+ * dbld_call_complete_held() sends them (code 0); dbld_call_complete() with
+ * another response or an error drops them, and so does the end of the call. */
+int dbld_call_hold_answer(dbld_call *call, const ProtobufCMessage *resp, dbld_status *st);
+void dbld_call_complete_held(dbld_call *call);
+/* A response packed once for many calls (e.g. a page every client asks for):
+ * calls holding it share its bytes (dbld_call_hold_packed(), then answered
+ * with dbld_call_complete_held(), or by a handler returning 0 with no
+ * response), which stay until the last of them is sent, whenever the packed
+ * response itself is freed. dbld_packed_new() returns NULL for a message
+ * that fails protobuf_c_message_check(). */
+typedef struct dbld_packed dbld_packed;
+dbld_packed *dbld_packed_new(const ProtobufCMessage *msg);
+void dbld_packed_free(dbld_packed *p);
+int dbld_call_hold_packed(dbld_call *call, const dbld_packed *p, dbld_status *st);
 /* For a call whose DBLD_METHOD_NONBLOCKING handler returned DBLD_ASYNC and
  * found it cannot answer without blocking: run fn on a worker as the call's
  * handler (queued like a blocking method's call: over max_queue the call is
@@ -158,6 +177,11 @@ typedef struct dbld_server_opts {
     const dbld_tls_opts *tls;     /* NULL or no cert_file: plaintext; copied */
     const struct dbld_auth *auth; /* NULL: no credentials needed; borrowed (outlives the server) */
     const char *metrics_listen;   /* serve GET /metrics here (dbld_metrics_serve); NULL: off */
+    int max_concurrent_streams;   /* calls per connection (HTTP/2 MAX_CONCURRENT_STREAMS); more
+                                   * wait in their client. 0: gRPC's default (no limit) */
+    int malloc_arenas;            /* glibc malloc arenas of the process (M_ARENA_MAX); default 2.
+                                   * 1: every thread reuses the memory any other freed (lower
+                                   * RSS under bursts of calls, see rpc_server.c) */
 } dbld_server_opts;
 
 /* Caller frees with dbld_server_destroy(). */

@@ -240,6 +240,10 @@ static int list_fresh(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessag
                       dbld_status *st)
 {
     const Databuild__V1__ListBuildsRequest *req = (const Databuild__V1__ListBuildsRequest *)req_msg;
+    if (q_index_builds_cached(r->q->index, r->call, req_msg)) {
+        *resp_msg = NULL; /* the call holds the page */
+        return 0;
+    }
     int *icodes;
     char **codes;
     int rc = parse_codes(r->a, req, &icodes, &codes, st);
@@ -261,7 +265,9 @@ static int list_fresh(q_req *r, const ProtobufCMessage *req_msg, ProtobufCMessag
     resp->n_builds = pg.n;
     resp->min_started = (uint64_t)pg.min_started;
     resp->has_more = pg.has_more;
-    *resp_msg = &resp->base;
+    *resp_msg = q_index_builds_keep(r->q->index, r->call, pg.version, req_msg, &resp->base)
+                    ? NULL /* the call holds it */
+                    : &resp->base;
     return 0;
 }
 

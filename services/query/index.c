@@ -71,6 +71,17 @@
 #define QI_WAIT_MS 200   /* stream wait between checks of stop */
 #define QI_RETRY_MS 1000 /* after a failure */
 #define QI_SUBSCRIBE "/databuild.v1.EventLog/Subscribe"
+#define QI_PAGES 8      /* ListBuildRequests pages kept packed */
+#define QI_PAGE_KEY 256 /* their requests' packed size at most */
+
+/* A ListBuildRequests page as packed for every call asking for it (same
+ * request bytes) while the index stays at `version`. */
+typedef struct qi_page {
+    uint64_t version;
+    size_t key_len;
+    unsigned char key[QI_PAGE_KEY];
+    dbld_packed *page; /* NULL: free slot */
+} qi_page;
 
 /* A ref_pattern PostgreSQL accepted, compiled once (regexec on one regex_t
  * is thread-safe in glibc). refs (under mu): lookups using it; one evicted
@@ -113,8 +124,12 @@ typedef struct qi_data {
 struct q_index {
     q_ctx *q;
     size_t max_parts, max_builds;
-    pthread_rwlock_t rw; /* d and its contents */
+    pthread_rwlock_t rw; /* d and its contents, version */
     qi_data *d;
+    uint64_t version; /* bumped whenever d or its contents change */
+    pthread_mutex_t pages_mu;
+    qi_page pages[QI_PAGES];
+    size_t next_page;
     atomic_int ready;
     pthread_mutex_t mu; /* stop, pats */
     pthread_cond_t cv;
@@ -568,6 +583,7 @@ static int batch_apply(q_index *x, qi_batch *b, dbld_status *st)
         return brc;
     }
     pthread_rwlock_wrlock(&x->rw);
+    x->version++;
     qi_data *d = x->d;
     qb_batch_apply(d->builds, b->bb);
     size_t n_builds = qb_store_count(d->builds);
@@ -685,6 +701,7 @@ static void drop_data(q_index *x)
 {
     set_ready(x, 0);
     pthread_rwlock_wrlock(&x->rw);
+    x->version++;
     qi_data *d = x->d;
     x->d = NULL;
     pthread_rwlock_unlock(&x->rw);
@@ -727,6 +744,7 @@ static void *follower_main(void *arg)
                 continue;
             }
             pthread_rwlock_wrlock(&x->rw);
+            x->version++;
             x->d = d;
             pthread_rwlock_unlock(&x->rw);
             pthread_mutex_lock(&x->mu);
@@ -810,7 +828,7 @@ static void gate_answer(q_job *j, int64_t m)
         return;
     }
     if (j->pre && j->pre_idx >= m) {
-        dbld_call_complete(j->call, 0, "", j->pre);
+        dbld_call_complete_held(j->call);
         return;
     }
     ProtobufCMessage *resp = NULL;
@@ -950,11 +968,20 @@ int q_index_gate(q_index *x, q_job *j)
         dbld_status_clear(&st);
         qi_try = 1;
         qi_busy = 0;
-        int rc = j->index_fn(&j->r, j, &j->pre, &st);
+        /* built in a scratch arena and held packed (the call keeps a third
+         * of the bytes while it waits for the probe; under 1,000 clients the
+         * waiting ListPartitions pages were most of the RSS peak) */
+        dbld_arena *call_arena = j->r.a;
+        j->r.a = dbld_arena_create();
+        ProtobufCMessage *pre = NULL;
+        int rc = j->index_fn(&j->r, j, &pre, &st);
+        if (rc == 0) rc = dbld_call_hold_answer(j->call, pre, &st);
+        dbld_arena_destroy(j->r.a);
+        j->r.a = call_arena;
         int busy = qi_busy;
         qi_try = qi_busy = 0;
         if (rc == Q_INDEX_MISS && !busy) return 0; /* the index cannot answer: SQL at once */
-        if (rc) j->pre = NULL;                     /* answered after the probe */
+        j->pre = rc == 0;                          /* else answered after the probe */
     }
     pthread_mutex_lock(&x->mu);
     int ok = !x->stop, send = ok && !x->probing;
@@ -988,6 +1015,7 @@ q_index *q_index_create(q_ctx *q)
     pthread_rwlock_init(&x->rw, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&x->mu, NULL);
+    pthread_mutex_init(&x->pages_mu, NULL);
     dbld_cond_init_mono(&x->cv);
     dbld_cond_init_mono(&x->gate_cv);
     dbld_cond_init_mono(&x->idx_cv);
@@ -1021,8 +1049,11 @@ void q_index_destroy(q_index *x)
     data_free(x->d);
     for (size_t i = 0; i < x->n_pats; i++)
         pat_free(x->pats[i]);
+    for (size_t i = 0; i < QI_PAGES; i++)
+        dbld_packed_free(x->pages[i].page);
     pthread_rwlock_destroy(&x->rw);
     pthread_mutex_destroy(&x->mu);
+    pthread_mutex_destroy(&x->pages_mu);
     pthread_cond_destroy(&x->cv);
     pthread_cond_destroy(&x->gate_cv);
     pthread_cond_destroy(&x->idx_cv);
@@ -1203,8 +1234,79 @@ int q_index_list_builds(q_index *x, dbld_arena *a, const q_build_query *q, q_bui
     if (atomic_load(&x->ready)) {
         pthread_rwlock_rdlock(&x->rw); /* on a worker (builds.c's fresh_worker) */
         hit = x->d && qb_store_list(x->d->builds, a, q, Q_PAGE, out);
+        out->version = x->version;
         pthread_rwlock_unlock(&x->rw);
     }
     dbld_counter_add(hit ? g_hits_builds : g_sql_builds, 1);
     return hit;
+}
+
+/* req's packed bytes into key (QI_PAGE_KEY): their length, 0 when too long. */
+static size_t page_key(const ProtobufCMessage *req, unsigned char *key)
+{
+    size_t n = protobuf_c_message_get_packed_size(req);
+    if (n > QI_PAGE_KEY) return 0;
+    return protobuf_c_message_pack(req, key);
+}
+
+static qi_page *page_find(q_index *x, uint64_t version, const unsigned char *key, size_t len)
+{
+    for (size_t i = 0; i < QI_PAGES; i++) {
+        qi_page *p = &x->pages[i];
+        if (p->page && p->version == version && p->key_len == len && !memcmp(p->key, key, len))
+            return p;
+    }
+    return NULL;
+}
+
+int q_index_builds_cached(q_index *x, dbld_call *call, const ProtobufCMessage *req)
+{
+    if (!x || !call || !atomic_load(&x->ready)) return 0;
+    unsigned char key[QI_PAGE_KEY];
+    size_t len = page_key(req, key);
+    if (!len && protobuf_c_message_get_packed_size(req)) return 0;
+    pthread_rwlock_rdlock(&x->rw);
+    uint64_t version = x->version;
+    int held = 0;
+    if (x->d) {
+        dbld_status st;
+        pthread_mutex_lock(&x->pages_mu);
+        qi_page *p = page_find(x, version, key, len);
+        held = p && dbld_call_hold_packed(call, p->page, &st) == 0;
+        pthread_mutex_unlock(&x->pages_mu);
+    }
+    pthread_rwlock_unlock(&x->rw);
+    if (held) dbld_counter_add(g_hits_builds, 1);
+    return held;
+}
+
+int q_index_builds_keep(q_index *x, dbld_call *call, uint64_t version, const ProtobufCMessage *req,
+                        const ProtobufCMessage *resp)
+{
+    if (!x || !call) return 0;
+    unsigned char key[QI_PAGE_KEY];
+    size_t len = page_key(req, key);
+    if (!len && protobuf_c_message_get_packed_size(req)) return 0;
+    dbld_packed *page = dbld_packed_new(resp);
+    if (!page) return 0;
+    dbld_status st;
+    int held = dbld_call_hold_packed(call, page, &st) == 0;
+    dbld_packed *old = NULL;
+    pthread_mutex_lock(&x->pages_mu);
+    if (!page_find(x, version, key, len)) { /* else another worker kept the same page */
+        qi_page *slot = NULL;
+        for (size_t i = 0; i < QI_PAGES && !slot; i++) /* a free slot, else an older version's */
+            if (!x->pages[i].page || x->pages[i].version != version) slot = &x->pages[i];
+        if (!slot) slot = &x->pages[x->next_page++ % QI_PAGES];
+        old = slot->page;
+        slot->page = page;
+        slot->version = version;
+        slot->key_len = len;
+        memcpy(slot->key, key, len);
+        page = NULL;
+    }
+    pthread_mutex_unlock(&x->pages_mu);
+    dbld_packed_free(old); /* calls holding it keep their bytes */
+    dbld_packed_free(page);
+    return held;
 }

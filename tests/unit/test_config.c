@@ -71,6 +71,8 @@ static void assert_server(const dbld_server_config *s, const char *listen)
     assert_int_equal(s->shutdown_grace_ms, 5000);
     /* a job service's runs are streams: it allows more */
     assert_int_equal(s->max_streams, strcmp(listen, "127.0.0.1:7102") == 0 ? 1024 : 256);
+    /* the query service holds at most 10 calls per connection (services/query/README.md) */
+    assert_int_equal(s->max_concurrent_streams, strcmp(listen, "127.0.0.1:7104") == 0 ? 10 : 0);
 }
 
 /* ---- success paths ---- */
@@ -186,7 +188,8 @@ static void test_partial_and_derived(void **state)
                        "graph: {listen: 127.0.0.1:0, shutdown_grace_ms: 0}\n"
                        "query:\n"
                        "  max_message_bytes: 1024\n"
-                       "  max_streams: 7\n";
+                       "  max_streams: 7\n"
+                       "  max_concurrent_streams: 0\n";
     assert_int_equal(parse(yaml, &cfg, &st), 0);
     assert_string_equal(cfg.shared.postgres_dsn, "dbname=x");
     assert_string_equal(cfg.query.postgres_dsn, "dbname=x");
@@ -203,6 +206,7 @@ static void test_partial_and_derived(void **state)
     assert_int_equal(cfg.graph.server.shutdown_grace_ms, 0);
     assert_int_equal(cfg.query.server.max_message_bytes, 1024);
     assert_int_equal(cfg.query.server.max_streams, 7);
+    assert_int_equal(cfg.query.server.max_concurrent_streams, 0); /* 0: no limit */
     assert_int_equal(cfg.eventlog.server.max_streams, 256);
     dbld_config_free(&cfg);
 
@@ -306,6 +310,9 @@ static void test_error_range(void **state)
     expect_error("eventlog:\n  max_streams: 0\n",
                  "databuild.yaml:2:16: eventlog.max_streams: 0 is out of range "
                  "(expected 1..65536)");
+    expect_error("query:\n  max_concurrent_streams: 65537\n",
+                 "databuild.yaml:2:27: query.max_concurrent_streams: 65537 is out of range "
+                 "(expected 0..65536)");
 }
 
 static void test_error_syntax(void **state)
@@ -351,7 +358,7 @@ static void test_error_unknown_key(void **state)
     expect_error("eventlog:\n  listen: 127.0.0.1:7101\n  wrkers: 4\n",
                  "databuild.yaml:3:3: eventlog: unknown key \"wrkers\" (did you mean \"workers\"? "
                  "expected one of: listen, workers, pollers, max_queue, max_message_bytes, "
-                 "shutdown_grace_ms, max_streams, metrics_listen, tls, "
+                 "shutdown_grace_ms, max_streams, max_concurrent_streams, metrics_listen, tls, "
                  "group_commit_max_events, db_pool_size, statement_timeout_ms)");
     expect_error("evntlog: {}\n",
                  "databuild.yaml:1:1: unknown key \"evntlog\" (did you mean \"eventlog\"? "
@@ -362,13 +369,13 @@ static void test_error_unknown_key(void **state)
     expect_error("graph: {listen: a:1, colour: blue}\n",
                  "databuild.yaml:1:22: graph: unknown key \"colour\" (expected one of: listen, "
                  "workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, "
-                 "metrics_listen, tls, label, "
+                 "max_concurrent_streams, metrics_listen, tls, label, "
                  "max_parallel, build_threads, build_queue, task_threads, max_age_ms, external, "
                  "jobs)");
     expect_error("job:\n  group_commit_max_events: 5\n",
                  "databuild.yaml:2:3: job: unknown key \"group_commit_max_events\" (expected one "
                  "of: listen, workers, pollers, max_queue, max_message_bytes, shutdown_grace_ms, "
-                 "max_streams, metrics_listen, tls, "
+                 "max_streams, max_concurrent_streams, metrics_listen, tls, "
                  "max_concurrent_runs, kill_grace_ms, heartbeat_ms, run_as)");
     expect_error("? [a]\n: b\n", "databuild.yaml:1:3: keys must be strings, got a sequence");
 }
@@ -465,7 +472,7 @@ static void test_error_duplicate_and_alias(void **state)
     expect_error("eventlog: &b {workers: 2}\njob:\n  <<: *b\n",
                  "databuild.yaml:3:3: job: unknown key \"<<\" (expected one of: listen, workers, "
                  "pollers, max_queue, max_message_bytes, shutdown_grace_ms, max_streams, "
-                 "metrics_listen, tls, "
+                 "max_concurrent_streams, metrics_listen, tls, "
                  "max_concurrent_runs, "
                  "kill_grace_ms, "
                  "heartbeat_ms, run_as)");

@@ -134,12 +134,19 @@ static int slow(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage *
 }
 
 /* Sleeps str milliseconds, ignoring cancellation, then echoes. */
+static atomic_int g_sleeping, g_most_sleeping; /* Sleep handlers running now / at most */
+
 static int sleepy(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
                   dbld_status *st)
 {
     atomic_store(&g_entered, 1);
+    int now = atomic_fetch_add(&g_sleeping, 1) + 1;
+    for (int most = atomic_load(&g_most_sleeping);
+         now > most && !atomic_compare_exchange_weak(&g_most_sleeping, &most, now);)
+        ;
     const Databuild__V1__PartitionRef *in = (const void *)req;
     dbld_sleep_ms(atoll(in->str));
+    atomic_fetch_sub(&g_sleeping, 1);
     atomic_store(&g_done, 1);
     return echo(call, req, resp, st);
 }
@@ -203,6 +210,7 @@ static int forever(dbld_call *call, const ProtobufCMessage *req, dbld_status *st
 
 typedef struct later_item {
     dbld_call *call;
+    int held;               /* answer with what the call holds (dbld_call_complete_held) */
     ProtobufCMessage *resp; /* NULL: answer NOT_FOUND */
     int64_t due_ms;
     struct later_item *next;
@@ -227,7 +235,9 @@ static void *completer_main(void *arg)
         pthread_mutex_unlock(&g_later_mu);
         int64_t wait = it->due_ms - dbld_mono_ms();
         if (wait > 0) dbld_sleep_ms(wait);
-        if (it->resp) {
+        if (it->held) {
+            dbld_call_complete_held(it->call);
+        } else if (it->resp) {
             dbld_call_complete(it->call, 0, NULL, it->resp);
         } else {
             dbld_call_complete(it->call, DBLD_NOT_FOUND, "nothing later", NULL);
@@ -261,6 +271,54 @@ static int later(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage 
     pthread_cond_signal(&g_later_cv);
     pthread_mutex_unlock(&g_later_mu);
     return DBLD_ASYNC;
+}
+
+/* Nonblocking: the answer ("held:" + str) is built in a scratch arena that
+ * goes at once, held packed by the call, and sent by the completer with
+ * dbld_call_complete_held(); str "other" makes the completer answer another
+ * response ("instead") with dbld_call_complete(), which replaces it. */
+static int held(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                dbld_status *st)
+{
+    (void)resp;
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    dbld_arena *scratch = dbld_arena_create();
+    Databuild__V1__PartitionRef *r = dbld_arena_msg(scratch, REF_DESC);
+    r->str = dbld_arena_printf(scratch, "held:%s", in->str);
+    int rc = dbld_call_hold_answer(call, &r->base, st);
+    memset(r->str, 'x', strlen(r->str)); /* the call holds bytes, not the message */
+    dbld_arena_destroy(scratch);
+    if (rc) return rc;
+    later_item *it = calloc(1, sizeof *it);
+    it->call = call;
+    if (strcmp(in->str, "other") == 0)
+        it->resp = &new_ref(call, "instead")->base;
+    else
+        it->held = 1;
+    it->due_ms = dbld_mono_ms() + 20;
+    pthread_mutex_lock(&g_later_mu);
+    it->next = g_later;
+    g_later = it;
+    pthread_cond_signal(&g_later_cv);
+    pthread_mutex_unlock(&g_later_mu);
+    return DBLD_ASYNC;
+}
+
+/* A packed answer shared by the calls (g_packed): returned as "no response";
+ * str "free" frees it once held (before the answer goes out). */
+static dbld_packed *g_packed;
+
+static int shared(dbld_call *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                  dbld_status *st)
+{
+    const Databuild__V1__PartitionRef *in = (const void *)req;
+    *resp = NULL;
+    int rc = dbld_call_hold_packed(call, g_packed, st);
+    if (strcmp(in->str, "free") == 0) {
+        dbld_packed_free(g_packed);
+        g_packed = NULL;
+    }
+    return rc;
 }
 
 /* dbld_call_to_workers(): the poller hands the call on; the worker answers
@@ -303,6 +361,8 @@ static const dbld_method echo_methods[] = {
     {"/test.Echo/Later", REF_DESC, REF_DESC, later, NULL, DBLD_METHOD_NONBLOCKING},
     {"/test.Echo/Quick", REF_DESC, REF_DESC, echo, NULL, DBLD_METHOD_NONBLOCKING},
     {"/test.Echo/ToWorker", REF_DESC, REF_DESC, to_worker, NULL, DBLD_METHOD_NONBLOCKING},
+    {"/test.Echo/Held", REF_DESC, REF_DESC, held, NULL, DBLD_METHOD_NONBLOCKING},
+    {"/test.Echo/Shared", REF_DESC, REF_DESC, shared, NULL},
 };
 static const dbld_service echo_service = {"test.Echo", echo_methods,
                                           sizeof echo_methods / sizeof echo_methods[0]};
@@ -699,6 +759,37 @@ static void bg_start(bg_call *b, fixture *f, const char *path, const char *arg)
     assert_int_equal(pthread_create(&b->tid, NULL, run_bg_call, b), 0);
 }
 
+/* max_concurrent_streams: calls of one connection over it wait in the
+ * client (they succeed, one after the other); without it, as many run as
+ * there are workers. */
+static void test_max_concurrent_streams(void **state)
+{
+    (void)state;
+    for (int limit = 1; limit >= 0; limit--) {
+        reset_observed();
+        atomic_store(&g_most_sleeping, 0);
+        dbld_server_opts opts = {.service_name = "test",
+                                 .listen = "127.0.0.1:0",
+                                 .workers = 4,
+                                 .max_concurrent_streams = limit};
+        fixture f;
+        f.srv = start_server_opts(&opts);
+        fixture_attach(&f);
+        bg_call b[3];
+        for (int i = 0; i < 3; i++)
+            bg_start(&b[i], &f, "/test.Echo/Sleep", "1500");
+        for (int i = 0; i < 3; i++) {
+            pthread_join(b[i].tid, NULL);
+            assert_int_equal(b[i].rc, 0);
+        }
+        if (limit)
+            assert_int_equal(atomic_load(&g_most_sleeping), 1);
+        else /* started together, each sleeping 1.5 s: they overlap */
+            assert_true(atomic_load(&g_most_sleeping) >= 2);
+        fixture_stop(&f);
+    }
+}
+
 /* 1 once n unary calls wait for a worker (polled up to timeout_ms). */
 static int wait_queued(fixture *f, int n, int64_t timeout_ms)
 {
@@ -1033,6 +1124,68 @@ static void test_async_completion(void **state)
     stop_completer(comp);
 }
 
+/* An answer held packed before the call is answered (dbld_call_hold_answer:
+ * the message's memory is gone by then) is what the client gets; another
+ * response given instead replaces it. */
+static void test_held_answer(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    pthread_t comp = start_completer();
+    dbld_status st;
+    char out[64];
+    for (int i = 0; i < 20; i++) {
+        char arg[16];
+        snprintf(arg, sizeof arg, "%d", i);
+        assert_int_equal(call_ref(f.client, "/test.Echo/Held", arg, 5000, 0, out, sizeof out, &st),
+                         0);
+        char want[32];
+        snprintf(want, sizeof want, "held:%d", i);
+        assert_string_equal(out, want);
+    }
+    assert_int_equal(call_ref(f.client, "/test.Echo/Held", "other", 5000, 0, out, sizeof out, &st),
+                     0);
+    assert_string_equal(out, "instead");
+    fixture_stop(&f);
+    stop_completer(comp);
+}
+
+/* A dbld_packed answer goes to every call holding it, also after the
+ * packed response itself was freed (the calls keep its bytes); one of
+ * another message type is refused (INTERNAL). */
+static void test_packed_shared(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_start(&f, 0, 0);
+    dbld_arena *a = dbld_arena_create();
+    Databuild__V1__PartitionRef *r = dbld_arena_msg(a, REF_DESC);
+    r->str = "shared page";
+    g_packed = dbld_packed_new(&r->base);
+    dbld_arena_destroy(a);
+    assert_non_null(g_packed);
+    dbld_status st;
+    char out[64];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(call_ref(f.client, "/test.Echo/Shared", i == 2 ? "free" : "x", 5000, 0,
+                                  out, sizeof out, &st),
+                         0);
+        assert_string_equal(out, "shared page");
+    }
+    assert_null(g_packed);
+    a = dbld_arena_create();
+    Grpc__Health__V1__HealthCheckResponse *h =
+        dbld_arena_msg(a, &grpc__health__v1__health_check_response__descriptor);
+    g_packed = dbld_packed_new(&h->base);
+    dbld_arena_destroy(a);
+    assert_int_equal(call_ref(f.client, "/test.Echo/Shared", "x", 5000, 0, NULL, 0, &st),
+                     DBLD_INTERNAL);
+    dbld_packed_free(g_packed);
+    g_packed = NULL;
+    fixture_stop(&f);
+}
+
 /* With every worker busy, a DBLD_METHOD_NONBLOCKING method still answers at
  * once (it runs on the poller) while a blocking one waits for a worker. */
 static void test_nonblocking_runs_inline(void **state)
@@ -1203,6 +1356,9 @@ int main(void)
     dbld_signals_block();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary_echo),
+        cmocka_unit_test(test_held_answer),
+        cmocka_unit_test(test_packed_shared),
+        cmocka_unit_test(test_max_concurrent_streams),
         cmocka_unit_test(test_handler_errors),
         cmocka_unit_test(test_unknown_method),
         cmocka_unit_test(test_garbage_request),
