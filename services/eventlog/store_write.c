@@ -453,17 +453,20 @@ static void add_touched(dbld_strmap *touched, const el_claim *c)
             dbld_strmap_put(touched, c->events[i].refs[r], 0);
 }
 
-/* Both lookups go by the primary key alone (the conditions on other columns
+/* One row per claim (in claim order): how many of its partitions are
+ * available, and whether another build holds a claim row on one of them.
+ * Both lookups go by the primary key alone (the conditions on other columns
  * are aggregate filters): whatever the table sizes were when its generic plan
- * was made, only a key lookup serves ref = ANY($1). */
+ * was made, only a key lookup serves ref = ANY(...). */
 #define CLAIM_PEEK_SQL                                                                             \
     "SELECT (SELECT count(*) FILTER (WHERE status = " DBLD_SQL_PART_AVAILABLE                      \
-    " AND NOT tainted AND updated_ns >= "                                                          \
-    "$3::bigint)"                                                                                  \
-    " FROM partitions"                                                                             \
-    " WHERE ref = ANY($1::text[])),"                                                               \
-    " (SELECT coalesce(bool_or(build_request_id <> $2), false) FROM claims"                        \
-    " WHERE ref = ANY($1::text[]))"
+    " AND NOT tainted AND updated_ns >= u.min)"                                                    \
+    " FROM partitions WHERE ref = ANY(u.refs::text[])),"                                           \
+    " (SELECT coalesce(bool_or(build_request_id <> u.brid), false) FROM claims"                    \
+    " WHERE ref = ANY(u.refs::text[]))"                                                            \
+    " FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS u(refs, brid, min, "    \
+    "ord)"                                                                                         \
+    " ORDER BY u.ord"
 
 /* One transaction for reqs: the claims (which come first) decided one after
  * another, then every event written together.
@@ -485,7 +488,7 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
     /* el_top: the highest idx committed before this batch (under the lock),
      * so the commit feed knows whether other replicas wrote in between. */
-    dbld_stmt open[4] = {
+    dbld_stmt open[5] = {
         {.sql = "BEGIN"},
         {.name = "el_lock",
          .sql = "SELECT pg_advisory_xact_lock($1::bigint)",
@@ -502,27 +505,31 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
         return write_reqs(db, a, open, n_open, n_open > 3 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
                           st);
     const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
-    dbld_res **peek = dbld_arena_alloc(a, n_claims * sizeof *peek);
-    dbld_stmt *first = dbld_arena_alloc(a, (n_open + n_claims) * sizeof *first);
-    memcpy(first, open, n_open * sizeof *first);
+    const char **brids = dbld_arena_alloc(a, n_claims * sizeof *brids);
+    const char **mins = dbld_arena_alloc(a, n_claims * sizeof *mins);
     for (size_t i = 0; i < n_claims; i++) {
         const el_claim *c = reqs[i]->claim;
         lits[i] = dbld_pg_text_array(a, (const char *const *)c->refs, c->n_refs);
-        const char **p = dbld_arena_alloc(a, 3 * sizeof *p);
-        p[0] = lits[i];
-        p[1] = c->build_request_id;
-        p[2] = dbld_arena_printf(a, "%lld", (long long)c->min_available_ns);
-        peek[i] = NULL;
-        first[n_open + i] = (dbld_stmt){
-            .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 3, .params = p, .out = &peek[i]};
+        brids[i] = c->build_request_id;
+        mins[i] = dbld_arena_printf(a, "%lld", (long long)c->min_available_ns);
     }
-    int rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
+    const char **p = dbld_arena_alloc(a, 3 * sizeof *p);
+    p[0] = dbld_pg_text_array(a, lits, n_claims);
+    p[1] = dbld_pg_text_array(a, brids, n_claims);
+    p[2] = dbld_pg_text_array(a, mins, n_claims);
+    dbld_res *peek = NULL;
+    open[n_open++] = (dbld_stmt){
+        .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 3, .params = p, .out = &peek};
+    int rc = dbld_db_pipeline(db, open, n_open, st);
     if (fence) { /* fence_verdict() frees it */
         if (!rc && fence_verdict(a, fence, reqs, n_reqs))
             rc = EL_REFUSED;
         else if (rc)
             dbld_res_free(fence);
     }
+    if (!rc && dbld_res_rows(peek) != (int)n_claims)
+        rc = dbld_status_set(st, DBLD_INTERNAL, "claim peek: %d rows for %zu claims",
+                             dbld_res_rows(peek), n_claims);
     dbld_strmap touched;
     dbld_strmap_init(&touched, a);
     size_t from = 0; /* reqs[from..i) are decided but not written yet */
@@ -531,8 +538,8 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
         int stale = 0;
         for (size_t r = 0; r < c->n_refs && !stale; r++)
             stale = dbld_strmap_get(&touched, c->refs[r], NULL);
-        int held_elsewhere = strcmp(dbld_res_get(peek[i], 0, 1), "t") == 0;
-        if (!stale && dbld_res_i64(peek[i], 0, 0) == (int64_t)c->n_refs) {
+        int held_elsewhere = strcmp(dbld_res_get(peek, (int)i, 1), "t") == 0;
+        if (!stale && dbld_res_i64(peek, (int)i, 0) == (int64_t)c->n_refs) {
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE;
         } else if (!stale && !held_elsewhere) {
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED;
@@ -544,8 +551,7 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
         }
         if (!rc && granted(reqs[i])) add_touched(&touched, c);
     }
-    for (size_t i = 0; i < n_claims; i++)
-        dbld_res_free(peek[i]);
+    dbld_res_free(peek);
     if (!rc) rc = write_reqs(db, a, NULL, 0, NULL, reqs + from, n_reqs - from, 1, max_idx, st);
     return rc;
 }
