@@ -942,6 +942,23 @@ static char *proj_row(const fixture *f, const char *cols, const char *table, con
     "status, array_to_string(requested_partitions, ','), comment, want_id, message, created_ns,"   \
     " updated_ns, last_idx"
 
+/* run-n and br-n of projection_new_rows: only status, updated_ns and
+ * last_idx change after their first event. */
+static void check_run_n(fixture *f, int status, int64_t updated, int64_t idx)
+{
+    CHECK_EQ_STR(proj_row(f, JOB_COLS, "job_runs", "job_run_id", "run-n"),
+                 dbld_arena_printf(f->a, "br-1|//pn:job|%d|pn/x,pn/y|job message|%lld|%lld|%lld",
+                                   status, T0 + 7000, (long long)updated, (long long)idx));
+}
+
+static void check_br_n(fixture *f, int status, int64_t updated, int64_t idx)
+{
+    CHECK_EQ_STR(proj_row(f, BR_COLS, "build_requests", "build_request_id", "br-n"),
+                 dbld_arena_printf(f->a,
+                                   "%d|pn/x|new build|want-n|build request message|%lld|%lld|%lld",
+                                   status, T0 + 8000, (long long)updated, (long long)idx));
+}
+
 /* Rows the projections create: every column of a key's first row comes from
  * the deltas of its first batch (the schema's defaults where they leave a
  * field unchanged), whatever mix of events the batch holds - an intent for a
@@ -977,26 +994,18 @@ DBLD_TEST(projection_new_rows)
     int64_t idx[16];
     for (int i = 0; i < n; i++)
         idx[i] = r1->events[i]->idx;
-#define P(...) dbld_arena_printf(a, __VA_ARGS__)
+#define CHECK_PART(ref, ...)                                                                       \
+    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", ref),                                \
+                 dbld_arena_printf(a, __VA_ARGS__))
     const char *pm = "partition message";
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/a"),
-                 P("%d|br-2|run-a|%s|%lld|0|f|%lld", BLD, pm, T0 + 1000, (long long)idx[1]));
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/b"),
-                 P("%d|br-2|run-b|%s|%lld|0|f|%lld", BLD, pm, T0 + 2000, (long long)idx[2]));
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/c"),
-                 P("%d|br-1||%s|%lld|0|f|%lld", REQ, pm, T0 + 4000, (long long)idx[4]));
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/d"),
-                 P("0||||0|0|t|%lld", (long long)idx[5]));
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/e"),
-                 P("0||||0|%lld|t|%lld", T0 + 6000, (long long)idx[6]));
-    CHECK_EQ_STR(proj_row(&f, JOB_COLS, "job_runs", "job_run_id", "run-n"),
-                 P("br-1|//pn:job|%d|pn/x,pn/y|job message|%lld|%lld|%lld",
-                   DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, T0 + 7000, T0 + 7000,
-                   (long long)idx[7]));
-    CHECK_EQ_STR(proj_row(&f, BR_COLS, "build_requests", "build_request_id", "br-n"),
-                 P("%d|pn/x|new build|want-n|build request message|%lld|%lld|%lld",
-                   DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, T0 + 8000,
-                   T0 + 8000, (long long)idx[8]));
+    CHECK_PART("pn/a", "%d|br-2|run-a|%s|%lld|0|f|%lld", BLD, pm, T0 + 1000, (long long)idx[1]);
+    CHECK_PART("pn/b", "%d|br-2|run-b|%s|%lld|0|f|%lld", BLD, pm, T0 + 2000, (long long)idx[2]);
+    CHECK_PART("pn/c", "%d|br-1||%s|%lld|0|f|%lld", REQ, pm, T0 + 4000, (long long)idx[4]);
+    CHECK_PART("pn/d", "0||||0|0|t|%lld", (long long)idx[5]);
+    CHECK_PART("pn/e", "0||||0|%lld|t|%lld", T0 + 6000, (long long)idx[6]);
+    check_run_n(&f, DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, T0 + 7000, idx[7]);
+    check_br_n(&f, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, T0 + 8000,
+               idx[8]);
 
     /* the next batch: updates of the rows made above, and another new row */
     n = 0;
@@ -1014,24 +1023,15 @@ DBLD_TEST(projection_new_rows)
     Databuild__V1__AppendResponse *r2 = h_append_ok(f.el, a, e, (size_t)n);
     for (int i = 0; i < n; i++)
         idx[i] = r2->events[i]->idx;
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/c"),
-                 P("%d|br-2|run-c|%s|%lld|0|f|%lld", BLD, pm, T0 + 100000, (long long)idx[0]));
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/d"),
-                 P("%d|br-2|run-d|%s|%lld|0|f|%lld", AVL, pm, T0 + 101000, (long long)idx[1]));
+    CHECK_PART("pn/c", "%d|br-2|run-c|%s|%lld|0|f|%lld", BLD, pm, T0 + 100000, (long long)idx[0]);
+    CHECK_PART("pn/d", "%d|br-2|run-d|%s|%lld|0|f|%lld", AVL, pm, T0 + 101000, (long long)idx[1]);
     /* an intent keeps BUILDING but still moves last_idx */
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/a"),
-                 P("%d|br-2|run-a|%s|%lld|0|f|%lld", BLD, pm, T0 + 1000, (long long)idx[2]));
-    CHECK_EQ_STR(proj_row(&f, JOB_COLS, "job_runs", "job_run_id", "run-n"),
-                 P("br-1|//pn:job|%d|pn/x,pn/y|job message|%lld|%lld|%lld",
-                   DATABUILD__V1__JOB_STATUS__JOB_RUNNING, T0 + 7000, T0 + 103000,
-                   (long long)idx[3]));
-    CHECK_EQ_STR(proj_row(&f, BR_COLS, "build_requests", "build_request_id", "br-n"),
-                 P("%d|pn/x|new build|want-n|build request message|%lld|%lld|%lld",
-                   DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING, T0 + 8000,
-                   T0 + 104000, (long long)idx[4]));
-    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", "pn/f"),
-                 P("%d|br-4||%s|%lld|0|f|%lld", ANA, pm, T0 + 105000, (long long)idx[5]));
-#undef P
+    CHECK_PART("pn/a", "%d|br-2|run-a|%s|%lld|0|f|%lld", BLD, pm, T0 + 1000, (long long)idx[2]);
+    check_run_n(&f, DATABUILD__V1__JOB_STATUS__JOB_RUNNING, T0 + 103000, idx[3]);
+    check_br_n(&f, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING, T0 + 104000,
+               idx[4]);
+    CHECK_PART("pn/f", "%d|br-4||%s|%lld|0|f|%lld", ANA, pm, T0 + 105000, (long long)idx[5]);
+#undef CHECK_PART
     h_service_stop(f.el);
 }
 
