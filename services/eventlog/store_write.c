@@ -12,32 +12,48 @@
 #define INSERT_SQL                                                                                 \
     "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"     \
     " job_run_ids, payload)"                                                                       \
-    " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], decode(u.p, 'hex')"        \
-    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $6::text[],"   \
-    " $7::text[], $8::text[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"                   \
+    " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], u.p"                       \
+    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[],"     \
+    " $7::text[], $8::bytea[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"                  \
     " ORDER BY u.ord"                                                                              \
     " ON CONFLICT (event_id) DO NOTHING RETURNING idx, event_id"
 
-/* The eight array parameters of INSERT_SQL for evs. */
-static const char **insert_params(dbld_arena *a, el_event **evs, size_t n)
+static const int insert_formats[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+
+/* The eight array parameters of INSERT_SQL for evs, in binary (their
+ * lengths in *lens): no escaping here, no parsing of the outer arrays and no
+ * hex for the payloads in the database. */
+static const char **insert_params(dbld_arena *a, el_event **evs, size_t n, const int **lens)
 {
-    const char **col[8];
-    for (int c = 0; c < 8; c++)
-        col[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
+    const char **text[5]; /* event_id, build_request_id, refs, labels, runs */
+    for (int c = 0; c < 5; c++)
+        text[c] = dbld_arena_alloc(a, (n + 1) * sizeof *text[c]);
+    int64_t *ts = dbld_arena_alloc(a, (n + 1) * sizeof *ts);
+    int64_t *kind = dbld_arena_alloc(a, (n + 1) * sizeof *kind);
+    const uint8_t **payload = dbld_arena_alloc(a, (n + 1) * sizeof *payload);
+    size_t *payload_len = dbld_arena_alloc(a, (n + 1) * sizeof *payload_len);
     for (size_t i = 0; i < n; i++) {
         el_event *e = evs[i];
-        col[0][i] = e->ev->event_id;
-        col[1][i] = dbld_arena_printf(a, "%" PRId64, e->ev->timestamp);
-        col[2][i] = e->ev->build_request_id;
-        col[3][i] = dbld_arena_printf(a, "%d", e->kind);
-        col[4][i] = dbld_pg_text_array(a, e->refs, e->n_refs);
-        col[5][i] = dbld_pg_text_array(a, e->labels, e->n_labels);
-        col[6][i] = dbld_pg_text_array(a, e->runs, e->n_runs);
-        col[7][i] = e->payload_hex;
+        text[0][i] = e->ev->event_id;
+        ts[i] = e->ev->timestamp;
+        text[1][i] = e->ev->build_request_id;
+        kind[i] = e->kind;
+        text[2][i] = dbld_pg_text_array(a, e->refs, e->n_refs);
+        text[3][i] = dbld_pg_text_array(a, e->labels, e->n_labels);
+        text[4][i] = dbld_pg_text_array(a, e->runs, e->n_runs);
+        payload[i] = e->payload;
+        payload_len[i] = e->payload_len;
     }
     const char **p = dbld_arena_alloc(a, 8 * sizeof *p);
-    for (int c = 0; c < 8; c++)
-        p[c] = dbld_pg_text_array(a, col[c], n);
+    int *l = dbld_arena_alloc(a, 8 * sizeof *l);
+    p[0] = dbld_pg_bin_text_array(a, text[0], n, &l[0]);
+    p[1] = dbld_pg_bin_int8_array(a, ts, n, &l[1]);
+    p[2] = dbld_pg_bin_text_array(a, text[1], n, &l[2]);
+    p[3] = dbld_pg_bin_int8_array(a, kind, n, &l[3]);
+    for (int c = 2; c < 5; c++)
+        p[c + 2] = dbld_pg_bin_text_array(a, text[c], n, &l[c + 2]);
+    p[7] = dbld_pg_bin_bytea_array(a, payload, payload_len, n, &l[7]);
+    *lens = l;
     return p;
 }
 
@@ -400,12 +416,17 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
     if (n_pre) memcpy(first, pre, n_pre * sizeof *first);
     size_t k = n_pre + claim_rows(a, reqs, n_reqs, &first[n_pre]);
     dbld_res *ins = NULL, *logs = NULL;
-    if (n)
+    if (n) {
+        const int *lens;
+        const char **p = insert_params(a, evs, n, &lens);
         first[k++] = (dbld_stmt){.name = "el_insert",
                                  .sql = INSERT_SQL,
                                  .n = 8,
-                                 .params = insert_params(a, evs, n),
+                                 .params = p,
+                                 .formats = insert_formats,
+                                 .lengths = lens,
                                  .out = &ins};
+    }
     dbld_strmap keys;
     k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
