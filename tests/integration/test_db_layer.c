@@ -23,6 +23,16 @@ static long long running(const char *dsn, const char *sql_like)
     return n;
 }
 
+/* A fresh database (its conninfo in dsn) and a connection to it. */
+static dbld_db *connect_new(const char *hint, char *dsn, size_t cap)
+{
+    h_db_create(hint, dsn, cap);
+    dbld_db *db = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_db_connect(dsn, &db, &st), st);
+    return db;
+}
+
 /* More names than the old fixed table held (32), each used twice in one
  * pipeline on a fresh connection, then again alone: every statement runs,
  * none is prepared twice. */
@@ -30,10 +40,8 @@ DBLD_TEST(many_prepared_names_one_connection)
 {
     enum { NAMES = 80 };
     char dsn[1024];
-    h_db_create("prepnames", dsn, sizeof dsn);
-    dbld_db *db = NULL;
+    dbld_db *db = connect_new("prepnames", dsn, sizeof dsn);
     dbld_status st = {0};
-    CHECK_OK(dbld_db_connect(dsn, &db, &st), st);
     static char names[NAMES][32], sqls[NAMES][64];
     dbld_stmt stmts[2 * NAMES];
     dbld_res *res[2 * NAMES];
@@ -199,10 +207,8 @@ DBLD_TEST(pool_keeps_reserved_connection)
 DBLD_TEST(error_messages_without_server_text)
 {
     char dsn[1024];
-    h_db_create("errtext", dsn, sizeof dsn);
-    dbld_db *db = NULL;
+    dbld_db *db = connect_new("errtext", dsn, sizeof dsn);
     dbld_status st = {0};
-    CHECK_OK(dbld_db_connect(dsn, &db, &st), st);
     CHECK_CODE(dbld_db_exec(db, "SELECT * FROM secret_table_name", 0, NULL, NULL, &st), st,
                DBLD_INTERNAL);
     CHECK_EQ_STR(st.msg, "database error (SQLSTATE 42P01)");
@@ -230,10 +236,8 @@ DBLD_TEST(error_messages_without_server_text)
 DBLD_TEST(binary_array_params)
 {
     char dsn[1024];
-    h_db_create("binarr", dsn, sizeof dsn);
-    dbld_db *db = NULL;
+    dbld_db *db = connect_new("binarr", dsn, sizeof dsn);
     dbld_status st = {0};
-    CHECK_OK(dbld_db_connect(dsn, &db, &st), st);
     dbld_arena *a = dbld_arena_create();
     const char *texts[] = {"a\"b\\c", NULL, "", "{x,y}", "NULL", "\xc3\xa9t\xc3\xa9"};
     const uint8_t b0[] = {0, 1, 0xff, '\\', 'x'}, b1[] = {0x7f};
