@@ -348,15 +348,25 @@ static void credit_joblogs(dbld_arena *a, const dbld_res *r, const dbld_strmap *
  * again. */
 #define EL_REFUSED (-2) /* batch_tx_once(): some fence did not hold; roll back, redo */
 
-/* The fence statement for reqs into *out (result into *res): 1, or 0 when
- * no request is fenced. */
-static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, dbld_res **res)
+/* el_top: the highest idx committed before this batch (under the lock), so
+ * the commit feed knows whether other replicas wrote in between. */
+#define TOP_SQL "SELECT coalesce(max(idx), 0) FROM events"
+
+/* The statement that follows the lock, into *out (result into *res): el_top
+ * when no request of reqs is fenced (returns 0), else el_fence (returns 1),
+ * which answers el_top's value in its first column and the lease rows of
+ * the fenced builds in the other two (one row of NULLs when there is none):
+ * one statement less per fenced batch. */
+static int top_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, dbld_res **res)
 {
     size_t n_fenced = 0;
     for (size_t i = 0; i < n; i++)
         n_fenced += reqs[i]->fence.build_request_id != NULL;
     *res = NULL;
-    if (!n_fenced) return 0;
+    if (!n_fenced) {
+        *out = (dbld_stmt){.name = "el_top", .sql = TOP_SQL, .out = res};
+        return 0;
+    }
     const char **ids = dbld_arena_alloc(a, n_fenced * sizeof *ids);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -364,28 +374,31 @@ static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, d
     const char **p = dbld_arena_alloc(a, sizeof *p);
     p[0] = dbld_pg_text_array(a, ids, k);
     *out = (dbld_stmt){.name = "el_fence",
-                       .sql = "SELECT build_request_id, owner FROM build_leases"
+                       .sql = "SELECT (" TOP_SQL "), l.build_request_id, l.owner"
+                              " FROM (SELECT 1) AS one LEFT JOIN"
+                              " (SELECT build_request_id, owner FROM build_leases"
                               " WHERE build_request_id = ANY($1::text[])"
-                              " ORDER BY build_request_id FOR SHARE",
+                              " ORDER BY build_request_id FOR SHARE) AS l ON true",
                        .n = 1,
                        .params = p,
                        .out = res};
     return 1;
 }
 
-/* Mark the requests whose fence does not hold (leases: fence_stmt's
- * result, freed here); returns how many. */
-static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, size_t n)
+/* Mark the requests whose fence does not hold (leases: el_fence's result,
+ * kept by the caller); returns how many. */
+static size_t fence_verdict(dbld_arena *a, const dbld_res *leases, pending **reqs, size_t n)
 {
     size_t refused = 0;
     dbld_strmap by_build;
-    dbld_res_index(leases, 0, a, &by_build);
+    dbld_res_index(leases, 1, a, &by_build);
     for (size_t i = 0; i < n; i++) {
         pending *q = reqs[i];
         if (!q->fence.build_request_id) continue;
         size_t row;
-        const char *owner = dbld_strmap_get(&by_build, q->fence.build_request_id, &row)
-                                ? dbld_res_get(leases, (int)row, 1)
+        const char *owner = dbld_strmap_get(&by_build, q->fence.build_request_id, &row) &&
+                                    !dbld_res_null(leases, (int)row, 1) /* no lease at all */
+                                ? dbld_res_get(leases, (int)row, 2)
                                 : NULL;
         if (!owner)
             q->refused = dbld_arena_printf(q->arena, "lease fence: build %s has no lease",
@@ -396,7 +409,6 @@ static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, siz
                                   q->fence.build_request_id, owner, q->fence.owner);
         refused += q->refused != NULL;
     }
-    dbld_res_free(leases);
     return refused;
 }
 
@@ -404,8 +416,8 @@ static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, siz
  * events (in reqs order) and their projections, and the job log entries, in
  * two round trips: [pre..., claim rows, INSERT events, INSERT job logs] then
  * [projection updates, COMMIT when commit is set]. When fence is set, pre
- * holds the fence statement whose result lands there: if a fence does not
- * hold, EL_REFUSED before anything else (the caller rolls back). */
+ * holds el_fence, whose result lands there (the caller frees it): if a fence
+ * does not hold, EL_REFUSED before anything else (the caller rolls back). */
 static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n_pre,
                       dbld_res **fence, pending **reqs, size_t n_reqs, int commit, int64_t *max_idx,
                       dbld_status *st)
@@ -430,14 +442,7 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
     dbld_strmap keys;
     k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
-    if (fence && *fence) { /* pre held the fence statement */
-        dbld_res *leases = *fence;
-        *fence = NULL;
-        if (!rc && fence_verdict(a, leases, reqs, n_reqs))
-            rc = EL_REFUSED;
-        else if (rc)
-            dbld_res_free(leases);
-    }
+    if (!rc && fence && fence_verdict(a, *fence, reqs, n_reqs)) rc = EL_REFUSED;
     if (rc == EL_REFUSED) {
         dbld_res_free(logs);
         dbld_res_free(ins);
@@ -507,24 +512,20 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
 {
     const char **lp = dbld_arena_alloc(a, sizeof *lp);
     lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
-    /* el_top: the highest idx committed before this batch (under the lock),
-     * so the commit feed knows whether other replicas wrote in between. */
-    dbld_stmt open[5] = {
+    dbld_stmt open[4] = {
         {.sql = "BEGIN"},
         {.name = "el_lock",
          .sql = "SELECT pg_advisory_xact_lock($1::bigint)",
          .n = 1,
          .params = lp},
-        {.name = "el_top", .sql = "SELECT coalesce(max(idx), 0) FROM events", .out = top},
     };
-    dbld_res *fence = NULL;
-    size_t n_open = 3 + fence_stmt(a, reqs, n_reqs, &open[3], &fence);
+    /* *top: el_top's or el_fence's result (batch_tx() reads and frees it) */
+    dbld_res **fence = top_stmt(a, reqs, n_reqs, &open[2], top) ? top : NULL;
+    size_t n_open = 3;
     size_t n_claims = 0;
     while (n_claims < n_reqs && reqs[n_claims]->claim)
         n_claims++;
-    if (!n_claims)
-        return write_reqs(db, a, open, n_open, n_open > 3 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
-                          st);
+    if (!n_claims) return write_reqs(db, a, open, n_open, fence, reqs, n_reqs, 1, max_idx, st);
     const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
     const char **brids = dbld_arena_alloc(a, n_claims * sizeof *brids);
     const char **mins = dbld_arena_alloc(a, n_claims * sizeof *mins);
@@ -542,12 +543,7 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
     open[n_open++] = (dbld_stmt){
         .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 3, .params = p, .out = &peek};
     int rc = dbld_db_pipeline(db, open, n_open, st);
-    if (fence) { /* fence_verdict() frees it */
-        if (!rc && fence_verdict(a, fence, reqs, n_reqs))
-            rc = EL_REFUSED;
-        else if (rc)
-            dbld_res_free(fence);
-    }
+    if (!rc && fence && fence_verdict(a, *fence, reqs, n_reqs)) rc = EL_REFUSED;
     if (!rc && dbld_res_rows(peek) != (int)n_claims)
         rc = dbld_status_set(st, DBLD_INTERNAL, "claim peek: %d rows for %zu claims",
                              dbld_res_rows(peek), n_claims);
