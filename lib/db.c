@@ -292,14 +292,18 @@ static void settle_prepared(dbld_db *db, const char *name, int ok)
 static int send_stmt(dbld_db *db, const dbld_stmt *s)
 {
     if (!s->name)
-        return PQsendQueryParams(db->conn, s->sql, s->n, NULL, s->params, NULL, NULL, 0) ? 1 : -1;
+        return PQsendQueryParams(db->conn, s->sql, s->n, NULL, s->params, s->lengths, s->formats, 0)
+                   ? 1
+                   : -1;
     int extra = 0;
     if (!find_prepared(db, s->name)) {
         if (!PQsendPrepare(db->conn, s->name, s->sql, s->n, NULL)) return -1;
         add_prepared(db, s->name); /* pending: later statements of this pipeline use it */
         extra = 1;
     }
-    return PQsendQueryPrepared(db->conn, s->name, s->n, s->params, NULL, NULL, 0) ? 1 + extra : -1;
+    return PQsendQueryPrepared(db->conn, s->name, s->n, s->params, s->lengths, s->formats, 0)
+               ? 1 + extra
+               : -1;
 }
 
 /* Enter pipeline mode and queue the statements and the sync point; on
@@ -526,6 +530,89 @@ char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n)
     }
     *p++ = '}';
     *p = '\0';
+    return out;
+}
+
+/* ---- binary arrays (array_send's format) ---- */
+
+/* Element type OIDs (pg_type.h; stable across PostgreSQL versions). */
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+
+static char *put_u32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+    return p + 4;
+}
+
+/* The header of an n-element array of type oid, whose elements take
+ * payload bytes (their 4-byte lengths included), in a buffer of the exact
+ * size; returns where the elements go. An empty array has no dimension. */
+static char *bin_header(dbld_arena *a, uint32_t oid, size_t n, size_t payload, int has_nulls,
+                        char **out, int *len)
+{
+    size_t total = 12 + (n ? 8 : 0) + payload;
+    char *p = *out = dbld_arena_alloc(a, total ? total : 1);
+    *len = (int)total;
+    p = put_u32(p, n ? 1 : 0); /* dimensions */
+    p = put_u32(p, (uint32_t)has_nulls);
+    p = put_u32(p, oid);
+    if (n) {
+        p = put_u32(p, (uint32_t)n);
+        p = put_u32(p, 1); /* lower bound */
+    }
+    return p;
+}
+
+static const char *bin_var_array(dbld_arena *a, uint32_t oid, const char *const *items,
+                                 const size_t *lens, size_t n, int *len)
+{
+    size_t payload = 4 * n;
+    int nulls = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i])
+            payload += lens ? lens[i] : strlen(items[i]);
+        else
+            nulls = 1;
+    }
+    char *out, *p = bin_header(a, oid, n, payload, nulls, &out, len);
+    for (size_t i = 0; i < n; i++) {
+        if (!items[i]) {
+            p = put_u32(p, UINT32_MAX); /* -1: NULL */
+            continue;
+        }
+        size_t l = lens ? lens[i] : strlen(items[i]);
+        p = put_u32(p, (uint32_t)l);
+        memcpy(p, items[i], l);
+        p += l;
+    }
+    return out;
+}
+
+const char *dbld_pg_bin_text_array(dbld_arena *a, const char *const *items, size_t n, int *len)
+{
+    return bin_var_array(a, OID_TEXT, items, NULL, n, len);
+}
+
+const char *dbld_pg_bin_bytea_array(dbld_arena *a, const uint8_t *const *items, const size_t *lens,
+                                    size_t n, int *len)
+{
+    return bin_var_array(a, OID_BYTEA, (const char *const *)items, lens, n, len);
+}
+
+const char *dbld_pg_bin_int8_array(dbld_arena *a, const int64_t *items, size_t n, int *len)
+{
+    char *out, *p = bin_header(a, OID_INT8, n, 12 * n, 0, &out, len);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = (uint64_t)items[i];
+        p = put_u32(p, 8);
+        p = put_u32(p, (uint32_t)(v >> 32));
+        p = put_u32(p, (uint32_t)v);
+    }
     return out;
 }
 

@@ -93,6 +93,11 @@ typedef struct dbld_stmt {
     const char *sql;
     int n;
     const char *const *params;
+    /* NULL: every parameter is text (a C string). Else params[i] is in
+     * PostgreSQL's binary format when formats[i] is 1 (dbld_pg_bin_*()), its
+     * length in bytes lengths[i]; text when formats[i] is 0. */
+    const int *formats;
+    const int *lengths;
     dbld_res **out; /* NULL: discard the result */
     /* set by the pipeline for the statement whose error it returns: failed 1
      * and its SQLSTATE ("" when the error has none) */
@@ -138,6 +143,15 @@ char *dbld_pg_text_array(dbld_arena *a, const char *const *items, size_t n);
  * literal. A SQL NULL element comes back as the string "NULL", like a quoted
  * "NULL": callers put the items straight into messages and never see NULLs. */
 int dbld_pg_parse_text_array(dbld_arena *a, const char *lit, char ***items, size_t *n);
+/* One-dimensional arrays in PostgreSQL's binary format, for a parameter
+ * cast in SQL to text[] / bytea[] / bigint[] and sent with format 1 (see
+ * dbld_stmt.formats): no quoting, escaping or hex on either side. Allocated
+ * in the arena; *len is the size in bytes. NULL items (text, bytea) become
+ * SQL NULLs. The caller keeps the whole under 2 GiB (libpq's limit). */
+const char *dbld_pg_bin_text_array(dbld_arena *a, const char *const *items, size_t n, int *len);
+const char *dbld_pg_bin_bytea_array(dbld_arena *a, const uint8_t *const *items, const size_t *lens,
+                                    size_t n, int *len);
+const char *dbld_pg_bin_int8_array(dbld_arena *a, const int64_t *items, size_t n, int *len);
 /* Lower-case hex of bytes (for decode($1,'hex')); and back. */
 char *dbld_hex_encode(dbld_arena *a, const void *data, size_t len);
 /* m serialized, in hex: packed into the second half of the string's own

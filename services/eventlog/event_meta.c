@@ -6,6 +6,7 @@
  */
 #include "event_meta.h"
 #include "dbld/db.h"
+#include "dbld/process.h"
 #include "dbld/util.h"
 
 #include <ctype.h>
@@ -205,6 +206,6 @@ int el_event_prepare(dbld_arena *a, Databuild__V1__BuildEvent *ev, size_t index,
     out->n_labels = labels.n;
     out->runs = runs.items;
     out->n_runs = runs.n;
-    out->payload_hex = dbld_msg_hex(a, &ev->base);
+    out->payload = dbld_msg_pack(a, &ev->base, &out->payload_len);
     return 0;
 }

@@ -20,7 +20,8 @@ typedef struct el_event {
     size_t n_labels;
     const char **runs; /* job run ids */
     size_t n_runs;
-    char *payload_hex; /* serialized BuildEvent, hex */
+    uint8_t *payload; /* serialized BuildEvent */
+    size_t payload_len;
     /* results, filled by the store */
     int64_t idx;
     int duplicate;

@@ -1,6 +1,6 @@
 /* projections.c - fold a batch of events into per-key deltas, then apply each
- * table's deltas with two set-based statements (ensure rows exist; update
- * from unnest()). A delta field left NULL means "unchanged", so one batch
+ * table's deltas with one set-based statement (insert the new rows, update
+ * the others, from unnest()). A delta field left NULL means "unchanged", so one batch
  * costs a handful of round trips however many events it holds.
  *
  * Rules (later events win):
@@ -222,6 +222,14 @@ static int run(stmts *out, const char *name, const char *sql, int n, const char 
     return 0;
 }
 
+/* Each projected table takes one statement per batch: the CTE `ins` inserts
+ * the keys that have no row yet with their final values (the defaults of
+ * the schema where the delta leaves a field unchanged), and the UPDATE
+ * applies the deltas of the others. All the statement's parts see the same
+ * snapshot, so the UPDATE does not see the rows `ins` inserts, and the
+ * INSERT skips exactly the rows the UPDATE finds: every writer of these
+ * tables holds the append lock (store.c), so no row appears in between. */
+
 static int apply_partitions(stmts *db, dbld_arena *a, fold *f)
 {
     if (!f->n_parts) return 0;
@@ -230,13 +238,18 @@ static int apply_partitions(stmts *db, dbld_arena *a, fold *f)
     const char *p[] = {COL(d, n, ref),         COL(d, n, status),  COL(d, n, brid),
                        COL(d, n, run),         COL(d, n, msg),     COL(d, n, updated),
                        COL(d, n, invalidated), COL(d, n, tainted), COL(d, n, idx)};
-    int rc =
-        run(db, "el_part_ins",
-            "INSERT INTO partitions (ref) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING", 1, p);
-    if (rc) return rc;
+    /* a new row has status 0, so KEEP never holds for it */
 #define KEEP "(u.status IN (" DBLD_SQL_PART_INTENT ") AND p.status IN (" DBLD_SQL_PART_PROGRESS "))"
-    return run(db, "el_part_upd",
-               "UPDATE partitions p SET"
+    return run(db, "el_partitions",
+               "WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[],"
+               " $5::text[], $6::bigint[], $7::bigint[], $8::bool[], $9::bigint[])"
+               " AS u(ref, status, brid, run, msg, updated, inv, tainted, idx)),"
+               " ins AS (INSERT INTO partitions (ref, status, build_request_id, job_run_id,"
+               " message, updated_ns, last_invalidated_ns, tainted, last_idx)"
+               " SELECT u.ref, coalesce(u.status, 0), coalesce(u.brid, ''), coalesce(u.run, ''),"
+               " coalesce(u.msg, ''), coalesce(u.updated, 0), coalesce(u.inv, 0),"
+               " coalesce(u.tainted, false), coalesce(u.idx, 0) FROM u ON CONFLICT DO NOTHING)"
+               " UPDATE partitions p SET"
                " status = CASE WHEN " KEEP " THEN p.status ELSE coalesce(u.status, p.status) END,"
                " build_request_id = CASE WHEN " KEEP " THEN p.build_request_id"
                "   ELSE coalesce(u.brid, p.build_request_id) END,"
@@ -248,11 +261,9 @@ static int apply_partitions(stmts *db, dbld_arena *a, fold *f)
                " last_invalidated_ns = coalesce(u.inv, p.last_invalidated_ns),"
                " tainted = coalesce(u.tainted, p.tainted),"
                " last_idx = coalesce(u.idx, p.last_idx)"
-               " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[],"
-               " $6::bigint[], $7::bigint[], $8::bool[], $9::bigint[])"
-               " AS u(ref, status, brid, run, msg, updated, inv, tainted, idx)"
-               " WHERE p.ref = u.ref",
+               " FROM u WHERE p.ref = u.ref",
                9, p);
+#undef KEEP
 }
 
 static int apply_build_requests(stmts *db, dbld_arena *a, fold *f)
@@ -263,14 +274,17 @@ static int apply_build_requests(stmts *db, dbld_arena *a, fold *f)
     const char *p[] = {COL(d, n, id),      COL(d, n, status),  COL(d, n, requested),
                        COL(d, n, comment), COL(d, n, want),    COL(d, n, msg),
                        COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
-    const char *ins[] = {p[0], p[6]};
-    int rc = run(db, "el_br_ins",
-                 "INSERT INTO build_requests (build_request_id, created_ns)"
-                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
-                 2, ins);
-    if (rc) return rc;
-    return run(db, "el_br_upd",
-               "UPDATE build_requests b SET"
+    return run(db, "el_build_requests",
+               "WITH u AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[],"
+               " $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])"
+               " AS u(id, status, requested, comment, want, msg, created, updated, idx)),"
+               " ins AS (INSERT INTO build_requests (build_request_id, status,"
+               " requested_partitions, comment, want_id, message, created_ns, updated_ns,"
+               " last_idx)"
+               " SELECT u.id, coalesce(u.status, 0), coalesce(u.requested::text[], '{}'),"
+               " coalesce(u.comment, ''), coalesce(u.want, ''), coalesce(u.msg, ''), u.created,"
+               " coalesce(u.updated, 0), coalesce(u.idx, 0) FROM u ON CONFLICT DO NOTHING)"
+               " UPDATE build_requests b SET"
                " status = coalesce(u.status, b.status),"
                " requested_partitions = coalesce(u.requested::text[], b.requested_partitions),"
                " comment = coalesce(u.comment, b.comment),"
@@ -278,10 +292,7 @@ static int apply_build_requests(stmts *db, dbld_arena *a, fold *f)
                " message = coalesce(u.msg, b.message),"
                " updated_ns = coalesce(u.updated, b.updated_ns),"
                " last_idx = coalesce(u.idx, b.last_idx)"
-               " FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],"
-               " $7::bigint[], $8::bigint[], $9::bigint[])"
-               " AS u(id, status, requested, comment, want, msg, created, updated, idx)"
-               " WHERE b.build_request_id = u.id",
+               " FROM u WHERE b.build_request_id = u.id",
                9, p);
 }
 
@@ -293,14 +304,16 @@ static int apply_job_runs(stmts *db, dbld_arena *a, fold *f)
     const char *p[] = {COL(d, n, id),      COL(d, n, brid),    COL(d, n, label),
                        COL(d, n, status),  COL(d, n, targets), COL(d, n, msg),
                        COL(d, n, created), COL(d, n, updated), COL(d, n, idx)};
-    const char *ins[] = {p[0], p[6]};
-    int rc = run(db, "el_jr_ins",
-                 "INSERT INTO job_runs (job_run_id, created_ns)"
-                 " SELECT * FROM unnest($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
-                 2, ins);
-    if (rc) return rc;
-    return run(db, "el_jr_upd",
-               "UPDATE job_runs j SET"
+    return run(db, "el_job_runs",
+               "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[],"
+               " $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])"
+               " AS u(id, brid, label, status, targets, msg, created, updated, idx)),"
+               " ins AS (INSERT INTO job_runs (job_run_id, build_request_id, job_label, status,"
+               " target_partitions, message, created_ns, updated_ns, last_idx)"
+               " SELECT u.id, coalesce(u.brid, ''), coalesce(u.label, ''), coalesce(u.status, 0),"
+               " coalesce(u.targets::text[], '{}'), coalesce(u.msg, ''), u.created,"
+               " coalesce(u.updated, 0), coalesce(u.idx, 0) FROM u ON CONFLICT DO NOTHING)"
+               " UPDATE job_runs j SET"
                " build_request_id = coalesce(u.brid, j.build_request_id),"
                " job_label = coalesce(u.label, j.job_label),"
                " status = coalesce(u.status, j.status),"
@@ -308,10 +321,7 @@ static int apply_job_runs(stmts *db, dbld_arena *a, fold *f)
                " message = coalesce(u.msg, j.message),"
                " updated_ns = coalesce(u.updated, j.updated_ns),"
                " last_idx = coalesce(u.idx, j.last_idx)"
-               " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],"
-               " $7::bigint[], $8::bigint[], $9::bigint[])"
-               " AS u(id, brid, label, status, targets, msg, created, updated, idx)"
-               " WHERE j.job_run_id = u.id",
+               " FROM u WHERE j.job_run_id = u.id",
                9, p);
 }
 

@@ -8,7 +8,7 @@
 #include "event_meta.h"
 #include "processes_proj.h"
 
-#define EL_PROJECT_MAX_STMTS (8 + EL_PROJECT_PROCESSES_MAX_STMTS)
+#define EL_PROJECT_MAX_STMTS (5 + EL_PROJECT_PROCESSES_MAX_STMTS)
 
 /* Fold the newly inserted events (idx order) into the statements that update
  * the projection rows (at most EL_PROJECT_MAX_STMTS, written to out; returns

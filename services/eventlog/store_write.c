@@ -12,32 +12,48 @@
 #define INSERT_SQL                                                                                 \
     "INSERT INTO events (event_id, ts_ns, build_request_id, kind, partition_refs, job_labels,"     \
     " job_run_ids, payload)"                                                                       \
-    " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], decode(u.p, 'hex')"        \
-    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::smallint[], $5::text[], $6::text[],"   \
-    " $7::text[], $8::text[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"                   \
+    " SELECT u.e, u.t, u.b, u.k, u.r::text[], u.l::text[], u.j::text[], u.p"                       \
+    " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[],"     \
+    " $7::text[], $8::bytea[]) WITH ORDINALITY AS u(e, t, b, k, r, l, j, p, ord)"                  \
     " ORDER BY u.ord"                                                                              \
     " ON CONFLICT (event_id) DO NOTHING RETURNING idx, event_id"
 
-/* The eight array parameters of INSERT_SQL for evs. */
-static const char **insert_params(dbld_arena *a, el_event **evs, size_t n)
+static const int insert_formats[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+
+/* The eight array parameters of INSERT_SQL for evs, in binary (their
+ * lengths in *lens): no escaping here, no parsing of the outer arrays and no
+ * hex for the payloads in the database. */
+static const char **insert_params(dbld_arena *a, el_event **evs, size_t n, const int **lens)
 {
-    const char **col[8];
-    for (int c = 0; c < 8; c++)
-        col[c] = dbld_arena_alloc(a, (n + 1) * sizeof *col[c]);
+    const char **text[5]; /* event_id, build_request_id, refs, labels, runs */
+    for (int c = 0; c < 5; c++)
+        text[c] = dbld_arena_alloc(a, (n + 1) * sizeof *text[c]);
+    int64_t *ts = dbld_arena_alloc(a, (n + 1) * sizeof *ts);
+    int64_t *kind = dbld_arena_alloc(a, (n + 1) * sizeof *kind);
+    const uint8_t **payload = dbld_arena_alloc(a, (n + 1) * sizeof *payload);
+    size_t *payload_len = dbld_arena_alloc(a, (n + 1) * sizeof *payload_len);
     for (size_t i = 0; i < n; i++) {
         el_event *e = evs[i];
-        col[0][i] = e->ev->event_id;
-        col[1][i] = dbld_arena_printf(a, "%" PRId64, e->ev->timestamp);
-        col[2][i] = e->ev->build_request_id;
-        col[3][i] = dbld_arena_printf(a, "%d", e->kind);
-        col[4][i] = dbld_pg_text_array(a, e->refs, e->n_refs);
-        col[5][i] = dbld_pg_text_array(a, e->labels, e->n_labels);
-        col[6][i] = dbld_pg_text_array(a, e->runs, e->n_runs);
-        col[7][i] = e->payload_hex;
+        text[0][i] = e->ev->event_id;
+        ts[i] = e->ev->timestamp;
+        text[1][i] = e->ev->build_request_id;
+        kind[i] = e->kind;
+        text[2][i] = dbld_pg_text_array(a, e->refs, e->n_refs);
+        text[3][i] = dbld_pg_text_array(a, e->labels, e->n_labels);
+        text[4][i] = dbld_pg_text_array(a, e->runs, e->n_runs);
+        payload[i] = e->payload;
+        payload_len[i] = e->payload_len;
     }
     const char **p = dbld_arena_alloc(a, 8 * sizeof *p);
-    for (int c = 0; c < 8; c++)
-        p[c] = dbld_pg_text_array(a, col[c], n);
+    int *l = dbld_arena_alloc(a, 8 * sizeof *l);
+    p[0] = dbld_pg_bin_text_array(a, text[0], n, &l[0]);
+    p[1] = dbld_pg_bin_int8_array(a, ts, n, &l[1]);
+    p[2] = dbld_pg_bin_text_array(a, text[1], n, &l[2]);
+    p[3] = dbld_pg_bin_int8_array(a, kind, n, &l[3]);
+    for (int c = 2; c < 5; c++)
+        p[c + 2] = dbld_pg_bin_text_array(a, text[c], n, &l[c + 2]);
+    p[7] = dbld_pg_bin_bytea_array(a, payload, payload_len, n, &l[7]);
+    *lens = l;
     return p;
 }
 
@@ -332,15 +348,25 @@ static void credit_joblogs(dbld_arena *a, const dbld_res *r, const dbld_strmap *
  * again. */
 #define EL_REFUSED (-2) /* batch_tx_once(): some fence did not hold; roll back, redo */
 
-/* The fence statement for reqs into *out (result into *res): 1, or 0 when
- * no request is fenced. */
-static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, dbld_res **res)
+/* el_top: the highest idx committed before this batch (under the lock), so
+ * the commit feed knows whether other replicas wrote in between. */
+#define TOP_SQL "SELECT coalesce(max(idx), 0) FROM events"
+
+/* The statement that follows the lock, into *out (result into *res): el_top
+ * when no request of reqs is fenced (returns 0), else el_fence (returns 1),
+ * which answers el_top's value in its first column and the lease rows of
+ * the fenced builds in the other two (one row of NULLs when there is none):
+ * one statement less per fenced batch. */
+static int top_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, dbld_res **res)
 {
     size_t n_fenced = 0;
     for (size_t i = 0; i < n; i++)
         n_fenced += reqs[i]->fence.build_request_id != NULL;
     *res = NULL;
-    if (!n_fenced) return 0;
+    if (!n_fenced) {
+        *out = (dbld_stmt){.name = "el_top", .sql = TOP_SQL, .out = res};
+        return 0;
+    }
     const char **ids = dbld_arena_alloc(a, n_fenced * sizeof *ids);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
@@ -348,28 +374,31 @@ static int fence_stmt(dbld_arena *a, pending **reqs, size_t n, dbld_stmt *out, d
     const char **p = dbld_arena_alloc(a, sizeof *p);
     p[0] = dbld_pg_text_array(a, ids, k);
     *out = (dbld_stmt){.name = "el_fence",
-                       .sql = "SELECT build_request_id, owner FROM build_leases"
+                       .sql = "SELECT (" TOP_SQL "), l.build_request_id, l.owner"
+                              " FROM (SELECT 1) AS one LEFT JOIN"
+                              " (SELECT build_request_id, owner FROM build_leases"
                               " WHERE build_request_id = ANY($1::text[])"
-                              " ORDER BY build_request_id FOR SHARE",
+                              " ORDER BY build_request_id FOR SHARE) AS l ON true",
                        .n = 1,
                        .params = p,
                        .out = res};
     return 1;
 }
 
-/* Mark the requests whose fence does not hold (leases: fence_stmt's
- * result, freed here); returns how many. */
-static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, size_t n)
+/* Mark the requests whose fence does not hold (leases: el_fence's result,
+ * kept by the caller); returns how many. */
+static size_t fence_verdict(dbld_arena *a, const dbld_res *leases, pending **reqs, size_t n)
 {
     size_t refused = 0;
     dbld_strmap by_build;
-    dbld_res_index(leases, 0, a, &by_build);
+    dbld_res_index(leases, 1, a, &by_build);
     for (size_t i = 0; i < n; i++) {
         pending *q = reqs[i];
         if (!q->fence.build_request_id) continue;
         size_t row;
-        const char *owner = dbld_strmap_get(&by_build, q->fence.build_request_id, &row)
-                                ? dbld_res_get(leases, (int)row, 1)
+        const char *owner = dbld_strmap_get(&by_build, q->fence.build_request_id, &row) &&
+                                    !dbld_res_null(leases, (int)row, 1) /* no lease at all */
+                                ? dbld_res_get(leases, (int)row, 2)
                                 : NULL;
         if (!owner)
             q->refused = dbld_arena_printf(q->arena, "lease fence: build %s has no lease",
@@ -380,7 +409,6 @@ static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, siz
                                   q->fence.build_request_id, owner, q->fence.owner);
         refused += q->refused != NULL;
     }
-    dbld_res_free(leases);
     return refused;
 }
 
@@ -388,8 +416,8 @@ static size_t fence_verdict(dbld_arena *a, dbld_res *leases, pending **reqs, siz
  * events (in reqs order) and their projections, and the job log entries, in
  * two round trips: [pre..., claim rows, INSERT events, INSERT job logs] then
  * [projection updates, COMMIT when commit is set]. When fence is set, pre
- * holds the fence statement whose result lands there: if a fence does not
- * hold, EL_REFUSED before anything else (the caller rolls back). */
+ * holds el_fence, whose result lands there (the caller frees it): if a fence
+ * does not hold, EL_REFUSED before anything else (the caller rolls back). */
 static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n_pre,
                       dbld_res **fence, pending **reqs, size_t n_reqs, int commit, int64_t *max_idx,
                       dbld_status *st)
@@ -400,23 +428,21 @@ static int write_reqs(dbld_db *db, dbld_arena *a, const dbld_stmt *pre, size_t n
     if (n_pre) memcpy(first, pre, n_pre * sizeof *first);
     size_t k = n_pre + claim_rows(a, reqs, n_reqs, &first[n_pre]);
     dbld_res *ins = NULL, *logs = NULL;
-    if (n)
+    if (n) {
+        const int *lens;
+        const char **p = insert_params(a, evs, n, &lens);
         first[k++] = (dbld_stmt){.name = "el_insert",
                                  .sql = INSERT_SQL,
                                  .n = 8,
-                                 .params = insert_params(a, evs, n),
+                                 .params = p,
+                                 .formats = insert_formats,
+                                 .lengths = lens,
                                  .out = &ins};
+    }
     dbld_strmap keys;
     k += joblog_rows(a, reqs, n_reqs, &keys, &first[k], &logs);
     int rc = k ? dbld_db_pipeline(db, first, k, st) : 0;
-    if (fence && *fence) { /* pre held the fence statement */
-        dbld_res *leases = *fence;
-        *fence = NULL;
-        if (!rc && fence_verdict(a, leases, reqs, n_reqs))
-            rc = EL_REFUSED;
-        else if (rc)
-            dbld_res_free(leases);
-    }
+    if (!rc && fence && fence_verdict(a, *fence, reqs, n_reqs)) rc = EL_REFUSED;
     if (rc == EL_REFUSED) {
         dbld_res_free(logs);
         dbld_res_free(ins);
@@ -453,17 +479,20 @@ static void add_touched(dbld_strmap *touched, const el_claim *c)
             dbld_strmap_put(touched, c->events[i].refs[r], 0);
 }
 
-/* Both lookups go by the primary key alone (the conditions on other columns
+/* One row per claim (in claim order): how many of its partitions are
+ * available, and whether another build holds a claim row on one of them.
+ * Both lookups go by the primary key alone (the conditions on other columns
  * are aggregate filters): whatever the table sizes were when its generic plan
- * was made, only a key lookup serves ref = ANY($1). */
+ * was made, only a key lookup serves ref = ANY(...). */
 #define CLAIM_PEEK_SQL                                                                             \
     "SELECT (SELECT count(*) FILTER (WHERE status = " DBLD_SQL_PART_AVAILABLE                      \
-    " AND NOT tainted AND updated_ns >= "                                                          \
-    "$3::bigint)"                                                                                  \
-    " FROM partitions"                                                                             \
-    " WHERE ref = ANY($1::text[])),"                                                               \
-    " (SELECT coalesce(bool_or(build_request_id <> $2), false) FROM claims"                        \
-    " WHERE ref = ANY($1::text[]))"
+    " AND NOT tainted AND updated_ns >= u.min)"                                                    \
+    " FROM partitions WHERE ref = ANY(u.refs::text[])),"                                           \
+    " (SELECT coalesce(bool_or(build_request_id <> u.brid), false) FROM claims"                    \
+    " WHERE ref = ANY(u.refs::text[]))"                                                            \
+    " FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS u(refs, brid, min, "    \
+    "ord)"                                                                                         \
+    " ORDER BY u.ord"
 
 /* One transaction for reqs: the claims (which come first) decided one after
  * another, then every event written together.
@@ -483,46 +512,41 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
 {
     const char **lp = dbld_arena_alloc(a, sizeof *lp);
     lp[0] = dbld_arena_printf(a, "%lld", LOCK_APPEND);
-    /* el_top: the highest idx committed before this batch (under the lock),
-     * so the commit feed knows whether other replicas wrote in between. */
     dbld_stmt open[4] = {
         {.sql = "BEGIN"},
         {.name = "el_lock",
          .sql = "SELECT pg_advisory_xact_lock($1::bigint)",
          .n = 1,
          .params = lp},
-        {.name = "el_top", .sql = "SELECT coalesce(max(idx), 0) FROM events", .out = top},
     };
-    dbld_res *fence = NULL;
-    size_t n_open = 3 + fence_stmt(a, reqs, n_reqs, &open[3], &fence);
+    /* *top: el_top's or el_fence's result (batch_tx() reads and frees it) */
+    dbld_res **fence = top_stmt(a, reqs, n_reqs, &open[2], top) ? top : NULL;
+    size_t n_open = 3;
     size_t n_claims = 0;
     while (n_claims < n_reqs && reqs[n_claims]->claim)
         n_claims++;
-    if (!n_claims)
-        return write_reqs(db, a, open, n_open, n_open > 3 ? &fence : NULL, reqs, n_reqs, 1, max_idx,
-                          st);
+    if (!n_claims) return write_reqs(db, a, open, n_open, fence, reqs, n_reqs, 1, max_idx, st);
     const char **lits = dbld_arena_alloc(a, n_claims * sizeof *lits);
-    dbld_res **peek = dbld_arena_alloc(a, n_claims * sizeof *peek);
-    dbld_stmt *first = dbld_arena_alloc(a, (n_open + n_claims) * sizeof *first);
-    memcpy(first, open, n_open * sizeof *first);
+    const char **brids = dbld_arena_alloc(a, n_claims * sizeof *brids);
+    const char **mins = dbld_arena_alloc(a, n_claims * sizeof *mins);
     for (size_t i = 0; i < n_claims; i++) {
         const el_claim *c = reqs[i]->claim;
         lits[i] = dbld_pg_text_array(a, (const char *const *)c->refs, c->n_refs);
-        const char **p = dbld_arena_alloc(a, 3 * sizeof *p);
-        p[0] = lits[i];
-        p[1] = c->build_request_id;
-        p[2] = dbld_arena_printf(a, "%lld", (long long)c->min_available_ns);
-        peek[i] = NULL;
-        first[n_open + i] = (dbld_stmt){
-            .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 3, .params = p, .out = &peek[i]};
+        brids[i] = c->build_request_id;
+        mins[i] = dbld_arena_printf(a, "%lld", (long long)c->min_available_ns);
     }
-    int rc = dbld_db_pipeline(db, first, n_open + n_claims, st);
-    if (fence) { /* fence_verdict() frees it */
-        if (!rc && fence_verdict(a, fence, reqs, n_reqs))
-            rc = EL_REFUSED;
-        else if (rc)
-            dbld_res_free(fence);
-    }
+    const char **p = dbld_arena_alloc(a, 3 * sizeof *p);
+    p[0] = dbld_pg_text_array(a, lits, n_claims);
+    p[1] = dbld_pg_text_array(a, brids, n_claims);
+    p[2] = dbld_pg_text_array(a, mins, n_claims);
+    dbld_res *peek = NULL;
+    open[n_open++] = (dbld_stmt){
+        .name = "el_claim_peek", .sql = CLAIM_PEEK_SQL, .n = 3, .params = p, .out = &peek};
+    int rc = dbld_db_pipeline(db, open, n_open, st);
+    if (!rc && fence && fence_verdict(a, *fence, reqs, n_reqs)) rc = EL_REFUSED;
+    if (!rc && dbld_res_rows(peek) != (int)n_claims)
+        rc = dbld_status_set(st, DBLD_INTERNAL, "claim peek: %d rows for %zu claims",
+                             dbld_res_rows(peek), n_claims);
     dbld_strmap touched;
     dbld_strmap_init(&touched, a);
     size_t from = 0; /* reqs[from..i) are decided but not written yet */
@@ -531,8 +555,8 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
         int stale = 0;
         for (size_t r = 0; r < c->n_refs && !stale; r++)
             stale = dbld_strmap_get(&touched, c->refs[r], NULL);
-        int held_elsewhere = strcmp(dbld_res_get(peek[i], 0, 1), "t") == 0;
-        if (!stale && dbld_res_i64(peek[i], 0, 0) == (int64_t)c->n_refs) {
+        int held_elsewhere = strcmp(dbld_res_get(peek, (int)i, 1), "t") == 0;
+        if (!stale && dbld_res_i64(peek, (int)i, 0) == (int64_t)c->n_refs) {
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_AVAILABLE;
         } else if (!stale && !held_elsewhere) {
             c->outcome = DATABUILD__V1__CLAIM_OUTCOME__CLAIM_GRANTED;
@@ -544,8 +568,7 @@ static int batch_tx_once(dbld_db *db, dbld_arena *a, pending **reqs, size_t n_re
         }
         if (!rc && granted(reqs[i])) add_touched(&touched, c);
     }
-    for (size_t i = 0; i < n_claims; i++)
-        dbld_res_free(peek[i]);
+    dbld_res_free(peek);
     if (!rc) rc = write_reqs(db, a, NULL, 0, NULL, reqs + from, n_reqs - from, 1, max_idx, st);
     return rc;
 }

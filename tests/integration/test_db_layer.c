@@ -3,7 +3,7 @@
  * pipeline that uses it twice, none remembered across a reconnect),
  * interrupting a running statement (PQcancel: the backend stops), the
  * session's statement timeout, the reserved connection of a pool, and error
- * messages that carry no PostgreSQL text. */
+ * messages that carry no PostgreSQL text, binary array parameters. */
 #include "dbld/db.h"
 #include "harness.h"
 
@@ -23,6 +23,16 @@ static long long running(const char *dsn, const char *sql_like)
     return n;
 }
 
+/* A fresh database (its conninfo in dsn) and a connection to it. */
+static dbld_db *connect_new(const char *hint, char *dsn, size_t cap)
+{
+    h_db_create(hint, dsn, cap);
+    dbld_db *db = NULL;
+    dbld_status st = {0};
+    CHECK_OK(dbld_db_connect(dsn, &db, &st), st);
+    return db;
+}
+
 /* More names than the old fixed table held (32), each used twice in one
  * pipeline on a fresh connection, then again alone: every statement runs,
  * none is prepared twice. */
@@ -30,10 +40,8 @@ DBLD_TEST(many_prepared_names_one_connection)
 {
     enum { NAMES = 80 };
     char dsn[1024];
-    h_db_create("prepnames", dsn, sizeof dsn);
-    dbld_db *db = NULL;
+    dbld_db *db = connect_new("prepnames", dsn, sizeof dsn);
     dbld_status st = {0};
-    CHECK_OK(dbld_db_connect(dsn, &db, &st), st);
     static char names[NAMES][32], sqls[NAMES][64];
     dbld_stmt stmts[2 * NAMES];
     dbld_res *res[2 * NAMES];
@@ -199,10 +207,8 @@ DBLD_TEST(pool_keeps_reserved_connection)
 DBLD_TEST(error_messages_without_server_text)
 {
     char dsn[1024];
-    h_db_create("errtext", dsn, sizeof dsn);
-    dbld_db *db = NULL;
+    dbld_db *db = connect_new("errtext", dsn, sizeof dsn);
     dbld_status st = {0};
-    CHECK_OK(dbld_db_connect(dsn, &db, &st), st);
     CHECK_CODE(dbld_db_exec(db, "SELECT * FROM secret_table_name", 0, NULL, NULL, &st), st,
                DBLD_INTERNAL);
     CHECK_EQ_STR(st.msg, "database error (SQLSTATE 42P01)");
@@ -223,8 +229,67 @@ DBLD_TEST(error_messages_without_server_text)
     dbld_db_close(db);
 }
 
+/* Binary array parameters (dbld_pg_bin_*) next to a text one, prepared and
+ * not: PostgreSQL reads them as the same values their text forms give -
+ * quotes, backslashes, braces, commas, UTF-8, NULLs, empty strings, any
+ * byte (NUL and 0xff included), extreme bigints - and an empty array. */
+DBLD_TEST(binary_array_params)
+{
+    char dsn[1024];
+    dbld_db *db = connect_new("binarr", dsn, sizeof dsn);
+    dbld_status st = {0};
+    dbld_arena *a = dbld_arena_create();
+    const char *texts[] = {"a\"b\\c", NULL, "", "{x,y}", "NULL", "\xc3\xa9t\xc3\xa9"};
+    const uint8_t b0[] = {0, 1, 0xff, '\\', 'x'}, b1[] = {0x7f};
+    const uint8_t *bytes[] = {b0, NULL, b1, (const uint8_t *)""};
+    const size_t blens[] = {sizeof b0, 0, sizeof b1, 0};
+    const int64_t ints[] = {INT64_MIN, -1, 0, 1, INT64_MAX};
+    int lens[4];
+    const char *p[4];
+    p[0] = dbld_pg_bin_text_array(a, texts, 6, &lens[0]);
+    p[1] = dbld_pg_bin_bytea_array(a, bytes, blens, 4, &lens[1]);
+    p[2] = dbld_pg_bin_int8_array(a, ints, 5, &lens[2]);
+    p[3] = dbld_pg_bin_text_array(a, texts, 0, &lens[3]);
+    const char *sql = "SELECT $1::text[] IS NOT DISTINCT FROM $5::text[],"
+                      " $2::bytea[] IS NOT DISTINCT FROM ARRAY['\\x0001ff5c78', NULL, '\\x7f', '']"
+                      "::bytea[],"
+                      " $3::bigint[] = ARRAY[-9223372036854775808, -1, 0, 1, 9223372036854775807],"
+                      " cardinality($4::text[]), array_length($1::text[], 1)";
+    const char *text_lit = dbld_pg_text_array(a, texts, 6);
+    const char *params[] = {p[0], p[1], p[2], p[3], text_lit};
+    const int fmts[] = {1, 1, 1, 1, 0};
+    const int lengths[] = {lens[0], lens[1], lens[2], lens[3], 0};
+    for (int prepared = 0; prepared < 2; prepared++) {
+        dbld_res *r = NULL;
+        dbld_stmt s = {.name = prepared ? "t_binarr" : NULL,
+                       .sql = sql,
+                       .n = 5,
+                       .params = params,
+                       .formats = fmts,
+                       .lengths = lengths,
+                       .out = &r};
+        CHECK_OK(dbld_db_pipeline(db, &s, 1, &st), st);
+        CHECK_EQ_STR(dbld_res_get(r, 0, 0), "t");
+        CHECK_EQ_STR(dbld_res_get(r, 0, 1), "t");
+        CHECK_EQ_STR(dbld_res_get(r, 0, 2), "t");
+        CHECK_EQ_INT(dbld_res_i64(r, 0, 3), 0);
+        CHECK_EQ_INT(dbld_res_i64(r, 0, 4), 6);
+        dbld_res_free(r);
+    }
+    /* an array of another element type is refused */
+    dbld_stmt bad = {.sql = "SELECT $1::bigint[]",
+                     .n = 1,
+                     .params = params,
+                     .formats = fmts,
+                     .lengths = lengths};
+    CHECK(dbld_db_pipeline(db, &bad, 1, &st) != 0);
+    dbld_db_close(db);
+    dbld_arena_destroy(a);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(many_prepared_names_one_connection),
                DBLD_TEST_ENTRY(interrupt_cancels_the_backend),
                DBLD_TEST_ENTRY(statement_timeout_session),
                DBLD_TEST_ENTRY(pool_keeps_reserved_connection),
-               DBLD_TEST_ENTRY(error_messages_without_server_text))
+               DBLD_TEST_ENTRY(error_messages_without_server_text),
+               DBLD_TEST_ENTRY(binary_array_params))

@@ -919,10 +919,127 @@ DBLD_TEST(projection_intent_does_not_override)
     h_service_stop(f.el);
 }
 
+/* The whole projection row of key in table (columns cols) as one string. */
+static char *proj_row(const fixture *f, const char *cols, const char *table, const char *key_col,
+                      const char *key)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT concat_ws('|', %s) FROM %s WHERE %s = $1", cols, table,
+             key_col);
+    h_rows *r = one_row(f->dsn, sql, key);
+    char *out = dbld_arena_strdup(f->a, h_rows_n(r) ? h_rows_get(r, 0, 0) : "");
+    h_rows_free(r);
+    return out;
+}
+
+#define PART_COLS                                                                                  \
+    "status, build_request_id, job_run_id, message, updated_ns, last_invalidated_ns, tainted,"     \
+    " last_idx"
+#define JOB_COLS                                                                                   \
+    "build_request_id, job_label, status, array_to_string(target_partitions, ','), message,"       \
+    " created_ns, updated_ns, last_idx"
+#define BR_COLS                                                                                    \
+    "status, array_to_string(requested_partitions, ','), comment, want_id, message, created_ns,"   \
+    " updated_ns, last_idx"
+
+/* run-n and br-n of projection_new_rows: only status, updated_ns and
+ * last_idx change after their first event. */
+static void check_run_n(fixture *f, int status, int64_t updated, int64_t idx)
+{
+    CHECK_EQ_STR(proj_row(f, JOB_COLS, "job_runs", "job_run_id", "run-n"),
+                 dbld_arena_printf(f->a, "br-1|//pn:job|%d|pn/x,pn/y|job message|%lld|%lld|%lld",
+                                   status, T0 + 7000, (long long)updated, (long long)idx));
+}
+
+static void check_br_n(fixture *f, int status, int64_t updated, int64_t idx)
+{
+    CHECK_EQ_STR(proj_row(f, BR_COLS, "build_requests", "build_request_id", "br-n"),
+                 dbld_arena_printf(f->a,
+                                   "%d|pn/x|new build|want-n|build request message|%lld|%lld|%lld",
+                                   status, T0 + 8000, (long long)updated, (long long)idx));
+}
+
+/* Rows the projections create: every column of a key's first row comes from
+ * the deltas of its first batch (the schema's defaults where they leave a
+ * field unchanged), whatever mix of events the batch holds - an intent for a
+ * partition without a row followed by BUILDING in the same batch or in the
+ * next one, BUILDING then another build's intent, a taint or an
+ * invalidation alone - and the next batch updates them. */
+DBLD_TEST(projection_new_rows)
+{
+    fixture f = setup("proj_new");
+    dbld_arena *a = f.a;
+    const Databuild__V1__PartitionStatus REQ = DATABUILD__V1__PARTITION_STATUS__PARTITION_REQUESTED,
+                                         ANA = DATABUILD__V1__PARTITION_STATUS__PARTITION_ANALYZED,
+                                         BLD = DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING,
+                                         AVL = DATABUILD__V1__PARTITION_STATUS__PARTITION_AVAILABLE;
+    Databuild__V1__BuildEvent *e[16];
+    int n = 0;
+    e[n++] = h_event_partition(a, "br-1", "pn/a", REQ, "");      /* 0 */
+    e[n++] = h_event_partition(a, "br-2", "pn/a", BLD, "run-a"); /* 1 */
+    e[n++] = h_event_partition(a, "br-2", "pn/b", BLD, "run-b"); /* 2 */
+    e[n++] = h_event_partition(a, "br-3", "pn/b", ANA, "");      /* 3 */
+    e[n++] = h_event_partition(a, "br-1", "pn/c", REQ, "");      /* 4 */
+    e[n++] = h_event_taint(a, "br-1", H_STRS("pn/d"), DATABUILD__V1__SOURCE_TYPE_CODE__API_REQUEST,
+                           "t");                               /* 5 */
+    e[n++] = h_event_invalidation(a, "br-1", "pn/e", "stale"); /* 6 */
+    e[n++] = h_event_job(a, "br-1", "run-n", "//pn:job", DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED,
+                         H_STRS("pn/x", "pn/y")); /* 7 */
+    e[n++] = h_event_build_request(a, "br-n",
+                                   DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED,
+                                   H_STRS("pn/x"), "new build", "want-n"); /* 8 */
+    for (int i = 0; i < n; i++)
+        e[i]->timestamp = T0 + i * 1000;
+    Databuild__V1__AppendResponse *r1 = h_append_ok(f.el, a, e, (size_t)n);
+    int64_t idx[16];
+    for (int i = 0; i < n; i++)
+        idx[i] = r1->events[i]->idx;
+#define CHECK_PART(ref, ...)                                                                       \
+    CHECK_EQ_STR(proj_row(&f, PART_COLS, "partitions", "ref", ref),                                \
+                 dbld_arena_printf(a, __VA_ARGS__))
+    const char *pm = "partition message";
+    CHECK_PART("pn/a", "%d|br-2|run-a|%s|%lld|0|f|%lld", BLD, pm, T0 + 1000, (long long)idx[1]);
+    CHECK_PART("pn/b", "%d|br-2|run-b|%s|%lld|0|f|%lld", BLD, pm, T0 + 2000, (long long)idx[2]);
+    CHECK_PART("pn/c", "%d|br-1||%s|%lld|0|f|%lld", REQ, pm, T0 + 4000, (long long)idx[4]);
+    CHECK_PART("pn/d", "0||||0|0|t|%lld", (long long)idx[5]);
+    CHECK_PART("pn/e", "0||||0|%lld|t|%lld", T0 + 6000, (long long)idx[6]);
+    check_run_n(&f, DATABUILD__V1__JOB_STATUS__JOB_SCHEDULED, T0 + 7000, idx[7]);
+    check_br_n(&f, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_RECEIVED, T0 + 8000,
+               idx[8]);
+
+    /* the next batch: updates of the rows made above, and another new row */
+    n = 0;
+    e[n++] = h_event_partition(a, "br-2", "pn/c", BLD, "run-c"); /* 0 */
+    e[n++] = h_event_partition(a, "br-2", "pn/d", AVL, "run-d"); /* 1 */
+    e[n++] = h_event_partition(a, "br-4", "pn/a", REQ, "");      /* 2: kept out */
+    e[n++] =
+        h_event_job(a, "", "run-n", "", DATABUILD__V1__JOB_STATUS__JOB_RUNNING, H_NOSTRS); /* 3 */
+    e[n++] = h_event_build_request(
+        a, "br-n", DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING, H_NOSTRS, "",
+        "");                                                /* 4 */
+    e[n++] = h_event_partition(a, "br-4", "pn/f", ANA, ""); /* 5 */
+    for (int i = 0; i < n; i++)
+        e[i]->timestamp = T0 + 100000 + i * 1000;
+    Databuild__V1__AppendResponse *r2 = h_append_ok(f.el, a, e, (size_t)n);
+    for (int i = 0; i < n; i++)
+        idx[i] = r2->events[i]->idx;
+    CHECK_PART("pn/c", "%d|br-2|run-c|%s|%lld|0|f|%lld", BLD, pm, T0 + 100000, (long long)idx[0]);
+    CHECK_PART("pn/d", "%d|br-2|run-d|%s|%lld|0|f|%lld", AVL, pm, T0 + 101000, (long long)idx[1]);
+    /* an intent keeps BUILDING but still moves last_idx */
+    CHECK_PART("pn/a", "%d|br-2|run-a|%s|%lld|0|f|%lld", BLD, pm, T0 + 1000, (long long)idx[2]);
+    check_run_n(&f, DATABUILD__V1__JOB_STATUS__JOB_RUNNING, T0 + 103000, idx[3]);
+    check_br_n(&f, DATABUILD__V1__BUILD_REQUEST_STATUS_CODE__BUILD_REQUEST_EXECUTING, T0 + 104000,
+               idx[4]);
+    CHECK_PART("pn/f", "%d|br-4||%s|%lld|0|f|%lld", ANA, pm, T0 + 105000, (long long)idx[5]);
+#undef CHECK_PART
+    h_service_stop(f.el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(round_trip_all_kinds), DBLD_TEST_ENTRY(append_validation),
                DBLD_TEST_ENTRY(idempotent_reappend), DBLD_TEST_ENTRY(idempotent_event_id_case),
                DBLD_TEST_ENTRY(batch_idx_in_request_order), DBLD_TEST_ENTRY(list_filters),
                DBLD_TEST_ENTRY(list_refs_with_special_characters),
                DBLD_TEST_ENTRY(list_invalid_pattern), DBLD_TEST_ENTRY(list_paging),
                DBLD_TEST_ENTRY(list_limit_default_and_cap), DBLD_TEST_ENTRY(projections),
-               DBLD_TEST_ENTRY(projection_intent_does_not_override))
+               DBLD_TEST_ENTRY(projection_intent_does_not_override),
+               DBLD_TEST_ENTRY(projection_new_rows))

@@ -306,7 +306,9 @@ DBLD_TEST(postgres_stop_and_restart)
 #define WRITER_LOCK 0x44424c4400000002LL
 
 enum { FLOOD_CALLS = 16, FLOOD_EVENTS = 1000 };
-enum { BYTES_CALLS = 8, BYTES_EVENTS = 1000, BYTES_COMMENT = 4000 };
+/* BYTES_CALLS: the writer takes one, 7 fill the 64 MiB, 4 more are refused
+ * (and retry) before the plain Append comes */
+enum { BYTES_CALLS = 12, BYTES_EVENTS = 1000, BYTES_COMMENT = 4000 };
 
 /* Events of Append number i (-1: the plain one) of a queue cap case. */
 typedef Databuild__V1__BuildEvent **(*flood_fn)(dbld_arena *a, int i, size_t *n);
@@ -388,7 +390,8 @@ DBLD_TEST(append_queue_cap)
     queue_cap_case("queuecap", &o, FLOOD_CALLS, flood_events, "events queued", "cap of 10000");
 }
 
-/* 1,000 build requests with a comment of 4,000 bytes: ~16 MiB of request memory. */
+/* 1,000 build requests with a comment of 4,000 bytes: ~9 MiB of request
+ * memory (the messages and their serialized copies). */
 static Databuild__V1__BuildEvent **big_events(dbld_arena *a, int i, size_t *n)
 {
     const char *tag = i < 0 ? "plain" : dbld_arena_printf(a, "bg%d", i);
@@ -406,7 +409,7 @@ static Databuild__V1__BuildEvent **big_events(dbld_arena *a, int i, size_t *n)
 }
 
 /* The queue's memory is capped too (QUEUE_MAX_BYTES, 64 MiB of the queued
- * requests' arenas), whatever the events' size: Appends of ~16 MiB of
+ * requests' arenas), whatever the events' size: Appends of ~9 MiB of
  * request memory each (1,000 events, far below the 50,000-event cap) queue
  * until the next would pass 64 MiB; that one is refused with UNAVAILABLE
  * naming the bytes and the cap. */
