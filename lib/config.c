@@ -244,6 +244,7 @@ static const dbld__cfg_key eventlog_keys[] = {
      * group commit; workers serve the reads (List, Status, leases). */
     SERVER_KEYS(eventlog, "127.0.0.1:7101", 8, 256, 0),
     INT_KEY(eventlog, "group_commit_max_events", group_commit_max_events, 1, 100000, 5000),
+    INT_KEY(eventlog, "group_commit_wait_us", group_commit_wait_us, 0, 100000, 1000),
     INT_KEY(eventlog, "db_pool_size", db_pool_size, 1, 64, 4),
     INT_KEY(eventlog, "statement_timeout_ms", statement_timeout_ms, 10, 3600000, 5000),
     {0},

@@ -112,6 +112,7 @@ typedef struct dbld_config {
     struct {
         dbld_server_config server;
         int group_commit_max_events; /* events per commit batch (default 5000) */
+        int group_commit_wait_us;    /* a batch waits this long for company (default 1000) */
         int db_pool_size;            /* reader connections for List/Subscribe (default 4) */
         int statement_timeout_ms;    /* longest statement on a reader connection (default 5000) */
     } eventlog;

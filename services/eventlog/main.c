@@ -26,6 +26,7 @@ static int el_attach(dbld_config *cfg, void **state, dbld_server *srv, dbld_stat
     el_store_opts eo = {
         .dsn = cfg->shared.postgres_dsn,
         .max_batch_events = cfg->eventlog.group_commit_max_events,
+        .group_wait_us = cfg->eventlog.group_commit_wait_us,
         .pool_size = cfg->eventlog.db_pool_size,
         .statement_timeout_ms = cfg->eventlog.statement_timeout_ms,
         .server = srv,

@@ -105,7 +105,7 @@ el_store *el_store_create(const el_store_opts *opts)
                          .db = {.statement_timeout_ms = opts->statement_timeout_ms}};
     s->pool = dbld_pool_create_opts(opts->dsn, &po);
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->work_cv, NULL);
+    dbld_cond_init_mono(&s->work_cv);
     dbld_fifo_init(&s->queue);
     s->hub = el_hub_create(opts->dsn);
     dbld_dbmon_opts mo = {.dsn = opts->dsn,

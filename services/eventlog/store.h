@@ -27,6 +27,8 @@ typedef struct el_store el_store;
 typedef struct el_store_opts {
     const char *dsn;
     int max_batch_events;     /* events per transaction */
+    int group_wait_us;        /* when writes come from several callers, a batch of fewer than
+                               * GROUP_MIN_REQUESTS waits up to this long for more (0: never) */
     int pool_size;            /* reader connections (one is kept from user reads, see below) */
     int statement_timeout_ms; /* on reader connections (0: none) */
     dbld_server *server;      /* health is reported here (may be NULL) */

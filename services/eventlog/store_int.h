@@ -78,7 +78,8 @@ struct el_store {
     size_t max_queued;      /* refuse a request that would queue more (one alone always fits) */
     size_t queued_bytes;    /* pending.bytes of the queue; refused past QUEUE_MAX_BYTES likewise */
     int stop;
-    int migrated; /* the monitor's probe only */
+    size_t last_batch; /* requests in the writer's previous batch */
+    int migrated;      /* the monitor's probe only */
     dbld_dbmon *mon;
     el_hub *hub; /* the commit feed: the writer publishes, Subscribe reads */
     pthread_t writer;

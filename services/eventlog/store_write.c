@@ -7,6 +7,9 @@
  */
 #include "store_int.h"
 
+#include <errno.h>
+#include <time.h>
+
 /* ---- writer thread ---- */
 
 #define INSERT_SQL                                                                                 \
@@ -767,6 +770,27 @@ static pending *take_batch(el_store *s)
     return first;
 }
 
+/* Group commit: a transaction costs PostgreSQL about as much again as the
+ * requests in it (BEGIN, the lock, the fence, one statement per table,
+ * COMMIT), and in a no-op build each caller has one request in flight at a
+ * time, so batches stay at one or two requests. When the previous batch
+ * held more than one request (several callers are writing) and fewer than
+ * GROUP_MIN_REQUESTS wait, the writer waits up to group_wait_us for more
+ * (s->mu held; a lone caller never waits). */
+#define GROUP_MIN_REQUESTS 8
+
+static void wait_for_company(el_store *s)
+{
+    if (s->opts.group_wait_us <= 0 || s->last_batch < 2) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (int64_t)s->opts.group_wait_us * 1000;
+    ts.tv_sec += (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    while (s->queue.n < GROUP_MIN_REQUESTS && !s->stop)
+        if (pthread_cond_timedwait(&s->work_cv, &s->mu, &ts) == ETIMEDOUT) break;
+}
+
 void *el__store_writer_main(void *arg)
 {
     el_store *s = arg;
@@ -776,6 +800,8 @@ void *el__store_writer_main(void *arg)
         while (!s->queue.n && !s->stop)
             pthread_cond_wait(&s->work_cv, &s->mu);
         if (!s->queue.n && s->stop) break;
+        if (s->queue.n < GROUP_MIN_REQUESTS) wait_for_company(s);
+        s->last_batch = s->queue.n;
         pending *first = take_batch(s);
         pthread_mutex_unlock(&s->mu);
         process(s, &db, first);

@@ -342,5 +342,87 @@ DBLD_TEST(bad_request_does_not_fail_batch)
     h_service_stop(el);
 }
 
+/* Group commit waits (eventlog.group_commit_wait_us) only while several
+ * callers write: a lone caller's appends each commit at once, in a
+ * transaction of their own; callers appending one event at a time share
+ * transactions of up to 8 requests. Transactions are counted by the rows'
+ * xmin (one per transaction that inserted them). */
+#define WRITERS 8
+#define WRITES 5
+
+typedef struct writer {
+    h_service *el;
+    int id;
+    pthread_barrier_t *start;
+} writer;
+
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
+    dbld_arena *a = dbld_arena_create();
+    pthread_barrier_wait(w->start);
+    for (int i = 0; i < WRITES; i++) {
+        Databuild__V1__BuildEvent *e =
+            h_event_partition(a, "brG", dbld_arena_printf(a, "g/w=%d/i=%d", w->id, i),
+                              DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-g");
+        h_append_ok(w->el, a, &e, 1);
+    }
+    dbld_arena_destroy(a);
+    return NULL;
+}
+
+static long long transactions(const char *dsn, const char *like)
+{
+    h_rows *r = h_sql(dsn,
+                      "SELECT count(DISTINCT xmin::text) FROM events WHERE"
+                      " partition_refs[1] LIKE $1",
+                      like);
+    long long n = h_rows_i64(r, 0, 0);
+    h_rows_free(r);
+    return n;
+}
+
+DBLD_TEST(group_commit_waits_only_for_concurrent_writers)
+{
+    char dsn[1024];
+    h_db_create("groupwait", dsn, sizeof dsn);
+    h_service_opts o = {.extra_section = "  group_commit_wait_us: 100000\n"};
+    h_service *el = h_service_start("eventlog", dsn, &o);
+    dbld_arena *a = dbld_arena_create();
+    /* a lone caller: one transaction per append, none waits the 100 ms */
+    int64_t t0 = dbld_mono_ms();
+    for (int i = 0; i < WRITES; i++) {
+        Databuild__V1__BuildEvent *e =
+            h_event_partition(a, "brL", dbld_arena_printf(a, "l/i=%d", i),
+                              DATABUILD__V1__PARTITION_STATUS__PARTITION_BUILDING, "run-l");
+        h_append_ok(el, a, &e, 1);
+    }
+    int64_t lone_ms = dbld_mono_ms() - t0;
+    CHECK_EQ_INT(transactions(dsn, "l/%"), WRITES);
+    CHECK_MSG(lone_ms < WRITES * 100, "a lone caller's %d appends took %lld ms: they waited",
+              WRITES, (long long)lone_ms);
+    /* concurrent callers share transactions: after the first commit each
+     * waits for the others' next append (8 requests or the 100 ms) */
+    writer w[WRITERS];
+    pthread_t th[WRITERS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, WRITERS);
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (writer){.el = el, .id = i, .start = &start};
+        CHECK(pthread_create(&th[i], NULL, writer_main, &w[i]) == 0);
+    }
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    long long tx = transactions(dsn, "g/%");
+    h_note("%d appends by %d concurrent callers: %lld transactions", WRITERS * WRITES, WRITERS, tx);
+    CHECK_MSG(tx <= WRITES + 4,
+              "%d appends by %d concurrent callers took %lld transactions, want <= %d",
+              WRITERS * WRITES, WRITERS, tx, WRITES + 4);
+    dbld_arena_destroy(a);
+    h_service_stop(el);
+}
+
 DBLD_TEST_MAIN(DBLD_TEST_ENTRY(duplicates_in_one_request),
-               DBLD_TEST_ENTRY(bad_request_does_not_fail_batch))
+               DBLD_TEST_ENTRY(bad_request_does_not_fail_batch),
+               DBLD_TEST_ENTRY(group_commit_waits_only_for_concurrent_writers))

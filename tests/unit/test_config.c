@@ -95,6 +95,7 @@ static void test_example_file(void **state)
     assert_string_equal(cfg.shared.peers.query, "127.0.0.1:7104");
     assert_server(&cfg.eventlog.server, "127.0.0.1:7101");
     assert_int_equal(cfg.eventlog.group_commit_max_events, 5000);
+    assert_int_equal(cfg.eventlog.group_commit_wait_us, 1000);
     assert_int_equal(cfg.eventlog.db_pool_size, 4);
     assert_int_equal(cfg.eventlog.statement_timeout_ms, 5000);
     assert_int_equal(cfg.query.statement_timeout_ms, 5000);
@@ -131,6 +132,7 @@ static void assert_defaults(const dbld_config *cfg, const char *dsn)
     assert_server(&cfg->graph.server, "127.0.0.1:7103");
     assert_server(&cfg->query.server, "127.0.0.1:7104");
     assert_int_equal(cfg->eventlog.group_commit_max_events, 5000);
+    assert_int_equal(cfg->eventlog.group_commit_wait_us, 1000);
     assert_int_equal(cfg->eventlog.db_pool_size, 4);
     assert_int_equal(cfg->eventlog.statement_timeout_ms, 5000);
     assert_int_equal(cfg->query.statement_timeout_ms, 5000);
@@ -355,11 +357,12 @@ static void test_error_top_level(void **state)
 static void test_error_unknown_key(void **state)
 {
     (void)state;
-    expect_error("eventlog:\n  listen: 127.0.0.1:7101\n  wrkers: 4\n",
-                 "databuild.yaml:3:3: eventlog: unknown key \"wrkers\" (did you mean \"workers\"? "
-                 "expected one of: listen, workers, pollers, max_queue, max_message_bytes, "
-                 "shutdown_grace_ms, max_streams, max_concurrent_streams, metrics_listen, tls, "
-                 "group_commit_max_events, db_pool_size, statement_timeout_ms)");
+    expect_error(
+        "eventlog:\n  listen: 127.0.0.1:7101\n  wrkers: 4\n",
+        "databuild.yaml:3:3: eventlog: unknown key \"wrkers\" (did you mean \"workers\"? "
+        "expected one of: listen, workers, pollers, max_queue, max_message_bytes, "
+        "shutdown_grace_ms, max_streams, max_concurrent_streams, metrics_listen, tls, "
+        "group_commit_max_events, group_commit_wait_us, db_pool_size, statement_timeout_ms)");
     expect_error("evntlog: {}\n",
                  "databuild.yaml:1:1: unknown key \"evntlog\" (did you mean \"eventlog\"? "
                  "expected one of: shared, eventlog, job, graph, query)");
