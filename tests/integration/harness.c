@@ -103,16 +103,41 @@ static int port_given(int port)
     return 0;
 }
 
+/* The low end of the kernel's ephemeral port range (0 when unknown). */
+static int ephemeral_low(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    int low = 0;
+    if (f) {
+        if (fscanf(f, "%d", &low) != 1) low = 0;
+        fclose(f);
+    }
+    return low;
+}
+
+/* A port free now, taken below the ephemeral range when there is room: a
+ * port bind(0) hands out is also where the kernel puts outgoing
+ * connections, which can take it before the service binds it. 0 when the
+ * candidate is in use. */
 static int free_port_once(void)
 {
+    static unsigned seed;
+    if (!seed) seed = (unsigned)getpid() ^ (unsigned)dbld_mono_ms();
+    int low = ephemeral_low();
+    int want = low > 11000 ? 10000 + (int)(rand_r(&seed) % (unsigned)(low - 10000)) : 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) H_FAIL("socket: %s", strerror(errno));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)want)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-        H_FAIL("bind 127.0.0.1:0: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int e = errno;
+        close(fd);
+        if (want && e == EADDRINUSE) return 0;
+        H_FAIL("bind 127.0.0.1:%d: %s", want, strerror(e));
+    }
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        H_FAIL("getsockname: %s", strerror(errno));
     close(fd);
     return ntohs(sa.sin_port);
 }
@@ -121,8 +146,9 @@ int h_free_port(void)
 {
     pthread_mutex_lock(&port_mu);
     int port = free_port_once();
-    for (int i = 0; i < 100 && port_given(port); i++)
+    for (int i = 0; i < 1000 && (!port || port_given(port)); i++)
         port = free_port_once();
+    if (!port) H_FAIL("no free port found");
     given_ports[next_slot] = port;
     next_slot = (next_slot + 1) % 256;
     if (n_given < 256) n_given++;

@@ -22,6 +22,7 @@ import glob
 import importlib
 import os
 import pwd
+import random
 import re
 import secrets
 import shutil
@@ -38,10 +39,40 @@ SOURCE_DIR = os.environ.get("DBLD_SOURCE_DIR") or os.path.abspath(
 BIN_DIR = os.environ.get("DBLD_BIN_DIR") or os.path.join(SOURCE_DIR, "build")
 
 
+_given_ports = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port to listen on that is free now. Taken below the kernel's
+    ephemeral range when there is room (a port bind(0) hands out is also
+    where the kernel puts outgoing connections, which took one between this
+    check and a service's bind), never one this process gave before."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        if low > 11000:
+            port = random.randrange(10000, low)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        if port in _given_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free port found")
 
 
 def unique_name(prefix):
