@@ -766,6 +766,12 @@ static char *anchored(const char *pattern)
  * copies along any nesting is limited; `*` and `?` copy nothing. */
 #define MAX_COPIES 20000
 #define MAX_GROUP_DEPTH 64
+/* Copies that may match the empty string cost glibc quadratic time and
+ * memory: each one's epsilon closure holds the ones after it
+ * ("c{2,13107}" took 1.36 GB and 5.5 s, "(a|b?){3000}" 569 MB; found by
+ * tests/fuzz/fuzz_rxoverlap). At most this many in a pattern ("c{0,1000}"
+ * takes 10 MB and 26 ms). */
+#define MAX_OPTIONAL 1000
 
 /* The index just past a bracket expression starting at s[i] == '['. */
 static size_t skip_bracket(const char *s, size_t i)
@@ -812,7 +818,11 @@ static long brace_weight(const char *s, size_t i, size_t *end)
  * ("(a||){30}*", "(a*|b*){30}*" did not finish in 10 s; found by
  * tests/fuzz/fuzz_rxoverlap). An unmatched `)` is refused: it would close
  * the group of anchored() and let the rest of the pattern match unanchored
- * ("a)|(b" would match every ref starting with "a"). */
+ * ("a)|(b" would match every ref starting with "a").
+ * Alongside, per depth, the copies of the group so far (size: every
+ * alternative counts) and how many of them may match the empty string
+ * (optional): `x?` and `x*` make all of x's copies optional, `x+` adds one
+ * optional copy of x, `x{m,n}` makes n-m of its n copies optional. */
 static int check_copies(const char *s, dbld_status *st)
 {
     double inner[MAX_GROUP_DEPTH + 1], last[MAX_GROUP_DEPTH + 1];
@@ -823,6 +833,10 @@ static int check_copies(const char *s, dbld_status *st)
     int br_before = 1,
         el_multi = 0; /* the last element: its branch before it; a group of 2+ nullable branches */
     inner[0] = 1, last[0] = 0, br_null[0] = 1, n_null[0] = 0;
+    /* per depth: the group's finished elements and its last element */
+    double size_sum[MAX_GROUP_DEPTH + 1], size_last[MAX_GROUP_DEPTH + 1];
+    double opt_sum[MAX_GROUP_DEPTH + 1], opt_last[MAX_GROUP_DEPTH + 1];
+    size_sum[0] = size_last[0] = opt_sum[0] = opt_last[0] = 0;
     for (size_t i = 0; s[i];) {
         char c = s[i];
         double w = 0;
@@ -856,33 +870,52 @@ static int check_copies(const char *s, dbld_status *st)
                                        "invalid regular expression \"%s\": groups nested deeper "
                                        "than %d",
                                        s, MAX_GROUP_DEPTH);
+            size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
+            size_last[d] = opt_last[d] = 0;
             d++;
             inner[d] = 1, last[d] = 0, br_null[d] = 1, n_null[d] = 0;
+            size_sum[d] = size_last[d] = opt_sum[d] = opt_last[d] = 0;
         } else if (c == ')' && d > 0) {
             n_null[d] += br_null[d];
             int group_null = n_null[d] > 0;
             el_multi = n_null[d] >= 2;
             d--;
             last[d] = inner[d + 1];
+            size_last[d] = size_sum[d + 1] + size_last[d + 1];
+            opt_last[d] = opt_sum[d + 1] + opt_last[d + 1];
             br_before = br_null[d];
             br_null[d] = br_null[d] && group_null;
         } else if (c == '|') {
             last[d] = 0;
             n_null[d] += br_null[d];
             br_null[d] = 1;
+            size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
+            size_last[d] = opt_last[d] = 0;
         } else if (c == '+') {
             w = 2;
+            opt_last[d] += size_last[d];
+            size_last[d] *= 2;
         } else if (c == '*' || c == '?') {
             w = 1;
+            opt_last[d] = size_last[d];
         } else if (bw > 0) {
             w = (double)bw;
             next = brace_end;
+            double m = (double)strtol(s + i + 1, NULL, 10);
+            /* {m,}: m copies and a starred one; {m}: m copies, {m,n}: n */
+            double n = s[brace_end - 2] == ',' ? m + 1 : (double)bw;
+            double n_opt = s[brace_end - 2] == ',' ? 1 : n - m;
+            if (n_opt < 0) n_opt = 0;
+            opt_last[d] = m * opt_last[d] + n_opt * size_last[d];
+            size_last[d] *= n;
         } else {
             if (c == '[') next = skip_bracket(s, i);
             if (c == '\\' && s[i + 1]) next = i + 2;
             last[d] = 1;
             br_before = br_null[d];
             br_null[d] = 0;
+            size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
+            size_last[d] = 1, opt_last[d] = 0;
         }
         if (w > 0) last[d] *= w;
         if (last[d] > inner[d]) inner[d] = last[d];
@@ -891,6 +924,15 @@ static int check_copies(const char *s, dbld_status *st)
                                    "invalid regular expression \"%s\": its repetitions expand to "
                                    "more than %d copies",
                                    s, MAX_COPIES);
+        double optional = 0;
+        for (int k = 0; k <= d; k++)
+            optional += opt_sum[k] + opt_last[k];
+        if (optional > MAX_OPTIONAL)
+            return dbld_status_set(st, DBLD_INVALID_ARGUMENT,
+                                   "invalid regular expression \"%s\": more than %d copies that "
+                                   "may match the empty string (from ?, *, + and {m,n}); write "
+                                   "fewer or narrower repetitions",
+                                   s, MAX_OPTIONAL);
         i = next;
     }
     return 0;
