@@ -2,7 +2,8 @@
 # run.sh - run one libFuzzer target of tests/fuzz (see README.md).
 #
 #   run.sh smoke    BUILD_DIR TARGET SECONDS   ctest's fuzz/TARGET: the repo corpus
-#                                              (read-only) plus SECONDS of fuzzing;
+#                                              (read-only) plus SECONDS of fuzzing
+#                                              from seed DBLD_FUZZ_SEED (default 1);
 #                                              new inputs go to a temp dir
 #   run.sh campaign BUILD_DIR TARGET SECONDS OUT_DIR
 #                                              ./dev fuzz: the corpus grows in
@@ -43,6 +44,10 @@ smoke)
     work=$(mktemp -d "${TMPDIR:-/tmp}/dbld-fuzz-$target.XXXXXX")
     trap 'rm -rf "$work"' EXIT
     mkdir -p "$work/corpus" "$build/fuzz-crashes/$target"
+    # A fixed seed: the mutations follow one sequence, so a red CI run
+    # reproduces and comes from the change, not from where a random walk
+    # went that day (exploring is `./dev fuzz`, which draws a seed).
+    flags+=(-seed="${DBLD_FUZZ_SEED:-1}")
     rc=0
     "$bin" "${flags[@]}" -artifact_prefix="$build/fuzz-crashes/$target/" \
         "$work/corpus" "$seeds" >"$work/log" 2>&1 || rc=$?
