@@ -889,8 +889,9 @@ static int check_copies(const char *s, dbld_status *st)
             el_multi = n_null[d] >= 2;
             d--;
             last[d] = inner[d + 1];
-            size_last[d] = size_sum[d + 1] + size_last[d + 1];
-            opt_last[d] = opt_sum[d + 1] + opt_last[d + 1];
+            /* the group's own nodes count: "(){13333}" took 5.5 GB */
+            size_last[d] = size_sum[d + 1] + size_last[d + 1] + 1;
+            opt_last[d] = opt_sum[d + 1] + opt_last[d + 1] + group_null;
             br_before = br_null[d];
             br_null[d] = br_null[d] && group_null;
         } else if (c == '|') {
