@@ -1,13 +1,19 @@
 /* rpc_server.c - dbld_server: protobuf-c services on the gRPC C core server.
  *
- * Calls are taken with grpc_server_request_call (generic, by path), so the
- * runtime needs no registration with gRPC. Everything is asynchronous on ONE
- * completion queue (NEXT) drained by `pollers` threads; each completion's tag
- * names the call and the step (op_tag). A unary call costs three steps:
+ * Every method of the added services is registered with gRPC
+ * (grpc_server_register_method, rmethod): its calls are requested per method
+ * and arrive with their method known and, but for bidirectional streams,
+ * with their first message read (GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER),
+ * which saves a batch and a completion per call. Other paths come through
+ * grpc_server_request_call (generic) and are answered UNIMPLEMENTED.
+ * Everything is asynchronous on ONE completion queue (NEXT) drained by
+ * `pollers` threads; each completion's tag names the call and the step
+ * (op_tag). A unary call costs two steps:
  *
- *   NEW     the call arrived: post a replacement request, start the
- *           RECV_CLOSE_ON_SERVER op (how cancellation is learned) and the
- *           RECV_MESSAGE op;
+ *   NEW     the call arrived with its request: post a replacement request,
+ *           start the RECV_CLOSE_ON_SERVER op (how cancellation is learned)
+ *           and go on as RECV (a bidirectional stream's first message, and
+ *           a generic call's, is read by a RECV_MESSAGE op first);
  *   RECV    check the request's wire bytes (UTF-8, NUL, limits, enums:
  *           rpc_validate.c), decode it into the call's arena and run the handler:
  *           inline on the poller for DBLD_METHOD_NONBLOCKING methods, else on
@@ -72,7 +78,8 @@
 #define DEFAULT_POLLERS 2
 #define DEFAULT_MAX_QUEUE 1024 /* unary calls waiting for a worker */
 #define MAX_POLLERS 16
-#define REQUESTS_PER_POLLER 16 /* request_call posted ahead, per poller */
+#define REQUESTS_PER_POLLER 16  /* generic requests posted ahead, per poller */
+#define REGISTERED_PER_POLLER 4 /* requests posted ahead per registered method, per poller */
 #define DEFAULT_MAX_MSG (16 * 1024 * 1024)
 #define DEFAULT_GRACE_MS 5000
 #define DEFAULT_MAX_STREAMS 256
@@ -119,6 +126,14 @@ typedef struct op_tag {
     int kind; /* OP_* */
 } op_tag;
 
+/* A method registered with gRPC (grpc_server_register_method). */
+typedef struct rmethod {
+    void *handle;
+    const dbld_method *m;
+    void *user;
+    int payload; /* its calls arrive with the first message read */
+} rmethod;
+
 struct dbld_server {
     char *name, *listen;
     int n_workers, n_pollers, max_msg, grace_ms, max_queue;
@@ -132,6 +147,8 @@ struct dbld_server {
     atomic_int tls_loaded; /* the fetcher has handed gRPC a config once */
     reg *regs;
     size_t n_regs, cap_regs;
+    rmethod *rms; /* registered in bind_server() */
+    size_t n_rms;
     grpc_server *server;
     grpc_completion_queue *cq; /* NEXT; every call and request lives here */
     pthread_t *pollers, *workers;
@@ -163,6 +180,8 @@ struct dbld_call {
     grpc_call_details details;
     grpc_metadata_array md;
     op_tag t_new, t_recv, t_close, t_finish, t_wait;
+    int rm;                    /* index in srv->rms; -1: a generic call */
+    gpr_timespec reg_deadline; /* a registered call's deadline, as gRPC gives it */
     atomic_int refs;
     atomic_int arena_holds; /* the arena goes when 0: unanswered (1) + handlers running */
     atomic_int completed;   /* the status was handed to gRPC */
@@ -673,8 +692,21 @@ static void *worker_main(void *arg)
 static void request_call(dbld_server *srv)
 {
     dbld_call *c = call_new(srv);
+    c->rm = -1;
     if (grpc_server_request_call(srv->server, &c->call, &c->details, &c->md, srv->cq, srv->cq,
                                  &c->t_new) != GRPC_CALL_OK)
+        call_free(c);
+}
+
+/* Ask gRPC for the next call of registered method k. */
+static void request_registered(dbld_server *srv, size_t k)
+{
+    dbld_call *c = call_new(srv);
+    const rmethod *r = &srv->rms[k];
+    c->rm = (int)k;
+    if (grpc_server_request_registered_call(srv->server, r->handle, &c->call, &c->reg_deadline,
+                                            &c->md, r->payload ? &c->recv_bb : NULL, srv->cq,
+                                            srv->cq, &c->t_new) != GRPC_CALL_OK)
         call_free(c);
 }
 
@@ -725,6 +757,8 @@ static int authorize(dbld_call *c)
     return code;
 }
 
+static void on_recv(dbld_call *c, int success);
+
 static void on_new(dbld_call *c, int success)
 {
     dbld_server *srv = c->srv;
@@ -732,15 +766,26 @@ static void on_new(dbld_call *c, int success)
         call_free(c);
         return;
     }
-    if (atomic_load(&srv->accepting)) request_call(srv);
+    const rmethod *r = c->rm >= 0 ? &srv->rms[c->rm] : NULL;
+    if (atomic_load(&srv->accepting)) {
+        if (r)
+            request_registered(srv, (size_t)c->rm);
+        else
+            request_call(srv);
+    }
     atomic_fetch_add(&srv->inflight, 1);
     c->arena = dbld_arena_create();
     atomic_store(&c->arena_holds, 1);
-    size_t plen = GRPC_SLICE_LENGTH(c->details.method);
-    c->path = dbld_xmalloc(plen + 1);
-    memcpy(c->path, GRPC_SLICE_START_PTR(c->details.method), plen);
-    c->path[plen] = '\0';
-    c->deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
+    if (r) {
+        c->path = dbld_xstrdup(r->m->path);
+        c->deadline = gpr_convert_clock_type(c->reg_deadline, GPR_CLOCK_MONOTONIC);
+    } else {
+        size_t plen = GRPC_SLICE_LENGTH(c->details.method);
+        c->path = dbld_xmalloc(plen + 1);
+        memcpy(c->path, GRPC_SLICE_START_PTR(c->details.method), plen);
+        c->path[plen] = '\0';
+        c->deadline = gpr_convert_clock_type(c->details.deadline, GPR_CLOCK_MONOTONIC);
+    }
     grpc_op op = {0};
     op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     op.data.recv_close_on_server.cancelled = &c->close_cancelled;
@@ -749,7 +794,12 @@ static void on_new(dbld_call *c, int success)
         atomic_store(&c->closed, 1);
         call_unref(c);
     }
-    find_method(c);
+    if (r) {
+        c->m = r->m;
+        c->user = r->user;
+    } else {
+        find_method(c);
+    }
     if (!c->m) {
         dbld_status st;
         dbld_status_set(&st, DBLD_UNIMPLEMENTED, "unknown method %s", c->path);
@@ -763,6 +813,10 @@ static void on_new(dbld_call *c, int success)
                                                                 : "server_stream");
     dbld__rpc_mx_started(c->mx);
     if (srv->auth && authorize(c) != 0) return;
+    if (r && r->payload) { /* the request came with the call */
+        on_recv(c, 1);
+        return;
+    }
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_RECV_MESSAGE;
     op.data.recv_message.recv_message = &c->recv_bb;
@@ -1183,7 +1237,24 @@ static void destroy_next_cq(grpc_completion_queue *cq)
     grpc_completion_queue_destroy(cq);
 }
 
-/* Create the grpc_server and its queue and bind; 0 or a code. */
+static void register_service(dbld_server *srv, const dbld_service *svc, void *user)
+{
+    for (size_t i = 0; i < svc->n_methods; i++) {
+        const dbld_method *m = &svc->methods[i];
+        int payload = !(m->stream && (m->flags & DBLD_METHOD_BIDI));
+        /* NULL for a path registered already: the first service has it, as
+         * find_method() would choose */
+        void *h = grpc_server_register_method(
+            srv->server, m->path, NULL,
+            payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+        if (!h) continue;
+        srv->rms = dbld_xrealloc(srv->rms, (srv->n_rms + 1) * sizeof *srv->rms);
+        srv->rms[srv->n_rms++] = (rmethod){h, m, user, payload};
+    }
+}
+
+/* Create the grpc_server and its queue, register the methods and bind; 0
+ * or a code. */
 static int bind_server(dbld_server *srv, dbld_status *st)
 {
     grpc_arg args[] = {
@@ -1206,6 +1277,13 @@ static int bind_server(dbld_server *srv, dbld_status *st)
     srv->server = grpc_server_create(&ca, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+    free(srv->rms);
+    srv->rms = NULL;
+    srv->n_rms = 0;
+    for (size_t i = 0; i < srv->n_regs; i++)
+        register_service(srv, srv->regs[i].svc, srv->regs[i].user);
+    register_service(srv, &dbld__health_service, &srv->health);
+    register_service(srv, &dbld__reflection_service, srv);
     grpc_server_credentials *creds = server_credentials(srv);
     srv->port = grpc_server_add_http2_port(srv->server, srv->listen, creds);
     grpc_server_credentials_release(creds);
@@ -1263,6 +1341,9 @@ int dbld_server_start(dbld_server *srv, dbld_status *st)
     atomic_store(&srv->accepting, 1);
     for (int i = 0; i < srv->n_pollers * REQUESTS_PER_POLLER; i++)
         request_call(srv);
+    for (size_t k = 0; k < srv->n_rms; k++)
+        for (int i = 0; i < srv->n_pollers * REGISTERED_PER_POLLER; i++)
+            request_registered(srv, k);
     if (start_threads(srv) != 0) {
         do_shutdown(srv);
         pthread_mutex_unlock(&srv->shutdown_mu);
@@ -1426,6 +1507,7 @@ void dbld_server_destroy(dbld_server *srv)
     pthread_mutex_destroy(&srv->qmu);
     pthread_cond_destroy(&srv->qcv);
     free(srv->regs);
+    free(srv->rms);
     free(srv->name);
     free(srv->listen);
     free(srv->metrics_listen);

@@ -188,8 +188,9 @@ static void test_caps(void **state)
     /* copies that may match "" cost glibc quadratic time and memory (each
      * one's epsilon closure holds the rest): fuzz_rxoverlap ran out of 2.5 GB
      * on two "c{2,13107}" (1.36 GB and 5.5 s each) */
-    const char *optional[] = {"c{2,13107}", "(a|b?){3000}", "x(c{0,100}){0,100}", "(){13333}", "x(|y){1001}",
-                              "((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+"};
+    const char *optional[] = {
+        "c{2,13107}", "(a|b?){3000}", "x(c{0,100}){0,100}",
+        "(){13333}",  "x(|y){1001}",  "((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+"};
     for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
         char want[256];
         snprintf(want, sizeof want,
