@@ -78,7 +78,7 @@
 #define DEFAULT_POLLERS 2
 #define DEFAULT_MAX_QUEUE 1024 /* unary calls waiting for a worker */
 #define MAX_POLLERS 16
-#define REQUESTS_PER_POLLER 16  /* generic requests posted ahead, per poller */
+#define REQUESTS_PER_POLLER 1   /* generic requests (unknown methods) posted ahead, per poller */
 #define REGISTERED_PER_POLLER 4 /* requests posted ahead per registered method, per poller */
 #define DEFAULT_MAX_MSG (16 * 1024 * 1024)
 #define DEFAULT_GRACE_MS 5000
