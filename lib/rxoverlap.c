@@ -770,8 +770,11 @@ static char *anchored(const char *pattern)
  * memory: each one's epsilon closure holds the ones after it
  * ("c{2,13107}" took 1.36 GB and 5.5 s, "(a|b?){3000}" 569 MB; found by
  * tests/fuzz/fuzz_rxoverlap). At most this many in a pattern ("c{0,1000}"
- * takes 10 MB and 26 ms). */
+ * takes 10 MB and 26 ms). Optional copies of what can match the empty
+ * string already cost more than that ("(()?){300}": 3 GB and 23 s,
+ * "(){1,333}": 411 MB and 6 s): each counts NULLABLE_WEIGHT times. */
 #define MAX_OPTIONAL 1000
+#define NULLABLE_WEIGHT 10
 
 /* The index just past a bracket expression starting at s[i] == '['. */
 static size_t skip_bracket(const char *s, size_t i)
@@ -793,13 +796,13 @@ static size_t skip_bracket(const char *s, size_t i)
     return s[j] ? j + 1 : j;
 }
 
-/* A `{m}`, `{m,}` or `{m,n}` at s[i]: its weight (the copies glibc makes)
- * and *end past it; 0 when it is not one. */
+/* A `{m}`, `{m,}`, `{m,n}` or `{,n}` (glibc: {0,n}) at s[i]: its weight
+ * (the copies glibc makes) and *end past it; 0 when it is not one. */
 static long brace_weight(const char *s, size_t i, size_t *end)
 {
     char *e;
     long m = strtol(s + i + 1, &e, 10), n = m;
-    if (e == s + i + 1) return 0;
+    if (e == s + i + 1 && s[i + 1] != ',') return 0;
     if (*e == ',') {
         char *e2;
         n = strtol(e + 1, &e2, 10);
@@ -837,6 +840,8 @@ static int check_copies(const char *s, dbld_status *st)
     double size_sum[MAX_GROUP_DEPTH + 1], size_last[MAX_GROUP_DEPTH + 1];
     double opt_sum[MAX_GROUP_DEPTH + 1], opt_last[MAX_GROUP_DEPTH + 1];
     size_sum[0] = size_last[0] = opt_sum[0] = opt_last[0] = 0;
+    int el_null[MAX_GROUP_DEPTH + 1]; /* the last element can match "" */
+    el_null[0] = 0;
     for (size_t i = 0; s[i];) {
         char c = s[i];
         double w = 0;
@@ -883,6 +888,7 @@ static int check_copies(const char *s, dbld_status *st)
             d++;
             inner[d] = 1, last[d] = 0, br_null[d] = 1, n_null[d] = 0;
             size_sum[d] = size_last[d] = opt_sum[d] = opt_last[d] = 0;
+            el_null[d] = 0;
         } else if (c == ')' && d > 0) {
             n_null[d] += br_null[d];
             int group_null = n_null[d] > 0;
@@ -892,6 +898,7 @@ static int check_copies(const char *s, dbld_status *st)
             /* the group's own nodes count: "(){13333}" took 5.5 GB */
             size_last[d] = size_sum[d + 1] + size_last[d + 1] + 1;
             opt_last[d] = opt_sum[d + 1] + opt_last[d + 1] + group_null;
+            el_null[d] = group_null;
             br_before = br_null[d];
             br_null[d] = br_null[d] && group_null;
         } else if (c == '|') {
@@ -900,13 +907,15 @@ static int check_copies(const char *s, dbld_status *st)
             br_null[d] = 1;
             size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
             size_last[d] = opt_last[d] = 0;
+            el_null[d] = 0;
         } else if (c == '+') {
             w = 2;
-            opt_last[d] += size_last[d];
+            opt_last[d] += size_last[d] * (el_null[d] ? NULLABLE_WEIGHT : 1);
             size_last[d] *= 2;
         } else if (c == '*' || c == '?') {
             w = 1;
-            opt_last[d] = size_last[d];
+            opt_last[d] = size_last[d] * (el_null[d] ? NULLABLE_WEIGHT : 1);
+            el_null[d] = 1;
         } else if (bw > 0) {
             w = (double)bw;
             next = brace_end;
@@ -915,8 +924,10 @@ static int check_copies(const char *s, dbld_status *st)
             double n = s[brace_end - 2] == ',' ? m + 1 : (double)bw;
             double n_opt = s[brace_end - 2] == ',' ? 1 : n - m;
             if (n_opt < 0) n_opt = 0;
-            opt_last[d] = m * opt_last[d] + n_opt * size_last[d];
+            opt_last[d] =
+                m * opt_last[d] + n_opt * size_last[d] * (el_null[d] ? NULLABLE_WEIGHT : 1);
             size_last[d] *= n;
+            if (m == 0) el_null[d] = 1;
         } else {
             if (c == '[') next = skip_bracket(s, i);
             if (c == '\\' && s[i + 1]) next = i + 2;
@@ -925,6 +936,7 @@ static int check_copies(const char *s, dbld_status *st)
             br_null[d] = 0;
             size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
             size_last[d] = 1, opt_last[d] = 0;
+            el_null[d] = c == '^' || c == '$'; /* zero-width */
         }
         if (w > 0) last[d] *= w;
         if (last[d] > inner[d]) inner[d] = last[d];
