@@ -56,7 +56,7 @@ run() {
             -v o="$out" 'BEGIN {
                 match(o, /qps=[0-9.]+ p50_ms=[0-9.]+ p99_ms=[0-9.]+ errors=[0-9]+/)
                 printf "%-4s clients=%-3s %s server_us_per_call=%.2f\n", l, c,
-                    substr(o, RSTART, RLENGTH), n > 0 ? t * 1e6 / hz / n : 0 }'
+                    substr(o, RSTART, RLENGTH), (n > 0 ? t * 1e6 / hz / n : 0) }'
     done
     kill "$pid"
     wait "$pid" 2>/dev/null || true
