@@ -15,12 +15,14 @@
 #include <jansson.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -134,6 +136,56 @@ static int tcp_open(int port)
     return ok;
 }
 
+/* Whether the socket listening on 127.0.0.1:port (or any address) belongs
+ * to process pid. Tests run in parallel and each picks free ports on its
+ * own: another test's service may bind the port this one was given first,
+ * and its health check would then answer for ours (a job service that
+ * could not listen was taken for started, and its graph sent JobConfigure
+ * to another test's event log). 1 when /proc cannot tell. */
+static int listener_is(pid_t pid, int port)
+{
+    /* gRPC listens on an IPv6 socket (v4-mapped) where it can: both tables */
+    const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    char suffix[16];
+    snprintf(suffix, sizeof suffix, ":%04X", port);
+    unsigned long inode = 0;
+    int readable = 0;
+    for (size_t t = 0; t < 2 && !inode; t++) {
+        FILE *f = fopen(tables[t], "r");
+        if (!f) continue;
+        readable = 1;
+        char line[512];
+        while (!inode && fgets(line, sizeof line, f)) {
+            char local[64], st[8];
+            unsigned long ino;
+            if (sscanf(line, " %*s %63s %*s %7s %*s %*s %*s %*s %*s %lu", local, st, &ino) != 3)
+                continue;
+            size_t ll = strlen(local);
+            if (strcmp(st, "0A") == 0 && ll > 5 && strcmp(local + ll - 5, suffix) == 0) inode = ino;
+        }
+        fclose(f);
+    }
+    if (!readable) return 1;
+    if (!inode) return 0; /* nobody listens (any more) */
+    char dir[64], want[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    DIR *d = opendir(dir);
+    if (!d) return 0; /* the process is gone */
+    int mine = 0;
+    for (struct dirent *e; !mine && (e = readdir(d));) {
+        char path[384], link[64];
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n <= 0) continue;
+        link[n] = 0;
+        mine = strcmp(link, want) == 0;
+    }
+    closedir(d);
+    return mine;
+}
+
 int h_service_alive(h_service *s)
 {
     if (s->pid <= 0) return 0;
@@ -159,7 +211,8 @@ static int wait_health(h_service *s, const char *service, int serving, int64_t t
     int listening = 0;
     for (;;) {
         if (!h_service_alive(s)) return -1;
-        if (!listening) listening = tcp_open(s->port);
+        /* the port answers, and it is this process that listens there */
+        if (!listening) listening = tcp_open(s->port) && listener_is(s->pid, s->port);
         if (listening) {
             int is = 0;
             dbld_status st;
