@@ -826,6 +826,13 @@ static long brace_weight(const char *s, size_t i, size_t *end)
  * alternative counts) and how many of them may match the empty string
  * (optional): `x?` and `x*` make all of x's copies optional, `x+` adds one
  * optional copy of x, `x{m,n}` makes n-m of its n copies optional. */
+/* The last element at depth d is finished: its copies join its group's. */
+static void el_done(double *size_sum, double *size_last, double *opt_sum, double *opt_last, int d)
+{
+    size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
+    size_last[d] = opt_last[d] = 0;
+}
+
 static int check_copies(const char *s, dbld_status *st)
 {
     double inner[MAX_GROUP_DEPTH + 1], last[MAX_GROUP_DEPTH + 1];
@@ -861,7 +868,10 @@ static int check_copies(const char *s, dbld_status *st)
                                    "offset %zu",
                                    s, i);
         after_simple = c == '*' || c == '+' || c == '?';
-        if (c == '*' || c == '?' || (bw > 0 && strtol(s + i + 1, NULL, 10) == 0))
+        long bm = bw > 0 ? strtol(s + i + 1, NULL, 10) : 0; /* a brace's m */
+        /* what an optional copy of the last element counts */
+        double opt_w = el_null[d] ? NULLABLE_WEIGHT : 1;
+        if (c == '*' || c == '?' || (bw > 0 && bm == 0))
             br_null[d] = br_before; /* the last element may now match "" */
         if (!quant) el_multi = 0;
         if (c == '\\' && s[i + 1] && strchr("bB<>`'", s[i + 1]))
@@ -883,8 +893,7 @@ static int check_copies(const char *s, dbld_status *st)
                                        "invalid regular expression \"%s\": groups nested deeper "
                                        "than %d",
                                        s, MAX_GROUP_DEPTH);
-            size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
-            size_last[d] = opt_last[d] = 0;
+            el_done(size_sum, size_last, opt_sum, opt_last, d);
             d++;
             inner[d] = 1, last[d] = 0, br_null[d] = 1, n_null[d] = 0;
             size_sum[d] = size_last[d] = opt_sum[d] = opt_last[d] = 0;
@@ -905,27 +914,25 @@ static int check_copies(const char *s, dbld_status *st)
             last[d] = 0;
             n_null[d] += br_null[d];
             br_null[d] = 1;
-            size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
-            size_last[d] = opt_last[d] = 0;
+            el_done(size_sum, size_last, opt_sum, opt_last, d);
             el_null[d] = 0;
         } else if (c == '+') {
             w = 2;
-            opt_last[d] += size_last[d] * (el_null[d] ? NULLABLE_WEIGHT : 1);
+            opt_last[d] += size_last[d] * opt_w;
             size_last[d] *= 2;
         } else if (c == '*' || c == '?') {
             w = 1;
-            opt_last[d] = size_last[d] * (el_null[d] ? NULLABLE_WEIGHT : 1);
+            opt_last[d] = size_last[d] * opt_w;
             el_null[d] = 1;
         } else if (bw > 0) {
             w = (double)bw;
             next = brace_end;
-            double m = (double)strtol(s + i + 1, NULL, 10);
+            double m = (double)bm;
             /* {m,}: m copies and a starred one; {m}: m copies, {m,n}: n */
             double n = s[brace_end - 2] == ',' ? m + 1 : (double)bw;
             double n_opt = s[brace_end - 2] == ',' ? 1 : n - m;
             if (n_opt < 0) n_opt = 0;
-            opt_last[d] =
-                m * opt_last[d] + n_opt * size_last[d] * (el_null[d] ? NULLABLE_WEIGHT : 1);
+            opt_last[d] = m * opt_last[d] + n_opt * size_last[d] * opt_w;
             size_last[d] *= n;
             if (m == 0) el_null[d] = 1;
         } else {
@@ -934,8 +941,8 @@ static int check_copies(const char *s, dbld_status *st)
             last[d] = 1;
             br_before = br_null[d];
             br_null[d] = 0;
-            size_sum[d] += size_last[d], opt_sum[d] += opt_last[d];
-            size_last[d] = 1, opt_last[d] = 0;
+            el_done(size_sum, size_last, opt_sum, opt_last, d);
+            size_last[d] = 1;
             el_null[d] = c == '^' || c == '$'; /* zero-width */
         }
         if (w > 0) last[d] *= w;
